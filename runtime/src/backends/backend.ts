@@ -1,0 +1,23 @@
+/**
+ * The result backend seam: drivers store strings under keys; ResultStore (result-store.ts) owns
+ * Celery's meaning (task meta, states, expiry, groups and chords).
+ *
+ * Drivers: memory.ts, file.ts, redis.ts; rpc.ts rides the broker instead.
+ */
+export interface KeyValueStore {
+  /** "memory" | "file" | "redis": used in logs and errors. */
+  readonly kind: string;
+  get(key: string): Promise<string | null>;
+  mget(keys: readonly string[]): Promise<(string | null)[]>;
+  /** Sets the value; with `ttlMs` it expires (Celery's `result_expires`). */
+  set(key: string, value: string, opts?: { ttlMs?: number }): Promise<void>;
+  /** Atomically increments an integer counter (chords). */
+  incr(key: string, opts?: { ttlMs?: number }): Promise<number>;
+  delete(key: string): Promise<void>;
+  /**
+   * Optional push: resolves the next time `key` is set, or when `signal` aborts.
+   * Stores without it are polled by AsyncResult.
+   */
+  watch?(key: string, signal: AbortSignal): Promise<void>;
+  close(): Promise<void>;
+}

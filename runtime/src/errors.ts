@@ -1,0 +1,142 @@
+/**
+ * The whole error tree of celeriac, drawn first as celery/exceptions.py does.
+ *
+ * CeleriacError (code: string)
+ *  ├─ ConfigError            bad configuration; lists every problem at once
+ *  ├─ ProtocolError          a message that cannot be decoded (bad body, missing header)
+ *  │   └─ ContentDisallowedError   content type not in accept_content (pickle, …)
+ *  ├─ NotRegisteredError     unknown task name on this worker
+ *  ├─ TaskFailedError        a task failed remotely; carries the remote exc_type/exc_message
+ *  ├─ ResultTimeoutError     AsyncResult.get() timed out
+ *  ├─ BrokerError            a broker driver failed (wraps the driver error as cause)
+ *  ├─ BackendError           a result backend driver failed
+ *  ├─ TaskRevokedError       the task was revoked or expired
+ *  └─ TaskPredicate          thrown by tasks to steer the worker
+ *      ├─ Retry              re-run later (ctx.retry() throws it)
+ *      ├─ Reject             reject the message (requeue or dead-letter)
+ *      └─ Ignore             drop without storing a state
+ */
+
+/** Base class of every error celeriac throws; `code` is stable for programs to match on. */
+export class CeleriacError extends Error {
+  constructor(readonly code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** Invalid configuration. `problems` lists each bad key with what is accepted. */
+export class ConfigError extends CeleriacError {
+  constructor(readonly problems: readonly string[]) {
+    super('E_CONFIG', `Invalid configuration:\n  - ${problems.join('\n  - ')}`);
+  }
+}
+
+/** A message that cannot be decoded into a task request. */
+export class ProtocolError extends CeleriacError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('E_PROTOCOL', message, options);
+  }
+}
+
+/** The message's content type is not in `acceptContent` (pickle is never accepted). */
+export class ContentDisallowedError extends ProtocolError {
+  constructor(readonly contentType: string, readonly accepted: readonly string[]) {
+    super(
+      contentType === 'application/x-python-serialize'
+        ? `Refusing a pickle message (content type ${contentType}): pickle can run arbitrary code and celeriac never decodes it. ` +
+            `Send tasks with serializer "json" (Celery's default) or "msgpack".`
+        : `Content type "${contentType}" is not accepted (accepted: ${accepted.join(', ')}). ` +
+            `Add it to acceptContent or change the sender's serializer.`,
+    );
+    (this as { code: string }).code = 'E_CONTENT_DISALLOWED';
+  }
+}
+
+/** A task name this worker has no function for. */
+export class NotRegisteredError extends CeleriacError {
+  constructor(readonly taskName: string, registered: readonly string[]) {
+    super(
+      'E_NOT_REGISTERED',
+      `Task "${taskName}" is not registered on this worker ` +
+        `(registered: ${registered.join(', ') || 'none'}). Is its module loaded with -A?`,
+    );
+  }
+}
+
+/** A task failed; `excType`/`excMessage`/`excModule` are as the worker that ran it wrote them. */
+export class TaskFailedError extends CeleriacError {
+  constructor(
+    readonly taskId: string,
+    readonly excType: string,
+    readonly excMessage: string,
+    readonly excModule: string | null,
+    readonly remoteTraceback: string | null,
+  ) {
+    super('E_TASK_FAILED', `Task ${taskId} failed: ${excType}: ${excMessage}`);
+  }
+}
+
+/** The task was revoked (by id or because it expired). */
+export class TaskRevokedError extends CeleriacError {
+  constructor(readonly taskId: string, readonly reason: string) {
+    super('E_TASK_REVOKED', `Task ${taskId} was revoked: ${reason}`);
+  }
+}
+
+/** AsyncResult.get() gave up waiting. */
+export class ResultTimeoutError extends CeleriacError {
+  constructor(readonly taskId: string, readonly timeoutMs: number, readonly lastState: string) {
+    super('E_RESULT_TIMEOUT', `Timed out after ${timeoutMs} ms waiting for task ${taskId} (last state ${lastState}).`);
+  }
+}
+
+/** A broker operation failed. The message names the broker URL with its password redacted. */
+export class BrokerError extends CeleriacError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('E_BROKER', message, options);
+  }
+}
+
+/** A result backend operation failed. */
+export class BackendError extends CeleriacError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('E_BACKEND', message, options);
+  }
+}
+
+/** Base of the errors a task throws to steer the worker rather than to fail. */
+export class TaskPredicate extends CeleriacError {}
+
+/** Thrown by `ctx.retry()`: the worker republishes the task with `retries + 1` after `countdownMs`. */
+export class Retry extends TaskPredicate {
+  constructor(readonly countdownMs: number, readonly exc: unknown, readonly eta: Date | null = null) {
+    super('E_RETRY', `Retry in ${Math.round(countdownMs / 1000)}s${exc instanceof Error ? `: ${exc.name}('${exc.message}')` : ''}`);
+  }
+}
+
+/** Thrown by a task to reject its message; `requeue: false` dead-letters it. */
+export class Reject extends TaskPredicate {
+  constructor(readonly reason: string, readonly requeue = false) {
+    super('E_REJECT', `Rejected: ${reason}`);
+  }
+}
+
+/** Thrown by a task so that the worker stores no state for it. */
+export class Ignore extends TaskPredicate {
+  constructor(reason = 'ignored') {
+    super('E_IGNORE', reason);
+  }
+}
+
+/** Removes the password from a URL so it can appear in logs and errors. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    // Not a URL: keep it, but hide anything that looks like user:password@.
+    return url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
+  }
+}
