@@ -49,8 +49,13 @@ export interface Delivery {
 }
 
 export interface ConsumeOptions {
-  /** Deliveries handed out but not yet settled, at most (concurrency x prefetch multiplier). */
-  readonly prefetch: number;
+  /**
+   * Deliveries handed out but not yet settled, at most (concurrency x prefetch multiplier).
+   * A function is read again before each fetch: the worker raises the limit while it holds ETA
+   * messages (as Celery's `qos.increment_eventually`), so held tasks do not starve new work.
+   * AMQP drivers re-issue basic.qos when the value changes.
+   */
+  readonly prefetch: number | (() => number);
   /** Aborting stops consuming; the promise returned by consume() settles then. */
   readonly signal: AbortSignal;
 }
