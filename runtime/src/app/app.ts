@@ -1,0 +1,187 @@
+/**
+ * createApp: configuration, the task registry, and the client side (sendTask, AsyncResult,
+ * revoke). The broker and result backend connect lazily, on first use, once.
+ */
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { Logger } from 'pino';
+import type { Broker } from '../brokers/broker.js';
+import { createBroker } from '../brokers/index.js';
+import { createResultBackend } from '../backends/index.js';
+import type { ResultBackend } from '../backends/result-backend.js';
+import { CeleriacError, ConfigError } from '../errors.js';
+import { createLogger } from '../logging/logger.js';
+import { CONTROL_EXCHANGE, encodeControl } from '../protocol/control.js';
+import { buildMeta, States } from '../protocol/result-meta.js';
+import { encodeTask, type SignatureDict } from '../protocol/task-message.js';
+import { loadConfig, type Config } from './config.js';
+import { AsyncResult } from './result.js';
+import { parseRateLimit, type ApplyOptions, type Task, type TaskFn, type TaskOptions } from './task.js';
+
+/** createApp options: any config key (see config.ts), plus `broker`/`backend` shorthands. */
+export interface AppOptions extends Partial<Omit<Config, 'acceptContent' | 'queues'>> {
+  readonly broker?: string;
+  readonly backend?: string;
+  readonly acceptContent?: readonly string[];
+  readonly queues?: readonly string[];
+  /** Task name -> queue, for tasks sent by name (Celery's task_routes, exact names). */
+  readonly routes?: Readonly<Record<string, string>>;
+  /** Logger to use; default: one made from the config's logLevel. */
+  readonly logger?: Logger;
+}
+
+export interface App {
+  readonly config: Config;
+  readonly log: Logger;
+  /** Node name of this process as a client: `gen<pid>@<host>`, Celery's `origin`. */
+  readonly origin: string;
+  /** Defines a task. The name is what other languages call it by (e.g. "proj.tasks.add"). */
+  task<A extends unknown[], R>(name: string, fn: TaskFn<A, R>, options?: TaskOptions): Task<A, R>;
+  /** Registered tasks by name. */
+  readonly tasks: ReadonlyMap<string, Task>;
+  /** Sends a task by name (it may live in another worker or language). */
+  sendTask<R = unknown>(name: string, args?: readonly unknown[], kwargs?: Record<string, unknown>, options?: ApplyOptions): Promise<AsyncResult<R>>;
+  /** A handle on a task by id. */
+  asyncResult<R = unknown>(id: string): AsyncResult<R>;
+  /** A signature dict (for link, linkError, canvas) of a task by name. */
+  signature(name: string, args?: readonly unknown[], kwargs?: Record<string, unknown>, options?: Record<string, unknown>): SignatureDict;
+  /** Revokes a task on every worker (and stores REVOKED, as Celery >= 5.6.2). */
+  revoke(taskId: string, opts?: { terminate?: boolean }): Promise<void>;
+  /** Re-reads configuration with CLI flags on top (before the first connection only). */
+  configure(flags: Partial<Record<keyof Config, unknown>>): void;
+  /** The connected broker. */
+  broker(): Promise<Broker>;
+  /** The connected result backend. */
+  backend(): Promise<ResultBackend>;
+  /** Closes the broker and backend connections. */
+  close(): Promise<void>;
+}
+
+export function createApp(options: AppOptions = {}): App {
+  const { broker: brokerUrl, backend: backendUrl, routes = {}, logger, ...rest } = options;
+  const configOptions: Record<string, unknown> = { ...rest };
+  if (brokerUrl !== undefined) configOptions.brokerUrl = brokerUrl;
+  if (backendUrl !== undefined) configOptions.resultBackend = backendUrl;
+  let config = loadConfig({ options: configOptions });
+  let log = logger ?? createLogger({ level: config.logLevel, name: config.name });
+  const origin = `gen${process.pid}@${hostname()}`;
+  const tasks = new Map<string, Task>();
+  let brokerP: Promise<Broker> | null = null;
+  let backendP: Promise<ResultBackend> | null = null;
+
+  const broker = (): Promise<Broker> =>
+    (brokerP ??= (async () => {
+      const b = createBroker(config.brokerUrl);
+      await b.connect();
+      return b;
+    })());
+  const backend = (): Promise<ResultBackend> =>
+    (backendP ??= (async () => createResultBackend(config.resultBackend, { expiresMs: config.resultExpiresMs, broker: await broker() }))());
+
+  const host = { backend, revoke: (id: string, o: { terminate: boolean }) => app.revoke(id, o) };
+
+  const toList = (s: SignatureDict | readonly SignatureDict[] | undefined): SignatureDict[] | null =>
+    s === undefined ? null : Array.isArray(s) ? [...s] : [s as SignatureDict];
+
+  async function send(name: string, args: readonly unknown[], kwargs: Record<string, unknown>, o: ApplyOptions, taskOpts?: TaskOptions): Promise<AsyncResult> {
+    const id = o.taskId ?? randomUUID();
+    const now = Date.now();
+    const eta = o.eta ?? (o.countdown !== undefined ? new Date(now + o.countdown) : null);
+    const expires = o.expires === undefined ? null : o.expires instanceof Date ? o.expires : new Date(now + o.expires);
+    const queue = o.queue ?? taskOpts?.queue ?? routes[name] ?? config.defaultQueue;
+    const hard = o.timeLimit ?? taskOpts?.timeLimit ?? null;
+    const soft = o.softTimeLimit ?? taskOpts?.softTimeLimit ?? null;
+    const message = encodeTask({
+      id,
+      name,
+      args,
+      kwargs,
+      eta,
+      expires,
+      timelimit: [hard === null ? null : hard / 1000, soft === null ? null : soft / 1000],
+      rootId: o.rootId ?? id,
+      parentId: o.parentId ?? null,
+      group: o.group ?? null,
+      groupIndex: o.groupIndex ?? null,
+      shadow: o.shadow ?? null,
+      origin,
+      ignoreResult: o.ignoreResult ?? taskOpts?.ignoreResult ?? false,
+      priority: o.priority,
+      headers: o.headers,
+      callbacks: toList(o.link),
+      errbacks: toList(o.linkError),
+      serializer: config.taskSerializer,
+      compression: config.taskCompression,
+    });
+    const b = await broker();
+    try {
+      await b.publish(queue, message);
+    } catch (err) {
+      if (o.retry === false) throw err;
+      // One more try after a short pause covers a reconnecting broker (drivers retry on their own too).
+      log.warn({ err, taskId: id, taskName: name }, 'publish failed, retrying once');
+      await new Promise((r) => setTimeout(r, 200));
+      await b.publish(queue, message);
+    }
+    return new AsyncResult(id, host);
+  }
+
+  const app: App = {
+    get config() {
+      return config;
+    },
+    get log() {
+      return log;
+    },
+    origin,
+    tasks,
+    task<A extends unknown[], R>(name: string, fn: TaskFn<A, R>, taskOptions: TaskOptions = {}): Task<A, R> {
+      if (typeof name !== 'string' || name === '') throw new ConfigError(['task name: expected a non-empty string']);
+      if (tasks.has(name)) throw new ConfigError([`task "${name}" is defined twice`]);
+      if (typeof fn !== 'function') throw new ConfigError([`task "${name}": expected a function, got ${typeof fn}`]);
+      if (taskOptions.rateLimit) {
+        try {
+          parseRateLimit(taskOptions.rateLimit);
+        } catch (err) {
+          throw new ConfigError([`task "${name}" rateLimit: ${(err as Error).message}`]);
+        }
+      }
+      const options = Object.freeze({ ...taskOptions });
+      const sig = (immutable: boolean, args: unknown[]): SignatureDict => ({ ...app.signature(name, args), immutable });
+      const t: Task<A, R> = {
+        name,
+        options,
+        fn,
+        delay: (...args: A) => send(name, args, {}, {}, options) as never,
+        applyAsync: (args?: A, kwargs?: Record<string, unknown>, o?: ApplyOptions) => send(name, args ?? [], kwargs ?? {}, o ?? {}, options) as never,
+        s: (...args: A) => sig(false, args),
+        si: (...args: A) => sig(true, args),
+      };
+      tasks.set(name, t as unknown as Task);
+      return t;
+    },
+    sendTask: (name, args = [], kwargs = {}, o = {}) => send(name, args, kwargs, o, tasks.get(name)?.options) as never,
+    asyncResult: (id) => new AsyncResult(id, host),
+    signature: (name, args = [], kwargs = {}, opts = {}) => ({ task: name, args: [...args], kwargs, options: opts, subtask_type: null, immutable: false }),
+    async revoke(taskId, o = {}) {
+      const b = await broker();
+      await b.broadcast(CONTROL_EXCHANGE, encodeControl('revoke', { task_id: taskId, terminate: o.terminate ?? false, signal: 'SIGTERM' }));
+      const meta = buildMeta(taskId, States.REVOKED, { exc_type: 'TaskRevokedError', exc_message: ['revoked'], exc_module: 'celery.exceptions' });
+      await (await backend()).store(meta);
+    },
+    configure(flags) {
+      if (brokerP || backendP) throw new CeleriacError('E_CONFIG_LATE', 'configure() must run before the app connects to its broker');
+      config = loadConfig({ options: configOptions, flags });
+      if (!logger) log = createLogger({ level: config.logLevel, name: config.name });
+    },
+    broker,
+    backend,
+    async close() {
+      const [b, r] = [brokerP, backendP];
+      brokerP = backendP = null;
+      if (r) await (await r).close();
+      if (b) await (await b).close();
+    },
+  };
+  return app;
+}

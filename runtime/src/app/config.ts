@@ -1,0 +1,162 @@
+/**
+ * The runtime's one configuration table (as Celery's app/defaults.py): each key with its env
+ * vars, CLI flag, type, default and a one-line doc. Parsing, validation, `--help` and the README
+ * table all come from it. Precedence: flag > env > createApp options > default.
+ */
+import { hostname } from 'node:os';
+import { ConfigError } from '../errors.js';
+import { COMPRESSION_NAMES, type CompressionName } from '../protocol/compression.js';
+import { SERIALIZER_NAMES, type SerializerName } from '../protocol/serializers.js';
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** The validated, frozen configuration of an app and its worker. */
+export interface Config {
+  readonly name: string;
+  readonly brokerUrl: string;
+  readonly resultBackend: string;
+  readonly defaultQueue: string;
+  readonly taskSerializer: SerializerName;
+  readonly acceptContent: readonly string[];
+  readonly taskCompression: CompressionName | null;
+  readonly resultExpiresMs: number | null;
+  readonly resultExtended: boolean;
+  readonly acksLate: boolean;
+  readonly trackStarted: boolean;
+  readonly queues: readonly string[];
+  readonly concurrency: number;
+  readonly prefetchMultiplier: number;
+  readonly hostname: string;
+  readonly metricsPort: number | null;
+  readonly logLevel: LogLevel;
+  readonly shutdownTimeoutMs: number;
+}
+
+type Kind =
+  | { type: 'string' }
+  | { type: 'int'; min: number; max?: number; nullable?: boolean }
+  | { type: 'bool' }
+  | { type: 'enum'; values: readonly string[]; nullable?: boolean }
+  | { type: 'list'; values?: readonly string[] };
+
+export interface ConfigKey {
+  readonly key: keyof Config;
+  /** Env vars, first found wins (celeriac's, then Celery's fallback). */
+  readonly env: readonly string[];
+  /** Long CLI flag (without --), when the CLI offers one. */
+  readonly flag?: string;
+  readonly kind: Kind;
+  /** Default, or a function of the other values (derived defaults). */
+  readonly default: string | number | boolean | null | readonly string[] | ((c: Partial<Record<keyof Config, unknown>>) => unknown);
+  readonly doc: string;
+}
+
+const defaultBackendFor = (broker: string): string => {
+  if (broker.startsWith('memory:')) return broker;
+  if (broker.startsWith('file:')) return broker;
+  if (broker.startsWith('redis:') || broker.startsWith('rediss:')) return broker;
+  if (broker.startsWith('amqp:') || broker.startsWith('amqps:')) return 'rpc://';
+  return 'memory://';
+};
+
+export const CONFIG_KEYS: readonly ConfigKey[] = [
+  { key: 'name', env: ['CELERIAC_APP_NAME'], kind: { type: 'string' }, default: 'celeriac', doc: 'App name, used in logs.' },
+  { key: 'brokerUrl', env: ['CELERIAC_BROKER_URL', 'CELERY_BROKER_URL'], flag: 'broker', kind: { type: 'string' }, default: 'file://', doc: 'Broker URL: file:// (embedded, default), memory://, redis://, rediss://, amqp://, amqps://.' },
+  { key: 'resultBackend', env: ['CELERIAC_RESULT_BACKEND', 'CELERY_RESULT_BACKEND'], flag: 'result-backend', kind: { type: 'string' }, default: (c) => defaultBackendFor(String(c.brokerUrl)), doc: 'Result backend URL: file://, memory://, redis://, rpc://. Default: follows the broker (rpc:// for AMQP).' },
+  { key: 'defaultQueue', env: ['CELERIAC_DEFAULT_QUEUE'], kind: { type: 'string' }, default: 'celery', doc: "Queue for tasks with no route (Celery's task_default_queue)." },
+  { key: 'taskSerializer', env: ['CELERIAC_TASK_SERIALIZER'], kind: { type: 'enum', values: SERIALIZER_NAMES }, default: 'json', doc: 'Serializer of sent tasks.' },
+  { key: 'acceptContent', env: ['CELERIAC_ACCEPT_CONTENT'], kind: { type: 'list', values: [...SERIALIZER_NAMES, 'application/json', 'application/x-msgpack', 'application/x-yaml'] }, default: ['json'], doc: 'Serializers the worker accepts (comma list). Pickle is never accepted.' },
+  { key: 'taskCompression', env: ['CELERIAC_TASK_COMPRESSION'], kind: { type: 'enum', values: COMPRESSION_NAMES, nullable: true }, default: null, doc: 'Compression of sent task bodies: zlib, gzip (both zlib streams, as kombu) or brotli.' },
+  { key: 'resultExpiresMs', env: ['CELERIAC_RESULT_EXPIRES_MS'], kind: { type: 'int', min: 0, nullable: true }, default: 86_400_000, doc: 'How long results are kept; 0 or none keeps them forever.' },
+  { key: 'resultExtended', env: ['CELERIAC_RESULT_EXTENDED'], kind: { type: 'bool' }, default: false, doc: 'Store name, args, kwargs, worker, retries and queue with results.' },
+  { key: 'acksLate', env: ['CELERIAC_ACKS_LATE'], kind: { type: 'bool' }, default: false, doc: 'Default for tasks: acknowledge after the task ran instead of when it starts.' },
+  { key: 'trackStarted', env: ['CELERIAC_TRACK_STARTED'], kind: { type: 'bool' }, default: false, doc: 'Default for tasks: store STARTED when a task starts.' },
+  { key: 'queues', env: ['CELERIAC_QUEUES'], flag: 'queues', kind: { type: 'list' }, default: (c) => [c.defaultQueue ?? 'celery'], doc: 'Queues the worker consumes (comma list).' },
+  { key: 'concurrency', env: ['CELERIAC_CONCURRENCY'], flag: 'concurrency', kind: { type: 'int', min: 1, max: 10_000 }, default: 10, doc: 'Tasks the worker runs at once.' },
+  { key: 'prefetchMultiplier', env: ['CELERIAC_PREFETCH_MULTIPLIER'], flag: 'prefetch-multiplier', kind: { type: 'int', min: 0, max: 1000 }, default: 4, doc: 'Messages reserved per slot (prefetch = concurrency x this; 0 = unlimited).' },
+  { key: 'hostname', env: ['CELERIAC_HOSTNAME'], flag: 'hostname', kind: { type: 'string' }, default: () => `celeriac@${hostname()}`, doc: 'Worker node name, name@host.' },
+  { key: 'metricsPort', env: ['CELERIAC_METRICS_PORT'], flag: 'metrics-port', kind: { type: 'int', min: 0, max: 65_535, nullable: true }, default: 9540, doc: 'Port of /metrics, /healthz and /drain; 0 picks a free port; none disables.' },
+  { key: 'logLevel', env: ['CELERIAC_LOG_LEVEL'], flag: 'loglevel', kind: { type: 'enum', values: LOG_LEVELS }, default: 'info', doc: 'Log level.' },
+  { key: 'shutdownTimeoutMs', env: ['CELERIAC_SHUTDOWN_TIMEOUT_MS'], kind: { type: 'int', min: 0 }, default: 30_000, doc: 'Warm shutdown: how long running tasks may finish before they are given back.' },
+];
+
+const NONE = new Set(['', 'none', 'null', 'off']);
+
+function parseValue(k: ConfigKey, raw: unknown, where: string, problems: string[]): unknown {
+  const bad = (what: string) => {
+    problems.push(`${where}: expected ${what}, got ${JSON.stringify(raw)}`);
+    return undefined;
+  };
+  const kind = k.kind;
+  switch (kind.type) {
+    case 'string':
+      return typeof raw === 'string' && raw !== '' ? raw : bad('a non-empty string');
+    case 'bool':
+      if (typeof raw === 'boolean') return raw;
+      if (typeof raw === 'string' && /^(1|true|yes|on)$/i.test(raw)) return true;
+      if (typeof raw === 'string' && /^(0|false|no|off)$/i.test(raw)) return false;
+      return bad('true or false');
+    case 'int': {
+      if (kind.nullable && (raw === null || (typeof raw === 'string' && NONE.has(raw.toLowerCase())))) return null;
+      const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^-?\d+$/.test(raw.trim()) ? Number(raw) : NaN;
+      const range = kind.max !== undefined ? `an integer from ${kind.min} to ${kind.max}` : `an integer >= ${kind.min}`;
+      if (!Number.isInteger(n) || n < kind.min || (kind.max !== undefined && n > kind.max)) return bad(range + (kind.nullable ? ' or none' : ''));
+      return n;
+    }
+    case 'enum': {
+      if (kind.nullable && (raw === null || (typeof raw === 'string' && NONE.has(raw.toLowerCase())))) return null;
+      return typeof raw === 'string' && kind.values.includes(raw) ? raw : bad(`one of ${kind.values.join(', ')}${kind.nullable ? ', none' : ''}`);
+    }
+    case 'list': {
+      const items = Array.isArray(raw) ? raw.map(String) : typeof raw === 'string' ? raw.split(',').map((s) => s.trim()).filter(Boolean) : null;
+      if (!items || items.length === 0) return bad('a non-empty comma-separated list');
+      const unknown = kind.values ? items.filter((i) => !kind.values!.includes(i)) : [];
+      if (unknown.length > 0) {
+        const pickle = unknown.some((u) => u === 'pickle' || u === 'application/x-python-serialize');
+        return bad(`items from ${kind.values!.join(', ')}${pickle ? ' (pickle is never accepted: it runs arbitrary code)' : ''}`);
+      }
+      return items;
+    }
+  }
+}
+
+export interface ConfigSources {
+  /** createApp options. */
+  readonly options?: Partial<Record<keyof Config, unknown>>;
+  /** Usually process.env. */
+  readonly env?: Record<string, string | undefined>;
+  /** Parsed CLI flags by config key. */
+  readonly flags?: Partial<Record<keyof Config, unknown>>;
+}
+
+/** Builds the frozen Config, or throws one ConfigError that lists every problem. */
+export function loadConfig(sources: ConfigSources = {}): Config {
+  const env = sources.env ?? process.env;
+  const problems: string[] = [];
+  const values: Partial<Record<keyof Config, unknown>> = {};
+  const known = new Set(CONFIG_KEYS.map((k) => k.key));
+  for (const key of Object.keys(sources.options ?? {})) {
+    if (!known.has(key as keyof Config)) problems.push(`createApp option "${key}" is unknown (known: ${[...known].join(', ')})`);
+  }
+  for (const k of CONFIG_KEYS) {
+    const flag = sources.flags?.[k.key];
+    const envName = k.env.find((e) => env[e] !== undefined && env[e] !== '');
+    const opt = sources.options?.[k.key];
+    if (flag !== undefined) values[k.key] = parseValue(k, flag, `--${k.flag ?? k.key}`, problems);
+    else if (envName) values[k.key] = parseValue(k, env[envName], envName, problems);
+    else if (opt !== undefined) values[k.key] = parseValue(k, opt, `createApp option "${k.key}"`, problems);
+    else values[k.key] = typeof k.default === 'function' ? (k.default as (c: typeof values) => unknown)(values) : k.default;
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return Object.freeze(values) as unknown as Config;
+}
+
+/** The README/--help table: key, env, flag, default, doc. */
+export function configTable(): string {
+  const rows = CONFIG_KEYS.map((k) => {
+    const def = typeof k.default === 'function' ? '(derived)' : JSON.stringify(k.default);
+    return `| \`${k.key}\` | ${k.env.map((e) => `\`${e}\``).join(', ')} | ${k.flag ? `\`--${k.flag}\`` : ''} | ${def} | ${k.doc} |`;
+  });
+  return ['| key | env | flag | default | meaning |', '|---|---|---|---|---|', ...rows].join('\n');
+}

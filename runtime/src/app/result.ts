@@ -1,0 +1,103 @@
+/**
+ * AsyncResult: a handle on one task's state and result, as Celery's.
+ * The state methods read the backend each time (Celery's properties do the same I/O).
+ */
+import { TaskFailedError, TaskRevokedError } from '../errors.js';
+import {
+  exceptionMessage,
+  isExceptionDict,
+  READY_STATES,
+  type TaskMeta,
+  type TaskState,
+} from '../protocol/result-meta.js';
+import type { ResultBackend } from '../backends/result-backend.js';
+
+/** What an AsyncResult needs from its app. */
+export interface ResultHost {
+  backend(): Promise<ResultBackend>;
+  revoke(taskId: string, opts: { terminate: boolean }): Promise<void>;
+}
+
+export class AsyncResult<R = unknown> {
+  constructor(
+    /** The task id. */
+    readonly id: string,
+    private readonly host: ResultHost,
+  ) {}
+
+  /** The stored meta, or a PENDING meta when nothing is stored. */
+  async meta(): Promise<TaskMeta> {
+    const m = await (await this.host.backend()).get(this.id);
+    return m ?? { status: 'PENDING', result: null, traceback: null, children: null, date_done: null, task_id: this.id };
+  }
+
+  /** PENDING, STARTED, RETRY, SUCCESS, FAILURE, REVOKED, or a custom state. */
+  async state(): Promise<TaskState> {
+    return (await this.meta()).status;
+  }
+
+  /** True once the task is SUCCESS, FAILURE or REVOKED. */
+  async ready(): Promise<boolean> {
+    return READY_STATES.has(await this.state());
+  }
+
+  async successful(): Promise<boolean> {
+    return (await this.state()) === 'SUCCESS';
+  }
+
+  async failed(): Promise<boolean> {
+    return (await this.state()) === 'FAILURE';
+  }
+
+  /** The stored result: the value on SUCCESS, the exception dict on FAILURE/RETRY/REVOKED. */
+  async result(): Promise<unknown> {
+    return (await this.meta()).result;
+  }
+
+  /** The remote traceback text, when the task failed. */
+  async traceback(): Promise<string | null> {
+    return (await this.meta()).traceback;
+  }
+
+  /**
+   * Waits for the task to be ready and returns its value. A failed task throws TaskFailedError
+   * (with the remote type and message), a revoked one TaskRevokedError, unless `propagate` is false.
+   */
+  async get(opts: { timeout?: number; propagate?: boolean; interval?: number; signal?: AbortSignal } = {}): Promise<R> {
+    const backend = await this.host.backend();
+    const meta = await backend.waitReady(this.id, {
+      timeoutMs: opts.timeout ?? 24 * 3600_000,
+      intervalMs: opts.interval,
+      signal: opts.signal,
+    });
+    if (opts.propagate !== false) throwIfFailed(meta);
+    return meta.result as R;
+  }
+
+  /** Deletes the stored result. */
+  async forget(): Promise<void> {
+    await (await this.host.backend()).forget(this.id);
+  }
+
+  /** Revokes the task on every worker; `terminate` also aborts it if it is running. */
+  async revoke(opts: { terminate?: boolean } = {}): Promise<void> {
+    await this.host.revoke(this.id, { terminate: opts.terminate ?? false });
+  }
+
+  toString(): string {
+    return this.id;
+  }
+}
+
+/** Throws the error a FAILURE or REVOKED meta stands for. */
+export function throwIfFailed(meta: TaskMeta): void {
+  if (meta.status === 'FAILURE') {
+    const r = meta.result;
+    if (isExceptionDict(r)) throw new TaskFailedError(meta.task_id, r.exc_type, exceptionMessage(r), r.exc_module, meta.traceback);
+    throw new TaskFailedError(meta.task_id, 'Exception', String(r), null, meta.traceback);
+  }
+  if (meta.status === 'REVOKED') {
+    const r = meta.result;
+    throw new TaskRevokedError(meta.task_id, isExceptionDict(r) ? exceptionMessage(r) : 'revoked');
+  }
+}

@@ -1,0 +1,145 @@
+/**
+ * Tasks as users define and call them: options, the context a running task sees, and the
+ * retry maths (Celery's get_exponential_backoff_interval).
+ */
+import type { Logger } from 'pino';
+import { Retry } from '../errors.js';
+import type { SignatureDict } from '../protocol/task-message.js';
+import type { AsyncResult } from './result.js';
+
+/** Options of one task (Celery's task attributes). Durations are milliseconds. */
+export interface TaskOptions {
+  /** Retries allowed before the error is final (default 3; null = forever). */
+  readonly maxRetries?: number | null;
+  /** Delay of ctx.retry() without a countdown, and of autoretry without backoff (default 180000). */
+  readonly defaultRetryDelay?: number;
+  /** Errors that retry the task by themselves: classes, or error names (`err.name`). */
+  readonly autoretryFor?: readonly (string | (abstract new (...args: never[]) => Error))[];
+  /** Exponential backoff for autoretry: true = 1 s factor, a number = factor in ms. */
+  readonly retryBackoff?: boolean | number;
+  /** Cap of the backoff (default 600000). */
+  readonly retryBackoffMax?: number;
+  /** Full jitter on the backoff (default true), as Celery. */
+  readonly retryJitter?: boolean;
+  /** Acknowledge after running instead of at start (default: config acksLate). */
+  readonly acksLate?: boolean;
+  /** With acksLate: give the message back when the worker is lost mid-task. */
+  readonly rejectOnWorkerLost?: boolean;
+  /** Store no result. */
+  readonly ignoreResult?: boolean;
+  /** Store STARTED when the task starts (default: config trackStarted). */
+  readonly trackStarted?: boolean;
+  /** Celery rate limit: "10/s", "100/m", "1000/h" (per worker). */
+  readonly rateLimit?: string | null;
+  /** Hard limit: the task is failed with TimeLimitExceeded after this long. */
+  readonly timeLimit?: number | null;
+  /** Soft limit: ctx.signal aborts with SoftTimeLimitExceeded after this long. */
+  readonly softTimeLimit?: number | null;
+  /** Queue this task is sent to unless the caller says otherwise. */
+  readonly queue?: string;
+}
+
+/** Options of one call (Celery's apply_async options). Durations are milliseconds. */
+export interface ApplyOptions {
+  /** Run no earlier than this many ms from now. */
+  readonly countdown?: number;
+  /** Run no earlier than this time. */
+  readonly eta?: Date;
+  /** Discard (REVOKED, "expired") if not started by then: ms from now, or a time. */
+  readonly expires?: number | Date;
+  readonly queue?: string;
+  /** 0-9. On RabbitMQ and the embedded brokers 9 is served first; on Redis 0 is (as kombu). */
+  readonly priority?: number;
+  /** Use this id instead of a new UUID. */
+  readonly taskId?: string;
+  /** Extra message headers. */
+  readonly headers?: Record<string, unknown>;
+  /** Tasks applied with the result after success (signatures). */
+  readonly link?: SignatureDict | readonly SignatureDict[];
+  /** Tasks applied with the task id after failure. */
+  readonly linkError?: SignatureDict | readonly SignatureDict[];
+  /** Retry publishing when the broker is briefly unreachable (default true). */
+  readonly retry?: boolean;
+  readonly parentId?: string;
+  readonly rootId?: string;
+  readonly group?: string;
+  readonly groupIndex?: number;
+  readonly shadow?: string;
+  /** `[hard, soft]` limits for this call, in ms. */
+  readonly timeLimit?: number;
+  readonly softTimeLimit?: number;
+  readonly ignoreResult?: boolean;
+}
+
+/** What a running task sees as `this`, or from `currentTask()`. */
+export interface TaskContext {
+  readonly id: string;
+  readonly name: string;
+  readonly retries: number;
+  /** The worker's node name. */
+  readonly hostname: string;
+  readonly deliveryInfo: { readonly queue: string; readonly exchange: string; readonly routingKey: string; readonly redelivered: boolean };
+  readonly parentId: string | null;
+  readonly rootId: string;
+  readonly groupId: string | null;
+  readonly args: readonly unknown[];
+  readonly kwargs: Readonly<Record<string, unknown>>;
+  readonly eta: Date | null;
+  readonly expires: Date | null;
+  /** A logger bound to this task's id and name. */
+  readonly log: Logger;
+  /** Aborted on soft time limit, on revoke with terminate, and on cold shutdown. */
+  readonly signal: AbortSignal;
+  /**
+   * Re-runs the task later with `retries + 1`; throws, so `throw ctx.retry(...)` or just call it.
+   * Past maxRetries it throws `exc` (FAILURE) instead.
+   */
+  retry(opts?: { countdown?: number; eta?: Date; exc?: unknown; maxRetries?: number | null }): never;
+}
+
+/** A task function: `this` is the TaskContext (use a `function`), or call currentTask(). */
+export type TaskFn<A extends unknown[], R> = (this: TaskContext, ...args: A) => R | Promise<R>;
+
+/** A registered task. */
+export interface Task<A extends unknown[] = unknown[], R = unknown> {
+  readonly name: string;
+  readonly options: Readonly<TaskOptions>;
+  readonly fn: TaskFn<A, R>;
+  /** Sends the task with positional args; resolves once the broker has the message. */
+  delay(...args: A): Promise<AsyncResult<Awaited<R>>>;
+  /** Sends the task with args, kwargs and options. */
+  applyAsync(args?: A, kwargs?: Record<string, unknown>, options?: ApplyOptions): Promise<AsyncResult<Awaited<R>>>;
+  /** A signature of this task, for link/linkError and canvas. */
+  s(...args: A): SignatureDict;
+  /** An immutable signature: the parent's result is not prepended. */
+  si(...args: A): SignatureDict;
+}
+
+/** Celery's exponential backoff with full jitter, in ms. */
+export function backoffDelay(retries: number, factorMs: number, maxMs: number, jitter: boolean, random: () => number = Math.random): number {
+  const countdown = Math.min(maxMs, factorMs * 2 ** retries);
+  return jitter ? Math.floor(random() * (countdown + 1)) : countdown;
+}
+
+/** Resolves the delay of the next retry for a task's options. */
+export function retryDelay(opts: TaskOptions, retries: number, random: () => number = Math.random): number {
+  if (opts.retryBackoff) {
+    const factor = opts.retryBackoff === true ? 1000 : opts.retryBackoff;
+    return backoffDelay(retries, factor, opts.retryBackoffMax ?? 600_000, opts.retryJitter ?? true, random);
+  }
+  return opts.defaultRetryDelay ?? 180_000;
+}
+
+/** True when `err` is one the task retries by itself. */
+export function isAutoretry(opts: TaskOptions, err: unknown): boolean {
+  if (!opts.autoretryFor || !(err instanceof Error) || err instanceof Retry) return false;
+  return opts.autoretryFor.some((t) => (typeof t === 'string' ? t === err.name : err instanceof t));
+}
+
+/** Parses a Celery rate limit ("10/s", "100/m", "1000/h", or a plain number per second) to tasks/s. */
+export function parseRateLimit(limit: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(?:\/\s*([smh]))?\s*$/.exec(limit);
+  if (!m) throw new Error(`Invalid rateLimit "${limit}": use "<n>/s", "<n>/m" or "<n>/h"`);
+  const per = m[2] === 'm' ? 60 : m[2] === 'h' ? 3600 : 1;
+  return Number(m[1]) / per;
+}

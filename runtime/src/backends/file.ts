@@ -1,0 +1,109 @@
+/**
+ * file:// result store: results in a folder, shared by the processes of one machine.
+ * URL: `file:///abs/path` or `file://` (default folder `$XDG_CACHE_HOME/celeriac/results`).
+ * One file per key, `{ "value": ..., "expiresAt": ms | null }`, written to a temp file and renamed
+ * (readers never see half a file). incr() serializes writers with a lock folder. watch() uses
+ * fs.watch, so waiting clients are woken at once.
+ */
+import { randomBytes } from 'node:crypto';
+import { watch } from 'node:fs';
+import { mkdir, readFile, rename, rmdir, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { BackendError } from '../errors.js';
+import { fileUrlPath } from '../brokers/file.js';
+import { sleep } from '../brokers/wait.js';
+import type { KeyValueStore } from './backend.js';
+
+const LOCK_STALE_MS = 10_000;
+
+function isMissing(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException).code === 'ENOENT';
+}
+
+export function createFileStore(url = 'file://'): KeyValueStore {
+  const root = fileUrlPath(url, 'results');
+  const dataDir = join(root, 'data');
+  const tmpDir = join(root, 'tmp');
+  let ready: Promise<unknown> | null = null;
+  const ensure = () => (ready ??= Promise.all([mkdir(dataDir, { recursive: true }), mkdir(tmpDir, { recursive: true })]));
+  // Keys are Celery's (`celery-task-meta-<uuid>`): safe as file names once slashes are escaped.
+  const fileOf = (key: string) => join(dataDir, encodeURIComponent(key));
+
+  async function read(key: string): Promise<string | null> {
+    let text: string;
+    try {
+      text = await readFile(fileOf(key), 'utf8');
+    } catch (err) {
+      if (isMissing(err)) return null;
+      throw new BackendError(`Cannot read result key ${key} in ${dataDir}: ${(err as Error).message}`, { cause: err });
+    }
+    const e = JSON.parse(text) as { value: string; expiresAt: number | null };
+    if (e.expiresAt !== null && e.expiresAt < Date.now()) return null;
+    return e.value;
+  }
+
+  async function write(key: string, value: string, ttlMs?: number): Promise<void> {
+    await ensure();
+    const t = join(tmpDir, `${process.pid}-${randomBytes(6).toString('hex')}`);
+    await writeFile(t, JSON.stringify({ value, expiresAt: ttlMs ? Date.now() + ttlMs : null }));
+    await rename(t, fileOf(key));
+  }
+
+  async function withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    await ensure();
+    const lock = `${fileOf(key)}.lock`;
+    const started = Date.now();
+    for (;;) {
+      try {
+        await mkdir(lock);
+        break;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        // A holder that died leaves its lock; break it after LOCK_STALE_MS.
+        if (Date.now() - started > LOCK_STALE_MS) await rmdir(lock).catch(() => undefined);
+        await sleep(2);
+      }
+    }
+    try {
+      return await fn();
+    } finally {
+      await rmdir(lock);
+    }
+  }
+
+  return {
+    kind: 'file',
+    get: read,
+    mget: (keys) => Promise.all(keys.map(read)),
+    set: (key, value, opts) => write(key, value, opts?.ttlMs),
+    incr: (key, opts) =>
+      withLock(key, async () => {
+        const n = Number((await read(key)) ?? 0) + 1;
+        await write(key, String(n), opts?.ttlMs);
+        return n;
+      }),
+    async delete(key) {
+      await unlink(fileOf(key)).catch((err) => {
+        if (!isMissing(err)) throw err;
+      });
+    },
+    async watch(key, signal) {
+      await ensure();
+      const name = encodeURIComponent(key);
+      await new Promise<void>((resolve) => {
+        if (signal.aborted) return resolve();
+        const w = watch(dataDir, (_event, file) => {
+          if (file === name) done();
+        });
+        w.on('error', done);
+        function done() {
+          w.close();
+          signal.removeEventListener('abort', done);
+          resolve();
+        }
+        signal.addEventListener('abort', done, { once: true });
+      });
+    },
+    async close() {},
+  };
+}

@@ -1,0 +1,39 @@
+/** Small waiting helpers shared by the embedded drivers. */
+
+/** A level-less wake-up: wait() resolves at the next notify(). One promise serves all waiters. */
+export class Signal {
+  private pending: { promise: Promise<void>; resolve: () => void } | null = null;
+  wait(): Promise<void> {
+    if (!this.pending) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.pending = { promise, resolve };
+    }
+    return this.pending.promise;
+  }
+  notify(): void {
+    const p = this.pending;
+    this.pending = null;
+    p?.resolve();
+  }
+}
+
+/** The current prefetch limit (a number or a function read before each fetch); 0 = unlimited. */
+export function prefetchLimit(prefetch: number | (() => number)): number {
+  const n = typeof prefetch === 'function' ? prefetch() : prefetch;
+  return n <= 0 ? Number.POSITIVE_INFINITY : n;
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}

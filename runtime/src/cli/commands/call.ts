@@ -1,0 +1,47 @@
+/** `celeriac call`: send a task by name, optionally wait for its result. */
+import { Command } from 'commander';
+import { CeleriacError } from '../../errors.js';
+import { loadApp, parseJsonOption, withConnectionOptions } from '../load-app.js';
+
+export function callCommand(): Command {
+  return withConnectionOptions(new Command('call'))
+    .description('Send a task by name (it may be a Python task) and print its id, or its result with --wait.')
+    .argument('<name>', 'registered task name, e.g. proj.tasks.add')
+    .option('--args <json>', 'positional arguments as a JSON array', '[]')
+    .option('--kwargs <json>', 'keyword arguments as a JSON object', '{}')
+    .option('-Q, --queue <queue>', 'queue to send to (default: the app default queue, celery)')
+    .option('--countdown <ms>', 'run no earlier than this many milliseconds from now')
+    .option('--expires <ms>', 'discard if not started within this many milliseconds')
+    .option('--priority <n>', 'message priority 0-9')
+    .option('-w, --wait', 'wait for the result and print it')
+    .option('--timeout <ms>', 'with --wait: give up after this long', '60000')
+    .action(async (name: string, f: Record<string, string | boolean | undefined>) => {
+      const app = await loadApp({ app: f.app as string | undefined }, { brokerUrl: f.broker, resultBackend: f.resultBackend }, false);
+      const args = parseJsonOption<unknown[]>('--args', f.args as string, 'array', []);
+      const kwargs = parseJsonOption<Record<string, unknown>>('--kwargs', f.kwargs as string, 'object', {});
+      const num = (flag: string, v: unknown) => {
+        if (v === undefined) return undefined;
+        const n = Number(v);
+        if (!Number.isFinite(n)) throw new CeleriacError('E_USAGE', `${flag}: expected a number, got ${String(v)}`);
+        return n;
+      };
+      const result = await app.sendTask(name, args, kwargs, {
+        queue: f.queue as string | undefined,
+        countdown: num('--countdown', f.countdown),
+        expires: num('--expires', f.expires),
+        priority: num('--priority', f.priority),
+      });
+      if (!f.wait) {
+        process.stdout.write(`${result.id}\n`);
+        await app.close();
+        return;
+      }
+      process.stderr.write(`sent ${name}[${result.id}], waiting...\n`);
+      try {
+        const value = await result.get({ timeout: num('--timeout', f.timeout) });
+        process.stdout.write(`${JSON.stringify(value)}\n`);
+      } finally {
+        await app.close();
+      }
+    });
+}

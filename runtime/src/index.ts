@@ -1,0 +1,37 @@
+/**
+ * celeriac: a Celery-protocol task queue for TypeScript. The front door of the library.
+ *
+ * ```ts
+ * import { createApp } from 'celeriac';
+ * export const app = createApp({ name: 'shop', broker: 'redis://localhost:6379/0' });
+ * export const add = app.task('shop.add', (a: number, b: number) => a + b);
+ * const r = await add.delay(2, 3);
+ * await r.get({ timeout: 10_000 }); // 5
+ * ```
+ */
+export { createApp, type App, type AppOptions } from './app/app.js';
+export { loadConfig, CONFIG_KEYS, configTable, type Config } from './app/config.js';
+export { AsyncResult } from './app/result.js';
+export type { Task, TaskOptions, ApplyOptions, TaskContext, TaskFn } from './app/task.js';
+export { currentTask, SoftTimeLimitExceeded, TimeLimitExceeded } from './worker/trace.js';
+export { States, READY_STATES, type TaskMeta, type TaskState } from './protocol/result-meta.js';
+export type { SignatureDict } from './protocol/task-message.js';
+export type { Broker, Delivery, WireMessage } from './brokers/broker.js';
+export type { KeyValueStore } from './backends/backend.js';
+export type { ResultBackend } from './backends/result-backend.js';
+export {
+  CeleriacError,
+  ConfigError,
+  ProtocolError,
+  ContentDisallowedError,
+  NotRegisteredError,
+  TaskFailedError,
+  TaskRevokedError,
+  ResultTimeoutError,
+  BrokerError,
+  BackendError,
+  TaskPredicate,
+  Retry,
+  Reject,
+  Ignore,
+} from './errors.js';

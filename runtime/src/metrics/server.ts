@@ -1,0 +1,57 @@
+/**
+ * The worker's HTTP endpoint: /metrics (Prometheus), /healthz, and /drain (GET, for a Kubernetes
+ * preStop hook: stop consuming and give back prefetched messages; running tasks finish).
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Registry } from 'prom-client';
+
+export interface MetricsServerHooks {
+  readonly registry: Registry;
+  /** Health: false answers 503. */
+  healthy(): boolean;
+  /** Starts a drain; resolves once the worker has stopped consuming. */
+  drain(): Promise<void>;
+}
+
+export interface MetricsServer {
+  readonly url: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export async function startMetricsServer(port: number, hooks: MetricsServerHooks, host = '0.0.0.0'): Promise<MetricsServer> {
+  const server: Server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    const send = (code: number, body: string, type = 'text/plain; charset=utf-8') => {
+      res.writeHead(code, { 'content-type': type });
+      res.end(body);
+    };
+    if (path === '/metrics') {
+      hooks.registry.metrics().then(
+        (text) => send(200, text, hooks.registry.contentType),
+        (err: Error) => send(500, `metrics failed: ${err.message}\n`),
+      );
+    } else if (path === '/healthz' || path === '/readyz') {
+      send(hooks.healthy() ? 200 : 503, hooks.healthy() ? 'ok\n' : 'unhealthy\n');
+    } else if (path === '/drain') {
+      hooks.drain().then(
+        () => send(200, 'draining: consumption stopped, running tasks finish\n'),
+        (err: Error) => send(500, `drain failed: ${err.message}\n`),
+      );
+    } else {
+      send(404, 'not found: try /metrics, /healthz or /drain\n');
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const actual = (server.address() as AddressInfo).port;
+  const shown = host === '0.0.0.0' ? 'localhost' : host;
+  return {
+    url: `http://${shown}:${actual}/metrics`,
+    port: actual,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}

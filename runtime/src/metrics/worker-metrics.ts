@@ -1,0 +1,51 @@
+/**
+ * The worker's Prometheus metrics (prom-client), on a registry of its own so that several workers
+ * in one process (tests) do not collide. Names follow ../../shared/spec/operator.md §4; the
+ * operator's autoscaler reads `celeriac_worker_tasks{state}` as in-flight work.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+export interface WorkerMetrics {
+  readonly registry: Registry;
+  readonly received: Counter<'queue' | 'task'>;
+  readonly completed: Counter<'queue' | 'task' | 'outcome'>;
+  readonly duration: Histogram<'queue' | 'task'>;
+  readonly wait: Histogram<'queue' | 'task'>;
+  readonly inFlight: Gauge<'state'>;
+  readonly slots: Gauge;
+  readonly busySlots: Gauge;
+  readonly draining: Gauge;
+  readonly deadLettered: Counter<'queue' | 'reason'>;
+}
+
+export type Outcome = 'succeeded' | 'failed' | 'retried' | 'revoked' | 'rejected';
+
+export function createWorkerMetrics(): WorkerMetrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+  return {
+    registry,
+    received: new Counter({ name: 'celeriac_tasks_received_total', help: 'Task messages received by this worker.', labelNames: ['queue', 'task'], registers }),
+    completed: new Counter({ name: 'celeriac_tasks_completed_total', help: 'Tasks finished, by outcome.', labelNames: ['queue', 'task', 'outcome'], registers }),
+    duration: new Histogram({
+      name: 'celeriac_task_duration_seconds',
+      help: 'Time a task ran.',
+      labelNames: ['queue', 'task'],
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800],
+      registers,
+    }),
+    wait: new Histogram({
+      name: 'celeriac_task_wait_seconds',
+      help: 'Time from due (sent, or ETA) to start.',
+      labelNames: ['queue', 'task'],
+      buckets: [0.001, 0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800],
+      registers,
+    }),
+    inFlight: new Gauge({ name: 'celeriac_worker_tasks', help: 'Tasks held by this worker: active (running), reserved (prefetched), scheduled (ETA held).', labelNames: ['state'], registers }),
+    slots: new Gauge({ name: 'celeriac_worker_slots', help: 'Tasks this worker can run at once.', registers }),
+    busySlots: new Gauge({ name: 'celeriac_worker_busy_slots', help: 'Slots running a task now.', registers }),
+    draining: new Gauge({ name: 'celeriac_worker_draining', help: '1 while the worker has stopped consuming (drain or shutdown).', registers }),
+    deadLettered: new Counter({ name: 'celeriac_messages_dead_lettered_total', help: 'Messages moved to <queue>.dead, by reason.', labelNames: ['queue', 'reason'], registers }),
+  };
+}

@@ -1,0 +1,27 @@
+/**
+ * The pool seam: where task functions run. The consumer decides when (slots, ETA, rate limits);
+ * a pool only runs. `event-loop` runs tasks as concurrent async calls in the worker process;
+ * thread and process pools come later behind the same interface.
+ */
+import { trace, type TaskOutcome, type TraceInput } from '../worker/trace.js';
+
+export interface Pool {
+  readonly kind: 'event-loop' | 'threads' | 'prefork';
+  /** Tasks that may run at once. */
+  readonly size: number;
+  start(): Promise<void>;
+  /** Resolves SUCCESS | FAILURE | RETRY | …: a task's own error is an outcome, never a rejection. */
+  run(input: TraceInput): Promise<TaskOutcome>;
+  stop(opts: { graceful: boolean; timeoutMs: number }): Promise<void>;
+}
+
+/** Runs tasks on the worker's own event loop: right for I/O-bound tasks (most queue work). */
+export function createEventLoopPool(size: number): Pool {
+  return {
+    kind: 'event-loop',
+    size,
+    async start() {},
+    run: trace,
+    async stop() {},
+  };
+}

@@ -1,0 +1,65 @@
+/**
+ * kombu's JSON message envelope (spec §3.1), used by the Redis transport and by celeriac's file
+ * broker, so that a message on disk reads exactly like one in a Redis list.
+ */
+import { randomUUID } from 'node:crypto';
+import type { WireMessage } from '../brokers/broker.js';
+import { ProtocolError } from '../errors.js';
+
+export interface Envelope {
+  body: string;
+  'content-encoding': string;
+  'content-type': string;
+  headers: Record<string, unknown>;
+  properties: Record<string, unknown> & {
+    delivery_info?: { exchange?: string; routing_key?: string; redelivered?: boolean };
+    body_encoding?: string;
+    delivery_tag?: string;
+  };
+}
+
+/** Wraps a message for `routingKey` on `exchange` ('' = the default exchange). */
+export function toEnvelope(m: WireMessage, exchange: string, routingKey: string): Envelope {
+  return {
+    body: m.body.toString('base64'),
+    'content-encoding': m.contentEncoding,
+    'content-type': m.contentType,
+    headers: m.headers,
+    properties: {
+      ...m.properties,
+      delivery_info: { exchange, routing_key: routingKey },
+      body_encoding: 'base64',
+      delivery_tag: randomUUID(),
+    },
+  };
+}
+
+/** Parses an envelope's JSON text; throws ProtocolError naming what is wrong. */
+export function parseEnvelope(text: string): Envelope {
+  let e: unknown;
+  try {
+    e = JSON.parse(text);
+  } catch (err) {
+    throw new ProtocolError(`Message envelope is not JSON: ${(err as Error).message}`, { cause: err });
+  }
+  if (e === null || typeof e !== 'object' || typeof (e as Envelope).body !== 'string') {
+    throw new ProtocolError('Message envelope has no string "body"');
+  }
+  const env = e as Envelope;
+  env.headers ??= {};
+  env.properties ??= {};
+  return env;
+}
+
+/** The message inside an envelope (base64 body decoded when `body_encoding` says so). */
+export function fromEnvelope(e: Envelope): WireMessage {
+  const { delivery_info: _info, body_encoding, delivery_tag: _tag, ...properties } = e.properties;
+  const body = body_encoding === 'base64' ? Buffer.from(e.body, 'base64') : Buffer.from(e.body, 'utf8');
+  return {
+    body,
+    contentType: e['content-type'] ?? 'application/json',
+    contentEncoding: e['content-encoding'] ?? 'utf-8',
+    headers: e.headers,
+    properties,
+  };
+}

@@ -1,0 +1,109 @@
+/**
+ * Result meta as Celery stores it (spec §5): states, the meta object and exception dicts.
+ */
+import { isoUtc } from './task-message.js';
+
+/** Celery's task states. Custom states are any other string. */
+export const States = {
+  PENDING: 'PENDING',
+  RECEIVED: 'RECEIVED',
+  STARTED: 'STARTED',
+  SUCCESS: 'SUCCESS',
+  FAILURE: 'FAILURE',
+  RETRY: 'RETRY',
+  REVOKED: 'REVOKED',
+  REJECTED: 'REJECTED',
+} as const;
+export type TaskState = (typeof States)[keyof typeof States] | (string & {});
+
+/** States after which a task never changes again. */
+export const READY_STATES: ReadonlySet<string> = new Set(['SUCCESS', 'FAILURE', 'REVOKED']);
+/** States whose `result` is an exception dict. */
+export const EXCEPTION_STATES: ReadonlySet<string> = new Set(['RETRY', 'FAILURE', 'REVOKED']);
+/** States that get() turns into a thrown error. */
+export const PROPAGATE_STATES: ReadonlySet<string> = new Set(['FAILURE', 'REVOKED']);
+
+/** `{exc_type, exc_message, exc_module}` as Celery writes exceptions with json/msgpack/yaml. */
+export interface ExceptionDict {
+  exc_type: string;
+  exc_message: unknown[] | string;
+  exc_module: string | null;
+}
+
+/** The stored meta of one task (`celery-task-meta-<id>`). */
+export interface TaskMeta {
+  status: TaskState;
+  result: unknown;
+  traceback: string | null;
+  children: unknown[] | null;
+  date_done: string | null;
+  group_id?: string;
+  parent_id?: string;
+  name?: string;
+  args?: unknown[];
+  kwargs?: Record<string, unknown>;
+  worker?: string;
+  retries?: number;
+  queue?: string;
+  task_id: string;
+}
+
+// Names of Python builtin exceptions: a JS error of that name maps to `builtins` so that Python
+// rebuilds the real class; any other name gets the module "celeriac", which Python synthesizes.
+const PY_BUILTINS = new Set([
+  'Exception', 'ValueError', 'TypeError', 'KeyError', 'IndexError', 'RuntimeError', 'AttributeError',
+  'ZeroDivisionError', 'NotImplementedError', 'LookupError', 'ArithmeticError', 'AssertionError',
+  'OSError', 'IOError', 'TimeoutError', 'OverflowError', 'PermissionError', 'FileNotFoundError',
+  'ConnectionError', 'MemoryError', 'RecursionError', 'UnicodeError', 'NameError', 'StopIteration',
+]);
+
+/** Encodes a thrown value as Celery's exception dict. */
+export function exceptionToDict(err: unknown): ExceptionDict {
+  if (err instanceof Error) {
+    const excType = (err as { excType?: string }).excType ?? err.name ?? 'Error';
+    const excModule = (err as { excModule?: string | null }).excModule ?? (PY_BUILTINS.has(excType) ? 'builtins' : 'celeriac');
+    return { exc_type: excType, exc_message: [err.message], exc_module: excModule };
+  }
+  return { exc_type: 'Exception', exc_message: [String(err)], exc_module: 'builtins' };
+}
+
+/** The message text of an exception dict (`exc_message` is a list of constructor args). */
+export function exceptionMessage(d: ExceptionDict): string {
+  const m = d.exc_message;
+  if (Array.isArray(m)) return m.length === 1 ? String(m[0]) : m.map((x) => (typeof x === 'string' ? x : JSON.stringify(x))).join(', ');
+  return String(m);
+}
+
+/** True when `v` looks like an exception dict. */
+export function isExceptionDict(v: unknown): v is ExceptionDict {
+  return v !== null && typeof v === 'object' && typeof (v as ExceptionDict).exc_type === 'string';
+}
+
+/** A Python-style traceback text for a JS error (Python clients print `result.traceback`). */
+export function tracebackOf(err: unknown): string | null {
+  if (!(err instanceof Error)) return null;
+  return `Traceback (most recent call last):\n${err.stack ?? `${err.name}: ${err.message}`}\n`;
+}
+
+/** Builds a meta object in Celery's field order. */
+export function buildMeta(
+  taskId: string,
+  status: TaskState,
+  result: unknown,
+  extra: { traceback?: string | null; children?: unknown[] | null; groupId?: string | null; parentId?: string | null; now?: Date } = {},
+): TaskMeta {
+  const meta: TaskMeta = {
+    status,
+    result,
+    traceback: extra.traceback ?? null,
+    children: extra.children ?? [],
+    date_done: READY_STATES.has(status) ? isoUtc(extra.now ?? new Date()) : null,
+    task_id: taskId,
+  };
+  if (extra.groupId) meta.group_id = extra.groupId;
+  if (extra.parentId) meta.parent_id = extra.parentId;
+  // task_id is written last, as Celery does.
+  delete (meta as Partial<TaskMeta>).task_id;
+  meta.task_id = taskId;
+  return meta;
+}

@@ -1,0 +1,301 @@
+/**
+ * Celery task messages, protocol v2 (written and read) and v1/hybrid (read only); spec §1.
+ * Everything about header names, body layout and Celery's units lives here and nowhere else.
+ */
+import type { WireMessage } from '../brokers/broker.js';
+import { ProtocolError } from '../errors.js';
+import { compress, decompress, type CompressionName } from './compression.js';
+import { deserialize, serializerByName, type SerializerName } from './serializers.js';
+
+/** A signature as Celery's canvas writes it (spec §1.4). */
+export interface SignatureDict {
+  task: string;
+  args: unknown[];
+  kwargs: Record<string, unknown>;
+  options: Record<string, unknown>;
+  subtask_type: string | null;
+  immutable: boolean;
+  [extra: string]: unknown;
+}
+
+/** The third element of a v2 body. */
+export interface Embed {
+  callbacks: SignatureDict[] | null;
+  errbacks: SignatureDict[] | null;
+  chain: SignatureDict[] | null;
+  chord: SignatureDict | null;
+}
+
+/** What a client asks to send. Times are absolute; countdown is resolved by the caller. */
+export interface TaskMessageInput {
+  id: string;
+  name: string;
+  args: readonly unknown[];
+  kwargs: Record<string, unknown>;
+  eta?: Date | null;
+  expires?: Date | null;
+  retries?: number;
+  /** `[hard, soft]` in seconds, as Celery orders them. */
+  timelimit?: [number | null, number | null];
+  rootId?: string | null;
+  parentId?: string | null;
+  group?: string | null;
+  groupIndex?: number | null;
+  shadow?: string | null;
+  origin: string;
+  ignoreResult?: boolean;
+  replyTo?: string;
+  priority?: number;
+  /** User headers, merged into the header table. */
+  headers?: Record<string, unknown>;
+  callbacks?: SignatureDict[] | null;
+  errbacks?: SignatureDict[] | null;
+  chain?: SignatureDict[] | null;
+  chord?: SignatureDict | null;
+  serializer: SerializerName;
+  compression?: CompressionName | null;
+}
+
+/** A decoded task message, whatever protocol version it came in. */
+export interface TaskRequest {
+  readonly protocol: 1 | 2;
+  readonly id: string;
+  /** The registered name to execute (`task` header). */
+  readonly name: string;
+  /** Display name (`shadow` header), or the name. */
+  readonly displayName: string;
+  readonly args: unknown[];
+  readonly kwargs: Record<string, unknown>;
+  readonly embed: Embed;
+  readonly eta: Date | null;
+  readonly expires: Date | null;
+  readonly retries: number;
+  readonly timelimit: [number | null, number | null];
+  readonly rootId: string;
+  readonly parentId: string | null;
+  readonly group: string | null;
+  readonly groupIndex: number | null;
+  readonly origin: string | null;
+  readonly ignoreResult: boolean;
+  readonly replyTo: string | null;
+  readonly correlationId: string;
+  readonly priority: number | null;
+  readonly argsrepr: string;
+  readonly kwargsrepr: string;
+  /** The raw header table (user headers included). */
+  readonly headers: Record<string, unknown>;
+}
+
+const EMPTY_EMBED: Embed = Object.freeze({ callbacks: null, errbacks: null, chain: null, chord: null }) as Embed;
+
+/** Celery's ISO form of an aware UTC datetime: `2025-01-01T12:00:10.815867+00:00`. */
+export function isoUtc(d: Date): string {
+  return d.toISOString().replace('Z', '000+00:00');
+}
+
+/** Parses an ISO time; a naive value is UTC (spec §1.2). */
+export function parseIsoTime(value: unknown, field: string): Date | null {
+  if (value === null || value === undefined || value === '') return null;
+  if (value instanceof Date) return value;
+  if (typeof value !== 'string') throw new ProtocolError(`Header "${field}" must be an ISO-8601 string, got ${JSON.stringify(value)}`);
+  const naive = !/(Z|[+-]\d\d:?\d\d)$/.test(value);
+  // JS Dates keep milliseconds: drop Python's extra microsecond digits.
+  const text = value.replace(/(\.\d{3})\d+/, '$1');
+  const d = new Date(naive ? `${text}Z` : text);
+  if (Number.isNaN(d.getTime())) throw new ProtocolError(`Header "${field}" is not a valid ISO-8601 time: "${value}"`);
+  return d;
+}
+
+/** Python's repr() of JSON-like values, for `argsrepr`/`kwargsrepr` (logs and events only). */
+export function pyRepr(value: unknown, depth = 0): string {
+  if (value === null || value === undefined) return 'None';
+  if (value === true) return 'True';
+  if (value === false) return 'False';
+  if (typeof value === 'number') return Number.isInteger(value) ? String(value) : String(value);
+  if (typeof value === 'string') return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+  if (depth > 8) return '...';
+  if (Array.isArray(value)) return `[${value.map((v) => pyRepr(v, depth + 1)).join(', ')}]`;
+  if (value instanceof Date) return `'${value.toISOString()}'`;
+  if (typeof value === 'object') {
+    return `{${Object.entries(value as Record<string, unknown>)
+      .map(([k, v]) => `'${k}': ${pyRepr(v, depth + 1)}`)
+      .join(', ')}}`;
+  }
+  return String(value);
+}
+
+function argsRepr(args: readonly unknown[]): string {
+  const inner = args.map((a) => pyRepr(a)).join(', ');
+  return (args.length === 1 ? `(${inner},)` : `(${inner})`).slice(0, 1024);
+}
+
+/** Builds a protocol v2 message (spec §1.1-1.3, TV1). */
+export function encodeTask(t: TaskMessageInput): WireMessage {
+  const serializer = serializerByName(t.serializer);
+  const headers: Record<string, unknown> = {
+    lang: 'py',
+    task: t.name,
+    id: t.id,
+    shadow: t.shadow ?? null,
+    eta: t.eta ? isoUtc(t.eta) : null,
+    expires: t.expires ? isoUtc(t.expires) : null,
+    group: t.group ?? null,
+    group_index: t.groupIndex ?? null,
+    retries: t.retries ?? 0,
+    timelimit: t.timelimit ?? [null, null],
+    root_id: t.rootId ?? t.id,
+    parent_id: t.parentId ?? null,
+    argsrepr: argsRepr(t.args),
+    kwargsrepr: pyRepr(t.kwargs).slice(0, 1024),
+    origin: t.origin,
+    ignore_result: t.ignoreResult ?? false,
+    replaced_task_nesting: 0,
+    stamped_headers: null,
+    stamps: {},
+  };
+  if (t.headers) Object.assign(headers, t.headers);
+  const embed: Embed = {
+    callbacks: t.callbacks ?? null,
+    errbacks: t.errbacks ?? null,
+    chain: t.chain ?? null,
+    chord: t.chord ?? null,
+  };
+  let body = serializer.dumps([t.args, t.kwargs, embed]);
+  if (t.compression) {
+    const c = compress(body, t.compression);
+    body = c.body;
+    headers.compression = c.header;
+  }
+  const properties: Record<string, unknown> = {
+    correlation_id: t.id,
+    reply_to: t.replyTo ?? '',
+    delivery_mode: 2,
+    priority: t.priority ?? 0,
+  };
+  if (t.expires) properties.expiration = String(Math.max(0, t.expires.getTime() - Date.now()));
+  return { body, contentType: serializer.contentType, contentEncoding: serializer.contentEncoding, headers, properties };
+}
+
+function asRecord(v: unknown, what: string): Record<string, unknown> {
+  if (v === null || v === undefined) return {};
+  if (typeof v !== 'object' || Array.isArray(v)) throw new ProtocolError(`${what} must be a mapping, got ${JSON.stringify(v)?.slice(0, 80)}`);
+  return v as Record<string, unknown>;
+}
+
+function asArgs(v: unknown): unknown[] {
+  if (v === null || v === undefined) return [];
+  if (!Array.isArray(v)) throw new ProtocolError(`Task args must be a list, got ${JSON.stringify(v)?.slice(0, 80)}`);
+  return v;
+}
+
+function optString(v: unknown): string | null {
+  return typeof v === 'string' && v !== '' ? v : null;
+}
+
+function optInt(v: unknown): number | null {
+  return typeof v === 'number' && Number.isFinite(v) ? v : null;
+}
+
+function timelimitOf(v: unknown): [number | null, number | null] {
+  if (!Array.isArray(v)) return [null, null];
+  return [optInt(v[0]), optInt(v[1])];
+}
+
+function embedOf(v: unknown): Embed {
+  if (v === null || v === undefined) return EMPTY_EMBED;
+  const e = asRecord(v, 'Task embed');
+  return {
+    callbacks: (e.callbacks as SignatureDict[] | null) ?? null,
+    errbacks: (e.errbacks as SignatureDict[] | null) ?? null,
+    chain: (e.chain as SignatureDict[] | null) ?? null,
+    chord: (e.chord as SignatureDict | null) ?? null,
+  };
+}
+
+/**
+ * Decodes a task message. Throws ContentDisallowedError for a content type not in `accepted`
+ * (pickle always) and ProtocolError for anything malformed; both name the reason.
+ */
+export function decodeTask(m: WireMessage, accepted: ReadonlySet<string>): TaskRequest {
+  const h = m.headers ?? {};
+  let body = m.body;
+  const compression = h.compression;
+  if (typeof compression === 'string' && compression !== '') body = decompress(body, compression);
+  const decoded = deserialize(body, m.contentType, accepted);
+  const props = m.properties ?? {};
+
+  if (typeof h.task === 'string') {
+    if (!Array.isArray(decoded) || decoded.length < 2) {
+      throw new ProtocolError(`Task body must be [args, kwargs, embed], got ${JSON.stringify(decoded)?.slice(0, 120)}`);
+    }
+    const id = h.id;
+    if (typeof id !== 'string' || id === '') throw new ProtocolError(`Task message for "${h.task}" has no "id" header`);
+    const shadow = optString(h.shadow);
+    return {
+      protocol: 2,
+      id,
+      name: h.task,
+      displayName: shadow ?? h.task,
+      args: asArgs(decoded[0]),
+      kwargs: asRecord(decoded[1], 'Task kwargs'),
+      embed: embedOf(decoded[2]),
+      eta: parseIsoTime(h.eta, 'eta'),
+      expires: parseIsoTime(h.expires, 'expires'),
+      retries: optInt(h.retries) ?? 0,
+      timelimit: timelimitOf(h.timelimit),
+      rootId: optString(h.root_id) ?? id,
+      parentId: optString(h.parent_id),
+      group: optString(h.group),
+      groupIndex: optInt(h.group_index),
+      origin: optString(h.origin),
+      ignoreResult: h.ignore_result === true,
+      replyTo: optString(props.reply_to),
+      correlationId: optString(props.correlation_id) ?? id,
+      priority: optInt(props.priority),
+      argsrepr: typeof h.argsrepr === 'string' ? h.argsrepr : '',
+      kwargsrepr: typeof h.kwargsrepr === 'string' ? h.kwargsrepr : '',
+      headers: h,
+    };
+  }
+
+  // Protocol v1 (dict body, empty headers) or hybrid (headers merged over the body; spec §1.6).
+  if (decoded === null || typeof decoded !== 'object' || Array.isArray(decoded) || typeof (decoded as { task?: unknown }).task !== 'string') {
+    throw new ProtocolError('Unknown message: no "task" header and the body is not a protocol v1 task');
+  }
+  const b = { ...(decoded as Record<string, unknown>), ...h };
+  const id = b.id;
+  if (typeof id !== 'string' || id === '') throw new ProtocolError(`Protocol v1 task "${String(b.task)}" has no "id"`);
+  const name = String(b.task);
+  const args = asArgs(b.args);
+  const kwargs = asRecord(b.kwargs, 'Task kwargs');
+  return {
+    protocol: 1,
+    id,
+    name,
+    displayName: name,
+    args,
+    kwargs,
+    embed: {
+      callbacks: (b.callbacks as SignatureDict[] | null) ?? null,
+      errbacks: (b.errbacks as SignatureDict[] | null) ?? null,
+      chain: null,
+      chord: (b.chord as SignatureDict | null) ?? null,
+    },
+    eta: parseIsoTime(b.eta, 'eta'),
+    expires: parseIsoTime(b.expires, 'expires'),
+    retries: optInt(b.retries) ?? 0,
+    timelimit: timelimitOf(b.timelimit),
+    rootId: optString(b.root_id) ?? id,
+    parentId: optString(b.parent_id),
+    group: optString(b.group) ?? optString(b.taskset),
+    groupIndex: optInt(b.group_index),
+    origin: null,
+    ignoreResult: false,
+    replyTo: optString(props.reply_to),
+    correlationId: optString(props.correlation_id) ?? id,
+    priority: optInt(props.priority),
+    argsrepr: argsRepr(args),
+    kwargsrepr: pyRepr(kwargs),
+    headers: h,
+  };
+}

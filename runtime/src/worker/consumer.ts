@@ -1,0 +1,416 @@
+/**
+ * The consumer: takes deliveries from the broker and follows Celery's intake rules (spec §1.7,
+ * §8.2): decode, reject bad input to `<queue>.dead` with a reason, hold ETA tasks, honour
+ * revokes, expiry and rate limits, run tasks in the pool when a slot is free, store results,
+ * publish retries, links and the next chain step, and ack (early by default, late per task).
+ */
+import type { Logger } from 'pino';
+import type { App } from '../app/app.js';
+import type { Config } from '../app/config.js';
+import { parseRateLimit, type Task } from '../app/task.js';
+import type { ResultBackend } from '../backends/result-backend.js';
+import type { Broker, Delivery } from '../brokers/broker.js';
+import { NotRegisteredError, ProtocolError } from '../errors.js';
+import type { WorkerMetrics, Outcome } from '../metrics/worker-metrics.js';
+import type { Pool } from '../pools/pool.js';
+import { decodeControl, type ControlRequest } from '../protocol/control.js';
+import { buildMeta, exceptionToDict, States, tracebackOf } from '../protocol/result-meta.js';
+import { acceptedContentTypes, serializerForContentType, type SerializerName } from '../protocol/serializers.js';
+import { decodeTask, encodeTask, type SignatureDict, type TaskRequest } from '../protocol/task-message.js';
+import { TimerHeap } from './timer-heap.js';
+import type { TaskOutcome } from './trace.js';
+
+interface Job {
+  readonly d: Delivery;
+  readonly req: TaskRequest;
+  readonly task: Task;
+  readonly log: Logger;
+  /** When the task became runnable (receipt, or its ETA), for the wait metric. */
+  dueAt: number;
+  ctl: AbortController | null;
+}
+
+const REVOKED_LIMIT = 50_000;
+
+export interface ConsumerDeps {
+  readonly app: App;
+  readonly config: Config;
+  readonly broker: Broker;
+  readonly backend: ResultBackend;
+  readonly pool: Pool;
+  readonly metrics: WorkerMetrics;
+  readonly log: Logger;
+}
+
+export class Consumer {
+  private readonly accepted: ReadonlySet<string>;
+  private readonly reserved: Job[] = [];
+  private readonly active = new Map<string, Job>();
+  private readonly revoked = new Set<string>();
+  private readonly eta: TimerHeap<Job>;
+  private readonly buckets = new Map<string, { perMs: number; tokens: number; at: number }>();
+  private consuming: AbortController | null = null;
+  private consumeDone: Promise<void> = Promise.resolve();
+  private idleWaiters: (() => void)[] = [];
+  private stopping = false;
+  /** Tasks finished since start (for the demo and tests). */
+  processed = 0;
+
+  constructor(private readonly deps: ConsumerDeps) {
+    this.accepted = acceptedContentTypes(deps.config.acceptContent);
+    this.eta = new TimerHeap<Job>((jobs) => {
+      for (const j of jobs) {
+        j.dueAt = Date.now();
+        this.reserved.push(j);
+      }
+      this.updateGauges();
+      this.pump();
+    });
+    deps.metrics.slots.set(deps.pool.size);
+  }
+
+  /** Starts consuming; resolves when consumption stops (drain or shutdown). */
+  start(): void {
+    const { config, broker } = this.deps;
+    const ctl = new AbortController();
+    this.consuming = ctl;
+    this.deps.metrics.draining.set(0);
+    const base = config.prefetchMultiplier === 0 ? 0 : config.concurrency * config.prefetchMultiplier;
+    // Held ETA and rate-limited messages raise the limit, as Celery's qos.increment_eventually.
+    const prefetch = () => (base === 0 ? 0 : base + this.eta.size);
+    this.consumeDone = broker.consume(config.queues, (d) => this.onDelivery(d), { prefetch, signal: ctl.signal });
+    this.consumeDone.catch((err) => {
+      this.deps.log.fatal({ err }, 'consuming from the broker failed');
+      process.exitCode = 1;
+    });
+  }
+
+  /** Stops consuming and gives back every message not yet started (prefetched and ETA-held). */
+  async stopConsuming(): Promise<void> {
+    this.deps.metrics.draining.set(1);
+    this.consuming?.abort();
+    this.consuming = null;
+    await this.consumeDone.catch(() => undefined); // already logged by start()
+    const back = [...this.reserved.splice(0), ...this.eta.drain()];
+    await Promise.all(back.map((j) => j.d.reject({ requeue: true })));
+    if (back.length > 0) this.deps.log.info({ count: back.length }, 'gave back prefetched and scheduled messages to the broker');
+    this.updateGauges();
+  }
+
+  /** Resolves when no task is running, or after `timeoutMs` (then returns the ids still running). */
+  async waitIdle(timeoutMs: number): Promise<string[]> {
+    if (this.active.size > 0) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, timeoutMs);
+        this.idleWaiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    return [...this.active.keys()];
+  }
+
+  /** Cold stop: aborts running tasks and gives back the messages of late-ack ones. */
+  async abortRunning(): Promise<void> {
+    this.stopping = true;
+    const jobs = [...this.active.values()];
+    for (const j of jobs) j.ctl?.abort('shutdown');
+    await Promise.all(
+      jobs.map(async (j) => {
+        this.active.delete(j.req.id);
+        if (this.acksLate(j)) await j.d.reject({ requeue: true });
+        else j.log.warn('task interrupted by cold shutdown; its message was acknowledged at start (early ack) and is lost');
+      }),
+    );
+    this.updateGauges();
+    for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  /** Remote control (pidbox broadcasts): revoke. */
+  onControl(req: ControlRequest): void {
+    if (req.destination && !req.destination.includes(this.deps.config.hostname)) return;
+    if (req.method !== 'revoke') return;
+    const ids = ([] as unknown[]).concat(req.arguments.task_id ?? []).map(String);
+    for (const id of ids) {
+      this.revoked.add(id);
+      if (this.revoked.size > REVOKED_LIMIT) this.revoked.delete(this.revoked.values().next().value!);
+      const job = this.active.get(id);
+      if (job && req.arguments.terminate === true) {
+        job.log.info('revoked with terminate: aborting the running task');
+        job.ctl?.abort('terminated');
+      }
+    }
+    this.deps.log.info({ taskIds: ids, terminate: req.arguments.terminate === true }, 'revoke received');
+  }
+
+  /** Decodes a control broadcast; bad ones are logged and skipped (they carry no task). */
+  handleControlMessage(m: Parameters<typeof decodeControl>[0]): void {
+    try {
+      this.onControl(decodeControl(m));
+    } catch (err) {
+      this.deps.log.warn({ err }, 'ignored an undecodable control message');
+    }
+  }
+
+  /** Held and running work, for /metrics and the demo. */
+  counts(): { active: number; reserved: number; scheduled: number } {
+    return { active: this.active.size, reserved: this.reserved.length, scheduled: this.eta.size };
+  }
+
+  private acksLate(j: Job): boolean {
+    return j.task.options.acksLate ?? this.deps.config.acksLate;
+  }
+
+  private updateGauges(): void {
+    const m = this.deps.metrics;
+    m.inFlight.set({ state: 'active' }, this.active.size);
+    m.inFlight.set({ state: 'reserved' }, this.reserved.length);
+    m.inFlight.set({ state: 'scheduled' }, this.eta.size);
+    m.busySlots.set(this.active.size);
+  }
+
+  private async deadLetter(d: Delivery, reason: string, code: string): Promise<void> {
+    this.deps.metrics.deadLettered.inc({ queue: d.info.queue, reason: code });
+    await d.reject({ requeue: false, reason });
+  }
+
+  private async onDelivery(d: Delivery): Promise<void> {
+    const { log, app, metrics } = this.deps;
+    let req: TaskRequest;
+    try {
+      req = decodeTask(d.message, this.accepted);
+    } catch (err) {
+      const code = (err as ProtocolError).code ?? 'E_PROTOCOL';
+      log.error({ err, queue: d.info.queue, headers: d.message.headers, contentType: d.message.contentType }, `invalid task message moved to ${d.info.queue}.dead: ${(err as Error).message}`);
+      return this.deadLetter(d, (err as Error).message, code);
+    }
+    const task = app.tasks.get(req.name);
+    const jobLog = log.child({ taskId: req.id, taskName: req.displayName });
+    if (!task) {
+      const err = new NotRegisteredError(req.name, [...app.tasks.keys()]);
+      jobLog.error({ err, queue: d.info.queue }, `unregistered task stored as FAILURE and moved to ${d.info.queue}.dead`);
+      await this.storeSafe(jobLog, req, buildMeta(req.id, States.FAILURE, { exc_type: 'NotRegistered', exc_message: [req.name], exc_module: 'celery.exceptions' }, { traceback: null }));
+      return this.deadLetter(d, err.message, err.code);
+    }
+    metrics.received.inc({ queue: d.info.queue, task: req.name });
+    jobLog.debug({ queue: d.info.queue, eta: req.eta, retries: req.retries }, 'task received');
+    const job: Job = { d, req, task, log: jobLog, dueAt: Date.now(), ctl: null };
+    if (await this.revokedOrExpired(job)) return;
+    if (req.eta && req.eta.getTime() > Date.now()) {
+      this.eta.push(req.eta.getTime(), job);
+    } else {
+      this.reserved.push(job);
+    }
+    this.updateGauges();
+    this.pump();
+  }
+
+  /** Stores REVOKED and acks when the task was revoked or expired (checked at intake and at start). */
+  private async revokedOrExpired(j: Job): Promise<boolean> {
+    const expired = j.req.expires !== null && j.req.expires.getTime() < Date.now();
+    if (!expired && !this.revoked.has(j.req.id)) return false;
+    const reason = expired ? 'expired' : 'revoked';
+    j.log.info(`task ${reason}: discarded`);
+    await this.storeSafe(j.log, j.req, buildMeta(j.req.id, States.REVOKED, { exc_type: 'TaskRevokedError', exc_message: [reason], exc_module: 'celery.exceptions' }));
+    this.count(j, 'revoked');
+    await j.d.ack();
+    return true;
+  }
+
+  /** Takes a rate-limit token, or returns the ms until one is available. */
+  private takeToken(j: Job): number {
+    const limit = j.task.options.rateLimit;
+    if (!limit) return 0;
+    let b = this.buckets.get(j.task.name);
+    const now = Date.now();
+    if (!b) this.buckets.set(j.task.name, (b = { perMs: parseRateLimit(limit) / 1000, tokens: 1, at: now }));
+    b.tokens = Math.min(1, b.tokens + (now - b.at) * b.perMs);
+    b.at = now;
+    if (b.tokens >= 1) {
+      b.tokens -= 1;
+      return 0;
+    }
+    return Math.ceil((1 - b.tokens) / b.perMs);
+  }
+
+  /** Starts reserved jobs while slots are free. */
+  private pump(): void {
+    while (!this.stopping && this.active.size < this.deps.pool.size && this.reserved.length > 0) {
+      const j = this.reserved.shift()!;
+      const wait = this.takeToken(j);
+      if (wait > 0) {
+        this.eta.push(Date.now() + wait, j);
+        continue;
+      }
+      this.active.set(j.req.id, j);
+      void this.execute(j).catch((err) => j.log.error({ err }, 'task bookkeeping failed (message kept unacknowledged until the connection drops)'));
+    }
+    this.updateGauges();
+  }
+
+  private count(j: Job, outcome: Outcome): void {
+    this.deps.metrics.completed.inc({ queue: j.d.info.queue, task: j.req.name, outcome });
+  }
+
+  private async execute(j: Job): Promise<void> {
+    const { req, d, task } = j;
+    const { config, pool, metrics } = this.deps;
+    try {
+      if (await this.revokedOrExpired(j)) return;
+      const late = this.acksLate(j);
+      if (!late) await d.ack();
+      const labels = { queue: d.info.queue, task: req.name };
+      metrics.wait.observe(labels, Math.max(0, Date.now() - j.dueAt) / 1000);
+      const ignore = req.ignoreResult || task.options.ignoreResult === true;
+      if (!ignore && (task.options.trackStarted ?? config.trackStarted)) {
+        await this.storeSafe(j.log, req, buildMeta(req.id, States.STARTED, { pid: process.pid, hostname: config.hostname }));
+      }
+      j.ctl = new AbortController();
+      const outcome = await pool.run({ task, req, info: d.info, hostname: config.hostname, log: j.log, signal: j.ctl.signal });
+      metrics.duration.observe(labels, outcome.runtimeMs / 1000);
+      if (!this.active.has(req.id)) return; // cold shutdown took it over
+      await this.settle(j, outcome, late, ignore);
+    } finally {
+      this.active.delete(req.id);
+      this.processed++;
+      this.updateGauges();
+      if (this.active.size === 0) for (const w of this.idleWaiters.splice(0)) w();
+      this.pump();
+    }
+  }
+
+  private async settle(j: Job, o: TaskOutcome, late: boolean, ignore: boolean): Promise<void> {
+    const { req, d } = j;
+    const sec = (o.runtimeMs / 1000).toFixed(3);
+    switch (o.state) {
+      case 'SUCCESS': {
+        // Next chain step and links first, so a client that sees SUCCESS finds them sent (as Celery).
+        await this.applyCallbacks(j, o.value);
+        if (!ignore) await this.storeSafe(j.log, req, buildMeta(req.id, States.SUCCESS, o.value, { groupId: req.group, parentId: req.parentId }));
+        j.log.debug({ runtimeMs: o.runtimeMs }, `task succeeded in ${sec}s`);
+        this.count(j, 'succeeded');
+        if (late) await d.ack();
+        return;
+      }
+      case 'FAILURE': {
+        const exc = exceptionToDict(o.error);
+        j.log.error({ err: o.error, runtimeMs: o.runtimeMs }, `task failed in ${sec}s: ${exc.exc_type}: ${String(exc.exc_message)}`);
+        await this.storeSafe(j.log, req, buildMeta(req.id, States.FAILURE, exc, { traceback: tracebackOf(o.error), groupId: req.group, parentId: req.parentId }));
+        for (const sig of req.embed.errbacks ?? []) await this.publishSignature(j, sig, [req.id]);
+        this.count(j, 'failed');
+        if (late) await d.ack(); // Celery's acks_on_failure_or_timeout default
+        return;
+      }
+      case 'RETRY': {
+        const r = o.retry;
+        const eta = r.eta ?? new Date(Date.now() + r.countdownMs);
+        // Publish the retry before acking the original, so a crash in between duplicates, never loses.
+        await this.deps.broker.publish(d.info.routingKey || d.info.queue, this.retryMessage(j, eta));
+        const exc = exceptionToDict(r.exc ?? r);
+        j.log.info({ retries: req.retries + 1, eta }, `task retry in ${Math.round(r.countdownMs)}ms: ${exc.exc_type}: ${String(exc.exc_message)}`);
+        await this.storeSafe(j.log, req, buildMeta(req.id, States.RETRY, exc, { traceback: tracebackOf(r.exc ?? r), groupId: req.group, parentId: req.parentId }));
+        this.count(j, 'retried');
+        if (late) await d.ack();
+        return;
+      }
+      case 'REJECTED': {
+        j.log.warn({ requeue: o.requeue }, `task rejected itself: ${o.reason}`);
+        this.count(j, 'rejected');
+        if (late) await d.reject({ requeue: o.requeue, reason: o.reason });
+        return;
+      }
+      case 'IGNORED':
+        if (late) await d.ack();
+        return;
+      case 'REVOKED': {
+        await this.storeSafe(j.log, req, buildMeta(req.id, States.REVOKED, { exc_type: 'TaskRevokedError', exc_message: [o.reason], exc_module: 'celery.exceptions' }));
+        this.count(j, 'revoked');
+        if (late) await d.ack();
+        return;
+      }
+    }
+  }
+
+  /** Messages derived from a request (retries, chain steps) keep the sender's serializer. */
+  private serializerOf(j: Job): SerializerName {
+    return serializerForContentType(j.d.message.contentType) ?? this.deps.config.taskSerializer;
+  }
+
+  private retryMessage(j: Job, eta: Date) {
+    const { req } = j;
+    return encodeTask({
+      id: req.id,
+      name: req.name,
+      args: req.args,
+      kwargs: req.kwargs,
+      eta,
+      expires: req.expires,
+      retries: req.retries + 1,
+      timelimit: req.timelimit,
+      rootId: req.rootId,
+      parentId: req.id,
+      group: req.group,
+      groupIndex: req.groupIndex,
+      shadow: req.displayName !== req.name ? req.displayName : null,
+      origin: this.deps.app.origin,
+      ignoreResult: req.ignoreResult,
+      replyTo: req.replyTo ?? undefined,
+      priority: req.priority ?? undefined,
+      callbacks: req.embed.callbacks,
+      errbacks: req.embed.errbacks,
+      chain: req.embed.chain,
+      chord: req.embed.chord,
+      serializer: this.serializerOf(j),
+    });
+  }
+
+  /** Links after success, then the next step of a chain (spec §1.5). */
+  private async applyCallbacks(j: Job, value: unknown): Promise<void> {
+    for (const sig of j.req.embed.callbacks ?? []) await this.publishSignature(j, sig, [value]);
+    const chain = j.req.embed.chain;
+    if (chain && chain.length > 0) {
+      const rest = chain.slice(0, -1);
+      await this.publishSignature(j, chain[chain.length - 1]!, [value], rest.length > 0 ? rest : null);
+    }
+  }
+
+  /** Publishes a signature dict as a task, with `front` prepended to its args unless immutable. */
+  private async publishSignature(j: Job, sig: SignatureDict, front: unknown[], chain: SignatureDict[] | null = null): Promise<void> {
+    if (sig.subtask_type) {
+      // group/chord signatures need canvas support (a later issue): fail loudly, never silently drop.
+      j.log.error({ signature: sig }, `cannot apply a "${sig.subtask_type}" signature yet; the workflow step is not sent`);
+      const id = typeof sig.options?.task_id === 'string' ? sig.options.task_id : null;
+      if (id) await this.storeSafe(j.log, j.req, buildMeta(id, States.FAILURE, { exc_type: 'NotImplementedError', exc_message: [`celeriac cannot apply ${sig.subtask_type} signatures yet`], exc_module: 'builtins' }));
+      return;
+    }
+    const o = sig.options ?? {};
+    const id = typeof o.task_id === 'string' ? o.task_id : crypto.randomUUID();
+    const queue = typeof o.queue === 'string' ? o.queue : (this.deps.app.tasks.get(sig.task)?.options.queue ?? this.deps.config.defaultQueue);
+    const message = encodeTask({
+      id,
+      name: sig.task,
+      args: sig.immutable ? sig.args ?? [] : [...front, ...(sig.args ?? [])],
+      kwargs: sig.kwargs ?? {},
+      rootId: j.req.rootId,
+      parentId: j.req.id,
+      origin: this.deps.app.origin,
+      replyTo: typeof o.reply_to === 'string' ? o.reply_to : undefined,
+      priority: typeof o.priority === 'number' ? o.priority : undefined,
+      callbacks: (o.link as SignatureDict[] | undefined) ?? null,
+      errbacks: (o.link_error as SignatureDict[] | undefined) ?? null,
+      chain,
+      serializer: this.serializerOf(j),
+    });
+    await this.deps.broker.publish(queue, message);
+  }
+
+  /** Stores a result; a backend failure is logged, not fatal: the task itself already ran. */
+  private async storeSafe(log: Logger, req: TaskRequest, meta: ReturnType<typeof buildMeta>): Promise<void> {
+    try {
+      await this.deps.backend.store(meta, { replyTo: req.replyTo, correlationId: req.correlationId });
+    } catch (err) {
+      log.error({ err, state: meta.status }, 'storing the task state failed');
+    }
+  }
+}

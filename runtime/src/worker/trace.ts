@@ -1,0 +1,129 @@
+/**
+ * Runs one task and turns whatever happens into an outcome: a task's own error is an outcome,
+ * never a rejection. Applies soft and hard time limits, autoretry and max retries.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { Logger } from 'pino';
+import type { DeliveryInfo } from '../brokers/broker.js';
+import { CeleriacError, Ignore, Reject, Retry } from '../errors.js';
+import type { TaskRequest } from '../protocol/task-message.js';
+import { isAutoretry, retryDelay, type Task, type TaskContext } from '../app/task.js';
+
+export type TaskOutcome =
+  | { readonly state: 'SUCCESS'; readonly value: unknown; readonly runtimeMs: number }
+  | { readonly state: 'FAILURE'; readonly error: unknown; readonly runtimeMs: number }
+  | { readonly state: 'RETRY'; readonly retry: Retry; readonly runtimeMs: number }
+  | { readonly state: 'REJECTED'; readonly requeue: boolean; readonly reason: string; readonly runtimeMs: number }
+  | { readonly state: 'IGNORED'; readonly runtimeMs: number }
+  | { readonly state: 'REVOKED'; readonly reason: string; readonly runtimeMs: number };
+
+/** Raised in a task (through ctx.signal) when its soft time limit passes. */
+export class SoftTimeLimitExceeded extends CeleriacError {
+  constructor(limitMs: number) {
+    super('E_SOFT_TIME_LIMIT', `SoftTimeLimitExceeded(${limitMs / 1000})`);
+  }
+}
+
+/** The failure stored when a task passes its hard time limit (billiard's name, for Python peers). */
+export class TimeLimitExceeded extends CeleriacError {
+  readonly excModule = 'billiard.exceptions';
+  constructor(limitMs: number) {
+    super('E_TIME_LIMIT', String(limitMs / 1000));
+  }
+}
+
+const storage = new AsyncLocalStorage<TaskContext>();
+const HARD_LIMIT = Symbol('hard time limit');
+const KILLED = Symbol('killed');
+
+/** The context of the task running in the current async scope (for arrow-function tasks). */
+export function currentTask(): TaskContext {
+  const ctx = storage.getStore();
+  if (!ctx) throw new CeleriacError('E_NO_TASK', 'currentTask() was called outside a running task');
+  return ctx;
+}
+
+export interface TraceInput {
+  readonly task: Task;
+  readonly req: TaskRequest;
+  readonly info: DeliveryInfo;
+  readonly hostname: string;
+  readonly log: Logger;
+  /** Aborted by revoke(terminate) and cold shutdown. */
+  readonly signal: AbortSignal;
+}
+
+export async function trace(i: TraceInput): Promise<TaskOutcome> {
+  const { task, req } = i;
+  const opts = task.options;
+  const started = performance.now();
+  const ctl = new AbortController();
+  const onOuterAbort = () => ctl.abort(i.signal.reason);
+  i.signal.addEventListener('abort', onOuterAbort, { once: true });
+  const timers: NodeJS.Timeout[] = [];
+  const ctx: TaskContext = {
+    id: req.id,
+    name: req.name,
+    retries: req.retries,
+    hostname: i.hostname,
+    deliveryInfo: { queue: i.info.queue, exchange: i.info.exchange, routingKey: i.info.routingKey, redelivered: i.info.redelivered },
+    parentId: req.parentId,
+    rootId: req.rootId,
+    groupId: req.group,
+    args: req.args,
+    kwargs: req.kwargs,
+    eta: req.eta,
+    expires: req.expires,
+    log: i.log,
+    signal: ctl.signal,
+    retry(r = {}) {
+      const max = r.maxRetries !== undefined ? r.maxRetries : (opts.maxRetries ?? 3);
+      if (max !== null && req.retries >= max) {
+        // Past max retries Celery raises the original exception (or MaxRetriesExceededError).
+        if (r.exc !== undefined) throw r.exc;
+        throw Object.assign(new CeleriacError('E_MAX_RETRIES', `Can't retry ${req.name}[${req.id}] args:${req.argsrepr} kwargs:${req.kwargsrepr}`), { name: 'MaxRetriesExceededError', excModule: 'celery.exceptions' });
+      }
+      const countdown = r.eta ? r.eta.getTime() - Date.now() : (r.countdown ?? retryDelay(opts, req.retries));
+      throw new Retry(Math.max(0, countdown), r.exc ?? null, r.eta ?? null);
+    },
+  };
+
+  // Celery's timelimit header is [hard, soft] in seconds; the task's own options are the default.
+  const hardMs = req.timelimit[0] !== null ? req.timelimit[0] * 1000 : (opts.timeLimit ?? null);
+  const softMs = req.timelimit[1] !== null ? req.timelimit[1] * 1000 : (opts.softTimeLimit ?? null);
+  if (softMs) timers.push(setTimeout(() => ctl.abort(new SoftTimeLimitExceeded(softMs)), softMs));
+
+  const runtime = () => performance.now() - started;
+  // The task runs on this event loop and cannot be killed: a hard limit, revoke(terminate) or a
+  // cold shutdown stops waiting for it (and aborts ctx.signal) instead.
+  const stopped = new Promise<typeof HARD_LIMIT | typeof KILLED>((resolve) => {
+    const kill = () => resolve(KILLED);
+    if (i.signal.aborted) return kill();
+    i.signal.addEventListener('abort', kill, { once: true });
+    if (hardMs) timers.push(setTimeout(() => resolve(HARD_LIMIT), hardMs));
+  });
+  try {
+    const run = storage.run(ctx, () => Promise.resolve().then(() => task.fn.apply(ctx, req.args as never)));
+    const value = await Promise.race([run, stopped]);
+    if (value === KILLED) return { state: 'REVOKED', reason: String(i.signal.reason ?? 'terminated'), runtimeMs: runtime() };
+    if (value === HARD_LIMIT) {
+      ctl.abort(new TimeLimitExceeded(hardMs!));
+      // Keep the task's own later rejection from becoming an unhandled one.
+      run.catch((err) => i.log.debug({ err }, 'task failed after its hard time limit'));
+      return { state: 'FAILURE', error: new TimeLimitExceeded(hardMs!), runtimeMs: runtime() };
+    }
+    return { state: 'SUCCESS', value, runtimeMs: runtime() };
+  } catch (err) {
+    if (err instanceof Retry) return { state: 'RETRY', retry: err, runtimeMs: runtime() };
+    if (err instanceof Reject) return { state: 'REJECTED', requeue: err.requeue, reason: err.reason, runtimeMs: runtime() };
+    if (err instanceof Ignore) return { state: 'IGNORED', runtimeMs: runtime() };
+    if (isAutoretry(opts, err)) {
+      const max = opts.maxRetries === undefined ? 3 : opts.maxRetries;
+      if (max === null || req.retries < max) return { state: 'RETRY', retry: new Retry(retryDelay(opts, req.retries), err), runtimeMs: runtime() };
+    }
+    return { state: 'FAILURE', error: err, runtimeMs: runtime() };
+  } finally {
+    for (const t of timers) clearTimeout(t);
+    i.signal.removeEventListener('abort', onOuterAbort);
+  }
+}

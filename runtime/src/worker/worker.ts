@@ -1,0 +1,100 @@
+/**
+ * A worker: ordered services started in order and stopped in reverse, as Celery's bootsteps
+ * (without string paths or a dependency solver): broker and backend, metrics server, remote
+ * control, consumer. Signals are the CLI's business; this is the library object.
+ */
+import type { Logger } from 'pino';
+import type { App } from '../app/app.js';
+import { createWorkerMetrics, type WorkerMetrics } from '../metrics/worker-metrics.js';
+import { startMetricsServer, type MetricsServer } from '../metrics/server.js';
+import { createEventLoopPool, type Pool } from '../pools/pool.js';
+import { CONTROL_EXCHANGE } from '../protocol/control.js';
+import { Consumer } from './consumer.js';
+
+export interface Worker {
+  /** `/metrics` URL, once started (null when the metrics port is disabled). */
+  readonly metricsUrl: string | null;
+  readonly metrics: WorkerMetrics;
+  readonly log: Logger;
+  start(): Promise<void>;
+  /** Stops consuming and gives back prefetched and scheduled messages; running tasks finish. */
+  drain(): Promise<void>;
+  /**
+   * Warm stop: drain, wait up to the config's shutdownTimeoutMs for running tasks, then give back
+   * what is left. `graceful: false` (cold) gives running late-ack tasks back at once.
+   */
+  stop(opts?: { graceful?: boolean }): Promise<void>;
+  /** Tasks running, prefetched and ETA-held. */
+  counts(): { active: number; reserved: number; scheduled: number; processed: number };
+}
+
+export function createWorker(app: App, opts: { pool?: Pool } = {}): Worker {
+  const config = app.config;
+  const log = app.log.child({ component: 'worker', hostname: config.hostname });
+  const metrics = createWorkerMetrics();
+  let consumer: Consumer | null = null;
+  let server: MetricsServer | null = null;
+  let control: AbortController | null = null;
+  let draining: Promise<void> | null = null;
+  let stopped: Promise<void> | null = null;
+  const pool = opts.pool ?? createEventLoopPool(config.concurrency);
+
+  const worker: Worker = {
+    get metricsUrl() {
+      return server?.url ?? null;
+    },
+    metrics,
+    log,
+    async start() {
+      const broker = await app.broker();
+      const backend = await app.backend();
+      await pool.start();
+      consumer = new Consumer({ app, config, broker, backend, pool, metrics, log });
+      if (config.metricsPort !== null) {
+        server = await startMetricsServer(config.metricsPort, {
+          registry: metrics.registry,
+          healthy: () => stopped === null,
+          drain: () => worker.drain(),
+        });
+      }
+      control = new AbortController();
+      const c = consumer;
+      broker.subscribe(CONTROL_EXCHANGE, (m) => c.handleControlMessage(m), control.signal).catch((err) => {
+        log.error({ err }, 'remote control subscription failed: revoke will not reach this worker');
+      });
+      consumer.start();
+      log.info(
+        { broker: config.brokerUrl, backend: config.resultBackend, queues: config.queues, concurrency: pool.size, pool: pool.kind, tasks: [...app.tasks.keys()], metrics: server?.url ?? null },
+        `worker ready: consuming ${config.queues.join(', ')} with ${pool.size} slots`,
+      );
+    },
+    drain() {
+      return (draining ??= (async () => {
+        log.info('draining: stopped consuming; running tasks finish');
+        await consumer?.stopConsuming();
+      })());
+    },
+    stop(o = {}) {
+      // A second, cold stop during a warm one cuts the wait short (Celery's second Ctrl-C).
+      if (stopped && o.graceful === false) void consumer?.abortRunning();
+      return (stopped ??= (async () => {
+        const graceful = o.graceful ?? true;
+        await worker.drain();
+        if (graceful && consumer) {
+          const left = await consumer.waitIdle(config.shutdownTimeoutMs);
+          if (left.length > 0) log.warn({ taskIds: left }, `warm shutdown: ${left.length} task(s) still running after ${config.shutdownTimeoutMs} ms`);
+        }
+        await consumer?.abortRunning();
+        control?.abort();
+        await pool.stop({ graceful, timeoutMs: config.shutdownTimeoutMs });
+        await server?.close();
+        await app.close();
+        log.info({ processed: consumer?.processed ?? 0 }, 'worker stopped');
+      })());
+    },
+    counts() {
+      return { ...(consumer?.counts() ?? { active: 0, reserved: 0, scheduled: 0 }), processed: consumer?.processed ?? 0 };
+    },
+  };
+  return worker;
+}
