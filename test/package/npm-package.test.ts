@@ -1,0 +1,77 @@
+// The npm tarball as a user gets it: its file list, every `exports` entry imported from a
+// scratch ESM project, and every bin started with --help.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { expectOk, npmCommand, packTarball, repoRoot, run } from '../support/package-tools.js';
+
+interface PackageJson {
+  name: string;
+  exports: Record<string, { types: string; default: string }>;
+  bin: Record<string, string>;
+}
+
+const pkg = JSON.parse(await readFile(join(repoRoot, 'package.json'), 'utf8')) as PackageJson;
+
+/** A scratch ESM project with the packed tarball installed (production dependencies only). */
+async function scratchProject(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'celeriac-scratch-'));
+  await writeFile(join(dir, 'package.json'), JSON.stringify({ name: 'scratch', private: true, type: 'module' }));
+  expectOk(
+    await run(npmCommand(), ['install', '--omit=dev', '--no-audit', '--no-fund', '--prefer-offline', await packTarball()], {
+      cwd: dir,
+    }),
+    'npm install of the packed tarball',
+  );
+  return dir;
+}
+
+const scratch = scratchProject();
+
+test('the tarball holds the build output, the CRDs and no tests', async () => {
+  const r = expectOk(
+    await run(npmCommand(), ['pack', '--dry-run', '--json'], { cwd: repoRoot }),
+    'npm pack --dry-run',
+  );
+  const [info] = JSON.parse(r.stdout) as { files: { path: string }[] }[];
+  assert.ok(info, 'npm pack --dry-run printed no package');
+  const files = new Set(info.files.map((f) => f.path));
+  for (const target of [
+    ...Object.values(pkg.bin),
+    ...Object.values(pkg.exports).flatMap((e) => [e.default, e.types]),
+  ]) {
+    assert.ok(files.has(target.replace(/^\.\//, '')), `${target} is missing from the tarball`);
+  }
+  assert.ok(files.has('crds/celeriac.io_workerpools.yaml'), 'crds/ is missing from the tarball');
+  const tests = [...files].filter((f) => f.startsWith('dist/test/'));
+  assert.deepEqual(tests, [], 'compiled tests must not be published');
+});
+
+for (const entry of Object.keys(pkg.exports)) {
+  const specifier = entry === '.' ? pkg.name : `${pkg.name}/${entry.slice(2)}`;
+  test(`import '${specifier}' from a scratch ESM project`, async () => {
+    const dir = await scratch;
+    const probe = join(dir, `probe-${entry === '.' ? 'main' : entry.slice(2)}.mjs`);
+    await writeFile(
+      probe,
+      `const m = await import(${JSON.stringify(specifier)});\nconsole.log(JSON.stringify(Object.keys(m)));\n`,
+    );
+    const r = expectOk(await run(process.execPath, [probe], { cwd: dir }), `import ${specifier}`);
+    const names = JSON.parse(r.stdout) as string[];
+    assert.ok(names.length > 0, `${specifier} exports nothing`);
+  });
+}
+
+for (const [bin, help] of [
+  ['celeriac', ['worker', '--help']],
+  ['celeriac-operator', ['--help']],
+] as const) {
+  test(`bin ${bin} ${help.join(' ')} runs from the installed package`, async () => {
+    assert.ok(pkg.bin[bin], `package.json has no bin ${bin}`);
+    const dir = await scratch;
+    const r = expectOk(await run(join(dir, 'node_modules', '.bin', bin), help, { cwd: dir }), `${bin} --help`);
+    assert.match(r.stdout + r.stderr, /usage/i, `${bin} --help printed no usage`);
+  });
+}
