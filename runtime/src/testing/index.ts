@@ -9,7 +9,7 @@ import { createWorker, type Worker } from '../worker/worker.js';
 /** An app whose broker and backend are private to it (memory://<random>). */
 export function createTestApp(options: AppOptions = {}): App {
   const space = `memory://test-${randomUUID()}`;
-  return createApp({ logLevel: 'warn', ...options, broker: space, backend: space, metricsPort: null });
+  return createApp({ logLevel: 'silent', ...options, broker: space, backend: space, metricsPort: null });
 }
 
 /** Starts an in-process worker for `app`; call `stop()` when done. */

@@ -45,7 +45,8 @@ export interface ConsumerDeps {
 export class Consumer {
   private readonly accepted: ReadonlySet<string>;
   private readonly reserved: Job[] = [];
-  private readonly active = new Map<string, Job>();
+  /** Running jobs. Keyed by job, not id: a retry of a task can start before its previous run has settled. */
+  private readonly active = new Set<Job>();
   private readonly revoked = new Set<string>();
   private readonly eta: TimerHeap<Job>;
   private readonly buckets = new Map<string, { perMs: number; tokens: number; at: number }>();
@@ -108,17 +109,17 @@ export class Consumer {
         });
       });
     }
-    return [...this.active.keys()];
+    return [...this.active].map((j) => j.req.id);
   }
 
   /** Cold stop: aborts running tasks and gives back the messages of late-ack ones. */
   async abortRunning(): Promise<void> {
     this.stopping = true;
-    const jobs = [...this.active.values()];
+    const jobs = [...this.active];
     for (const j of jobs) j.ctl?.abort('shutdown');
     await Promise.all(
       jobs.map(async (j) => {
-        this.active.delete(j.req.id);
+        this.active.delete(j);
         if (this.acksLate(j)) await j.d.reject({ requeue: true });
         else j.log.warn('task interrupted by cold shutdown; its message was acknowledged at start (early ack) and is lost');
       }),
@@ -135,8 +136,9 @@ export class Consumer {
     for (const id of ids) {
       this.revoked.add(id);
       if (this.revoked.size > REVOKED_LIMIT) this.revoked.delete(this.revoked.values().next().value!);
-      const job = this.active.get(id);
-      if (job && req.arguments.terminate === true) {
+      if (req.arguments.terminate !== true) continue;
+      for (const job of this.active) {
+        if (job.req.id !== id) continue;
         job.log.info('revoked with terminate: aborting the running task');
         job.ctl?.abort('terminated');
       }
@@ -243,7 +245,7 @@ export class Consumer {
         this.eta.push(Date.now() + wait, j);
         continue;
       }
-      this.active.set(j.req.id, j);
+      this.active.add(j);
       void this.execute(j).catch((err) => j.log.error({ err }, 'task bookkeeping failed (message kept unacknowledged until the connection drops)'));
     }
     this.updateGauges();
@@ -269,10 +271,10 @@ export class Consumer {
       j.ctl = new AbortController();
       const outcome = await pool.run({ task, req, info: d.info, hostname: config.hostname, log: j.log, signal: j.ctl.signal });
       metrics.duration.observe(labels, outcome.runtimeMs / 1000);
-      if (!this.active.has(req.id)) return; // cold shutdown took it over
+      if (!this.active.has(j)) return; // cold shutdown took it over
       await this.settle(j, outcome, late, ignore);
     } finally {
-      this.active.delete(req.id);
+      this.active.delete(j);
       this.processed++;
       this.updateGauges();
       if (this.active.size === 0) for (const w of this.idleWaiters.splice(0)) w();

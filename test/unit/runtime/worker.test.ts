@@ -1,0 +1,191 @@
+// Worker behaviour end to end in one process, on the memory:// broker and backend.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { createTestApp, startTestWorker } from '../../../runtime/src/testing/index.js';
+import { TaskFailedError, TaskRevokedError } from '../../../runtime/src/errors.js';
+import { encodeTask } from '../../../runtime/src/protocol/task-message.js';
+import type { TaskContext } from '../../../runtime/src/app/task.js';
+import type { Worker } from '../../../runtime/src/worker/worker.js';
+
+const app = createTestApp({ concurrency: 4 });
+const calls = new Map<string, number>();
+const seen = (k: string) => calls.set(k, (calls.get(k) ?? 0) + 1);
+
+const add = app.task('t.add', (a: number, b: number) => a + b);
+const fail = app.task('t.fail', (msg: string) => {
+  throw Object.assign(new Error(msg), { name: 'ValueError' });
+});
+const flaky = app.task(
+  't.flaky',
+  function (this: TaskContext, key: string) {
+    seen(key);
+    if (this.retries < 2) this.retry({ countdown: 10, exc: new Error('not yet') });
+    return { key, retries: this.retries };
+  },
+  { maxRetries: 3 },
+);
+const alwaysRetry = app.task('t.always', function (this: TaskContext) {
+  this.retry({ countdown: 1, exc: Object.assign(new Error('still broken'), { name: 'RuntimeError' }) });
+}, { maxRetries: 2 });
+const when = app.task('t.when', function (this: TaskContext, key: string) {
+  seen(key);
+  return { ran: Date.now(), eta: this.eta?.getTime() ?? null };
+});
+const waitAbort = app.task('t.waitabort', function (this: TaskContext) {
+  return new Promise((resolve) => this.signal.addEventListener('abort', () => resolve('aborted')));
+});
+class Flaky extends Error {}
+let autoCount = 0;
+const auto = app.task('t.auto', () => {
+  autoCount++;
+  if (autoCount < 3) throw new Flaky('transient');
+  return autoCount;
+}, { autoretryFor: [Flaky], retryBackoff: 5, retryJitter: false });
+const noResult = app.task('t.noresult', () => 1, { ignoreResult: true });
+let releaseStarted!: () => void;
+const started = app.task('t.started', () => new Promise((r) => (releaseStarted = () => r('done'))), { trackStarted: true });
+const limited = app.task('t.limited', (i: number) => i, { rateLimit: '50/s' });
+const hard = app.task('t.hard', () => new Promise(() => undefined), { timeLimit: 50 });
+const ctxInfo = app.task('t.ctx', function (this: TaskContext) {
+  return { id: this.id, queue: this.deliveryInfo.queue, hostname: this.hostname, root: this.rootId, parent: this.parentId };
+});
+
+let worker: Worker;
+before(async () => {
+  worker = await startTestWorker(app);
+});
+after(async () => {
+  await worker.stop();
+});
+
+describe('worker (memory broker)', () => {
+  it('runs a task and stores SUCCESS', async () => {
+    const r = await add.delay(2, 3);
+    assert.equal(await r.get({ timeout: 5000 }), 5);
+    assert.equal(await r.state(), 'SUCCESS');
+    assert.equal(await r.successful(), true);
+  });
+
+  it('gives the task its context', async () => {
+    const r = await ctxInfo.delay();
+    const v = (await r.get({ timeout: 5000 })) as Record<string, unknown>;
+    assert.deepEqual(v, { id: r.id, queue: 'celery', hostname: app.config.hostname, root: r.id, parent: null });
+  });
+
+  it('stores a failure with its type, message and traceback, and get() throws it', async () => {
+    const r = await fail.delay('bad value');
+    await assert.rejects(r.get({ timeout: 5000 }), (err: unknown) => err instanceof TaskFailedError && err.excType === 'ValueError' && err.excMessage === 'bad value');
+    assert.equal(await r.failed(), true);
+    assert.deepEqual(await r.result(), { exc_type: 'ValueError', exc_message: ['bad value'], exc_module: 'builtins' });
+    assert.match(String(await r.traceback()), /Traceback[\s\S]*bad value/);
+  });
+
+  it('retries with countdown until it succeeds', async () => {
+    const r = await flaky.delay('f1');
+    assert.deepEqual(await r.get({ timeout: 5000 }), { key: 'f1', retries: 2 });
+    assert.equal(calls.get('f1'), 3);
+  });
+
+  it('fails with the original error after maxRetries', async () => {
+    const r = await alwaysRetry.delay();
+    await assert.rejects(r.get({ timeout: 5000 }), (err: unknown) => err instanceof TaskFailedError && err.excType === 'RuntimeError' && /still broken/.test(err.excMessage));
+  });
+
+  it('autoretries listed errors with backoff', async () => {
+    const r = await auto.delay();
+    assert.equal(await r.get({ timeout: 5000 }), 3);
+  });
+
+  it('holds a countdown task until its ETA', async () => {
+    const r = await when.applyAsync(['w1'], {}, { countdown: 150 });
+    const v = (await r.get({ timeout: 5000 })) as { ran: number; eta: number };
+    assert.ok(v.eta !== null && v.ran >= v.eta, 'ran at or after its eta');
+  });
+
+  it('discards an expired task as REVOKED "expired" without running it', async () => {
+    const r = await when.applyAsync(['expired'], {}, { expires: new Date(Date.now() - 1000) });
+    await assert.rejects(r.get({ timeout: 5000 }), (err: unknown) => err instanceof TaskRevokedError && /expired/.test(err.message));
+    assert.equal(calls.get('expired'), undefined);
+  });
+
+  it('revokes a scheduled task by id: it never runs', async () => {
+    const r = await when.applyAsync(['revoked'], {}, { countdown: 300 });
+    await r.revoke();
+    await assert.rejects(r.get({ timeout: 5000 }), TaskRevokedError);
+    await new Promise((res) => setTimeout(res, 400));
+    assert.equal(calls.get('revoked'), undefined);
+    assert.equal(await r.state(), 'REVOKED');
+  });
+
+  it('revoke with terminate aborts a running task', async () => {
+    const r = await waitAbort.delay();
+    await new Promise((res) => setTimeout(res, 50));
+    await r.revoke({ terminate: true });
+    await assert.rejects(r.get({ timeout: 5000 }), (err: unknown) => err instanceof TaskRevokedError && /terminated/.test(err.message));
+  });
+
+  it('fails a task past its hard time limit with TimeLimitExceeded', async () => {
+    const r = await hard.delay();
+    await assert.rejects(r.get({ timeout: 5000 }), (err: unknown) => err instanceof TaskFailedError && err.excType === 'TimeLimitExceeded');
+  });
+
+  it('stores nothing with ignoreResult, STARTED with trackStarted', async () => {
+    const r = await noResult.delay();
+    const s = await started.delay();
+    for (let i = 0; i < 100 && (await s.state()) !== 'STARTED'; i++) await new Promise((res) => setTimeout(res, 10));
+    assert.equal(await s.state(), 'STARTED');
+    releaseStarted();
+    assert.equal(await s.get({ timeout: 5000 }), 'done');
+    assert.equal(await r.state(), 'PENDING');
+  });
+
+  it('applies rate-limited tasks, all of them', async () => {
+    const rs = await Promise.all([1, 2, 3, 4, 5].map((i) => limited.delay(i)));
+    assert.deepEqual(await Promise.all(rs.map((r) => r.get({ timeout: 5000 }))), [1, 2, 3, 4, 5]);
+  });
+
+  it('sends linked tasks with the result prepended', async () => {
+    const linkId = crypto.randomUUID();
+    const r = await add.applyAsync([1, 2], {}, { link: app.signature('t.add', [10], {}, { task_id: linkId }) });
+    assert.equal(await r.get({ timeout: 5000 }), 3);
+    assert.equal(await app.asyncResult(linkId).get({ timeout: 5000 }), 13);
+  });
+
+  it('stores FAILURE for an unregistered task and dead-letters its message', async () => {
+    const broker = await app.broker();
+    const before = await broker.depth('celery.dead');
+    const r = await app.sendTask('t.missing', [1]);
+    await assert.rejects(r.get({ timeout: 5000 }), (err: unknown) => err instanceof TaskFailedError && err.excType === 'NotRegistered');
+    assert.equal(await broker.depth('celery.dead'), before + 1);
+  });
+
+  it('dead-letters malformed and disallowed messages with a reason, and keeps working', async () => {
+    const broker = await app.broker();
+    const before = await broker.depth('celery.dead');
+    await broker.publish('celery', { body: Buffer.from('{oops'), contentType: 'application/json', contentEncoding: 'utf-8', headers: { task: 't.add', id: 'bad-1' }, properties: {} });
+    await broker.publish('celery', encodeTask({ id: 'bad-2', name: 't.add', args: [1, 1], kwargs: {}, origin: 'test', serializer: 'yaml' }));
+    await broker.publish('celery', { body: Buffer.from([0x80]), contentType: 'application/x-python-serialize', contentEncoding: 'binary', headers: { task: 't.add', id: 'bad-3' }, properties: {} });
+    const r = await add.delay(20, 22);
+    assert.equal(await r.get({ timeout: 5000 }), 42);
+    for (let i = 0; i < 100 && (await broker.depth('celery.dead')) < before + 3; i++) await new Promise((res) => setTimeout(res, 10));
+    assert.equal(await broker.depth('celery.dead'), before + 3);
+    const reasons: string[] = [];
+    const ctl = new AbortController();
+    await broker.consume(['celery.dead'], async (d) => {
+      reasons.push(String(d.message.headers['x-celeriac-dead-reason']));
+      await d.ack();
+      if ((await broker.depth('celery.dead')) === 0) ctl.abort();
+    }, { prefetch: 100, signal: ctl.signal });
+    assert.ok(reasons.some((x) => /Cannot decode application\/json/.test(x)), reasons.join(' | '));
+    assert.ok(reasons.some((x) => /x-yaml" is not accepted/.test(x)));
+    assert.ok(reasons.some((x) => /pickle/.test(x)));
+  });
+
+  it('exports metrics by outcome', async () => {
+    const text = await worker.metrics.registry.metrics();
+    assert.match(text, /celeriac_tasks_completed_total\{queue="celery",task="t.add",outcome="succeeded"\} [1-9]/);
+    assert.match(text, /celeriac_tasks_completed_total\{queue="celery",task="t.flaky",outcome="retried"\} 2/);
+    assert.match(text, /celeriac_messages_dead_lettered_total\{queue="celery",reason="E_CONTENT_DISALLOWED"\} 2/);
+    assert.match(text, /celeriac_worker_slots 4/);
+  });
+});
