@@ -20,19 +20,13 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 export GOFLAGS=-mod=mod GOTOOLCHAIN=${GOTOOLCHAIN:-auto}
 
-build_in_module() { # name, module require lines, package, output
-  local name=$1 requires=$2 pkg=$3 out=$4
-  local work; work=$(mktemp -d)
-  log "building $name ($pkg) in $work; this takes several minutes the first time"
-  ( cd "$work"
-    go mod init celeriac.local/build-$name >/dev/null 2>&1
-    printf '%s\n' "$requires" >> go.mod
-    go mod tidy -e >/dev/null 2>&1 || true
-    go build -trimpath -ldflags='-s -w' -o "$out.tmp" "$pkg" && mv "$out.tmp" "$out" )
-  rm -rf "$work"
+# A binary from an earlier, wrong build (e.g. an unpinned etcd) is rebuilt: the version it
+# reports must contain the pinned one.
+has_version() { # binary, version
+  [ -x "$1" ] && "$1" --version 2>/dev/null | grep -q -- "$2"
 }
 
-if [ ! -x "$bin/kube-apiserver" ]; then
+if ! has_version "$bin/kube-apiserver" "v$K8S_VERSION"; then
   # k8s.io/kubernetes requires its staging modules at v0.0.0 with replaces into ./staging;
   # a throwaway main module replaces each of them with the published v0.<minor>.<patch>.
   modjson=$(cd "$(mktemp -d)" && go mod download -json "k8s.io/kubernetes@v$K8S_VERSION")
@@ -52,21 +46,45 @@ package tools
 import _ "k8s.io/kubernetes/cmd/kube-apiserver"
 GO
     go mod tidy >&2
-    go build -trimpath -ldflags='-s -w' -o "$bin/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver >&2
+    # Stamp the version (as the Kubernetes Makefile does), so /version and helm's kubeVersion work.
+    minor=${K8S_VERSION#*.}; minor=${minor%%.*}
+    ldflags="-s -w"
+    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      ldflags="$ldflags -X $pkg.gitVersion=v$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+    done
+    go build -trimpath -ldflags="$ldflags" -o "$bin/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver >&2
     mv "$bin/kube-apiserver.tmp" "$bin/kube-apiserver" )
   rm -rf "$work"
 fi
 
-if [ ! -x "$bin/etcd" ]; then
-  # etcd's server module replaces its siblings with ../ paths; require them at the same tag instead.
+if ! has_version "$bin/etcd" "$ETCD_VERSION"; then
+  # etcd's server module replaces its siblings with ../ paths, so `go install` refuses it; a
+  # throwaway module requires it and its siblings at the same tag. tools.go keeps the requirements
+  # through `go mod tidy` (without it tidy drops them and the build silently takes the latest etcd).
   v=v$ETCD_VERSION
-  build_in_module etcd "require (
+  work=$(mktemp -d)
+  log "building etcd $v in $work"
+  ( cd "$work"
+    go mod init celeriac.local/build-etcd >/dev/null 2>&1
+    cat >> go.mod <<MOD
+require (
   go.etcd.io/etcd/server/v3 $v
   go.etcd.io/etcd/api/v3 $v
   go.etcd.io/etcd/client/pkg/v3 $v
   go.etcd.io/etcd/client/v3 $v
   go.etcd.io/etcd/pkg/v3 $v
-)" go.etcd.io/etcd/server/v3 "$bin/etcd"
+)
+MOD
+    cat > tools.go <<'GO'
+//go:build tools
+package tools
+import _ "go.etcd.io/etcd/server/v3"
+GO
+    go mod tidy >&2
+    grep -q "go.etcd.io/etcd/server/v3 $v" go.mod || { echo "etcd server version drifted from $v" >&2; exit 1; }
+    go build -trimpath -ldflags='-s -w' -o "$bin/etcd.tmp" go.etcd.io/etcd/server/v3 >&2
+    mv "$bin/etcd.tmp" "$bin/etcd" )
+  rm -rf "$work"
 fi
 
 if [ ! -x "$bin/helm" ]; then
@@ -74,5 +92,7 @@ if [ ! -x "$bin/helm" ]; then
   GOBIN="$bin" go install -trimpath -ldflags='-s -w' "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION" >&2
 fi
 
-for b in kube-apiserver etcd helm; do [ -x "$bin/$b" ] || { log "missing $b after build"; exit 1; }; done
+has_version "$bin/kube-apiserver" "v$K8S_VERSION" || { log "kube-apiserver is not v$K8S_VERSION after build"; exit 1; }
+has_version "$bin/etcd" "$ETCD_VERSION" || { log "etcd is not $ETCD_VERSION after build"; exit 1; }
+[ -x "$bin/helm" ] || { log "missing helm after build"; exit 1; }
 echo "$bin"

@@ -1,0 +1,187 @@
+/**
+ * Pure: WorkerPool (+ its TaskQueues) -> the Deployment and PodDisruptionBudget that run it.
+ * No I/O and no clock, so every field is unit-tested; the reconciler applies the result.
+ */
+import type { V1Container, V1EnvVar, V1PodSpec } from '@kubernetes/client-node';
+import { canonicalJson, controllerRef } from '../k8s/apply.js';
+import { POOL_LABEL, type KubeObject, type TaskQueue, type TaskQueueBroker, type WorkerPool } from '../types.js';
+
+export const WORKER_CONTAINER = 'worker';
+export const DEFAULTS = {
+  concurrency: 4,
+  prefetchMultiplier: 1,
+  replicas: 1,
+  metricsPort: 9540,
+  terminationGracePeriodSeconds: 300,
+  maxUnavailable: 1 as number | string,
+};
+
+/** Labels on the pool's Deployment, pods and PDB. The selector uses POOL_LABEL only. */
+export function poolLabels(pool: WorkerPool): Record<string, string> {
+  return {
+    [POOL_LABEL]: pool.metadata.name,
+    'app.kubernetes.io/name': 'celeriac-worker',
+    'app.kubernetes.io/instance': pool.metadata.name,
+    'app.kubernetes.io/managed-by': 'celeriac-operator',
+  };
+}
+
+export function poolSelector(pool: WorkerPool): Record<string, string> {
+  return { [POOL_LABEL]: pool.metadata.name };
+}
+
+/** The selector as the string the scale subresource exposes (`status.selector`). */
+export function poolSelectorString(pool: WorkerPool): string {
+  return Object.entries(poolSelector(pool))
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
+}
+
+const DEFAULT_PORTS = { redis: 6379, rediss: 6380, amqp: 5672, amqps: 5671 } as const;
+
+/** True when two TaskQueues point at the same broker with the same credentials. */
+export function sameBroker(a: TaskQueueBroker, b: TaskQueueBroker): boolean {
+  return canonicalJson(a) === canonicalJson(b);
+}
+
+/**
+ * Broker settings as container env: CELERIAC_BROKER_URL, from the Secret when the URL or the
+ * credentials live in one (the password never appears in the Deployment). With host +
+ * credentialsSecretRef, the URL is put together by Kubernetes' $(VAR) expansion, so the Secret
+ * must have both keys (an empty username is fine for Redis) and the password must be URL-safe.
+ */
+export function brokerEnv(broker: TaskQueueBroker): V1EnvVar[] {
+  if (broker.urlSecretRef) {
+    return [{ name: 'CELERIAC_BROKER_URL', valueFrom: { secretKeyRef: { name: broker.urlSecretRef.name, key: broker.urlSecretRef.key ?? 'url' } } }];
+  }
+  if (broker.url) return [{ name: 'CELERIAC_BROKER_URL', value: broker.url }];
+  const tls = broker.tls?.enabled === true;
+  const scheme = broker.type === 'redis' ? (tls ? 'rediss' : 'redis') : tls ? 'amqps' : 'amqp';
+  const port = broker.port ?? DEFAULT_PORTS[scheme];
+  const path = broker.type === 'redis' ? `/${broker.database ?? 0}` : `/${encodeURIComponent(broker.virtualHost ?? '/')}`;
+  const host = broker.host ?? 'localhost';
+  const hostPort = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  const creds = broker.credentialsSecretRef;
+  if (!creds) return [{ name: 'CELERIAC_BROKER_URL', value: `${scheme}://${hostPort}${path}` }];
+  return [
+    { name: 'CELERIAC_BROKER_USERNAME', valueFrom: { secretKeyRef: { name: creds.name, key: creds.usernameKey ?? 'username' } } },
+    { name: 'CELERIAC_BROKER_PASSWORD', valueFrom: { secretKeyRef: { name: creds.name, key: creds.passwordKey ?? 'password' } } },
+    { name: 'CELERIAC_BROKER_URL', value: `${scheme}://$(CELERIAC_BROKER_USERNAME):$(CELERIAC_BROKER_PASSWORD)@${hostPort}${path}` },
+  ];
+}
+
+/** The worker command line (after the entrypoint). */
+export function workerArgs(pool: WorkerPool, queues: readonly TaskQueue[]): string[] {
+  const s = pool.spec;
+  const args = [
+    'worker',
+    '-A',
+    s.template.tasksModule,
+    '-Q',
+    queues.map((q) => q.spec.queue.name).join(','),
+    '-c',
+    String(s.concurrency ?? DEFAULTS.concurrency),
+    '--prefetch-multiplier',
+    String(s.prefetchMultiplier ?? DEFAULTS.prefetchMultiplier),
+    '--metrics-port',
+    String(s.metricsPort ?? DEFAULTS.metricsPort),
+  ];
+  if (s.template.logLevel) args.push('-l', s.template.logLevel);
+  return [...args, ...(s.template.args ?? [])];
+}
+
+export interface WorkerDeploymentInput {
+  pool: WorkerPool;
+  /** The TaskQueues named in spec.queues, in that order (all on the same broker). */
+  queues: readonly TaskQueue[];
+  replicas: number;
+}
+
+/** The Deployment running the pool (applied with server-side apply). */
+export function workerDeployment({ pool, queues, replicas }: WorkerDeploymentInput): KubeObject & { spec: Record<string, unknown> } {
+  const s = pool.spec;
+  const first = queues[0];
+  if (!first) throw new Error(`WorkerPool ${pool.metadata.name}: no TaskQueues given`);
+  const port = s.metricsPort ?? DEFAULTS.metricsPort;
+  const labels = poolLabels(pool);
+  const overrides = s.template.podTemplate ?? {};
+  const { containers: extraContainers = [], ...podOverrides } = overrides.spec ?? {};
+  const workerOverride = extraContainers.find((c) => c.name === WORKER_CONTAINER);
+  const sidecars = extraContainers.filter((c) => c.name !== WORKER_CONTAINER);
+
+  const env: V1EnvVar[] = [
+    { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+    { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+    ...brokerEnv(first.spec.broker),
+    ...(s.template.env ?? []),
+  ];
+  const worker: V1Container = {
+    ...(workerOverride ?? {}),
+    name: WORKER_CONTAINER,
+    image: s.template.image,
+    command: s.template.command ?? ['celeriac'],
+    args: workerArgs(pool, queues),
+    env: [...env, ...(workerOverride?.env ?? [])],
+    ports: [{ name: 'metrics', containerPort: port, protocol: 'TCP' }, ...(workerOverride?.ports ?? [])],
+    readinessProbe: { httpGet: { path: '/healthz', port: 'metrics' }, periodSeconds: 10, failureThreshold: 3 },
+    livenessProbe: { httpGet: { path: '/healthz', port: 'metrics' }, periodSeconds: 20, failureThreshold: 6, timeoutSeconds: 5 },
+    // The worker stops consuming and hands back prefetched messages before SIGTERM; running tasks
+    // then finish within terminationGracePeriodSeconds (warm shutdown).
+    lifecycle: { preStop: { httpGet: { path: '/drain', port: 'metrics' } } },
+  };
+  if (s.template.imagePullPolicy) worker.imagePullPolicy = s.template.imagePullPolicy;
+  if (s.template.resources) worker.resources = s.template.resources;
+
+  const podSpec: V1PodSpec = {
+    ...(podOverrides as Partial<V1PodSpec>),
+    terminationGracePeriodSeconds: s.terminationGracePeriodSeconds ?? DEFAULTS.terminationGracePeriodSeconds,
+    containers: [worker, ...sidecars],
+  };
+
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: {
+      name: pool.metadata.name,
+      namespace: pool.metadata.namespace,
+      labels,
+      ownerReferences: [controllerRef(pool)],
+    },
+    spec: {
+      replicas,
+      selector: { matchLabels: poolSelector(pool) },
+      strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: '25%', maxUnavailable: 0 } },
+      template: {
+        metadata: {
+          labels: { ...(overrides.metadata?.labels ?? {}), ...labels },
+          annotations: {
+            ...(overrides.metadata?.annotations ?? {}),
+            'prometheus.io/scrape': 'true',
+            'prometheus.io/port': String(port),
+            'prometheus.io/path': '/metrics',
+          },
+        },
+        spec: podSpec,
+      },
+    },
+  };
+}
+
+/** The PodDisruptionBudget for the pool's pods, or null when disabled. */
+export function workerDisruptionBudget(pool: WorkerPool): (KubeObject & { spec: Record<string, unknown> }) | null {
+  if (pool.spec.podDisruptionBudget?.enabled === false) return null;
+  return {
+    apiVersion: 'policy/v1',
+    kind: 'PodDisruptionBudget',
+    metadata: {
+      name: pool.metadata.name,
+      namespace: pool.metadata.namespace,
+      labels: poolLabels(pool),
+      ownerReferences: [controllerRef(pool)],
+    },
+    spec: {
+      maxUnavailable: pool.spec.podDisruptionBudget?.maxUnavailable ?? DEFAULTS.maxUnavailable,
+      selector: { matchLabels: poolSelector(pool) },
+    },
+  };
+}

@@ -1,0 +1,230 @@
+/**
+ * WorkerPool reconciler: resolves the pool's TaskQueues, decides the replica count (through the
+ * injected `decideReplicas`, which the autoscaler replaces; the default keeps spec.replicas), applies
+ * the Deployment and PodDisruptionBudget by server-side apply, and writes status (replicas from the
+ * Deployment, desiredReplicas, selector for the scale subresource, conditions Ready / Progressing /
+ * ScalingActive / Degraded). Cleanup behind the finalizer deletes what the pool owns.
+ */
+import { apply, isControlledBy, patchStatusIfChanged } from '../k8s/apply.js';
+import { rfc3339, setCondition, type ConditionInput } from '../k8s/conditions.js';
+import type { Informer } from '../k8s/informer.js';
+import { resources } from '../k8s/kube-client.js';
+import { Action, type ReconcileContext, type Reconciler } from '../k8s/reconciler.js';
+import type { OperatorMetrics } from '../metrics.js';
+import {
+  FINALIZER,
+  type Condition,
+  type Deployment,
+  type KubeObject,
+  type TaskQueue,
+  type WorkerPool,
+  type WorkerPoolAutoscalingStatus,
+  type WorkerPoolStatus,
+} from '../types.js';
+import { DEFAULTS, poolSelectorString, sameBroker, workerDeployment, workerDisruptionBudget } from './worker-deployment.js';
+
+/** What `decideReplicas` returns. */
+export interface ReplicaDecision {
+  replicas: number;
+  /** ScalingActive condition: True when an autoscaler is steering the count. */
+  active: boolean;
+  /** CamelCase reason and a sentence, for the ScalingActive condition and scale Events. */
+  reason: string;
+  message: string;
+  /** Written to status.autoscaling (null clears it). */
+  autoscalingStatus?: WorkerPoolAutoscalingStatus | null;
+  /** Look again after this long (the autoscaler's polling interval). */
+  requeueAfterMs?: number;
+}
+
+export interface DecideReplicasInput {
+  pool: WorkerPool;
+  queues: readonly TaskQueue[];
+  /** The pool's Deployment as last seen, if it exists. */
+  deployment: Deployment | undefined;
+  ctx: ReconcileContext;
+}
+
+/**
+ * The hook the autoscaler plugs into. It is called on every reconcile of a pool that is not
+ * paused; the reconciler writes what it returns to the Deployment, so nothing else scales it.
+ */
+export type DecideReplicas = (input: DecideReplicasInput) => Promise<ReplicaDecision>;
+
+/** Default: spec.replicas; with spec.autoscaling but no autoscaler, keep the count within [min, max]. */
+export const fixedReplicas: DecideReplicas = async ({ pool, deployment }) => {
+  const a = pool.spec.autoscaling;
+  if (!a) {
+    return {
+      replicas: pool.spec.replicas ?? DEFAULTS.replicas,
+      active: false,
+      reason: 'FixedReplicas',
+      message: 'spec.autoscaling is not set: replicas follow spec.replicas',
+      autoscalingStatus: null,
+    };
+  }
+  const min = a.minReplicas ?? 1;
+  const current = deployment?.spec?.replicas ?? min;
+  return {
+    replicas: Math.min(a.maxReplicas, Math.max(min, current)),
+    active: false,
+    reason: 'NoAutoscaler',
+    message: 'spec.autoscaling is set but no autoscaler is configured in this operator; replicas are kept within [minReplicas, maxReplicas]',
+  };
+};
+
+export interface WorkerPoolReconcilerOptions {
+  taskQueues: Informer<TaskQueue>;
+  deployments: Informer<Deployment>;
+  metrics: OperatorMetrics;
+  decideReplicas?: DecideReplicas;
+  /** Requeue period of a pool without autoscaling. */
+  resyncMs?: number;
+}
+
+type StatusPatch = { [K in keyof WorkerPoolStatus]?: WorkerPoolStatus[K] | null };
+
+export function createWorkerPoolReconciler(o: WorkerPoolReconcilerOptions): Reconciler<WorkerPool> {
+  const decide = o.decideReplicas ?? fixedReplicas;
+  const resyncMs = o.resyncMs ?? 5 * 60_000;
+
+  /** Records a problem that blocks the pool: Ready=False and Degraded=True with the same reason. */
+  async function degraded(pool: WorkerPool, ctx: ReconcileContext, reason: string, message: string): Promise<Action> {
+    const now = ctx.now();
+    const generation = pool.metadata.generation;
+    let conditions: Condition[] = setCondition(pool.status?.conditions, { type: 'Ready', status: 'False', reason, message, observedGeneration: generation }, now);
+    conditions = setCondition(conditions, { type: 'Degraded', status: 'True', reason, message, observedGeneration: generation }, now);
+    const changed = await patchStatusIfChanged(ctx.kube, resources.workerPools, pool, { observedGeneration: generation, selector: poolSelectorString(pool), conditions });
+    if (changed) ctx.events.record(pool, 'Warning', reason, message);
+    ctx.log.warn({ reason }, message);
+    return Action.requeue(resyncMs);
+  }
+
+  return {
+    name: 'workerpool',
+    finalizer: FINALIZER,
+
+    async reconcile(pool, ctx) {
+      const ns = pool.metadata.namespace ?? 'default';
+      const name = pool.metadata.name;
+      const queues: TaskQueue[] = [];
+      const missing: string[] = [];
+      for (const q of pool.spec.queues) {
+        const tq = o.taskQueues.get(ns, q);
+        if (tq) queues.push(tq);
+        else missing.push(q);
+      }
+      if (missing.length > 0) {
+        return degraded(
+          pool,
+          ctx,
+          'TaskQueueNotFound',
+          `TaskQueue ${missing.map((m) => `"${m}"`).join(', ')} not found in namespace "${ns}"; create it or fix spec.queues`,
+        );
+      }
+      const first = queues[0] as TaskQueue;
+      const other = queues.find((q) => !sameBroker(q.spec.broker, first.spec.broker));
+      if (other) {
+        return degraded(
+          pool,
+          ctx,
+          'BrokerMismatch',
+          `TaskQueues "${first.metadata.name}" and "${other.metadata.name}" use different brokers; a worker has one broker, so split them into two WorkerPools`,
+        );
+      }
+
+      let existing = o.deployments.get(ns, name) ?? (await ctx.kube.get<Deployment>(resources.deployments, ns, name)) ?? undefined;
+      if (existing && !isControlledBy(existing, pool)) {
+        return degraded(pool, ctx, 'DeploymentConflict', `Deployment "${name}" exists and is not managed by this WorkerPool; delete it or rename the WorkerPool`);
+      }
+
+      let decision: ReplicaDecision;
+      if (pool.spec.paused) {
+        const fallback = (await fixedReplicas({ pool, queues, deployment: existing, ctx })).replicas;
+        decision = {
+          replicas: existing?.spec?.replicas ?? fallback,
+          active: false,
+          reason: 'Paused',
+          message: 'spec.paused is true: replicas are frozen',
+        };
+      } else {
+        decision = await decide({ pool, queues, deployment: existing, ctx });
+      }
+
+      const applied = await apply<Deployment>(ctx.kube, resources.deployments, workerDeployment({ pool, queues, replicas: decision.replicas }));
+      const previousReplicas = existing?.spec?.replicas;
+      if (!existing) {
+        ctx.events.record(pool, 'Normal', 'CreatedDeployment', `Created Deployment ${name} with ${decision.replicas} replicas`);
+      } else if (previousReplicas !== decision.replicas) {
+        ctx.events.record(pool, 'Normal', 'ScaledDeployment', `Scaled Deployment ${name} from ${previousReplicas ?? 0} to ${decision.replicas} replicas (${decision.reason})`);
+        ctx.log.info({ from: previousReplicas, to: decision.replicas, reason: decision.reason }, 'scaled');
+      }
+      existing = applied;
+
+      const pdb = workerDisruptionBudget(pool);
+      if (pdb) await apply(ctx.kube, resources.podDisruptionBudgets, pdb);
+      else await deleteOwned(ctx, resources.podDisruptionBudgets, pool);
+
+      await writeStatus(pool, applied, decision, ctx);
+      o.metrics.desiredReplicas.set({ namespace: ns, workerpool: name }, decision.replicas);
+      o.metrics.workerPoolReplicas.set({ namespace: ns, workerpool: name }, applied.status?.replicas ?? 0);
+      const poll = pool.spec.autoscaling ? (pool.spec.autoscaling.pollingIntervalSeconds ?? 5) * 1000 : resyncMs;
+      return Action.requeue(decision.requeueAfterMs ?? poll);
+    },
+
+    async cleanup(pool, ctx) {
+      // The garbage collector would do this through the owner references; doing it here makes the
+      // deletion complete without one and lets us say so in an Event.
+      const deleted = [await deleteOwned(ctx, resources.deployments, pool), await deleteOwned(ctx, resources.podDisruptionBudgets, pool)];
+      o.metrics.forgetWorkerPool(pool.metadata.namespace ?? 'default', pool.metadata.name);
+      if (deleted.some(Boolean)) ctx.events.record(pool, 'Normal', 'Deleted', `Deleted the Deployment and PodDisruptionBudget of ${pool.metadata.name}`);
+    },
+  };
+
+  async function writeStatus(pool: WorkerPool, dep: Deployment, d: ReplicaDecision, ctx: ReconcileContext): Promise<void> {
+    const now = ctx.now();
+    const generation = pool.metadata.generation;
+    const prev = pool.status ?? {};
+    const replicas = dep.status?.replicas ?? 0;
+    const ready = dep.status?.readyReplicas ?? 0;
+    const updated = dep.status?.updatedReplicas ?? 0;
+    const rolledOut = (dep.status?.observedGeneration ?? 0) >= (dep.metadata.generation ?? 0) && updated >= d.replicas && replicas === d.replicas;
+    const c = (input: ConditionInput, list: Condition[] | undefined) => setCondition(list, { ...input, observedGeneration: generation }, now);
+    let conditions = prev.conditions;
+    conditions = c(
+      d.replicas === 0
+        ? { type: 'Ready', status: 'True', reason: 'ScaledToZero', message: 'no replicas wanted' }
+        : ready >= d.replicas
+          ? { type: 'Ready', status: 'True', reason: 'ReplicasReady', message: `${ready}/${d.replicas} replicas ready` }
+          : { type: 'Ready', status: 'False', reason: 'WaitingForReplicas', message: `${ready}/${d.replicas} replicas ready` },
+      conditions,
+    );
+    conditions = c(
+      rolledOut
+        ? { type: 'Progressing', status: 'False', reason: 'RolloutComplete', message: `Deployment ${dep.metadata.name} has ${replicas} up-to-date replicas` }
+        : { type: 'Progressing', status: 'True', reason: 'RollingOut', message: `Deployment ${dep.metadata.name}: ${updated} of ${d.replicas} replicas updated, ${replicas} running` },
+      conditions,
+    );
+    conditions = c({ type: 'ScalingActive', status: d.active ? 'True' : 'False', reason: d.reason, message: d.message }, conditions);
+    conditions = c({ type: 'Degraded', status: 'False', reason: 'AsExpected', message: 'the Deployment and PodDisruptionBudget are applied' }, conditions);
+    const next: StatusPatch = {
+      observedGeneration: generation,
+      replicas,
+      readyReplicas: ready,
+      desiredReplicas: d.replicas,
+      selector: poolSelectorString(pool),
+      deploymentName: dep.metadata.name,
+      lastScaleTime: prev.desiredReplicas !== undefined && prev.desiredReplicas !== d.replicas ? rfc3339(now) : (prev.lastScaleTime ?? null),
+      conditions,
+    };
+    if (d.autoscalingStatus !== undefined) next.autoscaling = d.autoscalingStatus;
+    await patchStatusIfChanged(ctx.kube, resources.workerPools, pool, next);
+  }
+}
+
+/** Deletes the pool's object of this type if the pool controls it; true if something was deleted. */
+async function deleteOwned(ctx: ReconcileContext, rt: (typeof resources)[keyof typeof resources], pool: WorkerPool): Promise<boolean> {
+  const obj = await ctx.kube.get<KubeObject>(rt, pool.metadata.namespace, pool.metadata.name);
+  if (!obj || !isControlledBy(obj, pool)) return false;
+  return ctx.kube.delete(rt, pool.metadata.namespace, pool.metadata.name);
+}

@@ -1,0 +1,216 @@
+/**
+ * TypeScript types of the celeriac.io/v1alpha1 custom resources (crds/*.yaml is the source of
+ * truth; these mirror it) and the small Kubernetes object shapes the operator reads as raw JSON.
+ */
+import type { V1EnvVar, V1ResourceRequirements, V1PodSpec } from '@kubernetes/client-node';
+
+export const GROUP = 'celeriac.io';
+export const VERSION = 'v1alpha1';
+export const API_VERSION = `${GROUP}/${VERSION}`;
+/** Label on every object of a pool; its value is the WorkerPool name. */
+export const POOL_LABEL = 'celeriac.io/worker-pool';
+export const FINALIZER = 'celeriac.io/cleanup';
+export const FIELD_MANAGER = 'celeriac-operator';
+
+/** Object metadata as the API server returns it in JSON (timestamps are RFC 3339 strings). */
+export interface ObjectMeta {
+  name: string;
+  namespace?: string;
+  uid?: string;
+  resourceVersion?: string;
+  generation?: number;
+  creationTimestamp?: string;
+  deletionTimestamp?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  finalizers?: string[];
+  ownerReferences?: OwnerReference[];
+}
+
+export interface OwnerReference {
+  apiVersion: string;
+  kind: string;
+  name: string;
+  uid: string;
+  controller?: boolean;
+  blockOwnerDeletion?: boolean;
+}
+
+/** Any Kubernetes object as raw JSON. */
+export interface KubeObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata: ObjectMeta;
+}
+
+/** metav1.Condition, with its timestamp as a string. */
+export interface Condition {
+  type: string;
+  status: 'True' | 'False' | 'Unknown';
+  observedGeneration?: number;
+  lastTransitionTime: string;
+  reason: string;
+  message: string;
+}
+
+// ---------------------------------------------------------------------------------------------
+// TaskQueue
+
+export interface SecretKeyRef {
+  name: string;
+  key?: string;
+}
+
+export interface TaskQueueBroker {
+  type: 'redis' | 'amqp';
+  url?: string;
+  urlSecretRef?: SecretKeyRef;
+  host?: string;
+  port?: number;
+  database?: number;
+  virtualHost?: string;
+  credentialsSecretRef?: { name: string; usernameKey?: string; passwordKey?: string };
+  tls?: { enabled?: boolean; insecureSkipVerify?: boolean; serverName?: string };
+}
+
+export interface TaskQueueSpec {
+  broker: TaskQueueBroker;
+  queue: { name: string; priorityLevels?: number };
+  checkIntervalSeconds?: number;
+}
+
+export interface TaskQueueStatus {
+  observedGeneration?: number;
+  depth?: number;
+  inFlight?: number;
+  consumers?: number;
+  lastChecked?: string;
+  brokerUrl?: string;
+  conditions?: Condition[];
+}
+
+export interface TaskQueue extends KubeObject {
+  spec: TaskQueueSpec;
+  status?: TaskQueueStatus;
+}
+
+// ---------------------------------------------------------------------------------------------
+// WorkerPool
+
+/** One HPA v2 scaling policy. */
+export interface ScalingPolicy {
+  type: 'Pods' | 'Percent';
+  value: number;
+  periodSeconds: number;
+}
+
+/** autoscaling/v2 HPAScalingRules. */
+export interface ScalingRules {
+  stabilizationWindowSeconds?: number;
+  selectPolicy?: 'Max' | 'Min' | 'Disabled';
+  policies?: ScalingPolicy[];
+}
+
+export interface AutoscalingMetric {
+  type: 'queueDepth' | 'inFlight' | 'prometheus';
+  prometheus?: { serverAddress: string; query: string; targetAverageValue: number; activationValue?: number };
+}
+
+/** `spec.autoscaling` (shape fixed in the brief; the autoscaler owns its meaning). Absent = fixed replicas. */
+export interface WorkerPoolAutoscaling {
+  minReplicas?: number;
+  maxReplicas: number;
+  pollingIntervalSeconds?: number;
+  cooldownPeriodSeconds?: number;
+  activationThreshold?: number;
+  targetDrainSeconds?: number;
+  targetUtilization?: number;
+  tasksPerReplica?: number | null;
+  metrics?: AutoscalingMetric[];
+  behavior?: { scaleUp?: ScalingRules; scaleDown?: ScalingRules };
+  fallback?: { failureThreshold: number; replicas: number };
+}
+
+export interface WorkerPoolTemplate {
+  image: string;
+  imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
+  tasksModule: string;
+  command?: string[];
+  args?: string[];
+  logLevel?: string;
+  env?: V1EnvVar[];
+  resources?: V1ResourceRequirements;
+  podTemplate?: {
+    metadata?: { labels?: Record<string, string>; annotations?: Record<string, string> };
+    spec?: Partial<V1PodSpec>;
+  };
+}
+
+export interface WorkerPoolSpec {
+  queues: string[];
+  template: WorkerPoolTemplate;
+  concurrency?: number;
+  prefetchMultiplier?: number;
+  replicas?: number;
+  metricsPort?: number;
+  terminationGracePeriodSeconds?: number;
+  paused?: boolean;
+  podDisruptionBudget?: { enabled?: boolean; maxUnavailable?: number | string };
+  autoscaling?: WorkerPoolAutoscaling;
+}
+
+/** `status.autoscaling`, written by the autoscaler. */
+export interface WorkerPoolAutoscalingStatus {
+  metrics?: { name: string; value: number }[];
+  desiredReplicas?: number;
+  reason?: string;
+  lastActiveTime?: string;
+  [extra: string]: unknown;
+}
+
+export interface WorkerPoolStatus {
+  observedGeneration?: number;
+  replicas?: number;
+  readyReplicas?: number;
+  desiredReplicas?: number;
+  selector?: string;
+  lastScaleTime?: string;
+  deploymentName?: string;
+  autoscaling?: WorkerPoolAutoscalingStatus;
+  conditions?: Condition[];
+}
+
+export interface WorkerPool extends KubeObject {
+  spec: WorkerPoolSpec;
+  status?: WorkerPoolStatus;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Built-in objects, only the fields the operator reads.
+
+export interface Deployment extends KubeObject {
+  spec?: { replicas?: number; [k: string]: unknown };
+  status?: {
+    observedGeneration?: number;
+    replicas?: number;
+    readyReplicas?: number;
+    updatedReplicas?: number;
+    availableReplicas?: number;
+    conditions?: { type: string; status: string; reason?: string; message?: string }[];
+  };
+}
+
+export interface Secret extends KubeObject {
+  data?: Record<string, string>;
+  stringData?: Record<string, string>;
+}
+
+export interface Lease extends KubeObject {
+  spec?: {
+    holderIdentity?: string | null;
+    leaseDurationSeconds?: number;
+    acquireTime?: string | null;
+    renewTime?: string | null;
+    leaseTransitions?: number;
+  };
+}
