@@ -1,0 +1,122 @@
+#!/usr/bin/env node
+/**
+ * celeriac-operator: config -> logger -> metrics -> API check -> controllers, until SIGTERM.
+ * Subcommands (the autoscaler's `simulate`) are added in createProgram.
+ */
+import { KubeConfig } from '@kubernetes/client-node';
+import { Command, Option } from 'commander';
+import { createLogger, type Logger } from '../../runtime/src/logging/logger.js';
+import { CONFIG_TABLE, loadConfig, type OperatorConfig } from './config.js';
+import { ConfigError, KubeApiError, OperatorError } from './errors.js';
+import { startHealthServer } from './http-server.js';
+import { sleep } from './k8s/backoff.js';
+import { createKubeClient, resources, type KubeClient } from './k8s/kube-client.js';
+import { createOperatorMetrics } from './metrics.js';
+import { createOperator } from './operator.js';
+
+/** Loads the KubeConfig: --kubeconfig, else in-cluster, else KUBECONFIG / ~/.kube/config. */
+function loadKubeConfig(config: OperatorConfig): KubeConfig {
+  const kc = new KubeConfig();
+  if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
+  else kc.loadFromDefault();
+  return kc;
+}
+
+/** Fails fast with a clear message when the API server is unreachable or the CRDs are missing. */
+async function checkApi(kube: KubeClient, config: OperatorConfig, log: Logger): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await kube.list(resources.workerPools, { namespace: config.namespace });
+      await kube.list(resources.taskQueues, { namespace: config.namespace });
+      return;
+    } catch (err) {
+      if (err instanceof KubeApiError && err.statusCode === 404) {
+        throw new OperatorError('E_CRDS_MISSING', 'The celeriac.io CRDs are not installed in this cluster: run `kubectl apply -f crds/` (or install the Helm chart)', { cause: err });
+      }
+      if (err instanceof KubeApiError && (err.statusCode === 401 || err.statusCode === 403)) {
+        throw new OperatorError('E_FORBIDDEN', `The operator may not list WorkerPools/TaskQueues: ${err.message}. Check its ServiceAccount's RBAC.`, { cause: err });
+      }
+      if (attempt >= 5) throw new OperatorError('E_API_UNREACHABLE', `Cannot reach the Kubernetes API server: ${String((err as Error).message)}`, { cause: err });
+      log.warn({ err, attempt }, 'API server not reachable yet; retrying');
+      await sleep(1000 * attempt);
+    }
+  }
+}
+
+async function runOperator(config: OperatorConfig): Promise<void> {
+  const log = createLogger({ level: config.logLevel, name: 'celeriac-operator' });
+  const kubeConfig = loadKubeConfig(config);
+  const kube = createKubeClient(kubeConfig);
+  const metrics = createOperatorMetrics({ defaultMetrics: true });
+  await checkApi(kube, config, log);
+
+  let exiting = false;
+  const exit = async (code: number, why: string) => {
+    if (exiting) return;
+    exiting = true;
+    log.info({ why }, 'shutting down');
+    await operator.stop();
+    await server.close();
+    process.exit(code);
+  };
+  const operator = createOperator({
+    kube,
+    log,
+    metrics,
+    namespace: config.namespace,
+    workers: config.workers,
+    resyncMs: config.resyncSeconds * 1000,
+    brokerCheckTimeoutMs: config.brokerCheckTimeoutMs,
+    leaderElection: config.leaderElect
+      ? {
+          leaseNamespace: config.leaseNamespace,
+          identity: config.identity,
+          leaseDurationMs: config.leaseDurationSeconds * 1000,
+          renewDeadlineMs: config.renewDeadlineSeconds * 1000,
+          retryPeriodMs: config.retryPeriodSeconds * 1000,
+        }
+      : undefined,
+    // A leader that lost its Lease may hold stale state; exit so the pod restarts clean.
+    onLeadershipLost: () => void exit(1, 'leadership lost'),
+  });
+  const server = await startHealthServer({ port: config.metricsPort, host: config.metricsHost, registry: metrics.registry, ready: () => operator.ready });
+  log.info({ port: server.port, namespace: config.namespace ?? '(all)', leaderElect: config.leaderElect }, 'celeriac-operator starting');
+  process.once('SIGTERM', () => void exit(0, 'SIGTERM'));
+  process.once('SIGINT', () => void exit(0, 'SIGINT'));
+  await operator.start();
+}
+
+function createProgram(): Command {
+  const program = new Command('celeriac-operator')
+    .description('Runs celeriac WorkerPools and TaskQueues on Kubernetes (celeriac.io/v1alpha1).')
+    .showHelpAfterError();
+  for (const e of CONFIG_TABLE) {
+    const envs = e.env.join(', ');
+    const defaultText = e.default !== undefined ? `; default ${String(e.default)}` : '';
+    const flags = e.kind === 'bool' ? `--${e.flag}` : `--${e.flag} <value>`;
+    program.addOption(new Option(flags, `${e.doc} [env ${envs}${defaultText}]`));
+  }
+  program.action(async (opts: Record<string, string | boolean | undefined>) => {
+    let config: OperatorConfig;
+    try {
+      config = loadConfig(opts);
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        console.error(err.message);
+        process.exit(2);
+      }
+      throw err;
+    }
+    await runOperator(config);
+  });
+  // Subcommands register here (e.g. the autoscaler's `simulate`).
+  return program;
+}
+
+createProgram()
+  .parseAsync(process.argv)
+  .catch((err: unknown) => {
+    console.error(err instanceof Error ? `celeriac-operator: ${err.message}` : err);
+    process.exit(1);
+  });
+
