@@ -200,3 +200,31 @@ export async function cachedNode24(): Promise<string | null> {
   }
   return existsSync(join(bin, 'node')) ? bin : null;
 }
+
+/**
+ * The Prometheus operator's ServiceMonitor and PodMonitor kinds as minimal CRDs, for envtest:
+ * their full schemas are not needed to check the chart's objects are served and well formed.
+ */
+const monitoringCrd = (kind: string, plural: string): string => `apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: ${plural}.monitoring.coreos.com
+spec:
+  group: monitoring.coreos.com
+  scope: Namespaced
+  names: { kind: ${kind}, listKind: ${kind}List, plural: ${plural}, singular: ${kind.toLowerCase()} }
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec: { type: object, x-kubernetes-preserve-unknown-fields: true }
+`;
+
+export const monitoringCrdsYaml = [
+  monitoringCrd('ServiceMonitor', 'servicemonitors'),
+  monitoringCrd('PodMonitor', 'podmonitors'),
+].join('---\n');
