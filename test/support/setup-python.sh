@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Test setup for the interop tier: a virtualenv with Python Celery (pinned), built once and cached
+# under ${XDG_CACHE_HOME:-$HOME/.cache}/celeriac. Also tries Debian's python3-celery (Celery 5.2).
+# Prints CELERIAC_PYTHON=<venv python> and, when 5.2 imports, CELERIAC_PYTHON_CELERY52=/usr/bin/python3.
+# Progress goes to stderr; exit non-zero when the pinned Celery cannot be installed.
+set -euo pipefail
+CELERY_VERSION=5.7.0
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/celeriac"
+venv="$cache/venv-celery-$CELERY_VERSION"
+
+# The marker is written last, so an interrupted install is never mistaken for a cache hit.
+if [ ! -f "$venv/.celeriac-complete" ]; then
+  echo "[setup-python] creating $venv (celery==$CELERY_VERSION)" >&2
+  if ! python3 -m venv --help >/dev/null 2>&1; then
+    echo "[setup-python] python3 venv module missing; installing python3-venv with apt" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >&2 || {
+      echo "[setup-python] cannot install python3-venv: no Python virtualenv, interop tier unavailable" >&2; exit 1; }
+  fi
+  rm -rf "$venv"
+  python3 -m venv "$venv" >&2
+  "$venv/bin/pip" install -q --disable-pip-version-check "celery[redis,msgpack]==$CELERY_VERSION" >&2 || {
+    echo "[setup-python] pip could not install celery==$CELERY_VERSION (is PyPI reachable?)" >&2; exit 1; }
+  "$venv/bin/python" -c "import celery, redis, msgpack, amqp" >&2
+  touch "$venv/.celeriac-complete"
+fi
+echo "CELERIAC_PYTHON=$venv/bin/python"
+
+# Celery 5.2 as Debian ships it (older services still run it). Optional: skipped when apt cannot.
+if ! /usr/bin/python3 -c "import celery, redis" 2>/dev/null; then
+  echo "[setup-python] installing Debian python3-celery (Celery 5.2) with apt" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-celery python3-redis python3-msgpack >&2 2>&1 ||
+    echo "[setup-python] python3-celery unavailable; Celery 5.2 interop cases will be skipped" >&2
+fi
+if /usr/bin/python3 -c "import celery, redis, amqp; assert celery.__version__.startswith('5.2')" 2>/dev/null; then
+  echo "CELERIAC_PYTHON_CELERY52=/usr/bin/python3"
+fi
