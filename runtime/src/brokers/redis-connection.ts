@@ -1,0 +1,99 @@
+/**
+ * Redis connections shared by the Redis broker and the Redis result store: URL parsing (redis://,
+ * rediss:// with TLS, password, db index), reconnect with capped exponential backoff, and one log
+ * line per outage (not one per retry).
+ */
+import { Redis, type RedisOptions } from 'ioredis';
+import type { Logger } from 'pino';
+import { BrokerError, redactUrl } from '../errors.js';
+
+export interface ParsedRedisUrl {
+  /** The URL without celeriac's own query parameters, for ioredis. */
+  readonly ioredisUrl: string;
+  readonly db: number;
+  /** celeriac's query parameters (e.g. visibilityTimeoutMs), removed from ioredisUrl. */
+  readonly params: URLSearchParams;
+}
+
+/** Splits a redis:// or rediss:// URL; `own` names query parameters that are celeriac's, not ioredis's. */
+export function parseRedisUrl(url: string, own: readonly string[]): ParsedRedisUrl {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch (err) {
+    throw new BrokerError(`Invalid Redis URL "${redactUrl(url)}": expected redis://[:password@]host[:port][/db]`, { cause: err });
+  }
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') {
+    throw new BrokerError(`Invalid Redis URL "${redactUrl(url)}": the scheme must be redis:// or rediss://`);
+  }
+  const dbText = u.pathname.replace(/^\//, '') || '0';
+  const db = Number(dbText);
+  if (!Number.isInteger(db) || db < 0) {
+    throw new BrokerError(`Invalid Redis URL "${redactUrl(url)}": the database index must be an integer >= 0, got "${dbText}"`);
+  }
+  const params = new URLSearchParams();
+  for (const name of own) {
+    const v = u.searchParams.get(name);
+    if (v !== null) params.set(name, v);
+    u.searchParams.delete(name);
+  }
+  return { ioredisUrl: u.toString(), db, params };
+}
+
+/** Reads an integer query parameter (ms), or the default. */
+export function intParam(p: ParsedRedisUrl, name: string, dflt: number, url: string): number {
+  const v = p.params.get(name);
+  if (v === null) return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) {
+    throw new BrokerError(`Invalid Redis URL "${redactUrl(url)}": ${name} must be an integer > 0, got "${v}"`);
+  }
+  return n;
+}
+
+/**
+ * Tracks connections of one driver so that an outage is logged once when it starts and once when
+ * every connection is back.
+ */
+export class OutageLog {
+  private readonly down = new Set<Redis>();
+  constructor(private readonly log: Logger | undefined, private readonly what: string) {}
+
+  watch(client: Redis): Redis {
+    client.on('error', (err: Error) => {
+      if (this.down.size === 0) this.log?.warn({ err: { message: err.message } }, `${this.what}: connection lost, reconnecting with backoff`);
+      this.down.add(client);
+    });
+    client.on('ready', () => {
+      if (this.down.delete(client) && this.down.size === 0) this.log?.info(`${this.what}: connection restored`);
+    });
+    return client;
+  }
+}
+
+/** ioredis options: wait through outages (commands queue and are resent), back off up to 2 s. */
+export function redisOptions(extra: RedisOptions = {}): RedisOptions {
+  return {
+    maxRetriesPerRequest: null,
+    retryStrategy: (attempt) => Math.min(50 * 2 ** Math.min(attempt, 6), 2_000),
+    ...extra,
+  };
+}
+
+/** Resolves when `client` answers PING; throws BrokerError after `timeoutMs`. */
+export async function pingWithin(client: Redis, timeoutMs: number, url: string, what: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      client.ping(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new BrokerError(`${what}: cannot reach Redis at ${redactUrl(url)} within ${timeoutMs} ms. Is the server running and the URL right?`)),
+          timeoutMs,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,154 @@
+/**
+ * Lua scripts of the Redis broker. Each runs atomically in Redis, so a message is never out of both
+ * its queue list and kombu's `unacked` hash (kombu itself has that window between BRPOP and ZADD).
+ * Kept as strings so that they ship inside dist/ with the compiled code.
+ *
+ * An `unacked` entry is kombu's JSON array `[envelope, exchange, routing_key]` (spec §3.5).
+ */
+
+/** Separator and priority steps of kombu's Redis transport (spec §3.2). */
+const LUA_LIST_FOR = `
+local SEP = '\\6\\22'
+local function list_for(queue, priority)
+  local p = tonumber(priority) or 0
+  if p < 0 then p = 0 elseif p > 9 then p = 9 end
+  local step = 0
+  for _, s in ipairs({0, 3, 6, 9}) do if s <= p then step = s end end
+  if step == 0 then return queue end
+  return queue .. SEP .. step
+end
+`;
+
+/**
+ * Pops up to ARGV[1] messages from KEYS[4..] (lists in consumption order) and records each in
+ * `unacked` (KEYS[1]) and `unacked_index` (KEYS[2], score ARGV[2] = now in epoch seconds).
+ * ARGV[3] is a pop id: the tags taken are remembered under KEYS[3] so that the same call resent
+ * after a reconnect (its reply lost) returns the same messages instead of taking more.
+ * ARGV[4..] are the queue names of KEYS[4..] (routing key for envelopes without delivery_info).
+ * Returns a flat array {list index (1-based), delivery tag, unacked entry, ...}.
+ */
+export const POP_SCRIPT = `
+local rec = redis.call('GET', KEYS[3])
+if rec then
+  local nl = string.find(rec, '\\n', 1, true)
+  if nl and string.sub(rec, 1, nl - 1) == ARGV[3] then
+    local out = {}
+    for idx, tag in string.gmatch(string.sub(rec, nl + 1), '(%d+) ([^\\n]+)') do
+      local v = redis.call('HGET', KEYS[1], tag)
+      if v then out[#out + 1] = tonumber(idx); out[#out + 1] = tag; out[#out + 1] = v end
+    end
+    return out
+  end
+end
+local want = tonumber(ARGV[1])
+local now = ARGV[2]
+local out, lines, hargs, zargs = {}, {ARGV[3]}, {}, {}
+local n = 0
+for k = 4, #KEYS do
+  if want <= 0 then break end
+  local got = redis.call('RPOP', KEYS[k], want)
+  if got then
+    local idx = k - 3
+    local queue = ARGV[3 + idx]
+    for _, env in ipairs(got) do
+      n = n + 1
+      local ok, m = pcall(cjson.decode, env)
+      local tag, ex, rk, entry
+      if ok and type(m) == 'table' and type(m.properties) == 'table' then
+        local p = m.properties
+        if type(p.delivery_tag) == 'string' then tag = p.delivery_tag end
+        if type(p.delivery_info) == 'table' then ex = p.delivery_info.exchange; rk = p.delivery_info.routing_key end
+      end
+      if type(ex) ~= 'string' then ex = '' end
+      if type(rk) ~= 'string' then rk = queue end
+      if ok and type(m) == 'table' then
+        entry = '[' .. env .. ', ' .. cjson.encode(ex) .. ', ' .. cjson.encode(rk) .. ']'
+      else
+        -- Not an envelope: keep it as a JSON string so the worker can dead-letter it.
+        entry = '[' .. cjson.encode(env) .. ', ' .. cjson.encode(ex) .. ', ' .. cjson.encode(rk) .. ']'
+      end
+      if not tag then tag = ARGV[3] .. '.' .. n end
+      hargs[#hargs + 1] = tag; hargs[#hargs + 1] = entry
+      zargs[#zargs + 1] = now; zargs[#zargs + 1] = tag
+      lines[#lines + 1] = idx .. ' ' .. tag
+      out[#out + 1] = idx; out[#out + 1] = tag; out[#out + 1] = entry
+    end
+    want = want - #got
+  end
+end
+if n > 0 then
+  redis.call('HSET', KEYS[1], unpack(hargs))
+  redis.call('ZADD', KEYS[2], unpack(zargs))
+end
+redis.call('SET', KEYS[3], table.concat(lines, '\\n'), 'PX', 60000)
+return out
+`;
+
+/**
+ * Puts unacked messages back into their queues (kombu's restore_by_tag / restore_visible) and
+ * marks them redelivered. KEYS: unacked, unacked_index, unacked_mutex.
+ * ARGV[1] = 'stale' (entries older than ARGV[3] epoch seconds, at most ARGV[4]) or 'tags'
+ * (ARGV[5..]); ARGV[2] = '1' to LPUSH (consumed last: reject with requeue) or '0' to RPUSH
+ * (consumed next: restores). Skips 'stale' while a Python worker holds unacked_mutex.
+ * Returns the number of messages restored.
+ */
+export const RESTORE_SCRIPT =
+  LUA_LIST_FOR +
+  `
+local tags
+if ARGV[1] == 'stale' then
+  if redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
+  tags = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[3], 'LIMIT', 0, tonumber(ARGV[4]))
+else
+  tags = {}
+  for i = 5, #ARGV do tags[#tags + 1] = ARGV[i] end
+end
+local restored = 0
+for _, tag in ipairs(tags) do
+  local v = redis.call('HGET', KEYS[1], tag)
+  redis.call('ZREM', KEYS[2], tag)
+  if v then
+    redis.call('HDEL', KEYS[1], tag)
+    local ok, entry = pcall(cjson.decode, v)
+    if ok and type(entry) == 'table' then
+      -- Push the envelope text as stored (re-encoding with cjson would turn [] into {}).
+      local env, ex, rk = string.match(v, '^%[(.*),%s*"([^"]*)",%s*"([^"]*)"%s*%]$')
+      local msg = entry[1]
+      if not env then env = type(msg) == 'string' and msg or cjson.encode(msg); ex = entry[2] or ''; rk = entry[3] or '' end
+      if type(msg) == 'string' then msg = {} end
+      env = string.gsub(env, '"delivery_info"%s*:%s*{', '"delivery_info": {"redelivered": true, ', 1)
+      local queues = {}
+      if ex == '' then
+        queues[1] = rk
+      else
+        for _, member in ipairs(redis.call('SMEMBERS', '_kombu.binding.' .. ex)) do
+          local brk, _, bq = string.match(member, '^(.-)\\6\\22(.-)\\6\\22(.*)$')
+          if brk == rk then queues[#queues + 1] = bq end
+        end
+        if #queues == 0 then queues[1] = rk end
+      end
+      local prio = 0
+      if type(msg.properties) == 'table' then prio = msg.properties.priority end
+      for _, q in ipairs(queues) do
+        if ARGV[2] == '1' then redis.call('LPUSH', list_for(q, prio), env)
+        else redis.call('RPUSH', list_for(q, prio), env) end
+      end
+      restored = restored + 1
+    end
+  end
+end
+return restored
+`;
+
+/**
+ * Moves one unacked message to a dead-letter list: KEYS unacked, unacked_index, dead list;
+ * ARGV tag, envelope. Returns 0 (and does nothing) when the entry is gone (already restored).
+ */
+export const DEAD_LETTER_SCRIPT = `
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('LPUSH', KEYS[3], ARGV[2])
+  return 1
+end
+return 0
+`;

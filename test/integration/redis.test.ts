@@ -1,0 +1,114 @@
+/**
+ * The Redis broker and result store against a private redis-server: the contract suites, then
+ * kombu's exact layout (spec §3, §5.2) read back with plain Redis commands.
+ */
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import { createRedisBroker, listFor, SEP } from '../../runtime/src/brokers/redis.js';
+import { createRedisStore } from '../../runtime/src/backends/redis.js';
+import { brokerContract, message, Recorder } from '../contract/broker-contract.js';
+import { backendContract } from '../contract/backend-contract.js';
+import { uniqueName, useRedis } from '../support/servers.js';
+
+const redis = await useRedis();
+after(() => redis.server?.stop());
+const url = redis.server?.url ?? 'redis://127.0.0.1:1/0';
+
+brokerContract('redis', () => createRedisBroker(url, { visibilityTimeoutMs: 1_000, pollTimeoutMs: 200 }), {
+  priorityOrder: 'lower-first',
+  visibilityTimeoutMs: 1_000,
+  restoresOnClose: true,
+  skip: redis.skip,
+});
+backendContract('redis', () => createRedisStore(url), { skip: redis.skip });
+
+describe('Redis broker: kombu layout', { skip: redis.skip }, () => {
+  const raw = new Redis(url);
+  const broker = createRedisBroker(url, { pollTimeoutMs: 200 });
+  after(async () => {
+    await broker.close();
+    raw.disconnect();
+  });
+
+  it('publishes kombu envelopes to the priority lists and records the binding', async () => {
+    await broker.connect();
+    const q = uniqueName('layout');
+    await broker.publish(q, message('p0'));
+    await broker.publish(q, message('p5', { priority: 5 }));
+    await broker.publish(q, message('p9', { priority: 9 }));
+    assert.equal(listFor(q, 5), `${q}${SEP}3`);
+    const env = JSON.parse((await raw.lindex(q, 0))!);
+    assert.deepEqual(Object.keys(env).sort(), ['body', 'content-encoding', 'content-type', 'headers', 'properties']);
+    assert.equal(env.properties.body_encoding, 'base64');
+    assert.deepEqual(env.properties.delivery_info, { exchange: '', routing_key: q });
+    assert.match(env.properties.delivery_tag, /^[0-9a-f-]{36}$/);
+    assert.equal(JSON.parse(Buffer.from(env.body, 'base64').toString())[0][0], 'p0');
+    assert.equal(await raw.llen(`${q}${SEP}3`), 1);
+    assert.equal(await raw.llen(`${q}${SEP}9`), 1);
+    assert.deepEqual(await raw.smembers(`_kombu.binding.${q}`), [`${q}${SEP}${SEP}${q}`]);
+  });
+
+  it('records a held message in unacked and unacked_index, and removes it on ack', async () => {
+    const q = uniqueName('unacked');
+    await broker.publish(q, message('held'));
+    const r = new Recorder(broker, [q], 1);
+    const [d] = await r.waitFor(1);
+    const entries = await raw.hgetall('unacked');
+    const mine = Object.entries(entries).find(([, v]) => v.includes(q));
+    assert.ok(mine, 'the delivery is recorded in the unacked hash');
+    const [deliveryTag, value] = mine;
+    const [env, exchange, routingKey] = JSON.parse(value) as [{ properties: { delivery_tag: string } }, string, string];
+    assert.equal(env.properties.delivery_tag, deliveryTag);
+    assert.equal(exchange, '');
+    assert.equal(routingKey, q);
+    const score = Number(await raw.zscore('unacked_index', deliveryTag));
+    assert.ok(Math.abs(score - Date.now() / 1000) < 60, 'score is epoch seconds');
+    await d!.ack();
+    await r.stop();
+    assert.equal(await raw.hexists('unacked', deliveryTag), 0);
+    assert.equal(await raw.zscore('unacked_index', deliveryTag), null);
+  });
+
+  it('delivers a message a Python client wrote (Python spacing, no binding)', async () => {
+    const q = uniqueName('py');
+    const body = Buffer.from('[[2, 3], {}, {"callbacks": null, "errbacks": null, "chain": null, "chord": null}]');
+    const env = `{"body": "${body.toString('base64')}", "content-encoding": "utf-8", "content-type": "application/json", "headers": {"lang": "py", "task": "proj.tasks.add", "id": "11111111-1111-4111-8111-111111111111", "retries": 0, "timelimit": [null, null], "stamps": {}, "stamped_headers": []}, "properties": {"correlation_id": "11111111-1111-4111-8111-111111111111", "reply_to": "r", "delivery_mode": 2, "delivery_info": {"exchange": "", "routing_key": "${q}"}, "priority": 0, "body_encoding": "base64", "delivery_tag": "${randomUUID()}"}}`;
+    await raw.lpush(q, env);
+    const r = new Recorder(broker, [q], 1);
+    const [d] = await r.waitFor(1);
+    assert.deepEqual(Buffer.from(d!.message.body), body);
+    assert.equal(d!.message.headers.task, 'proj.tasks.add');
+    assert.deepEqual(d!.message.headers.stamped_headers, []);
+    await r.stop();
+    // Restoring keeps the envelope text as written, so Python's [] stays [] (cjson would make it {}).
+    await d!.reject({ requeue: true });
+    const back = (await raw.lindex(q, 0))!;
+    assert.ok(back.includes('"stamped_headers": []'), 'arrays survive a restore');
+    assert.equal(JSON.parse(back).properties.delivery_info.redelivered, true);
+  });
+
+  it('restores what a killed consumer held after the visibility timeout, into its priority list', async () => {
+    const q = uniqueName('killed');
+    const victim = createRedisBroker(url, { pollTimeoutMs: 200 });
+    await victim.connect();
+    await victim.publish(q, message('urgent-ish', { priority: 4 }));
+    const r = new Recorder(victim, [q], 1);
+    await r.waitFor(1);
+    // Simulate a crash: nothing settles and the consumer never closes; backdate the lease.
+    const [tag] = Object.entries(await raw.hgetall('unacked')).find(([, v]) => v.includes(q))!;
+    await r.stop();
+    await raw.zadd('unacked_index', Date.now() / 1000 - 7200, tag);
+    const rescuer = createRedisBroker(url, { pollTimeoutMs: 200, visibilityTimeoutMs: 3_600_000 });
+    await rescuer.connect();
+    const r2 = new Recorder(rescuer, [q], 1, (d) => d.ack());
+    const [d] = await r2.waitFor(1, 60_000);
+    await r2.stop();
+    assert.equal(d!.info.redelivered, true);
+    await rescuer.close();
+    // The victim never acks; closing it must not push a second copy.
+    await victim.close();
+    assert.equal(await broker.depth(q), 0);
+  });
+});
