@@ -184,7 +184,8 @@ export function brokerContract(name: string, make: () => Broker | Promise<Broker
       const b = await open();
       const q = uniqueName('prefetch');
       for (let i = 0; i < 6; i++) await b.publish(q, message(`p${i}`));
-      const r = new Recorder(b, [q], 2);
+      let autoAck = false;
+      const r = new Recorder(b, [q], 2, (d) => (autoAck ? d.ack() : undefined));
       await r.waitFor(2);
       await sleep(QUIET_MS);
       assert.equal(r.deliveries.length, 2, 'no more than prefetch unsettled deliveries');
@@ -192,9 +193,9 @@ export function brokerContract(name: string, make: () => Broker | Promise<Broker
       await r.waitFor(3);
       await sleep(QUIET_MS);
       assert.equal(r.deliveries.length, 3);
-      for (const d of r.deliveries) if (d !== r.deliveries[0]) await d.ack();
+      autoAck = true;
+      for (const d of r.deliveries.slice(1)) await d.ack();
       await r.waitFor(6);
-      for (const d of r.deliveries.slice(3)) await d.ack();
       await r.stop();
       assert.equal(await b.depth(q), 0);
     });
