@@ -71,12 +71,12 @@ export function createApp(options: AppOptions = {}): App {
 
   const broker = (): Promise<Broker> =>
     (brokerP ??= (async () => {
-      const b = createBroker(config.brokerUrl);
+      const b = createBroker(config.brokerUrl, { logger: log });
       await b.connect();
       return b;
     })());
   const backend = (): Promise<ResultBackend> =>
-    (backendP ??= (async () => createResultBackend(config.resultBackend, { expiresMs: config.resultExpiresMs, broker: await broker() }))());
+    (backendP ??= (async () => createResultBackend(config.resultBackend, { expiresMs: config.resultExpiresMs, broker: await broker(), logger: log }))());
 
   const host = { backend, revoke: (id: string, o: { terminate: boolean }) => app.revoke(id, o) };
 
@@ -91,7 +91,11 @@ export function createApp(options: AppOptions = {}): App {
     const queue = o.queue ?? taskOpts?.queue ?? routes[name] ?? config.defaultQueue;
     const hard = o.timeLimit ?? taskOpts?.timeLimit ?? null;
     const soft = o.softTimeLimit ?? taskOpts?.softTimeLimit ?? null;
+    // rpc:// results come back to this process's reply queue, which must exist before the task does.
+    const rb = config.resultBackend.startsWith('rpc:') ? await backend() : null;
+    const replyTo = rb?.replyTo ? await rb.replyTo() : undefined;
     const message = encodeTask({
+      replyTo,
       id,
       name,
       args,

@@ -2,25 +2,33 @@
  * Result backend URL scheme -> ResultBackend. Key-value drivers are wrapped by
  * createKeyValueResultBackend; rpc:// (rides the broker) registers a full ResultBackend.
  */
+import type { Logger } from 'pino';
 import type { Broker } from '../brokers/broker.js';
 import { ConfigError, redactUrl } from '../errors.js';
 import type { KeyValueStore } from './backend.js';
 import { createFileStore } from './file.js';
 import { createMemoryStore } from './memory.js';
+import { createRedisStore } from './redis.js';
 import { createKeyValueResultBackend, type ResultBackend } from './result-backend.js';
+import { createRpcBackend } from './rpc.js';
 
 export interface BackendOptions {
   /** Result expiry (Celery's result_expires); null keeps results forever. */
   readonly expiresMs: number | null;
   /** The app's broker, for backends that ride it (rpc://). */
   readonly broker: Broker;
+  readonly logger?: Logger;
 }
 
-const stores: Record<string, (url: string) => KeyValueStore> = {
+const stores: Record<string, (url: string, opts: { logger?: Logger }) => KeyValueStore> = {
   'memory:': createMemoryStore,
   'file:': createFileStore,
+  'redis:': createRedisStore,
+  'rediss:': createRedisStore,
 };
-const backends: Record<string, (url: string, opts: BackendOptions) => ResultBackend> = {};
+const backends: Record<string, (url: string, opts: BackendOptions) => ResultBackend> = {
+  'rpc:': createRpcBackend,
+};
 
 export function backendSchemes(): string[] {
   return [...Object.keys(stores), ...Object.keys(backends)].map((s) => s.slice(0, -1));
@@ -29,7 +37,7 @@ export function backendSchemes(): string[] {
 export function createResultBackend(url: string, opts: BackendOptions): ResultBackend {
   const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(url)?.[0]?.toLowerCase() ?? '';
   const store = stores[scheme];
-  if (store) return createKeyValueResultBackend(store(url), { expiresMs: opts.expiresMs });
+  if (store) return createKeyValueResultBackend(store(url, { logger: opts.logger }), { expiresMs: opts.expiresMs });
   const backend = backends[scheme];
   if (backend) return backend(url, opts);
   throw new ConfigError([

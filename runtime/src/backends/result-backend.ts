@@ -32,6 +32,11 @@ export interface ResultBackend {
   waitReady(taskId: string, opts: WaitOptions): Promise<TaskMeta>;
   /** Deletes the stored result. */
   forget(taskId: string): Promise<void>;
+  /**
+   * Backends that receive results as messages (rpc://): the queue workers reply to, live before
+   * it resolves. Clients put it into `reply_to` of the tasks they send.
+   */
+  replyTo?(): Promise<string>;
   close(): Promise<void>;
 }
 

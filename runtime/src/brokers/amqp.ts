@@ -33,6 +33,7 @@ import type { Logger } from 'pino';
 import { BrokerError, redactUrl } from '../errors.js';
 import { amqplib } from './amqp-codec.js';
 import type { Broker, ConsumeOptions, Delivery, WireMessage } from './broker.js';
+import { prefetchLimit } from './wait.js';
 
 export interface AmqpBrokerOptions {
   readonly logger?: Logger;
@@ -91,10 +92,10 @@ function identity(m: WireMessage): string | null {
   return typeof id === 'string' ? `${id}:${String(m.headers.retries ?? 0)}` : null;
 }
 
-/** The prefetch count now (0 = unlimited); a function when the worker raises it for held ETA tasks. */
+/** basic.qos prefetch count now (0 = unlimited); the worker raises it while it holds ETA tasks. */
 function prefetchOf(o: ConsumeOptions): number {
-  const p = o.prefetch as number | (() => number);
-  return Math.max(0, Math.floor(Number(typeof p === 'function' ? p() : p) || 0));
+  const n = prefetchLimit(o.prefetch);
+  return Number.isFinite(n) ? Math.min(65_535, Math.floor(n)) : 0;
 }
 
 function aborted(signal: AbortSignal): Promise<void> {
@@ -104,7 +105,24 @@ function aborted(signal: AbortSignal): Promise<void> {
   });
 }
 
-export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Broker {
+/** A queue to listen on (rpc:// replies, broadcasts): declared with `options`, optionally bound. */
+export interface ListenSpec {
+  /** '' lets the server name it. */
+  readonly queue: string;
+  readonly options: Options.AssertQueue;
+  readonly bind?: { readonly exchange: string; readonly pattern: string };
+}
+
+/** The AMQP broker with the two extra primitives rpc:// needs. */
+export interface AmqpBroker extends Broker {
+  readonly kind: 'amqp';
+  /** Publishes to an exchange ('' = default) without declaring anything; resolves on confirm. */
+  publishTo(exchange: string, routingKey: string, message: WireMessage): Promise<void>;
+  /** Consumes `spec.queue` without acks until `signal` aborts, re-subscribing after reconnects. */
+  listen(spec: ListenSpec, onMessage: (m: WireMessage) => void, signal: AbortSignal, onReady?: () => void): Promise<void>;
+}
+
+export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): AmqpBroker {
   let u: URL;
   try {
     u = new URL(url);
@@ -408,32 +426,36 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Bro
     }
   }
 
-  async function subscribeLoop(exchange: string, onMessage: (m: WireMessage) => void, signal: AbortSignal): Promise<void> {
-    const { type } = exchangeKind(exchange);
+  /**
+   * Declares a queue (and its binding), consumes it without acks, and does it again after every
+   * reconnect, until `signal` aborts. `onReady` runs each time the consumer is live.
+   */
+  async function listenLoop(spec: ListenSpec, onMessage: (m: WireMessage) => void, signal: AbortSignal, onReady?: () => void): Promise<void> {
     let delay = 100;
     while (!signal.aborted && !closing.signal.aborted) {
       let ch: Channel | null = null;
       try {
-        await declareExchange(exchange);
+        if (spec.bind) await declareExchange(spec.bind.exchange);
         ch = await (await connection()).createChannel();
         openChannels.add(ch);
         const channelLost = new Promise<void>((resolve) => ch!.once('close', () => resolve()));
-        ch.on('error', (err: unknown) => log?.debug({ err }, 'AMQP subscriber channel error'));
-        const { queue } = await ch.assertQueue('', { exclusive: true, autoDelete: true, durable: false });
-        await ch.bindQueue(queue, exchange, type === 'topic' ? '#' : '');
+        ch.on('error', (err: unknown) => log?.debug({ err }, 'AMQP listener channel error'));
+        const { queue } = await ch.assertQueue(spec.queue, spec.options);
+        if (spec.bind) await ch.bindQueue(queue, spec.bind.exchange, spec.bind.pattern);
         await ch.consume(queue, (msg) => {
           if (!msg) return;
           try {
             onMessage(toWire(msg));
           } catch (err) {
-            log?.warn({ err, exchange }, 'broadcast handler failed; message skipped');
+            log?.warn({ err, queue }, 'message handler failed; message skipped');
           }
         }, { noAck: true });
         delay = 100;
+        onReady?.();
         await Promise.race([channelLost, aborted(signal), aborted(closing.signal)]);
       } catch (err) {
         if (signal.aborted) break;
-        log?.warn({ err, exchange }, 'subscribing to broadcasts failed; retrying');
+        log?.warn({ err, queue: spec.queue }, 'listening failed; retrying');
         await sleep(delay);
         delay = Math.min(delay * 2, 5_000);
       } finally {
@@ -504,7 +526,21 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Bro
     },
 
     subscribe(exchange, onMessage, signal) {
-      return track(subscribeLoop(exchange, onMessage, signal));
+      const { type } = exchangeKind(exchange);
+      const spec: ListenSpec = {
+        queue: '',
+        options: { exclusive: true, autoDelete: true, durable: false },
+        bind: { exchange, pattern: type === 'topic' ? '#' : '' },
+      };
+      return track(listenLoop(spec, onMessage, signal));
+    },
+
+    async publishTo(exchange, routingKey, message) {
+      await confirmedPublish(exchange, routingKey, message, `publish to "${exchange || routingKey}"`);
+    },
+
+    listen(spec, onMessage, signal, onReady) {
+      return track(listenLoop(spec, onMessage, signal, onReady));
     },
 
     async depth(queue) {

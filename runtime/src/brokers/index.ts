@@ -2,16 +2,28 @@
  * Broker URL scheme -> driver factory. Add a driver: write `<name>.ts` implementing Broker
  * (./broker.ts), add its scheme here, and run the broker contract suite on it (test/contract/).
  */
+import type { Logger } from 'pino';
 import { ConfigError, redactUrl } from '../errors.js';
+import { createAmqpBroker } from './amqp.js';
 import type { Broker } from './broker.js';
 import { createFileBroker } from './file.js';
 import { createMemoryBroker } from './memory.js';
+import { createRedisBroker } from './redis.js';
 
-export type BrokerFactory = (url: string) => Broker;
+/** What every driver may be given besides its URL. */
+export interface BrokerFactoryOptions {
+  readonly logger?: Logger;
+}
+
+export type BrokerFactory = (url: string, opts: BrokerFactoryOptions) => Broker;
 
 const factories: Record<string, BrokerFactory> = {
   'memory:': createMemoryBroker,
   'file:': createFileBroker,
+  'redis:': createRedisBroker,
+  'rediss:': createRedisBroker,
+  'amqp:': createAmqpBroker,
+  'amqps:': createAmqpBroker,
 };
 
 /** Schemes the broker URL may use. */
@@ -20,11 +32,11 @@ export function brokerSchemes(): string[] {
 }
 
 /** Creates the broker for `url`; an unknown scheme is a ConfigError naming the known ones. */
-export function createBroker(url: string): Broker {
+export function createBroker(url: string, opts: BrokerFactoryOptions = {}): Broker {
   const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(url)?.[0]?.toLowerCase() ?? '';
   const make = factories[scheme];
   if (!make) {
     throw new ConfigError([`brokerUrl: unsupported scheme in "${redactUrl(url)}" (supported: ${brokerSchemes().map((s) => `${s}://`).join(', ')})`]);
   }
-  return make(url);
+  return make(url, opts);
 }

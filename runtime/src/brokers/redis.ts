@@ -32,6 +32,7 @@ import { fromEnvelope, toEnvelope, type Envelope } from '../protocol/envelope.js
 import type { Broker, ConsumeOptions, Delivery, WireMessage } from './broker.js';
 import { OutageLog, intParam, parseRedisUrl, pingWithin, redisOptions } from './redis-connection.js';
 import { DEAD_LETTER_SCRIPT, POP_SCRIPT, RESTORE_SCRIPT } from './redis-scripts.js';
+import { prefetchLimit } from './wait.js';
 
 export interface RedisBrokerOptions {
   readonly logger?: Logger;
@@ -84,11 +85,6 @@ class Notifier {
     for (const r of w) r();
   }
 }
-
-const prefetchOf = (p: ConsumeOptions['prefetch'] | (() => number)): number => {
-  const n = typeof p === 'function' ? p() : p;
-  return n <= 0 ? Number.POSITIVE_INFINITY : n;
-};
 
 export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): Broker {
   const parsed = parseRedisUrl(url, ['visibilityTimeoutMs']);
@@ -269,7 +265,7 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
 
     try {
       while (!signal.aborted) {
-        const room = prefetchOf(copts.prefetch) - unsettled;
+        const room = prefetchLimit(copts.prefetch) - unsettled;
         if (room <= 0) {
           await settled.wait();
           continue;
