@@ -1,0 +1,156 @@
+// TaskQueue broker checks on a real kube-apiserver with a real redis-server: the condition says
+// what is wrong (missing Secret, missing key, unreachable host, failed auth) and recovers when fixed.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { pino } from 'pino';
+import { Redis } from 'ioredis';
+import { createKubeClient, resources, type KubeClient } from '../../operator/src/k8s/kube-client.js';
+import { createOperator, type Operator } from '../../operator/src/operator.js';
+import { createOperatorMetrics } from '../../operator/src/metrics.js';
+import type { Condition, KubeObject } from '../../operator/src/types.js';
+import { envtestSkipReason, freePort, startControlPlane, type ControlPlane } from '../support/envtest.js';
+import { eventually } from '../support/eventually.js';
+import { redisSkipReason, startLocalRedis, type LocalRedis } from '../support/local-redis.js';
+
+type Obj = KubeObject & { spec?: any; status?: any; [k: string]: any };
+
+const skip = envtestSkipReason() || redisSkipReason();
+
+function ready(obj: Obj | null): Condition | undefined {
+  return (obj?.status?.conditions as Condition[] | undefined)?.find((c) => c.type === 'Ready');
+}
+
+function secret(ns: string, name: string, data: Record<string, string>): Obj {
+  return { apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: ns }, stringData: data };
+}
+
+function taskQueue(ns: string, name: string, broker: Record<string, unknown>): Obj {
+  return {
+    apiVersion: 'celeriac.io/v1alpha1',
+    kind: 'TaskQueue',
+    metadata: { name, namespace: ns },
+    spec: { broker: { type: 'redis', ...broker }, queue: { name: `q-${name}` }, checkIntervalSeconds: 1 },
+  };
+}
+
+describe('TaskQueue broker checks on a real API server and redis-server', { skip }, () => {
+  let cp: ControlPlane;
+  let kube: KubeClient;
+  let op: Operator;
+  let redis: LocalRedis;
+  let ns: string;
+
+  before(async () => {
+    [cp, redis] = await Promise.all([startControlPlane(), startLocalRedis()]);
+    kube = cp.kube;
+    op = createOperator({
+      kube: createKubeClient(cp.kubeConfig),
+      log: pino({ level: process.env.CELERIAC_TEST_LOG_LEVEL ?? 'silent' }),
+      metrics: createOperatorMetrics(),
+      brokerCheckTimeoutMs: 1000,
+    });
+    await op.start();
+    ns = await cp.createNamespace('tq');
+  });
+
+  after(async () => {
+    await op?.stop();
+    await Promise.all([cp?.stop(), redis?.stop()]);
+  });
+
+  async function readyOf(name: string): Promise<Condition | undefined> {
+    return ready(await kube.get<Obj>(resources.taskQueues, ns, name));
+  }
+
+  it('reports depth of a reachable broker, counting kombu priority sub-queues', async () => {
+    await kube.create(resources.secrets, secret(ns, 'good', { url: redis.url }));
+    const client = new Redis(redis.url);
+    await client.lpush('q-depth', 'a', 'b', 'c');
+    await client.lpush('q-depth\x06\x163', 'd');
+    await client.quit();
+    await kube.create(resources.taskQueues, taskQueue(ns, 'depth', { urlSecretRef: { name: 'good' } }));
+    const tq = await eventually(async () => {
+      const tq = await kube.get<Obj>(resources.taskQueues, ns, 'depth');
+      assert.equal(ready(tq)?.status, 'True', JSON.stringify(tq?.status));
+      assert.equal(tq?.status?.depth, 4);
+      return tq!;
+    });
+    assert.equal(tq.status.brokerUrl, redis.url);
+    assert.ok(tq.status.lastChecked);
+    const reachable = (tq.status.conditions as Condition[]).find((c) => c.type === 'BrokerReachable');
+    assert.equal(reachable?.status, 'True');
+  });
+
+  it('says which Secret is missing, then recovers when it is created', async () => {
+    await kube.create(resources.taskQueues, taskQueue(ns, 'nosecret', { urlSecretRef: { name: 'later' } }));
+    const c = await eventually(async () => {
+      const c = await readyOf('nosecret');
+      assert.equal(c?.reason, 'SecretNotFound');
+      return c!;
+    });
+    assert.equal(c.status, 'False');
+    assert.match(c.message, /Secret "later" \(spec\.broker\.urlSecretRef\) not found in namespace/);
+    await kube.create(resources.secrets, secret(ns, 'later', { url: redis.url }));
+    await eventually(async () => assert.equal((await readyOf('nosecret'))?.status, 'True'));
+  });
+
+  it('says which key the Secret lacks', async () => {
+    await kube.create(resources.secrets, secret(ns, 'wrongkey', { uri: redis.url }));
+    await kube.create(resources.taskQueues, taskQueue(ns, 'wrongkey', { urlSecretRef: { name: 'wrongkey' } }));
+    const c = await eventually(async () => {
+      const c = await readyOf('wrongkey');
+      assert.equal(c?.reason, 'SecretKeyMissing');
+      return c!;
+    });
+    assert.match(c.message, /Secret "wrongkey" has no key "url" .*it has: uri/);
+  });
+
+  it('reports a bad URL from a Secret', async () => {
+    await kube.create(resources.secrets, secret(ns, 'badurl', { url: 'amqp://elsewhere:5672//' }));
+    await kube.create(resources.taskQueues, taskQueue(ns, 'badurl', { urlSecretRef: { name: 'badurl' } }));
+    const c = await eventually(async () => {
+      const c = await readyOf('badurl');
+      assert.equal(c?.reason, 'InvalidURL');
+      return c!;
+    });
+    assert.match(c.message, /scheme "amqp:" does not match broker type "redis"/);
+  });
+
+  it('reports an unreachable host, then recovers when the spec is fixed', async () => {
+    const closed = await freePort();
+    await kube.create(resources.taskQueues, taskQueue(ns, 'wronghost', { host: '127.0.0.1', port: closed }));
+    const c = await eventually(async () => {
+      const c = await readyOf('wronghost');
+      assert.equal(c?.reason, 'Unreachable');
+      return c!;
+    });
+    assert.match(c.message, new RegExp(`cannot connect to redis://127\\.0\\.0\\.1:${closed}/0: ECONNREFUSED`));
+    await kube.patch(resources.taskQueues, ns, 'wronghost', { spec: { broker: { port: redis.port } } });
+    await eventually(async () => assert.equal((await readyOf('wronghost'))?.status, 'True'));
+    await op.events.flush();
+    const events = await kube.list<Obj>(resources.events, { namespace: ns });
+    assert.ok(events.items.some((e) => e.reason === 'Unreachable' && e.type === 'Warning' && e.involvedObject.name === 'wronghost'));
+  });
+
+  it('reports failed authentication with host + credentialsSecretRef, then recovers when the password is fixed', async () => {
+    const admin = new Redis(redis.url);
+    await admin.config('SET', 'requirepass', 's3cret');
+    try {
+      await kube.create(resources.secrets, secret(ns, 'creds', { username: '', password: 'wrong' }));
+      await kube.create(resources.taskQueues, taskQueue(ns, 'auth', { host: '127.0.0.1', port: redis.port, credentialsSecretRef: { name: 'creds' } }));
+      const c = await eventually(async () => {
+        const c = await readyOf('auth');
+        assert.equal(c?.reason, 'AuthenticationFailed');
+        return c!;
+      });
+      assert.match(c.message, /authentication to redis:\/\/:\*\*\*@127\.0\.0\.1:\d+\/0 failed: WRONGPASS/);
+      assert.doesNotMatch(c.message, /wrong@/);
+      await kube.patch(resources.secrets, ns, 'creds', { stringData: { password: 's3cret' } });
+      await eventually(async () => assert.equal((await readyOf('auth'))?.status, 'True'));
+    } finally {
+      await admin.call('AUTH', 's3cret').catch(() => undefined);
+      await admin.config('SET', 'requirepass', '');
+      await admin.quit();
+    }
+  });
+});
