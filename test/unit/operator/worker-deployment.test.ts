@@ -1,0 +1,143 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  brokerEnv,
+  poolSelectorString,
+  sameBroker,
+  workerArgs,
+  workerDeployment,
+  workerDisruptionBudget,
+} from '../../../operator/src/reconcilers/worker-deployment.js';
+import type { TaskQueue, WorkerPool } from '../../../operator/src/types.js';
+
+function pool(spec: Partial<WorkerPool['spec']> = {}): WorkerPool {
+  return {
+    apiVersion: 'celeriac.io/v1alpha1',
+    kind: 'WorkerPool',
+    metadata: { name: 'shop', namespace: 'prod', uid: 'uid-1', generation: 3 },
+    spec: { queues: ['default', 'reports'], template: { image: 'img:1', tasksModule: '/app/tasks.js' }, ...spec },
+  };
+}
+
+function tq(name: string, queue: string, broker: TaskQueue['spec']['broker'] = { type: 'redis', urlSecretRef: { name: 'redis' } }): TaskQueue {
+  return { apiVersion: 'celeriac.io/v1alpha1', kind: 'TaskQueue', metadata: { name, namespace: 'prod' }, spec: { broker, queue: { name: queue } } };
+}
+
+const queues = [tq('default', 'celery'), tq('reports', 'reports')];
+
+describe('workerArgs', () => {
+  it('builds the worker command line from the pool and its queues, defaults included', () => {
+    assert.deepEqual(workerArgs(pool(), queues), ['worker', '-A', '/app/tasks.js', '-Q', 'celery,reports', '-c', '4', '--prefetch-multiplier', '1', '--metrics-port', '9540']);
+  });
+
+  it('carries concurrency, prefetch, port, log level and extra args', () => {
+    const p = pool({ concurrency: 16, prefetchMultiplier: 2, metricsPort: 9999, template: { image: 'i', tasksModule: 'm.js', logLevel: 'debug', args: ['--max-tasks-per-child', '100'] } });
+    assert.deepEqual(workerArgs(p, [queues[0]!]), ['worker', '-A', 'm.js', '-Q', 'celery', '-c', '16', '--prefetch-multiplier', '2', '--metrics-port', '9999', '-l', 'debug', '--max-tasks-per-child', '100']);
+  });
+});
+
+describe('brokerEnv', () => {
+  it('takes the whole URL from the Secret with urlSecretRef', () => {
+    assert.deepEqual(brokerEnv({ type: 'redis', urlSecretRef: { name: 's' } }), [{ name: 'CELERIAC_BROKER_URL', valueFrom: { secretKeyRef: { name: 's', key: 'url' } } }]);
+    assert.deepEqual(brokerEnv({ type: 'amqp', urlSecretRef: { name: 's', key: 'broker' } })[0]?.valueFrom?.secretKeyRef?.key, 'broker');
+  });
+
+  it('uses a password-free spec URL as a plain value', () => {
+    assert.deepEqual(brokerEnv({ type: 'redis', url: 'redis://r:6379/1' }), [{ name: 'CELERIAC_BROKER_URL', value: 'redis://r:6379/1' }]);
+  });
+
+  it('assembles host, default port, database and credentials by $(VAR) expansion, never the password itself', () => {
+    const env = brokerEnv({ type: 'redis', host: 'redis.svc', database: 2, credentialsSecretRef: { name: 'c' } });
+    assert.deepEqual(env, [
+      { name: 'CELERIAC_BROKER_USERNAME', valueFrom: { secretKeyRef: { name: 'c', key: 'username' } } },
+      { name: 'CELERIAC_BROKER_PASSWORD', valueFrom: { secretKeyRef: { name: 'c', key: 'password' } } },
+      { name: 'CELERIAC_BROKER_URL', value: 'redis://$(CELERIAC_BROKER_USERNAME):$(CELERIAC_BROKER_PASSWORD)@redis.svc:6379/2' },
+    ]);
+  });
+
+  it('encodes the AMQP vhost and picks TLS schemes and ports', () => {
+    assert.equal(brokerEnv({ type: 'amqp', host: 'mq' })[0]?.value, 'amqp://mq:5672/%2F');
+    assert.equal(brokerEnv({ type: 'amqp', host: 'mq', virtualHost: 'shop', tls: { enabled: true } })[0]?.value, 'amqps://mq:5671/shop');
+    assert.equal(brokerEnv({ type: 'redis', host: 'r', tls: { enabled: true } })[0]?.value, 'rediss://r:6380/0');
+    assert.equal(brokerEnv({ type: 'redis', host: 'fd00::1', port: 7000 })[0]?.value, 'redis://[fd00::1]:7000/0');
+  });
+});
+
+describe('sameBroker', () => {
+  it('compares broker settings regardless of key order', () => {
+    assert.equal(sameBroker({ type: 'redis', host: 'a', port: 1 }, { port: 1, host: 'a', type: 'redis' }), true);
+    assert.equal(sameBroker({ type: 'redis', host: 'a' }, { type: 'redis', host: 'b' }), false);
+  });
+});
+
+describe('workerDeployment', () => {
+  it('labels, selects and owns the pods, and sets replicas', () => {
+    const d = workerDeployment({ pool: pool(), queues, replicas: 3 });
+    assert.equal(d.metadata.name, 'shop');
+    assert.equal(d.metadata.namespace, 'prod');
+    assert.deepEqual(d.metadata.ownerReferences, [{ apiVersion: 'celeriac.io/v1alpha1', kind: 'WorkerPool', name: 'shop', uid: 'uid-1', controller: true, blockOwnerDeletion: true }]);
+    const spec = d.spec as any;
+    assert.equal(spec.replicas, 3);
+    assert.deepEqual(spec.selector, { matchLabels: { 'celeriac.io/worker-pool': 'shop' } });
+    assert.equal(spec.template.metadata.labels['celeriac.io/worker-pool'], 'shop');
+    assert.equal(poolSelectorString(pool()), 'celeriac.io/worker-pool=shop');
+  });
+
+  it('runs the worker with metrics port, scrape annotations, health probes, the /drain preStop and the grace period', () => {
+    const spec = workerDeployment({ pool: pool({ metricsPort: 9600, terminationGracePeriodSeconds: 120 }), queues, replicas: 1 }).spec as any;
+    const pod = spec.template;
+    assert.deepEqual(pod.metadata.annotations, { 'prometheus.io/scrape': 'true', 'prometheus.io/port': '9600', 'prometheus.io/path': '/metrics' });
+    assert.equal(pod.spec.terminationGracePeriodSeconds, 120);
+    const c = pod.spec.containers[0];
+    assert.deepEqual(c.command, ['celeriac']);
+    assert.deepEqual(c.ports, [{ name: 'metrics', containerPort: 9600, protocol: 'TCP' }]);
+    assert.deepEqual(c.lifecycle, { preStop: { httpGet: { path: '/drain', port: 'metrics' } } });
+    assert.equal(c.readinessProbe.httpGet.path, '/healthz');
+    assert.deepEqual(c.env.slice(0, 3).map((e: { name: string }) => e.name), ['POD_NAME', 'POD_NAMESPACE', 'CELERIAC_BROKER_URL']);
+  });
+
+  it('merges pod overrides: pod fields, the "worker" container, sidecars, labels that cannot steal the selector', () => {
+    const p = pool({
+      template: {
+        image: 'img:1',
+        tasksModule: 't.js',
+        env: [{ name: 'A', value: '1' }],
+        podTemplate: {
+          metadata: { labels: { team: 'x', 'celeriac.io/worker-pool': 'evil' }, annotations: { note: 'n' } },
+          spec: {
+            nodeSelector: { pool: 'workers' },
+            serviceAccountName: 'tasks',
+            containers: [
+              { name: 'worker', volumeMounts: [{ name: 'v', mountPath: '/v' }], env: [{ name: 'B', value: '2' }] },
+              { name: 'sidecar', image: 'side:1' },
+            ],
+          },
+        },
+      },
+    });
+    const pod = (workerDeployment({ pool: p, queues, replicas: 1 }).spec as any).template;
+    assert.equal(pod.metadata.labels.team, 'x');
+    assert.equal(pod.metadata.labels['celeriac.io/worker-pool'], 'shop');
+    assert.equal(pod.metadata.annotations.note, 'n');
+    assert.deepEqual(pod.spec.nodeSelector, { pool: 'workers' });
+    assert.equal(pod.spec.serviceAccountName, 'tasks');
+    assert.deepEqual(pod.spec.containers.map((c: { name: string }) => c.name), ['worker', 'sidecar']);
+    const worker = pod.spec.containers[0];
+    assert.deepEqual(worker.volumeMounts, [{ name: 'v', mountPath: '/v' }]);
+    assert.deepEqual(worker.env.slice(-2), [{ name: 'A', value: '1' }, { name: 'B', value: '2' }]);
+    assert.equal(worker.image, 'img:1', 'the override cannot drop the image');
+  });
+
+  it('refuses to build without a TaskQueue', () => {
+    assert.throws(() => workerDeployment({ pool: pool(), queues: [], replicas: 1 }), /no TaskQueues given/);
+  });
+});
+
+describe('workerDisruptionBudget', () => {
+  it('keeps maxUnavailable 1 by default, takes a percentage, and is absent when disabled', () => {
+    const pdb = workerDisruptionBudget(pool())!;
+    assert.deepEqual(pdb.spec, { maxUnavailable: 1, selector: { matchLabels: { 'celeriac.io/worker-pool': 'shop' } } });
+    assert.equal(workerDisruptionBudget(pool({ podDisruptionBudget: { maxUnavailable: '25%' } }))!.spec.maxUnavailable, '25%');
+    assert.equal(workerDisruptionBudget(pool({ podDisruptionBudget: { enabled: false } })), null);
+  });
+});
