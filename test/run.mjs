@@ -98,4 +98,9 @@ for (const tier of selected) {
   if (r.status !== 0) failed = true;
 }
 console.error(`\n[test] summary\n  ${summary.join('\n  ')}`);
+// A run that executed no test at all is a broken setup (e.g. nothing was built), not a pass.
+if (!summary.some((s) => /passed|FAILED/.test(s))) {
+  console.error('[test] no test ran: is dist/ built? (npm run build)');
+  failed = true;
+}
 process.exit(failed ? 1 : 0);
