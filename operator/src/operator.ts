@@ -125,7 +125,6 @@ export function createOperator(o: OperatorOptions): Operator {
         running = runControllers(stopAll.signal);
         return;
       }
-      let controllersDone: Promise<unknown> = Promise.resolve();
       elector = createLeaderElector({
         kube: o.kube,
         log,
@@ -135,15 +134,13 @@ export function createOperator(o: OperatorOptions): Operator {
         leaseDurationMs: le.leaseDurationMs,
         renewDeadlineMs: le.renewDeadlineMs,
         retryPeriodMs: le.retryPeriodMs,
-        onStartedLeading: (signal) => {
-          controllersDone = runControllers(signal);
-        },
+        onStartedLeading: (signal) => runControllers(signal),
         onStoppedLeading: (reason) => {
           o.metrics.leader.set(0);
           if (reason === 'lost') o.onLeadershipLost?.();
         },
       });
-      running = elector.run(stopAll.signal).then(() => controllersDone);
+      running = elector.run(stopAll.signal);
     },
     async stop() {
       stopAll.abort();

@@ -21,8 +21,11 @@ export interface LeaderElectionOptions {
   leaseDurationMs?: number;
   renewDeadlineMs?: number;
   retryPeriodMs?: number;
-  /** Called once when this instance becomes leader; `signal` aborts when leadership ends. */
-  onStartedLeading(signal: AbortSignal): void;
+  /**
+   * Called once when this instance becomes leader; `signal` aborts when leadership ends. On a
+   * clean stop the lease is released only after the returned promise settles (work finished).
+   */
+  onStartedLeading(signal: AbortSignal): void | Promise<unknown>;
   /** Called when leadership ends (lost or released). */
   onStoppedLeading(reason: 'lost' | 'released'): void;
 }
@@ -130,7 +133,7 @@ export function createLeaderElector(o: LeaderElectionOptions): LeaderElector {
       leader = true;
       log.info('became leader');
       const leading = new AbortController();
-      o.onStartedLeading(leading.signal);
+      const work = Promise.resolve(o.onStartedLeading(leading.signal));
       let lastRenew = Date.now();
       let outcome: 'lost' | 'released' = 'lost';
       while (true) {
@@ -142,9 +145,10 @@ export function createLeaderElector(o: LeaderElectionOptions): LeaderElector {
         if (await attempt()) lastRenew = Date.now();
         else if (Date.now() - lastRenew > renewDeadlineMs) break;
       }
-      leader = false;
       leading.abort();
       if (outcome === 'released') {
+        await work.catch((err: unknown) => log.error({ err }, 'leader work failed while stopping'));
+        leader = false;
         try {
           await release();
           log.info('released leadership');
@@ -153,6 +157,7 @@ export function createLeaderElector(o: LeaderElectionOptions): LeaderElector {
           log.warn({ err }, 'could not release the lease');
         }
       } else {
+        leader = false;
         log.error({ renewDeadlineMs }, 'lost leadership: could not renew the lease in time');
       }
       o.onStoppedLeading(outcome);
