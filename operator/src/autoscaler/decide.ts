@@ -1,0 +1,311 @@
+/**
+ * celeriac's replica decision (spec autoscaling.md §4, policy "P4"): pure, no I/O, injected clock.
+ *
+ * Per poll:
+ * 1. Work in system W = B + R + A + S (broker backlog over every queue and priority sub-queue,
+ *    reserved, active and ETA-held tasks from the workers).
+ * 2. Arrival rate lambda = d(received + B)/dt and mean service time s from worker counters, both
+ *    EWMAs. Offered load a = lambda * s busy slots (Little's law).
+ * 3. Slots = steady(a) + (B + R) * s / D, where steady(a) = min(a / rho, a + beta * sqrt(a))
+ *    (square-root staffing, capped by the utilization target) and D = targetDrainSeconds.
+ *    Before enough completions are seen: slots = (A + B + R) / rho. Replicas = ceil(slots / C).
+ *    Optional `tasksPerReplica` (AverageValue on W) and extra metrics propose too; the largest wins.
+ * 4. HPA tolerance, then the HPA `behavior` normalization (stabilization windows and policies).
+ * 5. In-flight floor: never below ceil(A / C); never to zero while W > 0. Zero only when
+ *    min = 0, nothing arrived and W = 0 for the whole cooldown. From zero, work above the
+ *    activation threshold scales straight to the formula's size.
+ * 6. Failed reads: no scale-down on partial data, scale-up on broker backlog alone; after
+ *    `fallback.failureThreshold` consecutive failures, the fallback replica count.
+ */
+import {
+  EMPTY_HPA_STATE,
+  latestByType,
+  normalizeWithBehaviors,
+  storeScaleEvent,
+  withinTolerance,
+  type HpaCondition,
+  type HpaState,
+} from './hpa.js';
+import type { AutoscalerPolicy } from './policy.js';
+
+/** An extra metric (e.g. a Prometheus query) with KEDA-like AverageValue semantics. */
+export interface ExtraMetric {
+  readonly name: string;
+  /** null: the read failed */
+  readonly value: number | null;
+  readonly targetAverageValue: number;
+  readonly activationValue: number;
+}
+
+/** What the metric sources saw at this poll; `null` means that read failed. */
+export interface WorkObservation {
+  /** B: ready messages over all the pool's queues and priority sub-queues. */
+  readonly backlog: number | null;
+  /** R, A, S summed over the pool's workers. */
+  readonly reserved: number | null;
+  readonly active: number | null;
+  readonly scheduled: number | null;
+  /**
+   * Of `active`, tasks running on pods that are draining out: they finish there, so they
+   * count as work in system (no scale to zero) but need no slot on the pods that stay.
+   */
+  readonly drainingActive?: number | undefined;
+  /** Cumulative counters summed over workers; a drop (a pod went away) skips that rate sample. */
+  readonly receivedTotal: number | null;
+  readonly completedTotal: number | null;
+  readonly serviceSecondsTotal: number | null;
+  readonly extra?: readonly ExtraMetric[] | undefined;
+}
+
+export interface DecideInput {
+  /** N: the pool's current replica target. */
+  readonly specReplicas: number;
+  readonly work: WorkObservation;
+}
+
+interface RateState {
+  readonly at: number;
+  readonly received: number;
+  readonly backlog: number;
+  readonly completed: number;
+  readonly serviceSeconds: number;
+  /** tasks/s, EWMA */
+  readonly lambda: number;
+  /** s, EWMA; 0 until the first completion */
+  readonly serviceTime: number;
+  readonly serviceSamples: number;
+  /** tasks arrived during the last interval */
+  readonly lastArrivals: number;
+  /** intervals measured so far */
+  readonly intervals: number;
+}
+
+/** Kept by the caller between polls; start with `null`. */
+export interface AutoscalerState {
+  readonly hpa: HpaState;
+  readonly rates: RateState | null;
+  readonly lastActiveAt: number | null;
+  readonly failures: number;
+  /** Scale-down stabilization window set at the last flap (flap backoff), ms. */
+  readonly downWindowMs: number;
+  readonly lastFlapAt: number | null;
+  readonly lastDownAt: number | null;
+}
+
+export interface Condition {
+  readonly type: string;
+  readonly status: boolean;
+  readonly reason: string;
+  readonly message: string;
+}
+
+export interface Decision {
+  /** The replica count to apply (equal to N when nothing changes). */
+  readonly replicas: number;
+  /** Largest proposal before normalization. */
+  readonly desired: number;
+  /** Which proposal won ("work", "tasksPerReplica", an extra metric's name, "fallback", ...). */
+  readonly winner: string;
+  readonly reason: string;
+  /** The values seen, for status and logs. */
+  readonly metrics: readonly { readonly name: string; readonly value: number }[];
+  readonly active: boolean;
+  readonly conditions: readonly Condition[];
+  readonly state: AutoscalerState;
+}
+
+/**
+ * Steady-state slots for arrival rate `lambda` (tasks/s) and mean service time `s` (s):
+ * offered load a = lambda * s plus a square-root staffing margin, capped at a / rho.
+ * The margin covers the tasks that can newly need a slot before added capacity arrives: over
+ * the control horizon T (poll + pod start) that is min(a, lambda * T) on average, so long
+ * tasks (s >> T) get a small margin and short tasks the classic beta * sqrt(a).
+ */
+export function steadySlots(lambda: number, s: number, policy: AutoscalerPolicy): number {
+  const a = lambda * s;
+  if (a <= 0) return 0;
+  const exposed = Math.min(a, (lambda * policy.reactionMs) / 1000);
+  return Math.min(a / policy.targetUtilization, a + policy.staffingBeta * Math.sqrt(exposed));
+}
+
+const SERVICE_EWMA_TASKS = 100;
+/** A poll's mean service time counts at most this many times the current estimate. */
+const SERVICE_OUTLIER_FACTOR = 12;
+
+function updateRates(prev: RateState | null, w: WorkObservation, now: number, halfLifeMs: number): RateState | null {
+  const { backlog, receivedTotal, completedTotal, serviceSecondsTotal } = w;
+  if (backlog === null || receivedTotal === null || completedTotal === null || serviceSecondsTotal === null) return prev;
+  const fresh: RateState = {
+    at: now, received: receivedTotal, backlog, completed: completedTotal, serviceSeconds: serviceSecondsTotal,
+    lambda: prev?.lambda ?? 0, serviceTime: prev?.serviceTime ?? 0, serviceSamples: prev?.serviceSamples ?? 0, lastArrivals: 0, intervals: prev?.intervals ?? 0,
+  };
+  if (!prev) return fresh;
+  const dt = (now - prev.at) / 1000;
+  const dReceived = receivedTotal - prev.received;
+  const dCompleted = completedTotal - prev.completed;
+  const dService = serviceSecondsTotal - prev.serviceSeconds;
+  if (dt <= 0 || dReceived < 0 || dCompleted < 0 || dService < 0) return fresh; // counter reset: re-base
+  const arrivals = Math.max(0, dReceived + backlog - prev.backlog);
+  const alpha = 1 - Math.pow(2, -(dt * 1000) / halfLifeMs);
+  // Change point: a count far below Poisson noise around the EWMA means arrivals fell off;
+  // follow at once instead of through the half-life. Upward jumps are left to the EWMA and
+  // the backlog term: a burst looks like a step for one interval and must not size the pool.
+  const expected = prev.lambda * dt;
+  const shifted = expected - arrivals > 3 * Math.sqrt(expected) + 3;
+  const lambda = shifted || prev.intervals === 0 ? arrivals / dt : prev.lambda + alpha * (arrivals / dt - prev.lambda);
+  let serviceTime = prev.serviceTime;
+  if (dCompleted > 0) {
+    // Count-weighted EWMA (about 70 completions of half-life): steady whatever the throughput.
+    // Winsorized: one task of a heavy tail (hours among seconds) must not resize the pool;
+    // the in-flight floor still covers whatever really runs.
+    const raw = dService / dCompleted;
+    const inst = prev.serviceSamples >= SERVICE_EWMA_TASKS ? Math.min(raw, SERVICE_OUTLIER_FACTOR * prev.serviceTime) : raw;
+    const weight = prev.serviceSamples === 0 ? 1 : 1 - Math.pow(1 - 1 / SERVICE_EWMA_TASKS, dCompleted);
+    serviceTime = prev.serviceTime + weight * (inst - prev.serviceTime);
+  }
+  return { ...fresh, lambda, serviceTime, serviceSamples: prev.serviceSamples + dCompleted, lastArrivals: arrivals, intervals: prev.intervals + 1 };
+}
+
+/**
+ * One poll of celeriac's autoscaler. Pure: the same inputs give the same decision. The caller
+ * applies `replicas` (through the drain-first scale-down) and keeps `state` for the next poll.
+ */
+export function decide(prior: AutoscalerState | null, input: DecideInput, policy: AutoscalerPolicy, now: number): Decision {
+  const n = input.specReplicas;
+  const w = input.work;
+  const C = policy.slotsPerReplica;
+  const base: AutoscalerState = prior ?? {
+    hpa: { ...EMPTY_HPA_STATE, recommendations: [{ recommendation: n, at: now }] }, rates: null, lastActiveAt: null, failures: 0,
+    downWindowMs: policy.behavior.scaleDown.stabilizationWindowSeconds * 1000, lastFlapAt: null, lastDownAt: null,
+  };
+  const lo = Math.max(1, policy.minReplicas);
+  const clamp = (x: number): number => Math.min(policy.maxReplicas, Math.max(lo, x));
+  const conditions: Condition[] = [];
+
+  if (policy.paused) {
+    conditions.push({ type: 'ScalingActive', status: false, reason: 'Paused', message: 'autoscaling is paused; replicas are left as they are' });
+    return { replicas: n, desired: n, winner: 'paused', reason: 'Paused', metrics: [], active: false, conditions, state: base };
+  }
+
+  const workersOk = w.reserved !== null && w.active !== null && w.scheduled !== null;
+  const brokerOk = w.backlog !== null;
+  const extra = w.extra ?? [];
+  const metrics: { name: string; value: number }[] = [];
+  if (w.backlog !== null) metrics.push({ name: 'backlog', value: w.backlog });
+  if (workersOk) metrics.push({ name: 'inFlight', value: w.reserved! + w.active! + w.scheduled! });
+  for (const m of extra) if (m.value !== null) metrics.push({ name: m.name, value: m.value });
+
+  if (!brokerOk || !workersOk || extra.some((m) => m.value === null)) {
+    const failures = base.failures + 1;
+    const state = { ...base, failures };
+    const failed = [!brokerOk && 'broker backlog', !workersOk && 'worker metrics', ...extra.filter((m) => m.value === null).map((m) => m.name)].filter(Boolean).join(', ');
+    if (policy.fallback && failures >= policy.fallback.failureThreshold) {
+      const replicas = Math.min(policy.maxReplicas, Math.max(policy.minReplicas, policy.fallback.replicas));
+      conditions.push({ type: 'Fallback', status: true, reason: 'FallbackActive', message: `${failures} failed reads in a row (${failed}); using fallback replicas ${replicas}` });
+      conditions.push({ type: 'ScalingActive', status: false, reason: 'FailedGetMetrics', message: `could not read ${failed}` });
+      return { replicas, desired: replicas, winner: 'fallback', reason: 'Fallback', metrics, active: false, conditions, state };
+    }
+    // No scale-down on partial data; the broker backlog alone may still scale up.
+    let replicas = n;
+    if (brokerOk && w.backlog! > policy.activationThreshold) {
+      const s = base.rates && base.rates.serviceSamples >= policy.minServiceSamples ? base.rates.serviceTime : null;
+      const slots = s !== null ? (w.backlog! * s * 1000) / policy.targetDrainMs : w.backlog! / policy.targetUtilization;
+      replicas = Math.max(n, Math.min(policy.maxReplicas, Math.ceil(slots / C)));
+    }
+    conditions.push({ type: 'ScalingActive', status: false, reason: 'FailedGetMetrics', message: `could not read ${failed}; scale-down is frozen` });
+    const hpa = replicas !== n ? storeScaleEvent(base.hpa, policy.behavior, n, replicas, now) : base.hpa;
+    return { replicas, desired: replicas, winner: 'backlog', reason: replicas > n ? 'BacklogOnly' : 'MetricsUnavailable', metrics, active: replicas > 0, conditions, state: { ...state, hpa } };
+  }
+
+  const B = w.backlog!;
+  const R = w.reserved!;
+  const A = w.active!;
+  const S = w.scheduled!;
+  const W = B + R + A + S;
+  const Ad = Math.min(A, w.drainingActive ?? 0);
+  const rates = updateRates(base.rates, w, now, policy.rateHalfLifeMs);
+  const arrived = (rates?.lastArrivals ?? 0) > 0;
+  const extraActive = extra.some((m) => m.value! > m.activationValue);
+  const active = W > policy.activationThreshold || extraActive;
+  const lastActiveAt = W > 0 || arrived || extraActive ? now : base.lastActiveAt;
+
+  // Proposals; the largest wins.
+  const trusted = rates !== null && rates.serviceSamples >= policy.minServiceSamples && rates.serviceTime > 0;
+  let slots: number;
+  if (trusted) {
+    // Running tasks keep their slots whatever the model says.
+    slots = Math.max(steadySlots(rates.lambda, rates.serviceTime, policy) + ((B + R) * rates.serviceTime * 1000) / policy.targetDrainMs, A) - Ad;
+  } else {
+    slots = (A - Ad + B + R) / policy.targetUtilization;
+  }
+  let desired = Math.ceil(slots / C - 1e-9);
+  let winner = 'work';
+  if (policy.tasksPerReplica !== null) {
+    const p = Math.ceil(W / policy.tasksPerReplica);
+    if (p > desired) { desired = p; winner = 'tasksPerReplica'; }
+  }
+  for (const m of extra) {
+    const p = Math.ceil(m.value! / m.targetAverageValue);
+    if (p > desired) { desired = p; winner = m.name; }
+  }
+  const floor = Math.ceil((A - Ad) / C);
+  const state0: AutoscalerState = { ...base, rates, lastActiveAt, failures: 0 };
+
+  // From zero: activation, straight to the formula's size.
+  if (n === 0) {
+    if (!active && policy.minReplicas === 0) {
+      conditions.push({ type: 'ScalingActive', status: true, reason: 'Idle', message: 'no work above the activation threshold' });
+      return { replicas: 0, desired: 0, winner, reason: 'Idle', metrics, active, conditions, state: state0 };
+    }
+    const replicas = Math.min(policy.maxReplicas, Math.max(lo, desired));
+    conditions.push({ type: 'ScalingActive', status: true, reason: 'Activated', message: `work ${W} above activation threshold ${policy.activationThreshold}` });
+    const hpa = storeScaleEvent(base.hpa, policy.behavior, 0, replicas, now);
+    return { replicas, desired, winner, reason: 'Activated', metrics, active, conditions, state: { ...noteDirection(state0, 0, replicas, now, policy), hpa } };
+  }
+
+  // Scale to zero: only with nothing in the system and nothing arriving for the whole cooldown.
+  if (policy.minReplicas === 0 && W === 0 && !arrived && !extraActive && lastActiveAt !== null && now - lastActiveAt >= policy.cooldownMs) {
+    conditions.push({ type: 'ScalingActive', status: true, reason: 'Deactivated', message: `no work for ${policy.cooldownMs / 1000}s` });
+    const hpa = storeScaleEvent(base.hpa, policy.behavior, n, 0, now);
+    return { replicas: 0, desired: 0, winner, reason: 'Deactivated', metrics, active, conditions, state: { ...noteDirection(state0, n, 0, now, policy), hpa } };
+  }
+
+  const tolerance = { up: policy.behavior.scaleUp.tolerance, down: policy.behavior.scaleDown.tolerance };
+  const target = withinTolerance(desired / n, tolerance) ? n : clamp(desired);
+  const windowMs = downWindowNow(base, policy, now);
+  const behavior = windowMs === policy.behavior.scaleDown.stabilizationWindowSeconds * 1000
+    ? policy.behavior
+    : { ...policy.behavior, scaleDown: { ...policy.behavior.scaleDown, stabilizationWindowSeconds: windowMs / 1000 } };
+  const norm = normalizeWithBehaviors(base.hpa, { minReplicas: lo, maxReplicas: policy.maxReplicas, behavior }, n, target, now);
+  const replicas = Math.min(policy.maxReplicas, Math.max(norm.replicas, floor));
+  conditions.push({ type: 'ScalingActive', status: true, reason: 'ValidMetricFound', message: `${winner} proposes ${desired} replicas (W=${W}, B=${B}, A=${A})` });
+  for (const c of latestByType(norm.conditions) as HpaCondition[]) conditions.push(c);
+  const hpa = replicas !== n ? storeScaleEvent(norm.state, policy.behavior, n, replicas, now) : norm.state;
+  const reason = replicas > n ? `${winner} above target` : replicas < n ? 'All metrics below target' : 'Steady';
+  const moved = replicas === n ? state0 : noteDirection(state0, n, replicas, now, policy);
+  return { replicas, desired, winner, reason, metrics, active, conditions, state: { ...moved, hpa } };
+}
+
+const FLAP_UP_RATIO = 1.5;
+/** The stretched scale-down window halves every this many ms without a new flap. */
+const FLAP_DECAY_MS = 1_800_000;
+
+/** Scale-down stabilization window in force now (flap backoff decays towards the base). */
+export function downWindowNow(s: AutoscalerState, policy: AutoscalerPolicy, now: number): number {
+  const baseMs = policy.behavior.scaleDown.stabilizationWindowSeconds * 1000;
+  if (s.lastFlapAt === null) return baseMs;
+  return Math.max(baseMs, s.downWindowMs * Math.pow(2, -(now - s.lastFlapAt) / FLAP_DECAY_MS));
+}
+
+/**
+ * Flap backoff bookkeeping (see AutoscalerPolicy.maxScaleDownWindowMs): a big step back up
+ * within the flap window after a scale-down doubles the scale-down window.
+ */
+function noteDirection(s: AutoscalerState, from: number, to: number, now: number, policy: AutoscalerPolicy): AutoscalerState {
+  if (to < from) return { ...s, lastDownAt: now };
+  // Only a big step back up says the last scale-down was a mistake; +1 on noise does not.
+  if (to < from * FLAP_UP_RATIO || s.lastDownAt === null || now - s.lastDownAt > policy.flapWindowMs) return s;
+  const cap = Math.max(policy.behavior.scaleDown.stabilizationWindowSeconds * 1000, policy.maxScaleDownWindowMs);
+  // The down step is answered; later up steps of the same climb are not flaps again.
+  return { ...s, lastDownAt: null, lastFlapAt: now, downWindowMs: Math.min(cap, Math.max(policy.flapWindowMs * 1.2, 2 * downWindowNow(s, policy, now))) };
+}

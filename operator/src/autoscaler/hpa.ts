@@ -1,0 +1,476 @@
+/**
+ * A faithful port of the Kubernetes HPA v2 replica computation (kubernetes/kubernetes
+ * pkg/controller/podautoscaler: horizontal.go, replica_calculator.go) as pure functions with an
+ * injected clock. Times are ms since an arbitrary epoch; the caller owns the state between steps.
+ *
+ * Covered: per-metric proposals for External/Object metrics (Value and AverageValue) with the
+ * tolerance, "largest proposal wins" with the partial-failure rules, the legacy normalization
+ * (5 min max-stabilization, scale-up limit max(2N, 4)) and the `behavior` normalization
+ * (stabilization windows, Pods/Percent policies, selectPolicy, scale-event bookkeeping).
+ * Condition and reason strings are the HPA's own, so operators recognise them.
+ * Not covered: Resource/Pods metrics with pod readiness corrections (celeriac has no per-pod CPU
+ * metric to scale on).
+ */
+
+/** One rate-limiting policy (autoscaling/v2 HPAScalingPolicy). */
+export interface HpaScalingPolicy {
+  readonly type: 'Pods' | 'Percent';
+  readonly value: number;
+  readonly periodSeconds: number;
+}
+
+export type SelectPolicy = 'Max' | 'Min' | 'Disabled';
+
+/** autoscaling/v2 HPAScalingRules as a user writes it: every field optional. */
+export interface HpaScalingRules {
+  readonly stabilizationWindowSeconds?: number | undefined;
+  readonly selectPolicy?: SelectPolicy | undefined;
+  readonly policies?: readonly HpaScalingPolicy[] | undefined;
+  /** Per-direction tolerance (HPAConfigurableTolerance); the controller's 0.1 when unset. */
+  readonly tolerance?: number | undefined;
+}
+
+/** autoscaling/v2 HorizontalPodAutoscalerBehavior as a user writes it. */
+export interface HpaBehavior {
+  readonly scaleUp?: HpaScalingRules | undefined;
+  readonly scaleDown?: HpaScalingRules | undefined;
+}
+
+/** Scaling rules after Kubernetes defaulting: nothing optional. */
+export interface ResolvedScalingRules {
+  readonly stabilizationWindowSeconds: number;
+  readonly selectPolicy: SelectPolicy;
+  readonly policies: readonly HpaScalingPolicy[];
+  readonly tolerance: number;
+}
+
+export interface ResolvedBehavior {
+  readonly scaleUp: ResolvedScalingRules;
+  readonly scaleDown: ResolvedScalingRules;
+}
+
+/** kube-controller-manager flags that matter here, with their defaults. */
+export interface HpaControllerConfig {
+  /** --horizontal-pod-autoscaler-tolerance */
+  readonly tolerance: number;
+  /** --horizontal-pod-autoscaler-downscale-stabilization, in ms */
+  readonly downscaleStabilizationMs: number;
+}
+
+export const HPA_CONTROLLER_DEFAULTS: HpaControllerConfig = Object.freeze({
+  tolerance: 0.1,
+  downscaleStabilizationMs: 300_000,
+});
+
+/** Kubernetes' default scale-up rules (pkg/apis/autoscaling/v2/defaults.go): double or +4 per 15 s. */
+export const DEFAULT_SCALE_UP_POLICIES: readonly HpaScalingPolicy[] = Object.freeze([
+  { type: 'Pods', value: 4, periodSeconds: 15 },
+  { type: 'Percent', value: 100, periodSeconds: 15 },
+]);
+
+/** Kubernetes' default scale-down rules: anything down to min in one step (100% per 15 s). */
+export const DEFAULT_SCALE_DOWN_POLICIES: readonly HpaScalingPolicy[] = Object.freeze([
+  { type: 'Percent', value: 100, periodSeconds: 15 },
+]);
+
+/**
+ * Kubernetes' behavior defaulting: fields the user left out are filled in one by one; a user's
+ * `policies` list replaces the default list whole. A nil scale-down window takes the controller's
+ * downscale-stabilization flag (horizontal.go maybeInitScaleDownStabilizationWindow).
+ */
+export function resolveBehavior(
+  behavior: HpaBehavior,
+  controller: HpaControllerConfig = HPA_CONTROLLER_DEFAULTS,
+): ResolvedBehavior {
+  const up = behavior.scaleUp ?? {};
+  const down = behavior.scaleDown ?? {};
+  return {
+    scaleUp: {
+      stabilizationWindowSeconds: up.stabilizationWindowSeconds ?? 0,
+      selectPolicy: up.selectPolicy ?? 'Max',
+      policies: up.policies ?? DEFAULT_SCALE_UP_POLICIES,
+      tolerance: up.tolerance ?? controller.tolerance,
+    },
+    scaleDown: {
+      stabilizationWindowSeconds: down.stabilizationWindowSeconds ?? controller.downscaleStabilizationMs / 1000,
+      selectPolicy: down.selectPolicy ?? 'Max',
+      policies: down.policies ?? DEFAULT_SCALE_DOWN_POLICIES,
+      tolerance: down.tolerance ?? controller.tolerance,
+    },
+  };
+}
+
+/** Tolerances.isWithin: no change while (1 - down) <= ratio <= (1 + up). NaN is never within. */
+export function withinTolerance(ratio: number, tolerance: { up: number; down: number }): boolean {
+  return 1 - tolerance.down <= ratio && ratio <= 1 + tolerance.up;
+}
+
+/** The metric target of an External or Object metric. */
+export type MetricTarget =
+  | { readonly type: 'AverageValue'; readonly averageValue: number }
+  | { readonly type: 'Value'; readonly value: number };
+
+/** One metric as read this step; `value: null` means reading it failed. */
+export interface MetricReading {
+  readonly name: string;
+  readonly value: number | null;
+  readonly target: MetricTarget;
+}
+
+/** Replica counts the HPA reads from the scale subresource and the pods. */
+export interface ReplicaCounts {
+  /** scale.spec.replicas (N) */
+  readonly specReplicas: number;
+  /** scale.status.replicas */
+  readonly statusReplicas: number;
+  /** pods Running and Ready */
+  readonly readyReplicas: number;
+}
+
+/**
+ * The proposal of one External metric (replica_calculator.go GetExternalMetricReplicas and
+ * GetExternalPerPodMetricReplicas).
+ * - AverageValue: usage = sum / statusReplicas; tolerance on that ratio, then ceil(sum / target).
+ * - Value: ratio = sum / target; with N == 0 `ceil(ratio)` without tolerance, otherwise
+ *   ceil(ratio * ready) outside the tolerance.
+ */
+export function metricProposal(
+  value: number,
+  target: MetricTarget,
+  counts: ReplicaCounts,
+  tolerance: { up: number; down: number },
+): { replicas: number; ratio: number } {
+  if (target.type === 'AverageValue') {
+    const ratio = value / (target.averageValue * counts.statusReplicas);
+    const replicas = withinTolerance(ratio, tolerance)
+      ? counts.statusReplicas
+      : Math.ceil(value / target.averageValue);
+    return { replicas, ratio };
+  }
+  const ratio = value / target.value;
+  if (counts.specReplicas === 0) return { replicas: Math.ceil(ratio), ratio };
+  if (withinTolerance(ratio, tolerance)) return { replicas: counts.specReplicas, ratio };
+  return { replicas: Math.ceil(ratio * counts.readyReplicas), ratio };
+}
+
+interface TimestampedRecommendation {
+  readonly recommendation: number;
+  readonly at: number;
+}
+
+interface TimestampedScaleEvent {
+  readonly change: number;
+  readonly at: number;
+  readonly outdated: boolean;
+}
+
+/** What the HPA controller keeps per HPA key between syncs. Treat as opaque. */
+export interface HpaState {
+  readonly recommendations: readonly TimestampedRecommendation[];
+  readonly scaleUpEvents: readonly TimestampedScaleEvent[];
+  readonly scaleDownEvents: readonly TimestampedScaleEvent[];
+}
+
+export type ConditionType = 'AbleToScale' | 'ScalingActive' | 'ScalingLimited';
+
+export interface HpaCondition {
+  readonly type: ConditionType;
+  readonly status: boolean;
+  readonly reason: string;
+  readonly message: string;
+}
+
+/** The HPA spec fields the step needs. `behavior: null` selects the legacy normalization. */
+export interface HpaSpec {
+  readonly minReplicas: number;
+  readonly maxReplicas: number;
+  readonly behavior: ResolvedBehavior | null;
+}
+
+export interface HpaStepResult {
+  /** The replica count to write to /scale (equal to N when nothing changes). */
+  readonly replicas: number;
+  readonly state: HpaState;
+  /** Raw largest proposal over metrics before normalization, or null if it was not computed. */
+  readonly proposal: number | null;
+  /** Name of the metric whose proposal won. */
+  readonly metricName: string | null;
+  readonly conditions: readonly HpaCondition[];
+  /** The rescale reason, as in the SuccessfulRescale event. */
+  readonly reason: string;
+}
+
+export const EMPTY_HPA_STATE: HpaState = Object.freeze({
+  recommendations: [],
+  scaleUpEvents: [],
+  scaleDownEvents: [],
+});
+
+/**
+ * Largest proposal over metrics (horizontal.go computeReplicasForMetrics). Returns null when the
+ * HPA would do nothing: every metric failed, or some failed and the valid ones point down.
+ */
+export function largestProposal(
+  metrics: readonly MetricReading[],
+  counts: ReplicaCounts,
+  tolerance: { up: number; down: number },
+): { replicas: number; metricName: string } | { replicas: null; failed: string } {
+  let best = -1;
+  let bestName = '';
+  let invalid = 0;
+  let firstInvalid = '';
+  for (const m of metrics) {
+    if (m.value === null || !Number.isFinite(m.value)) {
+      if (invalid === 0) firstInvalid = m.name;
+      invalid++;
+      continue;
+    }
+    const { replicas } = metricProposal(m.value, m.target, counts, tolerance);
+    if (replicas > best) {
+      best = replicas;
+      bestName = m.name;
+    }
+  }
+  if (invalid >= metrics.length || (invalid > 0 && best < counts.specReplicas)) {
+    return { replicas: null, failed: firstInvalid };
+  }
+  return { replicas: best, metricName: bestName };
+}
+
+/**
+ * One HPA sync (horizontal.go reconcileAutoscaler, from reading /scale to the rescale decision).
+ * The caller writes `replicas` when it differs from `counts.specReplicas` and passes the
+ * returned state to the next call.
+ */
+export function hpaStep(
+  prior: HpaState | null,
+  spec: HpaSpec,
+  counts: ReplicaCounts,
+  metrics: readonly MetricReading[],
+  now: number,
+  controller: HpaControllerConfig = HPA_CONTROLLER_DEFAULTS,
+): HpaStepResult {
+  const n = counts.specReplicas;
+  // First sync of a key seeds the history with the current count.
+  let state: HpaState = prior ?? { ...EMPTY_HPA_STATE, recommendations: [{ recommendation: n, at: now }] };
+  const conditions: HpaCondition[] = [
+    { type: 'AbleToScale', status: true, reason: 'SucceededGetScale', message: 'the HPA controller was able to get the target\'s current scale' },
+  ];
+  const keep = (reason: string): HpaStepResult => ({ replicas: n, state, proposal: null, metricName: null, conditions: latestByType(conditions), reason });
+
+  if (n === 0 && spec.minReplicas !== 0) {
+    conditions.push({ type: 'ScalingActive', status: false, reason: 'ScalingDisabled', message: 'scaling is disabled since the replica count of the target is zero' });
+    return keep('ScalingDisabled');
+  }
+  if (n > spec.maxReplicas) {
+    return finish(spec.maxReplicas, 'Current number of replicas above Spec.MaxReplicas', null, null);
+  }
+  if (n < spec.minReplicas) {
+    return finish(spec.minReplicas, 'Current number of replicas below Spec.MinReplicas', null, null);
+  }
+
+  const tol = spec.behavior
+    ? { up: spec.behavior.scaleUp.tolerance, down: spec.behavior.scaleDown.tolerance }
+    : { up: controller.tolerance, down: controller.tolerance };
+  const best = largestProposal(metrics, counts, tol);
+  if (best.replicas === null) {
+    conditions.push({ type: 'ScalingActive', status: false, reason: 'FailedGetExternalMetric', message: `the HPA was unable to compute the replica count: metric ${best.failed} could not be read` });
+    return keep('FailedGetExternalMetric');
+  }
+  conditions.push({ type: 'ScalingActive', status: true, reason: 'ValidMetricFound', message: `the HPA was able to successfully calculate a replica count from external metric ${best.metricName}` });
+  const proposal = Math.max(0, best.replicas);
+  const norm = spec.behavior
+    ? normalizeWithBehaviors(state, spec, n, proposal, now)
+    : normalizeLegacy(state, spec, n, proposal, now, controller);
+  state = norm.state;
+  conditions.push(...norm.conditions);
+  const normalized = norm.replicas;
+  const reason = normalized > n
+    ? `external metric ${best.metricName} above target`
+    : normalized < n ? 'All metrics below target' : '';
+  return finish(normalized, reason, proposal, best.metricName);
+
+  function finish(replicas: number, reason: string, proposalValue: number | null, metricName: string | null): HpaStepResult {
+    if (replicas !== n && spec.behavior) state = storeScaleEvent(state, spec.behavior, n, replicas, now);
+    return { replicas, state, proposal: proposalValue, metricName, conditions: latestByType(conditions), reason };
+  }
+}
+
+/** setCondition semantics: a later condition of the same type replaces the earlier one. */
+export function latestByType(conditions: readonly HpaCondition[]): HpaCondition[] {
+  const byType = new Map<ConditionType, HpaCondition>();
+  for (const c of conditions) byType.set(c.type, c);
+  return [...byType.values()];
+}
+
+/** Result of a normalization: the replica count, the new history and the conditions it set. */
+export interface Normalized {
+  readonly replicas: number;
+  readonly state: HpaState;
+  readonly conditions: readonly HpaCondition[];
+}
+
+/**
+ * Legacy normalization, used when `behavior` is nil (horizontal.go normalizeDesiredReplicas):
+ * the highest recommendation of the last 5 minutes, then min and min(max, max(2N, 4)).
+ */
+export function normalizeLegacy(
+  state: HpaState,
+  spec: HpaSpec,
+  n: number,
+  desired: number,
+  now: number,
+  controller: HpaControllerConfig = HPA_CONTROLLER_DEFAULTS,
+): Normalized {
+  const cutoff = now - controller.downscaleStabilizationMs;
+  let maxRec = desired;
+  let oldIndex = -1;
+  state.recommendations.forEach((rec, i) => {
+    if (rec.at < cutoff) oldIndex = i;
+    else if (rec.recommendation > maxRec) maxRec = rec.recommendation;
+  });
+  const conditions: HpaCondition[] = [maxRec !== desired
+    ? { type: 'AbleToScale', status: true, reason: 'ScaleDownStabilized', message: 'recent recommendations were higher than current one, applying the highest recent recommendation' }
+    : { type: 'AbleToScale', status: true, reason: 'ReadyForNewScale', message: 'recommended size matches current size' }];
+  // convertDesiredReplicasWithRules
+  const upLimit = Math.max(2 * n, 4);
+  let maxAllowed: number;
+  let reason: string;
+  if (spec.maxReplicas > upLimit) {
+    maxAllowed = upLimit;
+    reason = 'ScaleUpLimit';
+  } else {
+    maxAllowed = spec.maxReplicas;
+    reason = 'TooManyReplicas';
+  }
+  let replicas = maxRec;
+  if (maxRec < spec.minReplicas) {
+    replicas = spec.minReplicas;
+    reason = 'TooFewReplicas';
+  } else if (maxRec > maxAllowed) {
+    replicas = maxAllowed;
+  } else {
+    reason = 'DesiredWithinRange';
+  }
+  conditions.push({ type: 'ScalingLimited', status: replicas !== desired, reason, message: limitMessage(reason) });
+  return { replicas, state: { ...state, recommendations: record(state.recommendations, oldIndex, desired, now) }, conditions };
+}
+
+/**
+ * Normalization with `behavior` (horizontal.go normalizeDesiredReplicasWithBehaviors): stabilize
+ * (scale up only to the lowest recommendation of the up window, down only to the highest of the
+ * down window), then rate-limit by the policies. The caller records the rescale with
+ * storeScaleEvent once it has written the new count.
+ */
+export function normalizeWithBehaviors(state: HpaState, spec: HpaSpec, n: number, desired: number, now: number): Normalized {
+  const behavior = spec.behavior;
+  if (!behavior) throw new TypeError('normalizeWithBehaviors needs spec.behavior');
+  const upCutoff = now - behavior.scaleUp.stabilizationWindowSeconds * 1000;
+  const downCutoff = now - behavior.scaleDown.stabilizationWindowSeconds * 1000;
+  let upRec = desired;
+  let downRec = desired;
+  let oldIndex = -1;
+  state.recommendations.forEach((rec, i) => {
+    if (rec.at > upCutoff) upRec = Math.min(rec.recommendation, upRec);
+    if (rec.at > downCutoff) downRec = Math.max(rec.recommendation, downRec);
+    if (rec.at < upCutoff && rec.at < downCutoff) oldIndex = i;
+  });
+  let stabilized = n;
+  if (stabilized < upRec) stabilized = upRec;
+  if (stabilized > downRec) stabilized = downRec;
+  const next = { ...state, recommendations: record(state.recommendations, oldIndex, desired, now) };
+  const conditions: HpaCondition[] = [stabilized !== desired
+    ? desired >= n
+      ? { type: 'AbleToScale', status: true, reason: 'ScaleUpStabilized', message: 'recent recommendations were lower than current one, applying the lowest recent recommendation' }
+      : { type: 'AbleToScale', status: true, reason: 'ScaleDownStabilized', message: 'recent recommendations were higher than current one, applying the highest recent recommendation' }
+    : { type: 'AbleToScale', status: true, reason: 'ReadyForNewScale', message: 'recommended size matches current size' }];
+  const { replicas, reason } = convertWithBehaviorRate(stabilized, n, spec, behavior, next, now);
+  conditions.push({ type: 'ScalingLimited', status: replicas !== desired, reason, message: limitMessage(reason) });
+  return { replicas, state: next, conditions };
+}
+
+/** Replace the slot at `oldIndex` (an entry past every window) or append. */
+function record(recs: readonly TimestampedRecommendation[], oldIndex: number, recommendation: number, at: number): TimestampedRecommendation[] {
+  const out = recs.slice();
+  const entry = { recommendation, at };
+  if (oldIndex >= 0) out[oldIndex] = entry;
+  else out.push(entry);
+  return out;
+}
+
+function limitMessage(reason: string): string {
+  switch (reason) {
+    case 'ScaleUpLimit': return 'the desired replica count is increasing faster than the maximum scale rate';
+    case 'ScaleDownLimit': return 'the desired replica count is decreasing faster than the maximum scale rate';
+    case 'TooManyReplicas': return 'the desired replica count is more than the maximum replica count';
+    case 'TooFewReplicas': return 'the desired replica count is less than the minimum replica count';
+    default: return 'the desired count is within the acceptable range';
+  }
+}
+
+/** Sum of the scale events newer than `periodSeconds` (getReplicasChangePerPeriod). */
+function changeInPeriod(periodSeconds: number, events: readonly TimestampedScaleEvent[], now: number): number {
+  const cutoff = now - periodSeconds * 1000;
+  let sum = 0;
+  for (const e of events) if (e.at > cutoff) sum += e.change;
+  return sum;
+}
+
+/** calculateScaleUpLimitWithScalingRules */
+export function scaleUpLimit(n: number, state: HpaState, rules: ResolvedScalingRules, now: number): number {
+  if (rules.selectPolicy === 'Disabled') return n;
+  const pick = rules.selectPolicy === 'Min' ? Math.min : Math.max;
+  let result = rules.selectPolicy === 'Min' ? Number.MAX_SAFE_INTEGER : Number.MIN_SAFE_INTEGER;
+  for (const p of rules.policies) {
+    const start = n - changeInPeriod(p.periodSeconds, state.scaleUpEvents, now) + changeInPeriod(p.periodSeconds, state.scaleDownEvents, now);
+    const proposed = p.type === 'Pods' ? start + p.value : Math.ceil(start * (1 + p.value / 100));
+    result = pick(result, proposed);
+  }
+  return result;
+}
+
+/** calculateScaleDownLimitWithBehaviors */
+export function scaleDownLimit(n: number, state: HpaState, rules: ResolvedScalingRules, now: number): number {
+  if (rules.selectPolicy === 'Disabled') return n;
+  const pick = rules.selectPolicy === 'Min' ? Math.max : Math.min;
+  let result = rules.selectPolicy === 'Min' ? Number.MIN_SAFE_INTEGER : Number.MAX_SAFE_INTEGER;
+  for (const p of rules.policies) {
+    const start = n - changeInPeriod(p.periodSeconds, state.scaleUpEvents, now) + changeInPeriod(p.periodSeconds, state.scaleDownEvents, now);
+    const proposed = p.type === 'Pods' ? start - p.value : Math.trunc(start * (1 - p.value / 100));
+    result = pick(result, proposed);
+  }
+  return result;
+}
+
+/** convertDesiredReplicasWithBehaviorRate */
+function convertWithBehaviorRate(desired: number, n: number, spec: HpaSpec, behavior: ResolvedBehavior, state: HpaState, now: number): { replicas: number; reason: string } {
+  if (desired > n) {
+    const limit = Math.max(scaleUpLimit(n, state, behavior.scaleUp, now), n);
+    const [maxAllowed, reason] = spec.maxReplicas > limit ? [limit, 'ScaleUpLimit'] : [spec.maxReplicas, 'TooManyReplicas'];
+    if (desired > maxAllowed) return { replicas: maxAllowed, reason };
+  } else if (desired < n) {
+    const limit = Math.min(scaleDownLimit(n, state, behavior.scaleDown, now), n);
+    const [minAllowed, reason] = spec.minReplicas < limit ? [limit, 'ScaleDownLimit'] : [spec.minReplicas, 'TooFewReplicas'];
+    if (desired < minAllowed) return { replicas: minAllowed, reason };
+  }
+  return { replicas: desired, reason: 'DesiredWithinRange' };
+}
+
+function longestPeriodSeconds(rules: ResolvedScalingRules): number {
+  let longest = 0;
+  for (const p of rules.policies) longest = Math.max(longest, p.periodSeconds);
+  return longest;
+}
+
+/** storeScaleEvent: append the change, reusing a slot older than the longest policy period. */
+export function storeScaleEvent(state: HpaState, behavior: ResolvedBehavior, prev: number, next: number, now: number): HpaState {
+  const up = next > prev;
+  const rules = up ? behavior.scaleUp : behavior.scaleDown;
+  const cutoff = now - longestPeriodSeconds(rules) * 1000;
+  const events = (up ? state.scaleUpEvents : state.scaleDownEvents).map((e) => (e.at < cutoff && !e.outdated ? { ...e, outdated: true } : e));
+  const entry = { change: Math.abs(next - prev), at: now, outdated: false };
+  const slot = events.findIndex((e) => e.outdated);
+  if (slot >= 0) events[slot] = entry;
+  else events.push(entry);
+  return up ? { ...state, scaleUpEvents: events } : { ...state, scaleDownEvents: events };
+}

@@ -1,0 +1,240 @@
+/**
+ * The autoscaling policies the simulator compares (spec autoscaling.md §5.1). Every policy calls
+ * the real decision code: P1-P3 go through the HPA port (`hpaStep`) with KEDA's 0 <-> 1 scale
+ * loop on top, P4 through celeriac's `decide` and the drain-first scale-down.
+ */
+import { decide, type AutoscalerState } from '../autoscaler/decide.js';
+import { hpaStep, resolveBehavior, type HpaBehavior, type HpaState, type ResolvedBehavior } from '../autoscaler/hpa.js';
+import { resolvePolicy, type AutoscalerPolicy, type AutoscalingSpec } from '../autoscaler/policy.js';
+import { PodState, Simulation, type Controller, type Pod } from './model.js';
+import type { Scenario } from './scenarios.js';
+
+export interface PolicyInfo {
+  readonly id: string;
+  readonly description: string;
+  make(sc: Scenario, concurrency: number): Controller;
+}
+
+/** P0: a fixed pool of `scenario.fixedReplicas`. */
+class FixedController implements Controller {
+  constructor(private readonly replicas: number) {}
+  start(sim: Simulation): void {
+    sim.setReplicas(this.replicas);
+    sim.noteTarget(this.replicas);
+  }
+  onTimer(): void {}
+}
+
+export interface HpaPolicyConfig {
+  /** KEDA's scale loop (0 <-> 1 and cooldown), or null for a plain HPA. */
+  readonly keda: { readonly pollingSeconds: number; readonly cooldownSeconds: number } | null;
+  readonly hpaSyncSeconds: number;
+  /** `ready`: LLEN / AMQP passive-declare count; `readyUnacked`: management API `messages`. */
+  readonly metric: 'ready' | 'readyUnacked';
+  /** Refresh period of the metric pipeline (stats or scrape); 0 = read live. */
+  readonly sampleSeconds: number;
+  /** External metric AverageValue target per replica. */
+  readonly target: number;
+  /** null: legacy normalization. */
+  readonly behavior: HpaBehavior | null;
+}
+
+const enum HpaTimer { KedaPoll, HpaSync, Sample }
+
+/** KEDA (optional) + HPA on an external queue metric. */
+export class HpaController implements Controller {
+  private hpa: HpaState | null = null;
+  private lastActive: number | null = null;
+  private sampled = 0;
+  private readonly behavior: ResolvedBehavior | null;
+
+  constructor(private readonly sc: Scenario, private readonly cfg: HpaPolicyConfig) {
+    this.behavior = cfg.behavior ? resolveBehavior(cfg.behavior) : null;
+  }
+
+  private get hpaMin(): number {
+    return Math.max(1, this.sc.minReplicas);
+  }
+
+  start(sim: Simulation): void {
+    const initial = this.cfg.keda ? this.sc.minReplicas : this.hpaMin;
+    this.set(sim, initial);
+    this.sampled = this.live(sim);
+    if (this.cfg.keda) sim.schedule(sim.rng.uniform(0, this.cfg.keda.pollingSeconds), HpaTimer.KedaPoll);
+    sim.schedule(sim.rng.uniform(0, this.cfg.hpaSyncSeconds), HpaTimer.HpaSync);
+    if (this.cfg.sampleSeconds > 0) sim.schedule(sim.rng.uniform(0, this.cfg.sampleSeconds), HpaTimer.Sample);
+  }
+
+  private set(sim: Simulation, n: number): void {
+    sim.setReplicas(n);
+    sim.noteTarget(n);
+  }
+
+  private live(sim: Simulation): number {
+    // kombu on Redis keeps priorities in other lists; LLEN of the queue name misses them.
+    const ready = sim.params.broker === 'redis' ? sim.backlogMainList : sim.backlog;
+    return this.cfg.metric === 'ready' ? ready : sim.backlog + sim.unacked;
+  }
+
+  private read(sim: Simulation): number | null {
+    if (sim.metricsDown) return null;
+    return this.cfg.sampleSeconds > 0 ? this.sampled : this.live(sim);
+  }
+
+  onTimer(sim: Simulation, timer: number): void {
+    switch (timer) {
+      case HpaTimer.Sample:
+        this.sampled = this.live(sim);
+        sim.schedule(this.cfg.sampleSeconds, HpaTimer.Sample);
+        return;
+      case HpaTimer.KedaPoll:
+        this.kedaPoll(sim);
+        sim.schedule(this.cfg.keda!.pollingSeconds, HpaTimer.KedaPoll);
+        return;
+      case HpaTimer.HpaSync:
+        this.hpaSync(sim);
+        sim.schedule(this.cfg.hpaSyncSeconds, HpaTimer.HpaSync);
+        return;
+    }
+  }
+
+  /** KEDA scale_scaledobjects.go RequestScale (activation value 0, no fallback). */
+  private kedaPoll(sim: Simulation): void {
+    const value = this.read(sim);
+    if (value === null) return; // error without fallback: Ready=False, nothing else
+    const min = this.sc.minReplicas;
+    const n = sim.specReplicas;
+    if (value > 0) {
+      if (n === 0) this.set(sim, Math.max(min, 1));
+      this.lastActive = sim.now;
+      return;
+    }
+    if (n > 0 && min === 0) {
+      const deadline = this.lastActive === null ? 0 : this.lastActive + this.cfg.keda!.cooldownSeconds;
+      if (sim.now >= deadline) this.set(sim, 0);
+    } else if (n < min) {
+      this.set(sim, min);
+    }
+  }
+
+  private hpaSync(sim: Simulation): void {
+    const value = this.read(sim);
+    const r = hpaStep(
+      this.hpa,
+      { minReplicas: this.hpaMin, maxReplicas: this.sc.maxReplicas, behavior: this.behavior },
+      { specReplicas: sim.specReplicas, statusReplicas: sim.statusReplicas, readyReplicas: sim.readyReplicas },
+      [{ name: 'queue', value, target: { type: 'AverageValue', averageValue: this.cfg.target } }],
+      sim.now * 1000,
+    );
+    this.hpa = r.state;
+    if (r.replicas !== sim.specReplicas) this.set(sim, r.replicas);
+  }
+}
+
+/**
+ * P4: celeriac's `decide` every poll, executed drain-first: pods still starting go first, then
+ * idle or least-loaded ready pods drain; a drained pod leaves by deletion cost and replicas - 1.
+ */
+export class CeleriacController implements Controller {
+  private state: AutoscalerState | null = null;
+
+  constructor(private readonly policy: AutoscalerPolicy) {}
+
+  start(sim: Simulation): void {
+    sim.setReplicas(this.policy.minReplicas);
+    sim.noteTarget(this.policy.minReplicas);
+    sim.schedule(sim.rng.uniform(0, this.policy.pollingIntervalMs / 1000), 0);
+  }
+
+  /** Replicas the autoscaler stands by: spec minus pods already draining out. */
+  private committed(sim: Simulation): number {
+    return sim.specReplicas - sim.podsIn(PodState.Draining).length;
+  }
+
+  onTimer(sim: Simulation): void {
+    sim.schedule(this.policy.pollingIntervalMs / 1000, 0);
+    this.removeDrained(sim);
+    const down = sim.metricsDown;
+    const d = decide(this.state, {
+      specReplicas: this.committed(sim),
+      work: {
+        backlog: down ? null : sim.backlog,
+        reserved: sim.reservedCount,
+        active: sim.active,
+        scheduled: sim.scheduledCount,
+        drainingActive: sim.podsIn(PodState.Draining).reduce((n, p) => n + p.running.length, 0),
+        receivedTotal: sim.receivedTotal,
+        completedTotal: sim.completedTotal,
+        serviceSecondsTotal: sim.serviceSecondsTotal,
+      },
+    }, this.policy, sim.now * 1000);
+    this.state = d.state;
+    this.execute(sim, d.replicas);
+    this.removeDrained(sim);
+  }
+
+  private execute(sim: Simulation, target: number): void {
+    const committed = this.committed(sim);
+    if (target === committed) return;
+    sim.noteTarget(target);
+    if (target > committed) {
+      let need = target - committed;
+      // Cancelling a drain is cheaper than starting a pod.
+      for (const p of sim.podsIn(PodState.Draining)) {
+        if (need === 0) break;
+        sim.undrain(p);
+        need--;
+      }
+      if (need > 0) sim.setReplicas(sim.specReplicas + need);
+      return;
+    }
+    let excess = committed - target;
+    const starting = sim.podsIn(PodState.Starting).length;
+    const drop = Math.min(excess, starting);
+    if (drop > 0) sim.setReplicas(sim.specReplicas - drop); // the ReplicaSet deletes starting pods first
+    excess -= drop;
+    if (excess === 0) return;
+    const victims = sim.podsIn(PodState.Running).sort((a, b) => Simulation.load(a) - Simulation.load(b) || sim.elapsedOn(a) - sim.elapsedOn(b));
+    for (const p of victims.slice(0, excess)) sim.drain(p);
+  }
+
+  /** Drained and idle: mark with deletion cost and lower replicas by that many. */
+  private removeDrained(sim: Simulation): void {
+    if (sim.podsIn(PodState.Starting).length > 0) return; // settle guard: the ReplicaSet would pick those
+    const idle: Pod[] = sim.podsIn(PodState.Draining).filter((p) => Simulation.load(p) === 0);
+    if (idle.length === 0) return;
+    for (const p of idle) p.deletionCost = -1000;
+    sim.setReplicas(sim.specReplicas - idle.length);
+  }
+}
+
+function celeriacSpec(sc: Scenario): AutoscalingSpec {
+  return { minReplicas: sc.minReplicas, maxReplicas: sc.maxReplicas };
+}
+
+export const POLICIES: ReadonlyMap<string, PolicyInfo> = new Map<string, PolicyInfo>([
+  ['P0', { id: 'P0', description: 'fixed replicas', make: (sc) => new FixedController(sc.fixedReplicas) }],
+  ['P1', {
+    id: 'P1', description: 'KEDA defaults: poll 30 s, HPA 15 s, ready-only queue length, target 5/pod, cooldown 300 s, legacy HPA normalization',
+    make: (sc) => new HpaController(sc, { keda: { pollingSeconds: 30, cooldownSeconds: 300 }, hpaSyncSeconds: 15, metric: 'ready', sampleSeconds: 0, target: 5, behavior: null }),
+  }],
+  ['P2', {
+    id: 'P2', description: 'KEDA tuned: poll 5 s, HPA 15 s, ready + unacked (management API, 5 s stats), target 4/pod (= C), scale-down window 120 s',
+    make: (sc) => new HpaController(sc, { keda: { pollingSeconds: 5, cooldownSeconds: 300 }, hpaSyncSeconds: 15, metric: 'readyUnacked', sampleSeconds: 5, target: 4, behavior: { scaleDown: { stabilizationWindowSeconds: 120 } } }),
+  }],
+  ['P3', {
+    id: 'P3', description: 'HPA + prometheus-adapter on celery_queue_length (ready only): 30 s scrape, 15 s sync, target 5/pod, min >= 1',
+    make: (sc) => new HpaController(sc, { keda: null, hpaSyncSeconds: 15, metric: 'ready', sampleSeconds: 30, target: 5, behavior: null }),
+  }],
+  ['P4', {
+    id: 'P4', description: 'celeriac: W = B+R+A+S, rate model with square-root staffing + drain term, in-flight floor, drain-first scale-down',
+    make: (sc, c) => new CeleriacController(resolvePolicy(celeriacSpec(sc), c)),
+  }],
+  ['P4s', {
+    id: 'P4s', description: 'celeriac as first specified (§4): rho 0.8 without square-root staffing, scale-down window 300 s at 50%/60 s',
+    make: (sc, c) => new CeleriacController({
+      ...resolvePolicy({ ...celeriacSpec(sc), behavior: { scaleDown: { stabilizationWindowSeconds: 300, policies: [{ type: 'Percent', value: 50, periodSeconds: 60 }] } } }, c),
+      staffingBeta: Infinity,
+    }),
+  }],
+]);

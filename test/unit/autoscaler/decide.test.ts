@@ -1,0 +1,206 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { decide, steadySlots, type AutoscalerState, type DecideInput, type WorkObservation } from '../../../operator/src/autoscaler/decide.js';
+import { resolvePolicy, InvalidAutoscalingError, type AutoscalerPolicy } from '../../../operator/src/autoscaler/policy.js';
+
+const work = (w: Partial<WorkObservation>): WorkObservation => ({
+  backlog: 0, reserved: 0, active: 0, scheduled: 0, receivedTotal: 0, completedTotal: 0, serviceSecondsTotal: 0, ...w,
+});
+
+/** Two polls 5 s apart: the second one carries the rates. */
+function twoPolls(policy: AutoscalerPolicy, n: number, second: Partial<WorkObservation>) {
+  const first = decide(null, { specReplicas: n, work: work({}) }, policy, 0);
+  return decide(first.state, { specReplicas: n, work: work(second) }, policy, 5_000);
+}
+
+test('worked example: lambda 10/s, s 2 s, B+R 40 -> 25 steady + 4 drain slots -> 8 pods of 4', () => {
+  const policy = resolvePolicy({ minReplicas: 1, maxReplicas: 50 }, 4);
+  // 20 received + backlog grew by 30 = 50 arrivals in 5 s; 25 completions took 50 s
+  const d = twoPolls(policy, 5, { backlog: 30, reserved: 10, active: 12, receivedTotal: 20, completedTotal: 25, serviceSecondsTotal: 50 });
+  // steady = min(20 / 0.8, 20 + 1.5 * sqrt(min(20, 10 * 15))) = 25; drain = 40 * 2 / 20 = 4
+  assert.equal(steadySlots(10, 2, policy), 25);
+  assert.equal(d.desired, 8);
+  assert.equal(d.replicas, 8);
+  assert.equal(d.winner, 'work');
+});
+
+test('worked example: long tasks get a margin for the control horizon only', () => {
+  const policy = resolvePolicy({ minReplicas: 1, maxReplicas: 50 }, 4);
+  // a = 50 busy slots, but only 0.5/s * 15 s = 7.5 tasks can arrive before new pods are up
+  assert.ok(Math.abs(steadySlots(0.5, 100, policy) - (50 + 1.5 * Math.sqrt(7.5))) < 1e-9);
+});
+
+test('before enough completions: the plain work count, (A + B + R) / rho per slot', () => {
+  const policy = resolvePolicy({ minReplicas: 1, maxReplicas: 50 }, 4);
+  const d = decide(null, { specReplicas: 1, work: work({ backlog: 20, active: 4 }) }, policy, 0);
+  assert.equal(d.desired, Math.ceil(24 / 0.8 / 4));
+});
+
+test('from zero: work above the activation threshold scales straight to the formula; at or below it stays at zero', () => {
+  const policy = resolvePolicy({ minReplicas: 0, maxReplicas: 50, activationThreshold: 5 }, 4);
+  assert.equal(decide(null, { specReplicas: 0, work: work({ backlog: 5 }) }, policy, 0).replicas, 0);
+  const d = decide(null, { specReplicas: 0, work: work({ backlog: 40 }) }, policy, 0);
+  assert.equal(d.reason, 'Activated');
+  assert.equal(d.replicas, Math.ceil(40 / 0.8 / 4));
+});
+
+test('scale to zero only after W = 0 and no arrivals for the whole cooldown', () => {
+  const policy = resolvePolicy({ minReplicas: 0, maxReplicas: 10, cooldownPeriodSeconds: 60 }, 4);
+  let s: AutoscalerState | null = null;
+  let n = 2;
+  const poll = (t: number, w: Partial<WorkObservation>) => {
+    const d = decide(s, { specReplicas: n, work: work(w) }, policy, t);
+    s = d.state;
+    n = d.replicas;
+    return d;
+  };
+  poll(0, { active: 1, receivedTotal: 10, completedTotal: 9, serviceSecondsTotal: 9 });
+  assert.ok(poll(30_000, { receivedTotal: 10, completedTotal: 10, serviceSecondsTotal: 10 }).replicas > 0);
+  assert.ok(poll(55_000, { receivedTotal: 10, completedTotal: 10, serviceSecondsTotal: 10 }).replicas > 0, 'cooldown counts from the last work seen (t=0)');
+  assert.equal(poll(65_000, { receivedTotal: 10, completedTotal: 10, serviceSecondsTotal: 10 }).replicas, 0);
+});
+
+test('a running task keeps the pool above zero however long it runs', () => {
+  const policy = resolvePolicy({ minReplicas: 0, maxReplicas: 10, cooldownPeriodSeconds: 0 }, 4);
+  let s: AutoscalerState | null = null;
+  for (let t = 0; t < 3_600_000; t += 5_000) {
+    const d = decide(s, { specReplicas: 1, work: work({ active: 1, receivedTotal: 1 }) }, policy, t);
+    assert.equal(d.replicas, 1);
+    s = d.state;
+  }
+});
+
+test('paused: replicas stay as they are', () => {
+  const policy = resolvePolicy({ minReplicas: 1, maxReplicas: 10, paused: true }, 4);
+  const d = decide(null, { specReplicas: 3, work: work({ backlog: 1000 }) }, policy, 0);
+  assert.equal(d.replicas, 3);
+  assert.equal(d.reason, 'Paused');
+});
+
+test('failed reads: scale-down frozen, backlog alone may scale up, fallback after the threshold', () => {
+  const policy = resolvePolicy({ minReplicas: 1, maxReplicas: 20, fallback: { failureThreshold: 3, replicas: 6 } }, 4);
+  const brokerDown: DecideInput = { specReplicas: 4, work: work({ backlog: null }) };
+  let d = decide(null, brokerDown, policy, 0);
+  assert.equal(d.replicas, 4);
+  assert.ok(d.conditions.some((c) => c.type === 'ScalingActive' && !c.status));
+  d = decide(d.state, { specReplicas: 4, work: work({ backlog: 100, active: null, reserved: null, scheduled: null }) }, policy, 5_000);
+  assert.ok(d.replicas > 4, 'the broker backlog alone scales up');
+  d = decide(d.state, brokerDown, policy, 10_000);
+  assert.equal(d.replicas, 6);
+  assert.equal(d.reason, 'Fallback');
+  assert.ok(d.conditions.some((c) => c.type === 'Fallback' && c.status));
+  d = decide(d.state, { specReplicas: 6, work: work({}) }, policy, 15_000);
+  assert.equal(d.state.failures, 0);
+});
+
+test('tasksPerReplica and extra metrics propose too; the largest wins and is named', () => {
+  const policy = resolvePolicy({ minReplicas: 1, maxReplicas: 50, tasksPerReplica: 2 }, 4);
+  const d = decide(null, { specReplicas: 1, work: work({ backlog: 10, extra: [{ name: 'prom', value: 300, targetAverageValue: 10, activationValue: 0 }] }) }, policy, 0);
+  assert.equal(d.desired, 30);
+  assert.equal(d.winner, 'prom');
+});
+
+test('invalid spec: every problem listed', () => {
+  assert.throws(() => resolvePolicy({ minReplicas: 5, maxReplicas: 2, targetUtilization: 1.5, behavior: { scaleDown: { policies: [{ type: 'Percent', value: 0, periodSeconds: 4000 }] } } }, 4), (err: unknown) => {
+    assert.ok(err instanceof InvalidAutoscalingError);
+    assert.equal(err.problems.length, 4);
+    return true;
+  });
+});
+
+// ---- properties over random poll sequences -------------------------------------------------
+
+const arbPolicy = fc.record({
+  minReplicas: fc.integer({ min: 0, max: 4 }),
+  extra: fc.integer({ min: 0, max: 40 }),
+  concurrency: fc.integer({ min: 1, max: 8 }),
+  cooldownPeriodSeconds: fc.integer({ min: 0, max: 120 }),
+}).map((p) => resolvePolicy({ minReplicas: p.minReplicas, maxReplicas: p.minReplicas + p.extra + 1, cooldownPeriodSeconds: p.cooldownPeriodSeconds }, p.concurrency));
+
+const arbPoll = fc.record({
+  dt: fc.integer({ min: 1_000, max: 40_000 }),
+  backlog: fc.integer({ min: 0, max: 400 }),
+  reserved: fc.integer({ min: 0, max: 20 }),
+  active: fc.integer({ min: 0, max: 200 }),
+  scheduled: fc.integer({ min: 0, max: 5 }),
+  received: fc.integer({ min: 0, max: 300 }),
+  completed: fc.integer({ min: 0, max: 300 }),
+  mean: fc.double({ min: 0.01, max: 500, noNaN: true }),
+  drainingActive: fc.integer({ min: 0, max: 20 }),
+});
+
+interface Step { t: number; n: number; next: number; poll: typeof arbPoll extends fc.Arbitrary<infer T> ? T : never; desired: number }
+
+function run(policy: AutoscalerPolicy, polls: (typeof arbPoll extends fc.Arbitrary<infer T> ? T : never)[], start: number): Step[] {
+  let s: AutoscalerState | null = null;
+  let n = start;
+  let t = 0;
+  let received = 0;
+  let completed = 0;
+  let service = 0;
+  const steps: Step[] = [];
+  for (const p of polls) {
+    t += p.dt + 0.5;
+    received += p.received;
+    completed += p.completed;
+    service += p.completed * p.mean;
+    const d = decide(s, { specReplicas: n, work: { backlog: p.backlog, reserved: p.reserved, active: p.active, scheduled: p.scheduled, drainingActive: p.drainingActive, receivedTotal: received, completedTotal: completed, serviceSecondsTotal: service } }, policy, t);
+    steps.push({ t, n, next: d.replicas, poll: p, desired: d.desired });
+    s = d.state;
+    n = d.replicas;
+  }
+  return steps;
+}
+
+test('property: replicas stay within [min, max] (zero only when min is 0)', () => {
+  fc.assert(fc.property(arbPolicy, fc.array(arbPoll, { minLength: 1, maxLength: 40 }), fc.integer({ min: 0, max: 60 }), (policy, polls, start) => {
+    for (const s of run(policy, polls, Math.min(start, policy.maxReplicas)).slice(1)) {
+      assert.ok(s.next <= policy.maxReplicas, `${s.next} > max ${policy.maxReplicas}`);
+      assert.ok(s.next >= policy.minReplicas, `${s.next} < min ${policy.minReplicas}`);
+    }
+  }));
+});
+
+test('property: no scale to zero with work in the system, never below what running tasks need', () => {
+  fc.assert(fc.property(arbPolicy, fc.array(arbPoll, { minLength: 1, maxLength: 40 }), (policy, polls) => {
+    for (const s of run(policy, polls, policy.minReplicas)) {
+      const p = s.poll;
+      const w = p.backlog + p.reserved + p.active + p.scheduled;
+      if (w > 0 && s.n > 0) assert.ok(s.next > 0, 'scaled to zero with work in the system');
+      const busy = Math.max(0, p.active - Math.min(p.active, p.drainingActive));
+      if (s.n > 0) assert.ok(s.next >= Math.min(policy.maxReplicas, Math.ceil(busy / policy.slotsPerReplica)), `${s.next} pods for ${busy} running tasks`);
+    }
+  }));
+});
+
+test('property: no change inside the tolerance', () => {
+  fc.assert(fc.property(arbPolicy, fc.array(arbPoll, { minLength: 1, maxLength: 40 }), (policy, polls) => {
+    for (const s of run(policy, polls, Math.max(1, policy.minReplicas))) {
+      const p = s.poll;
+      const busy = Math.ceil(Math.max(0, p.active - Math.min(p.active, p.drainingActive)) / policy.slotsPerReplica);
+      const w = p.backlog + p.reserved + p.active + p.scheduled;
+      if (s.n >= Math.max(1, policy.minReplicas) && w > 0 && busy <= s.n && Math.abs(s.desired / s.n - 1) <= 0.1) {
+        assert.equal(s.next, s.n, `desired ${s.desired} within 10% of ${s.n}`);
+      }
+    }
+  }));
+});
+
+test('property: scale-down never faster than the policy (50% per 30 s by default)', () => {
+  fc.assert(fc.property(arbPolicy, fc.array(arbPoll, { minLength: 1, maxLength: 60 }), fc.integer({ min: 1, max: 60 }), (policy, polls, start) => {
+    const steps = run(policy, polls, Math.min(start, policy.maxReplicas));
+    const at = (time: number, fallback: number) => {
+      let v = fallback;
+      for (const s of steps) if (s.t <= time) v = s.next;
+      return v;
+    };
+    const rule = policy.behavior.scaleDown.policies[0]!;
+    for (const s of steps) {
+      if (s.next >= s.n || s.next === 0) continue; // scale to zero follows the cooldown, not the rate
+      const periodStart = at(s.t - rule.periodSeconds * 1000, steps[0]!.n);
+      const bound = Math.max(Math.max(1, policy.minReplicas), Math.min(s.n, Math.trunc(periodStart * (1 - rule.value / 100))));
+      assert.ok(s.next >= bound, `${s.n} -> ${s.next} at ${s.t}; period start ${periodStart}`);
+    }
+  }));
+});
