@@ -13,6 +13,7 @@ import { sleep } from './k8s/backoff.js';
 import { createKubeClient, resources, type KubeClient } from './k8s/kube-client.js';
 import { createOperatorMetrics } from './metrics.js';
 import { createOperator } from './operator.js';
+import { simulateCommand } from './simulator/command.js';
 
 /** Loads the KubeConfig: --kubeconfig, else in-cluster, else KUBECONFIG / ~/.kube/config. */
 function loadKubeConfig(config: OperatorConfig): KubeConfig {
@@ -110,6 +111,7 @@ function createProgram(): Command {
     await runOperator(config);
   });
   // Subcommands register here (e.g. the autoscaler's `simulate`).
+  program.addCommand(simulateCommand());
   return program;
 }
 
