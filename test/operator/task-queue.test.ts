@@ -1,4 +1,4 @@
-// TaskQueue broker checks on a real kube-apiserver with a real redis-server: the condition says
+// TaskQueue broker checks on a real kube-apiserver with real redis-server and rabbitmq-server: the condition says
 // what is wrong (missing Secret, missing key, unreachable host, failed auth) and recovers when fixed.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,11 +10,15 @@ import { createOperatorMetrics } from '../../operator/src/metrics.js';
 import type { Condition, KubeObject } from '../../operator/src/types.js';
 import { envtestSkipReason, freePort, startControlPlane, type ControlPlane } from '../support/envtest.js';
 import { eventually } from '../support/eventually.js';
-import { redisSkipReason, startLocalRedis, type LocalRedis } from '../support/local-redis.js';
+import { useRabbit, useRedis, type TestServer } from '../support/servers.js';
 
 type Obj = KubeObject & { spec?: any; status?: any; [k: string]: any };
 
-const skip = envtestSkipReason() || redisSkipReason();
+const skipK8s = envtestSkipReason();
+// A private redis-server (this file changes its requirepass) and rabbitmq-server.
+const redisUse = skipK8s ? null : await useRedis({ managed: true });
+const rabbitUse = skipK8s ? null : await useRabbit({ managed: true });
+const skip = skipK8s || redisUse?.skip || false;
 
 function ready(obj: Obj | null): Condition | undefined {
   return (obj?.status?.conditions as Condition[] | undefined)?.find((c) => c.type === 'Ready');
@@ -33,15 +37,16 @@ function taskQueue(ns: string, name: string, broker: Record<string, unknown>): O
   };
 }
 
-describe('TaskQueue broker checks on a real API server and redis-server', { skip }, () => {
+describe('TaskQueue broker checks on a real API server with real brokers', { skip }, () => {
   let cp: ControlPlane;
   let kube: KubeClient;
   let op: Operator;
-  let redis: LocalRedis;
+  let redis: TestServer;
   let ns: string;
 
   before(async () => {
-    [cp, redis] = await Promise.all([startControlPlane(), startLocalRedis()]);
+    redis = redisUse!.server!;
+    cp = await startControlPlane();
     kube = cp.kube;
     op = createOperator({
       kube: createKubeClient(cp.kubeConfig),
@@ -55,7 +60,7 @@ describe('TaskQueue broker checks on a real API server and redis-server', { skip
 
   after(async () => {
     await op?.stop();
-    await Promise.all([cp?.stop(), redis?.stop()]);
+    await Promise.all([cp?.stop(), redis?.stop(), rabbitUse?.server?.stop()]);
   });
 
   async function readyOf(name: string): Promise<Condition | undefined> {
@@ -152,5 +157,57 @@ describe('TaskQueue broker checks on a real API server and redis-server', { skip
       await admin.config('SET', 'requirepass', '');
       await admin.quit();
     }
+  });
+  describe('on RabbitMQ', { skip: rabbitUse?.skip || false }, () => {
+    it('reports depth and consumers of a declared queue', async () => {
+      const rabbit = rabbitUse!.server!;
+      const amqp = await import('amqplib');
+      const conn = await amqp.connect(rabbit.url);
+      const ch = await conn.createChannel();
+      await ch.assertQueue('q-amqp-depth');
+      await ch.assertQueue('q-amqp-depth-consumed');
+      for (const m of ['a', 'b']) ch.sendToQueue('q-amqp-depth', Buffer.from(m));
+      await ch.consume('q-amqp-depth-consumed', () => undefined);
+      try {
+        const url = new URL(rabbit.url);
+        await kube.create(resources.secrets, secret(ns, 'rabbit', { username: decodeURIComponent(url.username), password: decodeURIComponent(url.password) }));
+        for (const name of ['amqp-depth', 'amqp-depth-consumed']) {
+          const tq = taskQueue(ns, name, { type: 'amqp', host: url.hostname, port: Number(url.port), credentialsSecretRef: { name: 'rabbit' } });
+          await kube.create(resources.taskQueues, tq);
+        }
+        await eventually(async () => {
+          const tq = await kube.get<Obj>(resources.taskQueues, ns, 'amqp-depth');
+          assert.equal(ready(tq)?.status, 'True', JSON.stringify(tq?.status));
+          assert.equal(tq?.status?.depth, 2);
+          assert.equal(tq?.status?.consumers, 0);
+        });
+        await eventually(async () => {
+          const tq = await kube.get<Obj>(resources.taskQueues, ns, 'amqp-depth-consumed');
+          assert.equal(tq?.status?.consumers, 1);
+        });
+      } finally {
+        await conn.close();
+      }
+    });
+
+    it('says when the queue is not declared yet, and when the password is wrong', async () => {
+      const rabbit = rabbitUse!.server!;
+      const url = new URL(rabbit.url);
+      await kube.create(resources.taskQueues, taskQueue(ns, 'amqp-undeclared', { type: 'amqp', host: url.hostname, port: Number(url.port), credentialsSecretRef: { name: 'rabbit' } }));
+      await eventually(async () => {
+        const c = await readyOf('amqp-undeclared');
+        assert.equal(c?.status, 'True');
+        assert.match(c!.message, /queue "q-amqp-undeclared" is not declared yet/);
+      });
+      await kube.create(resources.secrets, secret(ns, 'rabbit-wrong', { username: decodeURIComponent(url.username), password: 'nope' }));
+      await kube.create(resources.taskQueues, taskQueue(ns, 'amqp-auth', { type: 'amqp', host: url.hostname, port: Number(url.port), credentialsSecretRef: { name: 'rabbit-wrong' } }));
+      const c = await eventually(async () => {
+        const c = await readyOf('amqp-auth');
+        assert.equal(c?.reason, 'AuthenticationFailed');
+        return c!;
+      });
+      assert.match(c.message, /ACCESS.REFUSED/);
+      assert.doesNotMatch(c.message, /nope/);
+    });
   });
 });
