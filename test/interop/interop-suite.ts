@@ -1,0 +1,219 @@
+/**
+ * Interop with real Python Celery, both directions, on one broker: a TypeScript worker
+ * (fixtures/ts-tasks.ts, run by the `celeriac worker` CLI) and a Python worker (fixtures/py_tasks.py,
+ * solo pool), with Python clients (fixtures/py_client.py) and a celeriac client in this process.
+ * Runs for Celery 5.7 (CELERIAC_PYTHON, the pinned virtualenv) and Debian's Celery 5.2
+ * (CELERIAC_PYTHON_CELERY52) when present, with json and msgpack task messages.
+ */
+import assert from 'node:assert/strict';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { createApp } from '../../runtime/src/index.js';
+import { TaskFailedError } from '../../runtime/src/errors.js';
+import { uniqueName } from '../support/servers.js';
+
+const run = promisify(execFile);
+export const root = fileURLToPath(new URL('../../../', import.meta.url));
+export const fixtures = join(root, 'test/interop/fixtures');
+
+export interface PythonRuntime {
+  readonly label: string;
+  readonly exe: string | undefined;
+  /** Why the cases are skipped when `exe` is missing. */
+  readonly missing: string;
+  /** Missing fails the run under CELERIAC_REQUIRE_SERVICES=1. */
+  readonly required: boolean;
+}
+
+export const pythons: readonly PythonRuntime[] = [
+  {
+    label: 'Celery 5.7', exe: process.env.CELERIAC_PYTHON, required: true,
+    missing: 'CELERIAC_PYTHON is not set (test/support/setup-python.sh makes the virtualenv)',
+  },
+  {
+    label: 'Celery 5.2', exe: process.env.CELERIAC_PYTHON_CELERY52, required: false,
+    missing: "Debian's python3-celery (5.2) is not installed",
+  },
+];
+
+export function skipReason(py: PythonRuntime, serverSkip: string | false): string | false {
+  if (serverSkip) return serverSkip;
+  if (py.exe) return false;
+  if (py.required && process.env.CELERIAC_REQUIRE_SERVICES === '1') throw new Error(`${py.label}: ${py.missing}`);
+  console.error(`\n!!! SKIPPING ${py.label} interop: ${py.missing}\n`);
+  return `${py.label}: ${py.missing}`;
+}
+
+/** Starts a process and collects its output for failure messages. */
+export function startProcess(cmd: string, args: readonly string[], opts: { env: NodeJS.ProcessEnv; cwd?: string }): ChildProcess & { output: () => string } {
+  const child = spawn(cmd, args, { env: opts.env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const keep = (b: Buffer) => {
+    out = (out + b.toString()).slice(-20_000);
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  return Object.assign(child, { output: () => out });
+}
+
+export async function stopProcess(child: ChildProcess | undefined, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill(signal);
+  const t = setTimeout(() => child.kill('SIGKILL'), 15_000);
+  await exited;
+  clearTimeout(t);
+}
+
+/** A celeriac worker process on `queue` running fixtures/ts-tasks.ts. */
+export function startTsWorker(brokerUrl: string, backendUrl: string, queue: string, extraEnv: NodeJS.ProcessEnv = {}) {
+  return startProcess(process.execPath, [
+    join(root, 'dist/runtime/src/cli/main.js'), 'worker', '-A', join(root, 'dist/test/interop/fixtures/ts-tasks.js'),
+    '-Q', queue, '-c', '8', '--metrics-port', 'none', '-l', 'warn', '-n', `${queue}@localhost`,
+  ], {
+    env: { ...process.env, CELERIAC_BROKER_URL: brokerUrl, CELERIAC_RESULT_BACKEND: backendUrl, ...extraEnv },
+  });
+}
+
+export function pythonEnv(brokerUrl: string, backendUrl: string, queue: string, serializer = 'json'): NodeJS.ProcessEnv {
+  return {
+    ...process.env, INTEROP_BROKER: brokerUrl, INTEROP_BACKEND: backendUrl, INTEROP_QUEUE: queue,
+    INTEROP_SERIALIZER: serializer, PYTHONPATH: fixtures, PYTHONDONTWRITEBYTECODE: '1',
+  };
+}
+
+export interface PyOp {
+  op: 'delay' | 'send_task';
+  name: string;
+  args?: unknown[];
+  kwargs?: Record<string, unknown>;
+  options?: Record<string, unknown>;
+  queue: string;
+  watch?: boolean;
+}
+export interface PyOutcome {
+  id: string;
+  sent_at: number;
+  state: string;
+  result?: unknown;
+  states?: string[];
+  error?: { type: string; message: string; module: string; args: unknown[] };
+}
+
+/** Runs Python client operations (one Python process) and returns their outcomes. */
+export async function pythonClient(exe: string, env: NodeJS.ProcessEnv, ops: PyOp[]): Promise<PyOutcome[]> {
+  const { stdout } = await run(exe, [join(fixtures, 'py_client.py'), JSON.stringify(ops)], { env, cwd: fixtures, timeout: 180_000, maxBuffer: 16 << 20 });
+  const lines = stdout.trim().split('\n');
+  return JSON.parse(lines[lines.length - 1]!) as PyOutcome[];
+}
+
+/** Values that must survive the trip unchanged (no 2.0: JavaScript has no float/int distinction). */
+export const VALUES = {
+  args: [1, -7, 1.5, 'héllo ✓ "quoted"', null, true, false, [1, [2, 'x']], { k: 'v', n: { deep: [null] } }, 2 ** 40],
+  kwargs: { x: 1, text: 'ünïcode', list: [1, 2, 3], nested: { a: [1, 2], b: null } },
+};
+
+export interface InteropOptions {
+  readonly broker: 'redis' | 'amqp';
+  readonly brokerUrl: string;
+  /** Result backend URL for both sides (the Redis URL, or rpc://). */
+  readonly backendUrl: string;
+  readonly skip: string | false;
+}
+
+export function interopSuite(o: InteropOptions): void {
+  for (const py of pythons) {
+    const skip = skipReason(py, o.skip);
+    describe(`${py.label} <-> celeriac on ${o.broker}`, { skip }, () => {
+      const tsQueue = uniqueName(`ts-${py.label.replace(/\W/g, '')}`);
+      const pyQueue = uniqueName(`py-${py.label.replace(/\W/g, '')}`);
+      let tsWorker: ReturnType<typeof startTsWorker> | undefined;
+      let pyWorker: ReturnType<typeof startProcess> | undefined;
+      const apps: ReturnType<typeof createApp>[] = [];
+
+      before(() => {
+        tsWorker = startTsWorker(o.brokerUrl, o.backendUrl, tsQueue);
+        pyWorker = startProcess(py.exe!, [
+          '-m', 'celery', '-A', 'py_tasks', 'worker', '-P', 'solo', '-Q', pyQueue, '-n', `${pyQueue}@localhost`,
+          '--without-gossip', '--without-mingle', '--without-heartbeat', '-l', 'WARNING',
+        ], { env: pythonEnv(o.brokerUrl, o.backendUrl, pyQueue), cwd: fixtures });
+      });
+      after(async () => {
+        for (const a of apps) await a.close();
+        await stopProcess(tsWorker);
+        await stopProcess(pyWorker);
+      });
+
+      const withLogs = async <T>(f: () => Promise<T>): Promise<T> => {
+        try {
+          return await f();
+        } catch (err) {
+          throw new Error(`${(err as Error).message}\n--- TS worker ---\n${tsWorker?.output()}\n--- Python worker ---\n${pyWorker?.output()}`, { cause: err });
+        }
+      };
+
+      for (const serializer of ['json', 'msgpack'] as const) {
+        it(`Python client -> TS worker (${serializer}): delay, send_task, countdown, priority, errors, retries`, () =>
+          withLogs(async () => {
+            const env = pythonEnv(o.brokerUrl, o.backendUrl, tsQueue, serializer);
+            const [add, described, later, prio, failed, custom, flaky, bigHeader, after] = await pythonClient(py.exe!, env, [
+              { op: 'delay', name: 'interop.add', args: [2, 3], queue: tsQueue },
+              { op: 'send_task', name: 'interop.describe', args: VALUES.args, kwargs: VALUES.kwargs, queue: tsQueue },
+              { op: 'delay', name: 'interop.describe', args: ['later'], options: { countdown: 1 }, queue: tsQueue },
+              { op: 'send_task', name: 'interop.add', args: [40, 2], options: { priority: 5 }, queue: tsQueue },
+              { op: 'send_task', name: 'interop.fail', queue: tsQueue },
+              { op: 'send_task', name: 'interop.custom_fail', queue: tsQueue },
+              { op: 'send_task', name: 'interop.flaky', args: ['done'], queue: tsQueue, watch: true },
+              // py-amqp writes ints beyond 32 bits with the tag 'L', which plain amqplib cannot read
+              // (spec §4.7): the worker must run this task and stay up for the next one.
+              { op: 'send_task', name: 'interop.add', args: [1, 1], options: { headers: { big_id: 2 ** 40, neg_id: -(2 ** 35) } }, queue: tsQueue },
+              { op: 'send_task', name: 'interop.add', args: [2, 2], queue: tsQueue },
+            ]);
+            assert.equal(bigHeader!.result, 2);
+            assert.equal(after!.result, 4);
+            assert.equal(tsWorker!.exitCode, null, 'the TS worker is still running');
+            assert.equal(add!.result, 5);
+            assert.equal(add!.state, 'SUCCESS');
+            const d = described!.result as { args: unknown[]; kwargs: unknown; queue: string };
+            assert.deepEqual(d.args, VALUES.args);
+            assert.deepEqual(d.kwargs, VALUES.kwargs);
+            assert.equal(d.queue, tsQueue);
+            const l = later!.result as { args: unknown[]; ranAt: number };
+            assert.deepEqual(l.args, ['later']);
+            assert.ok(l.ranAt >= later!.sent_at + 1 - 0.05, `countdown honoured (ran ${l.ranAt - later!.sent_at}s after sending)`);
+            assert.equal(prio!.result, 42);
+            assert.equal(failed!.state, 'FAILURE');
+            assert.equal(failed!.error?.type, 'ValueError');
+            assert.match(failed!.error!.message, /bad value 7/);
+            assert.equal(custom!.error?.type, 'QuotaExceeded');
+            assert.match(custom!.error!.message, /over quota: 3 of 2/);
+            assert.equal(flaky!.result, 'done after 2 retries');
+            const seen = flaky!.states!;
+            assert.ok(seen.includes('RETRY'), `RETRY observed (states: ${seen.join(' > ')})`);
+            assert.equal(seen[seen.length - 1], 'SUCCESS');
+            assert.ok(seen.indexOf('RETRY') < seen.indexOf('SUCCESS'));
+          }));
+
+        it(`celeriac client -> Python worker (${serializer}): values and errors`, () =>
+          withLogs(async () => {
+            const app = createApp({ name: 'interop-client', broker: o.brokerUrl, backend: o.backendUrl, taskSerializer: serializer, logLevel: 'warn' });
+            apps.push(app);
+            const add = await app.sendTask<number>('pyinterop.add', [2, 3], {}, { queue: pyQueue });
+            assert.equal(await add.get({ timeout: 60_000 }), 5);
+            const d = await app.sendTask('pyinterop.describe', VALUES.args, VALUES.kwargs, { queue: pyQueue });
+            assert.deepEqual(await d.get({ timeout: 60_000 }), { args: VALUES.args, kwargs: VALUES.kwargs });
+            const f = await app.sendTask('pyinterop.fail', [], {}, { queue: pyQueue });
+            const err = await f.get({ timeout: 60_000 }).then(() => null, (e: unknown) => e);
+            assert.ok(err instanceof TaskFailedError, `a TaskFailedError, got ${String(err)}`);
+            assert.equal(err.excType, 'ValueError');
+            assert.equal(err.excModule, 'builtins');
+            assert.match(err.excMessage, /bad value/);
+            assert.match(err.excMessage, /7/);
+          }));
+      }
+    });
+  }
+}
