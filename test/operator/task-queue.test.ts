@@ -2,13 +2,12 @@
 // what is wrong (missing Secret, missing key, unreachable host, failed auth) and recovers when fixed.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { pino } from 'pino';
+import amqp from 'amqplib';
 import { Redis } from 'ioredis';
-import { createKubeClient, resources, type KubeClient } from '../../operator/src/k8s/kube-client.js';
-import { createOperator, type Operator } from '../../operator/src/operator.js';
-import { createOperatorMetrics } from '../../operator/src/metrics.js';
+import { resources, type KubeClient } from '../../operator/src/k8s/kube-client.js';
+import type { Operator } from '../../operator/src/operator.js';
 import type { Condition, KubeObject } from '../../operator/src/types.js';
-import { envtestSkipReason, freePort, startControlPlane, type ControlPlane } from '../support/envtest.js';
+import { envtestSkipReason, startTestOperator, freePort, startControlPlane, type ControlPlane } from '../support/envtest.js';
 import { eventually } from '../support/eventually.js';
 import { useRabbit, useRedis, type TestServer } from '../support/servers.js';
 
@@ -48,13 +47,7 @@ describe('TaskQueue broker checks on a real API server with real brokers', { ski
     redis = redisUse!.server!;
     cp = await startControlPlane();
     kube = cp.kube;
-    op = createOperator({
-      kube: createKubeClient(cp.kubeConfig),
-      log: pino({ level: process.env.CELERIAC_TEST_LOG_LEVEL ?? 'silent' }),
-      metrics: createOperatorMetrics(),
-      brokerCheckTimeoutMs: 1000,
-    });
-    await op.start();
+    op = await startTestOperator(cp);
     ns = await cp.createNamespace('tq');
   });
 
@@ -161,7 +154,6 @@ describe('TaskQueue broker checks on a real API server with real brokers', { ski
   describe('on RabbitMQ', { skip: rabbitUse?.skip || false }, () => {
     it('reports depth and consumers of a declared queue', async () => {
       const rabbit = rabbitUse!.server!;
-      const amqp = await import('amqplib');
       const conn = await amqp.connect(rabbit.url);
       const ch = await conn.createChannel();
       await ch.assertQueue('q-amqp-depth');

@@ -3,14 +3,15 @@
 // garbage collector: owner references are asserted by what they say, cleanup by its effect.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { pino } from 'pino';
-import { createKubeClient, resources, type KubeClient } from '../../operator/src/k8s/kube-client.js';
-import { createOperator, type Operator } from '../../operator/src/operator.js';
-import { createOperatorMetrics } from '../../operator/src/metrics.js';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseAllDocuments } from 'yaml';
+import { resources, type KubeClient } from '../../operator/src/k8s/kube-client.js';
+import type { Operator } from '../../operator/src/operator.js';
 import { fixedReplicas, type DecideReplicas } from '../../operator/src/reconcilers/worker-pool.js';
 import { KubeApiError } from '../../operator/src/errors.js';
 import type { Condition, KubeObject, WorkerPool } from '../../operator/src/types.js';
-import { envtestSkipReason, startControlPlane, type ControlPlane } from '../support/envtest.js';
+import { CRD_DIR, envtestSkipReason, startControlPlane, startTestOperator, type ControlPlane } from '../support/envtest.js';
 import { eventually } from '../support/eventually.js';
 
 type Obj = KubeObject & { spec?: any; status?: any; [k: string]: any };
@@ -65,14 +66,7 @@ describe('WorkerPool reconciler on a real API server', { skip }, () => {
   before(async () => {
     cp = await startControlPlane();
     kube = cp.kube;
-    op = createOperator({
-      kube: createKubeClient(cp.kubeConfig),
-      log: pino({ level: process.env.CELERIAC_TEST_LOG_LEVEL ?? 'silent' }),
-      metrics: createOperatorMetrics(),
-      decideReplicas: testDecide,
-      brokerCheckTimeoutMs: 300,
-    });
-    await op.start();
+    op = await startTestOperator(cp, { decideReplicas: testDecide, brokerCheckTimeoutMs: 300 });
   });
 
   after(async () => {
@@ -342,15 +336,10 @@ describe('CRD validation on a real API server', { skip }, () => {
 
   it('fills defaults and accepts the examples in crds/examples', async () => {
     const ns = await cp.createNamespace('examples');
-    const { readdirSync } = await import('node:fs');
-    const { join } = await import('node:path');
-    const { CRD_DIR } = await import('../support/envtest.js');
     const dir = join(CRD_DIR, 'examples');
     const files = readdirSync(dir).filter((f) => f.endsWith('.yaml')).map((f) => join(dir, f));
     assert.ok(files.length >= 3);
     // Examples carry no namespace; apply them into ours by rewriting through the API.
-    const { parseAllDocuments } = await import('yaml');
-    const { readFileSync } = await import('node:fs');
     for (const f of files) {
       for (const doc of parseAllDocuments(readFileSync(f, 'utf8'))) {
         const obj = doc.toJSON() as Obj;

@@ -15,7 +15,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, createWriteStream } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +24,12 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
 import { createKubeClient, resources, type KubeClient, type ResourceType } from '../../operator/src/k8s/kube-client.js';
 import type { KubeObject } from '../../operator/src/types.js';
+import { createOperatorMetrics } from '../../operator/src/metrics.js';
+import { createOperator, type Operator, type OperatorOptions } from '../../operator/src/operator.js';
+import { pino } from 'pino';
+import { freePort } from './servers.js';
+
+export { freePort };
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 /** The repository's crds/ folder (tests run from dist/test/support). */
@@ -87,18 +92,6 @@ export function envtestSkipReason(): string | false {
   }
   console.error(`\n!!! SKIPPING envtest tests: ${why}\n`);
   return `envtest unavailable: ${why}`;
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 const children = new Set<ChildProcess>();
@@ -345,4 +338,27 @@ export async function startControlPlane(o: StartOptions = {}): Promise<ControlPl
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
+}
+
+/**
+ * Runs the operator in-process against a control plane and waits for its caches. Admin credentials
+ * unless `kubeconfigPath` says otherwise (e.g. cp.kubeconfigFor(user) to test RBAC); logs are
+ * silent unless CELERIAC_TEST_LOG_LEVEL is set. Stop it with `await op.stop()`.
+ */
+export async function startTestOperator(cp: ControlPlane, o: Partial<OperatorOptions> & { kubeconfigPath?: string } = {}): Promise<Operator> {
+  const { kubeconfigPath, ...rest } = o;
+  let kubeConfig = cp.kubeConfig;
+  if (kubeconfigPath) {
+    kubeConfig = new KubeConfig();
+    kubeConfig.loadFromFile(kubeconfigPath);
+  }
+  const op = createOperator({
+    kube: createKubeClient(kubeConfig),
+    log: pino({ level: process.env.CELERIAC_TEST_LOG_LEVEL ?? 'silent' }),
+    metrics: createOperatorMetrics(),
+    brokerCheckTimeoutMs: 1000,
+    ...rest,
+  });
+  await op.start();
+  return op;
 }

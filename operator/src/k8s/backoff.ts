@@ -3,6 +3,7 @@
  * as client-go's DefaultTypedControllerRateLimiter does (5 ms -> 1000 s per key, 10 qps burst 100).
  * Pure except for the injected clock.
  */
+export { sleep } from '../../../runtime/src/brokers/wait.js';
 
 /** Delay before attempt `failures + 1`: base * 2^failures, capped at max. */
 export function exponentialDelayMs(failures: number, baseMs: number, maxMs: number): number {
@@ -78,16 +79,3 @@ export function createRateLimiter(o: RateLimiterOptions = {}): RateLimiter {
   };
 }
 
-/** Resolves after `ms`, or at once when `signal` aborts. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
-}
