@@ -13,6 +13,7 @@ import { sleep } from './k8s/backoff.js';
 import { createKubeClient, resources, type KubeClient } from './k8s/kube-client.js';
 import { createOperatorMetrics } from './metrics.js';
 import { createOperator } from './operator.js';
+import { createAutoscaler } from './autoscaler/autoscaler.js';
 import { simulateCommand } from './simulator/command.js';
 
 /** Loads the KubeConfig: --kubeconfig, else in-cluster, else KUBECONFIG / ~/.kube/config. */
@@ -50,6 +51,7 @@ async function runOperator(config: OperatorConfig): Promise<void> {
   const kube = createKubeClient(kubeConfig);
   const metrics = createOperatorMetrics({ defaultMetrics: true });
   await checkApi(kube, config, log);
+  const autoscaler = createAutoscaler({ kube, log });
 
   let exiting = false;
   const exit = async (code: number, why: string) => {
@@ -57,6 +59,7 @@ async function runOperator(config: OperatorConfig): Promise<void> {
     exiting = true;
     log.info({ why }, 'shutting down');
     await operator.stop();
+    await autoscaler.close();
     await server.close();
     process.exit(code);
   };
@@ -68,6 +71,7 @@ async function runOperator(config: OperatorConfig): Promise<void> {
     workers: config.workers,
     resyncMs: config.resyncSeconds * 1000,
     brokerCheckTimeoutMs: config.brokerCheckTimeoutMs,
+    decideReplicas: autoscaler.decideReplicas,
     leaderElection: config.leaderElect
       ? {
           leaseNamespace: config.leaseNamespace,

@@ -1,0 +1,248 @@
+/**
+ * The autoscaler inside the operator: the WorkerPool reconciler's `decideReplicas` hook.
+ *
+ * Per pool and poll: read the broker backlog (every queue of the pool, every priority list), the
+ * workers' in-flight tasks and counters (scraped from the pool's ready pods) and any Prometheus
+ * metrics; run the pure `decide()`; execute a scale-down drain-first:
+ * 1. pods still starting go first (the ReplicaSet deletes them before ready ones);
+ * 2. ready pods chosen as victims (idle first, then fewest tasks) are told to drain (GET /drain:
+ *    stop consuming, give back prefetched messages, finish running tasks);
+ * 3. a drained pod that reports no task gets `controller.kubernetes.io/pod-deletion-cost: -1000`
+ *    and replicas drop by one, so the ReplicaSet removes exactly that pod.
+ * Replicas never drop while a pod that is not a victim is still starting (the ReplicaSet would
+ * delete that one instead). State (rate EWMAs, HPA history, drains) lives in memory per pool;
+ * after a restart the first polls rebuild it, erring on the side of more replicas.
+ */
+import type { Logger } from 'pino';
+import { resources, type KubeClient } from '../k8s/kube-client.js';
+import { resolveBrokerUrl } from '../reconcilers/broker-check.js';
+import { DEFAULTS } from '../reconcilers/worker-deployment.js';
+import { fixedReplicas, type DecideReplicas, type DecideReplicasInput, type ReplicaDecision } from '../reconcilers/worker-pool.js';
+import { POOL_LABEL, type KubeObject, type TaskQueue, type WorkerPool } from '../types.js';
+import { createAmqpQueueSource } from '../metric-sources/amqp-queue.js';
+import { createPrometheusSource } from '../metric-sources/prometheus.js';
+import { createRedisListSource } from '../metric-sources/redis-list.js';
+import { createWorkerMetricsSource, type ScrapeTarget, type WorkerSample } from '../metric-sources/worker-metrics.js';
+import type { MetricSource, MetricValue } from '../metric-sources/source.js';
+import { decide, type AutoscalerState, type ExtraMetric } from './decide.js';
+import { InvalidAutoscalingError, resolvePolicy, type AutoscalerPolicy, type AutoscalingSpec } from './policy.js';
+
+/** The pod fields the autoscaler reads. */
+interface Pod extends KubeObject {
+  spec?: { containers?: { name: string; ports?: { name?: string; containerPort: number }[] }[] };
+  status?: { phase?: string; podIP?: string; conditions?: { type: string; status: string }[] };
+}
+
+interface PoolEntry {
+  key: string;
+  /** What the sources were built from; a change rebuilds them. */
+  fingerprint: string;
+  broker: MetricSource | null;
+  brokerError: string | null;
+  workers: ReturnType<typeof createWorkerMetricsSource>;
+  extra: { name: string; source: MetricSource; target: number; activation: number }[];
+  state: AutoscalerState | null;
+  /** Pods told to drain, by name. */
+  draining: Set<string>;
+  targets: ScrapeTarget[];
+}
+
+export interface AutoscalerOptions {
+  kube: KubeClient;
+  log: Logger;
+  /** Timeout of one broker read, scrape or drain request. */
+  timeoutMs?: number;
+}
+
+export interface Autoscaler {
+  readonly decideReplicas: DecideReplicas;
+  /** Closes every metric source. */
+  close(): Promise<void>;
+}
+
+const DELETION_COST = 'controller.kubernetes.io/pod-deletion-cost';
+
+function isReady(p: Pod): boolean {
+  return p.status?.phase === 'Running' && (p.status.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
+}
+
+function load(s: WorkerSample | undefined): number {
+  return s ? s.active + s.reserved + s.scheduled : 0;
+}
+
+export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
+  const pools = new Map<string, PoolEntry>();
+  const log = o.log.child({ component: 'autoscaler' });
+
+  async function closeEntry(e: PoolEntry): Promise<void> {
+    pools.delete(e.key);
+    await Promise.all([e.broker?.close(), e.workers.close(), ...e.extra.map((x) => x.source.close())]);
+  }
+
+  async function entryFor(pool: WorkerPool, queues: readonly TaskQueue[], input: DecideReplicasInput): Promise<PoolEntry> {
+    const key = `${pool.metadata.namespace ?? 'default'}/${pool.metadata.name}`;
+    const fingerprint = JSON.stringify([queues.map((q) => [q.metadata.name, q.metadata.resourceVersion]), pool.spec.autoscaling?.metrics ?? []]);
+    const old = pools.get(key);
+    if (old && old.fingerprint === fingerprint && old.broker) return old;
+    if (old) await closeEntry(old);
+    let broker: MetricSource | null = null;
+    let brokerError: string | null = null;
+    try {
+      const first = queues[0]!;
+      const url = (await resolveBrokerUrl(input.ctx.kube, first)).toString();
+      const names = queues.map((q) => q.spec.queue.name);
+      broker = first.spec.broker.type === 'redis'
+        ? createRedisListSource({ url, queues: names, timeoutMs: o.timeoutMs })
+        : createAmqpQueueSource({ url, queues: names, timeoutMs: o.timeoutMs });
+    } catch (err) {
+      brokerError = (err as Error).message;
+    }
+    const entry: PoolEntry = {
+      key,
+      fingerprint,
+      broker,
+      brokerError,
+      workers: createWorkerMetricsSource({ targets: async () => entry.targets, timeoutMs: o.timeoutMs }),
+      extra: (pool.spec.autoscaling?.metrics ?? []).flatMap((m, i) => m.type === 'prometheus' && m.prometheus
+        ? [{ name: `prometheus[${i}]`, source: createPrometheusSource({ ...m.prometheus, timeoutMs: o.timeoutMs }), target: m.prometheus.targetAverageValue, activation: m.prometheus.activationValue ?? 0 }]
+        : []),
+      state: old?.state ?? null,
+      draining: old?.draining ?? new Set(),
+      targets: [],
+    };
+    pools.set(key, entry);
+    return entry;
+  }
+
+  async function readOrNull(source: MetricSource | null, signal: AbortSignal, problems: string[]): Promise<MetricValue | null> {
+    if (!source) return null;
+    try {
+      return await source.read(signal);
+    } catch (err) {
+      problems.push((err as Error).message);
+      return null;
+    }
+  }
+
+  async function decideReplicas(input: DecideReplicasInput): Promise<ReplicaDecision> {
+    const { pool, queues, deployment, ctx } = input;
+    const key = `${pool.metadata.namespace ?? 'default'}/${pool.metadata.name}`;
+    const spec = pool.spec.autoscaling;
+    if (!spec) {
+      const e = pools.get(key);
+      if (e) await closeEntry(e);
+      return fixedReplicas(input);
+    }
+    const concurrency = pool.spec.concurrency ?? DEFAULTS.concurrency;
+    const current = deployment?.spec?.replicas ?? pool.status?.desiredReplicas ?? spec.minReplicas ?? 1;
+    let policy: AutoscalerPolicy;
+    try {
+      policy = resolvePolicy(spec as AutoscalingSpec, concurrency);
+    } catch (err) {
+      if (!(err instanceof InvalidAutoscalingError)) throw err;
+      return { replicas: Math.min(spec.maxReplicas, Math.max(spec.minReplicas ?? 1, current)), active: false, reason: 'InvalidAutoscaling', message: err.message };
+    }
+    const entry = await entryFor(pool, queues, input);
+    const ns = pool.metadata.namespace ?? 'default';
+    const podList = await ctx.kube.list<Pod>(resources.pods, { namespace: ns, labelSelector: `${POOL_LABEL}=${pool.metadata.name}` });
+    const pods = podList.items.filter((p) => !p.metadata.deletionTimestamp);
+    const port = pool.spec.metricsPort ?? DEFAULTS.metricsPort;
+    entry.targets = pods.filter((p) => isReady(p) && p.status?.podIP).map((p) => ({ pod: p.metadata.name, url: `http://${p.status!.podIP}:${port}/metrics` }));
+    for (const name of entry.draining) if (!pods.some((p) => p.metadata.name === name)) entry.draining.delete(name);
+
+    const problems: string[] = entry.brokerError ? [entry.brokerError] : [];
+    const signal = AbortSignal.timeout(Math.max(1000, policy.pollingIntervalMs));
+    const [brokerValue, workerValue, ...extraValues] = await Promise.all([
+      readOrNull(entry.broker, signal, problems),
+      readOrNull(entry.workers, signal, problems),
+      ...entry.extra.map((x) => readOrNull(x.source, signal, problems)),
+    ]);
+    const wd = workerValue?.detail;
+    const extra: ExtraMetric[] = entry.extra.map((x, i) => ({ name: x.name, value: extraValues[i]?.value ?? null, targetAverageValue: x.target, activationValue: x.activation }));
+    const committed = Math.max(0, current - entry.draining.size);
+    const now = ctx.now().getTime();
+    const d = decide(entry.state, {
+      specReplicas: committed,
+      work: {
+        backlog: brokerValue?.value ?? null,
+        reserved: wd ? wd.reserved! : null,
+        active: wd ? wd.active! : null,
+        scheduled: wd ? wd.scheduled! : null,
+        drainingActive: wd?.drainingActive,
+        receivedTotal: wd ? wd.received! : null,
+        completedTotal: wd ? wd.completed! : null,
+        serviceSecondsTotal: wd ? wd.serviceSeconds! : null,
+        extra,
+      },
+    }, policy, now);
+    entry.state = d.state;
+    if (problems.length > 0) ctx.log.warn({ problems }, 'autoscaler metrics could not be read');
+
+    const replicas = await execute(ctx.kube, ns, entry, pods, d.replicas, committed, current, port, ctx.log);
+    const scaling = d.conditions.find((c) => c.type === 'ScalingActive');
+    const fallback = d.conditions.find((c) => c.type === 'Fallback');
+    const lastActive = d.state.lastActiveAt;
+    return {
+      replicas,
+      active: scaling?.status ?? true,
+      reason: scaling?.reason ?? d.reason,
+      message: [scaling?.message ?? d.reason, ...problems].join('; '),
+      autoscalingStatus: {
+        metrics: d.metrics.map((m) => ({ name: m.name, value: m.value })),
+        desiredReplicas: d.replicas,
+        reason: d.reason,
+        winner: d.winner,
+        ...(lastActive !== null ? { lastActiveTime: new Date(lastActive).toISOString().replace(/\.\d{3}Z$/, 'Z') } : {}),
+        ...(d.state.failures > 0 ? { failures: d.state.failures } : {}),
+        ...(fallback ? { fallback: true } : {}),
+        ...(entry.draining.size > 0 ? { draining: [...entry.draining].sort() } : {}),
+      },
+      requeueAfterMs: policy.pollingIntervalMs,
+    };
+  }
+
+  /** Drain-first execution; returns the replica count to write. */
+  async function execute(kube: KubeClient, ns: string, e: PoolEntry, pods: Pod[], target: number, committed: number, current: number, port: number, plog: Logger): Promise<number> {
+    // Drained and idle pods leave first: mark them, then lower replicas by that many.
+    const starting = pods.filter((p) => !isReady(p) && !e.draining.has(p.metadata.name));
+    const drained = pods.filter((p) => e.draining.has(p.metadata.name) && e.workers.lastByPod.has(p.metadata.name) && load(e.workers.lastByPod.get(p.metadata.name)) === 0);
+    let spec = current;
+    if (drained.length > 0 && starting.length === 0) {
+      for (const p of drained) {
+        await kube.patch(resources.pods, ns, p.metadata.name, { metadata: { annotations: { [DELETION_COST]: '-1000' } } });
+        e.draining.delete(p.metadata.name);
+      }
+      spec -= drained.length;
+      plog.info({ pods: drained.map((p) => p.metadata.name) }, 'drained pods removed');
+    }
+    // Pods being drained stay in spec.replicas until they are idle.
+    if (target >= committed) return target + e.draining.size;
+    let excess = committed - target;
+    // Pods not ready yet (or not even created) hold no work; the ReplicaSet removes them first.
+    const drop = Math.min(excess, starting.length + Math.max(0, spec - pods.length));
+    spec -= drop;
+    excess -= drop;
+    if (excess === 0) return spec;
+    const candidates = pods
+      .filter((p) => isReady(p) && !e.draining.has(p.metadata.name) && e.workers.lastByPod.has(p.metadata.name))
+      .sort((a, b) => load(e.workers.lastByPod.get(a.metadata.name)) - load(e.workers.lastByPod.get(b.metadata.name)));
+    for (const p of candidates.slice(0, excess)) {
+      try {
+        const res = await fetch(`http://${p.status!.podIP}:${port}/drain`, { signal: AbortSignal.timeout(o.timeoutMs ?? 3000) });
+        if (!res.ok) throw new Error(`answered ${res.status}`);
+        e.draining.add(p.metadata.name);
+      } catch (err) {
+        // The pod stays a full member; the next poll picks a victim again.
+        plog.warn({ err, pod: p.metadata.name }, 'drain request failed');
+      }
+    }
+    return spec;
+  }
+
+  return {
+    decideReplicas,
+    async close() {
+      await Promise.all([...pools.values()].map(closeEntry));
+    },
+  };
+}

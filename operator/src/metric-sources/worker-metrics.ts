@@ -1,0 +1,108 @@
+/**
+ * The workers' own view, scraped from each pod's /metrics (celeriac runtime, prom-client text
+ * format): in-flight tasks `celeriac_worker_tasks{state=active|reserved|scheduled}`, draining
+ * `celeriac_worker_draining`, and the counters the rate model needs:
+ * `celeriac_tasks_received_total`, `celeriac_task_duration_seconds_sum` / `_count`.
+ * Targets come from the caller (the pool's ready pods); no target means no worker, so zero.
+ * `value` = reserved + active + scheduled; `detail` adds the counters and `drainingActive`.
+ * A pod that cannot be scraped fails the read: in-flight work must never be silently missed.
+ * The text-format parser is hand-written: it reads five sample names, far less than a library.
+ */
+import { abortable, MetricSourceError, type MetricSource, type MetricValue } from './source.js';
+
+export interface ScrapeTarget {
+  readonly pod: string;
+  /** e.g. http://10.1.2.3:9540/metrics */
+  readonly url: string;
+}
+
+export interface WorkerMetricsOptions {
+  targets: () => Promise<readonly ScrapeTarget[]>;
+  timeoutMs?: number;
+}
+
+/** Per-pod figures from one scrape. */
+export interface WorkerSample {
+  active: number;
+  reserved: number;
+  scheduled: number;
+  draining: boolean;
+  received: number;
+  completed: number;
+  serviceSeconds: number;
+}
+
+const LINE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)/;
+
+/** Sums the samples celeriac's autoscaler reads from one /metrics page. */
+export function parseWorkerMetrics(text: string): WorkerSample {
+  const s: WorkerSample = { active: 0, reserved: 0, scheduled: 0, draining: false, received: 0, completed: 0, serviceSeconds: 0 };
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#')) continue;
+    const m = LINE.exec(line);
+    if (!m) continue;
+    const [, name, labels = '', raw] = m;
+    const v = Number(raw);
+    if (!Number.isFinite(v)) continue;
+    switch (name) {
+      case 'celeriac_worker_tasks': {
+        const state = /state="([^"]*)"/.exec(labels)?.[1];
+        if (state === 'active' || state === 'reserved' || state === 'scheduled') s[state] += v;
+        break;
+      }
+      case 'celeriac_worker_draining': s.draining = v > 0; break;
+      case 'celeriac_tasks_received_total': s.received += v; break;
+      case 'celeriac_task_duration_seconds_count': s.completed += v; break;
+      case 'celeriac_task_duration_seconds_sum': s.serviceSeconds += v; break;
+    }
+  }
+  return s;
+}
+
+export function createWorkerMetricsSource(o: WorkerMetricsOptions): MetricSource & { readonly lastByPod: ReadonlyMap<string, WorkerSample> } {
+  const timeoutMs = o.timeoutMs ?? 3000;
+  let lastByPod = new Map<string, WorkerSample>();
+
+  async function scrape(t: ScrapeTarget, signal: AbortSignal): Promise<WorkerSample> {
+    const res = await fetch(t.url, { signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) });
+    if (!res.ok) throw new Error(`${t.url} answered ${res.status} ${res.statusText}`);
+    return parseWorkerMetrics(await res.text());
+  }
+
+  async function readOnce(signal: AbortSignal): Promise<MetricValue> {
+    const targets = await o.targets();
+    const samples = await Promise.all(targets.map(async (t) => {
+      try {
+        return [t.pod, await scrape(t, signal)] as const;
+      } catch (err) {
+        throw new MetricSourceError('worker-metrics', `scraping pod ${t.pod} failed: ${(err as Error).message}`, { cause: err });
+      }
+    }));
+    lastByPod = new Map(samples);
+    const d = { active: 0, reserved: 0, scheduled: 0, drainingActive: 0, received: 0, completed: 0, serviceSeconds: 0, pods: samples.length };
+    for (const [, s] of samples) {
+      d.active += s.active;
+      d.reserved += s.reserved;
+      d.scheduled += s.scheduled;
+      if (s.draining) d.drainingActive += s.active;
+      d.received += s.received;
+      d.completed += s.completed;
+      d.serviceSeconds += s.serviceSeconds;
+    }
+    const value = d.active + d.reserved + d.scheduled;
+    return { value, active: value > 0, detail: d };
+  }
+
+  return {
+    kind: 'worker-metrics',
+    get lastByPod() {
+      return lastByPod;
+    },
+    read(signal) {
+      return abortable(readOnce(signal), signal, 'worker-metrics');
+    },
+    async close() {
+      lastByPod = new Map();
+    },
+  };
+}
