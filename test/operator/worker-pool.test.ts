@@ -260,6 +260,39 @@ describe('WorkerPool reconciler on a real API server', { skip }, () => {
     assert.equal((await kube.get<Obj>(resources.deployments, ns, 'auto'))?.spec.replicas, 7);
   });
 
+  it('follows TaskQueue edits and recreates a deleted Deployment', async () => {
+    const ns = await setup('follow');
+    await kube.create(resources.workerPools, workerPool(ns, 'follow'));
+    await eventually(async () => assert.ok(await kube.get(resources.deployments, ns, 'follow')));
+    await kube.patch(resources.taskQueues, ns, 'default', { spec: { queue: { name: 'renamed' }, broker: { urlSecretRef: { key: 'broker-url' } } } });
+    await eventually(async () => {
+      const c = (await kube.get<Obj>(resources.deployments, ns, 'follow'))?.spec.template.spec.containers[0];
+      assert.equal(c?.args[4], 'renamed');
+      assert.equal(c?.env.find((e: { name: string }) => e.name === 'CELERIAC_BROKER_URL')?.valueFrom.secretKeyRef.key, 'broker-url');
+    });
+    const before = await kube.get<Obj>(resources.deployments, ns, 'follow');
+    await kube.delete(resources.deployments, ns, 'follow');
+    await eventually(async () => {
+      const d = await kube.get<Obj>(resources.deployments, ns, 'follow');
+      assert.ok(d && d.metadata.uid !== before?.metadata.uid, 'not recreated yet');
+    });
+  });
+
+  it('refuses TaskQueues on different brokers in one pool', async () => {
+    const ns = await setup('mismatch');
+    const other = taskQueue(ns, 'other');
+    other.spec.broker = { type: 'redis', url: 'redis://elsewhere:6379/0' };
+    await kube.create(resources.taskQueues, other);
+    await kube.create(resources.workerPools, workerPool(ns, 'mixed', { queues: ['default', 'other'] }));
+    const p = await eventually(async () => {
+      const p = await kube.get<Obj>(resources.workerPools, ns, 'mixed');
+      assert.equal(condition(p, 'Ready')?.reason, 'BrokerMismatch');
+      return p!;
+    });
+    assert.match(condition(p, 'Ready')!.message, /use different brokers/);
+    assert.equal(await kube.get(resources.deployments, ns, 'mixed'), null);
+  });
+
   it('refuses a Deployment it does not own', async () => {
     const ns = await setup('conflict');
     await kube.create(resources.deployments, {

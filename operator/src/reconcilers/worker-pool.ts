@@ -9,7 +9,8 @@ import { apply, isControlledBy, patchStatusIfChanged } from '../k8s/apply.js';
 import { rfc3339, setCondition, type ConditionInput } from '../k8s/conditions.js';
 import type { Informer } from '../k8s/informer.js';
 import { resources } from '../k8s/kube-client.js';
-import { Action, type ReconcileContext, type Reconciler } from '../k8s/reconciler.js';
+import { Action, TerminalError, type ReconcileContext, type Reconciler } from '../k8s/reconciler.js';
+import { KubeApiError } from '../errors.js';
 import type { OperatorMetrics } from '../metrics.js';
 import {
   FINALIZER,
@@ -125,15 +126,13 @@ export function createWorkerPoolReconciler(o: WorkerPoolReconcilerOptions): Reco
       const first = queues[0] as TaskQueue;
       const other = queues.find((q) => !sameBroker(q.spec.broker, first.spec.broker));
       if (other) {
-        return degraded(
-          pool,
-          ctx,
-          'BrokerMismatch',
-          `TaskQueues "${first.metadata.name}" and "${other.metadata.name}" use different brokers; a worker has one broker, so split them into two WorkerPools`,
-        );
+        const message = `TaskQueues "${first.metadata.name}" and "${other.metadata.name}" use different brokers; a worker has one broker, so split them into two WorkerPools`;
+        await degraded(pool, ctx, 'BrokerMismatch', message);
+        // The spec cannot work: no retries until the pool or one of its TaskQueues changes.
+        throw new TerminalError('BrokerMismatch', message);
       }
 
-      let existing = o.deployments.get(ns, name) ?? (await ctx.kube.get<Deployment>(resources.deployments, ns, name)) ?? undefined;
+      const existing = o.deployments.get(ns, name) ?? (await ctx.kube.get<Deployment>(resources.deployments, ns, name)) ?? undefined;
       if (existing && !isControlledBy(existing, pool)) {
         return degraded(pool, ctx, 'DeploymentConflict', `Deployment "${name}" exists and is not managed by this WorkerPool; delete it or rename the WorkerPool`);
       }
@@ -151,7 +150,21 @@ export function createWorkerPoolReconciler(o: WorkerPoolReconcilerOptions): Reco
         decision = await decide({ pool, queues, deployment: existing, ctx });
       }
 
-      const applied = await apply<Deployment>(ctx.kube, resources.deployments, workerDeployment({ pool, queues, replicas: decision.replicas }));
+      let applied: Deployment;
+      try {
+        applied = await apply<Deployment>(ctx.kube, resources.deployments, workerDeployment({ pool, queues, replicas: decision.replicas }));
+        const pdb = workerDisruptionBudget(pool);
+        if (pdb) await apply(ctx.kube, resources.podDisruptionBudgets, pdb);
+        else await deleteOwned(ctx, resources.podDisruptionBudgets, pool);
+      } catch (err) {
+        // Say it in status (e.g. RBAC forbids the write), then let the controller retry with backoff.
+        if (err instanceof KubeApiError) {
+          await degraded(pool, ctx, 'ApplyFailed', `could not apply the Deployment or PodDisruptionBudget: ${err.message}`).catch((e: unknown) =>
+            ctx.log.warn({ err: e }, 'could not write the ApplyFailed condition either'),
+          );
+        }
+        throw err;
+      }
       const previousReplicas = existing?.spec?.replicas;
       if (!existing) {
         ctx.events.record(pool, 'Normal', 'CreatedDeployment', `Created Deployment ${name} with ${decision.replicas} replicas`);
@@ -159,11 +172,6 @@ export function createWorkerPoolReconciler(o: WorkerPoolReconcilerOptions): Reco
         ctx.events.record(pool, 'Normal', 'ScaledDeployment', `Scaled Deployment ${name} from ${previousReplicas ?? 0} to ${decision.replicas} replicas (${decision.reason})`);
         ctx.log.info({ from: previousReplicas, to: decision.replicas, reason: decision.reason }, 'scaled');
       }
-      existing = applied;
-
-      const pdb = workerDisruptionBudget(pool);
-      if (pdb) await apply(ctx.kube, resources.podDisruptionBudgets, pdb);
-      else await deleteOwned(ctx, resources.podDisruptionBudgets, pool);
 
       await writeStatus(pool, applied, decision, ctx);
       o.metrics.desiredReplicas.set({ namespace: ns, workerpool: name }, decision.replicas);
