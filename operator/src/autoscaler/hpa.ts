@@ -416,27 +416,22 @@ function changeInPeriod(periodSeconds: number, events: readonly TimestampedScale
   return sum;
 }
 
-/** calculateScaleUpLimitWithScalingRules */
-export function scaleUpLimit(n: number, state: HpaState, rules: ResolvedScalingRules, now: number): number {
+/**
+ * The rate limit of one direction (calculateScaleUpLimitWithScalingRules and
+ * calculateScaleDownLimitWithBehaviors): per policy, the count at the start of its period plus
+ * (up) or minus (down) what it allows; `Max` picks the biggest change, `Min` the smallest.
+ */
+export function policyLimit(direction: 'up' | 'down', n: number, state: HpaState, rules: ResolvedScalingRules, now: number): number {
   if (rules.selectPolicy === 'Disabled') return n;
-  const pick = rules.selectPolicy === 'Min' ? Math.min : Math.max;
-  let result = rules.selectPolicy === 'Min' ? Number.MAX_SAFE_INTEGER : Number.MIN_SAFE_INTEGER;
+  const up = direction === 'up';
+  const biggestChange = rules.selectPolicy !== 'Min';
+  const pick = up === biggestChange ? Math.max : Math.min;
+  let result = up === biggestChange ? Number.MIN_SAFE_INTEGER : Number.MAX_SAFE_INTEGER;
   for (const p of rules.policies) {
     const start = n - changeInPeriod(p.periodSeconds, state.scaleUpEvents, now) + changeInPeriod(p.periodSeconds, state.scaleDownEvents, now);
-    const proposed = p.type === 'Pods' ? start + p.value : Math.ceil(start * (1 + p.value / 100));
-    result = pick(result, proposed);
-  }
-  return result;
-}
-
-/** calculateScaleDownLimitWithBehaviors */
-export function scaleDownLimit(n: number, state: HpaState, rules: ResolvedScalingRules, now: number): number {
-  if (rules.selectPolicy === 'Disabled') return n;
-  const pick = rules.selectPolicy === 'Min' ? Math.max : Math.min;
-  let result = rules.selectPolicy === 'Min' ? Number.MIN_SAFE_INTEGER : Number.MAX_SAFE_INTEGER;
-  for (const p of rules.policies) {
-    const start = n - changeInPeriod(p.periodSeconds, state.scaleUpEvents, now) + changeInPeriod(p.periodSeconds, state.scaleDownEvents, now);
-    const proposed = p.type === 'Pods' ? start - p.value : Math.trunc(start * (1 - p.value / 100));
+    const proposed = up
+      ? p.type === 'Pods' ? start + p.value : Math.ceil(start * (1 + p.value / 100))
+      : p.type === 'Pods' ? start - p.value : Math.trunc(start * (1 - p.value / 100));
     result = pick(result, proposed);
   }
   return result;
@@ -445,11 +440,11 @@ export function scaleDownLimit(n: number, state: HpaState, rules: ResolvedScalin
 /** convertDesiredReplicasWithBehaviorRate */
 function convertWithBehaviorRate(desired: number, n: number, spec: HpaSpec, behavior: ResolvedBehavior, state: HpaState, now: number): { replicas: number; reason: string } {
   if (desired > n) {
-    const limit = Math.max(scaleUpLimit(n, state, behavior.scaleUp, now), n);
+    const limit = Math.max(policyLimit('up', n, state, behavior.scaleUp, now), n);
     const [maxAllowed, reason] = spec.maxReplicas > limit ? [limit, 'ScaleUpLimit'] : [spec.maxReplicas, 'TooManyReplicas'];
     if (desired > maxAllowed) return { replicas: maxAllowed, reason };
   } else if (desired < n) {
-    const limit = Math.min(scaleDownLimit(n, state, behavior.scaleDown, now), n);
+    const limit = Math.min(policyLimit('down', n, state, behavior.scaleDown, now), n);
     const [minAllowed, reason] = spec.minReplicas < limit ? [limit, 'ScaleDownLimit'] : [spec.minReplicas, 'TooFewReplicas'];
     if (desired < minAllowed) return { replicas: minAllowed, reason };
   }
