@@ -119,3 +119,11 @@ export function configHelp(): string {
     .map((e) => `  ${e.flag ? `--${e.flag}` : '(env only)'}  [env ${e.env.join(', ')}${e.default !== undefined ? `; default ${String(e.default)}` : ''}]\n      ${e.doc}`)
     .join('\n');
 }
+
+/** The settings as a Markdown table (operator/README.md carries it; a unit test keeps them equal). */
+export function configMarkdown(): string {
+  const rows = (CONFIG_TABLE as readonly Entry[]).map(
+    (e) => `| \`${e.flag ? `--${e.flag}` : ''}\` | ${e.env.map((n) => `\`${n}\``).join(', ')} | ${e.default === undefined ? '' : `\`${String(e.default)}\``} | ${e.doc} |`,
+  );
+  return ['| flag | env | default | meaning |', '|---|---|---|---|', ...rows].join('\n');
+}

@@ -1,6 +1,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { CONFIG_TABLE, configHelp, loadConfig } from '../../../operator/src/config.js';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CONFIG_TABLE, configHelp, configMarkdown, loadConfig } from '../../../operator/src/config.js';
 import { ConfigError } from '../../../operator/src/errors.js';
 
 describe('operator loadConfig', () => {
@@ -49,5 +52,12 @@ describe('operator loadConfig', () => {
       assert.ok(help.includes(`--${e.flag}`), e.key);
       for (const env of e.env) assert.ok(help.includes(env), env);
     }
+  });
+});
+
+describe('operator/README.md', () => {
+  it('carries the configuration table generated from the config table', () => {
+    const readme = readFileSync(join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..', 'operator', 'README.md'), 'utf8');
+    assert.ok(readme.includes(configMarkdown()), 'operator/README.md is out of date: paste configMarkdown() into its Configuration section');
   });
 });
