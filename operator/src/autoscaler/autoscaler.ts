@@ -163,6 +163,7 @@ export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
     const now = ctx.now().getTime();
     const d = decide(entry.state, {
       specReplicas: committed,
+      readyReplicas: deployment?.status?.readyReplicas,
       work: {
         backlog: brokerValue?.value ?? null,
         reserved: wd ? wd.reserved! : null,

@@ -60,6 +60,11 @@ export interface WorkObservation {
 export interface DecideInput {
   /** N: the pool's current replica target. */
   readonly specReplicas: number;
+  /**
+   * Pods Ready now. While none of the N pods is ready yet (cold start), the backlog grows for
+   * want of started pods, not of pods: the count is held until one is ready.
+   */
+  readonly readyReplicas?: number | undefined;
   readonly work: WorkObservation;
 }
 
@@ -271,7 +276,8 @@ export function decide(prior: AutoscalerState | null, input: DecideInput, policy
   }
 
   const tolerance = { up: policy.behavior.scaleUp.tolerance, down: policy.behavior.scaleDown.tolerance };
-  const target = withinTolerance(desired / n, tolerance) ? n : clamp(desired);
+  const coldStart = input.readyReplicas === 0 && desired > n;
+  const target = coldStart || withinTolerance(desired / n, tolerance) ? n : clamp(desired);
   const windowMs = downWindowNow(base, policy, now);
   const behavior = windowMs === policy.behavior.scaleDown.stabilizationWindowSeconds * 1000
     ? policy.behavior

@@ -55,6 +55,8 @@ const ROWS: readonly (readonly [keyof RunMetrics, string, number])[] = [
   ['wastedSeconds', 'wasted compute (s)', 0],
   ['delayedByVisibility', 'redelivered after vis. timeout', 1],
   ['prematureZero', 'premature scale-to-zero', 1],
+  ['backlogDrainSeconds', 'backlog drain after burst (s)', 1],
+  ['secondsAtMinWithBacklog', 's at min with backlog', 0],
   ['coldStartWait', 'first task of burst wait (s)', 2],
   ['unfinished', 'unfinished at end', 1],
 ];

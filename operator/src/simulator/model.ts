@@ -113,6 +113,10 @@ export interface RunMetrics {
   wastedSeconds: number;
   delayedByVisibility: number;
   prematureZero: number;
+  /** Mean seconds from a burst's start until ready + reserved is back at its level before the burst; NaN without bursts. */
+  backlogDrainSeconds: number;
+  /** Seconds at the lowest replica count (max(min, 1) or below) while messages wait. */
+  secondsAtMinWithBacklog: number;
   /** Mean wait of the first task of each burst after 300 s of quiet, NaN if none. */
   coldStartWait: number;
   unfinished: number;
@@ -210,6 +214,10 @@ export class Simulation {
   private nextArrival = 0;
   private trace: { t: number[]; arrivals: number[]; backlog: number[]; pods: number[] } = { t: [], arrivals: [], backlog: [], pods: [] };
   private arrivalsSinceSample = 0;
+  private atMinWithBacklog = 0;
+  /** Burst being watched: start time and the backlog level before it; null when none. */
+  private burst: { start: number; baseline: number } | null = null;
+  private readonly drainTimes: number[] = [];
   private readonly chartStep: number;
 
   constructor(
@@ -278,6 +286,7 @@ export class Simulation {
     const outage = this.scenario.metricOutage;
     this.controller.start(this);
     this.q.push(0, Ev.Chart, 0, 0);
+    for (const b of this.tasks.burstStarts) this.q.push(b, Ev.Timer, -2, 0);
     if (outage) {
       this.q.push(outage[0], Ev.Timer, -1, 1);
       this.q.push(outage[1], Ev.Timer, -1, 0);
@@ -305,6 +314,7 @@ export class Simulation {
         case Ev.Redeliver: this.redeliver(ev.a, ev.b); break;
         case Ev.Timer:
           if (ev.a === -1) this.metricsDown = ev.b === 1;
+          else if (ev.a === -2) this.watchBurst();
           else this.controller.onTimer(this, ev.a);
           break;
         case Ev.Chart: this.sampleChart(); break;
@@ -321,9 +331,31 @@ export class Simulation {
       this.podSeconds += this.alivePods * dt;
       this.provisionedSlotSeconds += this.runningPods * this.params.concurrency * dt;
       this.busySlotSeconds += this.active * dt;
+      if (this.backlog > 0 && this.specReplicas <= Math.max(1, this.scenario.minReplicas)) this.atMinWithBacklog += dt;
       this.lastAccount = Math.min(t, end);
     }
     this.now = t;
+  }
+
+  /** Burst marks (ev.b 0: a burst starts; 1: check whether the backlog is back down). */
+  private watchBurst(): void {
+    const level = this.backlog + this.reservedCount;
+    const ev = this.q.popped;
+    if (ev.b === 0) {
+      const watching = this.burst !== null;
+      // A new burst ends the watch of the previous one (counted up to now); its check chain goes on.
+      if (this.burst) this.drainTimes.push(this.now - this.burst.start);
+      this.burst = { start: this.now, baseline: level };
+      if (!watching) this.q.push(this.now + 1, Ev.Timer, -2, 1);
+      return;
+    }
+    if (!this.burst) return;
+    if (level <= this.burst.baseline) {
+      this.drainTimes.push(this.now - this.burst.start);
+      this.burst = null;
+      return;
+    }
+    this.q.push(this.now + 1, Ev.Timer, -2, 1);
   }
 
   private sampleChart(): void {
@@ -670,6 +702,8 @@ export class Simulation {
       wastedSeconds: this.wasted,
       delayedByVisibility: this.delayedByVisibility,
       prematureZero: this.prematureZero,
+      backlogDrainSeconds: this.drainTimes.length > 0 ? this.drainTimes.reduce((a, b) => a + b, 0) / this.drainTimes.length : NaN,
+      secondsAtMinWithBacklog: this.atMinWithBacklog,
       coldStartWait: coldN > 0 ? coldSum / coldN : NaN,
       unfinished,
     };

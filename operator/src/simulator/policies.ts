@@ -157,6 +157,7 @@ export class CeleriacController implements Controller {
     const down = sim.metricsDown;
     const d = decide(this.state, {
       specReplicas: this.committed(sim),
+      readyReplicas: sim.readyReplicas,
       work: {
         backlog: down ? null : sim.backlog,
         reserved: sim.reservedCount,

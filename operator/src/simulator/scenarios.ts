@@ -161,6 +161,8 @@ export interface TaskSet {
   readonly eta: Float64Array;
   /** 1 when the task has a non-zero priority */
   readonly priority: Uint8Array;
+  /** Burst starts in seconds (burst pieces, and steps of a step profile that at least double the rate). */
+  readonly burstStarts: readonly number[];
 }
 
 function sampler(s: ServiceTime, rng: Rng): () => number {
@@ -207,22 +209,29 @@ export function generateTasks(sc: Scenario, seed: number): TaskSet {
   const rng = new Rng(seed, 1);
   const end = sc.durationSeconds;
   const times: number[] = [];
+  const burstStarts: number[] = [];
   for (const p of sc.arrivals) {
     switch (p.type) {
       case 'rate': {
         const linear = p.interpolate === 'linear';
         const max = Math.max(...p.points.map((x) => x[1]));
         thinned((t) => rateAt(p.points, t, linear), max, end, rng, times);
+        if (!linear) p.points.forEach((pt, i) => i > 0 && pt[1] >= 2 * p.points[i - 1]![1] && pt[1] > 0 && burstStarts.push(pt[0]));
         break;
       }
       case 'sine':
         thinned((t) => Math.max(0, p.base + p.amplitude * Math.sin((2 * Math.PI * t) / p.periodSeconds)), p.base + Math.abs(p.amplitude), end, rng, times);
         break;
       case 'bursts':
-        for (const at of p.atSeconds) for (let i = 0; i < p.count; i++) if (at < end) times.push(at + rng.next() * p.withinSeconds);
+        for (const at of p.atSeconds) {
+          if (at >= end) continue;
+          burstStarts.push(at);
+          for (let i = 0; i < p.count; i++) times.push(at + rng.next() * p.withinSeconds);
+        }
         break;
       case 'poissonBursts':
         for (let at = rng.exponential(p.meanGapSeconds); at < end; at += rng.exponential(p.meanGapSeconds)) {
+          burstStarts.push(at);
           for (let i = 0; i < p.count; i++) times.push(at + rng.next() * p.withinSeconds);
         }
         break;
@@ -243,5 +252,5 @@ export function generateTasks(sc: Scenario, seed: number): TaskSet {
     if (etaFraction > 0 && rng.next() < etaFraction) eta[i] = arrival[i]! + etaSeconds;
     if (prioFraction > 0 && rng.next() < prioFraction) priority[i] = 1;
   }
-  return { count: n, arrival, service, eta, priority };
+  return { count: n, arrival, service, eta, priority, burstStarts: burstStarts.sort((a, b) => a - b) };
 }

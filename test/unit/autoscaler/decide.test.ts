@@ -37,6 +37,13 @@ test('before enough completions: the plain work count, (A + B + R) / rho per slo
   assert.equal(d.desired, Math.ceil(24 / 0.8 / 4));
 });
 
+test('cold start: no scale-up while none of the pods is ready yet', () => {
+  const policy = resolvePolicy({ minReplicas: 1, maxReplicas: 50 }, 4);
+  const input = { specReplicas: 2, work: work({ backlog: 100 }) };
+  assert.equal(decide(null, { ...input, readyReplicas: 0 }, policy, 0).replicas, 2);
+  assert.ok(decide(null, { ...input, readyReplicas: 1 }, policy, 0).replicas > 2);
+});
+
 test('from zero: work above the activation threshold scales straight to the formula; at or below it stays at zero', () => {
   const policy = resolvePolicy({ minReplicas: 0, maxReplicas: 50, activationThreshold: 5 }, 4);
   assert.equal(decide(null, { specReplicas: 0, work: work({ backlog: 5 }) }, policy, 0).replicas, 0);
