@@ -173,7 +173,7 @@ describe('WorkerPool reconciler on a real API server', { skip }, () => {
       const p = await kube.get<Obj>(resources.workerPools, ns, 'scaled');
       assert.equal(p?.status?.selector, 'celeriac.io/worker-pool=scaled');
     });
-    const scale = await kube.get<Obj>({ ...resources.workerPools, plural: 'workerpools' }, ns, 'scaled/scale');
+    const scale = await kube.get<Obj>(resources.workerPools, ns, 'scaled', { subresource: 'scale' });
     assert.equal(scale?.spec.replicas, 2);
     assert.equal(scale?.status.selector, 'celeriac.io/worker-pool=scaled');
 

@@ -2,6 +2,7 @@
  * Finalizer add/remove (controllerutil.AddFinalizer/RemoveFinalizer) as merge patches carrying
  * the resourceVersion, so a concurrent change gives 409 and the list is re-read instead of clobbered.
  */
+import { isKubeStatus } from '../errors.js';
 import type { KubeObject } from '../types.js';
 import { retryOnConflict } from './apply.js';
 import type { KubeClient, ResourceType } from './kube-client.js';
@@ -10,39 +11,39 @@ export function hasFinalizer(obj: KubeObject, finalizer: string): boolean {
   return (obj.metadata.finalizers ?? []).includes(finalizer);
 }
 
-/** Adds `finalizer`; returns the updated object (or `obj` if it was there already). */
-export async function addFinalizer<T extends KubeObject>(kube: KubeClient, rt: ResourceType, obj: T, finalizer: string): Promise<T> {
-  if (hasFinalizer(obj, finalizer)) return obj;
+/** Patches the finalizer list computed by `edit`, re-reading and retrying on conflict. Returns the latest object, or null if it is gone. */
+async function editFinalizers<T extends KubeObject>(
+  kube: KubeClient,
+  rt: ResourceType,
+  obj: T,
+  done: (o: T) => boolean,
+  edit: (finalizers: string[]) => string[],
+): Promise<T | null> {
   let current: T | null = obj;
   return retryOnConflict(async () => {
-    if (!current) throw new Error('unreachable');
-    const finalizers = [...(current.metadata.finalizers ?? []), finalizer];
+    if (!current || done(current)) return current;
+    const { namespace, name, resourceVersion } = current.metadata;
     try {
-      return await kube.patch<T>(rt, current.metadata.namespace, current.metadata.name, {
-        metadata: { finalizers, resourceVersion: current.metadata.resourceVersion },
-      });
+      return await kube.patch<T>(rt, namespace, name, { metadata: { finalizers: edit(current.metadata.finalizers ?? []), resourceVersion } });
     } catch (err) {
-      current = await kube.get<T>(rt, current.metadata.namespace, current.metadata.name);
-      if (!current) throw err;
-      if (hasFinalizer(current, finalizer)) return current;
+      if (isKubeStatus(err, 409)) current = await kube.get<T>(rt, namespace, name);
       throw err;
     }
   });
 }
 
+/** Adds `finalizer`; returns the updated object (or `obj` if it was there already). */
+export async function addFinalizer<T extends KubeObject>(kube: KubeClient, rt: ResourceType, obj: T, finalizer: string): Promise<T> {
+  const updated = await editFinalizers(kube, rt, obj, (o) => hasFinalizer(o, finalizer), (f) => [...f, finalizer]);
+  if (!updated) throw new Error(`${rt.kind} ${obj.metadata.namespace}/${obj.metadata.name} disappeared while adding finalizer ${finalizer}`);
+  return updated;
+}
+
 /** Removes `finalizer`; resolves quietly if the object or the finalizer is already gone. */
 export async function removeFinalizer<T extends KubeObject>(kube: KubeClient, rt: ResourceType, obj: T, finalizer: string): Promise<void> {
-  let current: T | null = obj;
-  await retryOnConflict(async () => {
-    if (!current || !hasFinalizer(current, finalizer)) return;
-    const finalizers = (current.metadata.finalizers ?? []).filter((f) => f !== finalizer);
-    try {
-      await kube.patch(rt, current.metadata.namespace, current.metadata.name, {
-        metadata: { finalizers, resourceVersion: current.metadata.resourceVersion },
-      });
-    } catch (err) {
-      current = await kube.get<T>(rt, current.metadata.namespace, current.metadata.name);
-      if (current && hasFinalizer(current, finalizer)) throw err;
-    }
-  });
+  try {
+    await editFinalizers(kube, rt, obj, (o) => !hasFinalizer(o, finalizer), (f) => f.filter((x) => x !== finalizer));
+  } catch (err) {
+    if (!isKubeStatus(err, 404)) throw err;
+  }
 }

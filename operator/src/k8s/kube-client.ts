@@ -73,7 +73,8 @@ export interface WatchOptions {
 export type PatchType = 'merge' | 'json';
 
 export interface KubeClient {
-  get<T extends KubeObject>(rt: ResourceType, namespace: string | undefined, name: string): Promise<T | null>;
+  /** Reads an object (or its `status` / `scale` subresource); null when it does not exist. */
+  get<T extends KubeObject>(rt: ResourceType, namespace: string | undefined, name: string, opts?: { subresource?: 'status' | 'scale' }): Promise<T | null>;
   list<T extends KubeObject>(rt: ResourceType, opts?: { namespace?: string; labelSelector?: string }): Promise<ListResult<T>>;
   create<T extends KubeObject>(rt: ResourceType, obj: T): Promise<T>;
   replace<T extends KubeObject>(rt: ResourceType, obj: T): Promise<T>;
@@ -169,9 +170,9 @@ export function createKubeClient(kubeConfig: KubeConfig, opts: { userAgent?: str
   }
 
   return {
-    async get(rt, namespace, name) {
+    async get(rt, namespace, name, o = {}) {
       try {
-        return await call(`GET`, resourcePath(rt, namespace, name));
+        return await call('GET', resourcePath(rt, namespace, name, o.subresource));
       } catch (err) {
         if (err instanceof KubeApiError && err.statusCode === 404) return null;
         throw err;
