@@ -16,6 +16,8 @@ export interface WorkerMetrics {
   readonly busySlots: Gauge;
   readonly draining: Gauge;
   readonly deadLettered: Counter<'queue' | 'reason'>;
+  /** Runs `fn` before each scrape, to set gauges from live state. */
+  onCollect(fn: () => void): void;
 }
 
 export type Outcome = 'succeeded' | 'failed' | 'retried' | 'revoked' | 'rejected';
@@ -24,7 +26,12 @@ export function createWorkerMetrics(): WorkerMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const registers = [registry];
+  const collectors: (() => void)[] = [];
+  const collect = () => {
+    for (const fn of collectors) fn();
+  };
   return {
+    onCollect: (fn) => collectors.push(fn),
     registry,
     received: new Counter({ name: 'celeriac_tasks_received_total', help: 'Task messages received by this worker.', labelNames: ['queue', 'task'], registers }),
     completed: new Counter({ name: 'celeriac_tasks_completed_total', help: 'Tasks finished, by outcome.', labelNames: ['queue', 'task', 'outcome'], registers }),
@@ -42,7 +49,7 @@ export function createWorkerMetrics(): WorkerMetrics {
       buckets: [0.001, 0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800],
       registers,
     }),
-    inFlight: new Gauge({ name: 'celeriac_worker_tasks', help: 'Tasks held by this worker: active (running), reserved (prefetched), scheduled (ETA held).', labelNames: ['state'], registers }),
+    inFlight: new Gauge({ name: 'celeriac_worker_tasks', help: 'Tasks held by this worker: active (running), reserved (prefetched), scheduled (ETA held).', labelNames: ['state'], registers, collect }),
     slots: new Gauge({ name: 'celeriac_worker_slots', help: 'Tasks this worker can run at once.', registers }),
     busySlots: new Gauge({ name: 'celeriac_worker_busy_slots', help: 'Slots running a task now.', registers }),
     draining: new Gauge({ name: 'celeriac_worker_draining', help: '1 while the worker has stopped consuming (drain or shutdown).', registers }),

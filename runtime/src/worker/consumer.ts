@@ -24,6 +24,7 @@ interface Job {
   readonly d: Delivery;
   readonly req: TaskRequest;
   readonly task: Task;
+  /** A child logger bound to the task, made on first use (most tasks never log). */
   readonly log: Logger;
   /** When the task became runnable (receipt, or its ETA), for the wait metric. */
   dueAt: number;
@@ -31,6 +32,20 @@ interface Job {
 }
 
 const REVOKED_LIMIT = 50_000;
+
+function newJob(d: Delivery, req: TaskRequest, task: Task, parent: Logger): Job {
+  let log: Logger | null = null;
+  return {
+    d,
+    req,
+    task,
+    get log() {
+      return (log ??= parent.child({ taskId: req.id, taskName: req.displayName }));
+    },
+    dueAt: Date.now(),
+    ctl: null,
+  };
+}
 
 export interface ConsumerDeps {
   readonly app: App;
@@ -64,10 +79,17 @@ export class Consumer {
         j.dueAt = Date.now();
         this.reserved.push(j);
       }
-      this.updateGauges();
       this.pump();
     });
     deps.metrics.slots.set(deps.pool.size);
+    // In-flight gauges are read when Prometheus scrapes, not written on every task (hot path).
+    deps.metrics.onCollect(() => {
+      const m = deps.metrics;
+      m.inFlight.set({ state: 'active' }, this.active.size);
+      m.inFlight.set({ state: 'reserved' }, this.reserved.length);
+      m.inFlight.set({ state: 'scheduled' }, this.eta.size);
+      m.busySlots.set(this.active.size);
+    });
   }
 
   /** Starts consuming; resolves when consumption stops (drain or shutdown). */
@@ -95,7 +117,6 @@ export class Consumer {
     const back = [...this.reserved.splice(0), ...this.eta.drain()];
     await Promise.all(back.map((j) => j.d.reject({ requeue: true })));
     if (back.length > 0) this.deps.log.info({ count: back.length }, 'gave back prefetched and scheduled messages to the broker');
-    this.updateGauges();
   }
 
   /** Resolves when no task is running, or after `timeoutMs` (then returns the ids still running). */
@@ -124,7 +145,6 @@ export class Consumer {
         else j.log.warn('task interrupted by cold shutdown; its message was acknowledged at start (early ack) and is lost');
       }),
     );
-    this.updateGauges();
     for (const w of this.idleWaiters.splice(0)) w();
   }
 
@@ -164,13 +184,6 @@ export class Consumer {
     return j.task.options.acksLate ?? this.deps.config.acksLate;
   }
 
-  private updateGauges(): void {
-    const m = this.deps.metrics;
-    m.inFlight.set({ state: 'active' }, this.active.size);
-    m.inFlight.set({ state: 'reserved' }, this.reserved.length);
-    m.inFlight.set({ state: 'scheduled' }, this.eta.size);
-    m.busySlots.set(this.active.size);
-  }
 
   private async deadLetter(d: Delivery, reason: string, code: string): Promise<void> {
     this.deps.metrics.deadLettered.inc({ queue: d.info.queue, reason: code });
@@ -188,23 +201,22 @@ export class Consumer {
       return this.deadLetter(d, (err as Error).message, code);
     }
     const task = app.tasks.get(req.name);
-    const jobLog = log.child({ taskId: req.id, taskName: req.displayName });
     if (!task) {
+      const jobLog = log.child({ taskId: req.id, taskName: req.displayName });
       const err = new NotRegisteredError(req.name, [...app.tasks.keys()]);
       jobLog.error({ err, queue: d.info.queue }, `unregistered task stored as FAILURE and moved to ${d.info.queue}.dead`);
       await this.storeSafe(jobLog, req, buildMeta(req.id, States.FAILURE, { exc_type: 'NotRegistered', exc_message: [req.name], exc_module: 'celery.exceptions' }, { traceback: null }));
       return this.deadLetter(d, err.message, err.code);
     }
     metrics.received.inc({ queue: d.info.queue, task: req.name });
-    jobLog.debug({ queue: d.info.queue, eta: req.eta, retries: req.retries }, 'task received');
-    const job: Job = { d, req, task, log: jobLog, dueAt: Date.now(), ctl: null };
+    const job = newJob(d, req, task, log);
+    if (log.isLevelEnabled('debug')) job.log.debug({ queue: d.info.queue, eta: req.eta, retries: req.retries }, 'task received');
     if (await this.revokedOrExpired(job)) return;
     if (req.eta && req.eta.getTime() > Date.now()) {
       this.eta.push(req.eta.getTime(), job);
     } else {
       this.reserved.push(job);
     }
-    this.updateGauges();
     this.pump();
   }
 
@@ -248,7 +260,6 @@ export class Consumer {
       this.active.add(j);
       void this.execute(j).catch((err) => j.log.error({ err }, 'task bookkeeping failed (message kept unacknowledged until the connection drops)'));
     }
-    this.updateGauges();
   }
 
   private count(j: Job, outcome: Outcome): void {
@@ -276,7 +287,6 @@ export class Consumer {
     } finally {
       this.active.delete(j);
       this.processed++;
-      this.updateGauges();
       if (this.active.size === 0) for (const w of this.idleWaiters.splice(0)) w();
       this.pump();
     }
