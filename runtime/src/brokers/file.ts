@@ -19,7 +19,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
-import { mkdir, readFile, readdir, rename, unlink, writeFile, stat } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, unlink, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -292,15 +292,4 @@ export function createFileBroker(url = 'file://'): Broker {
 
     async close() {},
   };
-}
-
-/** True when `path` exists (used by tests and the CLI). */
-export async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    (err) => {
-      if (isMissing(err)) return false;
-      throw err;
-    },
-  );
 }
