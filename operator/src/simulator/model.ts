@@ -286,7 +286,8 @@ export class Simulation {
     const outage = this.scenario.metricOutage;
     this.controller.start(this);
     this.q.push(0, Ev.Chart, 0, 0);
-    for (const b of this.tasks.burstStarts) this.q.push(b, Ev.Timer, -2, 0);
+    // Just before the burst's first arrival, so the baseline is the level before it.
+    for (const b of this.tasks.burstStarts) this.q.push(Math.max(0, b - 1e-6), Ev.Timer, -2, 0);
     if (outage) {
       this.q.push(outage[0], Ev.Timer, -1, 1);
       this.q.push(outage[1], Ev.Timer, -1, 0);
