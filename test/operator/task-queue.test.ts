@@ -60,17 +60,20 @@ describe('TaskQueue broker checks on a real API server with real brokers', { ski
     return ready(await kube.get<Obj>(resources.taskQueues, ns, name));
   }
 
-  it('reports depth of a reachable broker, counting kombu priority sub-queues', async () => {
+  it('reports depth (kombu priority sub-queues included) and in-flight messages of a reachable broker', async () => {
     await kube.create(resources.secrets, secret(ns, 'good', { url: redis.url }));
     const client = new Redis(redis.url);
     await client.lpush('q-depth', 'a', 'b', 'c');
     await client.lpush('q-depth\x06\x163', 'd');
+    // kombu's unacked hash: [envelope, exchange, routing key]; one of ours, one of another queue.
+    await client.hset('unacked', 'tag-1', JSON.stringify([{}, '', 'q-depth']), 'tag-2', JSON.stringify([{}, '', 'elsewhere']));
     await client.quit();
     await kube.create(resources.taskQueues, taskQueue(ns, 'depth', { urlSecretRef: { name: 'good' } }));
     const tq = await eventually(async () => {
       const tq = await kube.get<Obj>(resources.taskQueues, ns, 'depth');
       assert.equal(ready(tq)?.status, 'True', JSON.stringify(tq?.status));
       assert.equal(tq?.status?.depth, 4);
+      assert.equal(tq?.status?.inFlight, 1);
       return tq!;
     });
     assert.equal(tq.status.brokerUrl, redis.url);

@@ -2,13 +2,14 @@
  * Checks a TaskQueue's broker the way a worker would reach it: resolves the URL and credentials
  * (Secrets included), connects (Redis: TCP + AUTH + PING with ioredis; AMQP: amqplib handshake),
  * and reads the queue's depth. Each failure is a BrokerCheckError whose reason and message say
- * what to fix. Kept small on purpose: the autoscaler's metric sources own detailed depth reading.
+ * what to fix. Depth reading on Redis is the autoscaler's metric source (one definition of depth).
  */
 import { Redis } from 'ioredis';
 import amqp from 'amqplib';
 import { BrokerCheckError } from '../errors.js';
 import { redactUrl } from '../../../runtime/src/errors.js';
 import { resources, type KubeClient } from '../k8s/kube-client.js';
+import { createRedisListSource } from '../metric-sources/redis-list.js';
 import type { Secret, TaskQueue, TaskQueueBroker } from '../types.js';
 
 export interface BrokerCheckResult {
@@ -100,6 +101,7 @@ function classify(err: unknown, url: URL, timeoutMs: number): BrokerCheckError {
 
 async function checkRedis(url: URL, tq: TaskQueue, timeoutMs: number): Promise<BrokerCheckResult> {
   const tls = url.protocol === 'rediss:' || tq.spec.broker.tls?.enabled === true;
+  const tlsOptions = tls ? { rejectUnauthorized: tq.spec.broker.tls?.insecureSkipVerify !== true, servername: tq.spec.broker.tls?.serverName } : undefined;
   const redis = new Redis(url.toString(), {
     lazyConnect: true,
     connectTimeout: timeoutMs,
@@ -107,9 +109,7 @@ async function checkRedis(url: URL, tq: TaskQueue, timeoutMs: number): Promise<B
     maxRetriesPerRequest: 0,
     enableOfflineQueue: false,
     retryStrategy: () => null,
-    ...(tls
-      ? { tls: { rejectUnauthorized: tq.spec.broker.tls?.insecureSkipVerify !== true, servername: tq.spec.broker.tls?.serverName } }
-      : {}),
+    ...(tlsOptions ? { tls: tlsOptions } : {}),
   });
   let lastError: unknown;
   // ioredis also reports errors as events; keep the last one for the message (connect() may
@@ -120,11 +120,15 @@ async function checkRedis(url: URL, tq: TaskQueue, timeoutMs: number): Promise<B
   try {
     await redis.connect();
     await redis.ping();
-    // kombu keeps priority messages in sub-lists "<queue>\x06\x16<n>" (steps 3, 6, 9 by default).
-    const name = tq.spec.queue.name;
-    const keys = [name, ...[3, 6, 9].map((p) => `${name}\x06\x16${p}`)];
-    const lengths = await Promise.all(keys.map((k) => redis.llen(k)));
-    return { url: redactUrl(url.toString()), depth: lengths.reduce((a, b) => a + b, 0) };
+    // Depth as kombu stores it (priority sub-lists) and in-flight (the `unacked` hash), read the
+    // way the autoscaler reads them.
+    const source = createRedisListSource({ url: url.toString(), queues: [tq.spec.queue.name], timeoutMs, tls: tlsOptions });
+    try {
+      const v = await source.read(AbortSignal.timeout(timeoutMs));
+      return { url: redactUrl(url.toString()), depth: v.detail?.ready ?? v.value, inFlight: v.detail?.unacked };
+    } finally {
+      await source.close();
+    }
   } catch (err) {
     throw classify(lastError && /closed/i.test(String((err as Error).message)) ? lastError : err, url, timeoutMs);
   } finally {
