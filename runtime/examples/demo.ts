@@ -13,7 +13,8 @@ const started = Date.now();
 const since = () => `${String(Date.now() - started).padStart(5)} ms`;
 const say = (line: string) => process.stdout.write(`${line}\n`);
 
-app.configure({ metricsPort: 0 });
+// Any free port for /metrics; the worker's own log lines (e.g. the failure) in readable form.
+app.configure({ metricsPort: 0, logFormat: 'pretty' });
 say(`celeriac demo: broker ${app.config.brokerUrl} (embedded, no server), queue "${app.config.defaultQueue}"`);
 const broker = await app.broker();
 const stale = await broker.purge(app.config.defaultQueue);

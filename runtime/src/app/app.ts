@@ -63,7 +63,8 @@ export function createApp(options: AppOptions = {}): App {
   if (brokerUrl !== undefined) configOptions.brokerUrl = brokerUrl;
   if (backendUrl !== undefined) configOptions.resultBackend = backendUrl;
   let config = loadConfig({ options: configOptions });
-  let log = logger ?? createLogger({ level: config.logLevel, name: config.name });
+  const makeLogger = (c: Config) => createLogger({ level: c.logLevel, name: c.name, pretty: c.logFormat === 'auto' ? undefined : c.logFormat === 'pretty' });
+  let log = logger ?? makeLogger(config);
   const origin = `gen${process.pid}@${hostname()}`;
   const tasks = new Map<string, Task>();
   let brokerP: Promise<Broker> | null = null;
@@ -176,7 +177,7 @@ export function createApp(options: AppOptions = {}): App {
     configure(flags) {
       if (brokerP || backendP) throw new CeleriacError('E_CONFIG_LATE', 'configure() must run before the app connects to its broker');
       config = loadConfig({ options: configOptions, flags });
-      if (!logger) log = createLogger({ level: config.logLevel, name: config.name });
+      if (!logger) log = makeLogger(config);
     },
     broker,
     backend,

@@ -30,6 +30,7 @@ export interface Config {
   readonly hostname: string;
   readonly metricsPort: number | null;
   readonly logLevel: LogLevel;
+  readonly logFormat: 'auto' | 'json' | 'pretty';
   readonly shutdownTimeoutMs: number;
 }
 
@@ -78,6 +79,7 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
   { key: 'hostname', env: ['CELERIAC_HOSTNAME'], flag: 'hostname', kind: { type: 'string' }, default: () => `celeriac@${hostname()}`, doc: 'Worker node name, name@host.' },
   { key: 'metricsPort', env: ['CELERIAC_METRICS_PORT'], flag: 'metrics-port', kind: { type: 'int', min: 0, max: 65_535, nullable: true }, default: 9540, doc: 'Port of /metrics, /healthz and /drain; 0 picks a free port; none disables.' },
   { key: 'logLevel', env: ['CELERIAC_LOG_LEVEL'], flag: 'loglevel', kind: { type: 'enum', values: LOG_LEVELS }, default: 'info', doc: 'Log level.' },
+  { key: 'logFormat', env: ['CELERIAC_LOG_FORMAT'], kind: { type: 'enum', values: ['auto', 'json', 'pretty'] }, default: 'auto', doc: 'Log lines: json, pretty, or auto (pretty in a terminal, JSON otherwise).' },
   { key: 'shutdownTimeoutMs', env: ['CELERIAC_SHUTDOWN_TIMEOUT_MS'], kind: { type: 'int', min: 0 }, default: 30_000, doc: 'Warm shutdown: how long running tasks may finish before they are given back.' },
 ];
 

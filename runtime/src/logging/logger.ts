@@ -23,7 +23,7 @@ export function createLogger(opts: LoggerOptions): Logger {
     redact: { paths: ['password', '*.password', 'brokerUrl', '*.brokerUrl', 'url', '*.url'], censor: redactValue },
   };
   const usePretty = opts.pretty ?? (!opts.destination && process.stdout.isTTY === true);
-  if (usePretty) return pino(base, pretty({ colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }));
+  if (usePretty) return pino(base, pretty({ colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }));
   return opts.destination ? pino(base, opts.destination as pino.DestinationStream) : pino(base);
 }
 
