@@ -96,3 +96,12 @@ describe('config', () => {
     }
   });
 });
+
+describe('README', () => {
+  it('shows the configuration table exactly as the config table makes it', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { configTable } = await import('../../../runtime/src/app/config.js');
+    const readme = readFileSync(new URL('../../../../README.md', import.meta.url), 'utf8');
+    assert.ok(readme.includes(configTable()), 'README.md is out of date: paste configTable() output into "Configuration"');
+  });
+});
