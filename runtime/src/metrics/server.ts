@@ -1,5 +1,6 @@
 /**
- * The worker's HTTP endpoint: /metrics (Prometheus), /healthz, and /drain (GET, for a Kubernetes
+ * The worker's HTTP endpoint: /metrics (Prometheus), /healthz (alive), /readyz (consuming: 503 once
+ * draining, so a pod being scaled down leaves its Service), and /drain (GET, for a Kubernetes
  * preStop hook: stop consuming and give back prefetched messages; running tasks finish).
  */
 import { createServer, type Server } from 'node:http';
@@ -8,8 +9,10 @@ import type { Registry } from 'prom-client';
 
 export interface MetricsServerHooks {
   readonly registry: Registry;
-  /** Health: false answers 503. */
+  /** Liveness: false answers 503. */
   healthy(): boolean;
+  /** Readiness (consuming): false answers 503. Default: as healthy(). */
+  ready?(): boolean;
   /** Starts a drain; resolves once the worker has stopped consuming. */
   drain(): Promise<void>;
 }
@@ -32,15 +35,18 @@ export async function startMetricsServer(port: number, hooks: MetricsServerHooks
         (text) => send(200, text, hooks.registry.contentType),
         (err: Error) => send(500, `metrics failed: ${err.message}\n`),
       );
-    } else if (path === '/healthz' || path === '/readyz') {
+    } else if (path === '/healthz') {
       send(hooks.healthy() ? 200 : 503, hooks.healthy() ? 'ok\n' : 'unhealthy\n');
+    } else if (path === '/readyz') {
+      const ready = hooks.ready ? hooks.ready() : hooks.healthy();
+      send(ready ? 200 : 503, ready ? 'ready\n' : 'not ready: draining or stopping\n');
     } else if (path === '/drain') {
       hooks.drain().then(
         () => send(200, 'draining: consumption stopped, running tasks finish\n'),
         (err: Error) => send(500, `drain failed: ${err.message}\n`),
       );
     } else {
-      send(404, 'not found: try /metrics, /healthz or /drain\n');
+      send(404, 'not found: try /metrics, /healthz, /readyz or /drain\n');
     }
   });
   await new Promise<void>((resolve, reject) => {

@@ -54,6 +54,7 @@ export function createWorker(app: App, opts: { pool?: Pool } = {}): Worker {
         server = await startMetricsServer(config.metricsPort, {
           registry: metrics.registry,
           healthy: () => stopped === null,
+          ready: () => stopped === null && draining === null,
           drain: () => worker.drain(),
         });
       }

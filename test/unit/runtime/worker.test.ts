@@ -189,3 +189,29 @@ describe('worker (memory broker)', () => {
     assert.match(text, /celeriac_worker_slots 4/);
   });
 });
+
+describe('worker HTTP endpoint', () => {
+  it('serves /metrics, /healthz, /readyz and /drain, and is not ready once draining', async () => {
+    const a = createTestApp();
+    a.configure({ metricsPort: 0 });
+    a.task('h.add', (x: number, y: number) => x + y);
+    const w = await startTestWorker(a);
+    const base = w.metricsUrl!.replace('/metrics', '');
+    const get = async (p: string) => {
+      const r = await fetch(base + p);
+      return { status: r.status, text: await r.text() };
+    };
+    assert.equal((await get('/healthz')).status, 200);
+    assert.equal((await get('/readyz')).status, 200);
+    assert.match((await get('/metrics')).text, /celeriac_worker_slots/);
+    assert.equal((await get('/nope')).status, 404);
+    assert.equal((await get('/drain')).status, 200);
+    assert.equal((await get('/readyz')).status, 503);
+    assert.equal((await get('/healthz')).status, 200, 'a draining worker is alive');
+    assert.match((await get('/metrics')).text, /celeriac_worker_draining 1/);
+    const r = await a.sendTask('h.add', [1, 2]);
+    await new Promise((res) => setTimeout(res, 100));
+    assert.equal(await r.state(), 'PENDING', 'a drained worker takes no new task');
+    await w.stop();
+  });
+});
