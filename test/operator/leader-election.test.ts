@@ -8,7 +8,8 @@ import { createInterface } from 'node:readline';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { resources, type KubeClient } from '../../operator/src/k8s/kube-client.js';
-import type { KubeObject, Lease } from '../../operator/src/types.js';
+import type { Lease } from '../../operator/src/types.js';
+import { taskQueueFixture, workerPoolFixture } from '../support/operator-fixtures.js';
 import { envtestSkipReason, startControlPlane, type ControlPlane } from '../support/envtest.js';
 import { eventually } from '../support/eventually.js';
 
@@ -78,12 +79,7 @@ describe('leader election between celeriac-operator processes', { skip }, () => 
   }
 
   async function poolGetsDeployment(name: string): Promise<void> {
-    await kube.create(resources.workerPools, {
-      apiVersion: 'celeriac.io/v1alpha1',
-      kind: 'WorkerPool',
-      metadata: { name, namespace: ns },
-      spec: { queues: ['default'], template: { image: 'example.com/w:1', tasksModule: '/app/t.js' } },
-    } as KubeObject);
+    await kube.create(resources.workerPools, workerPoolFixture(ns, name));
     await eventually(async () => assert.ok(await kube.get(resources.deployments, ns, name), `no Deployment for ${name}`), { timeoutMs: 60_000 });
   }
 
@@ -96,12 +92,7 @@ describe('leader election between celeriac-operator processes', { skip }, () => 
     kube = cp.kube;
     leaseNs = await cp.createNamespace('lease');
     ns = await cp.createNamespace('pools');
-    await kube.create(resources.taskQueues, {
-      apiVersion: 'celeriac.io/v1alpha1',
-      kind: 'TaskQueue',
-      metadata: { name: 'default', namespace: ns },
-      spec: { broker: { type: 'redis', url: 'redis://127.0.0.1:1/0' }, queue: { name: 'celery' }, checkIntervalSeconds: 600 },
-    } as KubeObject);
+    await kube.create(resources.taskQueues, taskQueueFixture(ns, 'default'));
   });
 
   after(async () => {

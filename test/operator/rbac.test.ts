@@ -4,11 +4,10 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { resources, type KubeClient } from '../../operator/src/k8s/kube-client.js';
 import type { Operator } from '../../operator/src/operator.js';
-import type { Condition, KubeObject } from '../../operator/src/types.js';
+import { conditionOf, taskQueueFixture, workerPoolFixture, type Obj } from '../support/operator-fixtures.js';
 import { envtestSkipReason, startControlPlane, startTestOperator, type ControlPlane } from '../support/envtest.js';
 import { eventually } from '../support/eventually.js';
 
-type Obj = KubeObject & { spec?: any; status?: any; rules?: unknown };
 const skip = envtestSkipReason();
 
 /** The operator's needs (as in the brief), with `deploymentVerbs` for apps/deployments. */
@@ -63,21 +62,10 @@ describe('operator with limited RBAC', { skip }, () => {
 
   it('reports a forbidden Deployment write in status, and converges once the verbs are granted', async () => {
     const ns = await cp.createNamespace('rbac');
-    await kube.create(resources.taskQueues, {
-      apiVersion: 'celeriac.io/v1alpha1',
-      kind: 'TaskQueue',
-      metadata: { name: 'default', namespace: ns },
-      spec: { broker: { type: 'redis', url: 'redis://127.0.0.1:1/0' }, queue: { name: 'celery' }, checkIntervalSeconds: 600 },
-    } as Obj);
-    await kube.create(resources.workerPools, {
-      apiVersion: 'celeriac.io/v1alpha1',
-      kind: 'WorkerPool',
-      metadata: { name: 'limited', namespace: ns },
-      spec: { queues: ['default'], template: { image: 'i:1', tasksModule: '/t.js' } },
-    } as Obj);
+    await kube.create(resources.taskQueues, taskQueueFixture(ns, 'default'));
+    await kube.create(resources.workerPools, workerPoolFixture(ns, 'limited'));
     const ready = await eventually(async () => {
-      const p = await kube.get<Obj>(resources.workerPools, ns, 'limited');
-      const c = (p?.status?.conditions as Condition[] | undefined)?.find((x) => x.type === 'Ready');
+      const c = conditionOf(await kube.get<Obj>(resources.workerPools, ns, 'limited'), 'Ready');
       assert.equal(c?.reason, 'ApplyFailed');
       return c!;
     });

@@ -6,12 +6,12 @@ import amqp from 'amqplib';
 import { Redis } from 'ioredis';
 import { resources, type KubeClient } from '../../operator/src/k8s/kube-client.js';
 import type { Operator } from '../../operator/src/operator.js';
-import type { Condition, KubeObject } from '../../operator/src/types.js';
+import type { Condition } from '../../operator/src/types.js';
+import { conditionOf, taskQueueFixture, type Obj } from '../support/operator-fixtures.js';
 import { envtestSkipReason, startTestOperator, freePort, startControlPlane, type ControlPlane } from '../support/envtest.js';
 import { eventually } from '../support/eventually.js';
 import { useRabbit, useRedis, type TestServer } from '../support/servers.js';
 
-type Obj = KubeObject & { spec?: any; status?: any; [k: string]: any };
 
 const skipK8s = envtestSkipReason();
 // A private redis-server (this file changes its requirepass) and rabbitmq-server.
@@ -19,21 +19,15 @@ const redisUse = skipK8s ? null : await useRedis({ managed: true });
 const rabbitUse = skipK8s ? null : await useRabbit({ managed: true });
 const skip = skipK8s || redisUse?.skip || false;
 
-function ready(obj: Obj | null): Condition | undefined {
-  return (obj?.status?.conditions as Condition[] | undefined)?.find((c) => c.type === 'Ready');
-}
+const ready = (obj: Obj | null): Condition | undefined => conditionOf(obj, 'Ready');
 
 function secret(ns: string, name: string, data: Record<string, string>): Obj {
   return { apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: ns }, stringData: data };
 }
 
+/** Checked every second, queue "q-<name>", Redis unless the broker says otherwise. */
 function taskQueue(ns: string, name: string, broker: Record<string, unknown>): Obj {
-  return {
-    apiVersion: 'celeriac.io/v1alpha1',
-    kind: 'TaskQueue',
-    metadata: { name, namespace: ns },
-    spec: { broker: { type: 'redis', ...broker }, queue: { name: `q-${name}` }, checkIntervalSeconds: 1 },
-  };
+  return taskQueueFixture(ns, name, { queue: `q-${name}`, broker: { type: 'redis', ...broker }, checkIntervalSeconds: 1 });
 }
 
 describe('TaskQueue broker checks on a real API server with real brokers', { skip }, () => {

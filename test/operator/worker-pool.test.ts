@@ -10,11 +10,11 @@ import { resources, type KubeClient } from '../../operator/src/k8s/kube-client.j
 import type { Operator } from '../../operator/src/operator.js';
 import { fixedReplicas, type DecideReplicas } from '../../operator/src/reconcilers/worker-pool.js';
 import { KubeApiError } from '../../operator/src/errors.js';
-import type { Condition, KubeObject, WorkerPool } from '../../operator/src/types.js';
+import type { WorkerPool } from '../../operator/src/types.js';
+import { conditionOf, taskQueueFixture, workerPoolFixture, type Obj } from '../support/operator-fixtures.js';
 import { CRD_DIR, envtestSkipReason, startControlPlane, startTestOperator, type ControlPlane } from '../support/envtest.js';
 import { eventually } from '../support/eventually.js';
 
-type Obj = KubeObject & { spec?: any; status?: any; [k: string]: any };
 
 const skip = envtestSkipReason();
 
@@ -31,32 +31,9 @@ const testDecide: DecideReplicas = async (input) => {
   };
 };
 
-function taskQueue(ns: string, name: string, queue = name): Obj {
-  return {
-    apiVersion: 'celeriac.io/v1alpha1',
-    kind: 'TaskQueue',
-    metadata: { name, namespace: ns },
-    spec: { broker: { type: 'redis', urlSecretRef: { name: 'broker' } }, queue: { name: queue }, checkIntervalSeconds: 600 },
-  };
-}
-
-function workerPool(ns: string, name: string, spec: Record<string, unknown> = {}): Obj {
-  return {
-    apiVersion: 'celeriac.io/v1alpha1',
-    kind: 'WorkerPool',
-    metadata: { name, namespace: ns },
-    spec: {
-      queues: ['default'],
-      template: { image: 'example.com/shop:1', tasksModule: '/app/tasks.js' },
-      replicas: 2,
-      ...spec,
-    },
-  };
-}
-
-function condition(obj: Obj | null, type: string): Condition | undefined {
-  return (obj?.status?.conditions as Condition[] | undefined)?.find((c) => c.type === type);
-}
+const taskQueue = (ns: string, name: string, queue = name): Obj => taskQueueFixture(ns, name, { queue });
+const workerPool = (ns: string, name: string, spec: Record<string, unknown> = {}): Obj => workerPoolFixture(ns, name, { replicas: 2, ...spec });
+const condition = conditionOf;
 
 describe('WorkerPool reconciler on a real API server', { skip }, () => {
   let cp: ControlPlane;

@@ -22,8 +22,11 @@ export GOFLAGS=-mod=mod GOTOOLCHAIN=${GOTOOLCHAIN:-auto}
 
 # A binary from an earlier, wrong build (e.g. an unpinned etcd) is rebuilt: the version it
 # reports must contain the pinned one.
+# (Output captured first: `| grep -q` under pipefail fails at random when grep exits before the
+# binary finished writing and the binary dies of SIGPIPE.)
 has_version() { # binary, version
-  [ -x "$1" ] && "$1" --version 2>/dev/null | grep -q -- "$2"
+  local out
+  [ -x "$1" ] && out=$("$1" --version 2>/dev/null) && [[ $out == *"$2"* ]]
 }
 
 if ! has_version "$bin/kube-apiserver" "v$K8S_VERSION"; then
