@@ -270,6 +270,31 @@ describe('WorkerPool reconciler on a real API server', { skip }, () => {
     assert.equal(await kube.get(resources.deployments, ns, 'mixed'), null);
   });
 
+  it('shows replicas, desired and the Ready reason in kubectl get (printer columns)', async () => {
+    const ns = await setup('columns');
+    await kube.create(resources.workerPools, workerPool(ns, 'cols', { autoscaling: { minReplicas: 2, maxReplicas: 4 } }));
+    await eventually(async () => {
+      const p = await kube.get<Obj>(resources.workerPools, ns, 'cols');
+      assert.equal(p?.status?.desiredReplicas, 4);
+    });
+    const table = async (plural: string) => {
+      const r = await cp.getRaw(`/apis/celeriac.io/v1alpha1/namespaces/${ns}/${plural}`, { Accept: 'application/json;as=Table;g=meta.k8s.io;v=v1' });
+      assert.equal(r.status, 200, r.body);
+      const t = JSON.parse(r.body) as { columnDefinitions: { name: string }[]; rows: { cells: unknown[] }[] };
+      const names = t.columnDefinitions.map((c) => c.name);
+      return t.rows.map((row) => Object.fromEntries(names.map((n, i) => [n, row.cells[i]])));
+    };
+    const [pool] = await table('workerpools');
+    assert.deepEqual(
+      { Queues: pool?.Queues, Min: pool?.Min, Max: pool?.Max, Desired: pool?.Desired, Replicas: pool?.Replicas, Ready: pool?.Ready, Active: pool?.Active, Status: pool?.Status },
+      { Queues: '["default"]', Min: 2, Max: 4, Desired: 4, Replicas: 0, Ready: 0, Active: 'True', Status: 'WaitingForReplicas' },
+    );
+    const [queue] = await table('taskqueues');
+    assert.equal(queue?.Broker, 'redis');
+    assert.equal(queue?.Queue, 'celery');
+    assert.ok('Ready' in queue! && 'Depth' in queue! && 'Reason' in queue!);
+  });
+
   it('refuses a Deployment it does not own', async () => {
     const ns = await setup('conflict');
     await kube.create(resources.deployments, {

@@ -62,6 +62,8 @@ export interface ControlPlane {
   createNamespace(prefix: string): Promise<string>;
   /** Applies every YAML document of the files (server-side apply, field manager envtest; kinds found by discovery). */
   applyFiles(files: readonly string[]): Promise<void>;
+  /** A raw GET as the admin (e.g. the Table a `kubectl get` shows: Accept `application/json;as=Table;g=meta.k8s.io;v=v1`). */
+  getRaw(path: string, headers?: Record<string, string>): Promise<{ status: number; body: string }>;
   /** The REST resource of a kind, by API discovery. */
   resourceFor(apiVersion: string, kind: string): Promise<ResourceType>;
   stop(): Promise<void>;
@@ -143,10 +145,10 @@ async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs:
   throw new Error(`${what}: not ready after ${timeoutMs} ms (${String(lastErr ?? 'no error')})\n${logFile ? tail(logFile) : ''}`);
 }
 
-function httpGet(url: string, o: { ca?: string; token?: string } = {}): Promise<{ status: number; body: string }> {
+function httpGet(url: string, o: { ca?: string; token?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const lib = url.startsWith('https:') ? https : http;
-    const req = lib.get(url, { ca: o.ca, headers: o.token ? { Authorization: `Bearer ${o.token}` } : {}, rejectUnauthorized: o.ca !== undefined }, (res) => {
+    const req = lib.get(url, { ca: o.ca, headers: { ...(o.headers ?? {}), ...(o.token ? { Authorization: `Bearer ${o.token}` } : {}) }, rejectUnauthorized: o.ca !== undefined }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (body += c));
@@ -301,6 +303,7 @@ export async function startControlPlane(o: StartOptions = {}): Promise<ControlPl
       dir,
       applyFiles,
       resourceFor,
+      getRaw: (path, headers) => httpGet(`${server}${path}`, { ca: caPem, token: adminToken, headers }),
       kubeconfigFor(user) {
         const token = tokens.get(user);
         if (!token) throw new Error(`kubeconfigFor: unknown user "${user}" (known: ${[...tokens.keys()].join(', ')})`);
