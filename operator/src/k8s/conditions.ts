@@ -6,6 +6,24 @@ import type { Condition } from '../types.js';
 
 export type ConditionInput = Omit<Condition, 'lastTransitionTime'> & { lastTransitionTime?: string };
 
+const REASON = /^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$/;
+
+/**
+ * A valid metav1.Condition reason (CamelCase, as the CRD's pattern demands): "queue depth above
+ * target" becomes "QueueDepthAboveTarget", so a free-form reason can never make the status write fail.
+ */
+export function conditionReason(reason: string): string {
+  if (REASON.test(reason) && reason.length <= 1024) return reason;
+  const camel = reason
+    .split(/[^A-Za-z0-9]+/)
+    .filter(Boolean)
+    .map((w) => w[0]!.toUpperCase() + w.slice(1))
+    .join('')
+    .replace(/^[^A-Za-z]+/, '')
+    .slice(0, 1024);
+  return camel || 'Unknown';
+}
+
 /** Returns a new list with `c` set (conditions are kept in their original order; new ones appended). */
 export function setCondition(conditions: readonly Condition[] | undefined, c: ConditionInput, now: Date): Condition[] {
   const list = [...(conditions ?? [])];
@@ -14,7 +32,7 @@ export function setCondition(conditions: readonly Condition[] | undefined, c: Co
   const next: Condition = {
     type: c.type,
     status: c.status,
-    reason: c.reason,
+    reason: conditionReason(c.reason),
     message: c.message,
     lastTransitionTime:
       existing && existing.status === c.status ? existing.lastTransitionTime : (c.lastTransitionTime ?? rfc3339(now)),

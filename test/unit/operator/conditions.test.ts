@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { findCondition, rfc3339, setCondition } from '../../../operator/src/k8s/conditions.js';
+import { conditionReason, findCondition, rfc3339, setCondition } from '../../../operator/src/k8s/conditions.js';
 
 const t1 = new Date('2026-01-01T00:00:00.123Z');
 const t2 = new Date('2026-01-01T00:05:00Z');
@@ -33,5 +33,17 @@ describe('setCondition (metav1.Condition semantics)', () => {
     assert.deepEqual(a, copy);
     assert.deepEqual(b.map((c) => c.type), ['Ready', 'Degraded']);
     assert.equal(findCondition(b, 'Degraded')?.reason, 'D');
+  });
+});
+
+describe('conditionReason', () => {
+  it('keeps CamelCase reasons and turns free text into one', () => {
+    assert.equal(conditionReason('ReplicasReady'), 'ReplicasReady');
+    assert.equal(conditionReason('backlog above target'), 'BacklogAboveTarget');
+    assert.equal(conditionReason('queue-depth'), 'QueueDepth');
+    assert.equal(conditionReason('2 pods: ready'), 'PodsReady');
+    assert.equal(conditionReason('---'), 'Unknown');
+    const list = setCondition(undefined, { type: 'ScalingActive', status: 'True', reason: 'All metrics below target', message: '' }, t1);
+    assert.equal(list[0]?.reason, 'AllMetricsBelowTarget');
   });
 });
