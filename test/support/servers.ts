@@ -14,7 +14,7 @@
  * reason, or throws when CELERIAC_REQUIRE_SERVICES=1 (CI).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, openSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { mkdtemp, mkdir, readFile, rm, writeFile, chmod } from 'node:fs/promises';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -31,6 +31,8 @@ export interface TestServer {
   readonly managementUrl: string | null;
   /** False for servers given by URL in the environment. */
   readonly managed: boolean;
+  /** Process id of the running server (for CPU and memory figures), when managed and up. */
+  pid(): number | undefined;
   /** Graceful stop (data flushed), then start again on the same port with the same data. */
   restart(opts?: { downMs?: number }): Promise<void>;
   /** Stops gracefully; the server can be started again with start(). */
@@ -166,6 +168,7 @@ export async function startRedis(opts: RedisOptions = {}): Promise<TestServer> {
   return {
     kind: 'redis', url: `redis://127.0.0.1:${port}/0`, port, managementUrl: null, managed: true,
     start, stopProcess,
+    pid: () => child?.pid,
     async restart(o = {}) {
       await stopProcess();
       if (o.downMs) await new Promise((r) => setTimeout(r, o.downMs));
@@ -240,6 +243,12 @@ export async function startRabbit(opts: RabbitOptions = {}): Promise<TestServer>
     kind: 'amqp', url: `amqp://guest:guest@127.0.0.1:${port}`, port, managed: true,
     managementUrl: opts.management ? `http://guest:guest@127.0.0.1:${mgmtPort}` : null,
     start, stopProcess,
+    // The Erlang VM is a child of the start script; RabbitMQ writes its pid here.
+    pid: () => {
+      if (!child) return undefined;
+      const text = existsSync(join(dir, 'rabbitmq.pid')) ? readFileSync(join(dir, 'rabbitmq.pid'), 'utf8').trim() : '';
+      return Number(text) || undefined;
+    },
     async restart(o = {}) {
       await stopProcess();
       if (o.downMs) await new Promise((r) => setTimeout(r, o.downMs));
@@ -258,6 +267,7 @@ function external(kind: 'redis' | 'amqp', url: string): TestServer {
   };
   return {
     kind, url, port: Number(new URL(url).port) || (kind === 'redis' ? 6379 : 5672), managementUrl: null, managed: false,
+    pid: () => undefined,
     restart: unsupported, stopProcess: unsupported, start: unsupported,
     async stop() {},
   };

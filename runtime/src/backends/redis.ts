@@ -45,6 +45,27 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
     return ready;
   }
 
+  /** Sets of one event-loop turn, written in one round trip (a worker stores many results at once). */
+  let pendingSets: { key: string; value: string; ttlMs: number | undefined }[] = [];
+  let flushing: Promise<void> | null = null;
+  function flushSets(): Promise<void> {
+    return new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
+      const batch = pendingSets;
+      pendingSets = [];
+      flushing = null;
+      // SET then PUBLISH of each key, in order, as Celery's MULTI does; one write for the batch.
+      const p = client.multi();
+      for (const { key, value, ttlMs } of batch) {
+        if (ttlMs) p.set(key, value, 'PX', ttlMs);
+        else p.set(key, value);
+        p.publish(key, value);
+      }
+      const res = await p.exec();
+      const failed = res?.find(([err]) => err);
+      if (failed) throw failed[0];
+    });
+  }
+
   async function run<T>(what: string, op: () => Promise<T>): Promise<T> {
     await connected();
     try {
@@ -75,13 +96,13 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
     },
     mget: (keys) => (keys.length === 0 ? Promise.resolve([]) : run('MGET', () => client.mget(...keys))),
     async set(key, value, o) {
-      await run(`SET ${key}`, async () => {
-        const m = client.multi();
-        if (o?.ttlMs) m.set(key, value, 'PX', o.ttlMs);
-        else m.set(key, value);
-        m.publish(key, value);
-        await m.exec();
-      });
+      await connected();
+      pendingSets.push({ key, value, ttlMs: o?.ttlMs });
+      try {
+        await (flushing ??= flushSets());
+      } catch (err) {
+        throw wrap(`SET ${key}`, err);
+      }
     },
     incr: (key, o) =>
       run(`INCR ${key}`, async () => {

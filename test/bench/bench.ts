@@ -1,0 +1,452 @@
+/**
+ * `npm run bench [-- --broker redis|amqp|file --tasks N --concurrency N --results on|off]`
+ *
+ * A no-op task (adds two numbers) through ONE worker process, on servers the bench starts itself
+ * (test/support/servers.ts). For each system it reports:
+ *   enqueue/s   N tasks published with no worker running (500 publishes in flight)
+ *   drain/s     the worker emptying that queue (first to last completion)
+ *   e2e/s       producer and worker together: first enqueue to last completion
+ *   p50/p99 ms  round trip of 1,000 sequential calls (send, then wait for the result)
+ *   RSS MB      the worker's peak resident memory (VmHWM)
+ *   CPU us/task CPU of worker + producer + server during the e2e phase, per task
+ * Rows: celeriac; on Redis BullMQ (concurrency 50, addBulk) and Python Celery (solo pool, when the
+ * interop virtualenv exists: CELERIAC_PYTHON or the pinned cache path); on AMQP a raw amqplib
+ * publish + consume with the same durability, confirms, manual acks and prefetch 1000.
+ */
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { amqplib } from '../../runtime/src/brokers/amqp-codec.js';
+import { createApp, type AsyncResult } from '../../runtime/src/index.js';
+import { freePort, startRabbit, startRedis, uniqueName, type TestServer } from '../support/servers.js';
+
+const root = fileURLToPath(new URL('../../../', import.meta.url));
+const { values: flags } = parseArgs({
+  options: {
+    broker: { type: 'string', default: 'redis' },
+    tasks: { type: 'string', default: '10000' },
+    concurrency: { type: 'string', default: '50' },
+    results: { type: 'string', default: 'on' },
+    latency: { type: 'string', default: '1000' },
+  },
+});
+const brokerKind = flags.broker as 'redis' | 'amqp' | 'file';
+const N = Number(flags.tasks);
+const C = Number(flags.concurrency);
+const RESULTS = flags.results === 'on';
+const LAT_N = Number(flags.latency);
+if (!['redis', 'amqp', 'file'].includes(brokerKind) || !(N > 0) || !(C > 0) || !['on', 'off'].includes(flags.results!)) {
+  console.error('usage: bench [--broker redis|amqp|file] [--tasks N] [--concurrency N] [--results on|off] [--latency N]');
+  process.exit(2);
+}
+
+interface Row {
+  name: string;
+  enqueue?: number;
+  drain?: number;
+  e2e?: number;
+  p50?: number;
+  p99?: number;
+  rssMb?: number;
+  cpuUs?: number;
+  note?: string;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const TICK_MS = 1000 / 100; // /proc clock ticks (USER_HZ = 100 on Linux)
+
+/** CPU ms used so far by a process (user + system), from /proc. */
+function cpuMs(pid: number | undefined): number {
+  if (!pid) return 0;
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * TICK_MS;
+  } catch {
+    return 0;
+  }
+}
+function peakRssMb(pid: number | undefined): number | undefined {
+  if (!pid) return undefined;
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+const selfCpuMs = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
+
+/** CPU per task over the e2e phase; the split (worker/producer/server) goes into the note. */
+function cpuSplit(row: Row, n: number, workerMs: number, producerMs: number, serverMs: number): number {
+  const us = (ms: number) => Math.round((ms * 1000) / n);
+  const split = `CPU us/task worker ${us(workerMs)}, producer ${us(producerMs)}, server ${us(serverMs)}`;
+  row.note = row.note ? `${row.note}; ${split}` : split;
+  return us(workerMs + producerMs + serverMs);
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+/** Runs `count` async jobs with at most `window` in flight. */
+async function windowed(count: number, window: number, job: (i: number) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(window, count) }, async () => {
+    while (next < count) await job(next++);
+  }));
+}
+
+async function waitExit(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const t = setTimeout(() => child.kill('SIGKILL'), 20_000);
+  await new Promise((r) => child.once('exit', r));
+  clearTimeout(t);
+}
+
+// ---------------------------------------------------------------- celeriac
+
+async function completedCount(metricsPort: number): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  let n = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('celeriac_tasks_completed_total{') && line.includes('outcome="succeeded"')) n += Number(line.split(' ').pop());
+  }
+  return n;
+}
+
+/** Polls the worker's metrics until `target` tasks completed; returns first/last times seen. */
+async function waitCompleted(port: number, target: number, from: number): Promise<{ first: number; last: number; firstCount: number }> {
+  let first = 0;
+  let firstCount = 0;
+  for (;;) {
+    const n = await completedCount(port).catch(() => from);
+    const now = performance.now();
+    if (n > from && first === 0) {
+      first = now;
+      firstCount = n - from;
+    }
+    if (n >= target) return { first, last: now, firstCount };
+    await sleep(20);
+  }
+}
+
+async function benchCeleriac(brokerUrl: string, backendUrl: string, server: TestServer | null): Promise<Row> {
+  const queue = uniqueName('bench');
+  const app = createApp({ name: 'bench-client', broker: brokerUrl, backend: backendUrl, defaultQueue: queue, logLevel: 'warn' });
+  const send = (ignoreResult: boolean) => app.sendTask('bench.add', [1, 2], {}, { queue, ignoreResult });
+  const row: Row = { name: `celeriac ${brokerKind} (c${C})` };
+
+  // 1. enqueue, no worker running
+  await send(true); // connect and declare first
+  let t = performance.now();
+  await windowed(N, 500, () => send(!RESULTS));
+  row.enqueue = (N / (performance.now() - t)) * 1000;
+
+  // 2. drain
+  const port = await freePort();
+  const worker = spawn(process.execPath, [
+    join(root, 'dist/runtime/src/cli/main.js'), 'worker', '-A', join(root, 'dist/test/bench/bench-tasks.js'),
+    '-Q', queue, '-c', String(C), '--metrics-port', String(port), '-l', 'warn', '-n', `${queue}@bench`,
+  ], { env: { ...process.env, CELERIAC_BROKER_URL: brokerUrl, CELERIAC_RESULT_BACKEND: backendUrl }, stdio: ['ignore', 'inherit', 'inherit'] });
+  try {
+    const d = await waitCompleted(port, N + 1, 0);
+    row.drain = ((N + 1 - d.firstCount) / (d.last - d.first)) * 1000;
+
+    // 3. end to end
+    const cpu0 = { w: cpuMs(worker.pid), s: cpuMs(server?.pid()), p: selfCpuMs() };
+    t = performance.now();
+    const results: Promise<AsyncResult>[] = [];
+    const waiting = waitCompleted(port, 2 * N + 1, N + 1);
+    await windowed(N, 500, (i) => (results[i] = send(!RESULTS)));
+    await waiting;
+    if (RESULTS && backendUrl === 'rpc://') await Promise.all(results.map(async (r) => (await r).get({ timeout: 60_000 })));
+    const e2eMs = performance.now() - t;
+    row.e2e = (N / e2eMs) * 1000;
+    row.cpuUs = cpuSplit(row, N, cpuMs(worker.pid) - cpu0.w, selfCpuMs() - cpu0.p, cpuMs(server?.pid()) - cpu0.s);
+    if (RESULTS) {
+      const sample = await (await results[N - 1]!).get({ timeout: 60_000 });
+      if (sample !== 3) throw new Error(`bench.add returned ${String(sample)}`);
+    }
+
+    // 4. sequential round trips
+    const lat: number[] = [];
+    for (let i = 0; i < LAT_N; i++) {
+      const s = performance.now();
+      await (await send(false)).get({ timeout: 30_000 });
+      lat.push(performance.now() - s);
+    }
+    lat.sort((a, b) => a - b);
+    row.p50 = percentile(lat, 50);
+    row.p99 = percentile(lat, 99);
+    row.rssMb = peakRssMb(worker.pid);
+  } finally {
+    worker.kill('SIGTERM');
+    await waitExit(worker);
+    await app.close();
+  }
+  return row;
+}
+
+// ---------------------------------------------------------------- BullMQ
+
+async function benchBullmq(redisUrl: string, server: TestServer): Promise<Row> {
+  const { Queue, QueueEvents } = await import('bullmq');
+  const u = new URL(redisUrl);
+  const connection = { host: u.hostname, port: Number(u.port) };
+  const name = uniqueName('bullmq');
+  const queue = new Queue(name, { connection });
+  const row: Row = { name: 'BullMQ (c50, addBulk)' };
+  const jobOpts = RESULTS ? {} : { removeOnComplete: true };
+  const add = async (count: number) => {
+    for (let i = 0; i < count; i += 1000) {
+      const n = Math.min(1000, count - i);
+      await queue.addBulk(Array.from({ length: n }, () => ({ name: 'add', data: { a: 1, b: 2 }, opts: jobOpts })));
+    }
+  };
+  await queue.waitUntilReady();
+  let t = performance.now();
+  await add(N);
+  row.enqueue = (N / (performance.now() - t)) * 1000;
+
+  const worker = fork(join(root, 'dist/test/bench/bullmq-worker.js'), [name, String(connection.port), '50'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  let done = 0;
+  let firstAt = 0;
+  let firstCount = 0;
+  const waiters: { target: number; resolve: () => void }[] = [];
+  worker.on('message', (m: { completed: number }) => {
+    done = m.completed;
+    if (!firstAt && done > 0) {
+      firstAt = performance.now();
+      firstCount = done;
+    }
+    for (const w of waiters.filter((x) => done >= x.target)) {
+      waiters.splice(waiters.indexOf(w), 1);
+      w.resolve();
+    }
+  });
+  const until = (target: number) => (done >= target ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ target, resolve })));
+  try {
+    await until(N);
+    row.drain = ((N - firstCount) / (performance.now() - firstAt)) * 1000;
+
+    const cpu0 = { w: cpuMs(worker.pid), s: cpuMs(server.pid()), p: selfCpuMs() };
+    t = performance.now();
+    await Promise.all([add(N), until(2 * N)]);
+    row.e2e = (N / (performance.now() - t)) * 1000;
+    row.cpuUs = cpuSplit(row, N, cpuMs(worker.pid) - cpu0.w, selfCpuMs() - cpu0.p, cpuMs(server.pid()) - cpu0.s);
+
+    const events = new QueueEvents(name, { connection });
+    await events.waitUntilReady();
+    const lat: number[] = [];
+    for (let i = 0; i < LAT_N; i++) {
+      const s = performance.now();
+      const job = await queue.add('add', { a: 1, b: 2 });
+      await job.waitUntilFinished(events, 30_000);
+      lat.push(performance.now() - s);
+    }
+    lat.sort((a, b) => a - b);
+    row.p50 = percentile(lat, 50);
+    row.p99 = percentile(lat, 99);
+    row.rssMb = peakRssMb(worker.pid);
+    await events.close();
+  } finally {
+    worker.kill('SIGTERM');
+    await waitExit(worker);
+    await queue.close();
+  }
+  return row;
+}
+
+// ---------------------------------------------------------------- Python Celery
+
+function pythonExe(): string | null {
+  if (process.env.CELERIAC_PYTHON && existsSync(process.env.CELERIAC_PYTHON)) return process.env.CELERIAC_PYTHON;
+  const cached = join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'celeriac/venv-celery-5.7.0/bin/python');
+  return existsSync(cached) ? cached : null;
+}
+
+async function benchPython(py: string, redisUrl: string, server: TestServer): Promise<Row> {
+  const queue = uniqueName('bench-py');
+  const n = Math.min(N, 3000);
+  const latN = Math.min(LAT_N, 300);
+  const app = createApp({ name: 'bench-client', broker: redisUrl, backend: redisUrl, defaultQueue: queue, logLevel: 'warn' });
+  const raw = new Redis(redisUrl);
+  const row: Row = { name: 'Python Celery 5.7 (solo)', note: `${n} tasks, ${latN} calls, celeriac producer` };
+  const ids: string[] = [];
+  const send = async (ignoreResult: boolean) => (await app.sendTask('bench.add', [1, 2], {}, { queue, ignoreResult })).id;
+  let t = performance.now();
+  await windowed(n, 500, async (i) => (ids[i] = await send(!RESULTS)));
+  row.enqueue = (n / (performance.now() - t)) * 1000;
+  /** Done when the queue is empty and (with results) every result is stored. */
+  const finished = async (batch: string[]) => {
+    for (;;) {
+      if ((await raw.llen(queue)) === 0) {
+        if (!RESULTS) {
+          await sleep(200); // the last task may still be running
+          return;
+        }
+        const left = await raw.mget(...batch.slice(-200).map((id) => `celery-task-meta-${id}`));
+        if (left.every((v) => v !== null)) return;
+      }
+      await sleep(20);
+    }
+  };
+  const worker = spawn(py, ['-m', 'celery', '-A', 'bench_tasks', 'worker', '-P', 'solo', '-Q', queue, '-n', `${queue}@bench`,
+    '--without-gossip', '--without-mingle', '--without-heartbeat', '-l', 'WARNING'], {
+    cwd: join(root, 'test/bench'),
+    env: { ...process.env, BENCH_BROKER: redisUrl, BENCH_BACKEND: redisUrl, BENCH_QUEUE: queue, BENCH_RESULTS: RESULTS ? 'on' : 'off', PYTHONPATH: join(root, 'test/bench') },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  try {
+    // Drain: from the first task taken off the queue.
+    while ((await raw.llen(queue)) === n) await sleep(5);
+    t = performance.now();
+    const left0 = await raw.llen(queue);
+    await finished(ids);
+    row.drain = ((left0 + 1) / (performance.now() - t)) * 1000;
+
+    const cpu0 = { w: cpuMs(worker.pid), s: cpuMs(server.pid()), p: selfCpuMs() };
+    const ids2: string[] = [];
+    t = performance.now();
+    await windowed(n, 500, async (i) => (ids2[i] = await send(!RESULTS)));
+    await finished(ids2);
+    row.e2e = (n / (performance.now() - t)) * 1000;
+    row.cpuUs = cpuSplit(row, n, cpuMs(worker.pid) - cpu0.w, selfCpuMs() - cpu0.p, cpuMs(server.pid()) - cpu0.s);
+
+    const lat: number[] = [];
+    for (let i = 0; i < latN; i++) {
+      const s = performance.now();
+      await (await app.sendTask('bench.add', [1, 2], {}, { queue })).get({ timeout: 30_000 });
+      lat.push(performance.now() - s);
+    }
+    lat.sort((a, b) => a - b);
+    row.p50 = percentile(lat, 50);
+    row.p99 = percentile(lat, 99);
+    row.rssMb = peakRssMb(worker.pid);
+  } finally {
+    worker.kill('SIGTERM');
+    await waitExit(worker);
+    raw.disconnect();
+    await app.close();
+  }
+  return row;
+}
+
+// ---------------------------------------------------------------- raw amqplib
+
+async function benchRawAmqp(url: string, server: TestServer): Promise<Row> {
+  const q = uniqueName('raw');
+  const pubConn = await amqplib.connect(url, { noDelay: true });
+  const subConn = await amqplib.connect(url, { noDelay: true });
+  const pub = await pubConn.createConfirmChannel();
+  await pub.assertQueue(q, { durable: true });
+  const body = Buffer.from('[[1, 2], {}, {"callbacks": null, "errbacks": null, "chain": null, "chord": null}]');
+  const publish = () => new Promise<void>((resolve, reject) =>
+    pub.publish('', q, body, { persistent: true, contentType: 'application/json' }, (err) => (err ? reject(err) : resolve())));
+  const row: Row = { name: 'raw amqplib (confirms, acks, prefetch 1000)', note: 'in-process, no results' };
+  let t = performance.now();
+  await windowed(N, 500, publish);
+  row.enqueue = (N / (performance.now() - t)) * 1000;
+
+  const sub = await subConn.createChannel();
+  await sub.prefetch(1000);
+  let consumed = 0;
+  let firstAt = 0;
+  const waiters: { target: number; resolve: () => void }[] = [];
+  const onSeen: (() => void)[] = [];
+  await sub.consume(q, (m) => {
+    if (!m) return;
+    sub.ack(m);
+    consumed++;
+    if (!firstAt) firstAt = performance.now();
+    onSeen.shift()?.();
+    for (const w of waiters.filter((x) => consumed >= x.target)) {
+      waiters.splice(waiters.indexOf(w), 1);
+      w.resolve();
+    }
+  });
+  const until = (target: number) => (consumed >= target ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ target, resolve })));
+  await until(N);
+  row.drain = ((N - 1) / (performance.now() - firstAt)) * 1000;
+  const cpu0 = { s: cpuMs(server.pid()), p: selfCpuMs() };
+  t = performance.now();
+  await Promise.all([windowed(N, 500, publish), until(2 * N)]);
+  row.e2e = (N / (performance.now() - t)) * 1000;
+  row.cpuUs = cpuSplit(row, N, 0, selfCpuMs() - cpu0.p, cpuMs(server.pid()) - cpu0.s);
+  const lat: number[] = [];
+  for (let i = 0; i < LAT_N; i++) {
+    const s = performance.now();
+    const seen = new Promise<void>((r) => onSeen.push(r));
+    await publish();
+    await seen;
+    lat.push(performance.now() - s);
+  }
+  lat.sort((a, b) => a - b);
+  row.p50 = percentile(lat, 50);
+  row.p99 = percentile(lat, 99);
+  await pubConn.close();
+  await subConn.close();
+  return row;
+}
+
+// ---------------------------------------------------------------- main
+
+const fmt = (v: number | undefined, digits = 0) => (v === undefined ? '-' : v.toFixed(digits));
+
+function printTable(rows: Row[]): void {
+  const header = ['system', 'enqueue/s', 'drain/s', 'e2e/s', 'p50 ms', 'p99 ms', 'worker RSS MB', 'CPU us/task', 'note'];
+  const lines = rows.map((r) => [r.name, fmt(r.enqueue), fmt(r.drain), fmt(r.e2e), fmt(r.p50, 2), fmt(r.p99, 2), fmt(r.rssMb, 1), fmt(r.cpuUs), r.note ?? '']);
+  console.log(`\nbroker=${brokerKind} tasks=${N} concurrency=${C} results=${RESULTS ? 'on' : 'off'} latency calls=${LAT_N}\n`);
+  console.log(`| ${header.join(' | ')} |\n|${header.map(() => '---').join('|')}|`);
+  for (const l of lines) console.log(`| ${l.join(' | ')} |`);
+  const base = rows[0];
+  for (const r of rows.slice(1)) {
+    if (base?.e2e && r.e2e) console.log(`celeriac e2e / ${r.name}: ${(base.e2e / r.e2e).toFixed(2)}x`);
+  }
+  console.log(JSON.stringify({ broker: brokerKind, tasks: N, concurrency: C, results: RESULTS, rows }));
+}
+
+async function main(): Promise<void> {
+  const rows: Row[] = [];
+  if (brokerKind === 'redis') {
+    const redis = await startRedis();
+    try {
+      rows.push(await benchCeleriac(redis.url, redis.url, redis));
+      rows.push(await benchBullmq(redis.url, redis));
+      const py = pythonExe();
+      if (py) rows.push(await benchPython(py, redis.url, redis));
+      else rows.push({ name: 'Python Celery (solo)', note: 'skipped: no virtualenv (test/support/setup-python.sh)' });
+    } finally {
+      await redis.stop();
+    }
+  } else if (brokerKind === 'amqp') {
+    const rabbit = await startRabbit();
+    try {
+      rows.push(await benchCeleriac(rabbit.url, RESULTS ? 'rpc://' : 'rpc://', rabbit));
+      rows.push(await benchRawAmqp(rabbit.url, rabbit));
+    } finally {
+      await rabbit.stop();
+    }
+  } else {
+    const dir = mkdtempSync(join(tmpdir(), 'celeriac-bench-'));
+    try {
+      const url = `file://${dir}`;
+      rows.push(await benchCeleriac(url, url, null));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  printTable(rows);
+}
+
+main().then(() => process.exit(0), (err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
