@@ -6,18 +6,19 @@
  * (CELERIAC_PYTHON_CELERY52) when present, with json and msgpack task messages.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { createApp } from '../../runtime/src/index.js';
 import { TaskFailedError } from '../../runtime/src/errors.js';
+import { repoRoot, startProcess, startWorker, stopProcess } from '../support/processes.js';
 import { uniqueName } from '../support/servers.js';
 
+export { stopProcess };
+
 const run = promisify(execFile);
-export const root = fileURLToPath(new URL('../../../', import.meta.url));
-export const fixtures = join(root, 'test/interop/fixtures');
+export const fixtures = join(repoRoot, 'test/interop/fixtures');
 
 export interface PythonRuntime {
   readonly label: string;
@@ -47,35 +48,9 @@ export function skipReason(py: PythonRuntime, serverSkip: string | false): strin
   return `${py.label}: ${py.missing}`;
 }
 
-/** Starts a process and collects its output for failure messages. */
-export function startProcess(cmd: string, args: readonly string[], opts: { env: NodeJS.ProcessEnv; cwd?: string }): ChildProcess & { output: () => string } {
-  const child = spawn(cmd, args, { env: opts.env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  const keep = (b: Buffer) => {
-    out = (out + b.toString()).slice(-20_000);
-  };
-  child.stdout!.on('data', keep);
-  child.stderr!.on('data', keep);
-  return Object.assign(child, { output: () => out });
-}
-
-export async function stopProcess(child: ChildProcess | undefined, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-  if (!child || child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill(signal);
-  const t = setTimeout(() => child.kill('SIGKILL'), 15_000);
-  await exited;
-  clearTimeout(t);
-}
-
 /** A celeriac worker process on `queue` running fixtures/ts-tasks.ts. */
-export function startTsWorker(brokerUrl: string, backendUrl: string, queue: string, extraEnv: NodeJS.ProcessEnv = {}) {
-  return startProcess(process.execPath, [
-    join(root, 'dist/runtime/src/cli/main.js'), 'worker', '-A', join(root, 'dist/test/interop/fixtures/ts-tasks.js'),
-    '-Q', queue, '-c', '8', '--metrics-port', 'none', '-l', 'warn', '-n', `${queue}@localhost`,
-  ], {
-    env: { ...process.env, CELERIAC_BROKER_URL: brokerUrl, CELERIAC_RESULT_BACKEND: backendUrl, ...extraEnv },
-  });
+export function startTsWorker(brokerUrl: string, backendUrl: string, queue: string) {
+  return startWorker('dist/test/interop/fixtures/ts-tasks.js', queue, { CELERIAC_BROKER_URL: brokerUrl, CELERIAC_RESULT_BACKEND: backendUrl }, ['-c', '8', '-l', 'warn']);
 }
 
 export function pythonEnv(brokerUrl: string, backendUrl: string, queue: string, serializer = 'json'): NodeJS.ProcessEnv {

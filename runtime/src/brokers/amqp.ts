@@ -145,6 +145,11 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
   let decl: Promise<Channel> | null = null;
   const declared = new Map<string, Promise<void>>();
   const recentAcks = new Set<string>();
+  /**
+   * Identity -> settlers of redeliveries that arrived while the first delivery still runs here (its
+   * channel died with the connection): they are settled like the first, not run a second time.
+   */
+  const running = new Map<string, ((outcome: 'ack' | 'requeue') => void)[]>();
   const openChannels = new Set<Channel>();
   const loops = new Set<Promise<void>>();
   const closing = new AbortController();
@@ -338,6 +343,26 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
           ch.ack(msg);
           return;
         }
+        const twins = msg.fields.redelivered && key ? running.get(key) : undefined;
+        if (twins) {
+          log?.warn({ queue, taskId: message.headers.id }, 'redelivery of a message still running here; it is settled when that run ends');
+          twins.push((outcome) => {
+            try {
+              if (outcome === 'ack') ch.ack(msg);
+              else ch.nack(msg, false, true);
+            } catch (err) {
+              log?.warn({ err, queue }, 'settling a redelivery failed; the broker keeps it');
+            }
+          });
+          return;
+        }
+        if (key) running.set(key, []);
+        const settleTwins = (outcome: 'ack' | 'requeue') => {
+          if (!key) return;
+          const t = running.get(key);
+          running.delete(key);
+          for (const f of t ?? []) f(outcome);
+        };
         unsettled++;
         let done = false;
         /** Marks the delivery settled (once); `release` runs when its frames are sent. */
@@ -356,6 +381,7 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
           async ack() {
             if (!settle()) return;
             rememberAck(key);
+            settleTwins('ack');
             try {
               ch.ack(msg);
             } catch (err) {
@@ -368,6 +394,7 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
             if (!settle()) return;
             try {
               if (requeue) {
+                settleTwins('requeue');
                 ch.nack(msg, false, true);
                 return;
               }
@@ -378,6 +405,7 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
               };
               await confirmedPublish('', `${queue}.dead`, dead, `dead-lettering to "${queue}.dead"`);
               rememberAck(key);
+              settleTwins('ack');
               ch.ack(msg);
             } catch (err) {
               // The channel is gone: RabbitMQ gives the message back, nothing is lost.

@@ -1,0 +1,101 @@
+/**
+ * Brokers going away for real: the broker restarts in the middle of 2,000 tasks, and a worker is
+ * SIGKILLed mid-task. Servers are private (test/support/servers.ts) so they can be restarted.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { createApp } from '../../runtime/src/index.js';
+import { startWorker, stopProcess, type Started } from '../support/processes.js';
+import { uniqueName, useRabbit, useRedis, type ServiceResult } from '../support/servers.js';
+
+const TASKS = 2_000;
+const dir = mkdtempSync(join(tmpdir(), 'celeriac-faults-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function runs(log: string): string[] {
+  return existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter(Boolean) : [];
+}
+
+async function until(what: string, check: () => boolean, timeoutMs: number, worker?: Started): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n--- worker ---\n${worker?.output()}`);
+    await sleep(50);
+  }
+}
+
+/** Publishes TASKS tasks, restarts the broker once a quarter ran, then counts the runs. */
+async function restartMidRun(svc: ServiceResult, backend: string, acksLate: boolean): Promise<void> {
+  const server = svc.server!;
+  const queue = uniqueName(acksLate ? 'restart-late' : 'restart-early');
+  const log = join(dir, `${queue}.log`);
+  const app = createApp({ name: 'fault-client', broker: server.url, backend, logLevel: 'warn' });
+  const worker = startWorker('dist/test/integration/broker-fixtures/fault-tasks.js', queue, {
+    CELERIAC_BROKER_URL: server.url, CELERIAC_RESULT_BACKEND: backend, FAULT_LOG: log,
+    FAULT_ACKS_LATE: acksLate ? '1' : '0', FAULT_TASK_MS: '5',
+  }, ['-c', '20', '-l', 'info']);
+  try {
+    for (let i = 0; i < TASKS; i++) await app.sendTask('faults.record', [i], {}, { queue, ignoreResult: true });
+    await until('a quarter of the tasks to run', () => runs(log).length >= TASKS / 4, 60_000, worker);
+    await server.restart({ downMs: 1_000 });
+    await until(`all ${TASKS} tasks to run`, () => new Set(runs(log)).size >= TASKS, 180_000, worker);
+    await sleep(1_500); // late duplicates would show up now
+    const all = runs(log);
+    const counts = new Map<string, number>();
+    for (const n of all) counts.set(n, (counts.get(n) ?? 0) + 1);
+    const twice = [...counts].filter(([, c]) => c > 1).map(([n]) => n);
+    assert.deepEqual(twice, [], `tasks that ran more than once: ${twice.slice(0, 20).join(', ')}`);
+    assert.equal(counts.size, TASKS);
+    // The outage is reported once per connection kind, not once per retry.
+    const lost = worker.output().split('\n').filter((l) => /broker .*connection lost/.test(l));
+    assert.equal(lost.length, 1, `one "connection lost" line for the broker, got:\n${lost.join('\n')}`);
+    assert.equal(worker.exitCode, null, 'the worker kept running');
+  } finally {
+    await stopProcess(worker);
+    await app.close();
+  }
+}
+
+const redis = await useRedis({ persist: true, managed: true });
+describe('Redis broker faults', { skip: redis.skip }, () => {
+  after(() => redis.server?.stop());
+
+  it(`a Redis restart in the middle of ${TASKS} late-ack tasks: each runs exactly once`, () => restartMidRun(redis, redis.server!.url, true));
+  it(`a Redis restart in the middle of ${TASKS} early-ack tasks: nothing lost while the worker lives`, () => restartMidRun(redis, redis.server!.url, false));
+
+  it('a SIGKILLed worker loses nothing: its late-ack task comes back after the visibility timeout', async () => {
+    const url = redis.server!.url;
+    const queue = uniqueName('sigkill');
+    const log = join(dir, `${queue}.log`);
+    const app = createApp({ name: 'fault-client', broker: url, backend: url, logLevel: 'warn' });
+    const env = { CELERIAC_RESULT_BACKEND: url, FAULT_LOG: log, FAULT_ACKS_LATE: '1' };
+    const victim = startWorker('dist/test/integration/broker-fixtures/fault-tasks.js', queue, { ...env, CELERIAC_BROKER_URL: url, FAULT_TASK_MS: '600000' });
+    let rescuer: Started | undefined;
+    try {
+      const r = await app.sendTask('faults.slow', [], {}, { queue });
+      await until('the task to start', () => runs(log).length === 1, 30_000, victim);
+      await stopProcess(victim, 'SIGKILL');
+      rescuer = startWorker('dist/test/integration/broker-fixtures/fault-tasks.js', queue, {
+        ...env, CELERIAC_BROKER_URL: `${url}?visibilityTimeoutMs=2000`, FAULT_TASK_MS: '10',
+      });
+      await r.get({ timeout: 60_000 });
+      assert.deepEqual(runs(log), [`start ${victim.pid}`, `start ${rescuer.pid}`, `done ${rescuer.pid}`]);
+    } finally {
+      await stopProcess(victim, 'SIGKILL');
+      await stopProcess(rescuer);
+      await app.close();
+    }
+  });
+});
+
+const rabbit = await useRabbit({ managed: true });
+describe('AMQP broker faults', { skip: rabbit.skip }, () => {
+  after(() => rabbit.server?.stop());
+
+  it(`a RabbitMQ restart in the middle of ${TASKS} late-ack tasks: each runs exactly once`, () => restartMidRun(rabbit, 'rpc://', true));
+  it(`a RabbitMQ restart in the middle of ${TASKS} early-ack tasks: nothing lost while the worker lives`, () => restartMidRun(rabbit, 'rpc://', false));
+});

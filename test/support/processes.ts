@@ -1,0 +1,39 @@
+/** Child processes for tests: output kept for failure messages, stopped by signal with a deadline. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The repository root (this file is dist/test/support/processes.js once built). */
+export const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
+
+export type Started = ChildProcess & { output: () => string };
+
+/** Starts a process and keeps the last 20 kB of its stdout and stderr. */
+export function startProcess(cmd: string, args: readonly string[], opts: { env: NodeJS.ProcessEnv; cwd?: string }): Started {
+  const child = spawn(cmd, args, { env: opts.env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const keep = (b: Buffer) => {
+    out = (out + b.toString()).slice(-20_000);
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  return Object.assign(child, { output: () => out });
+}
+
+/** Sends `signal` and waits for the exit (SIGKILL after 15 s). */
+export async function stopProcess(child: ChildProcess | undefined, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill(signal);
+  const t = setTimeout(() => child.kill('SIGKILL'), 15_000);
+  await exited;
+  clearTimeout(t);
+}
+
+/** A `celeriac worker` process running the compiled tasks module `module` (path under dist/). */
+export function startWorker(module: string, queue: string, env: NodeJS.ProcessEnv, extraArgs: readonly string[] = []): Started {
+  return startProcess(process.execPath, [
+    join(repoRoot, 'dist/runtime/src/cli/main.js'), 'worker', '-A', join(repoRoot, module),
+    '-Q', queue, '--metrics-port', 'none', '-n', `${queue}-${Math.random().toString(36).slice(2, 8)}@localhost`, ...extraArgs,
+  ], { env: { ...process.env, ...env } });
+}
