@@ -10,9 +10,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { eventually } from '../support/eventually.js';
 import { cachedNode24, expectOk, node24Version, npmCommand, repoRoot, run } from '../support/package-tools.js';
 
 const cacheRoot = join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'celeriac');
@@ -75,7 +77,7 @@ async function buildMounts(): Promise<string[]> {
   return mounts;
 }
 
-test('podman builds the image; celeriac and celeriac-operator run in it as the non-root user', async (t) => {
+test('podman builds the image; both entrypoints run in it as the non-root user; as PID 1 SIGTERM shuts a worker down warmly', async (t) => {
   if (!(await which('podman')) || !(await which('buildah'))) {
     return loudSkip(t, 'podman/buildah are not installed (apt-get install podman buildah): the image is not built');
   }
@@ -106,6 +108,43 @@ test('podman builds the image; celeriac and celeriac-operator run in it as the n
       'node', '--input-type=module', '-e', "const m = await import('celeriac'); console.log(Object.keys(m).length)"]),
     'import celeriac from /app/tasks');
     assert.ok(Number(tasks.stdout.trim()) > 0);
+
+    // PID 1 in a pod: the image's `celeriac` (docker/node-init.sh) puts tini in front, tini passes
+    // SIGTERM on to node, and the worker shuts down warmly and exits 0. The pod is imitated with a
+    // new PID namespace (unshare) and a chroot into the container's filesystem. The metrics server
+    // (any free port) is what keeps a worker on memory:// from running out of work to wait on.
+    if (!(await which('unshare')) || process.getuid?.() !== 0) {
+      console.error('\n!!! SKIPPED the PID-1 signal check: it needs root and unshare (util-linux)\n');
+      return;
+    }
+    const mnt = expectOk(await run('buildah', ['mount', ctr]), 'buildah mount').stdout.trim();
+    await writeFile(join(mnt, 'app', 'tasks', 'tasks.js'),
+      "import { createApp } from 'celeriac';\nexport const app = createApp({ name: 'image-test' });\n" +
+      "export const add = app.task('image.add', (a, b) => a + b);\n");
+    const pod = spawn('unshare', ['--pid', '--fork', '--mount', '--kill-child', 'sh', '-c',
+      `mount -t proc proc ${mnt}/proc && exec chroot --userspec=10001:10001 ${mnt} /usr/bin/env -i ` +
+      'PATH=/usr/local/bin:/usr/bin:/bin HOME=/app /usr/local/bin/celeriac worker -A /app/tasks/tasks.js -b memory:// --metrics-port 0'],
+    { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    for (const s of [pod.stdout, pod.stderr]) s.on('data', (d: Buffer) => (output += d.toString()));
+    const exited = new Promise<number | null>((r) => pod.once('exit', (code) => r(code)));
+    try {
+      // The namespace's PID 1 is the unshare's child; once it is tini and the worker is up, signal it.
+      const init = await eventually(async () => {
+        const child = (await run('pgrep', ['-P', String(pod.pid)])).stdout.trim().split('\n')[0];
+        assert.ok(child, `no PID 1 yet; output: ${output}`);
+        assert.equal((await readFile(`/proc/${child}/comm`, 'utf8')).trim(), 'tini');
+        assert.match(output, /ready|started|consuming/i, `worker not up yet: ${output}`);
+        return Number(child);
+      }, { timeoutMs: 60_000 });
+      process.kill(init, 'SIGTERM');
+      assert.equal(await exited, 0, output);
+      assert.match(output, /warm shutdown requested/);
+      assert.match(output, /worker stopped/);
+    } finally {
+      pod.kill('SIGKILL');
+      await run('buildah', ['umount', ctr]);
+    }
   } finally {
     await run('buildah', ['rm', ctr]);
   }
