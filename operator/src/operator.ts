@@ -64,6 +64,10 @@ function specChanged(obj: KubeObject, old?: KubeObject): boolean {
   );
 }
 
+function credentialsOf(obj: KubeObject | undefined): string | undefined {
+  return (obj as TaskQueue | undefined)?.status?.credentialsHash;
+}
+
 export function createOperator(o: OperatorOptions): Operator {
   const log = o.log.child({ component: 'operator' });
   const informerOpts = { kube: o.kube, log, namespace: o.namespace, watchdogMs: o.watchdogMs };
@@ -94,7 +98,8 @@ export function createOperator(o: OperatorOptions): Operator {
     createController<WorkerPool>({
       ...common,
       informer: workerPools,
-      watches: [{ ...poolsUsingQueue, enqueueUpdate: specChanged }, poolOfDeployment],
+      // A TaskQueue's spec, or its Secret's credentials (status.credentialsHash), change the pods.
+      watches: [{ ...poolsUsingQueue, enqueueUpdate: (tq, old) => specChanged(tq, old) || credentialsOf(tq) !== credentialsOf(old) }, poolOfDeployment],
       reconciler: createWorkerPoolReconciler({ taskQueues, deployments, metrics: o.metrics, decideReplicas: o.decideReplicas, resyncMs: o.resyncMs }),
     }),
   ];

@@ -86,6 +86,8 @@ export interface TaskQueueStatus {
   consumers?: number;
   lastChecked?: string;
   brokerUrl?: string;
+  /** Hash of the credentials from the Secret(s) at the last successful check. */
+  credentialsHash?: string;
   conditions?: Condition[];
 }
 

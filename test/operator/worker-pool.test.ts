@@ -295,6 +295,27 @@ describe('WorkerPool reconciler on a real API server', { skip }, () => {
     assert.ok('Ready' in queue! && 'Depth' in queue! && 'Reason' in queue!);
   });
 
+  it('rolls the pods when the broker credentials in the Secret change', async () => {
+    const ns = await cp.createNamespace('rotate');
+    await kube.create(resources.secrets, { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'broker', namespace: ns }, stringData: { url: 'redis://:one@127.0.0.1:1/0' } } as Obj);
+    await kube.create(resources.taskQueues, taskQueueFixture(ns, 'default', { queue: 'celery', checkIntervalSeconds: 1 }));
+    await kube.create(resources.workerPools, workerPool(ns, 'rotate'));
+    const annotation = async () =>
+      (await kube.get<Obj>(resources.deployments, ns, 'rotate'))?.spec.template.metadata.annotations['celeriac.io/broker-credentials-hash'] as string | undefined;
+    const first = await eventually(async () => {
+      const a = await annotation();
+      assert.match(a ?? '', /^[0-9a-f]{16}$/);
+      return a;
+    });
+    await kube.patch(resources.secrets, ns, 'broker', { stringData: { url: 'redis://:two@127.0.0.1:1/0' } });
+    await eventually(async () => {
+      const a = await annotation();
+      assert.ok(a && a !== first, 'the pod template changed with the Secret');
+    });
+    const env = (await kube.get<Obj>(resources.deployments, ns, 'rotate'))?.spec.template.spec.containers[0].env;
+    assert.ok(!JSON.stringify(env).includes('two'), 'the password itself never reaches the Deployment');
+  });
+
   it('refuses a Deployment it does not own', async () => {
     const ns = await setup('conflict');
     await kube.create(resources.deployments, {

@@ -4,6 +4,7 @@
  * and reads the queue's depth. Each failure is a BrokerCheckError whose reason and message say
  * what to fix. Depth reading on Redis is the autoscaler's metric source (one definition of depth).
  */
+import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
 import amqp from 'amqplib';
 import { BrokerCheckError } from '../errors.js';
@@ -174,4 +175,24 @@ export async function checkBroker(kube: KubeClient, tq: TaskQueue, o: { timeoutM
   const timeoutMs = o.timeoutMs ?? 5000;
   const url = await resolveBrokerUrl(kube, tq);
   return tq.spec.broker.type === 'redis' ? checkRedis(url, tq, timeoutMs) : checkAmqp(url, tq, timeoutMs);
+}
+
+function hashOf(tq: TaskQueue, url: URL): string | null {
+  const b = tq.spec.broker;
+  if (!b.urlSecretRef && !b.credentialsSecretRef) return null;
+  return createHash('sha256').update(url.toString()).digest('hex').slice(0, 16);
+}
+
+/**
+ * A short hash of the broker URL with the credentials from the TaskQueue's Secret(s), or null when
+ * no Secret is used or it cannot be read. Worker pods carry it as an annotation, so rotating the
+ * Secret rolls the pods (the worker reads CELERIAC_BROKER_URL only at start).
+ */
+export async function credentialsHash(kube: KubeClient, tq: TaskQueue): Promise<string | null> {
+  try {
+    return hashOf(tq, await resolveBrokerUrl(kube, tq));
+  } catch (err) {
+    if (err instanceof BrokerCheckError) return null; // reported by the TaskQueue's own condition
+    throw err;
+  }
 }

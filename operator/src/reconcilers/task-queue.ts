@@ -9,7 +9,7 @@ import { rfc3339, setCondition, findCondition } from '../k8s/conditions.js';
 import { resources } from '../k8s/kube-client.js';
 import { Action, type ReconcileContext, type Reconciler } from '../k8s/reconciler.js';
 import type { TaskQueue, TaskQueueStatus } from '../types.js';
-import { checkBroker, type BrokerCheckResult } from './broker-check.js';
+import { checkBroker, credentialsHash, type BrokerCheckResult } from './broker-check.js';
 
 export interface TaskQueueReconcilerOptions {
   /** Connect/command timeout of a broker check. */
@@ -49,7 +49,12 @@ export function createTaskQueueReconciler(o: TaskQueueReconcilerOptions = {}): R
           },
           now,
         );
-        Object.assign(next, { depth: result.depth, inFlight: result.inFlight ?? null, consumers: result.consumers ?? null, brokerUrl: result.url });
+        Object.assign(next, {
+          depth: result.depth,
+          inFlight: result.inFlight ?? null,
+          consumers: result.consumers ?? null,
+          brokerUrl: result.url,
+        });
         if (wasReachable === 'False') ctx.events.record(tq, 'Normal', 'BrokerReachable', `broker reachable again: ${result.url}`);
       } else if (failure) {
         conditions = setCondition(conditions, { type: 'BrokerReachable', status: 'False', reason: failure.reason, message: failure.message, observedGeneration: generation }, now);
@@ -58,6 +63,8 @@ export function createTaskQueueReconciler(o: TaskQueueReconcilerOptions = {}): R
         ctx.log.warn({ reason: failure.reason, err: failure }, 'broker check failed');
       }
       next.conditions = conditions;
+      // Published whether or not the broker answers: a rotated Secret must roll the workers either way.
+      next.credentialsHash = await credentialsHash(ctx.kube, tq);
       await patchStatusIfChanged(ctx.kube, resources.taskQueues, tq, next);
       return Action.requeue((tq.spec.checkIntervalSeconds ?? 30) * 1000);
     },

@@ -95,10 +95,14 @@ export interface WorkerDeploymentInput {
   /** The TaskQueues named in spec.queues, in that order (all on the same broker). */
   queues: readonly TaskQueue[];
   replicas: number;
+  /** Hash of the broker credentials (from the Secrets), put on the pods so a rotation rolls them. */
+  credentialsHash?: string | null;
 }
 
+export const CREDENTIALS_HASH_ANNOTATION = 'celeriac.io/broker-credentials-hash';
+
 /** The Deployment running the pool (applied with server-side apply). */
-export function workerDeployment({ pool, queues, replicas }: WorkerDeploymentInput): KubeObject & { spec: Record<string, unknown> } {
+export function workerDeployment({ pool, queues, replicas, credentialsHash }: WorkerDeploymentInput): KubeObject & { spec: Record<string, unknown> } {
   const s = pool.spec;
   const first = queues[0];
   if (!first) throw new Error(`WorkerPool ${pool.metadata.name}: no TaskQueues given`);
@@ -159,6 +163,7 @@ export function workerDeployment({ pool, queues, replicas }: WorkerDeploymentInp
             'prometheus.io/scrape': 'true',
             'prometheus.io/port': String(port),
             'prometheus.io/path': '/metrics',
+            ...(credentialsHash ? { [CREDENTIALS_HASH_ANNOTATION]: credentialsHash } : {}),
           },
         },
         spec: podSpec,

@@ -22,6 +22,7 @@ import {
   type WorkerPoolAutoscalingStatus,
   type WorkerPoolStatus,
 } from '../types.js';
+import { credentialsHash } from './broker-check.js';
 import { DEFAULTS, poolSelectorString, sameBroker, workerDeployment, workerDisruptionBudget } from './worker-deployment.js';
 
 /** What `decideReplicas` returns. */
@@ -152,7 +153,8 @@ export function createWorkerPoolReconciler(o: WorkerPoolReconcilerOptions): Reco
 
       let applied: Deployment;
       try {
-        applied = await apply<Deployment>(ctx.kube, resources.deployments, workerDeployment({ pool, queues, replicas: decision.replicas }));
+        const hash = await credentialsHash(ctx.kube, first);
+        applied = await apply<Deployment>(ctx.kube, resources.deployments, workerDeployment({ pool, queues, replicas: decision.replicas, credentialsHash: hash }));
         const pdb = workerDisruptionBudget(pool);
         if (pdb) await apply(ctx.kube, resources.podDisruptionBudgets, pdb);
         else await deleteOwned(ctx, resources.podDisruptionBudgets, pool);

@@ -128,6 +128,13 @@ describe('workerDeployment', () => {
     assert.equal(worker.image, 'img:1', 'the override cannot drop the image');
   });
 
+  it('puts the credentials hash on the pods only when there is one', () => {
+    const with_ = (workerDeployment({ pool: pool(), queues, replicas: 1, credentialsHash: 'abcd' }).spec as any).template.metadata.annotations;
+    const without = (workerDeployment({ pool: pool(), queues, replicas: 1, credentialsHash: null }).spec as any).template.metadata.annotations;
+    assert.equal(with_['celeriac.io/broker-credentials-hash'], 'abcd');
+    assert.ok(!('celeriac.io/broker-credentials-hash' in without));
+  });
+
   it('refuses to build without a TaskQueue', () => {
     assert.throws(() => workerDeployment({ pool: pool(), queues: [], replicas: 1 }), /no TaskQueues given/);
   });
