@@ -4,12 +4,13 @@
 // then a real `helm install` against it.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { envtestSkipReason, startControlPlane, type ControlPlane } from '../support/envtest.js';
 import {
-  chartCases, chartDir, expectOk, helmBinary, kubeVersion, monitoringCrdsYaml, renderChart, run, type KubeManifest,
+  chartCases, chartDir, expectOk, helmBinary, kubeVersion, monitoringCrdsYaml, parseManifests, renderChart, repoRoot, run,
+  type KubeManifest,
 } from '../support/package-tools.js';
 
 const helm = helmBinary();
@@ -25,11 +26,14 @@ before(async () => {
 });
 after(async () => cp?.stop());
 
-/** Server-side dry-run apply of every object; returns the API server's refusals by object. */
+/**
+ * Server-side dry-run apply of every object; returns the API server's refusals by object. Apply
+ * is strict: a field a schema does not declare is refused, not pruned.
+ */
 async function dryRun(objs: KubeManifest[]): Promise<string[]> {
   const refusals: string[] = [];
   for (const obj of objs) {
-    // A freshly established CRD can take a moment to be served: discovery is retried by the loop below.
+    // A freshly established CRD can take a moment to be served: discovery is retried.
     const rt = await retry(() => cp.resourceFor(obj.apiVersion, obj.kind));
     try {
       await cp.kube.apply(rt, obj as never, { dryRun: true, fieldManager: 'helm-chart-test' });
@@ -70,6 +74,27 @@ test('a value the CRD forbids is refused by the API server with its message', { 
   const refusals = await dryRun(objs);
   assert.equal(refusals.length, 1, refusals.join('\n'));
   assert.match(refusals[0]!, /^WorkerPool bad-celeriac-example: .*minReplicas/);
+});
+
+test('a misspelt field in an example is refused by the API server', { skip }, async () => {
+  const namespace = await cp.createNamespace('celeriac-system');
+  const objs = await renderChart(helm!, {
+    examples: { enabled: true, workerPool: { template: { image: 'x', tasksModule: '/app/tasks/t.js' }, concurency: 4 } },
+  }, { namespace, release: 'typo' });
+  const refusals = await dryRun(objs);
+  assert.equal(refusals.length, 1, refusals.join('\n'));
+  assert.match(refusals[0]!, /^WorkerPool typo-celeriac-example: .*\.spec\.concurency: field not declared in schema/);
+});
+
+test('the TaskQueue and WorkerPool example of docs/install.md is accepted by the API server', { skip }, async () => {
+  const namespace = await cp.createNamespace('shop');
+  const doc = await readFile(join(repoRoot, 'docs', 'install.md'), 'utf8');
+  const objs = [...doc.matchAll(/```yaml\n([\s\S]*?)```/g)]
+    .flatMap((m) => parseManifests(m[1]!))
+    .filter((o) => o.apiVersion && o.kind)
+    .map((o) => ({ ...o, metadata: { ...o.metadata, namespace } }));
+  assert.deepEqual(objs.map((o) => o.kind), ['Secret', 'TaskQueue', 'WorkerPool']);
+  assert.deepEqual(await dryRun(objs), []);
 });
 
 test('helm install into the API server creates the release objects', { skip }, async () => {
