@@ -156,7 +156,14 @@ describe('the operator under the chart RBAC', { skip }, () => {
       const errors = await operator.metric('celeriac_operator_reconcile_total', { controller: 'workerpool', result: 'error' });
       assert.ok(errors > 0, `no failed workerpool reconcile yet; log:\n${operator.log().slice(-2000)}`);
     }, { timeoutMs: 60_000 });
-    assert.match(operator.log(), /forbidden[^\n]*deployments|deployments[^\n]*forbidden/i);
+    // The pool says why, naming the ServiceAccount and the missing verb.
+    const ready = await eventually(async () => {
+      const p = await cp.kube.get<Obj>(resources.workerPools, appNs, 'workers-2');
+      const c = p?.status?.conditions?.find((x: { type: string }) => x.type === 'Ready');
+      assert.equal(c?.reason, 'ApplyFailed', `status: ${JSON.stringify(p?.status)}`);
+      return c as { message: string };
+    }, { timeoutMs: 30_000 });
+    assert.match(ready.message, new RegExp(`forbidden: User "system:serviceaccount:${opNs}:celeriac" cannot create resource "deployments"`));
     assert.equal(await cp.kube.get(resources.deployments, appNs, 'workers-2'), null);
     await operator.stop();
   });
