@@ -11,6 +11,11 @@ export interface KeyValueStore {
   mget(keys: readonly string[]): Promise<(string | null)[]>;
   /** Sets the value; with `ttlMs` it expires (Celery's `result_expires`). */
   set(key: string, value: string, opts?: { ttlMs?: number }): Promise<void>;
+  /**
+   * Optional: set() unless the stored value is a Celery meta with status SUCCESS, atomically and in
+   * one round trip (instead of get() then set(): Celery's "never overwrite SUCCESS" rule).
+   */
+  setUnlessSuccess?(key: string, value: string, opts?: { ttlMs?: number }): Promise<void>;
   /** Atomically increments an integer counter (chords). */
   incr(key: string, opts?: { ttlMs?: number }): Promise<number>;
   delete(key: string): Promise<void>;

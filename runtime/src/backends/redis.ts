@@ -12,6 +12,24 @@ import { BackendError, redactUrl } from '../errors.js';
 import { OutageLog, parseRedisUrl, pingWithin, redisOptions } from '../brokers/redis-connection.js';
 import type { KeyValueStore } from './backend.js';
 
+/**
+ * SET (PX ARGV[2] when > 0) and PUBLISH on the key's channel, unless the key holds a SUCCESS meta
+ * (Celery never overwrites SUCCESS). KEYS[1] key; ARGV value, ttl ms, '1' to check for SUCCESS.
+ */
+const SET_SCRIPT = `
+if ARGV[3] == '1' then
+  local cur = redis.call('GET', KEYS[1])
+  if cur and string.find(cur, '"status"%s*:%s*"SUCCESS"') then return 0 end
+end
+if tonumber(ARGV[2]) > 0 then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+else redis.call('SET', KEYS[1], ARGV[1]) end
+redis.call('PUBLISH', KEYS[1], ARGV[1])
+return 1
+`;
+
+/** A watched key stays subscribed this long after its last waiter left. */
+const UNSUBSCRIBE_AFTER_MS = 2_000;
+
 export interface RedisStoreOptions {
   readonly logger?: Logger;
   /** The first command fails after this when Redis cannot be reached (default 10000). */
@@ -23,10 +41,12 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
   const log = opts.logger?.child({ component: 'redis-backend' });
   const outages = new OutageLog(log, `redis result backend ${redactUrl(url)}`);
   const client = outages.watch(new Redis(parsed.ioredisUrl, redisOptions({ enableAutoPipelining: true, lazyConnect: true })));
+  client.defineCommand('celeriacSet', { numberOfKeys: 1, lua: SET_SCRIPT });
+  const scripted = client as unknown as { celeriacSet(key: string, value: string, ttlMs: number, check: string): Promise<number> };
   let ready: Promise<void> | null = null;
   let subscriber: Redis | null = null;
   /** key -> callbacks waiting for its next set, and the SUBSCRIBE acknowledgement. */
-  const watchers = new Map<string, { wake: Set<() => void>; subscribed: Promise<unknown> }>();
+  const watchers = new Map<string, { wake: Set<() => void>; subscribed: Promise<unknown>; idle: NodeJS.Timeout | null }>();
 
   const wrap = (what: string, err: unknown) =>
     new BackendError(`Redis result backend ${redactUrl(url)}: ${what} failed: ${(err as Error)?.message ?? err}`, { cause: err });
@@ -46,24 +66,30 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
   }
 
   /** Sets of one event-loop turn, written in one round trip (a worker stores many results at once). */
-  let pendingSets: { key: string; value: string; ttlMs: number | undefined }[] = [];
+  let pendingSets: { key: string; value: string; ttlMs: number | undefined; check: boolean }[] = [];
   let flushing: Promise<void> | null = null;
   function flushSets(): Promise<void> {
     return new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
       const batch = pendingSets;
       pendingSets = [];
       flushing = null;
-      // SET then PUBLISH of each key, in order, as Celery's MULTI does; one write for the batch.
-      const p = client.multi();
-      for (const { key, value, ttlMs } of batch) {
-        if (ttlMs) p.set(key, value, 'PX', ttlMs);
-        else p.set(key, value);
-        p.publish(key, value);
-      }
+      // SET then PUBLISH of each key (one script call each, atomic as Celery's MULTI); one write.
+      const p = client.pipeline();
+      for (const { key, value, ttlMs, check } of batch) (p as unknown as typeof scripted).celeriacSet(key, value, ttlMs ?? 0, check ? '1' : '0');
       const res = await p.exec();
       const failed = res?.find(([err]) => err);
       if (failed) throw failed[0];
     });
+  }
+
+  async function queueSet(key: string, value: string, ttlMs: number | undefined, check: boolean): Promise<void> {
+    await connected();
+    pendingSets.push({ key, value, ttlMs, check });
+    try {
+      await (flushing ??= flushSets());
+    } catch (err) {
+      throw wrap(`SET ${key}`, err);
+    }
   }
 
   async function run<T>(what: string, op: () => Promise<T>): Promise<T> {
@@ -95,15 +121,8 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
       return run(`GET ${key}`, () => client.get(key));
     },
     mget: (keys) => (keys.length === 0 ? Promise.resolve([]) : run('MGET', () => client.mget(...keys))),
-    async set(key, value, o) {
-      await connected();
-      pendingSets.push({ key, value, ttlMs: o?.ttlMs });
-      try {
-        await (flushing ??= flushSets());
-      } catch (err) {
-        throw wrap(`SET ${key}`, err);
-      }
-    },
+    set: (key, value, o) => queueSet(key, value, o?.ttlMs, false),
+    setUnlessSuccess: (key, value, o) => queueSet(key, value, o?.ttlMs, true),
     incr: (key, o) =>
       run(`INCR ${key}`, async () => {
         const m = client.multi().incr(key);
@@ -121,10 +140,12 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
       const sub = subscriberConn();
       let w = watchers.get(key);
       if (!w) {
-        w = { wake: new Set(), subscribed: sub.subscribe(key) };
+        w = { wake: new Set(), subscribed: sub.subscribe(key), idle: null };
         watchers.set(key, w);
       }
       const entry = w;
+      if (entry.idle) clearTimeout(entry.idle);
+      entry.idle = null;
       await new Promise<void>((resolve) => {
         const done = () => {
           entry.wake.delete(done);
@@ -134,13 +155,21 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
         entry.wake.add(done);
         signal.addEventListener('abort', done, { once: true });
       });
-      if (entry.wake.size === 0 && watchers.get(key) === entry) {
-        watchers.delete(key);
-        await entry.subscribed.catch(() => undefined);
-        await sub.unsubscribe(key).catch((err: unknown) => log?.debug({ err }, 'unsubscribe failed'));
+      // Stay subscribed a little: a waiter usually watches the same key again right away
+      // (AsyncResult reads, then waits again), and a live subscription saves two round trips.
+      if (entry.wake.size === 0 && !entry.idle) {
+        entry.idle = setTimeout(() => {
+          if (entry.wake.size > 0 || watchers.get(key) !== entry) return;
+          watchers.delete(key);
+          void entry.subscribed
+            .then(() => sub.unsubscribe(key))
+            .catch((err: unknown) => log?.debug({ err }, 'unsubscribe failed'));
+        }, UNSUBSCRIBE_AFTER_MS);
+        entry.idle.unref();
       }
     },
     async close() {
+      for (const w of watchers.values()) if (w.idle) clearTimeout(w.idle);
       subscriber?.disconnect();
       await client.quit().catch(() => client.disconnect());
     },

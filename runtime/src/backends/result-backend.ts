@@ -60,6 +60,7 @@ export function createKeyValueResultBackend(store: KeyValueStore, opts: { expire
   return {
     kind: store.kind,
     async store(meta) {
+      if (store.setUnlessSuccess) return store.setUnlessSuccess(key(meta.task_id), JSON.stringify(meta), ttl);
       const prev = await get(meta.task_id);
       if (prev?.status === 'SUCCESS') return;
       await store.set(key(meta.task_id), JSON.stringify(meta), ttl);

@@ -4,8 +4,8 @@
  *
  * - Worker side: every state (STARTED, RETRY, SUCCESS, FAILURE, REVOKED) is published to the
  *   default exchange with routing key = the task's `reply_to` and `correlation_id` = the task id;
- *   body `{task_id, status, result, traceback, children}` (no date_done), delivery_mode 1. A task
- *   without reply_to gets no result, as in Celery.
+ *   body `{task_id, status, result, traceback, children}` (no date_done), delivery_mode 1, without
+ *   publisher confirms (Celery does not wait either). A task without reply_to gets no result.
  * - Client side: the process has one reply queue named by its oid (non-durable, auto-delete,
  *   `x-expires` = result expiry), declared before its first task is sent (`replyTo()`), consumed
  *   without acks; the latest state per task id is kept in memory, so a result can be read by this
@@ -92,7 +92,7 @@ export function createRpcBackend(_url: string, opts: RpcBackendOptions): ResultB
         contentEncoding: 'utf-8',
         headers: {},
         properties: { correlation_id: ctx?.correlationId ?? meta.task_id, delivery_mode: 1 },
-      });
+      }, { confirm: false });
     },
 
     async get(taskId) {

@@ -98,6 +98,65 @@ function prefetchOf(o: ConsumeOptions): number {
   return Number.isFinite(n) ? Math.min(65_535, Math.floor(n)) : 0;
 }
 
+/**
+ * Acks of one consumer channel, sent once per event-loop turn: one `multiple` ack for the settled
+ * run at the front of the delivery order (tasks mostly finish in order), single acks for the rest.
+ */
+class ChannelAcks {
+  private readonly order: number[] = [];
+  private head = 0;
+  /** Delivered tags settled by the worker: true = ack pending, false = nacked already. */
+  private readonly settled = new Map<number, boolean>();
+  private scheduled = false;
+
+  constructor(private readonly ch: Channel, private readonly onError: (err: unknown) => void) {}
+
+  delivered(tag: number): void {
+    this.order.push(tag);
+  }
+
+  ack(tag: number): void {
+    this.settled.set(tag, true);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  nack(msg: ConsumeMessage, requeue: boolean): void {
+    this.ch.nack(msg, false, requeue);
+    this.settled.set(msg.fields.deliveryTag, false);
+  }
+
+  /** Sends the pending acks now (also before the channel closes). */
+  flush(): void {
+    this.scheduled = false;
+    let upTo = -1;
+    while (this.head < this.order.length) {
+      const tag = this.order[this.head]!;
+      const how = this.settled.get(tag);
+      if (how === undefined) break;
+      if (how) upTo = tag;
+      this.settled.delete(tag);
+      this.head++;
+    }
+    if (this.head > 1024 && this.head * 2 > this.order.length) {
+      this.order.splice(0, this.head);
+      this.head = 0;
+    }
+    try {
+      if (upTo >= 0) this.ch.ack({ fields: { deliveryTag: upTo } } as ConsumeMessage, true);
+      for (const [tag, how] of this.settled) {
+        if (!how) continue;
+        this.ch.ack({ fields: { deliveryTag: tag } } as ConsumeMessage);
+        this.settled.set(tag, false); // sent; stays until the front of the order passes it
+      }
+    } catch (err) {
+      this.onError(err);
+    }
+  }
+}
+
 function aborted(signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal.aborted) return resolve();
@@ -116,8 +175,11 @@ export interface ListenSpec {
 /** The AMQP broker with the two extra primitives rpc:// needs. */
 export interface AmqpBroker extends Broker {
   readonly kind: 'amqp';
-  /** Publishes to an exchange ('' = default) without declaring anything; resolves on confirm. */
-  publishTo(exchange: string, routingKey: string, message: WireMessage): Promise<void>;
+  /**
+   * Publishes to an exchange ('' = default) without declaring anything; resolves on the broker's
+   * confirm, or once written when `confirm` is false.
+   */
+  publishTo(exchange: string, routingKey: string, message: WireMessage, opts?: { confirm?: boolean }): Promise<void>;
   /** Consumes `spec.queue` without acks until `signal` aborts, re-subscribing after reconnects. */
   listen(spec: ListenSpec, onMessage: (m: WireMessage) => void, signal: AbortSignal, onReady?: () => void): Promise<void>;
 }
@@ -143,6 +205,7 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
   let connecting: Promise<ChannelModel> | null = null;
   let pub: Promise<ConfirmChannel> | null = null;
   let decl: Promise<Channel> | null = null;
+  let fast: Promise<Channel> | null = null;
   const declared = new Map<string, Promise<void>>();
   const recentAcks = new Set<string>();
   /**
@@ -150,7 +213,8 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
    * channel died with the connection): they are settled like the first, not run a second time.
    */
   const running = new Map<string, ((outcome: 'ack' | 'requeue') => void)[]>();
-  const openChannels = new Set<Channel>();
+  /** Open channels; consumer channels with their pending acks, sent before the channel closes. */
+  const openChannels = new Map<Channel, ChannelAcks | null>();
   const loops = new Set<Promise<void>>();
   const closing = new AbortController();
   let everConnected = false;
@@ -170,6 +234,7 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
     conn = null;
     pub = null;
     decl = null;
+    fast = null;
     declared.clear();
     if (closing.signal.aborted) return;
     if (!down) log?.warn({ err }, `AMQP broker ${where}: connection lost, reconnecting with backoff`);
@@ -226,6 +291,13 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
     decl ??= channel((c) => c.createChannel(), () => (decl = null));
     decl.catch(() => (decl = null));
     return decl;
+  }
+
+  /** A plain channel for publishes that need no confirm (rpc:// results, as Celery sends them). */
+  function fastChannel(): Promise<Channel> {
+    fast ??= channel((c) => c.createChannel(), () => (fast = null));
+    fast.catch(() => (fast = null));
+    return fast;
   }
 
   /** Declares `queue` as Celery does (or, for `<q>.dead`, just the durable queue), once per connection. */
@@ -303,6 +375,7 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
 
   function closeWhenSettled(ch: Channel, unsettled: () => number): void {
     if (unsettled() === 0) {
+      openChannels.get(ch)?.flush();
       openChannels.delete(ch);
       ch.close().catch(() => undefined);
     }
@@ -323,24 +396,28 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
         delay = Math.min(delay * 2, 5_000);
         continue;
       }
-      openChannels.add(ch);
       let unsettled = 0;
       let stopped = false;
       let prefetch = prefetchOf(copts);
+      // One queue: per-consumer QoS (cheaper for RabbitMQ); several: per channel, as Celery sets it.
+      const globalQos = queues.length > 1;
+      const acks = new ChannelAcks(ch, (err) => log?.warn({ err }, 'ack failed (channel closed); redeliveries will be dropped'));
+      openChannels.set(ch, acks);
       const channelLost = new Promise<void>((resolve) => ch.once('close', () => resolve()));
       ch.on('error', (err: unknown) => log?.warn({ err }, 'AMQP consumer channel error'));
 
       const onMessage = (queue: string, msg: ConsumeMessage | null) => {
         if (!msg) return; // cancelled by the server (queue deleted): the channel loop re-subscribes
         const message = toWire(msg);
+        acks.delivered(msg.fields.deliveryTag);
         if (stopped) {
-          ch.nack(msg, false, true);
+          acks.nack(msg, true);
           return;
         }
         const key = identity(message);
         if (msg.fields.redelivered && key && recentAcks.has(key)) {
           log?.warn({ queue, taskId: message.headers.id }, 'redelivery of a message already acknowledged (ack lost with the connection); dropped');
-          ch.ack(msg);
+          acks.ack(msg.fields.deliveryTag);
           return;
         }
         const twins = msg.fields.redelivered && key ? running.get(key) : undefined;
@@ -348,8 +425,8 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
           log?.warn({ queue, taskId: message.headers.id }, 'redelivery of a message still running here; it is settled when that run ends');
           twins.push((outcome) => {
             try {
-              if (outcome === 'ack') ch.ack(msg);
-              else ch.nack(msg, false, true);
+              if (outcome === 'ack') acks.ack(msg.fields.deliveryTag);
+              else acks.nack(msg, true);
             } catch (err) {
               log?.warn({ err, queue }, 'settling a redelivery failed; the broker keeps it');
             }
@@ -382,20 +459,15 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
             if (!settle()) return;
             rememberAck(key);
             settleTwins('ack');
-            try {
-              ch.ack(msg);
-            } catch (err) {
-              log?.warn({ err, queue }, 'ack failed (channel closed); a redelivery will be dropped');
-            } finally {
-              release();
-            }
+            acks.ack(msg.fields.deliveryTag);
+            release();
           },
           async reject({ requeue, reason }) {
             if (!settle()) return;
             try {
               if (requeue) {
                 settleTwins('requeue');
-                ch.nack(msg, false, true);
+                acks.nack(msg, true);
                 return;
               }
               await declareQueue(`${queue}.dead`, true);
@@ -406,7 +478,7 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
               await confirmedPublish('', `${queue}.dead`, dead, `dead-lettering to "${queue}.dead"`);
               rememberAck(key);
               settleTwins('ack');
-              ch.ack(msg);
+              acks.ack(msg.fields.deliveryTag);
             } catch (err) {
               // The channel is gone: RabbitMQ gives the message back, nothing is lost.
               log?.warn({ err, queue }, 'reject failed; the broker will redeliver the message');
@@ -418,7 +490,7 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
         const limit = prefetchOf(copts);
         if (limit !== prefetch) {
           prefetch = limit;
-          ch.prefetch(limit, true).catch((err: unknown) => log?.warn({ err }, 'could not change prefetch'));
+          ch.prefetch(limit, globalQos).catch((err: unknown) => log?.warn({ err }, 'could not change prefetch'));
         }
         onDelivery(d).catch((err: unknown) => {
           log?.error({ err, queue }, 'delivery handler failed; message given back to its queue');
@@ -427,7 +499,7 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
       };
 
       try {
-        await ch.prefetch(prefetch, true);
+        await ch.prefetch(prefetch, globalQos);
         const tags: string[] = [];
         for (const q of queues) {
           await declareQueue(q);
@@ -465,7 +537,7 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
       try {
         if (spec.bind) await declareExchange(spec.bind.exchange);
         ch = await (await connection()).createChannel();
-        openChannels.add(ch);
+        openChannels.set(ch, null);
         const channelLost = new Promise<void>((resolve) => ch!.once('close', () => resolve()));
         ch.on('error', (err: unknown) => log?.debug({ err }, 'AMQP listener channel error'));
         const { queue } = await ch.assertQueue(spec.queue, spec.options);
@@ -563,8 +635,15 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
       return track(listenLoop(spec, onMessage, signal));
     },
 
-    async publishTo(exchange, routingKey, message) {
-      await confirmedPublish(exchange, routingKey, message, `publish to "${exchange || routingKey}"`);
+    async publishTo(exchange, routingKey, message, o = {}) {
+      const what = `publish to "${exchange || routingKey}"`;
+      if (o.confirm !== false) return confirmedPublish(exchange, routingKey, message, what);
+      try {
+        const ch = await fastChannel();
+        if (!ch.publish(exchange, routingKey, message.body, publishOptions(message))) await new Promise((r) => ch.once('drain', r));
+      } catch (err) {
+        throw wrap(what, err);
+      }
     },
 
     listen(spec, onMessage, signal, onReady) {
@@ -584,7 +663,10 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
       closing.abort();
       await Promise.all(loops);
       // Closing the channels gives every unsettled delivery back to RabbitMQ.
-      for (const ch of openChannels) await ch.close().catch(() => undefined);
+      for (const [ch, acks] of openChannels) {
+        acks?.flush();
+        await ch.close().catch(() => undefined);
+      }
       openChannels.clear();
       const c = conn;
       conn = null;
