@@ -71,6 +71,8 @@ export interface TaskQueueBroker {
   virtualHost?: string;
   credentialsSecretRef?: { name: string; usernameKey?: string; passwordKey?: string };
   tls?: { enabled?: boolean; insecureSkipVerify?: boolean; serverName?: string };
+  /** RabbitMQ management API, for unacknowledged counts. */
+  management?: { url?: string; urlSecretRef?: SecretKeyRef };
 }
 
 export interface TaskQueueSpec {

@@ -16,7 +16,7 @@ import { useRabbit, useRedis, type TestServer } from '../support/servers.js';
 const skipK8s = envtestSkipReason();
 // A private redis-server (this file changes its requirepass) and rabbitmq-server.
 const redisUse = skipK8s ? null : await useRedis({ managed: true });
-const rabbitUse = skipK8s ? null : await useRabbit({ managed: true });
+const rabbitUse = skipK8s ? null : await useRabbit({ managed: true, management: true });
 const skip = skipK8s || redisUse?.skip || false;
 
 const ready = (obj: Obj | null): Condition | undefined => conditionOf(obj, 'Ready');
@@ -173,6 +173,35 @@ describe('TaskQueue broker checks on a real API server with real brokers', { ski
         await eventually(async () => {
           const tq = await kube.get<Obj>(resources.taskQueues, ns, 'amqp-depth-consumed');
           assert.equal(tq?.status?.consumers, 1);
+        });
+      } finally {
+        await conn.close();
+      }
+    });
+
+    it('reads in-flight (unacknowledged) messages from the management API with the broker credentials', async () => {
+      const rabbit = rabbitUse!.server!;
+      assert.ok(rabbit.managementUrl, 'rabbitmq started with management');
+      const url = new URL(rabbit.url);
+      const mgmt = new URL(rabbit.managementUrl);
+      mgmt.username = '';
+      mgmt.password = '';
+      const conn = await amqp.connect(rabbit.url);
+      try {
+        const ch = await conn.createChannel();
+        await ch.assertQueue('q-amqp-unacked');
+        for (const m of ['a', 'b', 'c']) ch.sendToQueue('q-amqp-unacked', Buffer.from(m));
+        await ch.prefetch(2);
+        await ch.consume('q-amqp-unacked', () => undefined, { noAck: false }); // holds 2, acks none
+        await kube.create(
+          resources.taskQueues,
+          taskQueue(ns, 'amqp-unacked', { type: 'amqp', host: url.hostname, port: Number(url.port), credentialsSecretRef: { name: 'rabbit' }, management: { url: mgmt.toString() } }),
+        );
+        await eventually(async () => {
+          const tq = await kube.get<Obj>(resources.taskQueues, ns, 'amqp-unacked');
+          assert.equal(ready(tq)?.status, 'True', JSON.stringify(tq?.status));
+          assert.equal(tq?.status?.inFlight, 2);
+          assert.equal(tq?.status?.depth, 1);
         });
       } finally {
         await conn.close();

@@ -385,6 +385,11 @@ describe('CRD validation on a real API server', { skip }, () => {
     const scheme = taskQueue('default', 'scheme');
     scheme.spec.broker = { type: 'amqp', url: 'redis://r:6379/0' };
     assert.match(await refused(resources.taskQueues, scheme), /amqp:\/\/ or amqps:\/\/ when type is amqp/);
+    const mgmt = taskQueue('default', 'mgmt');
+    mgmt.spec.broker = { type: 'redis', host: 'r', management: { url: 'http://u:p@rabbit:15672' } };
+    const mgmtMsg = await refused(resources.taskQueues, mgmt);
+    assert.match(mgmtMsg, /spec\.broker\.management applies to amqp only/);
+    assert.match(mgmtMsg, /management\.url must be http\(s\):\/\/ without a password/);
     const noQueue = taskQueue('default', 'noqueue');
     delete noQueue.spec.queue;
     assert.match(await refused(resources.taskQueues, noQueue), /spec\.queue: Required value/);

@@ -10,6 +10,7 @@ import amqp from 'amqplib';
 import { BrokerCheckError } from '../errors.js';
 import { redactUrl } from '../../../runtime/src/errors.js';
 import { resources, type KubeClient } from '../k8s/kube-client.js';
+import { createAmqpQueueSource } from '../metric-sources/amqp-queue.js';
 import { createRedisListSource } from '../metric-sources/redis-list.js';
 import type { Secret, TaskQueue, TaskQueueBroker } from '../types.js';
 
@@ -84,6 +85,30 @@ export async function resolveBrokerUrl(kube: KubeClient, tq: TaskQueue): Promise
   return url;
 }
 
+/**
+ * The RabbitMQ management API URL of an amqp TaskQueue with `spec.broker.management`, or null.
+ * A URL without credentials gets the broker's (`brokerUrl`, as resolved with its Secrets).
+ */
+export async function resolveManagementUrl(kube: KubeClient, tq: TaskQueue, brokerUrl: URL): Promise<URL | null> {
+  const m = tq.spec.broker.management;
+  if (tq.spec.broker.type !== 'amqp' || !m) return null;
+  const ns = tq.metadata.namespace ?? 'default';
+  const text = m.urlSecretRef
+    ? (await secretValue(kube, ns, m.urlSecretRef.name, m.urlSecretRef.key ?? 'url', 'spec.broker.management.urlSecretRef')).trim()
+    : (m.url ?? '');
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch (err) {
+    throw new BrokerCheckError('InvalidURL', `spec.broker.management: not a valid URL: "${redactUrl(text)}"`, { cause: err });
+  }
+  if (!url.username && brokerUrl.username) {
+    url.username = brokerUrl.username;
+    url.password = brokerUrl.password;
+  }
+  return url;
+}
+
 function classify(err: unknown, url: URL, timeoutMs: number): BrokerCheckError {
   const e = err as { code?: string; message?: string };
   const msg = e.message ?? String(err);
@@ -137,7 +162,7 @@ async function checkRedis(url: URL, tq: TaskQueue, timeoutMs: number): Promise<B
   }
 }
 
-async function checkAmqp(url: URL, tq: TaskQueue, timeoutMs: number): Promise<BrokerCheckResult> {
+async function checkAmqp(url: URL, managementUrl: URL | null, tq: TaskQueue, timeoutMs: number): Promise<BrokerCheckResult> {
   let conn: amqp.ChannelModel | undefined;
   try {
     conn = await amqp.connect(url.toString(), {
@@ -152,15 +177,27 @@ async function checkAmqp(url: URL, tq: TaskQueue, timeoutMs: number): Promise<Br
     ch.on('error', () => {
       // checkQueue on a missing queue closes the channel with 404; handled where it rejects.
     });
+    let result: BrokerCheckResult;
     try {
       const q = await ch.checkQueue(tq.spec.queue.name);
-      return { url: redactUrl(url.toString()), depth: q.messageCount, consumers: q.consumerCount };
+      result = { url: redactUrl(url.toString()), depth: q.messageCount, consumers: q.consumerCount };
     } catch (err) {
-      if (/NOT_FOUND|404/.test(String((err as Error).message))) {
-        return { url: redactUrl(url.toString()), depth: 0, consumers: 0, note: `queue "${tq.spec.queue.name}" is not declared yet (workers declare it when they start)` };
-      }
-      throw err;
+      if (!/NOT_FOUND|404/.test(String((err as Error).message))) throw err;
+      return { url: redactUrl(url.toString()), depth: 0, consumers: 0, note: `queue "${tq.spec.queue.name}" is not declared yet (workers declare it when they start)` };
     }
+    if (managementUrl) {
+      // Unacknowledged messages are only visible to the management API; read as the autoscaler does.
+      const source = createAmqpQueueSource({ url: url.toString(), queues: [tq.spec.queue.name], managementUrl: managementUrl.toString(), timeoutMs });
+      try {
+        const v = await source.read(AbortSignal.timeout(timeoutMs));
+        result.inFlight = v.detail?.unacked;
+      } catch (err) {
+        result.note = `management API not readable (${(err as Error).message}); in-flight unknown`;
+      } finally {
+        await source.close();
+      }
+    }
+    return result;
   } catch (err) {
     throw classify(err, url, timeoutMs);
   } finally {
@@ -174,7 +211,8 @@ async function checkAmqp(url: URL, tq: TaskQueue, timeoutMs: number): Promise<Br
 export async function checkBroker(kube: KubeClient, tq: TaskQueue, o: { timeoutMs?: number } = {}): Promise<BrokerCheckResult> {
   const timeoutMs = o.timeoutMs ?? 5000;
   const url = await resolveBrokerUrl(kube, tq);
-  return tq.spec.broker.type === 'redis' ? checkRedis(url, tq, timeoutMs) : checkAmqp(url, tq, timeoutMs);
+  if (tq.spec.broker.type === 'redis') return checkRedis(url, tq, timeoutMs);
+  return checkAmqp(url, await resolveManagementUrl(kube, tq, url), tq, timeoutMs);
 }
 
 function hashOf(tq: TaskQueue, url: URL): string | null {
