@@ -11,6 +11,7 @@ export interface HealthServer {
   close(): Promise<void>;
 }
 
+/** Listens on `port` (0 = any free port) and serves /metrics, /healthz and /readyz. */
 export async function startHealthServer(o: { port: number; host?: string; registry: Registry; ready: () => boolean }): Promise<HealthServer> {
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];

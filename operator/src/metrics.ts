@@ -21,6 +21,7 @@ export interface OperatorMetrics {
   forgetWorkerPool(namespace: string, name: string): void;
 }
 
+/** Creates the operator's metrics in their own registry (`defaultMetrics` adds process metrics). */
 export function createOperatorMetrics(o: { registry?: Registry; defaultMetrics?: boolean } = {}): OperatorMetrics {
   const registry = o.registry ?? new Registry();
   if (o.defaultMetrics) collectDefaultMetrics({ register: registry });

@@ -68,6 +68,7 @@ function credentialsOf(obj: KubeObject | undefined): string | undefined {
   return (obj as TaskQueue | undefined)?.status?.credentialsHash;
 }
 
+/** Builds the operator (informers, the TaskQueue and WorkerPool controllers, optional leader election); call start(). */
 export function createOperator(o: OperatorOptions): Operator {
   const log = o.log.child({ component: 'operator' });
   const informerOpts = { kube: o.kube, log, namespace: o.namespace, watchdogMs: o.watchdogMs };

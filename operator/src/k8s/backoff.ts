@@ -19,6 +19,7 @@ export interface TokenBucket {
   tryTake(): boolean;
 }
 
+/** Refills at `qps` tokens per second up to `burst`; starts full. */
 export function createTokenBucket(o: { qps: number; burst: number; now?: () => number }): TokenBucket {
   const now = o.now ?? Date.now;
   let tokens = o.burst;
@@ -59,6 +60,7 @@ export interface RateLimiterOptions {
   now?: () => number;
 }
 
+/** Per-key exponential backoff (default 5 ms -> 1000 s) combined by max with a token bucket (default 10 qps, burst 100). */
 export function createRateLimiter(o: RateLimiterOptions = {}): RateLimiter {
   const base = o.baseDelayMs ?? 5;
   const max = o.maxDelayMs ?? 1_000_000;

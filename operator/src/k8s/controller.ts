@@ -51,6 +51,7 @@ export interface Controller {
   run(signal: AbortSignal): Promise<void>;
 }
 
+/** Wires informer events to a work queue and `reconciler`; `run(signal)` processes keys. */
 export function createController<T extends KubeObject>(o: ControllerOptions<T>): Controller {
   const name = o.reconciler.name;
   const log = o.log.child({ controller: name });

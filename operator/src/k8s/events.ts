@@ -28,6 +28,7 @@ interface Seen {
 
 const AGGREGATE_MS = 10 * 60_000;
 
+/** Creates a recorder; `qps` is the average rate of new Events allowed (burst 25). */
 export function createEventRecorder(o: {
   kube: KubeClient;
   log: Logger;

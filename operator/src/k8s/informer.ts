@@ -48,6 +48,7 @@ export function keyOf(obj: KubeObject): string {
   return obj.metadata.namespace ? `${obj.metadata.namespace}/${obj.metadata.name}` : obj.metadata.name;
 }
 
+/** Creates a cache of `resource` (optionally one namespace, a label selector); call start(). */
 export function createInformer<T extends KubeObject>(o: InformerOptions): Informer<T> {
   const log = o.log.child({ informer: o.resource.plural });
   const cache = new Map<string, T>();

@@ -41,6 +41,7 @@ function microTime(d: Date): string {
   return d.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
 }
 
+/** Creates an elector for the Lease `namespace/name`; `run(signal)` campaigns. */
 export function createLeaderElector(o: LeaderElectionOptions): LeaderElector {
   const leaseDurationMs = o.leaseDurationMs ?? 15_000;
   const renewDeadlineMs = o.renewDeadlineMs ?? 10_000;

@@ -28,6 +28,7 @@ export interface WorkQueueOptions {
   onRetry?: () => void;
 }
 
+/** Creates an empty queue; retries go through `rateLimiter`. */
 export function createWorkQueue(o: WorkQueueOptions): WorkQueue {
   const queue: string[] = [];
   const dirty = new Set<string>();
