@@ -95,6 +95,19 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
+/** p50 and p99 of `n` sequential calls. */
+async function roundTrips(row: Row, n: number, call: () => Promise<unknown>): Promise<void> {
+  const lat: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const s = performance.now();
+    await call();
+    lat.push(performance.now() - s);
+  }
+  lat.sort((a, b) => a - b);
+  row.p50 = percentile(lat, 50);
+  row.p99 = percentile(lat, 99);
+}
+
 /** Runs `count` async jobs with at most `window` in flight. */
 async function windowed(count: number, window: number, job: (i: number) => Promise<unknown>): Promise<void> {
   let next = 0;
@@ -176,15 +189,7 @@ async function benchCeleriac(brokerUrl: string, backendUrl: string, server: Test
     }
 
     // 4. sequential round trips
-    const lat: number[] = [];
-    for (let i = 0; i < LAT_N; i++) {
-      const s = performance.now();
-      await (await send(false)).get({ timeout: 30_000 });
-      lat.push(performance.now() - s);
-    }
-    lat.sort((a, b) => a - b);
-    row.p50 = percentile(lat, 50);
-    row.p99 = percentile(lat, 99);
+    await roundTrips(row, LAT_N, async () => (await send(false)).get({ timeout: 30_000 }));
     row.rssMb = peakRssMb(worker.pid);
   } finally {
     worker.kill('SIGTERM');
@@ -244,16 +249,7 @@ async function benchBullmq(redisUrl: string, server: TestServer): Promise<Row> {
 
     const events = new QueueEvents(name, { connection });
     await events.waitUntilReady();
-    const lat: number[] = [];
-    for (let i = 0; i < LAT_N; i++) {
-      const s = performance.now();
-      const job = await queue.add('add', { a: 1, b: 2 });
-      await job.waitUntilFinished(events, 30_000);
-      lat.push(performance.now() - s);
-    }
-    lat.sort((a, b) => a - b);
-    row.p50 = percentile(lat, 50);
-    row.p99 = percentile(lat, 99);
+    await roundTrips(row, LAT_N, async () => (await queue.add('add', { a: 1, b: 2 })).waitUntilFinished(events, 30_000));
     row.rssMb = peakRssMb(worker.pid);
     await events.close();
   } finally {
@@ -320,15 +316,7 @@ async function benchPython(py: string, redisUrl: string, server: TestServer): Pr
     row.e2e = (n / (performance.now() - t)) * 1000;
     row.cpuUs = cpuSplit(row, n, cpuMs(worker.pid) - cpu0.w, selfCpuMs() - cpu0.p, cpuMs(server.pid()) - cpu0.s);
 
-    const lat: number[] = [];
-    for (let i = 0; i < latN; i++) {
-      const s = performance.now();
-      await (await app.sendTask('bench.add', [1, 2], {}, { queue })).get({ timeout: 30_000 });
-      lat.push(performance.now() - s);
-    }
-    lat.sort((a, b) => a - b);
-    row.p50 = percentile(lat, 50);
-    row.p99 = percentile(lat, 99);
+    await roundTrips(row, latN, async () => (await app.sendTask('bench.add', [1, 2], {}, { queue })).get({ timeout: 30_000 }));
     row.rssMb = peakRssMb(worker.pid);
   } finally {
     worker.kill('SIGTERM');
@@ -380,17 +368,11 @@ async function benchRawAmqp(url: string, server: TestServer): Promise<Row> {
   await Promise.all([windowed(N, 500, publish), until(2 * N)]);
   row.e2e = (N / (performance.now() - t)) * 1000;
   row.cpuUs = cpuSplit(row, N, 0, selfCpuMs() - cpu0.p, cpuMs(server.pid()) - cpu0.s);
-  const lat: number[] = [];
-  for (let i = 0; i < LAT_N; i++) {
-    const s = performance.now();
+  await roundTrips(row, LAT_N, async () => {
     const seen = new Promise<void>((r) => onSeen.push(r));
     await publish();
     await seen;
-    lat.push(performance.now() - s);
-  }
-  lat.sort((a, b) => a - b);
-  row.p50 = percentile(lat, 50);
-  row.p99 = percentile(lat, 99);
+  });
   await pubConn.close();
   await subConn.close();
   return row;

@@ -5,21 +5,16 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import type { KeyValueStore } from '../../runtime/src/backends/backend.js';
+import { eventually } from '../support/eventually.js';
 import { uniqueName } from '../support/servers.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export interface BackendContractOptions {
   readonly skip?: string | false;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 export function backendContract(name: string, make: () => KeyValueStore | Promise<KeyValueStore>, opts: BackendContractOptions = {}): void {
   describe(`KeyValueStore contract: ${name}`, { skip: opts.skip }, () => {
@@ -59,7 +54,7 @@ export function backendContract(name: string, make: () => KeyValueStore | Promis
       await s.set(k, 'short-lived', { ttlMs: 300 });
       const kept = uniqueName('kept');
       await s.set(kept, 'forever');
-      await eventually('the value to expire', async () => (await s.get(k)) === null);
+      await eventually(async () => assert.equal(await s.get(k), null, 'the value expired'), { timeoutMs: 15_000, intervalMs: 50 });
       assert.equal(await s.get(kept), 'forever');
     });
 
@@ -89,11 +84,11 @@ export function backendContract(name: string, make: () => KeyValueStore | Promis
       const ctl = new AbortController();
       // Set repeatedly: the subscription may not be live yet when the first set happens.
       const watching = s.watch(k, ctl.signal).then(() => (woke = true));
-      await eventually('watch() to wake on set', async () => {
+      await eventually(async () => {
         await writer.set(k, 'done');
         await sleep(50);
-        return woke;
-      });
+        assert.ok(woke, 'watch() woke on set');
+      }, { timeoutMs: 15_000, intervalMs: 1 });
       await watching;
       assert.equal(ctl.signal.aborted, false, 'woke by the set, not by abort');
       const ctl2 = new AbortController();

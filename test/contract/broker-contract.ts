@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import type { Broker, Delivery, WireMessage } from '../../runtime/src/brokers/broker.js';
+import { eventually } from '../support/eventually.js';
 import { uniqueName } from '../support/servers.js';
 
 export interface BrokerContractOptions {
@@ -33,6 +34,7 @@ export interface BrokerContractOptions {
 }
 
 const WAIT_MS = 15_000;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** How long a test watches for something that must NOT happen (not a performance assertion). */
 const QUIET_MS = 400;
 
@@ -94,15 +96,7 @@ export class Recorder {
   }
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = WAIT_MS): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 export function brokerContract(name: string, make: () => Broker | Promise<Broker>, opts: BrokerContractOptions): void {
   describe(`Broker contract: ${name}`, { skip: opts.skip }, () => {
@@ -240,7 +234,7 @@ export function brokerContract(name: string, make: () => Broker | Promise<Broker
       const r = new Recorder(b, [q], 1, (d) => d.reject({ requeue: false, reason: 'undecodable body' }));
       await r.waitFor(1);
       await r.stop();
-      await eventually('the dead-letter queue to hold the message', async () => (await b.depth(`${q}.dead`)) === 1);
+      await eventually(async () => assert.equal(await b.depth(`${q}.dead`), 1, 'the dead-letter queue holds the message'), { timeoutMs: WAIT_MS });
       assert.equal(await b.depth(q), 0);
       const dead = new Recorder(b, [`${q}.dead`], 1, (d) => d.ack());
       const [d] = await dead.waitFor(1);
@@ -314,11 +308,11 @@ export function brokerContract(name: string, make: () => Broker | Promise<Broker
         b2.subscribe(ex, (m) => seen[1].push(textOf(m)), ctl.signal),
       ];
       // Pub/sub keeps nothing for late subscribers: publish until both have one.
-      await eventually('both subscribers to receive a broadcast', async () => {
+      await eventually(async () => {
         await b1.broadcast(ex, message('hello all'));
         await sleep(50);
-        return seen[0].length > 0 && seen[1].length > 0;
-      });
+        assert.ok(seen[0].length > 0 && seen[1].length > 0, 'both subscribers received a broadcast');
+      }, { timeoutMs: WAIT_MS, intervalMs: 1 });
       ctl.abort();
       await Promise.all(subs);
       assert.equal(seen[0][0], 'hello all');

@@ -139,6 +139,39 @@ async function launch(
   throw new Error(`${what} did not accept connections on port ${port} within ${timeoutMs} ms. Log ${logFile}:\n${await tail(logFile)}`);
 }
 
+const stopGraceMs = { redis: 10_000, amqp: 30_000 };
+
+type Controls = Pick<TestServer, 'managed' | 'start' | 'stopProcess' | 'restart' | 'stop'>;
+
+/** Start, stop and restart of one server process whose data lives in `dir`. */
+async function supervise(dir: string, graceMs: number, launchIt: () => Promise<ChildProcess>): Promise<{ child: () => ChildProcess | null; controls: Controls }> {
+  let child: ChildProcess | null = await launchIt();
+  const start = async () => {
+    if (!child) child = await launchIt();
+  };
+  const stopProcess = async () => {
+    if (child) await stopChild(child, graceMs);
+    child = null;
+  };
+  return {
+    child: () => child,
+    controls: {
+      managed: true,
+      start,
+      stopProcess,
+      async restart(o = {}) {
+        await stopProcess();
+        if (o.downMs) await new Promise((r) => setTimeout(r, o.downMs));
+        await start();
+      },
+      async stop() {
+        await stopProcess();
+        await rm(dir, { recursive: true, force: true });
+      },
+    },
+  };
+}
+
 /** Options for a private redis-server. */
 export interface RedisOptions {
   /** Append-only file on, so that restart() keeps the data (fault tests). Default false. */
@@ -157,28 +190,8 @@ export async function startRedis(opts: RedisOptions = {}): Promise<TestServer> {
     '--protected-mode', 'no', '--loglevel', 'warning',
   ];
   const log = join(dir, 'redis.log');
-  let child: ChildProcess | null = await launch('redis-server', bin, args, process.env, port, log, 15_000);
-  const start = async () => {
-    if (!child) child = await launch('redis-server', bin, args, process.env, port, log, 15_000);
-  };
-  const stopProcess = async () => {
-    if (child) await stopChild(child, 10_000);
-    child = null;
-  };
-  return {
-    kind: 'redis', url: `redis://127.0.0.1:${port}/0`, port, managementUrl: null, managed: true,
-    start, stopProcess,
-    pid: () => child?.pid,
-    async restart(o = {}) {
-      await stopProcess();
-      if (o.downMs) await new Promise((r) => setTimeout(r, o.downMs));
-      await start();
-    },
-    async stop() {
-      await stopProcess();
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
+  const server = await supervise(dir, stopGraceMs.redis, () => launch('redis-server', bin, args, process.env, port, log, 15_000));
+  return { kind: 'redis', url: `redis://127.0.0.1:${port}/0`, port, managementUrl: null, pid: () => server.child()?.pid, ...server.controls };
 }
 
 /** Options for a private rabbitmq-server. */
@@ -230,34 +243,17 @@ export async function startRabbit(opts: RabbitOptions = {}): Promise<TestServer>
     RABBITMQ_LOGS: '-',
   };
   const log = join(dir, 'rabbitmq.log');
-  const launchIt = () => launch('rabbitmq-server', bin, [], env, port, log, 120_000);
-  let child: ChildProcess | null = await launchIt();
-  const start = async () => {
-    if (!child) child = await launchIt();
-  };
-  const stopProcess = async () => {
-    if (child) await stopChild(child, 30_000);
-    child = null;
-  };
+  const server = await supervise(dir, stopGraceMs.amqp, () => launch('rabbitmq-server', bin, [], env, port, log, 120_000));
   return {
-    kind: 'amqp', url: `amqp://guest:guest@127.0.0.1:${port}`, port, managed: true,
+    kind: 'amqp', url: `amqp://guest:guest@127.0.0.1:${port}`, port,
     managementUrl: opts.management ? `http://guest:guest@127.0.0.1:${mgmtPort}` : null,
-    start, stopProcess,
     // The Erlang VM is a child of the start script; RabbitMQ writes its pid here.
     pid: () => {
-      if (!child) return undefined;
+      if (!server.child()) return undefined;
       const text = existsSync(join(dir, 'rabbitmq.pid')) ? readFileSync(join(dir, 'rabbitmq.pid'), 'utf8').trim() : '';
       return Number(text) || undefined;
     },
-    async restart(o = {}) {
-      await stopProcess();
-      if (o.downMs) await new Promise((r) => setTimeout(r, o.downMs));
-      await start();
-    },
-    async stop() {
-      await stopProcess();
-      await rm(dir, { recursive: true, force: true });
-    },
+    ...server.controls,
   };
 }
 
