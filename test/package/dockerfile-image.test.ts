@@ -12,9 +12,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { resources } from '../../operator/src/k8s/kube-client.js';
+import type { KubeObject } from '../../operator/src/types.js';
+import { envtestSkipReason, freePort, startControlPlane } from '../support/envtest.js';
 import { eventually } from '../support/eventually.js';
 import { cachedNode24, expectOk, node24Version, npmCommand, repoRoot, run } from '../support/package-tools.js';
 
@@ -168,3 +171,41 @@ for (const how of [
     }
   });
 }
+
+test('the operator in a pod-like container answers /healthz and /readyz and reconciles a WorkerPool on envtest', async (t) => {
+  const why = await buildImage();
+  if (why) return loudSkip(t, why);
+  const envtestWhy = envtestSkipReason();
+  if (envtestWhy) return loudSkip(t, envtestWhy);
+  const flags = (await podFlags()).map((f) => (f === 'none' ? 'host' : f)); // the API server listens on loopback
+  const probe = await run('podman', [...flags.filter((f) => f !== '-d'), '--rm', image, 'true']);
+  if (probe.code !== 0) return loudSkip(t, `podman cannot start a container on this machine: ${probe.stderr.trim()}`);
+
+  const cp = await startControlPlane();
+  const port = await freePort();
+  let id = '';
+  try {
+    const ns = await cp.createNamespace('shop');
+    await cp.kube.create(resources.taskQueues, {
+      apiVersion: 'celeriac.io/v1alpha1', kind: 'TaskQueue', metadata: { name: 'default', namespace: ns },
+      spec: { broker: { type: 'redis', urlSecretRef: { name: 'broker' } }, queue: { name: 'celery' }, checkIntervalSeconds: 600 },
+    } as KubeObject);
+    await chmod(cp.kubeconfigPath, 0o644);
+    id = expectOk(await run('podman', [...flags, '-v', `${cp.kubeconfigPath}:/kube/config:ro`, image,
+      'celeriac-operator', '--kubeconfig=/kube/config', `--metrics-port=${port}`]), 'podman run').stdout.trim();
+    const logs = async () => { const r = await run('podman', ['logs', id]); return r.stdout + r.stderr; };
+    for (const path of ['/healthz', '/readyz']) {
+      await eventually(async () => assert.equal((await fetch(`http://127.0.0.1:${port}${path}`)).status, 200, await logs()), { timeoutMs: 60_000 });
+    }
+    await cp.kube.create(resources.workerPools, {
+      apiVersion: 'celeriac.io/v1alpha1', kind: 'WorkerPool', metadata: { name: 'workers', namespace: ns },
+      spec: { queues: ['default'], template: { image: 'example.com/shop:1', tasksModule: '/app/tasks/tasks.js' }, replicas: 1 },
+    } as KubeObject);
+    await eventually(async () => assert.ok(await cp.kube.get(resources.deployments, ns, 'workers'), await logs()), { timeoutMs: 60_000 });
+    expectOk(await run('podman', ['kill', '--signal', 'TERM', id]), 'podman kill');
+    assert.equal(expectOk(await run('podman', ['wait', id]), 'podman wait').stdout.trim(), '0', await logs());
+  } finally {
+    if (id) await run('podman', ['rm', '-f', id]);
+    await cp.stop();
+  }
+});
