@@ -89,7 +89,9 @@ for (const tier of selected) {
     continue;
   }
   console.error(`\n[test] tier ${tier.name}: ${files.length} file(s)`);
-  const r = spawnSync(process.execPath, ['--test', '--test-reporter=spec', ...files], {
+  // A test that hangs fails with its name after this long instead of stalling CI.
+  const timeout = process.env.CELERIAC_TEST_TIMEOUT_MS ?? '300000';
+  const r = spawnSync(process.execPath, ['--test', '--test-reporter=spec', `--test-timeout=${timeout}`, ...files], {
     cwd: root,
     stdio: 'inherit',
     env: { ...process.env, CELERIAC_TEST_TIER: tier.name },

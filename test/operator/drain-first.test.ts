@@ -20,7 +20,7 @@ const envSkip = envtestSkipReason();
 const redis: ServiceResult | undefined = envSkip ? undefined : await useRedis();
 const skip = envSkip || redis?.skip || false;
 
-interface FakeNode { ip: string; metrics: WorkerMetrics; server: MetricsServer; drains: number }
+interface FakeNode { ip: string; metrics: WorkerMetrics; server: MetricsServer; drains: number; resumes: number }
 
 describe('drain-first scale-down', { skip }, () => {
   let cp: ControlPlane;
@@ -36,13 +36,17 @@ describe('drain-first scale-down', { skip }, () => {
     port = await freePort();
     for (const ip of ['127.0.0.2', '127.0.0.3', '127.0.0.4']) {
       const metrics = createWorkerMetrics();
-      const node: FakeNode = { ip, metrics, server: undefined as never, drains: 0 };
+      const node: FakeNode = { ip, metrics, server: undefined as never, drains: 0, resumes: 0 };
       node.server = await startMetricsServer(port, {
         registry: metrics.registry,
         healthy: () => true,
         drain: async () => {
           node.drains++;
           metrics.draining.set(1);
+        },
+        resume: async () => {
+          node.resumes++;
+          metrics.draining.set(0);
         },
       }, ip);
       workers.push(node);
@@ -56,8 +60,8 @@ describe('drain-first scale-down', { skip }, () => {
     await redis?.server?.stop();
   });
 
-  it('drains idle pods only, then removes exactly those by deletion cost', async () => {
-    const ns = await cp.createNamespace('drain');
+  async function scenario(nsName: string) {
+    const ns = await cp.createNamespace(nsName);
     const queue = uniqueName('dq');
     const tq = { apiVersion: 'celeriac.io/v1alpha1', kind: 'TaskQueue', metadata: { name: 'work', namespace: ns }, spec: { broker: { type: 'redis', url: redis!.server!.url }, queue: { name: queue } } } as TaskQueue;
     const pool = {
@@ -78,24 +82,49 @@ describe('drain-first scale-down', { skip }, () => {
       const ip = workers[i]!.ip;
       await kube.patch(resources.pods, ns, name, { status: { phase: 'Running', podIP: ip, podIPs: [{ ip }], conditions: [{ type: 'Ready', status: 'True' }] } }, { subresource: 'status' });
     }
-    workers[0]!.metrics.inFlight.set({ state: 'active' }, 2);
-
     let t = Date.now();
     const ctx = { kube, log: pino({ level: 'silent' }), reconcileId: 'test', attempt: 0, now: () => new Date(t) } as unknown as ReconcileContext;
     const poll = async (replicas: number) => (await autoscaler.decideReplicas({ pool, queues: [tq], deployment: { metadata: { name: 'shop' }, spec: { replicas } }, ctx })).replicas;
+    const cost = async (name: string) => (await kube.get<Obj>(resources.pods, ns, name))?.metadata.annotations?.['controller.kubernetes.io/pod-deletion-cost'];
+    const tick = (ms: number) => (t += ms);
+    for (const w of workers) {
+      w.drains = 0;
+      w.resumes = 0;
+      w.metrics.inFlight.set({ state: 'active' }, 0);
+      w.metrics.draining.set(0);
+    }
+    workers[0]!.metrics.inFlight.set({ state: 'active' }, 2);
+    return { poll, cost, tick };
+  }
+
+  it('drains idle pods only, then removes exactly those by deletion cost', async () => {
+    const { poll, cost, tick } = await scenario('drain');
 
     // 2 running tasks want 1 pod: the two idle pods are told to drain; replicas stay until they are idle.
     assert.equal(await poll(3), 3);
     assert.deepEqual(workers.map((w) => w.drains), [0, 1, 1]);
-    const cost = async (name: string) => (await kube.get<Obj>(resources.pods, ns, name))?.metadata.annotations?.['controller.kubernetes.io/pod-deletion-cost'];
     assert.equal(await cost('idle-a'), undefined, 'no deletion cost before the pod reports idle');
 
     // Next poll: both report no task, so they get the lowest deletion cost and replicas drop by two.
-    t += 1500;
+    tick(1500);
     assert.equal(await poll(3), 1);
     assert.equal(await cost('idle-a'), '-1000');
     assert.equal(await cost('idle-b'), '-1000');
     assert.equal(await cost('busy'), undefined);
     assert.equal(workers[0]!.drains, 0, 'the busy pod was never drained');
+  });
+
+  it('cancels drains when the work comes back, instead of starting new pods', async () => {
+    const { poll, cost, tick } = await scenario('resume');
+    assert.equal(await poll(3), 3);
+    assert.deepEqual(workers.map((w) => w.drains), [0, 1, 1]);
+    // Before the drained pods are removed, the busy pod reports 12 running tasks: 3 pods of 4 slots.
+    workers[0]!.metrics.inFlight.set({ state: 'active' }, 12);
+    tick(1500);
+    const replicas = await poll(3);
+    assert.ok(replicas >= 3, `scaled back up (${replicas})`);
+    assert.deepEqual(workers.map((w) => w.resumes), [0, 1, 1], 'both drains were cancelled before any new pod');
+    assert.equal(await cost('idle-a'), undefined);
+    assert.equal(await cost('idle-b'), undefined);
   });
 });

@@ -204,6 +204,22 @@ export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
 
   /** Drain-first execution; returns the replica count to write. */
   async function execute(kube: KubeClient, ns: string, e: PoolEntry, pods: Pod[], target: number, committed: number, current: number, port: number, plog: Logger): Promise<number> {
+    // Scaling back up: cancel drains first (a draining pod is warm; a new one has to start).
+    for (const name of [...e.draining]) {
+      if (target - committed <= 0) break;
+      const ip = pods.find((p) => p.metadata.name === name)?.status?.podIP;
+      if (!ip) continue;
+      try {
+        const res = await fetch(`http://${ip}:${port}/resume`, { signal: AbortSignal.timeout(o.timeoutMs ?? 3000) });
+        if (!res.ok) throw new Error(`answered ${res.status}`);
+        e.draining.delete(name);
+        committed++;
+        plog.info({ pod: name }, 'drain cancelled: the pod consumes again');
+      } catch (err) {
+        // It stays draining and is removed when idle; a new pod takes its place.
+        plog.warn({ err, pod: name }, 'resume request failed');
+      }
+    }
     // Drained and idle pods leave first: mark them, then lower replicas by that many.
     const starting = pods.filter((p) => !isReady(p) && !e.draining.has(p.metadata.name));
     const drained = pods.filter((p) => e.draining.has(p.metadata.name) && e.workers.lastByPod.has(p.metadata.name) && load(e.workers.lastByPod.get(p.metadata.name)) === 0);

@@ -57,6 +57,8 @@ export function createFileBroker(url = 'file://'): Broker {
   const tmp = join(root, 'tmp');
   const made = new Set<string>();
   const changed = new Signal();
+  /** close() stops every consume() and subscribe() of this broker. */
+  const closed = new AbortController();
 
   async function ensure(dir: string): Promise<void> {
     if (made.has(dir)) return;
@@ -78,8 +80,8 @@ export function createFileBroker(url = 'file://'): Broker {
     await writeAtomically(readyDir(queue), messageName(Number(message.properties.priority ?? 0)), JSON.stringify(env));
   }
 
-  /** Renames expired claims back to ready/ (their consumer died or stalled). */
-  async function restoreExpired(queue: string): Promise<void> {
+  /** Renames expired claims back to ready/ (their consumer died or stalled); never `ours`. */
+  async function restoreExpired(queue: string, ours: ReadonlyMap<string, unknown>): Promise<void> {
     let names: string[];
     try {
       names = await readdir(unackedDir(queue));
@@ -90,7 +92,7 @@ export function createFileBroker(url = 'file://'): Broker {
     const now = Date.now();
     for (const n of names) {
       const i = n.lastIndexOf('~');
-      if (i < 0 || Number(n.slice(i + 1)) > now) continue;
+      if (i < 0 || Number(n.slice(i + 1)) > now || ours.has(`${queue}/${n.slice(0, i)}`)) continue;
       const base = n.slice(0, i).replace(/(\.r)?\.json$/, '.r.json');
       await rename(join(unackedDir(queue), n), join(readyDir(queue), base)).catch((err) => {
         if (!isMissing(err)) throw err; // another consumer restored it first
@@ -110,7 +112,7 @@ export function createFileBroker(url = 'file://'): Broker {
     publish,
 
     async consume(queues, onDelivery, opts: ConsumeOptions) {
-      const { signal } = opts;
+      const signal = AbortSignal.any([opts.signal, closed.signal]);
       await Promise.all(queues.flatMap((q) => [ensure(readyDir(q)), ensure(unackedDir(q))]));
       const held = new Map<string, { queue: string; name: string; deadline: number }>();
       const watchers: FSWatcher[] = queues.map((q) => watch(readyDir(q), () => changed.notify()));
@@ -121,8 +123,9 @@ export function createFileBroker(url = 'file://'): Broker {
       // Keep our claims alive; restore others' expired claims.
       const keeper = (async () => {
         while (!signal.aborted) {
-          await sleep(Math.min(1000, visibilityMs / 3), signal);
-          const soon = Date.now() + visibilityMs / 3;
+          // Extend early (a quarter in) so a busy event loop does not let our own claims lapse.
+          await sleep(Math.min(1000, visibilityMs / 4), signal);
+          const soon = Date.now() + (visibilityMs * 3) / 4;
           for (const [key, h] of held) {
             if (h.deadline > soon) continue;
             const deadline = Date.now() + visibilityMs;
@@ -136,7 +139,7 @@ export function createFileBroker(url = 'file://'): Broker {
               held.delete(key); // settled meanwhile, or restored by another consumer
             }
           }
-          for (const q of queues) await restoreExpired(q);
+          for (const q of queues) await restoreExpired(q, held);
         }
       })();
 
@@ -233,7 +236,8 @@ export function createFileBroker(url = 'file://'): Broker {
       await writeAtomically(join(root, 'fanout', exchange), name, JSON.stringify(toEnvelope(message, exchange, '')));
     },
 
-    async subscribe(exchange, onMessage, signal) {
+    async subscribe(exchange, onMessage, outer) {
+      const signal = AbortSignal.any([outer, closed.signal]);
       const dir = join(root, 'fanout', exchange);
       await ensure(dir);
       const since = String(Date.now()).padStart(14, '0');
@@ -290,6 +294,8 @@ export function createFileBroker(url = 'file://'): Broker {
       return n;
     },
 
-    async close() {},
+    async close() {
+      closed.abort();
+    },
   };
 }

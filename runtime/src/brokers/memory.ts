@@ -64,6 +64,8 @@ export function createMemoryBroker(url = 'memory://'): Broker {
   if (!hub) hubs.set(name, (hub = new MemoryHub()));
   const h = hub;
   h.fanout.setMaxListeners(0);
+  /** close() stops every consume() and subscribe() of this broker. */
+  const closed = new AbortController();
 
   return {
     kind: 'memory',
@@ -73,7 +75,7 @@ export function createMemoryBroker(url = 'memory://'): Broker {
       h.changed.notify();
     },
     async consume(queues, onDelivery, opts: ConsumeOptions) {
-      const { signal } = opts;
+      const signal = AbortSignal.any([opts.signal, closed.signal]);
       let unsettled = 0;
       let cursor = 0;
       const abort = () => h.changed.notify();
@@ -127,7 +129,8 @@ export function createMemoryBroker(url = 'memory://'): Broker {
     async broadcast(exchange, message) {
       h.fanout.emit(exchange, message);
     },
-    async subscribe(exchange, onMessage, signal) {
+    async subscribe(exchange, onMessage, outer) {
+      const signal = AbortSignal.any([outer, closed.signal]);
       h.fanout.on(exchange, onMessage);
       await new Promise<void>((resolve) => {
         if (signal.aborted) return resolve();
@@ -141,7 +144,9 @@ export function createMemoryBroker(url = 'memory://'): Broker {
     async purge(queue) {
       return h.queues.get(queue)?.clear() ?? 0;
     },
-    async close() {},
+    async close() {
+      closed.abort();
+    },
   };
 }
 

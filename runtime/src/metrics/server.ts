@@ -1,7 +1,8 @@
 /**
  * The worker's HTTP endpoint: /metrics (Prometheus), /healthz (alive), /readyz (consuming: 503 once
  * draining, so a pod being scaled down leaves its Service), and /drain (GET, for a Kubernetes
- * preStop hook: stop consuming and give back prefetched messages; running tasks finish).
+ * preStop hook: stop consuming and give back prefetched messages; running tasks finish), and
+ * /resume (GET: cancel a drain and consume again; the autoscaler uses it when it scales back up).
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -15,6 +16,8 @@ export interface MetricsServerHooks {
   ready?(): boolean;
   /** Starts a drain; resolves once the worker has stopped consuming. */
   drain(): Promise<void>;
+  /** Cancels a drain: consume again (the autoscaler scaled back up). Absent: 404. */
+  resume?(): Promise<void>;
 }
 
 export interface MetricsServer {
@@ -45,8 +48,13 @@ export async function startMetricsServer(port: number, hooks: MetricsServerHooks
         () => send(200, 'draining: consumption stopped, running tasks finish\n'),
         (err: Error) => send(500, `drain failed: ${err.message}\n`),
       );
+    } else if (path === '/resume' && hooks.resume) {
+      hooks.resume().then(
+        () => send(200, 'consuming again\n'),
+        (err: Error) => send(409, `resume refused: ${err.message}\n`),
+      );
     } else {
-      send(404, 'not found: try /metrics, /healthz, /readyz or /drain\n');
+      send(404, 'not found: try /metrics, /healthz, /readyz, /drain or /resume\n');
     }
   });
   await new Promise<void>((resolve, reject) => {

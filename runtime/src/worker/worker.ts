@@ -9,6 +9,7 @@ import { createWorkerMetrics, type WorkerMetrics } from '../metrics/worker-metri
 import { startMetricsServer, type MetricsServer } from '../metrics/server.js';
 import { createEventLoopPool, type Pool } from '../pools/pool.js';
 import { CONTROL_EXCHANGE } from '../protocol/control.js';
+import { CeleriacError } from '../errors.js';
 import { Consumer } from './consumer.js';
 
 export interface Worker {
@@ -19,6 +20,8 @@ export interface Worker {
   start(): Promise<void>;
   /** Stops consuming and gives back prefetched and scheduled messages; running tasks finish. */
   drain(): Promise<void>;
+  /** Cancels a drain and consumes again; refused once the worker is stopping. */
+  resume(): Promise<void>;
   /**
    * Warm stop: drain, wait up to the config's shutdownTimeoutMs for running tasks, then give back
    * what is left. `graceful: false` (cold) gives running late-ack tasks back at once.
@@ -56,6 +59,7 @@ export function createWorker(app: App, opts: { pool?: Pool } = {}): Worker {
           healthy: () => stopped === null,
           ready: () => stopped === null && draining === null,
           drain: () => worker.drain(),
+          resume: () => worker.resume(),
         });
       }
       control = new AbortController();
@@ -74,6 +78,14 @@ export function createWorker(app: App, opts: { pool?: Pool } = {}): Worker {
         log.info('draining: stopped consuming; running tasks finish');
         await consumer?.stopConsuming();
       })());
+    },
+    async resume() {
+      if (stopped) throw new CeleriacError('E_STOPPING', 'the worker is shutting down');
+      if (!draining || !consumer) return;
+      await draining;
+      draining = null;
+      consumer.start();
+      log.info('drain cancelled: consuming again');
     },
     stop(o = {}) {
       // A second, cold stop during a warm one cuts the wait short (Celery's second Ctrl-C).

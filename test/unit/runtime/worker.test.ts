@@ -212,6 +212,10 @@ describe('worker HTTP endpoint', () => {
     const r = await a.sendTask('h.add', [1, 2]);
     await new Promise((res) => setTimeout(res, 100));
     assert.equal(await r.state(), 'PENDING', 'a drained worker takes no new task');
+    assert.equal((await get('/resume')).status, 200);
+    assert.equal((await get('/readyz')).status, 200, 'ready again after resume');
+    assert.equal(await r.get({ timeout: 5000 }), 3, 'the task sent while drained runs after resume');
     await w.stop();
+    assert.equal((await get('/healthz').catch(() => ({ status: 0 }))).status, 0, 'the endpoint closes with the worker');
   });
 });
