@@ -1,10 +1,12 @@
 // The chart ships copies of crds/*.yaml (Helm installs a chart's crds/ folder before its
-// templates). They must stay byte-identical: `npm run sync-crds` copies them.
+// templates). They must stay byte-identical: `npm run sync-crds` copies them. This is in the unit
+// tier (not package/, where the rest of the chart is tested) so that a change to crds/ cannot land
+// without its copy: `npm test` runs before every landing and needs no helm.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { chartDir, repoRoot } from '../support/package-tools.js';
+import { chartDir, repoRoot } from '../../support/package-tools.js';
 
 async function yamlFiles(dir: string): Promise<string[]> {
   return (await readdir(dir, { withFileTypes: true }))
