@@ -37,8 +37,8 @@ export interface OperatorOptions {
   brokerCheckTimeoutMs?: number;
   /** Every object is reconciled at least this often. */
   resyncMs?: number;
-  /** Informer watchdog: restart a watch silent for this long. */
-  watchdogMs?: number;
+  /** Informer watchdog: restart a watch still open this long after its server-side timeout. */
+  watchGraceMs?: number;
   /** Called when leadership is lost (main exits so the pod restarts clean). */
   onLeadershipLost?: () => void;
 }
@@ -71,7 +71,7 @@ function credentialsOf(obj: KubeObject | undefined): string | undefined {
 /** Builds the operator (informers, the TaskQueue and WorkerPool controllers, optional leader election); call start(). */
 export function createOperator(o: OperatorOptions): Operator {
   const log = o.log.child({ component: 'operator' });
-  const informerOpts = { kube: o.kube, log, namespace: o.namespace, watchdogMs: o.watchdogMs };
+  const informerOpts = { kube: o.kube, log, namespace: o.namespace, watchGraceMs: o.watchGraceMs };
   const taskQueues = createInformer<TaskQueue>({ ...informerOpts, resource: resources.taskQueues });
   const workerPools = createInformer<WorkerPool>({ ...informerOpts, resource: resources.workerPools });
   const deployments = createInformer<Deployment>({ ...informerOpts, resource: resources.deployments, labelSelector: POOL_LABEL });

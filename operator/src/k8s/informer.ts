@@ -3,8 +3,10 @@
  * it lists, then watches from the list's resourceVersion with bookmarks and a server-side timeout,
  * re-watches when the server ends the watch, re-lists on 410 Gone, retries any other error with
  * capped backoff (not in a tight loop: kubernetes-client/javascript #1933), and a watchdog aborts
- * a watch that has been silent for `watchdogMs` (silent stalls: kubernetes-client/javascript #596,
- * #958). A re-list fires `delete` for objects that vanished meanwhile.
+ * a watch the server failed to end `watchGraceMs` after its timeoutSeconds: a healthy watch always
+ * ends then, so one still open is a silently dead connection (kubernetes-client/javascript #596,
+ * #958). An idle watch gets no events or bookmarks at all, so silence alone proves nothing.
+ * A re-list fires `delete` for objects that vanished meanwhile.
  */
 import type { Logger } from 'pino';
 import { isKubeStatus } from '../errors.js';
@@ -33,8 +35,8 @@ export interface InformerOptions {
   namespace?: string;
   labelSelector?: string;
   log: Logger;
-  /** Restart a watch that saw no event or bookmark for this long. */
-  watchdogMs?: number;
+  /** Abort a watch still open this long after its server-side timeout (a dead connection). */
+  watchGraceMs?: number;
   /** Server-side watch timeout; client-go uses 5-10 minutes. */
   watchTimeoutSeconds?: number;
   /** Backoff between failed list/watch attempts. */
@@ -53,7 +55,7 @@ export function createInformer<T extends KubeObject>(o: InformerOptions): Inform
   const log = o.log.child({ informer: o.resource.plural });
   const cache = new Map<string, T>();
   const handlers: Record<InformerEvent, ((obj: T, old?: T) => void)[]> = { add: [], update: [], delete: [] };
-  const watchdogMs = o.watchdogMs ?? 5 * 60_000;
+  const watchGraceMs = o.watchGraceMs ?? 60_000;
   let synced = false;
   let syncWaiters: (() => void)[] = [];
   let abort: AbortController | null = null;
@@ -107,21 +109,17 @@ export function createInformer<T extends KubeObject>(o: InformerOptions): Inform
         const watchAbort = new AbortController();
         const onStop = () => watchAbort.abort();
         signal.addEventListener('abort', onStop, { once: true });
-        let lastSeen = Date.now();
         let stalled = false;
-        const watchdog = setInterval(() => {
-          if (Date.now() - lastSeen > watchdogMs) {
-            stalled = true;
-            watchAbort.abort();
-          }
-        }, Math.min(watchdogMs, 30_000));
         const timeoutSeconds = o.watchTimeoutSeconds ?? Math.round(300 + Math.random() * 300);
+        const watchdog = setTimeout(() => {
+          stalled = true;
+          watchAbort.abort();
+        }, timeoutSeconds * 1000 + watchGraceMs);
         try {
           await o.kube.watch<T>(
             o.resource,
             { namespace: o.namespace, labelSelector: o.labelSelector, resourceVersion, timeoutSeconds, signal: watchAbort.signal },
             (e: WatchEvent<T>) => {
-              lastSeen = Date.now();
               failures = 0;
               if (e.type === 'ERROR') {
                 const status = e.object as unknown as { code?: number; message?: string };
@@ -140,10 +138,10 @@ export function createInformer<T extends KubeObject>(o: InformerOptions): Inform
           if (signal.aborted) return;
           if (!stalled) throw err;
         } finally {
-          clearInterval(watchdog);
+          clearTimeout(watchdog);
           signal.removeEventListener('abort', onStop);
         }
-        if (stalled) log.warn({ watchdogMs }, 'watch silent for too long; restarting it');
+        if (stalled) log.warn({ timeoutSeconds, watchGraceMs }, 'watch not ended by the server after its timeout (dead connection?); restarting it');
       } catch (err) {
         if (signal.aborted) return;
         if (err instanceof Gone || isKubeStatus(err, 410)) {

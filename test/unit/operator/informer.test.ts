@@ -96,11 +96,12 @@ describe('createInformer', () => {
     await inf.stop();
   });
 
-  it('restarts a watch that stays silent past the watchdog', async () => {
+  it('restarts a watch the server did not end after its timeout (a dead connection)', async () => {
     const { kube, calls } = scripted([[obj('a', '1')]], []);
-    const inf = createInformer<KubeObject>({ kube, resource: resources.workerPools, log, watchdogMs: 20, minBackoffMs: 1 });
+    const inf = createInformer<KubeObject>({ kube, resource: resources.workerPools, log, watchTimeoutSeconds: 0, watchGraceMs: 20, minBackoffMs: 1 });
     inf.start();
     await eventually(() => assert.ok(calls.watches.length >= 2, `watches: ${calls.watches.length}`));
+    assert.equal(calls.lists, 1, 'resumed from the last resourceVersion, no re-list');
     await inf.stop();
   });
 });
