@@ -10,6 +10,7 @@ import { createRedisBroker, listFor, SEP } from '../../runtime/src/brokers/redis
 import { createRedisStore } from '../../runtime/src/backends/redis.js';
 import { brokerContract, message, Recorder } from '../contract/broker-contract.js';
 import { backendContract } from '../contract/backend-contract.js';
+import { eventually } from '../support/eventually.js';
 import { uniqueName, useRedis } from '../support/servers.js';
 
 const redis = await useRedis();
@@ -110,5 +111,33 @@ describe('Redis broker: kombu layout', { skip: redis.skip }, () => {
     // The victim never acks; closing it must not push a second copy.
     await victim.close();
     assert.equal(await broker.depth(q), 0);
+  });
+});
+
+describe('Redis result backend: Celery meta', { skip: redis.skip }, () => {
+  it('never overwrites a stored SUCCESS, and publishes each store on the key channel', async () => {
+    const { createKeyValueResultBackend } = await import('../../runtime/src/backends/result-backend.js');
+    const results = createKeyValueResultBackend(createRedisStore(url), { expiresMs: 60_000 });
+    const sub = new Redis(url);
+    const raw = new Redis(url);
+    try {
+      const id = uniqueName('task');
+      const key = `celery-task-meta-${id}`;
+      const heard: string[] = [];
+      sub.on('message', (_c: string, m: string) => heard.push((JSON.parse(m) as { status: string }).status));
+      await sub.subscribe(key);
+      const meta = (status: string) => ({ status, result: 1, traceback: null, children: [], date_done: null, task_id: id });
+      await results.store(meta('STARTED'));
+      await results.store(meta('SUCCESS'));
+      await results.store(meta('FAILURE'));
+      assert.equal((await results.get(id))?.status, 'SUCCESS');
+      const ttl = await raw.pttl(key);
+      assert.ok(ttl > 0 && ttl <= 60_000, `expiry set (pttl ${ttl})`);
+      await eventually(() => assert.deepEqual(heard, ['STARTED', 'SUCCESS']));
+    } finally {
+      sub.disconnect();
+      raw.disconnect();
+      await results.close();
+    }
   });
 });
