@@ -1,5 +1,6 @@
 /**
- * amqplib, loaded with a field-table decoder that reads every AMQP 0-9-1 tag py-amqp writes.
+ * amqplib, loaded with a field-table decoder that reads every AMQP 0-9-1 tag py-amqp writes (and a
+ * faster encoder with the same output).
  *
  * Why (spec §4.7): py-amqp writes Python ints outside ±2^31 with the tag `L` (signed 64-bit).
  * amqplib 0.10 throws `Unexpected type tag "L"` while parsing the frame and drops the whole
@@ -96,6 +97,138 @@ export function decodeFields(slice: Buffer): Fields {
   return fields;
 }
 
+// amqplib's number rules: floats (and anything >= 2^63) as double; integers by size.
+function isFloatingPoint(n: number): boolean {
+  return n >= 0x8000000000000000 || (Math.abs(n) < 0x4000000000000 && Math.floor(n) !== n);
+}
+
+/**
+ * Copies a short ASCII string byte by byte (cheaper than a call into Buffer#write for the ~20
+ * short names and values of Celery headers); returns -1, writing nothing useful, for non-ASCII.
+ */
+function writeAscii(buf: Buffer, s: string, offset: number): number {
+  const n = s.length;
+  if (n > 64 || offset + n > buf.length) return -1;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 127) return -1;
+    buf[offset + i] = c;
+  }
+  return n;
+}
+
+/** Writes a long string (tag S) and returns the new offset. */
+function writeLongString(buf: Buffer, s: string, offset: number): number {
+  const ascii = writeAscii(buf, s, offset + 4);
+  if (ascii >= 0) {
+    buf.writeUInt32BE(ascii, offset);
+    return offset + 4 + ascii;
+  }
+  const len = Buffer.byteLength(s, 'utf8');
+  if (offset + 4 + len > buf.length) throw new RangeError(`AMQP header table larger than ${buf.length} bytes`);
+  buf.writeUInt32BE(len, offset);
+  buf.write(s, offset + 4, 'utf8');
+  return offset + 4 + len;
+}
+
+/** Writes one field value (tag and bytes) and returns the new offset. Same types as amqplib. */
+function encodeValue(buf: Buffer, value: unknown, offset: number): number {
+  let type: string = typeof value;
+  let val = value as never as number;
+  if (value !== null && type === 'object' && Object.prototype.hasOwnProperty.call(value, '!')) {
+    type = (value as { '!': string })['!'];
+    val = (value as { value: number }).value;
+  }
+  if (type === 'number') {
+    if (isFloatingPoint(val)) type = 'double';
+    else if (val < 128 && val >= -128) type = 'byte';
+    else if (val >= -0x8000 && val < 0x8000) type = 'short';
+    else if (val >= -0x80000000 && val < 0x80000000) type = 'int';
+    else type = 'long';
+  }
+  const at = (t: string) => (buf[offset++] = t.charCodeAt(0));
+  switch (type) {
+    case 'string': at('S'); return writeLongString(buf, value as string, offset);
+    case 'boolean': at('t'); buf[offset] = value ? 1 : 0; return offset + 1;
+    case 'object': {
+      if (value === null) { at('V'); return offset; }
+      if (Array.isArray(value)) {
+        at('A');
+        const start = offset;
+        offset += 4;
+        for (const v of value) offset = encodeValue(buf, v, offset);
+        buf.writeUInt32BE(offset - start - 4, start);
+        return offset;
+      }
+      if (Buffer.isBuffer(value)) {
+        at('x');
+        buf.writeUInt32BE(value.length, offset);
+        value.copy(buf, offset + 4);
+        return offset + 4 + value.length;
+      }
+      at('F');
+      return offset + encodeTable(buf, value as Record<string, unknown>, offset);
+    }
+    case 'double': case 'float64': at('d'); return buf.writeDoubleBE(val, offset);
+    case 'byte': case 'int8': at('b'); return buf.writeInt8(val, offset);
+    case 'unsignedbyte': case 'uint8': at('B'); return buf.writeUInt8(val, offset);
+    case 'short': case 'int16': at('s'); return buf.writeInt16BE(val, offset);
+    case 'unsignedshort': case 'uint16': at('u'); return buf.writeUInt16BE(val, offset);
+    case 'int': case 'int32': at('I'); return buf.writeInt32BE(val, offset);
+    case 'unsignedint': case 'uint32': at('i'); return buf.writeUInt32BE(val, offset);
+    case 'long': case 'int64': at('l'); return buf.writeBigInt64BE(BigInt(Math.trunc(val)), offset);
+    case 'timestamp': at('T'); return buf.writeBigUInt64BE(BigInt(Math.trunc(val)), offset);
+    case 'float': at('f'); return buf.writeFloatBE(val, offset);
+    case 'decimal': {
+      const d = val as unknown as { places?: number; digits?: number };
+      if (d && typeof d.places === 'number' && typeof d.digits === 'number' && d.places >= 0 && d.places < 256) {
+        at('D');
+        buf[offset] = d.places;
+        return buf.writeUInt32BE(d.digits, offset + 1);
+      }
+      throw new TypeError(`Decimal value must be {'places': 0..255, 'digits': uint32}, got ${JSON.stringify(d)}`);
+    }
+    default:
+      throw new TypeError(`Unknown type to encode: ${type}`);
+  }
+}
+
+/**
+ * Encodes a field table at `offset` and returns its size: amqplib's encoder with the same type
+ * rules, without its per-byte string writes (a Celery task has ~20 headers; amqplib's version was
+ * 12% of a producer's CPU).
+ */
+export function encodeTable(buf: Buffer, val: Record<string, unknown>, offset: number): number {
+  const start = offset;
+  offset += 4;
+  // The keys for-in would visit, in its order, each read from the object that owns it: amqplib
+  // passes headers as Object.create(userHeaders), and reads through that prototype are slow.
+  let seen: Set<string> | null = null;
+  for (let holder: Record<string, unknown> | null = val; holder !== null && holder !== Object.prototype; holder = Object.getPrototypeOf(holder) as Record<string, unknown> | null) {
+    const keys = Object.keys(holder);
+    const deeper = Object.getPrototypeOf(holder) !== null && Object.getPrototypeOf(holder) !== Object.prototype;
+    if (deeper || seen) seen ??= new Set();
+    for (const key of keys) {
+      if (seen) {
+        if (seen.has(key)) continue;
+        seen.add(key);
+      }
+      const v = holder[key];
+      if (v === undefined) continue;
+      let len = writeAscii(buf, key, offset + 1);
+      if (len < 0) {
+        len = Buffer.byteLength(key, 'utf8');
+        if (len > 255) throw new TypeError(`AMQP header name longer than 255 bytes: ${key.slice(0, 40)}…`);
+        buf.write(key, offset + 1, 'utf8');
+      }
+      buf[offset] = len;
+      offset = encodeValue(buf, v, offset + 1 + len);
+    }
+  }
+  buf.writeUInt32BE(offset - start - 4, start);
+  return offset - start;
+}
+
 function loadPatched(): typeof AmqplibModule {
   const codecPath = require.resolve('amqplib/lib/codec.js');
   const defsPath = require.resolve('amqplib/lib/defs.js');
@@ -104,7 +237,9 @@ function loadPatched(): typeof AmqplibModule {
     const dir = codecPath.slice(0, codecPath.lastIndexOf('/lib/') + 1);
     for (const k of Object.keys(require.cache)) if (k.startsWith(dir)) delete require.cache[k];
   }
-  (require(codecPath) as { decodeFields: (b: Buffer) => Fields }).decodeFields = decodeFields;
+  const codec = require(codecPath) as { decodeFields: typeof decodeFields; encodeTable: typeof encodeTable };
+  codec.decodeFields = decodeFields;
+  codec.encodeTable = encodeTable;
   return require('amqplib') as typeof AmqplibModule;
 }
 

@@ -29,6 +29,7 @@
  * URL: `amqp://user:password@host[:port][/vhost][?heartbeat=60&maxPriority=10]`, `amqps://` for TLS.
  */
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
+import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { BrokerError, redactUrl } from '../errors.js';
 import { amqplib } from './amqp-codec.js';
@@ -84,6 +85,31 @@ function toWire(msg: ConsumeMessage): WireMessage {
     headers: (p.headers as Record<string, unknown> | undefined) ?? {},
     properties,
   };
+}
+
+/**
+ * amqplib writes every frame to the socket at once: one syscall per publish and per ack. Corking
+ * the socket until the end of the current tick sends all frames of the tick in one write (TCP
+ * NODELAY stays on, so nothing waits longer than the tick). amqplib allocates a fresh buffer per
+ * frame, so a deferred write never sees a reused buffer.
+ */
+function coalesceWrites(model: ChannelModel): void {
+  const socket = (model as unknown as { connection?: { stream?: Socket } }).connection?.stream;
+  if (!socket || typeof socket.cork !== 'function') return;
+  const write = socket.write.bind(socket) as (...args: unknown[]) => boolean;
+  let corked = false;
+  const uncork = () => {
+    corked = false;
+    socket.uncork();
+  };
+  socket.write = ((...args: unknown[]) => {
+    if (!corked) {
+      corked = true;
+      socket.cork();
+      process.nextTick(uncork);
+    }
+    return write(...args);
+  }) as Socket['write'];
 }
 
 /** Identity of a task message across redeliveries: task id and retry count. */
@@ -251,6 +277,7 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
         if (closing.signal.aborted) throw new BrokerError(`AMQP broker ${where} is closed`);
         try {
           const c = await amqplib.connect(amqpUrl, { noDelay: true, timeout: 5_000 });
+          coalesceWrites(c);
           c.on('error', (err: unknown) => log?.debug({ err }, 'AMQP connection error'));
           c.on('close', (err?: unknown) => lost(c, err));
           conn = c;

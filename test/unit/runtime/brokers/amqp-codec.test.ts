@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createRequire } from 'node:module';
-import { decodeFields } from '../../../../runtime/src/brokers/amqp-codec.js';
+import { decodeFields, encodeTable } from '../../../../runtime/src/brokers/amqp-codec.js';
 
 /** One table entry: short key, tag, value bytes. */
 function entry(key: string, tag: string, value: Buffer): Buffer {
@@ -56,5 +56,38 @@ describe('AMQP field-table decoder', () => {
     const require = createRequire(import.meta.url);
     const codec = require('amqplib/lib/codec.js') as { decodeFields: unknown };
     assert.equal(codec.decodeFields, decodeFields);
+  });
+});
+
+describe('AMQP field-table encoder', () => {
+  it("writes exactly the bytes amqplib's own encoder writes", () => {
+    // A pristine copy of amqplib's codec, loaded beside the patched one.
+    const require = createRequire(import.meta.url);
+    const path = require.resolve('amqplib/lib/codec.js');
+    const patched = require.cache[path];
+    delete require.cache[path];
+    const original = (require(path) as { encodeTable: (b: Buffer, v: unknown, o: number) => number }).encodeTable;
+    require.cache[path] = patched;
+    const headers = {
+      lang: 'py', task: 'proj.tasks.add', id: 'ünïcode-✓', shadow: null, eta: '2025-01-01T12:00:10+00:00', retries: 0,
+      timelimit: [null, 5], small: -100, short: 30_000, int: -2_000_000_000, long: 2 ** 40, float: 1.5, big: 2 ** 64,
+      ok: true, no: false, nested: { a: [1, 'two', { b: null }], c: Buffer.from([1, 2]) }, skipped: undefined,
+      typed: { '!': 'timestamp', value: 1735732800 }, u8: { '!': 'uint8', value: 200 }, dec: { '!': 'decimal', value: { places: 2, digits: 110 } },
+    };
+    // amqplib hands the encoder Object.create(headers): the keys are inherited.
+    const inherited = Object.create(headers) as Record<string, unknown>;
+    const a = Buffer.alloc(4096);
+    const b = Buffer.alloc(4096);
+    assert.deepEqual(a.subarray(0, encodeTable(a, inherited, 0)), b.subarray(0, original(b, inherited, 0)));
+    const mine = Buffer.alloc(4096);
+    const theirs = Buffer.alloc(4096);
+    const n = encodeTable(mine, headers, 7);
+    assert.equal(n, original(theirs, headers, 7));
+    assert.deepEqual(mine.subarray(0, 7 + n), theirs.subarray(0, 7 + n));
+    assert.deepEqual(decodeFields(mine.subarray(11, 7 + n)).nested, { a: [1, 'two', { b: null }], c: Buffer.from([1, 2]) });
+  });
+
+  it('refuses a table that does not fit instead of truncating it', () => {
+    assert.throws(() => encodeTable(Buffer.alloc(64), { big: 'x'.repeat(100) }, 0), RangeError);
   });
 });
