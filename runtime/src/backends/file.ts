@@ -6,7 +6,7 @@
  * fs.watch, so waiting clients are woken at once.
  */
 import { randomBytes } from 'node:crypto';
-import { watch } from 'node:fs';
+import { watch, type FSWatcher } from 'node:fs';
 import { mkdir, readFile, rename, rmdir, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BackendError } from '../errors.js';
@@ -28,6 +28,35 @@ export function createFileStore(url = 'file://'): KeyValueStore {
   const ensure = () => (ready ??= Promise.all([mkdir(dataDir, { recursive: true }), mkdir(tmpDir, { recursive: true })]));
   // Keys are Celery's (`celery-task-meta-<uuid>`): safe as file names once slashes are escaped.
   const fileOf = (key: string) => join(dataDir, encodeURIComponent(key));
+
+  // One fs.watch on the data folder serves every waiting client (thousands may wait at once).
+  const waiters = new Map<string, Set<() => void>>();
+  let watcher: FSWatcher | null = null;
+  const wakeAll = () => {
+    for (const set of [...waiters.values()]) for (const w of [...set]) w();
+  };
+  function watchName(name: string, wake: () => void): void {
+    let set = waiters.get(name);
+    if (!set) waiters.set(name, (set = new Set()));
+    set.add(wake);
+    if (!watcher) {
+      watcher = watch(dataDir, (_event, file) => {
+        if (file) for (const w of [...(waiters.get(file) ?? [])]) w();
+        else wakeAll(); // the platform did not say which file: let every waiter re-read
+      });
+      // A broken watch wakes everyone; they re-read and fall back to polling.
+      watcher.on('error', wakeAll);
+    }
+  }
+  function unwatch(name: string, wake: () => void): void {
+    const set = waiters.get(name);
+    set?.delete(wake);
+    if (set?.size === 0) waiters.delete(name);
+    if (waiters.size === 0 && watcher) {
+      watcher.close();
+      watcher = null;
+    }
+  }
 
   async function read(key: string): Promise<string | null> {
     let text: string;
@@ -92,15 +121,12 @@ export function createFileStore(url = 'file://'): KeyValueStore {
       const name = encodeURIComponent(key);
       await new Promise<void>((resolve) => {
         if (signal.aborted) return resolve();
-        const w = watch(dataDir, (_event, file) => {
-          if (file === name) done();
-        });
-        w.on('error', done);
-        function done() {
-          w.close();
+        const done = () => {
           signal.removeEventListener('abort', done);
+          unwatch(name, done);
           resolve();
-        }
+        };
+        watchName(name, done);
         signal.addEventListener('abort', done, { once: true });
       });
     },

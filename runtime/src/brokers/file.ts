@@ -31,6 +31,8 @@ import { prefetchLimit, Signal, sleep } from './wait.js';
 
 const FANOUT_KEEP_MS = 60_000;
 const POLL_MS = 200;
+/** How long a folder listing is trusted for new claims (newer or higher-priority files wait this long at most). */
+const LISTING_MAX_AGE_MS = 250;
 
 /** The folder a file:// URL names (shared with the file result backend). */
 export function fileUrlPath(url: string, sub: string): string {
@@ -115,6 +117,7 @@ export function createFileBroker(url = 'file://'): Broker {
       const signal = AbortSignal.any([opts.signal, closed.signal]);
       await Promise.all(queues.flatMap((q) => [ensure(readyDir(q)), ensure(unackedDir(q))]));
       const held = new Map<string, { queue: string; name: string; deadline: number }>();
+      const listings = new Map<string, { names: string[]; next: number; at: number }>();
       const watchers: FSWatcher[] = queues.map((q) => watch(readyDir(q), () => changed.notify()));
       for (const w of watchers) w.on('error', () => changed.notify());
       const abort = () => changed.notify();
@@ -211,11 +214,16 @@ export function createFileBroker(url = 'file://'): Broker {
           if (room > 0) {
             for (const q of queues) {
               if (room <= 0 || signal.aborted) break;
-              const names = (await readdir(readyDir(q))).filter((n) => n.endsWith('.json')).sort();
-              for (const n of names.slice(0, Math.min(room, 256))) {
-                if (signal.aborted) break;
+              // Claim from the last listing while it lasts: listing a folder of N messages for
+              // every freed slot would cost O(N) per task. It is re-read when used up or stale.
+              let l = listings.get(q);
+              if (!l || l.next >= l.names.length || Date.now() - l.at > LISTING_MAX_AGE_MS) {
+                l = { names: (await readdir(readyDir(q))).filter((n) => n.endsWith('.json')).sort(), next: 0, at: Date.now() };
+                listings.set(q, l);
+              }
+              while (room > 0 && l.next < l.names.length && !signal.aborted) {
                 const before = held.size;
-                await claim(q, n);
+                await claim(q, l.names[l.next++]!);
                 room -= held.size - before;
               }
             }

@@ -40,6 +40,8 @@ export function createWorker(app: App, opts: { pool?: Pool } = {}): Worker {
   let control: AbortController | null = null;
   let draining: Promise<void> | null = null;
   let stopped: Promise<void> | null = null;
+  // A running worker keeps its process alive even when its broker holds no handle (memory://).
+  let keepAlive: NodeJS.Timeout | null = null;
   const pool = opts.pool ?? createEventLoopPool(config.concurrency);
 
   const worker: Worker = {
@@ -68,6 +70,7 @@ export function createWorker(app: App, opts: { pool?: Pool } = {}): Worker {
         log.error({ err }, 'remote control subscription failed: revoke will not reach this worker');
       });
       consumer.start();
+      keepAlive = setInterval(() => undefined, 1 << 30);
       log.info(
         { broker: config.brokerUrl, backend: config.resultBackend, queues: config.queues, concurrency: pool.size, pool: pool.kind, tasks: [...app.tasks.keys()], metrics: server?.url ?? null },
         `worker ready: consuming ${config.queues.join(', ')} with ${pool.size} slots`,
@@ -102,6 +105,7 @@ export function createWorker(app: App, opts: { pool?: Pool } = {}): Worker {
         await pool.stop({ graceful, timeoutMs: config.shutdownTimeoutMs });
         await server?.close();
         await app.close();
+        if (keepAlive) clearInterval(keepAlive);
         log.info({ processed: consumer?.processed ?? 0 }, 'worker stopped');
       })());
     },
