@@ -46,7 +46,12 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
   let ready: Promise<void> | null = null;
   let subscriber: Redis | null = null;
   /** key -> callbacks waiting for its next set, and the SUBSCRIBE acknowledgement. */
-  const watchers = new Map<string, { wake: Set<() => void>; subscribed: Promise<unknown>; idle: NodeJS.Timeout | null }>();
+  /**
+   * Watched keys: waiters to wake, the SUBSCRIBE acknowledgement, the idle unsubscribe timer, and
+   * the value last published on the key (every set publishes it), which the next get() returns
+   * once without a round trip.
+   */
+  const watchers = new Map<string, { wake: Set<() => void>; subscribed: Promise<unknown>; idle: NodeJS.Timeout | null; published: string | null }>();
 
   const wrap = (what: string, err: unknown) =>
     new BackendError(`Redis result backend ${redactUrl(url)}: ${what} failed: ${(err as Error)?.message ?? err}`, { cause: err });
@@ -104,9 +109,11 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
   function subscriberConn(): Redis {
     if (!subscriber) {
       subscriber = outages.watch(client.duplicate({ lazyConnect: false }));
-      subscriber.on('message', (channel: string) => {
+      subscriber.on('message', (channel: string, value: string) => {
         const w = watchers.get(channel);
-        if (w) for (const wake of [...w.wake]) wake();
+        if (!w) return;
+        w.published = value;
+        for (const wake of [...w.wake]) wake();
       });
     }
     return subscriber;
@@ -117,6 +124,11 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
     async get(key) {
       // A watch() started just before must be live before we read, or a set in between is missed.
       const w = watchers.get(key);
+      if (w?.published != null) {
+        const value = w.published;
+        w.published = null;
+        return value;
+      }
       if (w) await w.subscribed.catch(() => undefined);
       return run(`GET ${key}`, () => client.get(key));
     },
@@ -140,7 +152,7 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
       const sub = subscriberConn();
       let w = watchers.get(key);
       if (!w) {
-        w = { wake: new Set(), subscribed: sub.subscribe(key), idle: null };
+        w = { wake: new Set(), subscribed: sub.subscribe(key), idle: null, published: null };
         watchers.set(key, w);
       }
       const entry = w;
