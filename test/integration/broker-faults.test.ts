@@ -60,6 +60,25 @@ async function restartMidRun(svc: ServiceResult, backend: string, acksLate: bool
   }
 }
 
+/** SIGTERM while the broker is down: the worker must still exit (warm shutdown, nothing to ack). */
+async function shutdownDuringOutage(svc: ServiceResult, backend: string): Promise<void> {
+  const server = svc.server!;
+  const queue = uniqueName('down');
+  const worker = startWorker('dist/test/integration/broker-fixtures/fault-tasks.js', queue, {
+    CELERIAC_BROKER_URL: server.url, CELERIAC_RESULT_BACKEND: backend, FAULT_LOG: join(dir, `${queue}.log`),
+  });
+  try {
+    await until('the worker to start consuming', () => worker.output().includes('worker ready'), 30_000, worker);
+    await server.stopProcess();
+    const exited = new Promise((r) => worker.once('exit', r));
+    worker.kill('SIGTERM');
+    await Promise.race([exited, sleep(20_000).then(() => assert.fail(`no exit 20 s after SIGTERM\n${worker.output()}`))]);
+  } finally {
+    await stopProcess(worker, 'SIGKILL');
+    await server.start();
+  }
+}
+
 const redis = await useRedis({ persist: true, managed: true });
 describe('Redis broker faults', { skip: redis.skip }, () => {
   after(() => redis.server?.stop());
@@ -90,6 +109,8 @@ describe('Redis broker faults', { skip: redis.skip }, () => {
       await app.close();
     }
   });
+
+  it('a worker exits on SIGTERM while Redis is down', () => shutdownDuringOutage(redis, redis.server!.url));
 });
 
 const rabbit = await useRabbit({ managed: true });
@@ -98,4 +119,6 @@ describe('AMQP broker faults', { skip: rabbit.skip }, () => {
 
   it(`a RabbitMQ restart in the middle of ${TASKS} late-ack tasks: each runs exactly once`, () => restartMidRun(rabbit, 'rpc://', true));
   it(`a RabbitMQ restart in the middle of ${TASKS} early-ack tasks: nothing lost while the worker lives`, () => restartMidRun(rabbit, 'rpc://', false));
+  it('a worker exits on SIGTERM while RabbitMQ is down', () => shutdownDuringOutage(rabbit, 'rpc://'));
 });
+

@@ -34,7 +34,7 @@ import type { Logger } from 'pino';
 import { BrokerError, redactUrl } from '../errors.js';
 import { amqplib } from './amqp-codec.js';
 import type { Broker, ConsumeOptions, Delivery, WireMessage } from './broker.js';
-import { prefetchLimit } from './wait.js';
+import { prefetchLimit, untilAborted } from './wait.js';
 
 export interface AmqpBrokerOptions {
   readonly logger?: Logger;
@@ -414,7 +414,9 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
     while (!signal.aborted) {
       let ch: Channel;
       try {
-        const c = await connection();
+        // While the broker is down this waits for the reconnect, unless consuming stops first.
+        const c = await untilAborted(connection(), signal);
+        if (!c) break;
         ch = await c.createChannel();
       } catch (err) {
         if (signal.aborted) break;
@@ -557,13 +559,16 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
    * Declares a queue (and its binding), consumes it without acks, and does it again after every
    * reconnect, until `signal` aborts. `onReady` runs each time the consumer is live.
    */
-  async function listenLoop(spec: ListenSpec, onMessage: (m: WireMessage) => void, signal: AbortSignal, onReady?: () => void): Promise<void> {
+  async function listenLoop(spec: ListenSpec, onMessage: (m: WireMessage) => void, own: AbortSignal, onReady?: () => void): Promise<void> {
+    const signal = AbortSignal.any([own, closing.signal]);
     let delay = 100;
-    while (!signal.aborted && !closing.signal.aborted) {
+    while (!signal.aborted) {
       let ch: Channel | null = null;
       try {
+        const c = await untilAborted(connection(), signal);
+        if (!c) break;
         if (spec.bind) await declareExchange(spec.bind.exchange);
-        ch = await (await connection()).createChannel();
+        ch = await c.createChannel();
         openChannels.set(ch, null);
         const channelLost = new Promise<void>((resolve) => ch!.once('close', () => resolve()));
         ch.on('error', (err: unknown) => log?.debug({ err }, 'AMQP listener channel error'));
@@ -579,7 +584,7 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
         }, { noAck: true });
         delay = 100;
         onReady?.();
-        await Promise.race([channelLost, aborted(signal), aborted(closing.signal)]);
+        await Promise.race([channelLost, aborted(signal)]);
       } catch (err) {
         if (signal.aborted) break;
         log?.warn({ err, queue: spec.queue }, 'listening failed; retrying');

@@ -32,7 +32,7 @@ import { fromEnvelope, toEnvelope, type Envelope } from '../protocol/envelope.js
 import type { Broker, ConsumeOptions, Delivery, WireMessage } from './broker.js';
 import { OutageLog, intParam, parseRedisUrl, pingWithin, redisOptions } from './redis-connection.js';
 import { DEAD_LETTER_SCRIPT, POP_SCRIPT, RESTORE_SCRIPT } from './redis-scripts.js';
-import { prefetchLimit } from './wait.js';
+import { prefetchLimit, untilAborted } from './wait.js';
 
 export interface RedisBrokerOptions {
   readonly logger?: Logger;
@@ -283,17 +283,32 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
         }
         try {
           const popId = `${consumerId}:${++popSeq}`;
-          const got = await scripts.celeriacPop(
+          const pending = scripts.celeriacPop(
             3 + keys.length, UNACKED, UNACKED_INDEX, `celeriac.pop.${consumerId}`, ...keys,
             Math.min(room, batchSize), Date.now() / 1000, popId, ...names,
           );
+          // While Redis is down commands wait for the reconnect; stopping must not. What the
+          // abandoned pop takes after the reconnect is put straight back.
+          const got = await untilAborted(pending, signal);
+          if (got === null) {
+            void pending.then((late) => restoreTags(late.filter((_, i) => i % 3 === 1) as string[], false))
+              .catch((err: unknown) => log?.warn({ err }, 'an abandoned pop failed; the visibility timeout restores what it took'));
+            break;
+          }
           backoffMs = 50;
           if (got.length > 0) {
             for (let i = 0; i < got.length; i += 3) deliver(names[(got[i] as number) - 1]!, got[i + 1] as string, got[i + 2] as string);
             continue;
           }
           // Idle: block until something arrives (kombu's BRPOP), then record it as unacked.
-          const r = await blocking.brpop(...keys, pollSeconds);
+          const waiting = blocking.brpop(...keys, pollSeconds);
+          let r = await untilAborted(waiting, signal);
+          if (r === null && signal.aborted) {
+            // Live, BRPOP returns within the poll timeout; down, the queued command is dropped
+            // with the connection below and never runs, so nothing is lost.
+            if (blocking.status !== 'ready') break;
+            r = await waiting;
+          }
           if (!r) continue;
           const [key, envText] = r;
           const queue = names[keys.indexOf(key)] ?? key.split(SEP)[0]!;

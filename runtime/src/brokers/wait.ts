@@ -37,3 +37,23 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     signal?.addEventListener('abort', done, { once: true });
   });
 }
+
+/**
+ * `p`, or null as soon as `signal` aborts: a consumer stops even while its broker is down and a
+ * command waits for the reconnect (p keeps running; a later rejection of it is ignored).
+ */
+export function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T | null> {
+  if (signal.aborted) {
+    p.catch(() => undefined);
+    return Promise.resolve(null);
+  }
+  let onAbort: () => void = () => undefined;
+  const stop = new Promise<null>((resolve) => {
+    onAbort = () => resolve(null);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  return Promise.race([p, stop]).finally(() => {
+    signal.removeEventListener('abort', onAbort);
+    p.catch(() => undefined);
+  });
+}
