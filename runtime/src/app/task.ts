@@ -75,7 +75,7 @@ export interface ApplyOptions {
   readonly ignoreResult?: boolean;
 }
 
-/** What a running task sees as `this`, or from `currentTask()`. */
+/** What a running task sees as `this` (define the task with `function`, not an arrow). */
 export interface TaskContext {
   readonly id: string;
   readonly name: string;
@@ -101,7 +101,10 @@ export interface TaskContext {
   retry(opts?: { countdown?: number; eta?: Date; exc?: unknown; maxRetries?: number | null }): never;
 }
 
-/** A task function: `this` is the TaskContext (use a `function`), or call currentTask(). */
+/**
+ * A task function: `this` is the TaskContext (use a `function`). There is deliberately no
+ * AsyncLocalStorage lookup: its promise hooks cost every task about a tenth of its CPU.
+ */
 export type TaskFn<A extends unknown[], R> = (this: TaskContext, ...args: A) => R | Promise<R>;
 
 /** A registered task. */

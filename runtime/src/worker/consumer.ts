@@ -280,7 +280,7 @@ export class Consumer {
         await this.storeSafe(j.log, req, buildMeta(req.id, States.STARTED, { pid: process.pid, hostname: config.hostname }));
       }
       j.ctl = new AbortController();
-      const outcome = await pool.run({ task, req, info: d.info, hostname: config.hostname, log: j.log, signal: j.ctl.signal });
+      const outcome = await pool.run({ task, req, info: d.info, hostname: config.hostname, log: j.log, ctl: j.ctl });
       metrics.duration.observe(labels, outcome.runtimeMs / 1000);
       if (!this.active.has(j)) return; // cold shutdown took it over
       await this.settle(j, outcome, late, ignore);

@@ -2,7 +2,6 @@
  * Runs one task and turns whatever happens into an outcome: a task's own error is an outcome,
  * never a rejection. Applies soft and hard time limits, autoretry and max retries.
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Logger } from 'pino';
 import type { DeliveryInfo } from '../brokers/broker.js';
 import { CeleriacError, Ignore, Reject, Retry } from '../errors.js';
@@ -32,16 +31,11 @@ export class TimeLimitExceeded extends CeleriacError {
   }
 }
 
-const storage = new AsyncLocalStorage<TaskContext>();
 const HARD_LIMIT = Symbol('hard time limit');
+/** Abort reasons that stop waiting for the task (a soft time limit only asks it to stop). */
+const isKill = (reason: unknown) => reason === 'terminated' || reason === 'shutdown';
 const KILLED = Symbol('killed');
 
-/** The context of the task running in the current async scope (for arrow-function tasks). */
-export function currentTask(): TaskContext {
-  const ctx = storage.getStore();
-  if (!ctx) throw new CeleriacError('E_NO_TASK', 'currentTask() was called outside a running task');
-  return ctx;
-}
 
 export interface TraceInput {
   readonly task: Task;
@@ -49,17 +43,18 @@ export interface TraceInput {
   readonly info: DeliveryInfo;
   readonly hostname: string;
   readonly log: Logger;
-  /** Aborted by revoke(terminate) and cold shutdown. */
-  readonly signal: AbortSignal;
+  /**
+   * The task's one controller (ctx.signal). The worker aborts it with reason 'terminated'
+   * (revoke) or 'shutdown' (cold shutdown); the soft time limit aborts it too.
+   */
+  readonly ctl: AbortController;
 }
 
 export async function trace(i: TraceInput): Promise<TaskOutcome> {
   const { task, req } = i;
   const opts = task.options;
   const started = performance.now();
-  const ctl = new AbortController();
-  const onOuterAbort = () => ctl.abort(i.signal.reason);
-  i.signal.addEventListener('abort', onOuterAbort, { once: true });
+  const { ctl } = i;
   const timers: NodeJS.Timeout[] = [];
   const ctx: TaskContext = {
     id: req.id,
@@ -96,16 +91,19 @@ export async function trace(i: TraceInput): Promise<TaskOutcome> {
   const runtime = () => performance.now() - started;
   // The task runs on this event loop and cannot be killed: a hard limit, revoke(terminate) or a
   // cold shutdown stops waiting for it (and aborts ctx.signal) instead.
+  let onAbort: (() => void) | null = null;
   const stopped = new Promise<typeof HARD_LIMIT | typeof KILLED>((resolve) => {
-    const kill = () => resolve(KILLED);
-    if (i.signal.aborted) return kill();
-    i.signal.addEventListener('abort', kill, { once: true });
+    onAbort = () => {
+      if (isKill(ctl.signal.reason)) resolve(KILLED);
+    };
+    if (ctl.signal.aborted) return onAbort();
+    ctl.signal.addEventListener('abort', onAbort, { once: true });
     if (hardMs) timers.push(setTimeout(() => resolve(HARD_LIMIT), hardMs));
   });
   try {
-    const run = storage.run(ctx, () => Promise.resolve().then(() => task.fn.apply(ctx, req.args as never)));
+    const run = Promise.resolve().then(() => task.fn.apply(ctx, req.args as never));
     const value = await Promise.race([run, stopped]);
-    if (value === KILLED) return { state: 'REVOKED', reason: String(i.signal.reason ?? 'terminated'), runtimeMs: runtime() };
+    if (value === KILLED) return { state: 'REVOKED', reason: String(ctl.signal.reason), runtimeMs: runtime() };
     if (value === HARD_LIMIT) {
       ctl.abort(new TimeLimitExceeded(hardMs!));
       // Keep the task's own later rejection from becoming an unhandled one.
@@ -124,6 +122,6 @@ export async function trace(i: TraceInput): Promise<TaskOutcome> {
     return { state: 'FAILURE', error: err, runtimeMs: runtime() };
   } finally {
     for (const t of timers) clearTimeout(t);
-    i.signal.removeEventListener('abort', onOuterAbort);
+    if (onAbort) ctl.signal.removeEventListener('abort', onAbort);
   }
 }
