@@ -12,7 +12,7 @@ import type { ResultBackend } from '../backends/result-backend.js';
 import { CeleriacError, ConfigError } from '../errors.js';
 import { createLogger } from '../logging/logger.js';
 import { CONTROL_EXCHANGE, encodeControl } from '../protocol/control.js';
-import { buildMeta, States } from '../protocol/result-meta.js';
+import { revokedMeta } from '../protocol/result-meta.js';
 import { encodeTask, type SignatureDict } from '../protocol/task-message.js';
 import { loadConfig, type Config } from './config.js';
 import { AsyncResult } from './result.js';
@@ -171,8 +171,7 @@ export function createApp(options: AppOptions = {}): App {
     async revoke(taskId, o = {}) {
       const b = await broker();
       await b.broadcast(CONTROL_EXCHANGE, encodeControl('revoke', { task_id: taskId, terminate: o.terminate ?? false, signal: 'SIGTERM' }));
-      const meta = buildMeta(taskId, States.REVOKED, { exc_type: 'TaskRevokedError', exc_message: ['revoked'], exc_module: 'celery.exceptions' });
-      await (await backend()).store(meta);
+      await (await backend()).store(revokedMeta(taskId, 'revoked'));
     },
     configure(flags) {
       if (brokerP || backendP) throw new CeleriacError('E_CONFIG_LATE', 'configure() must run before the app connects to its broker');

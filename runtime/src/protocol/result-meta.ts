@@ -18,10 +18,6 @@ export type TaskState = (typeof States)[keyof typeof States] | (string & {});
 
 /** States after which a task never changes again. */
 export const READY_STATES: ReadonlySet<string> = new Set(['SUCCESS', 'FAILURE', 'REVOKED']);
-/** States whose `result` is an exception dict. */
-export const EXCEPTION_STATES: ReadonlySet<string> = new Set(['RETRY', 'FAILURE', 'REVOKED']);
-/** States that get() turns into a thrown error. */
-export const PROPAGATE_STATES: ReadonlySet<string> = new Set(['FAILURE', 'REVOKED']);
 
 /** `{exc_type, exc_message, exc_module}` as Celery writes exceptions with json/msgpack/yaml. */
 export interface ExceptionDict {
@@ -106,4 +102,9 @@ export function buildMeta(
   delete (meta as Partial<TaskMeta>).task_id;
   meta.task_id = taskId;
   return meta;
+}
+
+/** The REVOKED meta Celery stores: reason "revoked", "expired" or "terminated" (spec §5.3). */
+export function revokedMeta(taskId: string, reason: string): TaskMeta {
+  return buildMeta(taskId, States.REVOKED, { exc_type: 'TaskRevokedError', exc_message: [reason], exc_module: 'celery.exceptions' });
 }

@@ -14,7 +14,7 @@ import { NotRegisteredError, ProtocolError } from '../errors.js';
 import type { WorkerMetrics, Outcome } from '../metrics/worker-metrics.js';
 import type { Pool } from '../pools/pool.js';
 import { decodeControl, type ControlRequest } from '../protocol/control.js';
-import { buildMeta, exceptionToDict, States, tracebackOf } from '../protocol/result-meta.js';
+import { buildMeta, exceptionToDict, revokedMeta, States, tracebackOf } from '../protocol/result-meta.js';
 import { acceptedContentTypes, serializerForContentType, type SerializerName } from '../protocol/serializers.js';
 import { decodeTask, encodeTask, type SignatureDict, type TaskRequest } from '../protocol/task-message.js';
 import { TimerHeap } from './timer-heap.js';
@@ -184,7 +184,6 @@ export class Consumer {
     return j.task.options.acksLate ?? this.deps.config.acksLate;
   }
 
-
   private async deadLetter(d: Delivery, reason: string, code: string): Promise<void> {
     this.deps.metrics.deadLettered.inc({ queue: d.info.queue, reason: code });
     await d.reject({ requeue: false, reason });
@@ -226,7 +225,7 @@ export class Consumer {
     if (!expired && !this.revoked.has(j.req.id)) return false;
     const reason = expired ? 'expired' : 'revoked';
     j.log.info(`task ${reason}: discarded`);
-    await this.storeSafe(j.log, j.req, buildMeta(j.req.id, States.REVOKED, { exc_type: 'TaskRevokedError', exc_message: [reason], exc_module: 'celery.exceptions' }));
+    await this.storeSafe(j.log, j.req, revokedMeta(j.req.id, reason));
     this.count(j, 'revoked');
     await j.d.ack();
     return true;
@@ -336,7 +335,7 @@ export class Consumer {
         if (late) await d.ack();
         return;
       case 'REVOKED': {
-        await this.storeSafe(j.log, req, buildMeta(req.id, States.REVOKED, { exc_type: 'TaskRevokedError', exc_message: [o.reason], exc_module: 'celery.exceptions' }));
+        await this.storeSafe(j.log, req, revokedMeta(req.id, o.reason));
         this.count(j, 'revoked');
         if (late) await d.ack();
         return;
