@@ -210,7 +210,8 @@ export class Consumer {
     metrics.received.inc({ queue: d.info.queue, task: req.name });
     const job = newJob(d, req, task, log);
     if (log.isLevelEnabled('debug')) job.log.debug({ queue: d.info.queue, eta: req.eta, retries: req.retries }, 'task received');
-    if (await this.revokedOrExpired(job)) return;
+    const why = this.discardReason(job);
+    if (why) return this.discard(job, why);
     if (req.eta && req.eta.getTime() > Date.now()) {
       this.eta.push(req.eta.getTime(), job);
     } else {
@@ -219,16 +220,18 @@ export class Consumer {
     this.pump();
   }
 
-  /** Stores REVOKED and acks when the task was revoked or expired (checked at intake and at start). */
-  private async revokedOrExpired(j: Job): Promise<boolean> {
-    const expired = j.req.expires !== null && j.req.expires.getTime() < Date.now();
-    if (!expired && !this.revoked.has(j.req.id)) return false;
-    const reason = expired ? 'expired' : 'revoked';
+  /** Why a task must not run: revoked or expired (checked at intake and again at start), or null. */
+  private discardReason(j: Job): 'expired' | 'revoked' | null {
+    if (j.req.expires !== null && j.req.expires.getTime() < Date.now()) return 'expired';
+    return this.revoked.has(j.req.id) ? 'revoked' : null;
+  }
+
+  /** Stores REVOKED with the reason and acks, without running the task. */
+  private async discard(j: Job, reason: 'expired' | 'revoked'): Promise<void> {
     j.log.info(`task ${reason}: discarded`);
     await this.storeSafe(j.log, j.req, revokedMeta(j.req.id, reason));
     this.count(j, 'revoked');
     await j.d.ack();
-    return true;
   }
 
   /** Takes a rate-limit token, or returns the ms until one is available. */
@@ -269,7 +272,8 @@ export class Consumer {
     const { req, d, task } = j;
     const { config, pool, metrics } = this.deps;
     try {
-      if (await this.revokedOrExpired(j)) return;
+      const why = this.discardReason(j);
+      if (why) return await this.discard(j, why);
       const late = this.acksLate(j);
       if (!late) await d.ack();
       const labels = { queue: d.info.queue, task: req.name };
