@@ -34,7 +34,7 @@ import type { Logger } from 'pino';
 import { BrokerError, redactUrl } from '../errors.js';
 import { amqplib } from './amqp-codec.js';
 import type { Broker, ConsumeOptions, Delivery, WireMessage } from './broker.js';
-import { prefetchLimit, untilAborted } from './wait.js';
+import { aborted, prefetchLimit, untilAborted } from './wait.js';
 
 export interface AmqpBrokerOptions {
   readonly logger?: Logger;
@@ -181,13 +181,6 @@ class ChannelAcks {
       this.onError(err);
     }
   }
-}
-
-function aborted(signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    signal.addEventListener('abort', () => resolve(), { once: true });
-  });
 }
 
 /** A queue to listen on (rpc:// replies, broadcasts): declared with `options`, optionally bound. */

@@ -8,7 +8,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Broker, ConsumeOptions, Delivery, WireMessage } from './broker.js';
-import { prefetchLimit, Signal } from './wait.js';
+import { aborted, prefetchLimit, Signal } from './wait.js';
 
 interface Item {
   message: WireMessage;
@@ -132,10 +132,7 @@ export function createMemoryBroker(url = 'memory://'): Broker {
     async subscribe(exchange, onMessage, outer) {
       const signal = AbortSignal.any([outer, closed.signal]);
       h.fanout.on(exchange, onMessage);
-      await new Promise<void>((resolve) => {
-        if (signal.aborted) return resolve();
-        signal.addEventListener('abort', () => resolve(), { once: true });
-      });
+      await aborted(signal);
       h.fanout.off(exchange, onMessage);
     },
     async depth(queue) {

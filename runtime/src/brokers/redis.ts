@@ -32,7 +32,7 @@ import { fromEnvelope, toEnvelope, type Envelope } from '../protocol/envelope.js
 import type { Broker, ConsumeOptions, Delivery, WireMessage } from './broker.js';
 import { OutageLog, intParam, parseRedisUrl, pingWithin, redisOptions } from './redis-connection.js';
 import { DEAD_LETTER_SCRIPT, POP_SCRIPT, RESTORE_SCRIPT } from './redis-scripts.js';
-import { prefetchLimit, untilAborted } from './wait.js';
+import { aborted, prefetchLimit, untilAborted } from './wait.js';
 
 export interface RedisBrokerOptions {
   readonly logger?: Logger;
@@ -409,10 +409,7 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
       sub.on('pmessage', handler);
       try {
         await sub.psubscribe(...patterns);
-        await new Promise<void>((resolve) => {
-          if (signal.aborted) return resolve();
-          signal.addEventListener('abort', () => resolve(), { once: true });
-        });
+        await aborted(signal);
       } finally {
         sub.off('pmessage', handler);
         if (!closed) await sub.punsubscribe(...patterns).catch((err: unknown) => log?.debug({ err }, 'punsubscribe failed'));

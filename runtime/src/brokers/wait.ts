@@ -57,3 +57,11 @@ export function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T |
     p.catch(() => undefined);
   });
 }
+
+/** Resolves when `signal` aborts (at once if it already has). */
+export function aborted(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+}
