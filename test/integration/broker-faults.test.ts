@@ -7,9 +7,11 @@ import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { createBroker } from '../../runtime/src/brokers/index.js';
 import { createApp } from '../../runtime/src/index.js';
 import { startWorker, stopProcess, type Started } from '../support/processes.js';
 import { uniqueName, useRabbit, useRedis, type ServiceResult } from '../support/servers.js';
+import { startTcpProxy } from '../support/tcp-proxy.js';
 
 const TASKS = 2_000;
 const dir = mkdtempSync(join(tmpdir(), 'celeriac-faults-'));
@@ -79,6 +81,43 @@ async function shutdownDuringOutage(svc: ServiceResult, backend: string): Promis
   }
 }
 
+/** Settles with 'settled', or 'hung' when `p` is still pending after `ms`. */
+function settlesWithin(p: Promise<unknown>, ms: number): Promise<'settled' | 'hung'> {
+  return Promise.race([p.then(() => 'settled' as const, () => 'settled' as const), sleep(ms).then(() => 'hung' as const)]);
+}
+
+/**
+ * The link to the broker breaks while a consumer is subscribing: frozen (a partition: requests
+ * get no reply) or cut after that (the reconnect then waits for a server that is gone). Stopping
+ * the consumer and closing the broker must still end, as a worker's SIGTERM needs them to.
+ */
+async function stopsOnBrokenLink(svc: ServiceResult, how: 'frozen' | 'cut'): Promise<void> {
+  const url = new URL(svc.server!.url);
+  const proxy = await startTcpProxy(Number(url.port));
+  url.port = String(proxy.port);
+  const broker = createBroker(url.toString(), {});
+  try {
+    await broker.connect();
+    proxy.freeze();
+    const stop = new AbortController();
+    const delivered: unknown[] = [];
+    const consuming = broker.consume([uniqueName('broken')], async (d) => {
+      delivered.push(d);
+    }, { prefetch: 10, signal: stop.signal });
+    await sleep(300); // the subscription is under way and gets no answer
+    if (how === 'cut') {
+      proxy.cut();
+      await sleep(300); // the driver has seen the link go and waits for the reconnect
+    }
+    stop.abort();
+    assert.equal(await settlesWithin(consuming, 10_000), 'settled', 'consume() ended after its signal aborted');
+    assert.equal(await settlesWithin(broker.close(), 10_000), 'settled', 'close() ended on a broken link');
+    assert.deepEqual(delivered, []);
+  } finally {
+    await proxy.close();
+  }
+}
+
 const redis = await useRedis({ persist: true, managed: true });
 describe('Redis broker faults', { skip: redis.skip }, () => {
   after(() => redis.server?.stop());
@@ -111,6 +150,8 @@ describe('Redis broker faults', { skip: redis.skip }, () => {
   });
 
   it('a worker exits on SIGTERM while Redis is down', () => shutdownDuringOutage(redis, redis.server!.url));
+  it('a consumer stops and the broker closes when the link freezes mid-subscription', () => stopsOnBrokenLink(redis, 'frozen'));
+  it('a consumer stops and the broker closes when the link is cut mid-subscription', () => stopsOnBrokenLink(redis, 'cut'));
 });
 
 const rabbit = await useRabbit({ managed: true });
@@ -120,5 +161,7 @@ describe('AMQP broker faults', { skip: rabbit.skip }, () => {
   it(`a RabbitMQ restart in the middle of ${TASKS} late-ack tasks: each runs exactly once`, () => restartMidRun(rabbit, 'rpc://', true));
   it(`a RabbitMQ restart in the middle of ${TASKS} early-ack tasks: nothing lost while the worker lives`, () => restartMidRun(rabbit, 'rpc://', false));
   it('a worker exits on SIGTERM while RabbitMQ is down', () => shutdownDuringOutage(rabbit, 'rpc://'));
+  it('a consumer stops and the broker closes when the link freezes mid-subscription', () => stopsOnBrokenLink(rabbit, 'frozen'));
+  it('a consumer stops and the broker closes when the link is cut mid-subscription', () => stopsOnBrokenLink(rabbit, 'cut'));
 });
 

@@ -9,7 +9,7 @@
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { BackendError, redactUrl } from '../errors.js';
-import { OutageLog, parseRedisUrl, pingWithin, redisOptions } from '../brokers/redis-connection.js';
+import { OutageLog, parseRedisUrl, pingWithin, quit, redisOptions } from '../brokers/redis-connection.js';
 import type { KeyValueStore } from './backend.js';
 
 /**
@@ -183,7 +183,7 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
     async close() {
       for (const w of watchers.values()) if (w.idle) clearTimeout(w.idle);
       subscriber?.disconnect();
-      await client.quit().catch(() => client.disconnect());
+      await quit(client);
     },
   };
 }

@@ -34,7 +34,7 @@ import type { Logger } from 'pino';
 import { BrokerError, redactUrl } from '../errors.js';
 import { amqplib } from './amqp-codec.js';
 import type { Broker, ConsumeOptions, Delivery, WireMessage } from './broker.js';
-import { aborted, prefetchLimit, untilAborted } from './wait.js';
+import { aborted, CLOSE_TIMEOUT_MS, prefetchLimit, sleep, untilAborted, within } from './wait.js';
 
 export interface AmqpBrokerOptions {
   readonly logger?: Logger;
@@ -45,7 +45,6 @@ export interface AmqpBrokerOptions {
 }
 
 const RECENT_ACKS = 10_000;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Celery's exchange types (spec §4.1): events are topic+durable, control is a transient fanout. */
 function exchangeKind(exchange: string): { type: 'topic' | 'fanout'; durable: boolean } {
@@ -94,7 +93,7 @@ function toWire(msg: ConsumeMessage): WireMessage {
  * frame, so a deferred write never sees a reused buffer.
  */
 function coalesceWrites(model: ChannelModel): void {
-  const socket = (model as unknown as { connection?: { stream?: Socket } }).connection?.stream;
+  const socket = socketOf(model);
   if (!socket || typeof socket.cork !== 'function') return;
   const write = socket.write.bind(socket) as (...args: unknown[]) => boolean;
   let corked = false;
@@ -110,6 +109,11 @@ function coalesceWrites(model: ChannelModel): void {
     }
     return write(...args);
   }) as Socket['write'];
+}
+
+/** The TCP (or TLS) socket under an amqplib connection. */
+function socketOf(model: ChannelModel): Socket | undefined {
+  return (model as unknown as { connection?: { stream?: Socket } }).connection?.stream;
 }
 
 /** Identity of a task message across redeliveries: task id and retry count. */
@@ -270,6 +274,11 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
         if (closing.signal.aborted) throw new BrokerError(`AMQP broker ${where} is closed`);
         try {
           const c = await amqplib.connect(amqpUrl, { noDelay: true, timeout: 5_000 });
+          if (closing.signal.aborted) {
+            // close() ran while this connect was under way: nobody will close this one later.
+            void c.close().catch(() => undefined);
+            throw new BrokerError(`AMQP broker ${where} is closed`);
+          }
           coalesceWrites(c);
           c.on('error', (err: unknown) => log?.debug({ err }, 'AMQP connection error'));
           c.on('close', (err?: unknown) => lost(c, err));
@@ -282,7 +291,7 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
           if (!everConnected) throw err;
           if (!down) log?.warn({ err }, `AMQP broker ${where}: cannot reconnect, retrying with backoff`);
           down = true;
-          await sleep(delay);
+          await sleep(delay, closing.signal);
           delay = Math.min(delay * 2, 5_000);
         }
       }
@@ -387,7 +396,7 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
         if (err instanceof TypeError) throw wrap(`${what} (a header cannot be encoded)`, err);
         if (closing.signal.aborted || attempt >= 20) throw wrap(what, err);
         log?.debug({ err, attempt }, 'publish not confirmed; retrying');
-        await sleep(delay);
+        await sleep(delay, closing.signal);
         delay = Math.min(delay * 2, 2_000);
       }
     }
@@ -408,13 +417,13 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
       let ch: Channel;
       try {
         // While the broker is down this waits for the reconnect, unless consuming stops first.
-        const c = await untilAborted(connection(), signal);
-        if (!c) break;
-        ch = await c.createChannel();
+        const opened = await untilAborted(connection().then((c) => c.createChannel()), signal);
+        if (!opened) break;
+        ch = opened;
       } catch (err) {
         if (signal.aborted) break;
         log?.warn({ err }, 'could not open a consumer channel; retrying');
-        await sleep(delay);
+        await sleep(delay, signal);
         delay = Math.min(delay * 2, 5_000);
         continue;
       }
@@ -521,17 +530,23 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
       };
 
       try {
-        await ch.prefetch(prefetch, globalQos);
         const tags: string[] = [];
-        for (const q of queues) {
-          await declareQueue(q);
-          tags.push((await ch.consume(q, (msg) => onMessage(q, msg), { noAck: false })).consumerTag);
-        }
-        delay = 100;
-        const why = await Promise.race([channelLost.then(() => 'lost' as const), aborted(signal).then(() => 'stop' as const)]);
+        const subscribe = async () => {
+          await ch.prefetch(prefetch, globalQos);
+          for (const q of queues) {
+            await declareQueue(q);
+            tags.push((await ch.consume(q, (msg) => onMessage(q, msg), { noAck: false })).consumerTag);
+          }
+          return true;
+        };
+        // The link can die mid-subscription, and declaring then waits for the reconnect: a stop
+        // must not wait for it.
+        const live = await untilAborted(subscribe(), signal);
+        if (live) delay = 100;
+        const why = live ? await Promise.race([channelLost.then(() => 'lost' as const), aborted(signal).then(() => 'stop' as const)]) : 'stop';
         if (why === 'stop') {
           stopped = true;
-          for (const t of tags) await ch.cancel(t).catch(() => undefined);
+          await within(Promise.all(tags.map((t) => ch.cancel(t))), CLOSE_TIMEOUT_MS);
           // Held deliveries are settled later by the worker; the channel closes after the last one.
           closeWhenSettled(ch, () => unsettled);
           break;
@@ -542,7 +557,7 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
         openChannels.delete(ch);
         if (signal.aborted) break;
         log?.warn({ err, queues }, 'subscribing failed; retrying');
-        await sleep(delay);
+        await sleep(delay, signal);
         delay = Math.min(delay * 2, 5_000);
       }
     }
@@ -556,14 +571,15 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
     const signal = AbortSignal.any([own, closing.signal]);
     let delay = 100;
     while (!signal.aborted) {
-      let ch: Channel | null = null;
-      try {
-        const c = await untilAborted(connection(), signal);
-        if (!c) break;
+      const mine: Channel[] = [];
+      // Returns the channel's loss in a box: an async function returning a promise would wait for it.
+      const setUp = async (): Promise<{ lost: Promise<void> }> => {
+        const c = await connection();
         if (spec.bind) await declareExchange(spec.bind.exchange);
-        ch = await c.createChannel();
+        const ch = await c.createChannel();
+        mine.push(ch);
         openChannels.set(ch, null);
-        const channelLost = new Promise<void>((resolve) => ch!.once('close', () => resolve()));
+        const channelLost = new Promise<void>((resolve) => ch.once('close', () => resolve()));
         ch.on('error', (err: unknown) => log?.debug({ err }, 'AMQP listener channel error'));
         const { queue } = await ch.assertQueue(spec.queue, spec.options);
         if (spec.bind) await ch.bindQueue(queue, spec.bind.exchange, spec.bind.pattern);
@@ -575,18 +591,24 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
             log?.warn({ err, queue }, 'message handler failed; message skipped');
           }
         }, { noAck: true });
+        return { lost: channelLost };
+      };
+      try {
+        // As in consumeLoop: a set-up that waits for a reconnect ends when listening stops.
+        const live = await untilAborted(setUp(), signal);
+        if (!live) break;
         delay = 100;
         onReady?.();
-        await Promise.race([channelLost, aborted(signal)]);
+        await Promise.race([live.lost, aborted(signal)]);
       } catch (err) {
         if (signal.aborted) break;
         log?.warn({ err, queue: spec.queue }, 'listening failed; retrying');
-        await sleep(delay);
+        await sleep(delay, signal);
         delay = Math.min(delay * 2, 5_000);
       } finally {
-        if (ch) {
+        for (const ch of mine) {
           openChannels.delete(ch);
-          await ch.close().catch(() => undefined);
+          await within(ch.close(), CLOSE_TIMEOUT_MS);
         }
       }
     }
@@ -687,15 +709,18 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
       if (closing.signal.aborted) return;
       closing.abort();
       await Promise.all(loops);
-      // Closing the channels gives every unsettled delivery back to RabbitMQ.
-      for (const [ch, acks] of openChannels) {
+      // Closing the channels gives every unsettled delivery back to RabbitMQ. On a dead link the
+      // close handshakes never finish: dropping the socket gives them back all the same.
+      const closes = [...openChannels].map(([ch, acks]) => {
         acks?.flush();
-        await ch.close().catch(() => undefined);
-      }
+        return ch.close();
+      });
       openChannels.clear();
+      await within(Promise.allSettled(closes), CLOSE_TIMEOUT_MS);
       const c = conn;
       conn = null;
-      await c?.close().catch(() => undefined);
+      // amqplib tidies up (heartbeat timers too) on the socket's 'error', not on a bare 'close'.
+      if (c && !(await within(c.close(), CLOSE_TIMEOUT_MS))) socketOf(c)?.destroy(new Error('no answer to connection.close'));
     },
   };
 }

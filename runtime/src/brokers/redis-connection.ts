@@ -6,6 +6,7 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { BrokerError, redactUrl } from '../errors.js';
+import { CLOSE_TIMEOUT_MS, within } from './wait.js';
 
 export interface ParsedRedisUrl {
   /** The URL without celeriac's own query parameters, for ioredis. */
@@ -96,4 +97,11 @@ export async function pingWithin(client: Redis, timeoutMs: number, url: string, 
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** QUIT, or a plain disconnect when Redis does not answer it in time (a dead link never does). */
+export async function quit(client: Redis): Promise<void> {
+  let answered = false;
+  await within(client.quit().then(() => (answered = true)), CLOSE_TIMEOUT_MS);
+  if (!answered) client.disconnect();
 }

@@ -30,9 +30,9 @@ import type { Logger } from 'pino';
 import { BrokerError, redactUrl } from '../errors.js';
 import { fromEnvelope, toEnvelope, type Envelope } from '../protocol/envelope.js';
 import type { Broker, ConsumeOptions, Delivery, WireMessage } from './broker.js';
-import { OutageLog, intParam, parseRedisUrl, pingWithin, redisOptions } from './redis-connection.js';
+import { OutageLog, intParam, parseRedisUrl, pingWithin, quit, redisOptions } from './redis-connection.js';
 import { DEAD_LETTER_SCRIPT, POP_SCRIPT, RESTORE_SCRIPT } from './redis-scripts.js';
-import { aborted, prefetchLimit, untilAborted } from './wait.js';
+import { aborted, CLOSE_TIMEOUT_MS, prefetchLimit, untilAborted, within } from './wait.js';
 
 export interface RedisBrokerOptions {
   readonly logger?: Logger;
@@ -305,9 +305,10 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
           let r = await untilAborted(waiting, signal);
           if (r === null && signal.aborted) {
             // Live, BRPOP returns within the poll timeout; down, the queued command is dropped
-            // with the connection below and never runs, so nothing is lost.
+            // with the connection below and never runs, so nothing is lost. A link that does not
+            // answer within the poll timeout is dead (a partition): it is dropped too.
             if (blocking.status !== 'ready') break;
-            r = await waiting;
+            r = await untilAborted(waiting, AbortSignal.timeout(pollSeconds * 1000 + CLOSE_TIMEOUT_MS));
           }
           if (!r) continue;
           const [key, envText] = r;
@@ -444,16 +445,19 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
       // Let consumers finish their current round trip, so no popped message is left unrecorded.
       closing.abort();
       await Promise.all(loops);
-      try {
+      const giveBack = (async () => {
         if (pendingAcks.length > 0) await flushAcks();
         const n = await restoreTags([...held.keys()], false);
         held.clear();
         if (n > 0) log?.info({ restored: n }, 'gave unsettled messages back to their queues');
-      } catch (err) {
-        log?.warn({ err }, 'could not give unsettled messages back on close; the visibility timeout will');
+      })().catch((err: unknown) => log?.warn({ err }, 'could not give unsettled messages back on close; the visibility timeout will'));
+      // On a dead link (no reply, no close) these commands never finish: the visibility timeout
+      // restores what could not be given back.
+      if (!(await within(giveBack, 2 * CLOSE_TIMEOUT_MS))) {
+        log?.warn({ held: held.size }, 'Redis did not answer while giving messages back on close; the visibility timeout will');
       }
       subscriber?.disconnect();
-      await client.quit().catch(() => client.disconnect());
+      await quit(client);
     },
   };
   return broker;

@@ -65,3 +65,16 @@ export function aborted(signal: AbortSignal): Promise<void> {
     signal.addEventListener('abort', () => resolve(), { once: true });
   });
 }
+
+/** How long close() waits for a server's answer before it drops the connection. */
+export const CLOSE_TIMEOUT_MS = 2_000;
+
+/**
+ * Whether `p` settled (either way) within `ms`. Close handshakes and last commands on a dead link
+ * (a partition: no reply, no close) never settle; shutdown must not wait for them.
+ */
+export function within(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  return Promise.race([p.then(() => true, () => true), late]).finally(() => clearTimeout(timer));
+}
