@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // The test command. `node test/run.mjs unit` is the fast tier (`npm test`); `node test/run.mjs all`
 // (`npm run test:all`, what .ci/run calls) first installs and builds what the other tiers need
-// (redis-server and rabbitmq-server with apt, a Python virtualenv with Celery, kube-apiserver, etcd
-// and helm from Go modules, all cached outside the checkout) and then runs every tier.
+// (redis-server, rabbitmq-server and the image tools with apt, a Python virtualenv with Celery,
+// kube-apiserver, etcd and helm from Go modules, all cached outside the checkout) and then runs
+// every tier.
 // A tier whose dependency cannot be had is skipped LOUDLY; with CELERIAC_REQUIRE_SERVICES=1 (CI)
 // a skipped tier fails the run.
 import { spawnSync } from 'node:child_process';
@@ -18,6 +19,7 @@ const setups = {
   services: 'test/support/setup-services.sh',   // redis-server, rabbitmq-server (apt)
   python: 'test/support/setup-python.sh',       // virtualenv with Celery (pip)
   k8s: 'test/support/setup-k8s.sh',             // kube-apiserver, etcd, helm (Go modules)
+  image: 'test/support/setup-image.sh',         // podman, buildah, runc, debootstrap (apt)
 };
 
 /** Tiers in the order they run; `dirs` are under dist/test, `needs` names setups. */
@@ -26,7 +28,7 @@ const tiers = [
   { name: 'integration', dirs: ['integration'], needs: ['services'] },
   { name: 'interop', dirs: ['interop'], needs: ['services', 'python'] },
   { name: 'operator', dirs: ['operator'], needs: ['k8s', 'services'] },
-  { name: 'package', dirs: ['package'], needs: ['k8s'] },
+  { name: 'package', dirs: ['package'], needs: ['k8s', 'image'] },
 ];
 
 function testFiles(dir) {

@@ -395,6 +395,19 @@ describe('CRD validation on a real API server', { skip }, () => {
     assert.match(await refused(resources.taskQueues, noQueue), /spec\.queue: Required value/);
   });
 
+  it('keeps spec.autoscaling.paused and the per-direction tolerance (the schema does not prune them)', async () => {
+    const ns = await cp.createNamespace('autoscaling-fields');
+    const created = await cp.kube.create<Obj>(resources.workerPools, workerPool(ns, 'tuned', {
+      autoscaling: { maxReplicas: 3, paused: true, behavior: { scaleUp: { tolerance: 0.2 }, scaleDown: { tolerance: 0.05 } } },
+    }));
+    const a = created.spec!.autoscaling as unknown as { paused: boolean; behavior: { scaleUp: { tolerance: number }; scaleDown: { tolerance: number } } };
+    assert.equal(a.paused, true);
+    assert.equal(a.behavior.scaleUp.tolerance, 0.2);
+    assert.equal(a.behavior.scaleDown.tolerance, 0.05);
+    assert.match(await refused(resources.workerPools, workerPool(ns, 'badtol', { autoscaling: { maxReplicas: 3, behavior: { scaleUp: { tolerance: 2 } } } })),
+      /tolerance: Invalid value: 2: spec\.autoscaling\.behavior\.scaleUp\.tolerance in body should be less than or equal to 1/);
+  });
+
   it('fills defaults and accepts the examples in crds/examples', async () => {
     const ns = await cp.createNamespace('examples');
     const dir = join(CRD_DIR, 'examples');

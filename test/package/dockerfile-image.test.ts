@@ -29,7 +29,11 @@ async function which(cmd: string): Promise<boolean> {
   return (await run('sh', ['-c', `command -v ${cmd}`])).code === 0;
 }
 
+/** Skips loudly; where services are required (CI) a test that cannot run is a failure. */
 function loudSkip(t: { skip(msg: string): void; name: string }, why: string): void {
+  if (process.env.CELERIAC_REQUIRE_SERVICES === '1') {
+    assert.fail(`${why} (CELERIAC_REQUIRE_SERVICES=1: test/support/setup-image.sh installs the tools)`);
+  }
   console.error(`\n!!! SKIPPED ${t.name}: ${why}\n`);
   t.skip(why);
 }

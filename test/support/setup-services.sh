@@ -12,22 +12,8 @@ missing=()
 [ -n "$(find_bin rabbitmq-server)" ] || missing+=(rabbitmq-server)
 
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "[setup-services] installing ${missing[*]} with apt-get" >&2
-  if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null; then
-    echo "[setup-services] cannot install ${missing[*]}: not root and no sudo" >&2; exit 1
-  fi
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  export DEBIAN_FRONTEND=noninteractive
-  # Keep the packages from starting system-wide instances: the tests run private ones.
-  policy=/usr/sbin/policy-rc.d; made_policy=0
-  if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null; $sudo chmod +x "$policy"; made_policy=1; fi
-  ok=1
-  $sudo apt-get update -qq >&2 || ok=0
-  [ $ok = 1 ] && { $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 || ok=0; }
-  [ $made_policy = 1 ] && $sudo rm -f "$policy"
-  if [ $ok = 0 ]; then
-    echo "[setup-services] apt-get could not install ${missing[*]}; the tiers needing them cannot run" >&2; exit 1
-  fi
+  source "$(dirname "$0")/apt-install.sh"
+  apt_install setup-services "${missing[@]}" || { echo "[setup-services] the tiers needing ${missing[*]} cannot run" >&2; exit 1; }
 fi
 
 redis=$(find_bin redis-server); rabbit=$(find_bin rabbitmq-server)
