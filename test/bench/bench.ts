@@ -32,6 +32,8 @@ const { values: flags } = parseArgs({
     concurrency: { type: 'string', default: '50' },
     results: { type: 'string', default: 'on' },
     latency: { type: 'string', default: '1000' },
+    /** A folder: the celeriac worker writes a V8 CPU profile there (open it in Chrome DevTools). */
+    profile: { type: 'string' },
   },
 });
 const brokerKind = flags.broker as 'redis' | 'amqp' | 'file';
@@ -40,7 +42,7 @@ const C = Number(flags.concurrency);
 const RESULTS = flags.results === 'on';
 const LAT_N = Number(flags.latency);
 if (!['redis', 'amqp', 'file'].includes(brokerKind) || !(N > 0) || !(C > 0) || !['on', 'off'].includes(flags.results!)) {
-  console.error('usage: bench [--broker redis|amqp|file] [--tasks N] [--concurrency N] [--results on|off] [--latency N]');
+  console.error('usage: bench [--broker redis|amqp|file] [--tasks N] [--concurrency N] [--results on|off] [--latency N] [--profile DIR]');
   process.exit(2);
 }
 
@@ -164,8 +166,9 @@ async function benchCeleriac(brokerUrl: string, backendUrl: string, server: Test
 
   // 2. drain
   const port = await freePort();
+  const profile = flags.profile ? ['--cpu-prof', `--cpu-prof-dir=${flags.profile}`] : [];
   const worker = spawn(process.execPath, [
-    join(root, 'dist/runtime/src/cli/main.js'), 'worker', '-A', join(root, 'dist/test/bench/bench-tasks.js'),
+    ...profile, join(root, 'dist/runtime/src/cli/main.js'), 'worker', '-A', join(root, 'dist/test/bench/bench-tasks.js'),
     '-Q', queue, '-c', String(C), '--metrics-port', String(port), '-l', 'warn', '-n', `${queue}@bench`,
   ], { env: { ...process.env, CELERIAC_BROKER_URL: brokerUrl, CELERIAC_RESULT_BACKEND: backendUrl }, stdio: ['ignore', 'inherit', 'inherit'] });
   try {
