@@ -51,11 +51,15 @@ describe('crds/', () => {
     const a = crd('celeriac.io_workerpools.yaml').spec.versions[0].schema.openAPIV3Schema.properties.spec.properties.autoscaling;
     assert.deepEqual(Object.keys(a.properties).sort(), [
       'activationThreshold', 'behavior', 'cooldownPeriodSeconds', 'fallback', 'maxReplicas', 'metrics', 'minReplicas',
-      'pollingIntervalSeconds', 'targetDrainSeconds', 'targetUtilization', 'tasksPerReplica',
+      'paused', 'pollingIntervalSeconds', 'targetDrainSeconds', 'targetUtilization', 'tasksPerReplica',
     ]);
     assert.deepEqual(a.required, ['maxReplicas']);
     const defaults = Object.fromEntries(Object.entries(a.properties as Record<string, { default?: unknown }>).filter(([, v]) => 'default' in v).map(([k, v]) => [k, v.default]));
-    assert.deepEqual(defaults, { minReplicas: 1, pollingIntervalSeconds: 5, cooldownPeriodSeconds: 300, activationThreshold: 0, targetDrainSeconds: 20, targetUtilization: 0.8 });
+    assert.deepEqual(defaults, { minReplicas: 1, paused: false, pollingIntervalSeconds: 5, cooldownPeriodSeconds: 300, activationThreshold: 0, targetDrainSeconds: 20, targetUtilization: 0.8 });
+    for (const dir of ['scaleUp', 'scaleDown']) {
+      const { type, minimum, maximum } = a.properties.behavior.properties[dir].properties.tolerance ?? {};
+      assert.deepEqual({ type, minimum, maximum }, { type: 'number', minimum: 0, maximum: 1 }, `behavior.${dir}.tolerance`);
+    }
     assert.ok(a['x-kubernetes-validations'].some((v: { rule: string }) => v.rule === 'self.minReplicas <= self.maxReplicas'));
     assert.deepEqual(a.properties.metrics.items.properties.type.enum, ['queueDepth', 'inFlight', 'prometheus']);
   });
