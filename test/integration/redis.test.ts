@@ -8,7 +8,7 @@ import { after, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { createRedisBroker, listFor, SEP } from '../../runtime/src/brokers/redis.js';
 import { createRedisStore } from '../../runtime/src/backends/redis.js';
-import { brokerContract, message, Recorder } from '../contract/broker-contract.js';
+import { brokerContract, message, Recorder, textOf } from '../contract/broker-contract.js';
 import { backendContract } from '../contract/backend-contract.js';
 import { eventually } from '../support/eventually.js';
 import { uniqueName, useRedis } from '../support/servers.js';
@@ -139,5 +139,41 @@ describe('Redis result backend: Celery meta', { skip: redis.skip }, () => {
       raw.disconnect();
       await results.close();
     }
+  });
+});
+
+// rediss:// against a real TLS-only redis-server with a self-signed certificate.
+const tlsRedis = await useRedis({ tls: true, managed: true });
+describe('Redis over TLS (rediss://)', { skip: tlsRedis.skip }, () => {
+  after(() => tlsRedis.server?.stop());
+
+  it('refuses a server whose certificate it cannot verify, with an error naming the server', async () => {
+    const b = createRedisBroker(tlsRedis.server!.url, { connectTimeoutMs: 2_000 });
+    await assert.rejects(b.connect(), (err: Error) => err.name === 'BrokerError' && /cannot reach Redis at rediss:\/\/127\.0\.0\.1.*Last error: self-signed certificate/.test(err.message));
+    await b.close();
+  });
+
+  it('with tlsInsecure=true: tasks round-trip through the broker and results through the store', async () => {
+    const url = `${tlsRedis.server!.url}?tlsInsecure=true`;
+    const b = createRedisBroker(url, { connectTimeoutMs: 5_000 });
+    const store = createRedisStore(url);
+    try {
+      await b.connect();
+      const q = uniqueName('tls');
+      await b.publish(q, message('over tls'));
+      const r = new Recorder(b, [q], 1, (d) => d.ack());
+      const [d] = await r.waitFor(1);
+      await r.stop();
+      assert.equal(textOf(d!.message), 'over tls');
+      await store.set(`k-${q}`, 'stored over tls');
+      assert.equal(await store.get(`k-${q}`), 'stored over tls');
+    } finally {
+      await b.close();
+      await store.close();
+    }
+  });
+
+  it('refuses TLS options on a plain redis:// URL instead of ignoring them', () => {
+    assert.throws(() => createRedisBroker('redis://127.0.0.1:6379/0?tlsInsecure=true'), /tlsInsecure and tlsServerName need a rediss:\/\/ URL/);
   });
 });

@@ -13,7 +13,7 @@
  * external servers cannot be restarted. When a server cannot be had, use*() returns a visible skip
  * reason, or throws when CELERIAC_REQUIRE_SERVICES=1 (CI).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { mkdtemp, mkdir, readFile, rm, writeFile, chmod } from 'node:fs/promises';
 import { createServer, connect } from 'node:net';
@@ -176,6 +176,11 @@ async function supervise(dir: string, graceMs: number, launchIt: () => Promise<C
 export interface RedisOptions {
   /** Append-only file on, so that restart() keeps the data (fault tests). Default false. */
   readonly persist?: boolean;
+  /**
+   * TLS only (rediss://), with a fresh self-signed certificate for the name "celeriac-test"
+   * (openssl), so a client that verifies it fails. Default false.
+   */
+  readonly tls?: boolean;
 }
 
 /** Starts a private redis-server on a free loopback port. */
@@ -189,9 +194,17 @@ export async function startRedis(opts: RedisOptions = {}): Promise<TestServer> {
     '--save', '', '--appendonly', opts.persist ? 'yes' : 'no', '--appendfsync', 'always',
     '--protected-mode', 'no', '--loglevel', 'warning',
   ];
+  if (opts.tls) {
+    const [cert, key] = [join(dir, 'cert.pem'), join(dir, 'key.pem')];
+    const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=celeriac-test',
+      '-addext', 'subjectAltName=DNS:celeriac-test', '-keyout', key, '-out', cert], { encoding: 'utf8' });
+    if (made.status !== 0) throw new Error(`openssl could not make a test certificate: ${made.stderr || made.error?.message}`);
+    args.splice(0, 2, '--port', '0', '--tls-port', String(port), '--tls-cert-file', cert, '--tls-key-file', key, '--tls-auth-clients', 'no');
+  }
   const log = join(dir, 'redis.log');
   const server = await supervise(dir, stopGraceMs.redis, () => launch('redis-server', bin, args, process.env, port, log, 15_000));
-  return { kind: 'redis', url: `redis://127.0.0.1:${port}/0`, port, managementUrl: null, pid: () => server.child()?.pid, ...server.controls };
+  const scheme = opts.tls ? 'rediss' : 'redis';
+  return { kind: 'redis', url: `${scheme}://127.0.0.1:${port}/0`, port, managementUrl: null, pid: () => server.child()?.pid, ...server.controls };
 }
 
 /** Options for a private rabbitmq-server. */

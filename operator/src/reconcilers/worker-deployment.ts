@@ -52,9 +52,11 @@ export function sameBroker(a: TaskQueueBroker, b: TaskQueueBroker): boolean {
  */
 export function brokerEnv(broker: TaskQueueBroker): V1EnvVar[] {
   if (broker.urlSecretRef) {
+    // The URL is the Secret's as it is: TLS options for the workers belong in it (tlsInsecure, tlsServerName).
     return [{ name: 'CELERIAC_BROKER_URL', valueFrom: { secretKeyRef: { name: broker.urlSecretRef.name, key: broker.urlSecretRef.key ?? 'url' } } }];
   }
-  if (broker.url) return [{ name: 'CELERIAC_BROKER_URL', value: broker.url }];
+  const query = tlsQuery(broker);
+  if (broker.url) return [{ name: 'CELERIAC_BROKER_URL', value: withTlsQuery(broker.url, query) }];
   const tls = broker.tls?.enabled === true;
   const scheme = broker.type === 'redis' ? (tls ? 'rediss' : 'redis') : tls ? 'amqps' : 'amqp';
   const port = broker.port ?? DEFAULT_PORTS[scheme];
@@ -62,12 +64,26 @@ export function brokerEnv(broker: TaskQueueBroker): V1EnvVar[] {
   const host = broker.host ?? 'localhost';
   const hostPort = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
   const creds = broker.credentialsSecretRef;
-  if (!creds) return [{ name: 'CELERIAC_BROKER_URL', value: `${scheme}://${hostPort}${path}` }];
+  if (!creds) return [{ name: 'CELERIAC_BROKER_URL', value: withTlsQuery(`${scheme}://${hostPort}${path}`, query) }];
   return [
     { name: 'CELERIAC_BROKER_USERNAME', valueFrom: { secretKeyRef: { name: creds.name, key: creds.usernameKey ?? 'username' } } },
     { name: 'CELERIAC_BROKER_PASSWORD', valueFrom: { secretKeyRef: { name: creds.name, key: creds.passwordKey ?? 'password' } } },
-    { name: 'CELERIAC_BROKER_URL', value: `${scheme}://$(CELERIAC_BROKER_USERNAME):$(CELERIAC_BROKER_PASSWORD)@${hostPort}${path}` },
+    { name: 'CELERIAC_BROKER_URL', value: withTlsQuery(`${scheme}://$(CELERIAC_BROKER_USERNAME):$(CELERIAC_BROKER_PASSWORD)@${hostPort}${path}`, query) },
   ];
+}
+
+/** spec.broker.tls as the runtime's URL options (runtime/src/brokers/tls-params.ts); '' when none. */
+function tlsQuery(broker: TaskQueueBroker): string {
+  const q = new URLSearchParams();
+  if (broker.tls?.insecureSkipVerify) q.set('tlsInsecure', 'true');
+  if (broker.tls?.serverName) q.set('tlsServerName', broker.tls.serverName);
+  return q.toString();
+}
+
+/** Appends the TLS options to a TLS URL (on a plain one they mean nothing, and the runtime refuses them). */
+function withTlsQuery(url: string, query: string): string {
+  if (!query || !/^(rediss|amqps):/i.test(url)) return url;
+  return `${url}${url.includes('?') ? '&' : '?'}${query}`;
 }
 
 /** The worker command line (after the entrypoint). */

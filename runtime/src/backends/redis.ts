@@ -40,7 +40,7 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
   const parsed = parseRedisUrl(url, []);
   const log = opts.logger?.child({ component: 'redis-backend' });
   const outages = new OutageLog(log, `redis result backend ${redactUrl(url)}`);
-  const client = outages.watch(new Redis(parsed.ioredisUrl, redisOptions({ enableAutoPipelining: true, lazyConnect: true })));
+  const client = outages.watch(new Redis(parsed.ioredisUrl, redisOptions(parsed, { enableAutoPipelining: true, lazyConnect: true })));
   client.defineCommand('celeriacSet', { numberOfKeys: 1, lua: SET_SCRIPT });
   const scripted = client as unknown as { celeriacSet(key: string, value: string, ttlMs: number, check: string): Promise<number> };
   let ready: Promise<void> | null = null;

@@ -26,7 +26,8 @@
  * - py-amqp's 64-bit `L` header values are decoded (./amqp-codec.ts) instead of killing the
  *   connection.
  *
- * URL: `amqp://user:password@host[:port][/vhost][?heartbeat=60&maxPriority=10]`, `amqps://` for TLS.
+ * URL: `amqp://user:password@host[:port][/vhost][?heartbeat=60&maxPriority=10]`, `amqps://` for TLS
+ * (with `tlsInsecure=true` or `tlsServerName=NAME`, ./tls-params.ts).
  */
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
 import type { Socket } from 'node:net';
@@ -34,6 +35,7 @@ import type { Logger } from 'pino';
 import { BrokerError, redactUrl } from '../errors.js';
 import { amqplib } from './amqp-codec.js';
 import type { Broker, ConsumeOptions, Delivery, WireMessage } from './broker.js';
+import { takeTlsParams } from './tls-params.js';
 import { aborted, CLOSE_TIMEOUT_MS, prefetchLimit, sleep, untilAborted, within } from './wait.js';
 
 export interface AmqpBrokerOptions {
@@ -216,6 +218,7 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
   }
   const mp = u.searchParams.get('maxPriority');
   u.searchParams.delete('maxPriority');
+  const tls = takeTlsParams(u, 'amqps:', url);
   const maxPriority = opts.maxPriority ?? (mp === null ? undefined : Number(mp));
   if (maxPriority !== undefined && (!Number.isInteger(maxPriority) || maxPriority < 1 || maxPriority > 255)) {
     throw new BrokerError(`Invalid AMQP URL "${redactUrl(url)}": maxPriority must be an integer 1..255, got "${mp}"`);
@@ -273,7 +276,7 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
       for (;;) {
         if (closing.signal.aborted) throw new BrokerError(`AMQP broker ${where} is closed`);
         try {
-          const c = await amqplib.connect(amqpUrl, { noDelay: true, timeout: 5_000 });
+          const c = await amqplib.connect(amqpUrl, { noDelay: true, timeout: 5_000, ...tls });
           if (closing.signal.aborted) {
             // close() ran while this connect was under way: nobody will close this one later.
             void c.close().catch(() => undefined);

@@ -3,9 +3,11 @@
  * rediss:// with TLS, password, db index), reconnect with capped exponential backoff, and one log
  * line per outage (not one per retry).
  */
+import type { ConnectionOptions } from 'node:tls';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { BrokerError, redactUrl } from '../errors.js';
+import { takeTlsParams } from './tls-params.js';
 import { CLOSE_TIMEOUT_MS, within } from './wait.js';
 
 export interface ParsedRedisUrl {
@@ -14,6 +16,8 @@ export interface ParsedRedisUrl {
   readonly db: number;
   /** celeriac's query parameters (e.g. visibilityTimeoutMs), removed from ioredisUrl. */
   readonly params: URLSearchParams;
+  /** ioredis `tls` options from tlsInsecure / tlsServerName (rediss:// only). */
+  readonly tls: ConnectionOptions | undefined;
 }
 
 /** Splits a redis:// or rediss:// URL; `own` names query parameters that are celeriac's, not ioredis's. */
@@ -38,7 +42,8 @@ export function parseRedisUrl(url: string, own: readonly string[]): ParsedRedisU
     if (v !== null) params.set(name, v);
     u.searchParams.delete(name);
   }
-  return { ioredisUrl: u.toString(), db, params };
+  const tls = takeTlsParams(u, 'rediss:', url);
+  return { ioredisUrl: u.toString(), db, params, tls };
 }
 
 /** Reads an integer query parameter (ms), or the default. */
@@ -72,11 +77,15 @@ export class OutageLog {
   }
 }
 
-/** ioredis options: wait through outages (commands queue and are resent), back off up to 2 s. */
-export function redisOptions(extra: RedisOptions = {}): RedisOptions {
+/**
+ * ioredis options: wait through outages (commands queue and are resent), back off up to 2 s, and
+ * the URL's TLS options.
+ */
+export function redisOptions(parsed: ParsedRedisUrl, extra: RedisOptions = {}): RedisOptions {
   return {
     maxRetriesPerRequest: null,
     retryStrategy: (attempt) => Math.min(50 * 2 ** Math.min(attempt, 6), 2_000),
+    ...(parsed.tls ? { tls: parsed.tls } : {}),
     ...extra,
   };
 }
@@ -84,18 +93,23 @@ export function redisOptions(extra: RedisOptions = {}): RedisOptions {
 /** Resolves when `client` answers PING; throws BrokerError after `timeoutMs`. */
 export async function pingWithin(client: Redis, timeoutMs: number, url: string, what: string): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
+  // ioredis retries in silence; the last connection error (refused, TLS certificate, auth) says why.
+  let last: Error | undefined;
+  const onError = (err: Error) => (last = err);
+  client.on('error', onError);
   try {
     await Promise.race([
       client.ping(),
       new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new BrokerError(`${what}: cannot reach Redis at ${redactUrl(url)} within ${timeoutMs} ms. Is the server running and the URL right?`)),
-          timeoutMs,
-        );
+        timer = setTimeout(() => {
+          const why = last ? ` Last error: ${last.message}.` : '';
+          reject(new BrokerError(`${what}: cannot reach Redis at ${redactUrl(url)} within ${timeoutMs} ms.${why} Is the server running and the URL right?`, { cause: last }));
+        }, timeoutMs);
       }),
     ]);
   } finally {
     clearTimeout(timer);
+    client.off('error', onError);
   }
 }
 

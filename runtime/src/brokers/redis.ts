@@ -19,7 +19,8 @@
  * - Reconnects with capped exponential backoff, logging once per outage; commands queue meanwhile.
  *   A delivery tag seen twice by one consumer (a publish resent after a reconnect) is dropped.
  *
- * URL: `redis://[[user]:password@]host[:port][/db][?visibilityTimeoutMs=3600000]`, `rediss://` for TLS.
+ * URL: `redis://[[user]:password@]host[:port][/db][?visibilityTimeoutMs=3600000]`, `rediss://` for TLS
+ * (with `tlsInsecure=true` or `tlsServerName=NAME`, ./tls-params.ts).
  *
  * Not supported: kombu's `global_keyprefix`, topic-exchange restore lookups (falls back to the
  * routing key), per-message expiration (ignored by kombu's Redis transport as well).
@@ -96,7 +97,7 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
   const outages = new OutageLog(log, `redis broker ${redactUrl(url)}`);
   const consumerId = randomUUID();
 
-  const client = outages.watch(new Redis(parsed.ioredisUrl, redisOptions({ enableAutoPipelining: true, lazyConnect: true })));
+  const client = outages.watch(new Redis(parsed.ioredisUrl, redisOptions(parsed, { enableAutoPipelining: true, lazyConnect: true })));
   client.defineCommand('celeriacPop', { lua: POP_SCRIPT });
   client.defineCommand('celeriacRestore', { lua: RESTORE_SCRIPT });
   client.defineCommand('celeriacDeadLetter', { lua: DEAD_LETTER_SCRIPT });

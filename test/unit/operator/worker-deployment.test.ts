@@ -61,6 +61,17 @@ describe('brokerEnv', () => {
     assert.equal(brokerEnv({ type: 'redis', host: 'r', tls: { enabled: true } })[0]?.value, 'rediss://r:6380/0');
     assert.equal(brokerEnv({ type: 'redis', host: 'fd00::1', port: 7000 })[0]?.value, 'redis://[fd00::1]:7000/0');
   });
+
+  it('passes spec.broker.tls on to the workers as the runtime URL options, on TLS URLs only', () => {
+    const insecure = { enabled: true, insecureSkipVerify: true, serverName: 'redis.internal' };
+    assert.equal(brokerEnv({ type: 'redis', host: 'r', tls: insecure })[0]?.value, 'rediss://r:6380/0?tlsInsecure=true&tlsServerName=redis.internal');
+    assert.equal(brokerEnv({ type: 'amqp', url: 'amqps://mq/shop?heartbeat=30', tls: { serverName: 'mq.internal' } })[0]?.value,
+      'amqps://mq/shop?heartbeat=30&tlsServerName=mq.internal');
+    const withCreds = brokerEnv({ type: 'amqp', host: 'mq', tls: insecure, credentialsSecretRef: { name: 'c' } });
+    assert.match(withCreds.find((e) => e.name === 'CELERIAC_BROKER_URL')!.value!, /^amqps:\/\/\$\(CELERIAC_BROKER_USERNAME\).*@mq:5671\/%2F\?tlsInsecure=true&tlsServerName=redis\.internal$/);
+    // Not TLS: nothing to verify, so nothing is added.
+    assert.equal(brokerEnv({ type: 'redis', url: 'redis://r:6379/1', tls: { insecureSkipVerify: true } })[0]?.value, 'redis://r:6379/1');
+  });
 });
 
 describe('sameBroker', () => {
