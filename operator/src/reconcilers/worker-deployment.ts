@@ -50,13 +50,13 @@ export function sameBroker(a: TaskQueueBroker, b: TaskQueueBroker): boolean {
  * credentialsSecretRef, the URL is put together by Kubernetes' $(VAR) expansion, so the Secret
  * must have both keys (an empty username is fine for Redis) and the password must be URL-safe.
  */
-export function brokerEnv(broker: TaskQueueBroker): V1EnvVar[] {
+export function brokerEnv(broker: TaskQueueBroker, maxPriority = 0): V1EnvVar[] {
   if (broker.urlSecretRef) {
-    // The URL is the Secret's as it is: TLS options for the workers belong in it (tlsInsecure, tlsServerName).
+    // The URL is the Secret's as it is: worker URL options (tlsInsecure, tlsServerName, maxPriority) belong in it.
     return [{ name: 'CELERIAC_BROKER_URL', valueFrom: { secretKeyRef: { name: broker.urlSecretRef.name, key: broker.urlSecretRef.key ?? 'url' } } }];
   }
-  const query = tlsQuery(broker);
-  if (broker.url) return [{ name: 'CELERIAC_BROKER_URL', value: withTlsQuery(broker.url, query) }];
+  const withQuery = (url: string) => withOptions(url, broker, maxPriority);
+  if (broker.url) return [{ name: 'CELERIAC_BROKER_URL', value: withQuery(broker.url) }];
   const tls = broker.tls?.enabled === true;
   const scheme = broker.type === 'redis' ? (tls ? 'rediss' : 'redis') : tls ? 'amqps' : 'amqp';
   const port = broker.port ?? DEFAULT_PORTS[scheme];
@@ -64,26 +64,28 @@ export function brokerEnv(broker: TaskQueueBroker): V1EnvVar[] {
   const host = broker.host ?? 'localhost';
   const hostPort = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
   const creds = broker.credentialsSecretRef;
-  if (!creds) return [{ name: 'CELERIAC_BROKER_URL', value: withTlsQuery(`${scheme}://${hostPort}${path}`, query) }];
+  if (!creds) return [{ name: 'CELERIAC_BROKER_URL', value: withQuery(`${scheme}://${hostPort}${path}`) }];
   return [
     { name: 'CELERIAC_BROKER_USERNAME', valueFrom: { secretKeyRef: { name: creds.name, key: creds.usernameKey ?? 'username' } } },
     { name: 'CELERIAC_BROKER_PASSWORD', valueFrom: { secretKeyRef: { name: creds.name, key: creds.passwordKey ?? 'password' } } },
-    { name: 'CELERIAC_BROKER_URL', value: withTlsQuery(`${scheme}://$(CELERIAC_BROKER_USERNAME):$(CELERIAC_BROKER_PASSWORD)@${hostPort}${path}`, query) },
+    { name: 'CELERIAC_BROKER_URL', value: withQuery(`${scheme}://$(CELERIAC_BROKER_USERNAME):$(CELERIAC_BROKER_PASSWORD)@${hostPort}${path}`) },
   ];
 }
 
-/** spec.broker.tls as the runtime's URL options (runtime/src/brokers/tls-params.ts); '' when none. */
-function tlsQuery(broker: TaskQueueBroker): string {
+/**
+ * Appends the runtime's URL options for the workers: spec.broker.tls on a TLS URL
+ * (runtime/src/brokers/tls-params.ts; on a plain URL they mean nothing and the runtime refuses
+ * them), and on AMQP the queues' priority levels as `maxPriority` (x-max-priority).
+ */
+function withOptions(url: string, broker: TaskQueueBroker, maxPriority: number): string {
   const q = new URLSearchParams();
-  if (broker.tls?.insecureSkipVerify) q.set('tlsInsecure', 'true');
-  if (broker.tls?.serverName) q.set('tlsServerName', broker.tls.serverName);
-  return q.toString();
-}
-
-/** Appends the TLS options to a TLS URL (on a plain one they mean nothing, and the runtime refuses them). */
-function withTlsQuery(url: string, query: string): string {
-  if (!query || !/^(rediss|amqps):/i.test(url)) return url;
-  return `${url}${url.includes('?') ? '&' : '?'}${query}`;
+  if (/^(rediss|amqps):/i.test(url)) {
+    if (broker.tls?.insecureSkipVerify) q.set('tlsInsecure', 'true');
+    if (broker.tls?.serverName) q.set('tlsServerName', broker.tls.serverName);
+  }
+  if (broker.type === 'amqp' && maxPriority > 0) q.set('maxPriority', String(maxPriority));
+  const query = q.toString();
+  return query ? `${url}${url.includes('?') ? '&' : '?'}${query}` : url;
 }
 
 /** The worker command line (after the entrypoint). */
@@ -132,7 +134,8 @@ export function workerDeployment({ pool, queues, replicas, credentialsHash }: Wo
   const env: V1EnvVar[] = [
     { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
     { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
-    ...brokerEnv(first.spec.broker),
+    // One broker per pool (checked by the reconciler); the runtime has one x-max-priority for it.
+    ...brokerEnv(first.spec.broker, Math.max(...queues.map((q) => q.spec.queue.priorityLevels ?? 0))),
     ...(s.template.env ?? []),
   ];
   const worker: V1Container = {

@@ -69,8 +69,22 @@ describe('brokerEnv', () => {
       'amqps://mq/shop?heartbeat=30&tlsServerName=mq.internal');
     const withCreds = brokerEnv({ type: 'amqp', host: 'mq', tls: insecure, credentialsSecretRef: { name: 'c' } });
     assert.match(withCreds.find((e) => e.name === 'CELERIAC_BROKER_URL')!.value!, /^amqps:\/\/\$\(CELERIAC_BROKER_USERNAME\).*@mq:5671\/%2F\?tlsInsecure=true&tlsServerName=redis\.internal$/);
+    // AMQP priorities become the queues' x-max-priority; Redis keeps them in kombu's sub-lists.
+    assert.equal(brokerEnv({ type: 'amqp', host: 'mq' }, 10)[0]?.value, 'amqp://mq:5672/%2F?maxPriority=10');
+    assert.equal(brokerEnv({ type: 'redis', host: 'r' }, 10)[0]?.value, 'redis://r:6379/0');
     // Not TLS: nothing to verify, so nothing is added.
     assert.equal(brokerEnv({ type: 'redis', url: 'redis://r:6379/1', tls: { insecureSkipVerify: true } })[0]?.value, 'redis://r:6379/1');
+  });
+});
+
+describe('workerDeployment broker URL', () => {
+  it('gives AMQP workers the highest priorityLevels of the pool\'s queues as maxPriority', () => {
+    const amqp = { type: 'amqp' as const, host: 'mq' };
+    const [a, b] = [tq('a', 'a', amqp), tq('b', 'b', amqp)];
+    a.spec.queue.priorityLevels = 5;
+    b.spec.queue.priorityLevels = 10;
+    const env = ((workerDeployment({ pool: pool(), queues: [a, b], replicas: 1 }).spec as any).template.spec.containers[0].env as { name: string; value?: string }[]);
+    assert.equal(env.find((e) => e.name === 'CELERIAC_BROKER_URL')?.value, 'amqp://mq:5672/%2F?maxPriority=10');
   });
 });
 
