@@ -4,6 +4,7 @@
 # Prints CELERIAC_PYTHON=<venv python> and, when 5.2 imports, CELERIAC_PYTHON_CELERY52=/usr/bin/python3.
 # Progress goes to stderr; exit non-zero when the pinned Celery cannot be installed.
 set -euo pipefail
+source "$(dirname "$0")/apt-install.sh"
 CELERY_VERSION=5.7.0
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/celeriac"
 venv="$cache/venv-celery-$CELERY_VERSION"
@@ -12,8 +13,8 @@ venv="$cache/venv-celery-$CELERY_VERSION"
 if [ ! -f "$venv/.celeriac-complete" ]; then
   echo "[setup-python] creating $venv (celery==$CELERY_VERSION)" >&2
   if ! python3 -m venv --help >/dev/null 2>&1; then
-    echo "[setup-python] python3 venv module missing; installing python3-venv with apt" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >&2 || {
+    echo "[setup-python] python3 venv module missing" >&2
+    apt_install setup-python python3-venv || {
       echo "[setup-python] cannot install python3-venv: no Python virtualenv, interop tier unavailable" >&2; exit 1; }
   fi
   rm -rf "$venv"
@@ -27,8 +28,8 @@ echo "CELERIAC_PYTHON=$venv/bin/python"
 
 # Celery 5.2 as Debian ships it (older services still run it). Optional: skipped when apt cannot.
 if ! /usr/bin/python3 -c "import celery, redis" 2>/dev/null; then
-  echo "[setup-python] installing Debian python3-celery (Celery 5.2) with apt" >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-celery python3-redis python3-msgpack >&2 2>&1 ||
+  echo "[setup-python] Debian's Celery 5.2 is missing" >&2
+  apt_install setup-python python3-celery python3-redis python3-msgpack ||
     echo "[setup-python] python3-celery unavailable; Celery 5.2 interop cases will be skipped" >&2
 fi
 if /usr/bin/python3 -c "import celery, redis, amqp; assert celery.__version__.startswith('5.2')" 2>/dev/null; then
