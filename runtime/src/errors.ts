@@ -129,6 +129,12 @@ export class Ignore extends TaskPredicate {
   }
 }
 
+/** Redis (WRONGPASS, NOAUTH) and RabbitMQ (ACCESS_REFUSED) refusing the credentials: retrying will not help. */
+export function isAuthenticationError(err: unknown): boolean {
+  const msg = err instanceof Error ? err.message : String(err);
+  return /WRONGPASS|NOAUTH|invalid password|invalid username|ACCESS.REFUSED|authentication fail/i.test(msg);
+}
+
 /** Removes the password from a URL so it can appear in logs and errors. */
 export function redactUrl(url: string): string {
   try {
@@ -137,6 +143,18 @@ export function redactUrl(url: string): string {
     return u.toString();
   } catch {
     // Not a URL: keep it, but hide anything that looks like user:password@.
-    return url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
+    return redactText(url);
   }
+}
+
+/** `scheme://user:password@` anywhere in a text; the password is group 2. */
+const CREDENTIALS_IN_URL = /([a-z][a-z0-9+.-]*:\/\/[^\s:@/"'`]*):([^\s@/"'`]+)@/gi;
+
+/**
+ * Hides the password of every `scheme://user:password@host` URL in a text (log lines, error
+ * messages from drivers that quote the URL they were given). The last line of defence: call sites
+ * still redact what they know is a URL.
+ */
+export function redactText(text: string): string {
+  return text.includes('://') ? text.replace(CREDENTIALS_IN_URL, '$1:***@') : text;
 }

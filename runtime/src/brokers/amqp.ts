@@ -32,7 +32,7 @@
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { BrokerError, redactUrl } from '../errors.js';
+import { BrokerError, isAuthenticationError, redactUrl } from '../errors.js';
 import { amqplib } from './amqp-codec.js';
 import type { Broker, ConsumeOptions, Delivery, WireMessage } from './broker.js';
 import { takeTlsParams } from './tls-params.js';
@@ -649,7 +649,8 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
           }),
         ]);
       } catch (err) {
-        throw new BrokerError(`AMQP broker: cannot connect to ${where}: ${(err as Error).message}. Is RabbitMQ running and the URL right?`, { cause: err });
+        const hint = isAuthenticationError(err) ? 'RabbitMQ refused the credentials: check the user and password in the URL' : 'Is RabbitMQ running and the URL right?';
+        throw new BrokerError(`AMQP broker: cannot connect to ${where}: ${(err as Error).message}. ${hint}`, { cause: err });
       } finally {
         clearTimeout(timer);
       }

@@ -6,7 +6,7 @@
 import type { ConnectionOptions } from 'node:tls';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
-import { BrokerError, redactUrl } from '../errors.js';
+import { BrokerError, isAuthenticationError, redactUrl } from '../errors.js';
 import { takeTlsParams } from './tls-params.js';
 import { CLOSE_TIMEOUT_MS, within } from './wait.js';
 
@@ -67,7 +67,11 @@ export class OutageLog {
 
   watch(client: Redis): Redis {
     client.on('error', (err: Error) => {
-      if (this.down.size === 0) this.log?.warn({ err: { message: err.message } }, `${this.what}: connection lost, reconnecting with backoff`);
+      if (this.down.size === 0) {
+        // A refused password is not an outage: say so instead of promising a reconnect that cannot help.
+        if (isAuthenticationError(err)) this.log?.error({ err: { message: err.message } }, `${this.what}: authentication failed (${err.message}); check the password in the URL`);
+        else this.log?.warn({ err: { message: err.message } }, `${this.what}: connection lost, reconnecting with backoff`);
+      }
       this.down.add(client);
     });
     client.on('ready', () => {
@@ -99,7 +103,10 @@ export async function pingWithin(client: Redis, timeoutMs: number, url: string, 
   client.on('error', onError);
   try {
     await Promise.race([
-      client.ping(),
+      client.ping().catch((err: unknown) => {
+        if (!isAuthenticationError(err)) throw err;
+        throw new BrokerError(`${what}: authentication to ${redactUrl(url)} failed: ${(err as Error).message.replace(/\.$/, '')}. Check the user and password in the URL.`, { cause: err });
+      }),
       new Promise<never>((_, reject) => {
         timer = setTimeout(() => {
           const why = last ? ` Last error: ${last.message}.` : '';

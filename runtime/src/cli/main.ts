@@ -4,7 +4,7 @@
  * flags come from the config table (runtime/src/app/config.ts).
  */
 import { Command } from 'commander';
-import { ConfigError } from '../errors.js';
+import { CeleriacError, ConfigError, redactText } from '../errors.js';
 import { callCommand } from './commands/call.js';
 import { purgeCommand } from './commands/purge.js';
 import { resultCommand } from './commands/result.js';
@@ -20,10 +20,13 @@ const program = new Command('celeriac')
   .addHelpText('after', '\nConfiguration comes from flags, CELERIAC_* env vars (CELERY_BROKER_URL and CELERY_RESULT_BACKEND too) and createApp options.');
 
 program.parseAsync(process.argv).catch((err: unknown) => {
+  // Driver messages may quote a URL: nothing printed here may carry a password.
   if (err instanceof ConfigError) {
-    process.stderr.write(`celeriac: ${err.message}\n`);
+    process.stderr.write(`celeriac: ${redactText(err.message)}\n`);
     process.exit(2);
   }
-  process.stderr.write(`celeriac: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  // Our own errors say what failed and what to do; a stack trace only for the unexpected.
+  const text = err instanceof CeleriacError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err);
+  process.stderr.write(`celeriac: ${redactText(text)}\n`);
   process.exit(1);
 });

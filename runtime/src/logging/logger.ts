@@ -2,8 +2,9 @@
  * createLogger(config) runs once in a program's main and is passed down; there is no import-time
  * logger. JSON lines by default, pretty when stdout is a terminal; passwords are redacted.
  */
-import { pino, type Logger } from 'pino';
+import { pino, stdSerializers, type Logger } from 'pino';
 import pretty from 'pino-pretty';
+import { redactText } from '../errors.js';
 
 export type { Logger } from 'pino';
 
@@ -21,6 +22,10 @@ export function createLogger(opts: LoggerOptions): Logger {
     level: opts.level,
     name: opts.name,
     redact: { paths: ['password', '*.password', 'brokerUrl', '*.brokerUrl', 'url', '*.url'], censor: redactValue },
+    serializers: { err: serializeError },
+    // The last line of defence for credentials that reach a line some other way (a driver's error
+    // message quoting its URL): every line passes through redactText.
+    hooks: { streamWrite: redactText },
   };
   const usePretty = opts.pretty ?? (!opts.destination && process.stdout.isTTY === true);
   if (usePretty) return pino(base, pretty({ colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }));
@@ -29,6 +34,18 @@ export function createLogger(opts: LoggerOptions): Logger {
 
 /** Keeps URLs readable in logs, without their password. */
 function redactValue(value: unknown): unknown {
-  if (typeof value !== 'string') return '***';
-  return value.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
+  return typeof value === 'string' ? redactText(value) : '***';
+}
+
+/** Commands whose arguments carry credentials (ioredis puts a failed command's args on its error). */
+const SECRET_COMMANDS = new Set(['auth', 'hello', 'migrate']);
+
+/** pino's error serializer, without the password that an ioredis AUTH error carries in `command.args`. */
+function serializeError(err: unknown): unknown {
+  const out = stdSerializers.err(err as Error) as unknown as Record<string, unknown>;
+  const command = out?.command as { name?: unknown; args?: unknown } | undefined;
+  if (command && typeof command.name === 'string' && SECRET_COMMANDS.has(command.name.toLowerCase())) {
+    out.command = { ...command, args: '[redacted]' };
+  }
+  return out;
 }

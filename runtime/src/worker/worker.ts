@@ -9,7 +9,7 @@ import { createWorkerMetrics, type WorkerMetrics } from '../metrics/worker-metri
 import { startMetricsServer, type MetricsServer } from '../metrics/server.js';
 import { createEventLoopPool, type Pool } from '../pools/pool.js';
 import { CONTROL_EXCHANGE } from '../protocol/control.js';
-import { CeleriacError } from '../errors.js';
+import { CeleriacError, redactUrl } from '../errors.js';
 import { Consumer } from './consumer.js';
 
 export interface Worker {
@@ -72,7 +72,7 @@ export function createWorker(app: App, opts: { pool?: Pool } = {}): Worker {
       consumer.start();
       keepAlive = setInterval(() => undefined, 1 << 30);
       log.info(
-        { broker: config.brokerUrl, backend: config.resultBackend, queues: config.queues, concurrency: pool.size, pool: pool.kind, tasks: [...app.tasks.keys()], metrics: server?.url ?? null },
+        { broker: redactUrl(config.brokerUrl), backend: redactUrl(config.resultBackend), queues: config.queues, concurrency: pool.size, pool: pool.kind, tasks: [...app.tasks.keys()], metrics: server?.url ?? null },
         `worker ready: consuming ${config.queues.join(', ')} with ${pool.size} slots`,
       );
     },
