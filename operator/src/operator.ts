@@ -12,7 +12,7 @@ import { createLeaderElector, type LeaderElector } from './k8s/leader-election.j
 import type { OperatorMetrics } from './metrics.js';
 import { createTaskQueueReconciler } from './reconcilers/task-queue.js';
 import { createWorkerPoolReconciler, type DecideReplicas } from './reconcilers/worker-pool.js';
-import { POOL_LABEL, type Deployment, type KubeObject, type TaskQueue, type WorkerPool } from './types.js';
+import { LEGACY_FINALIZER, POOL_LABEL, type Deployment, type KubeObject, type TaskQueue, type WorkerPool } from './types.js';
 
 export interface OperatorOptions {
   kube: KubeClient;
@@ -102,6 +102,7 @@ export function createOperator(o: OperatorOptions): Operator {
       // A TaskQueue's spec, or its Secret's credentials (status.credentialsHash), change the pods.
       watches: [{ ...poolsUsingQueue, enqueueUpdate: (tq, old) => specChanged(tq, old) || credentialsOf(tq) !== credentialsOf(old) }, poolOfDeployment],
       reconciler: createWorkerPoolReconciler({ taskQueues, deployments, metrics: o.metrics, decideReplicas: o.decideReplicas, resyncMs: o.resyncMs }),
+      legacyFinalizers: [LEGACY_FINALIZER],
     }),
   ];
 

@@ -9,7 +9,8 @@ export const VERSION = 'v1alpha1';
 export const API_VERSION = `${GROUP}/${VERSION}`;
 /** Label on every object of a pool; its value is the WorkerPool name. */
 export const POOL_LABEL = 'celeriac.io/worker-pool';
-export const FINALIZER = 'celeriac.io/cleanup';
+/** The finalizer celeriac 0.1 put on WorkerPools; the operator now removes it wherever it sees it. */
+export const LEGACY_FINALIZER = 'celeriac.io/cleanup';
 export const FIELD_MANAGER = 'celeriac-operator';
 
 /** Object metadata as the API server returns it in JSON (timestamps are RFC 3339 strings). */

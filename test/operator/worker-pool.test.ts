@@ -107,7 +107,7 @@ describe('WorkerPool reconciler on a real API server', { skip }, () => {
       assert.ok(condition(p, 'Ready'));
       return p!;
     });
-    assert.deepEqual(status.metadata.finalizers, ['celeriac.io/cleanup']);
+    assert.equal(status.metadata.finalizers, undefined, 'no finalizer: a stopped operator must not block a delete');
     assert.equal(status.status.desiredReplicas, 2);
     assert.equal(status.status.selector, 'celeriac.io/worker-pool=shop');
     // No kubelet in envtest: nothing becomes ready, and the pool says so.
@@ -173,7 +173,7 @@ describe('WorkerPool reconciler on a real API server', { skip }, () => {
     });
   });
 
-  it('leaves nothing behind when the pool is deleted (finalizer cleanup)', async () => {
+  it('leaves nothing behind when the pool is deleted (owned objects deleted once it is gone)', async () => {
     const ns = await setup('delete');
     await kube.create(resources.workerPools, workerPool(ns, 'gone'));
     await eventually(async () => {
@@ -182,7 +182,7 @@ describe('WorkerPool reconciler on a real API server', { skip }, () => {
     });
     await kube.delete(resources.workerPools, ns, 'gone');
     await eventually(async () => {
-      assert.equal(await kube.get(resources.workerPools, ns, 'gone'), null, 'WorkerPool still there (finalizer not removed)');
+      assert.equal(await kube.get(resources.workerPools, ns, 'gone'), null, 'WorkerPool still there');
       assert.equal(await kube.get(resources.deployments, ns, 'gone'), null, 'Deployment left behind');
       assert.equal(await kube.get(resources.podDisruptionBudgets, ns, 'gone'), null, 'PodDisruptionBudget left behind');
     });

@@ -3,6 +3,7 @@
  * changes only when the status flips; reason, message and observedGeneration are always updated.
  */
 import type { Condition } from '../types.js';
+import { redactText } from '../../../runtime/src/errors.js';
 
 export type ConditionInput = Omit<Condition, 'lastTransitionTime'> & { lastTransitionTime?: string };
 
@@ -33,7 +34,8 @@ export function setCondition(conditions: readonly Condition[] | undefined, c: Co
     type: c.type,
     status: c.status,
     reason: conditionReason(c.reason),
-    message: c.message,
+    // Messages often quote a broker's error or URL; status is readable by anyone who can get the object.
+    message: redactText(c.message),
     lastTransitionTime:
       existing && existing.status === c.status ? existing.lastTransitionTime : (c.lastTransitionTime ?? rfc3339(now)),
     ...(c.observedGeneration !== undefined ? { observedGeneration: c.observedGeneration } : {}),

@@ -1,7 +1,7 @@
 /**
  * A controller: informer events become keys (`namespace/name`) in a de-duplicating, rate-limited
  * work queue; workers reconcile one key at a time, reading the object from the informer cache
- * (never from the event), run `cleanup` behind the finalizer on deletion, and requeue by the
+ * (never from the event), run `cleanup` once an object is gone, and requeue by the
  * returned Action or by per-key backoff on error. TerminalError is not retried until the object
  * changes (an update event enqueues it again).
  */
@@ -12,7 +12,7 @@ import type { OperatorMetrics } from '../metrics.js';
 import type { KubeObject } from '../types.js';
 import { createRateLimiter, type RateLimiterOptions } from './backoff.js';
 import type { EventRecorder } from './events.js';
-import { addFinalizer, hasFinalizer, removeFinalizer } from './finalizer.js';
+import { hasFinalizer, removeFinalizer } from './finalizer.js';
 import { keyOf, type Informer } from './informer.js';
 import type { KubeClient } from './kube-client.js';
 import type { Action, ReconcileContext, Reconciler } from './reconciler.js';
@@ -42,6 +42,8 @@ export interface ControllerOptions<T extends KubeObject> {
   resyncMs?: number;
   rateLimiter?: RateLimiterOptions;
   now?: () => Date;
+  /** Finalizers that earlier versions of this controller added: removed wherever seen. */
+  legacyFinalizers?: readonly string[];
 }
 
 export interface Controller {
@@ -81,11 +83,7 @@ export function createController<T extends KubeObject>(o: ControllerOptions<T>):
 
   async function process(key: string): Promise<void> {
     const [namespace, objName] = key.includes('/') ? (key.split('/', 2) as [string, string]) : [undefined, key];
-    let obj = o.informer.get(namespace, objName);
-    if (!obj) {
-      queue.forget(key); // deleted: nothing to converge
-      return;
-    }
+    const obj = o.informer.get(namespace, objName);
     const reconcileId = randomUUID();
     const ctx: ReconcileContext = {
       kube: o.kube,
@@ -98,17 +96,23 @@ export function createController<T extends KubeObject>(o: ControllerOptions<T>):
     const end = o.metrics.reconcileDuration.startTimer({ controller: name });
     let result = 'success';
     try {
-      const finalizer = o.reconciler.finalizer;
-      if (obj.metadata.deletionTimestamp) {
-        if (finalizer && hasFinalizer(obj, finalizer)) {
-          await o.reconciler.cleanup?.(obj, ctx);
-          await removeFinalizer(o.kube, rt, obj, finalizer);
-          ctx.log.info('cleaned up; finalizer removed');
-        }
+      // No finalizer is held (an operator that is not running must never block a delete), but
+      // earlier versions added one: it goes wherever it is seen.
+      const legacy = obj && o.legacyFinalizers?.filter((f) => hasFinalizer(obj!, f));
+      if (obj && legacy && legacy.length > 0) {
+        for (const f of legacy) await removeFinalizer(o.kube, rt, obj, f);
+        ctx.log.info({ finalizers: legacy }, 'removed finalizers that earlier operator versions added');
+        // The write's own watch event brings the object back with its new resourceVersion.
         queue.forget(key);
         return;
       }
-      if (finalizer) obj = await addFinalizer(o.kube, rt, obj, finalizer);
+      if (!obj || obj.metadata.deletionTimestamp) {
+        // Gone (or going, held by someone else's finalizer): nothing to converge. Clean-up of
+        // what it owned is best effort here; Kubernetes' garbage collector does it without us.
+        if (!obj) await o.reconciler.cleanup?.({ namespace, name: objName }, ctx);
+        queue.forget(key);
+        return;
+      }
       const action: Action = await o.reconciler.reconcile(obj, ctx);
       queue.forget(key);
       if (action.requeueAfterMs !== null) {
@@ -123,7 +127,7 @@ export function createController<T extends KubeObject>(o: ControllerOptions<T>):
         return;
       }
       result = 'error';
-      const action = o.reconciler.errorPolicy?.(obj, err, ctx);
+      const action = obj ? o.reconciler.errorPolicy?.(obj, err, ctx) : undefined;
       if (action && action.requeueAfterMs !== null) queue.addAfter(key, action.requeueAfterMs);
       else if (!action) queue.addRateLimited(key);
       ctx.log.error({ err, attempt: ctx.attempt + 1 }, 'reconcile failed; will retry');

@@ -10,6 +10,7 @@ import type { KubeObject } from '../types.js';
 import { createTokenBucket } from './backoff.js';
 import { resources, type KubeClient } from './kube-client.js';
 import { rfc3339 } from './conditions.js';
+import { redactText } from '../../../runtime/src/errors.js';
 
 export type EventType = 'Normal' | 'Warning';
 
@@ -89,7 +90,8 @@ export function createEventRecorder(o: {
         o.log.debug({ reason, name: obj.metadata.name }, 'event dropped by rate limit');
         return;
       }
-      const p = write(obj, type, reason, message)
+      // An Event message often quotes a broker's error or URL: never its password.
+      const p = write(obj, type, reason, redactText(message))
         .catch((err: unknown) => {
           // Events are best effort: the condition in status carries the same information.
           o.log.warn({ err, reason, name: obj.metadata.name }, 'could not record event');

@@ -1,5 +1,5 @@
 /**
- * Finalizer add/remove (controllerutil.AddFinalizer/RemoveFinalizer) as merge patches carrying
+ * Finalizer removal (controllerutil.RemoveFinalizer) as a merge patch carrying
  * the resourceVersion, so a concurrent change gives 409 and the list is re-read instead of clobbered.
  */
 import { isKubeStatus } from '../errors.js';
@@ -30,13 +30,6 @@ async function editFinalizers<T extends KubeObject>(
       throw err;
     }
   });
-}
-
-/** Adds `finalizer`; returns the updated object (or `obj` if it was there already). */
-export async function addFinalizer<T extends KubeObject>(kube: KubeClient, rt: ResourceType, obj: T, finalizer: string): Promise<T> {
-  const updated = await editFinalizers(kube, rt, obj, (o) => hasFinalizer(o, finalizer), (f) => [...f, finalizer]);
-  if (!updated) throw new Error(`${rt.kind} ${obj.metadata.namespace}/${obj.metadata.name} disappeared while adding finalizer ${finalizer}`);
-  return updated;
 }
 
 /** Removes `finalizer`; resolves quietly if the object or the finalizer is already gone. */

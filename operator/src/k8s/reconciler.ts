@@ -33,10 +33,14 @@ export interface ReconcileContext {
 export interface Reconciler<T extends KubeObject> {
   /** "workerpool": the metric and log label. */
   readonly name: string;
-  /** Finalizer to hold while the object exists; `cleanup` runs before it is removed. */
-  readonly finalizer?: string;
   reconcile(obj: T, ctx: ReconcileContext): Promise<Action>;
-  cleanup?(obj: T, ctx: ReconcileContext): Promise<void>;
+  /**
+   * Runs once the object is gone: best-effort clean-up of what it owned and of in-memory state.
+   * No finalizer holds the object for it (a stopped or uninstalled operator must never block a
+   * delete or strand a namespace), so nothing here may be needed for correctness: Kubernetes'
+   * garbage collector deletes owned objects on its own.
+   */
+  cleanup?(ref: { namespace: string | undefined; name: string }, ctx: ReconcileContext): Promise<void>;
   /** Action after `reconcile` threw (not a TerminalError); default: the queue's per-key backoff. */
   errorPolicy?(obj: T, err: unknown, ctx: ReconcileContext): Action;
 }

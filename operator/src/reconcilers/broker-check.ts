@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
 import amqp from 'amqplib';
 import { BrokerCheckError } from '../errors.js';
-import { isAuthenticationError, redactUrl } from '../../../runtime/src/errors.js';
+import { isAuthenticationError, redactText, redactUrl } from '../../../runtime/src/errors.js';
 import { resources, type KubeClient } from '../k8s/kube-client.js';
 import { createAmqpQueueSource } from '../metric-sources/amqp-queue.js';
 import { createRedisListSource } from '../metric-sources/redis-list.js';
@@ -111,7 +111,8 @@ export async function resolveManagementUrl(kube: KubeClient, tq: TaskQueue, brok
 
 function classify(err: unknown, url: URL, timeoutMs: number): BrokerCheckError {
   const e = err as { code?: string; message?: string };
-  const msg = e.message ?? String(err);
+  // Driver messages can quote the URL they were given.
+  const msg = redactText(e.message ?? String(err));
   const where = redactUrl(url.toString());
   if (isAuthenticationError(err)) {
     return new BrokerCheckError('AuthenticationFailed', `authentication to ${where} failed: ${msg}; check the credentials in the Secret`, { cause: err });

@@ -3,7 +3,7 @@
  * injected `decideReplicas`, which the autoscaler replaces; the default keeps spec.replicas), applies
  * the Deployment and PodDisruptionBudget by server-side apply, and writes status (replicas from the
  * Deployment, desiredReplicas, selector for the scale subresource, conditions Ready / Progressing /
- * ScalingActive / Degraded). Cleanup behind the finalizer deletes what the pool owns.
+ * ScalingActive / Degraded). Once a pool is gone, cleanup deletes what it owned (no finalizer).
  */
 import { apply, isControlledBy, patchStatusIfChanged } from '../k8s/apply.js';
 import { rfc3339, setCondition, type ConditionInput } from '../k8s/conditions.js';
@@ -13,7 +13,6 @@ import { Action, TerminalError, type ReconcileContext, type Reconciler } from '.
 import { KubeApiError } from '../errors.js';
 import type { OperatorMetrics } from '../metrics.js';
 import {
-  FINALIZER,
   type Condition,
   type Deployment,
   type KubeObject,
@@ -104,7 +103,6 @@ export function createWorkerPoolReconciler(o: WorkerPoolReconcilerOptions): Reco
 
   return {
     name: 'workerpool',
-    finalizer: FINALIZER,
 
     async reconcile(pool, ctx) {
       const ns = pool.metadata.namespace ?? 'default';
@@ -182,12 +180,13 @@ export function createWorkerPoolReconciler(o: WorkerPoolReconcilerOptions): Reco
       return Action.requeue(decision.requeueAfterMs ?? poll);
     },
 
-    async cleanup(pool, ctx) {
-      // The garbage collector would do this through the owner references; doing it here makes the
-      // deletion complete without one and lets us say so in an Event.
-      const deleted = [await deleteOwned(ctx, resources.deployments, pool), await deleteOwned(ctx, resources.podDisruptionBudgets, pool)];
-      o.metrics.forgetWorkerPool(pool.metadata.namespace ?? 'default', pool.metadata.name);
-      if (deleted.some(Boolean)) ctx.events.record(pool, 'Normal', 'Deleted', `Deleted the Deployment and PodDisruptionBudget of ${pool.metadata.name}`);
+    async cleanup({ namespace, name }, ctx) {
+      // The garbage collector does this through the owner references; doing it here as well makes
+      // the deletion complete where none runs and lets us say so in the log.
+      const ns = namespace ?? 'default';
+      const deleted = [await deleteOrphan(ctx, resources.deployments, ns, name), await deleteOrphan(ctx, resources.podDisruptionBudgets, ns, name)];
+      o.metrics.forgetWorkerPool(ns, name);
+      if (deleted.some(Boolean)) ctx.log.info('WorkerPool deleted: deleted its Deployment and PodDisruptionBudget');
     },
   };
 
@@ -237,4 +236,11 @@ async function deleteOwned(ctx: ReconcileContext, rt: (typeof resources)[keyof t
   const obj = await ctx.kube.get<KubeObject>(rt, pool.metadata.namespace, pool.metadata.name);
   if (!obj || !isControlledBy(obj, pool)) return false;
   return ctx.kube.delete(rt, pool.metadata.namespace, pool.metadata.name);
+}
+
+/** Deletes the object of this type that a WorkerPool named `name`, now gone, controlled; true if something was deleted. */
+async function deleteOrphan(ctx: ReconcileContext, rt: (typeof resources)[keyof typeof resources], namespace: string, name: string): Promise<boolean> {
+  const obj = await ctx.kube.get<KubeObject>(rt, namespace, name);
+  const owned = obj?.metadata.ownerReferences?.some((r) => r.controller && r.kind === 'WorkerPool' && r.name === name) ?? false;
+  return owned ? ctx.kube.delete(rt, namespace, name) : false;
 }

@@ -3,7 +3,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { KubeApiError } from '../../../operator/src/errors.js';
-import { addFinalizer, removeFinalizer } from '../../../operator/src/k8s/finalizer.js';
+import { removeFinalizer } from '../../../operator/src/k8s/finalizer.js';
 import { resources, type KubeClient } from '../../../operator/src/k8s/kube-client.js';
 import type { KubeObject } from '../../../operator/src/types.js';
 
@@ -45,11 +45,11 @@ function store(initial: KubeObject) {
 const obj = (finalizers: string[]): KubeObject => ({ metadata: { name: 'p', namespace: 'ns', resourceVersion: '1', finalizers } });
 
 describe('finalizers', () => {
-  it('adds ours, keeping a finalizer another controller added meanwhile', async () => {
-    const s = store(obj([]));
-    s.interfereOnce((o) => (o.metadata.finalizers = ['other.io/x']));
-    const updated = await addFinalizer(s.kube, resources.workerPools, obj([]), 'celeriac.io/cleanup');
-    assert.deepEqual(updated.metadata.finalizers, ['other.io/x', 'celeriac.io/cleanup']);
+  it('removes ours, keeping a finalizer another controller added meanwhile', async () => {
+    const s = store(obj(['celeriac.io/cleanup']));
+    s.interfereOnce((o) => (o.metadata.finalizers = ['other.io/x', 'celeriac.io/cleanup']));
+    await removeFinalizer(s.kube, resources.workerPools, obj(['celeriac.io/cleanup']), 'celeriac.io/cleanup');
+    assert.deepEqual(s.current().metadata.finalizers, ['other.io/x']);
     assert.equal(s.patches.length, 2, 'one conflict, one retry');
   });
 
