@@ -9,7 +9,7 @@ import type { AsyncResult } from './result.js';
 
 /** Options of one task (Celery's task attributes). Durations are milliseconds. */
 export interface TaskOptions {
-  /** Retries allowed before the error is final (default 3; null = forever). */
+  /** Retries allowed before the error is final (default 3, Celery's; null = forever). Read by {@link maxRetriesOf} only. */
   readonly maxRetries?: number | null;
   /** Delay of ctx.retry() without a countdown, and of autoretry without backoff (default 180000). */
   readonly defaultRetryDelay?: number;
@@ -96,7 +96,8 @@ export interface TaskContext {
   readonly signal: AbortSignal;
   /**
    * Re-runs the task later with `retries + 1`; throws, so `throw ctx.retry(...)` or just call it.
-   * Past maxRetries it throws `exc` (FAILURE) instead.
+   * Past maxRetries it throws `exc` (FAILURE) instead; `maxRetries` here overrides the task option
+   * for this call (null = forever, see maxRetriesOf).
    */
   retry(opts?: { countdown?: number; eta?: Date; exc?: unknown; maxRetries?: number | null }): never;
 }
@@ -120,6 +121,20 @@ export interface Task<A extends unknown[] = unknown[], R = unknown> {
   s(...args: A): SignatureDict;
   /** An immutable signature: the parent's result is not prepended. */
   si(...args: A): SignatureDict;
+}
+
+/** Celery's Task.max_retries default. */
+export const DEFAULT_MAX_RETRIES = 3;
+
+/**
+ * The retry limit in force: a per-call `override` (ctx.retry's maxRetries) over the task option
+ * over Celery's default 3; `null` means forever at either level. The one place that reads the
+ * default, so this.retry() and autoretry cannot disagree. (Celery's retry(max_retries=None) means
+ * "use the default"; here undefined does, and null is "forever" everywhere.)
+ */
+export function maxRetriesOf(opts: TaskOptions, override?: number | null): number | null {
+  if (override !== undefined) return override;
+  return opts.maxRetries === undefined ? DEFAULT_MAX_RETRIES : opts.maxRetries;
 }
 
 /** Celery's exponential backoff with full jitter, in ms. */

@@ -18,7 +18,7 @@ import { buildMeta, exceptionToDict, revokedMeta, States, tracebackOf } from '..
 import { acceptedContentTypes, serializerForContentType, type SerializerName } from '../protocol/serializers.js';
 import { decodeTask, encodeTask, type SignatureDict, type TaskRequest } from '../protocol/task-message.js';
 import { TimerHeap } from './timer-heap.js';
-import type { TaskOutcome } from './trace.js';
+import type { TaskOutcome } from '../pools/trace.js';
 
 interface Job {
   readonly d: Delivery;
