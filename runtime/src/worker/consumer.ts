@@ -15,7 +15,7 @@ import { NotRegisteredError, ProtocolError } from '../errors.js';
 import type { WorkerMetrics, Outcome } from '../metrics/worker-metrics.js';
 import type { Pool } from '../pools/pool.js';
 import { decodeControl, type ControlRequest } from '../protocol/control.js';
-import { buildMeta, exceptionToDict, revokedMeta, States, tracebackOf } from '../protocol/result-meta.js';
+import { buildMeta, exceptionToDict, revokedMeta, States, tracebackOf, withExtendedMeta, type TaskMeta } from '../protocol/result-meta.js';
 import { acceptedContentTypes, serializerForContentType, type SerializerName } from '../protocol/serializers.js';
 import { decodeTask, type SignatureDict, type TaskRequest } from '../protocol/task-message.js';
 import { TimerHeap } from './timer-heap.js';
@@ -230,7 +230,7 @@ export class Consumer {
   /** Stores REVOKED with the reason and acks, without running the task. */
   private async discard(j: Job, reason: 'expired' | 'revoked'): Promise<void> {
     j.log.info(`task ${reason}: discarded`);
-    await this.storeSafe(j.log, j.req, revokedMeta(j.req.id, reason));
+    await this.store(j, revokedMeta(j.req.id, reason));
     this.count(j, 'revoked');
     await j.d.ack();
   }
@@ -281,7 +281,7 @@ export class Consumer {
       metrics.wait.observe(labels, Math.max(0, Date.now() - j.dueAt) / 1000);
       const ignore = req.ignoreResult || task.options.ignoreResult === true;
       if (!ignore && (task.options.trackStarted ?? config.trackStarted)) {
-        await this.storeSafe(j.log, req, buildMeta(req.id, States.STARTED, { pid: process.pid, hostname: config.hostname }));
+        await this.store(j, buildMeta(req.id, States.STARTED, { pid: process.pid, hostname: config.hostname }));
       }
       j.ctl = new AbortController();
       const outcome = await pool.run({ task, req, info: d.info, hostname: config.hostname, log: j.log, ctl: j.ctl });
@@ -303,7 +303,7 @@ export class Consumer {
       case 'SUCCESS': {
         // Next chain step and links first, so a client that sees SUCCESS finds them sent (as Celery).
         await this.applyCallbacks(j, o.value);
-        if (!ignore) await this.storeSafe(j.log, req, buildMeta(req.id, States.SUCCESS, o.value, { groupId: req.group, parentId: req.parentId }));
+        if (!ignore) await this.store(j, buildMeta(req.id, States.SUCCESS, o.value, { groupId: req.group, parentId: req.parentId }));
         j.log.debug({ runtimeMs: o.runtimeMs }, `task succeeded in ${sec}s`);
         this.count(j, 'succeeded');
         if (late) await d.ack();
@@ -312,7 +312,7 @@ export class Consumer {
       case 'FAILURE': {
         const exc = exceptionToDict(o.error);
         j.log.error({ err: o.error, runtimeMs: o.runtimeMs }, `task failed in ${sec}s: ${exc.exc_type}: ${String(exc.exc_message)}`);
-        await this.storeSafe(j.log, req, buildMeta(req.id, States.FAILURE, exc, { traceback: tracebackOf(o.error), groupId: req.group, parentId: req.parentId }));
+        await this.store(j, buildMeta(req.id, States.FAILURE, exc, { traceback: tracebackOf(o.error), groupId: req.group, parentId: req.parentId }));
         for (const sig of req.embed.errbacks ?? []) await this.publishSignature(j, sig, [req.id]);
         this.count(j, 'failed');
         if (late) await d.ack(); // Celery's acks_on_failure_or_timeout default
@@ -325,7 +325,7 @@ export class Consumer {
         await this.sendRetry(j, eta);
         const exc = exceptionToDict(r.exc ?? r);
         j.log.info({ retries: req.retries + 1, eta }, `task retry in ${Math.round(r.countdownMs)}ms: ${exc.exc_type}: ${String(exc.exc_message)}`);
-        await this.storeSafe(j.log, req, buildMeta(req.id, States.RETRY, exc, { traceback: tracebackOf(r.exc ?? r), groupId: req.group, parentId: req.parentId }));
+        await this.store(j, buildMeta(req.id, States.RETRY, exc, { traceback: tracebackOf(r.exc ?? r), groupId: req.group, parentId: req.parentId }));
         this.count(j, 'retried');
         if (late) await d.ack();
         return;
@@ -340,7 +340,7 @@ export class Consumer {
         if (late) await d.ack();
         return;
       case 'REVOKED': {
-        await this.storeSafe(j.log, req, revokedMeta(req.id, o.reason));
+        await this.store(j, revokedMeta(req.id, o.reason));
         this.count(j, 'revoked');
         if (late) await d.ack();
         return;
@@ -416,8 +416,20 @@ export class Consumer {
     });
   }
 
+  /**
+   * Stores a state of the job's own task, with Celery's result_extended fields when configured
+   * (rpc:// leaves them out, as Celery's RPC backend).
+   */
+  private store(j: Job, meta: TaskMeta): Promise<void> {
+    const { req, d } = j;
+    const stored = this.deps.config.resultExtended
+      ? withExtendedMeta(meta, { name: req.name, args: req.args, kwargs: req.kwargs, worker: this.deps.config.hostname, retries: req.retries, queue: d.info.routingKey || d.info.queue })
+      : meta;
+    return this.storeSafe(j.log, req, stored);
+  }
+
   /** Stores a result; a backend failure is logged, not fatal: the task itself already ran. */
-  private async storeSafe(log: Logger, req: TaskRequest, meta: ReturnType<typeof buildMeta>): Promise<void> {
+  private async storeSafe(log: Logger, req: TaskRequest, meta: TaskMeta): Promise<void> {
     try {
       await this.deps.backend.store(meta, { replyTo: req.replyTo, correlationId: req.correlationId });
     } catch (err) {
