@@ -23,12 +23,6 @@ export interface TaskOptions {
   readonly retryJitter?: boolean;
   /** Acknowledge after running instead of at start (default: config acksLate). */
   readonly acksLate?: boolean;
-  /**
-   * With acksLate: give the message back when the process running the task is lost. Applies to
-   * process pools; with the event-loop pool a lost worker's unacknowledged messages always come
-   * back (visibility timeout on Redis and file://, connection loss on AMQP).
-   */
-  readonly rejectOnWorkerLost?: boolean;
   /** Store no result. */
   readonly ignoreResult?: boolean;
   /** Store STARTED when the task starts (default: config trackStarted). */
