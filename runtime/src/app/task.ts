@@ -33,7 +33,7 @@ export interface TaskOptions {
   readonly timeLimit?: number | null;
   /** Soft limit: ctx.signal aborts with SoftTimeLimitExceeded after this long. */
   readonly softTimeLimit?: number | null;
-  /** Queue this task is sent to unless the caller says otherwise. */
+  /** Queue this task is sent to unless the caller says otherwise; wins over the app's routes, as Celery's Task.queue. */
   readonly queue?: string;
 }
 
@@ -45,6 +45,7 @@ export interface ApplyOptions {
   readonly eta?: Date;
   /** Discard (REVOKED, "expired") if not started by then: ms from now, or a time. */
   readonly expires?: number | Date;
+  /** Queue to send to: wins over the task's queue option and the app's routes (Celery's order). */
   readonly queue?: string;
   /** 0-9. On RabbitMQ and the embedded brokers 9 is served first; on Redis 0 is (as kombu). */
   readonly priority?: number;
