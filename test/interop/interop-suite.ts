@@ -48,9 +48,9 @@ export function skipReason(py: PythonRuntime, serverSkip: string | false): strin
   return `${py.label}: ${py.missing}`;
 }
 
-/** A celeriac worker process on `queue` running fixtures/ts-tasks.ts. */
-export function startTsWorker(brokerUrl: string, backendUrl: string, queue: string) {
-  return startWorker('dist/test/interop/fixtures/ts-tasks.js', queue, { CELERIAC_BROKER_URL: brokerUrl, CELERIAC_RESULT_BACKEND: backendUrl }, ['-c', '8', '-l', 'warn']);
+/** A celeriac worker process on `queue` running fixtures/ts-tasks.ts; `env` adds settings. */
+export function startTsWorker(brokerUrl: string, backendUrl: string, queue: string, env: NodeJS.ProcessEnv = {}) {
+  return startWorker('dist/test/interop/fixtures/ts-tasks.js', queue, { CELERIAC_BROKER_URL: brokerUrl, CELERIAC_RESULT_BACKEND: backendUrl, ...env }, ['-c', '8', '-l', 'warn']);
 }
 
 export function pythonEnv(brokerUrl: string, backendUrl: string, queue: string, serializer = 'json'): NodeJS.ProcessEnv {
@@ -68,6 +68,8 @@ export interface PyOp {
   options?: Record<string, unknown>;
   queue: string;
   watch?: boolean;
+  /** Also read AsyncResult.name/args/kwargs/worker/retries/queue (Celery's result_extended). */
+  extended?: boolean;
 }
 export interface PyOutcome {
   id: string;
@@ -75,6 +77,7 @@ export interface PyOutcome {
   state: string;
   result?: unknown;
   states?: string[];
+  extended?: { name: unknown; args: unknown; kwargs: unknown; worker: unknown; retries: unknown; queue: unknown };
   error?: { type: string; message: string; module: string; args: unknown[] };
 }
 

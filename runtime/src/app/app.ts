@@ -13,9 +13,11 @@ import { CeleriacError, ConfigError } from '../errors.js';
 import { createLogger } from '../logging/logger.js';
 import { CONTROL_EXCHANGE, encodeControl } from '../protocol/control.js';
 import { revokedMeta } from '../protocol/result-meta.js';
-import { encodeTask, type SignatureDict } from '../protocol/task-message.js';
+import type { SignatureDict } from '../protocol/task-message.js';
 import { loadConfig, type Config } from './config.js';
 import { AsyncResult } from './result.js';
+import { createRouter, type Routes } from './routes.js';
+import { outgoingTask, type SendOptions } from './send.js';
 import { parseRateLimit, type ApplyOptions, type Task, type TaskFn, type TaskOptions } from './task.js';
 
 /** createApp options: any config key (see config.ts), plus `broker`/`backend` shorthands. */
@@ -24,8 +26,12 @@ export interface AppOptions extends Partial<Omit<Config, 'acceptContent' | 'queu
   readonly backend?: string;
   readonly acceptContent?: readonly string[];
   readonly queues?: readonly string[];
-  /** Task name -> queue, for tasks sent by name (Celery's task_routes, exact names). */
-  readonly routes?: Readonly<Record<string, string>>;
+  /**
+   * Celery's task_routes: task name, `*` glob or RegExp -> queue (or `{ queue, priority }`), or
+   * router functions; one router or a list asked in order. Applies to every task message, the
+   * worker's links, errbacks and chain steps included. See routes.ts for forms and precedence.
+   */
+  readonly routes?: Routes;
   /** Logger to use; default: one made from the config's logLevel. */
   readonly logger?: Logger;
 }
@@ -39,8 +45,12 @@ export interface App {
   task<A extends unknown[], R>(name: string, fn: TaskFn<A, R>, options?: TaskOptions): Task<A, R>;
   /** Registered tasks by name. */
   readonly tasks: ReadonlyMap<string, Task>;
-  /** Sends a task by name (it may live in another worker or language). */
-  sendTask<R = unknown>(name: string, args?: readonly unknown[], kwargs?: Record<string, unknown>, options?: ApplyOptions): Promise<AsyncResult<R>>;
+  /**
+   * Sends a task by name (it may live in another worker or language). Every task message goes
+   * through here, the worker's retries, links and chain steps too (send.ts), so all are routed
+   * alike.
+   */
+  sendTask<R = unknown>(name: string, args?: readonly unknown[], kwargs?: Record<string, unknown>, options?: SendOptions): Promise<AsyncResult<R>>;
   /** A handle on a task by id. */
   asyncResult<R = unknown>(id: string): AsyncResult<R>;
   /** A signature dict (for link, linkError, canvas) of a task by name. */
@@ -58,7 +68,8 @@ export interface App {
 }
 
 export function createApp(options: AppOptions = {}): App {
-  const { broker: brokerUrl, backend: backendUrl, routes = {}, logger, ...rest } = options;
+  const { broker: brokerUrl, backend: backendUrl, routes, logger, ...rest } = options;
+  const route = createRouter(routes);
   const configOptions: Record<string, unknown> = { ...rest };
   if (brokerUrl !== undefined) configOptions.brokerUrl = brokerUrl;
   if (backendUrl !== undefined) configOptions.resultBackend = backendUrl;
@@ -81,42 +92,19 @@ export function createApp(options: AppOptions = {}): App {
 
   const host = { backend, revoke: (id: string, o: { terminate: boolean }) => app.revoke(id, o) };
 
-  const toList = (s: SignatureDict | readonly SignatureDict[] | undefined): SignatureDict[] | null =>
-    s === undefined ? null : Array.isArray(s) ? [...s] : [s as SignatureDict];
-
-  async function send(name: string, args: readonly unknown[], kwargs: Record<string, unknown>, o: ApplyOptions, taskOpts?: TaskOptions): Promise<AsyncResult> {
+  async function send(name: string, args: readonly unknown[], kwargs: Record<string, unknown>, o: SendOptions): Promise<AsyncResult> {
     const id = o.taskId ?? randomUUID();
-    const now = Date.now();
-    const eta = o.eta ?? (o.countdown !== undefined ? new Date(now + o.countdown) : null);
-    const expires = o.expires === undefined ? null : o.expires instanceof Date ? o.expires : new Date(now + o.expires);
-    const queue = o.queue ?? taskOpts?.queue ?? routes[name] ?? config.defaultQueue;
-    const hard = o.timeLimit ?? taskOpts?.timeLimit ?? null;
-    const soft = o.softTimeLimit ?? taskOpts?.softTimeLimit ?? null;
     // rpc:// results come back to this process's reply queue, which must exist before the task does.
-    const rb = config.resultBackend.startsWith('rpc:') ? await backend() : null;
-    const replyTo = rb?.replyTo ? await rb.replyTo() : undefined;
-    const message = encodeTask({
-      replyTo,
-      id,
-      name,
-      args,
-      kwargs,
-      eta,
-      expires,
-      timelimit: [hard === null ? null : hard / 1000, soft === null ? null : soft / 1000],
-      rootId: o.rootId ?? id,
-      parentId: o.parentId ?? null,
-      group: o.group ?? null,
-      groupIndex: o.groupIndex ?? null,
-      shadow: o.shadow ?? null,
+    const rb = o.replyTo === undefined && config.resultBackend.startsWith('rpc:') ? await backend() : null;
+    const ownReplyTo = rb?.replyTo ? await rb.replyTo() : undefined;
+    const { queue, message } = outgoingTask(name, args, kwargs, o, {
+      config,
       origin,
-      ignoreResult: o.ignoreResult ?? taskOpts?.ignoreResult ?? false,
-      priority: o.priority,
-      headers: o.headers,
-      callbacks: toList(o.link),
-      errbacks: toList(o.linkError),
-      serializer: config.taskSerializer,
-      compression: config.taskCompression,
+      task: tasks.get(name)?.options,
+      route: route(name, args, kwargs, o),
+      ownReplyTo,
+      id,
+      now: Date.now(),
     });
     const b = await broker();
     try {
@@ -157,15 +145,15 @@ export function createApp(options: AppOptions = {}): App {
         name,
         options,
         fn,
-        delay: (...args: A) => send(name, args, {}, {}, options) as never,
-        applyAsync: (args?: A, kwargs?: Record<string, unknown>, o?: ApplyOptions) => send(name, args ?? [], kwargs ?? {}, o ?? {}, options) as never,
+        delay: (...args: A) => send(name, args, {}, {}) as never,
+        applyAsync: (args?: A, kwargs?: Record<string, unknown>, o?: ApplyOptions) => send(name, args ?? [], kwargs ?? {}, o ?? {}) as never,
         s: (...args: A) => sig(false, args),
         si: (...args: A) => sig(true, args),
       };
       tasks.set(name, t as unknown as Task);
       return t;
     },
-    sendTask: (name, args = [], kwargs = {}, o = {}) => send(name, args, kwargs, o, tasks.get(name)?.options) as never,
+    sendTask: (name, args = [], kwargs = {}, o = {}) => send(name, args, kwargs, o) as never,
     asyncResult: (id) => new AsyncResult(id, host),
     signature: (name, args = [], kwargs = {}, opts = {}) => ({ task: name, args: [...args], kwargs, options: opts, subtask_type: null, immutable: false }),
     async revoke(taskId, o = {}) {

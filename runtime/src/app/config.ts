@@ -70,7 +70,7 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
   { key: 'acceptContent', env: ['CELERIAC_ACCEPT_CONTENT'], kind: { type: 'list', values: [...SERIALIZER_NAMES, 'application/json', 'application/x-msgpack', 'application/x-yaml'] }, default: ['json'], doc: 'Serializers the worker accepts (comma list). Pickle is never accepted.' },
   { key: 'taskCompression', env: ['CELERIAC_TASK_COMPRESSION'], kind: { type: 'enum', values: COMPRESSION_NAMES, nullable: true }, default: null, doc: 'Compression of sent task bodies: zlib, gzip (both zlib streams, as kombu) or brotli.' },
   { key: 'resultExpiresMs', env: ['CELERIAC_RESULT_EXPIRES_MS'], kind: { type: 'int', min: 0, nullable: true }, default: 86_400_000, doc: 'How long results are kept; 0 or none keeps them forever.' },
-  { key: 'resultExtended', env: ['CELERIAC_RESULT_EXTENDED'], kind: { type: 'bool' }, default: false, doc: 'Store name, args, kwargs, worker, retries and queue with results.' },
+  { key: 'resultExtended', env: ['CELERIAC_RESULT_EXTENDED'], kind: { type: 'bool' }, default: false, doc: "Store name, args, kwargs, worker, retries and queue with every task state, as Celery's result_extended (Python's AsyncResult.name/args/kwargs read them); not over rpc://, as Celery." },
   { key: 'acksLate', env: ['CELERIAC_ACKS_LATE'], kind: { type: 'bool' }, default: false, doc: 'Default for tasks: acknowledge after the task ran instead of when it starts.' },
   { key: 'trackStarted', env: ['CELERIAC_TRACK_STARTED'], kind: { type: 'bool' }, default: false, doc: 'Default for tasks: store STARTED when a task starts.' },
   { key: 'queues', env: ['CELERIAC_QUEUES'], flag: 'queues', kind: { type: 'list' }, default: (c) => [c.defaultQueue ?? 'celery'], doc: 'Queues the worker consumes (comma list).' },

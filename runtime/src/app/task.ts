@@ -9,7 +9,7 @@ import type { AsyncResult } from './result.js';
 
 /** Options of one task (Celery's task attributes). Durations are milliseconds. */
 export interface TaskOptions {
-  /** Retries allowed before the error is final (default 3; null = forever). */
+  /** Retries allowed before the error is final (default 3, Celery's; null = forever). Read by {@link maxRetriesOf} only. */
   readonly maxRetries?: number | null;
   /** Delay of ctx.retry() without a countdown, and of autoretry without backoff (default 180000). */
   readonly defaultRetryDelay?: number;
@@ -23,12 +23,6 @@ export interface TaskOptions {
   readonly retryJitter?: boolean;
   /** Acknowledge after running instead of at start (default: config acksLate). */
   readonly acksLate?: boolean;
-  /**
-   * With acksLate: give the message back when the process running the task is lost. Applies to
-   * process pools; with the event-loop pool a lost worker's unacknowledged messages always come
-   * back (visibility timeout on Redis and file://, connection loss on AMQP).
-   */
-  readonly rejectOnWorkerLost?: boolean;
   /** Store no result. */
   readonly ignoreResult?: boolean;
   /** Store STARTED when the task starts (default: config trackStarted). */
@@ -39,7 +33,7 @@ export interface TaskOptions {
   readonly timeLimit?: number | null;
   /** Soft limit: ctx.signal aborts with SoftTimeLimitExceeded after this long. */
   readonly softTimeLimit?: number | null;
-  /** Queue this task is sent to unless the caller says otherwise. */
+  /** Queue this task is sent to unless the caller says otherwise; wins over the app's routes, as Celery's Task.queue. */
   readonly queue?: string;
 }
 
@@ -51,6 +45,7 @@ export interface ApplyOptions {
   readonly eta?: Date;
   /** Discard (REVOKED, "expired") if not started by then: ms from now, or a time. */
   readonly expires?: number | Date;
+  /** Queue to send to: wins over the task's queue option and the app's routes (Celery's order). */
   readonly queue?: string;
   /** 0-9. On RabbitMQ and the embedded brokers 9 is served first; on Redis 0 is (as kombu). */
   readonly priority?: number;
@@ -96,7 +91,8 @@ export interface TaskContext {
   readonly signal: AbortSignal;
   /**
    * Re-runs the task later with `retries + 1`; throws, so `throw ctx.retry(...)` or just call it.
-   * Past maxRetries it throws `exc` (FAILURE) instead.
+   * Past maxRetries it throws `exc` (FAILURE) instead; `maxRetries` here overrides the task option
+   * for this call (null = forever, see maxRetriesOf).
    */
   retry(opts?: { countdown?: number; eta?: Date; exc?: unknown; maxRetries?: number | null }): never;
 }
@@ -120,6 +116,20 @@ export interface Task<A extends unknown[] = unknown[], R = unknown> {
   s(...args: A): SignatureDict;
   /** An immutable signature: the parent's result is not prepended. */
   si(...args: A): SignatureDict;
+}
+
+/** Celery's Task.max_retries default. */
+export const DEFAULT_MAX_RETRIES = 3;
+
+/**
+ * The retry limit in force: a per-call `override` (ctx.retry's maxRetries) over the task option
+ * over Celery's default 3; `null` means forever at either level. The one place that reads the
+ * default, so this.retry() and autoretry cannot disagree. (Celery's retry(max_retries=None) means
+ * "use the default"; here undefined does, and null is "forever" everywhere.)
+ */
+export function maxRetriesOf(opts: TaskOptions, override?: number | null): number | null {
+  if (override !== undefined) return override;
+  return opts.maxRetries === undefined ? DEFAULT_MAX_RETRIES : opts.maxRetries;
 }
 
 /** Celery's exponential backoff with full jitter, in ms. */

@@ -3,7 +3,7 @@
  * a pool only runs. `event-loop` runs tasks as concurrent async calls in the worker process;
  * thread and process pools come later behind the same interface.
  */
-import { trace, type TaskOutcome, type TraceInput } from '../worker/trace.js';
+import { trace, type TaskOutcome, type TraceInput } from './trace.js';
 
 export interface Pool {
   readonly kind: 'event-loop' | 'threads' | 'prefork';

@@ -104,6 +104,28 @@ export function buildMeta(
   return meta;
 }
 
+/**
+ * The request fields Celery adds to every stored state with `result_extended` (backends/base.py
+ * `_get_result_meta`), which Python's AsyncResult.name/args/kwargs/worker/retries/queue read.
+ */
+export interface ExtendedMeta {
+  /** The task name (`task` header). */
+  name: string;
+  args: unknown[];
+  kwargs: Record<string, unknown>;
+  /** The worker's node name. */
+  worker: string;
+  retries: number;
+  /** `delivery_info.routing_key`: the queue on the default exchange. */
+  queue: string;
+}
+
+/** `meta` with the extended fields, in Celery's order: after parent_id, before task_id. */
+export function withExtendedMeta(meta: TaskMeta, ext: ExtendedMeta): TaskMeta {
+  const { task_id, ...rest } = meta;
+  return { ...rest, name: ext.name, args: ext.args, kwargs: ext.kwargs, worker: ext.worker, retries: ext.retries, queue: ext.queue, task_id };
+}
+
 /** The REVOKED meta Celery stores: reason "revoked", "expired" or "terminated" (spec §5.3). */
 export function revokedMeta(taskId: string, reason: string): TaskMeta {
   return buildMeta(taskId, States.REVOKED, { exc_type: 'TaskRevokedError', exc_message: [reason], exc_module: 'celery.exceptions' });

@@ -7,6 +7,7 @@
 import type { Logger } from 'pino';
 import type { App } from '../app/app.js';
 import type { Config } from '../app/config.js';
+import { signatureSendOptions } from '../app/send.js';
 import { parseRateLimit, type Task } from '../app/task.js';
 import type { ResultBackend } from '../backends/result-backend.js';
 import type { Broker, Delivery } from '../brokers/broker.js';
@@ -14,11 +15,11 @@ import { NotRegisteredError, ProtocolError } from '../errors.js';
 import type { WorkerMetrics, Outcome } from '../metrics/worker-metrics.js';
 import type { Pool } from '../pools/pool.js';
 import { decodeControl, type ControlRequest } from '../protocol/control.js';
-import { buildMeta, exceptionToDict, revokedMeta, States, tracebackOf } from '../protocol/result-meta.js';
+import { buildMeta, exceptionToDict, revokedMeta, States, tracebackOf, withExtendedMeta, type TaskMeta } from '../protocol/result-meta.js';
 import { acceptedContentTypes, serializerForContentType, type SerializerName } from '../protocol/serializers.js';
-import { decodeTask, encodeTask, type SignatureDict, type TaskRequest } from '../protocol/task-message.js';
+import { decodeTask, type SignatureDict, type TaskRequest } from '../protocol/task-message.js';
 import { TimerHeap } from './timer-heap.js';
-import type { TaskOutcome } from './trace.js';
+import type { TaskOutcome } from '../pools/trace.js';
 
 interface Job {
   readonly d: Delivery;
@@ -229,7 +230,7 @@ export class Consumer {
   /** Stores REVOKED with the reason and acks, without running the task. */
   private async discard(j: Job, reason: 'expired' | 'revoked'): Promise<void> {
     j.log.info(`task ${reason}: discarded`);
-    await this.storeSafe(j.log, j.req, revokedMeta(j.req.id, reason));
+    await this.store(j, revokedMeta(j.req.id, reason));
     this.count(j, 'revoked');
     await j.d.ack();
   }
@@ -280,7 +281,7 @@ export class Consumer {
       metrics.wait.observe(labels, Math.max(0, Date.now() - j.dueAt) / 1000);
       const ignore = req.ignoreResult || task.options.ignoreResult === true;
       if (!ignore && (task.options.trackStarted ?? config.trackStarted)) {
-        await this.storeSafe(j.log, req, buildMeta(req.id, States.STARTED, { pid: process.pid, hostname: config.hostname }));
+        await this.store(j, buildMeta(req.id, States.STARTED, { pid: process.pid, hostname: config.hostname }));
       }
       j.ctl = new AbortController();
       const outcome = await pool.run({ task, req, info: d.info, hostname: config.hostname, log: j.log, ctl: j.ctl });
@@ -302,7 +303,7 @@ export class Consumer {
       case 'SUCCESS': {
         // Next chain step and links first, so a client that sees SUCCESS finds them sent (as Celery).
         await this.applyCallbacks(j, o.value);
-        if (!ignore) await this.storeSafe(j.log, req, buildMeta(req.id, States.SUCCESS, o.value, { groupId: req.group, parentId: req.parentId }));
+        if (!ignore) await this.store(j, buildMeta(req.id, States.SUCCESS, o.value, { groupId: req.group, parentId: req.parentId }));
         j.log.debug({ runtimeMs: o.runtimeMs }, `task succeeded in ${sec}s`);
         this.count(j, 'succeeded');
         if (late) await d.ack();
@@ -311,7 +312,7 @@ export class Consumer {
       case 'FAILURE': {
         const exc = exceptionToDict(o.error);
         j.log.error({ err: o.error, runtimeMs: o.runtimeMs }, `task failed in ${sec}s: ${exc.exc_type}: ${String(exc.exc_message)}`);
-        await this.storeSafe(j.log, req, buildMeta(req.id, States.FAILURE, exc, { traceback: tracebackOf(o.error), groupId: req.group, parentId: req.parentId }));
+        await this.store(j, buildMeta(req.id, States.FAILURE, exc, { traceback: tracebackOf(o.error), groupId: req.group, parentId: req.parentId }));
         for (const sig of req.embed.errbacks ?? []) await this.publishSignature(j, sig, [req.id]);
         this.count(j, 'failed');
         if (late) await d.ack(); // Celery's acks_on_failure_or_timeout default
@@ -321,10 +322,10 @@ export class Consumer {
         const r = o.retry;
         const eta = r.eta ?? new Date(Date.now() + r.countdownMs);
         // Publish the retry before acking the original, so a crash in between duplicates, never loses.
-        await this.deps.broker.publish(d.info.routingKey || d.info.queue, this.retryMessage(j, eta));
+        await this.sendRetry(j, eta);
         const exc = exceptionToDict(r.exc ?? r);
         j.log.info({ retries: req.retries + 1, eta }, `task retry in ${Math.round(r.countdownMs)}ms: ${exc.exc_type}: ${String(exc.exc_message)}`);
-        await this.storeSafe(j.log, req, buildMeta(req.id, States.RETRY, exc, { traceback: tracebackOf(r.exc ?? r), groupId: req.group, parentId: req.parentId }));
+        await this.store(j, buildMeta(req.id, States.RETRY, exc, { traceback: tracebackOf(r.exc ?? r), groupId: req.group, parentId: req.parentId }));
         this.count(j, 'retried');
         if (late) await d.ack();
         return;
@@ -339,7 +340,7 @@ export class Consumer {
         if (late) await d.ack();
         return;
       case 'REVOKED': {
-        await this.storeSafe(j.log, req, revokedMeta(req.id, o.reason));
+        await this.store(j, revokedMeta(req.id, o.reason));
         this.count(j, 'revoked');
         if (late) await d.ack();
         return;
@@ -352,28 +353,31 @@ export class Consumer {
     return serializerForContentType(j.d.message.contentType) ?? this.deps.config.taskSerializer;
   }
 
-  private retryMessage(j: Job, eta: Date) {
-    const { req } = j;
-    return encodeTask({
-      id: req.id,
-      name: req.name,
-      args: req.args,
-      kwargs: req.kwargs,
+  /**
+   * Sends the task again with retries + 1, to the queue it came from (an explicit queue, so
+   * routes do not move it), as Celery's Task.retry with signature_from_request.
+   */
+  private async sendRetry(j: Job, eta: Date): Promise<void> {
+    const { req, d } = j;
+    const [hard, soft] = req.timelimit;
+    await this.deps.app.sendTask(req.name, req.args, req.kwargs, {
+      taskId: req.id,
+      queue: d.info.routingKey || d.info.queue,
       eta,
-      expires: req.expires,
+      expires: req.expires ?? undefined,
       retries: req.retries + 1,
-      timelimit: req.timelimit,
+      timeLimit: hard === null ? undefined : hard * 1000,
+      softTimeLimit: soft === null ? undefined : soft * 1000,
       rootId: req.rootId,
       parentId: req.id,
-      group: req.group,
-      groupIndex: req.groupIndex,
-      shadow: req.displayName !== req.name ? req.displayName : null,
-      origin: this.deps.app.origin,
+      group: req.group ?? undefined,
+      groupIndex: req.groupIndex ?? undefined,
+      shadow: req.displayName !== req.name ? req.displayName : undefined,
       ignoreResult: req.ignoreResult,
-      replyTo: req.replyTo ?? undefined,
+      replyTo: req.replyTo,
       priority: req.priority ?? undefined,
-      callbacks: req.embed.callbacks,
-      errbacks: req.embed.errbacks,
+      link: req.embed.callbacks ?? undefined,
+      linkError: req.embed.errbacks ?? undefined,
       chain: req.embed.chain,
       chord: req.embed.chord,
       serializer: this.serializerOf(j),
@@ -390,7 +394,10 @@ export class Consumer {
     }
   }
 
-  /** Publishes a signature dict as a task, with `front` prepended to its args unless immutable. */
+  /**
+   * Sends a signature dict as a task, with `front` prepended to its args unless immutable, through
+   * App.sendTask: routed exactly as a client sending the same signature.
+   */
   private async publishSignature(j: Job, sig: SignatureDict, front: unknown[], chain: SignatureDict[] | null = null): Promise<void> {
     if (sig.subtask_type) {
       // group/chord signatures need canvas support (a later issue): fail loudly, never silently drop.
@@ -399,29 +406,30 @@ export class Consumer {
       if (id) await this.storeSafe(j.log, j.req, buildMeta(id, States.FAILURE, { exc_type: 'NotImplementedError', exc_message: [`celeriac cannot apply ${sig.subtask_type} signatures yet`], exc_module: 'builtins' }));
       return;
     }
-    const o = sig.options ?? {};
-    const id = typeof o.task_id === 'string' ? o.task_id : crypto.randomUUID();
-    const queue = typeof o.queue === 'string' ? o.queue : (this.deps.app.tasks.get(sig.task)?.options.queue ?? this.deps.config.defaultQueue);
-    const message = encodeTask({
-      id,
-      name: sig.task,
-      args: sig.immutable ? sig.args ?? [] : [...front, ...(sig.args ?? [])],
-      kwargs: sig.kwargs ?? {},
+    const args = sig.immutable ? (sig.args ?? []) : [...front, ...(sig.args ?? [])];
+    await this.deps.app.sendTask(sig.task, args, sig.kwargs ?? {}, {
+      ...signatureSendOptions(sig),
       rootId: j.req.rootId,
       parentId: j.req.id,
-      origin: this.deps.app.origin,
-      replyTo: typeof o.reply_to === 'string' ? o.reply_to : undefined,
-      priority: typeof o.priority === 'number' ? o.priority : undefined,
-      callbacks: (o.link as SignatureDict[] | undefined) ?? null,
-      errbacks: (o.link_error as SignatureDict[] | undefined) ?? null,
       chain,
       serializer: this.serializerOf(j),
     });
-    await this.deps.broker.publish(queue, message);
+  }
+
+  /**
+   * Stores a state of the job's own task, with Celery's result_extended fields when configured
+   * (rpc:// leaves them out, as Celery's RPC backend).
+   */
+  private store(j: Job, meta: TaskMeta): Promise<void> {
+    const { req, d } = j;
+    const stored = this.deps.config.resultExtended
+      ? withExtendedMeta(meta, { name: req.name, args: req.args, kwargs: req.kwargs, worker: this.deps.config.hostname, retries: req.retries, queue: d.info.routingKey || d.info.queue })
+      : meta;
+    return this.storeSafe(j.log, req, stored);
   }
 
   /** Stores a result; a backend failure is logged, not fatal: the task itself already ran. */
-  private async storeSafe(log: Logger, req: TaskRequest, meta: ReturnType<typeof buildMeta>): Promise<void> {
+  private async storeSafe(log: Logger, req: TaskRequest, meta: TaskMeta): Promise<void> {
     try {
       await this.deps.backend.store(meta, { replyTo: req.replyTo, correlationId: req.correlationId });
     } catch (err) {

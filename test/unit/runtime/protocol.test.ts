@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { decodeTask, encodeTask, isoUtc, parseIsoTime, pyRepr } from '../../../runtime/src/protocol/task-message.js';
 import { fromEnvelope, parseEnvelope, toEnvelope } from '../../../runtime/src/protocol/envelope.js';
 import { acceptedContentTypes, serializerByName } from '../../../runtime/src/protocol/serializers.js';
-import { buildMeta, exceptionToDict } from '../../../runtime/src/protocol/result-meta.js';
+import { buildMeta, exceptionToDict, withExtendedMeta } from '../../../runtime/src/protocol/result-meta.js';
 import { ContentDisallowedError, ProtocolError } from '../../../runtime/src/errors.js';
 import type { WireMessage } from '../../../runtime/src/brokers/broker.js';
 
@@ -105,6 +105,14 @@ describe('protocol: the spec test vectors', () => {
     assert.deepEqual(failed.result, { exc_type: 'ValueError', exc_message: ['bad value'], exc_module: 'builtins' });
     assert.equal(failed.group_id, 'g');
     assert.equal(Object.keys(failed).at(-1), 'task_id');
+  });
+
+  it('TV5 with result_extended: name, args, kwargs, worker, retries, queue before task_id', () => {
+    const meta = withExtendedMeta(buildMeta('11111111-1111-4111-8111-111111111111', 'SUCCESS', 5, { parentId: 'p' }), {
+      name: 'proj.tasks.add', args: [2, 3], kwargs: {}, worker: 'celery@worker1', retries: 0, queue: 'celery',
+    });
+    assert.deepEqual(Object.keys(meta), ['status', 'result', 'traceback', 'children', 'date_done', 'parent_id', 'name', 'args', 'kwargs', 'worker', 'retries', 'queue', 'task_id']);
+    assert.deepEqual([meta.name, meta.args, meta.kwargs, meta.worker, meta.retries, meta.queue], ['proj.tasks.add', [2, 3], {}, 'celery@worker1', 0, 'celery']);
   });
 
   it('TV9: inflates a zlib-compressed body (header application/x-gzip)', () => {

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { DeliveryInfo } from '../brokers/broker.js';
 import { CeleriacError, Ignore, Reject, Retry } from '../errors.js';
 import type { TaskRequest } from '../protocol/task-message.js';
-import { isAutoretry, retryDelay, type Task, type TaskContext } from '../app/task.js';
+import { isAutoretry, maxRetriesOf, retryDelay, type Task, type TaskContext } from '../app/task.js';
 
 export type TaskOutcome =
   | { readonly state: 'SUCCESS'; readonly value: unknown; readonly runtimeMs: number }
@@ -56,6 +56,20 @@ export async function trace(i: TraceInput): Promise<TaskOutcome> {
   const started = performance.now();
   const { ctl } = i;
   const timers: NodeJS.Timeout[] = [];
+  /**
+   * The Retry to return for this run, or throws the final error once the limit is reached: the
+   * one path of ctx.retry() and autoretry, as Celery's autoretry calls task.retry().
+   */
+  const nextRetry = (r: Parameters<TaskContext['retry']>[0] = {}): Retry => {
+    const max = maxRetriesOf(opts, r.maxRetries);
+    if (max !== null && req.retries >= max) {
+      // Past max retries Celery raises the original exception (or MaxRetriesExceededError).
+      if (r.exc !== undefined) throw r.exc;
+      throw Object.assign(new CeleriacError('E_MAX_RETRIES', `Can't retry ${req.name}[${req.id}] args:${req.argsrepr} kwargs:${req.kwargsrepr}`), { name: 'MaxRetriesExceededError', excModule: 'celery.exceptions' });
+    }
+    const countdown = r.eta ? r.eta.getTime() - Date.now() : (r.countdown ?? retryDelay(opts, req.retries));
+    return new Retry(Math.max(0, countdown), r.exc ?? null, r.eta ?? null);
+  };
   const ctx: TaskContext = {
     id: req.id,
     name: req.name,
@@ -72,14 +86,7 @@ export async function trace(i: TraceInput): Promise<TaskOutcome> {
     log: i.log,
     signal: ctl.signal,
     retry(r = {}) {
-      const max = r.maxRetries !== undefined ? r.maxRetries : (opts.maxRetries ?? 3);
-      if (max !== null && req.retries >= max) {
-        // Past max retries Celery raises the original exception (or MaxRetriesExceededError).
-        if (r.exc !== undefined) throw r.exc;
-        throw Object.assign(new CeleriacError('E_MAX_RETRIES', `Can't retry ${req.name}[${req.id}] args:${req.argsrepr} kwargs:${req.kwargsrepr}`), { name: 'MaxRetriesExceededError', excModule: 'celery.exceptions' });
-      }
-      const countdown = r.eta ? r.eta.getTime() - Date.now() : (r.countdown ?? retryDelay(opts, req.retries));
-      throw new Retry(Math.max(0, countdown), r.exc ?? null, r.eta ?? null);
+      throw nextRetry(r);
     },
   };
 
@@ -115,11 +122,12 @@ export async function trace(i: TraceInput): Promise<TaskOutcome> {
     if (err instanceof Retry) return { state: 'RETRY', retry: err, runtimeMs: runtime() };
     if (err instanceof Reject) return { state: 'REJECTED', requeue: err.requeue, reason: err.reason, runtimeMs: runtime() };
     if (err instanceof Ignore) return { state: 'IGNORED', runtimeMs: runtime() };
-    if (isAutoretry(opts, err)) {
-      const max = opts.maxRetries === undefined ? 3 : opts.maxRetries;
-      if (max === null || req.retries < max) return { state: 'RETRY', retry: new Retry(retryDelay(opts, req.retries), err), runtimeMs: runtime() };
+    if (!isAutoretry(opts, err)) return { state: 'FAILURE', error: err, runtimeMs: runtime() };
+    try {
+      return { state: 'RETRY', retry: nextRetry({ exc: err }), runtimeMs: runtime() };
+    } catch (final) {
+      return { state: 'FAILURE', error: final, runtimeMs: runtime() };
     }
-    return { state: 'FAILURE', error: err, runtimeMs: runtime() };
   } finally {
     for (const t of timers) clearTimeout(t);
     if (onAbort) ctl.signal.removeEventListener('abort', onAbort);

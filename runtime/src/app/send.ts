@@ -1,0 +1,106 @@
+/**
+ * The one builder of outgoing task messages: a client's call, and what a worker sends on a task's
+ * behalf (retry, link, link_error, the next chain step). `App.sendTask` runs it and publishes;
+ * the worker calls `App.sendTask` too, so routing (routes.ts), the task's own options and the
+ * wire format are applied once, the same way for everybody, as Celery's send_task.
+ */
+import type { WireMessage } from '../brokers/broker.js';
+import { encodeTask, type SignatureDict } from '../protocol/task-message.js';
+import type { SerializerName } from '../protocol/serializers.js';
+import type { Config } from './config.js';
+import type { RouteOptions } from './routes.js';
+import type { ApplyOptions, TaskOptions } from './task.js';
+
+/**
+ * ApplyOptions plus what a worker sets when it sends on a task's behalf (Celery's send_task
+ * takes these too).
+ */
+export interface SendOptions extends ApplyOptions {
+  /** The `retries` header: a retry is sent with the request's retries + 1. */
+  readonly retries?: number;
+  /** The rest of a chain, last step first (spec §1.5). */
+  readonly chain?: SignatureDict[] | null;
+  readonly chord?: SignatureDict | null;
+  /** Serializer of the body (default: config taskSerializer); derived messages keep their sender's. */
+  readonly serializer?: SerializerName;
+  /**
+   * Queue the result is sent to (rpc://). Undefined: this process's own reply queue when the
+   * backend is rpc://; null: none.
+   */
+  readonly replyTo?: string | null;
+}
+
+/** What sendTask knows besides the call itself. */
+export interface SendContext {
+  readonly config: Config;
+  /** Celery's `origin` header: the sending node. */
+  readonly origin: string;
+  /** Options of the task when it is registered in this process (Celery's task exec options). */
+  readonly task: Readonly<TaskOptions> | undefined;
+  /** What the routers answered for this call (routes.ts). */
+  readonly route: RouteOptions | null;
+  /** This process's rpc:// reply queue, used when options.replyTo is undefined. */
+  readonly ownReplyTo: string | undefined;
+  readonly id: string;
+  readonly now: number;
+}
+
+const toList = (s: SignatureDict | readonly SignatureDict[] | undefined | null): SignatureDict[] | null =>
+  s === undefined || s === null ? null : Array.isArray(s) ? [...s] : [s as SignatureDict];
+
+/**
+ * The queue and message of one outgoing task. Queue precedence is Celery's: the caller's `queue`,
+ * the task's own `queue`, the routers' answer, then config.defaultQueue (see routes.ts).
+ */
+export function outgoingTask(name: string, args: readonly unknown[], kwargs: Record<string, unknown>, o: SendOptions, c: SendContext): { queue: string; message: WireMessage } {
+  const t = c.task;
+  const queue = o.queue ?? t?.queue ?? c.route?.queue ?? c.config.defaultQueue;
+  const eta = o.eta ?? (o.countdown !== undefined ? new Date(c.now + o.countdown) : null);
+  const expires = o.expires === undefined ? null : o.expires instanceof Date ? o.expires : new Date(c.now + o.expires);
+  const hard = o.timeLimit ?? t?.timeLimit ?? null;
+  const soft = o.softTimeLimit ?? t?.softTimeLimit ?? null;
+  const message = encodeTask({
+    replyTo: o.replyTo === undefined ? c.ownReplyTo : (o.replyTo ?? undefined),
+    id: c.id,
+    name,
+    args,
+    kwargs,
+    eta,
+    expires,
+    retries: o.retries ?? 0,
+    timelimit: [hard === null ? null : hard / 1000, soft === null ? null : soft / 1000],
+    rootId: o.rootId ?? c.id,
+    parentId: o.parentId ?? null,
+    group: o.group ?? null,
+    groupIndex: o.groupIndex ?? null,
+    shadow: o.shadow ?? null,
+    origin: c.origin,
+    ignoreResult: o.ignoreResult ?? t?.ignoreResult ?? false,
+    priority: o.priority ?? c.route?.priority,
+    headers: o.headers,
+    callbacks: toList(o.link),
+    errbacks: toList(o.linkError),
+    chain: o.chain ?? null,
+    chord: o.chord ?? null,
+    serializer: o.serializer ?? c.config.taskSerializer,
+    compression: c.config.taskCompression,
+  });
+  return { queue, message };
+}
+
+/**
+ * A signature's own options (Celery's snake_case dict) as SendOptions: those the worker honours
+ * when it applies a link, errback or chain step. A `queue` there is explicit, as in Celery.
+ */
+export function signatureSendOptions(sig: SignatureDict): SendOptions {
+  const o = sig.options ?? {};
+  const str = (v: unknown) => (typeof v === 'string' && v !== '' ? v : undefined);
+  return {
+    taskId: str(o.task_id),
+    queue: str(o.queue),
+    priority: typeof o.priority === 'number' ? o.priority : undefined,
+    replyTo: str(o.reply_to) ?? null,
+    link: toList(o.link as SignatureDict | SignatureDict[] | undefined) ?? undefined,
+    linkError: toList(o.link_error as SignatureDict | SignatureDict[] | undefined) ?? undefined,
+  };
+}

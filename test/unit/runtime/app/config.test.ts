@@ -1,0 +1,39 @@
+// app/config.ts: precedence, validation with every problem listed, and the README table.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { configTable, loadConfig } from '../../../../runtime/src/app/config.js';
+import { ConfigError } from '../../../../runtime/src/errors.js';
+
+describe('config', () => {
+  it('takes flags over env over options over defaults, with Celery env fallbacks', () => {
+    const c = loadConfig({ env: { CELERY_BROKER_URL: 'memory://a', CELERIAC_CONCURRENCY: '7' }, options: { concurrency: 3, defaultQueue: 'q' }, flags: { logLevel: 'debug' } });
+    assert.equal(c.brokerUrl, 'memory://a');
+    assert.equal(c.resultBackend, 'memory://a');
+    assert.equal(c.concurrency, 7);
+    assert.deepEqual(c.queues, ['q']);
+    assert.equal(c.logLevel, 'debug');
+    assert.ok(Object.isFrozen(c));
+    assert.equal(loadConfig({ env: { CELERIAC_BROKER_URL: 'amqp://h' } }).resultBackend, 'rpc://');
+  });
+  it('lists every problem at once, saying what is accepted', () => {
+    try {
+      loadConfig({ env: { CELERIAC_CONCURRENCY: 'four', CELERIAC_ACCEPT_CONTENT: 'json,pickle' }, options: { logLevel: 'loud', colour: 1 } as never });
+      assert.fail('expected a ConfigError');
+    } catch (err) {
+      assert.ok(err instanceof ConfigError);
+      assert.equal(err.problems.length, 4);
+      assert.match(err.message, /CELERIAC_CONCURRENCY: expected an integer from 1 to 10000, got "four"/);
+      assert.match(err.message, /pickle is never accepted/);
+      assert.match(err.message, /"logLevel": expected one of trace, debug/);
+      assert.match(err.message, /option "colour" is unknown/);
+    }
+  });
+});
+
+describe('README', () => {
+  it('shows the configuration table exactly as the config table makes it', async () => {
+    const { readFileSync } = await import('node:fs');
+    const readme = readFileSync(new URL('../../../../../README.md', import.meta.url), 'utf8');
+    assert.ok(readme.includes(configTable()), 'README.md is out of date: paste configTable() output into "Configuration"');
+  });
+});

@@ -1,0 +1,57 @@
+// trace(): one task run turned into an outcome; here the retry limits (Celery's max_retries).
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import pino from 'pino';
+import type { Task, TaskContext, TaskOptions } from '../../../../runtime/src/app/task.js';
+import { decodeTask, encodeTask } from '../../../../runtime/src/protocol/task-message.js';
+import { acceptedContentTypes } from '../../../../runtime/src/protocol/serializers.js';
+import { trace } from '../../../../runtime/src/pools/trace.js';
+
+class Flaky extends Error {}
+
+/** Runs `fn` once as if it were delivered with `retries` and returns the outcome. */
+function runAt(retries: number, options: TaskOptions, fn: (this: TaskContext) => unknown) {
+  const task = { name: 't.x', options, fn } as unknown as Task;
+  const req = decodeTask(encodeTask({ id: 'id-1', name: 't.x', args: [], kwargs: {}, retries, origin: 'test', serializer: 'json' }), acceptedContentTypes(['json']));
+  return trace({ task, req, info: { queue: 'celery', exchange: '', routingKey: 'celery', redelivered: false }, hostname: 'w@h', log: pino({ level: 'silent' }), ctl: new AbortController() });
+}
+
+describe('trace: max retries', () => {
+  const manual = function (this: TaskContext) {
+    this.retry({ countdown: 1, exc: new Flaky('again') });
+  };
+  const auto = () => {
+    throw new Flaky('again');
+  };
+
+  it('maxRetries: null retries forever, for this.retry() and for autoretry alike', async () => {
+    for (const retries of [0, 3, 5, 50]) {
+      assert.equal((await runAt(retries, { maxRetries: null }, manual)).state, 'RETRY', `this.retry() at retries=${retries}`);
+      assert.equal((await runAt(retries, { maxRetries: null, autoretryFor: [Flaky] }, auto)).state, 'RETRY', `autoretry at retries=${retries}`);
+    }
+  });
+
+  it('without maxRetries both stop after Celery default of 3 with the original error', async () => {
+    for (const [retries, state] of [[2, 'RETRY'], [3, 'FAILURE'], [5, 'FAILURE']] as const) {
+      const m = await runAt(retries, {}, manual);
+      const a = await runAt(retries, { autoretryFor: [Flaky] }, auto);
+      assert.equal(m.state, state, `this.retry() at retries=${retries}`);
+      assert.equal(a.state, state, `autoretry at retries=${retries}`);
+      if (state === 'FAILURE') {
+        assert.ok(m.state === 'FAILURE' && m.error instanceof Flaky);
+        assert.ok(a.state === 'FAILURE' && a.error instanceof Flaky);
+      }
+    }
+  });
+
+  it('a per-call maxRetries overrides the task option (null = forever here too)', async () => {
+    const call = (max: number | null) =>
+      function (this: TaskContext) {
+        this.retry({ countdown: 1, maxRetries: max });
+      };
+    assert.equal((await runAt(5, { maxRetries: 2 }, call(null))).state, 'RETRY');
+    assert.equal((await runAt(5, { maxRetries: null }, call(5))).state, 'FAILURE');
+    const failed = await runAt(1, {}, call(1));
+    assert.ok(failed.state === 'FAILURE' && (failed.error as Error).name === 'MaxRetriesExceededError');
+  });
+});

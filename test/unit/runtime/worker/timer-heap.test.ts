@@ -1,0 +1,42 @@
+// worker/timer-heap.ts: ETA-held items fire in due order from one timer.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { TimerHeap } from '../../../../runtime/src/worker/timer-heap.js';
+
+describe('ETA ordering', () => {
+  it('fires items in due order, equal times in insertion order, with one timer', async () => {
+    const fired: string[] = [];
+    let done!: () => void;
+    const all = new Promise<void>((r) => (done = r));
+    const heap = new TimerHeap<string>((items) => {
+      fired.push(...items);
+      if (fired.length === 5) done();
+    });
+    const now = Date.now();
+    heap.push(now + 60, 'c');
+    heap.push(now + 20, 'a');
+    heap.push(now + 40, 'b1');
+    heap.push(now + 40, 'b2');
+    heap.push(now - 5, 'overdue');
+    assert.deepEqual(heap.items(), ['overdue', 'a', 'b1', 'b2', 'c']);
+    await all;
+    assert.deepEqual(fired, ['overdue', 'a', 'b1', 'b2', 'c']);
+    assert.equal(heap.size, 0);
+  });
+  it('drain() returns everything held and fires nothing after', async () => {
+    const fired: number[] = [];
+    let thirdFired!: () => void;
+    const third = new Promise<void>((r) => (thirdFired = r));
+    const heap = new TimerHeap<number>((items) => {
+      fired.push(...items);
+      if (items.includes(3)) thirdFired();
+    });
+    heap.push(Date.now() + 10, 1);
+    heap.push(Date.now() + 20, 2);
+    assert.deepEqual(heap.drain().sort(), [1, 2]);
+    // An item due after both drained ones: once it fires, theirs would have fired first.
+    heap.push(Date.now() + 30, 3);
+    await third;
+    assert.deepEqual(fired, [3]);
+  });
+});
