@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
+import amqp from 'amqplib';
 import { Redis } from 'ioredis';
 import { createAutoscaler, type Autoscaler } from '../../operator/src/autoscaler/autoscaler.js';
 import { createKubeClient, resources, type KubeClient } from '../../operator/src/k8s/kube-client.js';
@@ -87,8 +88,14 @@ describe('broker passwords on every operator surface (real API server, Redis, Ra
       'bad-amqp': { type: 'amqp', urlSecretRef: { name: 'amqp-wrong-url' } },
       'bad-mgmt': { type: 'amqp', urlSecretRef: { name: 'amqp-url' }, management: { urlSecretRef: { name: 'mgmt-wrong-url' } } },
     };
+    // The management API is read for a declared queue only.
+    const mgmtQueue = uniqueName('bad-mgmt');
+    const conn = await amqp.connect(rabbitUse!.server!.url);
+    await (await conn.createChannel()).assertQueue(mgmtQueue, { durable: true });
+    await conn.close();
     for (const [name, broker] of Object.entries(queues)) {
-      await kube.create(resources.taskQueues, taskQueueFixture(ns, name, { queue: uniqueName(name), broker, checkIntervalSeconds: 1 }));
+      const queue = name === 'bad-mgmt' ? mgmtQueue : uniqueName(name);
+      await kube.create(resources.taskQueues, taskQueueFixture(ns, name, { queue, broker, checkIntervalSeconds: 1 }));
       await kube.create(resources.workerPools, workerPoolFixture(ns, `pool-${name}`, { queues: [name], autoscaling }));
     }
 
