@@ -85,11 +85,17 @@ function mergePatch(target: unknown, patch: unknown): unknown {
   return out;
 }
 
-/** Removes from `live` the fields `before` (the manager's previous apply) had and `now` lacks. */
+/**
+ * Removes from `live` the fields `before` (the manager's previous apply) had and `now` lacks; in a
+ * map only this manager's keys go, and the map itself only once it is empty.
+ */
 function pruneDropped(live: Json, before: Json, now: Json): void {
   for (const [k, v] of Object.entries(before)) {
-    if (!(k in now)) delete live[k];
-    else if (isMap(v) && isMap(now[k]) && isMap(live[k])) pruneDropped(live[k] as Json, v, now[k] as Json);
+    const l = live[k];
+    if (isMap(v) && isMap(l)) {
+      pruneDropped(l, v, isMap(now[k]) ? now[k] : {});
+      if (!(k in now) && Object.keys(l).length === 0) delete live[k];
+    } else if (!(k in now)) delete live[k];
   }
 }
 
