@@ -11,7 +11,7 @@ import type { checkBroker } from '../../../../operator/src/reconcilers/broker-ch
 import { createTaskQueueReconciler } from '../../../../operator/src/reconcilers/task-queue.js';
 import type { Condition, Secret, TaskQueue } from '../../../../operator/src/types.js';
 import { createMemoryKube, type MemoryKube } from '../../../support/memory-kube.js';
-import { taskQueueFixture } from '../../../support/operator-fixtures.js';
+import { conditionSummary, taskQueueFixture } from '../../../support/operator-fixtures.js';
 import { testContext } from '../../../support/reconcile-context.js';
 
 const NS = 'shop';
@@ -34,10 +34,6 @@ const unreachable: typeof checkBroker = async () => {
   throw new BrokerCheckError('Unreachable', 'cannot connect to redis://redis:6379/0: ECONNREFUSED');
 };
 
-/** Conditions as `{ Type: "Status/Reason" }`. */
-function conditionsOf(tq: TaskQueue | null): Record<string, string> {
-  return Object.fromEntries((tq?.status?.conditions ?? []).map((c) => [c.type, `${c.status}/${c.reason}`]));
-}
 
 interface Row {
   name: string;
@@ -161,9 +157,8 @@ describe('TaskQueue reconciler branches', () => {
       assert.equal(action.requeueAfterMs, 45_000, 'looks again after spec.checkIntervalSeconds');
 
       const stored = await kube.get<TaskQueue>(resources.taskQueues, NS, NAME);
-      const got = conditionsOf(stored);
       const wanted = row.expect.conditions;
-      assert.deepEqual(Object.fromEntries(Object.keys(wanted).map((t) => [t, got[t]])), wanted);
+      assert.deepEqual(conditionSummary(stored, Object.keys(wanted)), wanted);
       for (const c of stored?.status?.conditions ?? []) {
         if (wanted[c.type]) assert.equal(c.observedGeneration, tq.metadata.generation, `${c.type} observedGeneration`);
       }

@@ -8,9 +8,9 @@ import { resources } from '../../../../operator/src/k8s/kube-client.js';
 import { KubeApiError, TerminalError } from '../../../../operator/src/errors.js';
 import { createOperatorMetrics } from '../../../../operator/src/metrics.js';
 import { createWorkerPoolReconciler, type DecideReplicas } from '../../../../operator/src/reconcilers/worker-pool.js';
-import type { Condition, Deployment, KubeObject, TaskQueue, WorkerPool } from '../../../../operator/src/types.js';
+import type { Deployment, KubeObject, TaskQueue, WorkerPool } from '../../../../operator/src/types.js';
 import { createMemoryKube, type MemoryKube } from '../../../support/memory-kube.js';
-import { taskQueueFixture, workerPoolFixture } from '../../../support/operator-fixtures.js';
+import { conditionSummary, taskQueueFixture, workerPoolFixture } from '../../../support/operator-fixtures.js';
 import { testContext } from '../../../support/reconcile-context.js';
 
 const NS = 'shop';
@@ -45,10 +45,6 @@ function fixedDecision(replicas: number): DecideReplicas & { calls: number } {
   return decide;
 }
 
-/** Conditions as `{ Type: "Status/Reason" }`, to compare a whole row at once. */
-function conditionsOf(obj: { status?: { conditions?: Condition[] } } | null): Record<string, string> {
-  return Object.fromEntries((obj?.status?.conditions ?? []).map((c) => [c.type, `${c.status}/${c.reason}`]));
-}
 
 interface Row {
   name: string;
@@ -258,9 +254,8 @@ describe('WorkerPool reconciler branches', () => {
       }
 
       const stored = await kube.get<WorkerPool>(resources.workerPools, NS, POOL);
-      const got = conditionsOf(stored);
       const wanted = row.expect.conditions;
-      assert.deepEqual(Object.fromEntries(Object.keys(wanted).map((t) => [t, got[t]])), wanted);
+      assert.deepEqual(conditionSummary(stored, Object.keys(wanted)), wanted);
       for (const c of stored?.status?.conditions ?? []) assert.equal(c.observedGeneration, pool.metadata.generation, `${c.type} observedGeneration`);
       assert.deepEqual(eventLines(), row.expect.events);
 
