@@ -4,14 +4,14 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
-import { createController } from '../../../operator/src/k8s/controller.js';
-import type { EventRecorder } from '../../../operator/src/k8s/events.js';
-import type { Informer, InformerEvent } from '../../../operator/src/k8s/informer.js';
-import { resources, type KubeClient } from '../../../operator/src/k8s/kube-client.js';
-import { Action, TerminalError, type Reconciler } from '../../../operator/src/k8s/reconciler.js';
-import { createOperatorMetrics } from '../../../operator/src/metrics.js';
-import type { KubeObject } from '../../../operator/src/types.js';
-import { eventually } from '../../support/eventually.js';
+import { createController } from '../../../../operator/src/k8s/controller.js';
+import type { EventRecorder } from '../../../../operator/src/k8s/events.js';
+import type { Informer, InformerEvent } from '../../../../operator/src/k8s/informer.js';
+import { resources, type KubeClient } from '../../../../operator/src/k8s/kube-client.js';
+import { Action, TerminalError, type Reconciler } from '../../../../operator/src/k8s/reconciler.js';
+import { createOperatorMetrics } from '../../../../operator/src/metrics.js';
+import type { KubeObject } from '../../../../operator/src/types.js';
+import { eventually } from '../../../support/eventually.js';
 
 function memoryInformer(initial: KubeObject[]): Informer<KubeObject> & { set(o: KubeObject): void } {
   const objs = new Map(initial.map((o) => [`${o.metadata.namespace}/${o.metadata.name}`, o]));
