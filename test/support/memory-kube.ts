@@ -26,6 +26,8 @@
  * make a request fail (e.g. 403 Forbidden on the Deployment apply).
  */
 import { KubeApiError } from '../../operator/src/errors.js';
+import { canonicalJson } from '../../operator/src/k8s/apply.js';
+import { rfc3339 } from '../../operator/src/k8s/conditions.js';
 import type { Informer, InformerEvent } from '../../operator/src/k8s/informer.js';
 import {
   apiVersionOf,
@@ -50,7 +52,7 @@ export interface KubeRequest {
 }
 
 export interface MemoryKube extends KubeClient {
-  /** Every create, replace, apply, patch and delete that reached the store, in order. */
+  /** Every create, replace, apply, patch and delete past the intercept hook, in order (refused ones too). */
   readonly writes: KubeRequest[];
   /** Runs before every request; throw from it to make the request fail. Replaces any earlier hook. */
   intercept(hook: ((req: KubeRequest) => void) | null): void;
@@ -72,7 +74,8 @@ interface Change {
 
 const isMap = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 const clone = <T>(v: T): T => structuredClone(v);
-const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
+/** Equal as JSON, whatever the key order. */
+const same = (a: unknown, b: unknown): boolean => canonicalJson(a) === canonicalJson(b);
 
 /** RFC 7386 JSON merge patch. */
 function mergePatch(target: unknown, patch: unknown): unknown {
@@ -144,11 +147,10 @@ export function createMemoryKube(o: { now?: () => Date } = {}): MemoryKube {
 
   const typeKey = (rt: ResourceType) => `${rt.group}/${rt.plural}`;
   const keyOf = (rt: ResourceType, ns: string | undefined, name: string) => `${typeKey(rt)}|${rt.namespaced ? (ns ?? '') : ''}|${name}`;
-  const path = (rt: ResourceType, ns: string | undefined, name?: string, sub?: string) => resourcePath(rt, ns, name, sub);
   const gr = (rt: ResourceType) => (rt.group ? `${rt.plural}.${rt.group}` : rt.plural);
 
   function notFound(method: string, rt: ResourceType, ns: string | undefined, name: string): KubeApiError {
-    return new KubeApiError(404, 'NotFound', `${gr(rt)} "${name}" not found`, method, path(rt, ns, name));
+    return new KubeApiError(404, 'NotFound', `${gr(rt)} "${name}" not found`, method, resourcePath(rt, ns, name));
   }
 
   function request(req: KubeRequest): void {
@@ -163,7 +165,7 @@ export function createMemoryKube(o: { now?: () => Date } = {}): MemoryKube {
         'Conflict',
         `Operation cannot be fulfilled on ${gr(rt)} "${current.metadata.name}": the object has been modified; please apply your changes to the latest version and try again`,
         method,
-        path(rt, current.metadata.namespace, current.metadata.name),
+        resourcePath(rt, current.metadata.namespace, current.metadata.name),
       );
     }
   }
@@ -206,7 +208,7 @@ export function createMemoryKube(o: { now?: () => Date } = {}): MemoryKube {
     const { namespace, name } = obj.metadata;
     const key = keyOf(rt, namespace, name);
     if (store.has(key)) {
-      throw new KubeApiError(409, 'AlreadyExists', `${gr(rt)} "${name}" already exists`, 'POST', path(rt, namespace));
+      throw new KubeApiError(409, 'AlreadyExists', `${gr(rt)} "${name}" already exists`, 'POST', resourcePath(rt, namespace));
     }
     const next = { ...clone(obj), apiVersion: apiVersionOf(rt), kind: rt.kind } as KubeObject;
     keepStatus(rt, undefined, next as unknown as Json);
@@ -214,7 +216,7 @@ export function createMemoryKube(o: { now?: () => Date } = {}): MemoryKube {
       ...next.metadata,
       uid: `uid-${++uid}`,
       generation: 1,
-      creationTimestamp: now().toISOString().replace(/\.\d{3}Z$/, 'Z'),
+      creationTimestamp: rfc3339(now()),
       resourceVersion: String(++rv),
     };
     delete next.metadata.deletionTimestamp;
@@ -368,7 +370,7 @@ export function createMemoryKube(o: { now?: () => Date } = {}): MemoryKube {
       if ((prev.metadata.finalizers ?? []).length > 0) {
         if (!prev.metadata.deletionTimestamp) {
           const next = clone(prev);
-          next.metadata.deletionTimestamp = now().toISOString().replace(/\.\d{3}Z$/, 'Z');
+          next.metadata.deletionTimestamp = rfc3339(now());
           commit(rt, key, prev, next);
         }
         return true;

@@ -135,7 +135,7 @@ const rows: Row[] = [
       await addTaskQueue(kube, 'default');
       const pool = await addPool(kube);
       const dep = await addDeployment(kube, 2, pool);
-      // The apply below bumps the generation (the full spec is sent), so the rollout status is for generation 2.
+      // The reconcile's apply sends the full spec, a spec change: the rollout status must be for that next generation.
       await kube.patch(resources.deployments, NS, POOL, { status: { observedGeneration: (dep.metadata.generation ?? 1) + 1, replicas: 2, updatedReplicas: 2, readyReplicas: 2 } }, { subresource: 'status' });
       return pool;
     },
