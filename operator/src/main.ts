@@ -5,11 +5,11 @@
  */
 import { KubeConfig } from '@kubernetes/client-node';
 import { Command, Option } from 'commander';
+import { sleep } from '../../runtime/src/brokers/wait.js';
 import { createLogger, type Logger } from '../../runtime/src/logging/logger.js';
 import { CONFIG_TABLE, loadConfig, type OperatorConfig } from './config.js';
 import { ConfigError, KubeApiError, OperatorError } from './errors.js';
 import { startHealthServer } from './http-server.js';
-import { sleep } from './k8s/backoff.js';
 import { createKubeClient, resources, type KubeClient } from './k8s/kube-client.js';
 import { createOperatorMetrics } from './metrics.js';
 import { createOperator } from './operator.js';

@@ -35,3 +35,11 @@ export function workerPoolFixture(namespace: string, name: string, spec: Record<
 export function conditionOf(obj: Obj | null | undefined, type: string): Condition | undefined {
   return (obj?.status?.conditions as Condition[] | undefined)?.find((c) => c.type === type);
 }
+
+/** The conditions of `types` as `{ Type: "Status/Reason" }` (undefined for a missing one), to compare a set at once. */
+export function conditionSummary(obj: Obj | null | undefined, types: readonly string[]): Record<string, string | undefined> {
+  return Object.fromEntries(types.map((t) => {
+    const c = conditionOf(obj, t);
+    return [t, c && `${c.status}/${c.reason}`];
+  }));
+}

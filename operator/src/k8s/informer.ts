@@ -11,7 +11,8 @@
 import type { Logger } from 'pino';
 import { isKubeStatus } from '../errors.js';
 import type { KubeObject } from '../types.js';
-import { exponentialDelayMs, sleep } from './backoff.js';
+import { sleep } from '../../../runtime/src/brokers/wait.js';
+import { exponentialDelayMs } from './backoff.js';
 import type { KubeClient, ResourceType, WatchEvent } from './kube-client.js';
 
 export type InformerEvent = 'add' | 'update' | 'delete';

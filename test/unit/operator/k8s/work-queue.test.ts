@@ -1,7 +1,7 @@
 import { describe, it, mock, beforeEach, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { createRateLimiter } from '../../../operator/src/k8s/backoff.js';
-import { createWorkQueue, type WorkQueue } from '../../../operator/src/k8s/work-queue.js';
+import { createRateLimiter } from '../../../../operator/src/k8s/backoff.js';
+import { createWorkQueue, type WorkQueue } from '../../../../operator/src/k8s/work-queue.js';
 
 function queue(): WorkQueue {
   return createWorkQueue({ rateLimiter: createRateLimiter({ baseDelayMs: 100, maxDelayMs: 10_000, qps: 1000, burst: 1000 }) });

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createRateLimiter, createTokenBucket, exponentialDelayMs } from '../../../operator/src/k8s/backoff.js';
+import { createRateLimiter, createTokenBucket, exponentialDelayMs } from '../../../../operator/src/k8s/backoff.js';
 
 describe('exponentialDelayMs', () => {
   it('doubles from the base per failure and stops at the cap', () => {

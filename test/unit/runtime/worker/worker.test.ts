@@ -1,11 +1,11 @@
 // Worker behaviour end to end in one process, on the memory:// broker and backend.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { createTestApp, startTestWorker } from '../../../runtime/src/testing/index.js';
-import { TaskFailedError, TaskRevokedError } from '../../../runtime/src/errors.js';
-import { encodeTask } from '../../../runtime/src/protocol/task-message.js';
-import type { TaskContext } from '../../../runtime/src/app/task.js';
-import type { Worker } from '../../../runtime/src/worker/worker.js';
+import { createTestApp, startTestWorker } from '../../../../runtime/src/testing/index.js';
+import { TaskFailedError, TaskRevokedError } from '../../../../runtime/src/errors.js';
+import { encodeTask } from '../../../../runtime/src/protocol/task-message.js';
+import type { TaskContext } from '../../../../runtime/src/app/task.js';
+import type { Worker } from '../../../../runtime/src/worker/worker.js';
 
 const app = createTestApp({ concurrency: 4 });
 const calls = new Map<string, number>();

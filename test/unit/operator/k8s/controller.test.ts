@@ -1,41 +1,26 @@
-// The controller loop with an in-memory informer and reconcilers that succeed, fail and fail for
+// The controller loop over the in-memory KubeClient's informer, with reconcilers that succeed, fail and fail for
 // good: it reads objects from the cache by key, requeues by the returned Action, backs off after
 // errors, does not retry a TerminalError, and counts each outcome.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
-import { createController } from '../../../operator/src/k8s/controller.js';
-import type { EventRecorder } from '../../../operator/src/k8s/events.js';
-import type { Informer, InformerEvent } from '../../../operator/src/k8s/informer.js';
-import { resources, type KubeClient } from '../../../operator/src/k8s/kube-client.js';
-import { Action, TerminalError, type Reconciler } from '../../../operator/src/k8s/reconciler.js';
-import { createOperatorMetrics } from '../../../operator/src/metrics.js';
-import type { KubeObject } from '../../../operator/src/types.js';
-import { eventually } from '../../support/eventually.js';
+import { createController } from '../../../../operator/src/k8s/controller.js';
+import type { EventRecorder } from '../../../../operator/src/k8s/events.js';
+import { resources } from '../../../../operator/src/k8s/kube-client.js';
+import { Action, TerminalError, type Reconciler } from '../../../../operator/src/k8s/reconciler.js';
+import { createOperatorMetrics } from '../../../../operator/src/metrics.js';
+import type { KubeObject } from '../../../../operator/src/types.js';
+import { eventually } from '../../../support/eventually.js';
+import { createMemoryKube } from '../../../support/memory-kube.js';
 
-function memoryInformer(initial: KubeObject[]): Informer<KubeObject> & { set(o: KubeObject): void } {
-  const objs = new Map(initial.map((o) => [`${o.metadata.namespace}/${o.metadata.name}`, o]));
-  const handlers: Record<InformerEvent, ((o: KubeObject, old?: KubeObject) => void)[]> = { add: [], update: [], delete: [] };
-  return {
-    resource: resources.workerPools,
-    get: (ns, name) => objs.get(`${ns}/${name}`),
-    list: () => [...objs.values()],
-    on: (e, cb) => void handlers[e].push(cb),
-    synced: true,
-    waitForSync: async () => undefined,
-    start: () => undefined,
-    stop: async () => undefined,
-    set(o) {
-      const key = `${o.metadata.namespace}/${o.metadata.name}`;
-      const old = objs.get(key);
-      objs.set(key, o);
-      for (const h of handlers[old ? 'update' : 'add']) h(o, old);
-    },
-  };
+/** A store holding `names` as WorkerPools, and an informer over it. */
+async function storeWith(names: string[]) {
+  const kube = createMemoryKube();
+  for (const name of names) await kube.create(resources.workerPools, { metadata: { name, namespace: 'ns' }, spec: {} } as KubeObject);
+  return { kube, informer: kube.informer<KubeObject>(resources.workerPools) };
 }
 
 const noEvents: EventRecorder = { record: () => undefined, flush: async () => undefined };
-const obj = (name: string, generation = 1): KubeObject => ({ metadata: { name, namespace: 'ns', generation, resourceVersion: String(generation) } });
 
 describe('createController', () => {
   it('reconciles each object, requeues by Action, backs off on errors and stops retrying a TerminalError', async () => {
@@ -50,12 +35,12 @@ describe('createController', () => {
         return o.metadata.name === 'poll' && n < 3 ? Action.requeue(1) : Action.awaitChange();
       },
     };
-    const informer = memoryInformer([obj('ok'), obj('flaky'), obj('broken'), obj('poll')]);
+    const { kube, informer } = await storeWith(['ok', 'flaky', 'broken', 'poll']);
     const metrics = createOperatorMetrics();
     const controller = createController({
       reconciler,
       informer,
-      kube: {} as KubeClient,
+      kube,
       events: noEvents,
       log: pino({ level: 'silent' }),
       metrics,
@@ -65,7 +50,7 @@ describe('createController', () => {
     const running = controller.run(stop.signal);
     await eventually(() => assert.deepEqual(calls, { ok: 1, flaky: 3, broken: 1, poll: 3 }));
     // An update of the broken object (the user fixed the spec) is reconciled again.
-    informer.set(obj('broken', 2));
+    await kube.patch(resources.workerPools, 'ns', 'broken', { spec: { fixed: true } });
     await eventually(() => assert.equal(calls.broken, 2));
     stop.abort();
     await running;
@@ -74,21 +59,21 @@ describe('createController', () => {
   });
 
   it('skips update events the filter rejects (status-only writes)', async () => {
-    const informer = memoryInformer([obj('a')]);
+    const { kube, informer } = await storeWith(['a']);
     const metrics = createOperatorMetrics();
     createController({
       reconciler: { name: 'filtered', reconcile: async () => Action.awaitChange() },
       informer,
-      kube: {} as KubeClient,
+      kube,
       events: noEvents,
       log: pino({ level: 'silent' }),
       metrics,
       enqueueUpdate: (o, old) => o.metadata.generation !== old?.metadata.generation,
     });
     const adds = async () => (await metrics.workqueueAdds.get()).values[0]?.value ?? 0;
-    informer.set({ metadata: { ...obj('a').metadata, resourceVersion: '99' } }); // same generation
+    await kube.patch(resources.workerPools, 'ns', 'a', { status: { observedGeneration: 1 } }, { subresource: 'status' });
     assert.equal(await adds(), 0, 'a status-only update is not enqueued');
-    informer.set(obj('a', 2));
+    await kube.patch(resources.workerPools, 'ns', 'a', { spec: { replicas: 2 } });
     assert.equal(await adds(), 1, 'a spec change is');
   });
 });

@@ -2,10 +2,10 @@
 // re-reads the object and tries again instead of overwriting someone else's finalizer.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { KubeApiError } from '../../../operator/src/errors.js';
-import { removeFinalizer } from '../../../operator/src/k8s/finalizer.js';
-import { resources, type KubeClient } from '../../../operator/src/k8s/kube-client.js';
-import type { KubeObject } from '../../../operator/src/types.js';
+import { KubeApiError } from '../../../../operator/src/errors.js';
+import { removeFinalizer } from '../../../../operator/src/k8s/finalizer.js';
+import { resources, type KubeClient } from '../../../../operator/src/k8s/kube-client.js';
+import type { KubeObject } from '../../../../operator/src/types.js';
 
 /** One object with optimistic concurrency, and a hook to let "someone else" write first. */
 function store(initial: KubeObject) {

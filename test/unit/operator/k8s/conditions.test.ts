@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { conditionReason, findCondition, rfc3339, setCondition } from '../../../operator/src/k8s/conditions.js';
+import { conditionReason, findCondition, rfc3339, setCondition } from '../../../../operator/src/k8s/conditions.js';
 
 const t1 = new Date('2026-01-01T00:00:00.123Z');
 const t2 = new Date('2026-01-01T00:05:00Z');

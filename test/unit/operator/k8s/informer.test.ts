@@ -4,10 +4,10 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
-import { createInformer } from '../../../operator/src/k8s/informer.js';
-import { resources, type KubeClient, type WatchEvent, type WatchOptions } from '../../../operator/src/k8s/kube-client.js';
-import type { KubeObject } from '../../../operator/src/types.js';
-import { eventually } from '../../support/eventually.js';
+import { createInformer } from '../../../../operator/src/k8s/informer.js';
+import { resources, type KubeClient, type WatchEvent, type WatchOptions } from '../../../../operator/src/k8s/kube-client.js';
+import type { KubeObject } from '../../../../operator/src/types.js';
+import { eventually } from '../../../support/eventually.js';
 
 function obj(name: string, rv: string): KubeObject {
   return { metadata: { name, namespace: 'ns', resourceVersion: rv } };

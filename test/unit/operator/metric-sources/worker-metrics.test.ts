@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createWorkerMetrics } from '../../../runtime/src/metrics/worker-metrics.js';
-import { startMetricsServer } from '../../../runtime/src/metrics/server.js';
-import { createWorkerMetricsSource, parseWorkerMetrics } from '../../../operator/src/metric-sources/worker-metrics.js';
-import { MetricSourceError } from '../../../operator/src/metric-sources/source.js';
-import { kombuListKeys } from '../../../operator/src/metric-sources/redis-list.js';
+import { createWorkerMetrics } from '../../../../runtime/src/metrics/worker-metrics.js';
+import { startMetricsServer } from '../../../../runtime/src/metrics/server.js';
+import { createWorkerMetricsSource, parseWorkerMetrics } from '../../../../operator/src/metric-sources/worker-metrics.js';
+import { MetricSourceError } from '../../../../operator/src/metric-sources/source.js';
+import { kombuListKeys } from '../../../../operator/src/metric-sources/redis-list.js';
 
 test('kombu list keys: the queue and its priority sub-lists', () => {
   assert.deepEqual(kombuListKeys('celery'), ['celery', 'celery\x06\x163', 'celery\x06\x166', 'celery\x06\x169']);
