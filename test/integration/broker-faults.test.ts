@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { createBroker } from '../../runtime/src/brokers/index.js';
-import { within } from '../../runtime/src/brokers/wait.js';
+import { within } from '../../runtime/src/transport/wait.js';
 import { createApp } from '../../runtime/src/index.js';
 import { startWorker, stopProcess, type Started } from '../support/processes.js';
 import { uniqueName, useRabbit, useRedis, type ServiceResult } from '../support/servers.js';

@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { createRedisBroker, listFor, SEP } from '../../runtime/src/brokers/redis.js';
+import { createRedisBroker } from '../../runtime/src/brokers/redis.js';
+import { listFor, SEP } from '../../runtime/src/protocol/kombu-redis.js';
 import { createRedisStore } from '../../runtime/src/backends/redis.js';
 import { brokerContract, message, Recorder, textOf } from '../contract/broker-contract.js';
 import { backendContract } from '../contract/backend-contract.js';
@@ -84,7 +85,7 @@ describe('Redis broker: kombu layout', { skip: redis.skip }, () => {
     assert.deepEqual(d!.message.headers.stamped_headers, []);
     await r.stop();
     // Restoring keeps the envelope text as written, so Python's [] stays [] (cjson would make it {}).
-    await d!.reject({ requeue: true });
+    await d!.requeue();
     const back = (await raw.lindex(q, 0))!;
     assert.ok(back.includes('"stamped_headers": []'), 'arrays survive a restore');
     assert.equal(JSON.parse(back).properties.delivery_info.redelivered, true);

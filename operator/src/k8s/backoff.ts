@@ -3,7 +3,7 @@
  * as client-go's DefaultTypedControllerRateLimiter does (5 ms -> 1000 s per key, 10 qps burst 100).
  * Pure except for the injected clock.
  */
-export { sleep } from '../../../runtime/src/brokers/wait.js';
+export { sleep } from '../../../runtime/src/transport/wait.js';
 
 /** Delay before attempt `failures + 1`: base * 2^failures, capped at max. */
 export function exponentialDelayMs(failures: number, baseMs: number, maxMs: number): number {
