@@ -35,7 +35,7 @@ import type { Logger } from 'pino';
 import { BrokerError, redactUrl } from '../errors.js';
 import { isDeadLetterQueue } from '../protocol/dead-letter.js';
 import type { WireMessage } from '../protocol/wire-message.js';
-import { Backoff } from '../transport/backoff.js';
+import { Backoff, backoffDelay } from '../transport/backoff.js';
 import { takeTlsParams } from '../transport/tls-params.js';
 import { aborted, CLOSE_TIMEOUT_MS, prefetchLimit, sleep, untilAborted, within } from '../transport/wait.js';
 import { amqplib } from './amqp-codec.js';
@@ -366,7 +366,6 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
   /** Publishes with a confirm; retries (after reconnecting) while the broker is away. */
   async function confirmedPublish(exchange: string, routingKey: string, m: WireMessage, what: string): Promise<void> {
     const options = publishOptions(m);
-    const backoff = new Backoff(100, 2_000);
     for (let attempt = 1; ; attempt++) {
       let ch: ConfirmChannel;
       try {
@@ -383,7 +382,7 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
         if (err instanceof TypeError) throw wrap(`${what} (a header cannot be encoded)`, err);
         if (closing.signal.aborted || attempt >= 20) throw wrap(what, err);
         log?.debug({ err, attempt }, 'publish not confirmed; retrying');
-        await sleep(backoff.next(), closing.signal);
+        await sleep(backoffDelay(attempt - 1, 100, 2_000), closing.signal);
       }
     }
   }

@@ -167,14 +167,18 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
     signal.addEventListener('abort', wake, { once: true });
     const backoff = new Backoff(50, 5_000);
 
-    /** Hands on one message taken from `queue` (recorded in `unacked` under `tag`). */
-    const deliver = (queue: string, tag: string, text: string) => {
-      let env: Envelope | null = null;
+    /** The envelope in a message's text, or null (logged) when it is not one. */
+    const envelopeOf = (text: string, queue: string): Envelope | null => {
       try {
-        env = parseEnvelope(text);
+        return parseEnvelope(text);
       } catch (err) {
-        log?.warn({ err, queue, deliveryTag: tag }, 'message in Redis is not a kombu envelope; handed on raw so that the worker dead-letters it');
+        log?.warn({ err, queue }, 'message in Redis is not a kombu envelope; handed on raw so that the worker dead-letters it');
+        return null;
       }
+    };
+
+    /** Hands on one message taken from `queue` (recorded in `unacked` under `tag`). */
+    const deliver = (queue: string, tag: string, text: string, env: Envelope | null) => {
       held.set(tag, queue);
       const di = env?.properties.delivery_info;
       const redelivered = di?.redelivered === true || env?.headers.redelivered === true;
@@ -219,7 +223,11 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
           }
           backoff.reset();
           if (got.length > 0) {
-            for (let i = 0; i < got.length; i += 3) deliver(names[(got[i] as number) - 1]!, got[i + 1] as string, got[i + 2] as string);
+            for (let i = 0; i < got.length; i += 3) {
+              const queue = names[(got[i] as number) - 1]!;
+              const text = got[i + 2] as string;
+              deliver(queue, got[i + 1] as string, text, envelopeOf(text, queue));
+            }
             continue;
           }
           // Idle: block until something arrives (kombu's BRPOP), then record it as unacked.
@@ -235,20 +243,14 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
           if (!r) continue;
           const [key, text] = r;
           const queue = names[keys.indexOf(key)] ?? queueOfList(key);
-          // The tag and routing of the message as POP_SCRIPT reads them; a text that is not an
-          // envelope is recorded as a JSON string (deliver() logs it).
-          let tag = `${consumerId}:${popSeq}.b`;
-          let entry = unackedEntry(JSON.stringify(text), '', queue);
-          try {
-            const props = (JSON.parse(text) as Partial<Envelope>).properties;
-            tag = props?.delivery_tag ?? tag;
-            entry = unackedEntry(text, props?.delivery_info?.exchange ?? '', props?.delivery_info?.routing_key ?? queue);
-          } catch {
-            // Not JSON: recorded as above.
-          }
+          // Recorded as POP_SCRIPT records it; a text that is not an envelope as a JSON string.
+          const env = envelopeOf(text, queue);
+          const di = env?.properties.delivery_info;
+          const tag = env?.properties.delivery_tag ?? `${consumerId}:${popSeq}.b`;
+          const entry = env ? unackedEntry(text, di?.exchange ?? '', di?.routing_key ?? queue) : unackedEntry(JSON.stringify(text), '', queue);
           void client.multi().zadd(UNACKED_INDEX, Date.now() / 1000, tag).hset(UNACKED, tag, entry).exec()
             .catch((err: unknown) => log?.warn({ err }, 'recording a message as unacked failed'));
-          deliver(queue, tag, text);
+          deliver(queue, tag, text, env);
         } catch (err) {
           if (signal.aborted || closed) break;
           log?.warn({ err }, 'consuming from Redis failed; retrying with backoff');
