@@ -5,7 +5,7 @@
  */
 import { KubeConfig } from '@kubernetes/client-node';
 import { Command, Option } from 'commander';
-import { sleep } from '../../runtime/src/brokers/wait.js';
+import { sleep } from '../../runtime/src/transport/wait.js';
 import { createLogger, type Logger } from '../../runtime/src/logging/logger.js';
 import { CONFIG_TABLE, loadConfig, type OperatorConfig } from './config.js';
 import { ConfigError, KubeApiError, OperatorError } from './errors.js';

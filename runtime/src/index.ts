@@ -18,7 +18,8 @@ export type { SendOptions } from './app/send.js';
 export { SoftTimeLimitExceeded, TimeLimitExceeded } from './pools/trace.js';
 export { States, READY_STATES, type TaskMeta, type TaskState } from './protocol/result-meta.js';
 export type { SignatureDict } from './protocol/task-message.js';
-export type { Broker, Delivery, WireMessage } from './brokers/broker.js';
+export type { Broker, Delivery } from './brokers/broker.js';
+export type { WireMessage } from './protocol/wire-message.js';
 export type { KeyValueStore } from './backends/backend.js';
 export type { ResultBackend } from './backends/result-backend.js';
 export {

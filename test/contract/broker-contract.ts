@@ -8,7 +8,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import type { Broker, Delivery, WireMessage } from '../../runtime/src/brokers/broker.js';
+import type { Broker, Delivery } from '../../runtime/src/brokers/broker.js';
+import { DEAD_QUEUE_HEADER, DEAD_REASON_HEADER, deadLettered, deadLetterQueue } from '../../runtime/src/protocol/dead-letter.js';
+import type { WireMessage } from '../../runtime/src/protocol/wire-message.js';
 import { eventually } from '../support/eventually.js';
 import { uniqueName } from '../support/servers.js';
 
@@ -209,7 +211,7 @@ export function brokerContract(name: string, make: () => Broker | Promise<Broker
       assert.equal(r2.deliveries.length, 0);
     });
 
-    it('reject with requeue gives the message back, marked redelivered', async () => {
+    it('requeue gives the message back, marked redelivered', async () => {
       const b = await open();
       const q = uniqueName('requeue');
       await b.publish(q, message('again'));
@@ -217,7 +219,7 @@ export function brokerContract(name: string, make: () => Broker | Promise<Broker
       const r = new Recorder(b, [q], 1, async (d) => {
         if (first) {
           first = false;
-          await d.reject({ requeue: true });
+          await d.requeue();
         } else await d.ack();
       });
       const got = await r.waitFor(2);
@@ -227,22 +229,46 @@ export function brokerContract(name: string, make: () => Broker | Promise<Broker
       assert.equal(await b.depth(q), 0);
     });
 
-    it('reject without requeue dead-letters to <queue>.dead with the reason', async () => {
+    it('settles a delivery once: a requeue after the ack changes nothing', async () => {
+      const b = await open();
+      const q = uniqueName('once');
+      await b.publish(q, message('one'));
+      await b.publish(q, message('two'));
+      const r = new Recorder(b, [q], 1, async (d) => {
+        await d.ack();
+        await d.requeue();
+        await d.ack();
+      });
+      await r.waitFor(2);
+      await sleep(QUIET_MS);
+      await r.stop();
+      assert.deepEqual(r.deliveries.map((d) => textOf(d.message)), ['one', 'two'], 'each delivered once, none given back');
+      assert.equal(await b.depth(q), 0);
+    });
+
+    it('a dead-letter queue is an ordinary queue: the worker publishes there, a requeue stays there', async () => {
       const b = await open();
       const q = uniqueName('dead');
-      await b.publish(q, message('poison'));
-      const r = new Recorder(b, [q], 1, (d) => d.reject({ requeue: false, reason: 'undecodable body' }));
-      await r.waitFor(1);
-      await r.stop();
-      await eventually(async () => assert.equal(await b.depth(`${q}.dead`), 1, 'the dead-letter queue holds the message'), { timeoutMs: WAIT_MS });
-      assert.equal(await b.depth(q), 0);
-      const dead = new Recorder(b, [`${q}.dead`], 1, (d) => d.ack());
-      const [d] = await dead.waitFor(1);
+      await b.publish(deadLetterQueue(q), deadLettered(message('poison'), q, 'undecodable body'));
+      assert.equal(await b.depth(deadLetterQueue(q)), 1);
+      let first = true;
+      const dead = new Recorder(b, [deadLetterQueue(q)], 1, async (d) => {
+        if (first) {
+          first = false;
+          await d.requeue();
+        } else await d.ack();
+      });
+      const got = await dead.waitFor(2);
       await dead.stop();
-      assert.equal(textOf(d!.message), 'poison');
-      assert.equal(d!.message.headers['x-celeriac-dead-reason'], 'undecodable body');
-      assert.equal(d!.message.headers['x-celeriac-dead-queue'], q);
-      assert.equal(d!.message.headers.task, 'contract.echo');
+      for (const d of got) {
+        assert.equal(textOf(d.message), 'poison');
+        assert.equal(d.message.headers[DEAD_REASON_HEADER], 'undecodable body');
+        assert.equal(d.message.headers[DEAD_QUEUE_HEADER], q);
+        assert.equal(d.message.headers.task, 'contract.echo');
+        assert.equal(d.info.queue, deadLetterQueue(q));
+      }
+      assert.equal(await b.depth(q), 0, 'never moved into the live queue');
+      assert.equal(await b.depth(deadLetterQueue(q)), 0);
     });
 
     it('gives unsettled messages back when the consumer closes', { skip: !opts.restoresOnClose && 'driver leaves this to the worker' }, async () => {

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { createAmqpBroker } from '../../runtime/src/brokers/amqp.js';
 import { amqplib } from '../../runtime/src/brokers/amqp-codec.js';
+import { deadLetterQueue } from '../../runtime/src/protocol/dead-letter.js';
 import { brokerContract, message, Recorder, textOf } from '../contract/broker-contract.js';
 import { uniqueName, useRabbit } from '../support/servers.js';
 
@@ -43,6 +44,25 @@ describe('AMQP broker: Celery layout', { skip: rabbit.skip }, () => {
       await ch.close();
     } finally {
       await conn.close();
+    }
+  });
+
+  it('declares a dead-letter queue as a plain durable queue: no exchange, no priority argument', async () => {
+    const b = createAmqpBroker(url, { maxPriority: 10 });
+    const q = uniqueName('plain');
+    const conn = await amqplib.connect(url);
+    try {
+      await b.connect();
+      await b.publish(deadLetterQueue(q), message('dead'));
+      const ch = await conn.createChannel();
+      ch.on('error', () => undefined); // the expected 404 closes this channel; asserted through the rejection below
+      assert.equal((await ch.checkQueue(deadLetterQueue(q))).messageCount, 1);
+      // Redeclaring with the arguments of a plain queue succeeds only if it has none (else 406).
+      await ch.assertQueue(deadLetterQueue(q), { durable: true, autoDelete: false });
+      await assert.rejects(ch.checkExchange(deadLetterQueue(q)), /404/);
+    } finally {
+      await conn.close().catch(() => undefined); // the 404 closed the channel, not the connection
+      await b.close();
     }
   });
 

@@ -8,27 +8,26 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { createBroker } from '../../runtime/src/brokers/index.js';
-import { within } from '../../runtime/src/brokers/wait.js';
+import { within } from '../../runtime/src/transport/wait.js';
 import { createApp } from '../../runtime/src/index.js';
 import { startWorker, stopProcess, type Started } from '../support/processes.js';
 import { uniqueName, useRabbit, useRedis, type ServiceResult } from '../support/servers.js';
+import { eventually } from '../support/eventually.js';
 import { startTcpProxy } from '../support/tcp-proxy.js';
 
 const TASKS = 2_000;
 const dir = mkdtempSync(join(tmpdir(), 'celeriac-faults-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function runs(log: string): string[] {
   return existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter(Boolean) : [];
 }
 
+/** Waits until `check` holds; on timeout the error carries the worker's output. */
 async function until(what: string, check: () => boolean, timeoutMs: number, worker?: Started): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n--- worker ---\n${worker?.output()}`);
-    await sleep(50);
-  }
+  await eventually(() => {
+    if (!check()) throw new Error(`timed out waiting for ${what}\n--- worker ---\n${worker?.output()}`);
+  }, { timeoutMs, intervalMs: 50 });
 }
 
 /** Publishes TASKS tasks, restarts the broker once a quarter ran, then counts the runs. */
@@ -46,17 +45,18 @@ async function restartMidRun(svc: ServiceResult, backend: string, acksLate: bool
     await until('a quarter of the tasks to run', () => runs(log).length >= TASKS / 4, 60_000, worker);
     await server.restart({ downMs: 1_000 });
     await until(`all ${TASKS} tasks to run`, () => new Set(runs(log)).size >= TASKS, 180_000, worker);
-    await sleep(1_500); // late duplicates would show up now
+    assert.equal(worker.exitCode, null, 'the worker kept running');
+    // The outage is reported once per connection kind, not once per retry.
+    const lost = worker.output().split('\n').filter((l) => /broker .*connection lost/.test(l));
+    assert.equal(lost.length, 1, `one "connection lost" line for the broker, got:\n${lost.join('\n')}`);
+    // Once the worker has exited the log is final: a late duplicate would be in it.
+    await stopProcess(worker);
     const all = runs(log);
     const counts = new Map<string, number>();
     for (const n of all) counts.set(n, (counts.get(n) ?? 0) + 1);
     const twice = [...counts].filter(([, c]) => c > 1).map(([n]) => n);
     assert.deepEqual(twice, [], `tasks that ran more than once: ${twice.slice(0, 20).join(', ')}`);
     assert.equal(counts.size, TASKS);
-    // The outage is reported once per connection kind, not once per retry.
-    const lost = worker.output().split('\n').filter((l) => /broker .*connection lost/.test(l));
-    assert.equal(lost.length, 1, `one "connection lost" line for the broker, got:\n${lost.join('\n')}`);
-    assert.equal(worker.exitCode, null, 'the worker kept running');
   } finally {
     await stopProcess(worker);
     await app.close();
@@ -75,7 +75,7 @@ async function shutdownDuringOutage(svc: ServiceResult, backend: string): Promis
     await server.stopProcess();
     const exited = new Promise((r) => worker.once('exit', r));
     worker.kill('SIGTERM');
-    await Promise.race([exited, sleep(20_000).then(() => assert.fail(`no exit 20 s after SIGTERM\n${worker.output()}`))]);
+    assert.equal(await within(exited, 20_000), true, `no exit 20 s after SIGTERM\n${worker.output()}`);
   } finally {
     await stopProcess(worker, 'SIGKILL');
     await server.start();
@@ -100,10 +100,12 @@ async function stopsOnBrokenLink(svc: ServiceResult, how: 'frozen' | 'cut'): Pro
     const consuming = broker.consume([uniqueName('broken')], async (d) => {
       delivered.push(d);
     }, { prefetch: 10, signal: stop.signal });
-    await sleep(300); // the subscription is under way and gets no answer
+    // The subscription is under way: its requests went into the partition.
+    await eventually(() => assert.ok(proxy.droppedFromClients > 0, 'the consumer sent a request'), { intervalMs: 10 });
     if (how === 'cut') {
       proxy.cut();
-      await sleep(300); // the driver has seen the link go and waits for the reconnect
+      // The driver has seen the link go and is reconnecting.
+      await eventually(() => assert.ok(proxy.refused > 0, 'the driver tries to reconnect'), { intervalMs: 10 });
     }
     stop.abort();
     assert.equal(await within(consuming, 10_000), true, 'consume() ended after its signal aborted');

@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { createApp } from '../../runtime/src/index.js';
 import { TaskFailedError, TaskRevokedError } from '../../runtime/src/errors.js';
+import { eventually } from '../support/eventually.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url)); // dist/
 const bin = join(root, 'runtime/src/cli/main.js');
@@ -40,13 +41,17 @@ function startWorker(extra: string[] = [], env: Record<string, string> = {}): Pr
   return { child, output: () => out, exited };
 }
 
+/** Waits until `cond` holds. */
 async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out waiting for ${what}`);
+  await eventually(async () => {
+    if (!(await cond())) throw new Error(`timed out waiting for ${what}`);
+  }, { timeoutMs: ms, intervalMs: 25 });
+}
+
+/** Whether a worker has claimed the message of task `id` (it sits in the queue's unacked/ folder). */
+function claimed(queue: string, id: string): boolean {
+  const unacked = join(dir, 'broker/queues', queue, 'unacked');
+  return existsSync(unacked) && readdirSync(unacked).some((n) => readFileSync(join(unacked, n), 'utf8').includes(id));
 }
 
 const runs = () => (existsSync(ledger) ? readFileSync(ledger, 'utf8').trim().split('\n').filter(Boolean) : []);
@@ -84,13 +89,14 @@ describe('worker processes on the file broker', () => {
     const later = await client.sendTask('it.add', [1, 1], {}, { countdown: 400 });
     const expired = await client.sendTask('it.add', [2, 2], {}, { expires: new Date(Date.now() - 1) });
     const revoked = await client.sendTask('it.add', [3, 3], {}, { countdown: 1500 });
-    await new Promise((r) => setTimeout(r, 200)); // the worker has it in its ETA heap by now
+    await until('the worker to hold the countdown task', () => claimed('celery', revoked.id));
     await revoked.revoke();
     assert.equal(await later.get({ timeout: 10_000 }), 2);
     assert.ok(Date.now() - sent >= 400, 'not before its countdown');
     await assert.rejects(expired.get({ timeout: 10_000 }), /expired/);
     await assert.rejects(revoked.get({ timeout: 10_000 }), TaskRevokedError);
-    await new Promise((r) => setTimeout(r, 1600));
+    // At the end of its countdown the worker discards the task (and acks it) instead of running it.
+    await until('the worker to discard the revoked task', () => w.output().split('\n').some((l) => l.includes(revoked.id) && l.includes('task revoked: discarded')));
     assert.equal(runsOf(revoked.id), 0, 'a revoked task never runs');
     assert.equal(runsOf(expired.id), 0, 'an expired task never runs');
   });
@@ -129,9 +135,8 @@ describe('warm shutdown and crashes lose nothing', () => {
     assert.match(w1.output(), /gave back prefetched and scheduled messages/);
     const w2 = startWorker(['-c', '8', '-Q', 'shutdown']);
     await until('all 200 done', () => runs().length >= 200, 30_000);
-    await new Promise((r) => setTimeout(r, 300)); // would show a duplicate
     w2.child.kill('SIGTERM');
-    await w2.exited;
+    await w2.exited; // from here the ledger is final: a late duplicate would be in it
     const counts = new Map<string, number>();
     for (const l of runs()) counts.set(l.split(' ')[0]!, (counts.get(l.split(' ')[0]!) ?? 0) + 1);
     assert.equal(counts.size, 200);

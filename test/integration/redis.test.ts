@@ -6,7 +6,9 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { createRedisBroker, listFor, SEP } from '../../runtime/src/brokers/redis.js';
+import { createRedisBroker } from '../../runtime/src/brokers/redis.js';
+import { POP_SCRIPT } from '../../runtime/src/brokers/redis-scripts.js';
+import { listFor, SEP, UNACKED, UNACKED_INDEX } from '../../runtime/src/protocol/kombu-redis.js';
 import { createRedisStore } from '../../runtime/src/backends/redis.js';
 import { brokerContract, message, Recorder, textOf } from '../contract/broker-contract.js';
 import { backendContract } from '../contract/backend-contract.js';
@@ -84,7 +86,7 @@ describe('Redis broker: kombu layout', { skip: redis.skip }, () => {
     assert.deepEqual(d!.message.headers.stamped_headers, []);
     await r.stop();
     // Restoring keeps the envelope text as written, so Python's [] stays [] (cjson would make it {}).
-    await d!.reject({ requeue: true });
+    await d!.requeue();
     const back = (await raw.lindex(q, 0))!;
     assert.ok(back.includes('"stamped_headers": []'), 'arrays survive a restore');
     assert.equal(JSON.parse(back).properties.delivery_info.redelivered, true);
@@ -111,6 +113,29 @@ describe('Redis broker: kombu layout', { skip: redis.skip }, () => {
     // The victim never acks; closing it must not push a second copy.
     await victim.close();
     assert.equal(await broker.depth(q), 0);
+  });
+
+  it('answers a pop resent after a reconnect with the messages it took, raw ones included', async () => {
+    const q = uniqueName('resent');
+    const popper = new Redis(url);
+    popper.defineCommand('pop', { lua: POP_SCRIPT });
+    const pop = (popId: string) => (popper as unknown as { pop(...a: (string | number)[]): Promise<(string | number)[]> })
+      .pop(4, UNACKED, UNACKED_INDEX, `celeriac.pop.${q}`, q, 10, Date.now() / 1000, popId, q);
+    try {
+      await broker.publish(q, message('enveloped'));
+      await raw.lpush(q, 'not an envelope');
+      const first = await pop('p1');
+      const again = await pop('p1');
+      assert.equal(first.length, 6);
+      assert.deepEqual(again, first, 'the same tags and texts, nothing more taken');
+      assert.equal(first[5], 'not an envelope');
+      assert.equal(JSON.parse(first[2] as string).properties.delivery_tag, first[1]);
+      assert.deepEqual(await pop('p2'), [], 'a new pop finds the queue empty');
+      await raw.hdel(UNACKED, first[1] as string, first[4] as string);
+      await raw.zrem(UNACKED_INDEX, first[1] as string, first[4] as string);
+    } finally {
+      popper.disconnect();
+    }
   });
 });
 

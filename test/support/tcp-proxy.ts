@@ -12,6 +12,10 @@ export interface TcpProxy {
   freeze(): void;
   /** Destroys every connection and refuses (destroys) new ones. */
   cut(): void;
+  /** Bytes a client sent that freeze() dropped (a request went into the partition). */
+  readonly droppedFromClients: number;
+  /** Connections refused since cut() (a client is trying to reconnect). */
+  readonly refused: number;
   close(): Promise<void>;
 }
 
@@ -19,6 +23,8 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
   const sockets = new Set<Socket>();
   let frozen = false;
   let refusing = false;
+  let dropped = 0;
+  let refused = 0;
   const track = (s: Socket) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
@@ -26,10 +32,16 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
   };
   const server = createServer((client) => {
     track(client);
-    if (refusing) return client.destroy();
+    if (refusing) {
+      refused++;
+      return client.destroy();
+    }
     const upstream = connect({ host: '127.0.0.1', port: targetPort });
     track(upstream);
-    client.on('data', (b) => { if (!frozen) upstream.write(b); });
+    client.on('data', (b) => {
+      if (frozen) dropped += b.length;
+      else upstream.write(b);
+    });
     upstream.on('data', (b) => { if (!frozen) client.write(b); });
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());
@@ -38,6 +50,12 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
   const addr = server.address();
   return {
     port: typeof addr === 'object' && addr ? addr.port : 0,
+    get droppedFromClients() {
+      return dropped;
+    },
+    get refused() {
+      return refused;
+    },
     freeze() {
       frozen = true;
     },

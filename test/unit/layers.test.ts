@@ -16,7 +16,7 @@ const RUNTIME: Record<string, number> = {
   logging: 1,
   protocol: 1,
   metrics: 1,
-  internal: 2,
+  transport: 2,
   brokers: 3,
   backends: 4,
   app: 5,
@@ -41,9 +41,12 @@ const OPERATOR: Record<string, number> = {
   'main.ts': 8,
   'index.ts': 8,
 };
-/** Narrower than rank: backends/ may use the broker seam (rpc:// rides the broker), no driver internals. */
+/**
+ * Narrower than rank: backends/ may use the broker seam and, for rpc:// (which rides an AMQP
+ * broker's reply queues), the AmqpBroker interface; no driver internals (shared code is transport/).
+ */
 const ONLY: Record<string, { layer: string; files: string[] }> = {
-  backends: { layer: 'brokers', files: ['broker.ts'] },
+  backends: { layer: 'brokers', files: ['broker.ts', 'amqp.ts'] },
 };
 
 function sources(dir: string): string[] {

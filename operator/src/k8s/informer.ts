@@ -11,7 +11,7 @@
 import type { Logger } from 'pino';
 import { isKubeStatus } from '../errors.js';
 import type { KubeObject } from '../types.js';
-import { sleep } from '../../../runtime/src/brokers/wait.js';
+import { sleep } from '../../../runtime/src/transport/wait.js';
 import { exponentialDelayMs } from './backoff.js';
 import type { KubeClient, ResourceType, WatchEvent } from './kube-client.js';
 

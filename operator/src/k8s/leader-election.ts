@@ -9,7 +9,7 @@
 import type { Logger } from 'pino';
 import { isKubeStatus } from '../errors.js';
 import type { Lease } from '../types.js';
-import { sleep } from '../../../runtime/src/brokers/wait.js';
+import { sleep } from '../../../runtime/src/transport/wait.js';
 import { resources, type KubeClient } from './kube-client.js';
 
 export interface LeaderElectionOptions {

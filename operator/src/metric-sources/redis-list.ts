@@ -1,5 +1,5 @@
 /**
- * Redis queue depth exactly as kombu stores it.
+ * Redis queue depth exactly as kombu stores it (the layout: runtime/src/protocol/kombu-redis.ts).
  *
  * - Ready messages: LLEN of every priority list of every queue: `q`, `q\x06\x163`, `q\x06\x166`,
  *   `q\x06\x169` (spec celery-wire.md §3.2; KEDA's redis scaler reads only `q`, kedacore/keda #7066).
@@ -10,10 +10,8 @@
  */
 import { Redis } from 'ioredis';
 import { redactUrl } from '../../../runtime/src/errors.js';
+import { queueLists, UNACKED, unackedRoutingKey } from '../../../runtime/src/protocol/kombu-redis.js';
 import { abortable, MetricSourceError, type MetricSource, type MetricValue } from './source.js';
-
-const SEP = '\x06\x16';
-const PRIORITY_STEPS = [0, 3, 6, 9];
 
 export interface RedisListOptions {
   url: string;
@@ -23,11 +21,6 @@ export interface RedisListOptions {
   unackedKey?: string;
   timeoutMs?: number;
   tls?: { rejectUnauthorized?: boolean; servername?: string };
-}
-
-/** The list keys kombu uses for a queue, priority 0 first. */
-export function kombuListKeys(queue: string): string[] {
-  return PRIORITY_STEPS.map((p) => (p === 0 ? queue : `${queue}${SEP}${p}`));
 }
 
 export function createRedisListSource(o: RedisListOptions): MetricSource {
@@ -44,9 +37,9 @@ export function createRedisListSource(o: RedisListOptions): MetricSource {
   redis.on('error', (err) => {
     lastError = err;
   });
-  const keys = o.queues.flatMap(kombuListKeys);
+  const keys = o.queues.flatMap(queueLists);
   const queues = new Set(o.queues);
-  const unackedKey = o.unackedKey ?? 'unacked';
+  const unackedKey = o.unackedKey ?? UNACKED;
 
   async function readOnce(): Promise<MetricValue> {
     if (redis.status === 'wait' || redis.status === 'end') await redis.connect();
@@ -64,13 +57,9 @@ export function createRedisListSource(o: RedisListOptions): MetricSource {
     if (herr) throw herr;
     let unacked = 0;
     for (const v of values as string[]) {
-      // Each value is JSON [envelope, exchange, routing_key]; a foreign value is skipped.
-      try {
-        const entry = JSON.parse(v) as unknown[];
-        if (typeof entry[2] === 'string' && queues.has(entry[2])) unacked++;
-      } catch {
-        continue;
-      }
+      // A value that is not kombu's [envelope, exchange, routing_key] has no routing key: skipped.
+      const rk = unackedRoutingKey(v);
+      if (rk !== null && queues.has(rk)) unacked++;
     }
     return { value: ready, active: ready > (o.activationValue ?? 0), detail: { ready, unacked } };
   }

@@ -74,7 +74,7 @@ export function brokerEnv(broker: TaskQueueBroker, maxPriority = 0): V1EnvVar[] 
 
 /**
  * Appends the runtime's URL options for the workers: spec.broker.tls on a TLS URL
- * (runtime/src/brokers/tls-params.ts; on a plain URL they mean nothing and the runtime refuses
+ * (runtime/src/transport/tls-params.ts; on a plain URL they mean nothing and the runtime refuses
  * them), and on AMQP the queues' priority levels as `maxPriority` (x-max-priority).
  */
 function withOptions(url: string, broker: TaskQueueBroker, maxPriority: number): string {

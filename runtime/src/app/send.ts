@@ -4,7 +4,7 @@
  * the worker calls `App.sendTask` too, so routing (routes.ts), the task's own options and the
  * wire format are applied once, the same way for everybody, as Celery's send_task.
  */
-import type { WireMessage } from '../brokers/broker.js';
+import type { WireMessage } from '../protocol/wire-message.js';
 import { encodeTask, type SignatureDict } from '../protocol/task-message.js';
 import type { SerializerName } from '../protocol/serializers.js';
 import type { Config } from './config.js';

@@ -10,8 +10,8 @@ import { watch, type FSWatcher } from 'node:fs';
 import { mkdir, readFile, rename, rmdir, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BackendError } from '../errors.js';
-import { fileUrlPath } from '../brokers/file.js';
-import { sleep } from '../brokers/wait.js';
+import { fileUrlPath } from '../transport/file-url.js';
+import { sleep } from '../transport/wait.js';
 import type { KeyValueStore } from './backend.js';
 
 const LOCK_STALE_MS = 10_000;

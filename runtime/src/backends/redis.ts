@@ -9,7 +9,7 @@
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { BackendError, redactUrl } from '../errors.js';
-import { OutageLog, parseRedisUrl, pingWithin, quit, redisOptions } from '../brokers/redis-connection.js';
+import { OutageLog, parseRedisUrl, pingWithin, quit, redisOptions } from '../transport/redis-connection.js';
 import type { KeyValueStore } from './backend.js';
 
 /**

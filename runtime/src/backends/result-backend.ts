@@ -5,7 +5,7 @@
  */
 import { BackendError, ResultTimeoutError } from '../errors.js';
 import { READY_STATES, type TaskMeta } from '../protocol/result-meta.js';
-import { sleep } from '../brokers/wait.js';
+import { sleep } from '../transport/wait.js';
 import type { KeyValueStore } from './backend.js';
 
 /** Where a result goes besides the store (rpc:// sends it to the client's reply queue). */

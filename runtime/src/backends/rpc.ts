@@ -16,8 +16,9 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { AmqpBroker } from '../brokers/amqp.js';
-import type { Broker, WireMessage } from '../brokers/broker.js';
+import type { Broker } from '../brokers/broker.js';
 import { ConfigError, ResultTimeoutError } from '../errors.js';
+import type { WireMessage } from '../protocol/wire-message.js';
 import { READY_STATES, type TaskMeta } from '../protocol/result-meta.js';
 import { acceptedContentTypes, deserialize } from '../protocol/serializers.js';
 import type { ResultBackend } from './result-backend.js';

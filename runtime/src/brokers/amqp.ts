@@ -12,31 +12,35 @@
  * - Priorities: queues are declared with `x-max-priority` when `maxPriority` is set (Celery's
  *   `task_queue_max_priority`); off by default, as in Celery, because redeclaring a queue with
  *   other arguments fails.
- * - reject({ requeue: false }) publishes a copy to the durable queue `<queue>.dead` with headers
- *   `x-celeriac-dead-reason` and `x-celeriac-dead-queue` (confirmed), then acks the original. A
- *   dead-letter exchange would need `x-dead-letter-*` arguments on Celery's queues, which Python
- *   workers declare without them (406 PRECONDITION_FAILED on one side or the other).
+ * - Dead-letter queues `<queue>.dead` (the worker publishes refused messages there) are declared
+ *   as plain durable queues: no exchange, binding or `x-max-priority`. A dead-letter exchange
+ *   would need `x-dead-letter-*` arguments on Celery's queues, which Python workers declare
+ *   without them (406 PRECONDITION_FAILED on one side or the other).
  * - broadcast/subscribe: exchange `celeryev` is topic and durable, any other (`celery.pidbox`) is a
  *   non-durable fanout, as Celery declares them; subscribers get an exclusive auto-delete queue.
  *   The routing key is `message.properties.routing_key` when set.
  * - Survives broker restarts: reconnects with capped exponential backoff (logged once per outage),
  *   re-subscribes consumers, retries publishes that were not confirmed. Messages not acknowledged
- *   come back from RabbitMQ; a redelivery of a message this process already acked (same task id
- *   and retry count; its ack was lost with the connection) is acked and dropped, not run again.
+ *   come back from RabbitMQ (the worker drops a redelivery of a message it already acked or still
+ *   runs, whose ack was lost with the connection).
  * - py-amqp's 64-bit `L` header values are decoded (./amqp-codec.ts) instead of killing the
  *   connection.
  *
  * URL: `amqp://user:password@host[:port][/vhost][?heartbeat=60&maxPriority=10]`, `amqps://` for TLS
- * (with `tlsInsecure=true` or `tlsServerName=NAME`, ./tls-params.ts).
+ * (with `tlsInsecure=true` or `tlsServerName=NAME`, ../transport/tls-params.ts).
  */
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { BrokerError, isAuthenticationError, redactUrl } from '../errors.js';
+import { isDeadLetterQueue } from '../protocol/dead-letter.js';
+import type { WireMessage } from '../protocol/wire-message.js';
+import { Backoff, backoffDelay } from '../transport/backoff.js';
+import { takeTlsParams } from '../transport/tls-params.js';
+import { aborted, CLOSE_TIMEOUT_MS, prefetchLimit, sleep, untilAborted, within } from '../transport/wait.js';
 import { amqplib } from './amqp-codec.js';
-import type { Broker, ConsumeOptions, Delivery, WireMessage } from './broker.js';
-import { takeTlsParams } from './tls-params.js';
-import { aborted, CLOSE_TIMEOUT_MS, prefetchLimit, sleep, untilAborted, within } from './wait.js';
+import type { Broker, ConsumeOptions, Delivery } from './broker.js';
+import { Qos } from './qos.js';
 
 export interface AmqpBrokerOptions {
   readonly logger?: Logger;
@@ -45,8 +49,6 @@ export interface AmqpBrokerOptions {
   /** connect() gives up after this (default 10000). */
   readonly connectTimeoutMs?: number;
 }
-
-const RECENT_ACKS = 10_000;
 
 /** Celery's exchange types (spec §4.1): events are topic+durable, control is a transient fanout. */
 function exchangeKind(exchange: string): { type: 'topic' | 'fanout'; durable: boolean } {
@@ -116,12 +118,6 @@ function coalesceWrites(model: ChannelModel): void {
 /** The TCP (or TLS) socket under an amqplib connection. */
 function socketOf(model: ChannelModel): Socket | undefined {
   return (model as unknown as { connection?: { stream?: Socket } }).connection?.stream;
-}
-
-/** Identity of a task message across redeliveries: task id and retry count. */
-function identity(m: WireMessage): string | null {
-  const id = m.headers.id;
-  return typeof id === 'string' ? `${id}:${String(m.headers.retries ?? 0)}` : null;
 }
 
 /** basic.qos prefetch count now (0 = unlimited); the worker raises it while it holds ETA tasks. */
@@ -233,12 +229,6 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
   let decl: Promise<Channel> | null = null;
   let fast: Promise<Channel> | null = null;
   const declared = new Map<string, Promise<void>>();
-  const recentAcks = new Set<string>();
-  /**
-   * Identity -> settlers of redeliveries that arrived while the first delivery still runs here (its
-   * channel died with the connection): they are settled like the first, not run a second time.
-   */
-  const running = new Map<string, ((outcome: 'ack' | 'requeue') => void)[]>();
   /** Open channels; consumer channels with their pending acks, sent before the channel closes. */
   const openChannels = new Map<Channel, ChannelAcks | null>();
   const loops = new Set<Promise<void>>();
@@ -248,12 +238,6 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
 
   const wrap = (what: string, err: unknown) =>
     new BrokerError(`AMQP broker ${where}: ${what} failed: ${(err as Error)?.message ?? err}`, { cause: err });
-
-  function rememberAck(key: string | null): void {
-    if (!key) return;
-    recentAcks.add(key);
-    if (recentAcks.size > RECENT_ACKS) recentAcks.delete(recentAcks.values().next().value as string);
-  }
 
   function lost(c: ChannelModel, err?: unknown): void {
     if (conn !== c) return;
@@ -272,7 +256,7 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
   function connection(): Promise<ChannelModel> {
     if (conn) return Promise.resolve(conn);
     connecting ??= (async () => {
-      let delay = 100;
+      const backoff = new Backoff(100, 5_000);
       for (;;) {
         if (closing.signal.aborted) throw new BrokerError(`AMQP broker ${where} is closed`);
         try {
@@ -294,8 +278,7 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
           if (!everConnected) throw err;
           if (!down) log?.warn({ err }, `AMQP broker ${where}: cannot reconnect, retrying with backoff`);
           down = true;
-          await sleep(delay, closing.signal);
-          delay = Math.min(delay * 2, 5_000);
+          await sleep(backoff.next(), closing.signal);
         }
       }
     })().finally(() => {
@@ -333,9 +316,10 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
   }
 
   /** Declares `queue` as Celery does (or, for `<q>.dead`, just the durable queue), once per connection. */
-  function declareQueue(queue: string, plain = false): Promise<void> {
+  function declareQueue(queue: string): Promise<void> {
     let p = declared.get(queue);
     if (!p) {
+      const plain = isDeadLetterQueue(queue);
       p = (async () => {
         const args = maxPriority && !plain ? { 'x-max-priority': maxPriority } : undefined;
         try {
@@ -382,7 +366,6 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
   /** Publishes with a confirm; retries (after reconnecting) while the broker is away. */
   async function confirmedPublish(exchange: string, routingKey: string, m: WireMessage, what: string): Promise<void> {
     const options = publishOptions(m);
-    let delay = 100;
     for (let attempt = 1; ; attempt++) {
       let ch: ConfirmChannel;
       try {
@@ -399,14 +382,13 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
         if (err instanceof TypeError) throw wrap(`${what} (a header cannot be encoded)`, err);
         if (closing.signal.aborted || attempt >= 20) throw wrap(what, err);
         log?.debug({ err, attempt }, 'publish not confirmed; retrying');
-        await sleep(delay, closing.signal);
-        delay = Math.min(delay * 2, 2_000);
+        await sleep(backoffDelay(attempt - 1, 100, 2_000), closing.signal);
       }
     }
   }
 
-  function closeWhenSettled(ch: Channel, unsettled: () => number): void {
-    if (unsettled() === 0) {
+  function closeWhenSettled(ch: Channel, qos: Qos<ConsumeMessage>): void {
+    if (qos.unsettled === 0) {
       openChannels.get(ch)?.flush();
       openChannels.delete(ch);
       ch.close().catch(() => undefined);
@@ -415,7 +397,7 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
 
   async function consumeLoop(queues: readonly string[], onDelivery: (d: Delivery) => Promise<void>, copts: ConsumeOptions): Promise<void> {
     const signal = AbortSignal.any([copts.signal, closing.signal]);
-    let delay = 100;
+    const backoff = new Backoff(100, 5_000);
     while (!signal.aborted) {
       let ch: Channel;
       try {
@@ -426,110 +408,52 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
       } catch (err) {
         if (signal.aborted) break;
         log?.warn({ err }, 'could not open a consumer channel; retrying');
-        await sleep(delay, signal);
-        delay = Math.min(delay * 2, 5_000);
+        await sleep(backoff.next(), signal);
         continue;
       }
-      let unsettled = 0;
       let stopped = false;
       let prefetch = prefetchOf(copts);
       // One queue: per-consumer QoS (cheaper for RabbitMQ); several: per channel, as Celery sets it.
       const globalQos = queues.length > 1;
-      const acks = new ChannelAcks(ch, (err) => log?.warn({ err }, 'ack failed (channel closed); redeliveries will be dropped'));
+      const acks = new ChannelAcks(ch, (err) => log?.warn({ err }, 'ack failed (channel closed); RabbitMQ redelivers the message and the worker drops the duplicate'));
       openChannels.set(ch, acks);
       const channelLost = new Promise<void>((resolve) => ch.once('close', () => resolve()));
       ch.on('error', (err: unknown) => log?.warn({ err }, 'AMQP consumer channel error'));
+      // RabbitMQ enforces the prefetch limit; the count here closes a stopped channel after its last settle.
+      const qos: Qos<ConsumeMessage> = new Qos<ConsumeMessage>({
+        settlers: {
+          async ack(msg) {
+            acks.ack(msg.fields.deliveryTag);
+          },
+          async requeue(msg) {
+            acks.nack(msg, true);
+          },
+        },
+        onDelivery,
+        prefetch: copts.prefetch,
+        log,
+        onSettled: () => {
+          if (stopped) closeWhenSettled(ch, qos);
+        },
+      });
 
       const onMessage = (queue: string, msg: ConsumeMessage | null) => {
         if (!msg) return; // cancelled by the server (queue deleted): the channel loop re-subscribes
-        const message = toWire(msg);
         acks.delivered(msg.fields.deliveryTag);
         if (stopped) {
           acks.nack(msg, true);
           return;
         }
-        const key = identity(message);
-        if (msg.fields.redelivered && key && recentAcks.has(key)) {
-          log?.warn({ queue, taskId: message.headers.id }, 'redelivery of a message already acknowledged (ack lost with the connection); dropped');
-          acks.ack(msg.fields.deliveryTag);
-          return;
-        }
-        const twins = msg.fields.redelivered && key ? running.get(key) : undefined;
-        if (twins) {
-          log?.warn({ queue, taskId: message.headers.id }, 'redelivery of a message still running here; it is settled when that run ends');
-          twins.push((outcome) => {
-            try {
-              if (outcome === 'ack') acks.ack(msg.fields.deliveryTag);
-              else acks.nack(msg, true);
-            } catch (err) {
-              log?.warn({ err, queue }, 'settling a redelivery failed; the broker keeps it');
-            }
-          });
-          return;
-        }
-        if (key) running.set(key, []);
-        const settleTwins = (outcome: 'ack' | 'requeue') => {
-          if (!key) return;
-          const t = running.get(key);
-          running.delete(key);
-          for (const f of t ?? []) f(outcome);
-        };
-        unsettled++;
-        let done = false;
-        /** Marks the delivery settled (once); `release` runs when its frames are sent. */
-        const settle = () => {
-          if (done) return false;
-          done = true;
-          return true;
-        };
-        const release = () => {
-          unsettled--;
-          if (stopped) closeWhenSettled(ch, () => unsettled);
-        };
-        const d: Delivery = {
-          message,
-          info: { queue, exchange: msg.fields.exchange, routingKey: msg.fields.routingKey, redelivered: msg.fields.redelivered },
-          async ack() {
-            if (!settle()) return;
-            rememberAck(key);
-            settleTwins('ack');
-            acks.ack(msg.fields.deliveryTag);
-            release();
-          },
-          async reject({ requeue, reason }) {
-            if (!settle()) return;
-            try {
-              if (requeue) {
-                settleTwins('requeue');
-                acks.nack(msg, true);
-                return;
-              }
-              await declareQueue(`${queue}.dead`, true);
-              const dead: WireMessage = {
-                ...message,
-                headers: { ...message.headers, 'x-celeriac-dead-reason': reason ?? 'rejected', 'x-celeriac-dead-queue': queue },
-              };
-              await confirmedPublish('', `${queue}.dead`, dead, `dead-lettering to "${queue}.dead"`);
-              rememberAck(key);
-              settleTwins('ack');
-              acks.ack(msg.fields.deliveryTag);
-            } catch (err) {
-              // The channel is gone: RabbitMQ gives the message back, nothing is lost.
-              log?.warn({ err, queue }, 'reject failed; the broker will redeliver the message');
-            } finally {
-              release();
-            }
-          },
-        };
         const limit = prefetchOf(copts);
         if (limit !== prefetch) {
           prefetch = limit;
           ch.prefetch(limit, globalQos).catch((err: unknown) => log?.warn({ err }, 'could not change prefetch'));
         }
-        onDelivery(d).catch((err: unknown) => {
-          log?.error({ err, queue }, 'delivery handler failed; message given back to its queue');
-          return d.reject({ requeue: true });
-        });
+        qos.hand(
+          toWire(msg),
+          { queue, exchange: msg.fields.exchange, routingKey: msg.fields.routingKey, redelivered: msg.fields.redelivered },
+          msg,
+        );
       };
 
       try {
@@ -545,13 +469,13 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
         // The link can die mid-subscription, and declaring then waits for the reconnect: a stop
         // must not wait for it.
         const live = await untilAborted(subscribe(), signal);
-        if (live) delay = 100;
+        if (live) backoff.reset();
         const why = live ? await Promise.race([channelLost.then(() => 'lost' as const), aborted(signal).then(() => 'stop' as const)]) : 'stop';
         if (why === 'stop') {
           stopped = true;
           await within(Promise.all(tags.map((t) => ch.cancel(t))), CLOSE_TIMEOUT_MS);
           // Held deliveries are settled later by the worker; the channel closes after the last one.
-          closeWhenSettled(ch, () => unsettled);
+          closeWhenSettled(ch, qos);
           break;
         }
         openChannels.delete(ch);
@@ -560,8 +484,7 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
         openChannels.delete(ch);
         if (signal.aborted) break;
         log?.warn({ err, queues }, 'subscribing failed; retrying');
-        await sleep(delay, signal);
-        delay = Math.min(delay * 2, 5_000);
+        await sleep(backoff.next(), signal);
       }
     }
   }
@@ -572,7 +495,7 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
    */
   async function listenLoop(spec: ListenSpec, onMessage: (m: WireMessage) => void, own: AbortSignal, onReady?: () => void): Promise<void> {
     const signal = AbortSignal.any([own, closing.signal]);
-    let delay = 100;
+    const backoff = new Backoff(100, 5_000);
     while (!signal.aborted) {
       const mine: Channel[] = [];
       // Returns the channel's loss in a box: an async function returning a promise would wait for it.
@@ -600,14 +523,13 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
         // As in consumeLoop: a set-up that waits for a reconnect ends when listening stops.
         const live = await untilAborted(setUp(), signal);
         if (!live) break;
-        delay = 100;
+        backoff.reset();
         onReady?.();
         await Promise.race([live.lost, aborted(signal)]);
       } catch (err) {
         if (signal.aborted) break;
         log?.warn({ err, queue: spec.queue }, 'listening failed; retrying');
-        await sleep(delay, signal);
-        delay = Math.min(delay * 2, 5_000);
+        await sleep(backoff.next(), signal);
       } finally {
         for (const ch of mine) {
           openChannels.delete(ch);

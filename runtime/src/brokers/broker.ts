@@ -1,30 +1,13 @@
 /**
- * The broker seam: a few byte-moving primitives. Routing, acks policy, retries and ETA live in
- * the worker; a driver only stores, delivers and settles messages.
+ * The broker seam: a few byte-moving primitives. Routing, acks policy, retries, ETA,
+ * dead-lettering and duplicate suppression live in the worker; a driver only stores, delivers and
+ * settles messages (with the bookkeeping of ./qos.ts).
  *
  * Drivers: memory.ts (one process), file.ts (several processes on one machine), redis.ts, amqp.ts.
  * How to add one: ./README.md.
  */
 
-/**
- * A transport-neutral message. Header and property names are Celery's wire names (snake_case),
- * so that drivers translate them 1:1 into kombu's Redis envelope or AMQP basic properties.
- */
-export interface WireMessage {
-  /** Serialized (and possibly compressed) body bytes. */
-  readonly body: Buffer;
-  /** e.g. `application/json`, `application/x-msgpack`, `application/x-yaml`. */
-  readonly contentType: string;
-  /** `utf-8` for text serializers, `binary` for msgpack. */
-  readonly contentEncoding: string;
-  /** Celery message headers (`task`, `id`, `eta`, …) plus user headers. */
-  readonly headers: Record<string, unknown>;
-  /**
-   * Message properties by Celery name: `correlation_id`, `reply_to`, `delivery_mode`, `priority`,
-   * `expiration`; unknown ones are kept and ignored.
-   */
-  readonly properties: Record<string, unknown>;
-}
+import type { WireMessage } from '../protocol/wire-message.js';
 
 /** Where a delivery came from. */
 export interface DeliveryInfo {
@@ -35,17 +18,18 @@ export interface DeliveryInfo {
   readonly redelivered: boolean;
 }
 
-/** One received message; settle it exactly once with ack() or reject(). */
+/** One received message; settle it with ack() or requeue() (only the first call counts). */
 export interface Delivery {
   readonly message: WireMessage;
   readonly info: DeliveryInfo;
   /** Removes the message from the broker for good. */
   ack(): Promise<void>;
   /**
-   * `requeue: true` gives the message back to its queue (shutdown, prefetched work);
-   * `requeue: false` moves it to the dead-letter queue `<queue>.dead` with `reason`, never drops it.
+   * Gives the message back to its queue, marked redelivered (shutdown, prefetched work, a handler
+   * that threw). Never rejects: a give-back that fails is logged, and the broker restores the
+   * message itself (connection close, visibility timeout).
    */
-  reject(opts: { requeue: boolean; reason?: string }): Promise<void>;
+  requeue(): Promise<void>;
 }
 
 export interface ConsumeOptions {
@@ -69,7 +53,8 @@ export interface Broker {
   publish(queue: string, message: WireMessage): Promise<void>;
   /**
    * Delivers messages from `queues` to `onDelivery` until `opts.signal` aborts. At most
-   * `opts.prefetch` deliveries are unsettled at once. Resolves after the abort.
+   * `opts.prefetch` deliveries are unsettled at once; a delivery whose handler rejects is given
+   * back. Resolves after the abort.
    */
   consume(
     queues: readonly string[],

@@ -20,27 +20,20 @@
 import { randomBytes } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
 import { mkdir, readFile, readdir, rename, unlink, writeFile } from 'node:fs/promises';
-import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
 import { BrokerError } from '../errors.js';
-import { fromEnvelope, parseEnvelope, toEnvelope } from '../protocol/envelope.js';
-import type { Broker, ConsumeOptions, Delivery, WireMessage } from './broker.js';
-import { deadLettered } from './memory.js';
-import { prefetchLimit, Signal, sleep } from './wait.js';
+import { fromEnvelope, parseEnvelope, toEnvelope, type Envelope } from '../protocol/envelope.js';
+import { rawMessage, type WireMessage } from '../protocol/wire-message.js';
+import { fileUrlPath } from '../transport/file-url.js';
+import { Signal, sleep } from '../transport/wait.js';
+import type { Broker, ConsumeOptions } from './broker.js';
+import { Qos } from './qos.js';
 
 const FANOUT_KEEP_MS = 60_000;
 const POLL_MS = 200;
 /** How long a folder listing is trusted for new claims (newer or higher-priority files wait this long at most). */
 const LISTING_MAX_AGE_MS = 250;
-
-/** The folder a file:// URL names (shared with the file result backend). */
-export function fileUrlPath(url: string, sub: string): string {
-  const u = new URL(url);
-  if (u.pathname && u.pathname !== '/') return fileURLToPath(new URL(`file://${u.pathname}`));
-  const cache = process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache');
-  return join(cache, 'celeriac', sub);
-}
 
 let seq = 0;
 function messageName(priority: number): string {
@@ -53,7 +46,17 @@ function isMissing(err: unknown): boolean {
   return (err as NodeJS.ErrnoException).code === 'ENOENT';
 }
 
-export function createFileBroker(url = 'file://'): Broker {
+/** A message this process claimed: where its file is now. */
+interface Claim {
+  /** `<queue>/<name>`, its key in `held`. */
+  readonly key: string;
+  readonly queue: string;
+  readonly name: string;
+  deadline: number;
+}
+
+export function createFileBroker(url = 'file://', opts: { logger?: Logger } = {}): Broker {
+  const log = opts.logger?.child({ component: 'file-broker' });
   const root = fileUrlPath(url, 'broker');
   const visibilityMs = Number(new URL(url).searchParams.get('visibility_timeout') ?? 30) * 1000;
   const tmp = join(root, 'tmp');
@@ -113,10 +116,31 @@ export function createFileBroker(url = 'file://'): Broker {
     },
     publish,
 
-    async consume(queues, onDelivery, opts: ConsumeOptions) {
-      const signal = AbortSignal.any([opts.signal, closed.signal]);
+    async consume(queues, onDelivery, copts: ConsumeOptions) {
+      const signal = AbortSignal.any([copts.signal, closed.signal]);
       await Promise.all(queues.flatMap((q) => [ensure(readyDir(q)), ensure(unackedDir(q))]));
-      const held = new Map<string, { queue: string; name: string; deadline: number }>();
+      /** Claims this consumer holds, by `<queue>/<name>` (their deadlines are pushed forward). */
+      const held = new Map<string, Claim>();
+      const current = (c: Claim) => join(unackedDir(c.queue), `${c.name}~${c.deadline}`);
+      const qos = new Qos<Claim>({
+        settlers: {
+          async ack(c) {
+            held.delete(c.key);
+            await unlink(current(c)).catch((err) => {
+              if (isMissing(err)) throw new BrokerError(`Message ${c.name} in queue "${c.queue}" was restored to the queue before it was acknowledged (visibility timeout ${visibilityMs} ms passed)`);
+              throw err;
+            });
+          },
+          async requeue(c) {
+            held.delete(c.key);
+            await rename(current(c), join(readyDir(c.queue), c.name.replace(/(\.r)?\.json$/, '.r.json')));
+          },
+        },
+        onDelivery,
+        prefetch: copts.prefetch,
+        log,
+        onSettled: () => changed.notify(),
+      });
       const listings = new Map<string, { names: string[]; next: number; at: number }>();
       const watchers: FSWatcher[] = queues.map((q) => watch(readyDir(q), () => changed.notify()));
       for (const w of watchers) w.on('error', () => changed.notify());
@@ -146,71 +170,32 @@ export function createFileBroker(url = 'file://'): Broker {
         }
       })();
 
-      const claim = async (queue: string, name: string): Promise<void> => {
+      /** Takes one message (false when another consumer won it) and hands it to the worker. */
+      const claim = async (queue: string, name: string): Promise<boolean> => {
         const deadline = Date.now() + visibilityMs;
         const claimed = join(unackedDir(queue), `${name}~${deadline}`);
         try {
           await rename(join(readyDir(queue), name), claimed);
         } catch (err) {
-          if (isMissing(err)) return; // another consumer won this message
+          if (isMissing(err)) return false; // another consumer won this message
           throw err;
         }
         const text = await readFile(claimed, 'utf8');
-        const key = `${queue}/${name}`;
-        const h = { queue, name, deadline };
-        held.set(key, h);
-        let message: WireMessage;
+        const c: Claim = { key: `${queue}/${name}`, queue, name, deadline };
+        held.set(c.key, c);
+        let env: Envelope | null = null;
         try {
-          message = fromEnvelope(parseEnvelope(text));
+          env = parseEnvelope(text);
         } catch (err) {
-          // Not an envelope at all: keep the bytes as the body so the worker dead-letters it.
-          message = { body: Buffer.from(text), contentType: 'application/octet-stream', contentEncoding: 'binary', headers: {}, properties: {} };
+          log?.warn({ err, queue, file: name }, 'message is not a kombu envelope; handed on raw so that the worker dead-letters it');
         }
-        let settled = false;
-        const current = () => join(unackedDir(queue), `${name}~${h.deadline}`);
-        const settle = () => {
-          if (settled) return false;
-          settled = true;
-          held.delete(key);
-          changed.notify();
-          return true;
-        };
-        const d: Delivery = {
-          message,
-          info: { queue, exchange: '', routingKey: queue, redelivered: name.endsWith('.r.json') },
-          async ack() {
-            if (!settle()) return;
-            await unlink(current()).catch((err) => {
-              if (isMissing(err)) throw new BrokerError(`Message ${name} in queue "${queue}" was restored to the queue before it was acknowledged (visibility timeout ${visibilityMs} ms passed)`);
-              throw err;
-            });
-          },
-          async reject({ requeue, reason }) {
-            if (!settle()) return;
-            if (requeue) {
-              await rename(current(), join(readyDir(queue), name.replace(/(\.r)?\.json$/, '.r.json')));
-            } else {
-              await publishDead(queue, text, reason);
-              await unlink(current());
-            }
-          },
-        };
-        onDelivery(d).catch(() => d.reject({ requeue: true }));
-      };
-
-      const publishDead = async (queue: string, text: string, reason: string | undefined) => {
-        let msg: WireMessage;
-        try {
-          msg = fromEnvelope(parseEnvelope(text));
-        } catch {
-          msg = { body: Buffer.from(text), contentType: 'application/octet-stream', contentEncoding: 'binary', headers: {}, properties: {} };
-        }
-        await publish(`${queue}.dead`, deadLettered(msg, queue, reason));
+        qos.hand(env ? fromEnvelope(env) : rawMessage(text), { queue, exchange: '', routingKey: queue, redelivered: name.endsWith('.r.json') }, c);
+        return true;
       };
 
       try {
         while (!signal.aborted) {
-          let room = prefetchLimit(opts.prefetch) - held.size;
+          let room = qos.room();
           if (room > 0) {
             for (const q of queues) {
               if (room <= 0 || signal.aborted) break;
@@ -222,9 +207,7 @@ export function createFileBroker(url = 'file://'): Broker {
                 listings.set(q, l);
               }
               while (room > 0 && l.next < l.names.length && !signal.aborted) {
-                const before = held.size;
-                await claim(q, l.names[l.next++]!);
-                room -= held.size - before;
+                if (await claim(q, l.names[l.next++]!)) room--;
               }
             }
           }

@@ -1,18 +1,21 @@
 /**
  * memory:// — an in-process broker for tests and single-process apps.
  *
- * Features: priorities 0-9 (higher first, as on RabbitMQ), prefetch, ack/requeue, dead-lettering to
- * `<queue>.dead`, fan-out broadcast. URL: `memory://` or `memory://<name>`: every broker created
+ * Features: priorities 0-9 (higher first, as on RabbitMQ), prefetch, ack/requeue, fan-out broadcast. URL: `memory://` or `memory://<name>`: every broker created
  * in one process with the same name shares the same queues (so an app's client and worker meet).
  * Messages live only as long as the process.
  */
 import { EventEmitter } from 'node:events';
-import type { Broker, ConsumeOptions, Delivery, WireMessage } from './broker.js';
-import { aborted, prefetchLimit, Signal } from './wait.js';
+import type { Logger } from 'pino';
+import type { WireMessage } from '../protocol/wire-message.js';
+import { aborted, Signal } from '../transport/wait.js';
+import type { Broker, ConsumeOptions } from './broker.js';
+import { Qos } from './qos.js';
 
 interface Item {
-  message: WireMessage;
-  redelivered: boolean;
+  readonly message: WireMessage;
+  readonly queue: string;
+  readonly redelivered: boolean;
 }
 
 class Queue {
@@ -58,7 +61,8 @@ class MemoryHub {
 
 const hubs = new Map<string, MemoryHub>();
 
-export function createMemoryBroker(url = 'memory://'): Broker {
+export function createMemoryBroker(url = 'memory://', opts: { logger?: Logger } = {}): Broker {
+  const log = opts.logger?.child({ component: 'memory-broker' });
   const name = url.replace(/^memory:\/\//, '') || 'default';
   let hub = hubs.get(name);
   if (!hub) hubs.set(name, (hub = new MemoryHub()));
@@ -71,56 +75,41 @@ export function createMemoryBroker(url = 'memory://'): Broker {
     kind: 'memory',
     async connect() {},
     async publish(queue, message) {
-      h.queue(queue).push({ message, redelivered: false });
+      h.queue(queue).push({ message, queue, redelivered: false });
       h.changed.notify();
     },
-    async consume(queues, onDelivery, opts: ConsumeOptions) {
-      const signal = AbortSignal.any([opts.signal, closed.signal]);
-      let unsettled = 0;
+    async consume(queues, onDelivery, copts: ConsumeOptions) {
+      const signal = AbortSignal.any([copts.signal, closed.signal]);
+      const qos = new Qos<Item>({
+        settlers: {
+          async ack() {},
+          async requeue({ message, queue }) {
+            h.queue(queue).push({ message, queue, redelivered: true }, true);
+          },
+        },
+        onDelivery,
+        prefetch: copts.prefetch,
+        log,
+        onSettled: () => h.changed.notify(),
+      });
       let cursor = 0;
       const abort = () => h.changed.notify();
       signal.addEventListener('abort', abort, { once: true });
       try {
         while (!signal.aborted) {
           let delivered = false;
-          while (!signal.aborted && unsettled < prefetchLimit(opts.prefetch)) {
+          while (!signal.aborted && qos.room() > 0) {
             let item: Item | undefined;
-            let from = '';
             // Round-robin over queues so that one busy queue does not starve the others.
             for (let i = 0; i < queues.length && !item; i++) {
-              from = queues[(cursor + i) % queues.length]!;
-              item = h.queues.get(from)?.shift();
+              item = h.queues.get(queues[(cursor + i) % queues.length]!)?.shift();
             }
             cursor++;
             if (!item) break;
             delivered = true;
-            unsettled++;
-            const it = item;
-            const q = from;
-            let settled = false;
-            const settle = () => {
-              if (settled) return false;
-              settled = true;
-              unsettled--;
-              h.changed.notify();
-              return true;
-            };
-            const d: Delivery = {
-              message: it.message,
-              info: { queue: q, exchange: '', routingKey: q, redelivered: it.redelivered },
-              async ack() {
-                settle();
-              },
-              async reject({ requeue, reason }) {
-                if (!settle()) return;
-                if (requeue) h.queue(q).push({ message: it.message, redelivered: true }, true);
-                else h.queue(`${q}.dead`).push({ message: deadLettered(it.message, q, reason), redelivered: false });
-                h.changed.notify();
-              },
-            };
-            onDelivery(d).catch(() => d.reject({ requeue: true }));
+            qos.hand(item.message, { queue: item.queue, exchange: '', routingKey: item.queue, redelivered: item.redelivered }, item);
           }
-          if (!delivered || unsettled >= prefetchLimit(opts.prefetch)) await h.changed.wait();
+          if (!delivered || qos.room() <= 0) await h.changed.wait();
         }
       } finally {
         signal.removeEventListener('abort', abort);
@@ -144,13 +133,5 @@ export function createMemoryBroker(url = 'memory://'): Broker {
     async close() {
       closed.abort();
     },
-  };
-}
-
-/** The copy of a message that goes to `<queue>.dead`, with why and from where. */
-export function deadLettered(message: WireMessage, queue: string, reason: string | undefined): WireMessage {
-  return {
-    ...message,
-    headers: { ...message.headers, 'x-celeriac-dead-reason': reason ?? 'rejected', 'x-celeriac-dead-queue': queue },
   };
 }

@@ -1,19 +1,21 @@
 /**
  * Lua scripts of the Redis broker. Each runs atomically in Redis, so a message is never out of both
  * its queue list and kombu's `unacked` hash (kombu itself has that window between BRPOP and ZADD).
- * Kept as strings so that they ship inside dist/ with the compiled code.
+ * Kept as strings so that they ship inside dist/ with the compiled code; the layout constants
+ * come from ../protocol/kombu-redis.ts.
  *
  * An `unacked` entry is kombu's JSON array `[envelope, exchange, routing_key]` (spec §3.5).
  */
+import { LUA_SEP, PRIORITY_STEPS } from '../protocol/kombu-redis.js';
 
-/** Separator and priority steps of kombu's Redis transport (spec §3.2). */
+/** kombu's list for a queue and priority (spec §3.2), as listFor() in kombu-redis.ts. */
 const LUA_LIST_FOR = `
-local SEP = '\\6\\22'
+local SEP = '${LUA_SEP}'
 local function list_for(queue, priority)
   local p = tonumber(priority) or 0
   if p < 0 then p = 0 elseif p > 9 then p = 9 end
   local step = 0
-  for _, s in ipairs({0, 3, 6, 9}) do if s <= p then step = s end end
+  for _, s in ipairs({${PRIORITY_STEPS.join(', ')}}) do if s <= p then step = s end end
   if step == 0 then return queue end
   return queue .. SEP .. step
 end
@@ -25,7 +27,7 @@ end
  * ARGV[3] is a pop id: the tags taken are remembered under KEYS[3] so that the same call resent
  * after a reconnect (its reply lost) returns the same messages instead of taking more.
  * ARGV[4..] are the queue names of KEYS[4..] (routing key for envelopes without delivery_info).
- * Returns a flat array {list index (1-based), delivery tag, unacked entry, ...}.
+ * Returns a flat array {list index (1-based), delivery tag, message text as it was in the list, ...}.
  */
 export const POP_SCRIPT = `
 local rec = redis.call('GET', KEYS[3])
@@ -35,7 +37,13 @@ if rec then
     local out = {}
     for idx, tag in string.gmatch(string.sub(rec, nl + 1), '(%d+) ([^\\n]+)') do
       local v = redis.call('HGET', KEYS[1], tag)
-      if v then out[#out + 1] = tonumber(idx); out[#out + 1] = tag; out[#out + 1] = v end
+      if v then
+        -- The message text inside the entry [text-or-envelope, exchange, routing_key].
+        local ok, entry = pcall(cjson.decode, v)
+        local text = ok and type(entry) == 'table' and type(entry[1]) == 'string' and entry[1]
+        if not text then text = string.match(v, '^%[(.*),%s*"[^"]*",%s*"[^"]*"%s*%]$') or v end
+        out[#out + 1] = tonumber(idx); out[#out + 1] = tag; out[#out + 1] = text
+      end
     end
     return out
   end
@@ -71,7 +79,7 @@ for k = 4, #KEYS do
       hargs[#hargs + 1] = tag; hargs[#hargs + 1] = entry
       zargs[#zargs + 1] = now; zargs[#zargs + 1] = tag
       lines[#lines + 1] = idx .. ' ' .. tag
-      out[#out + 1] = idx; out[#out + 1] = tag; out[#out + 1] = entry
+      out[#out + 1] = idx; out[#out + 1] = tag; out[#out + 1] = env
     end
     want = want - #got
   end
@@ -122,7 +130,7 @@ for _, tag in ipairs(tags) do
         queues[1] = rk
       else
         for _, member in ipairs(redis.call('SMEMBERS', '_kombu.binding.' .. ex)) do
-          local brk, _, bq = string.match(member, '^(.-)\\6\\22(.-)\\6\\22(.*)$')
+          local brk, _, bq = string.match(member, '^(.-)' .. SEP .. '(.-)' .. SEP .. '(.*)$')
           if brk == rk then queues[#queues + 1] = bq end
         end
         if #queues == 0 then queues[1] = rk end
@@ -138,17 +146,4 @@ for _, tag in ipairs(tags) do
   end
 end
 return restored
-`;
-
-/**
- * Moves one unacked message to a dead-letter list: KEYS unacked, unacked_index, dead list;
- * ARGV tag, envelope. Returns 0 (and does nothing) when the entry is gone (already restored).
- */
-export const DEAD_LETTER_SCRIPT = `
-if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.call('LPUSH', KEYS[3], ARGV[2])
-  return 1
-end
-return 0
 `;

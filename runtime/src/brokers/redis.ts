@@ -11,16 +11,15 @@
  *   go in one MULTI. Messages unacked for longer than the visibility timeout are restored by any
  *   consumer (a SIGKILLed worker loses nothing); a live consumer renews the score of what it holds,
  *   so its long tasks are not restored under it. close() restores what this process still holds.
- * - reject({ requeue: true }) LPUSHes back (consumed last, as kombu); reject({ requeue: false })
- *   moves the message to the list `<queue>.dead` with headers `x-celeriac-dead-reason` and
- *   `x-celeriac-dead-queue`.
+ * - requeue() LPUSHes back (consumed last, as kombu's reject with requeue).
  * - broadcast/subscribe: PUBLISH / PSUBSCRIBE on `/{db}.{exchange}[/{routing_key}]`; the routing key
  *   is `message.properties.routing_key` when set (events: `task.succeeded`).
- * - Reconnects with capped exponential backoff, logging once per outage; commands queue meanwhile.
- *   A delivery tag seen twice by one consumer (a publish resent after a reconnect) is dropped.
+ * - Reconnects with capped exponential backoff, logging once per outage; commands queue meanwhile
+ *   (a publish resent after a reconnect can store a message twice: the worker drops the duplicate).
  *
  * URL: `redis://[[user]:password@]host[:port][/db][?visibilityTimeoutMs=3600000]`, `rediss://` for TLS
- * (with `tlsInsecure=true` or `tlsServerName=NAME`, ./tls-params.ts).
+ * (with `tlsInsecure=true` or `tlsServerName=NAME`, ../transport/tls-params.ts). The key layout
+ * (list names, `unacked`, bindings) is ../protocol/kombu-redis.ts.
  *
  * Not supported: kombu's `global_keyprefix`, topic-exchange restore lookups (falls back to the
  * routing key), per-message expiration (ignored by kombu's Redis transport as well).
@@ -29,11 +28,18 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { BrokerError, redactUrl } from '../errors.js';
-import { fromEnvelope, toEnvelope, type Envelope } from '../protocol/envelope.js';
-import type { Broker, ConsumeOptions, Delivery, WireMessage } from './broker.js';
-import { OutageLog, intParam, parseRedisUrl, pingWithin, quit, redisOptions } from './redis-connection.js';
-import { DEAD_LETTER_SCRIPT, POP_SCRIPT, RESTORE_SCRIPT } from './redis-scripts.js';
-import { aborted, CLOSE_TIMEOUT_MS, prefetchLimit, untilAborted, within } from './wait.js';
+import { fromEnvelope, parseEnvelope, toEnvelope, type Envelope } from '../protocol/envelope.js';
+import {
+  bindingKey, bindingMember, fanoutPrefix, listFor, PRIORITY_STEPS, queueLists, queueOfList, stepList,
+  UNACKED, UNACKED_INDEX, UNACKED_MUTEX, unackedEntry,
+} from '../protocol/kombu-redis.js';
+import { rawMessage } from '../protocol/wire-message.js';
+import { Backoff } from '../transport/backoff.js';
+import { OutageLog, intParam, parseRedisUrl, pingWithin, quit, redisOptions } from '../transport/redis-connection.js';
+import { aborted, CLOSE_TIMEOUT_MS, Signal, sleep, untilAborted, within } from '../transport/wait.js';
+import type { Broker, ConsumeOptions, Delivery } from './broker.js';
+import { Qos, type Settlers } from './qos.js';
+import { POP_SCRIPT, RESTORE_SCRIPT } from './redis-scripts.js';
 
 export interface RedisBrokerOptions {
   readonly logger?: Logger;
@@ -47,44 +53,9 @@ export interface RedisBrokerOptions {
   readonly connectTimeoutMs?: number;
 }
 
-/** kombu's defaults (spec §3.2, §3.5). */
-export const SEP = '\x06\x16';
-export const PRIORITY_STEPS = [0, 3, 6, 9] as const;
-const UNACKED = 'unacked';
-const UNACKED_INDEX = 'unacked_index';
-const UNACKED_MUTEX = 'unacked_mutex';
-/** Tags of messages this process acked lately, to drop duplicates of a resent publish. */
-const RECENT_ACKS = 10_000;
-
-/** The list holding `queue`'s messages of `priority` (the largest step <= priority). */
-export function listFor(queue: string, priority: unknown): string {
-  const p = Math.min(9, Math.max(0, Number(priority) || 0));
-  let step = 0;
-  for (const s of PRIORITY_STEPS) if (s <= p) step = s;
-  return step === 0 ? queue : `${queue}${SEP}${step}`;
-}
-
-function queueLists(queue: string): string[] {
-  return PRIORITY_STEPS.map((s) => (s === 0 ? queue : `${queue}${SEP}${s}`));
-}
-
 interface Scripted {
   celeriacPop(keys: number, ...args: (string | number)[]): Promise<(number | string)[]>;
   celeriacRestore(keys: number, ...args: (string | number)[]): Promise<number>;
-  celeriacDeadLetter(keys: number, ...args: string[]): Promise<number>;
-}
-
-/** A wake-up for waiters; `wait()` resolves at the next `notify()`. */
-class Notifier {
-  private waiters: (() => void)[] = [];
-  wait(): Promise<void> {
-    return new Promise((r) => this.waiters.push(r));
-  }
-  notify(): void {
-    const w = this.waiters;
-    this.waiters = [];
-    for (const r of w) r();
-  }
 }
 
 export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): Broker {
@@ -93,14 +64,13 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
   const visibilityMs = opts.visibilityTimeoutMs ?? intParam(parsed, 'visibilityTimeoutMs', 3_600_000, url);
   const batchSize = opts.batchSize ?? 100;
   const pollSeconds = (opts.pollTimeoutMs ?? 1_000) / 1000;
-  const fanoutPrefix = `/${parsed.db}.`;
+  const fanout = fanoutPrefix(parsed.db);
   const outages = new OutageLog(log, `redis broker ${redactUrl(url)}`);
   const consumerId = randomUUID();
 
   const client = outages.watch(new Redis(parsed.ioredisUrl, redisOptions(parsed, { enableAutoPipelining: true, lazyConnect: true })));
   client.defineCommand('celeriacPop', { lua: POP_SCRIPT });
   client.defineCommand('celeriacRestore', { lua: RESTORE_SCRIPT });
-  client.defineCommand('celeriacDeadLetter', { lua: DEAD_LETTER_SCRIPT });
   const scripts = client as unknown as Scripted;
   let subscriber: Redis | null = null;
 
@@ -108,7 +78,6 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
   const declared = new Set<string>();
   /** Tag -> queue of every delivery this process holds unsettled (renewed; restored on close). */
   const held = new Map<string, string>();
-  const recentAcks = new Set<string>();
   let pendingAcks: string[] = [];
   let ackFlush: Promise<void> | null = null;
   let popSeq = 0;
@@ -140,17 +109,22 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
     return ackFlush;
   }
 
-  function rememberAck(tag: string): void {
-    recentAcks.add(tag);
-    if (recentAcks.size > RECENT_ACKS) recentAcks.delete(recentAcks.values().next().value as string);
-  }
-
-  function ack(tag: string): Promise<void> {
-    held.delete(tag);
-    rememberAck(tag);
-    pendingAcks.push(tag);
-    return flushAcks();
-  }
+  /** The driver's two primitives (./qos.ts); a tag is kombu's delivery tag. */
+  const settlers: Settlers<string> = {
+    ack(tag: string): Promise<void> {
+      held.delete(tag);
+      pendingAcks.push(tag);
+      return flushAcks();
+    },
+    async requeue(tag: string): Promise<void> {
+      held.delete(tag);
+      try {
+        await restoreTags([tag], true);
+      } catch (err) {
+        throw wrap('requeue', err);
+      }
+    },
+  };
 
   async function restoreTags(tags: string[], leftmost: boolean): Promise<number> {
     if (tags.length === 0) return 0;
@@ -179,94 +153,45 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
     maintainTimer.unref();
   }
 
-  function toMessage(env: Envelope): { message: WireMessage; env: Envelope } {
-    env.headers ??= {};
-    env.properties ??= {};
-    return { message: fromEnvelope(env), env };
-  }
-
-
   async function consumeLoop(
     queues: readonly string[],
     onDelivery: (d: Delivery) => Promise<void>,
     copts: ConsumeOptions,
   ): Promise<void> {
     const signal = AbortSignal.any([copts.signal, closing.signal]);
-    const settled = new Notifier();
-    let unsettled = 0;
+    const settled = new Signal();
+    const wake = () => settled.notify();
+    const qos = new Qos<string>({ settlers, onDelivery, prefetch: copts.prefetch, log, onSettled: wake });
     let rotate = 0;
     const blocking = outages.watch(client.duplicate());
-    const onAbort = () => settled.notify();
-    signal.addEventListener('abort', onAbort, { once: true });
-    let backoffMs = 50;
+    signal.addEventListener('abort', wake, { once: true });
+    const backoff = new Backoff(50, 5_000);
 
-    const deliver = (queue: string, tag: string, entryText: string) => {
-      let parsed: ReturnType<typeof toMessage> | null = null;
-      let raw = entryText;
+    /** The envelope in a message's text, or null (logged) when it is not one. */
+    const envelopeOf = (text: string, queue: string): Envelope | null => {
       try {
-        const entry = JSON.parse(entryText) as [unknown, string, string];
-        if (typeof entry[0] === 'string') raw = entry[0];
-        else parsed = toMessage(entry[0] as Envelope);
+        return parseEnvelope(text);
       } catch (err) {
-        log?.warn({ err, queue }, 'message in Redis is not a kombu envelope');
+        log?.warn({ err, queue }, 'message in Redis is not a kombu envelope; handed on raw so that the worker dead-letters it');
+        return null;
       }
-      if (held.has(tag) || recentAcks.has(tag)) {
-        log?.warn({ queue, deliveryTag: tag }, 'duplicate delivery of a message this worker already holds or acked; dropped');
-        if (!held.has(tag)) void ack(tag).catch((err: unknown) => log?.warn({ err }, 'ack of a duplicate failed'));
-        return;
-      }
-      // Not an envelope: handed on as raw bytes so that the worker rejects it to <queue>.dead.
-      const message: WireMessage = parsed?.message ?? {
-        body: Buffer.from(raw), contentType: 'application/octet-stream', contentEncoding: 'binary', headers: {}, properties: {},
-      };
-      const di = parsed?.env.properties.delivery_info;
-      const redelivered = di?.redelivered === true || parsed?.env.headers.redelivered === true;
+    };
+
+    /** Hands on one message taken from `queue` (recorded in `unacked` under `tag`). */
+    const deliver = (queue: string, tag: string, text: string, env: Envelope | null) => {
       held.set(tag, queue);
-      unsettled++;
-      let done = false;
-      const settle = () => {
-        if (done) return false;
-        done = true;
-        unsettled--;
-        settled.notify();
-        return true;
-      };
-      const d: Delivery = {
-        message,
-        info: { queue, exchange: di?.exchange ?? '', routingKey: di?.routing_key ?? queue, redelivered },
-        async ack() {
-          if (!settle()) return;
-          await ack(tag);
-        },
-        async reject({ requeue, reason }) {
-          if (!settle()) return;
-          held.delete(tag);
-          try {
-            if (requeue) {
-              await restoreTags([tag], true);
-              return;
-            }
-            const dead = parsed?.env ?? toEnvelope(message, '', queue);
-            const deadEnv = JSON.stringify({
-              ...dead,
-              headers: { ...dead.headers, 'x-celeriac-dead-reason': reason ?? 'rejected', 'x-celeriac-dead-queue': queue },
-            });
-            const moved = await scripts.celeriacDeadLetter(3, UNACKED, UNACKED_INDEX, `${queue}.dead`, tag, deadEnv);
-            if (moved === 0) log?.warn({ queue, deliveryTag: tag }, 'message to dead-letter was already restored to its queue');
-          } catch (err) {
-            throw wrap(requeue ? 'requeue' : 'dead-letter', err);
-          }
-        },
-      };
-      onDelivery(d).catch((err: unknown) => {
-        log?.error({ err, queue }, 'delivery handler failed; message given back to its queue');
-        return d.reject({ requeue: true });
-      }).catch((err: unknown) => log?.error({ err, queue }, 'could not give a message back; the visibility timeout will'));
+      const di = env?.properties.delivery_info;
+      const redelivered = di?.redelivered === true || env?.headers.redelivered === true;
+      qos.hand(
+        env ? fromEnvelope(env) : rawMessage(text),
+        { queue, exchange: di?.exchange ?? '', routingKey: di?.routing_key ?? queue, redelivered },
+        tag,
+      );
     };
 
     try {
       while (!signal.aborted) {
-        const room = prefetchLimit(copts.prefetch) - unsettled;
+        const room = qos.room();
         if (room <= 0) {
           await settled.wait();
           continue;
@@ -276,9 +201,9 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
         const ordered = rot === 0 ? queues : [...queues.slice(rot), ...queues.slice(0, rot)];
         const keys: string[] = [];
         const names: string[] = [];
-        for (let s = 0; s < PRIORITY_STEPS.length; s++) {
+        for (const step of PRIORITY_STEPS) {
           for (const q of ordered) {
-            keys.push(queueLists(q)[s]!);
+            keys.push(stepList(q, step));
             names.push(q);
           }
         }
@@ -296,9 +221,13 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
               .catch((err: unknown) => log?.warn({ err }, 'an abandoned pop failed; the visibility timeout restores what it took'));
             break;
           }
-          backoffMs = 50;
+          backoff.reset();
           if (got.length > 0) {
-            for (let i = 0; i < got.length; i += 3) deliver(names[(got[i] as number) - 1]!, got[i + 1] as string, got[i + 2] as string);
+            for (let i = 0; i < got.length; i += 3) {
+              const queue = names[(got[i] as number) - 1]!;
+              const text = got[i + 2] as string;
+              deliver(queue, got[i + 1] as string, text, envelopeOf(text, queue));
+            }
             continue;
           }
           // Idle: block until something arrives (kombu's BRPOP), then record it as unacked.
@@ -312,33 +241,27 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
             r = await untilAborted(waiting, AbortSignal.timeout(pollSeconds * 1000 + CLOSE_TIMEOUT_MS));
           }
           if (!r) continue;
-          const [key, envText] = r;
-          const queue = names[keys.indexOf(key)] ?? key.split(SEP)[0]!;
-          let tag = `${consumerId}:${popSeq}.b`;
-          let entry = `[${JSON.stringify(envText)}, "", ${JSON.stringify(queue)}]`;
-          try {
-            const env = JSON.parse(envText) as Envelope;
-            const di = env.properties?.delivery_info;
-            tag = env.properties?.delivery_tag ?? tag;
-            entry = `[${envText}, ${JSON.stringify(di?.exchange ?? '')}, ${JSON.stringify(di?.routing_key ?? queue)}]`;
-          } catch {
-            // Not JSON: recorded as a string and delivered raw; the worker dead-letters it.
-          }
+          const [key, text] = r;
+          const queue = names[keys.indexOf(key)] ?? queueOfList(key);
+          // Recorded as POP_SCRIPT records it; a text that is not an envelope as a JSON string.
+          const env = envelopeOf(text, queue);
+          const di = env?.properties.delivery_info;
+          const tag = env?.properties.delivery_tag ?? `${consumerId}:${popSeq}.b`;
+          const entry = env ? unackedEntry(text, di?.exchange ?? '', di?.routing_key ?? queue) : unackedEntry(JSON.stringify(text), '', queue);
           void client.multi().zadd(UNACKED_INDEX, Date.now() / 1000, tag).hset(UNACKED, tag, entry).exec()
             .catch((err: unknown) => log?.warn({ err }, 'recording a message as unacked failed'));
-          deliver(queue, tag, entry);
+          deliver(queue, tag, text, env);
         } catch (err) {
           if (signal.aborted || closed) break;
           log?.warn({ err }, 'consuming from Redis failed; retrying with backoff');
-          await new Promise((r) => setTimeout(r, backoffMs));
-          backoffMs = Math.min(backoffMs * 2, 5_000);
+          await sleep(backoff.next(), signal);
         }
       }
     } finally {
-      signal.removeEventListener('abort', onAbort);
+      signal.removeEventListener('abort', wake);
       blocking.disconnect();
     }
-    }
+  }
 
   const broker: Broker = {
     kind: 'redis',
@@ -370,7 +293,7 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
         if (!declared.has(queue)) {
           declared.add(queue);
           // Celery declares the queue (and so its binding) before its first publish.
-          void client.sadd(`_kombu.binding.${queue}`, `${queue}${SEP}${SEP}${queue}`);
+          void client.sadd(bindingKey(queue), bindingMember(queue, queue));
         }
         await client.lpush(listFor(queue, message.properties.priority), env);
       } catch (err) {
@@ -389,7 +312,7 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
       const { routing_key: _rk, ...properties } = message.properties;
       const env = JSON.stringify(toEnvelope({ ...message, properties }, exchange, rk));
       try {
-        await client.publish(`${fanoutPrefix}${exchange}${rk ? `/${rk}` : ''}`, env);
+        await client.publish(`${fanout}${exchange}${rk ? `/${rk}` : ''}`, env);
       } catch (err) {
         throw wrap(`broadcast to "${exchange}"`, err);
       }
@@ -399,7 +322,7 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
       if (signal.aborted) return;
       subscriber ??= outages.watch(client.duplicate());
       const sub = subscriber;
-      const patterns = [`${fanoutPrefix}${exchange}`, `${fanoutPrefix}${exchange}/*`];
+      const patterns = [`${fanout}${exchange}`, `${fanout}${exchange}/*`];
       const handler = (pattern: string, _channel: string, text: string) => {
         if (!patterns.includes(pattern)) return;
         try {

@@ -4,7 +4,7 @@
  * exchange `celery.pidbox`.
  */
 import { randomUUID } from 'node:crypto';
-import type { WireMessage } from '../brokers/broker.js';
+import type { WireMessage } from './wire-message.js';
 import { ProtocolError } from '../errors.js';
 
 export const CONTROL_EXCHANGE = 'celery.pidbox';

@@ -3,7 +3,7 @@
  * broker, so that a message on disk reads exactly like one in a Redis list.
  */
 import { randomUUID } from 'node:crypto';
-import type { WireMessage } from '../brokers/broker.js';
+import type { WireMessage } from './wire-message.js';
 import { ProtocolError } from '../errors.js';
 
 export interface Envelope {

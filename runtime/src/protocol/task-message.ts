@@ -2,7 +2,7 @@
  * Celery task messages, protocol v2 (written and read) and v1/hybrid (read only); spec §1.
  * Everything about header names, body layout and Celery's units lives here and nowhere else.
  */
-import type { WireMessage } from '../brokers/broker.js';
+import type { WireMessage } from './wire-message.js';
 import { ProtocolError } from '../errors.js';
 import { compress, decompress, type CompressionName } from './compression.js';
 import { deserialize, serializerByName, type SerializerName } from './serializers.js';

@@ -1,8 +1,9 @@
 /**
  * The consumer: takes deliveries from the broker and follows Celery's intake rules (spec §1.7,
- * §8.2): decode, reject bad input to `<queue>.dead` with a reason, hold ETA tasks, honour
- * revokes, expiry and rate limits, run tasks in the pool when a slot is free, store results,
- * publish retries, links and the next chain step, and ack (early by default, late per task).
+ * §8.2): drop duplicate copies (./duplicates.ts), decode, dead-letter bad input to `<queue>.dead`
+ * with a reason, hold ETA tasks, honour revokes, expiry and rate limits, run tasks in the pool when
+ * a slot is free, store results, publish retries, links and the next chain step, and ack (early by
+ * default, late per task).
  */
 import type { Logger } from 'pino';
 import type { App } from '../app/app.js';
@@ -15,9 +16,11 @@ import { NotRegisteredError, ProtocolError } from '../errors.js';
 import type { WorkerMetrics, Outcome } from '../metrics/worker-metrics.js';
 import type { Pool } from '../pools/pool.js';
 import { decodeControl, type ControlRequest } from '../protocol/control.js';
+import { deadLettered, deadLetterQueue } from '../protocol/dead-letter.js';
 import { buildMeta, exceptionToDict, revokedMeta, States, tracebackOf, withExtendedMeta, type TaskMeta } from '../protocol/result-meta.js';
 import { acceptedContentTypes, serializerForContentType, type SerializerName } from '../protocol/serializers.js';
 import { decodeTask, type SignatureDict, type TaskRequest } from '../protocol/task-message.js';
+import { DuplicateFilter } from './duplicates.js';
 import { TimerHeap } from './timer-heap.js';
 import type { TaskOutcome } from '../pools/trace.js';
 
@@ -70,11 +73,13 @@ export class Consumer {
   private consumeDone: Promise<void> = Promise.resolve();
   private idleWaiters: (() => void)[] = [];
   private stopping = false;
+  private readonly duplicates: DuplicateFilter;
   /** Tasks finished since start (for the demo and tests). */
   processed = 0;
 
   constructor(private readonly deps: ConsumerDeps) {
     this.accepted = acceptedContentTypes(deps.config.acceptContent);
+    this.duplicates = new DuplicateFilter(deps.log);
     this.eta = new TimerHeap<Job>((jobs) => {
       for (const j of jobs) {
         j.dueAt = Date.now();
@@ -116,7 +121,7 @@ export class Consumer {
     this.consuming = null;
     await this.consumeDone.catch(() => undefined); // already logged by start()
     const back = [...this.reserved.splice(0), ...this.eta.drain()];
-    await Promise.all(back.map((j) => j.d.reject({ requeue: true })));
+    await Promise.all(back.map((j) => j.d.requeue()));
     if (back.length > 0) this.deps.log.info({ count: back.length }, 'gave back prefetched and scheduled messages to the broker');
   }
 
@@ -142,7 +147,7 @@ export class Consumer {
     await Promise.all(
       jobs.map(async (j) => {
         this.active.delete(j);
-        if (this.acksLate(j)) await j.d.reject({ requeue: true });
+        if (this.acksLate(j)) await j.d.requeue();
         else j.log.warn('task interrupted by cold shutdown; its message was acknowledged at start (early ack) and is lost');
       }),
     );
@@ -185,13 +190,20 @@ export class Consumer {
     return j.task.options.acksLate ?? this.deps.config.acksLate;
   }
 
+  /**
+   * Moves a message the worker refuses to `<queue>.dead` with `reason` (published first, then the
+   * original acknowledged: a crash in between leaves a duplicate, never a loss).
+   */
   private async deadLetter(d: Delivery, reason: string, code: string): Promise<void> {
     this.deps.metrics.deadLettered.inc({ queue: d.info.queue, reason: code });
-    await d.reject({ requeue: false, reason });
+    await this.deps.broker.publish(deadLetterQueue(d.info.queue), deadLettered(d.message, d.info.queue, reason));
+    await d.ack();
   }
 
-  private async onDelivery(d: Delivery): Promise<void> {
+  private async onDelivery(delivery: Delivery): Promise<void> {
     const { log, app, metrics } = this.deps;
+    const d = this.duplicates.admit(delivery);
+    if (!d) return;
     let req: TaskRequest;
     try {
       req = decodeTask(d.message, this.accepted);
@@ -333,7 +345,7 @@ export class Consumer {
       case 'REJECTED': {
         j.log.warn({ requeue: o.requeue }, `task rejected itself: ${o.reason}`);
         this.count(j, 'rejected');
-        if (late) await d.reject({ requeue: o.requeue, reason: o.reason });
+        if (late) await (o.requeue ? d.requeue() : this.deadLetter(d, o.reason, 'E_REJECT'));
         return;
       }
       case 'IGNORED':

@@ -4,11 +4,6 @@ import { createWorkerMetrics } from '../../../../runtime/src/metrics/worker-metr
 import { startMetricsServer } from '../../../../runtime/src/metrics/server.js';
 import { createWorkerMetricsSource, parseWorkerMetrics } from '../../../../operator/src/metric-sources/worker-metrics.js';
 import { MetricSourceError } from '../../../../operator/src/metric-sources/source.js';
-import { kombuListKeys } from '../../../../operator/src/metric-sources/redis-list.js';
-
-test('kombu list keys: the queue and its priority sub-lists', () => {
-  assert.deepEqual(kombuListKeys('celery'), ['celery', 'celery\x06\x163', 'celery\x06\x166', 'celery\x06\x169']);
-});
 
 test('parses in-flight states, draining and the counters from the text format', () => {
   const s = parseWorkerMetrics([

@@ -6,7 +6,7 @@ import { fromEnvelope, parseEnvelope, toEnvelope } from '../../../../runtime/src
 import { acceptedContentTypes, serializerByName } from '../../../../runtime/src/protocol/serializers.js';
 import { buildMeta, exceptionToDict, withExtendedMeta } from '../../../../runtime/src/protocol/result-meta.js';
 import { ContentDisallowedError, ProtocolError } from '../../../../runtime/src/errors.js';
-import type { WireMessage } from '../../../../runtime/src/brokers/broker.js';
+import type { WireMessage } from '../../../../runtime/src/protocol/wire-message.js';
 
 const JSON_ONLY = acceptedContentTypes(['json']);
 const ALL = acceptedContentTypes(['json', 'msgpack', 'yaml']);

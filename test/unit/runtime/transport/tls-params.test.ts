@@ -1,7 +1,7 @@
-// The TLS URL options shared by the Redis and AMQP drivers (runtime/src/brokers/tls-params.ts).
+// The TLS URL options shared by the Redis and AMQP drivers (runtime/src/transport/tls-params.ts).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { takeTlsParams } from '../../../../runtime/src/brokers/tls-params.js';
+import { takeTlsParams } from '../../../../runtime/src/transport/tls-params.js';
 
 const take = (url: string, scheme: string) => {
   const u = new URL(url);

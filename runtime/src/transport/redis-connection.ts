@@ -8,6 +8,7 @@ import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { BrokerError, isAuthenticationError, redactUrl } from '../errors.js';
 import { takeTlsParams } from './tls-params.js';
+import { backoffDelay } from './backoff.js';
 import { CLOSE_TIMEOUT_MS, within } from './wait.js';
 
 export interface ParsedRedisUrl {
@@ -88,7 +89,7 @@ export class OutageLog {
 export function redisOptions(parsed: ParsedRedisUrl, extra: RedisOptions = {}): RedisOptions {
   return {
     maxRetriesPerRequest: null,
-    retryStrategy: (attempt) => Math.min(50 * 2 ** Math.min(attempt, 6), 2_000),
+    retryStrategy: (attempt) => backoffDelay(attempt, 50, 2_000),
     ...(parsed.tls ? { tls: parsed.tls } : {}),
     ...extra,
   };

@@ -1,4 +1,4 @@
-/** Small waiting helpers shared by the embedded drivers. */
+/** Small waiting helpers shared by the broker drivers and the result stores. */
 
 /** A level-less wake-up: wait() resolves at the next notify(). One promise serves all waiters. */
 export class Signal {

@@ -1,0 +1,29 @@
+/**
+ * The message every layer passes around: what protocol/ encodes and decodes and what a broker
+ * driver moves. It lives here, below the drivers, so that protocol/ never imports brokers/.
+ */
+
+/**
+ * A transport-neutral message. Header and property names are Celery's wire names (snake_case),
+ * so that drivers translate them 1:1 into kombu's Redis envelope or AMQP basic properties.
+ */
+export interface WireMessage {
+  /** Serialized (and possibly compressed) body bytes. */
+  readonly body: Buffer;
+  /** e.g. `application/json`, `application/x-msgpack`, `application/x-yaml`. */
+  readonly contentType: string;
+  /** `utf-8` for text serializers, `binary` for msgpack. */
+  readonly contentEncoding: string;
+  /** Celery message headers (`task`, `id`, `eta`, …) plus user headers. */
+  readonly headers: Record<string, unknown>;
+  /**
+   * Message properties by Celery name: `correlation_id`, `reply_to`, `delivery_mode`, `priority`,
+   * `expiration`; unknown ones are kept and ignored.
+   */
+  readonly properties: Record<string, unknown>;
+}
+
+/** A message that is not a kombu envelope at all, kept as raw bytes so the worker can dead-letter it. */
+export function rawMessage(text: string): WireMessage {
+  return { body: Buffer.from(text), contentType: 'application/octet-stream', contentEncoding: 'binary', headers: {}, properties: {} };
+}
