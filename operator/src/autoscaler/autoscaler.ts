@@ -14,6 +14,7 @@
  * after a restart the first polls rebuild it, erring on the side of more replicas.
  */
 import type { Logger } from 'pino';
+import { rfc3339 } from '../k8s/conditions.js';
 import { resources, type KubeClient } from '../k8s/kube-client.js';
 import { resolveBrokerUrl } from '../reconcilers/broker-check.js';
 import { DEFAULTS } from '../reconcilers/worker-deployment.js';
@@ -187,16 +188,21 @@ export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
       replicas,
       active: scaling?.status ?? true,
       reason: scaling?.reason ?? d.reason,
-      message: [scaling?.message ?? d.reason, ...problems].join('; '),
+      message: [scaling?.message ?? d.message, ...problems].join('; '),
+      why: [d.message, ...problems].join('; '),
+      // Every field, every time: an empty value says "none now" (issue 21: a merged status kept
+      // `fallback: true` after the broker recovered and listed deleted pods as draining).
       autoscalingStatus: {
         metrics: d.metrics.map((m) => ({ name: m.name, value: m.value })),
         desiredReplicas: d.replicas,
         reason: d.reason,
+        message: d.message,
         winner: d.winner,
-        ...(lastActive !== null ? { lastActiveTime: new Date(lastActive).toISOString().replace(/\.\d{3}Z$/, 'Z') } : {}),
-        ...(d.state.failures > 0 ? { failures: d.state.failures } : {}),
-        ...(fallback ? { fallback: true } : {}),
-        ...(entry.draining.size > 0 ? { draining: [...entry.draining].sort() } : {}),
+        lastActiveTime: lastActive !== null ? rfc3339(new Date(lastActive)) : null,
+        failures: d.state.failures,
+        fallback: fallback !== undefined,
+        draining: [...entry.draining].sort(),
+        scaleDownWindowSeconds: Math.round(d.scaleDownWindowMs / 1000),
       },
       requeueAfterMs: policy.pollingIntervalMs,
     };
