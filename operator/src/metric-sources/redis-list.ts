@@ -18,7 +18,6 @@ const PRIORITY_STEPS = [0, 3, 6, 9];
 export interface RedisListOptions {
   url: string;
   queues: readonly string[];
-  activationValue?: number;
   /** kombu transport option `unacked_key`. */
   unackedKey?: string;
   timeoutMs?: number;
@@ -72,7 +71,7 @@ export function createRedisListSource(o: RedisListOptions): MetricSource {
         continue;
       }
     }
-    return { value: ready, active: ready > (o.activationValue ?? 0), detail: { ready, unacked } };
+    return { value: ready, detail: { ready, unacked } };
   }
 
   return {
