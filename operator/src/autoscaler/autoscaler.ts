@@ -174,8 +174,8 @@ export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
       replicas,
       active: scaling?.status ?? true,
       reason: scaling?.reason ?? d.reason,
-      message: [scaling?.message ?? d.message, ...problems].join('; '),
-      why: [d.message, ...problems].join('; '),
+      // The decision's own sentence: what proposed the count and what held or limited it.
+      message: [d.message, ...problems].join('; '),
       // Every field, every time: an empty value says "none now" (issue 21: a merged status kept
       // `fallback: true` after the broker recovered and listed deleted pods as draining).
       autoscalingStatus: {
