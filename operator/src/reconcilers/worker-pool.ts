@@ -30,14 +30,13 @@ export interface ReplicaDecision {
   replicas: number;
   /** ScalingActive condition: True when an autoscaler is steering the count. */
   active: boolean;
-  /** CamelCase reason and a sentence, for the ScalingActive condition. */
+  /**
+   * CamelCase reason and a sentence, for the ScalingActive condition. The sentence says why the
+   * count is what it is, so the scale Event carries it too ("Scaled Deployment shop from 5 to 2
+   * replicas: work proposes 2 replicas ...").
+   */
   reason: string;
   message: string;
-  /**
-   * Why the count is what it is, in a sentence a reader can act on: the scale Event says it
-   * ("Scaled Deployment shop from 5 to 2 replicas: work proposes 2 replicas ..."). Default: `message`.
-   */
-  why?: string;
   /** Written to status.autoscaling (null clears it). */
   autoscalingStatus?: WorkerPoolAutoscalingStatus | null;
   /** Look again after this long (the autoscaler's polling interval). */
@@ -176,7 +175,7 @@ export function createWorkerPoolReconciler(o: WorkerPoolReconcilerOptions): Reco
       if (!existing) {
         ctx.events.record(pool, 'Normal', 'CreatedDeployment', `Created Deployment ${name} with ${decision.replicas} replicas`);
       } else if (previousReplicas !== decision.replicas) {
-        ctx.events.record(pool, 'Normal', 'ScaledDeployment', `Scaled Deployment ${name} from ${previousReplicas ?? 0} to ${decision.replicas} replicas: ${decision.why ?? decision.message}`);
+        ctx.events.record(pool, 'Normal', 'ScaledDeployment', `Scaled Deployment ${name} from ${previousReplicas ?? 0} to ${decision.replicas} replicas: ${decision.message}`);
         ctx.log.info({ from: previousReplicas, to: decision.replicas, reason: decision.reason }, 'scaled');
       }
 
