@@ -2,7 +2,8 @@
 // current truth and nothing older (issue 21, "What the first run on a real cluster showed").
 // - status.autoscaling is replaced whole: a field the autoscaler no longer reports disappears;
 // - a TaskQueue that cannot reach its broker makes its pools Degraded, and the pools recover with it;
-// - `kubectl scale` on an autoscaled pool is refused instead of silently ignored.
+// - `kubectl scale` on an autoscaled pool is refused instead of silently ignored;
+// - a scale Event says why in words, not a bare condition reason such as "(ValidMetricFound)".
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { resources, type KubeClient } from '../../operator/src/k8s/kube-client.js';
@@ -103,6 +104,19 @@ describe('WorkerPool status tells the current truth', { skip }, () => {
       const p = await kube.get<Obj>(resources.workerPools, ns, 'shop');
       assert.equal(conditionOf(p, 'Degraded')?.reason, 'AsExpected');
     }, { timeoutMs: 20_000 });
+  });
+
+  it('says in the scale Event why the count changed, in the decision\'s words', async () => {
+    const ns = await setup('event', redis!.server!.url);
+    await kube.create(resources.workerPools, workerPoolFixture(ns, 'evt', { autoscaling: { minReplicas: 1, maxReplicas: 5 } }));
+    await eventually(async () => assert.equal((await kube.get<Obj>(resources.deployments, ns, 'evt'))?.spec.replicas, 1));
+    await kube.patch(resources.workerPools, ns, 'evt', { spec: { autoscaling: { minReplicas: 3 } } });
+    await eventually(async () => {
+      await op.events.flush();
+      const events = await kube.list<Obj>(resources.events, { namespace: ns });
+      const scaled = events.items.find((e) => e.reason === 'ScaledDeployment');
+      assert.equal(scaled?.message, 'Scaled Deployment evt from 1 to 3 replicas: the test hook keeps minReplicas');
+    });
   });
 
   it('refuses kubectl scale on an autoscaled pool, saying why; a pool without autoscaling still scales', async () => {
