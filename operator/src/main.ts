@@ -5,12 +5,12 @@
  */
 import { KubeConfig } from '@kubernetes/client-node';
 import { Command, Option } from 'commander';
-import { sleep } from '../../runtime/src/transport/wait.js';
-import { createLogger, type Logger } from '../../runtime/src/logging/logger.js';
+import { createLogger } from '../../runtime/src/logging/logger.js';
 import { CONFIG_TABLE, loadConfig, type OperatorConfig } from './config.js';
-import { ConfigError, KubeApiError, OperatorError } from './errors.js';
+import { ConfigError } from './errors.js';
+import { checkApi } from './api-check.js';
 import { startHealthServer } from './http-server.js';
-import { createKubeClient, resources, type KubeClient } from './k8s/kube-client.js';
+import { createKubeClient } from './k8s/kube-client.js';
 import { createOperatorMetrics } from './metrics.js';
 import { createOperator } from './operator.js';
 import { createAutoscaler } from './autoscaler/autoscaler.js';
@@ -24,33 +24,12 @@ function loadKubeConfig(config: OperatorConfig): KubeConfig {
   return kc;
 }
 
-/** Fails fast with a clear message when the API server is unreachable or the CRDs are missing. */
-async function checkApi(kube: KubeClient, config: OperatorConfig, log: Logger): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await kube.list(resources.workerPools, { namespace: config.namespace });
-      await kube.list(resources.taskQueues, { namespace: config.namespace });
-      return;
-    } catch (err) {
-      if (err instanceof KubeApiError && err.statusCode === 404) {
-        throw new OperatorError('E_CRDS_MISSING', 'The celeriac.io CRDs are not installed in this cluster: run `kubectl apply -f crds/` (or install the Helm chart)', { cause: err });
-      }
-      if (err instanceof KubeApiError && (err.statusCode === 401 || err.statusCode === 403)) {
-        throw new OperatorError('E_FORBIDDEN', `The operator may not list WorkerPools/TaskQueues: ${err.message}. Check its ServiceAccount's RBAC.`, { cause: err });
-      }
-      if (attempt >= 5) throw new OperatorError('E_API_UNREACHABLE', `Cannot reach the Kubernetes API server: ${String((err as Error).message)}`, { cause: err });
-      log.warn({ err, attempt }, 'API server not reachable yet; retrying');
-      await sleep(1000 * attempt);
-    }
-  }
-}
-
 async function runOperator(config: OperatorConfig): Promise<void> {
   const log = createLogger({ level: config.logLevel, name: 'celeriac-operator' });
   const kubeConfig = loadKubeConfig(config);
   const kube = createKubeClient(kubeConfig);
   const metrics = createOperatorMetrics({ defaultMetrics: true });
-  await checkApi(kube, config, log);
+  await checkApi(kube, { namespace: config.namespace, log });
   const autoscaler = createAutoscaler({ kube, log });
 
   let exiting = false;

@@ -68,6 +68,12 @@ function credentialsOf(obj: KubeObject | undefined): string | undefined {
   return (obj as TaskQueue | undefined)?.status?.credentialsHash;
 }
 
+/** A TaskQueue's BrokerReachable status and reason: its pools carry a broker failure in Degraded. */
+function brokerReachability(obj: KubeObject | undefined): string {
+  const c = (obj as TaskQueue | undefined)?.status?.conditions?.find((x) => x.type === 'BrokerReachable');
+  return c ? `${c.status}/${c.reason}` : '';
+}
+
 /** Builds the operator (informers, the TaskQueue and WorkerPool controllers, optional leader election); call start(). */
 export function createOperator(o: OperatorOptions): Operator {
   const log = o.log.child({ component: 'operator' });
@@ -99,8 +105,12 @@ export function createOperator(o: OperatorOptions): Operator {
     createController<WorkerPool>({
       ...common,
       informer: workerPools,
-      // A TaskQueue's spec, or its Secret's credentials (status.credentialsHash), change the pods.
-      watches: [{ ...poolsUsingQueue, enqueueUpdate: (tq, old) => specChanged(tq, old) || credentialsOf(tq) !== credentialsOf(old) }, poolOfDeployment],
+      // A TaskQueue's spec, or its Secret's credentials (status.credentialsHash), change the pods;
+      // its broker reachability changes the pool's Degraded condition.
+      watches: [{
+        ...poolsUsingQueue,
+        enqueueUpdate: (tq, old) => specChanged(tq, old) || credentialsOf(tq) !== credentialsOf(old) || brokerReachability(tq) !== brokerReachability(old),
+      }, poolOfDeployment],
       reconciler: createWorkerPoolReconciler({ taskQueues, deployments, metrics: o.metrics, decideReplicas: o.decideReplicas, resyncMs: o.resyncMs }),
       legacyFinalizers: [LEGACY_FINALIZER],
     }),

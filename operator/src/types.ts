@@ -164,12 +164,28 @@ export interface WorkerPoolSpec {
   autoscaling?: WorkerPoolAutoscaling;
 }
 
-/** `status.autoscaling`, written by the autoscaler. */
+/**
+ * `status.autoscaling`, written by the autoscaler as a whole each poll (a key left out is removed;
+ * null removes it too).
+ */
 export interface WorkerPoolAutoscalingStatus {
   metrics?: { name: string; value: number }[];
   desiredReplicas?: number;
+  /** CamelCase: why desiredReplicas is what it is (ScaleUp, ScaleDownStabilized, FlapBackoff, ...). */
   reason?: string;
-  lastActiveTime?: string;
+  /** The same in a sentence. */
+  message?: string;
+  /** Which proposal won ("work", "tasksPerReplica", a metric's name, "fallback"). */
+  winner?: string;
+  lastActiveTime?: string | null;
+  /** Failed metric reads in a row (0 when the last read worked). */
+  failures?: number;
+  /** True while fallback.replicas is in force. */
+  fallback?: boolean;
+  /** Pods being drained before removal (empty when none). */
+  draining?: string[];
+  /** Scale-down stabilization window in force (above the configured one during a flap backoff). */
+  scaleDownWindowSeconds?: number;
   [extra: string]: unknown;
 }
 

@@ -33,6 +33,7 @@ const OPERATOR: Record<string, number> = {
   'metrics.ts': 1,
   k8s: 2,
   'http-server.ts': 2,
+  'api-check.ts': 2,
   'metric-sources': 3,
   reconcilers: 4,
   autoscaler: 5,

@@ -1,9 +1,13 @@
 /**
  * The autoscaler inside the operator: the WorkerPool reconciler's `decideReplicas` hook.
  *
- * Per pool and poll: read the broker backlog (every queue of the pool, every priority list), the
- * workers' in-flight tasks and counters (scraped from the pool's ready pods) and any Prometheus
- * metrics; run the pure `decide()`; execute a scale-down drain-first:
+ * Per pool and poll, three named steps:
+ * - `observe`: read the broker backlog (every queue of the pool, every priority list), the
+ *   workers' in-flight tasks and counters (scraped from the pool's ready pods) and any Prometheus
+ *   metrics;
+ * - `decide()` (decide.ts, pure): the replica count;
+ * - `act`: carry it out drain-first, planned by scale-plan.ts (pure) and executed through
+ *   worker-client.ts (/drain, /resume) and a pod-deletion-cost patch:
  * 1. pods still starting go first (the ReplicaSet deletes them before ready ones);
  * 2. ready pods chosen as victims (idle first, then fewest tasks) are told to drain (GET /drain:
  *    stop consuming, give back prefetched messages, finish running tasks);
@@ -14,6 +18,7 @@
  * after a restart the first polls rebuild it, erring on the side of more replicas.
  */
 import type { Logger } from 'pino';
+import { rfc3339 } from '../k8s/conditions.js';
 import { resources, type KubeClient } from '../k8s/kube-client.js';
 import { resolveBrokerUrl } from '../reconcilers/broker-check.js';
 import { DEFAULTS } from '../reconcilers/worker-deployment.js';
@@ -22,9 +27,11 @@ import { POOL_LABEL, type KubeObject, type TaskQueue, type WorkerPool } from '..
 import { createAmqpQueueSource } from '../metric-sources/amqp-queue.js';
 import { createPrometheusSource } from '../metric-sources/prometheus.js';
 import { createRedisListSource } from '../metric-sources/redis-list.js';
-import { createWorkerMetricsSource, type ScrapeTarget, type WorkerSample } from '../metric-sources/worker-metrics.js';
-import type { MetricSource, MetricValue } from '../metric-sources/source.js';
-import { decide, type AutoscalerState, type ExtraMetric } from './decide.js';
+import { createWorkerMetricsSource, type ScrapeTarget, type WorkerMetricsSource, type WorkerReading, type WorkerSample } from '../metric-sources/worker-metrics.js';
+import type { MetricSource } from '../metric-sources/source.js';
+import { decide, type AutoscalerState, type ExtraMetric, type WorkObservation } from './decide.js';
+import { drainsToCancel, planScale, type PodView } from './scale-plan.js';
+import { createWorkerClient, type WorkerClient } from './worker-client.js';
 import { InvalidAutoscalingError, resolvePolicy, type AutoscalerPolicy, type AutoscalingSpec } from './policy.js';
 
 /** The pod fields the autoscaler reads. */
@@ -39,7 +46,9 @@ interface PoolEntry {
   fingerprint: string;
   broker: MetricSource | null;
   brokerError: string | null;
-  workers: ReturnType<typeof createWorkerMetricsSource>;
+  workers: WorkerMetricsSource;
+  /** Each pod's sample from the last good worker read (a failed read keeps the previous one). */
+  lastByPod: ReadonlyMap<string, WorkerSample>;
   extra: { name: string; source: MetricSource; target: number; activation: number }[];
   state: AutoscalerState | null;
   /** Pods told to drain, by name. */
@@ -66,8 +75,8 @@ function isReady(p: Pod): boolean {
   return p.status?.phase === 'Running' && (p.status.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
 }
 
-function load(s: WorkerSample | undefined): number {
-  return s ? s.active + s.reserved + s.scheduled : 0;
+function load(s: WorkerSample): number {
+  return s.active + s.reserved + s.scheduled;
 }
 
 export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
@@ -106,6 +115,7 @@ export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
       extra: (pool.spec.autoscaling?.metrics ?? []).flatMap((m, i) => m.type === 'prometheus' && m.prometheus
         ? [{ name: `prometheus[${i}]`, source: createPrometheusSource({ ...m.prometheus, timeoutMs: o.timeoutMs }), target: m.prometheus.targetAverageValue, activation: m.prometheus.activationValue ?? 0 }]
         : []),
+      lastByPod: new Map(),
       state: old?.state ?? null,
       draining: old?.draining ?? new Set(),
       targets: [],
@@ -114,7 +124,7 @@ export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
     return entry;
   }
 
-  async function readOrNull(source: MetricSource | null, signal: AbortSignal, problems: string[]): Promise<MetricValue | null> {
+  async function readOrNull<T>(source: { read(signal: AbortSignal): Promise<T> } | null, signal: AbortSignal, problems: string[]): Promise<T | null> {
     if (!source) return null;
     try {
       return await source.read(signal);
@@ -150,36 +160,13 @@ export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
     entry.targets = pods.filter((p) => isReady(p) && p.status?.podIP).map((p) => ({ pod: p.metadata.name, url: `http://${p.status!.podIP}:${port}/metrics` }));
     for (const name of entry.draining) if (!pods.some((p) => p.metadata.name === name)) entry.draining.delete(name);
 
-    const problems: string[] = entry.brokerError ? [entry.brokerError] : [];
-    const signal = AbortSignal.timeout(Math.max(1000, policy.pollingIntervalMs));
-    const [brokerValue, workerValue, ...extraValues] = await Promise.all([
-      readOrNull(entry.broker, signal, problems),
-      readOrNull(entry.workers, signal, problems),
-      ...entry.extra.map((x) => readOrNull(x.source, signal, problems)),
-    ]);
-    const wd = workerValue?.detail;
-    const extra: ExtraMetric[] = entry.extra.map((x, i) => ({ name: x.name, value: extraValues[i]?.value ?? null, targetAverageValue: x.target, activationValue: x.activation }));
+    const { work, problems } = await observe(entry, policy);
     const committed = Math.max(0, current - entry.draining.size);
-    const now = ctx.now().getTime();
-    const d = decide(entry.state, {
-      specReplicas: committed,
-      readyReplicas: deployment?.status?.readyReplicas,
-      work: {
-        backlog: brokerValue?.value ?? null,
-        reserved: wd ? wd.reserved! : null,
-        active: wd ? wd.active! : null,
-        scheduled: wd ? wd.scheduled! : null,
-        drainingActive: wd?.drainingActive,
-        receivedTotal: wd ? wd.received! : null,
-        completedTotal: wd ? wd.completed! : null,
-        serviceSecondsTotal: wd ? wd.serviceSeconds! : null,
-        extra,
-      },
-    }, policy, now);
+    const d = decide(entry.state, { specReplicas: committed, readyReplicas: deployment?.status?.readyReplicas, work }, policy, ctx.now().getTime());
     entry.state = d.state;
     if (problems.length > 0) ctx.log.warn({ problems }, 'autoscaler metrics could not be read');
 
-    const replicas = await execute(ctx.kube, ns, entry, pods, d.replicas, committed, current, port, ctx.log);
+    const replicas = await act(ctx.kube, ns, entry, pods, d.replicas, committed, current, createWorkerClient({ port, timeoutMs: o.timeoutMs }), ctx.log);
     const scaling = d.conditions.find((c) => c.type === 'ScalingActive');
     const fallback = d.conditions.find((c) => c.type === 'Fallback');
     const lastActive = d.state.lastActiveAt;
@@ -187,73 +174,95 @@ export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
       replicas,
       active: scaling?.status ?? true,
       reason: scaling?.reason ?? d.reason,
-      message: [scaling?.message ?? d.reason, ...problems].join('; '),
+      // The decision's own sentence: what proposed the count and what held or limited it.
+      message: [d.message, ...problems].join('; '),
+      // Every field, every time: an empty value says "none now" (issue 21: a merged status kept
+      // `fallback: true` after the broker recovered and listed deleted pods as draining).
       autoscalingStatus: {
         metrics: d.metrics.map((m) => ({ name: m.name, value: m.value })),
         desiredReplicas: d.replicas,
         reason: d.reason,
+        message: d.message,
         winner: d.winner,
-        ...(lastActive !== null ? { lastActiveTime: new Date(lastActive).toISOString().replace(/\.\d{3}Z$/, 'Z') } : {}),
-        ...(d.state.failures > 0 ? { failures: d.state.failures } : {}),
-        ...(fallback ? { fallback: true } : {}),
-        ...(entry.draining.size > 0 ? { draining: [...entry.draining].sort() } : {}),
+        lastActiveTime: lastActive !== null ? rfc3339(new Date(lastActive)) : null,
+        failures: d.state.failures,
+        fallback: fallback !== undefined,
+        draining: [...entry.draining].sort(),
+        scaleDownWindowSeconds: Math.round(d.scaleDownWindowMs / 1000),
       },
       requeueAfterMs: policy.pollingIntervalMs,
     };
   }
 
-  /** Drain-first execution; returns the replica count to write. */
-  async function execute(kube: KubeClient, ns: string, e: PoolEntry, pods: Pod[], target: number, committed: number, current: number, port: number, plog: Logger): Promise<number> {
-    // Scaling back up: cancel drains first (a draining pod is warm; a new one has to start).
-    for (const name of [...e.draining]) {
-      if (target - committed <= 0) break;
-      const ip = pods.find((p) => p.metadata.name === name)?.status?.podIP;
-      if (!ip) continue;
+  /** Step 1: every source of the pool, read at once; a failed read is null in `work` and a line in `problems`. */
+  async function observe(entry: PoolEntry, policy: AutoscalerPolicy): Promise<{ work: WorkObservation; problems: string[] }> {
+    const problems: string[] = entry.brokerError ? [entry.brokerError] : [];
+    const signal = AbortSignal.timeout(Math.max(1000, policy.pollingIntervalMs));
+    const [backlog, workers, ...extraValues] = await Promise.all([
+      readOrNull(entry.broker, signal, problems),
+      readOrNull<WorkerReading>(entry.workers, signal, problems),
+      ...entry.extra.map((x) => readOrNull(x.source, signal, problems)),
+    ]);
+    if (workers) entry.lastByPod = workers.byPod;
+    const extra: ExtraMetric[] = entry.extra.map((x, i) => ({ name: x.name, value: extraValues[i]?.value ?? null, targetAverageValue: x.target, activationValue: x.activation }));
+    return {
+      work: {
+        backlog: backlog?.value ?? null,
+        reserved: workers?.reserved ?? null,
+        active: workers?.active ?? null,
+        scheduled: workers?.scheduled ?? null,
+        drainingActive: workers?.drainingActive,
+        receivedTotal: workers?.received ?? null,
+        completedTotal: workers?.completed ?? null,
+        serviceSecondsTotal: workers?.serviceSeconds ?? null,
+        extra,
+      },
+      problems,
+    };
+  }
+
+  /** Step 3: carries the decided count out drain-first (scale-plan.ts); returns the replica count to write. */
+  async function act(kube: KubeClient, ns: string, e: PoolEntry, pods: Pod[], target: number, committed: number, current: number, workers: WorkerClient, plog: Logger): Promise<number> {
+    const ipOf = (name: string) => pods.find((p) => p.metadata.name === name)?.status?.podIP ?? null;
+    const cancel = drainsToCancel([...e.draining].map((name) => ({ name, ip: ipOf(name) })), target, committed);
+    let resumed = 0;
+    for (const { name, ip } of cancel.candidates) {
+      if (resumed >= cancel.wanted) break;
       try {
-        const res = await fetch(`http://${ip}:${port}/resume`, { signal: AbortSignal.timeout(o.timeoutMs ?? 3000) });
-        if (!res.ok) throw new Error(`answered ${res.status}`);
+        await workers.resume({ name, ip });
         e.draining.delete(name);
-        committed++;
+        resumed++;
         plog.info({ pod: name }, 'drain cancelled: the pod consumes again');
       } catch (err) {
         // It stays draining and is removed when idle; a new pod takes its place.
         plog.warn({ err, pod: name }, 'resume request failed');
       }
     }
-    // Drained and idle pods leave first: mark them, then lower replicas by that many.
-    const starting = pods.filter((p) => !isReady(p) && !e.draining.has(p.metadata.name));
-    const drained = pods.filter((p) => e.draining.has(p.metadata.name) && e.workers.lastByPod.has(p.metadata.name) && load(e.workers.lastByPod.get(p.metadata.name)) === 0);
-    let spec = current;
-    if (drained.length > 0 && starting.length === 0) {
-      for (const p of drained) {
-        await kube.patch(resources.pods, ns, p.metadata.name, { metadata: { annotations: { [DELETION_COST]: '-1000' } } });
-        e.draining.delete(p.metadata.name);
-      }
-      spec -= drained.length;
-      plog.info({ pods: drained.map((p) => p.metadata.name) }, 'drained pods removed');
+    const views: PodView[] = pods.map((p) => {
+      const sample = e.lastByPod.get(p.metadata.name);
+      return { name: p.metadata.name, ready: isReady(p), draining: e.draining.has(p.metadata.name), load: sample ? load(sample) : null };
+    });
+    const plan = planScale(views, target, committed + resumed, current);
+    for (const name of plan.remove) {
+      await kube.patch(resources.pods, ns, name, { metadata: { annotations: { [DELETION_COST]: '-1000' } } });
+      e.draining.delete(name);
     }
-    // Pods being drained stay in spec.replicas until they are idle.
-    if (target >= committed) return target + e.draining.size;
-    let excess = committed - target;
-    // Pods not ready yet (or not even created) hold no work; the ReplicaSet removes them first.
-    const drop = Math.min(excess, starting.length + Math.max(0, spec - pods.length));
-    spec -= drop;
-    excess -= drop;
-    if (excess === 0) return spec;
-    const candidates = pods
-      .filter((p) => isReady(p) && !e.draining.has(p.metadata.name) && e.workers.lastByPod.has(p.metadata.name))
-      .sort((a, b) => load(e.workers.lastByPod.get(a.metadata.name)) - load(e.workers.lastByPod.get(b.metadata.name)));
-    for (const p of candidates.slice(0, excess)) {
+    if (plan.remove.length > 0) plog.info({ pods: plan.remove }, 'drained pods removed');
+    for (const name of plan.drain) {
+      const ip = ipOf(name);
+      if (!ip) {
+        plog.warn({ pod: name }, 'cannot drain a pod without an IP; it stays a full member');
+        continue;
+      }
       try {
-        const res = await fetch(`http://${p.status!.podIP}:${port}/drain`, { signal: AbortSignal.timeout(o.timeoutMs ?? 3000) });
-        if (!res.ok) throw new Error(`answered ${res.status}`);
-        e.draining.add(p.metadata.name);
+        await workers.drain({ name, ip });
+        e.draining.add(name);
       } catch (err) {
         // The pod stays a full member; the next poll picks a victim again.
-        plog.warn({ err, pod: p.metadata.name }, 'drain request failed');
+        plog.warn({ err, pod: name }, 'drain request failed');
       }
     }
-    return spec;
+    return plan.replicas;
   }
 
   return {

@@ -111,7 +111,15 @@ export interface Decision {
   readonly desired: number;
   /** Which proposal won ("work", "tasksPerReplica", an extra metric's name, "fallback", ...). */
   readonly winner: string;
+  /** CamelCase: why `replicas` is what it is (Activated, ScaleUp, ScaleDown, ScaleDownStabilized, FlapBackoff, ...). */
   readonly reason: string;
+  /** The same in a sentence a reader can act on (status.autoscaling.message and the scale Event). */
+  readonly message: string;
+  /**
+   * Scale-down stabilization window in force, ms; above the configured one while the flap
+   * backoff stretches it.
+   */
+  readonly scaleDownWindowMs: number;
   /** The values seen, for status and logs. */
   readonly metrics: readonly { readonly name: string; readonly value: number }[];
   readonly active: boolean;
@@ -189,7 +197,7 @@ export function decide(prior: AutoscalerState | null, input: DecideInput, policy
 
   if (policy.paused) {
     conditions.push({ type: 'ScalingActive', status: false, reason: 'Paused', message: 'autoscaling is paused; replicas are left as they are' });
-    return { replicas: n, desired: n, winner: 'paused', reason: 'Paused', metrics: [], active: false, conditions, state: base };
+    return { replicas: n, desired: n, winner: 'paused', reason: 'Paused', message: 'spec.autoscaling.paused: replicas are left as they are', scaleDownWindowMs: downWindowNow(base, policy, now), metrics: [], active: false, conditions, state: base };
   }
 
   const workersOk = w.reserved !== null && w.active !== null && w.scheduled !== null;
@@ -208,7 +216,7 @@ export function decide(prior: AutoscalerState | null, input: DecideInput, policy
       const replicas = Math.min(policy.maxReplicas, Math.max(policy.minReplicas, policy.fallback.replicas));
       conditions.push({ type: 'Fallback', status: true, reason: 'FallbackActive', message: `${failures} failed reads in a row (${failed}); using fallback replicas ${replicas}` });
       conditions.push({ type: 'ScalingActive', status: false, reason: 'FailedGetMetrics', message: `could not read ${failed}` });
-      return { replicas, desired: replicas, winner: 'fallback', reason: 'Fallback', metrics, active: false, conditions, state };
+      return { replicas, desired: replicas, winner: 'fallback', reason: 'Fallback', message: `${failures} failed reads in a row (${failed}): fallback replicas ${replicas}`, scaleDownWindowMs: downWindowNow(base, policy, now), metrics, active: false, conditions, state };
     }
     // No scale-down on partial data; the broker backlog alone may still scale up.
     let replicas = n;
@@ -219,7 +227,10 @@ export function decide(prior: AutoscalerState | null, input: DecideInput, policy
     }
     conditions.push({ type: 'ScalingActive', status: false, reason: 'FailedGetMetrics', message: `could not read ${failed}; scale-down is frozen` });
     const hpa = replicas !== n ? storeScaleEvent(base.hpa, policy.behavior, n, replicas, now) : base.hpa;
-    return { replicas, desired: replicas, winner: 'backlog', reason: replicas > n ? 'BacklogOnly' : 'MetricsUnavailable', metrics, active: replicas > 0, conditions, state: { ...state, hpa } };
+    const message = replicas > n
+      ? `could not read ${failed}: scaled up on the broker backlog alone (${w.backlog})`
+      : `could not read ${failed}: scale-down is frozen at ${n}`;
+    return { replicas, desired: replicas, winner: 'backlog', reason: replicas > n ? 'BacklogOnly' : 'MetricsUnavailable', message, scaleDownWindowMs: downWindowNow(base, policy, now), metrics, active: replicas > 0, conditions, state: { ...state, hpa } };
   }
 
   const B = w.backlog!;
@@ -258,38 +269,96 @@ export function decide(prior: AutoscalerState | null, input: DecideInput, policy
 
   // From zero: activation, straight to the formula's size.
   if (n === 0) {
+    const windowMs = downWindowNow(state0, policy, now);
     if (!active && policy.minReplicas === 0) {
       conditions.push({ type: 'ScalingActive', status: true, reason: 'Idle', message: 'no work above the activation threshold' });
-      return { replicas: 0, desired: 0, winner, reason: 'Idle', metrics, active, conditions, state: state0 };
+      return { replicas: 0, desired: 0, winner, reason: 'Idle', message: `at zero: work ${W} is not above the activation threshold ${policy.activationThreshold}`, scaleDownWindowMs: windowMs, metrics, active, conditions, state: state0 };
     }
     const replicas = Math.min(policy.maxReplicas, Math.max(lo, desired));
-    conditions.push({ type: 'ScalingActive', status: true, reason: 'Activated', message: `work ${W} above activation threshold ${policy.activationThreshold}` });
+    const message = `woke from zero: work ${W} above the activation threshold ${policy.activationThreshold}; ${winner} proposes ${desired} replica${desired === 1 ? '' : 's'}`;
+    conditions.push({ type: 'ScalingActive', status: true, reason: 'Activated', message });
     const hpa = storeScaleEvent(base.hpa, policy.behavior, 0, replicas, now);
-    return { replicas, desired, winner, reason: 'Activated', metrics, active, conditions, state: { ...noteDirection(state0, 0, replicas, now, policy), hpa } };
+    // Waking from zero is what min 0 is for, not a flap: the scale to zero that came before was
+    // the cooldown's decision, so it does not stretch the scale-down window (lastDownAt cleared).
+    return { replicas, desired, winner, reason: 'Activated', message, scaleDownWindowMs: windowMs, metrics, active, conditions, state: { ...state0, lastDownAt: null, hpa } };
   }
 
   // Scale to zero: only with nothing in the system and nothing arriving for the whole cooldown.
   if (policy.minReplicas === 0 && W === 0 && !arrived && !extraActive && lastActiveAt !== null && now - lastActiveAt >= policy.cooldownMs) {
-    conditions.push({ type: 'ScalingActive', status: true, reason: 'Deactivated', message: `no work for ${policy.cooldownMs / 1000}s` });
+    const message = `no work for ${policy.cooldownMs / 1000} s (cooldownPeriodSeconds): scaled to zero`;
+    conditions.push({ type: 'ScalingActive', status: true, reason: 'Deactivated', message });
     const hpa = storeScaleEvent(base.hpa, policy.behavior, n, 0, now);
-    return { replicas: 0, desired: 0, winner, reason: 'Deactivated', metrics, active, conditions, state: { ...noteDirection(state0, n, 0, now, policy), hpa } };
+    return { replicas: 0, desired: 0, winner, reason: 'Deactivated', message, scaleDownWindowMs: downWindowNow(state0, policy, now), metrics, active, conditions, state: { ...noteDirection(state0, n, 0, now, policy), hpa } };
   }
 
   const tolerance = { up: policy.behavior.scaleUp.tolerance, down: policy.behavior.scaleDown.tolerance };
   const coldStart = input.readyReplicas === 0 && desired > n;
-  const target = coldStart || withinTolerance(desired / n, tolerance) ? n : clamp(desired);
+  const within = withinTolerance(desired / n, tolerance);
+  const target = coldStart || within ? n : clamp(desired);
+  const baseWindowMs = policy.behavior.scaleDown.stabilizationWindowSeconds * 1000;
   const windowMs = downWindowNow(base, policy, now);
-  const behavior = windowMs === policy.behavior.scaleDown.stabilizationWindowSeconds * 1000
-    ? policy.behavior
-    : { ...policy.behavior, scaleDown: { ...policy.behavior.scaleDown, stabilizationWindowSeconds: windowMs / 1000 } };
-  const norm = normalizeWithBehaviors(base.hpa, { minReplicas: lo, maxReplicas: policy.maxReplicas, behavior }, n, target, now);
+  const spec = (downWindowMs: number) => ({
+    minReplicas: lo,
+    maxReplicas: policy.maxReplicas,
+    behavior: downWindowMs === baseWindowMs
+      ? policy.behavior
+      : { ...policy.behavior, scaleDown: { ...policy.behavior.scaleDown, stabilizationWindowSeconds: downWindowMs / 1000 } },
+  });
+  const norm = normalizeWithBehaviors(base.hpa, spec(windowMs), n, target, now);
   const replicas = Math.min(policy.maxReplicas, Math.max(norm.replicas, floor));
-  conditions.push({ type: 'ScalingActive', status: true, reason: 'ValidMetricFound', message: `${winner} proposes ${desired} replicas (W=${W}, B=${B}, A=${A})` });
+  // What the configured window alone would allow: above it, the flap backoff holds the pods.
+  const unstretched = windowMs > baseWindowMs && norm.replicas <= n
+    ? Math.min(policy.maxReplicas, Math.max(normalizeWithBehaviors(base.hpa, spec(baseWindowMs), n, target, now).replicas, floor))
+    : replicas;
+  const proposal = `${winner} proposes ${desired} replica${desired === 1 ? '' : 's'} (W=${W}, B=${B}, A=${A})`;
+  conditions.push({ type: 'ScalingActive', status: true, reason: 'ValidMetricFound', message: proposal });
   for (const c of latestByType(norm.conditions) as HpaCondition[]) conditions.push(c);
   const hpa = replicas !== n ? storeScaleEvent(norm.state, policy.behavior, n, replicas, now) : norm.state;
-  const reason = replicas > n ? `${winner} above target` : replicas < n ? 'All metrics below target' : 'Steady';
   const moved = replicas === n ? state0 : noteDirection(state0, n, replicas, now, policy);
-  return { replicas, desired, winner, reason, metrics, active, conditions, state: { ...moved, hpa } };
+  const { reason, message } = explain();
+  return { replicas, desired, winner, reason, message, scaleDownWindowMs: downWindowNow(moved, policy, now), metrics, active, conditions, state: { ...moved, hpa } };
+
+  /** Reason and sentence for the count chosen: what proposed it and what held or limited it. */
+  function explain(): { reason: string; message: string } {
+    if (unstretched < replicas) {
+      const s = moved.lastFlapAt !== null ? Math.round((now - moved.lastFlapAt) / 1000) : 0;
+      const back = Math.ceil(flapBackoffLeftMs(moved, policy, now) / 60_000);
+      return {
+        reason: 'FlapBackoff',
+        message: `${proposal}; held at ${replicas} (${unstretched} without the flap backoff): the scale-down window is stretched to ${Math.round(windowMs / 1000)} s ` +
+          `(configured ${baseWindowMs / 1000} s) after a flap ${s} s ago, and shrinks back to ${baseWindowMs / 1000} s within about ${back} min`,
+      };
+    }
+    if (replicas > n) {
+      const limited = replicas < desired && !coldStart ? `; limited to ${replicas} by ${replicas === policy.maxReplicas ? 'maxReplicas' : 'the scale-up policy'}` : '';
+      return { reason: 'ScaleUp', message: `${proposal}${limited}` + flapNote() };
+    }
+    if (replicas < n) {
+      const held = replicas > Math.max(desired, lo, floor) ? `; limited to ${replicas} by the scale-down policy or the ${Math.round(windowMs / 1000)} s window` : '';
+      return { reason: 'ScaleDown', message: `${proposal}${held}` };
+    }
+    if (coldStart) return { reason: 'ColdStart', message: `${proposal}; none of the ${n} pods is ready yet, so the count is held until one is` };
+    if (desired === n) return { reason: 'Steady', message: proposal };
+    if (within) return { reason: 'WithinTolerance', message: `${proposal}; within the tolerance of ${n}, no change` };
+    if (desired < n && floor >= n) return { reason: 'InFlightFloor', message: `${proposal}; ${A - Ad} running tasks need ${floor} pods` };
+    if (desired < n) return { reason: 'ScaleDownStabilized', message: `${proposal}; held at ${n} by the ${Math.round(windowMs / 1000)} s scale-down stabilization window` };
+    return { reason: 'ScaleUpStabilized', message: `${proposal}; held at ${n} by the scale-up stabilization window` };
+  }
+
+  /** On a scale-up that counts as a flap, says that the scale-down window was stretched and for how long. */
+  function flapNote(): string {
+    if (moved.lastFlapAt !== now) return '';
+    return `; a flap (scaled down ${Math.round((now - (base.lastDownAt ?? now)) / 1000)} s ago): scale-down window stretched to ` +
+      `${Math.round(moved.downWindowMs / 1000)} s, shrinking back to ${baseWindowMs / 1000} s within about ${Math.ceil(flapBackoffLeftMs(moved, policy, now) / 60_000)} min`;
+  }
+}
+
+/** Time until the flap backoff's stretched scale-down window has decayed to the configured one, ms. */
+export function flapBackoffLeftMs(s: AutoscalerState, policy: AutoscalerPolicy, now: number): number {
+  // A configured window of 0 is reached only asymptotically: count until the stretch is under 1 s.
+  const baseMs = Math.max(1000, policy.behavior.scaleDown.stabilizationWindowSeconds * 1000);
+  if (s.lastFlapAt === null || s.downWindowMs <= baseMs) return 0;
+  return Math.max(0, s.lastFlapAt + FLAP_DECAY_MS * Math.log2(s.downWindowMs / baseMs) - now);
 }
 
 const FLAP_UP_RATIO = 1.5;

@@ -1,15 +1,12 @@
 /**
- * A faithful port of the Kubernetes HPA v2 replica computation (kubernetes/kubernetes
- * pkg/controller/podautoscaler: horizontal.go, replica_calculator.go) as pure functions with an
- * injected clock. Times are ms since an arbitrary epoch; the caller owns the state between steps.
- *
- * Covered: per-metric proposals for External/Object metrics (Value and AverageValue) with the
- * tolerance, "largest proposal wins" with the partial-failure rules, the legacy normalization
- * (5 min max-stabilization, scale-up limit max(2N, 4)) and the `behavior` normalization
- * (stabilization windows, Pods/Percent policies, selectPolicy, scale-event bookkeeping).
+ * The parts of the Kubernetes HPA v2 replica computation (kubernetes/kubernetes
+ * pkg/controller/podautoscaler/horizontal.go) that celeriac's own decision reuses, as pure
+ * functions with an injected clock: `behavior` defaulting, the tolerance, and the `behavior`
+ * normalization (stabilization windows, Pods/Percent policies, selectPolicy, scale-event
+ * bookkeeping). Times are ms since an arbitrary epoch; the caller owns the state between steps.
  * Condition and reason strings are the HPA's own, so operators recognise them.
- * Not covered: Resource/Pods metrics with pod readiness corrections (celeriac has no per-pod CPU
- * metric to scale on).
+ * The rest of the HPA (per-metric proposals, the whole sync step, the legacy normalization) is
+ * used only by the simulator's baselines: simulator/hpa-baseline.ts.
  */
 
 /** One rate-limiting policy (autoscaling/v2 HPAScalingPolicy). */
@@ -105,55 +102,7 @@ export function withinTolerance(ratio: number, tolerance: { up: number; down: nu
   return 1 - tolerance.down <= ratio && ratio <= 1 + tolerance.up;
 }
 
-/** The metric target of an External or Object metric. */
-export type MetricTarget =
-  | { readonly type: 'AverageValue'; readonly averageValue: number }
-  | { readonly type: 'Value'; readonly value: number };
-
-/** One metric as read this step; `value: null` means reading it failed. */
-export interface MetricReading {
-  readonly name: string;
-  readonly value: number | null;
-  readonly target: MetricTarget;
-}
-
-/** Replica counts the HPA reads from the scale subresource and the pods. */
-export interface ReplicaCounts {
-  /** scale.spec.replicas (N) */
-  readonly specReplicas: number;
-  /** scale.status.replicas */
-  readonly statusReplicas: number;
-  /** pods Running and Ready */
-  readonly readyReplicas: number;
-}
-
-/**
- * The proposal of one External metric (replica_calculator.go GetExternalMetricReplicas and
- * GetExternalPerPodMetricReplicas).
- * - AverageValue: usage = sum / statusReplicas; tolerance on that ratio, then ceil(sum / target).
- * - Value: ratio = sum / target; with N == 0 `ceil(ratio)` without tolerance, otherwise
- *   ceil(ratio * ready) outside the tolerance.
- */
-export function metricProposal(
-  value: number,
-  target: MetricTarget,
-  counts: ReplicaCounts,
-  tolerance: { up: number; down: number },
-): { replicas: number; ratio: number } {
-  if (target.type === 'AverageValue') {
-    const ratio = value / (target.averageValue * counts.statusReplicas);
-    const replicas = withinTolerance(ratio, tolerance)
-      ? counts.statusReplicas
-      : Math.ceil(value / target.averageValue);
-    return { replicas, ratio };
-  }
-  const ratio = value / target.value;
-  if (counts.specReplicas === 0) return { replicas: Math.ceil(ratio), ratio };
-  if (withinTolerance(ratio, tolerance)) return { replicas: counts.specReplicas, ratio };
-  return { replicas: Math.ceil(ratio * counts.readyReplicas), ratio };
-}
-
-interface TimestampedRecommendation {
+export interface TimestampedRecommendation {
   readonly recommendation: number;
   readonly at: number;
 }
@@ -187,114 +136,11 @@ export interface HpaSpec {
   readonly behavior: ResolvedBehavior | null;
 }
 
-export interface HpaStepResult {
-  /** The replica count to write to /scale (equal to N when nothing changes). */
-  readonly replicas: number;
-  readonly state: HpaState;
-  /** Raw largest proposal over metrics before normalization, or null if it was not computed. */
-  readonly proposal: number | null;
-  /** Name of the metric whose proposal won. */
-  readonly metricName: string | null;
-  readonly conditions: readonly HpaCondition[];
-  /** The rescale reason, as in the SuccessfulRescale event. */
-  readonly reason: string;
-}
-
 export const EMPTY_HPA_STATE: HpaState = Object.freeze({
   recommendations: [],
   scaleUpEvents: [],
   scaleDownEvents: [],
 });
-
-/**
- * Largest proposal over metrics (horizontal.go computeReplicasForMetrics). Returns null when the
- * HPA would do nothing: every metric failed, or some failed and the valid ones point down.
- */
-export function largestProposal(
-  metrics: readonly MetricReading[],
-  counts: ReplicaCounts,
-  tolerance: { up: number; down: number },
-): { replicas: number; metricName: string } | { replicas: null; failed: string } {
-  let best = -1;
-  let bestName = '';
-  let invalid = 0;
-  let firstInvalid = '';
-  for (const m of metrics) {
-    if (m.value === null || !Number.isFinite(m.value)) {
-      if (invalid === 0) firstInvalid = m.name;
-      invalid++;
-      continue;
-    }
-    const { replicas } = metricProposal(m.value, m.target, counts, tolerance);
-    if (replicas > best) {
-      best = replicas;
-      bestName = m.name;
-    }
-  }
-  if (invalid >= metrics.length || (invalid > 0 && best < counts.specReplicas)) {
-    return { replicas: null, failed: firstInvalid };
-  }
-  return { replicas: best, metricName: bestName };
-}
-
-/**
- * One HPA sync (horizontal.go reconcileAutoscaler, from reading /scale to the rescale decision).
- * The caller writes `replicas` when it differs from `counts.specReplicas` and passes the
- * returned state to the next call.
- */
-export function hpaStep(
-  prior: HpaState | null,
-  spec: HpaSpec,
-  counts: ReplicaCounts,
-  metrics: readonly MetricReading[],
-  now: number,
-  controller: HpaControllerConfig = HPA_CONTROLLER_DEFAULTS,
-): HpaStepResult {
-  const n = counts.specReplicas;
-  // First sync of a key seeds the history with the current count.
-  let state: HpaState = prior ?? { ...EMPTY_HPA_STATE, recommendations: [{ recommendation: n, at: now }] };
-  const conditions: HpaCondition[] = [
-    { type: 'AbleToScale', status: true, reason: 'SucceededGetScale', message: 'the HPA controller was able to get the target\'s current scale' },
-  ];
-  const keep = (reason: string): HpaStepResult => ({ replicas: n, state, proposal: null, metricName: null, conditions: latestByType(conditions), reason });
-
-  if (n === 0 && spec.minReplicas !== 0) {
-    conditions.push({ type: 'ScalingActive', status: false, reason: 'ScalingDisabled', message: 'scaling is disabled since the replica count of the target is zero' });
-    return keep('ScalingDisabled');
-  }
-  if (n > spec.maxReplicas) {
-    return finish(spec.maxReplicas, 'Current number of replicas above Spec.MaxReplicas', null, null);
-  }
-  if (n < spec.minReplicas) {
-    return finish(spec.minReplicas, 'Current number of replicas below Spec.MinReplicas', null, null);
-  }
-
-  const tol = spec.behavior
-    ? { up: spec.behavior.scaleUp.tolerance, down: spec.behavior.scaleDown.tolerance }
-    : { up: controller.tolerance, down: controller.tolerance };
-  const best = largestProposal(metrics, counts, tol);
-  if (best.replicas === null) {
-    conditions.push({ type: 'ScalingActive', status: false, reason: 'FailedGetExternalMetric', message: `the HPA was unable to compute the replica count: metric ${best.failed} could not be read` });
-    return keep('FailedGetExternalMetric');
-  }
-  conditions.push({ type: 'ScalingActive', status: true, reason: 'ValidMetricFound', message: `the HPA was able to successfully calculate a replica count from external metric ${best.metricName}` });
-  const proposal = Math.max(0, best.replicas);
-  const norm = spec.behavior
-    ? normalizeWithBehaviors(state, spec, n, proposal, now)
-    : normalizeLegacy(state, spec, n, proposal, now, controller);
-  state = norm.state;
-  conditions.push(...norm.conditions);
-  const normalized = norm.replicas;
-  const reason = normalized > n
-    ? `external metric ${best.metricName} above target`
-    : normalized < n ? 'All metrics below target' : '';
-  return finish(normalized, reason, proposal, best.metricName);
-
-  function finish(replicas: number, reason: string, proposalValue: number | null, metricName: string | null): HpaStepResult {
-    if (replicas !== n && spec.behavior) state = storeScaleEvent(state, spec.behavior, n, replicas, now);
-    return { replicas, state, proposal: proposalValue, metricName, conditions: latestByType(conditions), reason };
-  }
-}
 
 /** setCondition semantics: a later condition of the same type replaces the earlier one. */
 export function latestByType(conditions: readonly HpaCondition[]): HpaCondition[] {
@@ -308,52 +154,6 @@ export interface Normalized {
   readonly replicas: number;
   readonly state: HpaState;
   readonly conditions: readonly HpaCondition[];
-}
-
-/**
- * Legacy normalization, used when `behavior` is nil (horizontal.go normalizeDesiredReplicas):
- * the highest recommendation of the last 5 minutes, then min and min(max, max(2N, 4)).
- */
-export function normalizeLegacy(
-  state: HpaState,
-  spec: HpaSpec,
-  n: number,
-  desired: number,
-  now: number,
-  controller: HpaControllerConfig = HPA_CONTROLLER_DEFAULTS,
-): Normalized {
-  const cutoff = now - controller.downscaleStabilizationMs;
-  let maxRec = desired;
-  let oldIndex = -1;
-  state.recommendations.forEach((rec, i) => {
-    if (rec.at < cutoff) oldIndex = i;
-    else if (rec.recommendation > maxRec) maxRec = rec.recommendation;
-  });
-  const conditions: HpaCondition[] = [maxRec !== desired
-    ? { type: 'AbleToScale', status: true, reason: 'ScaleDownStabilized', message: 'recent recommendations were higher than current one, applying the highest recent recommendation' }
-    : { type: 'AbleToScale', status: true, reason: 'ReadyForNewScale', message: 'recommended size matches current size' }];
-  // convertDesiredReplicasWithRules
-  const upLimit = Math.max(2 * n, 4);
-  let maxAllowed: number;
-  let reason: string;
-  if (spec.maxReplicas > upLimit) {
-    maxAllowed = upLimit;
-    reason = 'ScaleUpLimit';
-  } else {
-    maxAllowed = spec.maxReplicas;
-    reason = 'TooManyReplicas';
-  }
-  let replicas = maxRec;
-  if (maxRec < spec.minReplicas) {
-    replicas = spec.minReplicas;
-    reason = 'TooFewReplicas';
-  } else if (maxRec > maxAllowed) {
-    replicas = maxAllowed;
-  } else {
-    reason = 'DesiredWithinRange';
-  }
-  conditions.push({ type: 'ScalingLimited', status: replicas !== desired, reason, message: limitMessage(reason) });
-  return { replicas, state: { ...state, recommendations: record(state.recommendations, oldIndex, desired, now) }, conditions };
 }
 
 /**
@@ -378,7 +178,7 @@ export function normalizeWithBehaviors(state: HpaState, spec: HpaSpec, n: number
   let stabilized = n;
   if (stabilized < upRec) stabilized = upRec;
   if (stabilized > downRec) stabilized = downRec;
-  const next = { ...state, recommendations: record(state.recommendations, oldIndex, desired, now) };
+  const next = { ...state, recommendations: recordRecommendation(state.recommendations, oldIndex, desired, now) };
   const conditions: HpaCondition[] = [stabilized !== desired
     ? desired >= n
       ? { type: 'AbleToScale', status: true, reason: 'ScaleUpStabilized', message: 'recent recommendations were lower than current one, applying the lowest recent recommendation' }
@@ -390,7 +190,7 @@ export function normalizeWithBehaviors(state: HpaState, spec: HpaSpec, n: number
 }
 
 /** Replace the slot at `oldIndex` (an entry past every window) or append. */
-function record(recs: readonly TimestampedRecommendation[], oldIndex: number, recommendation: number, at: number): TimestampedRecommendation[] {
+export function recordRecommendation(recs: readonly TimestampedRecommendation[], oldIndex: number, recommendation: number, at: number): TimestampedRecommendation[] {
   const out = recs.slice();
   const entry = { recommendation, at };
   if (oldIndex >= 0) out[oldIndex] = entry;
@@ -398,7 +198,7 @@ function record(recs: readonly TimestampedRecommendation[], oldIndex: number, re
   return out;
 }
 
-function limitMessage(reason: string): string {
+export function limitMessage(reason: string): string {
   switch (reason) {
     case 'ScaleUpLimit': return 'the desired replica count is increasing faster than the maximum scale rate';
     case 'ScaleDownLimit': return 'the desired replica count is decreasing faster than the maximum scale rate';

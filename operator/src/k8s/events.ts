@@ -21,10 +21,12 @@ export interface EventRecorder {
 }
 
 interface Seen {
-  name: string;
-  namespace: string;
+  /** Resolves to the Event's name once it is created; a failed create rejects (the next record starts over). */
+  created: Promise<{ name: string; namespace: string }>;
   count: number;
   at: number;
+  /** The last write for this key: writes of one key go out in order, so counts only grow. */
+  last: Promise<void>;
 }
 
 const AGGREGATE_MS = 10 * 60_000;
@@ -44,7 +46,11 @@ export function createEventRecorder(o: {
   const seen = new Map<string, Seen>();
   const pending = new Set<Promise<void>>();
 
-  async function write(obj: KubeObject, type: EventType, reason: string, message: string): Promise<void> {
+  /**
+   * Aggregation is decided here, synchronously, so two quick calls for the same Event find each
+   * other: the first creates the object, the second waits for that and bumps its count.
+   */
+  function write(obj: KubeObject, type: EventType, reason: string, message: string): Promise<void> {
     const ns = obj.metadata.namespace ?? 'default';
     const key = `${obj.metadata.uid ?? obj.metadata.name}\u0000${type}\u0000${reason}\u0000${message}`;
     const t = now();
@@ -52,36 +58,50 @@ export function createEventRecorder(o: {
     if (prev && t.getTime() - prev.at < AGGREGATE_MS) {
       prev.count += 1;
       prev.at = t.getTime();
-      await o.kube.patch(resources.events, prev.namespace, prev.name, { count: prev.count, lastTimestamp: rfc3339(t) });
-      return;
+      const count = prev.count;
+      const lastTimestamp = rfc3339(t);
+      prev.last = prev.last
+        .catch(() => undefined) // that write's failure was logged by its own record()
+        .then(() => prev.created)
+        .then(({ name, namespace }) => o.kube.patch(resources.events, namespace, name, { count, lastTimestamp }))
+        .then(() => undefined);
+      return prev.last;
     }
     const name = `${obj.metadata.name}.${t.getTime().toString(16)}${randomBytes(2).toString('hex')}`;
-    await o.kube.create(resources.events, {
-      apiVersion: 'v1',
-      kind: 'Event',
-      metadata: { name, namespace: ns },
-      involvedObject: {
-        apiVersion: obj.apiVersion,
-        kind: obj.kind,
-        name: obj.metadata.name,
-        namespace: obj.metadata.namespace,
-        uid: obj.metadata.uid,
-        resourceVersion: obj.metadata.resourceVersion,
-      },
-      type,
-      reason,
-      message: message.slice(0, 1024),
-      source: { component },
-      reportingComponent: component,
-      reportingInstance: component,
-      firstTimestamp: rfc3339(t),
-      lastTimestamp: rfc3339(t),
-      count: 1,
-    } as KubeObject);
-    seen.set(key, { name, namespace: ns, count: 1, at: t.getTime() });
+    const created = o.kube
+      .create(resources.events, {
+        apiVersion: 'v1',
+        kind: 'Event',
+        metadata: { name, namespace: ns },
+        involvedObject: {
+          apiVersion: obj.apiVersion,
+          kind: obj.kind,
+          name: obj.metadata.name,
+          namespace: obj.metadata.namespace,
+          uid: obj.metadata.uid,
+          resourceVersion: obj.metadata.resourceVersion,
+        },
+        type,
+        reason,
+        message: message.slice(0, 1024),
+        source: { component },
+        reportingComponent: component,
+        reportingInstance: component,
+        firstTimestamp: rfc3339(t),
+        lastTimestamp: rfc3339(t),
+        count: 1,
+      } as KubeObject)
+      .then(() => ({ name, namespace: ns }));
+    const entry: Seen = { created, count: 1, at: t.getTime(), last: created.then(() => undefined) };
+    seen.set(key, entry);
+    // Not created: forget it, so the next record creates the Event instead of patching nothing.
+    created.catch(() => {
+      if (seen.get(key) === entry) seen.delete(key);
+    });
     if (seen.size > 4096) {
       for (const [k, v] of seen) if (t.getTime() - v.at >= AGGREGATE_MS) seen.delete(k);
     }
+    return entry.last;
   }
 
   return {

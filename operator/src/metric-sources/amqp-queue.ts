@@ -15,7 +15,6 @@ import { abortable, MetricSourceError, type MetricSource, type MetricValue } fro
 export interface AmqpQueueOptions {
   url: string;
   queues: readonly string[];
-  activationValue?: number;
   managementUrl?: string;
   timeoutMs?: number;
 }
@@ -84,7 +83,7 @@ export function createAmqpQueueSource(o: AmqpQueueOptions): MetricSource {
     }
     const detail: Record<string, number> = { ready: total, consumers };
     if (o.managementUrl) detail.unacked = unackedTotal;
-    return { value: total, active: total > (o.activationValue ?? 0), detail };
+    return { value: total, detail };
   }
 
   return {

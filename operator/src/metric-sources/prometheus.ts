@@ -1,14 +1,13 @@
 /**
  * Any PromQL query over the Prometheus HTTP API (`GET <server>/api/v1/query?query=`): the value
  * is the sum of the returned samples (vector or scalar), as the HPA sums an External metric.
- * An empty vector reads as 0. `active` when the value exceeds `activationValue`.
+ * An empty vector reads as 0.
  */
 import { abortable, MetricSourceError, type MetricSource } from './source.js';
 
 export interface PrometheusOptions {
   serverAddress: string;
   query: string;
-  activationValue?: number;
   timeoutMs?: number;
 }
 
@@ -39,7 +38,7 @@ export function createPrometheusSource(o: PrometheusOptions): MetricSource {
       try {
         const value = await abortable(readOnce(signal), signal, 'prometheus');
         if (!Number.isFinite(value)) throw new Error(`the query returned ${value}`);
-        return { value, active: value > (o.activationValue ?? 0) };
+        return { value };
       } catch (err) {
         if (err instanceof MetricSourceError) throw err;
         throw new MetricSourceError('prometheus', `query ${JSON.stringify(o.query)} at ${o.serverAddress} failed: ${(err as Error).message}`, { cause: err });

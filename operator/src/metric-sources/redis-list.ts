@@ -16,7 +16,6 @@ import { abortable, MetricSourceError, type MetricSource, type MetricValue } fro
 export interface RedisListOptions {
   url: string;
   queues: readonly string[];
-  activationValue?: number;
   /** kombu transport option `unacked_key`. */
   unackedKey?: string;
   timeoutMs?: number;
@@ -61,7 +60,7 @@ export function createRedisListSource(o: RedisListOptions): MetricSource {
       const rk = unackedRoutingKey(v);
       if (rk !== null && queues.has(rk)) unacked++;
     }
-    return { value: ready, active: ready > (o.activationValue ?? 0), detail: { ready, unacked } };
+    return { value: ready, detail: { ready, unacked } };
   }
 
   return {

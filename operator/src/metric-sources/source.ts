@@ -7,11 +7,13 @@ import { OperatorError } from '../errors.js';
 
 export type MetricSourceKind = 'redis-list' | 'amqp-queue' | 'worker-metrics' | 'prometheus';
 
-/** One reading. `value` is the source's headline number; `detail` names its parts. */
+/**
+ * One reading. `value` is the source's headline number; `detail` names its parts. Whether it
+ * activates the pool (0 <-> 1) is not the source's call: decide() owns activation
+ * (`activationThreshold`, a metric's `activationValue`).
+ */
 export interface MetricValue {
   readonly value: number;
-  /** Above the source's activation value (drives 0 <-> 1). */
-  readonly active: boolean;
   readonly detail?: Readonly<Record<string, number>>;
 }
 

@@ -4,11 +4,12 @@
  * `celeriac_worker_draining`, and the counters the rate model needs:
  * `celeriac_tasks_received_total`, `celeriac_task_duration_seconds_sum` / `_count`.
  * Targets come from the caller (the pool's ready pods); no target means no worker, so zero.
- * `value` = reserved + active + scheduled; `detail` adds the counters and `drainingActive`.
+ * A reading is typed (`WorkerReading`: the sums plus each pod's sample), not a `MetricValue`:
+ * the autoscaler needs every part of it, by name.
  * A pod that cannot be scraped fails the read: in-flight work must never be silently missed.
  * The text-format parser is hand-written: it reads five sample names, far less than a library.
  */
-import { abortable, MetricSourceError, type MetricSource, type MetricValue } from './source.js';
+import { abortable, MetricSourceError } from './source.js';
 
 export interface ScrapeTarget {
   readonly pod: string;
@@ -30,6 +31,29 @@ export interface WorkerSample {
   received: number;
   completed: number;
   serviceSeconds: number;
+}
+
+/** One read over all the pool's ready pods: sums, and each pod's own sample. */
+export interface WorkerReading {
+  /** A, R, S: tasks running, prefetched, and held for their ETA. */
+  readonly active: number;
+  readonly reserved: number;
+  readonly scheduled: number;
+  /** Of `active`, tasks running on pods that are draining. */
+  readonly drainingActive: number;
+  /** Counters summed over the pods (they drop when a pod goes away). */
+  readonly received: number;
+  readonly completed: number;
+  readonly serviceSeconds: number;
+  readonly byPod: ReadonlyMap<string, WorkerSample>;
+}
+
+/** The workers' figures for the autoscaler (not a MetricSource: its reading has named parts). */
+export interface WorkerMetricsSource {
+  readonly kind: 'worker-metrics';
+  /** Scrapes every target; rejects with MetricSourceError naming the pod that failed. */
+  read(signal: AbortSignal): Promise<WorkerReading>;
+  close(): Promise<void>;
 }
 
 const LINE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)/;
@@ -59,9 +83,8 @@ export function parseWorkerMetrics(text: string): WorkerSample {
   return s;
 }
 
-export function createWorkerMetricsSource(o: WorkerMetricsOptions): MetricSource & { readonly lastByPod: ReadonlyMap<string, WorkerSample> } {
+export function createWorkerMetricsSource(o: WorkerMetricsOptions): WorkerMetricsSource {
   const timeoutMs = o.timeoutMs ?? 3000;
-  let lastByPod = new Map<string, WorkerSample>();
 
   async function scrape(t: ScrapeTarget, signal: AbortSignal): Promise<WorkerSample> {
     const res = await fetch(t.url, { signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) });
@@ -69,7 +92,7 @@ export function createWorkerMetricsSource(o: WorkerMetricsOptions): MetricSource
     return parseWorkerMetrics(await res.text());
   }
 
-  async function readOnce(signal: AbortSignal): Promise<MetricValue> {
+  async function readOnce(signal: AbortSignal): Promise<WorkerReading> {
     const targets = await o.targets();
     const samples = await Promise.all(targets.map(async (t) => {
       try {
@@ -78,31 +101,24 @@ export function createWorkerMetricsSource(o: WorkerMetricsOptions): MetricSource
         throw new MetricSourceError('worker-metrics', `scraping pod ${t.pod} failed: ${(err as Error).message}`, { cause: err });
       }
     }));
-    lastByPod = new Map(samples);
-    const d = { active: 0, reserved: 0, scheduled: 0, drainingActive: 0, received: 0, completed: 0, serviceSeconds: 0, pods: samples.length };
+    const sum = { active: 0, reserved: 0, scheduled: 0, drainingActive: 0, received: 0, completed: 0, serviceSeconds: 0 };
     for (const [, s] of samples) {
-      d.active += s.active;
-      d.reserved += s.reserved;
-      d.scheduled += s.scheduled;
-      if (s.draining) d.drainingActive += s.active;
-      d.received += s.received;
-      d.completed += s.completed;
-      d.serviceSeconds += s.serviceSeconds;
+      sum.active += s.active;
+      sum.reserved += s.reserved;
+      sum.scheduled += s.scheduled;
+      if (s.draining) sum.drainingActive += s.active;
+      sum.received += s.received;
+      sum.completed += s.completed;
+      sum.serviceSeconds += s.serviceSeconds;
     }
-    const value = d.active + d.reserved + d.scheduled;
-    return { value, active: value > 0, detail: d };
+    return { ...sum, byPod: new Map(samples) };
   }
 
   return {
     kind: 'worker-metrics',
-    get lastByPod() {
-      return lastByPod;
-    },
     read(signal) {
       return abortable(readOnce(signal), signal, 'worker-metrics');
     },
-    async close() {
-      lastByPod = new Map();
-    },
+    async close() {},
   };
 }

@@ -7,6 +7,8 @@ import { canonicalJson, controllerRef } from '../k8s/apply.js';
 import { POOL_LABEL, type KubeObject, type TaskQueue, type TaskQueueBroker, type WorkerPool } from '../types.js';
 
 export const WORKER_CONTAINER = 'worker';
+/** Timing of the worker's startup probe (see workerDeployment). */
+export const WORKER_STARTUP_PROBE = Object.freeze({ initialDelaySeconds: 2, periodSeconds: 1, failureThreshold: 300 });
 export const DEFAULTS = {
   concurrency: 4,
   prefetchMultiplier: 1,
@@ -146,6 +148,13 @@ export function workerDeployment({ pool, queues, replicas, credentialsHash }: Wo
     args: workerArgs(pool, queues),
     env: [...env, ...(workerOverride?.env ?? [])],
     ports: [{ name: 'metrics', containerPort: port, protocol: 'TCP' }, ...(workerOverride?.ports ?? [])],
+    // The worker listens only once its broker and backend are connected, which takes from about a
+    // second to as long as the broker needs. A startup probe follows that real start time: every
+    // second from 2 s on (up to 5 min), while readiness and liveness wait until it succeeds. Without
+    // it the first readiness probe came at once (refused: a Warning Event per pod) and the next one
+    // 10 s later, so a new pod stayed NotReady ~10 s longer than needed and the autoscaler, which
+    // scrapes only Ready pods, did not count it.
+    startupProbe: { ...WORKER_STARTUP_PROBE, httpGet: { path: '/healthz', port: 'metrics' } },
     readinessProbe: { httpGet: { path: '/healthz', port: 'metrics' }, periodSeconds: 10, failureThreshold: 3 },
     livenessProbe: { httpGet: { path: '/healthz', port: 'metrics' }, periodSeconds: 20, failureThreshold: 6, timeoutSeconds: 5 },
     // The worker stops consuming and hands back prefetched messages before SIGTERM; running tasks

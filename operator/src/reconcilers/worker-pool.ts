@@ -6,7 +6,7 @@
  * ScalingActive / Degraded). Once a pool is gone, cleanup deletes what it owned (no finalizer).
  */
 import { apply, isControlledBy, patchStatusIfChanged } from '../k8s/apply.js';
-import { rfc3339, setCondition, type ConditionInput } from '../k8s/conditions.js';
+import { findCondition, rfc3339, setCondition, type ConditionInput } from '../k8s/conditions.js';
 import type { Informer } from '../k8s/informer.js';
 import { resources } from '../k8s/kube-client.js';
 import { Action, TerminalError, type ReconcileContext, type Reconciler } from '../k8s/reconciler.js';
@@ -29,7 +29,11 @@ export interface ReplicaDecision {
   replicas: number;
   /** ScalingActive condition: True when an autoscaler is steering the count. */
   active: boolean;
-  /** CamelCase reason and a sentence, for the ScalingActive condition and scale Events. */
+  /**
+   * CamelCase reason and a sentence, for the ScalingActive condition. The sentence says why the
+   * count is what it is, so the scale Event carries it too ("Scaled Deployment shop from 5 to 2
+   * replicas: work proposes 2 replicas ...").
+   */
   reason: string;
   message: string;
   /** Written to status.autoscaling (null clears it). */
@@ -169,11 +173,11 @@ export function createWorkerPoolReconciler(o: WorkerPoolReconcilerOptions): Reco
       if (!existing) {
         ctx.events.record(pool, 'Normal', 'CreatedDeployment', `Created Deployment ${name} with ${decision.replicas} replicas`);
       } else if (previousReplicas !== decision.replicas) {
-        ctx.events.record(pool, 'Normal', 'ScaledDeployment', `Scaled Deployment ${name} from ${previousReplicas ?? 0} to ${decision.replicas} replicas (${decision.reason})`);
+        ctx.events.record(pool, 'Normal', 'ScaledDeployment', `Scaled Deployment ${name} from ${previousReplicas ?? 0} to ${decision.replicas} replicas: ${decision.message}`);
         ctx.log.info({ from: previousReplicas, to: decision.replicas, reason: decision.reason }, 'scaled');
       }
 
-      await writeStatus(pool, applied, decision, ctx);
+      await writeStatus(pool, applied, decision, brokerProblem(queues), ctx);
       o.metrics.desiredReplicas.set({ namespace: ns, workerpool: name }, decision.replicas);
       o.metrics.workerPoolReplicas.set({ namespace: ns, workerpool: name }, applied.status?.replicas ?? 0);
       const poll = pool.spec.autoscaling ? (pool.spec.autoscaling.pollingIntervalSeconds ?? 5) * 1000 : resyncMs;
@@ -190,7 +194,7 @@ export function createWorkerPoolReconciler(o: WorkerPoolReconcilerOptions): Reco
     },
   };
 
-  async function writeStatus(pool: WorkerPool, dep: Deployment, d: ReplicaDecision, ctx: ReconcileContext): Promise<void> {
+  async function writeStatus(pool: WorkerPool, dep: Deployment, d: ReplicaDecision, broker: BrokerProblem | null, ctx: ReconcileContext): Promise<void> {
     const now = ctx.now();
     const generation = pool.metadata.generation;
     const prev = pool.status ?? {};
@@ -215,7 +219,14 @@ export function createWorkerPoolReconciler(o: WorkerPoolReconcilerOptions): Reco
       conditions,
     );
     conditions = c({ type: 'ScalingActive', status: d.active ? 'True' : 'False', reason: d.reason, message: d.message }, conditions);
-    conditions = c({ type: 'Degraded', status: 'False', reason: 'AsExpected', message: 'the Deployment and PodDisruptionBudget are applied' }, conditions);
+    conditions = c(
+      broker
+        ? { type: 'Degraded', status: 'True', reason: broker.reason, message: broker.message }
+        : { type: 'Degraded', status: 'False', reason: 'AsExpected', message: 'the Deployment and PodDisruptionBudget are applied' },
+      conditions,
+    );
+    const wasDegraded = findCondition(prev.conditions, 'Degraded');
+    if (broker && (wasDegraded?.status !== 'True' || wasDegraded.reason !== broker.reason)) ctx.events.record(pool, 'Warning', broker.reason, broker.message);
     const next: StatusPatch = {
       observedGeneration: generation,
       replicas,
@@ -226,9 +237,42 @@ export function createWorkerPoolReconciler(o: WorkerPoolReconcilerOptions): Reco
       lastScaleTime: prev.desiredReplicas !== undefined && prev.desiredReplicas !== d.replicas ? rfc3339(now) : (prev.lastScaleTime ?? null),
       conditions,
     };
-    if (d.autoscalingStatus !== undefined) next.autoscaling = d.autoscalingStatus;
+    if (d.autoscalingStatus !== undefined) next.autoscaling = d.autoscalingStatus === null ? null : replacing(prev.autoscaling, d.autoscalingStatus);
     await patchStatusIfChanged(ctx.kube, resources.workerPools, pool, next);
   }
+}
+
+/** A TaskQueue of the pool that cannot reach its broker, as the pool's Degraded reason and message. */
+interface BrokerProblem {
+  reason: string;
+  message: string;
+}
+
+/**
+ * The first of the pool's TaskQueues whose last broker check failed (its BrokerReachable
+ * condition, written by the TaskQueue reconciler): the workers share that broker, so they cannot
+ * work either, whatever their Deployment says.
+ */
+export function brokerProblem(queues: readonly TaskQueue[]): BrokerProblem | null {
+  for (const q of queues) {
+    const c = findCondition(q.status?.conditions, 'BrokerReachable');
+    if (c?.status === 'False') {
+      return { reason: c.reason, message: `TaskQueue "${q.metadata.name}" cannot reach its broker: ${c.message}` };
+    }
+  }
+  return null;
+}
+
+/**
+ * `next` as a merge patch that replaces `prev` whole: a merge patch keeps keys it does not name,
+ * so every key of `prev` that `next` leaves out (or sets to null) is sent as null, which removes
+ * it. Keys absent from both are not sent, so an unchanged object compares equal and is not written.
+ */
+export function replacing<T extends object>(prev: T | undefined, next: T): T {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(next)) if (v !== null && v !== undefined) out[k] = v;
+  for (const k of Object.keys(prev ?? {})) if (!(k in out)) out[k] = null;
+  return out as T;
 }
 
 /** Deletes the pool's object of this type if the pool controls it; true if something was deleted. */

@@ -70,7 +70,13 @@ export function modelFor(sc: Scenario, overrides: Partial<ModelParams> = {}): Mo
   };
 }
 
-const enum Ev { TaskDone, EtaDue, PodReady, PodKill, PodExit, Redeliver, Timer, Chart }
+/**
+ * Event kinds. `Timer` is a controller's (a = its timer id); `MetricOutage` starts (a = 1) or ends
+ * (a = 0) the scenario's metric outage; `BurstWatch` marks a burst's start (a = 0) or checks
+ * whether its backlog is back down (a = 1).
+ */
+const enum Ev { TaskDone, EtaDue, PodReady, PodKill, PodExit, Redeliver, Timer, Chart, MetricOutage, BurstWatch }
+const enum BurstMark { Start, Check }
 export const enum PodState { Starting, Running, Draining, Terminating, Gone }
 
 export interface Pod {
@@ -287,10 +293,10 @@ export class Simulation {
     this.controller.start(this);
     this.q.push(0, Ev.Chart, 0, 0);
     // Just before the burst's first arrival, so the baseline is the level before it.
-    for (const b of this.tasks.burstStarts) this.q.push(Math.max(0, b - 1e-6), Ev.Timer, -2, 0);
+    for (const b of this.tasks.burstStarts) this.q.push(Math.max(0, b - 1e-6), Ev.BurstWatch, BurstMark.Start, 0);
     if (outage) {
-      this.q.push(outage[0], Ev.Timer, -1, 1);
-      this.q.push(outage[1], Ev.Timer, -1, 0);
+      this.q.push(outage[0], Ev.MetricOutage, 1, 0);
+      this.q.push(outage[1], Ev.MetricOutage, 0, 0);
     }
     const { arrival } = this.tasks;
     const count = this.tasks.count;
@@ -313,11 +319,9 @@ export class Simulation {
         case Ev.PodKill: this.podKill(this.pods[ev.a]!); break;
         case Ev.PodExit: this.podExit(this.pods[ev.a]!); break;
         case Ev.Redeliver: this.redeliver(ev.a, ev.b); break;
-        case Ev.Timer:
-          if (ev.a === -1) this.metricsDown = ev.b === 1;
-          else if (ev.a === -2) this.watchBurst();
-          else this.controller.onTimer(this, ev.a);
-          break;
+        case Ev.Timer: this.controller.onTimer(this, ev.a); break;
+        case Ev.MetricOutage: this.metricsDown = ev.a === 1; break;
+        case Ev.BurstWatch: this.watchBurst(ev.a as BurstMark); break;
         case Ev.Chart: this.sampleChart(); break;
       }
     }
@@ -338,16 +342,15 @@ export class Simulation {
     this.now = t;
   }
 
-  /** Burst marks (ev.b 0: a burst starts; 1: check whether the backlog is back down). */
-  private watchBurst(): void {
+  /** A burst starts, or a check whether its backlog is back at the level before it. */
+  private watchBurst(mark: BurstMark): void {
     const level = this.backlog + this.reservedCount;
-    const ev = this.q.popped;
-    if (ev.b === 0) {
+    if (mark === BurstMark.Start) {
       const watching = this.burst !== null;
       // A new burst ends the watch of the previous one (counted up to now); its check chain goes on.
       if (this.burst) this.drainTimes.push(this.now - this.burst.start);
       this.burst = { start: this.now, baseline: level };
-      if (!watching) this.q.push(this.now + 1, Ev.Timer, -2, 1);
+      if (!watching) this.q.push(this.now + 1, Ev.BurstWatch, BurstMark.Check, 0);
       return;
     }
     if (!this.burst) return;
@@ -356,7 +359,7 @@ export class Simulation {
       this.burst = null;
       return;
     }
-    this.q.push(this.now + 1, Ev.Timer, -2, 1);
+    this.q.push(this.now + 1, Ev.BurstWatch, BurstMark.Check, 0);
   }
 
   private sampleChart(): void {

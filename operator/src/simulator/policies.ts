@@ -4,7 +4,8 @@
  * loop on top, P4 through celeriac's `decide` and the drain-first scale-down.
  */
 import { decide, type AutoscalerState } from '../autoscaler/decide.js';
-import { hpaStep, resolveBehavior, type HpaBehavior, type HpaState, type ResolvedBehavior } from '../autoscaler/hpa.js';
+import { resolveBehavior, type HpaBehavior, type HpaState, type ResolvedBehavior } from '../autoscaler/hpa.js';
+import { hpaStep } from './hpa-baseline.js';
 import { resolvePolicy, type AutoscalerPolicy, type AutoscalingSpec } from '../autoscaler/policy.js';
 import { PodState, Simulation, type Controller, type Pod } from './model.js';
 import type { Scenario } from './scenarios.js';

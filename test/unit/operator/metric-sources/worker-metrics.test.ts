@@ -35,14 +35,15 @@ test('scrapes real worker metrics servers and sums them; a failing pod fails the
   try {
     let targets = workers.map((w, i) => ({ pod: `p${i}`, url: w.url }));
     const source = createWorkerMetricsSource({ targets: async () => targets });
-    const r = await source.read(AbortSignal.timeout(5000));
-    assert.equal(r.value, 2 + 3 + 2);
-    assert.deepEqual(r.detail, { active: 5, reserved: 2, scheduled: 0, drainingActive: 3, received: 20, completed: 2, serviceSeconds: 3, pods: 2 });
-    assert.equal(source.lastByPod.get('p1')?.draining, true);
+    const { byPod, ...r } = await source.read(AbortSignal.timeout(5000));
+    assert.deepEqual(r, { active: 5, reserved: 2, scheduled: 0, drainingActive: 3, received: 20, completed: 2, serviceSeconds: 3 });
+    assert.deepEqual([...byPod.keys()], ['p0', 'p1']);
+    assert.equal(byPod.get('p1')?.draining, true);
     targets = [...targets, { pod: 'gone', url: 'http://127.0.0.1:1/metrics' }];
     await assert.rejects(source.read(AbortSignal.timeout(5000)), (err: unknown) => err instanceof MetricSourceError && /pod gone/.test(err.message));
     targets = [];
-    assert.deepEqual((await source.read(AbortSignal.timeout(5000))).value, 0);
+    const none = await source.read(AbortSignal.timeout(5000));
+    assert.deepEqual([none.active, none.reserved, none.scheduled, none.byPod.size], [0, 0, 0, 0]);
   } finally {
     await Promise.all(workers.map((w) => w.close()));
   }

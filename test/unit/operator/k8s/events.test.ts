@@ -1,9 +1,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
-import { createEventRecorder } from '../../../operator/src/k8s/events.js';
-import type { KubeClient } from '../../../operator/src/k8s/kube-client.js';
-import type { KubeObject } from '../../../operator/src/types.js';
+import { createEventRecorder } from '../../../../operator/src/k8s/events.js';
+import type { KubeClient } from '../../../../operator/src/k8s/kube-client.js';
+import type { KubeObject } from '../../../../operator/src/types.js';
 
 function recordingKube() {
   const created: any[] = [];
@@ -51,6 +51,32 @@ describe('createEventRecorder', () => {
     assert.equal(created.length, 2);
     assert.deepEqual(patched.map((p) => p.patch.count), [2, 3]);
     assert.equal(patched[0]?.name, created[0].metadata.name);
+  });
+
+  it('aggregates two quick calls for the same Event (no flush in between) into one object with count 2', async () => {
+    const { kube, created, patched } = recordingKube();
+    const r = createEventRecorder({ kube, log: pino({ level: 'silent' }) });
+    r.record(pool, 'Normal', 'ScaledDeployment', 'Scaled from 1 to 2');
+    r.record(pool, 'Normal', 'ScaledDeployment', 'Scaled from 1 to 2');
+    r.record(pool, 'Normal', 'ScaledDeployment', 'Scaled from 1 to 2');
+    await r.flush();
+    assert.equal(created.length, 1, 'one Event object');
+    assert.deepEqual(patched.map((p) => [p.name, p.patch.count]), [[created[0].metadata.name, 2], [created[0].metadata.name, 3]]);
+  });
+
+  it('creates the Event again after a failed create instead of patching one that does not exist', async () => {
+    const { kube, created, patched } = recordingKube();
+    let fail = true;
+    const flaky = { ...kube, create: async (rt: unknown, o: KubeObject) => (fail ? Promise.reject(new Error('etcd timeout')) : kube.create(rt as never, o)) } as unknown as KubeClient;
+    const r = createEventRecorder({ kube: flaky, log: pino({ level: 'silent' }) });
+    r.record(pool, 'Warning', 'Unreachable', 'cannot connect');
+    await r.flush();
+    fail = false;
+    r.record(pool, 'Warning', 'Unreachable', 'cannot connect');
+    await r.flush();
+    assert.equal(created.length, 1);
+    assert.equal(created[0].count, 1);
+    assert.equal(patched.length, 0);
   });
 
   it('drops events beyond the rate limit and logs write failures instead of throwing', async () => {

@@ -7,8 +7,8 @@ import {
   workerArgs,
   workerDeployment,
   workerDisruptionBudget,
-} from '../../../operator/src/reconcilers/worker-deployment.js';
-import type { TaskQueue, WorkerPool } from '../../../operator/src/types.js';
+} from '../../../../operator/src/reconcilers/worker-deployment.js';
+import type { TaskQueue, WorkerPool } from '../../../../operator/src/types.js';
 
 function pool(spec: Partial<WorkerPool['spec']> = {}): WorkerPool {
   return {
@@ -118,7 +118,19 @@ describe('workerDeployment', () => {
     assert.deepEqual(c.ports, [{ name: 'metrics', containerPort: 9600, protocol: 'TCP' }]);
     assert.deepEqual(c.lifecycle, { preStop: { httpGet: { path: '/drain', port: 'metrics' } } });
     assert.equal(c.readinessProbe.httpGet.path, '/healthz');
+    assert.equal(c.livenessProbe.httpGet.path, '/healthz');
     assert.deepEqual(c.env.slice(0, 3).map((e: { name: string }) => e.name), ['POD_NAME', 'POD_NAMESPACE', 'CELERIAC_BROKER_URL']);
+  });
+
+  it('probes the start with a startup probe: soon after the process starts, then every second until the worker listens', () => {
+    const c = (workerDeployment({ pool: pool(), queues, replicas: 1 }).spec as any).template.spec.containers[0];
+    // Readiness and liveness wait for it, so the first readiness probe is not refused and a started
+    // pod is Ready within a second instead of at the next 10 s readiness period.
+    assert.deepEqual(c.startupProbe.httpGet, { path: '/healthz', port: 'metrics' });
+    assert.ok(c.startupProbe.initialDelaySeconds >= 1, 'not probed before the process can listen');
+    assert.equal(c.startupProbe.periodSeconds, 1);
+    assert.ok(c.startupProbe.periodSeconds * c.startupProbe.failureThreshold >= 120, 'a slow broker connect is not a failed start');
+    assert.equal(c.readinessProbe.initialDelaySeconds, undefined);
   });
 
   it('merges pod overrides: pod fields, the "worker" container, sidecars, labels that cannot steal the selector', () => {

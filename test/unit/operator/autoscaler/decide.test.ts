@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { decide, steadySlots, type AutoscalerState, type DecideInput, type WorkObservation } from '../../../operator/src/autoscaler/decide.js';
-import { resolvePolicy, InvalidAutoscalingError, type AutoscalerPolicy } from '../../../operator/src/autoscaler/policy.js';
+import { decide, steadySlots, type AutoscalerState, type DecideInput, type WorkObservation } from '../../../../operator/src/autoscaler/decide.js';
+import { resolvePolicy, InvalidAutoscalingError, type AutoscalerPolicy } from '../../../../operator/src/autoscaler/policy.js';
 
 const work = (w: Partial<WorkObservation>): WorkObservation => ({
   backlog: 0, reserved: 0, active: 0, scheduled: 0, receivedTotal: 0, completedTotal: 0, serviceSecondsTotal: 0, ...w,
@@ -210,4 +210,63 @@ test('property: scale-down never faster than the policy (50% per 30 s by default
       assert.ok(s.next >= bound, `${s.n} -> ${s.next} at ${s.t}; period start ${periodStart}`);
     }
   }));
+});
+
+/** Polls every 5 s from `from` to `to` (ms) with the work `w(t)`, carrying state and replicas. */
+function driver(policy: AutoscalerPolicy, n: number) {
+  let s: AutoscalerState | null = null;
+  let last: ReturnType<typeof decide> | null = null;
+  const run = (from: number, to: number, w: (t: number) => Partial<WorkObservation>) => {
+    for (let t = from; t <= to; t += 5_000) {
+      last = decide(s, { specReplicas: n, readyReplicas: n, work: work(w(t)) }, policy, t);
+      s = last.state;
+      n = last.replicas;
+    }
+    return last!;
+  };
+  return { run, get replicas() { return n; } };
+}
+
+test('waking from zero is not a flap: the scale-down window stays as configured', () => {
+  // Issue 21: a burst 32 s after a scale to zero stretched a 60 s window to 360 s.
+  const policy = resolvePolicy({ minReplicas: 0, maxReplicas: 20, cooldownPeriodSeconds: 60 }, 4);
+  const d = driver(policy, 1);
+  d.run(0, 65_000, (t) => (t === 0 ? { active: 1 } : {}));
+  assert.equal(d.replicas, 0, 'scaled to zero after the cooldown');
+  const woke = d.run(95_000, 95_000, () => ({ backlog: 20 }));
+  assert.equal(woke.reason, 'Activated');
+  assert.ok(woke.replicas >= 5);
+  assert.equal(woke.state.lastFlapAt, null);
+  assert.equal(woke.scaleDownWindowMs, 60_000);
+  // One task keeps running: one pod is enough, and it gets there after the configured window, not 360 s.
+  const later = d.run(100_000, 190_000, () => ({ active: 1 }));
+  assert.equal(later.scaleDownWindowMs, 60_000);
+  assert.ok(d.replicas < woke.replicas, `scaled down within the configured window (still ${d.replicas})`);
+});
+
+test('when the flap backoff holds pods, reason and message say so and for how long', () => {
+  const policy = resolvePolicy({ minReplicas: 1, maxReplicas: 20 }, 4);
+  const d = driver(policy, 8);
+  d.run(0, 95_000, () => ({ active: 1 }));
+  const down = d.replicas;
+  assert.ok(down < 8, 'scaled down after the 60 s window');
+  const up = d.run(100_000, 100_000, () => ({ backlog: 100, active: 1 }));
+  assert.ok(up.replicas >= 1.5 * down, 'a big step back up: a flap');
+  assert.equal(up.reason, 'ScaleUp');
+  assert.match(up.message, /flap .*stretched to 360 s, shrinking back to 60 s within about \d+ min/);
+  const held = d.run(105_000, 200_000, () => ({ active: 1 }));
+  assert.equal(held.replicas, up.replicas, 'held by the stretched window');
+  assert.equal(held.desired, 1);
+  assert.equal(held.reason, 'FlapBackoff');
+  assert.ok(held.scaleDownWindowMs > 300_000, `stretched window ${held.scaleDownWindowMs} ms (360 s, decaying)`);
+  assert.match(held.message, /work proposes 1 replica .*held at \d+ \(\d+ without the flap backoff\): the scale-down window is stretched to 3\d\d s \(configured 60 s\) after a flap 100 s ago, and shrinks back to 60 s within about \d+ min/);
+});
+
+test('a count held by the configured scale-down window says so instead of "Steady"', () => {
+  const policy = resolvePolicy({ minReplicas: 1, maxReplicas: 20 }, 4);
+  const d = driver(policy, 8);
+  const held = d.run(0, 30_000, () => ({ active: 1 }));
+  assert.equal(held.replicas, 8);
+  assert.equal(held.reason, 'ScaleDownStabilized');
+  assert.match(held.message, /proposes 1 replica .*held at 8 by the 60 s scale-down stabilization window/);
 });

@@ -4,12 +4,12 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { EventQueue } from '../../../operator/src/simulator/event-queue.js';
-import { Rng } from '../../../operator/src/simulator/rng.js';
-import { Simulation, modelFor } from '../../../operator/src/simulator/model.js';
-import { POLICIES } from '../../../operator/src/simulator/policies.js';
-import { SCENARIOS, ScenarioError, generateTasks, loadScenario, type Scenario } from '../../../operator/src/simulator/scenarios.js';
-import { formatTable, simulate, writeCharts } from '../../../operator/src/simulator/command.js';
+import { EventQueue } from '../../../../operator/src/simulator/event-queue.js';
+import { Rng } from '../../../../operator/src/simulator/rng.js';
+import { Simulation, modelFor } from '../../../../operator/src/simulator/model.js';
+import { POLICIES } from '../../../../operator/src/simulator/policies.js';
+import { SCENARIOS, ScenarioError, generateTasks, loadScenario, type Scenario } from '../../../../operator/src/simulator/scenarios.js';
+import { formatTable, simulate, writeCharts } from '../../../../operator/src/simulator/command.js';
 
 test('event queue pops in time order, ties in insertion order', () => {
   fc.assert(fc.property(fc.array(fc.integer({ min: 0, max: 50 }), { maxLength: 3000 }), (times) => {
