@@ -14,9 +14,12 @@ import type { WorkerPool } from '../../operator/src/types.js';
 import { conditionOf, taskQueueFixture, workerPoolFixture, type Obj } from '../support/operator-fixtures.js';
 import { CRD_DIR, envtestSkipReason, startControlPlane, startTestOperator, type ControlPlane } from '../support/envtest.js';
 import { eventually } from '../support/eventually.js';
+import { useRedis } from '../support/servers.js';
 
 
 const skip = envtestSkipReason();
+// A reachable broker for the TaskQueues: a pool whose queue cannot reach its broker is Degraded.
+const redisUse = skip ? null : await useRedis();
 
 /** Stands in for the autoscaler: pools with spec.autoscaling get maxReplicas. */
 const testDecide: DecideReplicas = async (input) => {
@@ -35,7 +38,7 @@ const taskQueue = (ns: string, name: string, queue = name): Obj => taskQueueFixt
 const workerPool = (ns: string, name: string, spec: Record<string, unknown> = {}): Obj => workerPoolFixture(ns, name, { replicas: 2, ...spec });
 const condition = conditionOf;
 
-describe('WorkerPool reconciler on a real API server', { skip }, () => {
+describe('WorkerPool reconciler on a real API server', { skip: skip || redisUse?.skip }, () => {
   let cp: ControlPlane;
   let kube: KubeClient;
   let op: Operator;
@@ -49,10 +52,18 @@ describe('WorkerPool reconciler on a real API server', { skip }, () => {
   after(async () => {
     await op?.stop();
     await cp?.stop();
+    await redisUse?.server?.stop();
   });
 
-  async function setup(prefix: string): Promise<string> {
+  /** A namespace with the Secret "broker" (a reachable Redis) that the TaskQueue fixtures use. */
+  async function brokerNamespace(prefix: string): Promise<string> {
     const ns = await cp.createNamespace(prefix);
+    await kube.create(resources.secrets, { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'broker', namespace: ns }, stringData: { url: redisUse!.server!.url } } as Obj);
+    return ns;
+  }
+
+  async function setup(prefix: string): Promise<string> {
+    const ns = await brokerNamespace(prefix);
     await kube.create(resources.taskQueues, taskQueue(ns, 'default', 'celery'));
     return ns;
   }
@@ -189,7 +200,7 @@ describe('WorkerPool reconciler on a real API server', { skip }, () => {
   });
 
   it('reports a missing TaskQueue in status and recovers when it is created', async () => {
-    const ns = await cp.createNamespace('missing');
+    const ns = await brokerNamespace('missing');
     await kube.create(resources.workerPools, workerPool(ns, 'waiting', { queues: ['later'] }));
     const p = await eventually(async () => {
       const p = await kube.get<Obj>(resources.workerPools, ns, 'waiting');
