@@ -16,10 +16,10 @@ const requireServices = process.env.CELERIAC_REQUIRE_SERVICES === '1';
 
 /** Each setup script prints `KEY=VALUE` lines on stdout (progress on stderr); exit 0 = ready. */
 const setups = {
-  services: 'test/support/setup-services.sh',   // redis-server, rabbitmq-server (apt)
-  python: 'test/support/setup-python.sh',       // virtualenv with Celery (pip)
-  k8s: 'test/support/setup-k8s.sh',             // kube-apiserver, etcd, helm (Go modules)
-  image: 'test/support/setup-image.sh',         // podman, buildah, runc, debootstrap (apt)
+  services: 'test/support/setup-services.sh', // redis-server, rabbitmq-server (apt)
+  python: 'test/support/setup-python.sh', // virtualenv with Celery (pip)
+  k8s: 'test/support/setup-k8s.sh', // kube-apiserver, etcd, helm (Go modules)
+  image: 'test/support/setup-image.sh', // podman, buildah, runc, debootstrap (apt)
 };
 
 /** Tiers in the order they run; `dirs` are under dist/test, `needs` names setups. */

@@ -33,16 +33,24 @@ export async function checkApi(kube: KubeClient, o: ApiCheckOptions): Promise<vo
       return;
     } catch (err) {
       if (err instanceof KubeApiError && err.statusCode === 404) {
-        throw new OperatorError('E_CRDS_MISSING', 'The celeriac.io CRDs are not installed in this cluster: run `kubectl apply -f crds/` (or install the Helm chart)', { cause: err });
+        throw new OperatorError(
+          'E_CRDS_MISSING',
+          'The celeriac.io CRDs are not installed in this cluster: run `kubectl apply -f crds/` (or install the Helm chart)',
+          { cause: err },
+        );
       }
       if (err instanceof KubeApiError && (err.statusCode === 401 || err.statusCode === 403)) {
-        throw new OperatorError('E_FORBIDDEN', `The operator may not list WorkerPools/TaskQueues: ${err.message}. Check its ServiceAccount's RBAC.`, { cause: err });
+        throw new OperatorError('E_FORBIDDEN', `The operator may not list WorkerPools/TaskQueues: ${err.message}. Check its ServiceAccount's RBAC.`, {
+          cause: err,
+        });
       }
       const busy = err instanceof KubeApiError && BUSY.has(err.statusCode);
       const answered = err instanceof KubeApiError;
       if (attempt >= attempts) {
         throw answered
-          ? new OperatorError('E_API_ERROR', `The Kubernetes API server kept answering with an error after ${attempts} attempts: ${err.message}`, { cause: err })
+          ? new OperatorError('E_API_ERROR', `The Kubernetes API server kept answering with an error after ${attempts} attempts: ${err.message}`, {
+              cause: err,
+            })
           : new OperatorError('E_API_UNREACHABLE', `Cannot reach the Kubernetes API server: ${String((err as Error).message)}`, { cause: err });
       }
       const what = busy

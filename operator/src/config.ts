@@ -20,20 +20,125 @@ interface Entry {
 }
 
 export const CONFIG_TABLE = [
-  { key: 'kubeconfig', flag: 'kubeconfig', env: ['KUBECONFIG'], kind: 'string', default: undefined, doc: 'kubeconfig file; default: in-cluster service account, else ~/.kube/config' },
-  { key: 'namespace', flag: 'namespace', env: ['CELERIAC_OPERATOR_WATCH_NAMESPACE'], kind: 'string', default: undefined, doc: 'watch only this namespace (default: all namespaces)' },
-  { key: 'leaderElect', flag: 'leader-elect', env: ['CELERIAC_OPERATOR_LEADER_ELECT'], kind: 'bool', default: false, doc: 'run controllers only while holding the Lease "celeriac-operator" (for more than one replica)' },
-  { key: 'leaseNamespace', flag: 'lease-namespace', env: ['POD_NAMESPACE'], kind: 'string', default: 'default', doc: 'namespace of the leader-election Lease (the pod\'s own namespace in a cluster)' },
-  { key: 'leaseDurationSeconds', flag: 'lease-duration-seconds', env: ['CELERIAC_OPERATOR_LEASE_DURATION_SECONDS'], kind: 'int', default: 15, min: 2, max: 600, doc: 'how long a Lease holds without renewal' },
-  { key: 'renewDeadlineSeconds', flag: 'renew-deadline-seconds', env: ['CELERIAC_OPERATOR_RENEW_DEADLINE_SECONDS'], kind: 'int', default: 10, min: 1, max: 600, doc: 'a leader that cannot renew for this long steps down' },
-  { key: 'retryPeriodSeconds', flag: 'retry-period-seconds', env: ['CELERIAC_OPERATOR_RETRY_PERIOD_SECONDS'], kind: 'int', default: 2, min: 1, max: 60, doc: 'interval between Lease acquire/renew attempts' },
+  {
+    key: 'kubeconfig',
+    flag: 'kubeconfig',
+    env: ['KUBECONFIG'],
+    kind: 'string',
+    default: undefined,
+    doc: 'kubeconfig file; default: in-cluster service account, else ~/.kube/config',
+  },
+  {
+    key: 'namespace',
+    flag: 'namespace',
+    env: ['CELERIAC_OPERATOR_WATCH_NAMESPACE'],
+    kind: 'string',
+    default: undefined,
+    doc: 'watch only this namespace (default: all namespaces)',
+  },
+  {
+    key: 'leaderElect',
+    flag: 'leader-elect',
+    env: ['CELERIAC_OPERATOR_LEADER_ELECT'],
+    kind: 'bool',
+    default: false,
+    doc: 'run controllers only while holding the Lease "celeriac-operator" (for more than one replica)',
+  },
+  {
+    key: 'leaseNamespace',
+    flag: 'lease-namespace',
+    env: ['POD_NAMESPACE'],
+    kind: 'string',
+    default: 'default',
+    doc: "namespace of the leader-election Lease (the pod's own namespace in a cluster)",
+  },
+  {
+    key: 'leaseDurationSeconds',
+    flag: 'lease-duration-seconds',
+    env: ['CELERIAC_OPERATOR_LEASE_DURATION_SECONDS'],
+    kind: 'int',
+    default: 15,
+    min: 2,
+    max: 600,
+    doc: 'how long a Lease holds without renewal',
+  },
+  {
+    key: 'renewDeadlineSeconds',
+    flag: 'renew-deadline-seconds',
+    env: ['CELERIAC_OPERATOR_RENEW_DEADLINE_SECONDS'],
+    kind: 'int',
+    default: 10,
+    min: 1,
+    max: 600,
+    doc: 'a leader that cannot renew for this long steps down',
+  },
+  {
+    key: 'retryPeriodSeconds',
+    flag: 'retry-period-seconds',
+    env: ['CELERIAC_OPERATOR_RETRY_PERIOD_SECONDS'],
+    kind: 'int',
+    default: 2,
+    min: 1,
+    max: 60,
+    doc: 'interval between Lease acquire/renew attempts',
+  },
   { key: 'identity', flag: 'identity', env: ['POD_NAME'], kind: 'string', default: undefined, doc: 'leader-election identity (default: hostname_pid)' },
-  { key: 'metricsPort', flag: 'metrics-port', env: ['CELERIAC_OPERATOR_METRICS_PORT'], kind: 'int', default: 8080, min: 0, max: 65535, doc: 'port of /metrics, /healthz and /readyz (0 = any free port)' },
-  { key: 'metricsHost', flag: 'metrics-host', env: ['CELERIAC_OPERATOR_METRICS_HOST'], kind: 'string', default: '0.0.0.0', doc: 'address the metrics/health server listens on' },
-  { key: 'workers', flag: 'workers', env: ['CELERIAC_OPERATOR_WORKERS'], kind: 'int', default: 2, min: 1, max: 64, doc: 'concurrent reconciles per controller' },
-  { key: 'resyncSeconds', flag: 'resync-seconds', env: ['CELERIAC_OPERATOR_RESYNC_SECONDS'], kind: 'int', default: 300, min: 5, max: 86400, doc: 'every object is reconciled at least this often' },
-  { key: 'brokerCheckTimeoutMs', flag: 'broker-check-timeout-ms', env: ['CELERIAC_OPERATOR_BROKER_CHECK_TIMEOUT_MS'], kind: 'int', default: 5000, min: 100, max: 120000, doc: 'timeout of a TaskQueue broker check' },
-  { key: 'logLevel', flag: 'log-level', env: ['CELERIAC_OPERATOR_LOG_LEVEL', 'CELERIAC_LOG_LEVEL'], kind: 'level', default: 'info', doc: 'trace, debug, info, warn, error or fatal' },
+  {
+    key: 'metricsPort',
+    flag: 'metrics-port',
+    env: ['CELERIAC_OPERATOR_METRICS_PORT'],
+    kind: 'int',
+    default: 8080,
+    min: 0,
+    max: 65535,
+    doc: 'port of /metrics, /healthz and /readyz (0 = any free port)',
+  },
+  {
+    key: 'metricsHost',
+    flag: 'metrics-host',
+    env: ['CELERIAC_OPERATOR_METRICS_HOST'],
+    kind: 'string',
+    default: '0.0.0.0',
+    doc: 'address the metrics/health server listens on',
+  },
+  {
+    key: 'workers',
+    flag: 'workers',
+    env: ['CELERIAC_OPERATOR_WORKERS'],
+    kind: 'int',
+    default: 2,
+    min: 1,
+    max: 64,
+    doc: 'concurrent reconciles per controller',
+  },
+  {
+    key: 'resyncSeconds',
+    flag: 'resync-seconds',
+    env: ['CELERIAC_OPERATOR_RESYNC_SECONDS'],
+    kind: 'int',
+    default: 300,
+    min: 5,
+    max: 86400,
+    doc: 'every object is reconciled at least this often',
+  },
+  {
+    key: 'brokerCheckTimeoutMs',
+    flag: 'broker-check-timeout-ms',
+    env: ['CELERIAC_OPERATOR_BROKER_CHECK_TIMEOUT_MS'],
+    kind: 'int',
+    default: 5000,
+    min: 100,
+    max: 120000,
+    doc: 'timeout of a TaskQueue broker check',
+  },
+  {
+    key: 'logLevel',
+    flag: 'log-level',
+    env: ['CELERIAC_OPERATOR_LOG_LEVEL', 'CELERIAC_LOG_LEVEL'],
+    kind: 'level',
+    default: 'info',
+    doc: 'trace, debug, info, warn, error or fatal',
+  },
 ] as const satisfies readonly Entry[];
 
 export interface OperatorConfig {
@@ -116,14 +221,18 @@ export function camel(flag: string): string {
 /** One line per setting for --help and the README: flag, env, default, doc. */
 export function configHelp(): string {
   return (CONFIG_TABLE as readonly Entry[])
-    .map((e) => `  ${e.flag ? `--${e.flag}` : '(env only)'}  [env ${e.env.join(', ')}${e.default !== undefined ? `; default ${String(e.default)}` : ''}]\n      ${e.doc}`)
+    .map(
+      (e) =>
+        `  ${e.flag ? `--${e.flag}` : '(env only)'}  [env ${e.env.join(', ')}${e.default !== undefined ? `; default ${String(e.default)}` : ''}]\n      ${e.doc}`,
+    )
     .join('\n');
 }
 
 /** The settings as a Markdown table (operator/README.md carries it; a unit test keeps them equal). */
 export function configMarkdown(): string {
   const rows = (CONFIG_TABLE as readonly Entry[]).map(
-    (e) => `| \`${e.flag ? `--${e.flag}` : ''}\` | ${e.env.map((n) => `\`${n}\``).join(', ')} | ${e.default === undefined ? '' : `\`${String(e.default)}\``} | ${e.doc} |`,
+    (e) =>
+      `| \`${e.flag ? `--${e.flag}` : ''}\` | ${e.env.map((n) => `\`${n}\``).join(', ')} | ${e.default === undefined ? '' : `\`${String(e.default)}\``} | ${e.doc} |`,
   );
   return ['| flag | env | default | meaning |', '|---|---|---|---|', ...rows].join('\n');
 }

@@ -38,24 +38,25 @@ export function isKubeStatus(err: unknown, statusCode: number): err is KubeApiEr
  * (`reason` is the condition reason) and the controller does not retry until the object changes.
  */
 export class TerminalError extends OperatorError {
-  constructor(readonly reason: string, message: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly reason: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
     super('E_TERMINAL', message, options);
   }
 }
 
 /** Why a TaskQueue's broker check failed; `reason` becomes the BrokerReachable condition reason. */
-export type BrokerCheckReason =
-  | 'SecretNotFound'
-  | 'SecretKeyMissing'
-  | 'InvalidURL'
-  | 'AuthenticationFailed'
-  | 'Unreachable'
-  | 'Timeout'
-  | 'ProtocolError';
+export type BrokerCheckReason = 'SecretNotFound' | 'SecretKeyMissing' | 'InvalidURL' | 'AuthenticationFailed' | 'Unreachable' | 'Timeout' | 'ProtocolError';
 
 /** A broker check failed in a way the user must fix (message says what and how). */
 export class BrokerCheckError extends OperatorError {
-  constructor(readonly reason: BrokerCheckReason, message: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly reason: BrokerCheckReason,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
     super('E_BROKER_CHECK', message, options);
   }
 }

@@ -104,4 +104,3 @@ createProgram()
     console.error(err instanceof Error ? `celeriac-operator: ${err.message}` : err);
     process.exit(1);
   });
-

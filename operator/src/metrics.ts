@@ -55,7 +55,12 @@ export function createOperatorMetrics(o: { registry?: Registry; defaultMetrics?:
     }),
     workqueueDepth: new Gauge({ name: 'workqueue_depth', help: 'Keys waiting in the work queue.', labelNames: ['name'] as const, registers }),
     workqueueAdds: new Counter({ name: 'workqueue_adds_total', help: 'Keys added to the work queue.', labelNames: ['name'] as const, registers }),
-    workqueueRetries: new Counter({ name: 'workqueue_retries_total', help: 'Rate-limited re-adds (retries after errors).', labelNames: ['name'] as const, registers }),
+    workqueueRetries: new Counter({
+      name: 'workqueue_retries_total',
+      help: 'Rate-limited re-adds (retries after errors).',
+      labelNames: ['name'] as const,
+      registers,
+    }),
     desiredReplicas,
     workerPoolReplicas,
     leader: new Gauge({ name: 'celeriac_operator_leader', help: '1 while this instance is the leader (or runs without leader election).', registers }),

@@ -107,10 +107,13 @@ export function createOperator(o: OperatorOptions): Operator {
       informer: workerPools,
       // A TaskQueue's spec, or its Secret's credentials (status.credentialsHash), change the pods;
       // its broker reachability changes the pool's Degraded condition.
-      watches: [{
-        ...poolsUsingQueue,
-        enqueueUpdate: (tq, old) => specChanged(tq, old) || credentialsOf(tq) !== credentialsOf(old) || brokerReachability(tq) !== brokerReachability(old),
-      }, poolOfDeployment],
+      watches: [
+        {
+          ...poolsUsingQueue,
+          enqueueUpdate: (tq, old) => specChanged(tq, old) || credentialsOf(tq) !== credentialsOf(old) || brokerReachability(tq) !== brokerReachability(old),
+        },
+        poolOfDeployment,
+      ],
       reconciler: createWorkerPoolReconciler({ taskQueues, deployments, metrics: o.metrics, decideReplicas: o.decideReplicas, resyncMs: o.resyncMs }),
       legacyFinalizers: [LEGACY_FINALIZER],
     }),

@@ -19,7 +19,11 @@
 
 /** Base class of every error celeriac throws; `code` is stable for programs to match on. */
 export class CeleriacError extends Error {
-  constructor(readonly code: string, message: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly code: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
     super(message, options);
     this.name = new.target.name;
   }
@@ -41,13 +45,15 @@ export class ProtocolError extends CeleriacError {
 
 /** The message's content type is not in `acceptContent` (pickle is never accepted). */
 export class ContentDisallowedError extends ProtocolError {
-  constructor(readonly contentType: string, readonly accepted: readonly string[]) {
+  constructor(
+    readonly contentType: string,
+    readonly accepted: readonly string[],
+  ) {
     super(
       contentType === 'application/x-python-serialize'
         ? `Refusing a pickle message (content type ${contentType}): pickle can run arbitrary code and celeriac never decodes it. ` +
             `Send tasks with serializer "json" (Celery's default) or "msgpack".`
-        : `Content type "${contentType}" is not accepted (accepted: ${accepted.join(', ')}). ` +
-            `Add it to acceptContent or change the sender's serializer.`,
+        : `Content type "${contentType}" is not accepted (accepted: ${accepted.join(', ')}). ` + `Add it to acceptContent or change the sender's serializer.`,
     );
     (this as { code: string }).code = 'E_CONTENT_DISALLOWED';
   }
@@ -55,11 +61,13 @@ export class ContentDisallowedError extends ProtocolError {
 
 /** A task name this worker has no function for. */
 export class NotRegisteredError extends CeleriacError {
-  constructor(readonly taskName: string, registered: readonly string[]) {
+  constructor(
+    readonly taskName: string,
+    registered: readonly string[],
+  ) {
     super(
       'E_NOT_REGISTERED',
-      `Task "${taskName}" is not registered on this worker ` +
-        `(registered: ${registered.join(', ') || 'none'}). Is its module loaded with -A?`,
+      `Task "${taskName}" is not registered on this worker ` + `(registered: ${registered.join(', ') || 'none'}). Is its module loaded with -A?`,
     );
   }
 }
@@ -79,14 +87,21 @@ export class TaskFailedError extends CeleriacError {
 
 /** The task was revoked (by id or because it expired). */
 export class TaskRevokedError extends CeleriacError {
-  constructor(readonly taskId: string, readonly reason: string) {
+  constructor(
+    readonly taskId: string,
+    readonly reason: string,
+  ) {
     super('E_TASK_REVOKED', `Task ${taskId} was revoked: ${reason}`);
   }
 }
 
 /** AsyncResult.get() gave up waiting. */
 export class ResultTimeoutError extends CeleriacError {
-  constructor(readonly taskId: string, readonly timeoutMs: number, readonly lastState: string) {
+  constructor(
+    readonly taskId: string,
+    readonly timeoutMs: number,
+    readonly lastState: string,
+  ) {
     super('E_RESULT_TIMEOUT', `Timed out after ${timeoutMs} ms waiting for task ${taskId} (last state ${lastState}).`);
   }
 }
@@ -110,14 +125,21 @@ export class TaskPredicate extends CeleriacError {}
 
 /** Thrown by `ctx.retry()`: the worker republishes the task with `retries + 1` after `countdownMs`. */
 export class Retry extends TaskPredicate {
-  constructor(readonly countdownMs: number, readonly exc: unknown, readonly eta: Date | null = null) {
+  constructor(
+    readonly countdownMs: number,
+    readonly exc: unknown,
+    readonly eta: Date | null = null,
+  ) {
     super('E_RETRY', `Retry in ${Math.round(countdownMs / 1000)}s${exc instanceof Error ? `: ${exc.name}('${exc.message}')` : ''}`);
   }
 }
 
 /** Thrown by a task to reject its message; `requeue: false` dead-letters it. */
 export class Reject extends TaskPredicate {
-  constructor(readonly reason: string, readonly requeue = false) {
+  constructor(
+    readonly reason: string,
+    readonly requeue = false,
+  ) {
     super('E_REJECT', `Rejected: ${reason}`);
   }
 }

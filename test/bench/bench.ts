@@ -113,9 +113,11 @@ async function roundTrips(row: Row, n: number, call: () => Promise<unknown>): Pr
 /** Runs `count` async jobs with at most `window` in flight. */
 async function windowed(count: number, window: number, job: (i: number) => Promise<unknown>): Promise<void> {
   let next = 0;
-  await Promise.all(Array.from({ length: Math.min(window, count) }, async () => {
-    while (next < count) await job(next++);
-  }));
+  await Promise.all(
+    Array.from({ length: Math.min(window, count) }, async () => {
+      while (next < count) await job(next++);
+    }),
+  );
 }
 
 async function waitExit(child: ChildProcess): Promise<void> {
@@ -167,10 +169,27 @@ async function benchCeleriac(brokerUrl: string, backendUrl: string, server: Test
   // 2. drain
   const port = await freePort();
   const profile = flags.profile ? ['--cpu-prof', `--cpu-prof-dir=${flags.profile}`] : [];
-  const worker = spawn(process.execPath, [
-    ...profile, join(root, 'dist/runtime/src/cli/main.js'), 'worker', '-A', join(root, 'dist/test/bench/bench-tasks.js'),
-    '-Q', queue, '-c', String(C), '--metrics-port', String(port), '-l', 'warn', '-n', `${queue}@bench`,
-  ], { env: { ...process.env, CELERIAC_BROKER_URL: brokerUrl, CELERIAC_RESULT_BACKEND: backendUrl }, stdio: ['ignore', 'inherit', 'inherit'] });
+  const worker = spawn(
+    process.execPath,
+    [
+      ...profile,
+      join(root, 'dist/runtime/src/cli/main.js'),
+      'worker',
+      '-A',
+      join(root, 'dist/test/bench/bench-tasks.js'),
+      '-Q',
+      queue,
+      '-c',
+      String(C),
+      '--metrics-port',
+      String(port),
+      '-l',
+      'warn',
+      '-n',
+      `${queue}@bench`,
+    ],
+    { env: { ...process.env, CELERIAC_BROKER_URL: brokerUrl, CELERIAC_RESULT_BACKEND: backendUrl }, stdio: ['ignore', 'inherit', 'inherit'] },
+  );
   try {
     const d = await waitCompleted(port, N + 1, 0);
     row.drain = ((N + 1 - d.firstCount) / (d.last - d.first)) * 1000;
@@ -223,7 +242,9 @@ async function benchBullmq(redisUrl: string, server: TestServer): Promise<Row> {
   await add(N);
   row.enqueue = (N / (performance.now() - t)) * 1000;
 
-  const worker = fork(join(root, 'dist/test/bench/bullmq-worker.js'), [name, String(connection.port), '50'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const worker = fork(join(root, 'dist/test/bench/bullmq-worker.js'), [name, String(connection.port), '50'], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
   let done = 0;
   let firstAt = 0;
   let firstCount = 0;
@@ -297,12 +318,39 @@ async function benchPython(py: string, redisUrl: string, server: TestServer): Pr
       await sleep(20);
     }
   };
-  const worker = spawn(py, ['-m', 'celery', '-A', 'bench_tasks', 'worker', '-P', 'solo', '-Q', queue, '-n', `${queue}@bench`,
-    '--without-gossip', '--without-mingle', '--without-heartbeat', '-l', 'WARNING'], {
-    cwd: join(root, 'test/bench'),
-    env: { ...process.env, BENCH_BROKER: redisUrl, BENCH_BACKEND: redisUrl, BENCH_QUEUE: queue, BENCH_RESULTS: RESULTS ? 'on' : 'off', PYTHONPATH: join(root, 'test/bench') },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
+  const worker = spawn(
+    py,
+    [
+      '-m',
+      'celery',
+      '-A',
+      'bench_tasks',
+      'worker',
+      '-P',
+      'solo',
+      '-Q',
+      queue,
+      '-n',
+      `${queue}@bench`,
+      '--without-gossip',
+      '--without-mingle',
+      '--without-heartbeat',
+      '-l',
+      'WARNING',
+    ],
+    {
+      cwd: join(root, 'test/bench'),
+      env: {
+        ...process.env,
+        BENCH_BROKER: redisUrl,
+        BENCH_BACKEND: redisUrl,
+        BENCH_QUEUE: queue,
+        BENCH_RESULTS: RESULTS ? 'on' : 'off',
+        PYTHONPATH: join(root, 'test/bench'),
+      },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    },
+  );
   try {
     // Drain: from the first task taken off the queue.
     while ((await raw.llen(queue)) === n) await sleep(5);
@@ -339,8 +387,10 @@ async function benchRawAmqp(url: string, server: TestServer): Promise<Row> {
   const pub = await pubConn.createConfirmChannel();
   await pub.assertQueue(q, { durable: true });
   const body = Buffer.from('[[1, 2], {}, {"callbacks": null, "errbacks": null, "chain": null, "chord": null}]');
-  const publish = () => new Promise<void>((resolve, reject) =>
-    pub.publish('', q, body, { persistent: true, contentType: 'application/json' }, (err) => (err ? reject(err) : resolve())));
+  const publish = () =>
+    new Promise<void>((resolve, reject) =>
+      pub.publish('', q, body, { persistent: true, contentType: 'application/json' }, (err) => (err ? reject(err) : resolve())),
+    );
   const row: Row = { name: 'raw amqplib (confirms, acks, prefetch 1000)', note: 'in-process, no results' };
   let t = performance.now();
   await windowed(N, 500, publish);
@@ -432,7 +482,10 @@ async function main(): Promise<void> {
   printTable(rows);
 }
 
-main().then(() => process.exit(0), (err: unknown) => {
-  console.error(err);
-  process.exit(1);
-});
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

@@ -14,8 +14,6 @@ export interface BackendContractOptions {
   readonly skip?: string | false;
 }
 
-
-
 export function backendContract(name: string, make: () => KeyValueStore | Promise<KeyValueStore>, opts: BackendContractOptions = {}): void {
   describe(`KeyValueStore contract: ${name}`, { skip: opts.skip }, () => {
     const stores: KeyValueStore[] = [];
@@ -62,7 +60,10 @@ export function backendContract(name: string, make: () => KeyValueStore | Promis
       const s = await open();
       const k = uniqueName('counter');
       const results = await Promise.all(Array.from({ length: 10 }, () => s.incr(k, { ttlMs: 60_000 })));
-      assert.deepEqual([...results].sort((x, y) => x - y), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+      assert.deepEqual(
+        [...results].sort((x, y) => x - y),
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+      );
       assert.equal(await s.get(k), '10');
     });
 
@@ -84,11 +85,14 @@ export function backendContract(name: string, make: () => KeyValueStore | Promis
       const ctl = new AbortController();
       // Set repeatedly: the subscription may not be live yet when the first set happens.
       const watching = s.watch(k, ctl.signal).then(() => (woke = true));
-      await eventually(async () => {
-        await writer.set(k, 'done');
-        await sleep(50);
-        assert.ok(woke, 'watch() woke on set');
-      }, { timeoutMs: 15_000, intervalMs: 1 });
+      await eventually(
+        async () => {
+          await writer.set(k, 'done');
+          await sleep(50);
+          assert.ok(woke, 'watch() woke on set');
+        },
+        { timeoutMs: 15_000, intervalMs: 1 },
+      );
       await watching;
       assert.equal(ctl.signal.aborted, false, 'woke by the set, not by abort');
       const ctl2 = new AbortController();

@@ -61,12 +61,7 @@ export class Recorder {
   private readonly ctl = new AbortController();
   private waiters: (() => void)[] = [];
 
-  constructor(
-    broker: Broker,
-    queues: readonly string[],
-    prefetch: number,
-    onEach?: (d: Delivery) => Promise<void> | void,
-  ) {
+  constructor(broker: Broker, queues: readonly string[], prefetch: number, onEach?: (d: Delivery) => Promise<void> | void) {
     this.done = broker.consume(
       queues,
       async (d) => {
@@ -86,7 +81,10 @@ export class Recorder {
       if (left <= 0) throw new Error(`expected ${n} deliveries, got ${this.deliveries.length} within ${timeoutMs} ms`);
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, Math.min(left, 200));
-        this.waiters.push(() => { clearTimeout(t); resolve(); });
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
       });
     }
     return this.deliveries;
@@ -97,8 +95,6 @@ export class Recorder {
     await this.done;
   }
 }
-
-
 
 export function brokerContract(name: string, make: () => Broker | Promise<Broker>, opts: BrokerContractOptions): void {
   describe(`Broker contract: ${name}`, { skip: opts.skip }, () => {
@@ -118,11 +114,21 @@ export function brokerContract(name: string, make: () => Broker | Promise<Broker
       const q = uniqueName('rt');
       const body = Buffer.from([0, 1, 2, 250, 255, 10, 13]);
       const headers = {
-        task: 'contract.echo', id: 'id-1', eta: null, retries: 3, ignore_result: false, timelimit: [null, 5],
-        nested: { a: [1, 'two', true], b: 1.5 }, argsrepr: '(1, 2)', big: 2 ** 40,
+        task: 'contract.echo',
+        id: 'id-1',
+        eta: null,
+        retries: 3,
+        ignore_result: false,
+        timelimit: [null, 5],
+        nested: { a: [1, 'two', true], b: 1.5 },
+        argsrepr: '(1, 2)',
+        big: 2 ** 40,
       };
       await b.publish(q, {
-        body, contentType: 'application/x-msgpack', contentEncoding: 'binary', headers,
+        body,
+        contentType: 'application/x-msgpack',
+        contentEncoding: 'binary',
+        headers,
         properties: { correlation_id: 'id-1', reply_to: 'reply-q', delivery_mode: 2, priority: 0 },
       });
       const r = new Recorder(b, [q], 1);
@@ -148,7 +154,10 @@ export function brokerContract(name: string, make: () => Broker | Promise<Broker
       const r = new Recorder(b, [q], 5, (d) => d.ack());
       const got = await r.waitFor(texts.length);
       await r.stop();
-      assert.deepEqual(got.map((d) => textOf(d.message)), texts);
+      assert.deepEqual(
+        got.map((d) => textOf(d.message)),
+        texts,
+      );
     });
 
     it('consumes several queues', async () => {
@@ -159,7 +168,13 @@ export function brokerContract(name: string, make: () => Broker | Promise<Broker
       const r = new Recorder(b, [q1, q2], 4, (d) => d.ack());
       const got = await r.waitFor(2);
       await r.stop();
-      assert.deepEqual(new Map(got.map((d) => [textOf(d.message), d.info.queue])), new Map([['one', q1], ['two', q2]]));
+      assert.deepEqual(
+        new Map(got.map((d) => [textOf(d.message), d.info.queue])),
+        new Map([
+          ['one', q1],
+          ['two', q2],
+        ]),
+      );
     });
 
     it(`serves priorities ${opts.priorityOrder}`, async () => {
@@ -173,7 +188,10 @@ export function brokerContract(name: string, make: () => Broker | Promise<Broker
       const r = new Recorder(b, [q], 1, (d) => d.ack());
       const got = await r.waitFor(3);
       await r.stop();
-      assert.deepEqual(got.map((d) => textOf(d.message)), ['urgent', 'normal', 'least']);
+      assert.deepEqual(
+        got.map((d) => textOf(d.message)),
+        ['urgent', 'normal', 'least'],
+      );
     });
 
     it('honours the prefetch limit', async () => {
@@ -242,7 +260,11 @@ export function brokerContract(name: string, make: () => Broker | Promise<Broker
       await r.waitFor(2);
       await sleep(QUIET_MS);
       await r.stop();
-      assert.deepEqual(r.deliveries.map((d) => textOf(d.message)), ['one', 'two'], 'each delivered once, none given back');
+      assert.deepEqual(
+        r.deliveries.map((d) => textOf(d.message)),
+        ['one', 'two'],
+        'each delivered once, none given back',
+      );
       assert.equal(await b.depth(q), 0);
     });
 
@@ -329,16 +351,16 @@ export function brokerContract(name: string, make: () => Broker | Promise<Broker
       const ex = uniqueName('fanout');
       const ctl = new AbortController();
       const seen: [string[], string[]] = [[], []];
-      const subs = [
-        b1.subscribe(ex, (m) => seen[0].push(textOf(m)), ctl.signal),
-        b2.subscribe(ex, (m) => seen[1].push(textOf(m)), ctl.signal),
-      ];
+      const subs = [b1.subscribe(ex, (m) => seen[0].push(textOf(m)), ctl.signal), b2.subscribe(ex, (m) => seen[1].push(textOf(m)), ctl.signal)];
       // Pub/sub keeps nothing for late subscribers: publish until both have one.
-      await eventually(async () => {
-        await b1.broadcast(ex, message('hello all'));
-        await sleep(50);
-        assert.ok(seen[0].length > 0 && seen[1].length > 0, 'both subscribers received a broadcast');
-      }, { timeoutMs: WAIT_MS, intervalMs: 1 });
+      await eventually(
+        async () => {
+          await b1.broadcast(ex, message('hello all'));
+          await sleep(50);
+          assert.ok(seen[0].length > 0 && seen[1].length > 0, 'both subscribers received a broadcast');
+        },
+        { timeoutMs: WAIT_MS, intervalMs: 1 },
+      );
       ctl.abort();
       await Promise.all(subs);
       assert.equal(seen[0][0], 'hello all');

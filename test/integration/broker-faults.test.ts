@@ -25,9 +25,12 @@ function runs(log: string): string[] {
 
 /** Waits until `check` holds; on timeout the error carries the worker's output. */
 async function until(what: string, check: () => boolean, timeoutMs: number, worker?: Started): Promise<void> {
-  await eventually(() => {
-    if (!check()) throw new Error(`timed out waiting for ${what}\n--- worker ---\n${worker?.output()}`);
-  }, { timeoutMs, intervalMs: 50 });
+  await eventually(
+    () => {
+      if (!check()) throw new Error(`timed out waiting for ${what}\n--- worker ---\n${worker?.output()}`);
+    },
+    { timeoutMs, intervalMs: 50 },
+  );
 }
 
 /** Publishes TASKS tasks, restarts the broker once a quarter ran, then counts the runs. */
@@ -36,10 +39,18 @@ async function restartMidRun(svc: ServiceResult, backend: string, acksLate: bool
   const queue = uniqueName(acksLate ? 'restart-late' : 'restart-early');
   const log = join(dir, `${queue}.log`);
   const app = createApp({ name: 'fault-client', broker: server.url, backend, logLevel: 'warn' });
-  const worker = startWorker('dist/test/integration/broker-fixtures/fault-tasks.js', queue, {
-    CELERIAC_BROKER_URL: server.url, CELERIAC_RESULT_BACKEND: backend, FAULT_LOG: log,
-    FAULT_ACKS_LATE: acksLate ? '1' : '0', FAULT_TASK_MS: '5',
-  }, ['-c', '20', '-l', 'info']);
+  const worker = startWorker(
+    'dist/test/integration/broker-fixtures/fault-tasks.js',
+    queue,
+    {
+      CELERIAC_BROKER_URL: server.url,
+      CELERIAC_RESULT_BACKEND: backend,
+      FAULT_LOG: log,
+      FAULT_ACKS_LATE: acksLate ? '1' : '0',
+      FAULT_TASK_MS: '5',
+    },
+    ['-c', '20', '-l', 'info'],
+  );
   try {
     for (let i = 0; i < TASKS; i++) await app.sendTask('faults.record', [i], {}, { queue, ignoreResult: true });
     await until('a quarter of the tasks to run', () => runs(log).length >= TASKS / 4, 60_000, worker);
@@ -47,7 +58,10 @@ async function restartMidRun(svc: ServiceResult, backend: string, acksLate: bool
     await until(`all ${TASKS} tasks to run`, () => new Set(runs(log)).size >= TASKS, 180_000, worker);
     assert.equal(worker.exitCode, null, 'the worker kept running');
     // The outage is reported once per connection kind, not once per retry.
-    const lost = worker.output().split('\n').filter((l) => /broker .*connection lost/.test(l));
+    const lost = worker
+      .output()
+      .split('\n')
+      .filter((l) => /broker .*connection lost/.test(l));
     assert.equal(lost.length, 1, `one "connection lost" line for the broker, got:\n${lost.join('\n')}`);
     // Once the worker has exited the log is final: a late duplicate would be in it.
     await stopProcess(worker);
@@ -68,7 +82,9 @@ async function shutdownDuringOutage(svc: ServiceResult, backend: string): Promis
   const server = svc.server!;
   const queue = uniqueName('down');
   const worker = startWorker('dist/test/integration/broker-fixtures/fault-tasks.js', queue, {
-    CELERIAC_BROKER_URL: server.url, CELERIAC_RESULT_BACKEND: backend, FAULT_LOG: join(dir, `${queue}.log`),
+    CELERIAC_BROKER_URL: server.url,
+    CELERIAC_RESULT_BACKEND: backend,
+    FAULT_LOG: join(dir, `${queue}.log`),
   });
   try {
     await until('the worker to start consuming', () => worker.output().includes('worker ready'), 30_000, worker);
@@ -97,9 +113,13 @@ async function stopsOnBrokenLink(svc: ServiceResult, how: 'frozen' | 'cut'): Pro
     proxy.freeze();
     const stop = new AbortController();
     const delivered: unknown[] = [];
-    const consuming = broker.consume([uniqueName('broken')], async (d) => {
-      delivered.push(d);
-    }, { prefetch: 10, signal: stop.signal });
+    const consuming = broker.consume(
+      [uniqueName('broken')],
+      async (d) => {
+        delivered.push(d);
+      },
+      { prefetch: 10, signal: stop.signal },
+    );
     // The subscription is under way: its requests went into the partition.
     await eventually(() => assert.ok(proxy.droppedFromClients > 0, 'the consumer sent a request'), { intervalMs: 10 });
     if (how === 'cut') {
@@ -136,7 +156,9 @@ describe('Redis broker faults', { skip: redis.skip }, () => {
       await until('the task to start', () => runs(log).length === 1, 30_000, victim);
       await stopProcess(victim, 'SIGKILL');
       rescuer = startWorker('dist/test/integration/broker-fixtures/fault-tasks.js', queue, {
-        ...env, CELERIAC_BROKER_URL: `${url}?visibilityTimeoutMs=2000`, FAULT_TASK_MS: '10',
+        ...env,
+        CELERIAC_BROKER_URL: `${url}?visibilityTimeoutMs=2000`,
+        FAULT_TASK_MS: '10',
       });
       await r.get({ timeout: 60_000 });
       assert.deepEqual(runs(log), [`start ${victim.pid}`, `start ${rescuer.pid}`, `done ${rescuer.pid}`]);
@@ -162,4 +184,3 @@ describe('AMQP broker faults', { skip: rabbit.skip }, () => {
   it('a consumer stops and the broker closes when the link freezes mid-subscription', () => stopsOnBrokenLink(rabbit, 'frozen'));
   it('a consumer stops and the broker closes when the link is cut mid-subscription', () => stopsOnBrokenLink(rabbit, 'cut'));
 });
-

@@ -63,7 +63,10 @@ describe('broker credentials in worker output (redis-server with requirepass)', 
       await client.close();
     }
     const ready = await eventually(() => {
-      const line = worker.output().split('\n').find((l) => l.includes('worker ready'));
+      const line = worker
+        .output()
+        .split('\n')
+        .find((l) => l.includes('worker ready'));
       assert.ok(line, 'no start-up line yet');
       return JSON.parse(line) as { broker: string; backend: string };
     });
@@ -93,7 +96,10 @@ describe('broker credentials in worker output (rabbitmq-server)', { skip: rabbit
 
   it('a worker refused by RabbitMQ says the credentials were refused, exits 1 and prints no password', async () => {
     const wrong = `wr0ng-${uniqueName('pw')}`;
-    const worker = startWorker(TASKS, uniqueName('creds'), { CELERIAC_BROKER_URL: withPassword(rabbitUse.server!.url, wrong, 'guest'), CELERIAC_LOG_LEVEL: 'debug' });
+    const worker = startWorker(TASKS, uniqueName('creds'), {
+      CELERIAC_BROKER_URL: withPassword(rabbitUse.server!.url, wrong, 'guest'),
+      CELERIAC_LOG_LEVEL: 'debug',
+    });
     try {
       assert.equal(await exitOf(worker), 1, worker.output());
     } finally {

@@ -20,7 +20,8 @@ const backendUrl = `file://${dir}/results`;
 const ledger = join(dir, 'ledger.txt');
 // Child node processes must not think they are test files (node --test sets NODE_TEST_CONTEXT).
 const { NODE_TEST_CONTEXT: _ctx, ...baseEnv } = process.env;
-const run = (args: string[], env: Record<string, string> = {}) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...baseEnv, ...env } });
+const run = (args: string[], env: Record<string, string> = {}) =>
+  spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...baseEnv, ...env } });
 const client = createApp({ broker: brokerUrl, backend: backendUrl, logLevel: 'silent' });
 
 interface Proc {
@@ -30,10 +31,14 @@ interface Proc {
 }
 
 function startWorker(extra: string[] = [], env: Record<string, string> = {}): Proc {
-  const child = spawn(process.execPath, [bin, 'worker', '-A', tasks, '--broker', brokerUrl, '--result-backend', backendUrl, '--metrics-port', 'none', '-l', 'info', ...extra], {
-    env: { ...baseEnv, LEDGER: ledger, CELERIAC_SHUTDOWN_TIMEOUT_MS: '20000', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [bin, 'worker', '-A', tasks, '--broker', brokerUrl, '--result-backend', backendUrl, '--metrics-port', 'none', '-l', 'info', ...extra],
+    {
+      env: { ...baseEnv, LEDGER: ledger, CELERIAC_SHUTDOWN_TIMEOUT_MS: '20000', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let out = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (out += d));
@@ -43,9 +48,12 @@ function startWorker(extra: string[] = [], env: Record<string, string> = {}): Pr
 
 /** Waits until `cond` holds. */
 async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
-  await eventually(async () => {
-    if (!(await cond())) throw new Error(`timed out waiting for ${what}`);
-  }, { timeoutMs: ms, intervalMs: 25 });
+  await eventually(
+    async () => {
+      if (!(await cond())) throw new Error(`timed out waiting for ${what}`);
+    },
+    { timeoutMs: ms, intervalMs: 25 },
+  );
 }
 
 /** Whether a worker has claimed the message of task `id` (it sits in the queue's unacked/ folder). */
@@ -75,7 +83,11 @@ describe('worker processes on the file broker', () => {
 
   it('stores a failure with its remote type, message and traceback', async () => {
     const r = await client.sendTask('it.fail');
-    await assert.rejects(r.get({ timeout: 10_000 }), (err: unknown) => err instanceof TaskFailedError && err.excType === 'KeyError' && err.excMessage === 'it broke' && /it broke/.test(String(err.remoteTraceback)));
+    await assert.rejects(
+      r.get({ timeout: 10_000 }),
+      (err: unknown) =>
+        err instanceof TaskFailedError && err.excType === 'KeyError' && err.excMessage === 'it broke' && /it broke/.test(String(err.remoteTraceback)),
+    );
   });
 
   it('retries across deliveries', async () => {
@@ -96,7 +108,12 @@ describe('worker processes on the file broker', () => {
     await assert.rejects(expired.get({ timeout: 10_000 }), /expired/);
     await assert.rejects(revoked.get({ timeout: 10_000 }), TaskRevokedError);
     // At the end of its countdown the worker discards the task (and acks it) instead of running it.
-    await until('the worker to discard the revoked task', () => w.output().split('\n').some((l) => l.includes(revoked.id) && l.includes('task revoked: discarded')));
+    await until('the worker to discard the revoked task', () =>
+      w
+        .output()
+        .split('\n')
+        .some((l) => l.includes(revoked.id) && l.includes('task revoked: discarded')),
+    );
     assert.equal(runsOf(revoked.id), 0, 'a revoked task never runs');
     assert.equal(runsOf(expired.id), 0, 'an expired task never runs');
   });

@@ -65,7 +65,11 @@ describe('amqp-queue source', { skip: rabbit.skip }, () => {
       const consumer = await conn.createChannel();
       await consumer.prefetch(2);
       await consumer.consume(q, () => {}, { noAck: false });
-      const source = createAmqpQueueSource({ url: rabbit.server!.url, queues: [q, uniqueName('missing')], managementUrl: rabbit.server!.managementUrl ?? undefined });
+      const source = createAmqpQueueSource({
+        url: rabbit.server!.url,
+        queues: [q, uniqueName('missing')],
+        managementUrl: rabbit.server!.managementUrl ?? undefined,
+      });
       try {
         const v = await source.read(AbortSignal.timeout(5000));
         assert.equal(v.value, 5);

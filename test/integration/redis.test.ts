@@ -119,8 +119,18 @@ describe('Redis broker: kombu layout', { skip: redis.skip }, () => {
     const q = uniqueName('resent');
     const popper = new Redis(url);
     popper.defineCommand('pop', { lua: POP_SCRIPT });
-    const pop = (popId: string) => (popper as unknown as { pop(...a: (string | number)[]): Promise<(string | number)[]> })
-      .pop(4, UNACKED, UNACKED_INDEX, `celeriac.pop.${q}`, q, 10, Date.now() / 1000, popId, q);
+    const pop = (popId: string) =>
+      (popper as unknown as { pop(...a: (string | number)[]): Promise<(string | number)[]> }).pop(
+        4,
+        UNACKED,
+        UNACKED_INDEX,
+        `celeriac.pop.${q}`,
+        q,
+        10,
+        Date.now() / 1000,
+        popId,
+        q,
+      );
     try {
       await broker.publish(q, message('enveloped'));
       await raw.lpush(q, 'not an envelope');
@@ -174,7 +184,10 @@ describe('Redis over TLS (rediss://)', { skip: tlsRedis.skip }, () => {
 
   it('refuses a server whose certificate it cannot verify, with an error naming the server', async () => {
     const b = createRedisBroker(tlsRedis.server!.url, { connectTimeoutMs: 2_000 });
-    await assert.rejects(b.connect(), (err: Error) => err.name === 'BrokerError' && /cannot reach Redis at rediss:\/\/127\.0\.0\.1.*Last error: self-signed certificate/.test(err.message));
+    await assert.rejects(
+      b.connect(),
+      (err: Error) => err.name === 'BrokerError' && /cannot reach Redis at rediss:\/\/127\.0\.0\.1.*Last error: self-signed certificate/.test(err.message),
+    );
     await b.close();
   });
 

@@ -31,11 +31,15 @@ export interface PythonRuntime {
 
 export const pythons: readonly PythonRuntime[] = [
   {
-    label: 'Celery 5.7', exe: process.env.CELERIAC_PYTHON, required: true,
+    label: 'Celery 5.7',
+    exe: process.env.CELERIAC_PYTHON,
+    required: true,
     missing: 'CELERIAC_PYTHON is not set (test/support/setup-python.sh makes the virtualenv)',
   },
   {
-    label: 'Celery 5.2', exe: process.env.CELERIAC_PYTHON_CELERY52, required: false,
+    label: 'Celery 5.2',
+    exe: process.env.CELERIAC_PYTHON_CELERY52,
+    required: false,
     missing: "Debian's python3-celery (5.2) is not installed",
   },
 ];
@@ -50,13 +54,23 @@ export function skipReason(py: PythonRuntime, serverSkip: string | false): strin
 
 /** A celeriac worker process on `queue` running fixtures/ts-tasks.ts; `env` adds settings. */
 export function startTsWorker(brokerUrl: string, backendUrl: string, queue: string, env: NodeJS.ProcessEnv = {}) {
-  return startWorker('dist/test/interop/fixtures/ts-tasks.js', queue, { CELERIAC_BROKER_URL: brokerUrl, CELERIAC_RESULT_BACKEND: backendUrl, ...env }, ['-c', '8', '-l', 'warn']);
+  return startWorker('dist/test/interop/fixtures/ts-tasks.js', queue, { CELERIAC_BROKER_URL: brokerUrl, CELERIAC_RESULT_BACKEND: backendUrl, ...env }, [
+    '-c',
+    '8',
+    '-l',
+    'warn',
+  ]);
 }
 
 export function pythonEnv(brokerUrl: string, backendUrl: string, queue: string, serializer = 'json'): NodeJS.ProcessEnv {
   return {
-    ...process.env, INTEROP_BROKER: brokerUrl, INTEROP_BACKEND: backendUrl, INTEROP_QUEUE: queue,
-    INTEROP_SERIALIZER: serializer, PYTHONPATH: fixtures, PYTHONDONTWRITEBYTECODE: '1',
+    ...process.env,
+    INTEROP_BROKER: brokerUrl,
+    INTEROP_BACKEND: backendUrl,
+    INTEROP_QUEUE: queue,
+    INTEROP_SERIALIZER: serializer,
+    PYTHONPATH: fixtures,
+    PYTHONDONTWRITEBYTECODE: '1',
   };
 }
 
@@ -114,10 +128,28 @@ export function interopSuite(o: InteropOptions): void {
 
       before(() => {
         tsWorker = startTsWorker(o.brokerUrl, o.backendUrl, tsQueue);
-        pyWorker = startProcess(py.exe!, [
-          '-m', 'celery', '-A', 'py_tasks', 'worker', '-P', 'solo', '-Q', pyQueue, '-n', `${pyQueue}@localhost`,
-          '--without-gossip', '--without-mingle', '--without-heartbeat', '-l', 'WARNING',
-        ], { env: pythonEnv(o.brokerUrl, o.backendUrl, pyQueue), cwd: fixtures });
+        pyWorker = startProcess(
+          py.exe!,
+          [
+            '-m',
+            'celery',
+            '-A',
+            'py_tasks',
+            'worker',
+            '-P',
+            'solo',
+            '-Q',
+            pyQueue,
+            '-n',
+            `${pyQueue}@localhost`,
+            '--without-gossip',
+            '--without-mingle',
+            '--without-heartbeat',
+            '-l',
+            'WARNING',
+          ],
+          { env: pythonEnv(o.brokerUrl, o.backendUrl, pyQueue), cwd: fixtures },
+        );
       });
       after(async () => {
         for (const a of apps) await a.close();
@@ -184,7 +216,10 @@ export function interopSuite(o: InteropOptions): void {
             const d = await app.sendTask('pyinterop.describe', VALUES.args, VALUES.kwargs, { queue: pyQueue });
             assert.deepEqual(await d.get({ timeout: 60_000 }), { args: VALUES.args, kwargs: VALUES.kwargs });
             const f = await app.sendTask('pyinterop.fail', [], {}, { queue: pyQueue });
-            const err = await f.get({ timeout: 60_000 }).then(() => null, (e: unknown) => e);
+            const err = await f.get({ timeout: 60_000 }).then(
+              () => null,
+              (e: unknown) => e,
+            );
             assert.ok(err instanceof TaskFailedError, `a TaskFailedError, got ${String(err)}`);
             assert.equal(err.excType, 'ValueError');
             assert.equal(err.excModule, 'builtins');

@@ -87,18 +87,24 @@ describe('autoscaler on a real API server, Redis and RabbitMQ', { skip }, () => 
   }
 
   async function expectScale(ns: string, replicas: number, backlog: number): Promise<void> {
-    await eventually(async () => {
-      const dep = await kube.get<Obj>(resources.deployments, ns, 'shop');
-      assert.equal(dep?.spec.replicas, replicas);
-      const wp = await kube.get<Obj>(resources.workerPools, ns, 'shop');
-      assert.equal(wp?.status?.desiredReplicas, replicas);
-      assert.deepEqual(wp?.status?.autoscaling?.metrics?.find((m: { name: string }) => m.name === 'backlog'), { name: 'backlog', value: backlog });
-      // The whole truth every poll: no failure, no fallback, nothing draining (no pods in envtest).
-      const { failures, fallback, draining, scaleDownWindowSeconds } = wp?.status?.autoscaling ?? {};
-      assert.deepEqual({ failures, fallback, draining, scaleDownWindowSeconds }, { failures: 0, fallback: false, draining: [], scaleDownWindowSeconds: 3 });
-      const scaling = (wp?.status?.conditions as Condition[]).find((c) => c.type === 'ScalingActive');
-      assert.equal(scaling?.status, 'True', scaling?.message);
-    }, { timeoutMs: 30_000, intervalMs: 250 });
+    await eventually(
+      async () => {
+        const dep = await kube.get<Obj>(resources.deployments, ns, 'shop');
+        assert.equal(dep?.spec.replicas, replicas);
+        const wp = await kube.get<Obj>(resources.workerPools, ns, 'shop');
+        assert.equal(wp?.status?.desiredReplicas, replicas);
+        assert.deepEqual(
+          wp?.status?.autoscaling?.metrics?.find((m: { name: string }) => m.name === 'backlog'),
+          { name: 'backlog', value: backlog },
+        );
+        // The whole truth every poll: no failure, no fallback, nothing draining (no pods in envtest).
+        const { failures, fallback, draining, scaleDownWindowSeconds } = wp?.status?.autoscaling ?? {};
+        assert.deepEqual({ failures, fallback, draining, scaleDownWindowSeconds }, { failures: 0, fallback: false, draining: [], scaleDownWindowSeconds: 3 });
+        const scaling = (wp?.status?.conditions as Condition[]).find((c) => c.type === 'ScalingActive');
+        assert.equal(scaling?.status, 'True', scaling?.message);
+      },
+      { timeoutMs: 30_000, intervalMs: 250 },
+    );
   }
 
   it('Redis: 500 messages over the priority lists raise replicas per the formula; drained, back to min', async () => {

@@ -101,14 +101,17 @@ describe('broker passwords on every operator surface (real API server, Redis, Ra
 
     // Every path that handles a credential has run: a good check, refused ones, a management API refusal.
     const tq = (name: string) => kube.get<Obj>(resources.taskQueues, ns, name);
-    await eventually(async () => {
-      assert.equal(conditionOf(await tq('good'), 'Ready')?.status, 'True', JSON.stringify((await tq('good'))?.status));
-      assert.equal(conditionOf(await tq('bad-redis'), 'BrokerReachable')?.reason, 'AuthenticationFailed');
-      assert.equal(conditionOf(await tq('bad-amqp'), 'BrokerReachable')?.reason, 'AuthenticationFailed');
-      assert.match(conditionOf(await tq('bad-mgmt'), 'Ready')?.message ?? '', /management API not readable/);
-      for (const name of Object.keys(queues)) assert.ok(await kube.get(resources.deployments, ns, `pool-${name}`), `Deployment pool-${name}`);
-      assert.match(logged, /WRONGPASS/, 'the refused Redis password was logged about');
-    }, { timeoutMs: 60_000, intervalMs: 250 });
+    await eventually(
+      async () => {
+        assert.equal(conditionOf(await tq('good'), 'Ready')?.status, 'True', JSON.stringify((await tq('good'))?.status));
+        assert.equal(conditionOf(await tq('bad-redis'), 'BrokerReachable')?.reason, 'AuthenticationFailed');
+        assert.equal(conditionOf(await tq('bad-amqp'), 'BrokerReachable')?.reason, 'AuthenticationFailed');
+        assert.match(conditionOf(await tq('bad-mgmt'), 'Ready')?.message ?? '', /management API not readable/);
+        for (const name of Object.keys(queues)) assert.ok(await kube.get(resources.deployments, ns, `pool-${name}`), `Deployment pool-${name}`);
+        assert.match(logged, /WRONGPASS/, 'the refused Redis password was logged about');
+      },
+      { timeoutMs: 60_000, intervalMs: 250 },
+    );
     // A few more autoscaler and broker-check rounds on the failing brokers.
     const rounds = logged.length;
     await eventually(() => assert.ok(logged.length > rounds + 2_000, 'more rounds'), { timeoutMs: 30_000 });

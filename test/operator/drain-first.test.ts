@@ -20,7 +20,13 @@ const envSkip = envtestSkipReason();
 const redis: ServiceResult | undefined = envSkip ? undefined : await useRedis();
 const skip = envSkip || redis?.skip || false;
 
-interface FakeNode { ip: string; metrics: WorkerMetrics; server: MetricsServer; drains: number; resumes: number }
+interface FakeNode {
+  ip: string;
+  metrics: WorkerMetrics;
+  server: MetricsServer;
+  drains: number;
+  resumes: number;
+}
 
 describe('drain-first scale-down', { skip }, () => {
   let cp: ControlPlane;
@@ -37,18 +43,22 @@ describe('drain-first scale-down', { skip }, () => {
     for (const ip of ['127.0.0.2', '127.0.0.3', '127.0.0.4']) {
       const metrics = createWorkerMetrics();
       const node: FakeNode = { ip, metrics, server: undefined as never, drains: 0, resumes: 0 };
-      node.server = await startMetricsServer(port, {
-        registry: metrics.registry,
-        healthy: () => true,
-        drain: async () => {
-          node.drains++;
-          metrics.draining.set(1);
+      node.server = await startMetricsServer(
+        port,
+        {
+          registry: metrics.registry,
+          healthy: () => true,
+          drain: async () => {
+            node.drains++;
+            metrics.draining.set(1);
+          },
+          resume: async () => {
+            node.resumes++;
+            metrics.draining.set(0);
+          },
         },
-        resume: async () => {
-          node.resumes++;
-          metrics.draining.set(0);
-        },
-      }, ip);
+        ip,
+      );
       workers.push(node);
     }
   });
@@ -63,7 +73,12 @@ describe('drain-first scale-down', { skip }, () => {
   async function scenario(nsName: string) {
     const ns = await cp.createNamespace(nsName);
     const queue = uniqueName('dq');
-    const tq = { apiVersion: 'celeriac.io/v1alpha1', kind: 'TaskQueue', metadata: { name: 'work', namespace: ns }, spec: { broker: { type: 'redis', url: redis!.server!.url }, queue: { name: queue } } } as TaskQueue;
+    const tq = {
+      apiVersion: 'celeriac.io/v1alpha1',
+      kind: 'TaskQueue',
+      metadata: { name: 'work', namespace: ns },
+      spec: { broker: { type: 'redis', url: redis!.server!.url }, queue: { name: queue } },
+    } as TaskQueue;
     const pool = {
       apiVersion: 'celeriac.io/v1alpha1',
       kind: 'WorkerPool',
@@ -73,18 +88,35 @@ describe('drain-first scale-down', { skip }, () => {
         template: { image: 'example.com/shop:1', tasksModule: '/app/tasks.js' },
         concurrency: 4,
         metricsPort: port,
-        autoscaling: { minReplicas: 1, maxReplicas: 10, pollingIntervalSeconds: 1, behavior: { scaleDown: { stabilizationWindowSeconds: 0, policies: [{ type: 'Percent', value: 100, periodSeconds: 1 }] } } },
+        autoscaling: {
+          minReplicas: 1,
+          maxReplicas: 10,
+          pollingIntervalSeconds: 1,
+          behavior: { scaleDown: { stabilizationWindowSeconds: 0, policies: [{ type: 'Percent', value: 100, periodSeconds: 1 }] } },
+        },
       },
     } as WorkerPool;
     const names = ['busy', 'idle-a', 'idle-b'];
     for (const [i, name] of names.entries()) {
-      await kube.create(resources.pods, { apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: ns, labels: { 'celeriac.io/worker-pool': 'shop' } }, spec: { containers: [{ name: 'worker', image: 'example.com/shop:1' }] } } as Obj);
+      await kube.create(resources.pods, {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name, namespace: ns, labels: { 'celeriac.io/worker-pool': 'shop' } },
+        spec: { containers: [{ name: 'worker', image: 'example.com/shop:1' }] },
+      } as Obj);
       const ip = workers[i]!.ip;
-      await kube.patch(resources.pods, ns, name, { status: { phase: 'Running', podIP: ip, podIPs: [{ ip }], conditions: [{ type: 'Ready', status: 'True' }] } }, { subresource: 'status' });
+      await kube.patch(
+        resources.pods,
+        ns,
+        name,
+        { status: { phase: 'Running', podIP: ip, podIPs: [{ ip }], conditions: [{ type: 'Ready', status: 'True' }] } },
+        { subresource: 'status' },
+      );
     }
     let t = Date.now();
     const ctx = { kube, log: pino({ level: 'silent' }), reconcileId: 'test', attempt: 0, now: () => new Date(t) } as unknown as ReconcileContext;
-    const poll = async (replicas: number) => (await autoscaler.decideReplicas({ pool, queues: [tq], deployment: { metadata: { name: 'shop' }, spec: { replicas } }, ctx })).replicas;
+    const poll = async (replicas: number) =>
+      (await autoscaler.decideReplicas({ pool, queues: [tq], deployment: { metadata: { name: 'shop' }, spec: { replicas } }, ctx })).replicas;
     const cost = async (name: string) => (await kube.get<Obj>(resources.pods, ns, name))?.metadata.annotations?.['controller.kubernetes.io/pod-deletion-cost'];
     const tick = (ms: number) => (t += ms);
     for (const w of workers) {
@@ -102,7 +134,10 @@ describe('drain-first scale-down', { skip }, () => {
 
     // 2 running tasks want 1 pod: the two idle pods are told to drain; replicas stay until they are idle.
     assert.equal(await poll(3), 3);
-    assert.deepEqual(workers.map((w) => w.drains), [0, 1, 1]);
+    assert.deepEqual(
+      workers.map((w) => w.drains),
+      [0, 1, 1],
+    );
     assert.equal(await cost('idle-a'), undefined, 'no deletion cost before the pod reports idle');
 
     // Next poll: both report no task, so they get the lowest deletion cost and replicas drop by two.
@@ -117,13 +152,20 @@ describe('drain-first scale-down', { skip }, () => {
   it('cancels drains when the work comes back, instead of starting new pods', async () => {
     const { poll, cost, tick } = await scenario('resume');
     assert.equal(await poll(3), 3);
-    assert.deepEqual(workers.map((w) => w.drains), [0, 1, 1]);
+    assert.deepEqual(
+      workers.map((w) => w.drains),
+      [0, 1, 1],
+    );
     // Before the drained pods are removed, the busy pod reports 12 running tasks: 3 pods of 4 slots.
     workers[0]!.metrics.inFlight.set({ state: 'active' }, 12);
     tick(1500);
     const replicas = await poll(3);
     assert.ok(replicas >= 3, `scaled back up (${replicas})`);
-    assert.deepEqual(workers.map((w) => w.resumes), [0, 1, 1], 'both drains were cancelled before any new pod');
+    assert.deepEqual(
+      workers.map((w) => w.resumes),
+      [0, 1, 1],
+      'both drains were cancelled before any new pod',
+    );
     assert.equal(await cost('idle-a'), undefined);
     assert.equal(await cost('idle-b'), undefined);
   });

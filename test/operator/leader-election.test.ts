@@ -35,15 +35,23 @@ describe('leader election between celeriac-operator processes', { skip }, () => 
       process.execPath,
       [
         BIN,
-        '--kubeconfig', cp.kubeconfigPath,
+        '--kubeconfig',
+        cp.kubeconfigPath,
         '--leader-elect',
-        '--lease-namespace', leaseNs,
-        '--identity', identity,
-        '--lease-duration-seconds', '4',
-        '--renew-deadline-seconds', '3',
-        '--retry-period-seconds', '1',
-        '--metrics-port', '0',
-        '--metrics-host', '127.0.0.1',
+        '--lease-namespace',
+        leaseNs,
+        '--identity',
+        identity,
+        '--lease-duration-seconds',
+        '4',
+        '--renew-deadline-seconds',
+        '3',
+        '--retry-period-seconds',
+        '1',
+        '--metrics-port',
+        '0',
+        '--metrics-host',
+        '127.0.0.1',
       ],
       { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, CELERIAC_OPERATOR_LOG_LEVEL: 'info' } },
     );
@@ -132,7 +140,10 @@ describe('leader election between celeriac-operator processes', { skip }, () => 
     const standby = instances.find((i) => i.identity !== current && i.child.exitCode === null)!;
     leader.child.kill('SIGTERM');
     assert.equal(await exited(leader), 0);
-    assert.ok(leader.logs.some((l) => l.msg === 'released leadership'), 'the leader released the lease');
+    assert.ok(
+      leader.logs.some((l) => l.msg === 'released leadership'),
+      'the leader released the lease',
+    );
     await eventually(async () => assert.equal(await holder(), standby.identity));
     await poolGetsDeployment('two');
   });

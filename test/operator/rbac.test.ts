@@ -72,7 +72,11 @@ describe('operator with limited RBAC', { skip }, () => {
     assert.match(ready.message, /deployments\.apps "limited" is forbidden: User "celeriac-operator" cannot patch resource "deployments"/);
     assert.equal(await kube.get(resources.deployments, ns, 'limited'), null);
 
-    await kube.apply(await cp.resourceFor('rbac.authorization.k8s.io/v1', 'ClusterRole'), clusterRole(['get', 'list', 'watch', 'create', 'update', 'patch', 'delete']), { fieldManager: 'test' });
+    await kube.apply(
+      await cp.resourceFor('rbac.authorization.k8s.io/v1', 'ClusterRole'),
+      clusterRole(['get', 'list', 'watch', 'create', 'update', 'patch', 'delete']),
+      { fieldManager: 'test' },
+    );
     await eventually(async () => assert.ok(await kube.get(resources.deployments, ns, 'limited')), { timeoutMs: 60_000 });
   });
 });

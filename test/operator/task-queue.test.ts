@@ -12,7 +12,6 @@ import { envtestSkipReason, startTestOperator, freePort, startControlPlane, type
 import { eventually } from '../support/eventually.js';
 import { useRabbit, useRedis, type TestServer } from '../support/servers.js';
 
-
 const skipK8s = envtestSkipReason();
 // A private redis-server (this file changes its requirepass) and rabbitmq-server.
 const redisUse = skipK8s ? null : await useRedis({ managed: true });
@@ -195,7 +194,13 @@ describe('TaskQueue broker checks on a real API server with real brokers', { ski
         await ch.consume('q-amqp-unacked', () => undefined, { noAck: false }); // holds 2, acks none
         await kube.create(
           resources.taskQueues,
-          taskQueue(ns, 'amqp-unacked', { type: 'amqp', host: url.hostname, port: Number(url.port), credentialsSecretRef: { name: 'rabbit' }, management: { url: mgmt.toString() } }),
+          taskQueue(ns, 'amqp-unacked', {
+            type: 'amqp',
+            host: url.hostname,
+            port: Number(url.port),
+            credentialsSecretRef: { name: 'rabbit' },
+            management: { url: mgmt.toString() },
+          }),
         );
         await eventually(async () => {
           const tq = await kube.get<Obj>(resources.taskQueues, ns, 'amqp-unacked');
@@ -211,14 +216,20 @@ describe('TaskQueue broker checks on a real API server with real brokers', { ski
     it('says when the queue is not declared yet, and when the password is wrong', async () => {
       const rabbit = rabbitUse!.server!;
       const url = new URL(rabbit.url);
-      await kube.create(resources.taskQueues, taskQueue(ns, 'amqp-undeclared', { type: 'amqp', host: url.hostname, port: Number(url.port), credentialsSecretRef: { name: 'rabbit' } }));
+      await kube.create(
+        resources.taskQueues,
+        taskQueue(ns, 'amqp-undeclared', { type: 'amqp', host: url.hostname, port: Number(url.port), credentialsSecretRef: { name: 'rabbit' } }),
+      );
       await eventually(async () => {
         const c = await readyOf('amqp-undeclared');
         assert.equal(c?.status, 'True');
         assert.match(c!.message, /queue "q-amqp-undeclared" is not declared yet/);
       });
       await kube.create(resources.secrets, secret(ns, 'rabbit-wrong', { username: decodeURIComponent(url.username), password: 'nope' }));
-      await kube.create(resources.taskQueues, taskQueue(ns, 'amqp-auth', { type: 'amqp', host: url.hostname, port: Number(url.port), credentialsSecretRef: { name: 'rabbit-wrong' } }));
+      await kube.create(
+        resources.taskQueues,
+        taskQueue(ns, 'amqp-auth', { type: 'amqp', host: url.hostname, port: Number(url.port), credentialsSecretRef: { name: 'rabbit-wrong' } }),
+      );
       const c = await eventually(async () => {
         const c = await readyOf('amqp-auth');
         assert.equal(c?.reason, 'AuthenticationFailed');

@@ -54,7 +54,10 @@ describe('uninstall: no finalizer holds a WorkerPool (real API server)', { skip 
 
   it('removes the finalizer that earlier versions added, so the pool can go without the operator', async () => {
     const ns = await namespaceWithQueue('legacy');
-    await kube.create(resources.workerPools, { ...workerPoolFixture(ns, 'old', { replicas: 1 }), metadata: { name: 'old', namespace: ns, finalizers: [LEGACY_FINALIZER, 'example.com/keep'] } });
+    await kube.create(resources.workerPools, {
+      ...workerPoolFixture(ns, 'old', { replicas: 1 }),
+      metadata: { name: 'old', namespace: ns, finalizers: [LEGACY_FINALIZER, 'example.com/keep'] },
+    });
     op = await startTestOperator(cp, { brokerCheckTimeoutMs: 300 });
     await eventually(async () => {
       const p = await kube.get<Obj>(resources.workerPools, ns, 'old');

@@ -79,16 +79,19 @@ describe('WorkerPool status tells the current truth', { skip }, () => {
     });
   });
 
-  it('carries its TaskQueue\'s broker failure in Degraded, and recovers with it', async () => {
+  it("carries its TaskQueue's broker failure in Degraded, and recovers with it", async () => {
     const closed = `redis://127.0.0.1:${await freePort()}/0`;
     const ns = await setup('broker', closed);
     await kube.create(resources.workerPools, workerPoolFixture(ns, 'shop', { replicas: 1 }));
-    const degraded = await eventually(async () => {
-      const p = await kube.get<Obj>(resources.workerPools, ns, 'shop');
-      const c = conditionOf(p, 'Degraded');
-      assert.equal(c?.status, 'True', JSON.stringify(c));
-      return c!;
-    }, { timeoutMs: 20_000 });
+    const degraded = await eventually(
+      async () => {
+        const p = await kube.get<Obj>(resources.workerPools, ns, 'shop');
+        const c = conditionOf(p, 'Degraded');
+        assert.equal(c?.status, 'True', JSON.stringify(c));
+        return c!;
+      },
+      { timeoutMs: 20_000 },
+    );
     const tq = await kube.get<Obj>(resources.taskQueues, ns, 'default');
     assert.equal(degraded.reason, conditionOf(tq, 'BrokerReachable')?.reason);
     assert.match(degraded.message, /^TaskQueue "default" cannot reach its broker: /);
@@ -96,17 +99,23 @@ describe('WorkerPool status tells the current truth', { skip }, () => {
     await op.events.flush();
     await eventually(async () => {
       const events = await kube.list<Obj>(resources.events, { namespace: ns });
-      assert.ok(events.items.some((e) => e.involvedObject.kind === 'WorkerPool' && e.type === 'Warning' && e.reason === degraded.reason), 'a Warning Event on the pool');
+      assert.ok(
+        events.items.some((e) => e.involvedObject.kind === 'WorkerPool' && e.type === 'Warning' && e.reason === degraded.reason),
+        'a Warning Event on the pool',
+      );
     });
 
     await kube.patch(resources.secrets, ns, 'broker', { stringData: { url: redis!.server!.url } });
-    await eventually(async () => {
-      const p = await kube.get<Obj>(resources.workerPools, ns, 'shop');
-      assert.equal(conditionOf(p, 'Degraded')?.reason, 'AsExpected');
-    }, { timeoutMs: 20_000 });
+    await eventually(
+      async () => {
+        const p = await kube.get<Obj>(resources.workerPools, ns, 'shop');
+        assert.equal(conditionOf(p, 'Degraded')?.reason, 'AsExpected');
+      },
+      { timeoutMs: 20_000 },
+    );
   });
 
-  it('says in the scale Event why the count changed, in the decision\'s words', async () => {
+  it("says in the scale Event why the count changed, in the decision's words", async () => {
     const ns = await setup('event', redis!.server!.url);
     await kube.create(resources.workerPools, workerPoolFixture(ns, 'evt', { autoscaling: { minReplicas: 1, maxReplicas: 5 } }));
     await eventually(async () => assert.equal((await kube.get<Obj>(resources.deployments, ns, 'evt'))?.spec.replicas, 1));
@@ -125,7 +134,8 @@ describe('WorkerPool status tells the current truth', { skip }, () => {
     await kube.create(resources.workerPools, workerPoolFixture(ns, 'fixed', { replicas: 2 }));
     await assert.rejects(
       kube.patch(resources.workerPools, ns, 'auto', { spec: { replicas: 4 } }, { subresource: 'scale' }),
-      (err: unknown) => err instanceof KubeApiError && err.statusCode === 422 && /spec\.replicas cannot change while spec\.autoscaling is set/.test(err.message),
+      (err: unknown) =>
+        err instanceof KubeApiError && err.statusCode === 422 && /spec\.replicas cannot change while spec\.autoscaling is set/.test(err.message),
     );
     await kube.patch(resources.workerPools, ns, 'fixed', { spec: { replicas: 4 } }, { subresource: 'scale' });
     assert.equal((await kube.get<Obj>(resources.workerPools, ns, 'fixed'))?.spec.replicas, 4);

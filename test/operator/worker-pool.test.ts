@@ -16,7 +16,6 @@ import { CRD_DIR, envtestSkipReason, startControlPlane, startTestOperator, type 
 import { eventually } from '../support/eventually.js';
 import { useRedis } from '../support/servers.js';
 
-
 const skip = envtestSkipReason();
 // A reachable broker for the TaskQueues: a pool whose queue cannot reach its broker is Degraded.
 const redisUse = skip ? null : await useRedis();
@@ -58,7 +57,12 @@ describe('WorkerPool reconciler on a real API server', { skip: skip || redisUse?
   /** A namespace with the Secret "broker" (a reachable Redis) that the TaskQueue fixtures use. */
   async function brokerNamespace(prefix: string): Promise<string> {
     const ns = await cp.createNamespace(prefix);
-    await kube.create(resources.secrets, { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'broker', namespace: ns }, stringData: { url: redisUse!.server!.url } } as Obj);
+    await kube.create(resources.secrets, {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'broker', namespace: ns },
+      stringData: { url: redisUse!.server!.url },
+    } as Obj);
     return ns;
   }
 
@@ -70,7 +74,13 @@ describe('WorkerPool reconciler on a real API server', { skip: skip || redisUse?
 
   it('creates the Deployment and PodDisruptionBudget with the worker spec, owner references and status', async () => {
     const ns = await setup('create');
-    const pool = await kube.create<Obj>(resources.workerPools, workerPool(ns, 'shop', { concurrency: 3, template: { image: 'example.com/shop:1', tasksModule: '/app/tasks.js', resources: { limits: { memory: '512Mi' } } } }));
+    const pool = await kube.create<Obj>(
+      resources.workerPools,
+      workerPool(ns, 'shop', {
+        concurrency: 3,
+        template: { image: 'example.com/shop:1', tasksModule: '/app/tasks.js', resources: { limits: { memory: '512Mi' } } },
+      }),
+    );
 
     const dep = await eventually(async () => {
       const d = await kube.get<Obj>(resources.deployments, ns, 'shop');
@@ -101,7 +111,10 @@ describe('WorkerPool reconciler on a real API server', { skip: skip || redisUse?
     assert.deepEqual(c.lifecycle.preStop.httpGet, { path: '/drain', port: 'metrics', scheme: 'HTTP' });
     assert.deepEqual(c.resources, { limits: { memory: '512Mi' } });
     const managers = (dep.metadata as { managedFields?: { manager: string; operation: string }[] }).managedFields ?? [];
-    assert.ok(managers.some((m) => m.manager === 'celeriac-operator' && m.operation === 'Apply'), 'applied by server-side apply as celeriac-operator');
+    assert.ok(
+      managers.some((m) => m.manager === 'celeriac-operator' && m.operation === 'Apply'),
+      'applied by server-side apply as celeriac-operator',
+    );
 
     const pdb = await eventually(async () => {
       const p = await kube.get<Obj>(resources.podDisruptionBudgets, ns, 'shop');
@@ -130,7 +143,10 @@ describe('WorkerPool reconciler on a real API server', { skip: skip || redisUse?
 
     await op.events.flush();
     const events = await kube.list<Obj>(resources.events, { namespace: ns });
-    assert.ok(events.items.some((e) => e.reason === 'CreatedDeployment' && e.involvedObject.name === 'shop'), 'CreatedDeployment event');
+    assert.ok(
+      events.items.some((e) => e.reason === 'CreatedDeployment' && e.involvedObject.name === 'shop'),
+      'CreatedDeployment event',
+    );
   });
 
   it('updates the Deployment when the pool is edited', async () => {
@@ -146,7 +162,21 @@ describe('WorkerPool reconciler on a real API server', { skip: skip || redisUse?
       return d!;
     });
     const c = dep.spec.template.spec.containers[0];
-    assert.deepEqual(c.args, ['worker', '-A', '/app/tasks.js', '-Q', 'celery', '-c', '8', '--prefetch-multiplier', '2', '--metrics-port', '9540', '-l', 'debug']);
+    assert.deepEqual(c.args, [
+      'worker',
+      '-A',
+      '/app/tasks.js',
+      '-Q',
+      'celery',
+      '-c',
+      '8',
+      '--prefetch-multiplier',
+      '2',
+      '--metrics-port',
+      '9540',
+      '-l',
+      'debug',
+    ]);
     assert.equal(dep.spec.template.spec.terminationGracePeriodSeconds, 60);
     await eventually(async () => {
       const p = await kube.get<Obj>(resources.workerPools, ns, 'edit');
@@ -297,7 +327,16 @@ describe('WorkerPool reconciler on a real API server', { skip: skip || redisUse?
     };
     const [pool] = await table('workerpools');
     assert.deepEqual(
-      { Queues: pool?.Queues, Min: pool?.Min, Max: pool?.Max, Desired: pool?.Desired, Replicas: pool?.Replicas, Ready: pool?.Ready, Active: pool?.Active, Status: pool?.Status },
+      {
+        Queues: pool?.Queues,
+        Min: pool?.Min,
+        Max: pool?.Max,
+        Desired: pool?.Desired,
+        Replicas: pool?.Replicas,
+        Ready: pool?.Ready,
+        Active: pool?.Active,
+        Status: pool?.Status,
+      },
       { Queues: '["default"]', Min: 2, Max: 4, Desired: 4, Replicas: 0, Ready: 0, Active: 'True', Status: 'WaitingForReplicas' },
     );
     const [queue] = await table('taskqueues');
@@ -308,11 +347,17 @@ describe('WorkerPool reconciler on a real API server', { skip: skip || redisUse?
 
   it('rolls the pods when the broker credentials in the Secret change', async () => {
     const ns = await cp.createNamespace('rotate');
-    await kube.create(resources.secrets, { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'broker', namespace: ns }, stringData: { url: 'redis://:one@127.0.0.1:1/0' } } as Obj);
+    await kube.create(resources.secrets, {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'broker', namespace: ns },
+      stringData: { url: 'redis://:one@127.0.0.1:1/0' },
+    } as Obj);
     await kube.create(resources.taskQueues, taskQueueFixture(ns, 'default', { queue: 'celery', checkIntervalSeconds: 1 }));
     await kube.create(resources.workerPools, workerPool(ns, 'rotate'));
     const annotation = async () =>
-      (await kube.get<Obj>(resources.deployments, ns, 'rotate'))?.spec.template.metadata.annotations['celeriac.io/broker-credentials-hash'] as string | undefined;
+      (await kube.get<Obj>(resources.deployments, ns, 'rotate'))?.spec.template.metadata.annotations['celeriac.io/broker-credentials-hash'] as
+        string | undefined;
     const first = await eventually(async () => {
       const a = await annotation();
       assert.match(a ?? '', /^[0-9a-f]{16}$/);
@@ -377,11 +422,17 @@ describe('CRD validation on a real API server', { skip }, () => {
     const noQueues = workerPool('default', 'noqueues');
     delete noQueues.spec.queues;
     assert.match(await refused(resources.workerPools, noQueues), /spec\.queues: Required value/);
-    assert.match(await refused(resources.workerPools, workerPool('default', 'emptyqueues', { queues: [] })), /spec\.queues: Invalid value: 0: spec\.queues in body should have at least 1 items/);
+    assert.match(
+      await refused(resources.workerPools, workerPool('default', 'emptyqueues', { queues: [] })),
+      /spec\.queues: Invalid value: 0: spec\.queues in body should have at least 1 items/,
+    );
   });
 
   it('refuses a prometheus metric without its settings and a bad targetUtilization', async () => {
-    const msg = await refused(resources.workerPools, workerPool('default', 'prom', { autoscaling: { maxReplicas: 3, targetUtilization: 1.5, metrics: [{ type: 'prometheus' }] } }));
+    const msg = await refused(
+      resources.workerPools,
+      workerPool('default', 'prom', { autoscaling: { maxReplicas: 3, targetUtilization: 1.5, metrics: [{ type: 'prometheus' }] } }),
+    );
     assert.match(msg, /type prometheus needs the prometheus field/);
     assert.match(msg, /targetUtilization/);
   });
@@ -408,21 +459,28 @@ describe('CRD validation on a real API server', { skip }, () => {
 
   it('keeps spec.autoscaling.paused and the per-direction tolerance (the schema does not prune them)', async () => {
     const ns = await cp.createNamespace('autoscaling-fields');
-    const created = await cp.kube.create<Obj>(resources.workerPools, workerPool(ns, 'tuned', {
-      autoscaling: { maxReplicas: 3, paused: true, behavior: { scaleUp: { tolerance: 0.2 }, scaleDown: { tolerance: 0.05 } } },
-    }));
+    const created = await cp.kube.create<Obj>(
+      resources.workerPools,
+      workerPool(ns, 'tuned', {
+        autoscaling: { maxReplicas: 3, paused: true, behavior: { scaleUp: { tolerance: 0.2 }, scaleDown: { tolerance: 0.05 } } },
+      }),
+    );
     const a = created.spec!.autoscaling as unknown as { paused: boolean; behavior: { scaleUp: { tolerance: number }; scaleDown: { tolerance: number } } };
     assert.equal(a.paused, true);
     assert.equal(a.behavior.scaleUp.tolerance, 0.2);
     assert.equal(a.behavior.scaleDown.tolerance, 0.05);
-    assert.match(await refused(resources.workerPools, workerPool(ns, 'badtol', { autoscaling: { maxReplicas: 3, behavior: { scaleUp: { tolerance: 2 } } } })),
-      /tolerance: Invalid value: 2: spec\.autoscaling\.behavior\.scaleUp\.tolerance in body should be less than or equal to 1/);
+    assert.match(
+      await refused(resources.workerPools, workerPool(ns, 'badtol', { autoscaling: { maxReplicas: 3, behavior: { scaleUp: { tolerance: 2 } } } })),
+      /tolerance: Invalid value: 2: spec\.autoscaling\.behavior\.scaleUp\.tolerance in body should be less than or equal to 1/,
+    );
   });
 
   it('fills defaults and accepts the examples in crds/examples', async () => {
     const ns = await cp.createNamespace('examples');
     const dir = join(CRD_DIR, 'examples');
-    const files = readdirSync(dir).filter((f) => f.endsWith('.yaml')).map((f) => join(dir, f));
+    const files = readdirSync(dir)
+      .filter((f) => f.endsWith('.yaml'))
+      .map((f) => join(dir, f));
     assert.ok(files.length >= 3);
     // Examples carry no namespace; apply them into ours by rewriting through the API.
     for (const f of files) {

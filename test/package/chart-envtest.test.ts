@@ -9,7 +9,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { envtestSkipReason, startControlPlane, type ControlPlane } from '../support/envtest.js';
 import {
-  chartCases, chartDir, expectOk, helmBinary, kubeVersion, monitoringCrdsYaml, parseManifests, renderChart, repoRoot, run,
+  chartCases,
+  chartDir,
+  expectOk,
+  helmBinary,
+  kubeVersion,
+  monitoringCrdsYaml,
+  parseManifests,
+  renderChart,
+  repoRoot,
+  run,
   type KubeManifest,
 } from '../support/package-tools.js';
 
@@ -68,9 +77,13 @@ for (const c of chartCases) {
 
 test('a value the CRD forbids is refused by the API server with its message', { skip }, async () => {
   const namespace = await cp.createNamespace('celeriac-system');
-  const objs = await renderChart(helm!, {
-    examples: { enabled: true, workerPool: { template: { image: 'x', tasksModule: '/app/tasks/t.js' }, autoscaling: { minReplicas: 5, maxReplicas: 2 } } },
-  }, { namespace, release: 'bad' });
+  const objs = await renderChart(
+    helm!,
+    {
+      examples: { enabled: true, workerPool: { template: { image: 'x', tasksModule: '/app/tasks/t.js' }, autoscaling: { minReplicas: 5, maxReplicas: 2 } } },
+    },
+    { namespace, release: 'bad' },
+  );
   const refusals = await dryRun(objs);
   assert.equal(refusals.length, 1, refusals.join('\n'));
   assert.match(refusals[0]!, /^WorkerPool bad-celeriac-example: .*minReplicas/);
@@ -78,9 +91,13 @@ test('a value the CRD forbids is refused by the API server with its message', { 
 
 test('a misspelt field in an example is refused by the API server', { skip }, async () => {
   const namespace = await cp.createNamespace('celeriac-system');
-  const objs = await renderChart(helm!, {
-    examples: { enabled: true, workerPool: { template: { image: 'x', tasksModule: '/app/tasks/t.js' }, concurency: 4 } },
-  }, { namespace, release: 'typo' });
+  const objs = await renderChart(
+    helm!,
+    {
+      examples: { enabled: true, workerPool: { template: { image: 'x', tasksModule: '/app/tasks/t.js' }, concurency: 4 } },
+    },
+    { namespace, release: 'typo' },
+  );
   const refusals = await dryRun(objs);
   assert.equal(refusals.length, 1, refusals.join('\n'));
   assert.match(refusals[0]!, /^WorkerPool typo-celeriac-example: .*\.spec\.concurency: field not declared in schema/);
@@ -93,16 +110,31 @@ test('the TaskQueue and WorkerPool example of docs/install.md is accepted by the
     .flatMap((m) => parseManifests(m[1]!))
     .filter((o) => o.apiVersion && o.kind)
     .map((o) => ({ ...o, metadata: { ...o.metadata, namespace } }));
-  assert.deepEqual(objs.map((o) => o.kind), ['Secret', 'TaskQueue', 'WorkerPool']);
+  assert.deepEqual(
+    objs.map((o) => o.kind),
+    ['Secret', 'TaskQueue', 'WorkerPool'],
+  );
   assert.deepEqual(await dryRun(objs), []);
 });
 
 test('helm install into the API server creates the release objects', { skip }, async () => {
   const namespace = await cp.createNamespace('celeriac-system');
-  const r = expectOk(await run(helm!, [
-    'install', 'celeriac', chartDir, '--namespace', namespace, '--kubeconfig', cp.kubeconfigPath,
-    '--set', 'replicaCount=2', '--set', 'examples.enabled=true',
-  ]), 'helm install');
+  const r = expectOk(
+    await run(helm!, [
+      'install',
+      'celeriac',
+      chartDir,
+      '--namespace',
+      namespace,
+      '--kubeconfig',
+      cp.kubeconfigPath,
+      '--set',
+      'replicaCount=2',
+      '--set',
+      'examples.enabled=true',
+    ]),
+    'helm install',
+  );
   assert.match(r.stdout, /STATUS: deployed/);
   assert.match(r.stdout, /Leader election is on/, 'NOTES.txt is printed');
   for (const [apiVersion, kind, name] of [

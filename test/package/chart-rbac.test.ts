@@ -24,7 +24,10 @@ class OperatorProcess {
   private child: ChildProcess | null = null;
   metricsUrl = '';
 
-  constructor(private readonly args: string[], private readonly env: Record<string, string>) {}
+  constructor(
+    private readonly args: string[],
+    private readonly env: Record<string, string>,
+  ) {}
 
   async start(): Promise<void> {
     const port = await freePort();
@@ -60,9 +63,10 @@ class OperatorProcess {
 
 /** Installs the chart and returns how its Deployment runs the operator, with a token of its ServiceAccount. */
 async function installChart(cp: ControlPlane, release: string, namespace: string, set: string[]): Promise<{ args: string[]; env: Record<string, string> }> {
-  expectOk(await run(helm!, [
-    'install', release, chartDir, '--namespace', namespace, '--kubeconfig', cp.kubeconfigPath, ...set.flatMap((s) => ['--set', s]),
-  ]), 'helm install');
+  expectOk(
+    await run(helm!, ['install', release, chartDir, '--namespace', namespace, '--kubeconfig', cp.kubeconfigPath, ...set.flatMap((s) => ['--set', s])]),
+    'helm install',
+  );
   const { items } = await cp.kube.list<Obj>(resources.deployments, { namespace, labelSelector: `app.kubernetes.io/instance=${release}` });
   assert.equal(items.length, 1, 'the chart renders one Deployment');
   const pod = items[0]!.spec.template.spec;
@@ -77,36 +81,46 @@ async function installChart(cp: ControlPlane, release: string, namespace: string
 
 async function createTaskQueue(cp: ControlPlane, namespace: string): Promise<void> {
   await cp.kube.create(resources.taskQueues, {
-    apiVersion: 'celeriac.io/v1alpha1', kind: 'TaskQueue', metadata: { name: 'default', namespace },
+    apiVersion: 'celeriac.io/v1alpha1',
+    kind: 'TaskQueue',
+    metadata: { name: 'default', namespace },
     spec: { broker: { type: 'redis', urlSecretRef: { name: 'broker' } }, queue: { name: 'celery' }, checkIntervalSeconds: 600 },
   } as Obj);
 }
 
 function workerPool(namespace: string, name: string): Obj {
   return {
-    apiVersion: 'celeriac.io/v1alpha1', kind: 'WorkerPool', metadata: { name, namespace },
+    apiVersion: 'celeriac.io/v1alpha1',
+    kind: 'WorkerPool',
+    metadata: { name, namespace },
     spec: { queues: ['default'], template: { image: 'example.com/shop:1', tasksModule: '/app/tasks/tasks.js' }, replicas: 2 },
   };
 }
 
 /** Waits for the pool's Deployment and a status that says it was applied; fails with the operator's log. */
 async function expectReconciled(cp: ControlPlane, operator: OperatorProcess, namespace: string, name: string): Promise<void> {
-  const dep = await eventually(async () => {
-    const d = await cp.kube.get<Obj>(resources.deployments, namespace, name);
-    assert.ok(d, `no Deployment yet; operator log:\n${operator.log().slice(-3000)}`);
-    return d;
-  }, { timeoutMs: 60_000 });
+  const dep = await eventually(
+    async () => {
+      const d = await cp.kube.get<Obj>(resources.deployments, namespace, name);
+      assert.ok(d, `no Deployment yet; operator log:\n${operator.log().slice(-3000)}`);
+      return d;
+    },
+    { timeoutMs: 60_000 },
+  );
   assert.equal(dep.spec.replicas, 2);
   assert.equal(dep.metadata.ownerReferences?.[0]?.kind, 'WorkerPool');
-  const pool = await eventually(async () => {
-    const p = await cp.kube.get<Obj>(resources.workerPools, namespace, name);
-    // Applied: the status names the Deployment, and no RBAC refusal (ApplyFailed) is reported. The
-    // broker itself is not there (Degraded may carry the TaskQueue's broker failure).
-    const degraded = p?.status?.conditions?.find((c: { type: string }) => c.type === 'Degraded');
-    assert.equal(p?.status?.deploymentName, name, `status: ${JSON.stringify(p?.status)}`);
-    assert.notEqual(degraded?.reason, 'ApplyFailed', `status: ${JSON.stringify(p?.status)}`);
-    return p!;
-  }, { timeoutMs: 30_000 });
+  const pool = await eventually(
+    async () => {
+      const p = await cp.kube.get<Obj>(resources.workerPools, namespace, name);
+      // Applied: the status names the Deployment, and no RBAC refusal (ApplyFailed) is reported. The
+      // broker itself is not there (Degraded may carry the TaskQueue's broker failure).
+      const degraded = p?.status?.conditions?.find((c: { type: string }) => c.type === 'Degraded');
+      assert.equal(p?.status?.deploymentName, name, `status: ${JSON.stringify(p?.status)}`);
+      assert.notEqual(degraded?.reason, 'ApplyFailed', `status: ${JSON.stringify(p?.status)}`);
+      return p!;
+    },
+    { timeoutMs: 30_000 },
+  );
   assert.equal(pool.status.observedGeneration, pool.metadata.generation);
   assert.doesNotMatch(operator.log(), /forbidden/i);
 }
@@ -149,23 +163,30 @@ describe('the operator under the chart RBAC', { skip }, () => {
     const rbac = { group: 'rbac.authorization.k8s.io', version: 'v1', kind: 'ClusterRole', plural: 'clusterroles', namespaced: false };
     const role = await cp.kube.get<Obj>(rbac, undefined, 'celeriac');
     const rules = role!.rules!.map((r: { apiGroups: string[]; resources: string[]; verbs: string[] }) =>
-      r.apiGroups.includes('apps') && r.resources.includes('deployments') ? { ...r, verbs: r.verbs.filter((v) => v !== 'create') } : r);
+      r.apiGroups.includes('apps') && r.resources.includes('deployments') ? { ...r, verbs: r.verbs.filter((v) => v !== 'create') } : r,
+    );
     assert.notDeepEqual(rules, role!.rules, 'the ClusterRole had no create on deployments to remove');
     await cp.kube.patch(rbac, undefined, 'celeriac', { rules });
 
     operator = await startOperator(chartRun);
     await cp.kube.create(resources.workerPools, workerPool(appNs, 'workers-2'));
-    await eventually(async () => {
-      const errors = await operator.metric('celeriac_operator_reconcile_total', { controller: 'workerpool', result: 'error' });
-      assert.ok(errors > 0, `no failed workerpool reconcile yet; log:\n${operator.log().slice(-2000)}`);
-    }, { timeoutMs: 60_000 });
+    await eventually(
+      async () => {
+        const errors = await operator.metric('celeriac_operator_reconcile_total', { controller: 'workerpool', result: 'error' });
+        assert.ok(errors > 0, `no failed workerpool reconcile yet; log:\n${operator.log().slice(-2000)}`);
+      },
+      { timeoutMs: 60_000 },
+    );
     // The pool says why, naming the ServiceAccount and the missing verb.
-    const ready = await eventually(async () => {
-      const p = await cp.kube.get<Obj>(resources.workerPools, appNs, 'workers-2');
-      const c = p?.status?.conditions?.find((x: { type: string }) => x.type === 'Ready');
-      assert.equal(c?.reason, 'ApplyFailed', `status: ${JSON.stringify(p?.status)}`);
-      return c as { message: string };
-    }, { timeoutMs: 30_000 });
+    const ready = await eventually(
+      async () => {
+        const p = await cp.kube.get<Obj>(resources.workerPools, appNs, 'workers-2');
+        const c = p?.status?.conditions?.find((x: { type: string }) => x.type === 'Ready');
+        assert.equal(c?.reason, 'ApplyFailed', `status: ${JSON.stringify(p?.status)}`);
+        return c as { message: string };
+      },
+      { timeoutMs: 30_000 },
+    );
     assert.match(ready.message, new RegExp(`forbidden: User "system:serviceaccount:${opNs}:celeriac" cannot create resource "deployments"`));
     assert.equal(await cp.kube.get(resources.deployments, appNs, 'workers-2'), null);
     await operator.stop();

@@ -6,7 +6,15 @@ import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
-  chartCases, chartDir, expectOk, helmBinary, kubeVersion, renderChart, run, skipOrFail, valuesFile,
+  chartCases,
+  chartDir,
+  expectOk,
+  helmBinary,
+  kubeVersion,
+  renderChart,
+  run,
+  skipOrFail,
+  valuesFile,
   type KubeManifest,
 } from '../support/package-tools.js';
 
@@ -29,7 +37,12 @@ function perms(group: string, resources: string[], verbs: string[]): string[] {
   return resources.flatMap((r) => verbs.map((v) => `${group}/${r} ${v}`));
 }
 
-interface Rule { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] }
+interface Rule {
+  apiGroups: string[];
+  resources: string[];
+  verbs: string[];
+  resourceNames?: string[];
+}
 
 function permissionsOf(role: KubeManifest): string[] {
   const rules = (role.rules ?? []) as Rule[];
@@ -48,7 +61,9 @@ function only(objs: KubeManifest[], kind: string, match: (o: KubeManifest) => bo
 }
 
 interface Container {
-  name: string; args?: string[]; command?: string[];
+  name: string;
+  args?: string[];
+  command?: string[];
   ports?: { name: string; containerPort: number }[];
   securityContext?: Record<string, unknown>;
   resources?: { requests?: Record<string, unknown>; limits?: Record<string, unknown> };
@@ -56,7 +71,11 @@ interface Container {
   readinessProbe?: { httpGet?: { path: string; port: string | number } };
   env?: { name: string }[];
 }
-interface PodSpec { serviceAccountName: string; securityContext?: Record<string, unknown>; containers: Container[] }
+interface PodSpec {
+  serviceAccountName: string;
+  securityContext?: Record<string, unknown>;
+  containers: Container[];
+}
 
 function deploymentParts(objs: KubeManifest[]) {
   const deployment = only(objs, 'Deployment');
@@ -71,7 +90,10 @@ const helm = helmBinary();
 test('the chart crds/ folder holds only the CRDs; templates render none', async (t) => {
   if (!helm) return skipOrFail(t, 'helm is not built (CELERIAC_K8S_BIN_DIR unset or without helm)');
   const objs = await renderChart(helm, {});
-  assert.deepEqual(objs.filter((o) => o.kind === 'CustomResourceDefinition'), []);
+  assert.deepEqual(
+    objs.filter((o) => o.kind === 'CustomResourceDefinition'),
+    [],
+  );
   const crdFiles = (await readdir(join(chartDir, 'crds'))).sort();
   assert.deepEqual(crdFiles, ['celeriac.io_taskqueues.yaml', 'celeriac.io_workerpools.yaml']);
 });
@@ -103,7 +125,10 @@ for (const c of chartCases) {
     assert.equal(container.command, undefined);
     assert.equal(container.args?.[0], 'celeriac-operator');
     assert.ok(container.args?.includes('--metrics-port=8080'), `args: ${container.args?.join(' ')}`);
-    assert.ok(container.env?.some((e) => e.name === 'POD_NAMESPACE'), 'POD_NAMESPACE for the Lease');
+    assert.ok(
+      container.env?.some((e) => e.name === 'POD_NAMESPACE'),
+      'POD_NAMESPACE for the Lease',
+    );
     const sa = only(objs, 'ServiceAccount');
     assert.equal(pod.serviceAccountName, sa.metadata.name);
   });
@@ -115,13 +140,15 @@ for (const c of chartCases) {
     const namespaced = (c.values as { watch?: { scope?: string } }).watch?.scope === 'namespaced';
     const leaderElect = spec.replicas > 1;
     const sa = only(objs, 'ServiceAccount');
-    const main = namespaced
-      ? only(objs, 'Role', (r) => !r.metadata.name.endsWith('-leader-election'))
-      : only(objs, 'ClusterRole');
+    const main = namespaced ? only(objs, 'Role', (r) => !r.metadata.name.endsWith('-leader-election')) : only(objs, 'ClusterRole');
     assert.deepEqual(permissionsOf(main), expectedPermissions);
     if (namespaced) {
       assert.equal(main.metadata.namespace, 'celeriac-apps');
-      assert.deepEqual(objs.filter((o) => o.kind.startsWith('Cluster')), [], 'namespaced mode creates no cluster objects');
+      assert.deepEqual(
+        objs.filter((o) => o.kind.startsWith('Cluster')),
+        [],
+        'namespaced mode creates no cluster objects',
+      );
       assert.ok(container.args?.includes('--namespace=celeriac-apps'));
     } else {
       assert.ok(!container.args?.some((a) => a.startsWith('--namespace')));
@@ -158,22 +185,34 @@ test('metrics: the Service, ServiceMonitor and PodMonitor select what they shoul
   const service = only(objs, 'Service');
   const svc = service.spec as { selector: Record<string, string>; ports: { name: string; targetPort: string }[] };
   for (const [k, v] of Object.entries(svc.selector)) assert.equal(podLabels[k], v, `Service selector ${k}`);
-  assert.deepEqual(svc.ports.map((p) => [p.name, p.targetPort]), [['metrics', 'metrics']]);
+  assert.deepEqual(
+    svc.ports.map((p) => [p.name, p.targetPort]),
+    [['metrics', 'metrics']],
+  );
 
   const sm = only(objs, 'ServiceMonitor');
   assert.equal(sm.metadata.labels?.release, 'prometheus');
   const smSpec = sm.spec as { selector: { matchLabels: Record<string, string> }; endpoints: { port: string; path: string }[] };
   for (const [k, v] of Object.entries(smSpec.selector.matchLabels)) assert.equal(service.metadata.labels?.[k], v);
-  assert.deepEqual(smSpec.endpoints.map((e) => [e.port, e.path]), [['metrics', '/metrics']]);
+  assert.deepEqual(
+    smSpec.endpoints.map((e) => [e.port, e.path]),
+    [['metrics', '/metrics']],
+  );
 
   const pm = only(objs, 'PodMonitor');
   const pmSpec = pm.spec as { selector: unknown; namespaceSelector: unknown; podMetricsEndpoints: { port: string; path: string }[] };
   assert.deepEqual(pmSpec.selector, { matchExpressions: [{ key: 'celeriac.io/worker-pool', operator: 'Exists' }] });
   assert.deepEqual(pmSpec.namespaceSelector, { any: true });
-  assert.deepEqual(pmSpec.podMetricsEndpoints.map((e) => [e.port, e.path]), [['metrics', '/metrics']]);
+  assert.deepEqual(
+    pmSpec.podMetricsEndpoints.map((e) => [e.port, e.path]),
+    [['metrics', '/metrics']],
+  );
 
   const plain = await renderChart(helm, {});
-  assert.deepEqual(plain.filter((o) => o.kind === 'ServiceMonitor' || o.kind === 'PodMonitor'), []);
+  assert.deepEqual(
+    plain.filter((o) => o.kind === 'ServiceMonitor' || o.kind === 'PodMonitor'),
+    [],
+  );
 });
 
 test('examples: a TaskQueue and a WorkerPool that serves it', async (t) => {
@@ -204,9 +243,17 @@ for (const bad of [
 
 test('a ServiceMonitor without the metrics Service fails with a message saying why', async (t) => {
   if (!helm) return skipOrFail(t, 'helm is not built');
-  const r = await run(helm, ['template', 'x', chartDir, '--kube-version', kubeVersion, '-f', await valuesFile({
-    metrics: { service: { enabled: false }, serviceMonitor: { enabled: true } },
-  })]);
+  const r = await run(helm, [
+    'template',
+    'x',
+    chartDir,
+    '--kube-version',
+    kubeVersion,
+    '-f',
+    await valuesFile({
+      metrics: { service: { enabled: false }, serviceMonitor: { enabled: true } },
+    }),
+  ]);
   assert.notEqual(r.code, 0);
   assert.match(r.stderr, /metrics\.serviceMonitor\.enabled needs metrics\.service\.enabled/);
 });

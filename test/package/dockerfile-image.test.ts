@@ -52,8 +52,7 @@ async function ensureBaseImage(): Promise<void> {
   const work = await mkdtemp(join(tmpdir(), 'celeriac-base-'));
   const rootfs = join(work, 'rootfs');
   try {
-    expectOk(await run('debootstrap', ['--variant=minbase', 'bookworm', rootfs, 'http://deb.debian.org/debian'],
-      { timeoutMs: 900_000 }), 'debootstrap');
+    expectOk(await run('debootstrap', ['--variant=minbase', 'bookworm', rootfs, 'http://deb.debian.org/debian'], { timeoutMs: 900_000 }), 'debootstrap');
     const script = [
       `cp ${join(nodeBin, 'node')} ${rootfs}/usr/local/bin/node`,
       `mkdir -p ${rootfs}/usr/local/lib/node_modules`,
@@ -96,10 +95,14 @@ function buildImage(): Promise<string | false> {
     const haveBase = (await run('podman', ['image', 'exists', baseImage])).code === 0;
     if (!haveBase && !(await which('debootstrap'))) return 'debootstrap is not installed: no local Debian base image can be made';
     await ensureBaseImage();
-    expectOk(await run('podman', [
-      'build', '--isolation', 'chroot', '--network', 'host', ...(await buildMounts()),
-      '--build-arg', `NODE_IMAGE=${baseImage}`, '-t', image, repoRoot,
-    ], { timeoutMs: 1_200_000 }), 'podman build');
+    expectOk(
+      await run(
+        'podman',
+        ['build', '--isolation', 'chroot', '--network', 'host', ...(await buildMounts()), '--build-arg', `NODE_IMAGE=${baseImage}`, '-t', image, repoRoot],
+        { timeoutMs: 1_200_000 },
+      ),
+      'podman build',
+    );
     // Each rebuild leaves the previous image untagged; without this, every test run keeps ~400 MB.
     await run('podman', ['image', 'prune', '-f']);
     return false;
@@ -112,8 +115,7 @@ test('podman builds the image; both entrypoints and a tasks module run in it as 
   if (why) return loudSkip(t, why);
   const ctr = expectOk(await run('buildah', ['from', image]), 'buildah from').stdout.trim();
   try {
-    const inImage = async (...cmd: string[]) =>
-      expectOk(await run('buildah', ['run', '--isolation', 'chroot', ctr, '--', ...cmd]), cmd.join(' '));
+    const inImage = async (...cmd: string[]) => expectOk(await run('buildah', ['run', '--isolation', 'chroot', ctr, '--', ...cmd]), cmd.join(' '));
     assert.equal((await inImage('id', '-u')).stdout.trim(), '10001');
     assert.match((await inImage('node', '--version')).stdout, /^v24\./);
     const worker = await inImage('celeriac', 'worker', '--help');
@@ -123,9 +125,22 @@ test('podman builds the image; both entrypoints and a tasks module run in it as 
     // --omit=dev: the compiler and test libraries are not in the image.
     assert.equal((await run('buildah', ['run', '--isolation', 'chroot', ctr, '--', 'test', '-e', '/app/node_modules/typescript'])).code, 1);
     // The worker image contract: a module under /app/tasks imports the package by name.
-    const tasks = expectOk(await run('buildah', ['run', '--isolation', 'chroot', '--workingdir', '/app/tasks', ctr, '--',
-      'node', '--input-type=module', '-e', "const m = await import('celeriac'); console.log(Object.keys(m).length)"]),
-    'import celeriac from /app/tasks');
+    const tasks = expectOk(
+      await run('buildah', [
+        'run',
+        '--isolation',
+        'chroot',
+        '--workingdir',
+        '/app/tasks',
+        ctr,
+        '--',
+        'node',
+        '--input-type=module',
+        '-e',
+        "const m = await import('celeriac'); console.log(Object.keys(m).length)",
+      ]),
+      'import celeriac from /app/tasks',
+    );
     assert.ok(Number(tasks.stdout.trim()) > 0);
   } finally {
     await run('buildah', ['rm', ctr]);
@@ -135,9 +150,26 @@ test('podman builds the image; both entrypoints and a tasks module run in it as 
 /** `podman run` flags of a pod as the chart and the operator make it, plus what these VMs need. */
 async function podFlags(): Promise<string[]> {
   const runtime = (await which('runc')) ? ['--runtime', 'runc'] : [];
-  return [...runtime, 'run', '-d', '--network', 'none', '--read-only', '--tmpfs', '/tmp', '--cap-drop', 'ALL',
-    '--security-opt', 'no-new-privileges', '--user', '10001:10001',
-    '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024'];
+  return [
+    ...runtime,
+    'run',
+    '-d',
+    '--network',
+    'none',
+    '--read-only',
+    '--tmpfs',
+    '/tmp',
+    '--cap-drop',
+    'ALL',
+    '--security-opt',
+    'no-new-privileges',
+    '--user',
+    '10001:10001',
+    '--ulimit',
+    'nofile=1024:1024',
+    '--ulimit',
+    'nproc=1024:1024',
+  ];
 }
 
 for (const how of [
@@ -153,15 +185,36 @@ for (const how of [
 
     // The mounted-module way of the image contract: a tasks module from a volume.
     const dir = await mkdtemp(join(tmpdir(), 'celeriac-tasks-'));
-    await writeFile(join(dir, 'tasks.js'),
+    await writeFile(
+      join(dir, 'tasks.js'),
       "import { createApp } from 'celeriac';\nexport const app = createApp({ name: 'image-test' });\n" +
-      "export const add = app.task('image.add', (a, b) => a + b);\n", { mode: 0o644 });
+        "export const add = app.task('image.add', (a, b) => a + b);\n",
+      { mode: 0o644 },
+    );
     const args = how.entrypoint.length > 0 ? ['worker'] : ['celeriac', 'worker'];
     // A metrics server on any free port keeps a memory:// worker waiting for work.
-    const id = expectOk(await run('podman', [...flags, ...how.entrypoint, '-v', `${dir}/tasks.js:/app/tasks/tasks.js:ro`,
-      image, ...args, '-A', '/app/tasks/tasks.js', '-b', 'memory://', '--metrics-port', '0']), 'podman run').stdout.trim();
+    const id = expectOk(
+      await run('podman', [
+        ...flags,
+        ...how.entrypoint,
+        '-v',
+        `${dir}/tasks.js:/app/tasks/tasks.js:ro`,
+        image,
+        ...args,
+        '-A',
+        '/app/tasks/tasks.js',
+        '-b',
+        'memory://',
+        '--metrics-port',
+        '0',
+      ]),
+      'podman run',
+    ).stdout.trim();
     try {
-      const logs = async () => { const r = await run('podman', ['logs', id]); return r.stdout + r.stderr; };
+      const logs = async () => {
+        const r = await run('podman', ['logs', id]);
+        return r.stdout + r.stderr;
+      };
       await eventually(async () => assert.match(await logs(), /worker ready/), { timeoutMs: 60_000 });
       const pid = expectOk(await run('podman', ['inspect', '--format', '{{.State.Pid}}', id]), 'podman inspect').stdout.trim();
       assert.equal((await readFile(`/proc/${pid}/comm`, 'utf8')).trim(), 'tini');
@@ -193,18 +246,35 @@ test('the operator in a pod-like container answers /healthz and /readyz and reco
   try {
     const ns = await cp.createNamespace('shop');
     await cp.kube.create(resources.taskQueues, {
-      apiVersion: 'celeriac.io/v1alpha1', kind: 'TaskQueue', metadata: { name: 'default', namespace: ns },
+      apiVersion: 'celeriac.io/v1alpha1',
+      kind: 'TaskQueue',
+      metadata: { name: 'default', namespace: ns },
       spec: { broker: { type: 'redis', urlSecretRef: { name: 'broker' } }, queue: { name: 'celery' }, checkIntervalSeconds: 600 },
     } as KubeObject);
     await chmod(cp.kubeconfigPath, 0o644);
-    id = expectOk(await run('podman', [...flags, '-v', `${cp.kubeconfigPath}:/kube/config:ro`, image,
-      'celeriac-operator', '--kubeconfig=/kube/config', `--metrics-port=${port}`]), 'podman run').stdout.trim();
-    const logs = async () => { const r = await run('podman', ['logs', id]); return r.stdout + r.stderr; };
+    id = expectOk(
+      await run('podman', [
+        ...flags,
+        '-v',
+        `${cp.kubeconfigPath}:/kube/config:ro`,
+        image,
+        'celeriac-operator',
+        '--kubeconfig=/kube/config',
+        `--metrics-port=${port}`,
+      ]),
+      'podman run',
+    ).stdout.trim();
+    const logs = async () => {
+      const r = await run('podman', ['logs', id]);
+      return r.stdout + r.stderr;
+    };
     for (const path of ['/healthz', '/readyz']) {
       await eventually(async () => assert.equal((await fetch(`http://127.0.0.1:${port}${path}`)).status, 200, await logs()), { timeoutMs: 60_000 });
     }
     await cp.kube.create(resources.workerPools, {
-      apiVersion: 'celeriac.io/v1alpha1', kind: 'WorkerPool', metadata: { name: 'workers', namespace: ns },
+      apiVersion: 'celeriac.io/v1alpha1',
+      kind: 'WorkerPool',
+      metadata: { name: 'workers', namespace: ns },
       spec: { queues: ['default'], template: { image: 'example.com/shop:1', tasksModule: '/app/tasks/tasks.js' }, replicas: 1 },
     } as KubeObject);
     await eventually(async () => assert.ok(await cp.kube.get(resources.deployments, ns, 'workers'), await logs()), { timeoutMs: 60_000 });

@@ -10,11 +10,13 @@ import { copyFile, mkdir, mkdtemp, readFile, symlink, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { DockerfileParser } from 'dockerfile-ast';
-import {
-  cachedNode24, dockerfileStages, expectOk, npmCommand, packTarball, repoRoot, run, skipOrFail,
-} from '../support/package-tools.js';
+import { cachedNode24, dockerfileStages, expectOk, npmCommand, packTarball, repoRoot, run, skipOrFail } from '../support/package-tools.js';
 
-interface PackageJson { name: string; bin: Record<string, string>; exports: Record<string, unknown> }
+interface PackageJson {
+  name: string;
+  bin: Record<string, string>;
+  exports: Record<string, unknown>;
+}
 const pkg = JSON.parse(await readFile(join(repoRoot, 'package.json'), 'utf8')) as PackageJson;
 const dockerfileText = await readFile(join(repoRoot, 'Dockerfile'), 'utf8');
 const stages = dockerfileStages(dockerfileText);
@@ -22,8 +24,12 @@ const final = stages.at(-1)!;
 const shim = await readFile(join(repoRoot, 'docker', 'node-init.sh'), 'utf8');
 
 test('two stages on the official slim image of an LTS Node >= 24', () => {
-  assert.deepEqual(stages.map((s) => s.name), ['build', 'runtime']);
-  const [nodeImage] = DockerfileParser.parse(dockerfileText).getARGs()
+  assert.deepEqual(
+    stages.map((s) => s.name),
+    ['build', 'runtime'],
+  );
+  const [nodeImage] = DockerfileParser.parse(dockerfileText)
+    .getARGs()
     .filter((a) => a.getProperty()?.getName() === 'NODE_IMAGE')
     .map((a) => a.getProperty()?.getValue());
   const m = /^node:(\d+)-[a-z]+-slim$/.exec(nodeImage ?? '');
@@ -35,14 +41,23 @@ test('two stages on the official slim image of an LTS Node >= 24', () => {
 
 test('final stage: npm ci --omit=dev, tini, numeric non-root user, both entrypoints linked', () => {
   const runs = final.instructions.filter((i) => i.keyword === 'RUN').map((i) => i.args.join(' '));
-  assert.ok(runs.some((r) => /\bnpm ci --omit=dev\b/.test(r)), 'the final stage installs with npm ci --omit=dev');
-  assert.ok(runs.some((r) => /apt-get install .*\btini\b/.test(r)), 'tini comes from Debian');
+  assert.ok(
+    runs.some((r) => /\bnpm ci --omit=dev\b/.test(r)),
+    'the final stage installs with npm ci --omit=dev',
+  );
+  assert.ok(
+    runs.some((r) => /apt-get install .*\btini\b/.test(r)),
+    'tini comes from Debian',
+  );
   const user = final.instructions.filter((i) => i.keyword === 'USER').at(-1)?.args[0] ?? '';
   assert.match(user, /^[1-9]\d*:[1-9]\d*$/, 'USER is numeric and not root (runAsNonRoot can verify it)');
   const entrypoint = JSON.parse(final.instructions.find((i) => i.keyword === 'ENTRYPOINT')!.args.join(' ')) as string[];
   assert.deepEqual(entrypoint, ['/usr/bin/tini', '--']);
   for (const bin of Object.keys(pkg.bin)) {
-    assert.ok(runs.some((r) => r.includes(`ln -s /app/docker/node-init.sh /usr/local/bin/${bin}`)), `${bin} is on PATH`);
+    assert.ok(
+      runs.some((r) => r.includes(`ln -s /app/docker/node-init.sh /usr/local/bin/${bin}`)),
+      `${bin} is on PATH`,
+    );
   }
 });
 
@@ -75,10 +90,7 @@ async function cleanCopy(): Promise<{ app: string; bin: string }> {
   expectOk(await run('tar', ['-xzf', await packTarball(), '-C', root]), 'tar');
   const app = join(root, 'package');
   await copyFile(join(repoRoot, 'package-lock.json'), join(app, 'package-lock.json'));
-  expectOk(
-    await run(npmCommand(), ['ci', '--omit=dev', '--no-audit', '--no-fund', '--prefer-offline'], { cwd: app }),
-    'npm ci --omit=dev in a clean copy',
-  );
+  expectOk(await run(npmCommand(), ['ci', '--omit=dev', '--no-audit', '--no-fund', '--prefer-offline'], { cwd: app }), 'npm ci --omit=dev in a clean copy');
   await symlink('..', join(app, 'node_modules', pkg.name));
   await mkdir(join(app, 'docker'));
   await copyFile(join(repoRoot, 'docker', 'node-init.sh'), join(app, 'docker', 'node-init.sh'));
@@ -87,8 +99,7 @@ async function cleanCopy(): Promise<{ app: string; bin: string }> {
   for (const name of Object.keys(pkg.bin)) await symlink(join(app, 'docker', 'node-init.sh'), join(bin, name));
   await mkdir(join(app, 'tasks'));
   // A user's tasks module as the image contract describes it: it imports the package by name.
-  await writeFile(join(app, 'tasks', 'tasks.js'),
-    `import * as celeriac from '${pkg.name}';\nconsole.log(JSON.stringify(Object.keys(celeriac)));\n`);
+  await writeFile(join(app, 'tasks', 'tasks.js'), `import * as celeriac from '${pkg.name}';\nconsole.log(JSON.stringify(Object.keys(celeriac)));\n`);
   return { app, bin };
 }
 

@@ -31,17 +31,11 @@ async function scratchProject(): Promise<string> {
 const scratch = scratchProject();
 
 test('the tarball holds the build output, the CRDs and no tests', async () => {
-  const r = expectOk(
-    await run(npmCommand(), ['pack', '--dry-run', '--json'], { cwd: repoRoot }),
-    'npm pack --dry-run',
-  );
+  const r = expectOk(await run(npmCommand(), ['pack', '--dry-run', '--json'], { cwd: repoRoot }), 'npm pack --dry-run');
   const [info] = JSON.parse(r.stdout) as { files: { path: string }[] }[];
   assert.ok(info, 'npm pack --dry-run printed no package');
   const files = new Set(info.files.map((f) => f.path));
-  for (const target of [
-    ...Object.values(pkg.bin),
-    ...Object.values(pkg.exports).flatMap((e) => [e.default, e.types]),
-  ]) {
+  for (const target of [...Object.values(pkg.bin), ...Object.values(pkg.exports).flatMap((e) => [e.default, e.types])]) {
     assert.ok(files.has(target.replace(/^\.\//, '')), `${target} is missing from the tarball`);
   }
   assert.ok(files.has('crds/celeriac.io_workerpools.yaml'), 'crds/ is missing from the tarball');
@@ -54,10 +48,7 @@ for (const entry of Object.keys(pkg.exports)) {
   test(`import '${specifier}' from a scratch ESM project`, async () => {
     const dir = await scratch;
     const probe = join(dir, `probe-${entry === '.' ? 'main' : entry.slice(2)}.mjs`);
-    await writeFile(
-      probe,
-      `const m = await import(${JSON.stringify(specifier)});\nconsole.log(JSON.stringify(Object.keys(m)));\n`,
-    );
+    await writeFile(probe, `const m = await import(${JSON.stringify(specifier)});\nconsole.log(JSON.stringify(Object.keys(m)));\n`);
     const r = expectOk(await run(process.execPath, [probe], { cwd: dir }), `import ${specifier}`);
     const names = JSON.parse(r.stdout) as string[];
     assert.ok(names.length > 0, `${specifier} exports nothing`);

@@ -148,12 +148,16 @@ async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs:
 function httpGet(url: string, o: { ca?: string; token?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const lib = url.startsWith('https:') ? https : http;
-    const req = lib.get(url, { ca: o.ca, headers: { ...(o.headers ?? {}), ...(o.token ? { Authorization: `Bearer ${o.token}` } : {}) }, rejectUnauthorized: o.ca !== undefined }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
+    const req = lib.get(
+      url,
+      { ca: o.ca, headers: { ...(o.headers ?? {}), ...(o.token ? { Authorization: `Bearer ${o.token}` } : {}) }, rejectUnauthorized: o.ca !== undefined },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      },
+    );
     req.on('error', reject);
     req.setTimeout(5000, () => req.destroy(new Error('timeout')));
   });
@@ -206,7 +210,10 @@ export async function startControlPlane(o: StartOptions = {}): Promise<ControlPl
     const saKey = join(dir, 'sa.key');
     writeFileSync(saKey, privateKey.export({ type: 'pkcs8', format: 'pem' }));
     const adminToken = randomBytes(24).toString('hex');
-    const users = [{ name: 'admin', groups: ['system:masters'], token: adminToken }, ...(o.users ?? []).map((u) => ({ ...u, token: u.token ?? randomBytes(24).toString('hex') }))];
+    const users = [
+      { name: 'admin', groups: ['system:masters'], token: adminToken },
+      ...(o.users ?? []).map((u) => ({ ...u, token: u.token ?? randomBytes(24).toString('hex') })),
+    ];
     writeFileSync(join(dir, 'tokens.csv'), users.map((u) => `${u.token},${u.name},${u.name},"${(u.groups ?? []).join(',')}"`).join('\n') + '\n');
 
     const apiLog = join(dir, 'kube-apiserver.log');
@@ -272,25 +279,35 @@ export async function startControlPlane(o: StartOptions = {}): Promise<ControlPl
 
     if (o.crdDir !== false) {
       const crdDir = o.crdDir ?? CRD_DIR;
-      const files = readdirSync(crdDir).filter((f) => f.endsWith('.yaml')).map((f) => join(crdDir, f));
+      const files = readdirSync(crdDir)
+        .filter((f) => f.endsWith('.yaml'))
+        .map((f) => join(crdDir, f));
       await applyFiles(files);
       for (const f of files) {
         const name = (parseAllDocuments(readFileSync(f, 'utf8'))[0]?.toJSON() as KubeObject).metadata.name;
         await waitUntil(
           `CRD ${name} established`,
           async () => {
-            const crd = await kube.get<KubeObject & { status?: { conditions?: { type: string; status: string }[] } }>(resources.customResourceDefinitions, undefined, name);
+            const crd = await kube.get<KubeObject & { status?: { conditions?: { type: string; status: string }[] } }>(
+              resources.customResourceDefinitions,
+              undefined,
+              name,
+            );
             return crd?.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True') ?? false;
           },
           timeoutMs,
         );
       }
       // Established can precede the discovery/handler being ready; a list proves the resource is served.
-      await waitUntil('CRD resources served', async () => {
-        await kube.list(resources.workerPools);
-        await kube.list(resources.taskQueues);
-        return true;
-      }, timeoutMs);
+      await waitUntil(
+        'CRD resources served',
+        async () => {
+          await kube.list(resources.workerPools);
+          await kube.list(resources.taskQueues);
+          return true;
+        },
+        timeoutMs,
+      );
     }
 
     const tokens = new Map(users.map((u) => [u.name, u.token]));

@@ -250,7 +250,8 @@ export function createMemoryKube(o: { now?: () => Date } = {}): MemoryKube {
         const obj = store.get(keyOf(rt, ns, name));
         return obj ? (clone(obj) as T) : undefined;
       },
-      list: (ns) => [...store.entries()].filter(([k, v]) => k.startsWith(`${typeKey(rt)}|`) && (!ns || v.metadata.namespace === ns)).map(([, v]) => clone(v) as T),
+      list: (ns) =>
+        [...store.entries()].filter(([k, v]) => k.startsWith(`${typeKey(rt)}|`) && (!ns || v.metadata.namespace === ns)).map(([, v]) => clone(v) as T),
       on: (event, cb) => void handlers[event].push(cb),
       synced: true,
       waitForSync: async () => undefined,
@@ -294,7 +295,12 @@ export function createMemoryKube(o: { now?: () => Date } = {}): MemoryKube {
       checkPrecondition('PUT', rt, prev, obj.metadata.resourceVersion);
       const next = { ...clone(obj), apiVersion: apiVersionOf(rt), kind: rt.kind } as KubeObject;
       keepStatus(rt, prev, next as unknown as Json);
-      next.metadata = { ...next.metadata, uid: prev.metadata.uid, creationTimestamp: prev.metadata.creationTimestamp, deletionTimestamp: prev.metadata.deletionTimestamp };
+      next.metadata = {
+        ...next.metadata,
+        uid: prev.metadata.uid,
+        creationTimestamp: prev.metadata.creationTimestamp,
+        deletionTimestamp: prev.metadata.deletionTimestamp,
+      };
       if (!next.metadata.deletionTimestamp) delete next.metadata.deletionTimestamp;
       return commit<T>(rt, key, prev, next);
     },

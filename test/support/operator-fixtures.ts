@@ -38,8 +38,10 @@ export function conditionOf(obj: Obj | null | undefined, type: string): Conditio
 
 /** The conditions of `types` as `{ Type: "Status/Reason" }` (undefined for a missing one), to compare a set at once. */
 export function conditionSummary(obj: Obj | null | undefined, types: readonly string[]): Record<string, string | undefined> {
-  return Object.fromEntries(types.map((t) => {
-    const c = conditionOf(obj, t);
-    return [t, c && `${c.status}/${c.reason}`];
-  }));
+  return Object.fromEntries(
+    types.map((t) => {
+      const c = conditionOf(obj, t);
+      return [t, c && `${c.status}/${c.reason}`];
+    }),
+  );
 }

@@ -23,24 +23,15 @@ export interface RunResult {
 }
 
 /** Runs a program without a shell; never rejects on a non-zero exit (the caller asserts). */
-export function run(
-  file: string,
-  args: readonly string[],
-  opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
-): Promise<RunResult> {
+export function run(file: string, args: readonly string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    execFile(
-      file,
-      args,
-      { cwd: opts.cwd, env: opts.env ?? process.env, timeout: opts.timeoutMs ?? 300_000, maxBuffer: 64 << 20 },
-      (err, stdout, stderr) => {
-        if (err && typeof err.code !== 'number') {
-          reject(new Error(`${file} ${args.join(' ')} could not run: ${err.message}\n${stderr}`, { cause: err }));
-          return;
-        }
-        resolve({ code: err ? Number(err.code) : 0, stdout, stderr });
-      },
-    );
+    execFile(file, args, { cwd: opts.cwd, env: opts.env ?? process.env, timeout: opts.timeoutMs ?? 300_000, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      if (err && typeof err.code !== 'number') {
+        reject(new Error(`${file} ${args.join(' ')} could not run: ${err.message}\n${stderr}`, { cause: err }));
+        return;
+      }
+      resolve({ code: err ? Number(err.code) : 0, stdout, stderr });
+    });
   });
 }
 
@@ -72,10 +63,7 @@ let tarball: Promise<string> | undefined;
 export function packTarball(): Promise<string> {
   tarball ??= (async () => {
     const dest = await mkdtemp(join(tmpdir(), 'celeriac-pack-'));
-    const r = expectOk(
-      await run(npmCommand(), ['pack', '--json', '--pack-destination', dest], { cwd: repoRoot }),
-      'npm pack',
-    );
+    const r = expectOk(await run(npmCommand(), ['pack', '--json', '--pack-destination', dest], { cwd: repoRoot }), 'npm pack');
     const [info] = JSON.parse(r.stdout) as { filename: string }[];
     if (!info) throw new Error(`npm pack printed no file: ${r.stdout}`);
     return join(dest, info.filename);
@@ -114,17 +102,18 @@ export async function valuesFile(values: object): Promise<string> {
 }
 
 /** `helm template` of the chart with the given values; returns every rendered object. */
-export async function renderChart(
-  helm: string,
-  values: object,
-  opts: { release?: string; namespace?: string } = {},
-): Promise<KubeManifest[]> {
+export async function renderChart(helm: string, values: object, opts: { release?: string; namespace?: string } = {}): Promise<KubeManifest[]> {
   const r = expectOk(
     await run(helm, [
-      'template', opts.release ?? 'celeriac', chartDir,
-      '--namespace', opts.namespace ?? 'celeriac-system',
-      '--kube-version', kubeVersion,
-      '-f', await valuesFile(values),
+      'template',
+      opts.release ?? 'celeriac',
+      chartDir,
+      '--namespace',
+      opts.namespace ?? 'celeriac-system',
+      '--kube-version',
+      kubeVersion,
+      '-f',
+      await valuesFile(values),
     ]),
     'helm template',
   );
@@ -171,9 +160,8 @@ export function dockerfileStages(text: string): DockerStage[] {
       stages.push({ from: from.getImageName() ?? '', name: from.getBuildStage(), instructions: [] });
       continue;
     }
-    const flags = 'getFlags' in i && typeof i.getFlags === 'function'
-      ? Object.fromEntries((i.getFlags() as Flag[]).map((f) => [f.getName(), f.getValue()]))
-      : {};
+    const flags =
+      'getFlags' in i && typeof i.getFlags === 'function' ? Object.fromEntries((i.getFlags() as Flag[]).map((f) => [f.getName(), f.getValue()])) : {};
     stages.at(-1)?.instructions.push({ keyword, args: i.getArguments().map((a) => a.getValue()), flags });
   }
   return stages;
@@ -224,7 +212,4 @@ spec:
             spec: { type: object, x-kubernetes-preserve-unknown-fields: true }
 `;
 
-export const monitoringCrdsYaml = [
-  monitoringCrd('ServiceMonitor', 'servicemonitors'),
-  monitoringCrd('PodMonitor', 'podmonitors'),
-].join('---\n');
+export const monitoringCrdsYaml = [monitoringCrd('ServiceMonitor', 'servicemonitors'), monitoringCrd('PodMonitor', 'podmonitors')].join('---\n');

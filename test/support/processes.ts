@@ -32,8 +32,21 @@ export async function stopProcess(child: ChildProcess | undefined, signal: NodeJ
 
 /** A `celeriac worker` process running the compiled tasks module `module` (path under dist/). */
 export function startWorker(module: string, queue: string, env: NodeJS.ProcessEnv, extraArgs: readonly string[] = []): Started {
-  return startProcess(process.execPath, [
-    join(repoRoot, 'dist/runtime/src/cli/main.js'), 'worker', '-A', join(repoRoot, module),
-    '-Q', queue, '--metrics-port', 'none', '-n', `${queue}-${Math.random().toString(36).slice(2, 8)}@localhost`, ...extraArgs,
-  ], { env: { ...process.env, ...env } });
+  return startProcess(
+    process.execPath,
+    [
+      join(repoRoot, 'dist/runtime/src/cli/main.js'),
+      'worker',
+      '-A',
+      join(repoRoot, module),
+      '-Q',
+      queue,
+      '--metrics-port',
+      'none',
+      '-n',
+      `${queue}-${Math.random().toString(36).slice(2, 8)}@localhost`,
+      ...extraArgs,
+    ],
+    { env: { ...process.env, ...env } },
+  );
 }

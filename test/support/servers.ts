@@ -64,7 +64,10 @@ export async function freePort(): Promise<number> {
 function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = connect({ port, host: '127.0.0.1' });
-    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
     s.once('error', () => resolve(false));
   });
 }
@@ -144,7 +147,11 @@ const stopGraceMs = { redis: 10_000, amqp: 30_000 };
 type Controls = Pick<TestServer, 'managed' | 'start' | 'stopProcess' | 'restart' | 'stop'>;
 
 /** Start, stop and restart of one server process whose data lives in `dir`. */
-async function supervise(dir: string, graceMs: number, launchIt: () => Promise<ChildProcess>): Promise<{ child: () => ChildProcess | null; controls: Controls }> {
+async function supervise(
+  dir: string,
+  graceMs: number,
+  launchIt: () => Promise<ChildProcess>,
+): Promise<{ child: () => ChildProcess | null; controls: Controls }> {
   let child: ChildProcess | null = await launchIt();
   const start = async () => {
     if (!child) child = await launchIt();
@@ -190,14 +197,48 @@ export async function startRedis(opts: RedisOptions = {}): Promise<TestServer> {
   const dir = await mkdtemp(join(tmpdir(), 'celeriac-redis-'));
   const port = await freePort();
   const args = [
-    '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--daemonize', 'no',
-    '--save', '', '--appendonly', opts.persist ? 'yes' : 'no', '--appendfsync', 'always',
-    '--protected-mode', 'no', '--loglevel', 'warning',
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--dir',
+    dir,
+    '--daemonize',
+    'no',
+    '--save',
+    '',
+    '--appendonly',
+    opts.persist ? 'yes' : 'no',
+    '--appendfsync',
+    'always',
+    '--protected-mode',
+    'no',
+    '--loglevel',
+    'warning',
   ];
   if (opts.tls) {
     const [cert, key] = [join(dir, 'cert.pem'), join(dir, 'key.pem')];
-    const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=celeriac-test',
-      '-addext', 'subjectAltName=DNS:celeriac-test', '-keyout', key, '-out', cert], { encoding: 'utf8' });
+    const made = spawnSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=celeriac-test',
+        '-addext',
+        'subjectAltName=DNS:celeriac-test',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+      ],
+      { encoding: 'utf8' },
+    );
     if (made.status !== 0) throw new Error(`openssl could not make a test certificate: ${made.stderr || made.error?.message}`);
     args.splice(0, 2, '--port', '0', '--tls-port', String(port), '--tls-cert-file', cert, '--tls-key-file', key, '--tls-auth-clients', 'no');
   }
@@ -258,7 +299,9 @@ export async function startRabbit(opts: RabbitOptions = {}): Promise<TestServer>
   const log = join(dir, 'rabbitmq.log');
   const server = await supervise(dir, stopGraceMs.amqp, () => launch('rabbitmq-server', bin, [], env, port, log, 120_000));
   return {
-    kind: 'amqp', url: `amqp://guest:guest@127.0.0.1:${port}`, port,
+    kind: 'amqp',
+    url: `amqp://guest:guest@127.0.0.1:${port}`,
+    port,
     managementUrl: opts.management ? `http://guest:guest@127.0.0.1:${mgmtPort}` : null,
     // The Erlang VM is a child of the start script; RabbitMQ writes its pid here.
     pid: () => {
@@ -275,19 +318,20 @@ function external(kind: 'redis' | 'amqp', url: string): TestServer {
     throw new Error(`the ${kind} server at ${url} comes from the environment and cannot be stopped or restarted by tests`);
   };
   return {
-    kind, url, port: Number(new URL(url).port) || (kind === 'redis' ? 6379 : 5672), managementUrl: null, managed: false,
+    kind,
+    url,
+    port: Number(new URL(url).port) || (kind === 'redis' ? 6379 : 5672),
+    managementUrl: null,
+    managed: false,
     pid: () => undefined,
-    restart: unsupported, stopProcess: unsupported, start: unsupported,
+    restart: unsupported,
+    stopProcess: unsupported,
+    start: unsupported,
     async stop() {},
   };
 }
 
-async function use(
-  kind: 'redis' | 'amqp',
-  envVar: string,
-  start: () => Promise<TestServer>,
-  needsManaged: boolean,
-): Promise<ServiceResult> {
+async function use(kind: 'redis' | 'amqp', envVar: string, start: () => Promise<TestServer>, needsManaged: boolean): Promise<ServiceResult> {
   const url = process.env[envVar];
   if (url && !needsManaged) return { server: external(kind, url), skip: false };
   try {

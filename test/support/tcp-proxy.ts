@@ -42,7 +42,9 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
       if (frozen) dropped += b.length;
       else upstream.write(b);
     });
-    upstream.on('data', (b) => { if (!frozen) client.write(b); });
+    upstream.on('data', (b) => {
+      if (!frozen) client.write(b);
+    });
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());
   });

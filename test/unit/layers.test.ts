@@ -84,7 +84,8 @@ function check(name: string, root: string, ranks: Record<string, number>, below:
     for (const target of importsOf(file)) {
       const rel = relative(repoRoot, target);
       if (!target.startsWith(root + sep)) {
-        if (!below.some((b) => target.startsWith(join(repoRoot, b) + sep))) problems.push(`${relative(repoRoot, file)} imports ${rel}, outside what ${name} may use`);
+        if (!below.some((b) => target.startsWith(join(repoRoot, b) + sep)))
+          problems.push(`${relative(repoRoot, file)} imports ${rel}, outside what ${name} may use`);
         continue;
       }
       const to = layerOf(root, target);

@@ -27,7 +27,13 @@ import { POOL_LABEL, type KubeObject, type TaskQueue, type WorkerPool } from '..
 import { createAmqpQueueSource } from '../metric-sources/amqp-queue.js';
 import { createPrometheusSource } from '../metric-sources/prometheus.js';
 import { createRedisListSource } from '../metric-sources/redis-list.js';
-import { createWorkerMetricsSource, type ScrapeTarget, type WorkerMetricsSource, type WorkerReading, type WorkerSample } from '../metric-sources/worker-metrics.js';
+import {
+  createWorkerMetricsSource,
+  type ScrapeTarget,
+  type WorkerMetricsSource,
+  type WorkerReading,
+  type WorkerSample,
+} from '../metric-sources/worker-metrics.js';
 import type { MetricSource } from '../metric-sources/source.js';
 import { decide, type AutoscalerState, type ExtraMetric, type WorkObservation } from './decide.js';
 import { drainsToCancel, planScale, type PodView } from './scale-plan.js';
@@ -100,9 +106,10 @@ export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
       const first = queues[0]!;
       const url = (await resolveBrokerUrl(input.ctx.kube, first)).toString();
       const names = queues.map((q) => q.spec.queue.name);
-      broker = first.spec.broker.type === 'redis'
-        ? createRedisListSource({ url, queues: names, timeoutMs: o.timeoutMs })
-        : createAmqpQueueSource({ url, queues: names, timeoutMs: o.timeoutMs });
+      broker =
+        first.spec.broker.type === 'redis'
+          ? createRedisListSource({ url, queues: names, timeoutMs: o.timeoutMs })
+          : createAmqpQueueSource({ url, queues: names, timeoutMs: o.timeoutMs });
     } catch (err) {
       brokerError = (err as Error).message;
     }
@@ -112,9 +119,18 @@ export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
       broker,
       brokerError,
       workers: createWorkerMetricsSource({ targets: async () => entry.targets, timeoutMs: o.timeoutMs }),
-      extra: (pool.spec.autoscaling?.metrics ?? []).flatMap((m, i) => m.type === 'prometheus' && m.prometheus
-        ? [{ name: `prometheus[${i}]`, source: createPrometheusSource({ ...m.prometheus, timeoutMs: o.timeoutMs }), target: m.prometheus.targetAverageValue, activation: m.prometheus.activationValue ?? 0 }]
-        : []),
+      extra: (pool.spec.autoscaling?.metrics ?? []).flatMap((m, i) =>
+        m.type === 'prometheus' && m.prometheus
+          ? [
+              {
+                name: `prometheus[${i}]`,
+                source: createPrometheusSource({ ...m.prometheus, timeoutMs: o.timeoutMs }),
+                target: m.prometheus.targetAverageValue,
+                activation: m.prometheus.activationValue ?? 0,
+              },
+            ]
+          : [],
+      ),
       lastByPod: new Map(),
       state: old?.state ?? null,
       draining: old?.draining ?? new Set(),
@@ -150,7 +166,12 @@ export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
       policy = resolvePolicy(spec as AutoscalingSpec, concurrency);
     } catch (err) {
       if (!(err instanceof InvalidAutoscalingError)) throw err;
-      return { replicas: Math.min(spec.maxReplicas, Math.max(spec.minReplicas ?? 1, current)), active: false, reason: 'InvalidAutoscaling', message: err.message };
+      return {
+        replicas: Math.min(spec.maxReplicas, Math.max(spec.minReplicas ?? 1, current)),
+        active: false,
+        reason: 'InvalidAutoscaling',
+        message: err.message,
+      };
     }
     const entry = await entryFor(pool, queues, input);
     const ns = pool.metadata.namespace ?? 'default';
@@ -204,7 +225,12 @@ export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
       ...entry.extra.map((x) => readOrNull(x.source, signal, problems)),
     ]);
     if (workers) entry.lastByPod = workers.byPod;
-    const extra: ExtraMetric[] = entry.extra.map((x, i) => ({ name: x.name, value: extraValues[i]?.value ?? null, targetAverageValue: x.target, activationValue: x.activation }));
+    const extra: ExtraMetric[] = entry.extra.map((x, i) => ({
+      name: x.name,
+      value: extraValues[i]?.value ?? null,
+      targetAverageValue: x.target,
+      activationValue: x.activation,
+    }));
     return {
       work: {
         backlog: backlog?.value ?? null,
@@ -222,9 +248,23 @@ export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
   }
 
   /** Step 3: carries the decided count out drain-first (scale-plan.ts); returns the replica count to write. */
-  async function act(kube: KubeClient, ns: string, e: PoolEntry, pods: Pod[], target: number, committed: number, current: number, workers: WorkerClient, plog: Logger): Promise<number> {
+  async function act(
+    kube: KubeClient,
+    ns: string,
+    e: PoolEntry,
+    pods: Pod[],
+    target: number,
+    committed: number,
+    current: number,
+    workers: WorkerClient,
+    plog: Logger,
+  ): Promise<number> {
     const ipOf = (name: string) => pods.find((p) => p.metadata.name === name)?.status?.podIP ?? null;
-    const cancel = drainsToCancel([...e.draining].map((name) => ({ name, ip: ipOf(name) })), target, committed);
+    const cancel = drainsToCancel(
+      [...e.draining].map((name) => ({ name, ip: ipOf(name) })),
+      target,
+      committed,
+    );
     let resumed = 0;
     for (const { name, ip } of cancel.candidates) {
       if (resumed >= cancel.wanted) break;

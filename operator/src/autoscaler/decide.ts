@@ -17,15 +17,7 @@
  * 6. Failed reads: no scale-down on partial data, scale-up on broker backlog alone; after
  *    `fallback.failureThreshold` consecutive failures, the fallback replica count.
  */
-import {
-  EMPTY_HPA_STATE,
-  latestByType,
-  normalizeWithBehaviors,
-  storeScaleEvent,
-  withinTolerance,
-  type HpaCondition,
-  type HpaState,
-} from './hpa.js';
+import { EMPTY_HPA_STATE, latestByType, normalizeWithBehaviors, storeScaleEvent, withinTolerance, type HpaCondition, type HpaState } from './hpa.js';
 import type { AutoscalerPolicy } from './policy.js';
 
 /** An extra metric (e.g. a Prometheus query) with KEDA-like AverageValue semantics. */
@@ -149,8 +141,16 @@ function updateRates(prev: RateState | null, w: WorkObservation, now: number, ha
   const { backlog, receivedTotal, completedTotal, serviceSecondsTotal } = w;
   if (backlog === null || receivedTotal === null || completedTotal === null || serviceSecondsTotal === null) return prev;
   const fresh: RateState = {
-    at: now, received: receivedTotal, backlog, completed: completedTotal, serviceSeconds: serviceSecondsTotal,
-    lambda: prev?.lambda ?? 0, serviceTime: prev?.serviceTime ?? 0, serviceSamples: prev?.serviceSamples ?? 0, lastArrivals: 0, intervals: prev?.intervals ?? 0,
+    at: now,
+    received: receivedTotal,
+    backlog,
+    completed: completedTotal,
+    serviceSeconds: serviceSecondsTotal,
+    lambda: prev?.lambda ?? 0,
+    serviceTime: prev?.serviceTime ?? 0,
+    serviceSamples: prev?.serviceSamples ?? 0,
+    lastArrivals: 0,
+    intervals: prev?.intervals ?? 0,
   };
   if (!prev) return fresh;
   const dt = (now - prev.at) / 1000;
@@ -188,8 +188,13 @@ export function decide(prior: AutoscalerState | null, input: DecideInput, policy
   const w = input.work;
   const C = policy.slotsPerReplica;
   const base: AutoscalerState = prior ?? {
-    hpa: { ...EMPTY_HPA_STATE, recommendations: [{ recommendation: n, at: now }] }, rates: null, lastActiveAt: null, failures: 0,
-    downWindowMs: policy.behavior.scaleDown.stabilizationWindowSeconds * 1000, lastFlapAt: null, lastDownAt: null,
+    hpa: { ...EMPTY_HPA_STATE, recommendations: [{ recommendation: n, at: now }] },
+    rates: null,
+    lastActiveAt: null,
+    failures: 0,
+    downWindowMs: policy.behavior.scaleDown.stabilizationWindowSeconds * 1000,
+    lastFlapAt: null,
+    lastDownAt: null,
   };
   const lo = Math.max(1, policy.minReplicas);
   const clamp = (x: number): number => Math.min(policy.maxReplicas, Math.max(lo, x));
@@ -197,7 +202,18 @@ export function decide(prior: AutoscalerState | null, input: DecideInput, policy
 
   if (policy.paused) {
     conditions.push({ type: 'ScalingActive', status: false, reason: 'Paused', message: 'autoscaling is paused; replicas are left as they are' });
-    return { replicas: n, desired: n, winner: 'paused', reason: 'Paused', message: 'spec.autoscaling.paused: replicas are left as they are', scaleDownWindowMs: downWindowNow(base, policy, now), metrics: [], active: false, conditions, state: base };
+    return {
+      replicas: n,
+      desired: n,
+      winner: 'paused',
+      reason: 'Paused',
+      message: 'spec.autoscaling.paused: replicas are left as they are',
+      scaleDownWindowMs: downWindowNow(base, policy, now),
+      metrics: [],
+      active: false,
+      conditions,
+      state: base,
+    };
   }
 
   const workersOk = w.reserved !== null && w.active !== null && w.scheduled !== null;
@@ -211,12 +227,30 @@ export function decide(prior: AutoscalerState | null, input: DecideInput, policy
   if (!brokerOk || !workersOk || extra.some((m) => m.value === null)) {
     const failures = base.failures + 1;
     const state = { ...base, failures };
-    const failed = [!brokerOk && 'broker backlog', !workersOk && 'worker metrics', ...extra.filter((m) => m.value === null).map((m) => m.name)].filter(Boolean).join(', ');
+    const failed = [!brokerOk && 'broker backlog', !workersOk && 'worker metrics', ...extra.filter((m) => m.value === null).map((m) => m.name)]
+      .filter(Boolean)
+      .join(', ');
     if (policy.fallback && failures >= policy.fallback.failureThreshold) {
       const replicas = Math.min(policy.maxReplicas, Math.max(policy.minReplicas, policy.fallback.replicas));
-      conditions.push({ type: 'Fallback', status: true, reason: 'FallbackActive', message: `${failures} failed reads in a row (${failed}); using fallback replicas ${replicas}` });
+      conditions.push({
+        type: 'Fallback',
+        status: true,
+        reason: 'FallbackActive',
+        message: `${failures} failed reads in a row (${failed}); using fallback replicas ${replicas}`,
+      });
       conditions.push({ type: 'ScalingActive', status: false, reason: 'FailedGetMetrics', message: `could not read ${failed}` });
-      return { replicas, desired: replicas, winner: 'fallback', reason: 'Fallback', message: `${failures} failed reads in a row (${failed}): fallback replicas ${replicas}`, scaleDownWindowMs: downWindowNow(base, policy, now), metrics, active: false, conditions, state };
+      return {
+        replicas,
+        desired: replicas,
+        winner: 'fallback',
+        reason: 'Fallback',
+        message: `${failures} failed reads in a row (${failed}): fallback replicas ${replicas}`,
+        scaleDownWindowMs: downWindowNow(base, policy, now),
+        metrics,
+        active: false,
+        conditions,
+        state,
+      };
     }
     // No scale-down on partial data; the broker backlog alone may still scale up.
     let replicas = n;
@@ -227,10 +261,22 @@ export function decide(prior: AutoscalerState | null, input: DecideInput, policy
     }
     conditions.push({ type: 'ScalingActive', status: false, reason: 'FailedGetMetrics', message: `could not read ${failed}; scale-down is frozen` });
     const hpa = replicas !== n ? storeScaleEvent(base.hpa, policy.behavior, n, replicas, now) : base.hpa;
-    const message = replicas > n
-      ? `could not read ${failed}: scaled up on the broker backlog alone (${w.backlog})`
-      : `could not read ${failed}: scale-down is frozen at ${n}`;
-    return { replicas, desired: replicas, winner: 'backlog', reason: replicas > n ? 'BacklogOnly' : 'MetricsUnavailable', message, scaleDownWindowMs: downWindowNow(base, policy, now), metrics, active: replicas > 0, conditions, state: { ...state, hpa } };
+    const message =
+      replicas > n
+        ? `could not read ${failed}: scaled up on the broker backlog alone (${w.backlog})`
+        : `could not read ${failed}: scale-down is frozen at ${n}`;
+    return {
+      replicas,
+      desired: replicas,
+      winner: 'backlog',
+      reason: replicas > n ? 'BacklogOnly' : 'MetricsUnavailable',
+      message,
+      scaleDownWindowMs: downWindowNow(base, policy, now),
+      metrics,
+      active: replicas > 0,
+      conditions,
+      state: { ...state, hpa },
+    };
   }
 
   const B = w.backlog!;
@@ -258,11 +304,17 @@ export function decide(prior: AutoscalerState | null, input: DecideInput, policy
   let winner = 'work';
   if (policy.tasksPerReplica !== null) {
     const p = Math.ceil(W / policy.tasksPerReplica);
-    if (p > desired) { desired = p; winner = 'tasksPerReplica'; }
+    if (p > desired) {
+      desired = p;
+      winner = 'tasksPerReplica';
+    }
   }
   for (const m of extra) {
     const p = Math.ceil(m.value! / m.targetAverageValue);
-    if (p > desired) { desired = p; winner = m.name; }
+    if (p > desired) {
+      desired = p;
+      winner = m.name;
+    }
   }
   const floor = Math.ceil((A - Ad) / C);
   const state0: AutoscalerState = { ...base, rates, lastActiveAt, failures: 0 };
@@ -272,7 +324,18 @@ export function decide(prior: AutoscalerState | null, input: DecideInput, policy
     const windowMs = downWindowNow(state0, policy, now);
     if (!active && policy.minReplicas === 0) {
       conditions.push({ type: 'ScalingActive', status: true, reason: 'Idle', message: 'no work above the activation threshold' });
-      return { replicas: 0, desired: 0, winner, reason: 'Idle', message: `at zero: work ${W} is not above the activation threshold ${policy.activationThreshold}`, scaleDownWindowMs: windowMs, metrics, active, conditions, state: state0 };
+      return {
+        replicas: 0,
+        desired: 0,
+        winner,
+        reason: 'Idle',
+        message: `at zero: work ${W} is not above the activation threshold ${policy.activationThreshold}`,
+        scaleDownWindowMs: windowMs,
+        metrics,
+        active,
+        conditions,
+        state: state0,
+      };
     }
     const replicas = Math.min(policy.maxReplicas, Math.max(lo, desired));
     const message = `woke from zero: work ${W} above the activation threshold ${policy.activationThreshold}; ${winner} proposes ${desired} replica${desired === 1 ? '' : 's'}`;
@@ -280,7 +343,18 @@ export function decide(prior: AutoscalerState | null, input: DecideInput, policy
     const hpa = storeScaleEvent(base.hpa, policy.behavior, 0, replicas, now);
     // Waking from zero is what min 0 is for, not a flap: the scale to zero that came before was
     // the cooldown's decision, so it does not stretch the scale-down window (lastDownAt cleared).
-    return { replicas, desired, winner, reason: 'Activated', message, scaleDownWindowMs: windowMs, metrics, active, conditions, state: { ...state0, lastDownAt: null, hpa } };
+    return {
+      replicas,
+      desired,
+      winner,
+      reason: 'Activated',
+      message,
+      scaleDownWindowMs: windowMs,
+      metrics,
+      active,
+      conditions,
+      state: { ...state0, lastDownAt: null, hpa },
+    };
   }
 
   // Scale to zero: only with nothing in the system and nothing arriving for the whole cooldown.
@@ -288,7 +362,18 @@ export function decide(prior: AutoscalerState | null, input: DecideInput, policy
     const message = `no work for ${policy.cooldownMs / 1000} s (cooldownPeriodSeconds): scaled to zero`;
     conditions.push({ type: 'ScalingActive', status: true, reason: 'Deactivated', message });
     const hpa = storeScaleEvent(base.hpa, policy.behavior, n, 0, now);
-    return { replicas: 0, desired: 0, winner, reason: 'Deactivated', message, scaleDownWindowMs: downWindowNow(state0, policy, now), metrics, active, conditions, state: { ...noteDirection(state0, n, 0, now, policy), hpa } };
+    return {
+      replicas: 0,
+      desired: 0,
+      winner,
+      reason: 'Deactivated',
+      message,
+      scaleDownWindowMs: downWindowNow(state0, policy, now),
+      metrics,
+      active,
+      conditions,
+      state: { ...noteDirection(state0, n, 0, now, policy), hpa },
+    };
   }
 
   const tolerance = { up: policy.behavior.scaleUp.tolerance, down: policy.behavior.scaleDown.tolerance };
@@ -300,23 +385,36 @@ export function decide(prior: AutoscalerState | null, input: DecideInput, policy
   const spec = (downWindowMs: number) => ({
     minReplicas: lo,
     maxReplicas: policy.maxReplicas,
-    behavior: downWindowMs === baseWindowMs
-      ? policy.behavior
-      : { ...policy.behavior, scaleDown: { ...policy.behavior.scaleDown, stabilizationWindowSeconds: downWindowMs / 1000 } },
+    behavior:
+      downWindowMs === baseWindowMs
+        ? policy.behavior
+        : { ...policy.behavior, scaleDown: { ...policy.behavior.scaleDown, stabilizationWindowSeconds: downWindowMs / 1000 } },
   });
   const norm = normalizeWithBehaviors(base.hpa, spec(windowMs), n, target, now);
   const replicas = Math.min(policy.maxReplicas, Math.max(norm.replicas, floor));
   // What the configured window alone would allow: above it, the flap backoff holds the pods.
-  const unstretched = windowMs > baseWindowMs && norm.replicas <= n
-    ? Math.min(policy.maxReplicas, Math.max(normalizeWithBehaviors(base.hpa, spec(baseWindowMs), n, target, now).replicas, floor))
-    : replicas;
+  const unstretched =
+    windowMs > baseWindowMs && norm.replicas <= n
+      ? Math.min(policy.maxReplicas, Math.max(normalizeWithBehaviors(base.hpa, spec(baseWindowMs), n, target, now).replicas, floor))
+      : replicas;
   const proposal = `${winner} proposes ${desired} replica${desired === 1 ? '' : 's'} (W=${W}, B=${B}, A=${A})`;
   conditions.push({ type: 'ScalingActive', status: true, reason: 'ValidMetricFound', message: proposal });
   for (const c of latestByType(norm.conditions) as HpaCondition[]) conditions.push(c);
   const hpa = replicas !== n ? storeScaleEvent(norm.state, policy.behavior, n, replicas, now) : norm.state;
   const moved = replicas === n ? state0 : noteDirection(state0, n, replicas, now, policy);
   const { reason, message } = explain();
-  return { replicas, desired, winner, reason, message, scaleDownWindowMs: downWindowNow(moved, policy, now), metrics, active, conditions, state: { ...moved, hpa } };
+  return {
+    replicas,
+    desired,
+    winner,
+    reason,
+    message,
+    scaleDownWindowMs: downWindowNow(moved, policy, now),
+    metrics,
+    active,
+    conditions,
+    state: { ...moved, hpa },
+  };
 
   /** Reason and sentence for the count chosen: what proposed it and what held or limited it. */
   function explain(): { reason: string; message: string } {
@@ -325,31 +423,37 @@ export function decide(prior: AutoscalerState | null, input: DecideInput, policy
       const back = Math.ceil(flapBackoffLeftMs(moved, policy, now) / 60_000);
       return {
         reason: 'FlapBackoff',
-        message: `${proposal}; held at ${replicas} (${unstretched} without the flap backoff): the scale-down window is stretched to ${Math.round(windowMs / 1000)} s ` +
+        message:
+          `${proposal}; held at ${replicas} (${unstretched} without the flap backoff): the scale-down window is stretched to ${Math.round(windowMs / 1000)} s ` +
           `(configured ${baseWindowMs / 1000} s) after a flap ${s} s ago, and shrinks back to ${baseWindowMs / 1000} s within about ${back} min`,
       };
     }
     if (replicas > n) {
-      const limited = replicas < desired && !coldStart ? `; limited to ${replicas} by ${replicas === policy.maxReplicas ? 'maxReplicas' : 'the scale-up policy'}` : '';
+      const limited =
+        replicas < desired && !coldStart ? `; limited to ${replicas} by ${replicas === policy.maxReplicas ? 'maxReplicas' : 'the scale-up policy'}` : '';
       return { reason: 'ScaleUp', message: `${proposal}${limited}` + flapNote() };
     }
     if (replicas < n) {
-      const held = replicas > Math.max(desired, lo, floor) ? `; limited to ${replicas} by the scale-down policy or the ${Math.round(windowMs / 1000)} s window` : '';
+      const held =
+        replicas > Math.max(desired, lo, floor) ? `; limited to ${replicas} by the scale-down policy or the ${Math.round(windowMs / 1000)} s window` : '';
       return { reason: 'ScaleDown', message: `${proposal}${held}` };
     }
     if (coldStart) return { reason: 'ColdStart', message: `${proposal}; none of the ${n} pods is ready yet, so the count is held until one is` };
     if (desired === n) return { reason: 'Steady', message: proposal };
     if (within) return { reason: 'WithinTolerance', message: `${proposal}; within the tolerance of ${n}, no change` };
     if (desired < n && floor >= n) return { reason: 'InFlightFloor', message: `${proposal}; ${A - Ad} running tasks need ${floor} pods` };
-    if (desired < n) return { reason: 'ScaleDownStabilized', message: `${proposal}; held at ${n} by the ${Math.round(windowMs / 1000)} s scale-down stabilization window` };
+    if (desired < n)
+      return { reason: 'ScaleDownStabilized', message: `${proposal}; held at ${n} by the ${Math.round(windowMs / 1000)} s scale-down stabilization window` };
     return { reason: 'ScaleUpStabilized', message: `${proposal}; held at ${n} by the scale-up stabilization window` };
   }
 
   /** On a scale-up that counts as a flap, says that the scale-down window was stretched and for how long. */
   function flapNote(): string {
     if (moved.lastFlapAt !== now) return '';
-    return `; a flap (scaled down ${Math.round((now - (base.lastDownAt ?? now)) / 1000)} s ago): scale-down window stretched to ` +
-      `${Math.round(moved.downWindowMs / 1000)} s, shrinking back to ${baseWindowMs / 1000} s within about ${Math.ceil(flapBackoffLeftMs(moved, policy, now) / 60_000)} min`;
+    return (
+      `; a flap (scaled down ${Math.round((now - (base.lastDownAt ?? now)) / 1000)} s ago): scale-down window stretched to ` +
+      `${Math.round(moved.downWindowMs / 1000)} s, shrinking back to ${baseWindowMs / 1000} s within about ${Math.ceil(flapBackoffLeftMs(moved, policy, now) / 60_000)} min`
+    );
   }
 }
 

@@ -66,19 +66,14 @@ export const DEFAULT_SCALE_UP_POLICIES: readonly HpaScalingPolicy[] = Object.fre
 ]);
 
 /** Kubernetes' default scale-down rules: anything down to min in one step (100% per 15 s). */
-export const DEFAULT_SCALE_DOWN_POLICIES: readonly HpaScalingPolicy[] = Object.freeze([
-  { type: 'Percent', value: 100, periodSeconds: 15 },
-]);
+export const DEFAULT_SCALE_DOWN_POLICIES: readonly HpaScalingPolicy[] = Object.freeze([{ type: 'Percent', value: 100, periodSeconds: 15 }]);
 
 /**
  * Kubernetes' behavior defaulting: fields the user left out are filled in one by one; a user's
  * `policies` list replaces the default list whole. A nil scale-down window takes the controller's
  * downscale-stabilization flag (horizontal.go maybeInitScaleDownStabilizationWindow).
  */
-export function resolveBehavior(
-  behavior: HpaBehavior,
-  controller: HpaControllerConfig = HPA_CONTROLLER_DEFAULTS,
-): ResolvedBehavior {
+export function resolveBehavior(behavior: HpaBehavior, controller: HpaControllerConfig = HPA_CONTROLLER_DEFAULTS): ResolvedBehavior {
   const up = behavior.scaleUp ?? {};
   const down = behavior.scaleDown ?? {};
   return {
@@ -179,18 +174,35 @@ export function normalizeWithBehaviors(state: HpaState, spec: HpaSpec, n: number
   if (stabilized < upRec) stabilized = upRec;
   if (stabilized > downRec) stabilized = downRec;
   const next = { ...state, recommendations: recordRecommendation(state.recommendations, oldIndex, desired, now) };
-  const conditions: HpaCondition[] = [stabilized !== desired
-    ? desired >= n
-      ? { type: 'AbleToScale', status: true, reason: 'ScaleUpStabilized', message: 'recent recommendations were lower than current one, applying the lowest recent recommendation' }
-      : { type: 'AbleToScale', status: true, reason: 'ScaleDownStabilized', message: 'recent recommendations were higher than current one, applying the highest recent recommendation' }
-    : { type: 'AbleToScale', status: true, reason: 'ReadyForNewScale', message: 'recommended size matches current size' }];
+  const conditions: HpaCondition[] = [
+    stabilized !== desired
+      ? desired >= n
+        ? {
+            type: 'AbleToScale',
+            status: true,
+            reason: 'ScaleUpStabilized',
+            message: 'recent recommendations were lower than current one, applying the lowest recent recommendation',
+          }
+        : {
+            type: 'AbleToScale',
+            status: true,
+            reason: 'ScaleDownStabilized',
+            message: 'recent recommendations were higher than current one, applying the highest recent recommendation',
+          }
+      : { type: 'AbleToScale', status: true, reason: 'ReadyForNewScale', message: 'recommended size matches current size' },
+  ];
   const { replicas, reason } = convertWithBehaviorRate(stabilized, n, spec, behavior, next, now);
   conditions.push({ type: 'ScalingLimited', status: replicas !== desired, reason, message: limitMessage(reason) });
   return { replicas, state: next, conditions };
 }
 
 /** Replace the slot at `oldIndex` (an entry past every window) or append. */
-export function recordRecommendation(recs: readonly TimestampedRecommendation[], oldIndex: number, recommendation: number, at: number): TimestampedRecommendation[] {
+export function recordRecommendation(
+  recs: readonly TimestampedRecommendation[],
+  oldIndex: number,
+  recommendation: number,
+  at: number,
+): TimestampedRecommendation[] {
   const out = recs.slice();
   const entry = { recommendation, at };
   if (oldIndex >= 0) out[oldIndex] = entry;
@@ -200,11 +212,16 @@ export function recordRecommendation(recs: readonly TimestampedRecommendation[],
 
 export function limitMessage(reason: string): string {
   switch (reason) {
-    case 'ScaleUpLimit': return 'the desired replica count is increasing faster than the maximum scale rate';
-    case 'ScaleDownLimit': return 'the desired replica count is decreasing faster than the maximum scale rate';
-    case 'TooManyReplicas': return 'the desired replica count is more than the maximum replica count';
-    case 'TooFewReplicas': return 'the desired replica count is less than the minimum replica count';
-    default: return 'the desired count is within the acceptable range';
+    case 'ScaleUpLimit':
+      return 'the desired replica count is increasing faster than the maximum scale rate';
+    case 'ScaleDownLimit':
+      return 'the desired replica count is decreasing faster than the maximum scale rate';
+    case 'TooManyReplicas':
+      return 'the desired replica count is more than the maximum replica count';
+    case 'TooFewReplicas':
+      return 'the desired replica count is less than the minimum replica count';
+    default:
+      return 'the desired count is within the acceptable range';
   }
 }
 
@@ -230,15 +247,26 @@ export function policyLimit(direction: 'up' | 'down', n: number, state: HpaState
   for (const p of rules.policies) {
     const start = n - changeInPeriod(p.periodSeconds, state.scaleUpEvents, now) + changeInPeriod(p.periodSeconds, state.scaleDownEvents, now);
     const proposed = up
-      ? p.type === 'Pods' ? start + p.value : Math.ceil(start * (1 + p.value / 100))
-      : p.type === 'Pods' ? start - p.value : Math.trunc(start * (1 - p.value / 100));
+      ? p.type === 'Pods'
+        ? start + p.value
+        : Math.ceil(start * (1 + p.value / 100))
+      : p.type === 'Pods'
+        ? start - p.value
+        : Math.trunc(start * (1 - p.value / 100));
     result = pick(result, proposed);
   }
   return result;
 }
 
 /** convertDesiredReplicasWithBehaviorRate */
-function convertWithBehaviorRate(desired: number, n: number, spec: HpaSpec, behavior: ResolvedBehavior, state: HpaState, now: number): { replicas: number; reason: string } {
+function convertWithBehaviorRate(
+  desired: number,
+  n: number,
+  spec: HpaSpec,
+  behavior: ResolvedBehavior,
+  state: HpaState,
+  now: number,
+): { replicas: number; reason: string } {
   if (desired > n) {
     const limit = Math.max(policyLimit('up', n, state, behavior.scaleUp, now), n);
     const [maxAllowed, reason] = spec.maxReplicas > limit ? [limit, 'ScaleUpLimit'] : [spec.maxReplicas, 'TooManyReplicas'];

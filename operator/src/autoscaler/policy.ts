@@ -8,12 +8,14 @@ import { HPA_CONTROLLER_DEFAULTS, resolveBehavior, type HpaBehavior, type Resolv
 /** One extra metric source: `queueDepth` and `inFlight` are built in, `prometheus` is any query. */
 export interface AutoscalingMetricSpec {
   readonly type: 'queueDepth' | 'inFlight' | 'prometheus';
-  readonly prometheus?: {
-    readonly serverAddress: string;
-    readonly query: string;
-    readonly targetAverageValue: number;
-    readonly activationValue?: number | undefined;
-  } | undefined;
+  readonly prometheus?:
+    | {
+        readonly serverAddress: string;
+        readonly query: string;
+        readonly targetAverageValue: number;
+        readonly activationValue?: number | undefined;
+      }
+    | undefined;
 }
 
 /** WorkerPool `spec.autoscaling` as stored in the cluster (see the CRD for docs of each field). */
@@ -93,7 +95,14 @@ export const AUTOSCALING_DEFAULTS = Object.freeze({
    * the flap backoff) and drain-first removal makes each step safe.
    */
   behavior: {
-    scaleUp: { stabilizationWindowSeconds: 0, selectPolicy: 'Max', policies: [{ type: 'Pods', value: 16, periodSeconds: 15 }, { type: 'Percent', value: 200, periodSeconds: 15 }] },
+    scaleUp: {
+      stabilizationWindowSeconds: 0,
+      selectPolicy: 'Max',
+      policies: [
+        { type: 'Pods', value: 16, periodSeconds: 15 },
+        { type: 'Percent', value: 200, periodSeconds: 15 },
+      ],
+    },
     scaleDown: { stabilizationWindowSeconds: 60, selectPolicy: 'Max', policies: [{ type: 'Percent', value: 50, periodSeconds: 30 }] },
   } as HpaBehavior,
 });
@@ -131,14 +140,19 @@ export function resolvePolicy(spec: AutoscalingSpec, slotsPerReplica: number): A
   const tpr = spec.tasksPerReplica ?? null;
   if (tpr !== null && !(tpr > 0)) problems.push(`tasksPerReplica: expected a number > 0, got ${String(tpr)}`);
   if (!(Number.isInteger(slotsPerReplica) && slotsPerReplica >= 1)) problems.push(`concurrency: expected an integer >= 1, got ${String(slotsPerReplica)}`);
-  for (const [dir, rules] of [['scaleUp', spec.behavior?.scaleUp], ['scaleDown', spec.behavior?.scaleDown]] as const) {
+  for (const [dir, rules] of [
+    ['scaleUp', spec.behavior?.scaleUp],
+    ['scaleDown', spec.behavior?.scaleDown],
+  ] as const) {
     if (!rules) continue;
     const w = rules.stabilizationWindowSeconds;
-    if (w !== undefined && !(Number.isInteger(w) && w >= 0 && w <= 3600)) problems.push(`behavior.${dir}.stabilizationWindowSeconds: expected an integer in [0, 3600], got ${String(w)}`);
+    if (w !== undefined && !(Number.isInteger(w) && w >= 0 && w <= 3600))
+      problems.push(`behavior.${dir}.stabilizationWindowSeconds: expected an integer in [0, 3600], got ${String(w)}`);
     rules.policies?.forEach((p, i) => {
       if (p.type !== 'Pods' && p.type !== 'Percent') problems.push(`behavior.${dir}.policies[${i}].type: expected Pods or Percent, got ${String(p.type)}`);
       if (!(Number.isInteger(p.value) && p.value > 0)) problems.push(`behavior.${dir}.policies[${i}].value: expected an integer > 0, got ${String(p.value)}`);
-      if (!(Number.isInteger(p.periodSeconds) && p.periodSeconds >= 1 && p.periodSeconds <= 1800)) problems.push(`behavior.${dir}.policies[${i}].periodSeconds: expected an integer in [1, 1800], got ${String(p.periodSeconds)}`);
+      if (!(Number.isInteger(p.periodSeconds) && p.periodSeconds >= 1 && p.periodSeconds <= 1800))
+        problems.push(`behavior.${dir}.policies[${i}].periodSeconds: expected an integer in [1, 1800], got ${String(p.periodSeconds)}`);
     });
   }
   const fb = spec.fallback;
@@ -147,10 +161,13 @@ export function resolvePolicy(spec: AutoscalingSpec, slotsPerReplica: number): A
   }
   if (problems.length > 0) throw new InvalidAutoscalingError(problems);
   // A user's behavior replaces ours direction by direction; fields inside follow Kubernetes' defaulting.
-  const behavior = resolveBehavior({
-    scaleUp: spec.behavior?.scaleUp ?? d.behavior.scaleUp,
-    scaleDown: spec.behavior?.scaleDown ?? d.behavior.scaleDown,
-  }, HPA_CONTROLLER_DEFAULTS);
+  const behavior = resolveBehavior(
+    {
+      scaleUp: spec.behavior?.scaleUp ?? d.behavior.scaleUp,
+      scaleDown: spec.behavior?.scaleDown ?? d.behavior.scaleDown,
+    },
+    HPA_CONTROLLER_DEFAULTS,
+  );
   return Object.freeze({
     minReplicas,
     maxReplicas,

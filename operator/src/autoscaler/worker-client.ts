@@ -25,7 +25,11 @@ export interface WorkerClient {
 
 /** A /drain or /resume request failed; the message names the pod. */
 export class WorkerRequestError extends OperatorError {
-  constructor(readonly pod: string, message: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly pod: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
     super('E_WORKER_REQUEST', message, options);
   }
 }

@@ -79,4 +79,3 @@ export function createRateLimiter(o: RateLimiterOptions = {}): RateLimiter {
     },
   };
 }
-

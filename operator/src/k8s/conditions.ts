@@ -36,8 +36,7 @@ export function setCondition(conditions: readonly Condition[] | undefined, c: Co
     reason: conditionReason(c.reason),
     // Messages often quote a broker's error or URL; status is readable by anyone who can get the object.
     message: redactText(c.message),
-    lastTransitionTime:
-      existing && existing.status === c.status ? existing.lastTransitionTime : (c.lastTransitionTime ?? rfc3339(now)),
+    lastTransitionTime: existing && existing.status === c.status ? existing.lastTransitionTime : (c.lastTransitionTime ?? rfc3339(now)),
     ...(c.observedGeneration !== undefined ? { observedGeneration: c.observedGeneration } : {}),
   };
   if (i >= 0) list[i] = next;

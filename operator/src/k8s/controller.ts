@@ -144,9 +144,12 @@ export function createController<T extends KubeObject>(o: ControllerOptions<T>):
       log.info({ workers: o.workers ?? 2 }, 'controller started');
       o.metrics.workqueueDepth.set({ name }, queue.length);
       for (const obj of o.informer.list()) enqueue(obj);
-      const resync = setInterval(() => {
-        for (const obj of o.informer.list()) enqueue(obj);
-      }, o.resyncMs ?? 10 * 60_000);
+      const resync = setInterval(
+        () => {
+          for (const obj of o.informer.list()) enqueue(obj);
+        },
+        o.resyncMs ?? 10 * 60_000,
+      );
       const depth = setInterval(() => o.metrics.workqueueDepth.set({ name }, queue.length), 1000);
       if (signal.aborted) queue.shutDown();
       else signal.addEventListener('abort', () => queue.shutDown(), { once: true });

@@ -35,7 +35,13 @@ async function editFinalizers<T extends KubeObject>(
 /** Removes `finalizer`; resolves quietly if the object or the finalizer is already gone. */
 export async function removeFinalizer<T extends KubeObject>(kube: KubeClient, rt: ResourceType, obj: T, finalizer: string): Promise<void> {
   try {
-    await editFinalizers(kube, rt, obj, (o) => !hasFinalizer(o, finalizer), (f) => f.filter((x) => x !== finalizer));
+    await editFinalizers(
+      kube,
+      rt,
+      obj,
+      (o) => !hasFinalizer(o, finalizer),
+      (f) => f.filter((x) => x !== finalizer),
+    );
   } catch (err) {
     if (!isKubeStatus(err, 404)) throw err;
   }

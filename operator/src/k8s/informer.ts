@@ -112,10 +112,13 @@ export function createInformer<T extends KubeObject>(o: InformerOptions): Inform
         signal.addEventListener('abort', onStop, { once: true });
         let stalled = false;
         const timeoutSeconds = o.watchTimeoutSeconds ?? Math.round(300 + Math.random() * 300);
-        const watchdog = setTimeout(() => {
-          stalled = true;
-          watchAbort.abort();
-        }, timeoutSeconds * 1000 + watchGraceMs);
+        const watchdog = setTimeout(
+          () => {
+            stalled = true;
+            watchAbort.abort();
+          },
+          timeoutSeconds * 1000 + watchGraceMs,
+        );
         try {
           await o.kube.watch<T>(
             o.resource,

@@ -33,7 +33,13 @@ export const resources = {
   leases: { group: 'coordination.k8s.io', version: 'v1', kind: 'Lease', plural: 'leases', namespaced: true },
   namespaces: { group: '', version: 'v1', kind: 'Namespace', plural: 'namespaces', namespaced: false },
   serviceAccounts: { group: '', version: 'v1', kind: 'ServiceAccount', plural: 'serviceaccounts', namespaced: true },
-  customResourceDefinitions: { group: 'apiextensions.k8s.io', version: 'v1', kind: 'CustomResourceDefinition', plural: 'customresourcedefinitions', namespaced: false },
+  customResourceDefinitions: {
+    group: 'apiextensions.k8s.io',
+    version: 'v1',
+    kind: 'CustomResourceDefinition',
+    plural: 'customresourcedefinitions',
+    namespaced: false,
+  },
 } as const satisfies Record<string, ResourceType>;
 
 export function apiVersionOf(rt: ResourceType): string {
@@ -89,7 +95,12 @@ export interface KubeClient {
     opts?: { type?: PatchType; subresource?: 'status' | 'scale' },
   ): Promise<T>;
   /** Deletes; resolves false when the object was already gone. */
-  delete(rt: ResourceType, namespace: string | undefined, name: string, opts?: { propagationPolicy?: 'Background' | 'Foreground' | 'Orphan' }): Promise<boolean>;
+  delete(
+    rt: ResourceType,
+    namespace: string | undefined,
+    name: string,
+    opts?: { propagationPolicy?: 'Background' | 'Foreground' | 'Orphan' },
+  ): Promise<boolean>;
   /** Streams watch events until the server ends the watch (resolves) or it fails (rejects). */
   watch<T extends KubeObject>(rt: ResourceType, opts: WatchOptions, onEvent: (e: WatchEvent<T>) => void): Promise<void>;
 }
@@ -153,13 +164,7 @@ export function createKubeClient(kubeConfig: KubeConfig, opts: { userAgent?: str
     });
   }
 
-  async function call<T>(
-    method: string,
-    path: string,
-    query: Record<string, string | undefined> = {},
-    body?: unknown,
-    contentType?: string,
-  ): Promise<T> {
+  async function call<T>(method: string, path: string, query: Record<string, string | undefined> = {}, body?: unknown, contentType?: string): Promise<T> {
     const res = await send(method, path, query, body, contentType);
     const chunks: Buffer[] = [];
     for await (const c of res) chunks.push(c as Buffer);
@@ -209,7 +214,12 @@ export function createKubeClient(kubeConfig: KubeConfig, opts: { userAgent?: str
     },
     async delete(rt, namespace, name, o = {}) {
       try {
-        await call('DELETE', resourcePath(rt, namespace, name), {}, { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: o.propagationPolicy ?? 'Background' });
+        await call(
+          'DELETE',
+          resourcePath(rt, namespace, name),
+          {},
+          { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: o.propagationPolicy ?? 'Background' },
+        );
         return true;
       } catch (err) {
         if (err instanceof KubeApiError && err.statusCode === 404) return false;

@@ -61,7 +61,8 @@ export function createAmqpQueueSource(o: AmqpQueueOptions): MetricSource {
     const vhost = decodeURIComponent(new URL(o.url).pathname.slice(1) || '/');
     const url = new URL(`/api/queues/${encodeURIComponent(vhost)}/${encodeURIComponent(queue)}`, base);
     const headers: Record<string, string> = {};
-    if (base.username) headers.authorization = `Basic ${Buffer.from(`${decodeURIComponent(base.username)}:${decodeURIComponent(base.password)}`).toString('base64')}`;
+    if (base.username)
+      headers.authorization = `Basic ${Buffer.from(`${decodeURIComponent(base.username)}:${decodeURIComponent(base.password)}`).toString('base64')}`;
     url.username = '';
     url.password = '';
     const res = await fetch(url, { headers, signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) });

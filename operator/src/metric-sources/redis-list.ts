@@ -71,7 +71,11 @@ export function createRedisListSource(o: RedisListOptions): MetricSource {
       } catch (err) {
         if (err instanceof MetricSourceError) throw err;
         const cause = lastError ?? err;
-        throw new MetricSourceError('redis-list', `reading ${o.queues.join(', ')} at ${redactUrl(o.url)} failed: ${(cause as Error).message ?? String(cause)}`, { cause });
+        throw new MetricSourceError(
+          'redis-list',
+          `reading ${o.queues.join(', ')} at ${redactUrl(o.url)} failed: ${(cause as Error).message ?? String(cause)}`,
+          { cause },
+        );
       }
     },
     async close() {

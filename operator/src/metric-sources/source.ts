@@ -27,7 +27,11 @@ export interface MetricSource {
 
 /** A metric could not be read; the message names the source and what to check. */
 export class MetricSourceError extends OperatorError {
-  constructor(readonly source: MetricSourceKind, message: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly source: MetricSourceKind,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
     super('E_METRIC_SOURCE', `${source}: ${message}`, options);
   }
 }

@@ -74,10 +74,18 @@ export function parseWorkerMetrics(text: string): WorkerSample {
         if (state === 'active' || state === 'reserved' || state === 'scheduled') s[state] += v;
         break;
       }
-      case 'celeriac_worker_draining': s.draining = v > 0; break;
-      case 'celeriac_tasks_received_total': s.received += v; break;
-      case 'celeriac_task_duration_seconds_count': s.completed += v; break;
-      case 'celeriac_task_duration_seconds_sum': s.serviceSeconds += v; break;
+      case 'celeriac_worker_draining':
+        s.draining = v > 0;
+        break;
+      case 'celeriac_tasks_received_total':
+        s.received += v;
+        break;
+      case 'celeriac_task_duration_seconds_count':
+        s.completed += v;
+        break;
+      case 'celeriac_task_duration_seconds_sum':
+        s.serviceSeconds += v;
+        break;
     }
   }
   return s;
@@ -94,13 +102,15 @@ export function createWorkerMetricsSource(o: WorkerMetricsOptions): WorkerMetric
 
   async function readOnce(signal: AbortSignal): Promise<WorkerReading> {
     const targets = await o.targets();
-    const samples = await Promise.all(targets.map(async (t) => {
-      try {
-        return [t.pod, await scrape(t, signal)] as const;
-      } catch (err) {
-        throw new MetricSourceError('worker-metrics', `scraping pod ${t.pod} failed: ${(err as Error).message}`, { cause: err });
-      }
-    }));
+    const samples = await Promise.all(
+      targets.map(async (t) => {
+        try {
+          return [t.pod, await scrape(t, signal)] as const;
+        } catch (err) {
+          throw new MetricSourceError('worker-metrics', `scraping pod ${t.pod} failed: ${(err as Error).message}`, { cause: err });
+        }
+      }),
+    );
     const sum = { active: 0, reserved: 0, scheduled: 0, drainingActive: 0, received: 0, completed: 0, serviceSeconds: 0 };
     for (const [, s] of samples) {
       sum.active += s.active;

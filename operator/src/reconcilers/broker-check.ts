@@ -34,10 +34,7 @@ async function secretValue(kube: KubeClient, namespace: string, name: string, ke
   const raw = secret.data?.[key];
   if (raw === undefined) {
     const keys = Object.keys(secret.data ?? {});
-    throw new BrokerCheckError(
-      'SecretKeyMissing',
-      `Secret "${name}" has no key "${key}" (${field}); it has: ${keys.join(', ') || 'no keys'}`,
-    );
+    throw new BrokerCheckError('SecretKeyMissing', `Secret "${name}" has no key "${key}" (${field}); it has: ${keys.join(', ') || 'no keys'}`);
   }
   return Buffer.from(raw, 'base64').toString('utf8');
 }
@@ -184,7 +181,12 @@ async function checkAmqp(url: URL, managementUrl: URL | null, tq: TaskQueue, tim
       result = { url: redactUrl(url.toString()), depth: q.messageCount, consumers: q.consumerCount };
     } catch (err) {
       if (!/NOT_FOUND|404/.test(String((err as Error).message))) throw err;
-      return { url: redactUrl(url.toString()), depth: 0, consumers: 0, note: `queue "${tq.spec.queue.name}" is not declared yet (workers declare it when they start)` };
+      return {
+        url: redactUrl(url.toString()),
+        depth: 0,
+        consumers: 0,
+        note: `queue "${tq.spec.queue.name}" is not declared yet (workers declare it when they start)`,
+      };
     }
     if (managementUrl) {
       // Unacknowledged messages are only visible to the management API; read as the autoscaler does.

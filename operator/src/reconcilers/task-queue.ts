@@ -37,7 +37,11 @@ export function createTaskQueueReconciler(o: TaskQueueReconcilerOptions = {}): R
       let conditions = tq.status?.conditions;
       const next: { [K in keyof TaskQueueStatus]?: TaskQueueStatus[K] | null } = { observedGeneration: generation, lastChecked: rfc3339(now) };
       if (result) {
-        conditions = setCondition(conditions, { type: 'BrokerReachable', status: 'True', reason: 'Connected', message: `connected to ${result.url}`, observedGeneration: generation }, now);
+        conditions = setCondition(
+          conditions,
+          { type: 'BrokerReachable', status: 'True', reason: 'Connected', message: `connected to ${result.url}`, observedGeneration: generation },
+          now,
+        );
         conditions = setCondition(
           conditions,
           {
@@ -57,8 +61,16 @@ export function createTaskQueueReconciler(o: TaskQueueReconcilerOptions = {}): R
         });
         if (wasReachable === 'False') ctx.events.record(tq, 'Normal', 'BrokerReachable', `broker reachable again: ${result.url}`);
       } else if (failure) {
-        conditions = setCondition(conditions, { type: 'BrokerReachable', status: 'False', reason: failure.reason, message: failure.message, observedGeneration: generation }, now);
-        conditions = setCondition(conditions, { type: 'Ready', status: 'False', reason: failure.reason, message: failure.message, observedGeneration: generation }, now);
+        conditions = setCondition(
+          conditions,
+          { type: 'BrokerReachable', status: 'False', reason: failure.reason, message: failure.message, observedGeneration: generation },
+          now,
+        );
+        conditions = setCondition(
+          conditions,
+          { type: 'Ready', status: 'False', reason: failure.reason, message: failure.message, observedGeneration: generation },
+          now,
+        );
         ctx.events.record(tq, 'Warning', failure.reason, failure.message);
         ctx.log.warn({ reason: failure.reason, err: failure }, 'broker check failed');
       }

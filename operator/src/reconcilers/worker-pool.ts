@@ -97,9 +97,17 @@ export function createWorkerPoolReconciler(o: WorkerPoolReconcilerOptions): Reco
   async function degraded(pool: WorkerPool, ctx: ReconcileContext, reason: string, message: string): Promise<Action> {
     const now = ctx.now();
     const generation = pool.metadata.generation;
-    let conditions: Condition[] = setCondition(pool.status?.conditions, { type: 'Ready', status: 'False', reason, message, observedGeneration: generation }, now);
+    let conditions: Condition[] = setCondition(
+      pool.status?.conditions,
+      { type: 'Ready', status: 'False', reason, message, observedGeneration: generation },
+      now,
+    );
     conditions = setCondition(conditions, { type: 'Degraded', status: 'True', reason, message, observedGeneration: generation }, now);
-    const changed = await patchStatusIfChanged(ctx.kube, resources.workerPools, pool, { observedGeneration: generation, selector: poolSelectorString(pool), conditions });
+    const changed = await patchStatusIfChanged(ctx.kube, resources.workerPools, pool, {
+      observedGeneration: generation,
+      selector: poolSelectorString(pool),
+      conditions,
+    });
     if (changed) ctx.events.record(pool, 'Warning', reason, message);
     ctx.log.warn({ reason }, message);
     return Action.requeue(resyncMs);
@@ -137,7 +145,12 @@ export function createWorkerPoolReconciler(o: WorkerPoolReconcilerOptions): Reco
 
       const existing = o.deployments.get(ns, name) ?? (await ctx.kube.get<Deployment>(resources.deployments, ns, name)) ?? undefined;
       if (existing && !isControlledBy(existing, pool)) {
-        return degraded(pool, ctx, 'DeploymentConflict', `Deployment "${name}" exists and is not managed by this WorkerPool; delete it or rename the WorkerPool`);
+        return degraded(
+          pool,
+          ctx,
+          'DeploymentConflict',
+          `Deployment "${name}" exists and is not managed by this WorkerPool; delete it or rename the WorkerPool`,
+        );
       }
 
       let decision: ReplicaDecision;
@@ -156,7 +169,11 @@ export function createWorkerPoolReconciler(o: WorkerPoolReconcilerOptions): Reco
       let applied: Deployment;
       try {
         const hash = await credentialsHash(ctx.kube, first);
-        applied = await apply<Deployment>(ctx.kube, resources.deployments, workerDeployment({ pool, queues, replicas: decision.replicas, credentialsHash: hash }));
+        applied = await apply<Deployment>(
+          ctx.kube,
+          resources.deployments,
+          workerDeployment({ pool, queues, replicas: decision.replicas, credentialsHash: hash }),
+        );
         const pdb = workerDisruptionBudget(pool);
         if (pdb) await apply(ctx.kube, resources.podDisruptionBudgets, pdb);
         else await deleteOwned(ctx, resources.podDisruptionBudgets, pool);
@@ -173,7 +190,12 @@ export function createWorkerPoolReconciler(o: WorkerPoolReconcilerOptions): Reco
       if (!existing) {
         ctx.events.record(pool, 'Normal', 'CreatedDeployment', `Created Deployment ${name} with ${decision.replicas} replicas`);
       } else if (previousReplicas !== decision.replicas) {
-        ctx.events.record(pool, 'Normal', 'ScaledDeployment', `Scaled Deployment ${name} from ${previousReplicas ?? 0} to ${decision.replicas} replicas: ${decision.message}`);
+        ctx.events.record(
+          pool,
+          'Normal',
+          'ScaledDeployment',
+          `Scaled Deployment ${name} from ${previousReplicas ?? 0} to ${decision.replicas} replicas: ${decision.message}`,
+        );
         ctx.log.info({ from: previousReplicas, to: decision.replicas, reason: decision.reason }, 'scaled');
       }
 
@@ -215,7 +237,12 @@ export function createWorkerPoolReconciler(o: WorkerPoolReconcilerOptions): Reco
     conditions = c(
       rolledOut
         ? { type: 'Progressing', status: 'False', reason: 'RolloutComplete', message: `Deployment ${dep.metadata.name} has ${replicas} up-to-date replicas` }
-        : { type: 'Progressing', status: 'True', reason: 'RollingOut', message: `Deployment ${dep.metadata.name}: ${updated} of ${d.replicas} replicas updated, ${replicas} running` },
+        : {
+            type: 'Progressing',
+            status: 'True',
+            reason: 'RollingOut',
+            message: `Deployment ${dep.metadata.name}: ${updated} of ${d.replicas} replicas updated, ${replicas} running`,
+          },
       conditions,
     );
     conditions = c({ type: 'ScalingActive', status: d.active ? 'True' : 'False', reason: d.reason, message: d.message }, conditions);

@@ -59,8 +59,18 @@ export function renderChart(title: string, duration: number, policies: readonly 
     `<rect width="100%" height="100%" fill="white"/>`,
     `<text x="${MARGIN.left}" y="20" font-size="15" font-weight="bold">${escapeXml(title)}</text>`,
     first ? panel('arrivals (tasks/s)', tops[0]!, duration, [{ name: 'arrivals', t: first.t, y: first.arrivals, color: '#555' }]) : '',
-    panel('backlog: ready + reserved (tasks)', tops[1]!, duration, traces.map((tr, i) => ({ name: policies[i]!, t: tr.t, y: tr.backlog, color: color(i) }))),
-    panel('pods (starting, running, draining, terminating)', tops[2]!, duration, traces.map((tr, i) => ({ name: policies[i]!, t: tr.t, y: tr.pods, color: color(i) }))),
+    panel(
+      'backlog: ready + reserved (tasks)',
+      tops[1]!,
+      duration,
+      traces.map((tr, i) => ({ name: policies[i]!, t: tr.t, y: tr.backlog, color: color(i) })),
+    ),
+    panel(
+      'pods (starting, running, draining, terminating)',
+      tops[2]!,
+      duration,
+      traces.map((tr, i) => ({ name: policies[i]!, t: tr.t, y: tr.pods, color: color(i) })),
+    ),
     '</svg>',
   ];
   return parts.join('\n');

@@ -88,7 +88,12 @@ export function writeCharts(report: SimulateReport, scenarios: readonly Scenario
   mkdirSync(out, { recursive: true });
   return scenarios.map((sc) => {
     const cells = report.results.filter((r) => r.scenario === sc.id);
-    const svg = renderChart(`${sc.id}: ${sc.description} (seed 1)`, sc.durationSeconds, cells.map((c) => c.policy), cells.map((c) => c.trace));
+    const svg = renderChart(
+      `${sc.id}: ${sc.description} (seed 1)`,
+      sc.durationSeconds,
+      cells.map((c) => c.policy),
+      cells.map((c) => c.trace),
+    );
     const file = join(out, `${sc.id.replace(/[^A-Za-z0-9_.-]/g, '_')}.svg`);
     writeFileSync(file, svg);
     return file;
@@ -102,7 +107,10 @@ function positiveInt(v: string): number {
 }
 
 function policyList(v: string): string[] {
-  const ids = v.split(',').map((s) => s.trim().toUpperCase().replace('P4S', 'P4s')).filter(Boolean);
+  const ids = v
+    .split(',')
+    .map((s) => s.trim().toUpperCase().replace('P4S', 'P4s'))
+    .filter(Boolean);
   const bad = ids.filter((id) => !POLICIES.has(id));
   if (bad.length > 0) throw new InvalidArgumentError(`unknown policy ${bad.join(', ')} (known: ${[...POLICIES.keys()].join(', ')})`);
   return ids;
@@ -115,15 +123,22 @@ export function simulateCommand(): Command {
     .option('--scenario <ids>', `scenarios, comma-separated: ${[...SCENARIOS.keys()].join(', ')} or a JSON scenario file`, [...SCENARIOS.keys()].join(','))
     .option('--policy <ids>', `policies, comma-separated: ${[...POLICIES.keys()].join(', ')}`, policyList, ['P1', 'P2', 'P3', 'P4'])
     .option('--seeds <n>', 'seeds per scenario and policy', positiveInt, 10)
-    .addOption(new Option('--broker <kind>', 'broker semantics (default: amqp, or the scenario\'s)').choices(['redis', 'amqp']))
+    .addOption(new Option('--broker <kind>', "broker semantics (default: amqp, or the scenario's)").choices(['redis', 'amqp']))
     .option('--prefetch <n>', 'worker prefetch multiplier (default 1, as celeriac workers)', positiveInt)
     .option('--json', 'print JSON instead of the table', false)
     .option('--out <dir>', 'folder for the SVG charts', './simulation')
     .option('--no-charts', 'do not write SVG charts')
-    .action(function (this: Command, o: { scenario: string; policy: string[]; seeds: number; broker?: 'redis' | 'amqp'; prefetch?: number; json: boolean; out: string; charts: boolean }) {
+    .action(function (
+      this: Command,
+      o: { scenario: string; policy: string[]; seeds: number; broker?: 'redis' | 'amqp'; prefetch?: number; json: boolean; out: string; charts: boolean },
+    ) {
       let scenarios: Scenario[];
       try {
-        scenarios = o.scenario.split(',').map((s) => s.trim()).filter(Boolean).map(loadScenario);
+        scenarios = o.scenario
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean)
+          .map(loadScenario);
       } catch (err) {
         if (err instanceof ScenarioError) this.error(err.message, { exitCode: 2, code: err.code });
         throw err;

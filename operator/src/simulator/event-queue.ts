@@ -88,10 +88,20 @@ export class EventQueue {
 
   private grow(): void {
     const cap = this.time.length * 2;
-    const t = new Float64Array(cap); t.set(this.time); this.time = t;
-    const s = new Float64Array(cap); s.set(this.seq); this.seq = s;
-    const k = new Int32Array(cap); k.set(this.kind); this.kind = k;
-    const a = new Int32Array(cap); a.set(this.argA); this.argA = a;
-    const b = new Int32Array(cap); b.set(this.argB); this.argB = b;
+    const t = new Float64Array(cap);
+    t.set(this.time);
+    this.time = t;
+    const s = new Float64Array(cap);
+    s.set(this.seq);
+    this.seq = s;
+    const k = new Int32Array(cap);
+    k.set(this.kind);
+    this.kind = k;
+    const a = new Int32Array(cap);
+    a.set(this.argA);
+    this.argA = a;
+    const b = new Int32Array(cap);
+    b.set(this.argB);
+    this.argB = b;
   }
 }

@@ -24,9 +24,7 @@ import {
 } from '../autoscaler/hpa.js';
 
 /** The metric target of an External or Object metric. */
-export type MetricTarget =
-  | { readonly type: 'AverageValue'; readonly averageValue: number }
-  | { readonly type: 'Value'; readonly value: number };
+export type MetricTarget = { readonly type: 'AverageValue'; readonly averageValue: number } | { readonly type: 'Value'; readonly value: number };
 
 /** One metric as read this step; `value: null` means reading it failed. */
 export interface MetricReading {
@@ -60,9 +58,7 @@ export function metricProposal(
 ): { replicas: number; ratio: number } {
   if (target.type === 'AverageValue') {
     const ratio = value / (target.averageValue * counts.statusReplicas);
-    const replicas = withinTolerance(ratio, tolerance)
-      ? counts.statusReplicas
-      : Math.ceil(value / target.averageValue);
+    const replicas = withinTolerance(ratio, tolerance) ? counts.statusReplicas : Math.ceil(value / target.averageValue);
     return { replicas, ratio };
   }
   const ratio = value / target.value;
@@ -132,12 +128,17 @@ export function hpaStep(
   // First sync of a key seeds the history with the current count.
   let state: HpaState = prior ?? { ...EMPTY_HPA_STATE, recommendations: [{ recommendation: n, at: now }] };
   const conditions: HpaCondition[] = [
-    { type: 'AbleToScale', status: true, reason: 'SucceededGetScale', message: 'the HPA controller was able to get the target\'s current scale' },
+    { type: 'AbleToScale', status: true, reason: 'SucceededGetScale', message: "the HPA controller was able to get the target's current scale" },
   ];
   const keep = (reason: string): HpaStepResult => ({ replicas: n, state, proposal: null, metricName: null, conditions: latestByType(conditions), reason });
 
   if (n === 0 && spec.minReplicas !== 0) {
-    conditions.push({ type: 'ScalingActive', status: false, reason: 'ScalingDisabled', message: 'scaling is disabled since the replica count of the target is zero' });
+    conditions.push({
+      type: 'ScalingActive',
+      status: false,
+      reason: 'ScalingDisabled',
+      message: 'scaling is disabled since the replica count of the target is zero',
+    });
     return keep('ScalingDisabled');
   }
   if (n > spec.maxReplicas) {
@@ -152,20 +153,26 @@ export function hpaStep(
     : { up: controller.tolerance, down: controller.tolerance };
   const best = largestProposal(metrics, counts, tol);
   if (best.replicas === null) {
-    conditions.push({ type: 'ScalingActive', status: false, reason: 'FailedGetExternalMetric', message: `the HPA was unable to compute the replica count: metric ${best.failed} could not be read` });
+    conditions.push({
+      type: 'ScalingActive',
+      status: false,
+      reason: 'FailedGetExternalMetric',
+      message: `the HPA was unable to compute the replica count: metric ${best.failed} could not be read`,
+    });
     return keep('FailedGetExternalMetric');
   }
-  conditions.push({ type: 'ScalingActive', status: true, reason: 'ValidMetricFound', message: `the HPA was able to successfully calculate a replica count from external metric ${best.metricName}` });
+  conditions.push({
+    type: 'ScalingActive',
+    status: true,
+    reason: 'ValidMetricFound',
+    message: `the HPA was able to successfully calculate a replica count from external metric ${best.metricName}`,
+  });
   const proposal = Math.max(0, best.replicas);
-  const norm = spec.behavior
-    ? normalizeWithBehaviors(state, spec, n, proposal, now)
-    : normalizeLegacy(state, spec, n, proposal, now, controller);
+  const norm = spec.behavior ? normalizeWithBehaviors(state, spec, n, proposal, now) : normalizeLegacy(state, spec, n, proposal, now, controller);
   state = norm.state;
   conditions.push(...norm.conditions);
   const normalized = norm.replicas;
-  const reason = normalized > n
-    ? `external metric ${best.metricName} above target`
-    : normalized < n ? 'All metrics below target' : '';
+  const reason = normalized > n ? `external metric ${best.metricName} above target` : normalized < n ? 'All metrics below target' : '';
   return finish(normalized, reason, proposal, best.metricName);
 
   function finish(replicas: number, reason: string, proposalValue: number | null, metricName: string | null): HpaStepResult {
@@ -193,9 +200,16 @@ export function normalizeLegacy(
     if (rec.at < cutoff) oldIndex = i;
     else if (rec.recommendation > maxRec) maxRec = rec.recommendation;
   });
-  const conditions: HpaCondition[] = [maxRec !== desired
-    ? { type: 'AbleToScale', status: true, reason: 'ScaleDownStabilized', message: 'recent recommendations were higher than current one, applying the highest recent recommendation' }
-    : { type: 'AbleToScale', status: true, reason: 'ReadyForNewScale', message: 'recommended size matches current size' }];
+  const conditions: HpaCondition[] = [
+    maxRec !== desired
+      ? {
+          type: 'AbleToScale',
+          status: true,
+          reason: 'ScaleDownStabilized',
+          message: 'recent recommendations were higher than current one, applying the highest recent recommendation',
+        }
+      : { type: 'AbleToScale', status: true, reason: 'ReadyForNewScale', message: 'recommended size matches current size' },
+  ];
   // convertDesiredReplicasWithRules
   const upLimit = Math.max(2 * n, 4);
   let maxAllowed: number;

@@ -75,9 +75,29 @@ export function modelFor(sc: Scenario, overrides: Partial<ModelParams> = {}): Mo
  * (a = 0) the scenario's metric outage; `BurstWatch` marks a burst's start (a = 0) or checks
  * whether its backlog is back down (a = 1).
  */
-const enum Ev { TaskDone, EtaDue, PodReady, PodKill, PodExit, Redeliver, Timer, Chart, MetricOutage, BurstWatch }
-const enum BurstMark { Start, Check }
-export const enum PodState { Starting, Running, Draining, Terminating, Gone }
+const enum Ev {
+  TaskDone,
+  EtaDue,
+  PodReady,
+  PodKill,
+  PodExit,
+  Redeliver,
+  Timer,
+  Chart,
+  MetricOutage,
+  BurstWatch,
+}
+const enum BurstMark {
+  Start,
+  Check,
+}
+export const enum PodState {
+  Starting,
+  Running,
+  Draining,
+  Terminating,
+  Gone,
+}
 
 export interface Pod {
   readonly id: number;
@@ -313,16 +333,36 @@ export class Simulation {
       }
       this.q.pop();
       switch (ev.kind) {
-        case Ev.TaskDone: this.taskDone(ev.a, ev.b); break;
-        case Ev.EtaDue: this.etaDue(ev.a, ev.b); break;
-        case Ev.PodReady: this.podReady(this.pods[ev.a]!); break;
-        case Ev.PodKill: this.podKill(this.pods[ev.a]!); break;
-        case Ev.PodExit: this.podExit(this.pods[ev.a]!); break;
-        case Ev.Redeliver: this.redeliver(ev.a, ev.b); break;
-        case Ev.Timer: this.controller.onTimer(this, ev.a); break;
-        case Ev.MetricOutage: this.metricsDown = ev.a === 1; break;
-        case Ev.BurstWatch: this.watchBurst(ev.a as BurstMark); break;
-        case Ev.Chart: this.sampleChart(); break;
+        case Ev.TaskDone:
+          this.taskDone(ev.a, ev.b);
+          break;
+        case Ev.EtaDue:
+          this.etaDue(ev.a, ev.b);
+          break;
+        case Ev.PodReady:
+          this.podReady(this.pods[ev.a]!);
+          break;
+        case Ev.PodKill:
+          this.podKill(this.pods[ev.a]!);
+          break;
+        case Ev.PodExit:
+          this.podExit(this.pods[ev.a]!);
+          break;
+        case Ev.Redeliver:
+          this.redeliver(ev.a, ev.b);
+          break;
+        case Ev.Timer:
+          this.controller.onTimer(this, ev.a);
+          break;
+        case Ev.MetricOutage:
+          this.metricsDown = ev.a === 1;
+          break;
+        case Ev.BurstWatch:
+          this.watchBurst(ev.a as BurstMark);
+          break;
+        case Ev.Chart:
+          this.sampleChart();
+          break;
       }
     }
     this.advance(Math.max(this.now, end));
@@ -522,7 +562,17 @@ export class Simulation {
     }
     this.imageCachedUntil = Infinity;
     const latency = (prm.scheduleSeconds + pull + prm.bootSeconds) * this.rng.uniform(1 - prm.startJitter, 1 + prm.startJitter);
-    const p: Pod = { id: this.pods.length, state: PodState.Starting, createdAt: this.now, readyAt: Infinity, running: [], reserved: [], scheduled: [], deletionCost: 0, inHungry: false };
+    const p: Pod = {
+      id: this.pods.length,
+      state: PodState.Starting,
+      createdAt: this.now,
+      readyAt: Infinity,
+      running: [],
+      reserved: [],
+      scheduled: [],
+      deletionCost: 0,
+      inHungry: false,
+    };
     this.pods.push(p);
     this.alive.push(p);
     this.alivePods++;

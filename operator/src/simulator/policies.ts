@@ -40,7 +40,11 @@ export interface HpaPolicyConfig {
   readonly behavior: HpaBehavior | null;
 }
 
-const enum HpaTimer { KedaPoll, HpaSync, Sample }
+const enum HpaTimer {
+  KedaPoll,
+  HpaSync,
+  Sample,
+}
 
 /** KEDA (optional) + HPA on an external queue metric. */
 export class HpaController implements Controller {
@@ -49,7 +53,10 @@ export class HpaController implements Controller {
   private sampled = 0;
   private readonly behavior: ResolvedBehavior | null;
 
-  constructor(private readonly sc: Scenario, private readonly cfg: HpaPolicyConfig) {
+  constructor(
+    private readonly sc: Scenario,
+    private readonly cfg: HpaPolicyConfig,
+  ) {
     this.behavior = cfg.behavior ? resolveBehavior(cfg.behavior) : null;
   }
 
@@ -156,20 +163,25 @@ export class CeleriacController implements Controller {
     sim.schedule(this.policy.pollingIntervalMs / 1000, 0);
     this.removeDrained(sim);
     const down = sim.metricsDown;
-    const d = decide(this.state, {
-      specReplicas: this.committed(sim),
-      readyReplicas: sim.readyReplicas,
-      work: {
-        backlog: down ? null : sim.backlog,
-        reserved: sim.reservedCount,
-        active: sim.active,
-        scheduled: sim.scheduledCount,
-        drainingActive: sim.podsIn(PodState.Draining).reduce((n, p) => n + p.running.length, 0),
-        receivedTotal: sim.receivedTotal,
-        completedTotal: sim.completedTotal,
-        serviceSecondsTotal: sim.serviceSecondsTotal,
+    const d = decide(
+      this.state,
+      {
+        specReplicas: this.committed(sim),
+        readyReplicas: sim.readyReplicas,
+        work: {
+          backlog: down ? null : sim.backlog,
+          reserved: sim.reservedCount,
+          active: sim.active,
+          scheduled: sim.scheduledCount,
+          drainingActive: sim.podsIn(PodState.Draining).reduce((n, p) => n + p.running.length, 0),
+          receivedTotal: sim.receivedTotal,
+          completedTotal: sim.completedTotal,
+          serviceSecondsTotal: sim.serviceSecondsTotal,
+        },
       },
-    }, this.policy, sim.now * 1000);
+      this.policy,
+      sim.now * 1000,
+    );
     this.state = d.state;
     this.execute(sim, d.replicas);
     this.removeDrained(sim);
@@ -216,27 +228,70 @@ function celeriacSpec(sc: Scenario): AutoscalingSpec {
 
 export const POLICIES: ReadonlyMap<string, PolicyInfo> = new Map<string, PolicyInfo>([
   ['P0', { id: 'P0', description: 'fixed replicas', make: (sc) => new FixedController(sc.fixedReplicas) }],
-  ['P1', {
-    id: 'P1', description: 'KEDA defaults: poll 30 s, HPA 15 s, ready-only queue length, target 5/pod, cooldown 300 s, legacy HPA normalization',
-    make: (sc) => new HpaController(sc, { keda: { pollingSeconds: 30, cooldownSeconds: 300 }, hpaSyncSeconds: 15, metric: 'ready', sampleSeconds: 0, target: 5, behavior: null }),
-  }],
-  ['P2', {
-    id: 'P2', description: 'KEDA tuned: poll 5 s, HPA 15 s, ready + unacked (management API, 5 s stats), target 4/pod (= C), scale-down window 120 s',
-    make: (sc) => new HpaController(sc, { keda: { pollingSeconds: 5, cooldownSeconds: 300 }, hpaSyncSeconds: 15, metric: 'readyUnacked', sampleSeconds: 5, target: 4, behavior: { scaleDown: { stabilizationWindowSeconds: 120 } } }),
-  }],
-  ['P3', {
-    id: 'P3', description: 'HPA + prometheus-adapter on celery_queue_length (ready only): 30 s scrape, 15 s sync, target 5/pod, min >= 1',
-    make: (sc) => new HpaController(sc, { keda: null, hpaSyncSeconds: 15, metric: 'ready', sampleSeconds: 30, target: 5, behavior: null }),
-  }],
-  ['P4', {
-    id: 'P4', description: 'celeriac: W = B+R+A+S, rate model with square-root staffing + drain term, in-flight floor, drain-first scale-down',
-    make: (sc, c) => new CeleriacController(resolvePolicy(celeriacSpec(sc), c)),
-  }],
-  ['P4s', {
-    id: 'P4s', description: 'celeriac as first specified (§4): rho 0.8 without square-root staffing, scale-down window 300 s at 50%/60 s',
-    make: (sc, c) => new CeleriacController({
-      ...resolvePolicy({ ...celeriacSpec(sc), behavior: { scaleDown: { stabilizationWindowSeconds: 300, policies: [{ type: 'Percent', value: 50, periodSeconds: 60 }] } } }, c),
-      staffingBeta: Infinity,
-    }),
-  }],
+  [
+    'P1',
+    {
+      id: 'P1',
+      description: 'KEDA defaults: poll 30 s, HPA 15 s, ready-only queue length, target 5/pod, cooldown 300 s, legacy HPA normalization',
+      make: (sc) =>
+        new HpaController(sc, {
+          keda: { pollingSeconds: 30, cooldownSeconds: 300 },
+          hpaSyncSeconds: 15,
+          metric: 'ready',
+          sampleSeconds: 0,
+          target: 5,
+          behavior: null,
+        }),
+    },
+  ],
+  [
+    'P2',
+    {
+      id: 'P2',
+      description: 'KEDA tuned: poll 5 s, HPA 15 s, ready + unacked (management API, 5 s stats), target 4/pod (= C), scale-down window 120 s',
+      make: (sc) =>
+        new HpaController(sc, {
+          keda: { pollingSeconds: 5, cooldownSeconds: 300 },
+          hpaSyncSeconds: 15,
+          metric: 'readyUnacked',
+          sampleSeconds: 5,
+          target: 4,
+          behavior: { scaleDown: { stabilizationWindowSeconds: 120 } },
+        }),
+    },
+  ],
+  [
+    'P3',
+    {
+      id: 'P3',
+      description: 'HPA + prometheus-adapter on celery_queue_length (ready only): 30 s scrape, 15 s sync, target 5/pod, min >= 1',
+      make: (sc) => new HpaController(sc, { keda: null, hpaSyncSeconds: 15, metric: 'ready', sampleSeconds: 30, target: 5, behavior: null }),
+    },
+  ],
+  [
+    'P4',
+    {
+      id: 'P4',
+      description: 'celeriac: W = B+R+A+S, rate model with square-root staffing + drain term, in-flight floor, drain-first scale-down',
+      make: (sc, c) => new CeleriacController(resolvePolicy(celeriacSpec(sc), c)),
+    },
+  ],
+  [
+    'P4s',
+    {
+      id: 'P4s',
+      description: 'celeriac as first specified (§4): rho 0.8 without square-root staffing, scale-down window 300 s at 50%/60 s',
+      make: (sc, c) =>
+        new CeleriacController({
+          ...resolvePolicy(
+            {
+              ...celeriacSpec(sc),
+              behavior: { scaleDown: { stabilizationWindowSeconds: 300, policies: [{ type: 'Percent', value: 50, periodSeconds: 60 }] } },
+            },
+            c,
+          ),
+          staffingBeta: Infinity,
+        }),
+    },
+  ],
 ]);

@@ -54,47 +54,90 @@ export interface Scenario {
 
 const S: readonly Scenario[] = [
   {
-    id: 'S1', description: 'Step burst: 2/s, 40/s from 300 s for 600 s, then 2/s; lognormal mean 2 s CV 0.5',
+    id: 'S1',
+    description: 'Step burst: 2/s, 40/s from 300 s for 600 s, then 2/s; lognormal mean 2 s CV 0.5',
     durationSeconds: 1800,
-    arrivals: [{ type: 'rate', interpolate: 'step', points: [[0, 2], [300, 40], [900, 2]] }],
+    arrivals: [
+      {
+        type: 'rate',
+        interpolate: 'step',
+        points: [
+          [0, 2],
+          [300, 40],
+          [900, 2],
+        ],
+      },
+    ],
     service: { type: 'lognormal', mean: 2, cv: 0.5 },
-    minReplicas: 1, maxReplicas: 100, fixedReplicas: 25,
+    minReplicas: 1,
+    maxReplicas: 100,
+    fixedReplicas: 25,
   },
   {
-    id: 'S2', description: 'Ramp: 0 -> 30/s over 1200 s, hold 600 s, down over 1200 s; exponential mean 1 s',
+    id: 'S2',
+    description: 'Ramp: 0 -> 30/s over 1200 s, hold 600 s, down over 1200 s; exponential mean 1 s',
     durationSeconds: 3000,
-    arrivals: [{ type: 'rate', interpolate: 'linear', points: [[0, 0], [1200, 30], [1800, 30], [3000, 0]] }],
+    arrivals: [
+      {
+        type: 'rate',
+        interpolate: 'linear',
+        points: [
+          [0, 0],
+          [1200, 30],
+          [1800, 30],
+          [3000, 0],
+        ],
+      },
+    ],
     service: { type: 'exponential', mean: 1 },
-    minReplicas: 1, maxReplicas: 100, fixedReplicas: 10,
+    minReplicas: 1,
+    maxReplicas: 100,
+    fixedReplicas: 10,
   },
   {
-    id: 'S3', description: 'Diurnal sine: 10 + 9 sin(2 pi t / 7200) per s, 4 periods; gamma k=2 mean 5 s',
+    id: 'S3',
+    description: 'Diurnal sine: 10 + 9 sin(2 pi t / 7200) per s, 4 periods; gamma k=2 mean 5 s',
     durationSeconds: 28800,
     arrivals: [{ type: 'sine', base: 10, amplitude: 9, periodSeconds: 7200 }],
     service: { type: 'gamma', shape: 2, mean: 5 },
-    minReplicas: 1, maxReplicas: 100, fixedReplicas: 20,
+    minReplicas: 1,
+    maxReplicas: 100,
+    fixedReplicas: 20,
   },
   {
-    id: 'S4', description: 'Spiky: Poisson 1/s plus bursts of 500 tasks within 5 s, Poisson every 300 s; exponential mean 0.5 s',
+    id: 'S4',
+    description: 'Spiky: Poisson 1/s plus bursts of 500 tasks within 5 s, Poisson every 300 s; exponential mean 0.5 s',
     durationSeconds: 7200,
-    arrivals: [{ type: 'rate', points: [[0, 1]] }, { type: 'poissonBursts', meanGapSeconds: 300, count: 500, withinSeconds: 5 }],
+    arrivals: [
+      { type: 'rate', points: [[0, 1]] },
+      { type: 'poissonBursts', meanGapSeconds: 300, count: 500, withinSeconds: 5 },
+    ],
     service: { type: 'exponential', mean: 0.5 },
-    minReplicas: 1, maxReplicas: 100, fixedReplicas: 4,
+    minReplicas: 1,
+    maxReplicas: 100,
+    fixedReplicas: 4,
   },
   {
-    id: 'S5', description: 'Long tail: Poisson 0.5/s; lognormal median 30 s sigma 1.75; 2% ETA tasks 600 s ahead; min 0',
+    id: 'S5',
+    description: 'Long tail: Poisson 0.5/s; lognormal median 30 s sigma 1.75; 2% ETA tasks 600 s ahead; min 0',
     durationSeconds: 14400,
     arrivals: [{ type: 'rate', points: [[0, 0.5]] }],
     service: { type: 'lognormalMedian', median: 30, sigma: 1.75 },
-    etaFraction: 0.02, etaSeconds: 600,
-    minReplicas: 0, maxReplicas: 100, fixedReplicas: 20,
+    etaFraction: 0.02,
+    etaSeconds: 600,
+    minReplicas: 0,
+    maxReplicas: 100,
+    fixedReplicas: 20,
   },
   {
-    id: 'S6', description: 'Sparse from zero: idle 3600 s, then 50 tasks at once every 1800 s (6 bursts); lognormal mean 20 s CV 1; min 0',
+    id: 'S6',
+    description: 'Sparse from zero: idle 3600 s, then 50 tasks at once every 1800 s (6 bursts); lognormal mean 20 s CV 1; min 0',
     durationSeconds: 14400,
     arrivals: [{ type: 'bursts', atSeconds: [3600, 5400, 7200, 9000, 10800, 12600], count: 50, withinSeconds: 0 }],
     service: { type: 'lognormal', mean: 20, cv: 1 },
-    minReplicas: 0, maxReplicas: 100, fixedReplicas: 4,
+    minReplicas: 0,
+    maxReplicas: 100,
+    fixedReplicas: 4,
   },
 ];
 
@@ -140,15 +183,24 @@ function validateScenario(raw: unknown, source: string): Scenario {
   num('concurrency', 1, true);
   num('prefetchMultiplier', 1, true);
   num('terminationGracePeriodSeconds', 0, true);
-  if (!Array.isArray(o.arrivals) || o.arrivals.length === 0) problems.push('arrivals: expected a non-empty array of pieces (rate, sine, bursts, poissonBursts)');
-  else o.arrivals.forEach((p: { type?: unknown }, i: number) => {
-    if (!['rate', 'sine', 'bursts', 'poissonBursts'].includes(String(p?.type))) problems.push(`arrivals[${i}].type: expected rate, sine, bursts or poissonBursts, got ${JSON.stringify(p?.type)}`);
-  });
+  if (!Array.isArray(o.arrivals) || o.arrivals.length === 0)
+    problems.push('arrivals: expected a non-empty array of pieces (rate, sine, bursts, poissonBursts)');
+  else
+    o.arrivals.forEach((p: { type?: unknown }, i: number) => {
+      if (!['rate', 'sine', 'bursts', 'poissonBursts'].includes(String(p?.type)))
+        problems.push(`arrivals[${i}].type: expected rate, sine, bursts or poissonBursts, got ${JSON.stringify(p?.type)}`);
+    });
   const svc = o.service as { type?: unknown } | undefined;
-  if (!svc || !['exponential', 'lognormal', 'lognormalMedian', 'gamma'].includes(String(svc.type))) problems.push(`service.type: expected exponential, lognormal, lognormalMedian or gamma, got ${JSON.stringify(svc?.type)}`);
-  if (o.broker !== undefined && o.broker !== 'redis' && o.broker !== 'amqp') problems.push(`broker: expected "redis" or "amqp", got ${JSON.stringify(o.broker)}`);
+  if (!svc || !['exponential', 'lognormal', 'lognormalMedian', 'gamma'].includes(String(svc.type)))
+    problems.push(`service.type: expected exponential, lognormal, lognormalMedian or gamma, got ${JSON.stringify(svc?.type)}`);
+  if (o.broker !== undefined && o.broker !== 'redis' && o.broker !== 'amqp')
+    problems.push(`broker: expected "redis" or "amqp", got ${JSON.stringify(o.broker)}`);
   if (problems.length > 0) throw new ScenarioError(`Invalid scenario file ${source}:\n  - ${problems.join('\n  - ')}`);
-  return { id: typeof o.id === 'string' ? o.id : source, description: typeof o.description === 'string' ? o.description : source, ...(o as object) } as Scenario;
+  return {
+    id: typeof o.id === 'string' ? o.id : source,
+    description: typeof o.description === 'string' ? o.description : source,
+    ...(o as object),
+  } as Scenario;
 }
 
 /** The task list one seed of a scenario produces; arrays are sorted by arrival time. */
@@ -167,7 +219,8 @@ export interface TaskSet {
 
 function sampler(s: ServiceTime, rng: Rng): () => number {
   switch (s.type) {
-    case 'exponential': return () => rng.exponential(s.mean);
+    case 'exponential':
+      return () => rng.exponential(s.mean);
     case 'lognormal': {
       const sigma2 = Math.log(1 + s.cv * s.cv);
       const mu = Math.log(s.mean) - sigma2 / 2;
@@ -178,7 +231,8 @@ function sampler(s: ServiceTime, rng: Rng): () => number {
       const mu = Math.log(s.median);
       return () => rng.lognormal(mu, s.sigma);
     }
-    case 'gamma': return () => rng.gamma(s.shape, s.mean / s.shape);
+    case 'gamma':
+      return () => rng.gamma(s.shape, s.mean / s.shape);
   }
 }
 

@@ -63,24 +63,127 @@ const defaultBackendFor = (broker: string): string => {
 
 export const CONFIG_KEYS: readonly ConfigKey[] = [
   { key: 'name', env: ['CELERIAC_APP_NAME'], kind: { type: 'string' }, default: 'celeriac', doc: 'App name, used in logs.' },
-  { key: 'brokerUrl', env: ['CELERIAC_BROKER_URL', 'CELERY_BROKER_URL'], flag: 'broker', kind: { type: 'string' }, default: 'file://', doc: 'Broker URL: file:// (embedded, default), memory://, redis://, rediss://, amqp://, amqps://.' },
-  { key: 'resultBackend', env: ['CELERIAC_RESULT_BACKEND', 'CELERY_RESULT_BACKEND'], flag: 'result-backend', kind: { type: 'string' }, default: (c) => defaultBackendFor(String(c.brokerUrl)), doc: 'Result backend URL: file://, memory://, redis://, rpc://. Default: follows the broker (rpc:// for AMQP).' },
-  { key: 'defaultQueue', env: ['CELERIAC_DEFAULT_QUEUE'], kind: { type: 'string' }, default: 'celery', doc: "Queue for tasks with no route (Celery's task_default_queue)." },
-  { key: 'taskSerializer', env: ['CELERIAC_TASK_SERIALIZER'], kind: { type: 'enum', values: SERIALIZER_NAMES }, default: 'json', doc: 'Serializer of sent tasks.' },
-  { key: 'acceptContent', env: ['CELERIAC_ACCEPT_CONTENT'], kind: { type: 'list', values: [...SERIALIZER_NAMES, 'application/json', 'application/x-msgpack', 'application/x-yaml'] }, default: ['json'], doc: 'Serializers the worker accepts (comma list). Pickle is never accepted.' },
-  { key: 'taskCompression', env: ['CELERIAC_TASK_COMPRESSION'], kind: { type: 'enum', values: COMPRESSION_NAMES, nullable: true }, default: null, doc: 'Compression of sent task bodies: zlib, gzip (both zlib streams, as kombu) or brotli.' },
-  { key: 'resultExpiresMs', env: ['CELERIAC_RESULT_EXPIRES_MS'], kind: { type: 'int', min: 0, nullable: true }, default: 86_400_000, doc: 'How long results are kept; 0 or none keeps them forever.' },
-  { key: 'resultExtended', env: ['CELERIAC_RESULT_EXTENDED'], kind: { type: 'bool' }, default: false, doc: "Store name, args, kwargs, worker, retries and queue with every task state, as Celery's result_extended (Python's AsyncResult.name/args/kwargs read them); not over rpc://, as Celery." },
-  { key: 'acksLate', env: ['CELERIAC_ACKS_LATE'], kind: { type: 'bool' }, default: false, doc: 'Default for tasks: acknowledge after the task ran instead of when it starts.' },
+  {
+    key: 'brokerUrl',
+    env: ['CELERIAC_BROKER_URL', 'CELERY_BROKER_URL'],
+    flag: 'broker',
+    kind: { type: 'string' },
+    default: 'file://',
+    doc: 'Broker URL: file:// (embedded, default), memory://, redis://, rediss://, amqp://, amqps://.',
+  },
+  {
+    key: 'resultBackend',
+    env: ['CELERIAC_RESULT_BACKEND', 'CELERY_RESULT_BACKEND'],
+    flag: 'result-backend',
+    kind: { type: 'string' },
+    default: (c) => defaultBackendFor(String(c.brokerUrl)),
+    doc: 'Result backend URL: file://, memory://, redis://, rpc://. Default: follows the broker (rpc:// for AMQP).',
+  },
+  {
+    key: 'defaultQueue',
+    env: ['CELERIAC_DEFAULT_QUEUE'],
+    kind: { type: 'string' },
+    default: 'celery',
+    doc: "Queue for tasks with no route (Celery's task_default_queue).",
+  },
+  {
+    key: 'taskSerializer',
+    env: ['CELERIAC_TASK_SERIALIZER'],
+    kind: { type: 'enum', values: SERIALIZER_NAMES },
+    default: 'json',
+    doc: 'Serializer of sent tasks.',
+  },
+  {
+    key: 'acceptContent',
+    env: ['CELERIAC_ACCEPT_CONTENT'],
+    kind: { type: 'list', values: [...SERIALIZER_NAMES, 'application/json', 'application/x-msgpack', 'application/x-yaml'] },
+    default: ['json'],
+    doc: 'Serializers the worker accepts (comma list). Pickle is never accepted.',
+  },
+  {
+    key: 'taskCompression',
+    env: ['CELERIAC_TASK_COMPRESSION'],
+    kind: { type: 'enum', values: COMPRESSION_NAMES, nullable: true },
+    default: null,
+    doc: 'Compression of sent task bodies: zlib, gzip (both zlib streams, as kombu) or brotli.',
+  },
+  {
+    key: 'resultExpiresMs',
+    env: ['CELERIAC_RESULT_EXPIRES_MS'],
+    kind: { type: 'int', min: 0, nullable: true },
+    default: 86_400_000,
+    doc: 'How long results are kept; 0 or none keeps them forever.',
+  },
+  {
+    key: 'resultExtended',
+    env: ['CELERIAC_RESULT_EXTENDED'],
+    kind: { type: 'bool' },
+    default: false,
+    doc: "Store name, args, kwargs, worker, retries and queue with every task state, as Celery's result_extended (Python's AsyncResult.name/args/kwargs read them); not over rpc://, as Celery.",
+  },
+  {
+    key: 'acksLate',
+    env: ['CELERIAC_ACKS_LATE'],
+    kind: { type: 'bool' },
+    default: false,
+    doc: 'Default for tasks: acknowledge after the task ran instead of when it starts.',
+  },
   { key: 'trackStarted', env: ['CELERIAC_TRACK_STARTED'], kind: { type: 'bool' }, default: false, doc: 'Default for tasks: store STARTED when a task starts.' },
-  { key: 'queues', env: ['CELERIAC_QUEUES'], flag: 'queues', kind: { type: 'list' }, default: (c) => [c.defaultQueue ?? 'celery'], doc: 'Queues the worker consumes (comma list).' },
-  { key: 'concurrency', env: ['CELERIAC_CONCURRENCY'], flag: 'concurrency', kind: { type: 'int', min: 1, max: 10_000 }, default: 10, doc: 'Tasks the worker runs at once.' },
-  { key: 'prefetchMultiplier', env: ['CELERIAC_PREFETCH_MULTIPLIER'], flag: 'prefetch-multiplier', kind: { type: 'int', min: 0, max: 1000 }, default: 4, doc: 'Messages reserved per slot (prefetch = concurrency x this; 0 = unlimited).' },
-  { key: 'hostname', env: ['CELERIAC_HOSTNAME'], flag: 'hostname', kind: { type: 'string' }, default: () => `celeriac@${hostname()}`, doc: 'Worker node name, name@host.' },
-  { key: 'metricsPort', env: ['CELERIAC_METRICS_PORT'], flag: 'metrics-port', kind: { type: 'int', min: 0, max: 65_535, nullable: true }, default: 9540, doc: 'Port of /metrics, /healthz and /drain; 0 picks a free port; none disables.' },
+  {
+    key: 'queues',
+    env: ['CELERIAC_QUEUES'],
+    flag: 'queues',
+    kind: { type: 'list' },
+    default: (c) => [c.defaultQueue ?? 'celery'],
+    doc: 'Queues the worker consumes (comma list).',
+  },
+  {
+    key: 'concurrency',
+    env: ['CELERIAC_CONCURRENCY'],
+    flag: 'concurrency',
+    kind: { type: 'int', min: 1, max: 10_000 },
+    default: 10,
+    doc: 'Tasks the worker runs at once.',
+  },
+  {
+    key: 'prefetchMultiplier',
+    env: ['CELERIAC_PREFETCH_MULTIPLIER'],
+    flag: 'prefetch-multiplier',
+    kind: { type: 'int', min: 0, max: 1000 },
+    default: 4,
+    doc: 'Messages reserved per slot (prefetch = concurrency x this; 0 = unlimited).',
+  },
+  {
+    key: 'hostname',
+    env: ['CELERIAC_HOSTNAME'],
+    flag: 'hostname',
+    kind: { type: 'string' },
+    default: () => `celeriac@${hostname()}`,
+    doc: 'Worker node name, name@host.',
+  },
+  {
+    key: 'metricsPort',
+    env: ['CELERIAC_METRICS_PORT'],
+    flag: 'metrics-port',
+    kind: { type: 'int', min: 0, max: 65_535, nullable: true },
+    default: 9540,
+    doc: 'Port of /metrics, /healthz and /drain; 0 picks a free port; none disables.',
+  },
   { key: 'logLevel', env: ['CELERIAC_LOG_LEVEL'], flag: 'loglevel', kind: { type: 'enum', values: LOG_LEVELS }, default: 'info', doc: 'Log level.' },
-  { key: 'logFormat', env: ['CELERIAC_LOG_FORMAT'], kind: { type: 'enum', values: ['auto', 'json', 'pretty'] }, default: 'auto', doc: 'Log lines: json, pretty, or auto (pretty in a terminal, JSON otherwise).' },
-  { key: 'shutdownTimeoutMs', env: ['CELERIAC_SHUTDOWN_TIMEOUT_MS'], kind: { type: 'int', min: 0 }, default: 30_000, doc: 'Warm shutdown: how long running tasks may finish before they are given back.' },
+  {
+    key: 'logFormat',
+    env: ['CELERIAC_LOG_FORMAT'],
+    kind: { type: 'enum', values: ['auto', 'json', 'pretty'] },
+    default: 'auto',
+    doc: 'Log lines: json, pretty, or auto (pretty in a terminal, JSON otherwise).',
+  },
+  {
+    key: 'shutdownTimeoutMs',
+    env: ['CELERIAC_SHUTDOWN_TIMEOUT_MS'],
+    kind: { type: 'int', min: 0 },
+    default: 30_000,
+    doc: 'Warm shutdown: how long running tasks may finish before they are given back.',
+  },
 ];
 
 const NONE = new Set(['', 'none', 'null', 'off']);
@@ -111,7 +214,14 @@ function parseValue(k: ConfigKey, raw: unknown, where: string, problems: string[
       return typeof raw === 'string' && kind.values.includes(raw) ? raw : bad(`one of ${kind.values.join(', ')}${kind.nullable ? ', none' : ''}`);
     }
     case 'list': {
-      const items = Array.isArray(raw) ? raw.map(String) : typeof raw === 'string' ? raw.split(',').map((s) => s.trim()).filter(Boolean) : null;
+      const items = Array.isArray(raw)
+        ? raw.map(String)
+        : typeof raw === 'string'
+          ? raw
+              .split(',')
+              .map((s) => s.trim())
+              .filter(Boolean)
+          : null;
       if (!items || items.length === 0) return bad('a non-empty comma-separated list');
       const unknown = kind.values ? items.filter((i) => !kind.values!.includes(i)) : [];
       if (unknown.length > 0) {

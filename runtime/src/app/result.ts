@@ -3,13 +3,7 @@
  * The state methods read the backend each time (Celery's properties do the same I/O).
  */
 import { TaskFailedError, TaskRevokedError } from '../errors.js';
-import {
-  exceptionMessage,
-  isExceptionDict,
-  READY_STATES,
-  type TaskMeta,
-  type TaskState,
-} from '../protocol/result-meta.js';
+import { exceptionMessage, isExceptionDict, READY_STATES, type TaskMeta, type TaskState } from '../protocol/result-meta.js';
 import type { ResultBackend } from '../backends/result-backend.js';
 
 /** What an AsyncResult needs from its app. */

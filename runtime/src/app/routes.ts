@@ -36,7 +36,12 @@ export interface RouteOptions {
 }
 
 /** Celery's router function; null or undefined passes the task on to the next router. */
-export type RouterFn = (name: string, args: readonly unknown[], kwargs: Readonly<Record<string, unknown>>, options: Readonly<ApplyOptions>) => Route | null | undefined;
+export type RouterFn = (
+  name: string,
+  args: readonly unknown[],
+  kwargs: Readonly<Record<string, unknown>>,
+  options: Readonly<ApplyOptions>,
+) => Route | null | undefined;
 
 /** Exact names and `*` globs by key, or `[pattern, route]` pairs with RegExp patterns allowed. */
 export type RouteMap = Readonly<Record<string, Route>> | readonly (readonly [string | RegExp, Route])[];
@@ -47,7 +52,12 @@ export type Router = RouteMap | RouterFn;
 export type Routes = Router | readonly Router[];
 
 /** The first route the routers give for a task, or null. */
-export type RouteLookup = (name: string, args: readonly unknown[], kwargs: Readonly<Record<string, unknown>>, options: Readonly<ApplyOptions>) => RouteOptions | null;
+export type RouteLookup = (
+  name: string,
+  args: readonly unknown[],
+  kwargs: Readonly<Record<string, unknown>>,
+  options: Readonly<ApplyOptions>,
+) => RouteOptions | null;
 
 /**
  * Python's fnmatch.translate as a RegExp (`*`, `?`, `[seq]`, `[!seq]`; case-sensitive, whole
@@ -87,9 +97,12 @@ function routeOptions(route: unknown, where: string): RouteOptions {
     const r = route as Record<string, unknown>;
     const problems: string[] = [];
     const unknown = Object.keys(r).filter((k) => k !== 'queue' && k !== 'priority');
-    if (unknown.length > 0) problems.push(`${where}: unsupported route option(s) ${unknown.join(', ')} (a route takes queue and priority; celeriac publishes to queues by name)`);
-    if (r.queue !== undefined && (typeof r.queue !== 'string' || r.queue === '')) problems.push(`${where}.queue: expected a non-empty string, got ${JSON.stringify(r.queue)}`);
-    if (r.priority !== undefined && !(Number.isInteger(r.priority) && (r.priority as number) >= 0 && (r.priority as number) <= 255)) problems.push(`${where}.priority: expected an integer from 0 to 255, got ${JSON.stringify(r.priority)}`);
+    if (unknown.length > 0)
+      problems.push(`${where}: unsupported route option(s) ${unknown.join(', ')} (a route takes queue and priority; celeriac publishes to queues by name)`);
+    if (r.queue !== undefined && (typeof r.queue !== 'string' || r.queue === ''))
+      problems.push(`${where}.queue: expected a non-empty string, got ${JSON.stringify(r.queue)}`);
+    if (r.priority !== undefined && !(Number.isInteger(r.priority) && (r.priority as number) >= 0 && (r.priority as number) <= 255))
+      problems.push(`${where}.priority: expected an integer from 0 to 255, got ${JSON.stringify(r.priority)}`);
     if (problems.length > 0) throw new ConfigError(problems);
     return { ...(r.queue !== undefined && { queue: r.queue as string }), ...(r.priority !== undefined && { priority: r.priority as number }) };
   }
@@ -141,7 +154,8 @@ export function createRouter(routes: Routes | undefined): RouteLookup {
         return route === null || route === undefined ? null : routeOptions(route, `${where}("${name}") returned`);
       };
     }
-    if (r === null || typeof r !== 'object') throw new ConfigError([`${where}: expected a map, a list of [pattern, route] pairs or a function, got ${JSON.stringify(r)}`]);
+    if (r === null || typeof r !== 'object')
+      throw new ConfigError([`${where}: expected a map, a list of [pattern, route] pairs or a function, got ${JSON.stringify(r)}`]);
     return mapRoute(r, where);
   });
   return (name, args, kwargs, options) => {
@@ -152,4 +166,3 @@ export function createRouter(routes: Routes | undefined): RouteLookup {
     return null;
   };
 }
-

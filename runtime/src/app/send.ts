@@ -52,7 +52,13 @@ const toList = (s: SignatureDict | readonly SignatureDict[] | undefined | null):
  * The queue and message of one outgoing task. Queue precedence is Celery's: the caller's `queue`,
  * the task's own `queue`, the routers' answer, then config.defaultQueue (see routes.ts).
  */
-export function outgoingTask(name: string, args: readonly unknown[], kwargs: Record<string, unknown>, o: SendOptions, c: SendContext): { queue: string; message: WireMessage } {
+export function outgoingTask(
+  name: string,
+  args: readonly unknown[],
+  kwargs: Record<string, unknown>,
+  o: SendOptions,
+  c: SendContext,
+): { queue: string; message: WireMessage } {
   const t = c.task;
   const queue = o.queue ?? t?.queue ?? c.route?.queue ?? c.config.defaultQueue;
   const eta = o.eta ?? (o.countdown !== undefined ? new Date(c.now + o.countdown) : null);

@@ -41,6 +41,8 @@ export function createResultBackend(url: string, opts: BackendOptions): ResultBa
   const backend = backends[scheme];
   if (backend) return backend(url, opts);
   throw new ConfigError([
-    `resultBackend: unsupported scheme in "${redactUrl(url)}" (supported: ${backendSchemes().map((s) => `${s}://`).join(', ')})`,
+    `resultBackend: unsupported scheme in "${redactUrl(url)}" (supported: ${backendSchemes()
+      .map((s) => `${s}://`)
+      .join(', ')})`,
   ]);
 }

@@ -173,9 +173,7 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
         entry.idle = setTimeout(() => {
           if (entry.wake.size > 0 || watchers.get(key) !== entry) return;
           watchers.delete(key);
-          void entry.subscribed
-            .then(() => sub.unsubscribe(key))
-            .catch((err: unknown) => log?.debug({ err }, 'unsubscribe failed'));
+          void entry.subscribed.then(() => sub.unsubscribe(key)).catch((err: unknown) => log?.debug({ err }, 'unsubscribe failed'));
         }, UNSUBSCRIBE_AFTER_MS);
         entry.idle.unref();
       }

@@ -87,13 +87,18 @@ export function createRpcBackend(_url: string, opts: RpcBackendOptions): ResultB
       const replyTo = ctx?.replyTo;
       if (!replyTo) return;
       const body = { task_id: meta.task_id, status: meta.status, result: meta.result, traceback: meta.traceback, children: meta.children ?? [] };
-      await broker.publishTo('', replyTo, {
-        body: Buffer.from(JSON.stringify(body)),
-        contentType: 'application/json',
-        contentEncoding: 'utf-8',
-        headers: {},
-        properties: { correlation_id: ctx?.correlationId ?? meta.task_id, delivery_mode: 1 },
-      }, { confirm: false });
+      await broker.publishTo(
+        '',
+        replyTo,
+        {
+          body: Buffer.from(JSON.stringify(body)),
+          contentType: 'application/json',
+          contentEncoding: 'utf-8',
+          headers: {},
+          properties: { correlation_id: ctx?.correlationId ?? meta.task_id, delivery_mode: 1 },
+        },
+        { confirm: false },
+      );
     },
 
     async get(taskId) {

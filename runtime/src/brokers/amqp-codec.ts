@@ -32,46 +32,93 @@ export function decodeFields(slice: Buffer): Fields {
     offset++;
     let len: number;
     switch (tag) {
-      case 'b': val = slice.readInt8(offset); offset += 1; break;
-      case 'B': val = slice.readUInt8(offset); offset += 1; break;
-      case 's': case 'U': val = slice.readInt16BE(offset); offset += 2; break;
-      case 'u': val = slice.readUInt16BE(offset); offset += 2; break;
-      case 'I': val = slice.readInt32BE(offset); offset += 4; break;
-      case 'i': val = slice.readUInt32BE(offset); offset += 4; break;
+      case 'b':
+        val = slice.readInt8(offset);
+        offset += 1;
+        break;
+      case 'B':
+        val = slice.readUInt8(offset);
+        offset += 1;
+        break;
+      case 's':
+      case 'U':
+        val = slice.readInt16BE(offset);
+        offset += 2;
+        break;
+      case 'u':
+        val = slice.readUInt16BE(offset);
+        offset += 2;
+        break;
+      case 'I':
+        val = slice.readInt32BE(offset);
+        offset += 4;
+        break;
+      case 'i':
+        val = slice.readUInt32BE(offset);
+        offset += 4;
+        break;
       // py-amqp writes large Python ints as 'L' with a signed 64-bit value; RabbitMQ uses 'l'.
       // Numbers beyond 2^53 lose precision, as JSON.parse does with the same value in a body.
-      case 'L': case 'l': val = Number(slice.readBigInt64BE(offset)); offset += 8; break;
-      case 'f': val = slice.readFloatBE(offset); offset += 4; break;
-      case 'd': val = slice.readDoubleBE(offset); offset += 8; break;
-      case 't': val = slice[offset] !== 0; offset += 1; break;
-      case 'V': val = null; break;
+      case 'L':
+      case 'l':
+        val = Number(slice.readBigInt64BE(offset));
+        offset += 8;
+        break;
+      case 'f':
+        val = slice.readFloatBE(offset);
+        offset += 4;
+        break;
+      case 'd':
+        val = slice.readDoubleBE(offset);
+        offset += 8;
+        break;
+      case 't':
+        val = slice[offset] !== 0;
+        offset += 1;
+        break;
+      case 'V':
+        val = null;
+        break;
       case 'S':
-        len = slice.readUInt32BE(offset); offset += 4;
-        val = slice.toString('utf8', offset, offset + len); offset += len;
+        len = slice.readUInt32BE(offset);
+        offset += 4;
+        val = slice.toString('utf8', offset, offset + len);
+        offset += len;
         break;
       case 'x':
-        len = slice.readUInt32BE(offset); offset += 4;
-        val = slice.subarray(offset, offset + len); offset += len;
+        len = slice.readUInt32BE(offset);
+        offset += 4;
+        val = slice.subarray(offset, offset + len);
+        offset += len;
         break;
       case 'D': {
-        const places = slice[offset]!; offset += 1;
-        const digits = slice.readUInt32BE(offset); offset += 4;
+        const places = slice[offset]!;
+        offset += 1;
+        const digits = slice.readUInt32BE(offset);
+        offset += 4;
         val = { '!': 'decimal', value: { places, digits } };
         break;
       }
       case 'T':
-        val = { '!': 'timestamp', value: Number(slice.readBigUInt64BE(offset)) }; offset += 8;
+        val = { '!': 'timestamp', value: Number(slice.readBigUInt64BE(offset)) };
+        offset += 8;
         break;
       case 'F':
-        len = slice.readUInt32BE(offset); offset += 4;
-        val = decodeFields(slice.subarray(offset, offset + len)); offset += len;
+        len = slice.readUInt32BE(offset);
+        offset += 4;
+        val = decodeFields(slice.subarray(offset, offset + len));
+        offset += len;
         break;
       case 'A': {
-        len = slice.readUInt32BE(offset); offset += 4;
+        len = slice.readUInt32BE(offset);
+        offset += 4;
         const until = offset + len;
         const vals: unknown[] = [];
         while (offset < until) {
-          if (!decodeValue()) { offset = until; break; }
+          if (!decodeValue()) {
+            offset = until;
+            break;
+          }
           vals.push(val);
         }
         val = vals;
@@ -84,7 +131,8 @@ export function decodeFields(slice: Buffer): Fields {
   };
 
   while (offset < slice.length) {
-    const keyLen = slice.readUInt8(offset); offset++;
+    const keyLen = slice.readUInt8(offset);
+    offset++;
     const key = slice.toString('utf8', offset, offset + keyLen);
     offset += keyLen;
     if (!decodeValue()) {
@@ -148,10 +196,18 @@ function encodeValue(buf: Buffer, value: unknown, offset: number): number {
   }
   const at = (t: string) => (buf[offset++] = t.charCodeAt(0));
   switch (type) {
-    case 'string': at('S'); return writeLongString(buf, value as string, offset);
-    case 'boolean': at('t'); buf[offset] = value ? 1 : 0; return offset + 1;
+    case 'string':
+      at('S');
+      return writeLongString(buf, value as string, offset);
+    case 'boolean':
+      at('t');
+      buf[offset] = value ? 1 : 0;
+      return offset + 1;
     case 'object': {
-      if (value === null) { at('V'); return offset; }
+      if (value === null) {
+        at('V');
+        return offset;
+      }
       if (Array.isArray(value)) {
         at('A');
         const start = offset;
@@ -169,16 +225,44 @@ function encodeValue(buf: Buffer, value: unknown, offset: number): number {
       at('F');
       return offset + encodeTable(buf, value as Record<string, unknown>, offset);
     }
-    case 'double': case 'float64': at('d'); return buf.writeDoubleBE(val, offset);
-    case 'byte': case 'int8': at('b'); return buf.writeInt8(val, offset);
-    case 'unsignedbyte': case 'uint8': at('B'); return buf.writeUInt8(val, offset);
-    case 'short': case 'int16': at('s'); return buf.writeInt16BE(val, offset);
-    case 'unsignedshort': case 'uint16': at('u'); return buf.writeUInt16BE(val, offset);
-    case 'int': case 'int32': at('I'); return buf.writeInt32BE(val, offset);
-    case 'unsignedint': case 'uint32': at('i'); return buf.writeUInt32BE(val, offset);
-    case 'long': case 'int64': at('l'); return buf.writeBigInt64BE(BigInt(Math.trunc(val)), offset);
-    case 'timestamp': at('T'); return buf.writeBigUInt64BE(BigInt(Math.trunc(val)), offset);
-    case 'float': at('f'); return buf.writeFloatBE(val, offset);
+    case 'double':
+    case 'float64':
+      at('d');
+      return buf.writeDoubleBE(val, offset);
+    case 'byte':
+    case 'int8':
+      at('b');
+      return buf.writeInt8(val, offset);
+    case 'unsignedbyte':
+    case 'uint8':
+      at('B');
+      return buf.writeUInt8(val, offset);
+    case 'short':
+    case 'int16':
+      at('s');
+      return buf.writeInt16BE(val, offset);
+    case 'unsignedshort':
+    case 'uint16':
+      at('u');
+      return buf.writeUInt16BE(val, offset);
+    case 'int':
+    case 'int32':
+      at('I');
+      return buf.writeInt32BE(val, offset);
+    case 'unsignedint':
+    case 'uint32':
+      at('i');
+      return buf.writeUInt32BE(val, offset);
+    case 'long':
+    case 'int64':
+      at('l');
+      return buf.writeBigInt64BE(BigInt(Math.trunc(val)), offset);
+    case 'timestamp':
+      at('T');
+      return buf.writeBigUInt64BE(BigInt(Math.trunc(val)), offset);
+    case 'float':
+      at('f');
+      return buf.writeFloatBE(val, offset);
     case 'decimal': {
       const d = val as unknown as { places?: number; digits?: number };
       if (d && typeof d.places === 'number' && typeof d.digits === 'number' && d.places >= 0 && d.places < 256) {
@@ -204,7 +288,11 @@ export function encodeTable(buf: Buffer, val: Record<string, unknown>, offset: n
   // The keys for-in would visit, in its order, each read from the object that owns it: amqplib
   // passes headers as Object.create(userHeaders), and reads through that prototype are slow.
   let seen: Set<string> | null = null;
-  for (let holder: Record<string, unknown> | null = val; holder !== null && holder !== Object.prototype; holder = Object.getPrototypeOf(holder) as Record<string, unknown> | null) {
+  for (
+    let holder: Record<string, unknown> | null = val;
+    holder !== null && holder !== Object.prototype;
+    holder = Object.getPrototypeOf(holder) as Record<string, unknown> | null
+  ) {
     const keys = Object.keys(holder);
     const deeper = Object.getPrototypeOf(holder) !== null && Object.getPrototypeOf(holder) !== Object.prototype;
     if (deeper || seen) seen ??= new Set();

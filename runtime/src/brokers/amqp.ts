@@ -137,7 +137,10 @@ class ChannelAcks {
   private readonly settled = new Map<number, boolean>();
   private scheduled = false;
 
-  constructor(private readonly ch: Channel, private readonly onError: (err: unknown) => void) {}
+  constructor(
+    private readonly ch: Channel,
+    private readonly onError: (err: unknown) => void,
+  ) {}
 
   delivered(tag: number): void {
     this.order.push(tag);
@@ -236,8 +239,7 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
   let everConnected = false;
   let down = false;
 
-  const wrap = (what: string, err: unknown) =>
-    new BrokerError(`AMQP broker ${where}: ${what} failed: ${(err as Error)?.message ?? err}`, { cause: err });
+  const wrap = (what: string, err: unknown) => new BrokerError(`AMQP broker ${where}: ${what} failed: ${(err as Error)?.message ?? err}`, { cause: err });
 
   function lost(c: ChannelModel, err?: unknown): void {
     if (conn !== c) return;
@@ -297,20 +299,29 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
   }
 
   function pubChannel(): Promise<ConfirmChannel> {
-    pub ??= channel((c) => c.createConfirmChannel(), () => (pub = null));
+    pub ??= channel(
+      (c) => c.createConfirmChannel(),
+      () => (pub = null),
+    );
     pub.catch(() => (pub = null));
     return pub;
   }
 
   function declChannel(): Promise<Channel> {
-    decl ??= channel((c) => c.createChannel(), () => (decl = null));
+    decl ??= channel(
+      (c) => c.createChannel(),
+      () => (decl = null),
+    );
     decl.catch(() => (decl = null));
     return decl;
   }
 
   /** A plain channel for publishes that need no confirm (rpc:// results, as Celery sends them). */
   function fastChannel(): Promise<Channel> {
-    fast ??= channel((c) => c.createChannel(), () => (fast = null));
+    fast ??= channel(
+      (c) => c.createChannel(),
+      () => (fast = null),
+    );
     fast.catch(() => (fast = null));
     return fast;
   }
@@ -402,7 +413,10 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
       let ch: Channel;
       try {
         // While the broker is down this waits for the reconnect, unless consuming stops first.
-        const opened = await untilAborted(connection().then((c) => c.createChannel()), signal);
+        const opened = await untilAborted(
+          connection().then((c) => c.createChannel()),
+          signal,
+        );
         if (!opened) break;
         ch = opened;
       } catch (err) {
@@ -415,7 +429,9 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
       let prefetch = prefetchOf(copts);
       // One queue: per-consumer QoS (cheaper for RabbitMQ); several: per channel, as Celery sets it.
       const globalQos = queues.length > 1;
-      const acks = new ChannelAcks(ch, (err) => log?.warn({ err }, 'ack failed (channel closed); RabbitMQ redelivers the message and the worker drops the duplicate'));
+      const acks = new ChannelAcks(ch, (err) =>
+        log?.warn({ err }, 'ack failed (channel closed); RabbitMQ redelivers the message and the worker drops the duplicate'),
+      );
       openChannels.set(ch, acks);
       const channelLost = new Promise<void>((resolve) => ch.once('close', () => resolve()));
       ch.on('error', (err: unknown) => log?.warn({ err }, 'AMQP consumer channel error'));
@@ -449,11 +465,7 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
           prefetch = limit;
           ch.prefetch(limit, globalQos).catch((err: unknown) => log?.warn({ err }, 'could not change prefetch'));
         }
-        qos.hand(
-          toWire(msg),
-          { queue, exchange: msg.fields.exchange, routingKey: msg.fields.routingKey, redelivered: msg.fields.redelivered },
-          msg,
-        );
+        qos.hand(toWire(msg), { queue, exchange: msg.fields.exchange, routingKey: msg.fields.routingKey, redelivered: msg.fields.redelivered }, msg);
       };
 
       try {
@@ -509,14 +521,18 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
         ch.on('error', (err: unknown) => log?.debug({ err }, 'AMQP listener channel error'));
         const { queue } = await ch.assertQueue(spec.queue, spec.options);
         if (spec.bind) await ch.bindQueue(queue, spec.bind.exchange, spec.bind.pattern);
-        await ch.consume(queue, (msg) => {
-          if (!msg) return;
-          try {
-            onMessage(toWire(msg));
-          } catch (err) {
-            log?.warn({ err, queue }, 'message handler failed; message skipped');
-          }
-        }, { noAck: true });
+        await ch.consume(
+          queue,
+          (msg) => {
+            if (!msg) return;
+            try {
+              onMessage(toWire(msg));
+            } catch (err) {
+              log?.warn({ err, queue }, 'message handler failed; message skipped');
+            }
+          },
+          { noAck: true },
+        );
         return { lost: channelLost };
       };
       try {
@@ -571,7 +587,9 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
           }),
         ]);
       } catch (err) {
-        const hint = isAuthenticationError(err) ? 'RabbitMQ refused the credentials: check the user and password in the URL' : 'Is RabbitMQ running and the URL right?';
+        const hint = isAuthenticationError(err)
+          ? 'RabbitMQ refused the credentials: check the user and password in the URL'
+          : 'Is RabbitMQ running and the URL right?';
         throw new BrokerError(`AMQP broker: cannot connect to ${where}: ${(err as Error).message}. ${hint}`, { cause: err });
       } finally {
         clearTimeout(timer);

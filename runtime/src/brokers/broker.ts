@@ -56,11 +56,7 @@ export interface Broker {
    * `opts.prefetch` deliveries are unsettled at once; a delivery whose handler rejects is given
    * back. Resolves after the abort.
    */
-  consume(
-    queues: readonly string[],
-    onDelivery: (delivery: Delivery) => Promise<void>,
-    opts: ConsumeOptions,
-  ): Promise<void>;
+  consume(queues: readonly string[], onDelivery: (delivery: Delivery) => Promise<void>, opts: ConsumeOptions): Promise<void>;
   /** Fan-out to every subscriber of `exchange` (remote control, events). */
   broadcast(exchange: string, message: WireMessage): Promise<void>;
   /** Receives broadcasts on `exchange` until `signal` aborts. */

@@ -127,7 +127,10 @@ export function createFileBroker(url = 'file://', opts: { logger?: Logger } = {}
           async ack(c) {
             held.delete(c.key);
             await unlink(current(c)).catch((err) => {
-              if (isMissing(err)) throw new BrokerError(`Message ${c.name} in queue "${c.queue}" was restored to the queue before it was acknowledged (visibility timeout ${visibilityMs} ms passed)`);
+              if (isMissing(err))
+                throw new BrokerError(
+                  `Message ${c.name} in queue "${c.queue}" was restored to the queue before it was acknowledged (visibility timeout ${visibilityMs} ms passed)`,
+                );
               throw err;
             });
           },

@@ -36,7 +36,11 @@ export function createBroker(url: string, opts: BrokerFactoryOptions = {}): Brok
   const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(url)?.[0]?.toLowerCase() ?? '';
   const make = factories[scheme];
   if (!make) {
-    throw new ConfigError([`brokerUrl: unsupported scheme in "${redactUrl(url)}" (supported: ${brokerSchemes().map((s) => `${s}://`).join(', ')})`]);
+    throw new ConfigError([
+      `brokerUrl: unsupported scheme in "${redactUrl(url)}" (supported: ${brokerSchemes()
+        .map((s) => `${s}://`)
+        .join(', ')})`,
+    ]);
   }
   return make(url, opts);
 }

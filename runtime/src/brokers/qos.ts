@@ -55,13 +55,14 @@ export class Qos<Tag> {
   /** @internal Called by a delivery on its first settle. */
   settle(tag: Tag, how: 'ack' | 'requeue', queue: string): Promise<void> {
     const { settlers, log } = this.o;
-    const p = how === 'ack'
-      ? settlers.ack(tag)
-      : settlers.requeue(tag).catch((err: unknown) => {
-          // The broker still holds the message: it comes back when the connection closes or its
-          // visibility timeout passes. Nothing for the caller to do, so reported here.
-          log?.warn({ err, queue }, 'could not give a message back to its queue; the broker restores it later');
-        });
+    const p =
+      how === 'ack'
+        ? settlers.ack(tag)
+        : settlers.requeue(tag).catch((err: unknown) => {
+            // The broker still holds the message: it comes back when the connection closes or its
+            // visibility timeout passes. Nothing for the caller to do, so reported here.
+            log?.warn({ err, queue }, 'could not give a message back to its queue; the broker restores it later');
+          });
     this.unsettled--;
     this.o.onSettled?.();
     return p;

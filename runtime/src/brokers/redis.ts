@@ -30,8 +30,18 @@ import type { Logger } from 'pino';
 import { BrokerError, redactUrl } from '../errors.js';
 import { fromEnvelope, parseEnvelope, toEnvelope, type Envelope } from '../protocol/envelope.js';
 import {
-  bindingKey, bindingMember, fanoutPrefix, listFor, PRIORITY_STEPS, queueLists, queueOfList, stepList,
-  UNACKED, UNACKED_INDEX, UNACKED_MUTEX, unackedEntry,
+  bindingKey,
+  bindingMember,
+  fanoutPrefix,
+  listFor,
+  PRIORITY_STEPS,
+  queueLists,
+  queueOfList,
+  stepList,
+  UNACKED,
+  UNACKED_INDEX,
+  UNACKED_MUTEX,
+  unackedEntry,
 } from '../protocol/kombu-redis.js';
 import { rawMessage } from '../protocol/wire-message.js';
 import { Backoff } from '../transport/backoff.js';
@@ -102,7 +112,10 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
             .zrem(UNACKED_INDEX, ...tags)
             .hdel(UNACKED, ...tags)
             .exec()
-            .then(() => resolve(), (err: unknown) => reject(wrap('ack', err)));
+            .then(
+              () => resolve(),
+              (err: unknown) => reject(wrap('ack', err)),
+            );
         });
       });
     }
@@ -153,11 +166,7 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
     maintainTimer.unref();
   }
 
-  async function consumeLoop(
-    queues: readonly string[],
-    onDelivery: (d: Delivery) => Promise<void>,
-    copts: ConsumeOptions,
-  ): Promise<void> {
+  async function consumeLoop(queues: readonly string[], onDelivery: (d: Delivery) => Promise<void>, copts: ConsumeOptions): Promise<void> {
     const signal = AbortSignal.any([copts.signal, closing.signal]);
     const settled = new Signal();
     const wake = () => settled.notify();
@@ -182,11 +191,7 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
       held.set(tag, queue);
       const di = env?.properties.delivery_info;
       const redelivered = di?.redelivered === true || env?.headers.redelivered === true;
-      qos.hand(
-        env ? fromEnvelope(env) : rawMessage(text),
-        { queue, exchange: di?.exchange ?? '', routingKey: di?.routing_key ?? queue, redelivered },
-        tag,
-      );
+      qos.hand(env ? fromEnvelope(env) : rawMessage(text), { queue, exchange: di?.exchange ?? '', routingKey: di?.routing_key ?? queue, redelivered }, tag);
     };
 
     try {
@@ -210,14 +215,22 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
         try {
           const popId = `${consumerId}:${++popSeq}`;
           const pending = scripts.celeriacPop(
-            3 + keys.length, UNACKED, UNACKED_INDEX, `celeriac.pop.${consumerId}`, ...keys,
-            Math.min(room, batchSize), Date.now() / 1000, popId, ...names,
+            3 + keys.length,
+            UNACKED,
+            UNACKED_INDEX,
+            `celeriac.pop.${consumerId}`,
+            ...keys,
+            Math.min(room, batchSize),
+            Date.now() / 1000,
+            popId,
+            ...names,
           );
           // While Redis is down commands wait for the reconnect; stopping must not. What the
           // abandoned pop takes after the reconnect is put straight back.
           const got = await untilAborted(pending, signal);
           if (got === null) {
-            void pending.then((late) => restoreTags(late.filter((_, i) => i % 3 === 1) as string[], false))
+            void pending
+              .then((late) => restoreTags(late.filter((_, i) => i % 3 === 1) as string[], false))
               .catch((err: unknown) => log?.warn({ err }, 'an abandoned pop failed; the visibility timeout restores what it took'));
             break;
           }
@@ -248,7 +261,11 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
           const di = env?.properties.delivery_info;
           const tag = env?.properties.delivery_tag ?? `${consumerId}:${popSeq}.b`;
           const entry = env ? unackedEntry(text, di?.exchange ?? '', di?.routing_key ?? queue) : unackedEntry(JSON.stringify(text), '', queue);
-          void client.multi().zadd(UNACKED_INDEX, Date.now() / 1000, tag).hset(UNACKED, tag, entry).exec()
+          void client
+            .multi()
+            .zadd(UNACKED_INDEX, Date.now() / 1000, tag)
+            .hset(UNACKED, tag, entry)
+            .exec()
             .catch((err: unknown) => log?.warn({ err }, 'recording a message as unacked failed'));
           deliver(queue, tag, text, env);
         } catch (err) {

@@ -34,7 +34,12 @@ export function createWorkerMetrics(): WorkerMetrics {
     onCollect: (fn) => collectors.push(fn),
     registry,
     received: new Counter({ name: 'celeriac_tasks_received_total', help: 'Task messages received by this worker.', labelNames: ['queue', 'task'], registers }),
-    completed: new Counter({ name: 'celeriac_tasks_completed_total', help: 'Tasks finished, by outcome.', labelNames: ['queue', 'task', 'outcome'], registers }),
+    completed: new Counter({
+      name: 'celeriac_tasks_completed_total',
+      help: 'Tasks finished, by outcome.',
+      labelNames: ['queue', 'task', 'outcome'],
+      registers,
+    }),
     duration: new Histogram({
       name: 'celeriac_task_duration_seconds',
       help: 'Time a task ran.',
@@ -49,10 +54,21 @@ export function createWorkerMetrics(): WorkerMetrics {
       buckets: [0.001, 0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800],
       registers,
     }),
-    inFlight: new Gauge({ name: 'celeriac_worker_tasks', help: 'Tasks held by this worker: active (running), reserved (prefetched), scheduled (ETA held).', labelNames: ['state'], registers, collect }),
+    inFlight: new Gauge({
+      name: 'celeriac_worker_tasks',
+      help: 'Tasks held by this worker: active (running), reserved (prefetched), scheduled (ETA held).',
+      labelNames: ['state'],
+      registers,
+      collect,
+    }),
     slots: new Gauge({ name: 'celeriac_worker_slots', help: 'Tasks this worker can run at once.', registers }),
     busySlots: new Gauge({ name: 'celeriac_worker_busy_slots', help: 'Slots running a task now.', registers }),
     draining: new Gauge({ name: 'celeriac_worker_draining', help: '1 while the worker has stopped consuming (drain or shutdown).', registers }),
-    deadLettered: new Counter({ name: 'celeriac_messages_dead_lettered_total', help: 'Messages moved to <queue>.dead, by reason.', labelNames: ['queue', 'reason'], registers }),
+    deadLettered: new Counter({
+      name: 'celeriac_messages_dead_lettered_total',
+      help: 'Messages moved to <queue>.dead, by reason.',
+      labelNames: ['queue', 'reason'],
+      registers,
+    }),
   };
 }

@@ -36,7 +36,6 @@ const HARD_LIMIT = Symbol('hard time limit');
 const isKill = (reason: unknown) => reason === 'terminated' || reason === 'shutdown';
 const KILLED = Symbol('killed');
 
-
 export interface TraceInput {
   readonly task: Task;
   readonly req: TaskRequest;
@@ -65,7 +64,10 @@ export async function trace(i: TraceInput): Promise<TaskOutcome> {
     if (max !== null && req.retries >= max) {
       // Past max retries Celery raises the original exception (or MaxRetriesExceededError).
       if (r.exc !== undefined) throw r.exc;
-      throw Object.assign(new CeleriacError('E_MAX_RETRIES', `Can't retry ${req.name}[${req.id}] args:${req.argsrepr} kwargs:${req.kwargsrepr}`), { name: 'MaxRetriesExceededError', excModule: 'celery.exceptions' });
+      throw Object.assign(new CeleriacError('E_MAX_RETRIES', `Can't retry ${req.name}[${req.id}] args:${req.argsrepr} kwargs:${req.kwargsrepr}`), {
+        name: 'MaxRetriesExceededError',
+        excModule: 'celery.exceptions',
+      });
     }
     const countdown = r.eta ? r.eta.getTime() - Date.now() : (r.countdown ?? retryDelay(opts, req.retries));
     return new Retry(Math.max(0, countdown), r.exc ?? null, r.eta ?? null);

@@ -11,9 +11,7 @@ export const COMPRESSION_NAMES: readonly CompressionName[] = ['zlib', 'gzip', 'b
 
 /** Compresses `body`; returns the bytes and the value of the `compression` header. */
 export function compress(body: Buffer, name: CompressionName): { body: Buffer; header: string } {
-  return name === 'brotli'
-    ? { body: brotliCompressSync(body), header: 'application/x-brotli' }
-    : { body: deflateSync(body), header: 'application/x-gzip' };
+  return name === 'brotli' ? { body: brotliCompressSync(body), header: 'application/x-brotli' } : { body: deflateSync(body), header: 'application/x-gzip' };
 }
 
 /** Inflates a body whose `compression` header is `header` (a content type or an alias). */

@@ -47,10 +47,30 @@ export interface TaskMeta {
 // Names of Python builtin exceptions: a JS error of that name maps to `builtins` so that Python
 // rebuilds the real class; any other name gets the module "celeriac", which Python synthesizes.
 const PY_BUILTINS = new Set([
-  'Exception', 'ValueError', 'TypeError', 'KeyError', 'IndexError', 'RuntimeError', 'AttributeError',
-  'ZeroDivisionError', 'NotImplementedError', 'LookupError', 'ArithmeticError', 'AssertionError',
-  'OSError', 'IOError', 'TimeoutError', 'OverflowError', 'PermissionError', 'FileNotFoundError',
-  'ConnectionError', 'MemoryError', 'RecursionError', 'UnicodeError', 'NameError', 'StopIteration',
+  'Exception',
+  'ValueError',
+  'TypeError',
+  'KeyError',
+  'IndexError',
+  'RuntimeError',
+  'AttributeError',
+  'ZeroDivisionError',
+  'NotImplementedError',
+  'LookupError',
+  'ArithmeticError',
+  'AssertionError',
+  'OSError',
+  'IOError',
+  'TimeoutError',
+  'OverflowError',
+  'PermissionError',
+  'FileNotFoundError',
+  'ConnectionError',
+  'MemoryError',
+  'RecursionError',
+  'UnicodeError',
+  'NameError',
+  'StopIteration',
 ]);
 
 /** Encodes a thrown value as Celery's exception dict. */

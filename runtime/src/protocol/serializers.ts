@@ -22,12 +22,7 @@ export const PICKLE_CONTENT_TYPE = 'application/x-python-serialize';
 
 function jsonReplacer(_key: string, value: unknown): unknown {
   if (typeof value === 'bigint') return Number.isSafeInteger(Number(value)) ? Number(value) : value.toString();
-  if (
-    value !== null &&
-    typeof value === 'object' &&
-    (value as { type?: unknown }).type === 'Buffer' &&
-    Array.isArray((value as { data?: unknown }).data)
-  ) {
+  if (value !== null && typeof value === 'object' && (value as { type?: unknown }).type === 'Buffer' && Array.isArray((value as { data?: unknown }).data)) {
     // Buffer.toJSON() already ran: bytes only have a tagged form (kombu >= 5.3 reads it).
     return { __type__: 'base64', __value__: Buffer.from((value as { data: number[] }).data).toString('base64') };
   }

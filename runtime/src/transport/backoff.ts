@@ -8,7 +8,10 @@ export function backoffDelay(attempt: number, baseMs: number, maxMs: number): nu
 /** The delays of one retry loop: next() gives the next delay (doubling up to the cap); reset() after a success. */
 export class Backoff {
   private attempt = 0;
-  constructor(private readonly baseMs: number, private readonly maxMs: number) {}
+  constructor(
+    private readonly baseMs: number,
+    private readonly maxMs: number,
+  ) {}
   next(): number {
     return backoffDelay(this.attempt++, this.baseMs, this.maxMs);
   }

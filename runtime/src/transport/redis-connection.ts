@@ -64,13 +64,17 @@ export function intParam(p: ParsedRedisUrl, name: string, dflt: number, url: str
  */
 export class OutageLog {
   private readonly down = new Set<Redis>();
-  constructor(private readonly log: Logger | undefined, private readonly what: string) {}
+  constructor(
+    private readonly log: Logger | undefined,
+    private readonly what: string,
+  ) {}
 
   watch(client: Redis): Redis {
     client.on('error', (err: Error) => {
       if (this.down.size === 0) {
         // A refused password is not an outage: say so instead of promising a reconnect that cannot help.
-        if (isAuthenticationError(err)) this.log?.error({ err: { message: err.message } }, `${this.what}: authentication failed (${err.message}); check the password in the URL`);
+        if (isAuthenticationError(err))
+          this.log?.error({ err: { message: err.message } }, `${this.what}: authentication failed (${err.message}); check the password in the URL`);
         else this.log?.warn({ err: { message: err.message } }, `${this.what}: connection lost, reconnecting with backoff`);
       }
       this.down.add(client);
@@ -106,12 +110,19 @@ export async function pingWithin(client: Redis, timeoutMs: number, url: string, 
     await Promise.race([
       client.ping().catch((err: unknown) => {
         if (!isAuthenticationError(err)) throw err;
-        throw new BrokerError(`${what}: authentication to ${redactUrl(url)} failed: ${(err as Error).message.replace(/\.$/, '')}. Check the user and password in the URL.`, { cause: err });
+        throw new BrokerError(
+          `${what}: authentication to ${redactUrl(url)} failed: ${(err as Error).message.replace(/\.$/, '')}. Check the user and password in the URL.`,
+          { cause: err },
+        );
       }),
       new Promise<never>((_, reject) => {
         timer = setTimeout(() => {
           const why = last ? ` Last error: ${last.message}.` : '';
-          reject(new BrokerError(`${what}: cannot reach Redis at ${redactUrl(url)} within ${timeoutMs} ms.${why} Is the server running and the URL right?`, { cause: last }));
+          reject(
+            new BrokerError(`${what}: cannot reach Redis at ${redactUrl(url)} within ${timeoutMs} ms.${why} Is the server running and the URL right?`, {
+              cause: last,
+            }),
+          );
         }, timeoutMs);
       }),
     ]);
@@ -124,6 +135,9 @@ export async function pingWithin(client: Redis, timeoutMs: number, url: string, 
 /** QUIT, or a plain disconnect when Redis does not answer it in time (a dead link never does). */
 export async function quit(client: Redis): Promise<void> {
   let answered = false;
-  await within(client.quit().then(() => (answered = true)), CLOSE_TIMEOUT_MS);
+  await within(
+    client.quit().then(() => (answered = true)),
+    CLOSE_TIMEOUT_MS,
+  );
   if (!answered) client.disconnect();
 }

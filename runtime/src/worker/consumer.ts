@@ -209,7 +209,10 @@ export class Consumer {
       req = decodeTask(d.message, this.accepted);
     } catch (err) {
       const code = (err as ProtocolError).code ?? 'E_PROTOCOL';
-      log.error({ err, queue: d.info.queue, headers: d.message.headers, contentType: d.message.contentType }, `invalid task message moved to ${d.info.queue}.dead: ${(err as Error).message}`);
+      log.error(
+        { err, queue: d.info.queue, headers: d.message.headers, contentType: d.message.contentType },
+        `invalid task message moved to ${d.info.queue}.dead: ${(err as Error).message}`,
+      );
       return this.deadLetter(d, (err as Error).message, code);
     }
     const task = app.tasks.get(req.name);
@@ -217,7 +220,11 @@ export class Consumer {
       const jobLog = log.child({ taskId: req.id, taskName: req.displayName });
       const err = new NotRegisteredError(req.name, [...app.tasks.keys()]);
       jobLog.error({ err, queue: d.info.queue }, `unregistered task stored as FAILURE and moved to ${d.info.queue}.dead`);
-      await this.storeSafe(jobLog, req, buildMeta(req.id, States.FAILURE, { exc_type: 'NotRegistered', exc_message: [req.name], exc_module: 'celery.exceptions' }, { traceback: null }));
+      await this.storeSafe(
+        jobLog,
+        req,
+        buildMeta(req.id, States.FAILURE, { exc_type: 'NotRegistered', exc_message: [req.name], exc_module: 'celery.exceptions' }, { traceback: null }),
+      );
       return this.deadLetter(d, err.message, err.code);
     }
     metrics.received.inc({ queue: d.info.queue, task: req.name });
@@ -415,7 +422,16 @@ export class Consumer {
       // group/chord signatures need canvas support (a later issue): fail loudly, never silently drop.
       j.log.error({ signature: sig }, `cannot apply a "${sig.subtask_type}" signature yet; the workflow step is not sent`);
       const id = typeof sig.options?.task_id === 'string' ? sig.options.task_id : null;
-      if (id) await this.storeSafe(j.log, j.req, buildMeta(id, States.FAILURE, { exc_type: 'NotImplementedError', exc_message: [`celeriac cannot apply ${sig.subtask_type} signatures yet`], exc_module: 'builtins' }));
+      if (id)
+        await this.storeSafe(
+          j.log,
+          j.req,
+          buildMeta(id, States.FAILURE, {
+            exc_type: 'NotImplementedError',
+            exc_message: [`celeriac cannot apply ${sig.subtask_type} signatures yet`],
+            exc_module: 'builtins',
+          }),
+        );
       return;
     }
     const args = sig.immutable ? (sig.args ?? []) : [...front, ...(sig.args ?? [])];
@@ -435,7 +451,14 @@ export class Consumer {
   private store(j: Job, meta: TaskMeta): Promise<void> {
     const { req, d } = j;
     const stored = this.deps.config.resultExtended
-      ? withExtendedMeta(meta, { name: req.name, args: req.args, kwargs: req.kwargs, worker: this.deps.config.hostname, retries: req.retries, queue: d.info.routingKey || d.info.queue })
+      ? withExtendedMeta(meta, {
+          name: req.name,
+          args: req.args,
+          kwargs: req.kwargs,
+          worker: this.deps.config.hostname,
+          retries: req.retries,
+          queue: d.info.routingKey || d.info.queue,
+        })
       : meta;
     return this.storeSafe(j.log, req, stored);
   }

@@ -59,8 +59,7 @@ export class DuplicateFilter {
       if (this.acked.size > RECENT_ACKS) this.acked.delete(this.acked.values().next().value!);
     }
     for (const c of copies ?? []) {
-      (acked ? c.ack() : c.requeue()).catch((err: unknown) =>
-        this.log.warn({ err, queue: c.info.queue }, 'settling a copy failed; the broker keeps it'));
+      (acked ? c.ack() : c.requeue()).catch((err: unknown) => this.log.warn({ err, queue: c.info.queue }, 'settling a copy failed; the broker keeps it'));
     }
   }
 }
@@ -69,7 +68,11 @@ export class DuplicateFilter {
 class HeldDelivery implements Delivery {
   private settled = false;
 
-  constructor(private readonly d: Delivery, private readonly key: string, private readonly filter: DuplicateFilter) {}
+  constructor(
+    private readonly d: Delivery,
+    private readonly key: string,
+    private readonly filter: DuplicateFilter,
+  ) {}
 
   get message() {
     return this.d.message;

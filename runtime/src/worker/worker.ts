@@ -66,13 +66,23 @@ export function createWorker(app: App, opts: { pool?: Pool } = {}): Worker {
       }
       control = new AbortController();
       const c = consumer;
-      broker.subscribe(CONTROL_EXCHANGE, (m) => c.handleControlMessage(m), control.signal).catch((err) => {
-        log.error({ err }, 'remote control subscription failed: revoke will not reach this worker');
-      });
+      broker
+        .subscribe(CONTROL_EXCHANGE, (m) => c.handleControlMessage(m), control.signal)
+        .catch((err) => {
+          log.error({ err }, 'remote control subscription failed: revoke will not reach this worker');
+        });
       consumer.start();
       keepAlive = setInterval(() => undefined, 1 << 30);
       log.info(
-        { broker: redactUrl(config.brokerUrl), backend: redactUrl(config.resultBackend), queues: config.queues, concurrency: pool.size, pool: pool.kind, tasks: [...app.tasks.keys()], metrics: server?.url ?? null },
+        {
+          broker: redactUrl(config.brokerUrl),
+          backend: redactUrl(config.resultBackend),
+          queues: config.queues,
+          concurrency: pool.size,
+          pool: pool.kind,
+          tasks: [...app.tasks.keys()],
+          metrics: server?.url ?? null,
+        },
         `worker ready: consuming ${config.queues.join(', ')} with ${pool.size} slots`,
       );
     },

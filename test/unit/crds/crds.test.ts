@@ -9,9 +9,29 @@ import { parse, parseAllDocuments } from 'yaml';
 import { CRD_DIR } from '../../support/envtest.js';
 
 const SCHEMA_KEYS = new Set([
-  'type', 'description', 'properties', 'items', 'required', 'default', 'enum', 'minimum', 'maximum', 'exclusiveMinimum',
-  'minLength', 'maxLength', 'minItems', 'maxItems', 'pattern', 'format', 'additionalProperties', 'nullable',
-  'x-kubernetes-validations', 'x-kubernetes-preserve-unknown-fields', 'x-kubernetes-list-type', 'x-kubernetes-list-map-keys', 'x-kubernetes-int-or-string',
+  'type',
+  'description',
+  'properties',
+  'items',
+  'required',
+  'default',
+  'enum',
+  'minimum',
+  'maximum',
+  'exclusiveMinimum',
+  'minLength',
+  'maxLength',
+  'minItems',
+  'maxItems',
+  'pattern',
+  'format',
+  'additionalProperties',
+  'nullable',
+  'x-kubernetes-validations',
+  'x-kubernetes-preserve-unknown-fields',
+  'x-kubernetes-list-type',
+  'x-kubernetes-list-map-keys',
+  'x-kubernetes-int-or-string',
 ]);
 
 type Schema = { [k: string]: unknown; properties?: Record<string, Schema>; items?: Schema };
@@ -42,7 +62,11 @@ describe('crds/', () => {
 
   it('gives WorkerPool a scale subresource with a string selector, and both a status subresource', () => {
     const wp = crd('celeriac.io_workerpools.yaml').spec.versions[0];
-    assert.deepEqual(wp.subresources.scale, { specReplicasPath: '.spec.replicas', statusReplicasPath: '.status.replicas', labelSelectorPath: '.status.selector' });
+    assert.deepEqual(wp.subresources.scale, {
+      specReplicasPath: '.spec.replicas',
+      statusReplicasPath: '.status.replicas',
+      labelSelectorPath: '.status.selector',
+    });
     assert.equal(wp.schema.openAPIV3Schema.properties.status.properties.selector.type, 'string');
     assert.deepEqual(crd('celeriac.io_taskqueues.yaml').spec.versions[0].subresources, { status: {} });
   });
@@ -50,12 +74,34 @@ describe('crds/', () => {
   it('has spec.autoscaling with exactly the fields of the brief and the minReplicas <= maxReplicas rule', () => {
     const a = crd('celeriac.io_workerpools.yaml').spec.versions[0].schema.openAPIV3Schema.properties.spec.properties.autoscaling;
     assert.deepEqual(Object.keys(a.properties).sort(), [
-      'activationThreshold', 'behavior', 'cooldownPeriodSeconds', 'fallback', 'maxReplicas', 'metrics', 'minReplicas',
-      'paused', 'pollingIntervalSeconds', 'targetDrainSeconds', 'targetUtilization', 'tasksPerReplica',
+      'activationThreshold',
+      'behavior',
+      'cooldownPeriodSeconds',
+      'fallback',
+      'maxReplicas',
+      'metrics',
+      'minReplicas',
+      'paused',
+      'pollingIntervalSeconds',
+      'targetDrainSeconds',
+      'targetUtilization',
+      'tasksPerReplica',
     ]);
     assert.deepEqual(a.required, ['maxReplicas']);
-    const defaults = Object.fromEntries(Object.entries(a.properties as Record<string, { default?: unknown }>).filter(([, v]) => 'default' in v).map(([k, v]) => [k, v.default]));
-    assert.deepEqual(defaults, { minReplicas: 1, paused: false, pollingIntervalSeconds: 5, cooldownPeriodSeconds: 300, activationThreshold: 0, targetDrainSeconds: 20, targetUtilization: 0.8 });
+    const defaults = Object.fromEntries(
+      Object.entries(a.properties as Record<string, { default?: unknown }>)
+        .filter(([, v]) => 'default' in v)
+        .map(([k, v]) => [k, v.default]),
+    );
+    assert.deepEqual(defaults, {
+      minReplicas: 1,
+      paused: false,
+      pollingIntervalSeconds: 5,
+      cooldownPeriodSeconds: 300,
+      activationThreshold: 0,
+      targetDrainSeconds: 20,
+      targetUtilization: 0.8,
+    });
     for (const dir of ['scaleUp', 'scaleDown']) {
       const { type, minimum, maximum } = a.properties.behavior.properties[dir].properties.tolerance ?? {};
       assert.deepEqual({ type, minimum, maximum }, { type: 'number', minimum: 0, maximum: 1 }, `behavior.${dir}.tolerance`);

@@ -17,7 +17,12 @@ describe('operator loadConfig', () => {
   });
 
   it('takes env, and flags over env', () => {
-    const env = { CELERIAC_OPERATOR_WATCH_NAMESPACE: 'shop', CELERIAC_OPERATOR_METRICS_PORT: '9090', POD_NAMESPACE: 'celeriac-system', CELERIAC_OPERATOR_LEADER_ELECT: 'true' };
+    const env = {
+      CELERIAC_OPERATOR_WATCH_NAMESPACE: 'shop',
+      CELERIAC_OPERATOR_METRICS_PORT: '9090',
+      POD_NAMESPACE: 'celeriac-system',
+      CELERIAC_OPERATOR_LEADER_ELECT: 'true',
+    };
     const c = loadConfig({ metricsPort: '7070' }, env);
     assert.equal(c.namespace, 'shop');
     assert.equal(c.metricsPort, 7070);
@@ -43,7 +48,10 @@ describe('operator loadConfig', () => {
   });
 
   it('refuses a renew deadline that is not shorter than the lease', () => {
-    assert.throws(() => loadConfig({ leaseDurationSeconds: '5', renewDeadlineSeconds: '5' }, {}), /renew deadline \(5s\) must be shorter than the lease duration \(5s\)/);
+    assert.throws(
+      () => loadConfig({ leaseDurationSeconds: '5', renewDeadlineSeconds: '5' }, {}),
+      /renew deadline \(5s\) must be shorter than the lease duration \(5s\)/,
+    );
   });
 
   it('documents every setting in the help text', () => {

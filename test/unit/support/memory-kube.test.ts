@@ -22,7 +22,10 @@ describe('createMemoryKube', () => {
     const created = await kube.create(resources.deployments, dep({ replicas: 1 }));
     assert.deepEqual([created.apiVersion, created.kind, created.metadata.generation], ['apps/v1', 'Deployment', 1]);
     assert.ok(created.metadata.uid && created.metadata.resourceVersion);
-    await assert.rejects(kube.create(resources.deployments, dep({})), (e: unknown) => e instanceof KubeApiError && e.statusCode === 409 && e.reason === 'AlreadyExists');
+    await assert.rejects(
+      kube.create(resources.deployments, dep({})),
+      (e: unknown) => e instanceof KubeApiError && e.statusCode === 409 && e.reason === 'AlreadyExists',
+    );
     await assert.rejects(kube.patch(resources.deployments, 'ns', 'nope', { spec: {} }), (e: unknown) => isKubeStatus(e, 404));
     assert.equal(await kube.get(resources.deployments, 'other-ns', 'd'), null);
     assert.equal(await kube.delete(resources.deployments, 'ns', 'nope'), false);

@@ -24,18 +24,25 @@ export function workerCommand(): Command {
     .option('-n, --hostname <name>', 'node name, name@host (default celeriac@<hostname>)')
     .option('--metrics-port <port>', 'port of /metrics, /healthz, /drain (default 9540; 0 = any free port; none = off)')
     .option('-l, --loglevel <level>', 'trace, debug, info, warn, error (default info)')
-    .addHelpText('after', '\nSIGTERM or SIGINT: warm shutdown (stop consuming, finish running tasks, give back the rest).\nA second signal: cold shutdown (running late-ack tasks are given back too).')
+    .addHelpText(
+      'after',
+      '\nSIGTERM or SIGINT: warm shutdown (stop consuming, finish running tasks, give back the rest).\nA second signal: cold shutdown (running late-ack tasks are given back too).',
+    )
     .action(async (f: WorkerFlags) => {
-      const app = await loadApp(f, {
-        brokerUrl: f.broker,
-        resultBackend: f.resultBackend,
-        queues: f.queues,
-        concurrency: f.concurrency,
-        prefetchMultiplier: f.prefetchMultiplier,
-        hostname: f.hostname,
-        metricsPort: f.metricsPort,
-        logLevel: f.loglevel,
-      }, true);
+      const app = await loadApp(
+        f,
+        {
+          brokerUrl: f.broker,
+          resultBackend: f.resultBackend,
+          queues: f.queues,
+          concurrency: f.concurrency,
+          prefetchMultiplier: f.prefetchMultiplier,
+          hostname: f.hostname,
+          metricsPort: f.metricsPort,
+          logLevel: f.loglevel,
+        },
+        true,
+      );
       const worker = createWorker(app);
       let signals = 0;
       const onSignal = (sig: NodeJS.Signals) => {

@@ -5,7 +5,14 @@ import { decide, steadySlots, type AutoscalerState, type DecideInput, type WorkO
 import { resolvePolicy, InvalidAutoscalingError, type AutoscalerPolicy } from '../../../../operator/src/autoscaler/policy.js';
 
 const work = (w: Partial<WorkObservation>): WorkObservation => ({
-  backlog: 0, reserved: 0, active: 0, scheduled: 0, receivedTotal: 0, completedTotal: 0, serviceSecondsTotal: 0, ...w,
+  backlog: 0,
+  reserved: 0,
+  active: 0,
+  scheduled: 0,
+  receivedTotal: 0,
+  completedTotal: 0,
+  serviceSecondsTotal: 0,
+  ...w,
 });
 
 /** Two polls 5 s apart: the second one carries the rates. */
@@ -103,27 +110,43 @@ test('failed reads: scale-down frozen, backlog alone may scale up, fallback afte
 
 test('tasksPerReplica and extra metrics propose too; the largest wins and is named', () => {
   const policy = resolvePolicy({ minReplicas: 1, maxReplicas: 50, tasksPerReplica: 2 }, 4);
-  const d = decide(null, { specReplicas: 1, work: work({ backlog: 10, extra: [{ name: 'prom', value: 300, targetAverageValue: 10, activationValue: 0 }] }) }, policy, 0);
+  const d = decide(
+    null,
+    { specReplicas: 1, work: work({ backlog: 10, extra: [{ name: 'prom', value: 300, targetAverageValue: 10, activationValue: 0 }] }) },
+    policy,
+    0,
+  );
   assert.equal(d.desired, 30);
   assert.equal(d.winner, 'prom');
 });
 
 test('invalid spec: every problem listed', () => {
-  assert.throws(() => resolvePolicy({ minReplicas: 5, maxReplicas: 2, targetUtilization: 1.5, behavior: { scaleDown: { policies: [{ type: 'Percent', value: 0, periodSeconds: 4000 }] } } }, 4), (err: unknown) => {
-    assert.ok(err instanceof InvalidAutoscalingError);
-    assert.equal(err.problems.length, 4);
-    return true;
-  });
+  assert.throws(
+    () =>
+      resolvePolicy(
+        { minReplicas: 5, maxReplicas: 2, targetUtilization: 1.5, behavior: { scaleDown: { policies: [{ type: 'Percent', value: 0, periodSeconds: 4000 }] } } },
+        4,
+      ),
+    (err: unknown) => {
+      assert.ok(err instanceof InvalidAutoscalingError);
+      assert.equal(err.problems.length, 4);
+      return true;
+    },
+  );
 });
 
 // ---- properties over random poll sequences -------------------------------------------------
 
-const arbPolicy = fc.record({
-  minReplicas: fc.integer({ min: 0, max: 4 }),
-  extra: fc.integer({ min: 0, max: 40 }),
-  concurrency: fc.integer({ min: 1, max: 8 }),
-  cooldownPeriodSeconds: fc.integer({ min: 0, max: 120 }),
-}).map((p) => resolvePolicy({ minReplicas: p.minReplicas, maxReplicas: p.minReplicas + p.extra + 1, cooldownPeriodSeconds: p.cooldownPeriodSeconds }, p.concurrency));
+const arbPolicy = fc
+  .record({
+    minReplicas: fc.integer({ min: 0, max: 4 }),
+    extra: fc.integer({ min: 0, max: 40 }),
+    concurrency: fc.integer({ min: 1, max: 8 }),
+    cooldownPeriodSeconds: fc.integer({ min: 0, max: 120 }),
+  })
+  .map((p) =>
+    resolvePolicy({ minReplicas: p.minReplicas, maxReplicas: p.minReplicas + p.extra + 1, cooldownPeriodSeconds: p.cooldownPeriodSeconds }, p.concurrency),
+  );
 
 const arbPoll = fc.record({
   dt: fc.integer({ min: 1_000, max: 40_000 }),
@@ -137,7 +160,13 @@ const arbPoll = fc.record({
   drainingActive: fc.integer({ min: 0, max: 20 }),
 });
 
-interface Step { t: number; n: number; next: number; poll: typeof arbPoll extends fc.Arbitrary<infer T> ? T : never; desired: number }
+interface Step {
+  t: number;
+  n: number;
+  next: number;
+  poll: typeof arbPoll extends fc.Arbitrary<infer T> ? T : never;
+  desired: number;
+}
 
 function run(policy: AutoscalerPolicy, polls: (typeof arbPoll extends fc.Arbitrary<infer T> ? T : never)[], start: number): Step[] {
   let s: AutoscalerState | null = null;
@@ -152,7 +181,24 @@ function run(policy: AutoscalerPolicy, polls: (typeof arbPoll extends fc.Arbitra
     received += p.received;
     completed += p.completed;
     service += p.completed * p.mean;
-    const d = decide(s, { specReplicas: n, work: { backlog: p.backlog, reserved: p.reserved, active: p.active, scheduled: p.scheduled, drainingActive: p.drainingActive, receivedTotal: received, completedTotal: completed, serviceSecondsTotal: service } }, policy, t);
+    const d = decide(
+      s,
+      {
+        specReplicas: n,
+        work: {
+          backlog: p.backlog,
+          reserved: p.reserved,
+          active: p.active,
+          scheduled: p.scheduled,
+          drainingActive: p.drainingActive,
+          receivedTotal: received,
+          completedTotal: completed,
+          serviceSecondsTotal: service,
+        },
+      },
+      policy,
+      t,
+    );
     steps.push({ t, n, next: d.replicas, poll: p, desired: d.desired });
     s = d.state;
     n = d.replicas;
@@ -161,55 +207,63 @@ function run(policy: AutoscalerPolicy, polls: (typeof arbPoll extends fc.Arbitra
 }
 
 test('property: replicas stay within [min, max] (zero only when min is 0)', () => {
-  fc.assert(fc.property(arbPolicy, fc.array(arbPoll, { minLength: 1, maxLength: 40 }), fc.integer({ min: 0, max: 60 }), (policy, polls, start) => {
-    for (const s of run(policy, polls, Math.min(start, policy.maxReplicas)).slice(1)) {
-      assert.ok(s.next <= policy.maxReplicas, `${s.next} > max ${policy.maxReplicas}`);
-      assert.ok(s.next >= policy.minReplicas, `${s.next} < min ${policy.minReplicas}`);
-    }
-  }));
+  fc.assert(
+    fc.property(arbPolicy, fc.array(arbPoll, { minLength: 1, maxLength: 40 }), fc.integer({ min: 0, max: 60 }), (policy, polls, start) => {
+      for (const s of run(policy, polls, Math.min(start, policy.maxReplicas)).slice(1)) {
+        assert.ok(s.next <= policy.maxReplicas, `${s.next} > max ${policy.maxReplicas}`);
+        assert.ok(s.next >= policy.minReplicas, `${s.next} < min ${policy.minReplicas}`);
+      }
+    }),
+  );
 });
 
 test('property: no scale to zero with work in the system, never below what running tasks need', () => {
-  fc.assert(fc.property(arbPolicy, fc.array(arbPoll, { minLength: 1, maxLength: 40 }), (policy, polls) => {
-    for (const s of run(policy, polls, policy.minReplicas)) {
-      const p = s.poll;
-      const w = p.backlog + p.reserved + p.active + p.scheduled;
-      if (w > 0 && s.n > 0) assert.ok(s.next > 0, 'scaled to zero with work in the system');
-      const busy = Math.max(0, p.active - Math.min(p.active, p.drainingActive));
-      if (s.n > 0) assert.ok(s.next >= Math.min(policy.maxReplicas, Math.ceil(busy / policy.slotsPerReplica)), `${s.next} pods for ${busy} running tasks`);
-    }
-  }));
+  fc.assert(
+    fc.property(arbPolicy, fc.array(arbPoll, { minLength: 1, maxLength: 40 }), (policy, polls) => {
+      for (const s of run(policy, polls, policy.minReplicas)) {
+        const p = s.poll;
+        const w = p.backlog + p.reserved + p.active + p.scheduled;
+        if (w > 0 && s.n > 0) assert.ok(s.next > 0, 'scaled to zero with work in the system');
+        const busy = Math.max(0, p.active - Math.min(p.active, p.drainingActive));
+        if (s.n > 0) assert.ok(s.next >= Math.min(policy.maxReplicas, Math.ceil(busy / policy.slotsPerReplica)), `${s.next} pods for ${busy} running tasks`);
+      }
+    }),
+  );
 });
 
 test('property: no change inside the tolerance', () => {
-  fc.assert(fc.property(arbPolicy, fc.array(arbPoll, { minLength: 1, maxLength: 40 }), (policy, polls) => {
-    for (const s of run(policy, polls, Math.max(1, policy.minReplicas))) {
-      const p = s.poll;
-      const busy = Math.ceil(Math.max(0, p.active - Math.min(p.active, p.drainingActive)) / policy.slotsPerReplica);
-      const w = p.backlog + p.reserved + p.active + p.scheduled;
-      if (s.n >= Math.max(1, policy.minReplicas) && w > 0 && busy <= s.n && Math.abs(s.desired / s.n - 1) <= 0.1) {
-        assert.equal(s.next, s.n, `desired ${s.desired} within 10% of ${s.n}`);
+  fc.assert(
+    fc.property(arbPolicy, fc.array(arbPoll, { minLength: 1, maxLength: 40 }), (policy, polls) => {
+      for (const s of run(policy, polls, Math.max(1, policy.minReplicas))) {
+        const p = s.poll;
+        const busy = Math.ceil(Math.max(0, p.active - Math.min(p.active, p.drainingActive)) / policy.slotsPerReplica);
+        const w = p.backlog + p.reserved + p.active + p.scheduled;
+        if (s.n >= Math.max(1, policy.minReplicas) && w > 0 && busy <= s.n && Math.abs(s.desired / s.n - 1) <= 0.1) {
+          assert.equal(s.next, s.n, `desired ${s.desired} within 10% of ${s.n}`);
+        }
       }
-    }
-  }));
+    }),
+  );
 });
 
 test('property: scale-down never faster than the policy (50% per 30 s by default)', () => {
-  fc.assert(fc.property(arbPolicy, fc.array(arbPoll, { minLength: 1, maxLength: 60 }), fc.integer({ min: 1, max: 60 }), (policy, polls, start) => {
-    const steps = run(policy, polls, Math.min(start, policy.maxReplicas));
-    const at = (time: number, fallback: number) => {
-      let v = fallback;
-      for (const s of steps) if (s.t <= time) v = s.next;
-      return v;
-    };
-    const rule = policy.behavior.scaleDown.policies[0]!;
-    for (const s of steps) {
-      if (s.next >= s.n || s.next === 0) continue; // scale to zero follows the cooldown, not the rate
-      const periodStart = at(s.t - rule.periodSeconds * 1000, steps[0]!.n);
-      const bound = Math.max(Math.max(1, policy.minReplicas), Math.min(s.n, Math.trunc(periodStart * (1 - rule.value / 100))));
-      assert.ok(s.next >= bound, `${s.n} -> ${s.next} at ${s.t}; period start ${periodStart}`);
-    }
-  }));
+  fc.assert(
+    fc.property(arbPolicy, fc.array(arbPoll, { minLength: 1, maxLength: 60 }), fc.integer({ min: 1, max: 60 }), (policy, polls, start) => {
+      const steps = run(policy, polls, Math.min(start, policy.maxReplicas));
+      const at = (time: number, fallback: number) => {
+        let v = fallback;
+        for (const s of steps) if (s.t <= time) v = s.next;
+        return v;
+      };
+      const rule = policy.behavior.scaleDown.policies[0]!;
+      for (const s of steps) {
+        if (s.next >= s.n || s.next === 0) continue; // scale to zero follows the cooldown, not the rate
+        const periodStart = at(s.t - rule.periodSeconds * 1000, steps[0]!.n);
+        const bound = Math.max(Math.max(1, policy.minReplicas), Math.min(s.n, Math.trunc(periodStart * (1 - rule.value / 100))));
+        assert.ok(s.next >= bound, `${s.n} -> ${s.next} at ${s.t}; period start ${periodStart}`);
+      }
+    }),
+  );
 });
 
 /** Polls every 5 s from `from` to `to` (ms) with the work `w(t)`, carrying state and replicas. */
@@ -224,7 +278,12 @@ function driver(policy: AutoscalerPolicy, n: number) {
     }
     return last!;
   };
-  return { run, get replicas() { return n; } };
+  return {
+    run,
+    get replicas() {
+      return n;
+    },
+  };
 }
 
 test('waking from zero is not a flap: the scale-down window stays as configured', () => {
@@ -259,7 +318,10 @@ test('when the flap backoff holds pods, reason and message say so and for how lo
   assert.equal(held.desired, 1);
   assert.equal(held.reason, 'FlapBackoff');
   assert.ok(held.scaleDownWindowMs > 300_000, `stretched window ${held.scaleDownWindowMs} ms (360 s, decaying)`);
-  assert.match(held.message, /work proposes 1 replica .*held at \d+ \(\d+ without the flap backoff\): the scale-down window is stretched to 3\d\d s \(configured 60 s\) after a flap 100 s ago, and shrinks back to 60 s within about \d+ min/);
+  assert.match(
+    held.message,
+    /work proposes 1 replica .*held at \d+ \(\d+ without the flap backoff\): the scale-down window is stretched to 3\d\d s \(configured 60 s\) after a flap 100 s ago, and shrinks back to 60 s within about \d+ min/,
+  );
 });
 
 test('a count held by the configured scale-down window says so instead of "Steady"', () => {

@@ -31,7 +31,17 @@ test('scaling up keeps draining pods in replicas on top of the target', () => {
 });
 
 test('drains to cancel: as many as the target is above the committed count, in drain order, pods with an IP', () => {
-  const draining = [{ name: 'x', ip: null }, { name: 'y', ip: '10.0.0.2' }, { name: 'z', ip: '10.0.0.3' }];
-  assert.deepEqual(drainsToCancel(draining, 5, 3), { wanted: 2, candidates: [{ name: 'y', ip: '10.0.0.2' }, { name: 'z', ip: '10.0.0.3' }] });
+  const draining = [
+    { name: 'x', ip: null },
+    { name: 'y', ip: '10.0.0.2' },
+    { name: 'z', ip: '10.0.0.3' },
+  ];
+  assert.deepEqual(drainsToCancel(draining, 5, 3), {
+    wanted: 2,
+    candidates: [
+      { name: 'y', ip: '10.0.0.2' },
+      { name: 'z', ip: '10.0.0.3' },
+    ],
+  });
   assert.deepEqual(drainsToCancel(draining, 3, 3), { wanted: 0, candidates: [] });
 });

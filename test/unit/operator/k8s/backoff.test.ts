@@ -4,7 +4,10 @@ import { createRateLimiter, createTokenBucket, exponentialDelayMs } from '../../
 
 describe('exponentialDelayMs', () => {
   it('doubles from the base per failure and stops at the cap', () => {
-    assert.deepEqual([0, 1, 2, 3, 4].map((n) => exponentialDelayMs(n, 5, 1000)), [5, 10, 20, 40, 80]);
+    assert.deepEqual(
+      [0, 1, 2, 3, 4].map((n) => exponentialDelayMs(n, 5, 1000)),
+      [5, 10, 20, 40, 80],
+    );
     assert.equal(exponentialDelayMs(20, 5, 1000), 1000);
     assert.equal(exponentialDelayMs(5000, 5, 1_000_000), 1_000_000, 'huge failure counts do not overflow');
   });

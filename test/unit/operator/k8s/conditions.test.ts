@@ -8,7 +8,9 @@ const t2 = new Date('2026-01-01T00:05:00Z');
 describe('setCondition (metav1.Condition semantics)', () => {
   it('adds a condition with lastTransitionTime now, in RFC 3339 seconds', () => {
     const list = setCondition(undefined, { type: 'Ready', status: 'False', reason: 'Waiting', message: 'm', observedGeneration: 1 }, t1);
-    assert.deepEqual(list, [{ type: 'Ready', status: 'False', reason: 'Waiting', message: 'm', observedGeneration: 1, lastTransitionTime: '2026-01-01T00:00:00Z' }]);
+    assert.deepEqual(list, [
+      { type: 'Ready', status: 'False', reason: 'Waiting', message: 'm', observedGeneration: 1, lastTransitionTime: '2026-01-01T00:00:00Z' },
+    ]);
   });
 
   it('keeps lastTransitionTime while the status stays, but updates reason, message and generation', () => {
@@ -27,11 +29,18 @@ describe('setCondition (metav1.Condition semantics)', () => {
   });
 
   it('keeps other conditions and their order, and does not mutate the input', () => {
-    const a = setCondition(setCondition(undefined, { type: 'Ready', status: 'True', reason: 'R', message: '' }, t1), { type: 'Degraded', status: 'False', reason: 'D', message: '' }, t1);
+    const a = setCondition(
+      setCondition(undefined, { type: 'Ready', status: 'True', reason: 'R', message: '' }, t1),
+      { type: 'Degraded', status: 'False', reason: 'D', message: '' },
+      t1,
+    );
     const copy = structuredClone(a);
     const b = setCondition(a, { type: 'Ready', status: 'False', reason: 'X', message: '' }, t2);
     assert.deepEqual(a, copy);
-    assert.deepEqual(b.map((c) => c.type), ['Ready', 'Degraded']);
+    assert.deepEqual(
+      b.map((c) => c.type),
+      ['Ready', 'Degraded'],
+    );
     assert.equal(findCondition(b, 'Degraded')?.reason, 'D');
   });
 });

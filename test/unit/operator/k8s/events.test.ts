@@ -31,7 +31,14 @@ describe('createEventRecorder', () => {
     await r.flush();
     assert.equal(created.length, 1);
     const e = created[0];
-    assert.deepEqual(e.involvedObject, { apiVersion: 'celeriac.io/v1alpha1', kind: 'WorkerPool', name: 'shop', namespace: 'prod', uid: 'u1', resourceVersion: undefined });
+    assert.deepEqual(e.involvedObject, {
+      apiVersion: 'celeriac.io/v1alpha1',
+      kind: 'WorkerPool',
+      name: 'shop',
+      namespace: 'prod',
+      uid: 'u1',
+      resourceVersion: undefined,
+    });
     assert.equal(e.metadata.namespace, 'prod');
     assert.match(e.metadata.name, /^shop\./);
     assert.deepEqual([e.type, e.reason, e.message, e.count, e.source.component], ['Normal', 'ScaledDeployment', 'Scaled from 1 to 2', 1, 'celeriac-operator']);
@@ -49,7 +56,10 @@ describe('createEventRecorder', () => {
     r.record(pool, 'Warning', 'Unreachable', 'another message');
     await r.flush();
     assert.equal(created.length, 2);
-    assert.deepEqual(patched.map((p) => p.patch.count), [2, 3]);
+    assert.deepEqual(
+      patched.map((p) => p.patch.count),
+      [2, 3],
+    );
     assert.equal(patched[0]?.name, created[0].metadata.name);
   });
 
@@ -61,13 +71,22 @@ describe('createEventRecorder', () => {
     r.record(pool, 'Normal', 'ScaledDeployment', 'Scaled from 1 to 2');
     await r.flush();
     assert.equal(created.length, 1, 'one Event object');
-    assert.deepEqual(patched.map((p) => [p.name, p.patch.count]), [[created[0].metadata.name, 2], [created[0].metadata.name, 3]]);
+    assert.deepEqual(
+      patched.map((p) => [p.name, p.patch.count]),
+      [
+        [created[0].metadata.name, 2],
+        [created[0].metadata.name, 3],
+      ],
+    );
   });
 
   it('creates the Event again after a failed create instead of patching one that does not exist', async () => {
     const { kube, created, patched } = recordingKube();
     let fail = true;
-    const flaky = { ...kube, create: async (rt: unknown, o: KubeObject) => (fail ? Promise.reject(new Error('etcd timeout')) : kube.create(rt as never, o)) } as unknown as KubeClient;
+    const flaky = {
+      ...kube,
+      create: async (rt: unknown, o: KubeObject) => (fail ? Promise.reject(new Error('etcd timeout')) : kube.create(rt as never, o)),
+    } as unknown as KubeClient;
     const r = createEventRecorder({ kube: flaky, log: pino({ level: 'silent' }) });
     r.record(pool, 'Warning', 'Unreachable', 'cannot connect');
     await r.flush();

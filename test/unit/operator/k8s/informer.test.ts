@@ -56,7 +56,13 @@ describe('createInformer', () => {
     await inf.waitForSync();
     await eventually(() => assert.deepEqual(calls.watches, ['list-1', '7']));
     assert.deepEqual(seen, ['add a', 'add b', 'update a 1->6']);
-    assert.deepEqual(inf.list().map((o) => o.metadata.name).sort(), ['a', 'b']);
+    assert.deepEqual(
+      inf
+        .list()
+        .map((o) => o.metadata.name)
+        .sort(),
+      ['a', 'b'],
+    );
     assert.equal(calls.lists, 1, 'no re-list after a normal watch end');
     await inf.stop();
   });

@@ -6,32 +6,36 @@ import { createWorkerMetricsSource, parseWorkerMetrics } from '../../../../opera
 import { MetricSourceError } from '../../../../operator/src/metric-sources/source.js';
 
 test('parses in-flight states, draining and the counters from the text format', () => {
-  const s = parseWorkerMetrics([
-    '# HELP celeriac_worker_tasks x',
-    'celeriac_worker_tasks{state="active"} 3',
-    'celeriac_worker_tasks{state="reserved"} 1',
-    'celeriac_worker_tasks{state="scheduled"} 2',
-    'celeriac_worker_draining 1',
-    'celeriac_tasks_received_total{queue="a",task="t"} 10',
-    'celeriac_tasks_received_total{queue="b",task="t"} 5',
-    'celeriac_task_duration_seconds_sum{queue="a",task="t"} 12.5',
-    'celeriac_task_duration_seconds_count{queue="a",task="t"} 9',
-    'celeriac_task_duration_seconds_bucket{queue="a",task="t",le="+Inf"} 9',
-  ].join('\n'));
+  const s = parseWorkerMetrics(
+    [
+      '# HELP celeriac_worker_tasks x',
+      'celeriac_worker_tasks{state="active"} 3',
+      'celeriac_worker_tasks{state="reserved"} 1',
+      'celeriac_worker_tasks{state="scheduled"} 2',
+      'celeriac_worker_draining 1',
+      'celeriac_tasks_received_total{queue="a",task="t"} 10',
+      'celeriac_tasks_received_total{queue="b",task="t"} 5',
+      'celeriac_task_duration_seconds_sum{queue="a",task="t"} 12.5',
+      'celeriac_task_duration_seconds_count{queue="a",task="t"} 9',
+      'celeriac_task_duration_seconds_bucket{queue="a",task="t",le="+Inf"} 9',
+    ].join('\n'),
+  );
   assert.deepEqual(s, { active: 3, reserved: 1, scheduled: 2, draining: true, received: 15, completed: 9, serviceSeconds: 12.5 });
 });
 
 test('scrapes real worker metrics servers and sums them; a failing pod fails the read', async () => {
-  const workers = await Promise.all([0, 1].map(async (i) => {
-    const m = createWorkerMetrics();
-    m.inFlight.set({ state: 'active' }, 2 + i);
-    m.inFlight.set({ state: 'reserved' }, 1);
-    m.received.inc({ queue: 'q', task: 't' }, 10);
-    m.duration.observe({ queue: 'q', task: 't' }, 1.5);
-    m.draining.set(i);
-    const server = await startMetricsServer(0, { registry: m.registry, healthy: () => true, drain: async () => {} }, '127.0.0.1');
-    return server;
-  }));
+  const workers = await Promise.all(
+    [0, 1].map(async (i) => {
+      const m = createWorkerMetrics();
+      m.inFlight.set({ state: 'active' }, 2 + i);
+      m.inFlight.set({ state: 'reserved' }, 1);
+      m.received.inc({ queue: 'q', task: 't' }, 10);
+      m.duration.observe({ queue: 'q', task: 't' }, 1.5);
+      m.draining.set(i);
+      const server = await startMetricsServer(0, { registry: m.registry, healthy: () => true, drain: async () => {} }, '127.0.0.1');
+      return server;
+    }),
+  );
   try {
     let targets = workers.map((w, i) => ({ pod: `p${i}`, url: w.url }));
     const source = createWorkerMetricsSource({ targets: async () => targets });

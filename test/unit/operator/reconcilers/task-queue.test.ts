@@ -34,7 +34,6 @@ const unreachable: typeof checkBroker = async () => {
   throw new BrokerCheckError('Unreachable', 'cannot connect to redis://redis:6379/0: ECONNREFUSED');
 };
 
-
 interface Row {
   name: string;
   given(kube: MemoryKube): Promise<TaskQueue>;
@@ -178,7 +177,8 @@ describe('TaskQueue reconciler errors and transitions', () => {
     const kube = createMemoryKube();
     const tq = await addTaskQueue(kube);
     kube.intercept((req) => {
-      if (req.verb === 'get' && req.resource === resources.secrets) throw new KubeApiError(403, 'Forbidden', 'secrets is forbidden', 'GET', '/api/v1/namespaces/shop/secrets/broker');
+      if (req.verb === 'get' && req.resource === resources.secrets)
+        throw new KubeApiError(403, 'Forbidden', 'secrets is forbidden', 'GET', '/api/v1/namespaces/shop/secrets/broker');
     });
     const { ctx, eventLines } = testContext(kube);
     await assert.rejects(createTaskQueueReconciler().reconcile(tq, ctx), (err: unknown) => err instanceof KubeApiError && err.statusCode === 403);

@@ -27,18 +27,53 @@ const queues = [tq('default', 'celery'), tq('reports', 'reports')];
 
 describe('workerArgs', () => {
   it('builds the worker command line from the pool and its queues, defaults included', () => {
-    assert.deepEqual(workerArgs(pool(), queues), ['worker', '-A', '/app/tasks.js', '-Q', 'celery,reports', '-c', '4', '--prefetch-multiplier', '1', '--metrics-port', '9540']);
+    assert.deepEqual(workerArgs(pool(), queues), [
+      'worker',
+      '-A',
+      '/app/tasks.js',
+      '-Q',
+      'celery,reports',
+      '-c',
+      '4',
+      '--prefetch-multiplier',
+      '1',
+      '--metrics-port',
+      '9540',
+    ]);
   });
 
   it('carries concurrency, prefetch, port, log level and extra args', () => {
-    const p = pool({ concurrency: 16, prefetchMultiplier: 2, metricsPort: 9999, template: { image: 'i', tasksModule: 'm.js', logLevel: 'debug', args: ['--max-tasks-per-child', '100'] } });
-    assert.deepEqual(workerArgs(p, [queues[0]!]), ['worker', '-A', 'm.js', '-Q', 'celery', '-c', '16', '--prefetch-multiplier', '2', '--metrics-port', '9999', '-l', 'debug', '--max-tasks-per-child', '100']);
+    const p = pool({
+      concurrency: 16,
+      prefetchMultiplier: 2,
+      metricsPort: 9999,
+      template: { image: 'i', tasksModule: 'm.js', logLevel: 'debug', args: ['--max-tasks-per-child', '100'] },
+    });
+    assert.deepEqual(workerArgs(p, [queues[0]!]), [
+      'worker',
+      '-A',
+      'm.js',
+      '-Q',
+      'celery',
+      '-c',
+      '16',
+      '--prefetch-multiplier',
+      '2',
+      '--metrics-port',
+      '9999',
+      '-l',
+      'debug',
+      '--max-tasks-per-child',
+      '100',
+    ]);
   });
 });
 
 describe('brokerEnv', () => {
   it('takes the whole URL from the Secret with urlSecretRef', () => {
-    assert.deepEqual(brokerEnv({ type: 'redis', urlSecretRef: { name: 's' } }), [{ name: 'CELERIAC_BROKER_URL', valueFrom: { secretKeyRef: { name: 's', key: 'url' } } }]);
+    assert.deepEqual(brokerEnv({ type: 'redis', urlSecretRef: { name: 's' } }), [
+      { name: 'CELERIAC_BROKER_URL', valueFrom: { secretKeyRef: { name: 's', key: 'url' } } },
+    ]);
     assert.deepEqual(brokerEnv({ type: 'amqp', urlSecretRef: { name: 's', key: 'broker' } })[0]?.valueFrom?.secretKeyRef?.key, 'broker');
   });
 
@@ -65,10 +100,15 @@ describe('brokerEnv', () => {
   it('passes spec.broker.tls on to the workers as the runtime URL options, on TLS URLs only', () => {
     const insecure = { enabled: true, insecureSkipVerify: true, serverName: 'redis.internal' };
     assert.equal(brokerEnv({ type: 'redis', host: 'r', tls: insecure })[0]?.value, 'rediss://r:6380/0?tlsInsecure=true&tlsServerName=redis.internal');
-    assert.equal(brokerEnv({ type: 'amqp', url: 'amqps://mq/shop?heartbeat=30', tls: { serverName: 'mq.internal' } })[0]?.value,
-      'amqps://mq/shop?heartbeat=30&tlsServerName=mq.internal');
+    assert.equal(
+      brokerEnv({ type: 'amqp', url: 'amqps://mq/shop?heartbeat=30', tls: { serverName: 'mq.internal' } })[0]?.value,
+      'amqps://mq/shop?heartbeat=30&tlsServerName=mq.internal',
+    );
     const withCreds = brokerEnv({ type: 'amqp', host: 'mq', tls: insecure, credentialsSecretRef: { name: 'c' } });
-    assert.match(withCreds.find((e) => e.name === 'CELERIAC_BROKER_URL')!.value!, /^amqps:\/\/\$\(CELERIAC_BROKER_USERNAME\).*@mq:5671\/%2F\?tlsInsecure=true&tlsServerName=redis\.internal$/);
+    assert.match(
+      withCreds.find((e) => e.name === 'CELERIAC_BROKER_URL')!.value!,
+      /^amqps:\/\/\$\(CELERIAC_BROKER_USERNAME\).*@mq:5671\/%2F\?tlsInsecure=true&tlsServerName=redis\.internal$/,
+    );
     // AMQP priorities become the queues' x-max-priority; Redis keeps them in kombu's sub-lists.
     assert.equal(brokerEnv({ type: 'amqp', host: 'mq' }, 10)[0]?.value, 'amqp://mq:5672/%2F?maxPriority=10');
     assert.equal(brokerEnv({ type: 'redis', host: 'r' }, 10)[0]?.value, 'redis://r:6379/0');
@@ -78,12 +118,15 @@ describe('brokerEnv', () => {
 });
 
 describe('workerDeployment broker URL', () => {
-  it('gives AMQP workers the highest priorityLevels of the pool\'s queues as maxPriority', () => {
+  it("gives AMQP workers the highest priorityLevels of the pool's queues as maxPriority", () => {
     const amqp = { type: 'amqp' as const, host: 'mq' };
     const [a, b] = [tq('a', 'a', amqp), tq('b', 'b', amqp)];
     a.spec.queue.priorityLevels = 5;
     b.spec.queue.priorityLevels = 10;
-    const env = ((workerDeployment({ pool: pool(), queues: [a, b], replicas: 1 }).spec as any).template.spec.containers[0].env as { name: string; value?: string }[]);
+    const env = (workerDeployment({ pool: pool(), queues: [a, b], replicas: 1 }).spec as any).template.spec.containers[0].env as {
+      name: string;
+      value?: string;
+    }[];
     assert.equal(env.find((e) => e.name === 'CELERIAC_BROKER_URL')?.value, 'amqp://mq:5672/%2F?maxPriority=10');
   });
 });
@@ -100,7 +143,9 @@ describe('workerDeployment', () => {
     const d = workerDeployment({ pool: pool(), queues, replicas: 3 });
     assert.equal(d.metadata.name, 'shop');
     assert.equal(d.metadata.namespace, 'prod');
-    assert.deepEqual(d.metadata.ownerReferences, [{ apiVersion: 'celeriac.io/v1alpha1', kind: 'WorkerPool', name: 'shop', uid: 'uid-1', controller: true, blockOwnerDeletion: true }]);
+    assert.deepEqual(d.metadata.ownerReferences, [
+      { apiVersion: 'celeriac.io/v1alpha1', kind: 'WorkerPool', name: 'shop', uid: 'uid-1', controller: true, blockOwnerDeletion: true },
+    ]);
     const spec = d.spec as any;
     assert.equal(spec.replicas, 3);
     assert.deepEqual(spec.selector, { matchLabels: { 'celeriac.io/worker-pool': 'shop' } });
@@ -119,7 +164,10 @@ describe('workerDeployment', () => {
     assert.deepEqual(c.lifecycle, { preStop: { httpGet: { path: '/drain', port: 'metrics' } } });
     assert.equal(c.readinessProbe.httpGet.path, '/healthz');
     assert.equal(c.livenessProbe.httpGet.path, '/healthz');
-    assert.deepEqual(c.env.slice(0, 3).map((e: { name: string }) => e.name), ['POD_NAME', 'POD_NAMESPACE', 'CELERIAC_BROKER_URL']);
+    assert.deepEqual(
+      c.env.slice(0, 3).map((e: { name: string }) => e.name),
+      ['POD_NAME', 'POD_NAMESPACE', 'CELERIAC_BROKER_URL'],
+    );
   });
 
   it('probes the start with a startup probe: soon after the process starts, then every second until the worker listens', () => {
@@ -158,10 +206,16 @@ describe('workerDeployment', () => {
     assert.equal(pod.metadata.annotations.note, 'n');
     assert.deepEqual(pod.spec.nodeSelector, { pool: 'workers' });
     assert.equal(pod.spec.serviceAccountName, 'tasks');
-    assert.deepEqual(pod.spec.containers.map((c: { name: string }) => c.name), ['worker', 'sidecar']);
+    assert.deepEqual(
+      pod.spec.containers.map((c: { name: string }) => c.name),
+      ['worker', 'sidecar'],
+    );
     const worker = pod.spec.containers[0];
     assert.deepEqual(worker.volumeMounts, [{ name: 'v', mountPath: '/v' }]);
-    assert.deepEqual(worker.env.slice(-2), [{ name: 'A', value: '1' }, { name: 'B', value: '2' }]);
+    assert.deepEqual(worker.env.slice(-2), [
+      { name: 'A', value: '1' },
+      { name: 'B', value: '2' },
+    ]);
     assert.equal(worker.image, 'img:1', 'the override cannot drop the image');
   });
 

@@ -6,7 +6,13 @@ import type { TaskQueue, WorkerPoolAutoscalingStatus } from '../../../../operato
 describe('replacing (status.autoscaling written whole through a merge patch)', () => {
   it('sends null for every key the new object leaves out, so the merge removes it', () => {
     const prev: WorkerPoolAutoscalingStatus = { desiredReplicas: 5, fallback: true, failures: 15, draining: ['a'], reason: 'Fallback' };
-    assert.deepEqual(replacing(prev, { desiredReplicas: 5, reason: 'Steady' }), { desiredReplicas: 5, reason: 'Steady', fallback: null, failures: null, draining: null });
+    assert.deepEqual(replacing(prev, { desiredReplicas: 5, reason: 'Steady' }), {
+      desiredReplicas: 5,
+      reason: 'Steady',
+      fallback: null,
+      failures: null,
+      draining: null,
+    });
   });
 
   it('sends nothing extra when the keys are the same, so an unchanged status compares equal', () => {
@@ -19,7 +25,19 @@ describe('brokerProblem', () => {
   const tq = (name: string, status?: 'True' | 'False'): TaskQueue => ({
     metadata: { name },
     spec: { broker: { type: 'redis', url: 'redis://r:6379/0' }, queue: { name } },
-    status: status ? { conditions: [{ type: 'BrokerReachable', status, reason: status === 'True' ? 'Connected' : 'AuthenticationFailed', message: 'WRONGPASS invalid username-password pair', lastTransitionTime: '2026-01-01T00:00:00Z' }] } : {},
+    status: status
+      ? {
+          conditions: [
+            {
+              type: 'BrokerReachable',
+              status,
+              reason: status === 'True' ? 'Connected' : 'AuthenticationFailed',
+              message: 'WRONGPASS invalid username-password pair',
+              lastTransitionTime: '2026-01-01T00:00:00Z',
+            },
+          ],
+        }
+      : {},
   });
 
   it('names the first TaskQueue whose broker check failed, with its reason', () => {

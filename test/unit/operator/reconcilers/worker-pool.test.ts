@@ -45,7 +45,6 @@ function fixedDecision(replicas: number): DecideReplicas & { calls: number } {
   return decide;
 }
 
-
 interface Row {
   name: string;
   /** Seeds the store; returns the pool to reconcile, as read from the store. */
@@ -136,7 +135,13 @@ const rows: Row[] = [
       const pool = await addPool(kube);
       const dep = await addDeployment(kube, 2, pool);
       // The reconcile's apply sends the full spec, a spec change: the rollout status must be for that next generation.
-      await kube.patch(resources.deployments, NS, POOL, { status: { observedGeneration: (dep.metadata.generation ?? 1) + 1, replicas: 2, updatedReplicas: 2, readyReplicas: 2 } }, { subresource: 'status' });
+      await kube.patch(
+        resources.deployments,
+        NS,
+        POOL,
+        { status: { observedGeneration: (dep.metadata.generation ?? 1) + 1, replicas: 2, updatedReplicas: 2, readyReplicas: 2 } },
+        { subresource: 'status' },
+      );
       return pool;
     },
     expect: {
@@ -285,7 +290,12 @@ describe('WorkerPool reconciler writes', () => {
     }
     const status = (await kube.get<WorkerPool>(resources.workerPools, NS, POOL))?.status;
     assert.deepEqual(
-      { desiredReplicas: status?.desiredReplicas, deploymentName: status?.deploymentName, selector: status?.selector, observedGeneration: status?.observedGeneration },
+      {
+        desiredReplicas: status?.desiredReplicas,
+        deploymentName: status?.deploymentName,
+        selector: status?.selector,
+        observedGeneration: status?.observedGeneration,
+      },
       { desiredReplicas: 2, deploymentName: POOL, selector: `celeriac.io/worker-pool=${POOL}`, observedGeneration: 1 },
     );
   });

@@ -27,11 +27,18 @@ test('Value is multiplicative on ready pods; from N = 0 it is ceil(ratio) withou
 });
 
 test('property: inside the tolerance no metric proposes a change', () => {
-  fc.assert(fc.property(fc.integer({ min: 1, max: 200 }), fc.double({ min: 0.9001, max: 1.0999, noNaN: true }), fc.double({ min: 0.1, max: 100, noNaN: true }), (n, ratio, target) => {
-    const value = ratio * target * n;
-    assert.equal(metricProposal(value, { type: 'AverageValue', averageValue: target }, counts(n), tol).replicas, n);
-    assert.equal(metricProposal(ratio * target, { type: 'Value', value: target }, counts(n), tol).replicas, n);
-  }));
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 200 }),
+      fc.double({ min: 0.9001, max: 1.0999, noNaN: true }),
+      fc.double({ min: 0.1, max: 100, noNaN: true }),
+      (n, ratio, target) => {
+        const value = ratio * target * n;
+        assert.equal(metricProposal(value, { type: 'AverageValue', averageValue: target }, counts(n), tol).replicas, n);
+        assert.equal(metricProposal(ratio * target, { type: 'Value', value: target }, counts(n), tol).replicas, n);
+      },
+    ),
+  );
 });
 
 const behaviorSpec = (min: number, max: number): HpaSpec => ({ minReplicas: min, maxReplicas: max, behavior: resolveBehavior({}) });
@@ -102,6 +109,10 @@ test('failed metrics: none valid -> no change; partial and pointing down -> no c
 test('selectPolicy Min takes the smaller change; Disabled blocks the direction', () => {
   const min: HpaSpec = { minReplicas: 1, maxReplicas: 100, behavior: resolveBehavior({ scaleUp: { selectPolicy: 'Min' } }) };
   assert.equal(hpaStep(null, min, counts(10), [avg(400, 10)], 0).replicas, 14);
-  const off: HpaSpec = { minReplicas: 1, maxReplicas: 100, behavior: resolveBehavior({ scaleDown: { selectPolicy: 'Disabled', stabilizationWindowSeconds: 0 } }) };
+  const off: HpaSpec = {
+    minReplicas: 1,
+    maxReplicas: 100,
+    behavior: resolveBehavior({ scaleDown: { selectPolicy: 'Disabled', stabilizationWindowSeconds: 0 } }),
+  };
   assert.equal(hpaStep(null, off, counts(10), [avg(10, 10)], 0).replicas, 10);
 });

@@ -12,14 +12,16 @@ import { SCENARIOS, ScenarioError, generateTasks, loadScenario, type Scenario } 
 import { formatTable, simulate, writeCharts } from '../../../../operator/src/simulator/command.js';
 
 test('event queue pops in time order, ties in insertion order', () => {
-  fc.assert(fc.property(fc.array(fc.integer({ min: 0, max: 50 }), { maxLength: 3000 }), (times) => {
-    const q = new EventQueue();
-    times.forEach((t, i) => q.push(t, 0, i, 0));
-    const out: [number, number][] = [];
-    while (q.pop()) out.push([q.popped.time, q.popped.a]);
-    const expected = times.map((t, i) => [t, i] as [number, number]).sort((x, y) => x[0] - y[0] || x[1] - y[1]);
-    assert.deepEqual(out, expected);
-  }));
+  fc.assert(
+    fc.property(fc.array(fc.integer({ min: 0, max: 50 }), { maxLength: 3000 }), (times) => {
+      const q = new EventQueue();
+      times.forEach((t, i) => q.push(t, 0, i, 0));
+      const out: [number, number][] = [];
+      while (q.pop()) out.push([q.popped.time, q.popped.a]);
+      const expected = times.map((t, i) => [t, i] as [number, number]).sort((x, y) => x[0] - y[0] || x[1] - y[1]);
+      assert.deepEqual(out, expected);
+    }),
+  );
 });
 
 test('rng: same seed and stream, same numbers; uniform draws in [0, 1)', () => {
@@ -27,8 +29,14 @@ test('rng: same seed and stream, same numbers; uniform draws in [0, 1)', () => {
   const b = new Rng(7, 1);
   const c = new Rng(7, 2);
   const xs = Array.from({ length: 1000 }, () => a.next());
-  assert.deepEqual(xs, Array.from({ length: 1000 }, () => b.next()));
-  assert.notDeepEqual(xs.slice(0, 10), Array.from({ length: 10 }, () => c.next()));
+  assert.deepEqual(
+    xs,
+    Array.from({ length: 1000 }, () => b.next()),
+  );
+  assert.notDeepEqual(
+    xs.slice(0, 10),
+    Array.from({ length: 10 }, () => c.next()),
+  );
   assert.ok(xs.every((x) => x >= 0 && x < 1));
   const mean = xs.reduce((s, x) => s + x, 0) / xs.length;
   assert.ok(Math.abs(mean - 0.5) < 0.05);
@@ -78,20 +86,44 @@ test('deterministic by seed; another seed gives another run', () => {
 test('scenario files: a good one loads, a bad one lists its problems', () => {
   const dir = mkdtempSync(join(tmpdir(), 'celeriac-sim-'));
   const good = join(dir, 'good.json');
-  writeFileSync(good, JSON.stringify({ id: 'tiny', durationSeconds: 120, arrivals: [{ type: 'rate', points: [[0, 1]] }], service: { type: 'exponential', mean: 1 }, minReplicas: 0, maxReplicas: 5, fixedReplicas: 1 }));
+  writeFileSync(
+    good,
+    JSON.stringify({
+      id: 'tiny',
+      durationSeconds: 120,
+      arrivals: [{ type: 'rate', points: [[0, 1]] }],
+      service: { type: 'exponential', mean: 1 },
+      minReplicas: 0,
+      maxReplicas: 5,
+      fixedReplicas: 1,
+    }),
+  );
   assert.equal(loadScenario(good).id, 'tiny');
   const bad = join(dir, 'bad.json');
   writeFileSync(bad, JSON.stringify({ durationSeconds: -1, arrivals: [{ type: 'wave' }], service: { type: 'uniform' } }));
-  assert.throws(() => loadScenario(bad), (err: unknown) => {
-    assert.ok(err instanceof ScenarioError);
-    for (const k of ['durationSeconds', 'minReplicas', 'arrivals[0].type', 'service.type']) assert.match(err.message, new RegExp(k.replace(/[[\]]/g, '\\$&')));
-    return true;
-  });
+  assert.throws(
+    () => loadScenario(bad),
+    (err: unknown) => {
+      assert.ok(err instanceof ScenarioError);
+      for (const k of ['durationSeconds', 'minReplicas', 'arrivals[0].type', 'service.type'])
+        assert.match(err.message, new RegExp(k.replace(/[[\]]/g, '\\$&')));
+      return true;
+    },
+  );
   assert.throws(() => loadScenario(join(dir, 'missing.json')), ScenarioError);
 });
 
 test('report: a table with every policy, JSON-ready results and an SVG per scenario', () => {
-  const sc: Scenario = { id: 'tiny', description: 'tiny', durationSeconds: 600, arrivals: [{ type: 'rate', points: [[0, 2]] }], service: { type: 'exponential', mean: 1 }, minReplicas: 0, maxReplicas: 5, fixedReplicas: 1 };
+  const sc: Scenario = {
+    id: 'tiny',
+    description: 'tiny',
+    durationSeconds: 600,
+    arrivals: [{ type: 'rate', points: [[0, 2]] }],
+    service: { type: 'exponential', mean: 1 },
+    minReplicas: 0,
+    maxReplicas: 5,
+    fixedReplicas: 1,
+  };
   const report = simulate({ scenarios: [sc], policies: ['P1', 'P4'], seeds: 2 });
   assert.equal(report.results.length, 2);
   const table = formatTable(report, [sc]);

@@ -6,7 +6,11 @@ import { ConfigError } from '../../../../runtime/src/errors.js';
 
 describe('config', () => {
   it('takes flags over env over options over defaults, with Celery env fallbacks', () => {
-    const c = loadConfig({ env: { CELERY_BROKER_URL: 'memory://a', CELERIAC_CONCURRENCY: '7' }, options: { concurrency: 3, defaultQueue: 'q' }, flags: { logLevel: 'debug' } });
+    const c = loadConfig({
+      env: { CELERY_BROKER_URL: 'memory://a', CELERIAC_CONCURRENCY: '7' },
+      options: { concurrency: 3, defaultQueue: 'q' },
+      flags: { logLevel: 'debug' },
+    });
     assert.equal(c.brokerUrl, 'memory://a');
     assert.equal(c.resultBackend, 'memory://a');
     assert.equal(c.concurrency, 7);

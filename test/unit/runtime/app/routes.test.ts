@@ -38,7 +38,12 @@ describe('routes (Celery task_routes)', () => {
   });
 
   it('takes [pattern, route] pairs with RegExp patterns, matched from the start as re.match', () => {
-    const routes: Routes = [[[/(video|image)\.tasks\./, 'media'], ['web.*', { queue: 'web', priority: 7 }]]];
+    const routes: Routes = [
+      [
+        [/(video|image)\.tasks\./, 'media'],
+        ['web.*', { queue: 'web', priority: 7 }],
+      ],
+    ];
     assert.equal(queueOf(routes, 'video.tasks.compress'), 'media');
     assert.equal(queueOf(routes, 'my.video.tasks.compress'), null, 'not searched inside the name');
     assert.deepEqual(createRouter(routes)('web.render', [], {}, {}), { queue: 'web', priority: 7 });
@@ -60,7 +65,11 @@ describe('routes (Celery task_routes)', () => {
   });
 
   it('refuses bad routes at createRouter with every problem named', () => {
-    assert.throws(() => createRouter({ a: { exchange: 'x', queue: '' } } as never), (err: unknown) => err instanceof ConfigError && /unsupported route option\(s\) exchange/.test(err.message) && /queue: expected a non-empty string/.test(err.message));
+    assert.throws(
+      () => createRouter({ a: { exchange: 'x', queue: '' } } as never),
+      (err: unknown) =>
+        err instanceof ConfigError && /unsupported route option\(s\) exchange/.test(err.message) && /queue: expected a non-empty string/.test(err.message),
+    );
     assert.throws(() => createRouter([['a.*', 'q']] as never), /a list at the top of routes is a list of routers/);
     assert.throws(() => createRouter({ a: 5 } as never), /expected a queue name or \{ queue, priority \}/);
     assert.throws(() => createRouter(() => ({ priority: 300 }))('x', [], {}, {}), /routes\("x"\) returned.priority: expected an integer from 0 to 255/);

@@ -20,7 +20,11 @@ describe('outgoingTask: queue precedence (Celery: call > task option > routes > 
   });
   it("uses a route's priority when the caller gives none", () => {
     assert.equal(queue({}, undefined, { priority: 7 }).message.properties.priority, 7);
-    assert.equal(outgoingTask('t.x', [], {}, { priority: 2 }, { config, origin: 'o', task: undefined, route: { priority: 7 }, ownReplyTo: undefined, id: 'i', now: 0 }).message.properties.priority, 2);
+    assert.equal(
+      outgoingTask('t.x', [], {}, { priority: 2 }, { config, origin: 'o', task: undefined, route: { priority: 7 }, ownReplyTo: undefined, id: 'i', now: 0 })
+        .message.properties.priority,
+      2,
+    );
   });
 });
 

@@ -6,11 +6,20 @@ import { backoffDelay, isAutoretry, maxRetriesOf, parseRateLimit, retryDelay } f
 
 describe('retry maths (Celery get_exponential_backoff_interval)', () => {
   it('doubles from the factor and caps at the max, without jitter', () => {
-    assert.deepEqual([0, 1, 2, 3, 10].map((r) => backoffDelay(r, 1000, 600_000, false)), [1000, 2000, 4000, 8000, 600_000]);
+    assert.deepEqual(
+      [0, 1, 2, 3, 10].map((r) => backoffDelay(r, 1000, 600_000, false)),
+      [1000, 2000, 4000, 8000, 600_000],
+    );
   });
   it('full jitter stays within [0, countdown]', () => {
-    assert.equal(backoffDelay(3, 1000, 600_000, true, () => 0), 0);
-    assert.equal(backoffDelay(3, 1000, 600_000, true, () => 0.999999), 8000);
+    assert.equal(
+      backoffDelay(3, 1000, 600_000, true, () => 0),
+      0,
+    );
+    assert.equal(
+      backoffDelay(3, 1000, 600_000, true, () => 0.999999),
+      8000,
+    );
     for (let i = 0; i < 100; i++) {
       const d = backoffDelay(4, 1000, 600_000, true);
       assert.ok(d >= 0 && d <= 16_000);

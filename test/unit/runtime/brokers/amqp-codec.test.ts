@@ -25,11 +25,7 @@ const longstr = (s: string) => {
 
 describe('AMQP field-table decoder', () => {
   it("reads py-amqp's L tag as a signed 64-bit integer", () => {
-    const table = Buffer.concat([
-      entry('big', 'L', int64(2n ** 40n)),
-      entry('neg', 'L', int64(-(2n ** 33n))),
-      entry('task', 'S', longstr('proj.tasks.add')),
-    ]);
+    const table = Buffer.concat([entry('big', 'L', int64(2n ** 40n)), entry('neg', 'L', int64(-(2n ** 33n))), entry('task', 'S', longstr('proj.tasks.add'))]);
     assert.deepEqual(decodeFields(table), { big: 2 ** 40, neg: -(2 ** 33), task: 'proj.tasks.add' });
   });
 
@@ -40,10 +36,7 @@ describe('AMQP field-table decoder', () => {
     const arrItem = Buffer.concat([Buffer.from('L'), int64(-5n)]);
     const arrLen = Buffer.alloc(4);
     arrLen.writeUInt32BE(arrItem.length);
-    const table = Buffer.concat([
-      entry('stamps', 'F', Buffer.concat([innerLen, inner])),
-      entry('ids', 'A', Buffer.concat([arrLen, arrItem])),
-    ]);
+    const table = Buffer.concat([entry('stamps', 'F', Buffer.concat([innerLen, inner])), entry('ids', 'A', Buffer.concat([arrLen, arrItem]))]);
     assert.deepEqual(decodeFields(table), { stamps: { id: 9007199254740991 }, ids: [-5] });
   });
 
@@ -69,10 +62,26 @@ describe('AMQP field-table encoder', () => {
     const original = (require(path) as { encodeTable: (b: Buffer, v: unknown, o: number) => number }).encodeTable;
     require.cache[path] = patched;
     const headers = {
-      lang: 'py', task: 'proj.tasks.add', id: 'ünïcode-✓', shadow: null, eta: '2025-01-01T12:00:10+00:00', retries: 0,
-      timelimit: [null, 5], small: -100, short: 30_000, int: -2_000_000_000, long: 2 ** 40, float: 1.5, big: 2 ** 64,
-      ok: true, no: false, nested: { a: [1, 'two', { b: null }], c: Buffer.from([1, 2]) }, skipped: undefined,
-      typed: { '!': 'timestamp', value: 1735732800 }, u8: { '!': 'uint8', value: 200 }, dec: { '!': 'decimal', value: { places: 2, digits: 110 } },
+      lang: 'py',
+      task: 'proj.tasks.add',
+      id: 'ünïcode-✓',
+      shadow: null,
+      eta: '2025-01-01T12:00:10+00:00',
+      retries: 0,
+      timelimit: [null, 5],
+      small: -100,
+      short: 30_000,
+      int: -2_000_000_000,
+      long: 2 ** 40,
+      float: 1.5,
+      big: 2 ** 64,
+      ok: true,
+      no: false,
+      nested: { a: [1, 'two', { b: null }], c: Buffer.from([1, 2]) },
+      skipped: undefined,
+      typed: { '!': 'timestamp', value: 1735732800 },
+      u8: { '!': 'uint8', value: 200 },
+      dec: { '!': 'decimal', value: { places: 2, digits: 110 } },
     };
     // amqplib hands the encoder Object.create(headers): the keys are inherited.
     const inherited = Object.create(headers) as Record<string, unknown>;

@@ -55,7 +55,12 @@ describe('Qos: delivery bookkeeping shared by the drivers', () => {
 
   it('reads a prefetch function again each time; 0 means no limit', () => {
     let limit = 1;
-    const q = new Qos<string>({ settlers: { ack: async () => {}, requeue: async () => {} }, onDelivery: async () => {}, prefetch: () => limit, log: undefined });
+    const q = new Qos<string>({
+      settlers: { ack: async () => {}, requeue: async () => {} },
+      onDelivery: async () => {},
+      prefetch: () => limit,
+      log: undefined,
+    });
     assert.equal(q.room(), 1);
     limit = 0;
     assert.equal(q.room(), Number.POSITIVE_INFINITY);
@@ -74,7 +79,11 @@ describe('Qos: delivery bookkeeping shared by the drivers', () => {
   });
 
   it('gives the message back when the handler throws, and logs why', async () => {
-    const t = setUp({ handler: async () => { throw new Error('handler broke'); } });
+    const t = setUp({
+      handler: async () => {
+        throw new Error('handler broke');
+      },
+    });
     t.hand('a');
     await turn();
     assert.deepEqual(t.calls, ['requeue a']);
@@ -85,7 +94,12 @@ describe('Qos: delivery bookkeeping shared by the drivers', () => {
   });
 
   it('a handler that settled before throwing is not settled again', async () => {
-    const t = setUp({ handler: async (d) => { await d.ack(); throw new Error('after the ack'); } });
+    const t = setUp({
+      handler: async (d) => {
+        await d.ack();
+        throw new Error('after the ack');
+      },
+    });
     t.hand('a');
     await turn();
     assert.deepEqual(t.calls, ['ack a']);
@@ -103,7 +117,12 @@ describe('Qos: delivery bookkeeping shared by the drivers', () => {
 
   it('passes a failed ack to the caller', async () => {
     const q = new Qos<string>({
-      settlers: { ack: async () => { throw new Error('ack lost'); }, requeue: async () => {} },
+      settlers: {
+        ack: async () => {
+          throw new Error('ack lost');
+        },
+        requeue: async () => {},
+      },
       onDelivery: async (d) => void (seen = d),
       prefetch: 1,
       log: undefined,

@@ -12,8 +12,18 @@ class Flaky extends Error {}
 /** Runs `fn` once as if it were delivered with `retries` and returns the outcome. */
 function runAt(retries: number, options: TaskOptions, fn: (this: TaskContext) => unknown) {
   const task = { name: 't.x', options, fn } as unknown as Task;
-  const req = decodeTask(encodeTask({ id: 'id-1', name: 't.x', args: [], kwargs: {}, retries, origin: 'test', serializer: 'json' }), acceptedContentTypes(['json']));
-  return trace({ task, req, info: { queue: 'celery', exchange: '', routingKey: 'celery', redelivered: false }, hostname: 'w@h', log: pino({ level: 'silent' }), ctl: new AbortController() });
+  const req = decodeTask(
+    encodeTask({ id: 'id-1', name: 't.x', args: [], kwargs: {}, retries, origin: 'test', serializer: 'json' }),
+    acceptedContentTypes(['json']),
+  );
+  return trace({
+    task,
+    req,
+    info: { queue: 'celery', exchange: '', routingKey: 'celery', redelivered: false },
+    hostname: 'w@h',
+    log: pino({ level: 'silent' }),
+    ctl: new AbortController(),
+  });
 }
 
 describe('trace: max retries', () => {
@@ -32,7 +42,11 @@ describe('trace: max retries', () => {
   });
 
   it('without maxRetries both stop after Celery default of 3 with the original error', async () => {
-    for (const [retries, state] of [[2, 'RETRY'], [3, 'FAILURE'], [5, 'FAILURE']] as const) {
+    for (const [retries, state] of [
+      [2, 'RETRY'],
+      [3, 'FAILURE'],
+      [5, 'FAILURE'],
+    ] as const) {
       const m = await runAt(retries, {}, manual);
       const a = await runAt(retries, { autoretryFor: [Flaky] }, auto);
       assert.equal(m.state, state, `this.retry() at retries=${retries}`);

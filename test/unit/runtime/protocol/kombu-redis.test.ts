@@ -3,7 +3,15 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
-  bindingKey, bindingMember, fanoutPrefix, listFor, LUA_SEP, queueLists, queueOfList, unackedEntry, unackedRoutingKey,
+  bindingKey,
+  bindingMember,
+  fanoutPrefix,
+  listFor,
+  LUA_SEP,
+  queueLists,
+  queueOfList,
+  unackedEntry,
+  unackedRoutingKey,
 } from '../../../../runtime/src/protocol/kombu-redis.js';
 
 describe("kombu's Redis layout", () => {

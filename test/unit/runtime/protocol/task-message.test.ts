@@ -51,10 +51,35 @@ describe('protocol: the spec test vectors', () => {
   });
 
   it('TV1: a message we encode has every 5.2 header and the same decoded body', () => {
-    const m = encodeTask({ id: '11111111-1111-4111-8111-111111111111', name: 'proj.tasks.add', args: [2, 3], kwargs: {}, origin: 'gen4242@client1', replyTo: 'f0f0f0f0-0000-3000-8000-000000000001', serializer: 'json' });
+    const m = encodeTask({
+      id: '11111111-1111-4111-8111-111111111111',
+      name: 'proj.tasks.add',
+      args: [2, 3],
+      kwargs: {},
+      origin: 'gen4242@client1',
+      replyTo: 'f0f0f0f0-0000-3000-8000-000000000001',
+      serializer: 'json',
+    });
     const tv1 = parseEnvelope(TV1);
     for (const k of Object.keys(tv1.headers)) assert.ok(k in m.headers, `header ${k} is written`);
-    for (const k of ['lang', 'task', 'id', 'shadow', 'eta', 'expires', 'group', 'group_index', 'retries', 'timelimit', 'root_id', 'parent_id', 'argsrepr', 'kwargsrepr', 'origin', 'ignore_result']) {
+    for (const k of [
+      'lang',
+      'task',
+      'id',
+      'shadow',
+      'eta',
+      'expires',
+      'group',
+      'group_index',
+      'retries',
+      'timelimit',
+      'root_id',
+      'parent_id',
+      'argsrepr',
+      'kwargsrepr',
+      'origin',
+      'ignore_result',
+    ]) {
       assert.deepEqual(m.headers[k], tv1.headers[k], `header ${k}`);
     }
     assert.deepEqual(JSON.parse(m.body.toString()), JSON.parse(Buffer.from(tv1.body, 'base64').toString()));
@@ -68,7 +93,18 @@ describe('protocol: the spec test vectors', () => {
 
   it('TV2 variant: countdown/expires/time limits map to eta, expires, [hard, soft] and expiration', () => {
     const now = Date.now();
-    const m = encodeTask({ id: 'x', name: 'proj.tasks.add', args: [2, 3], kwargs: {}, origin: 'o', eta: new Date(now + 10_000), expires: new Date(now + 60_000), timelimit: [10, 5], priority: 5, serializer: 'json' });
+    const m = encodeTask({
+      id: 'x',
+      name: 'proj.tasks.add',
+      args: [2, 3],
+      kwargs: {},
+      origin: 'o',
+      eta: new Date(now + 10_000),
+      expires: new Date(now + 60_000),
+      timelimit: [10, 5],
+      priority: 5,
+      serializer: 'json',
+    });
     assert.deepEqual(m.headers.timelimit, [10, 5]);
     assert.match(String(m.headers.eta), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$/);
     assert.equal(m.properties.priority, 5);
@@ -109,9 +145,28 @@ describe('protocol: the spec test vectors', () => {
 
   it('TV5 with result_extended: name, args, kwargs, worker, retries, queue before task_id', () => {
     const meta = withExtendedMeta(buildMeta('11111111-1111-4111-8111-111111111111', 'SUCCESS', 5, { parentId: 'p' }), {
-      name: 'proj.tasks.add', args: [2, 3], kwargs: {}, worker: 'celery@worker1', retries: 0, queue: 'celery',
+      name: 'proj.tasks.add',
+      args: [2, 3],
+      kwargs: {},
+      worker: 'celery@worker1',
+      retries: 0,
+      queue: 'celery',
     });
-    assert.deepEqual(Object.keys(meta), ['status', 'result', 'traceback', 'children', 'date_done', 'parent_id', 'name', 'args', 'kwargs', 'worker', 'retries', 'queue', 'task_id']);
+    assert.deepEqual(Object.keys(meta), [
+      'status',
+      'result',
+      'traceback',
+      'children',
+      'date_done',
+      'parent_id',
+      'name',
+      'args',
+      'kwargs',
+      'worker',
+      'retries',
+      'queue',
+      'task_id',
+    ]);
     assert.deepEqual([meta.name, meta.args, meta.kwargs, meta.worker, meta.retries, meta.queue], ['proj.tasks.add', [2, 3], {}, 'celery@worker1', 0, 'celery']);
   });
 
@@ -140,8 +195,17 @@ describe('protocol: serializers and content types', () => {
   });
 
   it('refuses pickle with an error that says why', () => {
-    const m: WireMessage = { body: Buffer.from([0x80, 0x04]), contentType: 'application/x-python-serialize', contentEncoding: 'binary', headers: { task: 't', id: 'i' }, properties: {} };
-    assert.throws(() => decodeTask(m, ALL), (err: unknown) => err instanceof ContentDisallowedError && /pickle/.test(err.message));
+    const m: WireMessage = {
+      body: Buffer.from([0x80, 0x04]),
+      contentType: 'application/x-python-serialize',
+      contentEncoding: 'binary',
+      headers: { task: 't', id: 'i' },
+      properties: {},
+    };
+    assert.throws(
+      () => decodeTask(m, ALL),
+      (err: unknown) => err instanceof ContentDisallowedError && /pickle/.test(err.message),
+    );
     assert.throws(() => serializerByName('pickle'), ContentDisallowedError);
   });
 
@@ -151,8 +215,20 @@ describe('protocol: serializers and content types', () => {
   });
 
   it('decodes kombu >= 5.3 JSON tags', () => {
-    const body = JSON.stringify([[{ __type__: 'datetime', __value__: '2024-01-02T03:04:05.000678+00:00' }, { __type__: 'uuid', __value__: { hex: '12345678123456781234567812345678' } }, { __type__: 'base64', __value__: 'AAE=' }, { __type__: 'decimal', __value__: '1.10' }], {}, null]);
-    const req = decodeTask({ body: Buffer.from(body), contentType: 'application/json', contentEncoding: 'utf-8', headers: { task: 't', id: 'i' }, properties: {} }, JSON_ONLY);
+    const body = JSON.stringify([
+      [
+        { __type__: 'datetime', __value__: '2024-01-02T03:04:05.000678+00:00' },
+        { __type__: 'uuid', __value__: { hex: '12345678123456781234567812345678' } },
+        { __type__: 'base64', __value__: 'AAE=' },
+        { __type__: 'decimal', __value__: '1.10' },
+      ],
+      {},
+      null,
+    ]);
+    const req = decodeTask(
+      { body: Buffer.from(body), contentType: 'application/json', contentEncoding: 'utf-8', headers: { task: 't', id: 'i' }, properties: {} },
+      JSON_ONLY,
+    );
     assert.equal((req.args[0] as Date).toISOString(), '2024-01-02T03:04:05.000Z');
     assert.equal(req.args[1], '12345678-1234-5678-1234-567812345678');
     assert.deepEqual(req.args[2], Buffer.from([0, 1]));
@@ -160,8 +236,10 @@ describe('protocol: serializers and content types', () => {
   });
 
   it('rejects malformed bodies with a ProtocolError naming the problem', () => {
-    const bad = (body: string, headers: Record<string, unknown> = { task: 't', id: 'i' }) => () =>
-      decodeTask({ body: Buffer.from(body), contentType: 'application/json', contentEncoding: 'utf-8', headers, properties: {} }, JSON_ONLY);
+    const bad =
+      (body: string, headers: Record<string, unknown> = { task: 't', id: 'i' }) =>
+      () =>
+        decodeTask({ body: Buffer.from(body), contentType: 'application/json', contentEncoding: 'utf-8', headers, properties: {} }, JSON_ONLY);
     assert.throws(bad('{not json'), (e: unknown) => e instanceof ProtocolError && /Cannot decode application\/json/.test(e.message));
     assert.throws(bad('[1, {}, null]'), /args must be a list/);
     assert.throws(bad('[[], [], null]'), /kwargs must be a mapping/);
@@ -173,8 +251,25 @@ describe('protocol: serializers and content types', () => {
 
 describe('protocol: v1 and hybrid messages (accept-only)', () => {
   it('reads a protocol v1 dict body, taskset as group', () => {
-    const body = { task: 'proj.tasks.add', id: 'v1-id', args: [1, 2], kwargs: { z: 1 }, retries: 2, eta: '2025-01-01T12:00:05.385002+00:00', expires: null, utc: true, callbacks: null, errbacks: null, timelimit: [null, null], taskset: 'gs', chord: null };
-    const req = decodeTask({ body: Buffer.from(JSON.stringify(body)), contentType: 'application/json', contentEncoding: 'utf-8', headers: {}, properties: {} }, JSON_ONLY);
+    const body = {
+      task: 'proj.tasks.add',
+      id: 'v1-id',
+      args: [1, 2],
+      kwargs: { z: 1 },
+      retries: 2,
+      eta: '2025-01-01T12:00:05.385002+00:00',
+      expires: null,
+      utc: true,
+      callbacks: null,
+      errbacks: null,
+      timelimit: [null, null],
+      taskset: 'gs',
+      chord: null,
+    };
+    const req = decodeTask(
+      { body: Buffer.from(JSON.stringify(body)), contentType: 'application/json', contentEncoding: 'utf-8', headers: {}, properties: {} },
+      JSON_ONLY,
+    );
     assert.equal(req.protocol, 1);
     assert.equal(req.name, 'proj.tasks.add');
     assert.deepEqual(req.args, [1, 2]);
@@ -186,7 +281,10 @@ describe('protocol: v1 and hybrid messages (accept-only)', () => {
 
   it('merges hybrid headers over the v1 body', () => {
     const body = { task: 'a', id: 'h', args: [], kwargs: {} };
-    const req = decodeTask({ body: Buffer.from(JSON.stringify(body)), contentType: 'application/json', contentEncoding: 'utf-8', headers: { retries: 4 }, properties: {} }, JSON_ONLY);
+    const req = decodeTask(
+      { body: Buffer.from(JSON.stringify(body)), contentType: 'application/json', contentEncoding: 'utf-8', headers: { retries: 4 }, properties: {} },
+      JSON_ONLY,
+    );
     assert.equal(req.retries, 4);
   });
 });

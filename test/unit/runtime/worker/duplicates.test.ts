@@ -87,9 +87,13 @@ describe('the worker on duplicates and rejects', () => {
   const app = createTestApp({ concurrency: 2 });
   const runs = new Map<string, number>();
   app.task('dup.count', (key: string) => runs.set(key, (runs.get(key) ?? 0) + 1).get(key));
-  app.task('dup.refuse', () => {
-    throw new Reject('no thanks');
-  }, { acksLate: true });
+  app.task(
+    'dup.refuse',
+    () => {
+      throw new Reject('no thanks');
+    },
+    { acksLate: true },
+  );
   let worker: Worker;
   before(async () => {
     worker = await startTestWorker(app);
@@ -112,10 +116,14 @@ describe('the worker on duplicates and rejects', () => {
     const r = await app.sendTask('dup.refuse');
     const dead: Delivery[] = [];
     const ctl = new AbortController();
-    const consuming = broker.consume(['celery.dead'], async (d) => {
-      if (d.message.headers.id === r.id) dead.push(d);
-      await d.ack();
-    }, { prefetch: 10, signal: ctl.signal });
+    const consuming = broker.consume(
+      ['celery.dead'],
+      async (d) => {
+        if (d.message.headers.id === r.id) dead.push(d);
+        await d.ack();
+      },
+      { prefetch: 10, signal: ctl.signal },
+    );
     await eventually(() => assert.equal(dead.length, 1));
     ctl.abort();
     await consuming;

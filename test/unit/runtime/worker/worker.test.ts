@@ -24,9 +24,13 @@ const flaky = app.task(
   },
   { maxRetries: 3 },
 );
-const alwaysRetry = app.task('t.always', function (this: TaskContext) {
-  this.retry({ countdown: 1, exc: Object.assign(new Error('still broken'), { name: 'RuntimeError' }) });
-}, { maxRetries: 2 });
+const alwaysRetry = app.task(
+  't.always',
+  function (this: TaskContext) {
+    this.retry({ countdown: 1, exc: Object.assign(new Error('still broken'), { name: 'RuntimeError' }) });
+  },
+  { maxRetries: 2 },
+);
 const when = app.task('t.when', function (this: TaskContext, key: string) {
   seen(key);
   return { ran: Date.now(), eta: this.eta?.getTime() ?? null };
@@ -36,11 +40,15 @@ const waitAbort = app.task('t.waitabort', function (this: TaskContext) {
 });
 class Flaky extends Error {}
 let autoCount = 0;
-const auto = app.task('t.auto', () => {
-  autoCount++;
-  if (autoCount < 3) throw new Flaky('transient');
-  return autoCount;
-}, { autoretryFor: [Flaky], retryBackoff: 5, retryJitter: false });
+const auto = app.task(
+  't.auto',
+  () => {
+    autoCount++;
+    if (autoCount < 3) throw new Flaky('transient');
+    return autoCount;
+  },
+  { autoretryFor: [Flaky], retryBackoff: 5, retryJitter: false },
+);
 const noResult = app.task('t.noresult', () => 1, { ignoreResult: true });
 let releaseStarted!: () => void;
 const started = app.task('t.started', () => new Promise((r) => (releaseStarted = () => r('done'))), { trackStarted: true });
@@ -74,7 +82,10 @@ describe('worker (memory broker)', () => {
 
   it('stores a failure with its type, message and traceback, and get() throws it', async () => {
     const r = await fail.delay('bad value');
-    await assert.rejects(r.get({ timeout: 5000 }), (err: unknown) => err instanceof TaskFailedError && err.excType === 'ValueError' && err.excMessage === 'bad value');
+    await assert.rejects(
+      r.get({ timeout: 5000 }),
+      (err: unknown) => err instanceof TaskFailedError && err.excType === 'ValueError' && err.excMessage === 'bad value',
+    );
     assert.equal(await r.failed(), true);
     assert.deepEqual(await r.result(), { exc_type: 'ValueError', exc_message: ['bad value'], exc_module: 'builtins' });
     assert.match(String(await r.traceback()), /Traceback[\s\S]*bad value/);
@@ -88,7 +99,10 @@ describe('worker (memory broker)', () => {
 
   it('fails with the original error after maxRetries', async () => {
     const r = await alwaysRetry.delay();
-    await assert.rejects(r.get({ timeout: 5000 }), (err: unknown) => err instanceof TaskFailedError && err.excType === 'RuntimeError' && /still broken/.test(err.excMessage));
+    await assert.rejects(
+      r.get({ timeout: 5000 }),
+      (err: unknown) => err instanceof TaskFailedError && err.excType === 'RuntimeError' && /still broken/.test(err.excMessage),
+    );
   });
 
   it('autoretries listed errors with backoff', async () => {
@@ -162,21 +176,40 @@ describe('worker (memory broker)', () => {
   it('dead-letters malformed and disallowed messages with a reason, and keeps working', async () => {
     const broker = await app.broker();
     const before = await broker.depth('celery.dead');
-    await broker.publish('celery', { body: Buffer.from('{oops'), contentType: 'application/json', contentEncoding: 'utf-8', headers: { task: 't.add', id: 'bad-1' }, properties: {} });
+    await broker.publish('celery', {
+      body: Buffer.from('{oops'),
+      contentType: 'application/json',
+      contentEncoding: 'utf-8',
+      headers: { task: 't.add', id: 'bad-1' },
+      properties: {},
+    });
     await broker.publish('celery', encodeTask({ id: 'bad-2', name: 't.add', args: [1, 1], kwargs: {}, origin: 'test', serializer: 'yaml' }));
-    await broker.publish('celery', { body: Buffer.from([0x80]), contentType: 'application/x-python-serialize', contentEncoding: 'binary', headers: { task: 't.add', id: 'bad-3' }, properties: {} });
+    await broker.publish('celery', {
+      body: Buffer.from([0x80]),
+      contentType: 'application/x-python-serialize',
+      contentEncoding: 'binary',
+      headers: { task: 't.add', id: 'bad-3' },
+      properties: {},
+    });
     const r = await add.delay(20, 22);
     assert.equal(await r.get({ timeout: 5000 }), 42);
     for (let i = 0; i < 100 && (await broker.depth('celery.dead')) < before + 3; i++) await new Promise((res) => setTimeout(res, 10));
     assert.equal(await broker.depth('celery.dead'), before + 3);
     const reasons: string[] = [];
     const ctl = new AbortController();
-    await broker.consume(['celery.dead'], async (d) => {
-      reasons.push(String(d.message.headers['x-celeriac-dead-reason']));
-      await d.ack();
-      if ((await broker.depth('celery.dead')) === 0) ctl.abort();
-    }, { prefetch: 100, signal: ctl.signal });
-    assert.ok(reasons.some((x) => /Cannot decode application\/json/.test(x)), reasons.join(' | '));
+    await broker.consume(
+      ['celery.dead'],
+      async (d) => {
+        reasons.push(String(d.message.headers['x-celeriac-dead-reason']));
+        await d.ack();
+        if ((await broker.depth('celery.dead')) === 0) ctl.abort();
+      },
+      { prefetch: 100, signal: ctl.signal },
+    );
+    assert.ok(
+      reasons.some((x) => /Cannot decode application\/json/.test(x)),
+      reasons.join(' | '),
+    );
     assert.ok(reasons.some((x) => /x-yaml" is not accepted/.test(x)));
     assert.ok(reasons.some((x) => /pickle/.test(x)));
   });
