@@ -14,6 +14,7 @@ import { createLogger } from '../logging/logger.js';
 import { CONTROL_EXCHANGE, encodeControl } from '../protocol/control.js';
 import { revokedMeta } from '../protocol/result-meta.js';
 import type { SignatureDict } from '../protocol/task-message.js';
+import type { BeatSchedule } from './beat-schedule.js';
 import { loadConfig, type Config } from './config.js';
 import { AsyncResult } from './result.js';
 import { createRouter, type Routes } from './routes.js';
@@ -34,6 +35,8 @@ export interface AppOptions extends Partial<Omit<Config, 'acceptContent' | 'queu
   readonly routes?: Routes;
   /** Logger to use; default: one made from the config's logLevel. */
   readonly logger?: Logger;
+  /** Periodic tasks for `celeriac beat` / `worker -B` (Celery's beat_schedule; see beat/schedules.ts). */
+  readonly beatSchedule?: BeatSchedule;
 }
 
 export interface App {
@@ -45,6 +48,8 @@ export interface App {
   task<A extends unknown[], R>(name: string, fn: TaskFn<A, R>, options?: TaskOptions): Task<A, R>;
   /** Registered tasks by name. */
   readonly tasks: ReadonlyMap<string, Task>;
+  /** Periodic tasks run by beat (createApp's beatSchedule). */
+  readonly beatSchedule: BeatSchedule;
   /**
    * Sends a task by name (it may live in another worker or language). Every task message goes
    * through here, the worker's retries, links and chain steps too (send.ts), so all are routed
@@ -68,7 +73,7 @@ export interface App {
 }
 
 export function createApp(options: AppOptions = {}): App {
-  const { broker: brokerUrl, backend: backendUrl, routes, logger, ...rest } = options;
+  const { broker: brokerUrl, backend: backendUrl, routes, logger, beatSchedule = {}, ...rest } = options;
   const route = createRouter(routes);
   const configOptions: Record<string, unknown> = { ...rest };
   if (brokerUrl !== undefined) configOptions.brokerUrl = brokerUrl;
@@ -128,6 +133,7 @@ export function createApp(options: AppOptions = {}): App {
     },
     origin,
     tasks,
+    beatSchedule: Object.freeze({ ...beatSchedule }),
     task<A extends unknown[], R>(name: string, fn: TaskFn<A, R>, taskOptions: TaskOptions = {}): Task<A, R> {
       if (typeof name !== 'string' || name === '') throw new ConfigError(['task name: expected a non-empty string']);
       if (tasks.has(name)) throw new ConfigError([`task "${name}" is defined twice`]);

@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 /**
- * The `celeriac` command: worker, call, result, purge. Every command has --help; configuration
+ * The `celeriac` command: worker, beat, call, result, purge. Every command has --help; configuration
  * flags come from the config table (runtime/src/app/config.ts).
  */
 import { Command } from 'commander';
 import { CeleriacError, ConfigError, redactText } from '../errors.js';
+import { beatCommand } from './commands/beat.js';
 import { callCommand } from './commands/call.js';
 import { purgeCommand } from './commands/purge.js';
 import { resultCommand } from './commands/result.js';
@@ -14,6 +15,7 @@ const program = new Command('celeriac')
   .description('A Celery-compatible task queue for TypeScript: run workers, call tasks, read results.')
   .showHelpAfterError()
   .addCommand(workerCommand())
+  .addCommand(beatCommand())
   .addCommand(callCommand())
   .addCommand(resultCommand())
   .addCommand(purgeCommand())

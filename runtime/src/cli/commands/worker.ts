@@ -2,8 +2,10 @@
 import { Command } from 'commander';
 import { createWorker } from '../../worker/worker.js';
 import { loadApp, withConnectionOptions } from '../load-app.js';
+import { beatFromFlags, withBeatOptions, type BeatFlags } from './beat.js';
 
-interface WorkerFlags {
+interface WorkerFlags extends BeatFlags {
+  beat?: boolean;
   app?: string;
   broker?: string;
   resultBackend?: string;
@@ -16,7 +18,7 @@ interface WorkerFlags {
 }
 
 export function workerCommand(): Command {
-  return withConnectionOptions(new Command('worker'))
+  return withBeatOptions(withConnectionOptions(new Command('worker')))
     .description('Run a worker: consume queues and execute the tasks of --app.')
     .option('-Q, --queues <list>', 'comma-separated queues to consume (default: celery); env CELERIAC_QUEUES')
     .option('-c, --concurrency <n>', 'tasks run at once (default 10); env CELERIAC_CONCURRENCY')
@@ -24,6 +26,7 @@ export function workerCommand(): Command {
     .option('-n, --hostname <name>', 'node name, name@host (default celeriac@<hostname>)')
     .option('--metrics-port <port>', 'port of /metrics, /healthz, /drain (default 9540; 0 = any free port; none = off)')
     .option('-l, --loglevel <level>', 'trace, debug, info, warn, error (default info)')
+    .option('-B, --beat', 'also run beat (safe with many workers: one beat leads at a time)')
     .addHelpText(
       'after',
       '\nSIGTERM or SIGINT: warm shutdown (stop consuming, finish running tasks, give back the rest).\nA second signal: cold shutdown (running late-ack tasks are given back too).',
@@ -44,14 +47,18 @@ export function workerCommand(): Command {
         true,
       );
       const worker = createWorker(app);
+      const beat = f.beat ? await beatFromFlags(app, f) : null;
       let signals = 0;
       const onSignal = (sig: NodeJS.Signals) => {
         signals++;
         worker.log.info({ signal: sig }, signals === 1 ? 'warm shutdown requested (send again for cold shutdown)' : 'cold shutdown requested');
-        void worker.stop({ graceful: signals === 1 }).then(() => process.exit(0));
+        void Promise.resolve(signals === 1 ? beat?.stop() : undefined)
+          .then(() => worker.stop({ graceful: signals === 1 }))
+          .then(() => process.exit(0));
       };
       process.on('SIGTERM', onSignal);
       process.on('SIGINT', onSignal);
       await worker.start();
+      await beat?.start();
     });
 }
