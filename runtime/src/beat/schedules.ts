@@ -6,8 +6,12 @@
  * - day of month AND day of week must both match (Celery's crontab.remaining_delta requires all
  *   fields; Vixie cron ORs the two day fields);
  * - minute resolution (5 fields, second 0);
- * - wall-clock times in the entry's timezone, DST included; what croner does in a DST gap or
- *   overlap is checked against Python Celery in test/interop/beat-schedule.test.ts.
+ * - wall-clock times in the entry's timezone, with DST resolved as Celery does: croner finds the
+ *   next matching wall-clock time after the previous run's wall-clock time (croner runs in UTC on
+ *   wall-clock values), and that wall time becomes an instant as Python's zoneinfo reads it with
+ *   fold=0: a time skipped by spring-forward takes the offset from before the change (02:30 in
+ *   Paris on the spring-forward day runs at 03:30 CEST), a repeated time runs once, at its first
+ *   occurrence. Checked against Python Celery in test/interop/beat-schedule.test.ts.
  * Not accepted (Celery accepts them): wrap-around ranges such as `22-2` (write `22-23,0-2`).
  */
 import { Cron } from 'croner';
@@ -36,6 +40,41 @@ export function checkTimezone(tz: string): void {
   } catch {
     throw new ConfigError([`timezone "${tz}": not an IANA timezone name (e.g. "UTC", "Europe/Paris")`]);
   }
+}
+
+const formatters = new Map<string, Intl.DateTimeFormat>();
+
+/** UTC offset (ms) of `timezone` at instant `ms`. */
+function offsetMs(ms: number, timezone: string): number {
+  let f = formatters.get(timezone);
+  if (!f) {
+    f = new Intl.DateTimeFormat('en-US', {
+      timeZone: timezone,
+      hourCycle: 'h23',
+      year: 'numeric',
+      month: 'numeric',
+      day: 'numeric',
+      hour: 'numeric',
+      minute: 'numeric',
+      second: 'numeric',
+    });
+    formatters.set(timezone, f);
+  }
+  const p = Object.fromEntries(f.formatToParts(new Date(ms)).map((x) => [x.type, Number(x.value)]));
+  const wall = Date.UTC(p.year!, p.month! - 1, p.day!, p.hour!, p.minute!, p.second!);
+  return wall - Math.floor(ms / 1000) * 1000;
+}
+
+/**
+ * The instant of a wall-clock time (given as ms whose UTC fields are the wall fields), read as
+ * Python's zoneinfo does with fold=0: in a gap, with the offset from before it; when repeated, the
+ * first occurrence.
+ */
+function wallToInstant(wall: number, timezone: string): number {
+  const before = offsetMs(wall - 86_400_000, timezone);
+  const after = offsetMs(wall + 86_400_000, timezone);
+  const candidates = [wall - before, wall - after].filter((t) => t + offsetMs(t, timezone) === wall);
+  return candidates.length > 0 ? Math.min(...candidates) : wall - before;
 }
 
 const WRAP_RANGE = /(^|,)(\w+)-(\w+)/g;
@@ -84,22 +123,36 @@ export function crontab(fields: CrontabFields | string, timezone = 'UTC'): Sched
     const [minute, hour, dayOfMonth, monthOfYear, dayOfWeek] = parts as [string, string, string, string, string];
     f = { minute, hour, dayOfMonth, monthOfYear, dayOfWeek };
   } else {
-    f = { minute: '*', hour: '*', dayOfWeek: '*', dayOfMonth: '*', monthOfYear: '*', ...fields };
+    // `?? '*'`, not a spread of defaults: a field given as undefined means `*` too.
+    f = {
+      minute: fields.minute ?? '*',
+      hour: fields.hour ?? '*',
+      dayOfWeek: fields.dayOfWeek ?? '*',
+      dayOfMonth: fields.dayOfMonth ?? '*',
+      monthOfYear: fields.monthOfYear ?? '*',
+    };
   }
   const s = (v: string | number) => String(v).trim();
   for (const [k, v] of Object.entries(f)) rejectWrapAround(k, s(v));
   const pattern = `${s(f.minute)} ${s(f.hour)} ${s(f.dayOfMonth)} ${s(f.monthOfYear)} ${s(f.dayOfWeek)}`;
   let cron: Cron;
   try {
-    cron = new Cron(pattern, { timezone, mode: '5-part', domAndDow: true, paused: true });
+    cron = new Cron(pattern, { timezone: 'UTC', mode: '5-part', domAndDow: true, paused: true });
   } catch (err) {
     throw new ConfigError([`crontab "${pattern}": ${(err as Error).message}`]);
   }
   return {
     nextAfter(afterMs) {
-      const next = cron.nextRun(new Date(afterMs));
-      // A pattern that can never match again (e.g. 31 in February only) has no next run.
-      return next ? next.getTime() : Infinity;
+      let wall = afterMs + offsetMs(afterMs, timezone);
+      for (;;) {
+        const next = cron.nextRun(new Date(wall));
+        // A pattern that can never match again (e.g. 31 in February only) has no next run.
+        if (!next) return Infinity;
+        const at = wallToInstant(next.getTime(), timezone);
+        // After a repeated hour the next wall time can map before `afterMs`: look further.
+        if (at > afterMs) return at;
+        wall = next.getTime();
+      }
     },
     text: `<crontab: ${pattern} (m/h/dM/MY/d) ${timezone}>`,
   };

@@ -25,6 +25,15 @@ describe('crontab()', () => {
     assert.equal(iso(s.nextAfter(at('2026-01-03T10:00:00Z'))), '2026-01-05T09:00:00.000Z');
     assert.equal(iso(s.nextAfter(at('2026-01-05T09:00:00Z'))), '2026-01-05T09:15:00.000Z');
   });
+  it('reads a field given as undefined as *', () => {
+    assert.equal(iso(crontab({ minute: '0', hour: undefined }).nextAfter(at('2026-01-01T10:30:00Z'))), '2026-01-01T11:00:00.000Z');
+  });
+  it('runs a wall time skipped by spring-forward at the old offset, and a repeated one once (Celery)', () => {
+    const s = crontab({ minute: 30, hour: 2 }, 'Europe/Paris');
+    assert.equal(iso(s.nextAfter(at('2026-03-28T12:00:00Z'))), '2026-03-29T01:30:00.000Z'); // 02:30 CET = 03:30 CEST
+    assert.equal(iso(s.nextAfter(at('2026-10-24T12:00:00Z'))), '2026-10-25T00:30:00.000Z'); // first 02:30 (CEST)
+    assert.equal(iso(s.nextAfter(at('2026-10-25T00:30:00Z'))), '2026-10-26T01:30:00.000Z');
+  });
   it('takes the five fields as one cron string', () => {
     assert.equal(iso(crontab('0 4 * * sun').nextAfter(at('2026-01-01T00:00:00Z'))), '2026-01-04T04:00:00.000Z');
   });
