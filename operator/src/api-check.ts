@@ -22,7 +22,7 @@ export interface ApiCheckOptions {
 /** Answers that mean "the server is there but not ready for this request yet". */
 const BUSY = new Set([429, 503]);
 
-/** Resolves once WorkerPools and TaskQueues can be listed; throws an OperatorError that says what to fix. */
+/** Resolves once WorkerPools, TaskQueues and TaskSchedules can be listed; throws an OperatorError that says what to fix. */
 export async function checkApi(kube: KubeClient, o: ApiCheckOptions): Promise<void> {
   const attempts = o.attempts ?? 5;
   const wait = o.sleep ?? sleep;
@@ -30,6 +30,7 @@ export async function checkApi(kube: KubeClient, o: ApiCheckOptions): Promise<vo
     try {
       await kube.list(resources.workerPools, { namespace: o.namespace });
       await kube.list(resources.taskQueues, { namespace: o.namespace });
+      await kube.list(resources.taskSchedules, { namespace: o.namespace });
       return;
     } catch (err) {
       if (err instanceof KubeApiError && err.statusCode === 404) {
@@ -40,9 +41,13 @@ export async function checkApi(kube: KubeClient, o: ApiCheckOptions): Promise<vo
         );
       }
       if (err instanceof KubeApiError && (err.statusCode === 401 || err.statusCode === 403)) {
-        throw new OperatorError('E_FORBIDDEN', `The operator may not list WorkerPools/TaskQueues: ${err.message}. Check its ServiceAccount's RBAC.`, {
-          cause: err,
-        });
+        throw new OperatorError(
+          'E_FORBIDDEN',
+          `The operator may not list WorkerPools/TaskQueues/TaskSchedules: ${err.message}. Check its ServiceAccount's RBAC.`,
+          {
+            cause: err,
+          },
+        );
       }
       const busy = err instanceof KubeApiError && BUSY.has(err.statusCode);
       const answered = err instanceof KubeApiError;

@@ -1,6 +1,6 @@
 /**
- * The operator as a library: informers for TaskQueues, WorkerPools and their Deployments, the two
- * controllers, leader election, and readiness. main.ts wraps it in a process; tests run it in-process.
+ * The operator as a library: informers for TaskQueues, WorkerPools and their Deployments, and
+ * TaskSchedules, their controllers, leader election, and readiness. main.ts wraps it in a process; tests run it in-process.
  */
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
@@ -11,8 +11,9 @@ import { resources, type KubeClient } from './k8s/kube-client.js';
 import { createLeaderElector, type LeaderElector } from './k8s/leader-election.js';
 import type { OperatorMetrics } from './metrics.js';
 import { createTaskQueueReconciler } from './reconcilers/task-queue.js';
+import { createTaskScheduleReconciler } from './reconcilers/task-schedule.js';
 import { createWorkerPoolReconciler, type DecideReplicas } from './reconcilers/worker-pool.js';
-import { LEGACY_FINALIZER, POOL_LABEL, type Deployment, type KubeObject, type TaskQueue, type WorkerPool } from './types.js';
+import { LEGACY_FINALIZER, POOL_LABEL, type Deployment, type KubeObject, type TaskQueue, type TaskSchedule, type WorkerPool } from './types.js';
 
 export interface OperatorOptions {
   kube: KubeClient;
@@ -81,7 +82,8 @@ export function createOperator(o: OperatorOptions): Operator {
   const taskQueues = createInformer<TaskQueue>({ ...informerOpts, resource: resources.taskQueues });
   const workerPools = createInformer<WorkerPool>({ ...informerOpts, resource: resources.workerPools });
   const deployments = createInformer<Deployment>({ ...informerOpts, resource: resources.deployments, labelSelector: POOL_LABEL });
-  const informers: Informer<KubeObject>[] = [taskQueues, workerPools, deployments] as unknown as Informer<KubeObject>[];
+  const taskSchedules = createInformer<TaskSchedule>({ ...informerOpts, resource: resources.taskSchedules });
+  const informers: Informer<KubeObject>[] = [taskQueues, workerPools, deployments, taskSchedules] as unknown as Informer<KubeObject>[];
   const events = createEventRecorder({ kube: o.kube, log });
 
   const poolsUsingQueue: Watch<KubeObject> = {
@@ -117,6 +119,8 @@ export function createOperator(o: OperatorOptions): Operator {
       reconciler: createWorkerPoolReconciler({ taskQueues, deployments, metrics: o.metrics, decideReplicas: o.decideReplicas, resyncMs: o.resyncMs }),
       legacyFinalizers: [LEGACY_FINALIZER],
     }),
+    // Periodic tasks, sent by the leader only (controllers run under leader election).
+    createController<TaskSchedule>({ ...common, informer: taskSchedules, reconciler: createTaskScheduleReconciler({ taskQueues, resyncMs: o.resyncMs }) }),
   ];
 
   const stopAll = new AbortController();

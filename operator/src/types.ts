@@ -100,6 +100,34 @@ export interface TaskQueue extends KubeObject {
 }
 
 // ---------------------------------------------------------------------------------------------
+// TaskSchedule
+
+export interface TaskScheduleSpec {
+  taskQueueRef: { name: string };
+  task: string;
+  args?: unknown[];
+  kwargs?: Record<string, unknown>;
+  /** Exactly one of cron and everySeconds (CEL-checked). */
+  schedule: { cron?: string; everySeconds?: number; timeZone?: string };
+  catchUpSeconds?: number;
+  suspend?: boolean;
+  options?: { priority?: number; expiresSeconds?: number; headers?: Record<string, unknown> };
+}
+
+export interface TaskScheduleStatus {
+  observedGeneration?: number;
+  lastScheduleTime?: string;
+  nextScheduleTime?: string;
+  lastTaskId?: string;
+  conditions?: Condition[];
+}
+
+export interface TaskSchedule extends KubeObject {
+  spec: TaskScheduleSpec;
+  status?: TaskScheduleStatus;
+}
+
+// ---------------------------------------------------------------------------------------------
 // WorkerPool
 
 /** One HPA v2 scaling policy. */

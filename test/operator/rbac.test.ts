@@ -20,6 +20,8 @@ function clusterRole(deploymentVerbs: string[]): Obj {
       { apiGroups: ['celeriac.io'], resources: ['taskqueues', 'workerpools'], verbs: ['get', 'list', 'watch', 'update', 'patch'] },
       { apiGroups: ['celeriac.io'], resources: ['taskqueues/status', 'workerpools/status'], verbs: ['get', 'update', 'patch'] },
       { apiGroups: ['celeriac.io'], resources: ['workerpools/scale'], verbs: ['get', 'update', 'patch'] },
+      { apiGroups: ['celeriac.io'], resources: ['taskschedules'], verbs: ['get', 'list', 'watch'] },
+      { apiGroups: ['celeriac.io'], resources: ['taskschedules/status'], verbs: ['patch'] },
       { apiGroups: ['celeriac.io'], resources: ['taskqueues/finalizers', 'workerpools/finalizers'], verbs: ['update'] },
       { apiGroups: ['apps'], resources: ['deployments'], verbs: deploymentVerbs },
       { apiGroups: ['policy'], resources: ['poddisruptionbudgets'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] },

@@ -23,6 +23,8 @@ const expectedPermissions: readonly string[] = [
   ...perms('celeriac.io', ['taskqueues', 'workerpools'], ['get', 'list', 'watch', 'update', 'patch']),
   ...perms('celeriac.io', ['taskqueues/status', 'workerpools/status'], ['get', 'update', 'patch']),
   ...perms('celeriac.io', ['workerpools/scale'], ['get', 'update', 'patch']),
+  ...perms('celeriac.io', ['taskschedules'], ['get', 'list', 'watch']),
+  ...perms('celeriac.io', ['taskschedules/status'], ['patch']),
   ...perms('celeriac.io', ['taskqueues/finalizers', 'workerpools/finalizers'], ['update']),
   ...perms('apps', ['deployments'], ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete']),
   ...perms('policy', ['poddisruptionbudgets'], ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete']),
@@ -95,7 +97,7 @@ test('the chart crds/ folder holds only the CRDs; templates render none', async 
     [],
   );
   const crdFiles = (await readdir(join(chartDir, 'crds'))).sort();
-  assert.deepEqual(crdFiles, ['celeriac.io_taskqueues.yaml', 'celeriac.io_workerpools.yaml']);
+  assert.deepEqual(crdFiles, ['celeriac.io_taskqueues.yaml', 'celeriac.io_taskschedules.yaml', 'celeriac.io_workerpools.yaml']);
 });
 
 for (const c of chartCases) {

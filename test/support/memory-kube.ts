@@ -61,7 +61,16 @@ export interface MemoryKube extends KubeClient {
 }
 
 /** Resources whose status is a subresource (object writes keep status; status writes keep the rest). */
-const WITH_STATUS = new Set(['taskqueues', 'workerpools', 'deployments', 'poddisruptionbudgets', 'pods', 'namespaces', 'customresourcedefinitions']);
+const WITH_STATUS = new Set([
+  'taskqueues',
+  'workerpools',
+  'taskschedules',
+  'deployments',
+  'poddisruptionbudgets',
+  'pods',
+  'namespaces',
+  'customresourcedefinitions',
+]);
 
 type Json = Record<string, unknown>;
 

@@ -25,6 +25,7 @@ export interface ResourceType {
 export const resources = {
   taskQueues: { group: 'celeriac.io', version: 'v1alpha1', kind: 'TaskQueue', plural: 'taskqueues', namespaced: true },
   workerPools: { group: 'celeriac.io', version: 'v1alpha1', kind: 'WorkerPool', plural: 'workerpools', namespaced: true },
+  taskSchedules: { group: 'celeriac.io', version: 'v1alpha1', kind: 'TaskSchedule', plural: 'taskschedules', namespaced: true },
   deployments: { group: 'apps', version: 'v1', kind: 'Deployment', plural: 'deployments', namespaced: true },
   podDisruptionBudgets: { group: 'policy', version: 'v1', kind: 'PodDisruptionBudget', plural: 'poddisruptionbudgets', namespaced: true },
   secrets: { group: '', version: 'v1', kind: 'Secret', plural: 'secrets', namespaced: true },

@@ -50,7 +50,7 @@ describe('crds/', () => {
   const files = readdirSync(CRD_DIR).filter((f) => f.endsWith('.yaml'));
 
   it('holds the two CRDs, named <group>_<plural>.yaml', () => {
-    assert.deepEqual(files.sort(), ['celeriac.io_taskqueues.yaml', 'celeriac.io_workerpools.yaml']);
+    assert.deepEqual(files.sort(), ['celeriac.io_taskqueues.yaml', 'celeriac.io_taskschedules.yaml', 'celeriac.io_workerpools.yaml']);
     for (const f of files) assert.equal(f, `${crd(f).spec.group}_${crd(f).spec.names.plural}.yaml`);
   });
 
