@@ -115,11 +115,16 @@ describe('crds/', () => {
     for (const c of ['Min', 'Max', 'Desired', 'Replicas', 'Ready', 'Active', 'Status', 'Age']) assert.ok(cols.includes(c), c);
   });
 
+  it("shows a TaskSchedule's task, schedule, queue, last and next run in kubectl get", () => {
+    const cols = crd('celeriac.io_taskschedules.yaml').spec.versions[0].additionalPrinterColumns.map((c: { name: string }) => c.name);
+    for (const c of ['Task', 'Schedule', 'Every', 'Queue', 'Last', 'Next', 'Ready', 'Age']) assert.ok(cols.includes(c), c);
+  });
+
   it('ships examples that parse', () => {
     const dir = join(CRD_DIR, 'examples');
     const kinds = readdirSync(dir)
       .filter((f) => f.endsWith('.yaml'))
       .flatMap((f) => parseAllDocuments(readFileSync(join(dir, f), 'utf8')).map((d) => (d.toJSON() as { kind: string }).kind));
-    assert.ok(kinds.includes('TaskQueue') && kinds.includes('WorkerPool'));
+    assert.ok(kinds.includes('TaskQueue') && kinds.includes('WorkerPool') && kinds.includes('TaskSchedule'));
   });
 });
