@@ -31,6 +31,6 @@ describe('celeriac-operator start-up checks', { skip }, () => {
   it('exits 1 and points at RBAC when it may not list WorkerPools', () => {
     const r = run(cp.kubeconfigFor('nobody'));
     assert.equal(r.status, 1);
-    assert.match(r.stderr, /may not list WorkerPools\/TaskQueues: .*forbidden.*Check its ServiceAccount's RBAC/);
+    assert.match(r.stderr, /may not list WorkerPools\/TaskQueues\/TaskSchedules: .*forbidden.*Check its ServiceAccount's RBAC/);
   });
 });
