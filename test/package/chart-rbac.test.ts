@@ -157,6 +157,22 @@ describe('the operator under the chart RBAC', { skip }, () => {
     await expectReconciled(cp, operator, appNs, 'workers');
     const lease = await cp.kube.get<Obj>(resources.leases, opNs, 'celeriac-operator');
     assert.equal(lease?.spec.holderIdentity, chartRun.env.POD_NAME);
+    // TaskSchedules: watched, and their status written (a timezone the runtime does not know is
+    // reported without any broker).
+    await cp.kube.create(resources.taskSchedules, {
+      apiVersion: 'celeriac.io/v1alpha1',
+      kind: 'TaskSchedule',
+      metadata: { name: 'nightly', namespace: appNs },
+      spec: { taskQueueRef: { name: 'default' }, task: 'shop.report', schedule: { cron: '0 2 * * *', timeZone: 'Mars/Olympus' } },
+    } as Obj);
+    await eventually(
+      async () => {
+        const t = await cp.kube.get<Obj>(resources.taskSchedules, appNs, 'nightly');
+        assert.equal(t?.status?.conditions?.[0]?.reason, 'InvalidSchedule', `status: ${JSON.stringify(t?.status)}\n${operator.log().slice(-3000)}`);
+      },
+      { timeoutMs: 30_000 },
+    );
+    assert.doesNotMatch(operator.log(), /forbidden/i);
 
     // The negative: the same operator, one verb fewer.
     await operator.stop();
