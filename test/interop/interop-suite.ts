@@ -62,6 +62,32 @@ export function startTsWorker(brokerUrl: string, backendUrl: string, queue: stri
   ]);
 }
 
+/** A Python Celery worker (fixtures/py_tasks.py, solo pool) consuming `queue`. */
+export function startPythonWorker(exe: string, brokerUrl: string, backendUrl: string, queue: string) {
+  return startProcess(
+    exe,
+    [
+      '-m',
+      'celery',
+      '-A',
+      'py_tasks',
+      'worker',
+      '-P',
+      'solo',
+      '-Q',
+      queue,
+      '-n',
+      `${queue}@localhost`,
+      '--without-gossip',
+      '--without-mingle',
+      '--without-heartbeat',
+      '-l',
+      'WARNING',
+    ],
+    { env: pythonEnv(brokerUrl, backendUrl, queue), cwd: fixtures },
+  );
+}
+
 export function pythonEnv(brokerUrl: string, backendUrl: string, queue: string, serializer = 'json'): NodeJS.ProcessEnv {
   return {
     ...process.env,
@@ -128,28 +154,7 @@ export function interopSuite(o: InteropOptions): void {
 
       before(() => {
         tsWorker = startTsWorker(o.brokerUrl, o.backendUrl, tsQueue);
-        pyWorker = startProcess(
-          py.exe!,
-          [
-            '-m',
-            'celery',
-            '-A',
-            'py_tasks',
-            'worker',
-            '-P',
-            'solo',
-            '-Q',
-            pyQueue,
-            '-n',
-            `${pyQueue}@localhost`,
-            '--without-gossip',
-            '--without-mingle',
-            '--without-heartbeat',
-            '-l',
-            'WARNING',
-          ],
-          { env: pythonEnv(o.brokerUrl, o.backendUrl, pyQueue), cwd: fixtures },
-        );
+        pyWorker = startPythonWorker(py.exe!, o.brokerUrl, o.backendUrl, pyQueue);
       });
       after(async () => {
         for (const a of apps) await a.close();

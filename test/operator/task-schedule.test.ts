@@ -10,9 +10,9 @@ import type { Operator } from '../../operator/src/operator.js';
 import { envtestSkipReason, startControlPlane, startTestOperator, type ControlPlane } from '../support/envtest.js';
 import { eventually } from '../support/eventually.js';
 import { conditionOf, taskQueueFixture, type Obj } from '../support/operator-fixtures.js';
-import { startProcess, stopProcess, type Started } from '../support/processes.js';
+import { stopProcess, type Started } from '../support/processes.js';
 import { uniqueName, useRedis } from '../support/servers.js';
-import { fixtures, pythonEnv, pythons, skipReason } from '../interop/interop-suite.js';
+import { pythons, skipReason, startPythonWorker } from '../interop/interop-suite.js';
 
 const skipK8s = envtestSkipReason();
 const redisUse = skipK8s ? null : await useRedis();
@@ -45,28 +45,7 @@ describe('TaskSchedule on a real API server, fired into Redis, run by a Python w
     ns = await cp.createNamespace('ts');
     raw = new Redis(url);
     await kube.create(resources.taskQueues, taskQueueFixture(ns, 'q', { queue, broker: { type: 'redis', url } }));
-    pyWorker = startProcess(
-      py.exe!,
-      [
-        '-m',
-        'celery',
-        '-A',
-        'py_tasks',
-        'worker',
-        '-P',
-        'solo',
-        '-Q',
-        queue,
-        '-n',
-        `${queue}@localhost`,
-        '--without-gossip',
-        '--without-mingle',
-        '--without-heartbeat',
-        '-l',
-        'WARNING',
-      ],
-      { env: pythonEnv(url, url, queue), cwd: fixtures },
-    );
+    pyWorker = startPythonWorker(py.exe!, url, url, queue);
   });
   after(async () => {
     await op?.stop();
