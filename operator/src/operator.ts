@@ -116,7 +116,14 @@ export function createOperator(o: OperatorOptions): Operator {
         },
         poolOfDeployment,
       ],
-      reconciler: createWorkerPoolReconciler({ taskQueues, deployments, metrics: o.metrics, decideReplicas: o.decideReplicas, resyncMs: o.resyncMs }),
+      reconciler: createWorkerPoolReconciler({
+        taskQueues,
+        deployments,
+        taskSchedules,
+        metrics: o.metrics,
+        decideReplicas: o.decideReplicas,
+        resyncMs: o.resyncMs,
+      }),
       legacyFinalizers: [LEGACY_FINALIZER],
     }),
     // Periodic tasks, sent by the leader only (controllers run under leader election).

@@ -162,6 +162,8 @@ export interface WorkerPoolAutoscaling {
   metrics?: AutoscalingMetric[];
   behavior?: { scaleUp?: ScalingRules; scaleDown?: ScalingRules };
   fallback?: { failureThreshold: number; replicas: number };
+  /** Ask for one replica this long before the next run of a TaskSchedule on the pool's queues. */
+  scheduleLeadSeconds?: number;
 }
 
 export interface WorkerPoolTemplate {

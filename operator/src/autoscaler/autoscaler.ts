@@ -38,6 +38,7 @@ import type { MetricSource } from '../metric-sources/source.js';
 import { decide, type AutoscalerState, type ExtraMetric, type WorkObservation } from './decide.js';
 import { drainsToCancel, planScale, type PodView } from './scale-plan.js';
 import { createWorkerClient, type WorkerClient } from './worker-client.js';
+import { scheduleLeadMetric, untilLeadWindow } from './schedule-lead.js';
 import { InvalidAutoscalingError, resolvePolicy, type AutoscalerPolicy, type AutoscalingSpec } from './policy.js';
 
 /** The pod fields the autoscaler reads. */
@@ -181,9 +182,13 @@ export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
     entry.targets = pods.filter((p) => isReady(p) && p.status?.podIP).map((p) => ({ pod: p.metadata.name, url: `http://${p.status!.podIP}:${port}/metrics` }));
     for (const name of entry.draining) if (!pods.some((p) => p.metadata.name === name)) entry.draining.delete(name);
 
-    const { work, problems } = await observe(entry, policy);
+    const observed = await observe(entry, policy);
+    const { problems } = observed;
+    const now = ctx.now().getTime();
+    const lead = scheduleLeadMetric(input.nextScheduledRunMs, spec.scheduleLeadSeconds, now);
+    const work: WorkObservation = lead ? { ...observed.work, extra: [...(observed.work.extra ?? []), lead] } : observed.work;
     const committed = Math.max(0, current - entry.draining.size);
-    const d = decide(entry.state, { specReplicas: committed, readyReplicas: deployment?.status?.readyReplicas, work }, policy, ctx.now().getTime());
+    const d = decide(entry.state, { specReplicas: committed, readyReplicas: deployment?.status?.readyReplicas, work }, policy, now);
     entry.state = d.state;
     if (problems.length > 0) ctx.log.warn({ problems }, 'autoscaler metrics could not be read');
 
@@ -211,7 +216,8 @@ export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
         draining: [...entry.draining].sort(),
         scaleDownWindowSeconds: Math.round(d.scaleDownWindowMs / 1000),
       },
-      requeueAfterMs: policy.pollingIntervalMs,
+      // Look again when the lead window of the next scheduled run opens, if that comes first.
+      requeueAfterMs: Math.min(policy.pollingIntervalMs, untilLeadWindow(input.nextScheduledRunMs, spec.scheduleLeadSeconds, now) ?? Infinity),
     };
   }
 

@@ -17,6 +17,7 @@ import {
   type Deployment,
   type KubeObject,
   type TaskQueue,
+  type TaskSchedule,
   type WorkerPool,
   type WorkerPoolAutoscalingStatus,
   type WorkerPoolStatus,
@@ -45,6 +46,8 @@ export interface ReplicaDecision {
 export interface DecideReplicasInput {
   pool: WorkerPool;
   queues: readonly TaskQueue[];
+  /** Epoch ms of the next run of a TaskSchedule on one of the pool's queues (null: none known). */
+  nextScheduledRunMs?: number | null;
   /** The pool's Deployment as last seen, if it exists. */
   deployment: Deployment | undefined;
   ctx: ReconcileContext;
@@ -83,6 +86,8 @@ export interface WorkerPoolReconcilerOptions {
   deployments: Informer<Deployment>;
   metrics: OperatorMetrics;
   decideReplicas?: DecideReplicas;
+  /** TaskSchedules, for the autoscaler's lead time before a scheduled run (scheduleLeadSeconds). */
+  taskSchedules?: Informer<TaskSchedule>;
   /** Requeue period of a pool without autoscaling. */
   resyncMs?: number;
 }
@@ -92,6 +97,14 @@ type StatusPatch = { [K in keyof WorkerPoolStatus]?: WorkerPoolStatus[K] | null 
 export function createWorkerPoolReconciler(o: WorkerPoolReconcilerOptions): Reconciler<WorkerPool> {
   const decide = o.decideReplicas ?? fixedReplicas;
   const resyncMs = o.resyncMs ?? 5 * 60_000;
+
+  /** The earliest status.nextScheduleTime of the TaskSchedules sending to these queues. */
+  function nextScheduledRun(ns: string, queueNames: readonly string[]): number | null {
+    const times = (o.taskSchedules?.list(ns) ?? [])
+      .filter((t) => queueNames.includes(t.spec.taskQueueRef.name) && !t.spec.suspend && t.status?.nextScheduleTime)
+      .map((t) => Date.parse(t.status!.nextScheduleTime!));
+    return times.length > 0 ? Math.min(...times) : null;
+  }
 
   /** Records a problem that blocks the pool: Ready=False and Degraded=True with the same reason. */
   async function degraded(pool: WorkerPool, ctx: ReconcileContext, reason: string, message: string): Promise<Action> {
@@ -163,7 +176,7 @@ export function createWorkerPoolReconciler(o: WorkerPoolReconcilerOptions): Reco
           message: 'spec.paused is true: replicas are frozen',
         };
       } else {
-        decision = await decide({ pool, queues, deployment: existing, ctx });
+        decision = await decide({ pool, queues, deployment: existing, ctx, nextScheduledRunMs: nextScheduledRun(ns, pool.spec.queues) });
       }
 
       let applied: Deployment;
