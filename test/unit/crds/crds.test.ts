@@ -83,6 +83,7 @@ describe('crds/', () => {
       'minReplicas',
       'paused',
       'pollingIntervalSeconds',
+      'scheduleLeadSeconds', // issue 13: the lead time before a scheduled run
       'targetDrainSeconds',
       'targetUtilization',
       'tasksPerReplica',
