@@ -1,7 +1,7 @@
 /**
- * celeriac's crontab against Python Celery's own: for each crontab, Celery's beat maths
- * (crontab.remaining_estimate, checked with is_due) gives the fire times after a start instant,
- * and celeriac's crontab().nextAfter must give the same ones. Cases cover Celery's syntax (steps,
+ * celeriac's crontab against Python Celery's own: for each crontab, Celery's beat loop (ask
+ * crontab.is_due, which rests on remaining_estimate, and sleep what it answers) gives the fire
+ * times after a start instant, and celeriac's crontab().nextAfter must give the same ones. Cases cover Celery's syntax (steps,
  * stepped ranges, lists, day and month names, day of month AND day of week) and DST in both
  * directions in Europe and America.
  */
@@ -18,6 +18,12 @@ interface Case {
   readonly tz: string;
   readonly start: string;
   readonly n: number;
+  /**
+   * Why Celery 5.2 is not asked: it has no month names; a wall time skipped by spring-forward it
+   * runs at the end of the gap (03:00), where 5.7, which celeriac follows, runs it at the old
+   * offset (03:30).
+   */
+  readonly notIn52?: string;
 }
 
 const CASES: Case[] = [
@@ -27,12 +33,12 @@ const CASES: Case[] = [
   { fields: { minute: '0', hour: '0', day_of_month: '13', day_of_week: 'fri' }, tz: 'UTC', start: '2026-01-01T00:00:00Z', n: 3 },
   { fields: { minute: '30', hour: '6', day_of_month: '1-7', day_of_week: 'mon' }, tz: 'Asia/Tokyo', start: '2026-01-01T00:00:00Z', n: 4 },
   { fields: { minute: '0', hour: '0', day_of_month: '1', month_of_year: '*/3' }, tz: 'UTC', start: '2026-01-15T00:00:00Z', n: 4 },
-  { fields: { minute: '0', hour: '12', day_of_month: '1', month_of_year: 'jan,jul' }, tz: 'UTC', start: '2026-02-01T00:00:00Z', n: 3 },
+  { fields: { minute: '0', hour: '12', day_of_month: '1', month_of_year: 'jan,jul' }, tz: 'UTC', start: '2026-02-01T00:00:00Z', n: 3, notIn52: 'month names' },
   { fields: { minute: '1-30/7', hour: '*/6' }, tz: 'UTC', start: '2026-01-01T00:00:00Z', n: 10 },
   { fields: { minute: '0,20,40', hour: '8' }, tz: 'America/Los_Angeles', start: '2026-01-01T00:00:00Z', n: 6 },
   { fields: { minute: '0', hour: '0', day_of_month: '29', month_of_year: '2' }, tz: 'UTC', start: '2026-01-01T00:00:00Z', n: 2 },
   // DST: spring forward (a skipped wall time) and fall back (a repeated hour)
-  { fields: { minute: '30', hour: '2' }, tz: 'Europe/Paris', start: '2026-03-27T00:00:00Z', n: 4 },
+  { fields: { minute: '30', hour: '2' }, tz: 'Europe/Paris', start: '2026-03-27T00:00:00Z', n: 4, notIn52: 'skipped 02:30' },
   { fields: { minute: '30', hour: '2' }, tz: 'Europe/Paris', start: '2026-10-23T00:00:00Z', n: 4 },
   { fields: { minute: '*/30' }, tz: 'Europe/Paris', start: '2026-03-28T23:45:00Z', n: 8 },
   { fields: { minute: '*/30' }, tz: 'Europe/Paris', start: '2026-10-24T23:15:00Z', n: 8 },
@@ -41,8 +47,8 @@ const CASES: Case[] = [
   { fields: { minute: '15', hour: '1' }, tz: 'America/New_York', start: '2026-10-31T00:00:00Z', n: 3 },
 ];
 
-function celeryTimes(python: string): string[][] {
-  const r = spawnSync(python, [join(repoRoot, 'test/interop/fixtures/celery_crontab_times.py')], { input: JSON.stringify(CASES), encoding: 'utf8' });
+function celeryTimes(python: string, cases: readonly Case[]): string[][] {
+  const r = spawnSync(python, [join(repoRoot, 'test/interop/fixtures/celery_crontab_times.py')], { input: JSON.stringify(cases), encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`celery_crontab_times.py exited with ${r.status}: ${r.stderr}`);
   return JSON.parse(r.stdout) as string[][];
 }
@@ -58,8 +64,9 @@ function celeriacTimes(c: Case): string[] {
 
 for (const py of pythons) {
   describe(`crontab fire times: celeriac = ${py.label}`, { skip: skipReason(py, false) }, () => {
-    const expected = py.exe ? celeryTimes(py.exe) : [];
-    CASES.forEach((c, i) => {
+    const cases = py.required ? CASES : CASES.filter((c) => !c.notIn52);
+    const expected = py.exe ? celeryTimes(py.exe, cases) : [];
+    cases.forEach((c, i) => {
       it(`${JSON.stringify(c.fields)} in ${c.tz} from ${c.start}`, () => {
         assert.deepEqual(celeriacTimes(c), expected[i]);
       });
