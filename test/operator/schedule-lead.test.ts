@@ -6,9 +6,8 @@ import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { createAutoscaler, type Autoscaler } from '../../operator/src/autoscaler/autoscaler.js';
 import { createKubeClient, resources, type KubeClient } from '../../operator/src/k8s/kube-client.js';
-import { createOperatorMetrics } from '../../operator/src/metrics.js';
-import { createOperator, type Operator } from '../../operator/src/operator.js';
-import { envtestSkipReason, startControlPlane, type ControlPlane } from '../support/envtest.js';
+import type { Operator } from '../../operator/src/operator.js';
+import { envtestSkipReason, startControlPlane, startTestOperator, type ControlPlane } from '../support/envtest.js';
 import { eventually } from '../support/eventually.js';
 import { taskQueueFixture, type Obj } from '../support/operator-fixtures.js';
 import { uniqueName, useRedis } from '../support/servers.js';
@@ -26,11 +25,8 @@ describe('autoscaler lead time before a scheduled run', { skip }, () => {
   before(async () => {
     cp = await startControlPlane();
     kube = cp.kube;
-    const log = pino({ level: process.env.CELERIAC_TEST_LOG_LEVEL ?? 'silent' });
-    const client = createKubeClient(cp.kubeConfig);
-    autoscaler = createAutoscaler({ kube: client, log, timeoutMs: 2000 });
-    op = createOperator({ kube: client, log, metrics: createOperatorMetrics(), decideReplicas: autoscaler.decideReplicas, brokerCheckTimeoutMs: 1000 });
-    await op.start();
+    autoscaler = createAutoscaler({ kube: createKubeClient(cp.kubeConfig), log: pino({ level: 'silent' }), timeoutMs: 2000 });
+    op = await startTestOperator(cp, { decideReplicas: autoscaler.decideReplicas });
   });
   after(async () => {
     await op?.stop();

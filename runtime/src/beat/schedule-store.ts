@@ -105,11 +105,20 @@ async function fileScheduleStore(dir: string, prefix: string): Promise<ScheduleS
         break;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        // ENOENT: released between our open and stat; try again at once.
         const age = await stat(mutexPath).then(
           (s) => Date.now() - s.mtimeMs,
-          () => 0,
+          (e: NodeJS.ErrnoException) => {
+            if (e.code === 'ENOENT') return 0;
+            throw new Error(`beat schedule store: cannot stat ${mutexPath}: ${e.message}`, { cause: e });
+          },
         );
-        if (age > STALE_MUTEX_MS) await unlink(mutexPath).catch(() => undefined); // gone already: another process took it over
+        if (age > STALE_MUTEX_MS) {
+          await unlink(mutexPath).catch((e: NodeJS.ErrnoException) => {
+            // ENOENT: another process removed the stale mutex first; anything else is a real failure.
+            if (e.code !== 'ENOENT') throw new Error(`beat schedule store: cannot remove stale ${mutexPath}: ${e.message}`, { cause: e });
+          });
+        }
         await new Promise((r) => setTimeout(r, 5));
       }
     }
