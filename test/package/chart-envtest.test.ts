@@ -103,7 +103,7 @@ test('a misspelt field in an example is refused by the API server', { skip }, as
   assert.match(refusals[0]!, /^WorkerPool typo-celeriac-example: .*\.spec\.concurency: field not declared in schema/);
 });
 
-test('the TaskQueue and WorkerPool example of docs/install.md is accepted by the API server', { skip }, async () => {
+test('the TaskQueue, WorkerPool and TaskSchedule examples of docs/install.md are accepted by the API server', { skip }, async () => {
   const namespace = await cp.createNamespace('shop');
   const doc = await readFile(join(repoRoot, 'docs', 'install.md'), 'utf8');
   const objs = [...doc.matchAll(/```yaml\n([\s\S]*?)```/g)]
@@ -112,7 +112,7 @@ test('the TaskQueue and WorkerPool example of docs/install.md is accepted by the
     .map((o) => ({ ...o, metadata: { ...o.metadata, namespace } }));
   assert.deepEqual(
     objs.map((o) => o.kind),
-    ['Secret', 'TaskQueue', 'WorkerPool'],
+    ['Secret', 'TaskQueue', 'WorkerPool', 'TaskSchedule'],
   );
   assert.deepEqual(await dryRun(objs), []);
 });
