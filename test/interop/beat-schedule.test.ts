@@ -8,10 +8,14 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import { beatTaskId } from '../../runtime/src/beat/scheduler.js';
 import { crontab } from '../../runtime/src/beat/schedules.js';
-import { repoRoot } from '../support/processes.js';
-import { pythons, skipReason } from './interop-suite.js';
+import { eventually } from '../support/eventually.js';
+import { repoRoot, startProcess, stopProcess } from '../support/processes.js';
+import { uniqueName, useRedis } from '../support/servers.js';
+import { pythons, skipReason, startPythonWorker } from './interop-suite.js';
 
 interface Case {
   readonly fields: { minute?: string; hour?: string; day_of_week?: string; day_of_month?: string; month_of_year?: string };
@@ -73,3 +77,49 @@ for (const py of pythons) {
     });
   });
 }
+
+const redis = await useRedis();
+after(() => redis.server?.stop());
+
+describe('celeriac beat -> Python Celery worker (Redis)', { skip: skipReason(pythons[0]!, redis.skip) }, () => {
+  it('runs every task beat sends, as any beat-sent task', async () => {
+    const url = redis.server!.url;
+    const name = uniqueName('beat-py');
+    const queue = `${name}-q`;
+    const { NODE_TEST_CONTEXT: _ctx, ...baseEnv } = process.env;
+    const py = startPythonWorker(pythons[0]!.exe!, url, url, queue);
+    const beat = startProcess(
+      process.execPath,
+      [join(repoRoot, 'dist/runtime/src/cli/main.js'), 'beat', '-A', join(repoRoot, 'dist/test/interop/fixtures/beat-py-app.js')],
+      {
+        env: { ...baseEnv, CELERIAC_BROKER_URL: url, CELERIAC_APP_NAME: name, BEAT_QUEUE: queue },
+      },
+    );
+    const raw = new Redis(url);
+    try {
+      const lastRun = async () => {
+        const v = await raw.hget(`celeriac-beat:${name}:last-run`, 'add');
+        assert.ok(v, 'beat recorded no run yet');
+        return Number(v);
+      };
+      const first = await eventually(lastRun);
+      await eventually(async () => assert.ok((await lastRun()) >= first + 1_500, 'three runs sent'));
+      await stopProcess(beat);
+      const last = await lastRun();
+      for (let t = first + 500; t <= last; t += 500) {
+        const meta = await eventually(async () => {
+          const text = await raw.get(`celery-task-meta-${beatTaskId('add', t)}`);
+          assert.ok(text, `no result for the run at ${new Date(t).toISOString()}`);
+          return JSON.parse(text) as { status: string; result: unknown };
+        });
+        assert.deepEqual([meta.status, meta.result], ['SUCCESS', 5]);
+      }
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n--- beat ---\n${beat.output()}\n--- python ---\n${py.output()}`, { cause: err });
+    } finally {
+      await stopProcess(beat);
+      await stopProcess(py);
+      raw.disconnect();
+    }
+  });
+});
