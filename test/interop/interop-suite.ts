@@ -165,6 +165,28 @@ export function interopSuite(o: InteropOptions): void {
         }
       };
 
+      it('keyword arguments both ways: Python send_task(kwargs=) to a TS task, celeriac to a Python task', () =>
+        withLogs(async () => {
+          const env = pythonEnv(o.brokerUrl, o.backendUrl, tsQueue);
+          const [joined, byName, unknown] = await pythonClient(py.exe!, env, [
+            { op: 'send_task', name: 'interop.join', args: [['a', 'b', 'c']], kwargs: { sep: '-' }, queue: tsQueue },
+            { op: 'send_task', name: 'interop.join', kwargs: { parts: ['x', 'y'] }, queue: tsQueue },
+            { op: 'send_task', name: 'interop.join', args: [['a']], kwargs: { x: 1 }, queue: tsQueue },
+          ]);
+          assert.equal(joined!.result, 'a-b-c');
+          assert.equal(byName!.result, 'x,y');
+          assert.equal(unknown!.state, 'FAILURE');
+          assert.equal(unknown!.error?.type, 'TypeError');
+          assert.equal(unknown!.error?.module, 'builtins');
+          assert.equal(unknown!.error?.message, "join() got an unexpected keyword argument 'x'");
+          const app = createApp({ name: 'interop-kwargs', broker: o.brokerUrl, backend: o.backendUrl, logLevel: 'warn' });
+          apps.push(app);
+          const pyJoined = await app.sendTask<string>('pyinterop.join', [['a', 'b', 'c']], { sep: '+' }, { queue: pyQueue });
+          assert.equal(await pyJoined.get({ timeout: 60_000 }), 'a+b+c');
+          const pyByName = await app.sendTask<string>('pyinterop.join', [], { parts: ['p', 'q'] }, { queue: pyQueue });
+          assert.equal(await pyByName.get({ timeout: 60_000 }), 'p,q');
+        }));
+
       for (const serializer of ['json', 'msgpack'] as const) {
         it(`Python client -> TS worker (${serializer}): delay, send_task, countdown, priority, errors, retries`, () =>
           withLogs(async () => {

@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import type { DeliveryInfo } from '../brokers/broker.js';
 import { CeleriacError, Ignore, Reject, Retry } from '../errors.js';
 import type { TaskRequest } from '../protocol/task-message.js';
+import { bindArguments } from '../app/arguments.js';
 import { isAutoretry, maxRetriesOf, retryDelay, type Task, type TaskContext } from '../app/task.js';
 
 export type TaskOutcome =
@@ -110,7 +111,7 @@ export async function trace(i: TraceInput): Promise<TaskOutcome> {
     if (hardMs) timers.push(setTimeout(() => resolve(HARD_LIMIT), hardMs));
   });
   try {
-    const run = Promise.resolve().then(() => task.fn.apply(ctx, req.args as never));
+    const run = Promise.resolve().then(() => task.fn.apply(ctx, bindArguments(req.name, opts, req.args, req.kwargs) as never));
     const value = await Promise.race([run, stopped]);
     if (value === KILLED) return { state: 'REVOKED', reason: String(ctl.signal.reason), runtimeMs: runtime() };
     if (value === HARD_LIMIT) {
