@@ -11,6 +11,8 @@
  *  ├─ BrokerError            a broker driver failed (wraps the driver error as cause)
  *  ├─ BackendError           a result backend driver failed
  *  ├─ TaskRevokedError       the task was revoked or expired
+ *  ├─ CanvasError            a canvas this process cannot apply (unknown subtask_type, chord on rpc://)
+ *  ├─ ChordError             a chord's header failed, or its body could not be applied (stored on the body)
  *  └─ TaskPredicate          thrown by tasks to steer the worker
  *      ├─ Retry              re-run later (ctx.retry() throws it)
  *      ├─ Reject             reject the message (requeue or dead-letter)
@@ -117,6 +119,24 @@ export class BrokerError extends CeleriacError {
 export class BackendError extends CeleriacError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('E_BACKEND', message, options);
+  }
+}
+
+/** A signature this process cannot apply: an unknown `subtask_type`, or a chord without a joining backend. */
+export class CanvasError extends CeleriacError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('E_CANVAS', message, options);
+  }
+}
+
+/**
+ * A chord that cannot complete: a header task failed (`Dependency <id> raised …`) or the body
+ * could not be applied. Stored as the body's FAILURE under Celery's name, so Python rebuilds it.
+ */
+export class ChordError extends CeleriacError {
+  readonly excModule = 'celery.exceptions';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('E_CHORD', message, options);
   }
 }
 

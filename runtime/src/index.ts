@@ -16,6 +16,11 @@ export type { Task, TaskOptions, ApplyOptions, TaskContext, TaskFn } from './app
 export type { ParamNames, KwargsOf } from './app/arguments.js';
 export type { Routes, Router, RouterFn, RouteMap, Route, RouteOptions } from './app/routes.js';
 export type { SendOptions } from './app/send.js';
+export { signature, immutable, withOptions, clone, type SubtaskType } from './canvas/signature.js';
+export { chain, pipe } from './canvas/chain.js';
+export { group, GroupResult, type GroupHost } from './canvas/group.js';
+export { chord } from './canvas/chord.js';
+export { applySignature, type ApplyCall, type CanvasHost, type CanvasResult } from './canvas/apply.js';
 export { SoftTimeLimitExceeded, TimeLimitExceeded } from './pools/trace.js';
 export { States, READY_STATES, type TaskMeta, type TaskState } from './protocol/result-meta.js';
 export type { SignatureDict } from './protocol/task-message.js';
@@ -31,6 +36,8 @@ export {
   NotRegisteredError,
   TaskFailedError,
   TaskRevokedError,
+  CanvasError,
+  ChordError,
   ResultTimeoutError,
   BrokerError,
   BackendError,

@@ -21,6 +21,7 @@ const RUNTIME: Record<string, number> = {
   backends: 4,
   app: 5,
   pools: 6,
+  canvas: 6,
   worker: 7,
   cli: 8,
   testing: 9,

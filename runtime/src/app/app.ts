@@ -164,8 +164,8 @@ export function createApp(options: AppOptions = {}): App {
           bindArguments(name, options, args ?? [], kwargs ?? {});
           return send(name, args ?? [], kwargs ?? {}, o ?? {}) as never;
         },
-        s: (...args: A) => sig(false, args),
-        si: (...args: A) => sig(true, args),
+        s: (...args: Partial<A>) => sig(false, args),
+        si: (...args: Partial<A>) => sig(true, args),
       };
       tasks.set(name, t as unknown as Task);
       return t;

@@ -12,7 +12,19 @@ export interface ResultHost {
   revoke(taskId: string, opts: { terminate: boolean }): Promise<void>;
 }
 
+/** A set of results (a GroupResult), as the parent of an AsyncResult. */
+export interface ResultSet {
+  readonly id: string;
+  readonly results: readonly AsyncResult[];
+}
+
 export class AsyncResult<R = unknown> {
+  /**
+   * The result this one follows, when a canvas applied here says so: the previous step of a
+   * chain, or the header (a ResultSet) of a chord's body. Null otherwise (as Celery's).
+   */
+  parent: AsyncResult | ResultSet | null = null;
+
   constructor(
     /** The task id. */
     readonly id: string,

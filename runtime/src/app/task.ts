@@ -124,10 +124,10 @@ export interface Task<A extends unknown[] = unknown[], R = unknown, P extends re
    * first when the task is registered here (Celery's `typing` check): a TypeError at call time.
    */
   applyAsync(args?: Partial<A>, kwargs?: KwargsOf<A, P>, options?: ApplyOptions): Promise<AsyncResult<Awaited<R>>>;
-  /** A signature of this task, for link/linkError and canvas. */
-  s(...args: A): SignatureDict;
+  /** A signature of this task, for link/linkError and canvas; leading args only (a chain step gets the previous result in front). */
+  s(...args: Partial<A>): SignatureDict;
   /** An immutable signature: the parent's result is not prepended. */
-  si(...args: A): SignatureDict;
+  si(...args: Partial<A>): SignatureDict;
 }
 
 /** Celery's Task.max_retries default. */

@@ -1,0 +1,238 @@
+/**
+ * Applies a signature dict, whatever its shape, as Celery's canvas does (celery/canvas.py):
+ * a plain task is sent; a chain sends its first step with the rest (reversed) in `embed.chain`;
+ * a group sends each member with the group id and index; a chord stores its header size in the
+ * result backend and sends each header task with the body in `embed.chord`. The one path of a
+ * TypeScript client and of a worker applying a link, an errback, a chain step or a chord body,
+ * so a Python-built canvas and a TypeScript one run alike.
+ */
+import { randomUUID } from 'node:crypto';
+import { signatureSendOptions, type SendOptions } from '../app/send.js';
+import type { AsyncResult } from '../app/result.js';
+import type { ResultBackend } from '../backends/result-backend.js';
+import { CanvasError } from '../errors.js';
+import { GroupResult } from './group.js';
+import { asSignature, CANVAS_TASKS, childSignatures, taskIdOf, unsupportedReason, withOptions, type SignatureDict } from './signature.js';
+
+/** What applying needs from the app (App has all of it). */
+export interface CanvasHost {
+  sendTask(name: string, args?: readonly unknown[], kwargs?: Record<string, unknown>, options?: SendOptions): Promise<AsyncResult>;
+  backend(): Promise<ResultBackend>;
+  asyncResult(id: string): AsyncResult;
+}
+
+/** One application of a signature (Celery's `sig.apply_async(args, kwargs, **options)`). */
+export interface ApplyCall {
+  /** Prepended to the signature's args unless it is immutable (a parent's result, partial args). */
+  readonly args?: readonly unknown[];
+  /** Merged over the signature's kwargs. */
+  readonly kwargs?: Record<string, unknown>;
+  /** Options over the signature's own. */
+  readonly options?: SendOptions;
+}
+
+/** A task's result, or a group's. */
+export type CanvasResult = AsyncResult | GroupResult;
+
+const defined = <T extends object>(o: T): Partial<T> => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+
+/** The signature's own options under the call's (Celery: `dict(self.options, **options)`). */
+const merged = (sig: SignatureDict, call: ApplyCall): SendOptions => ({ ...defined(signatureSendOptions(sig)), ...defined(call.options ?? {}) });
+
+const argsOf = (sig: SignatureDict, call: ApplyCall): unknown[] => (sig.immutable || !call.args ? [...sig.args] : [...call.args, ...sig.args]);
+
+/**
+ * Applies `sig`. Throws CanvasError before sending anything when a part of it cannot be applied
+ * (an unknown subtask_type; a chord on a backend that cannot join).
+ */
+export async function applySignature(host: CanvasHost, sig: SignatureDict, call: ApplyCall = {}): Promise<CanvasResult> {
+  const why = unsupportedReason(sig);
+  if (why) throw new CanvasError(why);
+  return apply(host, asSignature(sig, 'signature'), call);
+}
+
+async function apply(host: CanvasHost, sig: SignatureDict, call: ApplyCall): Promise<CanvasResult> {
+  switch (sig.subtask_type) {
+    case 'chain':
+      return applyChain(host, sig, call);
+    case 'group':
+      return applyGroup(host, childSignatures(sig.kwargs.tasks, 'group.tasks'), argsOf(sig, call), call.kwargs, merged(sig, call));
+    case 'chord':
+      return applyChord(host, sig, call);
+    case 'chunks':
+      return applyGroup(host, chunkSignatures(sig), [], undefined, merged(sig, call));
+    default: {
+      // A plain task; xmap/xstarmap are plain tasks too (celery.map/celery.starmap, immutable).
+      const kwargs = { ...sig.kwargs, ...(call.kwargs ?? {}) };
+      return host.sendTask(sig.task, argsOf(sig, call), kwargs, merged(sig, call));
+    }
+  }
+}
+
+/** chunks(task, it, n): a group of starmap tasks over `n`-sized parts of `it` (Celery's chunks.group()). */
+function chunkSignatures(sig: SignatureDict): SignatureDict[] {
+  const { task, it, n } = sig.kwargs as { task?: unknown; it?: unknown; n?: unknown };
+  if (!Array.isArray(it) || typeof n !== 'number' || n < 1) throw new CanvasError(`chunks: expected kwargs {task, it: [...], n >= 1}, got n=${String(n)}`);
+  const parts: SignatureDict[] = [];
+  for (let i = 0; i < it.length; i += n)
+    parts.push({ task: CANVAS_TASKS.xstarmap, args: [], kwargs: { task, it: it.slice(i, i + n) }, options: {}, subtask_type: 'xstarmap', immutable: true });
+  return parts;
+}
+
+/** How many header parts a signature adds to a chord (Celery's `_chord._descend`). */
+function chordSize(sig: SignatureDict): number {
+  switch (sig.subtask_type) {
+    case 'group':
+      return childSignatures(sig.kwargs.tasks, 'group.tasks').reduce((n, t) => n + chordSize(t), 0);
+    case 'chain': {
+      const steps = childSignatures(sig.kwargs.tasks, 'chain.tasks');
+      for (let i = steps.length - 1; i >= 0; i--) {
+        const n = chordSize(steps[i]!);
+        if (n > 0) return n;
+      }
+      return 0;
+    }
+    case 'chord':
+      return chordSize(asSignature(sig.kwargs.body, 'chord.body'));
+    case 'chunks':
+      return chunkSignatures(sig).length;
+    default:
+      return 1;
+  }
+}
+
+/** The group members, nested groups unrolled into the same group (Celery's group._prepared). */
+function unrolled(tasks: SignatureDict[]): SignatureDict[] {
+  return tasks.flatMap((t) => (t.subtask_type === 'group' ? unrolled(childSignatures(t.kwargs.tasks, 'group.tasks')) : [t]));
+}
+
+/**
+ * Sends each member with the group id and its index; as a chord header, each carries the body
+ * and the size is stored before the last one is sent (Celery's _apply_tasks).
+ */
+async function applyGroup(
+  host: CanvasHost,
+  tasks: SignatureDict[],
+  args: unknown[],
+  kwargs: Record<string, unknown> | undefined,
+  o: SendOptions,
+  chord: { body: SignatureDict; backend: ResultBackend } | null = null,
+): Promise<GroupResult> {
+  const gid = o.taskId ?? randomUUID();
+  const members = unrolled(tasks);
+  const { taskId: _own, chain: _chain, chord: _chord, group: _group, groupIndex: _index, ...shared } = o;
+  const size = chord ? members.reduce((n, t) => n + chordSize(t), 0) : 0;
+  const results: AsyncResult[] = [];
+  for (const [i, m] of members.entries()) {
+    if (chord && i === members.length - 1) await chord.backend.chords!.setSize(gid, size);
+    const r = await apply(host, m, { args, kwargs, options: { ...shared, group: gid, groupIndex: i, chord: chord?.body } });
+    // A member that is itself a group (only after chunks) stands for its first result here.
+    results.push(r instanceof GroupResult ? r.results[0]! : r);
+  }
+  return new GroupResult(gid, results, host);
+}
+
+/**
+ * Celery's _chord.run: the body frozen with its id (the chord's task_id), the rest of an
+ * enclosing chain and an enclosing chord moved onto the body, then the header sent as a group.
+ */
+async function applyChord(host: CanvasHost, sig: SignatureDict, call: ApplyCall): Promise<AsyncResult> {
+  const backend = await host.backend();
+  if (!backend.chords)
+    throw new CanvasError(
+      `a chord needs a result backend that joins its header; the ${backend.kind} backend cannot (Celery refuses chords on rpc:// too): use redis://, memory:// or file://`,
+    );
+  const header = asSignature(sig.kwargs.header, 'chord.header');
+  const headerTasks = childSignatures(header, 'chord.header');
+  const o = merged(sig, call);
+  const body = asSignature(sig.kwargs.body, 'chord.body');
+  const bodyId = o.taskId ?? taskIdOf(body) ?? randomUUID();
+  const bodyOptions: Record<string, unknown> = { task_id: bodyId };
+  if (o.chain) bodyOptions.chain = o.chain;
+  // A chord that is itself a header part (of an outer chord) completes through its body.
+  if (o.chord) Object.assign(bodyOptions, { chord: o.chord, group_id: o.group, group_index: o.groupIndex });
+  if (o.queue && body.options.queue === undefined) bodyOptions.queue = o.queue;
+  const frozenBody = withOptions(body, bodyOptions);
+  const gid = taskIdOf(header) ?? randomUUID();
+  const { chain: _chain, chord: _chord, taskId: _own, group: _group, groupIndex: _index, ...headerOptions } = o;
+  if (headerTasks.length === 0) {
+    // No header task will ever complete the chord: the body runs now with no results (as Celery).
+    const r = (await apply(host, frozenBody, { args: [[]], options: { rootId: o.rootId, parentId: o.parentId } })) as AsyncResult;
+    r.parent = new GroupResult(gid, [], host);
+    return r;
+  }
+  const headerResult = await applyGroup(host, headerTasks, argsOf(sig, call), call.kwargs, { ...headerOptions, taskId: gid }, { body: frozenBody, backend });
+  const result = host.asyncResult(bodyId);
+  result.parent = headerResult;
+  return result;
+}
+
+/** Steps of a chain with nested chains spliced in, and each group followed by a step made a chord with it (Celery's prepare_steps). */
+function chainSteps(sig: SignatureDict): SignatureDict[] {
+  const flat = childSignatures(sig.kwargs.tasks, 'chain.tasks').flatMap((t) => (t.subtask_type === 'chain' ? chainSteps(t) : [t]));
+  const steps: SignatureDict[] = [];
+  for (let i = flat.length - 1; i >= 0; i--) {
+    const t = flat[i]!;
+    const next = steps[0];
+    if (t.subtask_type === 'group' && next) {
+      steps[0] = { task: CANVAS_TASKS.chord, args: [], kwargs: { header: t, body: next, kwargs: {} }, options: {}, subtask_type: 'chord', immutable: false };
+    } else {
+      steps.unshift(t);
+    }
+  }
+  return steps;
+}
+
+/** Assigns the task ids a chain step's result will have (Celery's freeze), so the caller knows them before anything runs. */
+function frozenStep(step: SignatureDict): SignatureDict {
+  if (step.subtask_type === 'chord') {
+    const body = asSignature(step.kwargs.body, 'chord.body');
+    const id = taskIdOf(step) ?? taskIdOf(body) ?? randomUUID();
+    return withOptions({ ...step, kwargs: { ...step.kwargs, body: withOptions(body, { task_id: id }) } }, { task_id: id });
+  }
+  if (step.subtask_type === 'group') {
+    const tasks = childSignatures(step.kwargs.tasks, 'group.tasks').map(frozenStep);
+    return withOptions({ ...step, kwargs: { ...step.kwargs, tasks } }, { task_id: taskIdOf(step) ?? randomUUID() });
+  }
+  return taskIdOf(step) ? step : withOptions(step, { task_id: randomUUID() });
+}
+
+/** The result a frozen step will have. */
+function resultOf(host: CanvasHost, step: SignatureDict): CanvasResult {
+  if (step.subtask_type === 'group')
+    return new GroupResult(
+      taskIdOf(step)!,
+      childSignatures(step.kwargs.tasks, 'group.tasks').map((t) => resultOf(host, t) as AsyncResult),
+      host,
+    );
+  return host.asyncResult(taskIdOf(step)!);
+}
+
+/**
+ * Sends the first step with the others, reversed, as its chain (spec §1.5). A group or chord
+ * option of an enclosing canvas belongs to the last step, which completes the chain.
+ */
+async function applyChain(host: CanvasHost, sig: SignatureDict, call: ApplyCall): Promise<CanvasResult> {
+  const steps = chainSteps(sig).map(frozenStep);
+  if (steps.length === 0) throw new CanvasError('an empty chain cannot be applied');
+  const o = merged(sig, call);
+  const { chord, group, groupIndex, taskId, ...firstOptions } = o;
+  const last = steps.length - 1;
+  if (chord || group !== undefined) steps[last] = withOptions(steps[last]!, defined({ chord, group_id: group, group_index: groupIndex }));
+  if (taskId && steps[last]!.subtask_type === null) steps[last] = withOptions(steps[last]!, { task_id: taskId });
+  const rest = steps.slice(1).reverse();
+  const first = steps[0]!;
+  const args = sig.immutable || !call.args ? [...sig.args] : [...call.args, ...sig.args];
+  // A chain's own kwargs hold its steps; the call's keyword arguments go to the first step.
+  const firstCall: ApplyCall = { args, kwargs: call.kwargs, options: { ...firstOptions, chain: rest.length > 0 ? rest : undefined } };
+  if (steps.length === 1) return apply(host, first, { ...firstCall, options: { ...firstCall.options, chord, group, groupIndex } });
+  await apply(host, first, firstCall);
+  let prev: CanvasResult | null = null;
+  let result: CanvasResult | null = null;
+  for (const s of steps) {
+    result = resultOf(host, s);
+    result.parent = prev;
+    prev = result;
+  }
+  return result!;
+}
