@@ -62,6 +62,32 @@ export function startTsWorker(brokerUrl: string, backendUrl: string, queue: stri
   ]);
 }
 
+/** A Python Celery worker (solo pool) on `queue` running fixtures/py_tasks.py. */
+export function startPyWorker(py: PythonRuntime, brokerUrl: string, backendUrl: string, queue: string) {
+  return startProcess(
+    py.exe!,
+    [
+      '-m',
+      'celery',
+      '-A',
+      'py_tasks',
+      'worker',
+      '-P',
+      'solo',
+      '-Q',
+      queue,
+      '-n',
+      `${queue}@localhost`,
+      '--without-gossip',
+      '--without-mingle',
+      '--without-heartbeat',
+      '-l',
+      'WARNING',
+    ],
+    { env: pythonEnv(brokerUrl, backendUrl, queue), cwd: fixtures },
+  );
+}
+
 export function pythonEnv(brokerUrl: string, backendUrl: string, queue: string, serializer = 'json'): NodeJS.ProcessEnv {
   return {
     ...process.env,
@@ -75,24 +101,41 @@ export function pythonEnv(brokerUrl: string, backendUrl: string, queue: string, 
 }
 
 export interface PyOp {
-  op: 'delay' | 'send_task';
-  name: string;
+  op: 'delay' | 'send_task' | 'canvas' | 'restore_group';
+  name?: string;
   args?: unknown[];
   kwargs?: Record<string, unknown>;
   options?: Record<string, unknown>;
-  queue: string;
+  queue?: string;
+  /** op canvas: the canvas Python builds (py_client.py `build`). */
+  canvas?: PyCanvas;
+  /** op canvas: also read the final result's own outcome (PyOutcome.own). */
+  own?: boolean;
+  /** op restore_group: the group id. */
+  id?: string;
   watch?: boolean;
   /** Also read AsyncResult.name/args/kwargs/worker/retries/queue (Celery's result_extended). */
   extended?: boolean;
 }
+/** A canvas for py_client.py to build with Celery's own chain/group/chord. */
+export type PyCanvas =
+  | { sig: string; args?: unknown[]; kwargs?: Record<string, unknown>; queue: string; immutable?: boolean; link_error?: PyCanvas }
+  | { chain: PyCanvas[] }
+  | { group: PyCanvas[] }
+  | { chord: PyCanvas[]; body: PyCanvas };
+
 export interface PyOutcome {
   id: string;
   sent_at: number;
   state: string;
   result?: unknown;
+  /** restore_group: the member ids Python restored. */
+  ids?: string[];
   states?: string[];
   extended?: { name: unknown; args: unknown; kwargs: unknown; worker: unknown; retries: unknown; queue: unknown };
   error?: { type: string; message: string; module: string; args: unknown[] };
+  /** op canvas: the final result's own outcome (get() raises a failed parent's error first). */
+  own?: { type?: string; message?: string; module?: string; value?: unknown };
 }
 
 /** Runs Python client operations (one Python process) and returns their outcomes. */
@@ -128,28 +171,7 @@ export function interopSuite(o: InteropOptions): void {
 
       before(() => {
         tsWorker = startTsWorker(o.brokerUrl, o.backendUrl, tsQueue);
-        pyWorker = startProcess(
-          py.exe!,
-          [
-            '-m',
-            'celery',
-            '-A',
-            'py_tasks',
-            'worker',
-            '-P',
-            'solo',
-            '-Q',
-            pyQueue,
-            '-n',
-            `${pyQueue}@localhost`,
-            '--without-gossip',
-            '--without-mingle',
-            '--without-heartbeat',
-            '-l',
-            'WARNING',
-          ],
-          { env: pythonEnv(o.brokerUrl, o.backendUrl, pyQueue), cwd: fixtures },
-        );
+        pyWorker = startPyWorker(py, o.brokerUrl, o.backendUrl, pyQueue);
       });
       after(async () => {
         for (const a of apps) await a.close();

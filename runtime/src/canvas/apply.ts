@@ -146,13 +146,13 @@ async function applyChord(host: CanvasHost, sig: SignatureDict, call: ApplyCall)
   const headerTasks = childSignatures(header, 'chord.header');
   const o = merged(sig, call);
   const body = asSignature(sig.kwargs.body, 'chord.body');
-  const bodyId = o.taskId ?? taskIdOf(body) ?? randomUUID();
-  const bodyOptions: Record<string, unknown> = { task_id: bodyId };
+  // Celery 5.7 gives the chord the body's id, 5.2 the header's: an id the body already has wins (freeze).
+  const bodyOptions: Record<string, unknown> = {};
   if (o.chain) bodyOptions.chain = o.chain;
   // A chord that is itself a header part (of an outer chord) completes through its body.
   if (o.chord) Object.assign(bodyOptions, { chord: o.chord, group_id: o.group, group_index: o.groupIndex });
   if (o.queue && body.options.queue === undefined) bodyOptions.queue = o.queue;
-  const frozenBody = withOptions(body, bodyOptions);
+  const frozenBody = frozen(withOptions(body, bodyOptions), o.taskId);
   const gid = taskIdOf(header) ?? randomUUID();
   const { chain: _chain, chord: _chord, taskId: _own, group: _group, groupIndex: _index, ...headerOptions } = o;
   if (headerTasks.length === 0) {
@@ -162,9 +162,9 @@ async function applyChord(host: CanvasHost, sig: SignatureDict, call: ApplyCall)
     return r;
   }
   const headerResult = await applyGroup(host, headerTasks, argsOf(sig, call), call.kwargs, { ...headerOptions, taskId: gid }, { body: frozenBody, backend });
-  const result = host.asyncResult(bodyId);
-  result.parent = headerResult;
-  return result;
+  const result = resultOf(host, frozenBody);
+  rootOf(result).parent = headerResult;
+  return result as AsyncResult;
 }
 
 /** Steps of a chain with nested chains spliced in, and each group followed by a step made a chord with it (Celery's prepare_steps). */
@@ -183,29 +183,61 @@ function chainSteps(sig: SignatureDict): SignatureDict[] {
   return steps;
 }
 
-/** Assigns the task ids a chain step's result will have (Celery's freeze), so the caller knows them before anything runs. */
-function frozenStep(step: SignatureDict): SignatureDict {
-  if (step.subtask_type === 'chord') {
-    const body = asSignature(step.kwargs.body, 'chord.body');
-    const id = taskIdOf(step) ?? taskIdOf(body) ?? randomUUID();
-    return withOptions({ ...step, kwargs: { ...step.kwargs, body: withOptions(body, { task_id: id }) } }, { task_id: id });
+/**
+ * A copy of `sig` with the task ids its results will have (Celery's freeze), so the caller knows
+ * them before anything runs. An id already there wins; `id` is for the result that completes
+ * the signature (a task, a chain's last step, a chord's body).
+ */
+function frozen(sig: SignatureDict, id?: string): SignatureDict {
+  switch (sig.subtask_type) {
+    case 'chord': {
+      const body = frozen(asSignature(sig.kwargs.body, 'chord.body'), id ?? taskIdOf(sig) ?? undefined);
+      return { ...sig, kwargs: { ...sig.kwargs, body } };
+    }
+    case 'group': {
+      const tasks = childSignatures(sig.kwargs.tasks, 'group.tasks').map((t) => frozen(t));
+      return withOptions({ ...sig, kwargs: { ...sig.kwargs, tasks } }, { task_id: taskIdOf(sig) ?? randomUUID() });
+    }
+    case 'chain': {
+      const steps = chainSteps(sig);
+      const tasks = steps.map((t, i) => frozen(t, i === steps.length - 1 ? (id ?? taskIdOf(sig) ?? undefined) : undefined));
+      return { ...sig, kwargs: { ...sig.kwargs, tasks } };
+    }
+    default:
+      return taskIdOf(sig) ? sig : withOptions(sig, { task_id: id ?? randomUUID() });
   }
-  if (step.subtask_type === 'group') {
-    const tasks = childSignatures(step.kwargs.tasks, 'group.tasks').map(frozenStep);
-    return withOptions({ ...step, kwargs: { ...step.kwargs, tasks } }, { task_id: taskIdOf(step) ?? randomUUID() });
-  }
-  return taskIdOf(step) ? step : withOptions(step, { task_id: randomUUID() });
 }
 
-/** The result a frozen step will have. */
-function resultOf(host: CanvasHost, step: SignatureDict): CanvasResult {
-  if (step.subtask_type === 'group')
-    return new GroupResult(
-      taskIdOf(step)!,
-      childSignatures(step.kwargs.tasks, 'group.tasks').map((t) => resultOf(host, t) as AsyncResult),
-      host,
-    );
-  return host.asyncResult(taskIdOf(step)!);
+/** The result a frozen signature will have: a chain's is its last step's, with the earlier ones as parents. */
+function resultOf(host: CanvasHost, sig: SignatureDict): CanvasResult {
+  switch (sig.subtask_type) {
+    case 'group':
+      return new GroupResult(
+        taskIdOf(sig)!,
+        childSignatures(sig.kwargs.tasks, 'group.tasks').map((t) => resultOf(host, t) as AsyncResult),
+        host,
+      );
+    case 'chord':
+      return resultOf(host, asSignature(sig.kwargs.body, 'chord.body'));
+    case 'chain': {
+      let prev: CanvasResult | null = null;
+      for (const step of childSignatures(sig.kwargs.tasks, 'chain.tasks')) {
+        const r = resultOf(host, step);
+        if (prev) rootOf(r).parent = prev;
+        prev = r;
+      }
+      return prev!;
+    }
+    default:
+      return host.asyncResult(taskIdOf(sig)!);
+  }
+}
+
+/** The first result of a chain of parents (where a header or an earlier step attaches). */
+function rootOf(r: CanvasResult): CanvasResult {
+  let node = r;
+  while (node.parent) node = node.parent as CanvasResult;
+  return node;
 }
 
 /**
@@ -213,26 +245,17 @@ function resultOf(host: CanvasHost, step: SignatureDict): CanvasResult {
  * option of an enclosing canvas belongs to the last step, which completes the chain.
  */
 async function applyChain(host: CanvasHost, sig: SignatureDict, call: ApplyCall): Promise<CanvasResult> {
-  const steps = chainSteps(sig).map(frozenStep);
-  if (steps.length === 0) throw new CanvasError('an empty chain cannot be applied');
   const o = merged(sig, call);
   const { chord, group, groupIndex, taskId, ...firstOptions } = o;
+  const whole = frozen(sig, taskId);
+  const steps = childSignatures(whole.kwargs.tasks, 'chain.tasks');
+  if (steps.length === 0) throw new CanvasError('an empty chain cannot be applied');
   const last = steps.length - 1;
   if (chord || group !== undefined) steps[last] = withOptions(steps[last]!, defined({ chord, group_id: group, group_index: groupIndex }));
-  if (taskId && steps[last]!.subtask_type === null) steps[last] = withOptions(steps[last]!, { task_id: taskId });
   const rest = steps.slice(1).reverse();
-  const first = steps[0]!;
-  const args = sig.immutable || !call.args ? [...sig.args] : [...call.args, ...sig.args];
   // A chain's own kwargs hold its steps; the call's keyword arguments go to the first step.
-  const firstCall: ApplyCall = { args, kwargs: call.kwargs, options: { ...firstOptions, chain: rest.length > 0 ? rest : undefined } };
-  if (steps.length === 1) return apply(host, first, { ...firstCall, options: { ...firstCall.options, chord, group, groupIndex } });
-  await apply(host, first, firstCall);
-  let prev: CanvasResult | null = null;
-  let result: CanvasResult | null = null;
-  for (const s of steps) {
-    result = resultOf(host, s);
-    result.parent = prev;
-    prev = result;
-  }
-  return result!;
+  const firstCall: ApplyCall = { args: argsOf(sig, call), kwargs: call.kwargs, options: { ...firstOptions, chain: rest.length > 0 ? rest : undefined } };
+  if (steps.length === 1) return apply(host, steps[0]!, { ...firstCall, options: { ...firstCall.options, chord, group, groupIndex } });
+  await apply(host, steps[0]!, firstCall);
+  return resultOf(host, { ...whole, kwargs: { ...whole.kwargs, tasks: steps } });
 }

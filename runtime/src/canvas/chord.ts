@@ -133,13 +133,13 @@ export async function chainFailed(
   log: Logger,
 ): Promise<void> {
   const backend = await host.backend();
-  const queue = [...(t.chain ?? [])];
-  while (queue.length > 0) {
-    const step = asSignature(queue.shift(), 'chain step');
-    const id = taskIdOf(step);
-    if (id) await backend.store(buildMeta(id, state, exc, { traceback }));
+  for (const raw of t.chain ?? []) {
+    const step = asSignature(raw, 'chain step');
+    // A canvas step completes through its results (a chord through its body): fail each of them.
+    for (const id of resultIds(step)) await backend.store(buildMeta(id, state, exc, { traceback }));
     const o = step.options;
-    if (id && o.chord && typeof o.group_id === 'string') {
+    const id = taskIdOf(step);
+    if (step.subtask_type === null && id && o.chord && typeof o.group_id === 'string') {
       const part: FinishedTask = {
         ...t,
         id,
@@ -150,7 +150,5 @@ export async function chainFailed(
       };
       await chordPartReturned(host, part, state, exc, log);
     }
-    // A chord step completes through its body: fail that too (Celery issue #9674).
-    if (step.subtask_type === 'chord' && step.kwargs.body) queue.push(step.kwargs.body as SignatureDict);
   }
 }

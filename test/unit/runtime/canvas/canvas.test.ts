@@ -75,6 +75,17 @@ describe('canvas (memory backend)', () => {
     assert.equal(await r.get(T), 1034);
   });
 
+  it("applies Celery 5.2's chord step (the header's id on the chord, a chain body with its own ids)", async () => {
+    const withId = (sig: ReturnType<typeof add.s>, id: string) => ({ ...sig, options: { ...sig.options, task_id: id } });
+    const body = chain(withId(total.s(), 'body-total'), withId(add.s(1000), 'body-last'));
+    const header = { ...group([add.s(10), add.s(20)]), options: { task_id: 'the-group', chord: body } };
+    const step = { ...chord(header, body), options: { task_id: 'the-group' } };
+    const broker = await app.broker();
+    await broker.publish('celery', encodeTask({ id: 'first-52', name: 'c.add', args: [1, 1], kwargs: {}, chain: [step], origin: 'test', serializer: 'json' }));
+    assert.equal(await app.asyncResult('body-last').get(T), 1034);
+    assert.equal(await app.asyncResult('body-total').get(T), 34);
+  });
+
   it('an empty chord header runs the body with no results', async () => {
     const r = (await applySignature(app, chord([], total.s()))) as AsyncResult;
     assert.equal(await r.get(T), 0);
