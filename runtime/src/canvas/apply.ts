@@ -34,6 +34,11 @@ export interface ApplyCall {
 /** A task's result, or a group's. */
 export type CanvasResult = AsyncResult | GroupResult;
 
+/** Celery's result tuple (`as_tuple()`), as stored in a parent's `children`: `[[id, null], null]`, a group's with its members. */
+export function resultTuple(r: CanvasResult): unknown[] {
+  return r instanceof GroupResult ? [[r.id, null], r.results.map(resultTuple)] : [[r.id, null], null];
+}
+
 const defined = <T extends object>(o: T): Partial<T> => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 
 /** The signature's own options under the call's (Celery: `dict(self.options, **options)`). */

@@ -49,6 +49,16 @@ export function withOptions(sig: SignatureDict, options: Record<string, unknown>
   return { ...sig, options: { ...sig.options, ...options } };
 }
 
+/** A copy that applies `callback` with this one's result after success (Celery's `sig.link(callback)`). */
+export function link(sig: SignatureDict, callback: SignatureDict): SignatureDict {
+  return withOptions(sig, { link: [...((sig.options.link as SignatureDict[] | undefined) ?? []), callback] });
+}
+
+/** A copy that applies `errback` with this one's task id after failure (Celery's `sig.link_error(errback)`). */
+export function linkError(sig: SignatureDict, errback: SignatureDict): SignatureDict {
+  return withOptions(sig, { link_error: [...((sig.options.link_error as SignatureDict[] | undefined) ?? []), errback] });
+}
+
 /** An immutable copy: the parent's result is not prepended to its args (`.si()`, `sig.set(immutable=True)`). */
 export function immutable(sig: SignatureDict): SignatureDict {
   return { ...sig, immutable: true };

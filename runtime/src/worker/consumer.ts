@@ -11,7 +11,7 @@ import type { Config } from '../app/config.js';
 import { parseRateLimit, type Task } from '../app/task.js';
 import type { ResultBackend } from '../backends/result-backend.js';
 import type { Broker, Delivery } from '../brokers/broker.js';
-import { applySignature } from '../canvas/apply.js';
+import { applySignature, resultTuple } from '../canvas/apply.js';
 import { chainFailed, chordPartReturned, failCanvas, type FinishedTask } from '../canvas/chord.js';
 import { unsupportedReason } from '../canvas/signature.js';
 import { CanvasError, NotRegisteredError, ProtocolError } from '../errors.js';
@@ -351,8 +351,8 @@ export class Consumer {
     switch (o.state) {
       case 'SUCCESS': {
         // Next chain step and links first, so a client that sees SUCCESS finds them sent (as Celery).
-        await this.applyCallbacks(j, o.value);
-        if (!ignore) await this.store(j, buildMeta(req.id, States.SUCCESS, o.value, { groupId: req.group, parentId: req.parentId }));
+        const children = await this.applyCallbacks(j, o.value);
+        if (!ignore) await this.store(j, buildMeta(req.id, States.SUCCESS, o.value, { children, groupId: req.group, parentId: req.parentId }));
         await this.chordPart(j, States.SUCCESS, o.value);
         j.log.debug({ runtimeMs: o.runtimeMs }, `task succeeded in ${sec}s`);
         this.count(j, 'succeeded');
@@ -438,14 +438,16 @@ export class Consumer {
     });
   }
 
-  /** Links after success, then the next step of a chain (spec §1.5). */
-  private async applyCallbacks(j: Job, value: unknown): Promise<void> {
-    for (const sig of j.req.embed.callbacks ?? []) await this.publishSignature(j, sig, [value]);
+  /** Links after success, then the next step of a chain (spec §1.5); their result tuples, Celery's `children`. */
+  private async applyCallbacks(j: Job, value: unknown): Promise<unknown[]> {
+    const children: unknown[] = [];
+    for (const sig of j.req.embed.callbacks ?? []) children.push(await this.publishSignature(j, sig, [value]));
     const chain = j.req.embed.chain;
     if (chain && chain.length > 0) {
       const rest = chain.slice(0, -1);
-      await this.publishSignature(j, chain[chain.length - 1]!, [value], rest.length > 0 ? rest : null);
+      children.push(await this.publishSignature(j, chain[chain.length - 1]!, [value], rest.length > 0 ? rest : null));
     }
+    return children.filter((c) => c !== null);
   }
 
   /**
@@ -453,9 +455,16 @@ export class Consumer {
    * immutable, through App.sendTask: routed exactly as a client applying the same signature. A
    * canvas that cannot be applied stores FAILURE under its result ids (canvas/chord.ts).
    */
-  private async publishSignature(j: Job, sig: SignatureDict, front: unknown[], chain: SignatureDict[] | null = null): Promise<void> {
+  private async publishSignature(j: Job, sig: SignatureDict, front: unknown[], chain: SignatureDict[] | null = null): Promise<unknown[] | null> {
     const options = { rootId: j.req.rootId, parentId: j.req.id, chain: chain ?? undefined, serializer: this.serializerOf(j) };
-    await this.canvasStep(j, `applying ${sig.task}`, () => applySignature(this.deps.app, sig, { args: front, options }), sig);
+    let applied: unknown[] | null = null;
+    await this.canvasStep(
+      j,
+      `applying ${sig.task}`,
+      async () => (applied = resultTuple(await applySignature(this.deps.app, sig, { args: front, options }))),
+      sig,
+    );
+    return applied;
   }
 
   /** The finished job as the canvas sees it. */

@@ -44,6 +44,12 @@ describe('canvas (memory backend)', () => {
     const parent = r.parent as AsyncResult;
     assert.equal(await parent.get(T), 12);
     assert.equal(await (parent.parent as AsyncResult).get(T), 2);
+    const children = await (parent.parent as AsyncResult).children();
+    assert.deepEqual(
+      children.map((c) => c.id),
+      [parent.id],
+      'the first step lists the step it sent (Celery children)',
+    );
     const piped = (await applySignature(app, pipe(add.s(2, 2), add.si(5, 5)))) as AsyncResult;
     assert.equal(await piped.get(T), 10, 'an immutable step ignores the previous result');
   });
