@@ -16,7 +16,7 @@ export type { Task, TaskOptions, ApplyOptions, TaskContext, TaskFn } from './app
 export type { ParamNames, KwargsOf } from './app/arguments.js';
 export type { Routes, Router, RouterFn, RouteMap, Route, RouteOptions } from './app/routes.js';
 export type { SendOptions } from './app/send.js';
-export { signature, immutable, withOptions, clone, link, linkError, type SubtaskType } from './canvas/signature.js';
+export { signature, immutable, withOptions, clone, link, linkError, xmap, xstarmap, chunks, type SubtaskType } from './canvas/signature.js';
 export { chain, pipe } from './canvas/chain.js';
 export { group, GroupResult, type GroupHost } from './canvas/group.js';
 export { chord } from './canvas/chord.js';

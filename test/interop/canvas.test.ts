@@ -57,6 +57,9 @@ for (const b of brokers) {
         if ('chain' in c) return { chain: c.chain.map(pythonOnly) };
         if ('group' in c) return { group: c.group.map(pythonOnly) };
         if ('chord' in c) return { chord: c.chord.map(pythonOnly), body: pythonOnly(c.body) };
+        if ('chunks' in c) return { ...c, chunks: { ...c.chunks, sig: c.chunks.sig.replace(/^interop\./, 'pyinterop.'), queue: pyQueue } };
+        if ('starmap' in c) return { ...c, starmap: { ...c.starmap, sig: c.starmap.sig.replace(/^interop\./, 'pyinterop.'), queue: pyQueue } };
+        if ('map' in c) return { ...c, map: { ...c.map, sig: c.map.sig.replace(/^interop\./, 'pyinterop.'), queue: pyQueue } };
         return { ...c, sig: c.sig.replace(/^interop\./, 'pyinterop.'), queue: pyQueue };
       };
 
@@ -70,6 +73,31 @@ for (const b of brokers) {
             ['group of mixed tasks', { group: [ts('add', 1, 1), pyT('add', 2, 2), ts('add', 3, 3)] }, [2, 4, 6]],
             ['group in a chain (a chord)', { chain: [ts('add', 1, 1), { group: [pyT('add', 10), ts('add', 20)] }, ts('total'), pyT('add', 1000)] }, 1034],
             ['chord in a chain', { chain: [pyT('add', 1, 2), { chord: [ts('add', 1), pyT('add', 2)], body: ts('total') }] }, 9],
+            [
+              'chunks of a TS task',
+              {
+                chunks: { sig: 'interop.add', queue: tsQueue },
+                it: [
+                  [1, 1],
+                  [2, 2],
+                  [3, 3],
+                ],
+                n: 2,
+              },
+              [[2, 4], [6]],
+            ],
+            [
+              'starmap of a TS task',
+              {
+                starmap: { sig: 'interop.add', queue: tsQueue },
+                it: [
+                  [1, 2],
+                  [3, 4],
+                ],
+              },
+              [3, 7],
+            ],
+            ['map of a TS task', { map: { sig: 'interop.total', queue: tsQueue }, it: [[1, 2], [3]] }, [3, 3]],
           ];
           const env = pythonEnv(b.url, redisUrl, pyQueue);
           const mixed = await pythonClient(py.exe!, env, [...canvases.map(([, c]) => ({ op: 'canvas' as const, canvas: c }))]);

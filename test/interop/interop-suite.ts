@@ -122,7 +122,10 @@ export type PyCanvas =
   | { sig: string; args?: unknown[]; kwargs?: Record<string, unknown>; queue: string; immutable?: boolean; link_error?: PyCanvas }
   | { chain: PyCanvas[] }
   | { group: PyCanvas[] }
-  | { chord: PyCanvas[]; body: PyCanvas };
+  | { chord: PyCanvas[]; body: PyCanvas }
+  | { chunks: PyCanvas & { sig: string; queue: string }; it: unknown[][]; n: number }
+  | { starmap: PyCanvas & { sig: string; queue: string }; it: unknown[][] }
+  | { map: PyCanvas & { sig: string; queue: string }; it: unknown[] };
 
 export interface PyOutcome {
   id: string;

@@ -69,9 +69,17 @@ async function apply(host: CanvasHost, sig: SignatureDict, call: ApplyCall): Pro
     default: {
       // A plain task; xmap/xstarmap are plain tasks too (celery.map/celery.starmap, immutable).
       const kwargs = { ...sig.kwargs, ...(call.kwargs ?? {}) };
-      return host.sendTask(sig.task, argsOf(sig, call), kwargs, merged(sig, call));
+      const own = sig.subtask_type === 'xmap' || sig.subtask_type === 'xstarmap' ? { ...sig, options: mapOptions(sig) } : sig;
+      return host.sendTask(sig.task, argsOf(sig, call), kwargs, merged(own, call));
     }
   }
+}
+
+/** Options of a map/starmap/chunks message: its own, else the inner task's queue (Celery routes them by the inner task). */
+function mapOptions(sig: SignatureDict): Record<string, unknown> {
+  const inner = sig.kwargs.task as SignatureDict | undefined;
+  const queue = sig.options.queue ?? inner?.options?.queue;
+  return queue === undefined ? { ...sig.options } : { ...sig.options, queue };
 }
 
 /** chunks(task, it, n): a group of starmap tasks over `n`-sized parts of `it` (Celery's chunks.group()). */
@@ -80,7 +88,14 @@ function chunkSignatures(sig: SignatureDict): SignatureDict[] {
   if (!Array.isArray(it) || typeof n !== 'number' || n < 1) throw new CanvasError(`chunks: expected kwargs {task, it: [...], n >= 1}, got n=${String(n)}`);
   const parts: SignatureDict[] = [];
   for (let i = 0; i < it.length; i += n)
-    parts.push({ task: CANVAS_TASKS.xstarmap, args: [], kwargs: { task, it: it.slice(i, i + n) }, options: {}, subtask_type: 'xstarmap', immutable: true });
+    parts.push({
+      task: CANVAS_TASKS.xstarmap,
+      args: [],
+      kwargs: { task, it: it.slice(i, i + n) },
+      options: mapOptions(sig),
+      subtask_type: 'xstarmap',
+      immutable: true,
+    });
   return parts;
 }
 

@@ -34,6 +34,21 @@ export function signature(
   return { task: name, args: [...args], kwargs: { ...kwargs }, options: { ...options }, subtask_type: null, immutable: false };
 }
 
+/** `task` over each item of `it` in one message (Celery's `task.map(it)`): a list of results. */
+export function xmap(task: SignatureDict, it: readonly unknown[], options: Record<string, unknown> = {}): SignatureDict {
+  return { ...canvasSignature('xmap', { task, it: [...it] }, options), immutable: true };
+}
+
+/** `task(*args)` for each args list of `it` in one message (Celery's `task.starmap(it)`). */
+export function xstarmap(task: SignatureDict, it: readonly (readonly unknown[])[], options: Record<string, unknown> = {}): SignatureDict {
+  return { ...canvasSignature('xstarmap', { task, it: it.map((a) => [...a]) }, options), immutable: true };
+}
+
+/** `it` split into parts of `n`, each a starmap message, applied as a group (Celery's `task.chunks(it, n)`). */
+export function chunks(task: SignatureDict, it: readonly (readonly unknown[])[], n: number, options: Record<string, unknown> = {}): SignatureDict {
+  return { ...canvasSignature('chunks', { task, it: it.map((a) => [...a]), n }, options), immutable: true };
+}
+
 /** A canvas signature of `type` with its children in kwargs, as Celery serializes it. */
 export function canvasSignature(type: SubtaskType, kwargs: Record<string, unknown>, options: Record<string, unknown> = {}): SignatureDict {
   return { task: CANVAS_TASKS[type], args: [], kwargs, options: { ...options }, subtask_type: type, immutable: false };

@@ -6,7 +6,7 @@ import { applySignature } from '../../../../runtime/src/canvas/apply.js';
 import { chain, pipe } from '../../../../runtime/src/canvas/chain.js';
 import { chord } from '../../../../runtime/src/canvas/chord.js';
 import { group, GroupResult } from '../../../../runtime/src/canvas/group.js';
-import { signature } from '../../../../runtime/src/canvas/signature.js';
+import { chunks, signature, xmap, xstarmap } from '../../../../runtime/src/canvas/signature.js';
 import { CanvasError, TaskFailedError } from '../../../../runtime/src/errors.js';
 import type { AsyncResult } from '../../../../runtime/src/app/result.js';
 import { encodeTask } from '../../../../runtime/src/protocol/task-message.js';
@@ -90,6 +90,36 @@ describe('canvas (memory backend)', () => {
     await broker.publish('celery', encodeTask({ id: 'first-52', name: 'c.add', args: [1, 1], kwargs: {}, chain: [step], origin: 'test', serializer: 'json' }));
     assert.equal(await app.asyncResult('body-last').get(T), 1034);
     assert.equal(await app.asyncResult('body-total').get(T), 34);
+  });
+
+  it('map, starmap and chunks run a task per item on the worker (celery.map/celery.starmap)', async () => {
+    const double = signature('c.total');
+    assert.deepEqual(await ((await applySignature(app, xmap(double, [[1, 2], [3]]))) as AsyncResult).get(T), [3, 3]);
+    assert.deepEqual(
+      await (
+        (await applySignature(
+          app,
+          xstarmap(add.s(), [
+            [1, 2],
+            [3, 4],
+          ]),
+        )) as AsyncResult
+      ).get(T),
+      [3, 7],
+    );
+    const parts = (await applySignature(
+      app,
+      chunks(
+        add.s(),
+        [
+          [1, 1],
+          [2, 2],
+          [3, 3],
+        ],
+        2,
+      ),
+    )) as GroupResult;
+    assert.deepEqual(await parts.get(T), [[2, 4], [6]]);
   });
 
   it('an empty chord header runs the body with no results', async () => {
