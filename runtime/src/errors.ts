@@ -16,7 +16,8 @@
  *  └─ TaskPredicate          thrown by tasks to steer the worker
  *      ├─ Retry              re-run later (ctx.retry() throws it)
  *      ├─ Reject             reject the message (requeue or dead-letter)
- *      └─ Ignore             drop without storing a state
+ *      ├─ Ignore             drop without storing a state
+ *      └─ Replace            hand the task's id over to a signature (ctx.replace())
  */
 
 /** Base class of every error celeriac throws; `code` is stable for programs to match on. */
@@ -168,6 +169,16 @@ export class Reject extends TaskPredicate {
 export class Ignore extends TaskPredicate {
   constructor(reason = 'ignored') {
     super('E_IGNORE', reason);
+  }
+}
+
+/**
+ * Thrown by `ctx.replace(sig)`: the worker applies `signature` in the task's place (its id, chain,
+ * links and chord pass to it) and stores nothing for the task itself (Celery's Task.replace).
+ */
+export class Replace extends TaskPredicate {
+  constructor(readonly signature: { readonly task: string }) {
+    super('E_REPLACE', `Replaced by ${signature.task}`);
   }
 }
 

@@ -60,7 +60,7 @@ for (const b of brokers) {
         if ('chunks' in c) return { ...c, chunks: { ...c.chunks, sig: c.chunks.sig.replace(/^interop\./, 'pyinterop.'), queue: pyQueue } };
         if ('starmap' in c) return { ...c, starmap: { ...c.starmap, sig: c.starmap.sig.replace(/^interop\./, 'pyinterop.'), queue: pyQueue } };
         if ('map' in c) return { ...c, map: { ...c.map, sig: c.map.sig.replace(/^interop\./, 'pyinterop.'), queue: pyQueue } };
-        return { ...c, sig: c.sig.replace(/^interop\./, 'pyinterop.'), queue: pyQueue };
+        return { ...c, sig: c.sig.replace(/^interop\./, 'pyinterop.'), queue: pyQueue, args: c.sig === 'interop.replace' ? [c.args![0], pyQueue] : c.args };
       };
 
       it('Python builds chord, chain and group of TypeScript and Python tasks; results equal a Python-only fleet', () =>

@@ -116,5 +116,7 @@ export function signatureSendOptions(sig: SignatureDict): SendOptions {
     groupIndex: num(o.group_index),
     chord: o.chord && typeof o.chord === 'object' ? (o.chord as SignatureDict) : undefined,
     chain: Array.isArray(o.chain) ? (o.chain as SignatureDict[]) : undefined,
+    // Set by Task.replace: the message takes over a task id (worker/duplicates.ts tells them apart).
+    headers: typeof o.replaced_task_nesting === 'number' ? { replaced_task_nesting: o.replaced_task_nesting } : undefined,
   };
 }

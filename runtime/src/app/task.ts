@@ -104,6 +104,12 @@ export interface TaskContext {
    * for this call (null = forever, see maxRetriesOf).
    */
   retry(opts?: { countdown?: number; eta?: Date; exc?: unknown; maxRetries?: number | null }): never;
+  /**
+   * Replaces this task with a signature (a task or a canvas), as Celery's Task.replace: it runs in
+   * this task's place, its result stored under this task's id, and the task's chain, links and
+   * chord continue from it. Throws, like retry().
+   */
+  replace(sig: SignatureDict): never;
 }
 
 /**

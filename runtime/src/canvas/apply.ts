@@ -266,11 +266,15 @@ function rootOf(r: CanvasResult): CanvasResult {
  */
 async function applyChain(host: CanvasHost, sig: SignatureDict, call: ApplyCall): Promise<CanvasResult> {
   const o = merged(sig, call);
-  const { chord, group, groupIndex, taskId, ...firstOptions } = o;
+  const { chord, group, groupIndex, taskId, link, linkError, ...firstOptions } = o;
   const whole = frozen(sig, taskId);
-  const steps = childSignatures(whole.kwargs.tasks, 'chain.tasks');
+  // A chain's errbacks go on every step, its links on the last one (Celery's chain.link_error/link).
+  const steps = childSignatures(whole.kwargs.tasks, 'chain.tasks').map((t) =>
+    linkError ? withOptions(t, { link_error: [...((t.options.link_error as SignatureDict[]) ?? []), ...[linkError].flat()] }) : t,
+  );
   if (steps.length === 0) throw new CanvasError('an empty chain cannot be applied');
   const last = steps.length - 1;
+  if (link) steps[last] = withOptions(steps[last]!, { link: [...((steps[last]!.options.link as SignatureDict[]) ?? []), ...[link].flat()] });
   if (chord || group !== undefined) steps[last] = withOptions(steps[last]!, defined({ chord, group_id: group, group_index: groupIndex }));
   const rest = steps.slice(1).reverse();
   // A chain's own kwargs hold its steps; the call's keyword arguments go to the first step.

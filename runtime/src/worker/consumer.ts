@@ -8,12 +8,14 @@
 import type { Logger } from 'pino';
 import type { App } from '../app/app.js';
 import type { Config } from '../app/config.js';
+import type { SendOptions } from '../app/send.js';
 import { parseRateLimit, type Task } from '../app/task.js';
 import type { ResultBackend } from '../backends/result-backend.js';
 import type { Broker, Delivery } from '../brokers/broker.js';
 import { applySignature, resultTuple } from '../canvas/apply.js';
 import { chainFailed, chordPartReturned, failCanvas, type FinishedTask } from '../canvas/chord.js';
-import { unsupportedReason } from '../canvas/signature.js';
+import { chain } from '../canvas/chain.js';
+import { link, linkError, unsupportedReason, withOptions } from '../canvas/signature.js';
 import { CanvasError, NotRegisteredError, ProtocolError } from '../errors.js';
 import type { WorkerMetrics, Outcome } from '../metrics/worker-metrics.js';
 import type { Pool } from '../pools/pool.js';
@@ -38,6 +40,27 @@ interface Job {
 }
 
 const REVOKED_LIMIT = 50_000;
+
+/**
+ * The signature a task replaces itself with, carrying on its workflow: the rest of its chain after
+ * it, its links and errbacks on it (Celery's Task.replace).
+ */
+function replacement(req: TaskRequest, sig: SignatureDict): SignatureDict {
+  // Every message of the replacement carries replaced_task_nesting one higher than this task's.
+  const nesting = { replaced_task_nesting: Number(req.headers.replaced_task_nesting ?? 0) + 1 };
+  const nested = (s: SignatureDict): SignatureDict =>
+    withOptions(
+      s.subtask_type === 'chain' ? { ...s, kwargs: { ...s.kwargs, tasks: (s.kwargs.tasks as SignatureDict[]).map((t) => withOptions(t, nesting)) } } : s,
+      nesting,
+    );
+  let s = sig;
+  for (const cb of req.embed.callbacks ?? []) s = link(s, cb);
+  for (const eb of req.embed.errbacks ?? []) s = linkError(s, eb);
+  s = nested(s);
+  const rest = req.embed.chain;
+  if (rest && rest.length > 0) s = chain(s, ...[...rest].reverse().map((t) => withOptions(t, nesting)));
+  return s;
+}
 
 /** Why this worker cannot apply the canvas a request carries (its links, chain or chord), or null. */
 function unsupportedCanvas(req: TaskRequest): string | null {
@@ -392,6 +415,18 @@ export class Consumer {
       case 'IGNORED':
         if (late) await d.ack();
         return;
+      case 'REPLACED': {
+        j.log.debug({ signature: o.signature.task }, 'task replaced itself');
+        await this.canvasStep(
+          j,
+          `replacing the task with ${o.signature.task}`,
+          () => applySignature(this.deps.app, replacement(req, o.signature), { options: this.replacementOptions(j) }),
+          o.signature,
+        );
+        this.count(j, 'succeeded');
+        if (late) await d.ack();
+        return;
+      }
       case 'REVOKED': {
         await this.store(j, revokedMeta(req.id, o.reason));
         await this.chordPart(j, States.REVOKED, revokedMeta(req.id, o.reason).result);
@@ -465,6 +500,20 @@ export class Consumer {
       sig,
     );
     return applied;
+  }
+
+  /** Where a replacement stands: the task's id, group and chord, under the task (Celery's Task.replace freeze). */
+  private replacementOptions(j: Job): SendOptions {
+    const { req } = j;
+    return {
+      taskId: req.id,
+      rootId: req.rootId,
+      parentId: req.parentId ?? undefined,
+      group: req.group ?? undefined,
+      groupIndex: req.groupIndex ?? undefined,
+      chord: req.embed.chord ?? undefined,
+      serializer: this.serializerOf(j),
+    };
   }
 
   /** The finished job as the canvas sees it. */

@@ -9,6 +9,7 @@ import { group, GroupResult } from '../../../../runtime/src/canvas/group.js';
 import { chunks, signature, xmap, xstarmap } from '../../../../runtime/src/canvas/signature.js';
 import { CanvasError, TaskFailedError } from '../../../../runtime/src/errors.js';
 import type { AsyncResult } from '../../../../runtime/src/app/result.js';
+import type { TaskContext } from '../../../../runtime/src/app/task.js';
 import { encodeTask } from '../../../../runtime/src/protocol/task-message.js';
 import { DEAD_REASON_HEADER } from '../../../../runtime/src/protocol/dead-letter.js';
 import { createTestApp, startTestWorker } from '../../../../runtime/src/testing/index.js';
@@ -22,6 +23,9 @@ const fail = app.task('c.fail', (x: number) => {
   throw Object.assign(new Error(`bad ${x}`), { name: 'ValueError' });
 });
 const errbackCalls: string[] = [];
+app.task('c.replaced', function (this: TaskContext, x: number) {
+  this.replace(chain(add.s(x, 1), add.s(100)));
+});
 app.task('c.errback', (id: string) => {
   errbackCalls.push(id);
 });
@@ -120,6 +124,15 @@ describe('canvas (memory backend)', () => {
       ),
     )) as GroupResult;
     assert.deepEqual(await parts.get(T), [[2, 4], [6]]);
+  });
+
+  it('a task replaces itself with a canvas: its id gets the result, its chain and chord go on from it', async () => {
+    const r = await app.sendTask('c.replaced', [1]);
+    assert.equal(await r.get(T), 102, "the replacement's result under the task's id");
+    const inChain = (await applySignature(app, chain(signature('c.replaced', [1]), add.s(1000)))) as AsyncResult;
+    assert.equal(await inChain.get(T), 1102);
+    const inChord = (await applySignature(app, chord([signature('c.replaced', [1]), add.s(1, 1)], total.s()))) as AsyncResult;
+    assert.equal(await inChord.get(T), 104);
   });
 
   it('an empty chord header runs the body with no results', async () => {
