@@ -6,8 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { applySignature, chain, chord, createApp, group, GroupResult, signature, type AsyncResult } from '../../runtime/src/index.js';
-import { TaskFailedError } from '../../runtime/src/errors.js';
+import { applySignature, chain, chord, chunks, createApp, group, GroupResult, signature, type AsyncResult } from '../../runtime/src/index.js';
+import { CanvasError, TaskFailedError } from '../../runtime/src/errors.js';
 import { uniqueName, useRabbit, useRedis } from '../support/servers.js';
 import { pythonClient, pythonEnv, pythons, skipReason, startPyWorker, startTsWorker, stopProcess, type PyCanvas } from './interop-suite.js';
 
@@ -152,6 +152,19 @@ for (const b of brokers) {
             g.results.map((r) => r.id),
           );
           assert.deepEqual(restored!.result, [3, 7]);
+          const parts = (await applySignature(
+            app,
+            chunks(
+              signature('pyinterop.add', [], {}, { queue: pyQueue }),
+              [
+                [1, 1],
+                [2, 2],
+                [3, 3],
+              ],
+              2,
+            ),
+          )) as GroupResult;
+          assert.deepEqual(await parts.get({ timeout: 60_000 }), [[2, 4], [6]], 'chunks of a Python task, run by celery.starmap on the Python worker');
           const bad = (await applySignature(app, chord([pyAdd(1, 1), signature('pyinterop.fail', [], {}, { queue: pyQueue })], tsTotal))) as AsyncResult;
           await assert.rejects(
             bad.get({ timeout: 60_000 }),
@@ -161,3 +174,20 @@ for (const b of brokers) {
     });
   }
 }
+
+describe('chords on rpc:// (RabbitMQ)', { skip: rabbit.skip }, () => {
+  it('are refused at call time, clearly, before any task is sent', async () => {
+    const app = createApp({ name: 'rpc-chord', broker: rabbit.server!.url, backend: 'rpc://', logLevel: 'silent' });
+    try {
+      const queue = uniqueName('rpc-chord');
+      const broker = await app.broker();
+      await assert.rejects(
+        applySignature(app, chord([signature('interop.add', [1, 1], {}, { queue })], signature('interop.total', [], {}, { queue }))),
+        (err: unknown) => err instanceof CanvasError && /rpc/.test(err.message) && /redis:\/\//.test(err.message),
+      );
+      assert.equal(await broker.depth(queue), 0, 'no header task was sent');
+    } finally {
+      await app.close();
+    }
+  });
+});

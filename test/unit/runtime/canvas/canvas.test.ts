@@ -135,12 +135,28 @@ describe('canvas (memory backend)', () => {
     assert.equal(await inChord.get(T), 104);
   });
 
+  it('chains in a group and in a chord header: each chain counts once, by its last step', async () => {
+    const g = (await applySignature(app, group([chain(add.s(1, 1), add.s(10)), add.s(5, 5)]))) as GroupResult;
+    assert.deepEqual(await g.get(T), [12, 10]);
+    const c = (await applySignature(app, chord([chain(add.s(1, 1), add.s(10)), add.s(5, 5)], total.s()))) as AsyncResult;
+    assert.equal(await c.get(T), 22);
+  });
+
+  it('link_error on a chain fires once, for the failed step; the chain stops there', async () => {
+    const before = errbackCalls.length;
+    const r = (await applySignature(app, { ...chain(add.s(1, 1), fail.s(), add.s(1)), options: { link_error: [signature('c.errback')] } })) as AsyncResult;
+    await assert.rejects(r.get(T), TaskFailedError);
+    const failed = r.parent as AsyncResult;
+    await eventually(() => assert.deepEqual(errbackCalls.slice(before), [failed.id]));
+  });
+
   it('an empty chord header runs the body with no results', async () => {
     const r = (await applySignature(app, chord([], total.s()))) as AsyncResult;
     assert.equal(await r.get(T), 0);
   });
 
   it('a failed header task fails the body with ChordError naming the task, and fires its errback once', async () => {
+    const before = errbackCalls.length;
     const bad = fail.s(7);
     const body = { ...total.s(), options: { link_error: [signature('c.errback')] } };
     const r = (await applySignature(app, chord([add.s(1, 1), { ...bad, options: { task_id: 'failing-header' } }], body))) as AsyncResult;
@@ -151,7 +167,7 @@ describe('canvas (memory backend)', () => {
       assert.equal(err.excMessage, "Dependency failing-header raised ValueError('bad 7')");
       return true;
     });
-    await eventually(() => assert.deepEqual(errbackCalls, [r.id]));
+    await eventually(() => assert.deepEqual(errbackCalls.slice(before), [r.id]));
   });
 
   it('a chain stops at the failed step and its later steps are stored FAILURE', async () => {
