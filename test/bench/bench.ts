@@ -24,6 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { amqplib } from '../../runtime/src/brokers/amqp-codec.js';
 import { applySignature, chord, createApp, signature, type AsyncResult } from '../../runtime/src/index.js';
+import { pythonWorkerArgs } from '../support/processes.js';
 import { freePort, startRabbit, startRedis, uniqueName, type TestServer } from '../support/servers.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
@@ -358,39 +359,18 @@ async function benchPython(py: string, redisUrl: string, server: TestServer): Pr
 
 /** A Python Celery worker (solo pool) on `queue` running bench_tasks.py. */
 function spawnPythonWorker(py: string, queue: string, redisUrl: string): ChildProcess {
-  return spawn(
-    py,
-    [
-      '-m',
-      'celery',
-      '-A',
-      'bench_tasks',
-      'worker',
-      '-P',
-      'solo',
-      '-Q',
-      queue,
-      '-n',
-      `${queue}@bench`,
-      '--without-gossip',
-      '--without-mingle',
-      '--without-heartbeat',
-      '-l',
-      'WARNING',
-    ],
-    {
-      cwd: join(root, 'test/bench'),
-      env: {
-        ...process.env,
-        BENCH_BROKER: redisUrl,
-        BENCH_BACKEND: redisUrl,
-        BENCH_QUEUE: queue,
-        BENCH_RESULTS: RESULTS ? 'on' : 'off',
-        PYTHONPATH: join(root, 'test/bench'),
-      },
-      stdio: ['ignore', 'ignore', 'inherit'],
+  return spawn(py, pythonWorkerArgs('bench_tasks', queue, `${queue}@bench`), {
+    cwd: join(root, 'test/bench'),
+    env: {
+      ...process.env,
+      BENCH_BROKER: redisUrl,
+      BENCH_BACKEND: redisUrl,
+      BENCH_QUEUE: queue,
+      BENCH_RESULTS: RESULTS ? 'on' : 'off',
+      PYTHONPATH: join(root, 'test/bench'),
     },
-  );
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
 }
 
 // ---------------------------------------------------------------- canvas: a chord of no-op tasks

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { applySignature, chain, chord, chunks, createApp, group, GroupResult, signature, type AsyncResult } from '../../runtime/src/index.js';
 import { CanvasError, TaskFailedError } from '../../runtime/src/errors.js';
+import { withOutputOf } from '../support/processes.js';
 import { uniqueName, useRabbit, useRedis } from '../support/servers.js';
 import { pythonClient, pythonEnv, pythons, skipReason, startPyWorker, startTsWorker, stopProcess, type PyCanvas } from './interop-suite.js';
 
@@ -41,13 +42,7 @@ for (const b of brokers) {
         await stopProcess(tsWorker);
         await stopProcess(pyWorker);
       });
-      const withLogs = async <T>(f: () => Promise<T>): Promise<T> => {
-        try {
-          return await f();
-        } catch (err) {
-          throw new Error(`${(err as Error).message}\n--- TS worker ---\n${tsWorker?.output()}\n--- Python worker ---\n${pyWorker?.output()}`, { cause: err });
-        }
-      };
+      const withLogs = <T>(f: () => Promise<T>): Promise<T> => withOutputOf({ 'TS worker': tsWorker, 'Python worker': pyWorker }, f);
 
       // Task references: `ts` runs on the TypeScript worker, `py` on the Python one.
       const ts = (name: string, ...args: unknown[]): PyCanvas => ({ sig: `interop.${name}`, args, queue: tsQueue });

@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { createApp } from '../../runtime/src/index.js';
 import { TaskFailedError } from '../../runtime/src/errors.js';
-import { repoRoot, startProcess, startWorker, stopProcess } from '../support/processes.js';
+import { pythonWorkerArgs, repoRoot, startProcess, startWorker, stopProcess, withOutputOf } from '../support/processes.js';
 import { uniqueName } from '../support/servers.js';
 
 export { stopProcess };
@@ -64,28 +64,7 @@ export function startTsWorker(brokerUrl: string, backendUrl: string, queue: stri
 
 /** A Python Celery worker (solo pool) on `queue` running fixtures/py_tasks.py. */
 export function startPyWorker(py: PythonRuntime, brokerUrl: string, backendUrl: string, queue: string) {
-  return startProcess(
-    py.exe!,
-    [
-      '-m',
-      'celery',
-      '-A',
-      'py_tasks',
-      'worker',
-      '-P',
-      'solo',
-      '-Q',
-      queue,
-      '-n',
-      `${queue}@localhost`,
-      '--without-gossip',
-      '--without-mingle',
-      '--without-heartbeat',
-      '-l',
-      'WARNING',
-    ],
-    { env: pythonEnv(brokerUrl, backendUrl, queue), cwd: fixtures },
-  );
+  return startProcess(py.exe!, pythonWorkerArgs('py_tasks', queue, `${queue}@localhost`), { env: pythonEnv(brokerUrl, backendUrl, queue), cwd: fixtures });
 }
 
 export function pythonEnv(brokerUrl: string, backendUrl: string, queue: string, serializer = 'json'): NodeJS.ProcessEnv {
@@ -182,13 +161,7 @@ export function interopSuite(o: InteropOptions): void {
         await stopProcess(pyWorker);
       });
 
-      const withLogs = async <T>(f: () => Promise<T>): Promise<T> => {
-        try {
-          return await f();
-        } catch (err) {
-          throw new Error(`${(err as Error).message}\n--- TS worker ---\n${tsWorker?.output()}\n--- Python worker ---\n${pyWorker?.output()}`, { cause: err });
-        }
-      };
+      const withLogs = <T>(f: () => Promise<T>): Promise<T> => withOutputOf({ 'TS worker': tsWorker, 'Python worker': pyWorker }, f);
 
       it('keyword arguments both ways: Python send_task(kwargs=) to a TS task, celeriac to a Python task', () =>
         withLogs(async () => {

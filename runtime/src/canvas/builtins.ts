@@ -25,21 +25,17 @@ export function registerCanvasTasks(app: App): void {
     }
     return results;
   };
-  const params = { params: ['task', 'it'] as const };
-  if (!app.tasks.has(CANVAS_TASKS.xmap))
+  for (const [name, spread] of [
+    [CANVAS_TASKS.xmap, false],
+    [CANVAS_TASKS.xstarmap, true],
+  ] as const) {
+    if (app.tasks.has(name)) continue;
     app.task(
-      CANVAS_TASKS.xmap,
+      name,
       function (this: TaskContext, task: SignatureDict, it: unknown) {
-        return run(this, task, it, false);
+        return run(this, task, it, spread);
       },
-      params,
+      { params: ['task', 'it'] },
     );
-  if (!app.tasks.has(CANVAS_TASKS.xstarmap))
-    app.task(
-      CANVAS_TASKS.xstarmap,
-      function (this: TaskContext, task: SignatureDict, it: unknown) {
-        return run(this, task, it, true);
-      },
-      params,
-    );
+  }
 }
