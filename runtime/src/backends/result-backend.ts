@@ -72,8 +72,8 @@ export interface ChordStore {
 export const TASK_META_PREFIX = 'celery-task-meta-';
 export const GROUP_META_PREFIX = 'celery-taskset-meta-';
 
-/** A task id at the top of a Celery result tuple (`[[id, parent], children]`). */
-const tupleId = (t: unknown): string | null => (Array.isArray(t) && Array.isArray(t[0]) && typeof t[0][0] === 'string' ? t[0][0] : null);
+/** The task id of a plain task's Celery result tuple (`[[id, parent], null]`); null for a group's (members in place of null) or anything else. */
+const tupleId = (t: unknown): string | null => (Array.isArray(t) && Array.isArray(t[0]) && typeof t[0][0] === 'string' && t[1] == null ? t[0][0] : null);
 
 /** Chords over any KeyValueStore: Celery's Redis layout when the store has chordAdd, else incr(). */
 function createChordStore(store: KeyValueStore, ttl: { ttlMs: number } | undefined): ChordStore {

@@ -80,6 +80,17 @@ export async function chordPartReturned(host: CanvasHost, t: FinishedTask, state
   const parts = await backend.chords.addPart(t.group, t.groupIndex, { taskId: t.id, state, result });
   if (!parts) return;
   try {
+    // Celery saves the header of a chord whose header holds groups and joins that instead, keeping
+    // the nesting; celeriac cannot rebuild it (restoreGroup refuses nested members), so such a
+    // chord fails loudly rather than handing the body a flattened list.
+    try {
+      await backend.chords.restoreGroup(t.group);
+    } catch (err) {
+      const e = new ChordError(`Join error: chord ${t.group} has a nested header celeriac cannot join: ${(err as Error).message}`, { cause: err });
+      log.error({ err: e, groupId: t.group }, 'chord body stored as FAILURE');
+      await failCanvas(host, body, e, t, log);
+      return;
+    }
     const failed = parts.find((p) => PROPAGATE.has(p.state));
     if (failed) {
       const err = new ChordError(`Dependency ${failed.taskId} raised ${exceptionRepr(failed.result)}`);

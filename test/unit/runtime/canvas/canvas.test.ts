@@ -1,6 +1,9 @@
 // The canvas end to end in one process (memory:// broker and backend): chains, groups, chords,
 // failures, and canvases a worker cannot apply.
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { applySignature } from '../../../../runtime/src/canvas/apply.js';
 import { chain, pipe } from '../../../../runtime/src/canvas/chain.js';
@@ -12,6 +15,8 @@ import type { AsyncResult } from '../../../../runtime/src/app/result.js';
 import type { TaskContext } from '../../../../runtime/src/app/task.js';
 import { encodeTask } from '../../../../runtime/src/protocol/task-message.js';
 import { DEAD_REASON_HEADER } from '../../../../runtime/src/protocol/dead-letter.js';
+import { createApp } from '../../../../runtime/src/app/app.js';
+import { createMemoryStore } from '../../../../runtime/src/backends/memory.js';
 import { createTestApp, startTestWorker } from '../../../../runtime/src/testing/index.js';
 import type { Worker } from '../../../../runtime/src/worker/worker.js';
 import { eventually } from '../../../support/eventually.js';
@@ -150,6 +155,14 @@ describe('canvas (memory backend)', () => {
     await eventually(() => assert.deepEqual(errbackCalls.slice(before), [failed.id]));
   });
 
+  it('a chord whose saved header holds a group (Celery keeps nesting there) fails its body loudly, never flattened', async () => {
+    const store = createMemoryStore(app.config.resultBackend);
+    const nested = [['nested-gid', null], [[['inner-gid', null], [[['x', null], null]]]]];
+    await store.set('celery-taskset-meta-nested-gid', JSON.stringify({ result: nested }));
+    const r = (await applySignature(app, chord(group([add.s(1, 1)], { task_id: 'nested-gid' }), total.s()))) as AsyncResult;
+    await assert.rejects(r.get(T), (err: unknown) => err instanceof TaskFailedError && err.excType === 'ChordError' && /Join error/.test(err.excMessage));
+  });
+
   it('an empty chord header runs the body with no results', async () => {
     const r = (await applySignature(app, chord([], total.s()))) as AsyncResult;
     assert.equal(await r.get(T), 0);
@@ -208,5 +221,27 @@ describe('canvas (memory backend)', () => {
   it('a chord on a backend that cannot join is refused at call time', async () => {
     const noJoin = { ...app, backend: async () => ({ ...(await app.backend()), chords: undefined }) };
     await assert.rejects(applySignature(noJoin, chord([add.s(1, 1)], total.s())), (err: unknown) => err instanceof CanvasError && /cannot/.test(err.message));
+  });
+});
+
+describe('chord on the file:// result backend (join through incr)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'celeriac-chord-file-'));
+  const fileApp = createApp({ logLevel: 'silent', broker: `memory://chord-file-${process.pid}`, backend: `file://${dir}`, metricsPort: null });
+  const fadd = fileApp.task('f.add', (a: number, b: number) => a + b);
+  const ftotal = fileApp.task('f.total', (xs: number[]) => xs.reduce((a, b) => a + b, 0));
+  let w: Worker;
+  before(async () => {
+    w = await startTestWorker(fileApp);
+  });
+  after(async () => {
+    await w.stop();
+    await fileApp.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('gives the body the header results in order, as on Redis', async () => {
+    const r = (await applySignature(fileApp, chord([fadd.s(1, 1), fadd.s(2, 2), fadd.s(3, 3)], ftotal.s()))) as AsyncResult;
+    assert.equal(await r.get(T), 12);
+    assert.deepEqual(await (r.parent as GroupResult).get(T), [2, 4, 6]);
   });
 });
