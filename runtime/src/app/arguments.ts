@@ -34,9 +34,10 @@ export function bindArguments(
   opts: Pick<TaskOptions, 'params' | 'readsKwargs'>,
   args: readonly unknown[],
   kwargs: Readonly<Record<string, unknown>>,
-): unknown[] {
+): readonly unknown[] {
   const keys = Object.keys(kwargs);
-  if (keys.length === 0 || opts.readsKwargs) return [...args];
+  // The common call: no keywords; the args go to the function as they are (no copy per task).
+  if (keys.length === 0 || opts.readsKwargs) return args;
   const fn = pythonFunctionName(taskName);
   const params = opts.params;
   if (!params) {
