@@ -1,7 +1,8 @@
 /**
  * Celery's canvas builtin tasks a worker runs itself (celery/app/builtins.py): `celery.map` and
  * `celery.starmap` call a registered task's function once per item, in this process, and return
- * the list of results; `chunks` sends groups of `celery.starmap`. Registered by the worker so a
+ * the list of results; `chunks` sends groups of `celery.starmap`; `celery.accumulate` hands a
+ * group's results on (the body Task.replace gives a group). Registered by the worker so a
  * Python client's `task.map(...)`, `task.starmap(...)` and `task.chunks(...)` run on it.
  */
 import type { App } from '../app/app.js';
@@ -10,7 +11,10 @@ import type { TaskContext } from '../app/task.js';
 import { NotRegisteredError } from '../errors.js';
 import { asSignature, CANVAS_TASKS, type SignatureDict } from './signature.js';
 
-/** Registers celery.map and celery.starmap on `app` unless it defines them itself. */
+/** Celery's `celery.accumulate`: the body a group gets when a task replaces itself with it. */
+export const ACCUMULATE = 'celery.accumulate';
+
+/** Registers celery.map, celery.starmap and celery.accumulate on `app` unless it defines them itself. */
 export function registerCanvasTasks(app: App): void {
   const run = async (ctx: TaskContext, task: SignatureDict, it: unknown, spread: boolean): Promise<unknown[]> => {
     const sig = asSignature(task, `${ctx.name} task`);
@@ -25,6 +29,16 @@ export function registerCanvasTasks(app: App): void {
     }
     return results;
   };
+  if (!app.tasks.has(ACCUMULATE))
+    app.task(
+      ACCUMULATE,
+      // accumulate(*args, index=None): the args, or the one at `index`.
+      function (this: TaskContext, ...args: unknown[]) {
+        const index = this.kwargs.index;
+        return typeof index === 'number' ? args[index] : args;
+      },
+      { readsKwargs: true },
+    );
   for (const [name, spread] of [
     [CANVAS_TASKS.xmap, false],
     [CANVAS_TASKS.xstarmap, true],

@@ -15,7 +15,8 @@ import type { Broker, Delivery } from '../brokers/broker.js';
 import { applySignature, resultTuple } from '../canvas/apply.js';
 import { chainFailed, chordPartReturned, failCanvas, type FinishedTask } from '../canvas/chord.js';
 import { chain } from '../canvas/chain.js';
-import { link, linkError, unsupportedReason, withOptions } from '../canvas/signature.js';
+import { ACCUMULATE } from '../canvas/builtins.js';
+import { link, linkError, signature, unsupportedReason, withOptions } from '../canvas/signature.js';
 import { CanvasError, NotRegisteredError, ProtocolError } from '../errors.js';
 import type { WorkerMetrics, Outcome } from '../metrics/worker-metrics.js';
 import type { Pool } from '../pools/pool.js';
@@ -53,7 +54,8 @@ function replacement(req: TaskRequest, sig: SignatureDict): SignatureDict {
       s.subtask_type === 'chain' ? { ...s, kwargs: { ...s.kwargs, tasks: (s.kwargs.tasks as SignatureDict[]).map((t) => withOptions(t, nesting)) } } : s,
       nesting,
     );
-  let s = sig;
+  // A group becomes a chord into celery.accumulate, whose result (the list) takes over the id.
+  let s = sig.subtask_type === 'group' ? chain(sig, signature(ACCUMULATE, [], { index: 0 })) : sig;
   for (const cb of req.embed.callbacks ?? []) s = link(s, cb);
   for (const eb of req.embed.errbacks ?? []) s = linkError(s, eb);
   s = nested(s);

@@ -31,6 +31,9 @@ const errbackCalls: string[] = [];
 app.task('c.replaced', function (this: TaskContext, x: number) {
   this.replace(chain(add.s(x, 1), add.s(100)));
 });
+app.task('c.replacedByGroup', function (this: TaskContext, x: number) {
+  this.replace(group([add.s(x, 1), add.s(x, 2)]));
+});
 app.task('c.errback', (id: string) => {
   errbackCalls.push(id);
 });
@@ -138,6 +141,8 @@ describe('canvas (memory backend)', () => {
     assert.equal(await inChain.get(T), 1102);
     const inChord = (await applySignature(app, chord([signature('c.replaced', [1]), add.s(1, 1)], total.s()))) as AsyncResult;
     assert.equal(await inChord.get(T), 104);
+    const byGroup = await app.sendTask('c.replacedByGroup', [10]);
+    assert.deepEqual(await byGroup.get(T), [11, 12], 'a group replacement gives its list (celery.accumulate)');
   });
 
   it('chains in a group and in a chord header: each chain counts once, by its last step', async () => {
