@@ -11,10 +11,13 @@
  *  ├─ BrokerError            a broker driver failed (wraps the driver error as cause)
  *  ├─ BackendError           a result backend driver failed
  *  ├─ TaskRevokedError       the task was revoked or expired
+ *  ├─ CanvasError            a canvas this process cannot apply (unknown subtask_type, chord on rpc://)
+ *  ├─ ChordError             a chord's header failed, or its body could not be applied (stored on the body)
  *  └─ TaskPredicate          thrown by tasks to steer the worker
  *      ├─ Retry              re-run later (ctx.retry() throws it)
  *      ├─ Reject             reject the message (requeue or dead-letter)
- *      └─ Ignore             drop without storing a state
+ *      ├─ Ignore             drop without storing a state
+ *      └─ Replace            hand the task's id over to a signature (ctx.replace())
  */
 
 /** Base class of every error celeriac throws; `code` is stable for programs to match on. */
@@ -120,6 +123,24 @@ export class BackendError extends CeleriacError {
   }
 }
 
+/** A signature this process cannot apply: an unknown `subtask_type`, or a chord without a joining backend. */
+export class CanvasError extends CeleriacError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('E_CANVAS', message, options);
+  }
+}
+
+/**
+ * A chord that cannot complete: a header task failed (`Dependency <id> raised …`) or the body
+ * could not be applied. Stored as the body's FAILURE under Celery's name, so Python rebuilds it.
+ */
+export class ChordError extends CeleriacError {
+  readonly excModule = 'celery.exceptions';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('E_CHORD', message, options);
+  }
+}
+
 /** Base of the errors a task throws to steer the worker rather than to fail. */
 export class TaskPredicate extends CeleriacError {}
 
@@ -148,6 +169,16 @@ export class Reject extends TaskPredicate {
 export class Ignore extends TaskPredicate {
   constructor(reason = 'ignored') {
     super('E_IGNORE', reason);
+  }
+}
+
+/**
+ * Thrown by `ctx.replace(sig)`: the worker applies `signature` in the task's place (its id, chain,
+ * links and chord pass to it) and stores nothing for the task itself (Celery's Task.replace).
+ */
+export class Replace extends TaskPredicate {
+  constructor(readonly signature: { readonly task: string }) {
+    super('E_REPLACE', `Replaced by ${signature.task}`);
   }
 }
 

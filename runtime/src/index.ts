@@ -13,12 +13,18 @@ export { createApp, type App, type AppOptions } from './app/app.js';
 export { loadConfig, CONFIG_KEYS, configTable, type Config } from './app/config.js';
 export { AsyncResult } from './app/result.js';
 export type { Task, TaskOptions, ApplyOptions, TaskContext, TaskFn } from './app/task.js';
+export type { ParamNames, KwargsOf } from './app/arguments.js';
 export type { Routes, Router, RouterFn, RouteMap, Route, RouteOptions } from './app/routes.js';
 export type { SendOptions } from './app/send.js';
 export type { BeatEntry, BeatSchedule, Schedule } from './app/beat-schedule.js';
 export { crontab, every, type CrontabFields } from './beat/schedules.js';
 export { createBeat, type Beat, type BeatOptions } from './beat/scheduler.js';
 export { createScheduleStore, type ScheduleStore } from './beat/schedule-store.js';
+export { signature, immutable, withOptions, clone, link, linkError, xmap, xstarmap, chunks, type SubtaskType } from './canvas/signature.js';
+export { chain, pipe } from './canvas/chain.js';
+export { group, GroupResult, type GroupHost } from './canvas/group.js';
+export { chord } from './canvas/chord.js';
+export { applySignature, type ApplyCall, type CanvasHost, type CanvasResult } from './canvas/apply.js';
 export { SoftTimeLimitExceeded, TimeLimitExceeded } from './pools/trace.js';
 export { States, READY_STATES, type TaskMeta, type TaskState } from './protocol/result-meta.js';
 export type { SignatureDict } from './protocol/task-message.js';
@@ -34,6 +40,8 @@ export {
   NotRegisteredError,
   TaskFailedError,
   TaskRevokedError,
+  CanvasError,
+  ChordError,
   ResultTimeoutError,
   BrokerError,
   BackendError,

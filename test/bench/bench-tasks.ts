@@ -3,3 +3,4 @@ import { createApp } from '../../runtime/src/index.js';
 
 export const app = createApp({ name: 'bench', logLevel: 'warn' });
 export const add = app.task('bench.add', (a: number, b: number) => a + b);
+export const total = app.task('bench.total', (xs: number[]) => xs.reduce((a, b) => a + b, 0));

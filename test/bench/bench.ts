@@ -12,6 +12,8 @@
  * Rows: celeriac; on Redis BullMQ (concurrency 50, addBulk) and Python Celery (solo pool, when the
  * interop virtualenv exists: CELERIAC_PYTHON or the pinned cache path); on AMQP a raw amqplib
  * publish + consume with the same durability, confirms, manual acks and prefetch 1000.
+ * On Redis a canvas row too (`--chord N`, default 1000): a chord of N no-op tasks, ms from the
+ * call to the body's result, on a celeriac worker and on a Python Celery worker.
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -21,7 +23,8 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { amqplib } from '../../runtime/src/brokers/amqp-codec.js';
-import { createApp, type AsyncResult } from '../../runtime/src/index.js';
+import { applySignature, chord, createApp, signature, type AsyncResult } from '../../runtime/src/index.js';
+import { pythonWorkerArgs } from '../support/processes.js';
 import { freePort, startRabbit, startRedis, uniqueName, type TestServer } from '../support/servers.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
@@ -34,6 +37,8 @@ const { values: flags } = parseArgs({
     latency: { type: 'string', default: '1000' },
     /** A folder: the celeriac worker writes a V8 CPU profile there (open it in Chrome DevTools). */
     profile: { type: 'string' },
+    /** Header size of the canvas row (a chord of no-op tasks, Redis only; 0 skips it). */
+    chord: { type: 'string', default: '1000' },
   },
 });
 const brokerKind = flags.broker as 'redis' | 'amqp' | 'file';
@@ -41,6 +46,7 @@ const N = Number(flags.tasks);
 const C = Number(flags.concurrency);
 const RESULTS = flags.results === 'on';
 const LAT_N = Number(flags.latency);
+const CHORD_N = Number(flags.chord);
 if (!['redis', 'amqp', 'file'].includes(brokerKind) || !(N > 0) || !(C > 0) || !['on', 'off'].includes(flags.results!)) {
   console.error('usage: bench [--broker redis|amqp|file] [--tasks N] [--concurrency N] [--results on|off] [--latency N] [--profile DIR]');
   process.exit(2);
@@ -169,27 +175,7 @@ async function benchCeleriac(brokerUrl: string, backendUrl: string, server: Test
   // 2. drain
   const port = await freePort();
   const profile = flags.profile ? ['--cpu-prof', `--cpu-prof-dir=${flags.profile}`] : [];
-  const worker = spawn(
-    process.execPath,
-    [
-      ...profile,
-      join(root, 'dist/runtime/src/cli/main.js'),
-      'worker',
-      '-A',
-      join(root, 'dist/test/bench/bench-tasks.js'),
-      '-Q',
-      queue,
-      '-c',
-      String(C),
-      '--metrics-port',
-      String(port),
-      '-l',
-      'warn',
-      '-n',
-      `${queue}@bench`,
-    ],
-    { env: { ...process.env, CELERIAC_BROKER_URL: brokerUrl, CELERIAC_RESULT_BACKEND: backendUrl }, stdio: ['ignore', 'inherit', 'inherit'] },
-  );
+  const worker = spawnCeleriacWorker(queue, brokerUrl, backendUrl, port, profile);
   try {
     const d = await waitCompleted(port, N + 1, 0);
     row.drain = ((N + 1 - d.firstCount) / (d.last - d.first)) * 1000;
@@ -219,6 +205,31 @@ async function benchCeleriac(brokerUrl: string, backendUrl: string, server: Test
     await app.close();
   }
   return row;
+}
+
+/** A celeriac worker process on `queue` running bench-tasks.ts, with /metrics on `port`. */
+function spawnCeleriacWorker(queue: string, brokerUrl: string, backendUrl: string, port: number, nodeFlags: string[] = []): ChildProcess {
+  return spawn(
+    process.execPath,
+    [
+      ...nodeFlags,
+      join(root, 'dist/runtime/src/cli/main.js'),
+      'worker',
+      '-A',
+      join(root, 'dist/test/bench/bench-tasks.js'),
+      '-Q',
+      queue,
+      '-c',
+      String(C),
+      '--metrics-port',
+      String(port),
+      '-l',
+      'warn',
+      '-n',
+      `${queue}@bench`,
+    ],
+    { env: { ...process.env, CELERIAC_BROKER_URL: brokerUrl, CELERIAC_RESULT_BACKEND: backendUrl }, stdio: ['ignore', 'inherit', 'inherit'] },
+  );
 }
 
 // ---------------------------------------------------------------- BullMQ
@@ -318,39 +329,7 @@ async function benchPython(py: string, redisUrl: string, server: TestServer): Pr
       await sleep(20);
     }
   };
-  const worker = spawn(
-    py,
-    [
-      '-m',
-      'celery',
-      '-A',
-      'bench_tasks',
-      'worker',
-      '-P',
-      'solo',
-      '-Q',
-      queue,
-      '-n',
-      `${queue}@bench`,
-      '--without-gossip',
-      '--without-mingle',
-      '--without-heartbeat',
-      '-l',
-      'WARNING',
-    ],
-    {
-      cwd: join(root, 'test/bench'),
-      env: {
-        ...process.env,
-        BENCH_BROKER: redisUrl,
-        BENCH_BACKEND: redisUrl,
-        BENCH_QUEUE: queue,
-        BENCH_RESULTS: RESULTS ? 'on' : 'off',
-        PYTHONPATH: join(root, 'test/bench'),
-      },
-      stdio: ['ignore', 'ignore', 'inherit'],
-    },
-  );
+  const worker = spawnPythonWorker(py, queue, redisUrl);
   try {
     // Drain: from the first task taken off the queue.
     while ((await raw.llen(queue)) === n) await sleep(5);
@@ -376,6 +355,58 @@ async function benchPython(py: string, redisUrl: string, server: TestServer): Pr
     await app.close();
   }
   return row;
+}
+
+/** A Python Celery worker (solo pool) on `queue` running bench_tasks.py. */
+function spawnPythonWorker(py: string, queue: string, redisUrl: string): ChildProcess {
+  return spawn(py, pythonWorkerArgs('bench_tasks', queue, `${queue}@bench`), {
+    cwd: join(root, 'test/bench'),
+    env: {
+      ...process.env,
+      BENCH_BROKER: redisUrl,
+      BENCH_BACKEND: redisUrl,
+      BENCH_QUEUE: queue,
+      BENCH_RESULTS: RESULTS ? 'on' : 'off',
+      PYTHONPATH: join(root, 'test/bench'),
+    },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+}
+
+// ---------------------------------------------------------------- canvas: a chord of no-op tasks
+
+interface ChordRow {
+  workers: string;
+  ms?: number;
+  note?: string;
+}
+
+/**
+ * A chord of `CHORD_N` bench.add header tasks and a bench.total body: ms from the call (the
+ * celeriac client) to the body's result, with the worker `start` gives already consuming.
+ */
+async function benchChord(workers: string, redisUrl: string, start: (queue: string) => ChildProcess): Promise<ChordRow> {
+  const queue = uniqueName('bench-chord');
+  const app = createApp({ name: 'bench-client', broker: redisUrl, backend: redisUrl, defaultQueue: queue, logLevel: 'warn' });
+  const worker = start(queue);
+  try {
+    // Warm-up chord of 2: the worker is consuming and both sides are connected.
+    const run = async (n: number) => {
+      const header = Array.from({ length: n }, () => signature('bench.add', [1, 2], {}, { queue }));
+      const r = (await applySignature(app, chord(header, signature('bench.total', [], {}, { queue })))) as AsyncResult;
+      return r.get({ timeout: 600_000 });
+    };
+    if ((await run(2)) !== 6) throw new Error('chord warm-up gave a wrong sum');
+    const t = performance.now();
+    const sum = await run(CHORD_N);
+    const ms = performance.now() - t;
+    if (sum !== 3 * CHORD_N) throw new Error(`chord body summed ${String(sum)}, expected ${3 * CHORD_N}`);
+    return { workers, ms };
+  } finally {
+    worker.kill('SIGTERM');
+    await waitExit(worker);
+    await app.close();
+  }
 }
 
 // ---------------------------------------------------------------- raw amqplib
@@ -450,6 +481,7 @@ function printTable(rows: Row[]): void {
 
 async function main(): Promise<void> {
   const rows: Row[] = [];
+  const chordRows: ChordRow[] = [];
   if (brokerKind === 'redis') {
     const redis = await startRedis();
     try {
@@ -458,6 +490,11 @@ async function main(): Promise<void> {
       const py = pythonExe();
       if (py) rows.push(await benchPython(py, redis.url, redis));
       else rows.push({ name: 'Python Celery (solo)', note: 'skipped: no virtualenv (test/support/setup-python.sh)' });
+      if (CHORD_N > 0 && RESULTS) {
+        chordRows.push(await benchChord(`celeriac (c${C})`, redis.url, (q) => spawnCeleriacWorker(q, redis.url, redis.url, 0)));
+        if (py) chordRows.push(await benchChord('Python Celery 5.7 (solo)', redis.url, (q) => spawnPythonWorker(py, q, redis.url)));
+        else chordRows.push({ workers: 'Python Celery (solo)', note: 'skipped: no virtualenv' });
+      }
     } finally {
       await redis.stop();
     }
@@ -480,6 +517,12 @@ async function main(): Promise<void> {
     }
   }
   printTable(rows);
+  if (chordRows.length > 0) {
+    console.log(`\ncanvas: chord of ${CHORD_N} no-op header tasks (bench.add) and a sum body, celeriac client, results in Redis\n`);
+    console.log('| workers | call -> body result ms | note |\n|---|---|---|');
+    for (const r of chordRows) console.log(`| ${r.workers} | ${fmt(r.ms)} | ${r.note ?? ''} |`);
+    console.log(JSON.stringify({ canvas: { chord: CHORD_N, rows: chordRows } }));
+  }
 }
 
 main().then(

@@ -11,3 +11,8 @@ app.conf.update(task_default_queue=os.environ["BENCH_QUEUE"], worker_hijack_root
 @app.task(name="bench.add")
 def add(a, b):
     return a + b
+
+
+@app.task(name="bench.total")
+def total(xs):
+    return sum(xs)

@@ -15,7 +15,7 @@ import { crontab } from '../../runtime/src/beat/schedules.js';
 import { eventually } from '../support/eventually.js';
 import { repoRoot, startProcess, stopProcess } from '../support/processes.js';
 import { uniqueName, useRedis } from '../support/servers.js';
-import { pythons, skipReason, startPythonWorker } from './interop-suite.js';
+import { pythons, skipReason, startPyWorker } from './interop-suite.js';
 
 interface Case {
   readonly fields: { minute?: string; hour?: string; day_of_week?: string; day_of_month?: string; month_of_year?: string };
@@ -87,7 +87,7 @@ describe('celeriac beat -> Python Celery worker (Redis)', { skip: skipReason(pyt
     const name = uniqueName('beat-py');
     const queue = `${name}-q`;
     const { NODE_TEST_CONTEXT: _ctx, ...baseEnv } = process.env;
-    const py = startPythonWorker(pythons[0]!.exe!, url, url, queue);
+    const py = startPyWorker(pythons[0]!, url, url, queue);
     const beat = startProcess(
       process.execPath,
       [join(repoRoot, 'dist/runtime/src/cli/main.js'), 'beat', '-A', join(repoRoot, 'dist/test/interop/fixtures/beat-py-app.js')],

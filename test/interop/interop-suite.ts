@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { createApp } from '../../runtime/src/index.js';
 import { TaskFailedError } from '../../runtime/src/errors.js';
-import { repoRoot, startProcess, startWorker, stopProcess } from '../support/processes.js';
+import { pythonWorkerArgs, repoRoot, startProcess, startWorker, stopProcess, withOutputOf } from '../support/processes.js';
 import { uniqueName } from '../support/servers.js';
 
 export { stopProcess };
@@ -62,30 +62,9 @@ export function startTsWorker(brokerUrl: string, backendUrl: string, queue: stri
   ]);
 }
 
-/** A Python Celery worker (fixtures/py_tasks.py, solo pool) consuming `queue`. */
-export function startPythonWorker(exe: string, brokerUrl: string, backendUrl: string, queue: string) {
-  return startProcess(
-    exe,
-    [
-      '-m',
-      'celery',
-      '-A',
-      'py_tasks',
-      'worker',
-      '-P',
-      'solo',
-      '-Q',
-      queue,
-      '-n',
-      `${queue}@localhost`,
-      '--without-gossip',
-      '--without-mingle',
-      '--without-heartbeat',
-      '-l',
-      'WARNING',
-    ],
-    { env: pythonEnv(brokerUrl, backendUrl, queue), cwd: fixtures },
-  );
+/** A Python Celery worker (solo pool) on `queue` running fixtures/py_tasks.py. */
+export function startPyWorker(py: PythonRuntime, brokerUrl: string, backendUrl: string, queue: string) {
+  return startProcess(py.exe!, pythonWorkerArgs('py_tasks', queue, `${queue}@localhost`), { env: pythonEnv(brokerUrl, backendUrl, queue), cwd: fixtures });
 }
 
 export function pythonEnv(brokerUrl: string, backendUrl: string, queue: string, serializer = 'json'): NodeJS.ProcessEnv {
@@ -101,24 +80,44 @@ export function pythonEnv(brokerUrl: string, backendUrl: string, queue: string, 
 }
 
 export interface PyOp {
-  op: 'delay' | 'send_task';
-  name: string;
+  op: 'delay' | 'send_task' | 'canvas' | 'restore_group';
+  name?: string;
   args?: unknown[];
   kwargs?: Record<string, unknown>;
   options?: Record<string, unknown>;
-  queue: string;
+  queue?: string;
+  /** op canvas: the canvas Python builds (py_client.py `build`). */
+  canvas?: PyCanvas;
+  /** op canvas: also read the final result's own outcome (PyOutcome.own). */
+  own?: boolean;
+  /** op restore_group: the group id. */
+  id?: string;
   watch?: boolean;
   /** Also read AsyncResult.name/args/kwargs/worker/retries/queue (Celery's result_extended). */
   extended?: boolean;
 }
+/** A canvas for py_client.py to build with Celery's own chain/group/chord. */
+export type PyCanvas =
+  | { sig: string; args?: unknown[]; kwargs?: Record<string, unknown>; queue: string; immutable?: boolean; link_error?: PyCanvas }
+  | { chain: PyCanvas[] }
+  | { group: PyCanvas[] }
+  | { chord: PyCanvas[]; body: PyCanvas }
+  | { chunks: PyCanvas & { sig: string; queue: string }; it: unknown[][]; n: number }
+  | { starmap: PyCanvas & { sig: string; queue: string }; it: unknown[][] }
+  | { map: PyCanvas & { sig: string; queue: string }; it: unknown[] };
+
 export interface PyOutcome {
   id: string;
   sent_at: number;
   state: string;
   result?: unknown;
+  /** restore_group: the member ids Python restored. */
+  ids?: string[];
   states?: string[];
   extended?: { name: unknown; args: unknown; kwargs: unknown; worker: unknown; retries: unknown; queue: unknown };
   error?: { type: string; message: string; module: string; args: unknown[] };
+  /** op canvas: the final result's own outcome (get() raises a failed parent's error first). */
+  own?: { type?: string; message?: string; module?: string; value?: unknown };
 }
 
 /** Runs Python client operations (one Python process) and returns their outcomes. */
@@ -154,7 +153,7 @@ export function interopSuite(o: InteropOptions): void {
 
       before(() => {
         tsWorker = startTsWorker(o.brokerUrl, o.backendUrl, tsQueue);
-        pyWorker = startPythonWorker(py.exe!, o.brokerUrl, o.backendUrl, pyQueue);
+        pyWorker = startPyWorker(py, o.brokerUrl, o.backendUrl, pyQueue);
       });
       after(async () => {
         for (const a of apps) await a.close();
@@ -162,13 +161,29 @@ export function interopSuite(o: InteropOptions): void {
         await stopProcess(pyWorker);
       });
 
-      const withLogs = async <T>(f: () => Promise<T>): Promise<T> => {
-        try {
-          return await f();
-        } catch (err) {
-          throw new Error(`${(err as Error).message}\n--- TS worker ---\n${tsWorker?.output()}\n--- Python worker ---\n${pyWorker?.output()}`, { cause: err });
-        }
-      };
+      const withLogs = <T>(f: () => Promise<T>): Promise<T> => withOutputOf({ 'TS worker': tsWorker, 'Python worker': pyWorker }, f);
+
+      it('keyword arguments both ways: Python send_task(kwargs=) to a TS task, celeriac to a Python task', () =>
+        withLogs(async () => {
+          const env = pythonEnv(o.brokerUrl, o.backendUrl, tsQueue);
+          const [joined, byName, unknown] = await pythonClient(py.exe!, env, [
+            { op: 'send_task', name: 'interop.join', args: [['a', 'b', 'c']], kwargs: { sep: '-' }, queue: tsQueue },
+            { op: 'send_task', name: 'interop.join', kwargs: { parts: ['x', 'y'] }, queue: tsQueue },
+            { op: 'send_task', name: 'interop.join', args: [['a']], kwargs: { x: 1 }, queue: tsQueue },
+          ]);
+          assert.equal(joined!.result, 'a-b-c');
+          assert.equal(byName!.result, 'x,y');
+          assert.equal(unknown!.state, 'FAILURE');
+          assert.equal(unknown!.error?.type, 'TypeError');
+          assert.equal(unknown!.error?.module, 'builtins');
+          assert.equal(unknown!.error?.message, "join() got an unexpected keyword argument 'x'");
+          const app = createApp({ name: 'interop-kwargs', broker: o.brokerUrl, backend: o.backendUrl, logLevel: 'warn' });
+          apps.push(app);
+          const pyJoined = await app.sendTask<string>('pyinterop.join', [['a', 'b', 'c']], { sep: '+' }, { queue: pyQueue });
+          assert.equal(await pyJoined.get({ timeout: 60_000 }), 'a+b+c');
+          const pyByName = await app.sendTask<string>('pyinterop.join', [], { parts: ['p', 'q'] }, { queue: pyQueue });
+          assert.equal(await pyByName.get({ timeout: 60_000 }), 'p,q');
+        }));
 
       for (const serializer of ['json', 'msgpack'] as const) {
         it(`Python client -> TS worker (${serializer}): delay, send_task, countdown, priority, errors, retries`, () =>

@@ -12,7 +12,7 @@ import { eventually } from '../support/eventually.js';
 import { conditionOf, taskQueueFixture, type Obj } from '../support/operator-fixtures.js';
 import { stopProcess, type Started } from '../support/processes.js';
 import { uniqueName, useRedis } from '../support/servers.js';
-import { pythons, skipReason, startPythonWorker } from '../interop/interop-suite.js';
+import { pythons, skipReason, startPyWorker } from '../interop/interop-suite.js';
 
 const skipK8s = envtestSkipReason();
 const redisUse = skipK8s ? null : await useRedis();
@@ -45,7 +45,7 @@ describe('TaskSchedule on a real API server, fired into Redis, run by a Python w
     ns = await cp.createNamespace('ts');
     raw = new Redis(url);
     await kube.create(resources.taskQueues, taskQueueFixture(ns, 'q', { queue, broker: { type: 'redis', url } }));
-    pyWorker = startPythonWorker(py.exe!, url, url, queue);
+    pyWorker = startPyWorker(py, url, url, queue);
   });
   after(async () => {
     await op?.stop();

@@ -50,3 +50,35 @@ export function startWorker(module: string, queue: string, env: NodeJS.ProcessEn
     { env: { ...process.env, ...env } },
   );
 }
+
+/** Arguments of a Python Celery worker (solo pool, no gossip/mingle/heartbeat) for app module `module` on `queue`. */
+export function pythonWorkerArgs(module: string, queue: string, node: string): string[] {
+  return [
+    '-m',
+    'celery',
+    '-A',
+    module,
+    'worker',
+    '-P',
+    'solo',
+    '-Q',
+    queue,
+    '-n',
+    node,
+    '--without-gossip',
+    '--without-mingle',
+    '--without-heartbeat',
+    '-l',
+    'WARNING',
+  ];
+}
+
+/** Runs `f`; a failure carries the output of each process, labelled, for the report. */
+export async function withOutputOf<T>(procs: Record<string, { output(): string } | undefined>, f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (err) {
+    const logs = Object.entries(procs).map(([label, p]) => `\n--- ${label} ---\n${p?.output() ?? '(not started)'}`);
+    throw new Error(`${(err as Error).message}${logs.join('')}`, { cause: err });
+  }
+}

@@ -22,6 +22,7 @@ const RUNTIME: Record<string, number> = {
   app: 5,
   pools: 6,
   beat: 6,
+  canvas: 6,
   worker: 7,
   cli: 8,
   testing: 9,

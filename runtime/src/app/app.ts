@@ -15,6 +15,7 @@ import { CONTROL_EXCHANGE, encodeControl } from '../protocol/control.js';
 import { revokedMeta } from '../protocol/result-meta.js';
 import type { SignatureDict } from '../protocol/task-message.js';
 import type { BeatSchedule } from './beat-schedule.js';
+import { bindArguments, type ParamNames } from './arguments.js';
 import { loadConfig, type Config } from './config.js';
 import { AsyncResult } from './result.js';
 import { createRouter, type Routes } from './routes.js';
@@ -45,7 +46,11 @@ export interface App {
   /** Node name of this process as a client: `gen<pid>@<host>`, Celery's `origin`. */
   readonly origin: string;
   /** Defines a task. The name is what other languages call it by (e.g. "proj.tasks.add"). */
-  task<A extends unknown[], R>(name: string, fn: TaskFn<A, R>, options?: TaskOptions): Task<A, R>;
+  task<A extends unknown[], R, const P extends ParamNames<A> = ParamNames<A>>(
+    name: string,
+    fn: TaskFn<A, R>,
+    options?: TaskOptions & { readonly params?: P },
+  ): Task<A, R, P>;
   /** Registered tasks by name. */
   readonly tasks: ReadonlyMap<string, Task>;
   /** Periodic tasks run by beat (createApp's beatSchedule). */
@@ -134,7 +139,11 @@ export function createApp(options: AppOptions = {}): App {
     origin,
     tasks,
     beatSchedule: Object.freeze({ ...beatSchedule }),
-    task<A extends unknown[], R>(name: string, fn: TaskFn<A, R>, taskOptions: TaskOptions = {}): Task<A, R> {
+    task<A extends unknown[], R, const P extends ParamNames<A> = ParamNames<A>>(
+      name: string,
+      fn: TaskFn<A, R>,
+      taskOptions: TaskOptions & { readonly params?: P } = {},
+    ): Task<A, R, P> {
       if (typeof name !== 'string' || name === '') throw new ConfigError(['task name: expected a non-empty string']);
       if (tasks.has(name)) throw new ConfigError([`task "${name}" is defined twice`]);
       if (typeof fn !== 'function') throw new ConfigError([`task "${name}": expected a function, got ${typeof fn}`]);
@@ -145,16 +154,24 @@ export function createApp(options: AppOptions = {}): App {
           throw new ConfigError([`task "${name}" rateLimit: ${(err as Error).message}`]);
         }
       }
+      if (taskOptions.params !== undefined && (!Array.isArray(taskOptions.params) || taskOptions.params.some((p) => typeof p !== 'string' || p === '')))
+        throw new ConfigError([`task "${name}" params: expected a list of parameter names`]);
+      if (taskOptions.params && new Set(taskOptions.params).size !== taskOptions.params.length)
+        throw new ConfigError([`task "${name}" params: a name is given twice (${taskOptions.params.join(', ')})`]);
       const options = Object.freeze({ ...taskOptions });
       const sig = (immutable: boolean, args: unknown[]): SignatureDict => ({ ...app.signature(name, args), immutable });
-      const t: Task<A, R> = {
+      const t: Task<A, R, P> = {
         name,
         options,
         fn,
         delay: (...args: A) => send(name, args, {}, {}) as never,
-        applyAsync: (args?: A, kwargs?: Record<string, unknown>, o?: ApplyOptions) => send(name, args ?? [], kwargs ?? {}, o ?? {}) as never,
-        s: (...args: A) => sig(false, args),
-        si: (...args: A) => sig(true, args),
+        applyAsync: (args?: readonly unknown[], kwargs?: Record<string, unknown>, o?: ApplyOptions) => {
+          // Celery's typing check: a keyword the task cannot bind fails here, not in the worker.
+          bindArguments(name, options, args ?? [], kwargs ?? {});
+          return send(name, args ?? [], kwargs ?? {}, o ?? {}) as never;
+        },
+        s: (...args: Partial<A>) => sig(false, args),
+        si: (...args: Partial<A>) => sig(true, args),
       };
       tasks.set(name, t as unknown as Task);
       return t;

@@ -12,7 +12,19 @@ export interface ResultHost {
   revoke(taskId: string, opts: { terminate: boolean }): Promise<void>;
 }
 
+/** A set of results (a GroupResult), as the parent of an AsyncResult. */
+export interface ResultSet {
+  readonly id: string;
+  readonly results: readonly AsyncResult[];
+}
+
 export class AsyncResult<R = unknown> {
+  /**
+   * The result this one follows, when a canvas applied here says so: the previous step of a
+   * chain, or the header (a ResultSet) of a chord's body. Null otherwise (as Celery's).
+   */
+  parent: AsyncResult | ResultSet | null = null;
+
   constructor(
     /** The task id. */
     readonly id: string,
@@ -66,6 +78,24 @@ export class AsyncResult<R = unknown> {
     });
     if (opts.propagate !== false) throwIfFailed(meta);
     return meta.result as R;
+  }
+
+  /**
+   * What the task sent when it finished (Celery's `children`): the next chain step, links, a
+   * canvas it applied; a group among them as a ResultSet. Empty until the task is ready.
+   */
+  async children(): Promise<(AsyncResult | ResultSet)[]> {
+    const stored = (await this.meta()).children;
+    return Array.isArray(stored) ? stored.map((t) => this.fromTuple(t)).filter((r) => r !== null) : [];
+  }
+
+  /** A result from Celery's result tuple `[[id, parent], members | null]`, or null when it is not one. */
+  private fromTuple(t: unknown): AsyncResult | ResultSet | null {
+    if (!Array.isArray(t) || !Array.isArray(t[0]) || typeof t[0][0] !== 'string') return null;
+    const id = t[0][0];
+    if (!Array.isArray(t[1])) return new AsyncResult(id, this.host);
+    const results = t[1].map((m) => this.fromTuple(m)).filter((r): r is AsyncResult => r instanceof AsyncResult);
+    return { id, results };
   }
 
   /** Deletes the stored result. */

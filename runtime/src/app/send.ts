@@ -101,12 +101,22 @@ export function outgoingTask(
 export function signatureSendOptions(sig: SignatureDict): SendOptions {
   const o = sig.options ?? {};
   const str = (v: unknown) => (typeof v === 'string' && v !== '' ? v : undefined);
+  const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+  const countdown = num(o.countdown);
   return {
     taskId: str(o.task_id),
     queue: str(o.queue),
-    priority: typeof o.priority === 'number' ? o.priority : undefined,
+    priority: num(o.priority),
     replyTo: str(o.reply_to) ?? null,
+    countdown: countdown === undefined ? undefined : countdown * 1000,
     link: toList(o.link as SignatureDict | SignatureDict[] | undefined) ?? undefined,
     linkError: toList(o.link_error as SignatureDict | SignatureDict[] | undefined) ?? undefined,
+    // Set by Celery's canvas when it freezes chord bodies and header tasks, and chain rests.
+    group: str(o.group_id),
+    groupIndex: num(o.group_index),
+    chord: o.chord && typeof o.chord === 'object' ? (o.chord as SignatureDict) : undefined,
+    chain: Array.isArray(o.chain) ? (o.chain as SignatureDict[]) : undefined,
+    // Set by Task.replace: the message takes over a task id (worker/duplicates.ts tells them apart).
+    headers: typeof o.replaced_task_nesting === 'number' ? { replaced_task_nesting: o.replaced_task_nesting } : undefined,
   };
 }

@@ -5,6 +5,7 @@
 import type { Logger } from 'pino';
 import { Retry } from '../errors.js';
 import type { SignatureDict } from '../protocol/task-message.js';
+import type { KwargsOf } from './arguments.js';
 import type { AsyncResult } from './result.js';
 
 /** Options of one task (Celery's task attributes). Durations are milliseconds. */
@@ -35,6 +36,14 @@ export interface TaskOptions {
   readonly softTimeLimit?: number | null;
   /** Queue this task is sent to unless the caller says otherwise; wins over the app's routes, as Celery's Task.queue. */
   readonly queue?: string;
+  /**
+   * Parameter names, in order, so keyword arguments bind as in Python (`sep='-'` fills the
+   * parameter named `sep`); one name per parameter of the function (`app.task` checks the count
+   * where the types allow). Without them a keyword argument fails the task with TypeError.
+   */
+  readonly params?: readonly string[];
+  /** The task reads keyword arguments from `this.kwargs` itself: they are not bound to parameters. */
+  readonly readsKwargs?: boolean;
 }
 
 /** Options of one call (Celery's apply_async options). Durations are milliseconds. */
@@ -95,6 +104,12 @@ export interface TaskContext {
    * for this call (null = forever, see maxRetriesOf).
    */
   retry(opts?: { countdown?: number; eta?: Date; exc?: unknown; maxRetries?: number | null }): never;
+  /**
+   * Replaces this task with a signature (a task or a canvas), as Celery's Task.replace: it runs in
+   * this task's place, its result stored under this task's id, and the task's chain, links and
+   * chord continue from it. Throws, like retry().
+   */
+  replace(sig: SignatureDict): never;
 }
 
 /**
@@ -103,19 +118,22 @@ export interface TaskContext {
  */
 export type TaskFn<A extends unknown[], R> = (this: TaskContext, ...args: A) => R | Promise<R>;
 
-/** A registered task. */
-export interface Task<A extends unknown[] = unknown[], R = unknown> {
+/** A registered task; `P` are its declared parameter names (TaskOptions.params). */
+export interface Task<A extends unknown[] = unknown[], R = unknown, P extends readonly string[] = readonly string[]> {
   readonly name: string;
   readonly options: Readonly<TaskOptions>;
   readonly fn: TaskFn<A, R>;
   /** Sends the task with positional args; resolves once the broker has the message. */
   delay(...args: A): Promise<AsyncResult<Awaited<R>>>;
-  /** Sends the task with args, kwargs and options. */
-  applyAsync(args?: A, kwargs?: Record<string, unknown>, options?: ApplyOptions): Promise<AsyncResult<Awaited<R>>>;
-  /** A signature of this task, for link/linkError and canvas. */
-  s(...args: A): SignatureDict;
+  /**
+   * Sends the task with args, kwargs and options. Keywords are checked against the declared names
+   * first when the task is registered here (Celery's `typing` check): a TypeError at call time.
+   */
+  applyAsync(args?: Partial<A>, kwargs?: KwargsOf<A, P>, options?: ApplyOptions): Promise<AsyncResult<Awaited<R>>>;
+  /** A signature of this task, for link/linkError and canvas; leading args only (a chain step gets the previous result in front). */
+  s(...args: Partial<A>): SignatureDict;
   /** An immutable signature: the parent's result is not prepended. */
-  si(...args: A): SignatureDict;
+  si(...args: Partial<A>): SignatureDict;
 }
 
 /** Celery's Task.max_retries default. */

@@ -4,6 +4,13 @@
  *
  * Drivers: memory.ts, file.ts, redis.ts; rpc.ts rides the broker instead.
  */
+/** The keys of one chord (Celery's `celery-taskset-meta-<gid>.j`, `.t`, `.s`). */
+export interface ChordKeys {
+  readonly join: string;
+  readonly counter: string;
+  readonly size: string;
+}
+
 export interface KeyValueStore {
   /** "memory" | "file" | "redis": used in logs and errors. */
   readonly kind: string;
@@ -19,6 +26,20 @@ export interface KeyValueStore {
   /** Atomically increments an integer counter (chords). */
   incr(key: string, opts?: { ttlMs?: number }): Promise<number>;
   delete(key: string): Promise<void>;
+  /**
+   * Optional native chord join (Celery's Redis pipeline, spec §5.5): atomically adds `member` with
+   * `score` to the sorted set `keys.join`, refreshes the TTL of the three keys, and returns the
+   * set's size and the values of `keys.counter` and `keys.size`. Stores without it join through
+   * incr() (result-backend.ts); only a store that Python workers share needs Celery's layout.
+   */
+  chordAdd?(
+    keys: ChordKeys,
+    score: number | null,
+    member: string,
+    opts?: { ttlMs?: number },
+  ): Promise<{ count: number; counter: string | null; size: string | null }>;
+  /** With chordAdd: the members of the sorted set `key`, by score. */
+  chordMembers?(key: string): Promise<string[]>;
   /**
    * Optional push: resolves the next time `key` is set, or when `signal` aborts.
    * Stores without it are polled by AsyncResult.

@@ -27,6 +27,22 @@ redis.call('PUBLISH', KEYS[1], ARGV[1])
 return 1
 `;
 
+/**
+ * Celery's chord join pipeline (backends/redis.py on_chord_part_return) in one script: ZADD the
+ * part at its group_index ('+inf' when none), ZCOUNT, GET the counter and size keys, expire all
+ * three. KEYS join, counter, size; ARGV score, member, ttl ms.
+ */
+const CHORD_ADD_SCRIPT = `
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+local n = redis.call('ZCOUNT', KEYS[1], '-inf', '+inf')
+local t = redis.call('GET', KEYS[2])
+local s = redis.call('GET', KEYS[3])
+if tonumber(ARGV[3]) > 0 then
+  for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[3]) end
+end
+return {n, t, s}
+`;
+
 /** A watched key stays subscribed this long after its last waiter left. */
 const UNSUBSCRIBE_AFTER_MS = 2_000;
 
@@ -42,7 +58,18 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
   const outages = new OutageLog(log, `redis result backend ${redactUrl(url)}`);
   const client = outages.watch(new Redis(parsed.ioredisUrl, redisOptions(parsed, { enableAutoPipelining: true, lazyConnect: true })));
   client.defineCommand('celeriacSet', { numberOfKeys: 1, lua: SET_SCRIPT });
-  const scripted = client as unknown as { celeriacSet(key: string, value: string, ttlMs: number, check: string): Promise<number> };
+  client.defineCommand('celeriacChordAdd', { numberOfKeys: 3, lua: CHORD_ADD_SCRIPT });
+  const scripted = client as unknown as {
+    celeriacSet(key: string, value: string, ttlMs: number, check: string): Promise<number>;
+    celeriacChordAdd(
+      join: string,
+      counter: string,
+      size: string,
+      score: string,
+      member: string,
+      ttlMs: number,
+    ): Promise<[number, string | null, string | null]>;
+  };
   let ready: Promise<void> | null = null;
   let subscriber: Redis | null = null;
   /** key -> callbacks waiting for its next set, and the SUBSCRIBE acknowledgement. */
@@ -147,6 +174,19 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
     async delete(key) {
       await run(`DEL ${key}`, () => client.del(key));
     },
+    chordAdd: (keys, score, member, o) =>
+      run(`chord join ${keys.join}`, async () => {
+        const [count, counter, size] = await scripted.celeriacChordAdd(
+          keys.join,
+          keys.counter,
+          keys.size,
+          score === null ? '+inf' : String(score),
+          member,
+          o?.ttlMs ?? 0,
+        );
+        return { count: Number(count), counter, size };
+      }),
+    chordMembers: (key) => run(`ZRANGE ${key}`, () => client.zrange(key, 0, -1)),
     async watch(key, signal) {
       if (signal.aborted) return;
       const sub = subscriberConn();

@@ -4,7 +4,7 @@
  * KeyValueStore; rpc:// implements ResultBackend directly over the broker.
  */
 import { BackendError, ResultTimeoutError } from '../errors.js';
-import { READY_STATES, type TaskMeta } from '../protocol/result-meta.js';
+import { READY_STATES, type TaskMeta, type TaskState } from '../protocol/result-meta.js';
 import { sleep } from '../transport/wait.js';
 import type { KeyValueStore } from './backend.js';
 
@@ -37,10 +37,109 @@ export interface ResultBackend {
    * it resolves. Clients put it into `reply_to` of the tasks they send.
    */
   replyTo?(): Promise<string>;
+  /** Chord joins and saved groups; absent on backends that cannot join (rpc://, as Celery). */
+  readonly chords?: ChordStore;
   close(): Promise<void>;
 }
 
+/** One header task's outcome as a chord join keeps it (Celery's `[1, id, state, result]`). */
+export interface ChordPart {
+  readonly taskId: string;
+  readonly state: TaskState;
+  /** The value, or the exception dict of a FAILURE/REVOKED. */
+  readonly result: unknown;
+}
+
+/** Celery's chord bookkeeping in the result backend (spec §5.5) and GroupResult.save/restore. */
+export interface ChordStore {
+  /** Stores the header size, before the last header task is published (Celery's set_chord_size). */
+  setSize(groupId: string, size: number): Promise<void>;
+  /**
+   * Adds one finished header task. Resolves with every part in group_index order when this one
+   * completed the header (exactly one caller sees that), else null.
+   */
+  addPart(groupId: string, groupIndex: number | null, part: ChordPart): Promise<ChordPart[] | null>;
+  /** Deletes the join's keys once the body is applied or failed. */
+  clear(groupId: string): Promise<void>;
+  /** Saves a group's task ids as Celery's GroupResult.save (`celery-taskset-meta-<gid>`). */
+  saveGroup(groupId: string, taskIds: readonly string[]): Promise<void>;
+  /** The task ids of a saved group (Celery's GroupResult.restore), or null. */
+  restoreGroup(groupId: string): Promise<string[] | null>;
+  /** Deletes a saved group. */
+  forgetGroup(groupId: string): Promise<void>;
+}
+
 export const TASK_META_PREFIX = 'celery-task-meta-';
+export const GROUP_META_PREFIX = 'celery-taskset-meta-';
+
+/** The task id of a plain task's Celery result tuple (`[[id, parent], null]`); null for a group's (members in place of null) or anything else. */
+const tupleId = (t: unknown): string | null => (Array.isArray(t) && Array.isArray(t[0]) && typeof t[0][0] === 'string' && t[1] == null ? t[0][0] : null);
+
+/** Chords over any KeyValueStore: Celery's Redis layout when the store has chordAdd, else incr(). */
+function createChordStore(store: KeyValueStore, ttl: { ttlMs: number } | undefined): ChordStore {
+  const group = (gid: string) => GROUP_META_PREFIX + gid;
+  const keys = (gid: string) => ({ join: `${group(gid)}.j`, counter: `${group(gid)}.t`, size: `${group(gid)}.s` });
+  const decode = (gid: string, member: string): ChordPart => {
+    try {
+      const [, taskId, state, result] = JSON.parse(member) as [number, string, TaskState, unknown];
+      return { taskId, state, result };
+    } catch (err) {
+      throw new BackendError(`Chord ${gid}: a header result in the ${store.kind} backend is not JSON`, { cause: err });
+    }
+  };
+  /** Without a native sorted set: each part under `.j.<index>`, counted by incr (set first, so the last counter sees all). */
+  const addByIncr = async (gid: string, index: number | null, member: string) => {
+    if (index === null) throw new BackendError(`Chord ${gid}: a header task without group_index cannot join on the ${store.kind} backend`);
+    const k = keys(gid);
+    await store.set(`${k.join}.${index}`, member, ttl);
+    const count = await store.incr(`${k.join}.n`, ttl);
+    const [counter, size] = await store.mget([k.counter, k.size]);
+    return { count, counter: counter ?? null, size: size ?? null };
+  };
+  return {
+    setSize: (gid, size) => store.set(keys(gid).size, String(size), ttl),
+    async addPart(gid, index, part) {
+      const member = JSON.stringify([1, part.taskId, part.state, part.result]);
+      const k = keys(gid);
+      const r = store.chordAdd ? await store.chordAdd(k, index, member, ttl) : await addByIncr(gid, index, member);
+      // No size yet: the client stores it just before publishing the last header task, so an
+      // early part cannot be the last one (Celery's same rule).
+      if (r.size === null) return null;
+      const total = Number(r.size) + Number(r.counter ?? 0);
+      if (r.count !== total) return null;
+      if (store.chordMembers) return (await store.chordMembers(k.join)).map((m) => decode(gid, m));
+      const members = await store.mget(Array.from({ length: total }, (_, i) => `${k.join}.${i}`));
+      return members.map((m, i) => {
+        if (m === null) throw new BackendError(`Chord ${gid}: header result ${i} is missing from the ${store.kind} backend`);
+        return decode(gid, m);
+      });
+    },
+    async clear(gid) {
+      const k = keys(gid);
+      const parts = store.chordAdd ? [] : [`${k.join}.n`, ...Array.from({ length: Number((await store.get(k.size)) ?? 0) }, (_, i) => `${k.join}.${i}`)];
+      await Promise.all([k.join, k.counter, k.size, ...parts].map((key) => store.delete(key)));
+    },
+    saveGroup: (gid, ids) => store.set(group(gid), JSON.stringify({ result: [[gid, null], ids.map((id) => [[id, null], null])] }), ttl),
+    async restoreGroup(gid) {
+      const text = await store.get(group(gid));
+      if (text === null) return null;
+      let meta: { result?: unknown };
+      try {
+        meta = JSON.parse(text) as { result?: unknown };
+      } catch (err) {
+        throw new BackendError(`Saved group ${gid} in the ${store.kind} backend is not JSON`, { cause: err });
+      }
+      const children = Array.isArray(meta.result) ? meta.result[1] : null;
+      if (!Array.isArray(children)) throw new BackendError(`Saved group ${gid} in the ${store.kind} backend has no result tuple`);
+      return children.map((c) => {
+        const id = tupleId(c);
+        if (id === null) throw new BackendError(`Saved group ${gid}: a member is not a task result tuple (nested groups are not supported)`);
+        return id;
+      });
+    },
+    forgetGroup: (gid) => store.delete(group(gid)),
+  };
+}
 
 export function createKeyValueResultBackend(store: KeyValueStore, opts: { expiresMs: number | null }): ResultBackend {
   const key = (id: string) => TASK_META_PREFIX + id;
@@ -59,6 +158,7 @@ export function createKeyValueResultBackend(store: KeyValueStore, opts: { expire
 
   return {
     kind: store.kind,
+    chords: createChordStore(store, ttl),
     async store(meta) {
       if (store.setUnlessSuccess) return store.setUnlessSuccess(key(meta.task_id), JSON.stringify(meta), ttl);
       const prev = await get(meta.task_id);

@@ -4,8 +4,9 @@
  */
 import type { Logger } from 'pino';
 import type { DeliveryInfo } from '../brokers/broker.js';
-import { CeleriacError, Ignore, Reject, Retry } from '../errors.js';
-import type { TaskRequest } from '../protocol/task-message.js';
+import { CeleriacError, Ignore, Reject, Replace, Retry } from '../errors.js';
+import type { SignatureDict, TaskRequest } from '../protocol/task-message.js';
+import { bindArguments } from '../app/arguments.js';
 import { isAutoretry, maxRetriesOf, retryDelay, type Task, type TaskContext } from '../app/task.js';
 
 export type TaskOutcome =
@@ -14,6 +15,7 @@ export type TaskOutcome =
   | { readonly state: 'RETRY'; readonly retry: Retry; readonly runtimeMs: number }
   | { readonly state: 'REJECTED'; readonly requeue: boolean; readonly reason: string; readonly runtimeMs: number }
   | { readonly state: 'IGNORED'; readonly runtimeMs: number }
+  | { readonly state: 'REPLACED'; readonly signature: SignatureDict; readonly runtimeMs: number }
   | { readonly state: 'REVOKED'; readonly reason: string; readonly runtimeMs: number };
 
 /** Raised in a task (through ctx.signal) when its soft time limit passes. */
@@ -90,6 +92,9 @@ export async function trace(i: TraceInput): Promise<TaskOutcome> {
     retry(r = {}) {
       throw nextRetry(r);
     },
+    replace(sig) {
+      throw new Replace(sig);
+    },
   };
 
   // Celery's timelimit header is [hard, soft] in seconds; the task's own options are the default.
@@ -110,7 +115,7 @@ export async function trace(i: TraceInput): Promise<TaskOutcome> {
     if (hardMs) timers.push(setTimeout(() => resolve(HARD_LIMIT), hardMs));
   });
   try {
-    const run = Promise.resolve().then(() => task.fn.apply(ctx, req.args as never));
+    const run = Promise.resolve().then(() => task.fn.apply(ctx, bindArguments(req.name, opts, req.args, req.kwargs) as never));
     const value = await Promise.race([run, stopped]);
     if (value === KILLED) return { state: 'REVOKED', reason: String(ctl.signal.reason), runtimeMs: runtime() };
     if (value === HARD_LIMIT) {
@@ -124,6 +129,7 @@ export async function trace(i: TraceInput): Promise<TaskOutcome> {
     if (err instanceof Retry) return { state: 'RETRY', retry: err, runtimeMs: runtime() };
     if (err instanceof Reject) return { state: 'REJECTED', requeue: err.requeue, reason: err.reason, runtimeMs: runtime() };
     if (err instanceof Ignore) return { state: 'IGNORED', runtimeMs: runtime() };
+    if (err instanceof Replace) return { state: 'REPLACED', signature: err.signature as SignatureDict, runtimeMs: runtime() };
     if (!isAutoretry(opts, err)) return { state: 'FAILURE', error: err, runtimeMs: runtime() };
     try {
       return { state: 'RETRY', retry: nextRetry({ exc: err }), runtimeMs: runtime() };

@@ -8,16 +8,21 @@
 import type { Logger } from 'pino';
 import type { App } from '../app/app.js';
 import type { Config } from '../app/config.js';
-import { signatureSendOptions } from '../app/send.js';
+import type { SendOptions } from '../app/send.js';
 import { parseRateLimit, type Task } from '../app/task.js';
 import type { ResultBackend } from '../backends/result-backend.js';
 import type { Broker, Delivery } from '../brokers/broker.js';
-import { NotRegisteredError, ProtocolError } from '../errors.js';
+import { applySignature, resultTuple } from '../canvas/apply.js';
+import { chainFailed, chordPartReturned, failCanvas, type FinishedTask } from '../canvas/chord.js';
+import { chain } from '../canvas/chain.js';
+import { ACCUMULATE } from '../canvas/builtins.js';
+import { link, linkError, signature, unsupportedReason, withOptions } from '../canvas/signature.js';
+import { CanvasError, NotRegisteredError, ProtocolError } from '../errors.js';
 import type { WorkerMetrics, Outcome } from '../metrics/worker-metrics.js';
 import type { Pool } from '../pools/pool.js';
 import { decodeControl, type ControlRequest } from '../protocol/control.js';
 import { deadLettered, deadLetterQueue } from '../protocol/dead-letter.js';
-import { buildMeta, exceptionToDict, revokedMeta, States, tracebackOf, withExtendedMeta, type TaskMeta } from '../protocol/result-meta.js';
+import { buildMeta, exceptionToDict, revokedMeta, States, tracebackOf, withExtendedMeta, type TaskMeta, type TaskState } from '../protocol/result-meta.js';
 import { acceptedContentTypes, serializerForContentType, type SerializerName } from '../protocol/serializers.js';
 import { decodeTask, type SignatureDict, type TaskRequest } from '../protocol/task-message.js';
 import { DuplicateFilter } from './duplicates.js';
@@ -36,6 +41,44 @@ interface Job {
 }
 
 const REVOKED_LIMIT = 50_000;
+
+/**
+ * The signature a task replaces itself with, carrying on its workflow: the rest of its chain after
+ * it, its links and errbacks on it (Celery's Task.replace).
+ */
+function replacement(req: TaskRequest, sig: SignatureDict): SignatureDict {
+  // Every message of the replacement carries replaced_task_nesting one higher than this task's.
+  const nesting = { replaced_task_nesting: Number(req.headers.replaced_task_nesting ?? 0) + 1 };
+  const nested = (s: SignatureDict): SignatureDict =>
+    withOptions(
+      s.subtask_type === 'chain' ? { ...s, kwargs: { ...s.kwargs, tasks: (s.kwargs.tasks as SignatureDict[]).map((t) => withOptions(t, nesting)) } } : s,
+      nesting,
+    );
+  // A group becomes a chord into celery.accumulate, whose result (the list) takes over the id.
+  let s = sig.subtask_type === 'group' ? chain(sig, signature(ACCUMULATE, [], { index: 0 })) : sig;
+  for (const cb of req.embed.callbacks ?? []) s = link(s, cb);
+  for (const eb of req.embed.errbacks ?? []) s = linkError(s, eb);
+  s = nested(s);
+  const rest = req.embed.chain;
+  if (rest && rest.length > 0) s = chain(s, ...[...rest].reverse().map((t) => withOptions(t, nesting)));
+  return s;
+}
+
+/** Why this worker cannot apply the canvas a request carries (its links, chain or chord), or null. */
+function unsupportedCanvas(req: TaskRequest): string | null {
+  const e = req.embed;
+  const sigs: [unknown, string][] = [
+    ...(e.callbacks ?? []).map((s, i): [unknown, string] => [s, `callbacks[${i}]`]),
+    ...(e.errbacks ?? []).map((s, i): [unknown, string] => [s, `errbacks[${i}]`]),
+    ...(e.chain ?? []).map((s, i): [unknown, string] => [s, `chain[${i}]`]),
+  ];
+  if (e.chord) sigs.push([e.chord, 'chord']);
+  for (const [s, where] of sigs) {
+    const why = unsupportedReason(s, where);
+    if (why) return why;
+  }
+  return null;
+}
 
 function newJob(d: Delivery, req: TaskRequest, task: Task, parent: Logger): Job {
   let log: Logger | null = null;
@@ -227,8 +270,19 @@ export class Consumer {
       );
       return this.deadLetter(d, err.message, err.code);
     }
-    metrics.received.inc({ queue: d.info.queue, task: req.name });
     const job = newJob(d, req, task, log);
+    const canvasProblem = unsupportedCanvas(req);
+    if (canvasProblem) {
+      // Refused before running: the workflow would stop at the step this worker cannot take.
+      const err = new CanvasError(canvasProblem);
+      job.log.error({ err, queue: d.info.queue }, `task with a canvas this worker cannot apply stored as FAILURE and moved to ${d.info.queue}.dead`);
+      const exc = exceptionToDict(err);
+      await this.store(job, buildMeta(req.id, States.FAILURE, exc, { traceback: null, groupId: req.group, parentId: req.parentId }));
+      await this.canvasStep(job, 'failing the rest of the workflow', () => chainFailed(app, this.finished(job), States.FAILURE, exc, null, job.log));
+      await this.canvasStep(job, 'reporting to its chord', () => chordPartReturned(app, this.finished(job), States.FAILURE, exc, job.log));
+      return this.deadLetter(d, err.message, err.code);
+    }
+    metrics.received.inc({ queue: d.info.queue, task: req.name });
     if (log.isLevelEnabled('debug')) job.log.debug({ queue: d.info.queue, eta: req.eta, retries: req.retries }, 'task received');
     const why = this.discardReason(job);
     if (why) return this.discard(job, why);
@@ -250,6 +304,7 @@ export class Consumer {
   private async discard(j: Job, reason: 'expired' | 'revoked'): Promise<void> {
     j.log.info(`task ${reason}: discarded`);
     await this.store(j, revokedMeta(j.req.id, reason));
+    await this.chordPart(j, States.REVOKED, revokedMeta(j.req.id, reason).result);
     this.count(j, 'revoked');
     await j.d.ack();
   }
@@ -321,8 +376,9 @@ export class Consumer {
     switch (o.state) {
       case 'SUCCESS': {
         // Next chain step and links first, so a client that sees SUCCESS finds them sent (as Celery).
-        await this.applyCallbacks(j, o.value);
-        if (!ignore) await this.store(j, buildMeta(req.id, States.SUCCESS, o.value, { groupId: req.group, parentId: req.parentId }));
+        const children = await this.applyCallbacks(j, o.value);
+        if (!ignore) await this.store(j, buildMeta(req.id, States.SUCCESS, o.value, { children, groupId: req.group, parentId: req.parentId }));
+        await this.chordPart(j, States.SUCCESS, o.value);
         j.log.debug({ runtimeMs: o.runtimeMs }, `task succeeded in ${sec}s`);
         this.count(j, 'succeeded');
         if (late) await d.ack();
@@ -331,7 +387,10 @@ export class Consumer {
       case 'FAILURE': {
         const exc = exceptionToDict(o.error);
         j.log.error({ err: o.error, runtimeMs: o.runtimeMs }, `task failed in ${sec}s: ${exc.exc_type}: ${String(exc.exc_message)}`);
-        await this.store(j, buildMeta(req.id, States.FAILURE, exc, { traceback: tracebackOf(o.error), groupId: req.group, parentId: req.parentId }));
+        const traceback = tracebackOf(o.error);
+        await this.store(j, buildMeta(req.id, States.FAILURE, exc, { traceback, groupId: req.group, parentId: req.parentId }));
+        await this.chordPart(j, States.FAILURE, exc);
+        await this.canvasStep(j, 'failing the rest of the chain', () => chainFailed(this.deps.app, this.finished(j), States.FAILURE, exc, traceback, j.log));
         for (const sig of req.embed.errbacks ?? []) await this.publishSignature(j, sig, [req.id]);
         this.count(j, 'failed');
         if (late) await d.ack(); // Celery's acks_on_failure_or_timeout default
@@ -358,8 +417,21 @@ export class Consumer {
       case 'IGNORED':
         if (late) await d.ack();
         return;
+      case 'REPLACED': {
+        j.log.debug({ signature: o.signature.task }, 'task replaced itself');
+        await this.canvasStep(
+          j,
+          `replacing the task with ${o.signature.task}`,
+          () => applySignature(this.deps.app, replacement(req, o.signature), { options: this.replacementOptions(j) }),
+          o.signature,
+        );
+        this.count(j, 'succeeded');
+        if (late) await d.ack();
+        return;
+      }
       case 'REVOKED': {
         await this.store(j, revokedMeta(req.id, o.reason));
+        await this.chordPart(j, States.REVOKED, revokedMeta(req.id, o.reason).result);
         this.count(j, 'revoked');
         if (late) await d.ack();
         return;
@@ -403,45 +475,83 @@ export class Consumer {
     });
   }
 
-  /** Links after success, then the next step of a chain (spec §1.5). */
-  private async applyCallbacks(j: Job, value: unknown): Promise<void> {
-    for (const sig of j.req.embed.callbacks ?? []) await this.publishSignature(j, sig, [value]);
+  /** Links after success, then the next step of a chain (spec §1.5); their result tuples, Celery's `children`. */
+  private async applyCallbacks(j: Job, value: unknown): Promise<unknown[]> {
+    const children: unknown[] = [];
+    for (const sig of j.req.embed.callbacks ?? []) children.push(await this.publishSignature(j, sig, [value]));
     const chain = j.req.embed.chain;
     if (chain && chain.length > 0) {
       const rest = chain.slice(0, -1);
-      await this.publishSignature(j, chain[chain.length - 1]!, [value], rest.length > 0 ? rest : null);
+      children.push(await this.publishSignature(j, chain[chain.length - 1]!, [value], rest.length > 0 ? rest : null));
     }
+    return children.filter((c) => c !== null);
   }
 
   /**
-   * Sends a signature dict as a task, with `front` prepended to its args unless immutable, through
-   * App.sendTask: routed exactly as a client sending the same signature.
+   * Applies a signature dict (a plain task or a canvas) with `front` prepended to its args unless
+   * immutable, through App.sendTask: routed exactly as a client applying the same signature. A
+   * canvas that cannot be applied stores FAILURE under its result ids (canvas/chord.ts).
    */
-  private async publishSignature(j: Job, sig: SignatureDict, front: unknown[], chain: SignatureDict[] | null = null): Promise<void> {
-    if (sig.subtask_type) {
-      // group/chord signatures need canvas support (a later issue): fail loudly, never silently drop.
-      j.log.error({ signature: sig }, `cannot apply a "${sig.subtask_type}" signature yet; the workflow step is not sent`);
-      const id = typeof sig.options?.task_id === 'string' ? sig.options.task_id : null;
-      if (id)
-        await this.storeSafe(
-          j.log,
-          j.req,
-          buildMeta(id, States.FAILURE, {
-            exc_type: 'NotImplementedError',
-            exc_message: [`celeriac cannot apply ${sig.subtask_type} signatures yet`],
-            exc_module: 'builtins',
-          }),
-        );
-      return;
-    }
-    const args = sig.immutable ? (sig.args ?? []) : [...front, ...(sig.args ?? [])];
-    await this.deps.app.sendTask(sig.task, args, sig.kwargs ?? {}, {
-      ...signatureSendOptions(sig),
-      rootId: j.req.rootId,
-      parentId: j.req.id,
-      chain,
+  private async publishSignature(j: Job, sig: SignatureDict, front: unknown[], chain: SignatureDict[] | null = null): Promise<unknown[] | null> {
+    const options = { rootId: j.req.rootId, parentId: j.req.id, chain: chain ?? undefined, serializer: this.serializerOf(j) };
+    let applied: unknown[] | null = null;
+    await this.canvasStep(
+      j,
+      `applying ${sig.task}`,
+      async () => (applied = resultTuple(await applySignature(this.deps.app, sig, { args: front, options }))),
+      sig,
+    );
+    return applied;
+  }
+
+  /** Where a replacement stands: the task's id, group and chord, under the task (Celery's Task.replace freeze). */
+  private replacementOptions(j: Job): SendOptions {
+    const { req } = j;
+    return {
+      taskId: req.id,
+      rootId: req.rootId,
+      parentId: req.parentId ?? undefined,
+      group: req.group ?? undefined,
+      groupIndex: req.groupIndex ?? undefined,
+      chord: req.embed.chord ?? undefined,
       serializer: this.serializerOf(j),
-    });
+    };
+  }
+
+  /** The finished job as the canvas sees it. */
+  private finished(j: Job): FinishedTask {
+    const { req } = j;
+    return {
+      id: req.id,
+      group: req.group,
+      groupIndex: req.groupIndex,
+      rootId: req.rootId,
+      chord: req.embed.chord,
+      chain: req.embed.chain,
+      send: { serializer: this.serializerOf(j) },
+    };
+  }
+
+  /** Reports a finished chord header task to its chord's join (Celery calls this whatever the state). */
+  private async chordPart(j: Job, state: TaskState, result: unknown): Promise<void> {
+    if (!j.req.embed.chord || !j.req.group) return;
+    await this.canvasStep(j, 'joining its chord', () => chordPartReturned(this.deps.app, this.finished(j), state, result, j.log));
+  }
+
+  /**
+   * Runs one workflow step on a task's behalf. A canvas it cannot apply is logged with the task
+   * and, when `sig` is given, stored as FAILURE under that canvas's result ids, so nobody waits on
+   * it forever; it does not undo the task's own outcome. Other errors (broker, backend) propagate:
+   * the message stays unacknowledged when acks are late, as for any bookkeeping failure.
+   */
+  private async canvasStep(j: Job, what: string, step: () => Promise<unknown>, sig?: SignatureDict): Promise<void> {
+    try {
+      await step();
+    } catch (err) {
+      if (!(err instanceof CanvasError)) throw err;
+      j.log.error({ err }, `workflow step failed: ${what}: ${err.message}`);
+      if (sig) await failCanvas(this.deps.app, sig, err, this.finished(j), j.log);
+    }
   }
 
   /**

@@ -1,6 +1,7 @@
 /**
- * Duplicate suppression for the consumer, keyed by task id + retry count (the identity of a task
- * message across copies). Copies come from the broker, not from users: a publish that ioredis
+ * Duplicate suppression for the consumer, keyed by task id + retry count + replacement nesting
+ * (the identity of a task message across copies; a task that replaced itself hands its id on with
+ * Celery's `replaced_task_nesting` header one higher). Copies come from the broker, not from users: a publish that ioredis
  * resent after a reconnect (stored twice), a redelivery whose ack was lost with its AMQP channel.
  * - A copy of a message acknowledged lately (the last 10,000) is acknowledged and dropped.
  * - A copy of a message this worker still holds (reserved, scheduled or running) is settled as
@@ -14,10 +15,10 @@ import type { WireMessage } from '../protocol/wire-message.js';
 /** Acknowledged identities remembered, at most. */
 const RECENT_ACKS = 10_000;
 
-/** Task id + retries of a message, or null without a task id header. */
+/** Task id + retries + replacement nesting of a message, or null without a task id header. */
 function identity(m: WireMessage): string | null {
   const id = m.headers.id;
-  return typeof id === 'string' ? `${id}:${String(m.headers.retries ?? 0)}` : null;
+  return typeof id === 'string' ? `${id}:${String(m.headers.retries ?? 0)}:${String(m.headers.replaced_task_nesting ?? 0)}` : null;
 }
 
 export class DuplicateFilter {

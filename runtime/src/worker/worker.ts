@@ -10,6 +10,7 @@ import { startMetricsServer, type MetricsServer } from '../metrics/server.js';
 import { createEventLoopPool, type Pool } from '../pools/pool.js';
 import { CONTROL_EXCHANGE } from '../protocol/control.js';
 import { CeleriacError, redactUrl } from '../errors.js';
+import { registerCanvasTasks } from '../canvas/builtins.js';
 import { Consumer } from './consumer.js';
 
 export interface Worker {
@@ -51,6 +52,7 @@ export function createWorker(app: App, opts: { pool?: Pool } = {}): Worker {
     metrics,
     log,
     async start() {
+      registerCanvasTasks(app);
       const broker = await app.broker();
       const backend = await app.backend();
       await pool.start();

@@ -7,7 +7,7 @@ import type { Worker } from '../../../../runtime/src/worker/worker.js';
 
 function appWith(resultExtended: boolean) {
   const app = createTestApp({ resultExtended, queues: ['celery', 'q.other'] });
-  app.task('t.echo', (...args: unknown[]) => args.length);
+  app.task('t.echo', (...args: unknown[]) => args.length, { readsKwargs: true });
   app.task('t.retry-once', function (this: TaskContext) {
     if (this.retries === 0) this.retry({ countdown: 0 });
     return 'ok';

@@ -54,6 +54,14 @@ let releaseStarted!: () => void;
 const started = app.task('t.started', () => new Promise((r) => (releaseStarted = () => r('done'))), { trackStarted: true });
 const limited = app.task('t.limited', (i: number) => i, { rateLimit: '50/s' });
 const hard = app.task('t.hard', () => new Promise(() => undefined), { timeLimit: 50 });
+const join = app.task('t.join', (parts: string[], sep: string = ',') => parts.join(sep), { params: ['parts', 'sep'] });
+const kwargsReader = app.task(
+  't.kwargs',
+  function (this: TaskContext) {
+    return this.kwargs;
+  },
+  { readsKwargs: true },
+);
 const ctxInfo = app.task('t.ctx', function (this: TaskContext) {
   return { id: this.id, queue: this.deliveryInfo.queue, hostname: this.hostname, root: this.rootId, parent: this.parentId };
 });
@@ -89,6 +97,26 @@ describe('worker (memory broker)', () => {
     assert.equal(await r.failed(), true);
     assert.deepEqual(await r.result(), { exc_type: 'ValueError', exc_message: ['bad value'], exc_module: 'builtins' });
     assert.match(String(await r.traceback()), /Traceback[\s\S]*bad value/);
+  });
+
+  it('binds keyword arguments to declared parameter names', async () => {
+    const r = await app.sendTask('t.join', [['a', 'b', 'c']], { sep: '-' });
+    assert.equal(await r.get({ timeout: 5000 }), 'a-b-c');
+    const typed = await join.applyAsync([], { parts: ['x', 'y'] });
+    assert.equal(await typed.get({ timeout: 5000 }), 'x,y', 'a missing argument is undefined (the default applies)');
+    assert.deepEqual(await (await kwargsReader.applyAsync([], { any: 1 })).get({ timeout: 5000 }), { any: 1 });
+  });
+
+  it('fails a keyword argument the task cannot bind with TypeError, stored as FAILURE', async () => {
+    const r = await app.sendTask('t.join', [['a']], { x: 1 });
+    await assert.rejects(r.get({ timeout: 5000 }), (err: unknown) => err instanceof TaskFailedError && err.excType === 'TypeError');
+    assert.deepEqual(await r.result(), { exc_type: 'TypeError', exc_message: ["join() got an unexpected keyword argument 'x'"], exc_module: 'builtins' });
+    const undeclared = await app.sendTask('t.add', [1], { b: 2 });
+    await assert.rejects(
+      undeclared.get({ timeout: 5000 }),
+      (err: unknown) =>
+        err instanceof TaskFailedError && err.excType === 'TypeError' && /add\(\) got an unexpected keyword argument 'b'.*params/.test(err.excMessage),
+    );
   });
 
   it('retries with countdown until it succeeds', async () => {

@@ -1,0 +1,285 @@
+/**
+ * Applies a signature dict, whatever its shape, as Celery's canvas does (celery/canvas.py):
+ * a plain task is sent; a chain sends its first step with the rest (reversed) in `embed.chain`;
+ * a group sends each member with the group id and index; a chord stores its header size in the
+ * result backend and sends each header task with the body in `embed.chord`. The one path of a
+ * TypeScript client and of a worker applying a link, an errback, a chain step or a chord body,
+ * so a Python-built canvas and a TypeScript one run alike.
+ */
+import { randomUUID } from 'node:crypto';
+import { signatureSendOptions, type SendOptions } from '../app/send.js';
+import type { AsyncResult } from '../app/result.js';
+import type { ResultBackend } from '../backends/result-backend.js';
+import { CanvasError } from '../errors.js';
+import { GroupResult } from './group.js';
+import { asSignature, CANVAS_TASKS, childSignatures, taskIdOf, unsupportedReason, withOptions, type SignatureDict } from './signature.js';
+
+/** What applying needs from the app (App has all of it). */
+export interface CanvasHost {
+  sendTask(name: string, args?: readonly unknown[], kwargs?: Record<string, unknown>, options?: SendOptions): Promise<AsyncResult>;
+  backend(): Promise<ResultBackend>;
+  asyncResult(id: string): AsyncResult;
+}
+
+/** One application of a signature (Celery's `sig.apply_async(args, kwargs, **options)`). */
+export interface ApplyCall {
+  /** Prepended to the signature's args unless it is immutable (a parent's result, partial args). */
+  readonly args?: readonly unknown[];
+  /** Merged over the signature's kwargs. */
+  readonly kwargs?: Record<string, unknown>;
+  /** Options over the signature's own. */
+  readonly options?: SendOptions;
+}
+
+/** A task's result, or a group's. */
+export type CanvasResult = AsyncResult | GroupResult;
+
+/** Celery's result tuple (`as_tuple()`), as stored in a parent's `children`: `[[id, null], null]`, a group's with its members. */
+export function resultTuple(r: CanvasResult): unknown[] {
+  return r instanceof GroupResult ? [[r.id, null], r.results.map(resultTuple)] : [[r.id, null], null];
+}
+
+const defined = <T extends object>(o: T): Partial<T> => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+
+/** The signature's own options under the call's (Celery: `dict(self.options, **options)`). */
+const merged = (sig: SignatureDict, call: ApplyCall): SendOptions => ({ ...defined(signatureSendOptions(sig)), ...defined(call.options ?? {}) });
+
+const argsOf = (sig: SignatureDict, call: ApplyCall): unknown[] => (sig.immutable || !call.args ? [...sig.args] : [...call.args, ...sig.args]);
+
+/**
+ * Applies `sig`. Throws CanvasError before sending anything when a part of it cannot be applied
+ * (an unknown subtask_type; a chord on a backend that cannot join).
+ */
+export async function applySignature(host: CanvasHost, sig: SignatureDict, call: ApplyCall = {}): Promise<CanvasResult> {
+  const why = unsupportedReason(sig);
+  if (why) throw new CanvasError(why);
+  return apply(host, asSignature(sig, 'signature'), call);
+}
+
+async function apply(host: CanvasHost, sig: SignatureDict, call: ApplyCall): Promise<CanvasResult> {
+  switch (sig.subtask_type) {
+    case 'chain':
+      return applyChain(host, sig, call);
+    case 'group':
+      return applyGroup(host, childSignatures(sig.kwargs.tasks, 'group.tasks'), argsOf(sig, call), call.kwargs, merged(sig, call));
+    case 'chord':
+      return applyChord(host, sig, call);
+    case 'chunks':
+      return applyGroup(host, chunkSignatures(sig), [], undefined, merged(sig, call));
+    default: {
+      // A plain task; xmap/xstarmap are plain tasks too (celery.map/celery.starmap, immutable).
+      const kwargs = { ...sig.kwargs, ...(call.kwargs ?? {}) };
+      const own = sig.subtask_type === 'xmap' || sig.subtask_type === 'xstarmap' ? { ...sig, options: mapOptions(sig) } : sig;
+      return host.sendTask(sig.task, argsOf(sig, call), kwargs, merged(own, call));
+    }
+  }
+}
+
+/** Options of a map/starmap/chunks message: its own, else the inner task's queue (Celery routes them by the inner task). */
+function mapOptions(sig: SignatureDict): Record<string, unknown> {
+  const inner = sig.kwargs.task as SignatureDict | undefined;
+  const queue = sig.options.queue ?? inner?.options?.queue;
+  return queue === undefined ? { ...sig.options } : { ...sig.options, queue };
+}
+
+/** chunks(task, it, n): a group of starmap tasks over `n`-sized parts of `it` (Celery's chunks.group()). */
+function chunkSignatures(sig: SignatureDict): SignatureDict[] {
+  const { task, it, n } = sig.kwargs as { task?: unknown; it?: unknown; n?: unknown };
+  if (!Array.isArray(it) || typeof n !== 'number' || n < 1) throw new CanvasError(`chunks: expected kwargs {task, it: [...], n >= 1}, got n=${String(n)}`);
+  const parts: SignatureDict[] = [];
+  for (let i = 0; i < it.length; i += n)
+    parts.push({
+      task: CANVAS_TASKS.xstarmap,
+      args: [],
+      kwargs: { task, it: it.slice(i, i + n) },
+      options: mapOptions(sig),
+      subtask_type: 'xstarmap',
+      immutable: true,
+    });
+  return parts;
+}
+
+/** How many header parts a signature adds to a chord (Celery's `_chord._descend`). */
+function chordSize(sig: SignatureDict): number {
+  switch (sig.subtask_type) {
+    case 'group':
+      return childSignatures(sig.kwargs.tasks, 'group.tasks').reduce((n, t) => n + chordSize(t), 0);
+    case 'chain': {
+      const steps = childSignatures(sig.kwargs.tasks, 'chain.tasks');
+      for (let i = steps.length - 1; i >= 0; i--) {
+        const n = chordSize(steps[i]!);
+        if (n > 0) return n;
+      }
+      return 0;
+    }
+    case 'chord':
+      return chordSize(asSignature(sig.kwargs.body, 'chord.body'));
+    case 'chunks':
+      return chunkSignatures(sig).length;
+    default:
+      return 1;
+  }
+}
+
+/** The group members, nested groups unrolled into the same group (Celery's group._prepared). */
+function unrolled(tasks: SignatureDict[]): SignatureDict[] {
+  return tasks.flatMap((t) => (t.subtask_type === 'group' ? unrolled(childSignatures(t.kwargs.tasks, 'group.tasks')) : [t]));
+}
+
+/**
+ * Sends each member with the group id and its index; as a chord header, each carries the body
+ * and the size is stored before the last one is sent (Celery's _apply_tasks).
+ */
+async function applyGroup(
+  host: CanvasHost,
+  tasks: SignatureDict[],
+  args: unknown[],
+  kwargs: Record<string, unknown> | undefined,
+  o: SendOptions,
+  chord: { body: SignatureDict; backend: ResultBackend } | null = null,
+): Promise<GroupResult> {
+  const gid = o.taskId ?? randomUUID();
+  const members = unrolled(tasks);
+  const { taskId: _own, chain: _chain, chord: _chord, group: _group, groupIndex: _index, ...shared } = o;
+  const size = chord ? members.reduce((n, t) => n + chordSize(t), 0) : 0;
+  const results: AsyncResult[] = [];
+  for (const [i, m] of members.entries()) {
+    if (chord && i === members.length - 1) await chord.backend.chords!.setSize(gid, size);
+    const r = await apply(host, m, { args, kwargs, options: { ...shared, group: gid, groupIndex: i, chord: chord?.body } });
+    // A member that is itself a group (only after chunks) stands for its first result here.
+    results.push(r instanceof GroupResult ? r.results[0]! : r);
+  }
+  return new GroupResult(gid, results, host);
+}
+
+/**
+ * Celery's _chord.run: the body frozen with its id (the chord's task_id), the rest of an
+ * enclosing chain and an enclosing chord moved onto the body, then the header sent as a group.
+ */
+async function applyChord(host: CanvasHost, sig: SignatureDict, call: ApplyCall): Promise<AsyncResult> {
+  const backend = await host.backend();
+  if (!backend.chords)
+    throw new CanvasError(
+      `a chord needs a result backend that joins its header; the ${backend.kind} backend cannot (Celery refuses chords on rpc:// too): use redis://, memory:// or file://`,
+    );
+  const header = asSignature(sig.kwargs.header, 'chord.header');
+  const headerTasks = childSignatures(header, 'chord.header');
+  const o = merged(sig, call);
+  const body = asSignature(sig.kwargs.body, 'chord.body');
+  // Celery 5.7 gives the chord the body's id, 5.2 the header's: an id the body already has wins (freeze).
+  const bodyOptions: Record<string, unknown> = {};
+  if (o.chain) bodyOptions.chain = o.chain;
+  // A chord that is itself a header part (of an outer chord) completes through its body.
+  if (o.chord) Object.assign(bodyOptions, { chord: o.chord, group_id: o.group, group_index: o.groupIndex });
+  if (o.queue && body.options.queue === undefined) bodyOptions.queue = o.queue;
+  const frozenBody = frozen(withOptions(body, bodyOptions), o.taskId);
+  const gid = taskIdOf(header) ?? randomUUID();
+  const { chain: _chain, chord: _chord, taskId: _own, group: _group, groupIndex: _index, ...headerOptions } = o;
+  if (headerTasks.length === 0) {
+    // No header task will ever complete the chord: the body runs now with no results (as Celery).
+    const r = (await apply(host, frozenBody, { args: [[]], options: { rootId: o.rootId, parentId: o.parentId } })) as AsyncResult;
+    r.parent = new GroupResult(gid, [], host);
+    return r;
+  }
+  const headerResult = await applyGroup(host, headerTasks, argsOf(sig, call), call.kwargs, { ...headerOptions, taskId: gid }, { body: frozenBody, backend });
+  const result = resultOf(host, frozenBody);
+  rootOf(result).parent = headerResult;
+  return result as AsyncResult;
+}
+
+/** Steps of a chain with nested chains spliced in, and each group followed by a step made a chord with it (Celery's prepare_steps). */
+function chainSteps(sig: SignatureDict): SignatureDict[] {
+  const flat = childSignatures(sig.kwargs.tasks, 'chain.tasks').flatMap((t) => (t.subtask_type === 'chain' ? chainSteps(t) : [t]));
+  const steps: SignatureDict[] = [];
+  for (let i = flat.length - 1; i >= 0; i--) {
+    const t = flat[i]!;
+    const next = steps[0];
+    if (t.subtask_type === 'group' && next) {
+      steps[0] = { task: CANVAS_TASKS.chord, args: [], kwargs: { header: t, body: next, kwargs: {} }, options: {}, subtask_type: 'chord', immutable: false };
+    } else {
+      steps.unshift(t);
+    }
+  }
+  return steps;
+}
+
+/**
+ * A copy of `sig` with the task ids its results will have (Celery's freeze), so the caller knows
+ * them before anything runs. An id already there wins; `id` is for the result that completes
+ * the signature (a task, a chain's last step, a chord's body).
+ */
+function frozen(sig: SignatureDict, id?: string): SignatureDict {
+  switch (sig.subtask_type) {
+    case 'chord': {
+      const body = frozen(asSignature(sig.kwargs.body, 'chord.body'), id ?? taskIdOf(sig) ?? undefined);
+      return { ...sig, kwargs: { ...sig.kwargs, body } };
+    }
+    case 'group': {
+      const tasks = childSignatures(sig.kwargs.tasks, 'group.tasks').map((t) => frozen(t));
+      return withOptions({ ...sig, kwargs: { ...sig.kwargs, tasks } }, { task_id: taskIdOf(sig) ?? randomUUID() });
+    }
+    case 'chain': {
+      const steps = chainSteps(sig);
+      const tasks = steps.map((t, i) => frozen(t, i === steps.length - 1 ? (id ?? taskIdOf(sig) ?? undefined) : undefined));
+      return { ...sig, kwargs: { ...sig.kwargs, tasks } };
+    }
+    default:
+      return taskIdOf(sig) ? sig : withOptions(sig, { task_id: id ?? randomUUID() });
+  }
+}
+
+/** The result a frozen signature will have: a chain's is its last step's, with the earlier ones as parents. */
+function resultOf(host: CanvasHost, sig: SignatureDict): CanvasResult {
+  switch (sig.subtask_type) {
+    case 'group':
+      return new GroupResult(
+        taskIdOf(sig)!,
+        childSignatures(sig.kwargs.tasks, 'group.tasks').map((t) => resultOf(host, t) as AsyncResult),
+        host,
+      );
+    case 'chord':
+      return resultOf(host, asSignature(sig.kwargs.body, 'chord.body'));
+    case 'chain': {
+      let prev: CanvasResult | null = null;
+      for (const step of childSignatures(sig.kwargs.tasks, 'chain.tasks')) {
+        const r = resultOf(host, step);
+        if (prev) rootOf(r).parent = prev;
+        prev = r;
+      }
+      return prev!;
+    }
+    default:
+      return host.asyncResult(taskIdOf(sig)!);
+  }
+}
+
+/** The first result of a chain of parents (where a header or an earlier step attaches). */
+function rootOf(r: CanvasResult): CanvasResult {
+  let node = r;
+  while (node.parent) node = node.parent as CanvasResult;
+  return node;
+}
+
+/**
+ * Sends the first step with the others, reversed, as its chain (spec §1.5). A group or chord
+ * option of an enclosing canvas belongs to the last step, which completes the chain.
+ */
+async function applyChain(host: CanvasHost, sig: SignatureDict, call: ApplyCall): Promise<CanvasResult> {
+  const o = merged(sig, call);
+  const { chord, group, groupIndex, taskId, link, linkError, ...firstOptions } = o;
+  const whole = frozen(sig, taskId);
+  // A chain's errbacks go on every step, its links on the last one (Celery's chain.link_error/link).
+  const steps = childSignatures(whole.kwargs.tasks, 'chain.tasks').map((t) =>
+    linkError ? withOptions(t, { link_error: [...((t.options.link_error as SignatureDict[]) ?? []), ...[linkError].flat()] }) : t,
+  );
+  if (steps.length === 0) throw new CanvasError('an empty chain cannot be applied');
+  const last = steps.length - 1;
+  if (link) steps[last] = withOptions(steps[last]!, { link: [...((steps[last]!.options.link as SignatureDict[]) ?? []), ...[link].flat()] });
+  if (chord || group !== undefined) steps[last] = withOptions(steps[last]!, defined({ chord, group_id: group, group_index: groupIndex }));
+  const rest = steps.slice(1).reverse();
+  // A chain's own kwargs hold its steps; the call's keyword arguments go to the first step.
+  const firstCall: ApplyCall = { args: argsOf(sig, call), kwargs: call.kwargs, options: { ...firstOptions, chain: rest.length > 0 ? rest : undefined } };
+  if (steps.length === 1) return apply(host, steps[0]!, { ...firstCall, options: { ...firstCall.options, chord, group, groupIndex } });
+  await apply(host, steps[0]!, firstCall);
+  return resultOf(host, { ...whole, kwargs: { ...whole.kwargs, tasks: steps } });
+}

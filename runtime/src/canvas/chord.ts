@@ -1,0 +1,165 @@
+/**
+ * chord: a header group whose results, in order, are passed to a body (Celery's `chord`). The
+ * join is Celery 5.x's on the result backend (spec §5.5, backends/redis.py on_chord_part_return):
+ * every header task adds its outcome; the one that completes the header applies the body, or
+ * fails it with ChordError naming the failed task. Also what a failed task does to the rest of
+ * its chain (Celery's mark_as_failure), so a waiting caller never hangs.
+ */
+import type { Logger } from 'pino';
+import type { SendOptions } from '../app/send.js';
+import { ChordError } from '../errors.js';
+import { buildMeta, exceptionToDict, isExceptionDict, States, type ExceptionDict, type TaskState } from '../protocol/result-meta.js';
+import { applySignature, type CanvasHost } from './apply.js';
+import { asSignature, canvasSignature, resultIds, taskIdOf, type SignatureDict } from './signature.js';
+import { group } from './group.js';
+
+/** A chord signature: `header` tasks in parallel, then `body` with their results (Celery's `chord(header, body)`). */
+export function chord(header: readonly SignatureDict[] | SignatureDict, body: SignatureDict, options: Record<string, unknown> = {}): SignatureDict {
+  const h = Array.isArray(header) ? group(header) : (header as SignatureDict);
+  return canvasSignature('chord', { header: h, body, kwargs: {} }, options);
+}
+
+/** A task that finished, as the canvas needs to know it (from its request). */
+export interface FinishedTask {
+  readonly id: string;
+  readonly group: string | null;
+  readonly groupIndex: number | null;
+  readonly rootId: string;
+  /** The chord body, when this task is a chord header part. */
+  readonly chord: SignatureDict | null;
+  /** The rest of its chain (spec §1.5). */
+  readonly chain: readonly SignatureDict[] | null;
+  /** Options for what is sent on its behalf (serializer, parent). */
+  readonly send?: SendOptions;
+}
+
+/** Failed states that fail a chord (Celery's PROPAGATE_STATES). */
+const PROPAGATE = new Set<TaskState>([States.FAILURE, States.REVOKED]);
+
+/** A Python string literal, as repr() writes it. */
+function pyStr(s: string): string {
+  const q = s.includes("'") && !s.includes('"') ? '"' : "'";
+  const body = s.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(new RegExp(q, 'g'), `\\${q}`);
+  return `${q}${body}${q}`;
+}
+
+/** repr() of a value as Python would print it, close enough for error messages. */
+function pyRepr(v: unknown): string {
+  if (typeof v === 'string') return pyStr(v);
+  if (v === null || v === undefined) return 'None';
+  if (v === true) return 'True';
+  if (v === false) return 'False';
+  if (Array.isArray(v)) return `[${v.map(pyRepr).join(', ')}]`;
+  if (typeof v === 'object')
+    return `{${Object.entries(v)
+      .map(([k, x]) => `${pyStr(k)}: ${pyRepr(x)}`)
+      .join(', ')}}`;
+  return String(v);
+}
+
+/** `ValueError('bad value', 7)`: the repr of the exception an exception dict stands for. */
+export function exceptionRepr(e: unknown): string {
+  if (!isExceptionDict(e)) return pyRepr(e);
+  const args = Array.isArray(e.exc_message) ? e.exc_message : [e.exc_message];
+  return `${e.exc_type}(${args.map(pyRepr).join(', ')})`;
+}
+
+/**
+ * Records a finished chord header task in the join (Celery's on_chord_part_return). The task that
+ * completes the header applies the body with the results in header order, or, when one failed,
+ * stores ChordError as the body's FAILURE and fires its errbacks.
+ */
+export async function chordPartReturned(host: CanvasHost, t: FinishedTask, state: TaskState, result: unknown, log: Logger): Promise<void> {
+  if (!t.group || !t.chord) return;
+  const backend = await host.backend();
+  const body = asSignature(t.chord, 'chord body');
+  if (!backend.chords) {
+    await failCanvas(host, body, new ChordError(`the ${backend.kind} result backend cannot join chords; the body of chord ${t.group} cannot run`), t, log);
+    return;
+  }
+  const parts = await backend.chords.addPart(t.group, t.groupIndex, { taskId: t.id, state, result });
+  if (!parts) return;
+  try {
+    // Celery saves the header of a chord whose header holds groups and joins that instead, keeping
+    // the nesting; celeriac cannot rebuild it (restoreGroup refuses nested members), so such a
+    // chord fails loudly rather than handing the body a flattened list.
+    try {
+      await backend.chords.restoreGroup(t.group);
+    } catch (err) {
+      const e = new ChordError(`Join error: chord ${t.group} has a nested header celeriac cannot join: ${(err as Error).message}`, { cause: err });
+      log.error({ err: e, groupId: t.group }, 'chord body stored as FAILURE');
+      await failCanvas(host, body, e, t, log);
+      return;
+    }
+    const failed = parts.find((p) => PROPAGATE.has(p.state));
+    if (failed) {
+      const err = new ChordError(`Dependency ${failed.taskId} raised ${exceptionRepr(failed.result)}`);
+      log.error({ err, groupId: t.group }, `chord ${t.group} failed: its body is stored as FAILURE`);
+      await failCanvas(host, body, err, t, log);
+      return;
+    }
+    try {
+      await applySignature(host, body, { args: [parts.map((p) => p.result)], options: { ...t.send, rootId: t.rootId, parentId: t.id } });
+    } catch (err) {
+      log.error({ err, groupId: t.group }, `chord ${t.group}: applying the body failed`);
+      await failCanvas(host, body, new ChordError(`Callback error: ${(err as Error).message}`, { cause: err }), t, log);
+    }
+  } finally {
+    await backend.chords.clear(t.group);
+  }
+}
+
+/**
+ * Stores `err` as FAILURE under every result id of `sig` and applies its link_error signatures
+ * with the failed id (Celery's chord_error_from_stack, old-style errbacks).
+ */
+export async function failCanvas(host: CanvasHost, sig: SignatureDict, err: Error, t: FinishedTask, log: Logger): Promise<void> {
+  const backend = await host.backend();
+  const exc = exceptionToDict(err);
+  for (const id of resultIds(sig)) await backend.store(buildMeta(id, States.FAILURE, exc, { traceback: null }));
+  const errbacks = sig.options.link_error;
+  const id = taskIdOf(sig) ?? resultIds(sig)[0];
+  if (!Array.isArray(errbacks) || !id) return;
+  for (const eb of errbacks as SignatureDict[]) {
+    try {
+      await applySignature(host, eb, { args: [id], options: { ...t.send, rootId: t.rootId, parentId: id } });
+    } catch (e) {
+      // One errback that cannot be sent must not keep the others from running.
+      log.error({ err: e, errback: eb }, `errback of ${id} could not be applied`);
+    }
+  }
+}
+
+/**
+ * A task failed or was revoked: the rest of its chain never runs, so (as Celery's mark_as_failure)
+ * each remaining step with a task id gets the same FAILURE, and a remaining step that is a chord
+ * header part reports to its chord, so a caller waiting on the chain's end sees the error.
+ */
+export async function chainFailed(
+  host: CanvasHost,
+  t: FinishedTask,
+  state: TaskState,
+  exc: ExceptionDict,
+  traceback: string | null,
+  log: Logger,
+): Promise<void> {
+  const backend = await host.backend();
+  for (const raw of t.chain ?? []) {
+    const step = asSignature(raw, 'chain step');
+    // A canvas step completes through its results (a chord through its body): fail each of them.
+    for (const id of resultIds(step)) await backend.store(buildMeta(id, state, exc, { traceback }));
+    const o = step.options;
+    const id = taskIdOf(step);
+    if (step.subtask_type === null && id && o.chord && typeof o.group_id === 'string') {
+      const part: FinishedTask = {
+        ...t,
+        id,
+        group: o.group_id,
+        groupIndex: typeof o.group_index === 'number' ? o.group_index : null,
+        chord: o.chord as SignatureDict,
+        chain: null,
+      };
+      await chordPartReturned(host, part, state, exc, log);
+    }
+  }
+}
