@@ -28,7 +28,7 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { BrokerError, redactUrl } from '../errors.js';
-import { fromEnvelope, parseEnvelope, toEnvelope, type Envelope } from '../protocol/envelope.js';
+import { fromEnvelope, parseEnvelope, readEnvelope, toEnvelope, type Envelope } from '../protocol/envelope.js';
 import {
   bindingKey,
   bindingMember,
@@ -43,7 +43,6 @@ import {
   UNACKED_MUTEX,
   unackedEntry,
 } from '../protocol/kombu-redis.js';
-import { rawMessage } from '../protocol/wire-message.js';
 import { Backoff } from '../transport/backoff.js';
 import { OutageLog, intParam, parseRedisUrl, pingWithin, quit, redisOptions } from '../transport/redis-connection.js';
 import { aborted, CLOSE_TIMEOUT_MS, Signal, sleep, untilAborted, within } from '../transport/wait.js';
@@ -176,22 +175,20 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
     signal.addEventListener('abort', wake, { once: true });
     const backoff = new Backoff(50, 5_000);
 
-    /** The envelope in a message's text, or null (logged) when it is not one. */
-    const envelopeOf = (text: string, queue: string): Envelope | null => {
-      try {
-        return parseEnvelope(text);
-      } catch (err) {
-        log?.warn({ err, queue }, 'message in Redis is not a kombu envelope; handed on raw so that the worker dead-letters it');
-        return null;
-      }
+    /** The envelope in a message's text and its message (raw, logged, when it is not one). */
+    const envelopeOf = (text: string, queue: string): ReturnType<typeof readEnvelope> => {
+      const read = readEnvelope(text);
+      if (!read.env) log?.warn({ err: read.err, queue }, 'message in Redis is not a kombu envelope; handed on raw so that the worker dead-letters it');
+      return read;
     };
 
     /** Hands on one message taken from `queue` (recorded in `unacked` under `tag`). */
-    const deliver = (queue: string, tag: string, text: string, env: Envelope | null) => {
+    const deliver = (queue: string, tag: string, read: ReturnType<typeof readEnvelope>) => {
       held.set(tag, queue);
+      const env = read.env;
       const di = env?.properties.delivery_info;
       const redelivered = di?.redelivered === true || env?.headers.redelivered === true;
-      qos.hand(env ? fromEnvelope(env) : rawMessage(text), { queue, exchange: di?.exchange ?? '', routingKey: di?.routing_key ?? queue, redelivered }, tag);
+      qos.hand(read.message, { queue, exchange: di?.exchange ?? '', routingKey: di?.routing_key ?? queue, redelivered }, tag);
     };
 
     try {
@@ -239,7 +236,7 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
             for (let i = 0; i < got.length; i += 3) {
               const queue = names[(got[i] as number) - 1]!;
               const text = got[i + 2] as string;
-              deliver(queue, got[i + 1] as string, text, envelopeOf(text, queue));
+              deliver(queue, got[i + 1] as string, envelopeOf(text, queue));
             }
             continue;
           }
@@ -257,7 +254,8 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
           const [key, text] = r;
           const queue = names[keys.indexOf(key)] ?? queueOfList(key);
           // Recorded as POP_SCRIPT records it; a text that is not an envelope as a JSON string.
-          const env = envelopeOf(text, queue);
+          const read = envelopeOf(text, queue);
+          const env = read.env;
           const di = env?.properties.delivery_info;
           const tag = env?.properties.delivery_tag ?? `${consumerId}:${popSeq}.b`;
           const entry = env ? unackedEntry(text, di?.exchange ?? '', di?.routing_key ?? queue) : unackedEntry(JSON.stringify(text), '', queue);
@@ -267,7 +265,7 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
             .hset(UNACKED, tag, entry)
             .exec()
             .catch((err: unknown) => log?.warn({ err }, 'recording a message as unacked failed'));
-          deliver(queue, tag, text, env);
+          deliver(queue, tag, read);
         } catch (err) {
           if (signal.aborted || closed) break;
           log?.warn({ err }, 'consuming from Redis failed; retrying with backoff');
@@ -343,7 +341,7 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
       const handler = (pattern: string, _channel: string, text: string) => {
         if (!patterns.includes(pattern)) return;
         try {
-          onMessage(fromEnvelope(JSON.parse(text) as Envelope));
+          onMessage(fromEnvelope(parseEnvelope(text)));
         } catch (err) {
           log?.warn({ err, exchange }, 'undecodable broadcast message ignored');
         }

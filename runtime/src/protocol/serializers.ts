@@ -6,7 +6,8 @@
  */
 import { encode as msgpackEncode, decode as msgpackDecode } from '@msgpack/msgpack';
 import { parse as yamlParse, stringify as yamlStringify } from 'yaml';
-import { ContentDisallowedError, ProtocolError } from '../errors.js';
+import { ContentDisallowedError, DecodeError, ProtocolError } from '../errors.js';
+import { checkTextDepth, checkValueDepth, DEFAULT_LIMITS } from './limits.js';
 
 export type SerializerName = 'json' | 'msgpack' | 'yaml';
 
@@ -50,7 +51,7 @@ function jsonReviver(_key: string, value: unknown): unknown {
     case 'base64':
       return Buffer.from(String(v), 'base64');
     default:
-      throw new ProtocolError(`Unknown JSON type tag "${String(o.__type__)}" in message body`);
+      throw new DecodeError(`Unknown JSON type tag "${String(o.__type__)}" in message body`);
   }
 }
 
@@ -125,14 +126,23 @@ export function acceptedContentTypes(accept: readonly string[]): Set<string> {
   return out;
 }
 
-/** Decodes a body after checking its content type against `accepted`. */
-export function deserialize(body: Buffer, contentType: string, accepted: ReadonlySet<string>): unknown {
+/**
+ * Decodes a body after checking its content type against `accepted`, and its nesting against
+ * `maxDepth` before any recursive work (text is scanned before parsing; msgpack's decoder keeps
+ * its own stack, so its value is walked after).
+ */
+export function deserialize(body: Buffer, contentType: string, accepted: ReadonlySet<string>, maxDepth = DEFAULT_LIMITS.maxNestingDepth): unknown {
   const s = accepted.has(contentType) ? byContentType.get(contentType) : undefined;
   if (!s) throw new ContentDisallowedError(contentType, [...accepted]);
+  const what = `${contentType} body`;
+  if (s.contentEncoding !== 'binary') checkTextDepth(body, maxDepth, what);
+  let value: unknown;
   try {
-    return s.loads(body);
+    value = s.loads(body);
   } catch (err) {
     if (err instanceof ProtocolError) throw err;
-    throw new ProtocolError(`Cannot decode ${contentType} body: ${(err as Error).message}`, { cause: err });
+    throw new DecodeError(`Cannot decode ${what}: ${(err as Error).message}`, { cause: err });
   }
+  if (s.contentEncoding === 'binary' && body.length > maxDepth) checkValueDepth(value, maxDepth, what);
+  return value;
 }
