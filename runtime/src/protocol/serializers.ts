@@ -4,6 +4,7 @@
  * (`{"__type__", "__value__"}`) are decoded; celeriac writes plain values so that Celery 5.2 peers
  * can read them (spec §2.2), except bytes, which have no plain JSON form.
  */
+import { isUtf8 } from 'node:buffer';
 import { encode as msgpackEncode, decode as msgpackDecode } from '@msgpack/msgpack';
 import { parse as yamlParse, stringify as yamlStringify } from 'yaml';
 import { ContentDisallowedError, DecodeError, ProtocolError } from '../errors.js';
@@ -135,7 +136,11 @@ export function deserialize(body: Buffer, contentType: string, accepted: Readonl
   const s = accepted.has(contentType) ? byContentType.get(contentType) : undefined;
   if (!s) throw new ContentDisallowedError(contentType, [...accepted]);
   const what = `${contentType} body`;
-  if (s.contentEncoding !== 'binary') checkTextDepth(body, maxDepth, what);
+  if (s.contentEncoding !== 'binary') {
+    // Python decodes text bodies strictly: invalid UTF-8 is a DecodeError there, not U+FFFD.
+    if (!isUtf8(body)) throw new DecodeError(`Cannot decode ${what}: it is not valid UTF-8`);
+    checkTextDepth(body, maxDepth, what);
+  }
   let value: unknown;
   try {
     value = s.loads(body);
