@@ -17,7 +17,8 @@
  * - Reconnects with capped exponential backoff, logging once per outage; commands queue meanwhile
  *   (a publish resent after a reconnect can store a message twice: the worker drops the duplicate).
  *
- * URL: `redis://[[user]:password@]host[:port][/db][?visibilityTimeoutMs=3600000]`, `rediss://` for TLS
+ * URL: `redis://[[user]:password@]host[:port][/db][?visibilityTimeoutMs=3600000]` (or kombu's
+ * `?visibility_timeout=3600` in seconds; any other option but the TLS ones is refused by name), `rediss://` for TLS
  * (with `tlsInsecure=true` or `tlsServerName=NAME`, ../transport/tls-params.ts). The key layout
  * (list names, `unacked`, bindings) is ../protocol/kombu-redis.ts.
  *
@@ -44,7 +45,7 @@ import {
   unackedEntry,
 } from '../protocol/kombu-redis.js';
 import { Backoff } from '../transport/backoff.js';
-import { OutageLog, intParam, parseRedisUrl, pingWithin, quit, redisOptions } from '../transport/redis-connection.js';
+import { OutageLog, parseRedisUrl, visibilityTimeoutParam, pingWithin, quit, redisOptions } from '../transport/redis-connection.js';
 import { aborted, CLOSE_TIMEOUT_MS, Signal, sleep, untilAborted, within } from '../transport/wait.js';
 import type { Broker, ConsumeOptions, Delivery } from './broker.js';
 import { Qos, type Settlers } from './qos.js';
@@ -68,9 +69,9 @@ interface Scripted {
 }
 
 export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): Broker {
-  const parsed = parseRedisUrl(url, ['visibilityTimeoutMs']);
+  const parsed = parseRedisUrl(url);
   const log = opts.logger?.child({ component: 'redis-broker' });
-  const visibilityMs = opts.visibilityTimeoutMs ?? intParam(parsed, 'visibilityTimeoutMs', 3_600_000, url);
+  const visibilityMs = opts.visibilityTimeoutMs ?? visibilityTimeoutParam(parsed, 3_600_000, url);
   const batchSize = opts.batchSize ?? 100;
   const pollSeconds = (opts.pollTimeoutMs ?? 1_000) / 1000;
   const fanout = fanoutPrefix(parsed.db);
