@@ -11,6 +11,7 @@ import { describe, it } from 'node:test';
 import { encode as msgpackEncode } from '@msgpack/msgpack';
 import { Redis } from 'ioredis';
 import { createApp, type App } from '../../runtime/src/app/app.js';
+import { createRedisBroker } from '../../runtime/src/brokers/redis.js';
 import { amqplib } from '../../runtime/src/brokers/amqp-codec.js';
 import { TaskFailedError } from '../../runtime/src/errors.js';
 import { DEAD_REASON_HEADER } from '../../runtime/src/protocol/dead-letter.js';
@@ -338,6 +339,56 @@ describe('malformed messages on RabbitMQ', { skip: redis.skip || rabbit.skip }, 
     } finally {
       await ch.close().catch(() => undefined);
       await conn.close();
+    }
+  });
+});
+
+describe('Redis: a valid message the Lua JSON decoder cannot read', { skip: redis.skip }, () => {
+  it('with a lone surrogate (Python json of an os.fsdecode name), popped in a batch and given back, comes back unchanged', async () => {
+    const url = redis.server!.url;
+    const r = new Redis(url);
+    const broker = createRedisBroker(url);
+    const queue = uniqueName('surrogate');
+    try {
+      await broker.connect();
+      // JSON.stringify writes a lone surrogate as the escape \udc80, as Python's json.dumps does.
+      const texts = ['plain-1', 'file-\udc80.txt', 'plain-2'].map((name) =>
+        JSON.stringify({
+          body: Buffer.from(JSON.stringify([[name], {}, null])).toString('base64'),
+          'content-encoding': 'utf-8',
+          'content-type': 'application/json',
+          headers: { lang: 'py', task: 'c.echo', id: randomUUID(), name },
+          properties: { delivery_info: { exchange: '', routing_key: queue }, body_encoding: 'base64', delivery_tag: randomUUID(), priority: 0 },
+        }),
+      );
+      await r.lpush(queue, ...texts);
+      const seen = new Map<string, number>();
+      const unreadable: string[] = [];
+      const ctl = new AbortController();
+      const consuming = broker.consume(
+        [queue],
+        async (d) => {
+          if (d.message.unreadable !== undefined || typeof d.message.headers.name !== 'string') {
+            unreadable.push(d.message.body.toString('utf8'));
+            ctl.abort(); // a message came back changed: stop and report it
+            return d.ack();
+          }
+          const name = d.message.headers.name;
+          const n = (seen.get(name) ?? 0) + 1;
+          seen.set(name, n);
+          if (n === 1) return d.requeue();
+          await d.ack();
+          if ([...seen.values()].every((c) => c === 2) && seen.size === 3) ctl.abort();
+        },
+        { prefetch: 10, signal: ctl.signal },
+      );
+      await consuming;
+      assert.deepEqual(unreadable, [], 'every message comes back as it was sent');
+      assert.deepEqual([...seen.keys()].sort(), ['file-\udc80.txt', 'plain-1', 'plain-2']);
+      assert.equal(await r.hlen('unacked'), 0);
+    } finally {
+      await broker.close();
+      r.disconnect();
     }
   });
 });
