@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { deflateSync } from 'node:zlib';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { encode as msgpackEncode } from '@msgpack/msgpack';
 import { Redis } from 'ioredis';
 import { createApp, type App } from '../../runtime/src/app/app.js';
@@ -241,6 +241,7 @@ async function runCorpus(o: {
 }
 
 const redis = await useRedis();
+after(() => redis.server?.stop());
 describe('malformed messages on Redis', { skip: redis.skip }, () => {
   it('runs, stores FAILURE and dead-letters, or dead-letters byte-exact, each message of the corpus', async () => {
     const url = redis.server!.url;
@@ -285,6 +286,7 @@ describe('malformed messages on Redis', { skip: redis.skip }, () => {
 });
 
 const rabbit = await useRabbit();
+after(() => rabbit.server?.stop());
 describe('malformed messages on RabbitMQ', { skip: redis.skip || rabbit.skip }, () => {
   it('runs, stores FAILURE and dead-letters each message of the corpus', async () => {
     const conn = await amqplib.connect(rabbit.server!.url);
