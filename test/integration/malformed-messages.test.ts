@@ -241,7 +241,6 @@ async function runCorpus(o: {
 }
 
 const redis = await useRedis();
-after(() => redis.server?.stop());
 describe('malformed messages on Redis', { skip: redis.skip }, () => {
   it('runs, stores FAILURE and dead-letters, or dead-letters byte-exact, each message of the corpus', async () => {
     const url = redis.server!.url;
@@ -286,7 +285,6 @@ describe('malformed messages on Redis', { skip: redis.skip }, () => {
 });
 
 const rabbit = await useRabbit();
-after(() => rabbit.server?.stop());
 describe('malformed messages on RabbitMQ', { skip: redis.skip || rabbit.skip }, () => {
   it('runs, stores FAILURE and dead-letters each message of the corpus', async () => {
     const conn = await amqplib.connect(rabbit.server!.url);
@@ -346,6 +344,8 @@ describe('malformed messages on RabbitMQ', { skip: redis.skip || rabbit.skip }, 
 });
 
 describe('Redis: a valid message the Lua JSON decoder cannot read', { skip: redis.skip }, () => {
+  // The last suite of the file stops both servers (a top-level after() ran before the RabbitMQ suite).
+  after(() => Promise.all([redis.server?.stop(), rabbit.server?.stop()]));
   it('with a lone surrogate (Python json of an os.fsdecode name), popped in a batch and given back, comes back unchanged', async () => {
     const url = redis.server!.url;
     const r = new Redis(url);
