@@ -3,8 +3,9 @@
  *
  * CeleriacError (code: string)
  *  ├─ ConfigError            bad configuration; lists every problem at once
- *  ├─ ProtocolError          a message that cannot be decoded (bad body, missing header)
- *  │   └─ ContentDisallowedError   content type not in accept_content (pickle, …)
+ *  ├─ ProtocolError          a task message that cannot be run (missing header, args not a list); Celery's InvalidTaskError
+ *  │   ├─ ContentDisallowedError   content type not in accept_content (pickle, …); kombu's ContentDisallowed
+ *  │   └─ DecodeError              a body that cannot be decoded (bad JSON, bad compression, over a limit); kombu's DecodeError
  *  ├─ NotRegisteredError     unknown task name on this worker
  *  ├─ TaskFailedError        a task failed remotely; carries the remote exc_type/exc_message
  *  ├─ ResultTimeoutError     AsyncResult.get() timed out
@@ -39,15 +40,32 @@ export class ConfigError extends CeleriacError {
   }
 }
 
-/** A message that cannot be decoded into a task request. */
+/**
+ * A message that cannot be decoded into a task request. `excType`/`excModule` name the Celery
+ * exception a Python caller sees in the stored FAILURE (read by exceptionToDict).
+ */
 export class ProtocolError extends CeleriacError {
+  readonly excType: string = 'InvalidTaskError';
+  readonly excModule: string = 'celery.exceptions';
   constructor(message: string, options?: { cause?: unknown }) {
     super('E_PROTOCOL', message, options);
   }
 }
 
+/** A body (or envelope) that cannot be decoded, or is over the size or nesting limit: kombu's DecodeError. */
+export class DecodeError extends ProtocolError {
+  override readonly excType = 'DecodeError';
+  override readonly excModule = 'kombu.exceptions';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    (this as { code: string }).code = 'E_DECODE';
+  }
+}
+
 /** The message's content type is not in `acceptContent` (pickle is never accepted). */
 export class ContentDisallowedError extends ProtocolError {
+  override readonly excType = 'ContentDisallowed';
+  override readonly excModule = 'kombu.exceptions';
   constructor(
     readonly contentType: string,
     readonly accepted: readonly string[],

@@ -21,6 +21,8 @@ export interface Config {
   readonly acceptContent: readonly string[];
   readonly taskCompression: CompressionName | null;
   readonly resultExpiresMs: number | null;
+  readonly maxMessageBytes: number;
+  readonly maxNestingDepth: number;
   readonly resultExtended: boolean;
   readonly acksLate: boolean;
   readonly trackStarted: boolean;
@@ -106,6 +108,20 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     kind: { type: 'enum', values: COMPRESSION_NAMES, nullable: true },
     default: null,
     doc: 'Compression of sent task bodies: zlib, gzip (both zlib streams, as kombu) or brotli.',
+  },
+  {
+    key: 'maxMessageBytes',
+    env: ['CELERIAC_MAX_MESSAGE_BYTES'],
+    kind: { type: 'int', min: 1024 },
+    default: 64 * 1024 * 1024,
+    doc: 'Largest task body the worker decodes, before and after decompression; a larger one is stored as FAILURE (DecodeError) and dead-lettered.',
+  },
+  {
+    key: 'maxNestingDepth',
+    env: ['CELERIAC_MAX_NESTING_DEPTH'],
+    kind: { type: 'int', min: 8, max: 10_000 },
+    default: 1000,
+    doc: "Deepest nesting of lists and objects the worker decodes (Python's own recursion limit is 1000); checked before any recursive work.",
   },
   {
     key: 'resultExpiresMs',

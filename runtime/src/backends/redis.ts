@@ -53,7 +53,7 @@ export interface RedisStoreOptions {
 }
 
 export function createRedisStore(url: string, opts: RedisStoreOptions = {}): KeyValueStore {
-  const parsed = parseRedisUrl(url, []);
+  const parsed = parseRedisUrl(url);
   const log = opts.logger?.child({ component: 'redis-backend' });
   const outages = new OutageLog(log, `redis result backend ${redactUrl(url)}`);
   const client = outages.watch(new Redis(parsed.ioredisUrl, redisOptions(parsed, { enableAutoPipelining: true, lazyConnect: true })));

@@ -145,13 +145,19 @@ export function createKeyValueResultBackend(store: KeyValueStore, opts: { expire
   const key = (id: string) => TASK_META_PREFIX + id;
   const ttl = opts.expiresMs && opts.expiresMs > 0 ? { ttlMs: opts.expiresMs } : undefined;
 
+  /** The stored meta; a value that is not Celery's meta fails at once, naming the key (never PENDING forever). */
   const parse = (id: string, text: string | null): TaskMeta | null => {
     if (text === null) return null;
+    let meta: unknown;
     try {
-      return JSON.parse(text) as TaskMeta;
+      meta = JSON.parse(text);
     } catch (err) {
-      throw new BackendError(`Stored result of task ${id} in the ${store.kind} backend is not JSON`, { cause: err });
+      throw new BackendError(`Stored result ${key(id)} in the ${store.kind} backend is not JSON`, { cause: err });
     }
+    if (meta === null || typeof meta !== 'object' || Array.isArray(meta) || typeof (meta as TaskMeta).status !== 'string') {
+      throw new BackendError(`Stored result ${key(id)} in the ${store.kind} backend is JSON but not a task result (no "status"): ${text.slice(0, 80)}`);
+    }
+    return meta as TaskMeta;
   };
 
   const get = async (taskId: string) => parse(taskId, await store.get(key(taskId)));

@@ -56,7 +56,7 @@ return 1`;
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 
 async function redisScheduleStore(url: string, prefix: string, log: Logger): Promise<ScheduleStore> {
-  const parsed = parseRedisUrl(url, []);
+  const parsed = parseRedisUrl(url);
   const outages = new OutageLog(log, 'beat schedule store');
   const client = outages.watch(new Redis(parsed.ioredisUrl, redisOptions(parsed, { lazyConnect: true })));
   await pingWithin(client, 10_000, url, 'beat schedule store');

@@ -23,8 +23,8 @@ import { mkdir, readFile, readdir, rename, unlink, writeFile } from 'node:fs/pro
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { BrokerError } from '../errors.js';
-import { fromEnvelope, parseEnvelope, toEnvelope, type Envelope } from '../protocol/envelope.js';
-import { rawMessage, type WireMessage } from '../protocol/wire-message.js';
+import { fromEnvelope, parseEnvelope, readEnvelope, toEnvelope, type Envelope } from '../protocol/envelope.js';
+import type { WireMessage } from '../protocol/wire-message.js';
 import { fileUrlPath } from '../transport/file-url.js';
 import { Signal, sleep } from '../transport/wait.js';
 import type { Broker, ConsumeOptions } from './broker.js';
@@ -183,16 +183,12 @@ export function createFileBroker(url = 'file://', opts: { logger?: Logger } = {}
           if (isMissing(err)) return false; // another consumer won this message
           throw err;
         }
-        const text = await readFile(claimed, 'utf8');
+        const raw = await readFile(claimed);
         const c: Claim = { key: `${queue}/${name}`, queue, name, deadline };
         held.set(c.key, c);
-        let env: Envelope | null = null;
-        try {
-          env = parseEnvelope(text);
-        } catch (err) {
-          log?.warn({ err, queue, file: name }, 'message is not a kombu envelope; handed on raw so that the worker dead-letters it');
-        }
-        qos.hand(env ? fromEnvelope(env) : rawMessage(text), { queue, exchange: '', routingKey: queue, redelivered: name.endsWith('.r.json') }, c);
+        const read = readEnvelope(raw);
+        if (!read.env) log?.warn({ err: read.err, queue, file: name }, 'message is not a kombu envelope; handed on raw so that the worker dead-letters it');
+        qos.hand(read.message, { queue, exchange: '', routingKey: queue, redelivered: name.endsWith('.r.json') }, c);
         return true;
       };
 

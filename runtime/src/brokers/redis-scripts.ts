@@ -62,14 +62,21 @@ for k = 4, #KEYS do
       n = n + 1
       local ok, m = pcall(cjson.decode, env)
       local tag, ex, rk, entry
-      if ok and type(m) == 'table' and type(m.properties) == 'table' then
+      local object = ok and type(m) == 'table'
+      if object and type(m.properties) == 'table' then
         local p = m.properties
         if type(p.delivery_tag) == 'string' then tag = p.delivery_tag end
         if type(p.delivery_info) == 'table' then ex = p.delivery_info.exchange; rk = p.delivery_info.routing_key end
+      elseif not ok and string.match(env, '^%s*{') then
+        -- An object cjson cannot read (a lone surrogate escape, which Python's json writes for
+        -- os.fsdecode names): the worker parses it in JavaScript, as a message popped alone. It is
+        -- recorded like any envelope, its tag read by pattern; it goes back to the queue it came from.
+        object = true
+        tag = string.match(env, '"delivery_tag"%s*:%s*"([^"]*)"')
       end
       if type(ex) ~= 'string' then ex = '' end
       if type(rk) ~= 'string' then rk = queue end
-      if ok and type(m) == 'table' then
+      if object then
         entry = '[' .. env .. ', ' .. cjson.encode(ex) .. ', ' .. cjson.encode(rk) .. ']'
       else
         -- Not an envelope: keep it as a JSON string so the worker can dead-letter it.
@@ -118,12 +125,20 @@ for _, tag in ipairs(tags) do
   if v then
     redis.call('HDEL', KEYS[1], tag)
     local ok, entry = pcall(cjson.decode, v)
-    if ok and type(entry) == 'table' then
-      -- Push the envelope text as stored (re-encoding with cjson would turn [] into {}).
-      local env, ex, rk = string.match(v, '^%[(.*),%s*"([^"]*)",%s*"([^"]*)"%s*%]$')
-      local msg = entry[1]
-      if not env then env = type(msg) == 'string' and msg or cjson.encode(msg); ex = entry[2] or ''; rk = entry[3] or '' end
-      if type(msg) == 'string' then msg = {} end
+    -- Push the envelope text as stored (re-encoding with cjson would turn [] into {}); the pattern
+    -- needs no cjson, which cannot read some valid JSON (lone surrogate escapes).
+    local env, ex, rk = string.match(v, '^%[(.*),%s*"([^"]*)",%s*"([^"]*)"%s*%]$')
+    local prio = 0
+    if ok and type(entry) == 'table' and type(entry[1]) == 'string' then
+      -- Recorded as a JSON string (not an envelope): the text exactly as it was taken.
+      env = entry[1]; ex = entry[2] or ''; rk = entry[3] or ''
+    elseif ok and type(entry) == 'table' then
+      if not env then env = cjson.encode(entry[1]); ex = entry[2] or ''; rk = entry[3] or '' end
+      if type(entry[1]) == 'table' and type(entry[1].properties) == 'table' then prio = entry[1].properties.priority end
+    elseif env then
+      prio = tonumber(string.match(env, '"priority"%s*:%s*(%d+)')) or 0
+    end
+    if env then
       env = string.gsub(env, '"delivery_info"%s*:%s*{', '"delivery_info": {"redelivered": true, ', 1)
       local queues = {}
       if ex == '' then
@@ -135,8 +150,6 @@ for _, tag in ipairs(tags) do
         end
         if #queues == 0 then queues[1] = rk end
       end
-      local prio = 0
-      if type(msg.properties) == 'table' then prio = msg.properties.priority end
       for _, q in ipairs(queues) do
         if ARGV[2] == '1' then redis.call('LPUSH', list_for(q, prio), env)
         else redis.call('RPUSH', list_for(q, prio), env) end

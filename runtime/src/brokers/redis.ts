@@ -17,7 +17,8 @@
  * - Reconnects with capped exponential backoff, logging once per outage; commands queue meanwhile
  *   (a publish resent after a reconnect can store a message twice: the worker drops the duplicate).
  *
- * URL: `redis://[[user]:password@]host[:port][/db][?visibilityTimeoutMs=3600000]`, `rediss://` for TLS
+ * URL: `redis://[[user]:password@]host[:port][/db][?visibilityTimeoutMs=3600000]` (or kombu's
+ * `?visibility_timeout=3600` in seconds; any other option but the TLS ones is refused by name), `rediss://` for TLS
  * (with `tlsInsecure=true` or `tlsServerName=NAME`, ../transport/tls-params.ts). The key layout
  * (list names, `unacked`, bindings) is ../protocol/kombu-redis.ts.
  *
@@ -28,7 +29,7 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { BrokerError, redactUrl } from '../errors.js';
-import { fromEnvelope, parseEnvelope, toEnvelope, type Envelope } from '../protocol/envelope.js';
+import { fromEnvelope, parseEnvelope, readEnvelope, toEnvelope, type Envelope } from '../protocol/envelope.js';
 import {
   bindingKey,
   bindingMember,
@@ -43,9 +44,8 @@ import {
   UNACKED_MUTEX,
   unackedEntry,
 } from '../protocol/kombu-redis.js';
-import { rawMessage } from '../protocol/wire-message.js';
 import { Backoff } from '../transport/backoff.js';
-import { OutageLog, intParam, parseRedisUrl, pingWithin, quit, redisOptions } from '../transport/redis-connection.js';
+import { OutageLog, parseRedisUrl, visibilityTimeoutParam, pingWithin, quit, redisOptions } from '../transport/redis-connection.js';
 import { aborted, CLOSE_TIMEOUT_MS, Signal, sleep, untilAborted, within } from '../transport/wait.js';
 import type { Broker, ConsumeOptions, Delivery } from './broker.js';
 import { Qos, type Settlers } from './qos.js';
@@ -69,9 +69,9 @@ interface Scripted {
 }
 
 export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): Broker {
-  const parsed = parseRedisUrl(url, ['visibilityTimeoutMs']);
+  const parsed = parseRedisUrl(url);
   const log = opts.logger?.child({ component: 'redis-broker' });
-  const visibilityMs = opts.visibilityTimeoutMs ?? intParam(parsed, 'visibilityTimeoutMs', 3_600_000, url);
+  const visibilityMs = opts.visibilityTimeoutMs ?? visibilityTimeoutParam(parsed, 3_600_000, url);
   const batchSize = opts.batchSize ?? 100;
   const pollSeconds = (opts.pollTimeoutMs ?? 1_000) / 1000;
   const fanout = fanoutPrefix(parsed.db);
@@ -176,22 +176,20 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
     signal.addEventListener('abort', wake, { once: true });
     const backoff = new Backoff(50, 5_000);
 
-    /** The envelope in a message's text, or null (logged) when it is not one. */
-    const envelopeOf = (text: string, queue: string): Envelope | null => {
-      try {
-        return parseEnvelope(text);
-      } catch (err) {
-        log?.warn({ err, queue }, 'message in Redis is not a kombu envelope; handed on raw so that the worker dead-letters it');
-        return null;
-      }
+    /** The envelope in a message's text and its message (raw, logged, when it is not one). */
+    const envelopeOf = (text: string, queue: string): ReturnType<typeof readEnvelope> => {
+      const read = readEnvelope(text);
+      if (!read.env) log?.warn({ err: read.err, queue }, 'message in Redis is not a kombu envelope; handed on raw so that the worker dead-letters it');
+      return read;
     };
 
     /** Hands on one message taken from `queue` (recorded in `unacked` under `tag`). */
-    const deliver = (queue: string, tag: string, text: string, env: Envelope | null) => {
+    const deliver = (queue: string, tag: string, read: ReturnType<typeof readEnvelope>) => {
       held.set(tag, queue);
+      const env = read.env;
       const di = env?.properties.delivery_info;
       const redelivered = di?.redelivered === true || env?.headers.redelivered === true;
-      qos.hand(env ? fromEnvelope(env) : rawMessage(text), { queue, exchange: di?.exchange ?? '', routingKey: di?.routing_key ?? queue, redelivered }, tag);
+      qos.hand(read.message, { queue, exchange: di?.exchange ?? '', routingKey: di?.routing_key ?? queue, redelivered }, tag);
     };
 
     try {
@@ -239,7 +237,7 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
             for (let i = 0; i < got.length; i += 3) {
               const queue = names[(got[i] as number) - 1]!;
               const text = got[i + 2] as string;
-              deliver(queue, got[i + 1] as string, text, envelopeOf(text, queue));
+              deliver(queue, got[i + 1] as string, envelopeOf(text, queue));
             }
             continue;
           }
@@ -257,7 +255,8 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
           const [key, text] = r;
           const queue = names[keys.indexOf(key)] ?? queueOfList(key);
           // Recorded as POP_SCRIPT records it; a text that is not an envelope as a JSON string.
-          const env = envelopeOf(text, queue);
+          const read = envelopeOf(text, queue);
+          const env = read.env;
           const di = env?.properties.delivery_info;
           const tag = env?.properties.delivery_tag ?? `${consumerId}:${popSeq}.b`;
           const entry = env ? unackedEntry(text, di?.exchange ?? '', di?.routing_key ?? queue) : unackedEntry(JSON.stringify(text), '', queue);
@@ -267,7 +266,7 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
             .hset(UNACKED, tag, entry)
             .exec()
             .catch((err: unknown) => log?.warn({ err }, 'recording a message as unacked failed'));
-          deliver(queue, tag, text, env);
+          deliver(queue, tag, read);
         } catch (err) {
           if (signal.aborted || closed) break;
           log?.warn({ err }, 'consuming from Redis failed; retrying with backoff');
@@ -343,7 +342,7 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
       const handler = (pattern: string, _channel: string, text: string) => {
         if (!patterns.includes(pattern)) return;
         try {
-          onMessage(fromEnvelope(JSON.parse(text) as Envelope));
+          onMessage(fromEnvelope(parseEnvelope(text)));
         } catch (err) {
           log?.warn({ err, exchange }, 'undecodable broadcast message ignored');
         }

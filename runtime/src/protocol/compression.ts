@@ -3,7 +3,7 @@
  * (`application/x-gzip` is a zlib stream, not gzip; spec §2.4). Decoders accept the aliases too.
  */
 import { brotliCompressSync, brotliDecompressSync, deflateSync, inflateSync } from 'node:zlib';
-import { ProtocolError } from '../errors.js';
+import { DecodeError } from '../errors.js';
 
 export type CompressionName = 'zlib' | 'gzip' | 'brotli';
 
@@ -14,18 +14,34 @@ export function compress(body: Buffer, name: CompressionName): { body: Buffer; h
   return name === 'brotli' ? { body: brotliCompressSync(body), header: 'application/x-brotli' } : { body: deflateSync(body), header: 'application/x-gzip' };
 }
 
-/** Inflates a body whose `compression` header is `header` (a content type or an alias). */
-export function decompress(body: Buffer, header: string): Buffer {
+/**
+ * Inflates a body whose `compression` header is `header` (a content type or an alias), to at most
+ * `maxBytes` (a larger output is refused, not allocated: no zip bomb). Throws DecodeError.
+ */
+export function decompress(body: Buffer, header: string, maxBytes: number): Buffer {
+  const inflate = (run: () => Buffer): Buffer => {
+    try {
+      return run();
+    } catch (err) {
+      const over = (err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE';
+      throw new DecodeError(
+        over
+          ? `${header} body inflates to more than ${maxBytes} bytes (config maxMessageBytes)`
+          : `Cannot decompress ${header} body: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+  };
   switch (header) {
     case 'application/x-gzip':
     case 'zlib':
     case 'gzip':
-      return inflateSync(body);
+      return inflate(() => inflateSync(body, { maxOutputLength: maxBytes }));
     case 'application/x-brotli':
     case 'brotli':
-      return brotliDecompressSync(body);
+      return inflate(() => brotliDecompressSync(body, { maxOutputLength: maxBytes }));
     default:
-      throw new ProtocolError(
+      throw new DecodeError(
         `Unsupported compression "${header}" (supported: application/x-gzip (zlib), application/x-brotli). ` +
           `bzip2, lzma and zstd bodies need a sender that uses zlib.`,
       );

@@ -3,8 +3,9 @@
  * broker, so that a message on disk reads exactly like one in a Redis list.
  */
 import { randomUUID } from 'node:crypto';
-import type { WireMessage } from './wire-message.js';
-import { ProtocolError } from '../errors.js';
+import { rawMessage, type WireMessage } from './wire-message.js';
+import { DecodeError } from '../errors.js';
+import { checkTextDepth, DEFAULT_LIMITS } from './limits.js';
 
 export interface Envelope {
   body: string;
@@ -34,16 +35,20 @@ export function toEnvelope(m: WireMessage, exchange: string, routingKey: string)
   };
 }
 
-/** Parses an envelope's JSON text; throws ProtocolError naming what is wrong. */
+/**
+ * Parses an envelope's JSON text (nesting checked first, so that no later step recurses into a
+ * poison header); throws DecodeError naming what is wrong.
+ */
 export function parseEnvelope(text: string): Envelope {
+  checkTextDepth(text, DEFAULT_LIMITS.maxNestingDepth, 'Message envelope');
   let e: unknown;
   try {
     e = JSON.parse(text);
   } catch (err) {
-    throw new ProtocolError(`Message envelope is not JSON: ${(err as Error).message}`, { cause: err });
+    throw new DecodeError(`Message envelope is not JSON: ${(err as Error).message}`, { cause: err });
   }
   if (e === null || typeof e !== 'object' || typeof (e as Envelope).body !== 'string') {
-    throw new ProtocolError('Message envelope has no string "body"');
+    throw new DecodeError('Message envelope has no string "body"');
   }
   const env = e as Envelope;
   env.headers ??= {};
@@ -62,4 +67,18 @@ export function fromEnvelope(e: Envelope): WireMessage {
     headers: e.headers,
     properties,
   };
+}
+
+/**
+ * The one place drivers read a stored envelope (Redis lists, file broker): the envelope and its
+ * message, or, when `raw` is not an envelope, the raw bytes with why (rawMessage), for the worker
+ * to dead-letter byte-exact.
+ */
+export function readEnvelope(raw: string | Buffer): { env: Envelope; message: WireMessage } | { env: null; message: WireMessage; err: Error } {
+  try {
+    const env = parseEnvelope(typeof raw === 'string' ? raw : raw.toString('utf8'));
+    return { env, message: fromEnvelope(env) };
+  } catch (err) {
+    return { env: null, message: rawMessage(raw, `not a kombu envelope: ${(err as Error).message}`), err: err as Error };
+  }
 }

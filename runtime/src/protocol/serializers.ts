@@ -4,9 +4,11 @@
  * (`{"__type__", "__value__"}`) are decoded; celeriac writes plain values so that Celery 5.2 peers
  * can read them (spec §2.2), except bytes, which have no plain JSON form.
  */
+import { isUtf8 } from 'node:buffer';
 import { encode as msgpackEncode, decode as msgpackDecode } from '@msgpack/msgpack';
 import { parse as yamlParse, stringify as yamlStringify } from 'yaml';
-import { ContentDisallowedError, ProtocolError } from '../errors.js';
+import { ContentDisallowedError, DecodeError, ProtocolError } from '../errors.js';
+import { checkTextDepth, checkValueDepth, DEFAULT_LIMITS } from './limits.js';
 
 export type SerializerName = 'json' | 'msgpack' | 'yaml';
 
@@ -50,7 +52,7 @@ function jsonReviver(_key: string, value: unknown): unknown {
     case 'base64':
       return Buffer.from(String(v), 'base64');
     default:
-      throw new ProtocolError(`Unknown JSON type tag "${String(o.__type__)}" in message body`);
+      throw new DecodeError(`Unknown JSON type tag "${String(o.__type__)}" in message body`);
   }
 }
 
@@ -125,14 +127,27 @@ export function acceptedContentTypes(accept: readonly string[]): Set<string> {
   return out;
 }
 
-/** Decodes a body after checking its content type against `accepted`. */
-export function deserialize(body: Buffer, contentType: string, accepted: ReadonlySet<string>): unknown {
+/**
+ * Decodes a body after checking its content type against `accepted`, and its nesting against
+ * `maxDepth` before any recursive work (text is scanned before parsing; msgpack's decoder keeps
+ * its own stack, so its value is walked after).
+ */
+export function deserialize(body: Buffer, contentType: string, accepted: ReadonlySet<string>, maxDepth = DEFAULT_LIMITS.maxNestingDepth): unknown {
   const s = accepted.has(contentType) ? byContentType.get(contentType) : undefined;
   if (!s) throw new ContentDisallowedError(contentType, [...accepted]);
+  const what = `${contentType} body`;
+  if (s.contentEncoding !== 'binary') {
+    // Python decodes text bodies strictly: invalid UTF-8 is a DecodeError there, not U+FFFD.
+    if (!isUtf8(body)) throw new DecodeError(`Cannot decode ${what}: it is not valid UTF-8`);
+    checkTextDepth(body, maxDepth, what);
+  }
+  let value: unknown;
   try {
-    return s.loads(body);
+    value = s.loads(body);
   } catch (err) {
     if (err instanceof ProtocolError) throw err;
-    throw new ProtocolError(`Cannot decode ${contentType} body: ${(err as Error).message}`, { cause: err });
+    throw new DecodeError(`Cannot decode ${what}: ${(err as Error).message}`, { cause: err });
   }
+  if (s.contentEncoding === 'binary' && body.length > maxDepth) checkValueDepth(value, maxDepth, what);
+  return value;
 }

@@ -3,9 +3,10 @@
  * Everything about header names, body layout and Celery's units lives here and nowhere else.
  */
 import type { WireMessage } from './wire-message.js';
-import { ProtocolError } from '../errors.js';
+import { DecodeError, ProtocolError } from '../errors.js';
 import { compress, decompress, type CompressionName } from './compression.js';
 import { deserialize, serializerByName, type SerializerName } from './serializers.js';
+import { checkSize, DEFAULT_LIMITS, type InputLimits } from './limits.js';
 
 /** A signature as Celery's canvas writes it (spec §1.4). */
 export interface SignatureDict {
@@ -213,15 +214,27 @@ function embedOf(v: unknown): Embed {
 }
 
 /**
- * Decodes a task message. Throws ContentDisallowedError for a content type not in `accepted`
- * (pickle always) and ProtocolError for anything malformed; both name the reason.
+ * The task id a message names in its headers (`id`, else the `correlation_id` property), read
+ * without decoding its body: a message that cannot be run still gets its FAILURE stored under it.
  */
-export function decodeTask(m: WireMessage, accepted: ReadonlySet<string>): TaskRequest {
+export function taskIdOf(m: WireMessage): string | null {
+  return optString(m.headers?.id) ?? optString(m.properties?.correlation_id);
+}
+
+/**
+ * Decodes a task message within `limits` (checked before any recursive work). Throws
+ * ContentDisallowedError for a content type not in `accepted` (pickle always), DecodeError for a
+ * body that cannot be decoded or is over a limit, and ProtocolError for anything else malformed;
+ * each names the reason.
+ */
+export function decodeTask(m: WireMessage, accepted: ReadonlySet<string>, limits: InputLimits = DEFAULT_LIMITS): TaskRequest {
+  if (m.unreadable !== undefined) throw new DecodeError(`Message is ${m.unreadable}`);
   const h = m.headers ?? {};
   let body = m.body;
+  checkSize(body.length, limits, 'Task body');
   const compression = h.compression;
-  if (typeof compression === 'string' && compression !== '') body = decompress(body, compression);
-  const decoded = deserialize(body, m.contentType, accepted);
+  if (typeof compression === 'string' && compression !== '') body = decompress(body, compression, limits.maxMessageBytes);
+  const decoded = deserialize(body, m.contentType, accepted, limits.maxNestingDepth);
   const props = m.properties ?? {};
 
   if (typeof h.task === 'string') {

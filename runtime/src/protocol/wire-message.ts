@@ -21,9 +21,18 @@ export interface WireMessage {
    * `expiration`; unknown ones are kept and ignored.
    */
   readonly properties: Record<string, unknown>;
+  /** Set by rawMessage(): why the driver could not read this message (it is dead-lettered as taken). */
+  readonly unreadable?: string;
 }
 
-/** A message that is not a kombu envelope at all, kept as raw bytes so the worker can dead-letter it. */
-export function rawMessage(text: string): WireMessage {
-  return { body: Buffer.from(text), contentType: 'application/octet-stream', contentEncoding: 'binary', headers: {}, properties: {} };
+/** Content type of a message a driver could not read (not a kombu envelope): its body is the bytes as taken. */
+export const UNREADABLE_CONTENT_TYPE = 'application/x-celeriac-unreadable';
+
+/**
+ * A message that is not a kombu envelope at all, kept as the raw bytes taken from the broker (so
+ * the worker dead-letters them byte-exact) with why it could not be read (`unreadable`).
+ */
+export function rawMessage(raw: string | Buffer, why: string): WireMessage {
+  const body = typeof raw === 'string' ? Buffer.from(raw, 'utf8') : raw;
+  return { body, contentType: UNREADABLE_CONTENT_TYPE, contentEncoding: 'binary', headers: {}, properties: {}, unreadable: why };
 }

@@ -7,7 +7,7 @@ import type { ConnectionOptions } from 'node:tls';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { BrokerError, isAuthenticationError, redactUrl } from '../errors.js';
-import { takeTlsParams } from './tls-params.js';
+import { TLS_PARAMS, takeTlsParams } from './tls-params.js';
 import { backoffDelay } from './backoff.js';
 import { CLOSE_TIMEOUT_MS, within } from './wait.js';
 
@@ -21,8 +21,18 @@ export interface ParsedRedisUrl {
   readonly tls: ConnectionOptions | undefined;
 }
 
-/** Splits a redis:// or rediss:// URL; `own` names query parameters that are celeriac's, not ioredis's. */
-export function parseRedisUrl(url: string, own: readonly string[]): ParsedRedisUrl {
+/**
+ * Query options of a redis:// URL, shared by broker and result backend because one URL often
+ * serves both: celeriac's `visibilityTimeoutMs` and kombu's `visibility_timeout` (seconds). The
+ * TLS options are in ./tls-params.ts; any other option is refused by name.
+ */
+export const REDIS_URL_OPTIONS = ['visibilityTimeoutMs', 'visibility_timeout'] as const;
+
+/**
+ * Splits a redis:// or rediss:// URL; its query options (REDIS_URL_OPTIONS, TLS_PARAMS) go to
+ * `params`, and an unknown option is refused by name rather than silently ignored.
+ */
+export function parseRedisUrl(url: string): ParsedRedisUrl {
   let u: URL;
   try {
     u = new URL(url);
@@ -38,13 +48,36 @@ export function parseRedisUrl(url: string, own: readonly string[]): ParsedRedisU
     throw new BrokerError(`Invalid Redis URL "${redactUrl(url)}": the database index must be an integer >= 0, got "${dbText}"`);
   }
   const params = new URLSearchParams();
-  for (const name of own) {
+  for (const name of REDIS_URL_OPTIONS) {
     const v = u.searchParams.get(name);
     if (v !== null) params.set(name, v);
     u.searchParams.delete(name);
   }
   const tls = takeTlsParams(u, 'rediss:', url);
+  const unknown = [...new Set(u.searchParams.keys())];
+  if (unknown.length > 0) {
+    throw new BrokerError(
+      `Invalid Redis URL "${redactUrl(url)}": unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((n) => `"${n}"`).join(', ')} ` +
+        `(known: ${[...REDIS_URL_OPTIONS, ...TLS_PARAMS].join(', ')})`,
+    );
+  }
   return { ioredisUrl: u.toString(), db, params, tls };
+}
+
+/**
+ * The visibility timeout in ms from `visibilityTimeoutMs` (celeriac, ms) or `visibility_timeout`
+ * (kombu, seconds, may be fractional), or the default; both at once are refused.
+ */
+export function visibilityTimeoutParam(p: ParsedRedisUrl, dflt: number, url: string): number {
+  const seconds = p.params.get('visibility_timeout');
+  if (seconds === null) return intParam(p, 'visibilityTimeoutMs', dflt, url);
+  if (p.params.has('visibilityTimeoutMs')) {
+    throw new BrokerError(`Invalid Redis URL "${redactUrl(url)}": give visibilityTimeoutMs (ms) or kombu's visibility_timeout (seconds), not both`);
+  }
+  const n = Number(seconds);
+  if (!Number.isFinite(n) || n <= 0)
+    throw new BrokerError(`Invalid Redis URL "${redactUrl(url)}": visibility_timeout must be a number of seconds > 0, got "${seconds}"`);
+  return Math.round(n * 1000);
 }
 
 /** Reads an integer query parameter (ms), or the default. */

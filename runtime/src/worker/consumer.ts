@@ -17,14 +17,24 @@ import { chainFailed, chordPartReturned, failCanvas, type FinishedTask } from '.
 import { chain } from '../canvas/chain.js';
 import { ACCUMULATE } from '../canvas/builtins.js';
 import { link, linkError, signature, unsupportedReason, withOptions } from '../canvas/signature.js';
-import { CanvasError, NotRegisteredError, ProtocolError } from '../errors.js';
+import { CanvasError, CeleriacError, NotRegisteredError, ProtocolError } from '../errors.js';
 import type { WorkerMetrics, Outcome } from '../metrics/worker-metrics.js';
 import type { Pool } from '../pools/pool.js';
 import { decodeControl, type ControlRequest } from '../protocol/control.js';
 import { deadLettered, deadLetterQueue } from '../protocol/dead-letter.js';
-import { buildMeta, exceptionToDict, revokedMeta, States, tracebackOf, withExtendedMeta, type TaskMeta, type TaskState } from '../protocol/result-meta.js';
+import {
+  buildMeta,
+  exceptionToDict,
+  revokedMeta,
+  type ExceptionDict,
+  States,
+  tracebackOf,
+  withExtendedMeta,
+  type TaskMeta,
+  type TaskState,
+} from '../protocol/result-meta.js';
 import { acceptedContentTypes, serializerForContentType, type SerializerName } from '../protocol/serializers.js';
-import { decodeTask, type SignatureDict, type TaskRequest } from '../protocol/task-message.js';
+import { decodeTask, taskIdOf, type SignatureDict, type TaskRequest } from '../protocol/task-message.js';
 import { DuplicateFilter } from './duplicates.js';
 import { TimerHeap } from './timer-heap.js';
 import type { TaskOutcome } from '../pools/trace.js';
@@ -243,32 +253,47 @@ export class Consumer {
     await d.ack();
   }
 
+  /**
+   * A message the worker cannot run: FAILURE stored under its id when one can be read (so the
+   * caller's get() fails at once with the Celery exception `exc`), then dead-lettered with the
+   * reason. One log line and one metric, saying what was done.
+   */
+  private async refuse(d: Delivery, err: CeleriacError, id: string | null, exc: ExceptionDict = exceptionToDict(err)): Promise<void> {
+    const { log } = this.deps;
+    const m = d.message;
+    const where = { queue: d.info.queue, headers: m.headers, contentType: m.contentType };
+    if (id === null) {
+      log.error({ err, ...where }, `unreadable task message (no task id) moved to ${d.info.queue}.dead: ${err.message}`);
+    } else {
+      const taskLog = log.child({ taskId: id, taskName: typeof m.headers.task === 'string' ? m.headers.task : undefined });
+      taskLog.error({ err, ...where }, `task message refused, stored as FAILURE (${exc.exc_type}) and moved to ${d.info.queue}.dead: ${err.message}`);
+      const props = m.properties;
+      const ctx = {
+        replyTo: typeof props.reply_to === 'string' ? props.reply_to : null,
+        correlationId: typeof props.correlation_id === 'string' ? props.correlation_id : id,
+      };
+      await this.storeSafe(taskLog, ctx, buildMeta(id, States.FAILURE, exc, { traceback: null }));
+    }
+    return this.deadLetter(d, err.message, err.code);
+  }
+
   private async onDelivery(delivery: Delivery): Promise<void> {
     const { log, app, metrics } = this.deps;
     const d = this.duplicates.admit(delivery);
     if (!d) return;
     let req: TaskRequest;
     try {
-      req = decodeTask(d.message, this.accepted);
+      req = decodeTask(d.message, this.accepted, this.deps.config);
     } catch (err) {
-      const code = (err as ProtocolError).code ?? 'E_PROTOCOL';
-      log.error(
-        { err, queue: d.info.queue, headers: d.message.headers, contentType: d.message.contentType },
-        `invalid task message moved to ${d.info.queue}.dead: ${(err as Error).message}`,
-      );
-      return this.deadLetter(d, (err as Error).message, code);
+      // decodeTask throws ProtocolErrors; anything else is still this message's fault, not the worker's.
+      const refusal =
+        err instanceof CeleriacError ? err : new ProtocolError(`Cannot decode task message: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+      return this.refuse(d, refusal, taskIdOf(d.message));
     }
     const task = app.tasks.get(req.name);
     if (!task) {
-      const jobLog = log.child({ taskId: req.id, taskName: req.displayName });
       const err = new NotRegisteredError(req.name, [...app.tasks.keys()]);
-      jobLog.error({ err, queue: d.info.queue }, `unregistered task stored as FAILURE and moved to ${d.info.queue}.dead`);
-      await this.storeSafe(
-        jobLog,
-        req,
-        buildMeta(req.id, States.FAILURE, { exc_type: 'NotRegistered', exc_message: [req.name], exc_module: 'celery.exceptions' }, { traceback: null }),
-      );
-      return this.deadLetter(d, err.message, err.code);
+      return this.refuse(d, err, req.id, { exc_type: 'NotRegistered', exc_message: [req.name], exc_module: 'celery.exceptions' });
     }
     const job = newJob(d, req, task, log);
     const canvasProblem = unsupportedCanvas(req);
@@ -574,7 +599,7 @@ export class Consumer {
   }
 
   /** Stores a result; a backend failure is logged, not fatal: the task itself already ran. */
-  private async storeSafe(log: Logger, req: TaskRequest, meta: TaskMeta): Promise<void> {
+  private async storeSafe(log: Logger, req: Pick<TaskRequest, 'replyTo' | 'correlationId'>, meta: TaskMeta): Promise<void> {
     try {
       await this.deps.backend.store(meta, { replyTo: req.replyTo, correlationId: req.correlationId });
     } catch (err) {

@@ -35,7 +35,7 @@ function setUp(opts: { prefetch?: number; handler?: (d: Delivery) => Promise<voi
     log,
     onSettled: () => settles++,
   });
-  const hand = (tag: string) => qos.hand(rawMessage(tag), { queue: 'q', exchange: '', routingKey: 'q', redelivered: false }, tag);
+  const hand = (tag: string) => qos.hand(rawMessage(tag, 'test'), { queue: 'q', exchange: '', routingKey: 'q', redelivered: false }, tag);
   return { qos, hand, handed, calls, lines, settles: () => settles };
 }
 
@@ -128,7 +128,7 @@ describe('Qos: delivery bookkeeping shared by the drivers', () => {
       log: undefined,
     });
     let seen: Delivery | undefined;
-    q.hand(rawMessage('a'), { queue: 'q', exchange: '', routingKey: 'q', redelivered: false }, 'a');
+    q.hand(rawMessage('a', 'test'), { queue: 'q', exchange: '', routingKey: 'q', redelivered: false }, 'a');
     await assert.rejects(seen!.ack(), /ack lost/);
   });
 });

@@ -1,0 +1,69 @@
+/**
+ * Input limits, checked before any recursive work so that no message can exhaust the stack or
+ * memory (issue 16): a body's size, and the nesting depth of JSON/YAML text (scanned byte by
+ * byte, no recursion) or of a decoded value (walked with an explicit stack).
+ */
+import { DecodeError } from '../errors.js';
+
+export interface InputLimits {
+  /** Largest body in bytes, before and after decompression. */
+  readonly maxMessageBytes: number;
+  /** Deepest nesting of lists and maps. */
+  readonly maxNestingDepth: number;
+}
+
+/** The defaults of config keys maxMessageBytes and maxNestingDepth. */
+export const DEFAULT_LIMITS: InputLimits = Object.freeze({ maxMessageBytes: 64 * 1024 * 1024, maxNestingDepth: 1000 });
+
+/** Throws DecodeError when `size` bytes of `what` are over the limit. */
+export function checkSize(size: number, limits: InputLimits, what: string): void {
+  if (size > limits.maxMessageBytes) {
+    throw new DecodeError(`${what} is ${size} bytes, over the limit of ${limits.maxMessageBytes} (config maxMessageBytes)`);
+  }
+}
+
+function tooDeep(what: string, max: number): DecodeError {
+  return new DecodeError(`${what} is nested deeper than ${max} levels (config maxNestingDepth)`);
+}
+
+const OPEN_SQUARE = 0x5b;
+const OPEN_CURLY = 0x7b;
+const CLOSE_SQUARE = 0x5d;
+const CLOSE_CURLY = 0x7d;
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+
+/**
+ * Throws DecodeError when JSON text nests brackets deeper than `max`. Brackets inside strings do
+ * not count. For YAML flow style it is an upper bound (a plain scalar's brackets count too).
+ */
+export function checkTextDepth(text: Buffer | string, max: number, what: string): void {
+  if (text.length <= max) return; // each level needs at least one byte
+  // Brackets, quotes and backslashes are ASCII: UTF-16 code units and UTF-8 bytes both work.
+  const at: (i: number) => number = typeof text === 'string' ? (i) => text.charCodeAt(i) : (i) => text[i]!;
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = at(i);
+    if (inString) {
+      if (c === BACKSLASH) i++;
+      else if (c === QUOTE) inString = false;
+    } else if (c === QUOTE) inString = true;
+    else if (c === OPEN_SQUARE || c === OPEN_CURLY) {
+      if (++depth > max) throw tooDeep(what, max);
+    } else if (c === CLOSE_SQUARE || c === CLOSE_CURLY) depth--;
+  }
+}
+
+/** Throws DecodeError when a decoded value nests arrays/objects deeper than `max` (no recursion). */
+export function checkValueDepth(value: unknown, max: number, what: string): void {
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (v === null || typeof v !== 'object' || ArrayBuffer.isView(v) || v instanceof Date) continue;
+    if (depth + 1 > max) throw tooDeep(what, max);
+    for (const child of Array.isArray(v) ? v : v instanceof Map ? [...v.keys(), ...v.values()] : Object.values(v)) {
+      if (child !== null && typeof child === 'object') stack.push([child, depth + 1]);
+    }
+  }
+}
