@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
 import { applySignature, chord, createApp, signature, type AsyncResult } from '../../runtime/src/index.js';
 import { eventually } from '../support/eventually.js';
 import { startWorker, stopProcess } from '../support/processes.js';
@@ -28,6 +29,7 @@ describe('chord under failure (redis)', { skip: redis.skip }, () => {
     const env = { CELERIAC_BROKER_URL: brokerUrl, CELERIAC_RESULT_BACKEND: backendUrl, LEDGER: ledger };
     const lines = () => (existsSync(ledger) ? readFileSync(ledger, 'utf8').trim().split('\n') : []);
     const app = createApp({ name: 'chord-client', broker: brokerUrl, backend: backendUrl, logLevel: 'silent' });
+    const admin = new Redis(redis.server!.url);
     const first = startWorker('dist/test/integration/fixtures/chord-tasks.js', queue, { ...env, HANG: '1' }, ['-l', 'warn']);
     let second: ReturnType<typeof startWorker> | undefined;
     try {
@@ -42,6 +44,15 @@ describe('chord under failure (redis)', { skip: redis.skip }, () => {
         { timeoutMs: 20_000 },
       );
       assert.equal(lines().filter((l) => l.includes('ck.total')).length, 0, 'no body before the header completes');
+      // Kill only once the three quick parts are acknowledged (acks late, after their results): the
+      // hanging part is then the one message the broker still holds for this queue.
+      await eventually(
+        async () => {
+          const held = (await admin.hvals('unacked')).filter((v) => v.includes(queue));
+          assert.equal(held.length, 1, 'only the hanging header task unacknowledged');
+        },
+        { timeoutMs: 20_000 },
+      );
       await stopProcess(first, 'SIGKILL');
       second = startWorker('dist/test/integration/fixtures/chord-tasks.js', queue, env, ['-l', 'warn']);
       assert.equal(await r.get({ timeout: 30_000 }), 10);
@@ -55,6 +66,7 @@ describe('chord under failure (redis)', { skip: redis.skip }, () => {
       await stopProcess(first, 'SIGKILL');
       await stopProcess(second);
       await app.close();
+      admin.disconnect();
     }
   });
 });

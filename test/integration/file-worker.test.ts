@@ -127,8 +127,8 @@ describe('worker processes on the file broker', () => {
     assert.equal(await r.get({ timeout: 10_000 }), 10);
     const broker = await client.broker();
     await until('two dead letters', async () => (await broker.depth('celery.dead')) >= 2);
-    assert.match(w.output(), /invalid task message moved to celery\.dead/);
-    assert.match(w.output(), /unregistered task stored as FAILURE/);
+    assert.match(w.output(), /unreadable task message \(no task id\) moved to celery\.dead/);
+    assert.match(w.output(), /task message refused, stored as FAILURE \(NotRegistered\) and moved to celery\.dead/);
     assert.equal(w.child.exitCode, null, 'the worker is still running');
   });
 });
