@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { createBroker } from '../../runtime/src/brokers/index.js';
 import { within } from '../../runtime/src/transport/wait.js';
-import { createApp } from '../../runtime/src/index.js';
+import { createApp, createBeat, createScheduleStore, every } from '../../runtime/src/index.js';
 import { startWorker, stopProcess, type Started } from '../support/processes.js';
 import { uniqueName, useRabbit, useRedis, type ServiceResult } from '../support/servers.js';
 import { eventually } from '../support/eventually.js';
@@ -172,6 +172,30 @@ describe('Redis broker faults', { skip: redis.skip }, () => {
   it('a worker exits on SIGTERM while Redis is down', () => shutdownDuringOutage(redis, redis.server!.url));
   it('a consumer stops and the broker closes when the link freezes mid-subscription', () => stopsOnBrokenLink(redis, 'frozen'));
   it('a consumer stops and the broker closes when the link is cut mid-subscription', () => stopsOnBrokenLink(redis, 'cut'));
+
+  it('beat stops when the link to its schedule store freezes', async () => {
+    const url = new URL(redis.server!.url);
+    const proxy = await startTcpProxy(Number(url.port));
+    url.port = String(proxy.port);
+    const app = createApp({
+      name: 'beat-fault',
+      broker: 'memory://beat-fault',
+      logLevel: 'silent',
+      beatSchedule: { tick: { task: 't.tick', schedule: every(200) } },
+    });
+    const beat = createBeat(app, { store: await createScheduleStore(url.toString(), { logger: app.log, prefix: uniqueName('beat') }), leaseMs: 600 });
+    try {
+      await beat.start();
+      await eventually(() => assert.ok(beat.leading, 'beat leads'));
+      proxy.freeze();
+      // A lease renewal went into the partition: the beat loop now waits on a reply that never comes.
+      await eventually(() => assert.ok(proxy.droppedFromClients > 0, 'beat sent a request'), { intervalMs: 10 });
+      assert.equal(await within(beat.stop(), 10_000), true, 'stop() ended on a frozen link');
+    } finally {
+      await proxy.close();
+      await app.close();
+    }
+  });
 });
 
 const rabbit = await useRabbit({ managed: true });
