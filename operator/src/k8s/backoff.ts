@@ -3,13 +3,7 @@
  * as client-go's DefaultTypedControllerRateLimiter does (5 ms -> 1000 s per key, 10 qps burst 100).
  * Pure except for the injected clock.
  */
-
-/** Delay before attempt `failures + 1`: base * 2^failures, capped at max. */
-export function exponentialDelayMs(failures: number, baseMs: number, maxMs: number): number {
-  if (failures <= 0) return baseMs;
-  const d = baseMs * 2 ** Math.min(failures, 62);
-  return Math.min(maxMs, d);
-}
+import { backoffDelay } from '../../../runtime/src/transport/backoff.js';
 
 /** A token bucket that hands out reservations: `reserve()` returns how long to wait for a token. */
 export interface TokenBucket {
@@ -69,7 +63,7 @@ export function createRateLimiter(o: RateLimiterOptions = {}): RateLimiter {
     when(key) {
       const n = failures.get(key) ?? 0;
       failures.set(key, n + 1);
-      return Math.max(exponentialDelayMs(n, base, max), bucket.reserve());
+      return Math.max(backoffDelay(n, base, max), bucket.reserve());
     },
     forget(key) {
       failures.delete(key);

@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import { isKubeStatus } from '../errors.js';
 import type { KubeObject } from '../types.js';
 import { sleep } from '../../../runtime/src/transport/wait.js';
-import { exponentialDelayMs } from './backoff.js';
+import { backoffDelay } from '../../../runtime/src/transport/backoff.js';
 import type { KubeClient, ResourceType, WatchEvent } from './kube-client.js';
 
 export type InformerEvent = 'add' | 'update' | 'delete';
@@ -153,7 +153,7 @@ export function createInformer<T extends KubeObject>(o: InformerOptions): Inform
           resourceVersion = '';
           continue;
         }
-        const delay = exponentialDelayMs(failures++, o.minBackoffMs ?? 500, o.maxBackoffMs ?? 30_000);
+        const delay = backoffDelay(failures++, o.minBackoffMs ?? 500, o.maxBackoffMs ?? 30_000);
         // Any other failure (network, 5xx, RBAC): the cache keeps serving the last state while we retry.
         log.warn({ err, retryInMs: delay }, 'list/watch failed; retrying');
         resourceVersion = '';

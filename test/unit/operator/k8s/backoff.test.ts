@@ -1,17 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createRateLimiter, createTokenBucket, exponentialDelayMs } from '../../../../operator/src/k8s/backoff.js';
-
-describe('exponentialDelayMs', () => {
-  it('doubles from the base per failure and stops at the cap', () => {
-    assert.deepEqual(
-      [0, 1, 2, 3, 4].map((n) => exponentialDelayMs(n, 5, 1000)),
-      [5, 10, 20, 40, 80],
-    );
-    assert.equal(exponentialDelayMs(20, 5, 1000), 1000);
-    assert.equal(exponentialDelayMs(5000, 5, 1_000_000), 1_000_000, 'huge failure counts do not overflow');
-  });
-});
+import { createRateLimiter, createTokenBucket } from '../../../../operator/src/k8s/backoff.js';
 
 describe('createTokenBucket', () => {
   it('hands out the burst at once, then spaces reservations by 1/qps', () => {
