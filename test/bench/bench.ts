@@ -16,7 +16,7 @@
  * call to the body's result, on a celeriac worker and on a Python Celery worker.
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -299,8 +299,11 @@ async function benchBullmq(redisUrl: string, server: TestServer): Promise<Row> {
 
 function pythonExe(): string | null {
   if (process.env.CELERIAC_PYTHON && existsSync(process.env.CELERIAC_PYTHON)) return process.env.CELERIAC_PYTHON;
-  const cached = join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'celeriac/venv-celery-5.7.0/bin/python');
-  return existsSync(cached) ? cached : null;
+  // setup-python.sh names the virtualenv venv-celery-<version>-<key of its extra packages>.
+  const cache = join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'celeriac');
+  const venv = existsSync(cache) ? readdirSync(cache).find((name) => name.startsWith('venv-celery-5.7.0-')) : undefined;
+  const cached = venv ? join(cache, venv, 'bin/python') : '';
+  return venv && existsSync(cached) ? cached : null;
 }
 
 async function benchPython(py: string, redisUrl: string, server: TestServer): Promise<Row> {
