@@ -6,9 +6,9 @@
 set -euo pipefail
 source "$(dirname "$0")/apt-install.sh"
 CELERY_VERSION=5.7.0
-# Tools the interop tier drives beside Celery: Flower (its HTTP API) and OpenTelemetry's Celery
+# Tools the interop tier drives beside Celery: cryptography (the auth serializer), Flower (its HTTP API) and OpenTelemetry's Celery
 # instrumentation (traces across languages). Pinned; the cache key changes with this list.
-EXTRA_PACKAGES="flower==2.2.0 opentelemetry-sdk==1.45.2 opentelemetry-instrumentation-celery==0.66b2"
+EXTRA_PACKAGES="cryptography==50.0.2 flower==2.2.0 opentelemetry-sdk==1.45.2 opentelemetry-instrumentation-celery==0.66b2"
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/celeriac"
 key=$(printf '%s' "$EXTRA_PACKAGES" | sha256sum | cut -c1-8)
 venv="$cache/venv-celery-$CELERY_VERSION-$key"
@@ -25,7 +25,7 @@ if [ ! -f "$venv/.celeriac-complete" ]; then
   python3 -m venv "$venv" >&2
   "$venv/bin/pip" install -q --disable-pip-version-check "celery[redis,msgpack]==$CELERY_VERSION" $EXTRA_PACKAGES >&2 || {
     echo "[setup-python] pip could not install celery==$CELERY_VERSION (is PyPI reachable?)" >&2; exit 1; }
-  "$venv/bin/python" -c "import celery, redis, msgpack, amqp, flower, opentelemetry.sdk, opentelemetry.instrumentation.celery" >&2
+  "$venv/bin/python" -c "import celery, redis, msgpack, amqp, cryptography, flower, opentelemetry.sdk, opentelemetry.instrumentation.celery" >&2
   touch "$venv/.celeriac-complete"
 fi
 echo "CELERIAC_PYTHON=$venv/bin/python"
