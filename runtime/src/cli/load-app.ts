@@ -28,6 +28,9 @@ export async function loadApp(opts: { app?: string }, flags: Partial<Record<keyo
     try {
       mod = (await import(url)) as Record<string, unknown>;
     } catch (err) {
+      // The module loaded but its createApp() refused the configuration (a CELERIAC_* variable):
+      // that error names the variable, which is what to fix, not the module.
+      if (err instanceof ConfigError) throw err;
       throw new ConfigError([`--app ${path}: cannot import ${url}: ${(err as Error).message}`]);
     }
     const candidate = mod.app ?? mod.default;
@@ -55,4 +58,12 @@ export function parseJsonOption<T>(flag: string, text: string | undefined, shape
   const ok = shape === 'array' ? Array.isArray(v) : v !== null && typeof v === 'object' && !Array.isArray(v);
   if (!ok) throw new ConfigError([`${flag}: expected a JSON ${shape}, got ${text}`]);
   return v as T;
+}
+
+/** Parses a numeric option, naming the flag when it is not a number (undefined stays undefined). */
+export function parseNumberOption(flag: string, text: unknown): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (text === '' || !Number.isFinite(n)) throw new ConfigError([`${flag}: expected a number, got "${String(text)}"`]);
+  return n;
 }

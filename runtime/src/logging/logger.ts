@@ -43,6 +43,9 @@ const SECRET_COMMANDS = new Set(['auth', 'hello', 'migrate']);
 /** pino's error serializer, without the password that an ioredis AUTH error carries in `command.args`. */
 function serializeError(err: unknown): unknown {
   const out = stdSerializers.err(err as Error) as unknown as Record<string, unknown>;
+  // pino's `type` is the constructor's name ("Error"); a task's error is known by its `name`
+  // (ZeroDivisionError), which is also the exc_type stored for it.
+  if (out && err instanceof Error && typeof err.name === 'string' && err.name !== '') out.type = err.name;
   const command = out?.command as { name?: unknown; args?: unknown } | undefined;
   if (command && typeof command.name === 'string' && SECRET_COMMANDS.has(command.name.toLowerCase())) {
     out.command = { ...command, args: '[redacted]' };

@@ -9,7 +9,7 @@ import { createWorkerMetrics, type WorkerMetrics } from '../metrics/worker-metri
 import { startMetricsServer, type MetricsServer } from '../metrics/server.js';
 import { createEventLoopPool, type Pool } from '../pools/pool.js';
 import { CONTROL_EXCHANGE } from '../protocol/control.js';
-import { CeleriacError, redactUrl } from '../errors.js';
+import { CeleriacError, ConfigError, redactUrl } from '../errors.js';
 import { registerCanvasTasks } from '../canvas/builtins.js';
 import { Consumer } from './consumer.js';
 
@@ -32,9 +32,20 @@ export interface Worker {
   counts(): { active: number; reserved: number; scheduled: number; processed: number };
 }
 
-export function createWorker(app: App, opts: { pool?: Pool } = {}): Worker {
+export interface WorkerOptions {
+  readonly pool?: Pool;
+  /**
+   * When the metrics port is taken (a second worker on the machine with the default port), listen
+   * on any free port and log it, instead of failing. The CLI sets it when no port was asked for.
+   */
+  readonly anyMetricsPortWhenTaken?: boolean;
+}
+
+export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
   const config = app.config;
-  const log = app.log.child({ component: 'worker', hostname: config.hostname });
+  // `node`, not `hostname`: pino's base bindings already carry the machine's `hostname`, and a
+  // JSON line with a key twice is rejected or silently overwritten by log pipelines.
+  const log = app.log.child({ component: 'worker', node: config.hostname });
   const metrics = createWorkerMetrics();
   let consumer: Consumer | null = null;
   let server: MetricsServer | null = null;
@@ -58,12 +69,24 @@ export function createWorker(app: App, opts: { pool?: Pool } = {}): Worker {
       await pool.start();
       consumer = new Consumer({ app, config, broker, backend, pool, metrics, log });
       if (config.metricsPort !== null) {
-        server = await startMetricsServer(config.metricsPort, {
+        const hooks = {
           registry: metrics.registry,
           healthy: () => stopped === null,
           ready: () => stopped === null && draining === null,
           drain: () => worker.drain(),
           resume: () => worker.resume(),
+        };
+        const port = config.metricsPort;
+        server = await startMetricsServer(port, hooks).catch(async (err: NodeJS.ErrnoException) => {
+          if (err.code !== 'EADDRINUSE') throw err;
+          if (!opts.anyMetricsPortWhenTaken)
+            throw new ConfigError([
+              `--metrics-port ${port}: the port is in use (another worker on this machine?). Give each worker its own ` +
+                `(--metrics-port <port> or CELERIAC_METRICS_PORT), 0 for any free port, or none to turn /metrics off`,
+            ]);
+          const s = await startMetricsServer(0, hooks);
+          log.warn({ port, metrics: s.url }, `metrics port ${port} is in use (another worker on this machine?): serving /metrics on port ${s.port}`);
+          return s;
         });
       }
       control = new AbortController();

@@ -1,7 +1,7 @@
 /** `celeriac call`: send a task by name, optionally wait for its result. */
 import { Command } from 'commander';
-import { CeleriacError } from '../../errors.js';
-import { loadApp, parseJsonOption, withConnectionOptions } from '../load-app.js';
+import { loadApp, parseJsonOption, parseNumberOption, withConnectionOptions } from '../load-app.js';
+import { followState } from '../progress.js';
 
 export function callCommand(): Command {
   return withConnectionOptions(new Command('call'))
@@ -19,17 +19,13 @@ export function callCommand(): Command {
       const app = await loadApp({ app: f.app as string | undefined }, { brokerUrl: f.broker, resultBackend: f.resultBackend }, false);
       const args = parseJsonOption<unknown[]>('--args', f.args as string, 'array', []);
       const kwargs = parseJsonOption<Record<string, unknown>>('--kwargs', f.kwargs as string, 'object', {});
-      const num = (flag: string, v: unknown) => {
-        if (v === undefined) return undefined;
-        const n = Number(v);
-        if (!Number.isFinite(n)) throw new CeleriacError('E_USAGE', `${flag}: expected a number, got ${String(v)}`);
-        return n;
-      };
+      // Every flag is checked before anything is sent.
+      const timeout = parseNumberOption('--timeout', f.timeout);
       const result = await app.sendTask(name, args, kwargs, {
         queue: f.queue as string | undefined,
-        countdown: num('--countdown', f.countdown),
-        expires: num('--expires', f.expires),
-        priority: num('--priority', f.priority),
+        countdown: parseNumberOption('--countdown', f.countdown),
+        expires: parseNumberOption('--expires', f.expires),
+        priority: parseNumberOption('--priority', f.priority),
       });
       if (!f.wait) {
         process.stdout.write(`${result.id}\n`);
@@ -37,10 +33,13 @@ export function callCommand(): Command {
         return;
       }
       process.stderr.write(`sent ${name}[${result.id}], waiting...\n`);
+      const done = new AbortController();
+      followState(result, (line) => process.stderr.write(`${name}[${result.id}] ${line}\n`), done.signal);
       try {
-        const value = await result.get({ timeout: num('--timeout', f.timeout) });
+        const value = await result.get({ timeout });
         process.stdout.write(`${JSON.stringify(value)}\n`);
       } finally {
+        done.abort();
         await app.close();
       }
     });

@@ -1,6 +1,7 @@
 /** `celeriac result`: print a task's state and result. */
 import { Command } from 'commander';
-import { loadApp, withConnectionOptions } from '../load-app.js';
+import { loadApp, parseNumberOption, withConnectionOptions } from '../load-app.js';
+import { EXIT_CODES } from '../report.js';
 
 export function resultCommand(): Command {
   return withConnectionOptions(new Command('result'))
@@ -12,10 +13,10 @@ export function resultCommand(): Command {
       const app = await loadApp({ app: f.app as string | undefined }, { brokerUrl: f.broker, resultBackend: f.resultBackend }, false);
       try {
         const r = app.asyncResult(id);
-        if (f.wait) await r.get({ timeout: Number(f.timeout), propagate: false });
+        if (f.wait) await r.get({ timeout: parseNumberOption('--timeout', f.timeout), propagate: false });
         const meta = await r.meta();
         process.stdout.write(`${JSON.stringify(meta, null, 2)}\n`);
-        if (meta.status === 'FAILURE') process.exitCode = 1;
+        if (meta.status === 'FAILURE' || meta.status === 'REVOKED') process.exitCode = EXIT_CODES.taskFailed;
       } finally {
         await app.close();
       }

@@ -24,7 +24,10 @@ export function workerCommand(): Command {
     .option('-c, --concurrency <n>', 'tasks run at once (default 10); env CELERIAC_CONCURRENCY')
     .option('--prefetch-multiplier <n>', 'messages reserved per slot (default 4; 0 = unlimited)')
     .option('-n, --hostname <name>', 'node name, name@host (default celeriac@<hostname>)')
-    .option('--metrics-port <port>', 'port of /metrics, /healthz, /drain (default 9540; 0 = any free port; none = off)')
+    .option(
+      '--metrics-port <port>',
+      'port of /metrics, /healthz, /drain (default 9540, or any free port when 9540 is taken; 0 = any free port; none = off); env CELERIAC_METRICS_PORT',
+    )
     .option('-l, --loglevel <level>', 'trace, debug, info, warn, error (default info)')
     .option('-B, --beat', 'also run beat (safe with many workers: one beat leads at a time)')
     .addHelpText(
@@ -46,7 +49,9 @@ export function workerCommand(): Command {
         },
         true,
       );
-      const worker = createWorker(app);
+      // With no port asked for, a second worker on this machine takes any free port for /metrics.
+      const portAsked = f.metricsPort !== undefined || process.env.CELERIAC_METRICS_PORT !== undefined;
+      const worker = createWorker(app, { anyMetricsPortWhenTaken: !portAsked });
       const beat = f.beat ? await beatFromFlags(app, f) : null;
       let signals = 0;
       const onSignal = (sig: NodeJS.Signals) => {
