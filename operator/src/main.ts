@@ -6,6 +6,7 @@
 import { KubeConfig } from '@kubernetes/client-node';
 import { Command, Option } from 'commander';
 import { createLogger } from '../../runtime/src/logging/logger.js';
+import { VERSION } from '../../runtime/src/version.js';
 import { CONFIG_TABLE, loadConfig, type OperatorConfig } from './config.js';
 import { ConfigError } from './errors.js';
 import { checkApi } from './api-check.js';
@@ -73,6 +74,7 @@ async function runOperator(config: OperatorConfig): Promise<void> {
 function createProgram(): Command {
   const program = new Command('celeriac-operator')
     .description('Runs celeriac WorkerPools and TaskQueues on Kubernetes (celeriac.io/v1alpha1).')
+    .version(VERSION, '-V, --version', 'print the celeriac-operator version')
     .showHelpAfterError();
   for (const e of CONFIG_TABLE) {
     const envs = e.env.join(', ');

@@ -13,6 +13,7 @@ import { repoRoot } from '../support/processes.js';
  */
 const RUNTIME: Record<string, number> = {
   'errors.ts': 0,
+  'version.ts': 0,
   logging: 1,
   protocol: 1,
   metrics: 1,

@@ -119,7 +119,7 @@ function policyList(v: string): string[] {
 /** The `simulate` subcommand, for the operator's commander program. */
 export function simulateCommand(): Command {
   return new Command('simulate')
-    .description('Run the autoscaler policies against load scenarios in virtual time (spec autoscaling.md §5) and compare them.')
+    .description('Run the autoscaler policies against load scenarios in virtual time (see operator/src/autoscaler/README.md) and compare them.')
     .option('--scenario <ids>', `scenarios, comma-separated: ${[...SCENARIOS.keys()].join(', ')} or a JSON scenario file`, [...SCENARIOS.keys()].join(','))
     .option('--policy <ids>', `policies, comma-separated: ${[...POLICIES.keys()].join(', ')}`, policyList, ['P1', 'P2', 'P3', 'P4'])
     .option('--seeds <n>', 'seeds per scenario and policy', positiveInt, 10)

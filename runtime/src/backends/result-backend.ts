@@ -141,6 +141,9 @@ function createChordStore(store: KeyValueStore, ttl: { ttlMs: number } | undefin
   };
 }
 
+/** With a watching store, how often a wait re-reads anyway (a lost push costs at most this). */
+const WATCH_RECHECK_MS = 1000;
+
 export function createKeyValueResultBackend(store: KeyValueStore, opts: { expiresMs: number | null }): ResultBackend {
   const key = (id: string) => TASK_META_PREFIX + id;
   const ttl = opts.expiresMs && opts.expiresMs > 0 ? { ttlMs: opts.expiresMs } : undefined;
@@ -187,7 +190,10 @@ export function createKeyValueResultBackend(store: KeyValueStore, opts: { expire
           if (last && READY_STATES.has(last.status)) return last;
           const left = deadline - Date.now();
           if (left <= 0) break;
-          await Promise.race([changed ?? sleep(Math.min(interval, left), ctl.signal), sleep(left, ctl.signal)]);
+          // A push can be lost (fs.watch misses some renames made by another process): re-read
+          // now and then anyway, so a lost event costs a second, not the whole timeout.
+          const recheck = changed ? Math.max(interval, WATCH_RECHECK_MS) : interval;
+          await Promise.race([changed ?? new Promise(() => undefined), sleep(Math.min(recheck, left), ctl.signal)]);
         } finally {
           ctl.abort();
           w.signal?.removeEventListener('abort', stop);

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createKeyValueResultBackend } from '../../../../runtime/src/backends/result-backend.js';
+import type { KeyValueStore } from '../../../../runtime/src/backends/backend.js';
 import { createMemoryStore } from '../../../../runtime/src/backends/memory.js';
 import { BackendError } from '../../../../runtime/src/errors.js';
 
@@ -25,5 +26,23 @@ describe('key-value result backend: what is stored', () => {
     const results = createKeyValueResultBackend(store, { expiresMs: null });
     await store.set('celery-task-meta-t2', JSON.stringify({ status: 'SUCCESS', result: 3, task_id: 't2' }));
     assert.equal((await results.waitReady('t2', { timeoutMs: 1000 })).result, 3);
+  });
+});
+
+describe('key-value result backend: waiting', () => {
+  it('a change the watch never reports is still seen (re-read), not only at the deadline', async () => {
+    // A store whose push is lost (fs.watch can miss a rename made by another process): watch()
+    // settles only when the wait gives up on it.
+    const inner = createMemoryStore(`memory://lost-watch-${Math.random()}`);
+    const deaf: KeyValueStore = {
+      ...inner,
+      watch: (_key, signal) => new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true })),
+    };
+    const backend = createKeyValueResultBackend(deaf, { expiresMs: null });
+    const meta = { status: 'SUCCESS', result: 5, traceback: null, children: [], date_done: null, task_id: 't1' } as const;
+    // An hour's deadline: before the fix this waited the whole hour (the test runner's timeout fails it).
+    const waiting = backend.waitReady('t1', { timeoutMs: 3_600_000 });
+    await inner.set('celery-task-meta-t1', JSON.stringify(meta));
+    assert.equal((await waiting).result, 5);
   });
 });
