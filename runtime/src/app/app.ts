@@ -77,6 +77,39 @@ export interface App {
   close(): Promise<void>;
 }
 
+/** One task call as it leaves an app; celeriac/testing observes and steers these. */
+export interface OutgoingCall {
+  readonly name: string;
+  readonly args: readonly unknown[];
+  readonly kwargs: Record<string, unknown>;
+  /** The call's options; `taskId` is always set. */
+  readonly options: SendOptions & { readonly taskId: string };
+  /**
+   * True for a Task's delay()/applyAsync(); false for sendTask(), which is also how a worker sends
+   * on a task's behalf (retries, links, chain steps), as Celery's send_task, never eager.
+   */
+  readonly viaTask: boolean;
+}
+
+/** Wraps the sending of one call: `send()` publishes it; return its result handle. */
+export type SendInterceptor = (call: OutgoingCall, send: () => Promise<AsyncResult>) => Promise<AsyncResult>;
+
+const interceptorsOf = new WeakMap<App, SendInterceptor[]>();
+
+/**
+ * Puts `interceptor` around every task call `app` sends (the first added is outermost) until the
+ * returned function is called. The seam under celeriac/testing's eager mode and send recorder.
+ */
+export function interceptSends(app: App, interceptor: SendInterceptor): () => void {
+  const list = interceptorsOf.get(app) ?? [];
+  interceptorsOf.set(app, [...list, interceptor]);
+  return () =>
+    interceptorsOf.set(
+      app,
+      (interceptorsOf.get(app) ?? []).filter((i) => i !== interceptor),
+    );
+}
+
 export function createApp(options: AppOptions = {}): App {
   const { broker: brokerUrl, backend: backendUrl, routes, logger, beatSchedule = {}, ...rest } = options;
   const route = createRouter(routes);
@@ -129,6 +162,15 @@ export function createApp(options: AppOptions = {}): App {
     return new AsyncResult(id, host);
   }
 
+  /** send() through the interceptors celeriac/testing put on this app, if any. */
+  function dispatch(name: string, args: readonly unknown[], kwargs: Record<string, unknown>, o: SendOptions, viaTask: boolean): Promise<AsyncResult> {
+    const chain = interceptorsOf.get(app);
+    if (!chain || chain.length === 0) return send(name, args, kwargs, o);
+    const call: OutgoingCall = { name, args, kwargs, options: { ...o, taskId: o.taskId ?? randomUUID() }, viaTask };
+    const step = (i: number): Promise<AsyncResult> => (i === chain.length ? send(name, args, kwargs, call.options) : chain[i]!(call, () => step(i + 1)));
+    return step(0);
+  }
+
   const app: App = {
     get config() {
       return config;
@@ -164,11 +206,11 @@ export function createApp(options: AppOptions = {}): App {
         name,
         options,
         fn,
-        delay: (...args: A) => send(name, args, {}, {}) as never,
+        delay: (...args: A) => dispatch(name, args, {}, {}, true) as never,
         applyAsync: (args?: readonly unknown[], kwargs?: Record<string, unknown>, o?: ApplyOptions) => {
           // Celery's typing check: a keyword the task cannot bind fails here, not in the worker.
           bindArguments(name, options, args ?? [], kwargs ?? {});
-          return send(name, args ?? [], kwargs ?? {}, o ?? {}) as never;
+          return dispatch(name, args ?? [], kwargs ?? {}, o ?? {}, true) as never;
         },
         s: (...args: Partial<A>) => sig(false, args),
         si: (...args: Partial<A>) => sig(true, args),
@@ -176,7 +218,7 @@ export function createApp(options: AppOptions = {}): App {
       tasks.set(name, t as unknown as Task);
       return t;
     },
-    sendTask: (name, args = [], kwargs = {}, o = {}) => send(name, args, kwargs, o) as never,
+    sendTask: (name, args = [], kwargs = {}, o = {}) => dispatch(name, args, kwargs, o, false) as never,
     asyncResult: (id) => new AsyncResult(id, host),
     signature: (name, args = [], kwargs = {}, opts = {}) => ({ task: name, args: [...args], kwargs, options: opts, subtask_type: null, immutable: false }),
     async revoke(taskId, o = {}) {

@@ -1,10 +1,14 @@
 /**
- * celeriac/testing: helpers for users' tests. An app on an isolated memory:// broker and
- * backend, and a worker for it in the same process, no server and no metrics port.
+ * celeriac/testing: helpers for users' own tests. An app on an isolated memory:// broker and
+ * backend with a worker in the same process; eager mode (Celery's task_always_eager); and a
+ * recorder to assert which tasks were sent. See docs/testing.md.
  */
 import { randomUUID } from 'node:crypto';
 import { createApp, type App, type AppOptions } from '../app/app.js';
 import { createWorker, type Worker } from '../worker/worker.js';
+
+export { useEagerMode, type EagerMode, type EagerOptions } from './eager.js';
+export { recordSends, type RecordOptions, type SendRecorder, type SentMatch, type SentTask } from './recorder.js';
 
 /** An app whose broker and backend are private to it (memory://<random>). */
 export function createTestApp(options: AppOptions = {}): App {
