@@ -10,8 +10,8 @@
  * ```
  */
 export { createApp, type App, type AppOptions } from './app/app.js';
-export { loadConfig, CONFIG_KEYS, configTable, type Config } from './app/config.js';
-export { AsyncResult } from './app/result.js';
+export { loadConfig, CONFIG_KEYS, configTable, type Config, type ConfigKey, type ConfigSources, type ConfigValueKind } from './app/config.js';
+export { AsyncResult, type ResultHost, type ResultSet } from './app/result.js';
 export type { Task, TaskOptions, ApplyOptions, TaskContext, TaskFn } from './app/task.js';
 export type { ParamNames, KwargsOf } from './app/arguments.js';
 export type { Routes, Router, RouterFn, RouteMap, Route, RouteOptions } from './app/routes.js';
@@ -19,19 +19,21 @@ export type { SendOptions } from './app/send.js';
 export type { BeatEntry, BeatSchedule, Schedule } from './app/beat-schedule.js';
 export { crontab, every, type CrontabFields } from './beat/schedules.js';
 export { createBeat, type Beat, type BeatOptions } from './beat/scheduler.js';
-export { createScheduleStore, type ScheduleStore } from './beat/schedule-store.js';
-export { signature, immutable, withOptions, clone, link, linkError, xmap, xstarmap, chunks, type SubtaskType } from './canvas/signature.js';
+export { createScheduleStore, type ScheduleStore, type ScheduleStoreOptions } from './beat/schedule-store.js';
+export { CANVAS_TASKS, signature, immutable, withOptions, clone, link, linkError, xmap, xstarmap, chunks, type SubtaskType } from './canvas/signature.js';
 export { chain, pipe } from './canvas/chain.js';
 export { group, GroupResult, type GroupHost } from './canvas/group.js';
 export { chord } from './canvas/chord.js';
 export { applySignature, type ApplyCall, type CanvasHost, type CanvasResult } from './canvas/apply.js';
 export { SoftTimeLimitExceeded, TimeLimitExceeded } from './pools/trace.js';
 export { States, READY_STATES, type TaskMeta, type TaskState } from './protocol/result-meta.js';
-export type { SignatureDict } from './protocol/task-message.js';
-export type { Broker, Delivery } from './brokers/broker.js';
+export type { SignatureDict, TaskRequest, Embed } from './protocol/task-message.js';
+export type { Broker, Delivery, DeliveryInfo, ConsumeOptions } from './brokers/broker.js';
 export type { WireMessage } from './protocol/wire-message.js';
-export type { KeyValueStore } from './backends/backend.js';
-export type { ResultBackend } from './backends/result-backend.js';
+export type { KeyValueStore, ChordKeys } from './backends/backend.js';
+export type { ResultBackend, ChordStore, ChordPart, StoreContext, WaitOptions } from './backends/result-backend.js';
+export type { CompressionName } from './protocol/compression.js';
+export type { SerializerName } from './protocol/serializers.js';
 export {
   CeleriacError,
   ConfigError,

@@ -36,7 +36,8 @@ export interface Config {
   readonly shutdownTimeoutMs: number;
 }
 
-type Kind =
+/** How a config value is parsed and checked (the `kind` of a ConfigKey). */
+export type ConfigValueKind =
   | { type: 'string' }
   | { type: 'int'; min: number; max?: number; nullable?: boolean }
   | { type: 'bool' }
@@ -49,7 +50,7 @@ export interface ConfigKey {
   readonly env: readonly string[];
   /** Long CLI flag (without --), when the CLI offers one. */
   readonly flag?: string;
-  readonly kind: Kind;
+  readonly kind: ConfigValueKind;
   /** Default, or a function of the other values (derived defaults). */
   readonly default: string | number | boolean | null | readonly string[] | ((c: Partial<Record<keyof Config, unknown>>) => unknown);
   readonly doc: string;

@@ -18,6 +18,7 @@ export interface ResultSet {
   readonly results: readonly AsyncResult[];
 }
 
+/** A handle on one task: its state, its result, waiting for it, revoking it (Celery's AsyncResult). */
 export class AsyncResult<R = unknown> {
   /**
    * The result this one follows, when a canvas applied here says so: the previous step of a
@@ -47,10 +48,12 @@ export class AsyncResult<R = unknown> {
     return READY_STATES.has(await this.state());
   }
 
+  /** True once the task is SUCCESS. */
   async successful(): Promise<boolean> {
     return (await this.state()) === 'SUCCESS';
   }
 
+  /** True once the task is FAILURE. */
   async failed(): Promise<boolean> {
     return (await this.state()) === 'FAILURE';
   }
@@ -108,6 +111,7 @@ export class AsyncResult<R = unknown> {
     await this.host.revoke(this.id, { terminate: opts.terminate ?? false });
   }
 
+  /** The task id. */
   toString(): string {
     return this.id;
   }

@@ -10,7 +10,7 @@ import type { AsyncResult } from './result.js';
 
 /** Options of one task (Celery's task attributes). Durations are milliseconds. */
 export interface TaskOptions {
-  /** Retries allowed before the error is final (default 3, Celery's; null = forever). Read by {@link maxRetriesOf} only. */
+  /** Retries allowed before the error is final (default 3, Celery's; null = forever). Read by `maxRetriesOf` only. */
   readonly maxRetries?: number | null;
   /** Delay of ctx.retry() without a countdown, and of autoretry without backoff (default 180000). */
   readonly defaultRetryDelay?: number;

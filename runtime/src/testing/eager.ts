@@ -14,6 +14,7 @@ import { interceptSends, type App } from '../app/app.js';
 import { CeleriacError } from '../errors.js';
 import { createWorker, type Worker } from '../worker/worker.js';
 
+/** Options of {@link useEagerMode}. */
 export interface EagerOptions {
   /** Reject delay() with the task's error (Celery's task_eager_propagates); default true. */
   readonly propagate?: boolean;
@@ -23,6 +24,7 @@ export interface EagerOptions {
   readonly logLevel?: string;
 }
 
+/** An app in eager mode; `stop()` it after the tests. */
 export interface EagerMode {
   /** The in-process worker that runs the tasks. */
   readonly worker: Worker;

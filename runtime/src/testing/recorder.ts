@@ -23,6 +23,7 @@ export interface SentMatch {
   readonly options?: Partial<SendOptions>;
 }
 
+/** The calls an app sent, with assertions on them (from {@link recordSends}). */
 export interface SendRecorder {
   /** Every call since the start (or the last clear()), in order. */
   readonly sent: readonly SentTask[];
@@ -32,11 +33,13 @@ export interface SendRecorder {
   assertSent(name: string, match?: SentMatch): SentTask;
   /** Throws an AssertionError if any call of `name` was sent. */
   assertNotSent(name: string): void;
+  /** Forgets the calls recorded so far. */
   clear(): void;
   /** Stops recording. */
   stop(): void;
 }
 
+/** Options of {@link recordSends}. */
 export interface RecordOptions {
   /**
    * Publish the calls as usual (default true). false: nothing reaches a broker, and each call
