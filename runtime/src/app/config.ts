@@ -184,7 +184,7 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     flag: 'metrics-port',
     kind: { type: 'int', min: 0, max: 65_535, nullable: true },
     default: 9540,
-    doc: 'Port of /metrics, /healthz and /drain; 0 picks a free port; none disables.',
+    doc: 'Port of /metrics, /healthz and /drain; 0 picks a free port; none disables. `celeriac worker` with no port asked for takes a free one when 9540 is taken (a second worker on the machine).',
   },
   { key: 'logLevel', env: ['CELERIAC_LOG_LEVEL'], flag: 'loglevel', kind: { type: 'enum', values: LOG_LEVELS }, default: 'info', doc: 'Log level.' },
   {
