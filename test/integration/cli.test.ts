@@ -128,10 +128,14 @@ describe('celeriac CLI errors and exit codes', () => {
     child.stderr.on('data', (d) => (stderr += d));
     child.stdout.on('data', (d) => (stdout += d));
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-    await until('the STARTED state to be shown', () => /state: STARTED/.test(stderr));
-    writeFileSync(release, '');
-    assert.equal(await exited, 0, stderr);
-    assert.equal(stdout.trim(), '"released"');
+    try {
+      await until('the STARTED state to be shown', () => /state: STARTED/.test(stderr));
+      writeFileSync(release, '');
+      assert.equal(await exited, 0, stderr);
+      assert.equal(stdout.trim(), '"released"');
+    } finally {
+      await stopProcess(child);
+    }
   });
 });
 
