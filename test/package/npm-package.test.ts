@@ -66,3 +66,12 @@ for (const [bin, help] of [
     assert.match(r.stdout + r.stderr, /usage/i, `${bin} --help printed no usage`);
   });
 }
+
+test('both bins print the package version from the installed package', async () => {
+  const { version } = JSON.parse(await readFile(join(repoRoot, 'package.json'), 'utf8')) as { version: string };
+  const dir = await scratch;
+  for (const bin of Object.keys(pkg.bin)) {
+    const r = expectOk(await run(join(dir, 'node_modules', '.bin', bin), ['--version'], { cwd: dir }), `${bin} --version`);
+    assert.equal(r.stdout.trim(), version, `${bin} --version`);
+  }
+});
