@@ -48,3 +48,11 @@ describe('createLogger redaction', () => {
     assert.deepEqual((JSON.parse(other.text()) as { err: { command: { args: unknown } } }).err.command.args, ['q', 'x']);
   });
 });
+
+describe('createLogger errors', () => {
+  it("names an error by its name (a task's ZeroDivisionError), not by its constructor (Error)", () => {
+    const { log, text } = capture();
+    log.error({ err: Object.assign(new Error('division by zero'), { name: 'ZeroDivisionError' }) }, 'task failed');
+    assert.equal((JSON.parse(text()) as { err: { type: string } }).err.type, 'ZeroDivisionError');
+  });
+});
