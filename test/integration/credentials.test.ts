@@ -10,6 +10,7 @@ import { createApp } from '../../runtime/src/index.js';
 import { eventually } from '../support/eventually.js';
 import { startWorker, stopProcess, type Started } from '../support/processes.js';
 import { uniqueName, useRabbit, useRedis } from '../support/servers.js';
+import { EXIT_CODES } from '../../runtime/src/cli/report.js';
 
 const TASKS = 'dist/test/integration/fixtures/file-tasks.js';
 const redisUse = await useRedis({ managed: true });
@@ -76,11 +77,11 @@ describe('broker credentials in worker output (redis-server with requirepass)', 
     assertNoSecret(worker.output(), password);
   });
 
-  it('a worker with a wrong password says authentication failed, exits 1 and prints no password', async () => {
+  it('a worker with a wrong password says authentication failed, exits 5 (broker unavailable) and prints no password', async () => {
     const wrong = `wr0ng-${uniqueName('pw')}`;
     const worker = startWorker(TASKS, uniqueName('creds'), { CELERIAC_BROKER_URL: withPassword(redisUse.server!.url, wrong), CELERIAC_LOG_LEVEL: 'debug' });
     workers.push(worker);
-    assert.equal(await exitOf(worker), 1, worker.output());
+    assert.equal(await exitOf(worker), EXIT_CODES.unavailable, worker.output());
     const out = worker.output();
     assert.match(out, /authentication to redis:\/\/:\*\*\*@127\.0\.0\.1:\d+\/0 failed: WRONGPASS/);
     assert.doesNotMatch(out, /reconnecting with backoff/, 'a refused password is not an outage');
@@ -94,14 +95,14 @@ describe('broker credentials in worker output (rabbitmq-server)', { skip: rabbit
     await rabbitUse.server?.stop();
   });
 
-  it('a worker refused by RabbitMQ says the credentials were refused, exits 1 and prints no password', async () => {
+  it('a worker refused by RabbitMQ says the credentials were refused, exits 5 (broker unavailable) and prints no password', async () => {
     const wrong = `wr0ng-${uniqueName('pw')}`;
     const worker = startWorker(TASKS, uniqueName('creds'), {
       CELERIAC_BROKER_URL: withPassword(rabbitUse.server!.url, wrong, 'guest'),
       CELERIAC_LOG_LEVEL: 'debug',
     });
     try {
-      assert.equal(await exitOf(worker), 1, worker.output());
+      assert.equal(await exitOf(worker), EXIT_CODES.unavailable, worker.output());
     } finally {
       await stopProcess(worker);
     }
