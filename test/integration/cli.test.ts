@@ -110,6 +110,14 @@ describe('celeriac CLI errors and exit codes', () => {
     assertNoStack(r.stderr);
   });
 
+  it('a client command logs to stderr: stdout is its answer alone (here: nothing, the broker is down)', () => {
+    // Redis gives up after its 10 s connect timeout; its reconnect warnings are log lines.
+    const r = celeriac(['call', '--broker', 'redis://127.0.0.1:1/0', 'cli.add'], { CELERIAC_LOG_LEVEL: 'debug' });
+    assert.equal(r.status, EXIT_CODES.unavailable, r.stderr);
+    assert.equal(r.stdout, '');
+    assert.match(r.stderr, /reconnecting with backoff/);
+  });
+
   it('a bad CELERIAC_* variable is reported as that variable, not as a failed import of --app', () => {
     const r = celeriac(['worker', ...conn, '--metrics-port', 'none'], { CELERIAC_CONCURRENCY: 'four' });
     assert.equal(r.status, EXIT_CODES.usage, r.stderr);

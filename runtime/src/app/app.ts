@@ -117,7 +117,8 @@ export function createApp(options: AppOptions = {}): App {
   if (brokerUrl !== undefined) configOptions.brokerUrl = brokerUrl;
   if (backendUrl !== undefined) configOptions.resultBackend = backendUrl;
   let config = loadConfig({ options: configOptions });
-  const makeLogger = (c: Config) => createLogger({ level: c.logLevel, name: c.name, pretty: c.logFormat === 'auto' ? undefined : c.logFormat === 'pretty' });
+  const makeLogger = (c: Config) =>
+    createLogger({ level: c.logLevel, name: c.name, pretty: c.logFormat === 'auto' ? undefined : c.logFormat === 'pretty', stream: c.logStream });
   let log = logger ?? makeLogger(config);
   const origin = `gen${process.pid}@${hostname()}`;
   const tasks = new Map<string, Task>();

@@ -33,6 +33,7 @@ export interface Config {
   readonly metricsPort: number | null;
   readonly logLevel: LogLevel;
   readonly logFormat: 'auto' | 'json' | 'pretty';
+  readonly logStream: 'stdout' | 'stderr';
   readonly shutdownTimeoutMs: number;
 }
 
@@ -193,6 +194,13 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     kind: { type: 'enum', values: ['auto', 'json', 'pretty'] },
     default: 'auto',
     doc: 'Log lines: json, pretty, or auto (pretty in a terminal, JSON otherwise).',
+  },
+  {
+    key: 'logStream',
+    env: ['CELERIAC_LOG_STREAM'],
+    kind: { type: 'enum', values: ['stdout', 'stderr'] },
+    default: 'stdout',
+    doc: 'Where log lines go. `celeriac call`, `result` and `purge` log to stderr, so stdout is their answer alone.',
   },
   {
     key: 'shutdownTimeoutMs',

@@ -41,7 +41,9 @@ export async function loadApp(opts: { app?: string }, flags: Partial<Record<keyo
   } else {
     app = createApp();
   }
-  const defined = Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined));
+  // A client command (call, result, purge...) answers on stdout: its log lines go to stderr.
+  const stream = required || process.env.CELERIAC_LOG_STREAM ? {} : { logStream: 'stderr' };
+  const defined = Object.fromEntries(Object.entries({ ...stream, ...flags }).filter(([, v]) => v !== undefined));
   if (Object.keys(defined).length > 0) app.configure(defined);
   return app;
 }

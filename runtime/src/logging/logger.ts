@@ -15,6 +15,8 @@ export interface LoggerOptions {
   readonly pretty?: boolean;
   /** Write to this stream instead of stdout (tests). */
   readonly destination?: NodeJS.WritableStream;
+  /** stdout (default) or stderr: a command whose stdout is its answer logs to stderr. */
+  readonly stream?: 'stdout' | 'stderr';
 }
 
 export function createLogger(opts: LoggerOptions): Logger {
@@ -27,9 +29,12 @@ export function createLogger(opts: LoggerOptions): Logger {
     // message quoting its URL): every line passes through redactText.
     hooks: { streamWrite: redactText },
   };
-  const usePretty = opts.pretty ?? (!opts.destination && process.stdout.isTTY === true);
-  if (usePretty) return pino(base, pretty({ colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }));
-  return opts.destination ? pino(base, opts.destination as pino.DestinationStream) : pino(base);
+  const toStderr = opts.stream === 'stderr';
+  const tty = (toStderr ? process.stderr : process.stdout).isTTY === true;
+  const usePretty = opts.pretty ?? (!opts.destination && tty);
+  if (usePretty) return pino(base, pretty({ colorize: tty, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', destination: toStderr ? 2 : 1 }));
+  if (opts.destination) return pino(base, opts.destination as pino.DestinationStream);
+  return toStderr ? pino(base, pino.destination({ fd: 2, sync: true })) : pino(base);
 }
 
 /** Keeps URLs readable in logs, without their password. */
