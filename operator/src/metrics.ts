@@ -4,6 +4,7 @@
  * workqueue so existing dashboards apply.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { WorkerPoolAutoscalingStatus } from './types.js';
 
 export interface OperatorMetrics {
   readonly registry: Registry;
@@ -17,6 +18,11 @@ export interface OperatorMetrics {
   /** Replicas the pool's Deployment reports. */
   readonly workerPoolReplicas: Gauge<'namespace' | 'workerpool'>;
   readonly leader: Gauge;
+  /**
+   * Records an autoscaler poll of a pool: each metric it read (`backlog`, `inFlight`, extra
+   * metrics by name) and the pods it is draining; null (no autoscaling) drops those series.
+   */
+  setAutoscaling(namespace: string, name: string, status: WorkerPoolAutoscalingStatus | null | undefined): void;
   /** Drops the per-pool series of a deleted WorkerPool. */
   forgetWorkerPool(namespace: string, name: string): void;
 }
@@ -38,6 +44,32 @@ export function createOperatorMetrics(o: { registry?: Registry; defaultMetrics?:
     labelNames: ['namespace', 'workerpool'] as const,
     registers,
   });
+  const metricValue = new Gauge({
+    name: 'celeriac_autoscaler_metric_value',
+    help: "Each autoscaling metric of a WorkerPool at the autoscaler's last poll: backlog (broker), inFlight (workers), extra metrics by name.",
+    labelNames: ['namespace', 'workerpool', 'metric'] as const,
+    registers,
+  });
+  const drainingPods = new Gauge({
+    name: 'celeriac_autoscaler_draining_pods',
+    help: 'Pods of a WorkerPool the autoscaler has told to drain before their removal.',
+    labelNames: ['namespace', 'workerpool'] as const,
+    registers,
+  });
+  /** Metric names last set per pool, so a metric that stops being read loses its series. */
+  const metricNames = new Map<string, readonly string[]>();
+  const setAutoscaling = (namespace: string, workerpool: string, status: WorkerPoolAutoscalingStatus | null | undefined) => {
+    const key = `${namespace}/${workerpool}`;
+    const metrics = status?.metrics ?? [];
+    for (const old of metricNames.get(key) ?? []) if (!metrics.some((m) => m.name === old)) metricValue.remove({ namespace, workerpool, metric: old });
+    for (const m of metrics) metricValue.set({ namespace, workerpool, metric: m.name }, m.value);
+    metricNames.set(
+      key,
+      metrics.map((m) => m.name),
+    );
+    if (status) drainingPods.set({ namespace, workerpool }, status.draining?.length ?? 0);
+    else drainingPods.remove({ namespace, workerpool });
+  };
   return {
     registry,
     reconcileTotal: new Counter({
@@ -64,7 +96,10 @@ export function createOperatorMetrics(o: { registry?: Registry; defaultMetrics?:
     desiredReplicas,
     workerPoolReplicas,
     leader: new Gauge({ name: 'celeriac_operator_leader', help: '1 while this instance is the leader (or runs without leader election).', registers }),
+    setAutoscaling,
     forgetWorkerPool(namespace, name) {
+      setAutoscaling(namespace, name, null);
+      metricNames.delete(`${namespace}/${name}`);
       desiredReplicas.remove({ namespace, workerpool: name });
       workerPoolReplicas.remove({ namespace, workerpool: name });
     },

@@ -3,7 +3,7 @@
 // values.schema.json refusing bad values with messages that name the value.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdir } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   chartCases,
@@ -200,6 +200,8 @@ test('metrics: the Service, ServiceMonitor and PodMonitor select what they shoul
     smSpec.endpoints.map((e) => [e.port, e.path]),
     [['metrics', '/metrics']],
   );
+  // The operator's series carry the pool's namespace; the target's must not rename it.
+  assert.equal((smSpec.endpoints[0] as { honorLabels?: boolean }).honorLabels, true);
 
   const pm = only(objs, 'PodMonitor');
   const pmSpec = pm.spec as { selector: unknown; namespaceSelector: unknown; podMetricsEndpoints: { port: string; path: string }[] };
@@ -213,6 +215,30 @@ test('metrics: the Service, ServiceMonitor and PodMonitor select what they shoul
   const plain = await renderChart(helm, {});
   assert.deepEqual(
     plain.filter((o) => o.kind === 'ServiceMonitor' || o.kind === 'PodMonitor'),
+    [],
+  );
+});
+
+test("grafana: the dashboard ConfigMap carries the sidecar's label and the dashboard file", async (t) => {
+  if (!helm) return skipOrFail(t, 'helm is not built');
+  const file = JSON.parse(await readFile(join(chartDir, 'dashboards', 'celeriac.json'), 'utf8')) as unknown;
+  const dashboard = (objs: KubeManifest[]) => only(objs, 'ConfigMap', (o) => o.metadata.name.endsWith('-dashboard'));
+  const on = dashboard(await renderChart(helm, { grafana: { dashboard: { enabled: true } } }));
+  assert.equal(on.metadata.labels?.grafana_dashboard, '1');
+  assert.equal(on.metadata.namespace, 'celeriac-system');
+  assert.deepEqual(JSON.parse((on.data as Record<string, string>)['celeriac.json']!), file);
+
+  const custom = dashboard(
+    await renderChart(helm, {
+      grafana: { dashboard: { enabled: true, label: 'dash', labelValue: 'yes', namespace: 'monitoring', annotations: { grafana_folder: 'celeriac' } } },
+    }),
+  );
+  assert.equal(custom.metadata.labels?.dash, 'yes');
+  assert.equal(custom.metadata.namespace, 'monitoring');
+  assert.equal((custom.metadata.annotations as Record<string, string> | undefined)?.grafana_folder, 'celeriac');
+
+  assert.deepEqual(
+    (await renderChart(helm, {})).filter((o) => o.kind === 'ConfigMap'),
     [],
   );
 });

@@ -55,8 +55,35 @@ for (const entry of Object.keys(pkg.exports)) {
   });
 }
 
+// @opentelemetry/api is an optional peer; prom-client depends on it, so it is there in practice.
+test('tasks run from the installed package with tracing off, and on with no OpenTelemetry SDK registered', async () => {
+  const dir = await scratch;
+  const probe = join(dir, 'probe-tracing.mjs');
+  await writeFile(
+    probe,
+    [
+      `import { createApp } from 'celeriac';`,
+      `import { createWorker } from 'celeriac/worker';`,
+      `const values = [];`,
+      `for (const tracing of [false, true]) {`,
+      `  const app = createApp({ broker: 'memory://probe-' + tracing, logLevel: 'silent', metricsPort: null, tracing });`,
+      `  app.task('p.add', (a, b) => a + b);`,
+      `  const worker = createWorker(app);`,
+      `  await worker.start();`,
+      `  values.push(await (await app.sendTask('p.add', [2, 3])).get({ timeout: 5000 }));`,
+      `  await worker.stop();`,
+      `  values.push((await app.tracing()) === null ? 'off' : 'on');`,
+      `}`,
+      `console.log(JSON.stringify(values));`,
+    ].join('\n'),
+  );
+  const r = expectOk(await run(process.execPath, [probe], { cwd: dir }), 'tracing probe');
+  assert.deepEqual(JSON.parse(r.stdout), [5, 'off', 5, 'on']);
+});
+
 for (const [bin, help] of [
   ['celeriac', ['worker', '--help']],
+  ['celeriac', ['migrate', '--help']],
   ['celeriac-operator', ['--help']],
 ] as const) {
   test(`bin ${bin} ${help.join(' ')} runs from the installed package`, async () => {

@@ -142,6 +142,7 @@ export const chartCases: readonly { name: string; values: object }[] = [
     },
   },
   { name: 'examples', values: { examples: { enabled: true } } },
+  { name: 'grafana', values: { grafana: { dashboard: { enabled: true } } } },
 ];
 
 /** One Dockerfile stage: its base, name and instructions (keyword, arguments, flags). */

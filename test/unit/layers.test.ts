@@ -18,6 +18,7 @@ const RUNTIME: Record<string, number> = {
   protocol: 1,
   metrics: 1,
   transport: 2,
+  tracing: 2,
   brokers: 3,
   backends: 4,
   app: 5,

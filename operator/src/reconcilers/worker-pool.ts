@@ -215,6 +215,7 @@ export function createWorkerPoolReconciler(o: WorkerPoolReconcilerOptions): Reco
       await writeStatus(pool, applied, decision, brokerProblem(queues), ctx);
       o.metrics.desiredReplicas.set({ namespace: ns, workerpool: name }, decision.replicas);
       o.metrics.workerPoolReplicas.set({ namespace: ns, workerpool: name }, applied.status?.replicas ?? 0);
+      o.metrics.setAutoscaling(ns, name, decision.autoscalingStatus);
       const poll = pool.spec.autoscaling ? (pool.spec.autoscaling.pollingIntervalSeconds ?? 5) * 1000 : resyncMs;
       return Action.requeue(decision.requeueAfterMs ?? poll);
     },

@@ -14,6 +14,7 @@ import { createLogger } from '../logging/logger.js';
 import { CONTROL_EXCHANGE, encodeControl } from '../protocol/control.js';
 import { revokedMeta } from '../protocol/result-meta.js';
 import type { SignatureDict } from '../protocol/task-message.js';
+import { loadTracing, tracedSend, type Tracing } from '../tracing/tracing.js';
 import type { BeatSchedule } from './beat-schedule.js';
 import { bindArguments, type ParamNames } from './arguments.js';
 import { loadConfig, type Config } from './config.js';
@@ -73,6 +74,8 @@ export interface App {
   broker(): Promise<Broker>;
   /** The connected result backend. */
   backend(): Promise<ResultBackend>;
+  /** OpenTelemetry spans (tracing/tracing.ts), or null when the `tracing` config is off. */
+  tracing(): Promise<Tracing | null>;
   /** Closes the broker and backend connections. */
   close(): Promise<void>;
 }
@@ -124,6 +127,8 @@ export function createApp(options: AppOptions = {}): App {
   const tasks = new Map<string, Task>();
   let brokerP: Promise<Broker> | null = null;
   let backendP: Promise<ResultBackend> | null = null;
+  let tracingP: Promise<Tracing> | null = null;
+  const tracing = async (): Promise<Tracing | null> => (config.tracing ? (tracingP ??= loadTracing()) : null);
 
   const broker = (): Promise<Broker> =>
     (brokerP ??= (async () => {
@@ -141,7 +146,7 @@ export function createApp(options: AppOptions = {}): App {
     // rpc:// results come back to this process's reply queue, which must exist before the task does.
     const rb = o.replyTo === undefined && config.resultBackend.startsWith('rpc:') ? await backend() : null;
     const ownReplyTo = rb?.replyTo ? await rb.replyTo() : undefined;
-    const { queue, message } = outgoingTask(name, args, kwargs, o, {
+    const out = outgoingTask(name, args, kwargs, o, {
       config,
       origin,
       task: tasks.get(name)?.options,
@@ -150,16 +155,20 @@ export function createApp(options: AppOptions = {}): App {
       id,
       now: Date.now(),
     });
+    const { queue } = out;
     const b = await broker();
-    try {
-      await b.publish(queue, message);
-    } catch (err) {
-      if (o.retry === false) throw err;
-      // One more try after a short pause covers a reconnecting broker (drivers retry on their own too).
-      log.warn({ err, taskId: id, taskName: name }, 'publish failed, retrying once');
-      await new Promise((r) => setTimeout(r, 200));
-      await b.publish(queue, message);
-    }
+    await tracedSend(await tracing(), { name, id, queue, retries: o.retries ?? 0, broker: b.kind }, async (traceHeaders) => {
+      const message = traceHeaders ? { ...out.message, headers: { ...out.message.headers, ...traceHeaders } } : out.message;
+      try {
+        await b.publish(queue, message);
+      } catch (err) {
+        if (o.retry === false) throw err;
+        // One more try after a short pause covers a reconnecting broker (drivers retry on their own too).
+        log.warn({ err, taskId: id, taskName: name }, 'publish failed, retrying once');
+        await new Promise((r) => setTimeout(r, 200));
+        await b.publish(queue, message);
+      }
+    });
     return new AsyncResult(id, host);
   }
 
@@ -234,6 +243,7 @@ export function createApp(options: AppOptions = {}): App {
     },
     broker,
     backend,
+    tracing,
     async close() {
       const [b, r] = [brokerP, backendP];
       brokerP = backendP = null;

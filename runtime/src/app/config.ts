@@ -35,6 +35,7 @@ export interface Config {
   readonly logFormat: 'auto' | 'json' | 'pretty';
   readonly logStream: 'stdout' | 'stderr';
   readonly shutdownTimeoutMs: number;
+  readonly tracing: boolean;
 }
 
 /** How a config value is parsed and checked (the `kind` of a ConfigKey). */
@@ -208,6 +209,13 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     kind: { type: 'int', min: 0 },
     default: 30_000,
     doc: 'Warm shutdown: how long running tasks may finish before they are given back.',
+  },
+  {
+    key: 'tracing',
+    env: ['CELERIAC_TRACING'],
+    kind: { type: 'bool' },
+    default: false,
+    doc: 'OpenTelemetry spans per sent task and per run, context in the `traceparent` header (needs @opentelemetry/api and a registered tracer provider).',
   },
 ];
 

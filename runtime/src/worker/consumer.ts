@@ -38,6 +38,7 @@ import { decodeTask, taskIdOf, type SignatureDict, type TaskRequest } from '../p
 import { DuplicateFilter } from './duplicates.js';
 import { TimerHeap } from './timer-heap.js';
 import type { TaskOutcome } from '../pools/trace.js';
+import { runTask, tracedRun } from '../tracing/tracing.js';
 
 interface Job {
   readonly d: Delivery;
@@ -383,10 +384,19 @@ export class Consumer {
         await this.store(j, buildMeta(req.id, States.STARTED, { pid: process.pid, hostname: config.hostname }));
       }
       j.ctl = new AbortController();
-      const outcome = await pool.run({ task, req, info: d.info, hostname: config.hostname, log: j.log, ctl: j.ctl });
-      metrics.duration.observe(labels, outcome.runtimeMs / 1000);
-      if (!this.active.has(j)) return; // cold shutdown took it over
-      await this.settle(j, outcome, late, ignore);
+      const ctl = j.ctl;
+      // The run span (when tracing is on) covers the run and what the worker sends on its behalf.
+      await tracedRun(
+        await this.deps.app.tracing(),
+        () => runTask(req, d.info, config.hostname, this.deps.broker.kind),
+        async () => {
+          const outcome = await pool.run({ task, req, info: d.info, hostname: config.hostname, log: j.log, ctl });
+          metrics.duration.observe(labels, outcome.runtimeMs / 1000);
+          if (!this.active.has(j)) return outcome; // cold shutdown took it over
+          await this.settle(j, outcome, late, ignore);
+          return outcome;
+        },
+      );
     } finally {
       this.active.delete(j);
       this.processed++;

@@ -66,6 +66,7 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
       registerCanvasTasks(app);
       const broker = await app.broker();
       const backend = await app.backend();
+      await app.tracing(); // configured but not loadable: fail at start, not on every task
       await pool.start();
       consumer = new Consumer({ app, config, broker, backend, pool, metrics, log });
       if (config.metricsPort !== null) {
