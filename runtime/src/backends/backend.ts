@@ -27,19 +27,20 @@ export interface KeyValueStore {
   incr(key: string, opts?: { ttlMs?: number }): Promise<number>;
   delete(key: string): Promise<void>;
   /**
-   * Optional native chord join (Celery's Redis pipeline, spec §5.5): atomically adds `member` with
-   * `score` to the sorted set `keys.join`, refreshes the TTL of the three keys, and returns the
-   * set's size and the values of `keys.counter` and `keys.size`. Stores without it join through
-   * incr() (result-backend.ts); only a store that Python workers share needs Celery's layout.
+   * Optional native chord join (Celery's Redis pipeline, spec §5.5): atomically adds `member` to
+   * `keys.join` (a sorted set scored by `score` when `ordered`, else a list it is pushed onto, as
+   * Celery's `result_chord_ordered`), refreshes the TTL of the three keys, and returns the join's
+   * size and the values of `keys.counter` and `keys.size`. Stores without it join through incr()
+   * (result-backend.ts); only a store that Python workers share needs Celery's layout.
    */
   chordAdd?(
     keys: ChordKeys,
     score: number | null,
     member: string,
-    opts?: { ttlMs?: number },
+    opts: { ttlMs?: number; ordered: boolean },
   ): Promise<{ count: number; counter: string | null; size: string | null }>;
-  /** With chordAdd: the members of the sorted set `key`, by score. */
-  chordMembers?(key: string): Promise<string[]>;
+  /** With chordAdd: the members of `key`, by score (sorted set) or in push order (the first `total` of a list). */
+  chordMembers?(key: string, opts: { ordered: boolean; total: number }): Promise<string[]>;
   /**
    * Optional push: resolves the next time `key` is set, or when `signal` aborts.
    * Stores without it are polled by AsyncResult.

@@ -29,12 +29,19 @@ return 1
 
 /**
  * Celery's chord join pipeline (backends/redis.py on_chord_part_return) in one script: ZADD the
- * part at its group_index ('+inf' when none), ZCOUNT, GET the counter and size keys, expire all
- * three. KEYS join, counter, size; ARGV score, member, ttl ms.
+ * part at its group_index ('+inf' when none), or RPUSH it when the join is unordered
+ * (result_chord_ordered=False), count, GET the counter and size keys, expire all three.
+ * KEYS join, counter, size; ARGV score, member, ttl ms, '1' when ordered.
  */
 const CHORD_ADD_SCRIPT = `
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-local n = redis.call('ZCOUNT', KEYS[1], '-inf', '+inf')
+local n
+if ARGV[4] == '1' then
+  redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+  n = redis.call('ZCOUNT', KEYS[1], '-inf', '+inf')
+else
+  redis.call('RPUSH', KEYS[1], ARGV[2])
+  n = redis.call('LLEN', KEYS[1])
+end
 local t = redis.call('GET', KEYS[2])
 local s = redis.call('GET', KEYS[3])
 if tonumber(ARGV[3]) > 0 then
@@ -68,6 +75,7 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
       score: string,
       member: string,
       ttlMs: number,
+      ordered: string,
     ): Promise<[number, string | null, string | null]>;
   };
   let ready: Promise<void> | null = null;
@@ -182,11 +190,13 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
           keys.size,
           score === null ? '+inf' : String(score),
           member,
-          o?.ttlMs ?? 0,
+          o.ttlMs ?? 0,
+          o.ordered ? '1' : '0',
         );
         return { count: Number(count), counter, size };
       }),
-    chordMembers: (key) => run(`ZRANGE ${key}`, () => client.zrange(key, 0, -1)),
+    // Celery's LRANGE 0 total (one more than the parts, as Celery's inclusive end).
+    chordMembers: (key, o) => (o.ordered ? run(`ZRANGE ${key}`, () => client.zrange(key, 0, -1)) : run(`LRANGE ${key}`, () => client.lrange(key, 0, o.total))),
     async watch(key, signal) {
       if (signal.aborted) return;
       const sub = subscriberConn();
