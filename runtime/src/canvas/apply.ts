@@ -65,7 +65,9 @@ async function apply(host: CanvasHost, sig: SignatureDict, call: ApplyCall): Pro
     case 'chord':
       return applyChord(host, sig, call);
     case 'chunks':
-      return applyGroup(host, chunkSignatures(sig), [], undefined, { ...merged(sig, call), routeName: innerTaskName(sig) });
+      // Celery sends chunks' parts where routes send celery.starmap, not by the inner task as a
+      // lone map/starmap (seen on 5.2 and 5.7: its route_name does not reach the parts).
+      return applyGroup(host, chunkSignatures(sig), [], undefined, { ...merged(sig, call), routeName: CANVAS_TASKS.xstarmap });
     default: {
       // A plain task; xmap/xstarmap are plain tasks too (celery.map/celery.starmap, immutable).
       const kwargs = { ...sig.kwargs, ...(call.kwargs ?? {}) };
@@ -77,10 +79,10 @@ async function apply(host: CanvasHost, sig: SignatureDict, call: ApplyCall): Pro
 }
 
 /**
- * The name map, starmap and chunks messages are routed by: their inner task's, not
- * celery.map/celery.starmap (Celery's `route_name=task_name_from(self.kwargs['task'])`), so
- * `routes` for a task send its maps and chunks to the same queue. The inner task's own options
- * (its `queue`) do not count, as in Celery; the canvas's own options do.
+ * The name a map or starmap message is routed by: its inner task's, not celery.map or
+ * celery.starmap (Celery's `route_name=task_name_from(self.kwargs['task'])`), so `routes` for a
+ * task send its maps to the same queue. The inner task's own options (its `queue`) do not count,
+ * as in Celery; the map's own options do (as Celery 5.7; 5.2 ignores them).
  */
 function innerTaskName(sig: SignatureDict): string | undefined {
   const inner = sig.kwargs.task as SignatureDict | string | undefined;
@@ -244,7 +246,10 @@ function frozen(sig: SignatureDict, id?: string): SignatureDict {
   switch (sig.subtask_type) {
     case 'chord': {
       const body = frozen(asSignature(sig.kwargs.body, 'chord.body'), id ?? taskIdOf(sig) ?? undefined);
-      return { ...sig, kwargs: { ...sig.kwargs, body } };
+      // The header too, so the chord's result knows its header (a GroupResult) before it runs.
+      const h = sig.kwargs.header;
+      const header = h && !Array.isArray(h) && (h as SignatureDict).subtask_type === 'group' ? frozen(asSignature(h, 'chord.header')) : h;
+      return { ...sig, kwargs: { ...sig.kwargs, header, body } };
     }
     case 'group': {
       const tasks = childSignatures(sig.kwargs.tasks, 'group.tasks').map((t) => frozen(t));
@@ -269,8 +274,13 @@ function resultOf(host: CanvasHost, sig: SignatureDict): CanvasResult {
         childSignatures(sig.kwargs.tasks, 'group.tasks').map((t) => resultOf(host, t)),
         host,
       );
-    case 'chord':
-      return resultOf(host, asSignature(sig.kwargs.body, 'chord.body'));
+    case 'chord': {
+      // The body's result, whose first parent is the header's GroupResult (Celery's chord result).
+      const body = resultOf(host, asSignature(sig.kwargs.body, 'chord.body'));
+      const header = asSignature(sig.kwargs.header, 'chord.header');
+      if (taskIdOf(header)) rootOf(body).parent = resultOf(host, header);
+      return body;
+    }
     case 'chain': {
       let prev: CanvasResult | null = null;
       for (const step of childSignatures(sig.kwargs.tasks, 'chain.tasks')) {

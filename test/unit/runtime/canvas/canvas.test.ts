@@ -230,7 +230,7 @@ describe('canvas (memory backend)', () => {
     assert.ok(g);
   });
 
-  it('map, starmap and chunks are routed by their inner task, as Celery (route_name)', async () => {
+  it('map and starmap are routed by their inner task, chunks as celery.starmap: as Celery 5.2 and 5.7', async () => {
     const routed = createTestApp({ routes: { 'r.add': 'maths' } });
     const radd = routed.task('r.add', (a: number, b: number) => a + b);
     try {
@@ -249,8 +249,8 @@ describe('canvas (memory backend)', () => {
           2,
         ),
       );
-      assert.equal(await broker.depth('maths'), 4, 'starmap, map and two chunks in the queue the routes give r.add');
-      assert.equal(await broker.depth('celery'), 0);
+      assert.equal(await broker.depth('maths'), 2, 'starmap and map in the queue the routes give r.add');
+      assert.equal(await broker.depth('celery'), 2, "chunks' parts where celery.starmap goes (Celery's routes do not reach them)");
       await applySignature(routed, xmap(radd.s(), [1], { queue: 'own' }));
       assert.equal(await broker.depth('own'), 1, "the canvas's own queue wins over the routes");
     } finally {
