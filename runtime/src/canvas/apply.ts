@@ -303,6 +303,19 @@ function rootOf(r: CanvasResult): CanvasResult {
 }
 
 /**
+ * The last step of a chain that is a chord header part, with the chord's options. A group there
+ * passes them on to its members, each with its index in the group, as Celery's group.freeze
+ * does: whoever applies the group (a Python worker too) sends the members into the outer chord.
+ */
+function intoChord(step: SignatureDict, o: Record<string, unknown>): SignatureDict {
+  if (step.subtask_type !== 'group') return withOptions(step, o);
+  const tasks = unrolled(childSignatures(step.kwargs.tasks, 'group.tasks'), true).map(([t, i]) =>
+    withOptions(t, { group_id: o.group_id, chord: o.chord, group_index: i }),
+  );
+  return withOptions({ ...step, kwargs: { ...step.kwargs, tasks } }, o);
+}
+
+/**
  * Sends the first step with the others, reversed, as its chain (spec §1.5). A group or chord
  * option of an enclosing canvas belongs to the last step, which completes the chain.
  */
@@ -317,7 +330,7 @@ async function applyChain(host: CanvasHost, sig: SignatureDict, call: ApplyCall)
   if (steps.length === 0) throw new CanvasError('an empty chain cannot be applied');
   const last = steps.length - 1;
   if (link) steps[last] = withOptions(steps[last]!, { link: [...((steps[last]!.options.link as SignatureDict[]) ?? []), ...[link].flat()] });
-  if (chord || group !== undefined) steps[last] = withOptions(steps[last]!, defined({ chord, group_id: group, group_index: groupIndex }));
+  if (chord || group !== undefined) steps[last] = intoChord(steps[last]!, defined({ chord, group_id: group, group_index: groupIndex }));
   const rest = steps.slice(1).reverse();
   // A chain's own kwargs hold its steps; the call's keyword arguments go to the first step.
   const firstCall: ApplyCall = { args: argsOf(sig, call), kwargs: call.kwargs, options: { ...firstOptions, chain: rest.length > 0 ? rest : undefined } };
