@@ -28,7 +28,18 @@ import { CanvasError, TaskFailedError } from '../../runtime/src/errors.js';
 import { eventually } from '../support/eventually.js';
 import { withOutputOf } from '../support/processes.js';
 import { uniqueName, useRabbit, useRedis } from '../support/servers.js';
-import { pythonClient, pythonEnv, pythons, skipReason, startPyWorker, startTsWorker, stopProcess, type PyCanvas, type ResultTree } from './interop-suite.js';
+import {
+  pythonClient,
+  pythonEnv,
+  pythons,
+  skipReason,
+  startPyWorker,
+  startTsWorker,
+  stopProcess,
+  type PyCanvas,
+  type PyOutcome,
+  type ResultTree,
+} from './interop-suite.js';
 
 const redis = await useRedis();
 const rabbit = await useRabbit();
@@ -57,6 +68,22 @@ function tsTree(r: AsyncResult | ResultSet | null): ResultTree | null {
   if (r === null) return null;
   if (r instanceof GroupResult) return { type: 'GroupResult', members: r.results.map((m) => tsTree(m)!), parent: tsTree(r.parent) };
   return { type: 'AsyncResult', parent: tsTree((r as AsyncResult).parent) };
+}
+
+/** The value a canvas should give: the value, or a check of it. */
+type Expected = unknown | ((v: unknown, what: string) => void);
+
+/** A canvas's value and result tree are what Celery gives, and what the same canvas gave on a Python-only fleet. */
+function sameAsPythonOnly(what: string, value: unknown, tree: ResultTree | null | undefined, alone: PyOutcome, expected: Expected): void {
+  assert.equal(alone.error, undefined, `${what} (Python-only): ${JSON.stringify(alone.error)}`);
+  if (typeof expected === 'function') {
+    expected(value, what);
+    expected(alone.result, `${what} (Python-only)`);
+  } else {
+    assert.deepEqual(value, expected, what);
+    assert.deepEqual(value, alone.result, `${what}: equal to the Python-only fleet`);
+  }
+  assert.deepEqual(tree, alone.tree, `${what}: the same result tree as on the Python-only fleet`);
 }
 
 /** Values of a chord whose first header task added add(1, 100) to it: the two share group_index 0 and order by their encoded text (task ids), the third is 4. */
@@ -109,83 +136,77 @@ for (const b of brokers) {
         return { ...c, sig: c.sig.replace(/^interop\./, 'pyinterop.'), queue: pyQueue, args: c.args?.map((a) => (a === tsQueue ? pyQueue : a)) };
       };
 
+      /** Canvases of TypeScript (`ts`) and Python (`pyT`) tasks, each built by Python and by TypeScript, and the value Celery gives. */
+      const canvases: [string, PyCanvas, Expected][] = [
+        ['chord of TS tasks, Python body', { chord: [ts('add', 1, 1), ts('add', 2, 2)], body: pyT('total') }, 6],
+        ['chord of Python tasks, TS body', { chord: [pyT('add', 1, 1), pyT('add', 2, 2)], body: ts('total') }, 6],
+        ['chord with a mixed header', { chord: [ts('add', 1, 1), pyT('add', 2, 2), ts('add', 3, 3)], body: pyT('total') }, 12],
+        ['chain of mixed tasks', { chain: [ts('add', 1, 1), pyT('add', 10), ts('add', 100)] }, 112],
+        ['group of mixed tasks', { group: [ts('add', 1, 1), pyT('add', 2, 2), ts('add', 3, 3)] }, [2, 4, 6]],
+        ['group in a chain (a chord)', { chain: [ts('add', 1, 1), { group: [pyT('add', 10), ts('add', 20)] }, ts('total'), pyT('add', 1000)] }, 1034],
+        ['chord in a chain', { chain: [pyT('add', 1, 2), { chord: [ts('add', 1), pyT('add', 2)], body: ts('total') }] }, 9],
+        [
+          'chunks of a TS task',
+          {
+            chunks: { sig: 'interop.add', queue: tsQueue },
+            it: [
+              [1, 1],
+              [2, 2],
+              [3, 3],
+            ],
+            n: 2,
+          },
+          [[2, 4], [6]],
+        ],
+        [
+          'starmap of a TS task',
+          {
+            starmap: { sig: 'interop.add', queue: tsQueue },
+            it: [
+              [1, 2],
+              [3, 4],
+            ],
+          },
+          [3, 7],
+        ],
+        ['map of a TS task', { map: { sig: 'interop.total', queue: tsQueue }, it: [[1, 2], [3]] }, [3, 3]],
+        // Celery flattens a nested group in a chord header with its members reversed (deque.extendleft).
+        ['nested group in a chord header', { chord: [{ group: [ts('add', 1, 1), pyT('add', 2, 2)] }, ts('add', 3, 3)], body: pyT('ident') }, [4, 2, 6]],
+        [
+          'chain of two groups (a chord with a group body)',
+          { chain: [{ group: [ts('add', 1, 1), pyT('add', 2, 2)] }, { group: [ts('ident'), pyT('ident')] }] },
+          [
+            [2, 4],
+            [2, 4],
+          ],
+        ],
+        ['a TS header task adds a task to its chord (add_to_chord)', { chord: [ts('grow', 1, tsQueue), pyT('add', 2, 2)], body: pyT('ident') }, grownChord],
+        [
+          'a Python header task adds a task to a chord a TS worker completes',
+          { chord: [pyT('grow', 1, pyQueue), ts('add', 2, 2)], body: ts('ident') },
+          grownChord,
+        ],
+        // A header holding a group is saved and joined with its nesting. Celery 5.2 loses the plain
+        // member's value there ([[3, 4], None]) and then blocks its worker in the join: 5.7 only.
+        ...(py.label === 'Celery 5.7'
+          ? ([
+              [
+                'chain ending in a group in a chord header (saved header, joined with its nesting)',
+                { chord: [{ chain: [ts('add', 1, 1), { group: [pyT('add', 1), ts('add', 2)] }] }, ts('add', 3, 3)], body: pyT('ident') },
+                [[3, 4], 6],
+              ],
+            ] as [string, PyCanvas, Expected][])
+          : []),
+      ];
+
       it('Python builds chord, chain and group of TypeScript and Python tasks; results equal a Python-only fleet', () =>
         withLogs(async () => {
-          const canvases: [string, PyCanvas, unknown | ((v: unknown, what: string) => void)][] = [
-            ['chord of TS tasks, Python body', { chord: [ts('add', 1, 1), ts('add', 2, 2)], body: pyT('total') }, 6],
-            ['chord of Python tasks, TS body', { chord: [pyT('add', 1, 1), pyT('add', 2, 2)], body: ts('total') }, 6],
-            ['chord with a mixed header', { chord: [ts('add', 1, 1), pyT('add', 2, 2), ts('add', 3, 3)], body: pyT('total') }, 12],
-            ['chain of mixed tasks', { chain: [ts('add', 1, 1), pyT('add', 10), ts('add', 100)] }, 112],
-            ['group of mixed tasks', { group: [ts('add', 1, 1), pyT('add', 2, 2), ts('add', 3, 3)] }, [2, 4, 6]],
-            ['group in a chain (a chord)', { chain: [ts('add', 1, 1), { group: [pyT('add', 10), ts('add', 20)] }, ts('total'), pyT('add', 1000)] }, 1034],
-            ['chord in a chain', { chain: [pyT('add', 1, 2), { chord: [ts('add', 1), pyT('add', 2)], body: ts('total') }] }, 9],
-            [
-              'chunks of a TS task',
-              {
-                chunks: { sig: 'interop.add', queue: tsQueue },
-                it: [
-                  [1, 1],
-                  [2, 2],
-                  [3, 3],
-                ],
-                n: 2,
-              },
-              [[2, 4], [6]],
-            ],
-            [
-              'starmap of a TS task',
-              {
-                starmap: { sig: 'interop.add', queue: tsQueue },
-                it: [
-                  [1, 2],
-                  [3, 4],
-                ],
-              },
-              [3, 7],
-            ],
-            ['map of a TS task', { map: { sig: 'interop.total', queue: tsQueue }, it: [[1, 2], [3]] }, [3, 3]],
-            // Celery flattens a nested group in a chord header with its members reversed (deque.extendleft).
-            ['nested group in a chord header', { chord: [{ group: [ts('add', 1, 1), pyT('add', 2, 2)] }, ts('add', 3, 3)], body: pyT('ident') }, [4, 2, 6]],
-            [
-              'chain of two groups (a chord with a group body)',
-              { chain: [{ group: [ts('add', 1, 1), pyT('add', 2, 2)] }, { group: [ts('ident'), pyT('ident')] }] },
-              [
-                [2, 4],
-                [2, 4],
-              ],
-            ],
-            ['a TS header task adds a task to its chord (add_to_chord)', { chord: [ts('grow', 1, tsQueue), pyT('add', 2, 2)], body: pyT('ident') }, grownChord],
-            [
-              'a Python header task adds a task to a chord a TS worker completes',
-              { chord: [pyT('grow', 1, pyQueue), ts('add', 2, 2)], body: ts('ident') },
-              grownChord,
-            ],
-            // A header holding a group is saved and joined with its nesting. Celery 5.2 loses the plain
-            // member's value there ([[3, 4], None]) and then blocks its worker in the join: 5.7 only.
-            ...(py.label === 'Celery 5.7'
-              ? ([
-                  [
-                    'chain ending in a group in a chord header (saved header, joined with its nesting)',
-                    { chord: [{ chain: [ts('add', 1, 1), { group: [pyT('add', 1), ts('add', 2)] }] }, ts('add', 3, 3)], body: pyT('ident') },
-                    [[3, 4], 6],
-                  ],
-                ] as [string, PyCanvas, unknown][])
-              : []),
-          ];
           const env = pythonEnv(b.url, redisUrl, pyQueue);
           const mixed = await pythonClient(py.exe!, env, [...canvases.map(([, c]) => ({ op: 'canvas' as const, canvas: c }))]);
           const alone = await pythonClient(py.exe!, env, [...canvases.map(([, c]) => ({ op: 'canvas' as const, canvas: pythonOnly(c) }))]);
           canvases.forEach(([what, , expected], i) => {
             assert.equal(mixed[i]!.error, undefined, `${what}: ${JSON.stringify(mixed[i]!.error)}`);
-            assert.equal(alone[i]!.error, undefined, `${what} (Python-only): ${JSON.stringify(alone[i]!.error)}`);
-            if (typeof expected === 'function') {
-              expected(mixed[i]!.result, what);
-              expected(alone[i]!.result, `${what} (Python-only)`);
-            } else {
-              assert.deepEqual(mixed[i]!.result, expected, what);
-              assert.deepEqual(mixed[i]!.result, alone[i]!.result, `${what}: equal to the Python-only fleet`);
-            }
-            assert.deepEqual(mixed[i]!.tree, alone[i]!.tree, `${what}: the same result tree as on the Python-only fleet`);
+            sameAsPythonOnly(what, mixed[i]!.result, mixed[i]!.tree, alone[i]!, expected);
           });
         }));
 
@@ -219,74 +240,15 @@ for (const b of brokers) {
           assert.deepEqual(mixed!.collected, alone!.collected, 'collect() walks the same graph');
         }));
 
-      it('TypeScript builds canvases of Python and TypeScript tasks: value and result tree equal the same canvas built by Python on a Python-only fleet', () =>
+      it('TypeScript builds the same canvases: value and result tree equal the same canvas built by Python on a Python-only fleet', () =>
         withLogs(async () => {
-          const canvases: [string, PyCanvas, unknown | ((v: unknown, what: string) => void)][] = [
-            ['chord of Python tasks, TS body', { chord: [pyT('add', 1, 1), pyT('add', 2, 2)], body: ts('total') }, 6],
-            ['chord with a mixed header, Python body', { chord: [pyT('add', 1, 1), ts('add', 5, 5)], body: pyT('total') }, 12],
-            ['chain of mixed tasks', { chain: [pyT('add', 1, 1), ts('add', 10), pyT('add', 100)] }, 112],
-            ['group of Python tasks', { group: [pyT('add', 1, 2), pyT('add', 3, 4)] }, [3, 7]],
-            ['group in a chain (a chord)', { chain: [pyT('add', 1, 1), { group: [pyT('add', 10), ts('add', 20)] }, ts('total'), pyT('add', 1000)] }, 1034],
-            ['chord in a chain', { chain: [ts('add', 1, 2), { chord: [pyT('add', 1), ts('add', 2)], body: pyT('total') }] }, 9],
-            [
-              'chunks of a Python task',
-              {
-                chunks: { sig: 'pyinterop.add', queue: pyQueue },
-                it: [
-                  [1, 1],
-                  [2, 2],
-                  [3, 3],
-                ],
-                n: 2,
-              },
-              [[2, 4], [6]],
-            ],
-            [
-              'starmap of a Python task',
-              {
-                starmap: { sig: 'pyinterop.add', queue: pyQueue },
-                it: [
-                  [1, 2],
-                  [3, 4],
-                ],
-              },
-              [3, 7],
-            ],
-            ['nested group in a chord header', { chord: [{ group: [ts('add', 1, 1), pyT('add', 2, 2)] }, ts('add', 3, 3)], body: pyT('ident') }, [4, 2, 6]],
-            [
-              'chain of two groups',
-              { chain: [{ group: [pyT('add', 1, 1), ts('add', 2, 2)] }, { group: [pyT('ident'), ts('ident')] }] },
-              [
-                [2, 4],
-                [2, 4],
-              ],
-            ],
-            ['a Python header task adds a task to a TS-built chord', { chord: [pyT('grow', 1, pyQueue), ts('add', 2, 2)], body: ts('ident') }, grownChord],
-            ...(py.label === 'Celery 5.7'
-              ? ([
-                  [
-                    'chain ending in a group in a chord header',
-                    { chord: [{ chain: [pyT('add', 1, 1), { group: [ts('add', 1), pyT('add', 2)] }] }, pyT('add', 3, 3)], body: ts('ident') },
-                    [[3, 4], 6],
-                  ],
-                ] as [string, PyCanvas, unknown][])
-              : []),
-          ];
           const alone = await pythonClient(py.exe!, pythonEnv(b.url, redisUrl, pyQueue), [
             ...canvases.map(([, c]) => ({ op: 'canvas' as const, canvas: pythonOnly(c) })),
           ]);
           for (const [i, [what, c, expected]] of canvases.entries()) {
             const r = (await applySignature(app, tsBuild(c))) as AsyncResult | GroupResult;
             const value = await r.get({ timeout: 60_000 });
-            assert.equal(alone[i]!.error, undefined, `${what} (Python-only): ${JSON.stringify(alone[i]!.error)}`);
-            if (typeof expected === 'function') {
-              expected(value, what);
-              expected(alone[i]!.result, `${what} (Python-only)`);
-            } else {
-              assert.deepEqual(value, expected, what);
-              assert.deepEqual(value, alone[i]!.result, `${what}: equal to the Python-only fleet`);
-            }
-            assert.deepEqual(tsTree(r), alone[i]!.tree, `${what}: the same result tree as Celery's`);
+            sameAsPythonOnly(what, value, tsTree(r), alone[i]!, expected);
           }
         }));
 
