@@ -3,11 +3,12 @@
  * (keys `celery-task-meta-<id>`, JSON meta, expiry, "never overwrite SUCCESS") to any
  * KeyValueStore; rpc:// implements ResultBackend directly over the broker.
  */
+import { randomUUID } from 'node:crypto';
 import { BackendError, ResultTimeoutError } from '../errors.js';
 import { READY_STATES, type TaskMeta, type TaskState } from '../protocol/result-meta.js';
 import { sleep } from '../transport/wait.js';
 import { pythonJsonDumps } from '../protocol/python-json.js';
-import type { KeyValueStore } from './backend.js';
+import type { ChordKeys, KeyValueStore } from './backend.js';
 
 /** Where a result goes besides the store (rpc:// sends it to the client's reply queue). */
 export interface StoreContext {
@@ -51,6 +52,28 @@ export interface ChordPart {
   readonly result: unknown;
 }
 
+/** A complete chord join, held by the one worker that sends the body (Celery 5.7's dispatch claim). */
+export interface ChordJoin {
+  /** Every part: in group_index order (ties by their encoded text, as a sorted set), or finishing order when unordered. */
+  readonly parts: readonly ChordPart[];
+  /** Just before the body is sent: false when the claim lapsed and another worker took it (then do not send). */
+  keepClaim(): Promise<boolean>;
+  /**
+   * After the body is sent (or fails to be): deletes the join and marks the chord done, so a late
+   * copy of a part does nothing. False when the claim was lost first (the join is left to expire).
+   */
+  finish(): Promise<boolean>;
+  /** After the body is failed with ChordError: drops only the size, so a late copy of a part cannot fail it again (Celery 5.7). */
+  failed(): Promise<void>;
+}
+
+/** How long the dispatch claim lasts at first (Celery 5.7: twice result_chord_join_timeout, at least 5 s). */
+const CLAIM_TTL_MS = 6_000;
+/** How long it lasts while the body is sent (Celery's estimate for its default publish retries). */
+const CLAIM_PUBLISH_TTL_MS = 21_000;
+/** How long a finished chord stays marked done (Celery 5.7: 300 s). */
+const DONE_TTL_MS = 300_000;
+
 /** A saved group's member (Celery's result tuple): a task, or a group with its members. */
 export interface SavedResult {
   readonly id: string;
@@ -65,13 +88,10 @@ export interface ChordStore {
   /** One more header part to wait for: a task added to a running chord (Celery's add_to_chord, INCR `.t`). */
   addToChord(groupId: string): Promise<void>;
   /**
-   * Adds one finished header task. Resolves with every part when this one completed the header
-   * (exactly one caller sees that), else null: in group_index order (ties by their encoded text,
-   * as Redis orders a sorted set), or in the order they finished when the join is unordered.
+   * Adds one finished header task (once per task id and index). Resolves with the complete join
+   * when this part completed the header and holds the body's dispatch (one caller does), else null.
    */
-  addPart(groupId: string, groupIndex: number | null, part: ChordPart): Promise<ChordPart[] | null>;
-  /** Deletes the join's keys once the body is applied or failed. */
-  clear(groupId: string): Promise<void>;
+  addPart(groupId: string, groupIndex: number | null, part: ChordPart): Promise<ChordJoin | null>;
   /** Saves a group as Celery's GroupResult.save (`celery-taskset-meta-<gid>`); a member with members is a nested group. */
   saveGroup(groupId: string, members: readonly SavedResult[]): Promise<void>;
   /** A saved group with its nesting (Celery's GroupResult.restore; a chord header Celery saved because it holds groups), or null. */
@@ -101,7 +121,10 @@ const asTuple = (r: SavedResult): unknown[] => [[r.id, null], r.members === null
 /** Chords over any KeyValueStore: Celery's Redis layout when the store has chordAdd, else incr(). */
 function createChordStore(store: KeyValueStore, ttl: { ttlMs: number } | undefined, join: ChordJoinOptions): ChordStore {
   const group = (gid: string) => GROUP_META_PREFIX + gid;
-  const keys = (gid: string) => ({ join: `${group(gid)}.j`, counter: `${group(gid)}.t`, size: `${group(gid)}.s` });
+  const keys = (gid: string): ChordKeys => {
+    const g = group(gid);
+    return { group: g, join: `${g}.j`, counter: `${g}.t`, size: `${g}.s`, seen: `${g}.d`, claim: `${g}.c` };
+  };
   const decode = (gid: string, member: string): ChordPart => {
     try {
       const [, taskId, state, result] = JSON.parse(member) as [number, string, TaskState, unknown];
@@ -148,7 +171,11 @@ function createChordStore(store: KeyValueStore, ttl: { ttlMs: number } | undefin
     return children.map((c) => savedResult(c, gid, store.kind));
   };
   return {
-    setSize: (gid, size) => store.set(keys(gid).size, String(size), ttl),
+    async setSize(gid, size) {
+      // A chord applied again under its frozen group id is a new run (Celery 5.7 drops the claim).
+      await store.delete(keys(gid).claim);
+      await store.set(keys(gid).size, String(size), ttl);
+    },
     async addToChord(gid) {
       await store.incr(keys(gid).counter, ttl);
     },
@@ -156,21 +183,30 @@ function createChordStore(store: KeyValueStore, ttl: { ttlMs: number } | undefin
       // Python's bytes for the same outcome: a sorted set orders members of one score by their text.
       const member = pythonJsonDumps([1, part.taskId, part.state, part.result]);
       const k = keys(gid);
-      const r = store.chordAdd ? await store.chordAdd(k, index, member, { ...ttl, ordered: join.ordered }) : await addByIncr(gid, index, member);
+      const token = randomUUID();
+      const r = store.chordAdd
+        ? await store.chordAdd(k, index, member, { ...ttl, ordered: join.ordered, taskId: part.taskId, claimToken: token, claimTtlMs: CLAIM_TTL_MS })
+        : { ...(await addByIncr(gid, index, member)), claimed: true };
       // No size yet: the client stores it just before publishing the last header task, so an
       // early part cannot be the last one (Celery's same rule).
       if (r.size === null) return null;
       const total = Number(r.size) + Number(r.counter ?? 0);
-      if (r.count !== total) return null;
+      if (r.count !== total || !r.claimed) return null;
       const members = store.chordMembers ? await store.chordMembers(k.join, { ordered: join.ordered, total }) : await membersByIncr(gid, total);
-      return members.map((m) => decode(gid, m));
-    },
-    async clear(gid) {
-      const k = keys(gid);
-      const parts = store.chordAdd
-        ? []
-        : [`${k.join}.n`, `${k.join}.slots`, ...Array.from({ length: Number((await store.get(`${k.join}.slots`)) ?? 0) }, (_, i) => `${k.join}.${i + 1}`)];
-      await Promise.all([k.join, k.counter, k.size, ...parts].map((key) => store.delete(key)));
+      const slots = async () =>
+        store.chordAdd
+          ? []
+          : [`${k.join}.n`, `${k.join}.slots`, ...Array.from({ length: Number((await store.get(`${k.join}.slots`)) ?? 0) }, (_, i) => `${k.join}.${i + 1}`)];
+      return {
+        parts: members.map((m) => decode(gid, m)),
+        keepClaim: async () => (store.chordExtendClaim ? store.chordExtendClaim(k, token, CLAIM_PUBLISH_TTL_MS) : true),
+        async finish() {
+          if (store.chordFinish) return store.chordFinish(k, token, DONE_TTL_MS);
+          await Promise.all([k.join, k.counter, k.size, ...(await slots())].map((key) => store.delete(key)));
+          return true;
+        },
+        failed: () => store.delete(k.size),
+      };
     },
     saveGroup: (gid, members) => store.set(group(gid), JSON.stringify({ result: [[gid, null], members.map(asTuple)] }), ttl),
     restoreGroupTree,

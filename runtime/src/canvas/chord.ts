@@ -79,27 +79,35 @@ export async function chordPartReturned(host: CanvasHost, t: FinishedTask, state
     await failCanvas(host, body, new ChordError(`the ${backend.kind} result backend cannot join chords; the body of chord ${t.group} cannot run`), t, log);
     return;
   }
-  const parts = await backend.chords.addPart(t.group, t.groupIndex, { taskId: t.id, state, result });
-  if (!parts) return;
+  const joined = await backend.chords.addPart(t.group, t.groupIndex, { taskId: t.id, state, result });
+  if (!joined) return;
+  let results: unknown[];
   try {
-    let results: unknown[];
+    results = await headerResults(backend, t.group, joined.parts);
+  } catch (err) {
+    // Celery: a failed part is ChordError("Dependency …"); anything else, a "Join error".
+    const e = err instanceof ChordError ? err : new ChordError(`Join error: ${joinErrorRepr(err)}`, { cause: err });
+    log.error({ err: e, groupId: t.group }, `chord ${t.group} failed: its body is stored as FAILURE`);
     try {
-      results = await headerResults(backend, t.group, parts);
-    } catch (err) {
-      // Celery: a failed part is ChordError("Dependency …"); anything else, a "Join error".
-      const e = err instanceof ChordError ? err : new ChordError(`Join error: ${joinErrorRepr(err)}`, { cause: err });
-      log.error({ err: e, groupId: t.group }, `chord ${t.group} failed: its body is stored as FAILURE`);
       await failCanvas(host, body, e, t, log);
-      return;
+    } finally {
+      await joined.failed();
     }
-    try {
-      await applySignature(host, body, { args: [results], options: { ...t.send, rootId: t.rootId, parentId: t.id } });
-    } catch (err) {
-      log.error({ err, groupId: t.group }, `chord ${t.group}: applying the body failed`);
-      await failCanvas(host, body, new ChordError(`Callback error: ${(err as Error).message}`, { cause: err }), t, log);
-    }
+    return;
+  }
+  if (!(await joined.keepClaim())) {
+    // Celery 5.7's rule: the claim lapsed and another worker took the dispatch over; it sends the body.
+    log.warn({ groupId: t.group }, `chord ${t.group}: body not sent here, another worker holds its dispatch claim`);
+    return;
+  }
+  try {
+    await applySignature(host, body, { args: [results], options: { ...t.send, rootId: t.rootId, parentId: t.id } });
+  } catch (err) {
+    log.error({ err, groupId: t.group }, `chord ${t.group}: applying the body failed`);
+    await failCanvas(host, body, new ChordError(`Callback error: ${(err as Error).message}`, { cause: err }), t, log);
   } finally {
-    await backend.chords.clear(t.group);
+    // The body went out (or failed); a lost claim only leaves the join's keys to expire (as Celery, a warning).
+    if (!(await joined.finish())) log.warn({ groupId: t.group }, `chord ${t.group}: dispatch claim lost before cleanup, its keys are left to expire`);
   }
 }
 
