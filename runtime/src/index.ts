@@ -12,7 +12,7 @@
 export { createApp, type App, type AppOptions } from './app/app.js';
 export { loadConfig, CONFIG_KEYS, configTable, type Config, type ConfigKey, type ConfigSources, type ConfigValueKind } from './app/config.js';
 export { AsyncResult, type ResultHost, type ResultSet } from './app/result.js';
-export type { Task, TaskOptions, ApplyOptions, TaskContext, TaskFn } from './app/task.js';
+export type { Task, TaskOptions, ApplyOptions, TaskContext, TaskFn, ChildCall } from './app/task.js';
 export type { ParamNames, KwargsOf } from './app/arguments.js';
 export type { Routes, Router, RouterFn, RouteMap, Route, RouteOptions } from './app/routes.js';
 export type { SendOptions } from './app/send.js';

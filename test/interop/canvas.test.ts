@@ -6,11 +6,40 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { applySignature, chain, chord, chunks, createApp, group, GroupResult, signature, type AsyncResult } from '../../runtime/src/index.js';
+import { Redis } from 'ioredis';
+import {
+  applySignature,
+  chain,
+  chord,
+  chunks,
+  createApp,
+  group,
+  GroupResult,
+  immutable,
+  linkError,
+  signature,
+  xmap,
+  xstarmap,
+  type AsyncResult,
+  type SignatureDict,
+} from '../../runtime/src/index.js';
+import type { ResultSet } from '../../runtime/src/app/result.js';
 import { CanvasError, TaskFailedError } from '../../runtime/src/errors.js';
+import { eventually } from '../support/eventually.js';
 import { withOutputOf } from '../support/processes.js';
 import { uniqueName, useRabbit, useRedis } from '../support/servers.js';
-import { pythonClient, pythonEnv, pythons, skipReason, startPyWorker, startTsWorker, stopProcess, type PyCanvas } from './interop-suite.js';
+import {
+  pythonClient,
+  pythonEnv,
+  pythons,
+  skipReason,
+  startPyWorker,
+  startTsWorker,
+  stopProcess,
+  type PyCanvas,
+  type PyOutcome,
+  type ResultTree,
+} from './interop-suite.js';
 
 const redis = await useRedis();
 const rabbit = await useRabbit();
@@ -19,6 +48,55 @@ after(async () => {
   await rabbit.server?.stop();
 });
 const redisUrl = redis.server?.url ?? 'redis://127.0.0.1:1/0';
+
+/** A canvas description (PyCanvas) built with celeriac's own builders: what py_client.py `build` makes with Celery's. */
+function tsBuild(c: PyCanvas): SignatureDict {
+  if ('chain' in c) return chain(...c.chain.map(tsBuild));
+  if ('group' in c) return group(c.group.map(tsBuild));
+  if ('chord' in c) return chord(c.chord.map(tsBuild), tsBuild(c.body));
+  if ('chunks' in c) return chunks(tsBuild(c.chunks), c.it, c.n, { queue: c.chunks.queue });
+  if ('starmap' in c) return xstarmap(tsBuild(c.starmap), c.it, { queue: c.starmap.queue });
+  if ('map' in c) return xmap(tsBuild(c.map), c.it, { queue: c.map.queue });
+  let sig = signature(c.sig, c.args ?? [], c.kwargs ?? {}, { queue: c.queue });
+  if (c.immutable) sig = immutable(sig);
+  if (c.link_error) sig = linkError(sig, tsBuild(c.link_error));
+  return sig;
+}
+
+/** The shape of a celeriac result, as py_client.py `tree` gives a Celery one. */
+function tsTree(r: AsyncResult | ResultSet | null): ResultTree | null {
+  if (r === null) return null;
+  if (r instanceof GroupResult) return { type: 'GroupResult', members: r.results.map((m) => tsTree(m)!), parent: tsTree(r.parent) };
+  return { type: 'AsyncResult', parent: tsTree((r as AsyncResult).parent) };
+}
+
+/** The value a canvas should give: the value, or a check of it. */
+type Expected = unknown | ((v: unknown, what: string) => void);
+
+/** A canvas's value and result tree are what Celery gives, and what the same canvas gave on a Python-only fleet. */
+function sameAsPythonOnly(what: string, value: unknown, tree: ResultTree | null | undefined, alone: PyOutcome, expected: Expected): void {
+  assert.equal(alone.error, undefined, `${what} (Python-only): ${JSON.stringify(alone.error)}`);
+  if (typeof expected === 'function') {
+    expected(value, what);
+    expected(alone.result, `${what} (Python-only)`);
+  } else {
+    assert.deepEqual(value, expected, what);
+    assert.deepEqual(value, alone.result, `${what}: equal to the Python-only fleet`);
+  }
+  assert.deepEqual(tree, alone.tree, `${what}: the same result tree as on the Python-only fleet`);
+}
+
+/** Values of a chord whose first header task added add(1, 100) to it: the two share group_index 0 and order by their encoded text (task ids), the third is 4. */
+function grownChord(v: unknown, what: string): void {
+  const values = v as number[];
+  assert.equal(values.length, 3, `${what}: ${JSON.stringify(v)}`);
+  assert.equal(values[2], 4, what);
+  assert.deepEqual(
+    [values[0], values[1]].sort((a, b) => a! - b!),
+    [1, 101],
+    what,
+  );
+}
 
 const brokers = [
   { broker: 'redis', url: redisUrl, skip: redis.skip },
@@ -55,52 +133,80 @@ for (const b of brokers) {
         if ('chunks' in c) return { ...c, chunks: { ...c.chunks, sig: c.chunks.sig.replace(/^interop\./, 'pyinterop.'), queue: pyQueue } };
         if ('starmap' in c) return { ...c, starmap: { ...c.starmap, sig: c.starmap.sig.replace(/^interop\./, 'pyinterop.'), queue: pyQueue } };
         if ('map' in c) return { ...c, map: { ...c.map, sig: c.map.sig.replace(/^interop\./, 'pyinterop.'), queue: pyQueue } };
-        return { ...c, sig: c.sig.replace(/^interop\./, 'pyinterop.'), queue: pyQueue, args: c.sig === 'interop.replace' ? [c.args![0], pyQueue] : c.args };
+        return { ...c, sig: c.sig.replace(/^interop\./, 'pyinterop.'), queue: pyQueue, args: c.args?.map((a) => (a === tsQueue ? pyQueue : a)) };
       };
+
+      /** Canvases of TypeScript (`ts`) and Python (`pyT`) tasks, each built by Python and by TypeScript, and the value Celery gives. */
+      const canvases: [string, PyCanvas, Expected][] = [
+        ['chord of TS tasks, Python body', { chord: [ts('add', 1, 1), ts('add', 2, 2)], body: pyT('total') }, 6],
+        ['chord of Python tasks, TS body', { chord: [pyT('add', 1, 1), pyT('add', 2, 2)], body: ts('total') }, 6],
+        ['chord with a mixed header', { chord: [ts('add', 1, 1), pyT('add', 2, 2), ts('add', 3, 3)], body: pyT('total') }, 12],
+        ['chain of mixed tasks', { chain: [ts('add', 1, 1), pyT('add', 10), ts('add', 100)] }, 112],
+        ['group of mixed tasks', { group: [ts('add', 1, 1), pyT('add', 2, 2), ts('add', 3, 3)] }, [2, 4, 6]],
+        ['group in a chain (a chord)', { chain: [ts('add', 1, 1), { group: [pyT('add', 10), ts('add', 20)] }, ts('total'), pyT('add', 1000)] }, 1034],
+        ['chord in a chain', { chain: [pyT('add', 1, 2), { chord: [ts('add', 1), pyT('add', 2)], body: ts('total') }] }, 9],
+        [
+          'chunks of a TS task',
+          {
+            chunks: { sig: 'interop.add', queue: tsQueue },
+            it: [
+              [1, 1],
+              [2, 2],
+              [3, 3],
+            ],
+            n: 2,
+          },
+          [[2, 4], [6]],
+        ],
+        [
+          'starmap of a TS task',
+          {
+            starmap: { sig: 'interop.add', queue: tsQueue },
+            it: [
+              [1, 2],
+              [3, 4],
+            ],
+          },
+          [3, 7],
+        ],
+        ['map of a TS task', { map: { sig: 'interop.total', queue: tsQueue }, it: [[1, 2], [3]] }, [3, 3]],
+        // Celery flattens a nested group in a chord header with its members reversed (deque.extendleft).
+        ['nested group in a chord header', { chord: [{ group: [ts('add', 1, 1), pyT('add', 2, 2)] }, ts('add', 3, 3)], body: pyT('ident') }, [4, 2, 6]],
+        [
+          'chain of two groups (a chord with a group body)',
+          { chain: [{ group: [ts('add', 1, 1), pyT('add', 2, 2)] }, { group: [ts('ident'), pyT('ident')] }] },
+          [
+            [2, 4],
+            [2, 4],
+          ],
+        ],
+        ['a TS header task adds a task to its chord (add_to_chord)', { chord: [ts('grow', 1, tsQueue), pyT('add', 2, 2)], body: pyT('ident') }, grownChord],
+        [
+          'a Python header task adds a task to a chord a TS worker completes',
+          { chord: [pyT('grow', 1, pyQueue), ts('add', 2, 2)], body: ts('ident') },
+          grownChord,
+        ],
+        // A header holding a group is saved and joined with its nesting. Celery 5.2 loses the plain
+        // member's value there ([[3, 4], None]) and then blocks its worker in the join: 5.7 only.
+        ...(py.label === 'Celery 5.7'
+          ? ([
+              [
+                'chain ending in a group in a chord header (saved header, joined with its nesting)',
+                { chord: [{ chain: [ts('add', 1, 1), { group: [pyT('add', 1), ts('add', 2)] }] }, ts('add', 3, 3)], body: pyT('ident') },
+                [[3, 4], 6],
+              ],
+            ] as [string, PyCanvas, Expected][])
+          : []),
+      ];
 
       it('Python builds chord, chain and group of TypeScript and Python tasks; results equal a Python-only fleet', () =>
         withLogs(async () => {
-          const canvases: [string, PyCanvas, unknown][] = [
-            ['chord of TS tasks, Python body', { chord: [ts('add', 1, 1), ts('add', 2, 2)], body: pyT('total') }, 6],
-            ['chord of Python tasks, TS body', { chord: [pyT('add', 1, 1), pyT('add', 2, 2)], body: ts('total') }, 6],
-            ['chord with a mixed header', { chord: [ts('add', 1, 1), pyT('add', 2, 2), ts('add', 3, 3)], body: pyT('total') }, 12],
-            ['chain of mixed tasks', { chain: [ts('add', 1, 1), pyT('add', 10), ts('add', 100)] }, 112],
-            ['group of mixed tasks', { group: [ts('add', 1, 1), pyT('add', 2, 2), ts('add', 3, 3)] }, [2, 4, 6]],
-            ['group in a chain (a chord)', { chain: [ts('add', 1, 1), { group: [pyT('add', 10), ts('add', 20)] }, ts('total'), pyT('add', 1000)] }, 1034],
-            ['chord in a chain', { chain: [pyT('add', 1, 2), { chord: [ts('add', 1), pyT('add', 2)], body: ts('total') }] }, 9],
-            [
-              'chunks of a TS task',
-              {
-                chunks: { sig: 'interop.add', queue: tsQueue },
-                it: [
-                  [1, 1],
-                  [2, 2],
-                  [3, 3],
-                ],
-                n: 2,
-              },
-              [[2, 4], [6]],
-            ],
-            [
-              'starmap of a TS task',
-              {
-                starmap: { sig: 'interop.add', queue: tsQueue },
-                it: [
-                  [1, 2],
-                  [3, 4],
-                ],
-              },
-              [3, 7],
-            ],
-            ['map of a TS task', { map: { sig: 'interop.total', queue: tsQueue }, it: [[1, 2], [3]] }, [3, 3]],
-          ];
           const env = pythonEnv(b.url, redisUrl, pyQueue);
           const mixed = await pythonClient(py.exe!, env, [...canvases.map(([, c]) => ({ op: 'canvas' as const, canvas: c }))]);
           const alone = await pythonClient(py.exe!, env, [...canvases.map(([, c]) => ({ op: 'canvas' as const, canvas: pythonOnly(c) }))]);
           canvases.forEach(([what, , expected], i) => {
             assert.equal(mixed[i]!.error, undefined, `${what}: ${JSON.stringify(mixed[i]!.error)}`);
-            assert.deepEqual(mixed[i]!.result, expected, what);
-            assert.deepEqual(mixed[i]!.result, alone[i]!.result, `${what}: equal to the Python-only fleet`);
+            sameAsPythonOnly(what, mixed[i]!.result, mixed[i]!.tree, alone[i]!, expected);
           });
         }));
 
@@ -118,6 +224,32 @@ for (const b of brokers) {
           assert.match(failed!.own!.message!, /^Dependency [0-9a-f-]{36} raised ValueError\('bad value 7'\)$/);
           assert.equal(alone!.own?.type, 'ChordError', 'the same on a Python-only fleet');
           assert.match(alone!.own!.message!, /^Dependency [0-9a-f-]{36} raised ValueError\('bad value', 7\)$/);
+        }));
+
+      it('Python reads the children a TypeScript task stored (a task and a group it applied), as on a Python-only fleet', () =>
+        withLogs(async () => {
+          const env = pythonEnv(b.url, redisUrl, pyQueue);
+          const [mixed] = await pythonClient(py.exe!, env, [{ op: 'children', name: 'interop.spawn', args: [5, tsQueue], queue: tsQueue }]);
+          const [alone] = await pythonClient(py.exe!, env, [{ op: 'children', name: 'pyinterop.spawn', args: [5, pyQueue], queue: pyQueue }]);
+          assert.equal(mixed!.result, 5);
+          assert.deepEqual(mixed!.children, [
+            { type: 'AsyncResult', value: 6 },
+            { type: 'GroupResult', value: [7, 8] },
+          ]);
+          assert.deepEqual(mixed!.children, alone!.children, 'the same children as a Python task stores');
+          assert.deepEqual(mixed!.collected, alone!.collected, 'collect() walks the same graph');
+        }));
+
+      it('TypeScript builds the same canvases: value and result tree equal the same canvas built by Python on a Python-only fleet', () =>
+        withLogs(async () => {
+          const alone = await pythonClient(py.exe!, pythonEnv(b.url, redisUrl, pyQueue), [
+            ...canvases.map(([, c]) => ({ op: 'canvas' as const, canvas: pythonOnly(c) })),
+          ]);
+          for (const [i, [what, c, expected]] of canvases.entries()) {
+            const r = (await applySignature(app, tsBuild(c))) as AsyncResult | GroupResult;
+            const value = await r.get({ timeout: 60_000 });
+            sameAsPythonOnly(what, value, tsTree(r), alone[i]!, expected);
+          }
         }));
 
       it('TypeScript builds chord, chain and group of Python tasks; Python restores a group TypeScript saved', () =>
@@ -142,16 +274,18 @@ for (const b of brokers) {
             g.results.map((r) => r.id),
           );
           assert.deepEqual(restored!.result, [3, 7]);
+          // Celery sends chunks where its own queue says, never by the inner task's (as py_client.py).
           const parts = (await applySignature(
             app,
             chunks(
-              signature('pyinterop.add', [], {}, { queue: pyQueue }),
+              signature('pyinterop.add'),
               [
                 [1, 1],
                 [2, 2],
                 [3, 3],
               ],
               2,
+              { queue: pyQueue },
             ),
           )) as GroupResult;
           assert.deepEqual(await parts.get({ timeout: 60_000 }), [[2, 4], [6]], 'chunks of a Python task, run by celery.starmap on the Python worker');
@@ -163,6 +297,87 @@ for (const b of brokers) {
         }));
     });
   }
+}
+
+for (const py of pythons) {
+  describe(`${py.label}: result_chord_ordered, Python and TypeScript workers join alike (Redis)`, { skip: skipReason(py, redis.skip) }, () => {
+    for (const ordered of [true, false]) {
+      it(`result_chord_ordered=${ordered ? 'True' : 'False'}: the body gets ${ordered ? 'header' : 'finishing'} order, whichever worker joins, as on a Python-only fleet`, async () => {
+        const tsQueue = uniqueName('ts-order');
+        const pyQueue = uniqueName('py-order');
+        const parkQueue = uniqueName('parked');
+        const tsEnv = ordered ? {} : { CELERIAC_RESULT_CHORD_ORDERED: 'false' };
+        const pyEnv = ordered ? {} : { INTEROP_CHORD_UNORDERED: '1' };
+        const tsWorker = startTsWorker(redisUrl, redisUrl, tsQueue, tsEnv);
+        const pyWorker = startPyWorker(py, redisUrl, redisUrl, pyQueue, pyEnv);
+        const app = createApp({ name: 'chord-order', broker: redisUrl, backend: redisUrl, logLevel: 'warn' });
+        const redisClient = new Redis(redisUrl);
+        const workers: Record<string, ReturnType<typeof startTsWorker> | undefined> = { 'TS worker': tsWorker, 'Python worker': pyWorker };
+        try {
+          /**
+           * A chord whose first header task waits in a queue nobody consumes until the others
+           * have joined (the join key holds them, as a list or a sorted set), then a worker of
+           * `last` starts on that queue: its task finishes last and that worker completes the chord.
+           */
+          const run = async (header: SignatureDict[], body: SignatureDict, last: 'ts' | 'py'): Promise<unknown> => {
+            const r = (await applySignature(app, chord(header, body))) as AsyncResult;
+            const join = `celery-taskset-meta-${(r.parent as GroupResult).id}.j`;
+            await eventually(
+              async () => {
+                assert.equal(await redisClient.type(join), ordered ? 'zset' : 'list', 'the join is kept as Celery keeps it');
+                assert.equal(ordered ? await redisClient.zcard(join) : await redisClient.llen(join), header.length - 1);
+              },
+              { timeoutMs: 60_000 },
+            );
+            const late = last === 'ts' ? startTsWorker(redisUrl, redisUrl, parkQueue, tsEnv) : startPyWorker(py, redisUrl, redisUrl, parkQueue, pyEnv);
+            workers['late worker'] = late;
+            try {
+              return await r.get({ timeout: 60_000 });
+            } finally {
+              await stopProcess(late);
+            }
+          };
+          const tsAdd = (q: string, ...args: number[]) => signature('interop.add', args, {}, { queue: q });
+          const pyAdd = (q: string, ...args: number[]) => signature('pyinterop.add', args, {}, { queue: q });
+          const check = (v: unknown, what: string) => {
+            if (ordered) return assert.deepEqual(v, [100, 2, 4], what);
+            const values = v as number[];
+            assert.equal(values[2], 100, `${what}: the task that finished last is last (${JSON.stringify(v)})`);
+            assert.deepEqual(
+              [values[0], values[1]].sort((a, b) => a! - b!),
+              [2, 4],
+              what,
+            );
+          };
+          await withOutputOf(workers, async () => {
+            const pyJoins = await run(
+              [tsAdd(parkQueue, 100, 0), tsAdd(tsQueue, 1, 1), pyAdd(pyQueue, 2, 2)],
+              signature('pyinterop.ident', [], {}, { queue: pyQueue }),
+              'ts',
+            );
+            check(pyJoins, 'mixed header, the TS worker joins');
+            const tsJoins = await run(
+              [pyAdd(parkQueue, 100, 0), tsAdd(tsQueue, 1, 1), pyAdd(pyQueue, 2, 2)],
+              signature('interop.ident', [], {}, { queue: tsQueue }),
+              'py',
+            );
+            check(tsJoins, 'mixed header, the Python worker joins');
+            const alone = await run(
+              [pyAdd(parkQueue, 100, 0), pyAdd(pyQueue, 1, 1), pyAdd(pyQueue, 2, 2)],
+              signature('pyinterop.ident', [], {}, { queue: pyQueue }),
+              'py',
+            );
+            check(alone, 'Python-only fleet');
+          });
+        } finally {
+          redisClient.disconnect();
+          await app.close();
+          await stopProcess(tsWorker);
+          await stopProcess(pyWorker);
+        }
+      });
+    }
+  });
 }
 
 describe('chords on rpc:// (RabbitMQ)', { skip: rabbit.skip }, () => {

@@ -62,9 +62,12 @@ export function startTsWorker(brokerUrl: string, backendUrl: string, queue: stri
   ]);
 }
 
-/** A Python Celery worker (solo pool) on `queue` running fixtures/py_tasks.py. */
-export function startPyWorker(py: PythonRuntime, brokerUrl: string, backendUrl: string, queue: string) {
-  return startProcess(py.exe!, pythonWorkerArgs('py_tasks', queue, `${queue}@localhost`), { env: pythonEnv(brokerUrl, backendUrl, queue), cwd: fixtures });
+/** A Python Celery worker (solo pool) on `queue` running fixtures/py_tasks.py; `env` adds settings. */
+export function startPyWorker(py: PythonRuntime, brokerUrl: string, backendUrl: string, queue: string, env: NodeJS.ProcessEnv = {}) {
+  return startProcess(py.exe!, pythonWorkerArgs('py_tasks', queue, `${queue}@localhost`), {
+    env: { ...pythonEnv(brokerUrl, backendUrl, queue), ...env },
+    cwd: fixtures,
+  });
 }
 
 export function pythonEnv(brokerUrl: string, backendUrl: string, queue: string, serializer = 'json'): NodeJS.ProcessEnv {
@@ -80,7 +83,7 @@ export function pythonEnv(brokerUrl: string, backendUrl: string, queue: string, 
 }
 
 export interface PyOp {
-  op: 'delay' | 'send_task' | 'canvas' | 'restore_group';
+  op: 'delay' | 'send_task' | 'canvas' | 'restore_group' | 'children';
   name?: string;
   args?: unknown[];
   kwargs?: Record<string, unknown>;
@@ -118,7 +121,15 @@ export interface PyOutcome {
   error?: { type: string; message: string; module: string; args: unknown[] };
   /** op canvas: the final result's own outcome (get() raises a failed parent's error first). */
   own?: { type?: string; message?: string; module?: string; value?: unknown };
+  /** op canvas: the shape of the result (py_client.py `tree`). */
+  tree?: ResultTree;
+  /** op children: the task's children as Python reads them, and collect()'s values. */
+  children?: { type: string; value: unknown }[];
+  collected?: unknown[];
 }
+
+/** The shape of a result: its type, a group's members, its parents (py_client.py `tree`). */
+export type ResultTree = { type: 'AsyncResult'; parent: ResultTree | null } | { type: 'GroupResult'; members: ResultTree[]; parent: ResultTree | null };
 
 /** Runs Python client operations (one Python process) and returns their outcomes. */
 export async function pythonClient(exe: string, env: NodeJS.ProcessEnv, ops: PyOp[]): Promise<PyOutcome[]> {

@@ -137,7 +137,13 @@ export function createApp(options: AppOptions = {}): App {
       return b;
     })());
   const backend = (): Promise<ResultBackend> =>
-    (backendP ??= (async () => createResultBackend(config.resultBackend, { expiresMs: config.resultExpiresMs, broker: await broker(), logger: log }))());
+    (backendP ??= (async () =>
+      createResultBackend(config.resultBackend, {
+        expiresMs: config.resultExpiresMs,
+        chordOrdered: config.resultChordOrdered,
+        broker: await broker(),
+        logger: log,
+      }))());
 
   const host = { backend, revoke: (id: string, o: { terminate: boolean }) => app.revoke(id, o) };
 
@@ -150,7 +156,7 @@ export function createApp(options: AppOptions = {}): App {
       config,
       origin,
       task: tasks.get(name)?.options,
-      route: route(name, args, kwargs, o),
+      route: route(o.routeName ?? name, args, kwargs, o),
       ownReplyTo,
       id,
       now: Date.now(),

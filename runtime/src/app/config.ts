@@ -24,6 +24,7 @@ export interface Config {
   readonly maxMessageBytes: number;
   readonly maxNestingDepth: number;
   readonly resultExtended: boolean;
+  readonly resultChordOrdered: boolean;
   readonly acksLate: boolean;
   readonly trackStarted: boolean;
   readonly queues: readonly string[];
@@ -132,6 +133,13 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     kind: { type: 'int', min: 0, nullable: true },
     default: 86_400_000,
     doc: 'How long results are kept; 0 or none keeps them forever.',
+  },
+  {
+    key: 'resultChordOrdered',
+    env: ['CELERIAC_RESULT_CHORD_ORDERED'],
+    kind: { type: 'bool' },
+    default: true,
+    doc: "A chord body gets its header's results in header order (true), or in the order the header tasks finished (false); Celery's result_backend_transport_options result_chord_ordered. Every worker of a fleet must use the same setting.",
   },
   {
     key: 'resultExtended',

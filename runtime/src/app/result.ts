@@ -15,7 +15,8 @@ export interface ResultHost {
 /** A set of results (a GroupResult), as the parent of an AsyncResult. */
 export interface ResultSet {
   readonly id: string;
-  readonly results: readonly AsyncResult[];
+  /** The members; a member that is a group is itself a ResultSet. */
+  readonly results: readonly (AsyncResult | ResultSet)[];
 }
 
 /** A handle on one task: its state, its result, waiting for it, revoking it (Celery's AsyncResult). */

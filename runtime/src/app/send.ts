@@ -28,6 +28,11 @@ export interface SendOptions extends ApplyOptions {
    * backend is rpc://; null: none.
    */
   readonly replyTo?: string | null;
+  /**
+   * The name the routers are asked about when it is not the task's (Celery's route_name): map,
+   * starmap and chunks messages route as their inner task.
+   */
+  readonly routeName?: string;
 }
 
 /** What sendTask knows besides the call itself. */

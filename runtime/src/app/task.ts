@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { Retry } from '../errors.js';
 import type { SignatureDict } from '../protocol/task-message.js';
 import type { KwargsOf } from './arguments.js';
-import type { AsyncResult } from './result.js';
+import type { AsyncResult, ResultSet } from './result.js';
 
 /** Options of one task (Celery's task attributes). Durations are milliseconds. */
 export interface TaskOptions {
@@ -110,6 +110,28 @@ export interface TaskContext {
    * chord continue from it. Throws, like retry().
    */
   replace(sig: SignatureDict): never;
+  /**
+   * Adds `sig` to the chord this task is a header part of, as Celery's Task.add_to_chord: it is
+   * sent at once with this task's group, index and chord body, and the body waits for its result
+   * too. Throws ValueError ("Current task is not member of any chord") outside a chord.
+   */
+  addToChord(sig: SignatureDict): Promise<AsyncResult>;
+  /**
+   * Applies a signature (a task or a canvas) as this task's child, as `sig.delay()` inside a
+   * Celery task: its parent is this task, its root this task's root, and its result goes into
+   * the `children` stored with this task's result (Celery's add_to_parent), where Python's
+   * `AsyncResult(id).children` and `collect()` find it.
+   */
+  applyChild(sig: SignatureDict, call?: ChildCall): Promise<AsyncResult | ResultSet>;
+}
+
+/** Arguments and options of TaskContext.applyChild (Celery's `sig.apply_async(args, kwargs, **options)`). */
+export interface ChildCall {
+  /** Prepended to the signature's args unless it is immutable. */
+  readonly args?: readonly unknown[];
+  /** Merged over the signature's kwargs. */
+  readonly kwargs?: Record<string, unknown>;
+  readonly options?: ApplyOptions;
 }
 
 /**

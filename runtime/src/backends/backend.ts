@@ -4,11 +4,17 @@
  *
  * Drivers: memory.ts, file.ts, redis.ts; rpc.ts rides the broker instead.
  */
-/** The keys of one chord (Celery's `celery-taskset-meta-<gid>.j`, `.t`, `.s`). */
+/** The keys of one chord (Celery's `celery-taskset-meta-<gid>` and its `.j`, `.t`, `.s`, `.d`, `.c`). */
 export interface ChordKeys {
+  /** The saved group (a complex header), whose TTL the join refreshes. */
+  readonly group: string;
   readonly join: string;
   readonly counter: string;
   readonly size: string;
+  /** Celery 5.7's set of parts already joined (`<task id>:<score>`), so a redelivered part counts once. */
+  readonly seen: string;
+  /** Celery 5.7's dispatch claim: a token while one worker sends the body, then "done". */
+  readonly claim: string;
 }
 
 export interface KeyValueStore {
@@ -27,19 +33,26 @@ export interface KeyValueStore {
   incr(key: string, opts?: { ttlMs?: number }): Promise<number>;
   delete(key: string): Promise<void>;
   /**
-   * Optional native chord join (Celery's Redis pipeline, spec §5.5): atomically adds `member` with
-   * `score` to the sorted set `keys.join`, refreshes the TTL of the three keys, and returns the
-   * set's size and the values of `keys.counter` and `keys.size`. Stores without it join through
-   * incr() (result-backend.ts); only a store that Python workers share needs Celery's layout.
+   * Optional native chord join (Celery 5.7's Redis script, spec §5.5): unless the chord is done,
+   * atomically adds `member` to `keys.join` once per `taskId` and score (a sorted set scored by
+   * `score` when `ordered`, else a list, as Celery's `result_chord_ordered`), refreshes the TTLs,
+   * and when the join is complete claims the body's dispatch with `claimToken`. Returns the
+   * join's size (-1 when the chord is done), the counter and size values and whether this call
+   * holds the claim. Stores without it join through incr() (result-backend.ts); only a store that
+   * Python workers share needs Celery's layout.
    */
   chordAdd?(
     keys: ChordKeys,
     score: number | null,
     member: string,
-    opts?: { ttlMs?: number },
-  ): Promise<{ count: number; counter: string | null; size: string | null }>;
-  /** With chordAdd: the members of the sorted set `key`, by score. */
-  chordMembers?(key: string): Promise<string[]>;
+    opts: { ttlMs?: number; ordered: boolean; taskId: string; claimToken: string; claimTtlMs: number },
+  ): Promise<{ count: number; counter: string | null; size: string | null; claimed: boolean }>;
+  /** With chordAdd: the members of `key`, by score (sorted set) or in push order (the first `total` of a list). */
+  chordMembers?(key: string, opts: { ordered: boolean; total: number }): Promise<string[]>;
+  /** With chordAdd: keeps the dispatch claim for `ttlMs` more, or takes it again if it lapsed while the chord is unsent; false when another holds it. */
+  chordExtendClaim?(keys: ChordKeys, claimToken: string, ttlMs: number): Promise<boolean>;
+  /** With chordAdd: if `claimToken` still holds the claim, deletes the join's keys and marks the chord done for `doneTtlMs`; false otherwise. */
+  chordFinish?(keys: ChordKeys, claimToken: string, doneTtlMs: number): Promise<boolean>;
   /**
    * Optional push: resolves the next time `key` is set, or when `signal` aborts.
    * Stores without it are polled by AsyncResult.

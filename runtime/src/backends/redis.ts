@@ -28,19 +28,50 @@ return 1
 `;
 
 /**
- * Celery's chord join pipeline (backends/redis.py on_chord_part_return) in one script: ZADD the
- * part at its group_index ('+inf' when none), ZCOUNT, GET the counter and size keys, expire all
- * three. KEYS join, counter, size; ARGV score, member, ttl ms.
+ * A chord header part joins (Celery 5.7's on_chord_part_return script; 5.2 runs the same steps
+ * without the seen set and the claim, and ignores those keys): nothing once the chord is done;
+ * the part is added once per task id and score (ZADD at its group_index, '+inf' when none, or
+ * RPUSH when unordered); TTLs refreshed; when the count reaches size + counter, the body's
+ * dispatch is claimed with SET NX, so one worker sends it even if a part is delivered twice.
+ * KEYS join, counter, size, seen, group, claim; ARGV score, member, ttl ms, '1' when ordered,
+ * task id, claim token, claim ttl ms. Returns {count (-1: done), counter, size, claimed}.
  */
 const CHORD_ADD_SCRIPT = `
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-local n = redis.call('ZCOUNT', KEYS[1], '-inf', '+inf')
+if redis.call('GET', KEYS[6]) == 'done' then return {-1, false, false, 0} end
+local seen = ARGV[5] .. ':' .. ARGV[1]
+if redis.call('SISMEMBER', KEYS[4], seen) == 0 then
+  if ARGV[4] == '1' then redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2]) else redis.call('RPUSH', KEYS[1], ARGV[2]) end
+  redis.call('SADD', KEYS[4], seen)
+end
+local n
+if ARGV[4] == '1' then n = redis.call('ZCOUNT', KEYS[1], '-inf', '+inf') else n = redis.call('LLEN', KEYS[1]) end
+if tonumber(ARGV[3]) > 0 then
+  for i = 1, 5 do redis.call('PEXPIRE', KEYS[i], ARGV[3]) end
+end
 local t = redis.call('GET', KEYS[2])
 local s = redis.call('GET', KEYS[3])
-if tonumber(ARGV[3]) > 0 then
-  for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[3]) end
+local claimed = 0
+if s and n == tonumber(s) + tonumber(t or 0) then
+  if redis.call('SET', KEYS[6], ARGV[6], 'NX', 'PX', ARGV[7]) then claimed = 1 end
 end
-return {n, t, s}
+return {n, t, s, claimed}
+`;
+
+/** Keeps or retakes the dispatch claim (KEYS claim, size; ARGV token, ttl ms): 1 when this token holds it. */
+const CHORD_CLAIM_SCRIPT = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if not redis.call('GET', KEYS[1]) and redis.call('EXISTS', KEYS[2]) == 1 then
+  if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+end
+return 0
+`;
+
+/** After the body is sent (KEYS claim, join, counter, size, seen; ARGV token, done ttl ms): drops the join, marks it done. */
+const CHORD_FINISH_SCRIPT = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+redis.call('SET', KEYS[1], 'done', 'PX', ARGV[2])
+return 1
 `;
 
 /** A watched key stays subscribed this long after its last waiter left. */
@@ -58,17 +89,14 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
   const outages = new OutageLog(log, `redis result backend ${redactUrl(url)}`);
   const client = outages.watch(new Redis(parsed.ioredisUrl, redisOptions(parsed, { enableAutoPipelining: true, lazyConnect: true })));
   client.defineCommand('celeriacSet', { numberOfKeys: 1, lua: SET_SCRIPT });
-  client.defineCommand('celeriacChordAdd', { numberOfKeys: 3, lua: CHORD_ADD_SCRIPT });
+  client.defineCommand('celeriacChordAdd', { numberOfKeys: 6, lua: CHORD_ADD_SCRIPT });
+  client.defineCommand('celeriacChordClaim', { numberOfKeys: 2, lua: CHORD_CLAIM_SCRIPT });
+  client.defineCommand('celeriacChordFinish', { numberOfKeys: 5, lua: CHORD_FINISH_SCRIPT });
   const scripted = client as unknown as {
     celeriacSet(key: string, value: string, ttlMs: number, check: string): Promise<number>;
-    celeriacChordAdd(
-      join: string,
-      counter: string,
-      size: string,
-      score: string,
-      member: string,
-      ttlMs: number,
-    ): Promise<[number, string | null, string | null]>;
+    celeriacChordAdd(...keysAndArgs: (string | number)[]): Promise<[number, string | null, string | null, number]>;
+    celeriacChordClaim(claim: string, size: string, token: string, ttlMs: number): Promise<number>;
+    celeriacChordFinish(claim: string, join: string, counter: string, size: string, seen: string, token: string, ttlMs: number): Promise<number>;
   };
   let ready: Promise<void> | null = null;
   let subscriber: Redis | null = null;
@@ -174,19 +202,25 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
     async delete(key) {
       await run(`DEL ${key}`, () => client.del(key));
     },
-    chordAdd: (keys, score, member, o) =>
-      run(`chord join ${keys.join}`, async () => {
-        const [count, counter, size] = await scripted.celeriacChordAdd(
-          keys.join,
-          keys.counter,
-          keys.size,
+    chordAdd: (k, score, member, o) =>
+      run(`chord join ${k.join}`, async () => {
+        const [count, counter, size, claimed] = await scripted.celeriacChordAdd(
+          ...[k.join, k.counter, k.size, k.seen, k.group, k.claim],
           score === null ? '+inf' : String(score),
           member,
-          o?.ttlMs ?? 0,
+          o.ttlMs ?? 0,
+          o.ordered ? '1' : '0',
+          o.taskId,
+          o.claimToken,
+          o.claimTtlMs,
         );
-        return { count: Number(count), counter, size };
+        return { count: Number(count), counter, size, claimed: claimed === 1 };
       }),
-    chordMembers: (key) => run(`ZRANGE ${key}`, () => client.zrange(key, 0, -1)),
+    chordExtendClaim: (k, token, ttlMs) => run(`chord claim ${k.claim}`, async () => (await scripted.celeriacChordClaim(k.claim, k.size, token, ttlMs)) === 1),
+    chordFinish: (k, token, ttlMs) =>
+      run(`chord cleanup ${k.join}`, async () => (await scripted.celeriacChordFinish(k.claim, k.join, k.counter, k.size, k.seen, token, ttlMs)) === 1),
+    // Celery's LRANGE 0 total (one more than the parts, as Celery's inclusive end).
+    chordMembers: (key, o) => (o.ordered ? run(`ZRANGE ${key}`, () => client.zrange(key, 0, -1)) : run(`LRANGE ${key}`, () => client.lrange(key, 0, o.total))),
     async watch(key, signal) {
       if (signal.aborted) return;
       const sub = subscriberConn();

@@ -3,10 +3,12 @@
  * (keys `celery-task-meta-<id>`, JSON meta, expiry, "never overwrite SUCCESS") to any
  * KeyValueStore; rpc:// implements ResultBackend directly over the broker.
  */
+import { randomUUID } from 'node:crypto';
 import { BackendError, ResultTimeoutError } from '../errors.js';
 import { READY_STATES, type TaskMeta, type TaskState } from '../protocol/result-meta.js';
 import { sleep } from '../transport/wait.js';
-import type { KeyValueStore } from './backend.js';
+import { pythonJsonDumps } from '../protocol/python-json.js';
+import type { ChordKeys, KeyValueStore } from './backend.js';
 
 /** Where a result goes besides the store (rpc:// sends it to the client's reply queue). */
 export interface StoreContext {
@@ -50,21 +52,50 @@ export interface ChordPart {
   readonly result: unknown;
 }
 
+/** A complete chord join, held by the one worker that sends the body (Celery 5.7's dispatch claim). */
+export interface ChordJoin {
+  /** Every part: in group_index order (ties by their encoded text, as a sorted set), or finishing order when unordered. */
+  readonly parts: readonly ChordPart[];
+  /** Just before the body is sent: false when the claim lapsed and another worker took it (then do not send). */
+  keepClaim(): Promise<boolean>;
+  /**
+   * After the body is sent (or fails to be): deletes the join and marks the chord done, so a late
+   * copy of a part does nothing. False when the claim was lost first (the join is left to expire).
+   */
+  finish(): Promise<boolean>;
+  /** After the body is failed with ChordError: drops only the size, so a late copy of a part cannot fail it again (Celery 5.7). */
+  failed(): Promise<void>;
+}
+
+/** How long the dispatch claim lasts at first (Celery 5.7: twice result_chord_join_timeout, at least 5 s). */
+const CLAIM_TTL_MS = 6_000;
+/** How long it lasts while the body is sent (Celery's estimate for its default publish retries). */
+const CLAIM_PUBLISH_TTL_MS = 21_000;
+/** How long a finished chord stays marked done (Celery 5.7: 300 s). */
+const DONE_TTL_MS = 300_000;
+
+/** A saved group's member (Celery's result tuple): a task, or a group with its members. */
+export interface SavedResult {
+  readonly id: string;
+  /** The members when this member is itself a group, else null. */
+  readonly members: readonly SavedResult[] | null;
+}
+
 /** Celery's chord bookkeeping in the result backend (spec §5.5) and GroupResult.save/restore. */
 export interface ChordStore {
   /** Stores the header size, before the last header task is published (Celery's set_chord_size). */
   setSize(groupId: string, size: number): Promise<void>;
+  /** One more header part to wait for: a task added to a running chord (Celery's add_to_chord, INCR `.t`). */
+  addToChord(groupId: string): Promise<void>;
   /**
-   * Adds one finished header task. Resolves with every part in group_index order when this one
-   * completed the header (exactly one caller sees that), else null.
+   * Adds one finished header task (once per task id and index). Resolves with the complete join
+   * when this part completed the header and holds the body's dispatch (one caller does), else null.
    */
-  addPart(groupId: string, groupIndex: number | null, part: ChordPart): Promise<ChordPart[] | null>;
-  /** Deletes the join's keys once the body is applied or failed. */
-  clear(groupId: string): Promise<void>;
-  /** Saves a group's task ids as Celery's GroupResult.save (`celery-taskset-meta-<gid>`). */
-  saveGroup(groupId: string, taskIds: readonly string[]): Promise<void>;
-  /** The task ids of a saved group (Celery's GroupResult.restore), or null. */
-  restoreGroup(groupId: string): Promise<string[] | null>;
+  addPart(groupId: string, groupIndex: number | null, part: ChordPart): Promise<ChordJoin | null>;
+  /** Saves a group as Celery's GroupResult.save (`celery-taskset-meta-<gid>`); a member with members is a nested group. */
+  saveGroup(groupId: string, members: readonly SavedResult[]): Promise<void>;
+  /** A saved group with its nesting (Celery's GroupResult.restore; a chord header Celery saved because it holds groups), or null. */
+  restoreGroupTree(groupId: string): Promise<SavedResult[] | null>;
   /** Deletes a saved group. */
   forgetGroup(groupId: string): Promise<void>;
 }
@@ -72,13 +103,28 @@ export interface ChordStore {
 export const TASK_META_PREFIX = 'celery-task-meta-';
 export const GROUP_META_PREFIX = 'celery-taskset-meta-';
 
-/** The task id of a plain task's Celery result tuple (`[[id, parent], null]`); null for a group's (members in place of null) or anything else. */
-const tupleId = (t: unknown): string | null => (Array.isArray(t) && Array.isArray(t[0]) && typeof t[0][0] === 'string' && t[1] == null ? t[0][0] : null);
+/** Options of the chord join (Celery's `result_backend_transport_options`). */
+export interface ChordJoinOptions {
+  /** Celery's `result_chord_ordered` (default true): the body gets header order, else finishing order. */
+  readonly ordered: boolean;
+}
+
+/** Celery's result tuple `[[id, parent], null]`, or a group's `[[id, parent], [members…]]`. */
+function savedResult(t: unknown, gid: string, kind: string): SavedResult {
+  if (!Array.isArray(t) || !Array.isArray(t[0]) || typeof t[0][0] !== 'string')
+    throw new BackendError(`Saved group ${gid} in the ${kind} backend: a member is not a result tuple: ${JSON.stringify(t)?.slice(0, 120)}`);
+  return { id: t[0][0], members: Array.isArray(t[1]) ? t[1].map((m) => savedResult(m, gid, kind)) : null };
+}
+
+const asTuple = (r: SavedResult): unknown[] => [[r.id, null], r.members === null ? null : r.members.map(asTuple)];
 
 /** Chords over any KeyValueStore: Celery's Redis layout when the store has chordAdd, else incr(). */
-function createChordStore(store: KeyValueStore, ttl: { ttlMs: number } | undefined): ChordStore {
+function createChordStore(store: KeyValueStore, ttl: { ttlMs: number } | undefined, join: ChordJoinOptions): ChordStore {
   const group = (gid: string) => GROUP_META_PREFIX + gid;
-  const keys = (gid: string) => ({ join: `${group(gid)}.j`, counter: `${group(gid)}.t`, size: `${group(gid)}.s` });
+  const keys = (gid: string): ChordKeys => {
+    const g = group(gid);
+    return { group: g, join: `${g}.j`, counter: `${g}.t`, size: `${g}.s`, seen: `${g}.d`, claim: `${g}.c` };
+  };
   const decode = (gid: string, member: string): ChordPart => {
     try {
       const [, taskId, state, result] = JSON.parse(member) as [number, string, TaskState, unknown];
@@ -87,56 +133,83 @@ function createChordStore(store: KeyValueStore, ttl: { ttlMs: number } | undefin
       throw new BackendError(`Chord ${gid}: a header result in the ${store.kind} backend is not JSON`, { cause: err });
     }
   };
-  /** Without a native sorted set: each part under `.j.<index>`, counted by incr (set first, so the last counter sees all). */
+  /**
+   * Without a native join: each part takes a slot (`.j.slots`), is stored there with its score,
+   * and only then counted (`.j.n`), so the part that counts last finds every slot written.
+   */
   const addByIncr = async (gid: string, index: number | null, member: string) => {
-    if (index === null) throw new BackendError(`Chord ${gid}: a header task without group_index cannot join on the ${store.kind} backend`);
     const k = keys(gid);
-    await store.set(`${k.join}.${index}`, member, ttl);
+    const slot = await store.incr(`${k.join}.slots`, ttl);
+    await store.set(`${k.join}.${slot}`, JSON.stringify([index, member]), ttl);
     const count = await store.incr(`${k.join}.n`, ttl);
     const [counter, size] = await store.mget([k.counter, k.size]);
     return { count, counter: counter ?? null, size: size ?? null };
   };
+  /** The parts stored by addByIncr, in join order: a sorted set's (score, then text) or finishing order. */
+  const membersByIncr = async (gid: string, total: number): Promise<string[]> => {
+    const k = keys(gid);
+    const stored = await store.mget(Array.from({ length: total }, (_, i) => `${k.join}.${i + 1}`));
+    const parts = stored.map((m, i) => {
+      if (m === null) throw new BackendError(`Chord ${gid}: header result ${i + 1} is missing from the ${store.kind} backend`);
+      const [score, member] = JSON.parse(m) as [number | null, string];
+      return { score: score ?? Infinity, member };
+    });
+    if (join.ordered) parts.sort((a, b) => a.score - b.score || (a.member < b.member ? -1 : a.member > b.member ? 1 : 0));
+    return parts.map((p) => p.member);
+  };
+  const restoreGroupTree = async (gid: string): Promise<SavedResult[] | null> => {
+    const text = await store.get(group(gid));
+    if (text === null) return null;
+    let meta: { result?: unknown };
+    try {
+      meta = JSON.parse(text) as { result?: unknown };
+    } catch (err) {
+      throw new BackendError(`Saved group ${gid} in the ${store.kind} backend is not JSON`, { cause: err });
+    }
+    const children = Array.isArray(meta.result) ? meta.result[1] : null;
+    if (!Array.isArray(children)) throw new BackendError(`Saved group ${gid} in the ${store.kind} backend has no result tuple`);
+    return children.map((c) => savedResult(c, gid, store.kind));
+  };
   return {
-    setSize: (gid, size) => store.set(keys(gid).size, String(size), ttl),
+    async setSize(gid, size) {
+      // A chord applied again under its frozen group id is a new run (Celery 5.7 drops the claim).
+      await store.delete(keys(gid).claim);
+      await store.set(keys(gid).size, String(size), ttl);
+    },
+    async addToChord(gid) {
+      await store.incr(keys(gid).counter, ttl);
+    },
     async addPart(gid, index, part) {
-      const member = JSON.stringify([1, part.taskId, part.state, part.result]);
+      // Python's bytes for the same outcome: a sorted set orders members of one score by their text.
+      const member = pythonJsonDumps([1, part.taskId, part.state, part.result]);
       const k = keys(gid);
-      const r = store.chordAdd ? await store.chordAdd(k, index, member, ttl) : await addByIncr(gid, index, member);
+      const token = randomUUID();
+      const r = store.chordAdd
+        ? await store.chordAdd(k, index, member, { ...ttl, ordered: join.ordered, taskId: part.taskId, claimToken: token, claimTtlMs: CLAIM_TTL_MS })
+        : { ...(await addByIncr(gid, index, member)), claimed: true };
       // No size yet: the client stores it just before publishing the last header task, so an
       // early part cannot be the last one (Celery's same rule).
       if (r.size === null) return null;
       const total = Number(r.size) + Number(r.counter ?? 0);
-      if (r.count !== total) return null;
-      if (store.chordMembers) return (await store.chordMembers(k.join)).map((m) => decode(gid, m));
-      const members = await store.mget(Array.from({ length: total }, (_, i) => `${k.join}.${i}`));
-      return members.map((m, i) => {
-        if (m === null) throw new BackendError(`Chord ${gid}: header result ${i} is missing from the ${store.kind} backend`);
-        return decode(gid, m);
-      });
+      if (r.count !== total || !r.claimed) return null;
+      const members = store.chordMembers ? await store.chordMembers(k.join, { ordered: join.ordered, total }) : await membersByIncr(gid, total);
+      const slots = async () =>
+        store.chordAdd
+          ? []
+          : [`${k.join}.n`, `${k.join}.slots`, ...Array.from({ length: Number((await store.get(`${k.join}.slots`)) ?? 0) }, (_, i) => `${k.join}.${i + 1}`)];
+      return {
+        parts: members.map((m) => decode(gid, m)),
+        keepClaim: async () => (store.chordExtendClaim ? store.chordExtendClaim(k, token, CLAIM_PUBLISH_TTL_MS) : true),
+        async finish() {
+          if (store.chordFinish) return store.chordFinish(k, token, DONE_TTL_MS);
+          await Promise.all([k.join, k.counter, k.size, ...(await slots())].map((key) => store.delete(key)));
+          return true;
+        },
+        failed: () => store.delete(k.size),
+      };
     },
-    async clear(gid) {
-      const k = keys(gid);
-      const parts = store.chordAdd ? [] : [`${k.join}.n`, ...Array.from({ length: Number((await store.get(k.size)) ?? 0) }, (_, i) => `${k.join}.${i}`)];
-      await Promise.all([k.join, k.counter, k.size, ...parts].map((key) => store.delete(key)));
-    },
-    saveGroup: (gid, ids) => store.set(group(gid), JSON.stringify({ result: [[gid, null], ids.map((id) => [[id, null], null])] }), ttl),
-    async restoreGroup(gid) {
-      const text = await store.get(group(gid));
-      if (text === null) return null;
-      let meta: { result?: unknown };
-      try {
-        meta = JSON.parse(text) as { result?: unknown };
-      } catch (err) {
-        throw new BackendError(`Saved group ${gid} in the ${store.kind} backend is not JSON`, { cause: err });
-      }
-      const children = Array.isArray(meta.result) ? meta.result[1] : null;
-      if (!Array.isArray(children)) throw new BackendError(`Saved group ${gid} in the ${store.kind} backend has no result tuple`);
-      return children.map((c) => {
-        const id = tupleId(c);
-        if (id === null) throw new BackendError(`Saved group ${gid}: a member is not a task result tuple (nested groups are not supported)`);
-        return id;
-      });
-    },
+    saveGroup: (gid, members) => store.set(group(gid), JSON.stringify({ result: [[gid, null], members.map(asTuple)] }), ttl),
+    restoreGroupTree,
     forgetGroup: (gid) => store.delete(group(gid)),
   };
 }
@@ -144,7 +217,7 @@ function createChordStore(store: KeyValueStore, ttl: { ttlMs: number } | undefin
 /** With a watching store, how often a wait re-reads anyway (a lost push costs at most this). */
 const WATCH_RECHECK_MS = 1000;
 
-export function createKeyValueResultBackend(store: KeyValueStore, opts: { expiresMs: number | null }): ResultBackend {
+export function createKeyValueResultBackend(store: KeyValueStore, opts: { expiresMs: number | null; chordJoin?: ChordJoinOptions }): ResultBackend {
   const key = (id: string) => TASK_META_PREFIX + id;
   const ttl = opts.expiresMs && opts.expiresMs > 0 ? { ttlMs: opts.expiresMs } : undefined;
 
@@ -167,7 +240,7 @@ export function createKeyValueResultBackend(store: KeyValueStore, opts: { expire
 
   return {
     kind: store.kind,
-    chords: createChordStore(store, ttl),
+    chords: createChordStore(store, ttl, opts.chordJoin ?? { ordered: true }),
     async store(meta) {
       if (store.setUnlessSuccess) return store.setUnlessSuccess(key(meta.task_id), JSON.stringify(meta), ttl);
       const prev = await get(meta.task_id);

@@ -11,7 +11,7 @@ import { signatureSendOptions, type SendOptions } from '../app/send.js';
 import type { AsyncResult } from '../app/result.js';
 import type { ResultBackend } from '../backends/result-backend.js';
 import { CanvasError } from '../errors.js';
-import { GroupResult } from './group.js';
+import { GroupResult, savedTree } from './group.js';
 import { asSignature, CANVAS_TASKS, childSignatures, taskIdOf, unsupportedReason, withOptions, type SignatureDict } from './signature.js';
 
 /** What applying needs from the app (App has all of it). */
@@ -65,21 +65,28 @@ async function apply(host: CanvasHost, sig: SignatureDict, call: ApplyCall): Pro
     case 'chord':
       return applyChord(host, sig, call);
     case 'chunks':
-      return applyGroup(host, chunkSignatures(sig), [], undefined, merged(sig, call));
+      // Celery sends chunks' parts where routes send celery.starmap, not by the inner task as a
+      // lone map/starmap (seen on 5.2 and 5.7: its route_name does not reach the parts).
+      return applyGroup(host, chunkSignatures(sig), [], undefined, { ...merged(sig, call), routeName: CANVAS_TASKS.xstarmap });
     default: {
       // A plain task; xmap/xstarmap are plain tasks too (celery.map/celery.starmap, immutable).
       const kwargs = { ...sig.kwargs, ...(call.kwargs ?? {}) };
-      const own = sig.subtask_type === 'xmap' || sig.subtask_type === 'xstarmap' ? { ...sig, options: mapOptions(sig) } : sig;
-      return host.sendTask(sig.task, argsOf(sig, call), kwargs, merged(own, call));
+      const o = merged(sig, call);
+      const mapped = sig.subtask_type === 'xmap' || sig.subtask_type === 'xstarmap';
+      return host.sendTask(sig.task, argsOf(sig, call), kwargs, mapped ? { routeName: innerTaskName(sig), ...o } : o);
     }
   }
 }
 
-/** Options of a map/starmap/chunks message: its own, else the inner task's queue (Celery routes them by the inner task). */
-function mapOptions(sig: SignatureDict): Record<string, unknown> {
-  const inner = sig.kwargs.task as SignatureDict | undefined;
-  const queue = sig.options.queue ?? inner?.options?.queue;
-  return queue === undefined ? { ...sig.options } : { ...sig.options, queue };
+/**
+ * The name a map or starmap message is routed by: its inner task's, not celery.map or
+ * celery.starmap (Celery's `route_name=task_name_from(self.kwargs['task'])`), so `routes` for a
+ * task send its maps to the same queue. The inner task's own options (its `queue`) do not count,
+ * as in Celery; the map's own options do (as Celery 5.7; 5.2 ignores them).
+ */
+function innerTaskName(sig: SignatureDict): string | undefined {
+  const inner = sig.kwargs.task as SignatureDict | string | undefined;
+  return typeof inner === 'string' ? inner : typeof inner?.task === 'string' ? inner.task : undefined;
 }
 
 /** chunks(task, it, n): a group of starmap tasks over `n`-sized parts of `it` (Celery's chunks.group()). */
@@ -92,7 +99,7 @@ function chunkSignatures(sig: SignatureDict): SignatureDict[] {
       task: CANVAS_TASKS.xstarmap,
       args: [],
       kwargs: { task, it: it.slice(i, i + n) },
-      options: mapOptions(sig),
+      options: {},
       subtask_type: 'xstarmap',
       immutable: true,
     });
@@ -121,14 +128,34 @@ function chordSize(sig: SignatureDict): number {
   }
 }
 
-/** The group members, nested groups unrolled into the same group (Celery's group._prepared). */
-function unrolled(tasks: SignatureDict[]): SignatureDict[] {
-  return tasks.flatMap((t) => (t.subtask_type === 'group' ? unrolled(childSignatures(t.kwargs.tasks, 'group.tasks')) : [t]));
+/**
+ * The group members with the group_index each is sent with, nested groups unrolled into the same
+ * group. A chord header is unrolled as Celery freezes it (group._freeze_unroll): a nested group's
+ * members go to the front of the queue in reverse (`deque.extendleft`), and indexes run on across
+ * the flattened header. A plain group keeps its order and each member keeps its index in its own
+ * group (group._prepared).
+ */
+function unrolled(tasks: readonly SignatureDict[], header: boolean): [SignatureDict, number][] {
+  if (!header)
+    return tasks.flatMap((t, i): [SignatureDict, number][] =>
+      t.subtask_type === 'group' ? unrolled(childSignatures(t.kwargs.tasks, 'group.tasks'), false) : [[t, i]],
+    );
+  const stack = [...tasks];
+  const out: [SignatureDict, number][] = [];
+  while (stack.length > 0) {
+    const t = stack.shift()!;
+    if (t.subtask_type === 'group') stack.unshift(...childSignatures(t.kwargs.tasks, 'group.tasks').reverse());
+    else out.push([t, out.length]);
+  }
+  return out;
 }
 
 /**
  * Sends each member with the group id and its index; as a chord header, each carries the body
- * and the size is stored before the last one is sent (Celery's _apply_tasks).
+ * and the size is stored before the last one is sent (Celery's _apply_tasks). A group that is
+ * itself a part of a chord header (the last step of a chain there: options `chord` and `group`)
+ * sends its members into that chord, as Celery freezes it: the outer group id, the chord, and
+ * their index in this group.
  */
 async function applyGroup(
   host: CanvasHost,
@@ -139,15 +166,17 @@ async function applyGroup(
   chord: { body: SignatureDict; backend: ResultBackend } | null = null,
 ): Promise<GroupResult> {
   const gid = o.taskId ?? randomUUID();
-  const members = unrolled(tasks);
-  const { taskId: _own, chain: _chain, chord: _chord, group: _group, groupIndex: _index, ...shared } = o;
-  const size = chord ? members.reduce((n, t) => n + chordSize(t), 0) : 0;
-  const results: AsyncResult[] = [];
-  for (const [i, m] of members.entries()) {
+  const { taskId: _own, chain: _chain, chord: outerChord, group: outerGroup, groupIndex: _index, ...shared } = o;
+  const inOuterChord = !chord && outerChord && outerGroup !== undefined;
+  const members = unrolled(tasks, chord !== null || Boolean(inOuterChord));
+  const size = chord ? members.reduce((n, [t]) => n + chordSize(t), 0) : 0;
+  const results: CanvasResult[] = [];
+  for (const [i, [m, index]] of members.entries()) {
     if (chord && i === members.length - 1) await chord.backend.chords!.setSize(gid, size);
-    const r = await apply(host, m, { args, kwargs, options: { ...shared, group: gid, groupIndex: i, chord: chord?.body } });
-    // A member that is itself a group (only after chunks) stands for its first result here.
-    results.push(r instanceof GroupResult ? r.results[0]! : r);
+    const options: SendOptions = inOuterChord
+      ? { ...shared, group: outerGroup, groupIndex: index, chord: outerChord }
+      : { ...shared, group: gid, groupIndex: index, chord: chord?.body };
+    results.push(await apply(host, m, { args, kwargs, options }));
   }
   return new GroupResult(gid, results, host);
 }
@@ -181,7 +210,12 @@ async function applyChord(host: CanvasHost, sig: SignatureDict, call: ApplyCall)
     r.parent = new GroupResult(gid, [], host);
     return r;
   }
-  const headerResult = await applyGroup(host, headerTasks, argsOf(sig, call), call.kwargs, { ...headerOptions, taskId: gid }, { body: frozenBody, backend });
+  // A header holding groups (a chain that ends in one) is saved before it is sent, so whoever
+  // completes the chord joins it with its nesting (Celery's RedisBackend.apply_chord).
+  const frozenHeader = headerTasks.map((t) => frozen(t));
+  const headerResults = unrolled(frozenHeader, true).map(([t]) => resultOf(host, t));
+  if (headerResults.some((r) => r instanceof GroupResult)) await backend.chords.saveGroup(gid, savedTree(headerResults));
+  const headerResult = await applyGroup(host, frozenHeader, argsOf(sig, call), call.kwargs, { ...headerOptions, taskId: gid }, { body: frozenBody, backend });
   const result = resultOf(host, frozenBody);
   rootOf(result).parent = headerResult;
   return result as AsyncResult;
@@ -212,7 +246,10 @@ function frozen(sig: SignatureDict, id?: string): SignatureDict {
   switch (sig.subtask_type) {
     case 'chord': {
       const body = frozen(asSignature(sig.kwargs.body, 'chord.body'), id ?? taskIdOf(sig) ?? undefined);
-      return { ...sig, kwargs: { ...sig.kwargs, body } };
+      // The header too, so the chord's result knows its header (a GroupResult) before it runs.
+      const h = sig.kwargs.header;
+      const header = h && !Array.isArray(h) && (h as SignatureDict).subtask_type === 'group' ? frozen(asSignature(h, 'chord.header')) : h;
+      return { ...sig, kwargs: { ...sig.kwargs, header, body } };
     }
     case 'group': {
       const tasks = childSignatures(sig.kwargs.tasks, 'group.tasks').map((t) => frozen(t));
@@ -234,11 +271,16 @@ function resultOf(host: CanvasHost, sig: SignatureDict): CanvasResult {
     case 'group':
       return new GroupResult(
         taskIdOf(sig)!,
-        childSignatures(sig.kwargs.tasks, 'group.tasks').map((t) => resultOf(host, t) as AsyncResult),
+        childSignatures(sig.kwargs.tasks, 'group.tasks').map((t) => resultOf(host, t)),
         host,
       );
-    case 'chord':
-      return resultOf(host, asSignature(sig.kwargs.body, 'chord.body'));
+    case 'chord': {
+      // The body's result, whose first parent is the header's GroupResult (Celery's chord result).
+      const body = resultOf(host, asSignature(sig.kwargs.body, 'chord.body'));
+      const header = asSignature(sig.kwargs.header, 'chord.header');
+      if (taskIdOf(header)) rootOf(body).parent = resultOf(host, header);
+      return body;
+    }
     case 'chain': {
       let prev: CanvasResult | null = null;
       for (const step of childSignatures(sig.kwargs.tasks, 'chain.tasks')) {
@@ -261,6 +303,19 @@ function rootOf(r: CanvasResult): CanvasResult {
 }
 
 /**
+ * The last step of a chain that is a chord header part, with the chord's options. A group there
+ * passes them on to its members, each with its index in the group, as Celery's group.freeze
+ * does: whoever applies the group (a Python worker too) sends the members into the outer chord.
+ */
+function intoChord(step: SignatureDict, o: Record<string, unknown>): SignatureDict {
+  if (step.subtask_type !== 'group') return withOptions(step, o);
+  const tasks = unrolled(childSignatures(step.kwargs.tasks, 'group.tasks'), true).map(([t, i]) =>
+    withOptions(t, { group_id: o.group_id, chord: o.chord, group_index: i }),
+  );
+  return withOptions({ ...step, kwargs: { ...step.kwargs, tasks } }, o);
+}
+
+/**
  * Sends the first step with the others, reversed, as its chain (spec §1.5). A group or chord
  * option of an enclosing canvas belongs to the last step, which completes the chain.
  */
@@ -275,7 +330,7 @@ async function applyChain(host: CanvasHost, sig: SignatureDict, call: ApplyCall)
   if (steps.length === 0) throw new CanvasError('an empty chain cannot be applied');
   const last = steps.length - 1;
   if (link) steps[last] = withOptions(steps[last]!, { link: [...((steps[last]!.options.link as SignatureDict[]) ?? []), ...[link].flat()] });
-  if (chord || group !== undefined) steps[last] = withOptions(steps[last]!, defined({ chord, group_id: group, group_index: groupIndex }));
+  if (chord || group !== undefined) steps[last] = intoChord(steps[last]!, defined({ chord, group_id: group, group_index: groupIndex }));
   const rest = steps.slice(1).reverse();
   // A chain's own kwargs hold its steps; the call's keyword arguments go to the first step.
   const firstCall: ApplyCall = { args: argsOf(sig, call), kwargs: call.kwargs, options: { ...firstOptions, chain: rest.length > 0 ? rest : undefined } };

@@ -7,10 +7,12 @@
  */
 import type { Logger } from 'pino';
 import type { SendOptions } from '../app/send.js';
-import { ChordError } from '../errors.js';
+import type { AsyncResult } from '../app/result.js';
+import type { ChordPart, ResultBackend, SavedResult } from '../backends/result-backend.js';
+import { CanvasError, ChordError } from '../errors.js';
 import { buildMeta, exceptionToDict, isExceptionDict, States, type ExceptionDict, type TaskState } from '../protocol/result-meta.js';
 import { applySignature, type CanvasHost } from './apply.js';
-import { asSignature, canvasSignature, resultIds, taskIdOf, type SignatureDict } from './signature.js';
+import { asSignature, canvasSignature, frozen, resultIds, taskIdOf, withOptions, type SignatureDict } from './signature.js';
 import { group } from './group.js';
 
 /** A chord signature: `header` tasks in parallel, then `body` with their results (Celery's `chord(header, body)`). */
@@ -77,36 +79,95 @@ export async function chordPartReturned(host: CanvasHost, t: FinishedTask, state
     await failCanvas(host, body, new ChordError(`the ${backend.kind} result backend cannot join chords; the body of chord ${t.group} cannot run`), t, log);
     return;
   }
-  const parts = await backend.chords.addPart(t.group, t.groupIndex, { taskId: t.id, state, result });
-  if (!parts) return;
+  const joined = await backend.chords.addPart(t.group, t.groupIndex, { taskId: t.id, state, result });
+  if (!joined) return;
+  let results: unknown[];
   try {
-    // Celery saves the header of a chord whose header holds groups and joins that instead, keeping
-    // the nesting; celeriac cannot rebuild it (restoreGroup refuses nested members), so such a
-    // chord fails loudly rather than handing the body a flattened list.
+    results = await headerResults(backend, t.group, joined.parts);
+  } catch (err) {
+    // Celery: a failed part is ChordError("Dependency …"); anything else, a "Join error".
+    const e = err instanceof ChordError ? err : new ChordError(`Join error: ${joinErrorRepr(err)}`, { cause: err });
+    log.error({ err: e, groupId: t.group }, `chord ${t.group} failed: its body is stored as FAILURE`);
     try {
-      await backend.chords.restoreGroup(t.group);
-    } catch (err) {
-      const e = new ChordError(`Join error: chord ${t.group} has a nested header celeriac cannot join: ${(err as Error).message}`, { cause: err });
-      log.error({ err: e, groupId: t.group }, 'chord body stored as FAILURE');
       await failCanvas(host, body, e, t, log);
-      return;
+    } finally {
+      await joined.failed();
     }
-    const failed = parts.find((p) => PROPAGATE.has(p.state));
-    if (failed) {
-      const err = new ChordError(`Dependency ${failed.taskId} raised ${exceptionRepr(failed.result)}`);
-      log.error({ err, groupId: t.group }, `chord ${t.group} failed: its body is stored as FAILURE`);
-      await failCanvas(host, body, err, t, log);
-      return;
-    }
-    try {
-      await applySignature(host, body, { args: [parts.map((p) => p.result)], options: { ...t.send, rootId: t.rootId, parentId: t.id } });
-    } catch (err) {
-      log.error({ err, groupId: t.group }, `chord ${t.group}: applying the body failed`);
-      await failCanvas(host, body, new ChordError(`Callback error: ${(err as Error).message}`, { cause: err }), t, log);
-    }
-  } finally {
-    await backend.chords.clear(t.group);
+    return;
   }
+  if (!(await joined.keepClaim())) {
+    // Celery 5.7's rule: the claim lapsed and another worker took the dispatch over; it sends the body.
+    log.warn({ groupId: t.group }, `chord ${t.group}: body not sent here, another worker holds its dispatch claim`);
+    return;
+  }
+  try {
+    await applySignature(host, body, { args: [results], options: { ...t.send, rootId: t.rootId, parentId: t.id } });
+  } catch (err) {
+    log.error({ err, groupId: t.group }, `chord ${t.group}: applying the body failed`);
+    await failCanvas(host, body, new ChordError(`Callback error: ${(err as Error).message}`, { cause: err }), t, log);
+  } finally {
+    // The body went out (or failed); a lost claim only leaves the join's keys to expire (as Celery, a warning).
+    if (!(await joined.finish())) log.warn({ groupId: t.group }, `chord ${t.group}: dispatch claim lost before cleanup, its keys are left to expire`);
+  }
+}
+
+/** Celery's result_chord_join_timeout default: how long a saved header's join waits for a member. */
+const CHORD_JOIN_TIMEOUT_MS = 3_000;
+
+/**
+ * The values the body gets (Celery's RedisBackend.on_chord_part_return). A header saved because
+ * it holds groups (a chain ending in a group; Celery's apply_chord) is joined with its nesting,
+ * each such member as the list of its members' values; otherwise the joined parts in join order.
+ */
+async function headerResults(backend: ResultBackend, gid: string, parts: readonly ChordPart[]): Promise<unknown[]> {
+  const saved = await backend.chords!.restoreGroupTree(gid);
+  if (saved) return joinSaved(backend, saved);
+  const failed = parts.find((p) => PROPAGATE.has(p.state));
+  if (failed) throw new ChordError(`Dependency ${failed.taskId} raised ${exceptionRepr(failed.result)}`);
+  return parts.map((p) => p.result);
+}
+
+/** Celery's GroupResult.join_native(propagate=True) of a saved header: the first failure throws its exception. */
+async function joinSaved(backend: ResultBackend, members: readonly SavedResult[]): Promise<unknown[]> {
+  const values: unknown[] = [];
+  for (const m of members) {
+    if (m.members) {
+      values.push(await joinSaved(backend, m.members));
+      continue;
+    }
+    const meta = await backend.waitReady(m.id, { timeoutMs: CHORD_JOIN_TIMEOUT_MS });
+    if (PROPAGATE.has(meta.status)) throw new JoinFailure(meta.result);
+    values.push(meta.result);
+  }
+  return values;
+}
+
+/** A saved header member's failure, as join_native raises it (the member's own exception). */
+class JoinFailure extends Error {
+  constructor(readonly exc: unknown) {
+    super(exceptionRepr(exc));
+  }
+}
+
+/** `repr()` of what a saved header's join raised: a member's exception, or ours (a timeout). */
+function joinErrorRepr(err: unknown): string {
+  if (err instanceof JoinFailure) return exceptionRepr(err.exc);
+  return exceptionRepr(exceptionToDict(err));
+}
+
+/**
+ * Celery's Task.add_to_chord: `sig` joins the chord `t` is a header part of, with t's group id,
+ * index and body; the chord waits for one more part (the `.t` counter) before it is sent.
+ */
+export async function addToChord(host: CanvasHost, t: FinishedTask, sig: SignatureDict): Promise<AsyncResult> {
+  if (!t.chord || !t.group) throw Object.assign(new Error('Current task is not member of any chord'), { name: 'ValueError', excModule: 'builtins' });
+  const backend = await host.backend();
+  if (!backend.chords) throw new CanvasError(`add_to_chord: the ${backend.kind} result backend cannot join chords`);
+  const member = frozen(
+    withOptions(asSignature(sig, 'add_to_chord signature'), { group_id: t.group, group_index: t.groupIndex, chord: t.chord, root_id: t.rootId }),
+  );
+  await backend.chords.addToChord(t.group);
+  return (await applySignature(host, member, { options: { ...t.send, rootId: t.rootId, parentId: t.id } })) as AsyncResult;
 }
 
 /**

@@ -4,7 +4,7 @@
  * `celery-taskset-meta-<gid>` format, so Python's `GroupResult.restore(gid)` reads what this saves.
  */
 import { AsyncResult, type ResultSet } from '../app/result.js';
-import type { ResultBackend } from '../backends/result-backend.js';
+import type { ResultBackend, SavedResult } from '../backends/result-backend.js';
 import { CanvasError, ResultTimeoutError } from '../errors.js';
 import { canvasSignature, type SignatureDict } from './signature.js';
 
@@ -26,13 +26,13 @@ export class GroupResult implements ResultSet {
   constructor(
     /** The group id (`group` header of every member). */
     readonly id: string,
-    /** One result per member, in group order. */
-    readonly results: readonly AsyncResult[],
+    /** One result per member, in group order; a member that is a group (a chain ending in one) is its GroupResult. */
+    readonly results: readonly (AsyncResult | GroupResult)[],
     private readonly host: GroupHost,
   ) {}
 
   /** The member results (Celery's `GroupResult.children`). */
-  get children(): readonly AsyncResult[] {
+  get children(): readonly (AsyncResult | GroupResult)[] {
     return this.results;
   }
 
@@ -45,7 +45,7 @@ export class GroupResult implements ResultSet {
     const values: unknown[] = [];
     for (const r of this.results) {
       const left = deadline === null ? undefined : deadline - Date.now();
-      if (left !== undefined && left <= 0) throw new ResultTimeoutError(r.id, opts.timeout!, await r.state());
+      if (left !== undefined && left <= 0) throw new ResultTimeoutError(r.id, opts.timeout!, r instanceof GroupResult ? 'PENDING' : await r.state());
       values.push(await r.get({ timeout: left, propagate: opts.propagate, interval: opts.interval }));
     }
     return values;
@@ -56,10 +56,9 @@ export class GroupResult implements ResultSet {
     return this.get(opts);
   }
 
-  /** How many members succeeded. */
+  /** How many members succeeded (a group member counts once, when all of it did). */
   async completedCount(): Promise<number> {
-    const states = await Promise.all(this.results.map((r) => r.state()));
-    return states.filter((s) => s === 'SUCCESS').length;
+    return (await Promise.all(this.results.map((r) => r.successful()))).filter(Boolean).length;
   }
 
   /** True once every member is ready (SUCCESS, FAILURE or REVOKED). */
@@ -84,10 +83,7 @@ export class GroupResult implements ResultSet {
 
   /** Saves the group so any process, Python's GroupResult.restore too, can find it by id. */
   async save(): Promise<void> {
-    await chordsOf(await this.host.backend()).saveGroup(
-      this.id,
-      this.results.map((r) => r.id),
-    );
+    await chordsOf(await this.host.backend()).saveGroup(this.id, savedTree(this.results));
   }
 
   /** Deletes the saved group (not the members' results). */
@@ -95,17 +91,17 @@ export class GroupResult implements ResultSet {
     await chordsOf(await this.host.backend()).forgetGroup(this.id);
   }
 
-  /** A saved group by id (saved here or by Python's GroupResult.save), or null. */
+  /** A saved group by id (saved here or by Python's GroupResult.save), nested groups as GroupResults, or null. */
   static async restore(host: GroupHost, id: string): Promise<GroupResult | null> {
-    const ids = await chordsOf(await host.backend()).restoreGroup(id);
-    return ids === null
-      ? null
-      : new GroupResult(
-          id,
-          ids.map((t) => host.asyncResult(t)),
-          host,
-        );
+    const tree = await chordsOf(await host.backend()).restoreGroupTree(id);
+    const build = (m: SavedResult): AsyncResult | GroupResult => (m.members ? new GroupResult(m.id, m.members.map(build), host) : host.asyncResult(m.id));
+    return tree === null ? null : new GroupResult(id, tree.map(build), host);
   }
+}
+
+/** What GroupResult.save stores of results (Celery's as_tuple): ids, a group with its members. */
+export function savedTree(results: readonly (AsyncResult | GroupResult)[]): SavedResult[] {
+  return results.map((r) => (r instanceof GroupResult ? { id: r.id, members: savedTree(r.results) } : { id: r.id, members: null }));
 }
 
 function chordsOf(backend: ResultBackend) {

@@ -49,7 +49,18 @@ export interface TraceInput {
    * (revoke) or 'shutdown' (cold shutdown); the soft time limit aborts it too.
    */
   readonly ctl: AbortController;
+  /** What the task may do to the canvas around it (ctx.addToChord, ctx.applyChild); the worker gives it. */
+  readonly canvas?: TaskCanvas;
 }
+
+/** The canvas operations of a running task, bound to its request by the worker. */
+export type TaskCanvas = Pick<TaskContext, 'addToChord' | 'applyChild'>;
+
+/** A task run without a worker (unit tests of trace) has no canvas around it. */
+const NO_CANVAS: TaskCanvas = {
+  addToChord: () => Promise.reject(new CeleriacError('E_NO_WORKER', 'addToChord() needs a task run by a worker')),
+  applyChild: () => Promise.reject(new CeleriacError('E_NO_WORKER', 'applyChild() needs a task run by a worker')),
+};
 
 export async function trace(i: TraceInput): Promise<TaskOutcome> {
   const { task, req } = i;
@@ -95,6 +106,8 @@ export async function trace(i: TraceInput): Promise<TaskOutcome> {
     replace(sig) {
       throw new Replace(sig);
     },
+    addToChord: (i.canvas ?? NO_CANVAS).addToChord,
+    applyChild: (i.canvas ?? NO_CANVAS).applyChild,
   };
 
   // Celery's timelimit header is [hard, soft] in seconds; the task's own options are the default.

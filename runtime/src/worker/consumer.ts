@@ -13,7 +13,7 @@ import { parseRateLimit, type Task } from '../app/task.js';
 import type { ResultBackend } from '../backends/result-backend.js';
 import type { Broker, Delivery } from '../brokers/broker.js';
 import { applySignature, resultTuple } from '../canvas/apply.js';
-import { chainFailed, chordPartReturned, failCanvas, type FinishedTask } from '../canvas/chord.js';
+import { addToChord, chainFailed, chordPartReturned, failCanvas, type FinishedTask } from '../canvas/chord.js';
 import { chain } from '../canvas/chain.js';
 import { ACCUMULATE } from '../canvas/builtins.js';
 import { link, linkError, signature, unsupportedReason, withOptions } from '../canvas/signature.js';
@@ -37,7 +37,7 @@ import { acceptedContentTypes, serializerForContentType, type SerializerName } f
 import { decodeTask, taskIdOf, type SignatureDict, type TaskRequest } from '../protocol/task-message.js';
 import { DuplicateFilter } from './duplicates.js';
 import { TimerHeap } from './timer-heap.js';
-import type { TaskOutcome } from '../pools/trace.js';
+import type { TaskCanvas, TaskOutcome } from '../pools/trace.js';
 import { runTask, tracedRun } from '../tracing/tracing.js';
 
 interface Job {
@@ -49,6 +49,8 @@ interface Job {
   /** When the task became runnable (receipt, or its ETA), for the wait metric. */
   dueAt: number;
   ctl: AbortController | null;
+  /** Result tuples of what the task applied with ctx.applyChild, stored first in its `children`. */
+  readonly children: unknown[];
 }
 
 const REVOKED_LIMIT = 50_000;
@@ -102,6 +104,7 @@ function newJob(d: Delivery, req: TaskRequest, task: Task, parent: Logger): Job 
     },
     dueAt: Date.now(),
     ctl: null,
+    children: [],
   };
 }
 
@@ -390,7 +393,7 @@ export class Consumer {
         await this.deps.app.tracing(),
         () => runTask(req, d.info, config.hostname, this.deps.broker.kind),
         async () => {
-          const outcome = await pool.run({ task, req, info: d.info, hostname: config.hostname, log: j.log, ctl });
+          const outcome = await pool.run({ task, req, info: d.info, hostname: config.hostname, log: j.log, ctl, canvas: this.taskCanvas(j) });
           metrics.duration.observe(labels, outcome.runtimeMs / 1000);
           if (!this.active.has(j)) return outcome; // cold shutdown took it over
           await this.settle(j, outcome, late, ignore);
@@ -411,7 +414,8 @@ export class Consumer {
     switch (o.state) {
       case 'SUCCESS': {
         // Next chain step and links first, so a client that sees SUCCESS finds them sent (as Celery).
-        const children = await this.applyCallbacks(j, o.value);
+        // Celery's order: what the task applied itself, then its links, then its chain's next step.
+        const children = [...j.children, ...(await this.applyCallbacks(j, o.value))];
         if (!ignore) await this.store(j, buildMeta(req.id, States.SUCCESS, o.value, { children, groupId: req.group, parentId: req.parentId }));
         await this.chordPart(j, States.SUCCESS, o.value);
         j.log.debug({ runtimeMs: o.runtimeMs }, `task succeeded in ${sec}s`);
@@ -423,7 +427,7 @@ export class Consumer {
         const exc = exceptionToDict(o.error);
         j.log.error({ err: o.error, runtimeMs: o.runtimeMs }, `task failed in ${sec}s: ${exc.exc_type}: ${String(exc.exc_message)}`);
         const traceback = tracebackOf(o.error);
-        await this.store(j, buildMeta(req.id, States.FAILURE, exc, { traceback, groupId: req.group, parentId: req.parentId }));
+        await this.store(j, buildMeta(req.id, States.FAILURE, exc, { traceback, children: j.children, groupId: req.group, parentId: req.parentId }));
         await this.chordPart(j, States.FAILURE, exc);
         await this.canvasStep(j, 'failing the rest of the chain', () => chainFailed(this.deps.app, this.finished(j), States.FAILURE, exc, traceback, j.log));
         for (const sig of req.embed.errbacks ?? []) await this.publishSignature(j, sig, [req.id]);
@@ -550,6 +554,19 @@ export class Consumer {
       groupIndex: req.groupIndex ?? undefined,
       chord: req.embed.chord ?? undefined,
       serializer: this.serializerOf(j),
+    };
+  }
+
+  /** ctx.addToChord and ctx.applyChild of the job's task. */
+  private taskCanvas(j: Job): TaskCanvas {
+    return {
+      addToChord: (sig) => addToChord(this.deps.app, this.finished(j), sig),
+      applyChild: async (sig, call = {}) => {
+        const options = { rootId: j.req.rootId, parentId: j.req.id, serializer: this.serializerOf(j), ...call.options };
+        const r = await applySignature(this.deps.app, sig, { ...call, options });
+        j.children.push(resultTuple(r));
+        return r;
+      },
     };
   }
 

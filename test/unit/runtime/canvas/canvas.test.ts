@@ -16,7 +16,6 @@ import type { TaskContext } from '../../../../runtime/src/app/task.js';
 import { encodeTask } from '../../../../runtime/src/protocol/task-message.js';
 import { DEAD_REASON_HEADER } from '../../../../runtime/src/protocol/dead-letter.js';
 import { createApp } from '../../../../runtime/src/app/app.js';
-import { createMemoryStore } from '../../../../runtime/src/backends/memory.js';
 import { createTestApp, startTestWorker } from '../../../../runtime/src/testing/index.js';
 import type { Worker } from '../../../../runtime/src/worker/worker.js';
 import { eventually } from '../../../support/eventually.js';
@@ -33,6 +32,21 @@ app.task('c.replaced', function (this: TaskContext, x: number) {
 });
 app.task('c.replacedByGroup', function (this: TaskContext, x: number) {
   this.replace(group([add.s(x, 1), add.s(x, 2)]));
+});
+const ident = app.task('c.ident', (xs: unknown) => xs);
+/** Adds `x + 100` to its chord (Celery's Task.add_to_chord). */
+app.task('c.grow', async function (this: TaskContext, x: number) {
+  await this.addToChord(add.s(x, 100));
+  return x;
+});
+app.task('c.notInChord', async function (this: TaskContext) {
+  await this.addToChord(add.s(1, 1));
+});
+/** Applies a task and a group as its children (Celery: `.delay()` inside a task). */
+app.task('c.spawn', async function (this: TaskContext, x: number) {
+  await this.applyChild(add.s(x, 1));
+  await this.applyChild(group([add.s(x, 2), add.s(x, 3)]));
+  return x;
 });
 app.task('c.errback', (id: string) => {
   errbackCalls.push(id);
@@ -160,12 +174,88 @@ describe('canvas (memory backend)', () => {
     await eventually(() => assert.deepEqual(errbackCalls.slice(before), [failed.id]));
   });
 
-  it('a chord whose saved header holds a group (Celery keeps nesting there) fails its body loudly, never flattened', async () => {
-    const store = createMemoryStore(app.config.resultBackend);
-    const nested = [['nested-gid', null], [[['inner-gid', null], [[['x', null], null]]]]];
-    await store.set('celery-taskset-meta-nested-gid', JSON.stringify({ result: nested }));
-    const r = (await applySignature(app, chord(group([add.s(1, 1)], { task_id: 'nested-gid' }), total.s()))) as AsyncResult;
-    await assert.rejects(r.get(T), (err: unknown) => err instanceof TaskFailedError && err.excType === 'ChordError' && /Join error/.test(err.excMessage));
+  // Expected values are what Celery 5.7 gives for the same canvases on a Python-only fleet
+  // (the interop tier compares them live).
+  it("nested groups in a chord header are flattened in Celery's order (a nested group's members reversed)", async () => {
+    const header = [add.s(0, 0), group([add.s(1, 1), group([add.s(2, 2), add.s(3, 3)]), add.s(4, 4)]), add.s(5, 5)];
+    const r = (await applySignature(app, chord(header, ident.s()))) as AsyncResult;
+    assert.deepEqual(await r.get(T), [0, 8, 6, 4, 2, 10]);
+    const plain = (await applySignature(app, group([group([add.s(1, 1), add.s(2, 2)]), add.s(3, 3)]))) as GroupResult;
+    assert.deepEqual(await plain.get(T), [2, 4, 6], 'a plain group keeps its order');
+  });
+
+  it('a chord header holding a group (a chain ending in one) is saved and joined with its nesting', async () => {
+    const header = [chain(add.s(1, 1), group([add.s(1), add.s(2)])), add.s(3, 3)];
+    const r = (await applySignature(app, chord(header, ident.s()))) as AsyncResult;
+    assert.deepEqual(await r.get(T), [[3, 4], 6]);
+    const gg = (await applySignature(app, chain(group([add.s(1, 1), add.s(2, 2)]), group([ident.s(), ident.s()])))) as GroupResult;
+    assert.deepEqual(await gg.get(T), [
+      [2, 4],
+      [2, 4],
+    ]);
+  });
+
+  it('a saved nested header whose member failed fails the body with "Join error" and the repr', async () => {
+    const header = [chain(add.s(1, 1), group([add.s(1), fail.s()])), add.s(3, 3)];
+    const r = (await applySignature(app, chord(header, ident.s()))) as AsyncResult;
+    await assert.rejects(
+      r.get(T),
+      (err: unknown) => err instanceof TaskFailedError && err.excType === 'ChordError' && err.excMessage === "Join error: ValueError('bad 2')",
+    );
+  });
+
+  it('a header task adds a task to its chord (add_to_chord): the body waits for it and gets its result', async () => {
+    const r = (await applySignature(app, chord([signature('c.grow', [1]), add.s(2, 2)], ident.s()))) as AsyncResult;
+    const values = (await r.get(T)) as number[];
+    // The added task has the adder's group_index (0): the two order by their encoded text, as in a sorted set.
+    assert.equal(values[2], 4);
+    assert.deepEqual([values[0], values[1]].sort(), [1, 101]);
+    const outside = await app.sendTask('c.notInChord');
+    await assert.rejects(
+      outside.get(T),
+      (err: unknown) => err instanceof TaskFailedError && err.excType === 'ValueError' && /not member of any chord/.test(err.excMessage),
+    );
+  });
+
+  it("what a task applies with applyChild is stored in its children (Celery's add_to_parent)", async () => {
+    const r = await app.sendTask('c.spawn', [10]);
+    assert.equal(await r.get(T), 10);
+    const [single, g] = await r.children();
+    assert.ok(single && !(single instanceof GroupResult) && 'get' in single);
+    assert.equal(await (single as AsyncResult).get(T), 11);
+    const meta = await r.meta();
+    assert.equal((meta.children as unknown[]).length, 2);
+    const groupTuple = (meta.children as unknown[][])[1]!;
+    assert.equal((groupTuple[1] as unknown[]).length, 2, 'the group is stored with its members');
+    assert.ok(g);
+  });
+
+  it('map and starmap are routed by their inner task, chunks as celery.starmap: as Celery 5.2 and 5.7', async () => {
+    const routed = createTestApp({ routes: { 'r.add': 'maths' } });
+    const radd = routed.task('r.add', (a: number, b: number) => a + b);
+    try {
+      const broker = await routed.broker();
+      await applySignature(routed, xstarmap(radd.s(), [[1, 2]]));
+      await applySignature(routed, xmap(radd.s(), [1]));
+      await applySignature(
+        routed,
+        chunks(
+          radd.s(),
+          [
+            [1, 1],
+            [2, 2],
+            [3, 3],
+          ],
+          2,
+        ),
+      );
+      assert.equal(await broker.depth('maths'), 2, 'starmap and map in the queue the routes give r.add');
+      assert.equal(await broker.depth('celery'), 2, "chunks' parts where celery.starmap goes (Celery's routes do not reach them)");
+      await applySignature(routed, xmap(radd.s(), [1], { queue: 'own' }));
+      assert.equal(await broker.depth('own'), 1, "the canvas's own queue wins over the routes");
+    } finally {
+      await routed.close();
+    }
   });
 
   it('an empty chord header runs the body with no results', async () => {
