@@ -34,6 +34,7 @@ export interface Config {
   readonly logLevel: LogLevel;
   readonly logFormat: 'auto' | 'json' | 'pretty';
   readonly shutdownTimeoutMs: number;
+  readonly eventLoopBlockedMs: number | null;
 }
 
 type Kind =
@@ -198,7 +199,14 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     env: ['CELERIAC_SHUTDOWN_TIMEOUT_MS'],
     kind: { type: 'int', min: 0 },
     default: 30_000,
-    doc: 'Warm shutdown: how long running tasks may finish before they are given back.',
+    doc: 'Warm shutdown: how long running tasks may finish; then late-ack messages go back to the queue and early-acked tasks are stored FAILURE(WorkerLostError). The operator sets it from the pod grace period.',
+  },
+  {
+    key: 'eventLoopBlockedMs',
+    env: ['CELERIAC_EVENT_LOOP_BLOCKED_MS'],
+    kind: { type: 'int', min: 10, nullable: true },
+    default: 10_000,
+    doc: 'Watchdog: an event loop blocked this long is logged with the task blocking it, and /healthz answers 503 while that task runs; none disables the watchdog.',
   },
 ];
 

@@ -2,7 +2,7 @@
  * createLogger(config) runs once in a program's main and is passed down; there is no import-time
  * logger. JSON lines by default, pretty when stdout is a terminal; passwords are redacted.
  */
-import { pino, stdSerializers, type Logger } from 'pino';
+import { pino, stdSerializers, type DestinationStream, type Logger } from 'pino';
 import pretty from 'pino-pretty';
 import { redactText } from '../errors.js';
 
@@ -13,8 +13,8 @@ export interface LoggerOptions {
   readonly name?: string;
   /** Force pretty (true) or JSON (false); default: pretty when stdout is a TTY. */
   readonly pretty?: boolean;
-  /** Write to this stream instead of stdout (tests). */
-  readonly destination?: NodeJS.WritableStream;
+  /** Write to this stream instead of stdout (tests; the watchdog thread's synchronous stdout). */
+  readonly destination?: NodeJS.WritableStream | DestinationStream;
 }
 
 export function createLogger(opts: LoggerOptions): Logger {
@@ -29,7 +29,7 @@ export function createLogger(opts: LoggerOptions): Logger {
   };
   const usePretty = opts.pretty ?? (!opts.destination && process.stdout.isTTY === true);
   if (usePretty) return pino(base, pretty({ colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }));
-  return opts.destination ? pino(base, opts.destination as pino.DestinationStream) : pino(base);
+  return opts.destination ? pino(base, opts.destination as DestinationStream) : pino(base);
 }
 
 /** Keeps URLs readable in logs, without their password. */
