@@ -2,7 +2,7 @@
 // logged with its task, /healthz tells the truth) and shutdown without loss (a task cut off by the
 // shutdown timeout, a cold shutdown or a crash ends in a stored state or back in its queue).
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -86,11 +86,15 @@ describe('event-loop watchdog and shutdown without loss (redis, worker processes
     try {
       await withOutputOf({ worker }, async () => {
         await eventually(async () => assert.equal((await get('/healthz')).status, 200));
-        const blocker = await app.sendTask('sd.blockThenWait', [1_500], {}, { queue });
+        const release = join(dir, `${queue}.release`);
+        const blocker = await app.sendTask('sd.blockUntil', [release], {}, { queue });
+        // The watchdog thread logs while the loop is still blocked; then the test lets the task go on.
+        await eventually(() => assert.ok(logLines(worker).some((l) => String(l.msg).startsWith('event loop blocked') && l.taskId === blocker.id)));
+        writeFileSync(release, '');
         await eventually(async () => {
           const h = await get('/healthz');
           assert.equal(h.status, 503);
-          assert.match(h.text, new RegExp(`task sd\\.blockThenWait\\[${blocker.id}\\] blocked the event loop`));
+          assert.match(h.text, new RegExp(`task sd\\.blockUntil\\[${blocker.id}\\] blocked the event loop`));
         });
         const lag = /^celeriac_event_loop_lag_seconds (\S+)$/m.exec((await get('/metrics')).text);
         assert.ok(lag && Number(lag[1]) >= 0.3, `lag gauge past the threshold: ${lag?.[0]}`);
@@ -105,21 +109,33 @@ describe('event-loop watchdog and shutdown without loss (redis, worker processes
     }
   });
 
-  it('SIGTERM during a long early-ack task past the shutdown timeout: FAILURE(WorkerLostError) stored, as Celery reads it', async () => {
-    const { queue, ledger, app, workerEnv } = setup('sd-early', { HANG: '1', CELERIAC_SHUTDOWN_TIMEOUT_MS: '300' });
-    const worker = startWorker(TASKS, queue, workerEnv);
+  /**
+   * Starts a worker running an early-ack task that waits until cut off, does `cut` to the worker,
+   * and checks the exit code and that the task is stored FAILURE(WorkerLostError) with `why` in
+   * its message, as Celery's meta (Python rebuilds billiard's exception from it), and logged.
+   */
+  async function earlyAckCutOff(o: {
+    name: string;
+    env: Record<string, string>;
+    args?: string[];
+    cut: (w: Started, send: (task: string) => Promise<unknown>) => Promise<void>;
+    exit: number;
+    why: RegExp;
+  }) {
+    const { queue, ledger, app, workerEnv } = setup(o.name, { HANG: '1', ...o.env });
+    const worker = startWorker(TASKS, queue, workerEnv, o.args);
     try {
       await withOutputOf({ worker }, async () => {
         const r = await app.sendTask('sd.wait', [], {}, { queue });
         await eventually(() => assert.equal(started(ledger).length, 1));
-        worker.kill('SIGTERM');
-        assert.equal(await exited(worker), 0);
+        await o.cut(worker, (task) => app.sendTask(task, [], {}, { queue }));
+        assert.equal(await exited(worker), o.exit);
         const m = await meta(r.id);
         assert.equal(m?.status, 'FAILURE');
         const exc = m?.result as { exc_type: string; exc_module: string; exc_message: string[] };
         assert.equal(exc.exc_type, 'WorkerLostError');
         assert.equal(exc.exc_module, 'billiard.exceptions');
-        assert.match(exc.exc_message[0]!, /^Worker exited prematurely: warm shutdown timeout/);
+        assert.match(exc.exc_message[0]!, o.why);
         await assert.rejects(r.get({ timeout: 5_000 }), (err: unknown) => err instanceof TaskFailedError && /WorkerLostError/.test(err.message));
         assert.ok(
           logLines(worker).some((l) => l.taskId === r.id && /WorkerLostError/.test(String(l.msg))),
@@ -130,47 +146,39 @@ describe('event-loop watchdog and shutdown without loss (redis, worker processes
       await stopProcess(worker, 'SIGKILL');
       await app.close();
     }
-  });
+  }
 
-  it('a second SIGTERM (cold shutdown) cuts an early-ack task off at once: FAILURE(WorkerLostError)', async () => {
-    const { queue, ledger, app, workerEnv } = setup('sd-cold', { HANG: '1', CELERIAC_SHUTDOWN_TIMEOUT_MS: '600000' });
-    const worker = startWorker(TASKS, queue, workerEnv);
-    try {
-      await withOutputOf({ worker }, async () => {
-        const r = await app.sendTask('sd.wait', [], {}, { queue });
-        await eventually(() => assert.equal(started(ledger).length, 1));
-        worker.kill('SIGTERM');
-        await eventually(() => assert.ok(logLines(worker).some((l) => /warm shutdown requested/.test(String(l.msg)))));
-        worker.kill('SIGTERM');
-        assert.equal(await exited(worker), 0);
-        const exc = (await meta(r.id))?.result as { exc_type: string; exc_message: string[] } | undefined;
-        assert.equal(exc?.exc_type, 'WorkerLostError');
-        assert.match(exc.exc_message[0]!, /cold shutdown \(second SIGTERM\)/);
-      });
-    } finally {
-      await stopProcess(worker, 'SIGKILL');
-      await app.close();
-    }
-  });
+  it('SIGTERM during a long early-ack task past the shutdown timeout: FAILURE(WorkerLostError) stored, as Celery reads it', () =>
+    earlyAckCutOff({
+      name: 'sd-early',
+      env: { CELERIAC_SHUTDOWN_TIMEOUT_MS: '300' },
+      cut: async (w) => void w.kill('SIGTERM'),
+      exit: 0,
+      why: /^Worker exited prematurely: warm shutdown timeout/,
+    }));
 
-  it('an uncaught exception: the running early-ack task is stored FAILURE(WorkerLostError) before the process exits 1', async () => {
-    const { queue, ledger, app, workerEnv } = setup('sd-crash', { HANG: '1' });
-    const worker = startWorker(TASKS, queue, workerEnv, ['-c', '2']);
-    try {
-      await withOutputOf({ worker }, async () => {
-        const r = await app.sendTask('sd.wait', [], {}, { queue });
-        await eventually(() => assert.equal(started(ledger).length, 1));
-        await app.sendTask('sd.crashLater', [], {}, { queue });
-        assert.equal(await exited(worker), 1);
-        const exc = (await meta(r.id))?.result as { exc_type: string; exc_message: string[] } | undefined;
-        assert.equal(exc?.exc_type, 'WorkerLostError');
-        assert.match(exc.exc_message[0]!, /the worker crashed \(a bug outside the task\)/);
-      });
-    } finally {
-      await stopProcess(worker, 'SIGKILL');
-      await app.close();
-    }
-  });
+  it('a second SIGTERM (cold shutdown) cuts an early-ack task off at once: FAILURE(WorkerLostError)', () =>
+    earlyAckCutOff({
+      name: 'sd-cold',
+      env: { CELERIAC_SHUTDOWN_TIMEOUT_MS: '600000' },
+      cut: async (w) => {
+        w.kill('SIGTERM');
+        await eventually(() => assert.ok(logLines(w).some((l) => /warm shutdown requested/.test(String(l.msg)))));
+        w.kill('SIGTERM');
+      },
+      exit: 0,
+      why: /cold shutdown \(second SIGTERM\)/,
+    }));
+
+  it('an uncaught exception: the running early-ack task is stored FAILURE(WorkerLostError) before the process exits 1', () =>
+    earlyAckCutOff({
+      name: 'sd-crash',
+      env: {},
+      args: ['-c', '2'],
+      cut: async (_w, send) => void (await send('sd.crashLater')),
+      exit: 1,
+      why: /the worker crashed \(a bug outside the task\)/,
+    }));
 
   for (const c of [
     { task: 'sd.waitLate', value: 'done late', why: 'acksLate: the message goes back to the queue' },
