@@ -57,7 +57,7 @@ export interface Watchdog {
   /** Runs `fn` as `task`: a block inside it (and in everything it awaits) is blamed on that task. */
   runAs<T>(task: BlockingTask, fn: () => T): T;
   /** The block past the threshold whose task is still running (`isRunning`), or null: /healthz answers 503 meanwhile. */
-  stuck(isRunning: (taskId: string) => boolean): BlockReport | null;
+  stuck(isRunning: (taskId: string) => boolean): (BlockReport & { readonly task: BlockingTask }) | null;
   /** The longest lag since the previous call, in ms (the metric's value at each scrape). */
   takeMaxLagMs(): number;
   stop(): Promise<void>;
@@ -83,17 +83,18 @@ export async function startWatchdog(opts: { thresholdMs: number; log: Logger }):
   const thread = new Worker(new URL('./watchdog-thread.js', import.meta.url), { workerData: data });
   thread.unref();
   // Blocks whose task may still be running, by task id.
-  const blocks = new Map<string, BlockReport>();
+  const blocks = new Map<string, BlockReport & { readonly task: BlockingTask }>();
   thread.on('message', (r: BlockReport) => {
-    if (r.task) blocks.set(r.task.id, r);
+    if (r.task) blocks.set(r.task.id, { ...r, task: r.task });
   });
-  thread.on('error', (err) => {
-    // The worker keeps serving without it; the operator still sees probes time out on a blocked loop.
-    opts.log.error({ err }, 'the event-loop watchdog thread failed: blocks are no longer logged or measured');
-  });
+  // A thread that cannot start fails the worker's start (fail fast: it is a bug, not a condition).
   await new Promise<void>((resolve, reject) => {
     thread.once('online', resolve);
     thread.once('error', reject);
+  });
+  thread.on('error', (err) => {
+    // The worker keeps serving without it; Kubernetes still sees probes time out on a blocked loop.
+    opts.log.error({ err }, 'the event-loop watchdog thread failed: blocks are no longer logged or measured');
   });
   return {
     runAs: (task, fn) => currentTask.run(task, fn),

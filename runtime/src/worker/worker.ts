@@ -143,11 +143,8 @@ export function createWorker(app: App, opts: { pool?: Pool } = {}): Worker {
     problem() {
       if (consumer?.failure) return `the consumer stopped: ${consumer.failure.message}`;
       const c = consumer;
-      const stuck = c && watchdog?.stuck((id) => c.isRunning(id));
-      if (stuck?.task) {
-        return `task ${stuck.task.name}[${stuck.task.id}] blocked the event loop for ${stuck.blockedMs / 1000}s or more and is still running`;
-      }
-      return null;
+      const stuck = c ? watchdog?.stuck((id) => c.isRunning(id)) : null;
+      return stuck ? `task ${stuck.task.name}[${stuck.task.id}] blocked the event loop for ${stuck.blockedMs / 1000}s or more and is still running` : null;
     },
     counts() {
       return { ...(consumer?.counts() ?? { active: 0, reserved: 0, scheduled: 0 }), processed: consumer?.processed ?? 0 };
