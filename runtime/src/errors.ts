@@ -14,6 +14,7 @@
  *  ├─ TaskRevokedError       the task was revoked or expired
  *  ├─ CanvasError            a canvas this process cannot apply (unknown subtask_type, chord on rpc://)
  *  ├─ ChordError             a chord's header failed, or its body could not be applied (stored on the body)
+ *  ├─ WorkerLostError        a task's runner died or was cut off under it (shutdown timeout, cold shutdown); billiard's name
  *  └─ TaskPredicate          thrown by tasks to steer the worker
  *      ├─ Retry              re-run later (ctx.retry() throws it)
  *      ├─ Reject             reject the message (requeue or dead-letter)
@@ -197,6 +198,14 @@ export class Ignore extends TaskPredicate {
 export class Replace extends TaskPredicate {
   constructor(readonly signature: { readonly task: string }) {
     super('E_REPLACE', `Replaced by ${signature.task}`);
+  }
+}
+
+/** A task's runner died under it (billiard's name, so Python peers see the same type). */
+export class WorkerLostError extends CeleriacError {
+  readonly excModule = 'billiard.exceptions';
+  constructor(message: string) {
+    super('E_WORKER_LOST', message);
   }
 }
 

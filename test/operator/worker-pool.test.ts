@@ -108,6 +108,8 @@ describe('WorkerPool reconciler on a real API server', { skip: skip || redisUse?
       { name: 'CELERIAC_BROKER_URL', valueFrom: { secretKeyRef: { name: 'broker', key: 'url' } } },
     );
     assert.deepEqual(c.ports, [{ name: 'metrics', containerPort: 9540, protocol: 'TCP' }]);
+    const shutdownTimeout = c.env.find((e: { name: string }) => e.name === 'CELERIAC_SHUTDOWN_TIMEOUT_MS');
+    assert.deepEqual(shutdownTimeout, { name: 'CELERIAC_SHUTDOWN_TIMEOUT_MS', value: '290000' }, 'a warm shutdown waits the grace period minus the margin');
     assert.deepEqual(c.lifecycle.preStop.httpGet, { path: '/drain', port: 'metrics', scheme: 'HTTP' });
     assert.deepEqual(c.resources, { limits: { memory: '512Mi' } });
     const managers = (dep.metadata as { managedFields?: { manager: string; operation: string }[] }).managedFields ?? [];
@@ -178,6 +180,11 @@ describe('WorkerPool reconciler on a real API server', { skip: skip || redisUse?
       'debug',
     ]);
     assert.equal(dep.spec.template.spec.terminationGracePeriodSeconds, 60);
+    assert.deepEqual(
+      c.env.filter((e: { name: string }) => e.name === 'CELERIAC_SHUTDOWN_TIMEOUT_MS'),
+      [{ name: 'CELERIAC_SHUTDOWN_TIMEOUT_MS', value: '50000' }],
+      'the shutdown timeout follows the new grace period',
+    );
     await eventually(async () => {
       const p = await kube.get<Obj>(resources.workerPools, ns, 'edit');
       assert.equal(p?.status?.observedGeneration, p?.metadata.generation);

@@ -3,10 +3,13 @@
  * No I/O and no clock, so every field is unit-tested; the reconciler applies the result.
  */
 import type { V1Container, V1EnvVar, V1PodSpec } from '@kubernetes/client-node';
+import { CONFIG_KEYS } from '../../../runtime/src/app/config.js';
 import { canonicalJson, controllerRef } from '../k8s/apply.js';
 import { POOL_LABEL, type KubeObject, type TaskQueue, type TaskQueueBroker, type WorkerPool } from '../types.js';
 
 export const WORKER_CONTAINER = 'worker';
+/** The runtime's env var for its warm shutdown timeout, from its config table. */
+const SHUTDOWN_TIMEOUT_ENV = CONFIG_KEYS.find((k) => k.key === 'shutdownTimeoutMs')!.env[0]!;
 /** Timing of the worker's startup probe (see workerDeployment). */
 export const WORKER_STARTUP_PROBE = Object.freeze({ initialDelaySeconds: 2, periodSeconds: 1, failureThreshold: 300 });
 export const DEFAULTS = {
@@ -17,6 +20,21 @@ export const DEFAULTS = {
   terminationGracePeriodSeconds: 300,
   maxUnavailable: 1 as number | string,
 };
+
+/**
+ * Seconds of the pod's grace period kept back from the worker's warm shutdown (at most half the
+ * period). The grace period starts at the pod's deletion, before the preStop /drain; once the
+ * shutdown timeout passes, the worker still has to record what it cuts off (late-ack messages back
+ * to the queue, FAILURE(WorkerLostError) for early-acked tasks) and close its connections, a few
+ * broker and backend round trips, maybe across a reconnect. 10 s covers that; the kubelet's SIGKILL
+ * at the end of the period would lose exactly the tasks the worker was about to record.
+ */
+export const SHUTDOWN_MARGIN_SECONDS = 10;
+
+/** The worker's shutdown timeout (CELERIAC_SHUTDOWN_TIMEOUT_MS) for a pod grace period: grace minus the margin. */
+export function shutdownTimeoutMs(graceSeconds: number): number {
+  return Math.max(0, Math.round((graceSeconds - Math.min(SHUTDOWN_MARGIN_SECONDS, graceSeconds / 2)) * 1000));
+}
 
 /** Labels on the pool's Deployment, pods and PDB. The selector uses POOL_LABEL only. */
 export function poolLabels(pool: WorkerPool): Record<string, string> {
@@ -133,11 +151,18 @@ export function workerDeployment({ pool, queues, replicas, credentialsHash }: Wo
   const workerOverride = extraContainers.find((c) => c.name === WORKER_CONTAINER);
   const sidecars = extraContainers.filter((c) => c.name !== WORKER_CONTAINER);
 
+  const grace = s.terminationGracePeriodSeconds ?? DEFAULTS.terminationGracePeriodSeconds;
+  const userEnv = [...(s.template.env ?? []), ...(workerOverride?.env ?? [])];
+  // A warm shutdown waits as long as the pod may live (minus the margin), unless the user says otherwise.
+  const shutdownEnv: V1EnvVar[] = userEnv.some((e) => e.name === SHUTDOWN_TIMEOUT_ENV)
+    ? []
+    : [{ name: SHUTDOWN_TIMEOUT_ENV, value: String(shutdownTimeoutMs(grace)) }];
   const env: V1EnvVar[] = [
     { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
     { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
     // One broker per pool (checked by the reconciler); the runtime has one x-max-priority for it.
     ...brokerEnv(first.spec.broker, Math.max(...queues.map((q) => q.spec.queue.priorityLevels ?? 0))),
+    ...shutdownEnv,
     ...(s.template.env ?? []),
   ];
   const worker: V1Container = {
@@ -158,7 +183,7 @@ export function workerDeployment({ pool, queues, replicas, credentialsHash }: Wo
     readinessProbe: { httpGet: { path: '/healthz', port: 'metrics' }, periodSeconds: 10, failureThreshold: 3 },
     livenessProbe: { httpGet: { path: '/healthz', port: 'metrics' }, periodSeconds: 20, failureThreshold: 6, timeoutSeconds: 5 },
     // The worker stops consuming and hands back prefetched messages before SIGTERM; running tasks
-    // then finish within terminationGracePeriodSeconds (warm shutdown).
+    // then finish within terminationGracePeriodSeconds minus SHUTDOWN_MARGIN_SECONDS (warm shutdown).
     lifecycle: { preStop: { httpGet: { path: '/drain', port: 'metrics' } } },
   };
   if (s.template.imagePullPolicy) worker.imagePullPolicy = s.template.imagePullPolicy;
@@ -166,7 +191,7 @@ export function workerDeployment({ pool, queues, replicas, credentialsHash }: Wo
 
   const podSpec: V1PodSpec = {
     ...(podOverrides as Partial<V1PodSpec>),
-    terminationGracePeriodSeconds: s.terminationGracePeriodSeconds ?? DEFAULTS.terminationGracePeriodSeconds,
+    terminationGracePeriodSeconds: grace,
     containers: [worker, ...sidecars],
   };
 

@@ -37,6 +37,7 @@ export interface Config {
   readonly logStream: 'stdout' | 'stderr';
   readonly shutdownTimeoutMs: number;
   readonly tracing: boolean;
+  readonly eventLoopBlockedMs: number | null;
 }
 
 /** How a config value is parsed and checked (the `kind` of a ConfigKey). */
@@ -216,7 +217,14 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     env: ['CELERIAC_SHUTDOWN_TIMEOUT_MS'],
     kind: { type: 'int', min: 0 },
     default: 30_000,
-    doc: 'Warm shutdown: how long running tasks may finish before they are given back.',
+    doc: 'Warm shutdown: how long running tasks may finish; then late-ack messages go back to the queue and early-acked tasks are stored FAILURE(WorkerLostError). The operator sets it from the pod grace period.',
+  },
+  {
+    key: 'eventLoopBlockedMs',
+    env: ['CELERIAC_EVENT_LOOP_BLOCKED_MS'],
+    kind: { type: 'int', min: 10, nullable: true },
+    default: 10_000,
+    doc: 'Watchdog: an event loop blocked this long is logged with the task blocking it, and /healthz answers 503 while that task runs; none disables the watchdog.',
   },
   {
     key: 'tracing',

@@ -24,6 +24,17 @@ export interface TaskOptions {
   readonly retryJitter?: boolean;
   /** Acknowledge after running instead of at start (default: config acksLate). */
   readonly acksLate?: boolean;
+  /**
+   * With acksLate: a message whose runner died or was cut off is given back to the queue instead of
+   * stored FAILURE(WorkerLostError) (Celery's task_reject_on_worker_lost). Only for idempotent tasks.
+   */
+  readonly rejectOnWorkerLost?: boolean;
+  /**
+   * Early ack only: a run cut off by shutdown (the shutdown timeout, a cold shutdown, a crash) is
+   * published again to its queue, same id, instead of stored FAILURE(WorkerLostError). Only for
+   * idempotent tasks: the cut-off run may have done part of its work.
+   */
+  readonly republishOnWorkerLost?: boolean;
   /** Store no result. */
   readonly ignoreResult?: boolean;
   /** Store STARTED when the task starts (default: config trackStarted). */

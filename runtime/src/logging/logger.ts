@@ -2,7 +2,7 @@
  * createLogger(config) runs once in a program's main and is passed down; there is no import-time
  * logger. JSON lines by default, pretty when stdout is a terminal; passwords are redacted.
  */
-import { pino, stdSerializers, type Logger } from 'pino';
+import { pino, stdSerializers, type DestinationStream, type Logger } from 'pino';
 import pretty from 'pino-pretty';
 import { redactText } from '../errors.js';
 
@@ -13,8 +13,8 @@ export interface LoggerOptions {
   readonly name?: string;
   /** Force pretty (true) or JSON (false); default: pretty when stdout is a TTY. */
   readonly pretty?: boolean;
-  /** Write to this stream instead of stdout (tests). */
-  readonly destination?: NodeJS.WritableStream;
+  /** Write to this stream instead of stdout (tests; the watchdog thread's synchronous stdout). */
+  readonly destination?: NodeJS.WritableStream | DestinationStream;
   /** stdout (default) or stderr: a command whose stdout is its answer logs to stderr. */
   readonly stream?: 'stdout' | 'stderr';
 }
@@ -33,7 +33,7 @@ export function createLogger(opts: LoggerOptions): Logger {
   const tty = (toStderr ? process.stderr : process.stdout).isTTY === true;
   const usePretty = opts.pretty ?? (!opts.destination && tty);
   if (usePretty) return pino(base, pretty({ colorize: tty, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', destination: toStderr ? 2 : 1 }));
-  if (opts.destination) return pino(base, opts.destination as pino.DestinationStream);
+  if (opts.destination) return pino(base, opts.destination as DestinationStream);
   return toStderr ? pino(base, pino.destination({ fd: 2, sync: true })) : pino(base);
 }
 

@@ -1,5 +1,6 @@
 /**
- * The worker's HTTP endpoint: /metrics (Prometheus), /healthz (alive), /readyz (consuming: 503 once
+ * The worker's HTTP endpoint: /metrics (Prometheus), /healthz (alive: 503 with the reason when the
+ * consumer stopped or a task blocks the event loop; see worker/watchdog.ts), /readyz (consuming: 503 once
  * draining, so a pod being scaled down leaves its Service), and /drain (GET, for a Kubernetes
  * preStop hook: stop consuming and give back prefetched messages; running tasks finish), and
  * /resume (GET: cancel a drain and consume again; the autoscaler uses it when it scales back up).
@@ -12,6 +13,8 @@ export interface MetricsServerHooks {
   readonly registry: Registry;
   /** Liveness: false answers 503. */
   healthy(): boolean;
+  /** Why it is not healthy, for the 503's body. */
+  problem?(): string | null;
   /** Readiness (consuming): false answers 503. Default: as healthy(). */
   ready?(): boolean;
   /** Starts a drain; resolves once the worker has stopped consuming. */
@@ -39,7 +42,8 @@ export async function startMetricsServer(port: number, hooks: MetricsServerHooks
         (err: Error) => send(500, `metrics failed: ${err.message}\n`),
       );
     } else if (path === '/healthz') {
-      send(hooks.healthy() ? 200 : 503, hooks.healthy() ? 'ok\n' : 'unhealthy\n');
+      const healthy = hooks.healthy();
+      send(healthy ? 200 : 503, healthy ? 'ok\n' : `unhealthy: ${hooks.problem?.() ?? 'stopping'}\n`);
     } else if (path === '/readyz') {
       const ready = hooks.ready ? hooks.ready() : hooks.healthy();
       send(ready ? 200 : 503, ready ? 'ready\n' : 'not ready: draining or stopping\n');

@@ -16,6 +16,8 @@ export interface WorkerMetrics {
   readonly busySlots: Gauge;
   readonly draining: Gauge;
   readonly deadLettered: Counter<'queue' | 'reason'>;
+  /** The longest event-loop block since the previous scrape (worker/watchdog.ts). */
+  readonly eventLoopLag: Gauge;
   /** Runs `fn` before each scrape, to set gauges from live state. */
   onCollect(fn: () => void): void;
 }
@@ -64,6 +66,11 @@ export function createWorkerMetrics(): WorkerMetrics {
     slots: new Gauge({ name: 'celeriac_worker_slots', help: 'Tasks this worker can run at once.', registers }),
     busySlots: new Gauge({ name: 'celeriac_worker_busy_slots', help: 'Slots running a task now.', registers }),
     draining: new Gauge({ name: 'celeriac_worker_draining', help: '1 while the worker has stopped consuming (drain or shutdown).', registers }),
+    eventLoopLag: new Gauge({
+      name: 'celeriac_event_loop_lag_seconds',
+      help: 'Longest delay of the worker event loop since the previous scrape (measured off the loop, so a block in progress counts).',
+      registers,
+    }),
     deadLettered: new Counter({
       name: 'celeriac_messages_dead_lettered_total',
       help: 'Messages moved to <queue>.dead, by reason.',

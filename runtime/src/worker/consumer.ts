@@ -17,7 +17,7 @@ import { addToChord, chainFailed, chordPartReturned, failCanvas, type FinishedTa
 import { chain } from '../canvas/chain.js';
 import { ACCUMULATE } from '../canvas/builtins.js';
 import { link, linkError, signature, unsupportedReason, withOptions } from '../canvas/signature.js';
-import { CanvasError, CeleriacError, NotRegisteredError, ProtocolError } from '../errors.js';
+import { CanvasError, CeleriacError, NotRegisteredError, ProtocolError, WorkerLostError } from '../errors.js';
 import type { WorkerMetrics, Outcome } from '../metrics/worker-metrics.js';
 import type { Pool } from '../pools/pool.js';
 import { decodeControl, type ControlRequest } from '../protocol/control.js';
@@ -37,6 +37,7 @@ import { acceptedContentTypes, serializerForContentType, type SerializerName } f
 import { decodeTask, taskIdOf, type SignatureDict, type TaskRequest } from '../protocol/task-message.js';
 import { DuplicateFilter } from './duplicates.js';
 import { TimerHeap } from './timer-heap.js';
+import type { Watchdog } from './watchdog.js';
 import type { TaskCanvas, TaskOutcome } from '../pools/trace.js';
 import { runTask, tracedRun } from '../tracing/tracing.js';
 
@@ -51,6 +52,10 @@ interface Job {
   ctl: AbortController | null;
   /** Result tuples of what the task applied with ctx.applyChild, stored first in its `children`. */
   readonly children: unknown[];
+  /** When the task started running (performance.now()), for the runtime of a cut-off task. */
+  startedAt: number;
+  /** Set once the task has an outcome and the worker is storing it: a cut-off waits for it instead. */
+  settling: Promise<void> | null;
 }
 
 const REVOKED_LIMIT = 50_000;
@@ -105,6 +110,8 @@ function newJob(d: Delivery, req: TaskRequest, task: Task, parent: Logger): Job 
     dueAt: Date.now(),
     ctl: null,
     children: [],
+    startedAt: 0,
+    settling: null,
   };
 }
 
@@ -116,6 +123,8 @@ export interface ConsumerDeps {
   readonly pool: Pool;
   readonly metrics: WorkerMetrics;
   readonly log: Logger;
+  /** Blames event-loop blocks on the task running (null: no watchdog). */
+  readonly watchdog?: Watchdog | null;
 }
 
 export class Consumer {
@@ -130,6 +139,9 @@ export class Consumer {
   private consumeDone: Promise<void> = Promise.resolve();
   private idleWaiters: (() => void)[] = [];
   private stopping = false;
+  private cuttingOff: Promise<void> | null = null;
+  /** Why consuming stopped without being asked (the broker's consume failed or ended): /healthz answers 503. */
+  failure: Error | null = null;
   private readonly duplicates: DuplicateFilter;
   /** Tasks finished since start (for the demo and tests). */
   processed = 0;
@@ -164,9 +176,15 @@ export class Consumer {
     const base = config.prefetchMultiplier === 0 ? 0 : config.concurrency * config.prefetchMultiplier;
     // Held ETA and rate-limited messages raise the limit, as Celery's qos.increment_eventually.
     const prefetch = () => (base === 0 ? 0 : base + this.eta.size);
-    this.consumeDone = broker.consume(config.queues, (d) => this.onDelivery(d), { prefetch, signal: ctl.signal });
-    this.consumeDone.catch((err) => {
-      this.deps.log.fatal({ err }, 'consuming from the broker failed');
+    this.failure = null;
+    this.consumeDone = broker
+      .consume(config.queues, (d) => this.onDelivery(d), { prefetch, signal: ctl.signal })
+      .then(() => {
+        if (!ctl.signal.aborted) throw new CeleriacError('E_CONSUMER_STOPPED', `the ${broker.kind} broker stopped delivering without being asked to`);
+      });
+    this.consumeDone.catch((err: Error) => {
+      this.failure = err;
+      this.deps.log.fatal({ err }, 'consuming from the broker failed: no task will arrive; /healthz answers 503');
       process.exitCode = 1;
     });
   }
@@ -196,19 +214,59 @@ export class Consumer {
     return [...this.active].map((j) => j.req.id);
   }
 
-  /** Cold stop: aborts running tasks and gives back the messages of late-ack ones. */
-  async abortRunning(): Promise<void> {
+  /** True while the task runs here (started, not yet settled or cut off). */
+  isRunning(taskId: string): boolean {
+    for (const j of this.active) if (j.req.id === taskId) return true;
+    return false;
+  }
+
+  /**
+   * Cuts off the running tasks (shutdown timeout passed, cold shutdown, crash) without losing one:
+   * a late-ack message goes back to the queue; an early-acked task (its message is gone) is
+   * published again when it opted in (republishOnWorkerLost), else stored FAILURE(WorkerLostError)
+   * with its workflow failed as for any failure. Tasks already storing their outcome finish that.
+   * Runs once: later calls wait for the first. `why` ends up in the stored error and the log.
+   */
+  abortRunning(why: string): Promise<void> {
+    return (this.cuttingOff ??= this.cutOff(why));
+  }
+
+  private async cutOff(why: string): Promise<void> {
     this.stopping = true;
     const jobs = [...this.active];
-    for (const j of jobs) j.ctl?.abort('shutdown');
-    await Promise.all(
-      jobs.map(async (j) => {
-        this.active.delete(j);
-        if (this.acksLate(j)) await j.d.requeue();
-        else j.log.warn('task interrupted by cold shutdown; its message was acknowledged at start (early ack) and is lost');
-      }),
-    );
+    const settling = jobs.flatMap((j) => (j.settling ? [j.settling] : []));
+    const cut = jobs.filter((j) => !j.settling);
+    for (const j of cut) {
+      this.active.delete(j);
+      j.ctl?.abort('shutdown');
+    }
+    await Promise.all([
+      // A failure there is logged by pump(); the cut-off goes on with the others.
+      ...settling.map((p) => p.catch(() => undefined)),
+      ...cut.map((j) =>
+        this.giveUp(j, why).catch((err) => {
+          // Logged with the task, so an operator can find what was not recorded; the others go on.
+          j.log.error({ err }, `task cut off by ${why}, and recording that failed: its caller may wait forever`);
+        }),
+      ),
+    ]);
     for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  /** One cut-off task: its message back to the broker, or FAILURE(WorkerLostError) stored. */
+  private async giveUp(j: Job, why: string): Promise<void> {
+    if (this.acksLate(j)) {
+      await j.d.requeue();
+      j.log.warn(`task cut off by ${why}: its message goes back to the queue (late ack)`);
+      return;
+    }
+    if (j.task.options.republishOnWorkerLost === true) {
+      await this.deps.broker.publish(j.d.info.queue, j.d.message);
+      j.log.warn(`task cut off by ${why}: published again to ${j.d.info.queue} (republishOnWorkerLost)`);
+      return;
+    }
+    const err = new WorkerLostError(`Worker exited prematurely: ${why}. The task's message was acknowledged when it started (early ack).`);
+    await this.settle(j, { state: 'FAILURE', error: err, runtimeMs: performance.now() - j.startedAt }, false, this.ignoresResult(j));
   }
 
   /** Remote control (pidbox broadcasts): revoke. */
@@ -245,6 +303,10 @@ export class Consumer {
 
   private acksLate(j: Job): boolean {
     return j.task.options.acksLate ?? this.deps.config.acksLate;
+  }
+
+  private ignoresResult(j: Job): boolean {
+    return j.req.ignoreResult || j.task.options.ignoreResult === true;
   }
 
   /**
@@ -382,21 +444,23 @@ export class Consumer {
       if (!late) await d.ack();
       const labels = { queue: d.info.queue, task: req.name };
       metrics.wait.observe(labels, Math.max(0, Date.now() - j.dueAt) / 1000);
-      const ignore = req.ignoreResult || task.options.ignoreResult === true;
+      const ignore = this.ignoresResult(j);
       if (!ignore && (task.options.trackStarted ?? config.trackStarted)) {
         await this.store(j, buildMeta(req.id, States.STARTED, { pid: process.pid, hostname: config.hostname }));
       }
-      j.ctl = new AbortController();
-      const ctl = j.ctl;
+      const ctl = (j.ctl = new AbortController());
+      j.startedAt = performance.now();
       // The run span (when tracing is on) covers the run and what the worker sends on its behalf.
       await tracedRun(
         await this.deps.app.tracing(),
         () => runTask(req, d.info, config.hostname, this.deps.broker.kind),
         async () => {
-          const outcome = await pool.run({ task, req, info: d.info, hostname: config.hostname, log: j.log, ctl, canvas: this.taskCanvas(j) });
+          const run = () => pool.run({ task, req, info: d.info, hostname: config.hostname, log: j.log, ctl, canvas: this.taskCanvas(j) });
+          const { watchdog } = this.deps;
+          const outcome = await (watchdog ? watchdog.runAs({ id: req.id, name: req.displayName }, run) : run());
           metrics.duration.observe(labels, outcome.runtimeMs / 1000);
-          if (!this.active.has(j)) return outcome; // cold shutdown took it over
-          await this.settle(j, outcome, late, ignore);
+          if (!this.active.has(j)) return outcome; // a cut-off (shutdown) took it over
+          await (j.settling = this.settle(j, outcome, late, ignore));
           return outcome;
         },
       );

@@ -12,6 +12,7 @@ import { CONTROL_EXCHANGE } from '../protocol/control.js';
 import { CeleriacError, ConfigError, redactUrl } from '../errors.js';
 import { registerCanvasTasks } from '../canvas/builtins.js';
 import { Consumer } from './consumer.js';
+import { startWatchdog, type Watchdog } from './watchdog.js';
 
 export interface Worker {
   /** `/metrics` URL, once started (null when the metrics port is disabled). */
@@ -24,10 +25,15 @@ export interface Worker {
   /** Cancels a drain and consumes again; refused once the worker is stopping. */
   resume(): Promise<void>;
   /**
-   * Warm stop: drain, wait up to the config's shutdownTimeoutMs for running tasks, then give back
-   * what is left. `graceful: false` (cold) gives running late-ack tasks back at once.
+   * Warm stop: drain, wait up to the config's shutdownTimeoutMs for running tasks, then cut off
+   * what is left. `graceful: false` (cold) cuts running tasks off at once; it also cuts short a
+   * warm stop in progress. A cut-off task is never lost silently: its late-ack message goes back
+   * to the queue, an early-acked one is stored FAILURE(WorkerLostError) (see Consumer.abortRunning).
+   * `reason` names the cold stop in that error and the log (default "cold shutdown").
    */
-  stop(opts?: { graceful?: boolean }): Promise<void>;
+  stop(opts?: { graceful?: boolean; reason?: string }): Promise<void>;
+  /** Why the worker is not healthy (the /healthz answer), or null. */
+  problem(): string | null;
   /** Tasks running, prefetched and ETA-held. */
   counts(): { active: number; reserved: number; scheduled: number; processed: number };
 }
@@ -48,6 +54,7 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
   const log = app.log.child({ component: 'worker', node: config.hostname });
   const metrics = createWorkerMetrics();
   let consumer: Consumer | null = null;
+  let watchdog: Watchdog | null = null;
   let server: MetricsServer | null = null;
   let control: AbortController | null = null;
   let draining: Promise<void> | null = null;
@@ -68,12 +75,19 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
       const backend = await app.backend();
       await app.tracing(); // configured but not loadable: fail at start, not on every task
       await pool.start();
-      consumer = new Consumer({ app, config, broker, backend, pool, metrics, log });
+      if (config.eventLoopBlockedMs !== null) {
+        const w = (watchdog = await startWatchdog({ thresholdMs: config.eventLoopBlockedMs, log }));
+        metrics.onCollect(() => metrics.eventLoopLag.set(w.takeMaxLagMs() / 1000));
+      }
+      consumer = new Consumer({ app, config, broker, backend, pool, metrics, log, watchdog });
       if (config.metricsPort !== null) {
         const hooks = {
           registry: metrics.registry,
-          healthy: () => stopped === null,
-          ready: () => stopped === null && draining === null,
+          // Alive while stopping: a warm shutdown may take the whole grace period, and a failing
+          // liveness probe would have the kubelet kill the tasks it is waiting for.
+          healthy: () => worker.problem() === null,
+          problem: () => worker.problem(),
+          ready: () => stopped === null && draining === null && worker.problem() === null,
           drain: () => worker.drain(),
           resume: () => worker.resume(),
         };
@@ -127,23 +141,34 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
       log.info('drain cancelled: consuming again');
     },
     stop(o = {}) {
+      const coldReason = o.reason ?? 'cold shutdown';
       // A second, cold stop during a warm one cuts the wait short (Celery's second Ctrl-C).
-      if (stopped && o.graceful === false) void consumer?.abortRunning();
+      if (stopped && o.graceful === false) void consumer?.abortRunning(coldReason);
       return (stopped ??= (async () => {
         const graceful = o.graceful ?? true;
         await worker.drain();
+        let why = coldReason;
         if (graceful && consumer) {
           const left = await consumer.waitIdle(config.shutdownTimeoutMs);
-          if (left.length > 0) log.warn({ taskIds: left }, `warm shutdown: ${left.length} task(s) still running after ${config.shutdownTimeoutMs} ms`);
+          why = `warm shutdown timeout (shutdownTimeoutMs ${config.shutdownTimeoutMs}) passed`;
+          if (left.length > 0)
+            log.warn({ taskIds: left }, `warm shutdown: ${left.length} task(s) still running after ${config.shutdownTimeoutMs} ms: cutting them off`);
         }
-        await consumer?.abortRunning();
+        await consumer?.abortRunning(why);
         control?.abort();
         await pool.stop({ graceful, timeoutMs: config.shutdownTimeoutMs });
+        await watchdog?.stop();
         await server?.close();
         await app.close();
         if (keepAlive) clearInterval(keepAlive);
         log.info({ processed: consumer?.processed ?? 0 }, 'worker stopped');
       })());
+    },
+    problem() {
+      if (consumer?.failure) return `the consumer stopped: ${consumer.failure.message}`;
+      const c = consumer;
+      const stuck = c ? watchdog?.stuck((id) => c.isRunning(id)) : null;
+      return stuck ? `task ${stuck.task.name}[${stuck.task.id}] blocked the event loop for ${stuck.blockedMs / 1000}s or more and is still running` : null;
     },
     counts() {
       return { ...(consumer?.counts() ?? { active: 0, reserved: 0, scheduled: 0 }), processed: consumer?.processed ?? 0 };

@@ -4,6 +4,9 @@ import { createWorker } from '../../worker/worker.js';
 import { loadApp, withConnectionOptions } from '../load-app.js';
 import { beatFromFlags, withBeatOptions, type BeatFlags } from './beat.js';
 
+/** After an uncaught exception the process state is suspect: the cold stop gets this long, then the process exits anyway. */
+const CRASH_STOP_MS = 10_000;
+
 interface WorkerFlags extends BeatFlags {
   beat?: boolean;
   app?: string;
@@ -32,7 +35,7 @@ export function workerCommand(): Command {
     .option('-B, --beat', 'also run beat (safe with many workers: one beat leads at a time)')
     .addHelpText(
       'after',
-      '\nSIGTERM or SIGINT: warm shutdown (stop consuming, finish running tasks, give back the rest).\nA second signal: cold shutdown (running late-ack tasks are given back too).',
+      '\nSIGTERM or SIGINT: warm shutdown (stop consuming, give back prefetched messages, let running tasks finish for up to\nCELERIAC_SHUTDOWN_TIMEOUT_MS). A second signal: cold shutdown. Tasks still running then are cut off, never lost:\nlate-ack messages go back to the queue, early-acked tasks are stored FAILURE(WorkerLostError).',
     )
     .action(async (f: WorkerFlags) => {
       const app = await loadApp(
@@ -58,11 +61,20 @@ export function workerCommand(): Command {
         signals++;
         worker.log.info({ signal: sig }, signals === 1 ? 'warm shutdown requested (send again for cold shutdown)' : 'cold shutdown requested');
         void Promise.resolve(signals === 1 ? beat?.stop() : undefined)
-          .then(() => worker.stop({ graceful: signals === 1 }))
+          .then(() => worker.stop({ graceful: signals === 1, reason: `cold shutdown (second ${sig})` }))
           .then(() => process.exit(0));
       };
       process.on('SIGTERM', onSignal);
       process.on('SIGINT', onSignal);
+      // A bug that escapes everything (an unhandled rejection counts too) ends the process, but first
+      // a cold stop records the running tasks (WorkerLostError, or their messages back in the queue).
+      process.on('uncaughtException', (err, origin) => {
+        worker.log.fatal({ err, origin }, 'uncaught exception: cold shutdown, then exit 1');
+        setTimeout(() => process.exit(1), CRASH_STOP_MS).unref();
+        void worker
+          .stop({ graceful: false, reason: `the worker crashed (${err instanceof Error ? err.message : String(err)})` })
+          .finally(() => process.exit(1));
+      });
       await worker.start();
       await beat?.start();
     });

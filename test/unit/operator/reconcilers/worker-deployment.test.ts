@@ -4,6 +4,7 @@ import {
   brokerEnv,
   poolSelectorString,
   sameBroker,
+  shutdownTimeoutMs,
   workerArgs,
   workerDeployment,
   workerDisruptionBudget,
@@ -168,6 +169,22 @@ describe('workerDeployment', () => {
       c.env.slice(0, 3).map((e: { name: string }) => e.name),
       ['POD_NAME', 'POD_NAMESPACE', 'CELERIAC_BROKER_URL'],
     );
+  });
+
+  it("gives the worker a shutdown timeout of the pod's grace period minus a margin, unless the user sets one", () => {
+    const timeout = (spec: Partial<WorkerPool['spec']>) =>
+      (workerDeployment({ pool: pool(spec), queues, replicas: 1 }).spec as any).template.spec.containers[0].env.filter(
+        (e: { name: string }) => e.name === 'CELERIAC_SHUTDOWN_TIMEOUT_MS',
+      );
+    assert.deepEqual(timeout({}), [{ name: 'CELERIAC_SHUTDOWN_TIMEOUT_MS', value: '290000' }], 'default grace 300 s: 10 s kept back');
+    assert.deepEqual(timeout({ terminationGracePeriodSeconds: 60 }), [{ name: 'CELERIAC_SHUTDOWN_TIMEOUT_MS', value: '50000' }]);
+    assert.equal(shutdownTimeoutMs(10), 5_000, 'a short grace period keeps half back');
+    assert.equal(shutdownTimeoutMs(1), 500);
+    assert.equal(shutdownTimeoutMs(0), 0);
+    const own = { name: 'CELERIAC_SHUTDOWN_TIMEOUT_MS', value: '1000' };
+    assert.deepEqual(timeout({ template: { image: 'i', tasksModule: 'm.js', env: [own] } }), [own], "the user's value, once");
+    const override = { template: { image: 'i', tasksModule: 'm.js', podTemplate: { spec: { containers: [{ name: 'worker', env: [own] }] } } } };
+    assert.deepEqual(timeout(override as Partial<WorkerPool['spec']>), [own], "the worker container override's value, once");
   });
 
   it('probes the start with a startup probe: soon after the process starts, then every second until the worker listens', () => {

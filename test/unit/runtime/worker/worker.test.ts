@@ -6,6 +6,8 @@ import { TaskFailedError, TaskRevokedError } from '../../../../runtime/src/error
 import { encodeTask } from '../../../../runtime/src/protocol/task-message.js';
 import type { TaskContext } from '../../../../runtime/src/app/task.js';
 import type { Worker } from '../../../../runtime/src/worker/worker.js';
+import { createApp } from '../../../../runtime/src/app/app.js';
+import { eventually } from '../../../support/eventually.js';
 
 const app = createTestApp({ concurrency: 4 });
 const calls = new Map<string, number>();
@@ -278,5 +280,73 @@ describe('worker HTTP endpoint', () => {
     assert.equal(await r.get({ timeout: 5000 }), 3, 'the task sent while drained runs after resume');
     await w.stop();
     assert.equal((await get('/healthz').catch(() => ({ status: 0 }))).status, 0, 'the endpoint closes with the worker');
+  });
+});
+
+describe('worker shutdown and health', () => {
+  /** A client of the same memory:// space, to read results once the worker's app is closed. */
+  const reader = (a: ReturnType<typeof createTestApp>) =>
+    createApp({ logLevel: 'silent', broker: a.config.brokerUrl, backend: a.config.resultBackend, metricsPort: null });
+
+  it('a cold stop stores FAILURE(WorkerLostError) for a running early-ack task, and requeues nothing', async () => {
+    const a = createTestApp();
+    const wait = a.task('s.wait', function (this: TaskContext) {
+      return new Promise((resolve) => this.signal.addEventListener('abort', () => resolve('aborted')));
+    });
+    const w = await startTestWorker(a);
+    const r = await wait.delay();
+    await eventually(() => assert.equal(w.counts().active, 1));
+    await w.stop({ graceful: false, reason: 'a test' });
+    const client = reader(a);
+    try {
+      const err = await client
+        .asyncResult(r.id)
+        .get({ timeout: 5000 })
+        .then(
+          () => null,
+          (e: unknown) => e,
+        );
+      assert.ok(err instanceof TaskFailedError, String(err));
+      assert.equal(err.excType, 'WorkerLostError');
+      assert.match(err.message, /Worker exited prematurely: a test/);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('stays alive (/healthz 200) but not ready (/readyz 503) during a warm stop', async () => {
+    const a = createTestApp();
+    a.configure({ metricsPort: 0, shutdownTimeoutMs: 600_000 });
+    const wait = a.task('s.wait', function (this: TaskContext) {
+      return new Promise((resolve) => this.signal.addEventListener('abort', () => resolve('aborted')));
+    });
+    const w = await startTestWorker(a);
+    const base = w.metricsUrl!.replace('/metrics', '');
+    await wait.delay();
+    await eventually(() => assert.equal(w.counts().active, 1));
+    const stopping = w.stop();
+    await eventually(async () => assert.equal((await fetch(base + '/readyz')).status, 503));
+    assert.equal((await fetch(base + '/healthz')).status, 200, 'a worker finishing its tasks is alive');
+    await w.stop({ graceful: false });
+    await stopping;
+  });
+
+  it('/healthz answers 503 with the reason when consuming from the broker failed', async () => {
+    const a = createTestApp();
+    a.configure({ metricsPort: 0 });
+    const broker = await a.broker();
+    broker.consume = () => Promise.reject(new Error('the broker went away'));
+    const w = await startTestWorker(a);
+    try {
+      const base = w.metricsUrl!.replace('/metrics', '');
+      await eventually(async () => {
+        const r = await fetch(base + '/healthz');
+        assert.equal(r.status, 503);
+        assert.match(await r.text(), /the consumer stopped: the broker went away/);
+      });
+    } finally {
+      process.exitCode = undefined; // set by the consumer for the CLI; this test process is fine
+      await w.stop();
+    }
   });
 });

@@ -1,0 +1,100 @@
+/**
+ * The watchdog's thread (see ./watchdog.ts): watches the worker's event-loop heartbeat, and past
+ * the threshold names the task blocking the loop and logs it. Everything here runs off the blocked
+ * loop: the log goes straight to stdout with synchronous writes (a worker thread's process.stdout
+ * is relayed by the main loop, which may never come back), and the task is read by pausing the
+ * main thread through the inspector (a V8 interrupt reaches even `while (true) {}`).
+ */
+import { Session } from 'node:inspector';
+import { parentPort, workerData } from 'node:worker_threads';
+import { pino } from 'pino';
+import { createLogger } from '../logging/logger.js';
+import type { BlockingTask, BlockReport, WatchdogThreadData } from './watchdog.js';
+
+const { beats, beatMs, thresholdMs, logLevel, logBindings } = workerData as WatchdogThreadData;
+const slots = new BigInt64Array(beats);
+const log = createLogger({ level: logLevel, destination: pino.destination({ fd: 1, sync: true }) }).child(logBindings);
+const now = () => performance.timeOrigin + performance.now();
+const seconds = (ms: number) => (ms / 1000).toFixed(1);
+/** Checks often enough to see a block soon after the threshold, and never busier than every 10 ms. */
+const CHECK_MS = Math.max(10, Math.min(beatMs, thresholdMs / 2));
+
+interface Frame {
+  readonly functionName: string;
+  readonly url: string;
+  readonly location: { readonly lineNumber: number };
+}
+
+/** The block being watched: the heartbeat it froze at, and what inspection found. */
+interface Block {
+  readonly beat: bigint;
+  task: BlockingTask | null;
+  at: string | null;
+}
+let block: Block | null = null;
+
+/**
+ * Pauses the main thread, reads the running task (AsyncLocalStorage, see watchdog.ts) and the
+ * top stack frame, and resumes it. A pause that lands after the block ended finds someone else
+ * running: then the task is reported unknown rather than blamed on the wrong one.
+ */
+function inspectMainThread(beat: bigint): Promise<{ task: BlockingTask | null; at: string | null }> {
+  return new Promise((resolve) => {
+    const session = new Session();
+    session.connectToMainThread();
+    const finish = (found: { task: BlockingTask | null; at: string | null }) => {
+      session.post('Debugger.resume', () => session.post('Debugger.disable', () => session.disconnect()));
+      resolve(found);
+    };
+    session.once('Debugger.paused', (m) => {
+      const frame = (m.params as { callFrames: (Frame & { callFrameId: string })[] }).callFrames[0];
+      if (!frame || Atomics.load(slots, 0) !== beat) return finish({ task: null, at: null });
+      const at = `${frame.functionName || '(anonymous)'} (${frame.url}:${frame.location.lineNumber + 1})`;
+      const expression = `globalThis[Symbol.for('celeriac.watchdog.currentTask')]?.() ?? 'null'`;
+      session.post('Debugger.evaluateOnCallFrame', { callFrameId: frame.callFrameId, expression, silent: true }, (err, r) => {
+        const value = err ? null : (r as { result?: { value?: unknown } }).result?.value;
+        finish({ task: typeof value === 'string' ? (JSON.parse(value) as BlockingTask | null) : null, at });
+      });
+    });
+    session.post('Debugger.enable', (err) => {
+      if (err) {
+        // Another debugger may hold the main thread: the block is still logged, without its task.
+        log.warn({ err }, 'could not inspect the blocked event loop');
+        session.disconnect();
+        return resolve({ task: null, at: null });
+      }
+      session.post('Debugger.pause');
+    });
+  });
+}
+
+function check(): void {
+  const beat = Atomics.load(slots, 0);
+  const blockedMs = Math.max(0, now() - Number(beat));
+  const lagMs = Math.max(0, blockedMs - beatMs);
+  if (lagMs > Number(Atomics.load(slots, 1))) Atomics.store(slots, 1, BigInt(Math.round(lagMs)));
+  if (block && block.beat !== beat) {
+    const b = block;
+    block = null;
+    const blockedFor = Number(beat) - Number(b.beat) - beatMs;
+    log.warn({ taskId: b.task?.id, taskName: b.task?.name, blockedMs: Math.round(blockedFor) }, `event loop unblocked after ${seconds(blockedFor)}s`);
+  }
+  if (block || blockedMs < thresholdMs) return;
+  const current: Block = { beat, task: null, at: null };
+  block = current;
+  void inspectMainThread(beat).then(({ task, at }) => {
+    // The pause landed after the block: the "unblocked" line says it all.
+    if (!task && !at && block !== current) return;
+    current.task = task;
+    current.at = at;
+    const by = task ? `task ${task.name}[${task.id}]` : 'code outside any task';
+    log.warn(
+      { taskId: task?.id, taskName: task?.name, blockedMs: Math.round(now() - Number(beat)), at },
+      `event loop blocked for ${seconds(thresholdMs)}s or more by ${by}${at ? ` at ${at}` : ''}: no other task runs and /healthz cannot answer; use the threads or processes pool for CPU-bound work`,
+    );
+    const report: BlockReport = { blockedMs: thresholdMs, task };
+    parentPort?.postMessage(report);
+  });
+}
+
+setInterval(check, CHECK_MS);

@@ -1,0 +1,114 @@
+/**
+ * The event-loop watchdog. The event-loop pool runs tasks on the worker's own loop and cannot
+ * preempt them: a task that computes for a long time (or forever) stops every other task, the
+ * broker heartbeats and the HTTP endpoint. The loop cannot watch itself while it is blocked, so
+ * the watchdog runs in a worker thread (./watchdog-thread.ts) that shares one small
+ * SharedArrayBuffer with it:
+ *
+ * - the loop writes a heartbeat there every BEAT_MS; the thread sees how long it is overdue;
+ * - past `eventLoopBlockedMs` the thread pauses the loop through the inspector, reads which task
+ *   is running (an AsyncLocalStorage store, set by {@link Watchdog.runAs}), resumes it, and logs
+ *   the block with that task, itself (synchronous writes to stdout: the loop may never come back);
+ * - it keeps the longest block since the last scrape, exported as the gauge
+ *   `celeriac_event_loop_lag_seconds`.
+ *
+ * Health: while the loop is blocked nothing on it can answer, so an HTTP probe times out (that is
+ * how Kubernetes sees it: the probe's timeoutSeconds); once it answers again, /healthz stays 503
+ * as long as the task that blocked it past the threshold is still running (it will likely block
+ * again). A task that blocked once and ended leaves the worker healthy.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { Worker } from 'node:worker_threads';
+import type { Logger } from 'pino';
+
+/** How often the loop writes its heartbeat. */
+const BEAT_MS = 100;
+/** Heartbeat slots: [0] last beat (ms since time origin), [1] longest lag since the last scrape (ms). */
+const SLOTS = 2;
+/** Where the thread's inspector evaluation finds the running task (one per process, see runAs). */
+export const CURRENT_TASK_KEY = Symbol.for('celeriac.watchdog.currentTask');
+
+/** A task as the watchdog names it. */
+export interface BlockingTask {
+  readonly id: string;
+  readonly name: string;
+}
+
+/** What the thread reports after a block past the threshold (see watchdog-thread.ts). */
+export interface BlockReport {
+  readonly blockedMs: number;
+  /** The task whose code held the loop, or null when none (or the block ended before inspection). */
+  readonly task: BlockingTask | null;
+}
+
+/** Sent from the worker to the watchdog thread as workerData. */
+export interface WatchdogThreadData {
+  readonly beats: SharedArrayBuffer;
+  readonly beatMs: number;
+  readonly thresholdMs: number;
+  readonly logLevel: string;
+  readonly logBindings: Record<string, unknown>;
+}
+
+const currentTask = new AsyncLocalStorage<BlockingTask>();
+(globalThis as Record<symbol, unknown>)[CURRENT_TASK_KEY] = () => JSON.stringify(currentTask.getStore() ?? null);
+
+export interface Watchdog {
+  /** Runs `fn` as `task`: a block inside it (and in everything it awaits) is blamed on that task. */
+  runAs<T>(task: BlockingTask, fn: () => T): T;
+  /** The block past the threshold whose task is still running (`isRunning`), or null: /healthz answers 503 meanwhile. */
+  stuck(isRunning: (taskId: string) => boolean): (BlockReport & { readonly task: BlockingTask }) | null;
+  /** The longest lag since the previous call, in ms (the metric's value at each scrape). */
+  takeMaxLagMs(): number;
+  stop(): Promise<void>;
+}
+
+const now = () => performance.timeOrigin + performance.now();
+
+/** Starts the watchdog thread; resolves once it watches. */
+export async function startWatchdog(opts: { thresholdMs: number; log: Logger }): Promise<Watchdog> {
+  const beats = new SharedArrayBuffer(SLOTS * BigInt64Array.BYTES_PER_ELEMENT);
+  const slots = new BigInt64Array(beats);
+  const beat = () => Atomics.store(slots, 0, BigInt(Math.round(now())));
+  beat();
+  const ticker = setInterval(beat, BEAT_MS);
+  ticker.unref();
+  const data: WatchdogThreadData = {
+    beats,
+    beatMs: BEAT_MS,
+    thresholdMs: opts.thresholdMs,
+    logLevel: opts.log.level,
+    logBindings: { ...opts.log.bindings(), component: 'watchdog' },
+  };
+  const thread = new Worker(new URL('./watchdog-thread.js', import.meta.url), { workerData: data });
+  thread.unref();
+  // Blocks whose task may still be running, by task id.
+  const blocks = new Map<string, BlockReport & { readonly task: BlockingTask }>();
+  thread.on('message', (r: BlockReport) => {
+    if (r.task) blocks.set(r.task.id, { ...r, task: r.task });
+  });
+  // A thread that cannot start fails the worker's start (fail fast: it is a bug, not a condition).
+  await new Promise<void>((resolve, reject) => {
+    thread.once('online', resolve);
+    thread.once('error', reject);
+  });
+  thread.on('error', (err) => {
+    // The worker keeps serving without it; Kubernetes still sees probes time out on a blocked loop.
+    opts.log.error({ err }, 'the event-loop watchdog thread failed: blocks are no longer logged or measured');
+  });
+  return {
+    runAs: (task, fn) => currentTask.run(task, fn),
+    stuck(isRunning) {
+      for (const [id, r] of blocks) {
+        if (isRunning(id)) return r;
+        blocks.delete(id);
+      }
+      return null;
+    },
+    takeMaxLagMs: () => Number(Atomics.exchange(slots, 1, 0n)),
+    async stop() {
+      clearInterval(ticker);
+      await thread.terminate();
+    },
+  };
+}

@@ -1,0 +1,212 @@
+// Issue 11, with real worker processes on Redis: the event-loop watchdog (a CPU-bound runaway is
+// logged with its task, /healthz tells the truth) and shutdown without loss (a task cut off by the
+// shutdown timeout, a cold shutdown or a crash ends in a stored state or back in its queue).
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import { createApp, TaskFailedError } from '../../runtime/src/index.js';
+import { eventually } from '../support/eventually.js';
+import { startWorker, stopProcess, withOutputOf, type Started } from '../support/processes.js';
+import { freePort, uniqueName, useRedis } from '../support/servers.js';
+
+const TASKS = 'dist/test/integration/fixtures/shutdown-tasks.js';
+const redis = await useRedis();
+const dir = mkdtempSync(join(tmpdir(), 'celeriac-shutdown-'));
+after(async () => {
+  await redis.server?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Ledger lines "<id> <name> <pid>" of the tasks that started. */
+const started = (ledger: string) => (existsSync(ledger) ? readFileSync(ledger, 'utf8').trim().split('\n').filter(Boolean) : []);
+
+/** The worker's JSON log lines (pino), parsed. */
+function logLines(w: Started): Record<string, unknown>[] {
+  return w
+    .output()
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+function exited(w: Started): Promise<number | null> {
+  return w.exitCode !== null || w.signalCode !== null ? Promise.resolve(w.exitCode) : new Promise((r) => w.once('exit', (code) => r(code)));
+}
+
+describe('event-loop watchdog and shutdown without loss (redis, worker processes)', { skip: redis.skip }, () => {
+  const url = redis.server?.url ?? '';
+  const setup = (name: string, env: Record<string, string> = {}) => {
+    const queue = uniqueName(name);
+    const ledger = join(dir, `${queue}.ledger`);
+    const app = createApp({ name: 'shutdown-client', broker: url, backend: url, logLevel: 'silent' });
+    const workerEnv = { CELERIAC_BROKER_URL: url, CELERIAC_RESULT_BACKEND: url, CELERIAC_LOG_FORMAT: 'json', LEDGER: ledger, ...env };
+    return { queue, ledger, app, workerEnv };
+  };
+  const admin = redis.server ? new Redis(url) : null;
+  after(() => admin?.disconnect());
+  const meta = async (id: string) => JSON.parse((await admin!.get(`celery-task-meta-${id}`)) ?? 'null') as Record<string, unknown> | null;
+
+  it('a CPU-bound runaway (while true) is logged with its task, and the health probe gets no answer', async () => {
+    const { queue, ledger, app, workerEnv } = setup('wd-spin', { CELERIAC_EVENT_LOOP_BLOCKED_MS: '300' });
+    const port = await freePort();
+    const worker = startWorker(TASKS, queue, workerEnv, ['--metrics-port', String(port)]);
+    const healthz = (timeoutMs?: number) =>
+      fetch(`http://127.0.0.1:${port}/healthz`, timeoutMs === undefined ? {} : { signal: AbortSignal.timeout(timeoutMs) }).then((r) => r.status);
+    try {
+      await withOutputOf({ worker }, async () => {
+        await eventually(async () => assert.equal(await healthz(), 200));
+        const r = await app.sendTask('sd.spin', [], {}, { queue });
+        await eventually(() => assert.equal(started(ledger).length, 1));
+        const line = await eventually(() => {
+          const l = logLines(worker).find((x) => String(x.msg).startsWith('event loop blocked'));
+          assert.ok(l, 'a watchdog line');
+          return l;
+        });
+        assert.equal(line.taskId, r.id);
+        assert.equal(line.taskName, 'sd.spin');
+        assert.equal(line.component, 'watchdog');
+        assert.match(String(line.msg), new RegExp(`by task sd\\.spin\\[${r.id}\\]`));
+        // Kubernetes' view: a probe with a timeout (the probe's timeoutSeconds) fails; the loop never comes back.
+        await assert.rejects(healthz(2_000), /TimeoutError|aborted/);
+      });
+    } finally {
+      await stopProcess(worker, 'SIGKILL');
+      await app.close();
+    }
+  });
+
+  it('a task that blocked the loop past the threshold: /healthz 503 naming it while it runs, lag exported, healthy again once it ends', async () => {
+    const { queue, app, workerEnv } = setup('wd-block', { CELERIAC_EVENT_LOOP_BLOCKED_MS: '300' });
+    const port = await freePort();
+    const worker = startWorker(TASKS, queue, workerEnv, ['--metrics-port', String(port), '-c', '4']);
+    const get = (p: string) => fetch(`http://127.0.0.1:${port}${p}`).then(async (r) => ({ status: r.status, text: await r.text() }));
+    try {
+      await withOutputOf({ worker }, async () => {
+        await eventually(async () => assert.equal((await get('/healthz')).status, 200));
+        const release = join(dir, `${queue}.release`);
+        const blocker = await app.sendTask('sd.blockUntil', [release], {}, { queue });
+        // The watchdog thread logs while the loop is still blocked; then the test lets the task go on.
+        await eventually(() => assert.ok(logLines(worker).some((l) => String(l.msg).startsWith('event loop blocked') && l.taskId === blocker.id)));
+        writeFileSync(release, '');
+        await eventually(async () => {
+          const h = await get('/healthz');
+          assert.equal(h.status, 503);
+          assert.match(h.text, new RegExp(`task sd\\.blockUntil\\[${blocker.id}\\] blocked the event loop`));
+        });
+        const lag = /^celeriac_event_loop_lag_seconds (\S+)$/m.exec((await get('/metrics')).text);
+        assert.ok(lag && Number(lag[1]) >= 0.3, `lag gauge past the threshold: ${lag?.[0]}`);
+        assert.equal(await (await app.sendTask('sd.quick', [21], {}, { queue })).get({ timeout: 10_000 }), 42, 'other tasks run again');
+        await blocker.revoke({ terminate: true });
+        await eventually(async () => assert.equal((await get('/healthz')).status, 200, 'healthy once the blocking task ended'));
+        assert.ok(logLines(worker).some((l) => String(l.msg).startsWith('event loop unblocked after') && l.taskId === blocker.id));
+      });
+    } finally {
+      await stopProcess(worker);
+      await app.close();
+    }
+  });
+
+  /**
+   * Starts a worker running an early-ack task that waits until cut off, does `cut` to the worker,
+   * and checks the exit code and that the task is stored FAILURE(WorkerLostError) with `why` in
+   * its message, as Celery's meta (Python rebuilds billiard's exception from it), and logged.
+   */
+  async function earlyAckCutOff(o: {
+    name: string;
+    env: Record<string, string>;
+    args?: string[];
+    cut: (w: Started, send: (task: string) => Promise<unknown>) => Promise<void>;
+    exit: number;
+    why: RegExp;
+  }) {
+    const { queue, ledger, app, workerEnv } = setup(o.name, { HANG: '1', ...o.env });
+    const worker = startWorker(TASKS, queue, workerEnv, o.args);
+    try {
+      await withOutputOf({ worker }, async () => {
+        const r = await app.sendTask('sd.wait', [], {}, { queue });
+        await eventually(() => assert.equal(started(ledger).length, 1));
+        await o.cut(worker, (task) => app.sendTask(task, [], {}, { queue }));
+        assert.equal(await exited(worker), o.exit);
+        const m = await meta(r.id);
+        assert.equal(m?.status, 'FAILURE');
+        const exc = m?.result as { exc_type: string; exc_module: string; exc_message: string[] };
+        assert.equal(exc.exc_type, 'WorkerLostError');
+        assert.equal(exc.exc_module, 'billiard.exceptions');
+        assert.match(exc.exc_message[0]!, o.why);
+        await assert.rejects(r.get({ timeout: 5_000 }), (err: unknown) => err instanceof TaskFailedError && /WorkerLostError/.test(err.message));
+        assert.ok(
+          logLines(worker).some((l) => l.taskId === r.id && /WorkerLostError/.test(String(l.msg))),
+          'the loss is logged with the task',
+        );
+      });
+    } finally {
+      await stopProcess(worker, 'SIGKILL');
+      await app.close();
+    }
+  }
+
+  it('SIGTERM during a long early-ack task past the shutdown timeout: FAILURE(WorkerLostError) stored, as Celery reads it', () =>
+    earlyAckCutOff({
+      name: 'sd-early',
+      env: { CELERIAC_SHUTDOWN_TIMEOUT_MS: '300' },
+      cut: async (w) => void w.kill('SIGTERM'),
+      exit: 0,
+      why: /^Worker exited prematurely: warm shutdown timeout/,
+    }));
+
+  it('a second SIGTERM (cold shutdown) cuts an early-ack task off at once: FAILURE(WorkerLostError)', () =>
+    earlyAckCutOff({
+      name: 'sd-cold',
+      env: { CELERIAC_SHUTDOWN_TIMEOUT_MS: '600000' },
+      cut: async (w) => {
+        w.kill('SIGTERM');
+        await eventually(() => assert.ok(logLines(w).some((l) => /warm shutdown requested/.test(String(l.msg)))));
+        w.kill('SIGTERM');
+      },
+      exit: 0,
+      why: /cold shutdown \(second SIGTERM\)/,
+    }));
+
+  it('an uncaught exception: the running early-ack task is stored FAILURE(WorkerLostError) before the process exits 1', () =>
+    earlyAckCutOff({
+      name: 'sd-crash',
+      env: {},
+      args: ['-c', '2'],
+      cut: async (_w, send) => void (await send('sd.crashLater')),
+      exit: 1,
+      why: /the worker crashed \(a bug outside the task\)/,
+    }));
+
+  for (const c of [
+    { task: 'sd.waitLate', value: 'done late', why: 'acksLate: the message goes back to the queue' },
+    { task: 'sd.waitRepublished', value: 'done again', why: 'early ack with republishOnWorkerLost: the message is published again' },
+  ]) {
+    it(`SIGTERM past the shutdown timeout, ${c.why}, and another worker runs it`, async () => {
+      const { queue, ledger, app, workerEnv } = setup('sd-back', { CELERIAC_SHUTDOWN_TIMEOUT_MS: '300' });
+      const first = startWorker(TASKS, queue, { ...workerEnv, HANG: '1' });
+      let second: Started | undefined;
+      try {
+        await withOutputOf({ first, second: { output: () => second?.output() ?? '' } }, async () => {
+          const r = await app.sendTask(c.task, [], {}, { queue });
+          await eventually(() => assert.equal(started(ledger).length, 1));
+          first.kill('SIGTERM');
+          assert.equal(await exited(first), 0);
+          assert.equal(await admin!.llen(queue), 1, 'the message is back in the queue');
+          assert.equal((await meta(r.id))?.status ?? 'PENDING', 'PENDING', 'no failure stored');
+          second = startWorker(TASKS, queue, workerEnv);
+          assert.equal(await r.get({ timeout: 20_000 }), c.value);
+          const runs = started(ledger);
+          assert.equal(runs.length, 2);
+          assert.ok(runs[1]!.endsWith(` ${second.pid}`), 'the second run was on the other worker');
+        });
+      } finally {
+        await stopProcess(first, 'SIGKILL');
+        await stopProcess(second);
+        await app.close();
+      }
+    });
+  }
+});
