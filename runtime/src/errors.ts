@@ -6,6 +6,7 @@
  *  ├─ ProtocolError          a task message that cannot be run (missing header, args not a list); Celery's InvalidTaskError
  *  │   ├─ ContentDisallowedError   content type not in accept_content (pickle, …); kombu's ContentDisallowed
  *  │   └─ DecodeError              a body that cannot be decoded (bad JSON, bad compression, over a limit); kombu's DecodeError
+ *  ├─ EncodeError            a value the serializer cannot write (an integer beyond msgpack's 64 bits); kombu's EncodeError
  *  ├─ NotRegisteredError     unknown task name on this worker
  *  ├─ TaskFailedError        a task failed remotely; carries the remote exc_type/exc_message
  *  ├─ ResultTimeoutError     AsyncResult.get() timed out
@@ -77,6 +78,15 @@ export class ContentDisallowedError extends ProtocolError {
         : `Content type "${contentType}" is not accepted (accepted: ${accepted.join(', ')}). ` + `Add it to acceptContent or change the sender's serializer.`,
     );
     (this as { code: string }).code = 'E_CONTENT_DISALLOWED';
+  }
+}
+
+/** A value the serializer cannot write, as kombu's EncodeError (e.g. an integer beyond msgpack's 64 bits). */
+export class EncodeError extends CeleriacError {
+  readonly excType = 'EncodeError';
+  readonly excModule = 'kombu.exceptions';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('E_ENCODE', message, options);
   }
 }
 

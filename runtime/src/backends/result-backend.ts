@@ -4,6 +4,7 @@
  * KeyValueStore; rpc:// implements ResultBackend directly over the broker.
  */
 import { BackendError, ResultTimeoutError } from '../errors.js';
+import { parseJson, stringifyJson } from '../protocol/json.js';
 import { READY_STATES, type TaskMeta, type TaskState } from '../protocol/result-meta.js';
 import { sleep } from '../transport/wait.js';
 import type { KeyValueStore } from './backend.js';
@@ -81,7 +82,7 @@ function createChordStore(store: KeyValueStore, ttl: { ttlMs: number } | undefin
   const keys = (gid: string) => ({ join: `${group(gid)}.j`, counter: `${group(gid)}.t`, size: `${group(gid)}.s` });
   const decode = (gid: string, member: string): ChordPart => {
     try {
-      const [, taskId, state, result] = JSON.parse(member) as [number, string, TaskState, unknown];
+      const [, taskId, state, result] = parseJson(member) as [number, string, TaskState, unknown];
       return { taskId, state, result };
     } catch (err) {
       throw new BackendError(`Chord ${gid}: a header result in the ${store.kind} backend is not JSON`, { cause: err });
@@ -99,7 +100,7 @@ function createChordStore(store: KeyValueStore, ttl: { ttlMs: number } | undefin
   return {
     setSize: (gid, size) => store.set(keys(gid).size, String(size), ttl),
     async addPart(gid, index, part) {
-      const member = JSON.stringify([1, part.taskId, part.state, part.result]);
+      const member = stringifyJson([1, part.taskId, part.state, part.result]);
       const k = keys(gid);
       const r = store.chordAdd ? await store.chordAdd(k, index, member, ttl) : await addByIncr(gid, index, member);
       // No size yet: the client stores it just before publishing the last header task, so an
@@ -119,13 +120,13 @@ function createChordStore(store: KeyValueStore, ttl: { ttlMs: number } | undefin
       const parts = store.chordAdd ? [] : [`${k.join}.n`, ...Array.from({ length: Number((await store.get(k.size)) ?? 0) }, (_, i) => `${k.join}.${i}`)];
       await Promise.all([k.join, k.counter, k.size, ...parts].map((key) => store.delete(key)));
     },
-    saveGroup: (gid, ids) => store.set(group(gid), JSON.stringify({ result: [[gid, null], ids.map((id) => [[id, null], null])] }), ttl),
+    saveGroup: (gid, ids) => store.set(group(gid), stringifyJson({ result: [[gid, null], ids.map((id) => [[id, null], null])] }), ttl),
     async restoreGroup(gid) {
       const text = await store.get(group(gid));
       if (text === null) return null;
       let meta: { result?: unknown };
       try {
-        meta = JSON.parse(text) as { result?: unknown };
+        meta = parseJson(text) as { result?: unknown };
       } catch (err) {
         throw new BackendError(`Saved group ${gid} in the ${store.kind} backend is not JSON`, { cause: err });
       }
@@ -150,7 +151,7 @@ export function createKeyValueResultBackend(store: KeyValueStore, opts: { expire
     if (text === null) return null;
     let meta: unknown;
     try {
-      meta = JSON.parse(text);
+      meta = parseJson(text);
     } catch (err) {
       throw new BackendError(`Stored result ${key(id)} in the ${store.kind} backend is not JSON`, { cause: err });
     }
@@ -166,10 +167,10 @@ export function createKeyValueResultBackend(store: KeyValueStore, opts: { expire
     kind: store.kind,
     chords: createChordStore(store, ttl),
     async store(meta) {
-      if (store.setUnlessSuccess) return store.setUnlessSuccess(key(meta.task_id), JSON.stringify(meta), ttl);
+      if (store.setUnlessSuccess) return store.setUnlessSuccess(key(meta.task_id), stringifyJson(meta), ttl);
       const prev = await get(meta.task_id);
       if (prev?.status === 'SUCCESS') return;
-      await store.set(key(meta.task_id), JSON.stringify(meta), ttl);
+      await store.set(key(meta.task_id), stringifyJson(meta), ttl);
     },
     get,
     async waitReady(taskId, w) {

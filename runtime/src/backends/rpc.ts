@@ -18,6 +18,7 @@ import type { Logger } from 'pino';
 import type { AmqpBroker } from '../brokers/amqp.js';
 import type { Broker } from '../brokers/broker.js';
 import { ConfigError, ResultTimeoutError } from '../errors.js';
+import { stringifyJson } from '../protocol/json.js';
 import type { WireMessage } from '../protocol/wire-message.js';
 import { READY_STATES, type TaskMeta } from '../protocol/result-meta.js';
 import { acceptedContentTypes, deserialize } from '../protocol/serializers.js';
@@ -91,7 +92,7 @@ export function createRpcBackend(_url: string, opts: RpcBackendOptions): ResultB
         '',
         replyTo,
         {
-          body: Buffer.from(JSON.stringify(body)),
+          body: Buffer.from(stringifyJson(body)),
           contentType: 'application/json',
           contentEncoding: 'utf-8',
           headers: {},
