@@ -159,6 +159,12 @@ function rawCorpus(): Case[] {
     raw('a JSON list', Buffer.from('[1,2,3]')),
     raw('an object without body', Buffer.from('{"no":"body"}')),
     raw('a JSON string', Buffer.from('"just a string"')),
+    // Not UTF-8: dead-lettered with these very bytes (no U+FFFD), however the message is popped.
+    raw('bytes that are not UTF-8', Buffer.from([0xff, 0xfe, 0x00, 0x80, 0x41])),
+    raw(
+      'an envelope with a non-UTF-8 byte',
+      Buffer.concat([Buffer.from('{"body":"'), Buffer.from([0xc3, 0x28]), Buffer.from('","headers":{},"properties":{}}')]),
+    ),
     raw(`envelope with headers ${DEEP} levels deep`, deepJson('[', ']', '{"body":"","headers":{"a":', '},"properties":{}}')),
   ];
 }
