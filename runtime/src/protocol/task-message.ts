@@ -6,7 +6,7 @@ import type { WireMessage } from './wire-message.js';
 import { DecodeError, ProtocolError } from '../errors.js';
 import { compress, decompress, type CompressionName } from './compression.js';
 import { deserialize, serializerByName, type SerializerName } from './serializers.js';
-import { checkSize, DEFAULT_LIMITS, type InputLimits } from './limits.js';
+import { checkSize, DEFAULT_LIMITS, TOO_DEEP_HEADER, type InputLimits } from './limits.js';
 
 /** A signature as Celery's canvas writes it (spec §1.4). */
 export interface SignatureDict {
@@ -233,6 +233,9 @@ export function taskIdOf(m: WireMessage): string | null {
 export function decodeTask(m: WireMessage, accepted: ReadonlySet<string>, limits: InputLimits = DEFAULT_LIMITS): TaskRequest {
   if (m.unreadable !== undefined) throw new DecodeError(`Message is ${m.unreadable}`);
   const h = m.headers ?? {};
+  if (h[TOO_DEEP_HEADER] !== undefined) {
+    throw new DecodeError(`Header "${String(h[TOO_DEEP_HEADER])}" is nested deeper than ${DEFAULT_LIMITS.maxNestingDepth} levels (the broker's header limit)`);
+  }
   let body = m.body;
   checkSize(body.length, limits, 'Task body');
   const compression = h.compression;
