@@ -5,7 +5,8 @@
  *  ├─ ConfigError            bad configuration; lists every problem at once
  *  ├─ ProtocolError          a task message that cannot be run (missing header, args not a list); Celery's InvalidTaskError
  *  │   ├─ ContentDisallowedError   content type not in accept_content (pickle, …); kombu's ContentDisallowed
- *  │   └─ DecodeError              a body that cannot be decoded (bad JSON, bad compression, over a limit); kombu's DecodeError
+ *  │   ├─ DecodeError              a body that cannot be decoded (bad JSON, bad compression, over a limit); kombu's DecodeError
+ *  │   └─ SecurityError            a signed message (auth serializer) that fails verification, or bad keys; Celery's SecurityError
  *  ├─ EncodeError            a value the serializer cannot write (an integer beyond msgpack's 64 bits); kombu's EncodeError
  *  ├─ NotRegisteredError     unknown task name on this worker
  *  ├─ TaskFailedError        a task failed remotely; carries the remote exc_type/exc_message
@@ -60,6 +61,16 @@ export class DecodeError extends ProtocolError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     (this as { code: string }).code = 'E_DECODE';
+  }
+}
+
+/** A signed message that fails verification (unknown signer, bad signature), or a key or certificate Celery would refuse. */
+export class SecurityError extends ProtocolError {
+  override readonly excType = 'SecurityError';
+  override readonly excModule = 'celery.exceptions';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    (this as { code: string }).code = 'E_SECURITY';
   }
 }
 

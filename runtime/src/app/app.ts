@@ -13,12 +13,14 @@ import { CeleriacError, ConfigError } from '../errors.js';
 import { createLogger } from '../logging/logger.js';
 import { CONTROL_EXCHANGE, encodeControl } from '../protocol/control.js';
 import { revokedMeta } from '../protocol/result-meta.js';
+import type { MessageSigner } from '../protocol/signing.js';
 import type { SignatureDict } from '../protocol/task-message.js';
 import type { BeatSchedule } from './beat-schedule.js';
 import { bindArguments, type ParamNames } from './arguments.js';
 import { loadConfig, type Config } from './config.js';
 import { AsyncResult } from './result.js';
 import { createRouter, type Routes } from './routes.js';
+import { signerFromConfig } from './security.js';
 import { outgoingTask, type SendOptions } from './send.js';
 import { parseRateLimit, type ApplyOptions, type Task, type TaskFn, type TaskOptions } from './task.js';
 
@@ -69,6 +71,8 @@ export interface App {
   revoke(taskId: string, opts?: { terminate?: boolean }): Promise<void>;
   /** Re-reads configuration with CLI flags on top (before the first connection only). */
   configure(flags: Partial<Record<keyof Config, unknown>>): void;
+  /** Signs and verifies auth-serialized messages (read from the security config once); null without keys. */
+  signer(): MessageSigner | null;
   /** The connected broker. */
   broker(): Promise<Broker>;
   /** The connected result backend. */
@@ -89,6 +93,8 @@ export function createApp(options: AppOptions = {}): App {
   const origin = `gen${process.pid}@${hostname()}`;
   const tasks = new Map<string, Task>();
   let brokerP: Promise<Broker> | null = null;
+  /** Built on first use from the security config; undefined until then. */
+  let signer: MessageSigner | null | undefined;
   let backendP: Promise<ResultBackend> | null = null;
 
   const broker = (): Promise<Broker> =>
@@ -115,6 +121,7 @@ export function createApp(options: AppOptions = {}): App {
       ownReplyTo,
       id,
       now: Date.now(),
+      signer: config.taskSerializer === 'auth' || o.serializer === 'auth' ? app.signer() : null,
     });
     const b = await broker();
     try {
@@ -187,8 +194,10 @@ export function createApp(options: AppOptions = {}): App {
     configure(flags) {
       if (brokerP || backendP) throw new CeleriacError('E_CONFIG_LATE', 'configure() must run before the app connects to its broker');
       config = loadConfig({ options: configOptions, flags });
+      signer = undefined;
       if (!logger) log = makeLogger(config);
     },
+    signer: () => (signer === undefined ? (signer = signerFromConfig(config)) : signer),
     broker,
     backend,
     async close() {

@@ -10,6 +10,7 @@ import { encode as msgpackEncode, decode as msgpackDecode } from '@msgpack/msgpa
 import { parse as yamlParse, stringify as yamlStringify } from 'yaml';
 import { ContentDisallowedError, DecodeError, EncodeError, ProtocolError } from '../errors.js';
 import { parseJson, stringifyJson } from './json.js';
+import { AUTH_CONTENT_TYPE } from './signing.js';
 import { checkTextDepth, checkValueDepth, DEFAULT_LIMITS } from './limits.js';
 
 export type SerializerName = 'json' | 'msgpack' | 'yaml';
@@ -129,6 +130,10 @@ const byContentType = new Map<string, Serializer>([
 
 export const SERIALIZER_NAMES: readonly SerializerName[] = ['json', 'msgpack', 'yaml'];
 
+/** What a task can be sent with: a serializer, or `auth` (json, signed: protocol/signing.ts). */
+export type TaskSerializerName = SerializerName | 'auth';
+export const TASK_SERIALIZER_NAMES: readonly TaskSerializerName[] = [...SERIALIZER_NAMES, 'auth'];
+
 /** The serializer for a Celery name (`json`, `msgpack`, `yaml`). */
 export function serializerByName(name: string): Serializer {
   const s = byName.get(name);
@@ -148,6 +153,7 @@ export function serializerForContentType(contentType: string): SerializerName | 
 export function acceptedContentTypes(accept: readonly string[]): Set<string> {
   const out = new Set<string>();
   for (const a of accept) {
+    if (a === 'auth' || a === AUTH_CONTENT_TYPE) out.add(AUTH_CONTENT_TYPE);
     const s = byName.get(a) ?? byContentType.get(a);
     if (s) for (const [ct, v] of byContentType) if (v === s) out.add(ct);
   }

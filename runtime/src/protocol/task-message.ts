@@ -3,9 +3,13 @@
  * Everything about header names, body layout and Celery's units lives here and nowhere else.
  */
 import type { WireMessage } from './wire-message.js';
-import { DecodeError, ProtocolError } from '../errors.js';
+import { DecodeError, ProtocolError, SecurityError } from '../errors.js';
 import { compress, decompress, type CompressionName } from './compression.js';
-import { deserialize, serializerByName, type SerializerName } from './serializers.js';
+import { acceptedContentTypes, deserialize, SERIALIZER_NAMES, serializerByName, type TaskSerializerName } from './serializers.js';
+import { AUTH_CONTENT_ENCODING, AUTH_CONTENT_TYPE, type MessageSigner } from './signing.js';
+
+/** Every content type celeriac decodes (the inner body of a verified signed message). */
+const ANY_SERIALIZER = acceptedContentTypes(SERIALIZER_NAMES);
 import { checkSize, DEFAULT_LIMITS, TOO_DEEP_HEADER, type InputLimits } from './limits.js';
 
 /** A signature as Celery's canvas writes it (spec §1.4). */
@@ -53,8 +57,10 @@ export interface TaskMessageInput {
   errbacks?: SignatureDict[] | null;
   chain?: SignatureDict[] | null;
   chord?: SignatureDict | null;
-  serializer: SerializerName;
+  serializer: TaskSerializerName;
   compression?: CompressionName | null;
+  /** Signs the body when `serializer` is auth. */
+  signer?: MessageSigner | null;
 }
 
 /** A decoded task message, whatever protocol version it came in. */
@@ -135,7 +141,7 @@ function argsRepr(args: readonly unknown[]): string {
 
 /** Builds a protocol v2 message (spec §1.1-1.3, TV1). */
 export function encodeTask(t: TaskMessageInput): WireMessage {
-  const serializer = serializerByName(t.serializer);
+  const serializer = serializerByName(t.serializer === 'auth' ? 'json' : t.serializer);
   const headers: Record<string, unknown> = {
     lang: 'py',
     task: t.name,
@@ -165,6 +171,13 @@ export function encodeTask(t: TaskMessageInput): WireMessage {
     chord: t.chord ?? null,
   };
   let body = serializer.dumps([t.args, t.kwargs, embed]);
+  let { contentType, contentEncoding }: { contentType: string; contentEncoding: string } = serializer;
+  if (t.serializer === 'auth') {
+    if (!t.signer) throw new SecurityError('The auth serializer needs securityKey and securityCertificate');
+    body = t.signer.sign({ body, contentType, contentEncoding });
+    contentType = AUTH_CONTENT_TYPE;
+    contentEncoding = AUTH_CONTENT_ENCODING;
+  }
   if (t.compression) {
     const c = compress(body, t.compression);
     body = c.body;
@@ -177,7 +190,7 @@ export function encodeTask(t: TaskMessageInput): WireMessage {
     priority: t.priority ?? 0,
   };
   if (t.expires) properties.expiration = String(Math.max(0, t.expires.getTime() - Date.now()));
-  return { body, contentType: serializer.contentType, contentEncoding: serializer.contentEncoding, headers, properties };
+  return { body, contentType, contentEncoding, headers, properties };
 }
 
 function asRecord(v: unknown, what: string): Record<string, unknown> {
@@ -230,7 +243,12 @@ export function taskIdOf(m: WireMessage): string | null {
  * body that cannot be decoded or is over a limit, and ProtocolError for anything else malformed;
  * each names the reason.
  */
-export function decodeTask(m: WireMessage, accepted: ReadonlySet<string>, limits: InputLimits = DEFAULT_LIMITS): TaskRequest {
+export function decodeTask(
+  m: WireMessage,
+  accepted: ReadonlySet<string>,
+  limits: InputLimits = DEFAULT_LIMITS,
+  signer: MessageSigner | null = null,
+): TaskRequest {
   if (m.unreadable !== undefined) throw new DecodeError(`Message is ${m.unreadable}`);
   const h = m.headers ?? {};
   if (h[TOO_DEEP_HEADER] !== undefined) {
@@ -240,7 +258,14 @@ export function decodeTask(m: WireMessage, accepted: ReadonlySet<string>, limits
   checkSize(body.length, limits, 'Task body');
   const compression = h.compression;
   if (typeof compression === 'string' && compression !== '') body = decompress(body, compression, limits.maxMessageBytes);
-  const decoded = deserialize(body, m.contentType, accepted, limits.maxNestingDepth);
+  let decoded: unknown;
+  if (m.contentType === AUTH_CONTENT_TYPE && accepted.has(AUTH_CONTENT_TYPE)) {
+    // Celery's auth serializer: verified first, then the inner body decoded whatever its type
+    // (Celery loads it with force=True: the signature is the trust).
+    if (!signer) throw new SecurityError('A signed (auth) message arrived, but no securityCertStore is configured to verify it');
+    const inner = signer.verify(body);
+    decoded = deserialize(inner.body, inner.contentType, ANY_SERIALIZER, limits.maxNestingDepth);
+  } else decoded = deserialize(body, m.contentType, accepted, limits.maxNestingDepth);
   const props = m.properties ?? {};
 
   if (typeof h.task === 'string') {
