@@ -6,12 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { after, before, describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { createApp } from '../../runtime/src/index.js';
-import { withOutputOf } from '../support/processes.js';
-import { uniqueName, useRedis } from '../support/servers.js';
-import { pythonClient, pythonEnv, pythons, skipReason, startPyWorker, startTsWorker, stopProcess } from './interop-suite.js';
+import { useRedis } from '../support/servers.js';
+import { pythonClient, pythonEnv, pythons, skipReason, workerPair } from './interop-suite.js';
 
 const run = promisify(execFile);
 const redis = await useRedis();
@@ -20,21 +19,7 @@ const url = redis.server?.url ?? 'redis://127.0.0.1:1/0';
 
 for (const python of pythons) {
   describe(`${python.label} <-> celeriac: compression (redis)`, { skip: skipReason(python, redis.skip) }, () => {
-    const tsQueue = uniqueName('ts-compress');
-    const pyQueue = uniqueName('py-compress');
-    let tsWorker: ReturnType<typeof startTsWorker> | undefined;
-    let pyWorker: ReturnType<typeof startPyWorker> | undefined;
-    const apps: ReturnType<typeof createApp>[] = [];
-    before(() => {
-      tsWorker = startTsWorker(url, url, tsQueue);
-      pyWorker = startPyWorker(python, url, url, pyQueue);
-    });
-    after(async () => {
-      for (const a of apps) await a.close();
-      await stopProcess(tsWorker);
-      await stopProcess(pyWorker);
-    });
-    const withLogs = <T>(f: () => Promise<T>): Promise<T> => withOutputOf({ 'TS worker': tsWorker, 'Python worker': pyWorker }, f);
+    const { tsQueue, pyQueue, apps, tsWorker, withLogs } = workerPair(python, url, 'compress');
 
     it('every compression this kombu can send: run, or refused with a stored DecodeError', () =>
       withLogs(async () => {
@@ -59,7 +44,7 @@ for (const python of pythons) {
             assert.match(o.error!.message, /Unsupported compression|no zstd/, compression);
           }
         });
-        assert.equal(tsWorker!.exitCode, null, 'the TS worker is still running');
+        assert.equal(tsWorker()!.exitCode, null, 'the TS worker is still running');
       }));
 
     it("celeriac's zlib-compressed tasks run on the Python worker", () =>

@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { copyFileSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { outgoingTask } from '../../runtime/src/app/send.js';
 import { createApp } from '../../runtime/src/index.js';
@@ -18,9 +18,8 @@ import { TaskFailedError } from '../../runtime/src/errors.js';
 import { DEAD_REASON_HEADER } from '../../runtime/src/protocol/dead-letter.js';
 import { makeCertificate } from '../support/certificates.js';
 import { eventually } from '../support/eventually.js';
-import { pythonWorkerArgs, startProcess, withOutputOf } from '../support/processes.js';
-import { uniqueName, useRedis } from '../support/servers.js';
-import { fixtures, pythonClient, pythonEnv, pythons, skipReason, startTsWorker, stopProcess } from './interop-suite.js';
+import { useRedis } from '../support/servers.js';
+import { pythonClient, pythonEnv, pythons, skipReason, workerPair } from './interop-suite.js';
 
 const redis = await useRedis();
 after(() => redis.server?.stop());
@@ -45,8 +44,6 @@ const pySecurity = (who: { keyPath: string; certPath: string }) => ({
 for (const python of pythons) {
   const format = python.label === 'Celery 5.7' ? 'celery-5.5' : 'celery-5.2';
   describe(`${python.label} <-> celeriac: signed messages, ${format} packing (redis)`, { skip: skipReason(python, redis.skip) }, () => {
-    const tsQueue = uniqueName('ts-auth');
-    const pyQueue = uniqueName('py-auth');
     const tsSecurity = {
       CELERIAC_TASK_SERIALIZER: 'auth',
       CELERIAC_ACCEPT_CONTENT: 'auth',
@@ -55,22 +52,7 @@ for (const python of pythons) {
       CELERIAC_SECURITY_CERT_STORE: store,
       CELERIAC_SECURITY_FORMAT: format,
     };
-    let tsWorker: ReturnType<typeof startTsWorker> | undefined;
-    let pyWorker: ReturnType<typeof startProcess> | undefined;
-    const apps: ReturnType<typeof createApp>[] = [];
-    before(() => {
-      tsWorker = startTsWorker(url, url, tsQueue, tsSecurity);
-      pyWorker = startProcess(python.exe!, pythonWorkerArgs('py_tasks', pyQueue, `${pyQueue}@localhost`), {
-        env: { ...pythonEnv(url, url, pyQueue), ...pySecurity(py) },
-        cwd: fixtures,
-      });
-    });
-    after(async () => {
-      for (const a of apps) await a.close();
-      await stopProcess(tsWorker);
-      await stopProcess(pyWorker);
-    });
-    const withLogs = <T>(f: () => Promise<T>): Promise<T> => withOutputOf({ 'TS worker': tsWorker, 'Python worker': pyWorker }, f);
+    const { tsQueue, pyQueue, apps, withLogs } = workerPair(python, url, 'auth', { ts: tsSecurity, py: pySecurity(py) });
 
     it('a Python client signs, the TS worker verifies and runs; an untrusted signer gets SecurityError', () =>
       withLogs(async () => {

@@ -6,12 +6,11 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { createApp } from '../../runtime/src/index.js';
-import { withOutputOf } from '../support/processes.js';
-import { uniqueName, useRedis } from '../support/servers.js';
-import { fixtures, pythonEnv, pythons, skipReason, startPyWorker, startTsWorker, stopProcess } from './interop-suite.js';
+import { useRedis } from '../support/servers.js';
+import { fixtures, pythonEnv, pythons, skipReason, workerPair } from './interop-suite.js';
 
 const run = promisify(execFile);
 const redis = await useRedis();
@@ -34,21 +33,7 @@ async function pyValues(exe: string, serializer: string, op: 'to_ts' | 'from_ts'
 for (const python of pythons) {
   describe(`${python.label} <-> celeriac: values (redis)`, { skip: skipReason(python, redis.skip) }, () => {
     const kombuTags = python.label === 'Celery 5.7'; // kombu >= 5.3 writes and reads bytes/datetime tags
-    const tsQueue = uniqueName('ts-values');
-    const pyQueue = uniqueName('py-values');
-    let tsWorker: ReturnType<typeof startTsWorker> | undefined;
-    let pyWorker: ReturnType<typeof startPyWorker> | undefined;
-    const apps: ReturnType<typeof createApp>[] = [];
-    before(() => {
-      tsWorker = startTsWorker(url, url, tsQueue);
-      pyWorker = startPyWorker(python, url, url, pyQueue);
-    });
-    after(async () => {
-      for (const a of apps) await a.close();
-      await stopProcess(tsWorker);
-      await stopProcess(pyWorker);
-    });
-    const withLogs = <T>(f: () => Promise<T>): Promise<T> => withOutputOf({ 'TS worker': tsWorker, 'Python worker': pyWorker }, f);
+    const { tsQueue, pyQueue, apps, withLogs } = workerPair(python, url, 'values');
 
     for (const serializer of ['json', 'msgpack'] as const) {
       it(`Python values reach a TS task exact (${serializer}), and Python reads them back exact from its result`, () =>
