@@ -22,6 +22,9 @@ const require = createRequire(import.meta.url);
 
 type Fields = Record<string, unknown>;
 
+const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER);
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
 /**
  * Decodes one field table (the slice holds exactly the table's bytes). Never throws on a tag.
  * Tables and arrays nested deeper than the input limit (DEFAULT_LIMITS.maxNestingDepth) are not
@@ -72,12 +75,14 @@ function decodeTable(slice: Buffer, depth: number, state: { tooDeep: string | nu
         offset += 4;
         break;
       // py-amqp writes large Python ints as 'L' with a signed 64-bit value; RabbitMQ uses 'l'.
-      // Numbers beyond 2^53 lose precision, as JSON.parse does with the same value in a body.
+      // Beyond 2^53 a BigInt, exact, as in a body (docs/values.md).
       case 'L':
-      case 'l':
-        val = Number(slice.readBigInt64BE(offset));
+      case 'l': {
+        const n = slice.readBigInt64BE(offset);
+        val = n >= MIN_SAFE && n <= MAX_SAFE ? Number(n) : n;
         offset += 8;
         break;
+      }
       case 'f':
         val = slice.readFloatBE(offset);
         offset += 4;
@@ -220,6 +225,9 @@ function encodeValue(buf: Buffer, value: unknown, offset: number): number {
   }
   const at = (t: string) => (buf[offset++] = t.charCodeAt(0));
   switch (type) {
+    case 'bigint':
+      at('l');
+      return buf.writeBigInt64BE(value as bigint, offset); // throws a RangeError beyond 64 bits
     case 'string':
       at('S');
       return writeLongString(buf, value as string, offset);

@@ -49,6 +49,15 @@ describe('AMQP field-table decoder', () => {
     assert.deepEqual(decodeFields(table), { big: 2 ** 40, neg: -(2 ** 33), task: 'proj.tasks.add' });
   });
 
+  it('reads 64-bit integers beyond 2^53 exactly, as BigInt, and writes a BigInt back as int64', () => {
+    const table = Buffer.concat([entry('id', 'L', int64(2n ** 53n + 1n)), entry('min', 'l', int64(-(2n ** 63n)))]);
+    const fields = decodeFields(table);
+    assert.deepEqual(fields, { id: 2n ** 53n + 1n, min: -(2n ** 63n) });
+    const buf = Buffer.alloc(256);
+    const len = encodeTable(buf, fields, 0); // the table with its 4-byte length first
+    assert.deepEqual(decodeFields(buf.subarray(4, len)), fields);
+  });
+
   it('reads L inside arrays and nested tables', () => {
     const inner = entry('id', 'L', int64(9007199254740991n));
     const innerLen = Buffer.alloc(4);
