@@ -58,14 +58,14 @@ function toMsgpackValue(value: unknown, depth = 0): unknown {
     let out: unknown[] | null = null;
     value.forEach((v, i) => {
       const w = toMsgpackValue(v, depth + 1);
-      if (w !== v) (out ??= value.slice())[i] = w;
+      if (!Object.is(w, v)) (out ??= value.slice())[i] = w;
     });
     return out ?? value;
   }
   let out: Record<string, unknown> | null = null;
   for (const [k, v] of Object.entries(value)) {
     const w = toMsgpackValue(v, depth + 1);
-    if (w !== v) (out ??= { ...value })[k] = w;
+    if (!Object.is(w, v)) (out ??= { ...value })[k] = w;
   }
   return out ?? value;
 }

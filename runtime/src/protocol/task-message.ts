@@ -7,10 +7,10 @@ import { DecodeError, ProtocolError, SecurityError } from '../errors.js';
 import { compress, decompress, type CompressionName } from './compression.js';
 import { acceptedContentTypes, deserialize, SERIALIZER_NAMES, serializerByName, type TaskSerializerName } from './serializers.js';
 import { AUTH_CONTENT_ENCODING, AUTH_CONTENT_TYPE, type MessageSigner } from './signing.js';
+import { checkSize, DEFAULT_LIMITS, TOO_DEEP_HEADER, type InputLimits } from './limits.js';
 
 /** Every content type celeriac decodes (the inner body of a verified signed message). */
 const ANY_SERIALIZER = acceptedContentTypes(SERIALIZER_NAMES);
-import { checkSize, DEFAULT_LIMITS, TOO_DEEP_HEADER, type InputLimits } from './limits.js';
 
 /** A signature as Celery's canvas writes it (spec §1.4). */
 export interface SignatureDict {
