@@ -33,7 +33,13 @@ async function pyValues(exe: string, serializer: string, op: 'to_ts' | 'from_ts'
 for (const python of pythons) {
   describe(`${python.label} <-> celeriac: values (redis)`, { skip: skipReason(python, redis.skip) }, () => {
     const kombuTags = python.label === 'Celery 5.7'; // kombu >= 5.3 writes and reads bytes/datetime tags
-    const { tsQueue, pyQueue, apps, withLogs } = workerPair(python, url, 'values');
+    // A cluster of Celery 5.3+ peers only may write Dates as kombu's datetime tag (jsonDateTags);
+    // with 5.2 in it, celeriac writes ISO text (spec §2.2).
+    const { tsQueue, pyQueue, apps, withLogs } = workerPair(python, url, 'values', { ts: { CELERIAC_JSON_DATE_TAGS: kombuTags ? '1' : '0' } });
+    /** A TS Date as Python reads it from JSON: a datetime with tags, else its ISO text. */
+    const dateInPython = kombuTags
+      ? py('datetime', 'datetime.datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=datetime.timezone.utc)')
+      : py('str', "'2024-01-02T03:04:05.678Z'");
 
     for (const serializer of ['json', 'msgpack'] as const) {
       it(`Python values reach a TS task exact (${serializer}), and Python reads them back exact from its result`, () =>
@@ -56,10 +62,10 @@ for (const python of pythons) {
             timestamp: ts('Date', '2024-01-02T03:04:05.678Z'),
           };
           assert.deepEqual(Object.fromEntries(r.names.map((n, i) => [n, r.ts_saw[i]])), Object.fromEntries(r.names.map((n) => [n, tsExpected[n]])));
-          // Back in Python: every value as it was sent, except a Date, which celeriac writes as ISO text,
-          // and bytes for kombu 5.2, which cannot read kombu 5.3's bytes tag (a dict there).
+          // Back in Python: every value as it was sent, except a Date (a datetime with tags, else ISO
+          // text) and bytes for kombu 5.2, which cannot read kombu 5.3's bytes tag (a dict there).
           const echoExpected = (name: string, sent: Py): Py => {
-            if (name === 'timestamp' || (name === 'datetime' && kombuTags)) return py('str', "'2024-01-02T03:04:05.678Z'");
+            if (name === 'timestamp' || (name === 'datetime' && kombuTags)) return dateInPython;
             if (name === 'datetime') return py('str', "'2024-01-02T03:04:05.678000Z'"); // kombu 5.2 sent this text
             if (name.startsWith('bytes') && !kombuTags) return { type: 'dict', repr: r.echo[r.names.indexOf(name)]!.repr };
             return sent;
@@ -74,7 +80,7 @@ for (const python of pythons) {
 
       it(`TS values reach a Python task exact (${serializer}), and TS reads them back exact from its result`, () =>
         withLogs(async () => {
-          const app = createApp({ name: 'interop-values', broker: url, backend: url, taskSerializer: serializer, logLevel: 'warn' });
+          const app = createApp({ name: 'interop-values', broker: url, backend: url, taskSerializer: serializer, jsonDateTags: kombuTags, logLevel: 'warn' });
           apps.push(app);
           const big = serializer === 'json' ? 2n ** 64n : 2n ** 64n - 1n;
           const sent = [2n ** 53n + 1n, big, 2 ** 40, NaN, Infinity, -Infinity, Buffer.from([0xff, 0]), new Date('2024-01-02T03:04:05.678Z')];
@@ -90,11 +96,14 @@ for (const python of pythons) {
             py('float', 'inf'),
             py('float', '-inf'),
             bytesInPython,
-            py('str', "'2024-01-02T03:04:05.678Z'"),
+            // msgpack has no datetime in kombu: ISO text either way.
+            serializer === 'json' ? dateInPython : py('str', "'2024-01-02T03:04:05.678Z'"),
           ]);
           // Python 5.2 echoes msgpack bytes as {"hex"}: its JSON cannot write bytes.
           const bytesBack = serializer === 'msgpack' && !kombuTags ? { hex: 'ff00' } : Buffer.from([0xff, 0]);
-          assert.deepStrictEqual(echo, [2n ** 53n + 1n, big, 2 ** 40, NaN, Infinity, -Infinity, bytesBack, '2024-01-02T03:04:05.678Z']);
+          // Python 5.7 returns a datetime it got as one, tagged: a Date again.
+          const dateBack = serializer === 'json' && kombuTags ? new Date('2024-01-02T03:04:05.678Z') : '2024-01-02T03:04:05.678Z';
+          assert.deepStrictEqual(echo, [2n ** 53n + 1n, big, 2 ** 40, NaN, Infinity, -Infinity, bytesBack, dateBack]);
         }));
     }
 
@@ -111,7 +120,7 @@ for (const python of pythons) {
           neg_inf: py('float', '-inf'),
           bytes_binary: bytes("b'\\xff\\x00'", '/wA='),
           bytes_text: kombuTags ? py('bytes', "b'h\\xc3\\xa9'") : py('dict', "{'__type__': 'bytes', '__value__': 'hé'}"),
-          date: py('str', "'2024-01-02T03:04:05.678Z'"),
+          date: dateInPython,
         });
       }));
   });

@@ -104,7 +104,8 @@ export function createApp(options: AppOptions = {}): App {
       return b;
     })());
   const backend = (): Promise<ResultBackend> =>
-    (backendP ??= (async () => createResultBackend(config.resultBackend, { expiresMs: config.resultExpiresMs, broker: await broker(), logger: log }))());
+    (backendP ??= (async () =>
+      createResultBackend(config.resultBackend, { expiresMs: config.resultExpiresMs, dateTags: config.jsonDateTags, broker: await broker(), logger: log }))());
 
   const host = { backend, revoke: (id: string, o: { terminate: boolean }) => app.revoke(id, o) };
 

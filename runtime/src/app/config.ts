@@ -27,6 +27,7 @@ export interface Config {
   readonly securityCertStore: string | null;
   readonly securityDigest: string;
   readonly securityFormat: SignatureFormat;
+  readonly jsonDateTags: boolean;
   readonly resultExpiresMs: number | null;
   readonly maxMessageBytes: number;
   readonly maxNestingDepth: number;
@@ -108,6 +109,13 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     kind: { type: 'list', values: [...SERIALIZER_NAMES, 'auth', 'application/json', 'application/x-msgpack', 'application/x-yaml', 'application/data'] },
     default: ['json'],
     doc: 'Serializers the worker accepts (comma list). Pickle is never accepted. auth: only signed messages, verified against securityCertStore.',
+  },
+  {
+    key: 'jsonDateTags',
+    env: ['CELERIAC_JSON_DATE_TAGS'],
+    kind: { type: 'bool' },
+    default: false,
+    doc: "Write a Date in JSON task bodies and results as kombu 5.3+'s datetime tag, so Python (Celery 5.3+) gets a datetime; off: ISO text, a str to every Celery (5.2 reads a tag as a dict).",
   },
   {
     key: 'securityKey',

@@ -94,6 +94,7 @@ export function outgoingTask(
     serializer: o.serializer ?? c.config.taskSerializer,
     compression: c.config.taskCompression,
     signer: c.signer ?? null,
+    dateTags: c.config.jsonDateTags,
   });
   return { queue, message };
 }

@@ -15,6 +15,8 @@ import { createRpcBackend } from './rpc.js';
 export interface BackendOptions {
   /** Result expiry (Celery's result_expires); null keeps results forever. */
   readonly expiresMs: number | null;
+  /** JSON results: Dates as kombu 5.3+'s datetime tag (config jsonDateTags). */
+  readonly dateTags?: boolean;
   /** The app's broker, for backends that ride it (rpc://). */
   readonly broker: Broker;
   readonly logger?: Logger;
@@ -37,7 +39,7 @@ export function backendSchemes(): string[] {
 export function createResultBackend(url: string, opts: BackendOptions): ResultBackend {
   const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(url)?.[0]?.toLowerCase() ?? '';
   const store = stores[scheme];
-  if (store) return createKeyValueResultBackend(store(url, { logger: opts.logger }), { expiresMs: opts.expiresMs });
+  if (store) return createKeyValueResultBackend(store(url, { logger: opts.logger }), { expiresMs: opts.expiresMs, dateTags: opts.dateTags });
   const backend = backends[scheme];
   if (backend) return backend(url, opts);
   throw new ConfigError([

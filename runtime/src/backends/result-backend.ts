@@ -77,7 +77,7 @@ export const GROUP_META_PREFIX = 'celery-taskset-meta-';
 const tupleId = (t: unknown): string | null => (Array.isArray(t) && Array.isArray(t[0]) && typeof t[0][0] === 'string' && t[1] == null ? t[0][0] : null);
 
 /** Chords over any KeyValueStore: Celery's Redis layout when the store has chordAdd, else incr(). */
-function createChordStore(store: KeyValueStore, ttl: { ttlMs: number } | undefined): ChordStore {
+function createChordStore(store: KeyValueStore, ttl: { ttlMs: number } | undefined, dateTags: boolean): ChordStore {
   const group = (gid: string) => GROUP_META_PREFIX + gid;
   const keys = (gid: string) => ({ join: `${group(gid)}.j`, counter: `${group(gid)}.t`, size: `${group(gid)}.s` });
   const decode = (gid: string, member: string): ChordPart => {
@@ -100,7 +100,7 @@ function createChordStore(store: KeyValueStore, ttl: { ttlMs: number } | undefin
   return {
     setSize: (gid, size) => store.set(keys(gid).size, String(size), ttl),
     async addPart(gid, index, part) {
-      const member = stringifyJson([1, part.taskId, part.state, part.result]);
+      const member = stringifyJson([1, part.taskId, part.state, part.result], dateTags);
       const k = keys(gid);
       const r = store.chordAdd ? await store.chordAdd(k, index, member, ttl) : await addByIncr(gid, index, member);
       // No size yet: the client stores it just before publishing the last header task, so an
@@ -142,7 +142,9 @@ function createChordStore(store: KeyValueStore, ttl: { ttlMs: number } | undefin
   };
 }
 
-export function createKeyValueResultBackend(store: KeyValueStore, opts: { expiresMs: number | null }): ResultBackend {
+/** `dateTags`: results write a Date as kombu 5.3+'s datetime tag (config jsonDateTags). */
+export function createKeyValueResultBackend(store: KeyValueStore, opts: { expiresMs: number | null; dateTags?: boolean }): ResultBackend {
+  const dateTags = opts.dateTags ?? false;
   const key = (id: string) => TASK_META_PREFIX + id;
   const ttl = opts.expiresMs && opts.expiresMs > 0 ? { ttlMs: opts.expiresMs } : undefined;
 
@@ -165,12 +167,12 @@ export function createKeyValueResultBackend(store: KeyValueStore, opts: { expire
 
   return {
     kind: store.kind,
-    chords: createChordStore(store, ttl),
+    chords: createChordStore(store, ttl, dateTags),
     async store(meta) {
-      if (store.setUnlessSuccess) return store.setUnlessSuccess(key(meta.task_id), stringifyJson(meta), ttl);
+      if (store.setUnlessSuccess) return store.setUnlessSuccess(key(meta.task_id), stringifyJson(meta, dateTags), ttl);
       const prev = await get(meta.task_id);
       if (prev?.status === 'SUCCESS') return;
-      await store.set(key(meta.task_id), stringifyJson(meta), ttl);
+      await store.set(key(meta.task_id), stringifyJson(meta, dateTags), ttl);
     },
     get,
     async waitReady(taskId, w) {

@@ -29,6 +29,8 @@ export interface RpcBackendOptions {
   /** Reply queue `x-expires` (Celery: result_expires); default one day. */
   readonly expiresMs?: number | null;
   readonly logger?: Logger;
+  /** JSON results: Dates as kombu 5.3+'s datetime tag (config jsonDateTags). */
+  readonly dateTags?: boolean;
 }
 
 /** Results kept per process before the oldest are dropped. */
@@ -92,7 +94,7 @@ export function createRpcBackend(_url: string, opts: RpcBackendOptions): ResultB
         '',
         replyTo,
         {
-          body: Buffer.from(stringifyJson(body)),
+          body: Buffer.from(stringifyJson(body, opts.dateTags)),
           contentType: 'application/json',
           contentEncoding: 'utf-8',
           headers: {},

@@ -24,12 +24,20 @@ export function parseJson(text: string): unknown {
   return NEEDS_FULL_PARSE.test(text) ? new FullParser(text).parse() : JSON.parse(text);
 }
 
-/** JSON text of `value` as Python's json.dumps with kombu's encoder would write it (see the file header). */
-export function stringifyJson(value: unknown): string {
+/**
+ * JSON text of `value` as Python's json.dumps with kombu's encoder would write it (see the file
+ * header). A Date is ISO text, which every Celery reads as a str; with `dateTags`, kombu 5.3+'s
+ * datetime tag, which Celery 5.3+ reads as a datetime (and 5.2 as a dict).
+ */
+export function stringifyJson(value: unknown, dateTags = false): string {
   let special = false;
   // The replacer only notices what JSON.stringify would get wrong; the rare value that has some
   // is written again by writeJson.
   const text = JSON.stringify(value, function (this: Record<string, unknown>, key: string, v: unknown) {
+    if (dateTags && typeof v === 'string' && this[key] instanceof Date) {
+      special = true;
+      return v;
+    }
     // A Buffer reaches the replacer as its toJSON() ({type: 'Buffer'}), a Uint8Array as itself.
     const bytes =
       typeof v === 'object' && v !== null && (ArrayBuffer.isView(v) || ((v as { type?: unknown }).type === 'Buffer' && ArrayBuffer.isView(this[key])));
@@ -41,7 +49,7 @@ export function stringifyJson(value: unknown): string {
   });
   if (!special) return text ?? 'null';
   const out: string[] = [];
-  writeJson(value, '', out);
+  writeJson(value, '', out, dateTags);
   return out.join('');
 }
 
@@ -52,9 +60,10 @@ export function bytesTag(b: Uint8Array): { __type__: 'bytes' | 'base64'; __value
 }
 
 /** Writes `v` as JSON.stringify would, plus BigInt, NaN/Infinity and bytes; `undefined` when it has no JSON form. */
-function writeJson(value: unknown, key: string, out: string[]): boolean {
+function writeJson(value: unknown, key: string, out: string[], dateTags: boolean): boolean {
   let v = value;
   if (ArrayBuffer.isView(v)) v = bytesTag(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
+  else if (dateTags && v instanceof Date && !Number.isNaN(v.getTime())) v = { __type__: 'datetime', __value__: v.toISOString().replace(/Z$/, '+00:00') };
   else if (v !== null && typeof v === 'object' && typeof (v as { toJSON?: unknown }).toJSON === 'function')
     v = (v as { toJSON(k: string): unknown }).toJSON(key);
   if (v instanceof Number || v instanceof String || v instanceof Boolean) v = v.valueOf();
@@ -84,7 +93,7 @@ function writeJson(value: unknown, key: string, out: string[]): boolean {
     out.push('[');
     v.forEach((item, i) => {
       if (i > 0) out.push(',');
-      if (!writeJson(item, String(i), out)) out.push('null');
+      if (!writeJson(item, String(i), out, dateTags)) out.push('null');
     });
     out.push(']');
     return true;
@@ -94,7 +103,7 @@ function writeJson(value: unknown, key: string, out: string[]): boolean {
   for (const [k, item] of Object.entries(v)) {
     const at = out.length;
     out.push(first ? '' : ',', JSON.stringify(k), ':');
-    if (writeJson(item, k, out)) first = false;
+    if (writeJson(item, k, out, dateTags)) first = false;
     else out.length = at;
   }
   out.push('}');

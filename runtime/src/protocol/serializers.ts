@@ -19,7 +19,8 @@ export interface Serializer {
   readonly name: SerializerName;
   readonly contentType: string;
   readonly contentEncoding: 'utf-8' | 'binary';
-  dumps(value: unknown): Buffer;
+  /** `dateTags`: json writes a Date as kombu 5.3+'s datetime tag instead of ISO text (protocol/json.ts). */
+  dumps(value: unknown, opts?: { dateTags?: boolean }): Buffer;
   loads(body: Buffer): unknown;
 }
 
@@ -29,7 +30,7 @@ const json: Serializer = {
   name: 'json',
   contentType: 'application/json',
   contentEncoding: 'utf-8',
-  dumps: (value) => Buffer.from(stringifyJson(value), 'utf8'),
+  dumps: (value, opts) => Buffer.from(stringifyJson(value, opts?.dateTags), 'utf8'),
   loads: (body) => parseJson(body.toString('utf8')),
 };
 

@@ -61,6 +61,8 @@ export interface TaskMessageInput {
   compression?: CompressionName | null;
   /** Signs the body when `serializer` is auth. */
   signer?: MessageSigner | null;
+  /** JSON bodies: Dates as kombu 5.3+'s datetime tag (config jsonDateTags). */
+  dateTags?: boolean;
 }
 
 /** A decoded task message, whatever protocol version it came in. */
@@ -170,7 +172,7 @@ export function encodeTask(t: TaskMessageInput): WireMessage {
     chain: t.chain ?? null,
     chord: t.chord ?? null,
   };
-  let body = serializer.dumps([t.args, t.kwargs, embed]);
+  let body = serializer.dumps([t.args, t.kwargs, embed], { dateTags: t.dateTags });
   let { contentType, contentEncoding }: { contentType: string; contentEncoding: string } = serializer;
   if (t.serializer === 'auth') {
     if (!t.signer) throw new SecurityError('The auth serializer needs securityKey and securityCertificate');

@@ -80,6 +80,17 @@ describe('stringifyJson writes what Python json.loads and kombu read', () => {
     );
   });
 
+  it("with dateTags, a Date as kombu 5.3's datetime tag (+00:00, which Python < 3.11 also reads), and back as a Date", () => {
+    const d = new Date('2024-01-02T03:04:05.678Z');
+    const text = stringifyJson({ d, at: [d] }, true);
+    assert.equal(
+      text,
+      '{"d":{"__type__":"datetime","__value__":"2024-01-02T03:04:05.678+00:00"},"at":[{"__type__":"datetime","__value__":"2024-01-02T03:04:05.678+00:00"}]}',
+    );
+    assert.deepEqual(parseJson(text), { d, at: [d] });
+    assert.equal(stringifyJson({ d }), '{"d":"2024-01-02T03:04:05.678Z"}', 'without dateTags: ISO text');
+  });
+
   it('leaves out what JSON.stringify leaves out, also on the slow path', () => {
     const v = { u: undefined, f: () => 1, d: new Date(0), a: [undefined, NaN], n: 1n };
     assert.equal(stringifyJson(v), '{"d":"1970-01-01T00:00:00.000Z","a":[null,NaN],"n":1}');
