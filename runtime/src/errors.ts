@@ -49,8 +49,8 @@ export class ConfigError extends CeleriacError {
 export class ProtocolError extends CeleriacError {
   readonly excType: string = 'InvalidTaskError';
   readonly excModule: string = 'celery.exceptions';
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('E_PROTOCOL', message, options);
+  constructor(message: string, options?: { cause?: unknown }, code = 'E_PROTOCOL') {
+    super(code, message, options);
   }
 }
 
@@ -59,8 +59,7 @@ export class DecodeError extends ProtocolError {
   override readonly excType = 'DecodeError';
   override readonly excModule = 'kombu.exceptions';
   constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    (this as { code: string }).code = 'E_DECODE';
+    super(message, options, 'E_DECODE');
   }
 }
 
@@ -69,8 +68,7 @@ export class SecurityError extends ProtocolError {
   override readonly excType = 'SecurityError';
   override readonly excModule = 'celery.exceptions';
   constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    (this as { code: string }).code = 'E_SECURITY';
+    super(message, options, 'E_SECURITY');
   }
 }
 
