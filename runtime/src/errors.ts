@@ -5,7 +5,9 @@
  *  ├─ ConfigError            bad configuration; lists every problem at once
  *  ├─ ProtocolError          a task message that cannot be run (missing header, args not a list); Celery's InvalidTaskError
  *  │   ├─ ContentDisallowedError   content type not in accept_content (pickle, …); kombu's ContentDisallowed
- *  │   └─ DecodeError              a body that cannot be decoded (bad JSON, bad compression, over a limit); kombu's DecodeError
+ *  │   ├─ DecodeError              a body that cannot be decoded (bad JSON, bad compression, over a limit); kombu's DecodeError
+ *  │   └─ SecurityError            a signed message (auth serializer) that fails verification, or bad keys; Celery's SecurityError
+ *  ├─ EncodeError            a value the serializer cannot write (an integer beyond msgpack's 64 bits); kombu's EncodeError
  *  ├─ NotRegisteredError     unknown task name on this worker
  *  ├─ TaskFailedError        a task failed remotely; carries the remote exc_type/exc_message
  *  ├─ ResultTimeoutError     AsyncResult.get() timed out
@@ -48,8 +50,8 @@ export class ConfigError extends CeleriacError {
 export class ProtocolError extends CeleriacError {
   readonly excType: string = 'InvalidTaskError';
   readonly excModule: string = 'celery.exceptions';
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('E_PROTOCOL', message, options);
+  constructor(message: string, options?: { cause?: unknown }, code = 'E_PROTOCOL') {
+    super(code, message, options);
   }
 }
 
@@ -58,8 +60,16 @@ export class DecodeError extends ProtocolError {
   override readonly excType = 'DecodeError';
   override readonly excModule = 'kombu.exceptions';
   constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    (this as { code: string }).code = 'E_DECODE';
+    super(message, options, 'E_DECODE');
+  }
+}
+
+/** A signed message that fails verification (unknown signer, bad signature), or a key or certificate Celery would refuse. */
+export class SecurityError extends ProtocolError {
+  override readonly excType = 'SecurityError';
+  override readonly excModule = 'celery.exceptions';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options, 'E_SECURITY');
   }
 }
 
@@ -78,6 +88,15 @@ export class ContentDisallowedError extends ProtocolError {
         : `Content type "${contentType}" is not accepted (accepted: ${accepted.join(', ')}). ` + `Add it to acceptContent or change the sender's serializer.`,
     );
     (this as { code: string }).code = 'E_CONTENT_DISALLOWED';
+  }
+}
+
+/** A value the serializer cannot write, as kombu's EncodeError (e.g. an integer beyond msgpack's 64 bits). */
+export class EncodeError extends CeleriacError {
+  readonly excType = 'EncodeError';
+  readonly excModule = 'kombu.exceptions';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('E_ENCODE', message, options);
   }
 }
 

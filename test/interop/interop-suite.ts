@@ -70,6 +70,35 @@ export function startPyWorker(py: PythonRuntime, brokerUrl: string, backendUrl: 
   });
 }
 
+/**
+ * A TS worker and a Python worker on their own queues for one describe block: started before its
+ * tests, stopped after them with the apps the tests made. `withLogs` adds both workers' output to a
+ * failure.
+ */
+export function workerPair(py: PythonRuntime, url: string, prefix: string, env: { ts?: NodeJS.ProcessEnv; py?: NodeJS.ProcessEnv } = {}) {
+  const tsQueue = uniqueName(`ts-${prefix}`);
+  const pyQueue = uniqueName(`py-${prefix}`);
+  let tsWorker: ReturnType<typeof startTsWorker> | undefined;
+  let pyWorker: ReturnType<typeof startPyWorker> | undefined;
+  const apps: ReturnType<typeof createApp>[] = [];
+  before(() => {
+    tsWorker = startTsWorker(url, url, tsQueue, env.ts);
+    pyWorker = startPyWorker(py, url, url, pyQueue, env.py);
+  });
+  after(async () => {
+    for (const a of apps) await a.close();
+    await stopProcess(tsWorker);
+    await stopProcess(pyWorker);
+  });
+  return {
+    tsQueue,
+    pyQueue,
+    apps,
+    tsWorker: () => tsWorker,
+    withLogs: <T>(f: () => Promise<T>): Promise<T> => withOutputOf({ 'TS worker': tsWorker, 'Python worker': pyWorker }, f),
+  };
+}
+
 export function pythonEnv(brokerUrl: string, backendUrl: string, queue: string, serializer = 'json'): NodeJS.ProcessEnv {
   return {
     ...process.env,

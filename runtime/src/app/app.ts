@@ -13,6 +13,7 @@ import { CeleriacError, ConfigError } from '../errors.js';
 import { createLogger } from '../logging/logger.js';
 import { CONTROL_EXCHANGE, encodeControl } from '../protocol/control.js';
 import { revokedMeta } from '../protocol/result-meta.js';
+import type { MessageSigner } from '../protocol/signing.js';
 import type { SignatureDict } from '../protocol/task-message.js';
 import { loadTracing, tracedSend, type Tracing } from '../tracing/tracing.js';
 import type { BeatSchedule } from './beat-schedule.js';
@@ -20,6 +21,7 @@ import { bindArguments, type ParamNames } from './arguments.js';
 import { loadConfig, type Config } from './config.js';
 import { AsyncResult } from './result.js';
 import { createRouter, type Routes } from './routes.js';
+import { signerFromConfig } from './security.js';
 import { outgoingTask, type SendOptions } from './send.js';
 import { parseRateLimit, type ApplyOptions, type Task, type TaskFn, type TaskOptions } from './task.js';
 
@@ -70,6 +72,8 @@ export interface App {
   revoke(taskId: string, opts?: { terminate?: boolean }): Promise<void>;
   /** Re-reads configuration with CLI flags on top (before the first connection only). */
   configure(flags: Partial<Record<keyof Config, unknown>>): void;
+  /** Signs and verifies auth-serialized messages (read from the security config once); null without keys. */
+  signer(): MessageSigner | null;
   /** The connected broker. */
   broker(): Promise<Broker>;
   /** The connected result backend. */
@@ -126,6 +130,8 @@ export function createApp(options: AppOptions = {}): App {
   const origin = `gen${process.pid}@${hostname()}`;
   const tasks = new Map<string, Task>();
   let brokerP: Promise<Broker> | null = null;
+  /** Built on first use from the security config; undefined until then. */
+  let signer: MessageSigner | null | undefined;
   let backendP: Promise<ResultBackend> | null = null;
   let tracingP: Promise<Tracing> | null = null;
   const tracing = async (): Promise<Tracing | null> => (config.tracing ? (tracingP ??= loadTracing()) : null);
@@ -141,6 +147,7 @@ export function createApp(options: AppOptions = {}): App {
       createResultBackend(config.resultBackend, {
         expiresMs: config.resultExpiresMs,
         chordOrdered: config.resultChordOrdered,
+        dateTags: config.jsonDateTags,
         broker: await broker(),
         logger: log,
       }))());
@@ -160,6 +167,7 @@ export function createApp(options: AppOptions = {}): App {
       ownReplyTo,
       id,
       now: Date.now(),
+      signer: config.taskSerializer === 'auth' || o.serializer === 'auth' ? app.signer() : null,
     });
     const { queue } = out;
     const b = await broker();
@@ -245,8 +253,10 @@ export function createApp(options: AppOptions = {}): App {
     configure(flags) {
       if (brokerP || backendP) throw new CeleriacError('E_CONFIG_LATE', 'configure() must run before the app connects to its broker');
       config = loadConfig({ options: configOptions, flags });
+      signer = undefined;
       if (!logger) log = makeLogger(config);
     },
+    signer: () => (signer === undefined ? (signer = signerFromConfig(config)) : signer),
     broker,
     backend,
     tracing,

@@ -6,7 +6,8 @@
 import { hostname } from 'node:os';
 import { ConfigError } from '../errors.js';
 import { COMPRESSION_NAMES, type CompressionName } from '../protocol/compression.js';
-import { SERIALIZER_NAMES, type SerializerName } from '../protocol/serializers.js';
+import { SERIALIZER_NAMES, TASK_SERIALIZER_NAMES, type TaskSerializerName } from '../protocol/serializers.js';
+import { SIGNATURE_FORMATS, type SignatureFormat } from '../protocol/signing.js';
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -17,9 +18,16 @@ export interface Config {
   readonly brokerUrl: string;
   readonly resultBackend: string;
   readonly defaultQueue: string;
-  readonly taskSerializer: SerializerName;
+  readonly taskSerializer: TaskSerializerName;
   readonly acceptContent: readonly string[];
   readonly taskCompression: CompressionName | null;
+  readonly securityKey: string | null;
+  readonly securityKeyPassword: string | null;
+  readonly securityCertificate: string | null;
+  readonly securityCertStore: string | null;
+  readonly securityDigest: string;
+  readonly securityFormat: SignatureFormat;
+  readonly jsonDateTags: boolean;
   readonly resultExpiresMs: number | null;
   readonly maxMessageBytes: number;
   readonly maxNestingDepth: number;
@@ -42,7 +50,7 @@ export interface Config {
 
 /** How a config value is parsed and checked (the `kind` of a ConfigKey). */
 export type ConfigValueKind =
-  | { type: 'string' }
+  | { type: 'string'; nullable?: boolean }
   | { type: 'int'; min: number; max?: number; nullable?: boolean }
   | { type: 'bool' }
   | { type: 'enum'; values: readonly string[]; nullable?: boolean }
@@ -96,16 +104,65 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
   {
     key: 'taskSerializer',
     env: ['CELERIAC_TASK_SERIALIZER'],
-    kind: { type: 'enum', values: SERIALIZER_NAMES },
+    kind: { type: 'enum', values: TASK_SERIALIZER_NAMES },
     default: 'json',
-    doc: 'Serializer of sent tasks.',
+    doc: "Serializer of sent tasks; auth signs them (Celery's auth serializer, json inside; needs the security keys).",
   },
   {
     key: 'acceptContent',
     env: ['CELERIAC_ACCEPT_CONTENT'],
-    kind: { type: 'list', values: [...SERIALIZER_NAMES, 'application/json', 'application/x-msgpack', 'application/x-yaml'] },
+    kind: { type: 'list', values: [...SERIALIZER_NAMES, 'auth', 'application/json', 'application/x-msgpack', 'application/x-yaml', 'application/data'] },
     default: ['json'],
-    doc: 'Serializers the worker accepts (comma list). Pickle is never accepted.',
+    doc: 'Serializers the worker accepts (comma list). Pickle is never accepted. auth: only signed messages, verified against securityCertStore.',
+  },
+  {
+    key: 'jsonDateTags',
+    env: ['CELERIAC_JSON_DATE_TAGS'],
+    kind: { type: 'bool' },
+    default: false,
+    doc: "Write a Date in JSON task bodies and results as kombu 5.3+'s datetime tag, so Python (Celery 5.3+) gets a datetime; off: ISO text, a str to every Celery (5.2 reads a tag as a dict).",
+  },
+  {
+    key: 'securityKey',
+    env: ['CELERIAC_SECURITY_KEY'],
+    kind: { type: 'string', nullable: true },
+    default: null,
+    doc: "Path of the PEM RSA private key that signs sent tasks (Celery's security_key; e.g. a mounted Kubernetes Secret).",
+  },
+  {
+    key: 'securityKeyPassword',
+    env: ['CELERIAC_SECURITY_KEY_PASSWORD'],
+    kind: { type: 'string', nullable: true },
+    default: null,
+    doc: 'Passphrase of securityKey, when it is encrypted.',
+  },
+  {
+    key: 'securityCertificate',
+    env: ['CELERIAC_SECURITY_CERTIFICATE'],
+    kind: { type: 'string', nullable: true },
+    default: null,
+    doc: "Path of the PEM certificate of securityKey; its issuer and serial name the signer (Celery's security_certificate).",
+  },
+  {
+    key: 'securityCertStore',
+    env: ['CELERIAC_SECURITY_CERT_STORE'],
+    kind: { type: 'string', nullable: true },
+    default: null,
+    doc: "Path of a PEM certificate, or a folder of them, trusted to sign received tasks (Celery's security_cert_store).",
+  },
+  {
+    key: 'securityDigest',
+    env: ['CELERIAC_SECURITY_DIGEST'],
+    kind: { type: 'string' },
+    default: 'sha256',
+    doc: "Digest of signatures (Celery's security_digest).",
+  },
+  {
+    key: 'securityFormat',
+    env: ['CELERIAC_SECURITY_FORMAT'],
+    kind: { type: 'enum', values: SIGNATURE_FORMATS },
+    default: 'celery-5.5',
+    doc: 'Packing of signed tasks sent: celery-5.5 (Celery 5.5+) or celery-5.2 (5.2-5.4); the two cannot read each other. Both are read.',
   },
   {
     key: 'taskCompression',
@@ -245,6 +302,7 @@ function parseValue(k: ConfigKey, raw: unknown, where: string, problems: string[
   const kind = k.kind;
   switch (kind.type) {
     case 'string':
+      if (kind.nullable && (raw === null || raw === undefined || raw === '')) return null;
       return typeof raw === 'string' && raw !== '' ? raw : bad('a non-empty string');
     case 'bool':
       if (typeof raw === 'boolean') return raw;

@@ -6,7 +6,8 @@
  */
 import type { WireMessage } from '../protocol/wire-message.js';
 import { encodeTask, type SignatureDict } from '../protocol/task-message.js';
-import type { SerializerName } from '../protocol/serializers.js';
+import type { TaskSerializerName } from '../protocol/serializers.js';
+import type { MessageSigner } from '../protocol/signing.js';
 import type { Config } from './config.js';
 import type { RouteOptions } from './routes.js';
 import type { ApplyOptions, TaskOptions } from './task.js';
@@ -22,7 +23,7 @@ export interface SendOptions extends ApplyOptions {
   readonly chain?: SignatureDict[] | null;
   readonly chord?: SignatureDict | null;
   /** Serializer of the body (default: config taskSerializer); derived messages keep their sender's. */
-  readonly serializer?: SerializerName;
+  readonly serializer?: TaskSerializerName;
   /**
    * Queue the result is sent to (rpc://). Undefined: this process's own reply queue when the
    * backend is rpc://; null: none.
@@ -48,6 +49,8 @@ export interface SendContext {
   readonly ownReplyTo: string | undefined;
   readonly id: string;
   readonly now: number;
+  /** Signs messages sent with the auth serializer (app.signer()). */
+  readonly signer?: MessageSigner | null;
 }
 
 const toList = (s: SignatureDict | readonly SignatureDict[] | undefined | null): SignatureDict[] | null =>
@@ -95,6 +98,8 @@ export function outgoingTask(
     chord: o.chord ?? null,
     serializer: o.serializer ?? c.config.taskSerializer,
     compression: c.config.taskCompression,
+    signer: c.signer ?? null,
+    dateTags: c.config.jsonDateTags,
   });
   return { queue, message };
 }

@@ -17,6 +17,8 @@ export interface BackendOptions {
   readonly expiresMs: number | null;
   /** Celery's result_chord_ordered (default true): a chord join kept in header order, else in finishing order. */
   readonly chordOrdered?: boolean;
+  /** JSON results: Dates as kombu 5.3+'s datetime tag (config jsonDateTags). */
+  readonly dateTags?: boolean;
   /** The app's broker, for backends that ride it (rpc://). */
   readonly broker: Broker;
   readonly logger?: Logger;
@@ -40,7 +42,11 @@ export function createResultBackend(url: string, opts: BackendOptions): ResultBa
   const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(url)?.[0]?.toLowerCase() ?? '';
   const store = stores[scheme];
   if (store)
-    return createKeyValueResultBackend(store(url, { logger: opts.logger }), { expiresMs: opts.expiresMs, chordJoin: { ordered: opts.chordOrdered ?? true } });
+    return createKeyValueResultBackend(store(url, { logger: opts.logger }), {
+      expiresMs: opts.expiresMs,
+      chordJoin: { ordered: opts.chordOrdered ?? true },
+      dateTags: opts.dateTags,
+    });
   const backend = backends[scheme];
   if (backend) return backend(url, opts);
   throw new ConfigError([

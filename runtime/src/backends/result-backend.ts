@@ -5,6 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { BackendError, ResultTimeoutError } from '../errors.js';
+import { parseJson, stringifyJson } from '../protocol/json.js';
 import { READY_STATES, type TaskMeta, type TaskState } from '../protocol/result-meta.js';
 import { sleep } from '../transport/wait.js';
 import { pythonJsonDumps } from '../protocol/python-json.js';
@@ -119,7 +120,7 @@ function savedResult(t: unknown, gid: string, kind: string): SavedResult {
 const asTuple = (r: SavedResult): unknown[] => [[r.id, null], r.members === null ? null : r.members.map(asTuple)];
 
 /** Chords over any KeyValueStore: Celery's Redis layout when the store has chordAdd, else incr(). */
-function createChordStore(store: KeyValueStore, ttl: { ttlMs: number } | undefined, join: ChordJoinOptions): ChordStore {
+function createChordStore(store: KeyValueStore, ttl: { ttlMs: number } | undefined, join: ChordJoinOptions, dateTags: boolean): ChordStore {
   const group = (gid: string) => GROUP_META_PREFIX + gid;
   const keys = (gid: string): ChordKeys => {
     const g = group(gid);
@@ -127,7 +128,7 @@ function createChordStore(store: KeyValueStore, ttl: { ttlMs: number } | undefin
   };
   const decode = (gid: string, member: string): ChordPart => {
     try {
-      const [, taskId, state, result] = JSON.parse(member) as [number, string, TaskState, unknown];
+      const [, taskId, state, result] = parseJson(member) as [number, string, TaskState, unknown];
       return { taskId, state, result };
     } catch (err) {
       throw new BackendError(`Chord ${gid}: a header result in the ${store.kind} backend is not JSON`, { cause: err });
@@ -181,7 +182,7 @@ function createChordStore(store: KeyValueStore, ttl: { ttlMs: number } | undefin
     },
     async addPart(gid, index, part) {
       // Python's bytes for the same outcome: a sorted set orders members of one score by their text.
-      const member = pythonJsonDumps([1, part.taskId, part.state, part.result]);
+      const member = pythonJsonDumps([1, part.taskId, part.state, part.result], dateTags);
       const k = keys(gid);
       const token = randomUUID();
       const r = store.chordAdd
@@ -217,7 +218,12 @@ function createChordStore(store: KeyValueStore, ttl: { ttlMs: number } | undefin
 /** With a watching store, how often a wait re-reads anyway (a lost push costs at most this). */
 const WATCH_RECHECK_MS = 1000;
 
-export function createKeyValueResultBackend(store: KeyValueStore, opts: { expiresMs: number | null; chordJoin?: ChordJoinOptions }): ResultBackend {
+/** `dateTags`: results write a Date as kombu 5.3+'s datetime tag (config jsonDateTags). */
+export function createKeyValueResultBackend(
+  store: KeyValueStore,
+  opts: { expiresMs: number | null; chordJoin?: ChordJoinOptions; dateTags?: boolean },
+): ResultBackend {
+  const dateTags = opts.dateTags ?? false;
   const key = (id: string) => TASK_META_PREFIX + id;
   const ttl = opts.expiresMs && opts.expiresMs > 0 ? { ttlMs: opts.expiresMs } : undefined;
 
@@ -226,7 +232,7 @@ export function createKeyValueResultBackend(store: KeyValueStore, opts: { expire
     if (text === null) return null;
     let meta: unknown;
     try {
-      meta = JSON.parse(text);
+      meta = parseJson(text);
     } catch (err) {
       throw new BackendError(`Stored result ${key(id)} in the ${store.kind} backend is not JSON`, { cause: err });
     }
@@ -240,12 +246,12 @@ export function createKeyValueResultBackend(store: KeyValueStore, opts: { expire
 
   return {
     kind: store.kind,
-    chords: createChordStore(store, ttl, opts.chordJoin ?? { ordered: true }),
+    chords: createChordStore(store, ttl, opts.chordJoin ?? { ordered: true }, dateTags),
     async store(meta) {
-      if (store.setUnlessSuccess) return store.setUnlessSuccess(key(meta.task_id), JSON.stringify(meta), ttl);
+      if (store.setUnlessSuccess) return store.setUnlessSuccess(key(meta.task_id), stringifyJson(meta, dateTags), ttl);
       const prev = await get(meta.task_id);
       if (prev?.status === 'SUCCESS') return;
-      await store.set(key(meta.task_id), JSON.stringify(meta), ttl);
+      await store.set(key(meta.task_id), stringifyJson(meta, dateTags), ttl);
     },
     get,
     async waitReady(taskId, w) {

@@ -18,6 +18,7 @@ import type { Logger } from 'pino';
 import type { AmqpBroker } from '../brokers/amqp.js';
 import type { Broker } from '../brokers/broker.js';
 import { ConfigError, ResultTimeoutError } from '../errors.js';
+import { stringifyJson } from '../protocol/json.js';
 import type { WireMessage } from '../protocol/wire-message.js';
 import { READY_STATES, type TaskMeta } from '../protocol/result-meta.js';
 import { acceptedContentTypes, deserialize } from '../protocol/serializers.js';
@@ -28,6 +29,8 @@ export interface RpcBackendOptions {
   /** Reply queue `x-expires` (Celery: result_expires); default one day. */
   readonly expiresMs?: number | null;
   readonly logger?: Logger;
+  /** JSON results: Dates as kombu 5.3+'s datetime tag (config jsonDateTags). */
+  readonly dateTags?: boolean;
 }
 
 /** Results kept per process before the oldest are dropped. */
@@ -91,7 +94,7 @@ export function createRpcBackend(_url: string, opts: RpcBackendOptions): ResultB
         '',
         replyTo,
         {
-          body: Buffer.from(JSON.stringify(body)),
+          body: Buffer.from(stringifyJson(body, opts.dateTags)),
           contentType: 'application/json',
           contentEncoding: 'utf-8',
           headers: {},

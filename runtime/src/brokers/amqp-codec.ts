@@ -16,18 +16,35 @@
  */
 import { createRequire } from 'node:module';
 import type * as AmqplibModule from 'amqplib';
+import { DEFAULT_LIMITS, TOO_DEEP_HEADER } from '../protocol/limits.js';
 
 const require = createRequire(import.meta.url);
 
 type Fields = Record<string, unknown>;
 
-/** Decodes one field table (the slice holds exactly the table's bytes). Never throws on a tag. */
+const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER);
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+/**
+ * Decodes one field table (the slice holds exactly the table's bytes). Never throws on a tag.
+ * Tables and arrays nested deeper than the input limit (DEFAULT_LIMITS.maxNestingDepth) are not
+ * decoded: their bytes are skipped, and TOO_DEEP_HEADER on the top table names the header, so the
+ * worker refuses the message (a DecodeError stored for the caller) and nothing recurses further.
+ */
 export function decodeFields(slice: Buffer): Fields {
+  const state: { tooDeep: string | null } = { tooDeep: null };
+  const fields = decodeTable(slice, 1, state);
+  if (state.tooDeep !== null) fields[TOO_DEEP_HEADER] = state.tooDeep;
+  return fields;
+}
+
+function decodeTable(slice: Buffer, depth: number, state: { tooDeep: string | null }): Fields {
   const fields: Fields = {};
   let offset = 0;
   let val: unknown;
+  let key = '';
 
-  const decodeValue = (): boolean => {
+  const decodeValue = (level: number): boolean => {
     const tag = String.fromCharCode(slice[offset]!);
     offset++;
     let len: number;
@@ -58,12 +75,14 @@ export function decodeFields(slice: Buffer): Fields {
         offset += 4;
         break;
       // py-amqp writes large Python ints as 'L' with a signed 64-bit value; RabbitMQ uses 'l'.
-      // Numbers beyond 2^53 lose precision, as JSON.parse does with the same value in a body.
+      // Beyond 2^53 a BigInt, exact, as in a body (docs/values.md).
       case 'L':
-      case 'l':
-        val = Number(slice.readBigInt64BE(offset));
+      case 'l': {
+        const n = slice.readBigInt64BE(offset);
+        val = n >= MIN_SAFE && n <= MAX_SAFE ? Number(n) : n;
         offset += 8;
         break;
+      }
       case 'f':
         val = slice.readFloatBE(offset);
         offset += 4;
@@ -106,7 +125,10 @@ export function decodeFields(slice: Buffer): Fields {
       case 'F':
         len = slice.readUInt32BE(offset);
         offset += 4;
-        val = decodeFields(slice.subarray(offset, offset + len));
+        if (level + 1 > DEFAULT_LIMITS.maxNestingDepth) {
+          state.tooDeep ??= key;
+          val = null;
+        } else val = decodeTable(slice.subarray(offset, offset + len), level + 1, state);
         offset += len;
         break;
       case 'A': {
@@ -114,8 +136,12 @@ export function decodeFields(slice: Buffer): Fields {
         offset += 4;
         const until = offset + len;
         const vals: unknown[] = [];
+        if (level + 1 > DEFAULT_LIMITS.maxNestingDepth) {
+          state.tooDeep ??= key;
+          offset = until;
+        }
         while (offset < until) {
-          if (!decodeValue()) {
+          if (!decodeValue(level + 1)) {
             offset = until;
             break;
           }
@@ -133,9 +159,12 @@ export function decodeFields(slice: Buffer): Fields {
   while (offset < slice.length) {
     const keyLen = slice.readUInt8(offset);
     offset++;
-    const key = slice.toString('utf8', offset, offset + keyLen);
+    key = slice.toString('utf8', offset, offset + keyLen);
     offset += keyLen;
-    if (!decodeValue()) {
+    const wasTooDeep = state.tooDeep !== null;
+    const ok = decodeValue(depth);
+    if (depth === 1 && !wasTooDeep && state.tooDeep !== null) state.tooDeep = key; // name the top-level header
+    if (!ok) {
       // The value's length is unknown: keep what was read and say which key was cut.
       fields['x-celeriac-undecodable-header'] = key;
       break;
@@ -196,6 +225,9 @@ function encodeValue(buf: Buffer, value: unknown, offset: number): number {
   }
   const at = (t: string) => (buf[offset++] = t.charCodeAt(0));
   switch (type) {
+    case 'bigint':
+      at('l');
+      return buf.writeBigInt64BE(value as bigint, offset); // throws a RangeError beyond 64 bits
     case 'string':
       at('S');
       return writeLongString(buf, value as string, offset);

@@ -47,7 +47,14 @@ export class Qos<Tag> {
     this.unsettled++;
     const d = new OnceDelivery(this, message, info, tag);
     this.o.onDelivery(d).catch((err: unknown) => {
-      this.o.log?.error({ err, queue: info.queue }, 'delivery handler failed; message given back to its queue');
+      // Say what happens to the message: a handler may have settled it before it threw.
+      const what =
+        d.settledAs === 'ack'
+          ? 'message was already acknowledged'
+          : d.settledAs === 'requeue'
+            ? 'message already given back to its queue'
+            : 'message given back to its queue';
+      this.o.log?.error({ err, queue: info.queue }, `delivery handler failed; ${what}`);
       return d.requeue();
     });
   }
@@ -71,7 +78,8 @@ export class Qos<Tag> {
 
 /** A delivery that settles once: later calls resolve without doing anything. */
 class OnceDelivery<Tag> implements Delivery {
-  private settled = false;
+  /** How the delivery was settled first; null while unsettled. */
+  settledAs: 'ack' | 'requeue' | null = null;
 
   constructor(
     private readonly qos: Qos<Tag>,
@@ -81,14 +89,14 @@ class OnceDelivery<Tag> implements Delivery {
   ) {}
 
   ack(): Promise<void> {
-    if (this.settled) return Promise.resolve();
-    this.settled = true;
+    if (this.settledAs) return Promise.resolve();
+    this.settledAs = 'ack';
     return this.qos.settle(this.tag, 'ack', this.info.queue);
   }
 
   requeue(): Promise<void> {
-    if (this.settled) return Promise.resolve();
-    this.settled = true;
+    if (this.settledAs) return Promise.resolve();
+    this.settledAs = 'requeue';
     return this.qos.settle(this.tag, 'requeue', this.info.queue);
   }
 }

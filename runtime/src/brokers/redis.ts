@@ -64,7 +64,8 @@ export interface RedisBrokerOptions {
 }
 
 interface Scripted {
-  celeriacPop(keys: number, ...args: (string | number)[]): Promise<(number | string)[]>;
+  /** Buffer replies: a message's bytes reach readEnvelope as stored, so a non-UTF-8 one is dead-lettered byte-exact. */
+  celeriacPopBuffer(keys: number, ...args: (string | number)[]): Promise<(number | Buffer)[]>;
   celeriacRestore(keys: number, ...args: (string | number)[]): Promise<number>;
 }
 
@@ -177,8 +178,8 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
     const backoff = new Backoff(50, 5_000);
 
     /** The envelope in a message's text and its message (raw, logged, when it is not one). */
-    const envelopeOf = (text: string, queue: string): ReturnType<typeof readEnvelope> => {
-      const read = readEnvelope(text);
+    const envelopeOf = (stored: Buffer, queue: string): ReturnType<typeof readEnvelope> => {
+      const read = readEnvelope(stored);
       if (!read.env) log?.warn({ err: read.err, queue }, 'message in Redis is not a kombu envelope; handed on raw so that the worker dead-letters it');
       return read;
     };
@@ -212,7 +213,7 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
         }
         try {
           const popId = `${consumerId}:${++popSeq}`;
-          const pending = scripts.celeriacPop(
+          const pending = scripts.celeriacPopBuffer(
             3 + keys.length,
             UNACKED,
             UNACKED_INDEX,
@@ -228,7 +229,7 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
           const got = await untilAborted(pending, signal);
           if (got === null) {
             void pending
-              .then((late) => restoreTags(late.filter((_, i) => i % 3 === 1) as string[], false))
+              .then((late) => restoreTags(late.filter((_, i) => i % 3 === 1).map(String), false))
               .catch((err: unknown) => log?.warn({ err }, 'an abandoned pop failed; the visibility timeout restores what it took'));
             break;
           }
@@ -236,13 +237,12 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
           if (got.length > 0) {
             for (let i = 0; i < got.length; i += 3) {
               const queue = names[(got[i] as number) - 1]!;
-              const text = got[i + 2] as string;
-              deliver(queue, got[i + 1] as string, envelopeOf(text, queue));
+              deliver(queue, String(got[i + 1]), envelopeOf(got[i + 2] as Buffer, queue));
             }
             continue;
           }
           // Idle: block until something arrives (kombu's BRPOP), then record it as unacked.
-          const waiting = blocking.brpop(...keys, pollSeconds);
+          const waiting = blocking.brpopBuffer(...keys, pollSeconds);
           let r = await untilAborted(waiting, signal);
           if (r === null && signal.aborted) {
             // Live, BRPOP returns within the poll timeout; down, the queued command is dropped
@@ -252,10 +252,11 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
             r = await untilAborted(waiting, AbortSignal.timeout(pollSeconds * 1000 + CLOSE_TIMEOUT_MS));
           }
           if (!r) continue;
-          const [key, text] = r;
+          const key = r[0].toString();
           const queue = names[keys.indexOf(key)] ?? queueOfList(key);
           // Recorded as POP_SCRIPT records it; a text that is not an envelope as a JSON string.
-          const read = envelopeOf(text, queue);
+          const read = envelopeOf(r[1], queue);
+          const text = r[1].toString('utf8');
           const env = read.env;
           const di = env?.properties.delivery_info;
           const tag = env?.properties.delivery_tag ?? `${consumerId}:${popSeq}.b`;

@@ -1,9 +1,21 @@
 /**
  * Body compression as kombu names it: the `compression` header holds a content type
  * (`application/x-gzip` is a zlib stream, not gzip; spec §2.4). Decoders accept the aliases too.
+ *
+ * Decoded: zlib and brotli (node:zlib), zstd where node:zlib has it (Node 22.15+). Not decoded:
+ * bzip2 and lzma (xz), which Celery can send with Python's standard library: Node has no decoder
+ * built in, and a library (seek-bzip for bzip2, node-liblzma for xz) is not a dependency yet.
+ * Those bodies are refused as DecodeError, stored as FAILURE for the caller.
  */
+import * as zlib from 'node:zlib';
 import { brotliCompressSync, brotliDecompressSync, deflateSync, inflateSync } from 'node:zlib';
 import { DecodeError } from '../errors.js';
+
+/** node:zlib's zstd (Node 22.15+, 23.8+); absent on Node 20, where a zstd body is refused by name. */
+const zstdDecompressSync = (zlib as { zstdDecompressSync?: (b: Buffer, o: { maxOutputLength: number }) => Buffer }).zstdDecompressSync;
+
+/** Compression header values this process can decode. */
+const DECODABLE = ['application/x-gzip (zlib)', 'application/x-brotli', ...(zstdDecompressSync ? ['application/zstd'] : [])];
 
 export type CompressionName = 'zlib' | 'gzip' | 'brotli';
 
@@ -40,10 +52,24 @@ export function decompress(body: Buffer, header: string, maxBytes: number): Buff
     case 'application/x-brotli':
     case 'brotli':
       return inflate(() => brotliDecompressSync(body, { maxOutputLength: maxBytes }));
-    default:
+    case 'application/zstd':
+    case 'zstd':
+    case 'zstandard': {
+      if (!zstdDecompressSync)
+        throw new DecodeError(`Cannot decompress ${header} body: this Node.js (${process.version}) has no zstd; Node 22.15+ has it built in`);
+      return inflate(() => zstdDecompressSync!(body, { maxOutputLength: maxBytes }));
+    }
+    case 'application/x-bz2':
+    case 'bzip2':
+    case 'bzip':
+    case 'application/x-lzma':
+    case 'lzma':
+    case 'xz':
+      // kombu registers these from Python's standard library; Node has neither built in.
       throw new DecodeError(
-        `Unsupported compression "${header}" (supported: application/x-gzip (zlib), application/x-brotli). ` +
-          `bzip2, lzma and zstd bodies need a sender that uses zlib.`,
+        `Unsupported compression "${header}": celeriac has no ${header.includes('bz') ? 'bzip2' : 'xz/lzma'} decoder; send with zlib (or brotli, zstd)`,
       );
+    default:
+      throw new DecodeError(`Unsupported compression "${header}" (supported: ${DECODABLE.join(', ')})`);
   }
 }

@@ -2,6 +2,7 @@
  * kombu's JSON message envelope (spec §3.1), used by the Redis transport and by celeriac's file
  * broker, so that a message on disk reads exactly like one in a Redis list.
  */
+import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import { rawMessage, type WireMessage } from './wire-message.js';
 import { DecodeError } from '../errors.js';
@@ -76,6 +77,8 @@ export function fromEnvelope(e: Envelope): WireMessage {
  */
 export function readEnvelope(raw: string | Buffer): { env: Envelope; message: WireMessage } | { env: null; message: WireMessage; err: Error } {
   try {
+    // kombu's envelope is JSON text: bytes that are not UTF-8 are not one (and would lose bytes to U+FFFD).
+    if (typeof raw !== 'string' && !isUtf8(raw)) throw new DecodeError('Message envelope is not valid UTF-8');
     const env = parseEnvelope(typeof raw === 'string' ? raw : raw.toString('utf8'));
     return { env, message: fromEnvelope(env) };
   } catch (err) {

@@ -22,6 +22,12 @@ export function checkSize(size: number, limits: InputLimits, what: string): void
   }
 }
 
+/**
+ * Set by a broker's header decoder (AMQP field tables) on a message whose headers nest deeper than
+ * the limit: the value names the header, whose deep part was not decoded. decodeTask refuses it.
+ */
+export const TOO_DEEP_HEADER = 'x-celeriac-too-deep-header';
+
 function tooDeep(what: string, max: number): DecodeError {
   return new DecodeError(`${what} is nested deeper than ${max} levels (config maxNestingDepth)`);
 }

@@ -5,20 +5,28 @@
  * orders members of equal score by their bytes, so a member a TypeScript worker adds must be
  * the bytes a Python worker would add for the same outcome.
  */
+import { stringifyJson } from './json.js';
 
-/** `json.dumps(value)` of a JSON value. */
-export function pythonJsonDumps(value: unknown): string {
-  if (value === null || value === undefined) return 'null';
-  if (typeof value === 'string') return asciiOnly(JSON.stringify(value));
-  if (Array.isArray(value)) return `[${value.map(pythonJsonDumps).join(', ')}]`;
-  if (typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined);
-    return `{${entries.map(([k, v]) => `${asciiOnly(JSON.stringify(k))}: ${pythonJsonDumps(v)}`).join(', ')}}`;
+/** `json.dumps(value)`: the wire encoding (big integers, NaN, bytes, dates) with Python's spacing. */
+export function pythonJsonDumps(value: unknown, dateTags = false): string {
+  const text = stringifyJson(value, dateTags);
+  let out = '';
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (c === '\\') {
+        out += c + text[++i];
+        continue;
+      }
+      if (c === '"') inString = false;
+      const code = text.charCodeAt(i);
+      // ensure_ascii: lower-case hex, surrogates as their pairs (UTF-16 units).
+      out += code > 0x7f ? `\\u${code.toString(16).padStart(4, '0')}` : c;
+      continue;
+    }
+    if (c === '"') inString = true;
+    out += c === ',' ? ', ' : c === ':' ? ': ' : c;
   }
-  return JSON.stringify(value) ?? 'null';
-}
-
-/** `\uXXXX` for every UTF-16 unit above 0x7F, as Python's ensure_ascii (lower-case hex, surrogates as pairs). */
-function asciiOnly(json: string): string {
-  return json.replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return out;
 }

@@ -1,13 +1,16 @@
 /**
  * Body serializers by Celery name and content type: json (Celery's default), msgpack, yaml.
- * Pickle is never decoded (ContentDisallowedError). kombu >= 5.3 JSON tags
- * (`{"__type__", "__value__"}`) are decoded; celeriac writes plain values so that Celery 5.2 peers
- * can read them (spec §2.2), except bytes, which have no plain JSON form.
+ * Pickle is never decoded (ContentDisallowedError). Values map as docs/values.md tables them:
+ * JSON as Python's json with kombu's tags (protocol/json.ts), msgpack as kombu's msgpack-python.
+ * celeriac writes plain values so that Celery 5.2 peers can read them (spec §2.2), except bytes,
+ * which have no plain JSON form.
  */
 import { isUtf8 } from 'node:buffer';
 import { encode as msgpackEncode, decode as msgpackDecode } from '@msgpack/msgpack';
 import { parse as yamlParse, stringify as yamlStringify } from 'yaml';
-import { ContentDisallowedError, DecodeError, ProtocolError } from '../errors.js';
+import { ContentDisallowedError, DecodeError, EncodeError, ProtocolError } from '../errors.js';
+import { parseJson, stringifyJson } from './json.js';
+import { AUTH_CONTENT_TYPE } from './signing.js';
 import { checkTextDepth, checkValueDepth, DEFAULT_LIMITS } from './limits.js';
 
 export type SerializerName = 'json' | 'msgpack' | 'yaml';
@@ -16,67 +19,93 @@ export interface Serializer {
   readonly name: SerializerName;
   readonly contentType: string;
   readonly contentEncoding: 'utf-8' | 'binary';
-  dumps(value: unknown): Buffer;
+  /** `dateTags`: json writes a Date as kombu 5.3+'s datetime tag instead of ISO text (protocol/json.ts). */
+  dumps(value: unknown, opts?: { dateTags?: boolean }): Buffer;
   loads(body: Buffer): unknown;
 }
 
 export const PICKLE_CONTENT_TYPE = 'application/x-python-serialize';
 
-function jsonReplacer(_key: string, value: unknown): unknown {
-  if (typeof value === 'bigint') return Number.isSafeInteger(Number(value)) ? Number(value) : value.toString();
-  if (value !== null && typeof value === 'object' && (value as { type?: unknown }).type === 'Buffer' && Array.isArray((value as { data?: unknown }).data)) {
-    // Buffer.toJSON() already ran: bytes only have a tagged form (kombu >= 5.3 reads it).
-    return { __type__: 'base64', __value__: Buffer.from((value as { data: number[] }).data).toString('base64') };
-  }
-  return value;
-}
-
-/** Decodes kombu >= 5.3 tagged objects; any other object is kept as it is. */
-function jsonReviver(_key: string, value: unknown): unknown {
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) return value;
-  const o = value as Record<string, unknown>;
-  if (!('__type__' in o) || !('__value__' in o) || Object.keys(o).length !== 2) return value;
-  const v = o.__value__;
-  switch (o.__type__) {
-    case 'datetime':
-      return new Date(String(v));
-    case 'date':
-    case 'time':
-    case 'decimal':
-    case 'bytes':
-      return String(v);
-    case 'uuid': {
-      const hex = String((v as { hex?: unknown } | null)?.hex ?? v);
-      return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-    }
-    case 'base64':
-      return Buffer.from(String(v), 'base64');
-    default:
-      throw new DecodeError(`Unknown JSON type tag "${String(o.__type__)}" in message body`);
-  }
-}
-
 const json: Serializer = {
   name: 'json',
   contentType: 'application/json',
   contentEncoding: 'utf-8',
-  dumps: (value) => Buffer.from(JSON.stringify(value, jsonReplacer) ?? 'null', 'utf8'),
-  loads: (body) => {
-    const text = body.toString('utf8');
-    // The reviver is slow; only pay for it when a tag can be present.
-    return text.includes('"__type__"') ? JSON.parse(text, jsonReviver) : JSON.parse(text);
-  },
+  dumps: (value, opts) => Buffer.from(stringifyJson(value, opts?.dateTags), 'utf8'),
+  loads: (body) => parseJson(body.toString('utf8')),
 };
+
+const INT64_MIN = -(2n ** 63n);
+const UINT64_MAX = 2n ** 64n - 1n;
+const SAFE_MIN = BigInt(Number.MIN_SAFE_INTEGER);
+const SAFE_MAX = BigInt(Number.MAX_SAFE_INTEGER);
+
+/**
+ * The value as kombu's msgpack (msgpack-python, `use_bin_type=True`) can read it: a Date becomes
+ * an ISO string (msgpack-python gives a Timestamp that Celery cannot use; kombu has no datetime
+ * hook), and an integer beyond 32 bits a BigInt, so that it is written as msgpack int64/uint64
+ * (the library writes such numbers as floats once BigInt support is on). Copies only what changes.
+ */
+function toMsgpackValue(value: unknown, depth = 0): unknown {
+  if (typeof value === 'number') return Number.isInteger(value) && Math.abs(value) > 0xffffffff && Number.isSafeInteger(value) ? BigInt(value) : value;
+  if (typeof value === 'bigint') {
+    if (value < INT64_MIN || value > UINT64_MAX)
+      throw new EncodeError(`Integer ${value} is out of msgpack's 64-bit range (Python's msgpack refuses it too); send it with the json serializer`);
+    return value;
+  }
+  if (value === null || typeof value !== 'object' || ArrayBuffer.isView(value)) return value;
+  if (value instanceof Date) return value.toJSON();
+  if (depth > DEFAULT_LIMITS.maxNestingDepth) throw new EncodeError(`Value is nested deeper than ${DEFAULT_LIMITS.maxNestingDepth} levels`);
+  if (Array.isArray(value)) {
+    let out: unknown[] | null = null;
+    value.forEach((v, i) => {
+      const w = toMsgpackValue(v, depth + 1);
+      if (!Object.is(w, v)) (out ??= value.slice())[i] = w;
+    });
+    return out ?? value;
+  }
+  let out: Record<string, unknown> | null = null;
+  for (const [k, v] of Object.entries(value)) {
+    const w = toMsgpackValue(v, depth + 1);
+    if (!Object.is(w, v)) (out ??= { ...value })[k] = w;
+  }
+  return out ?? value;
+}
+
+/**
+ * Decoded msgpack as celeriac's values: int64/uint64 that fit in a double's integers become
+ * numbers (the rest stay BigInt), bin becomes a Buffer; a Timestamp is already a Date. Walked with
+ * an explicit stack, changing the decoder's fresh containers in place.
+ */
+function fromMsgpackValue(value: unknown): unknown {
+  const fix = (v: unknown): unknown => {
+    if (typeof v === 'bigint') return v >= SAFE_MIN && v <= SAFE_MAX ? Number(v) : v;
+    if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+    return v;
+  };
+  const root = fix(value);
+  const stack: unknown[] = [root];
+  while (stack.length > 0) {
+    const c = stack.pop();
+    if (c === null || typeof c !== 'object' || ArrayBuffer.isView(c) || c instanceof Date) continue;
+    const o = c as Record<string, unknown>;
+    for (const k of Object.keys(o)) {
+      const v = o[k];
+      if (typeof v === 'bigint' || v instanceof Uint8Array) o[k] = fix(v);
+      else if (v !== null && typeof v === 'object') stack.push(v);
+    }
+  }
+  return root;
+}
 
 const msgpack: Serializer = {
   name: 'msgpack',
   contentType: 'application/x-msgpack',
   contentEncoding: 'binary',
   dumps: (value) => {
-    const bytes = msgpackEncode(value, { ignoreUndefined: true });
+    const bytes = msgpackEncode(toMsgpackValue(value), { ignoreUndefined: true, useBigInt64: true });
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   },
-  loads: (body) => msgpackDecode(body),
+  loads: (body) => fromMsgpackValue(msgpackDecode(body, { useBigInt64: true })),
 };
 
 const yaml: Serializer = {
@@ -102,6 +131,10 @@ const byContentType = new Map<string, Serializer>([
 
 export const SERIALIZER_NAMES: readonly SerializerName[] = ['json', 'msgpack', 'yaml'];
 
+/** What a task can be sent with: a serializer, or `auth` (json, signed: protocol/signing.ts). */
+export type TaskSerializerName = SerializerName | 'auth';
+export const TASK_SERIALIZER_NAMES: readonly TaskSerializerName[] = [...SERIALIZER_NAMES, 'auth'];
+
 /** The serializer for a Celery name (`json`, `msgpack`, `yaml`). */
 export function serializerByName(name: string): Serializer {
   const s = byName.get(name);
@@ -121,6 +154,7 @@ export function serializerForContentType(contentType: string): SerializerName | 
 export function acceptedContentTypes(accept: readonly string[]): Set<string> {
   const out = new Set<string>();
   for (const a of accept) {
+    if (a === 'auth' || a === AUTH_CONTENT_TYPE) out.add(AUTH_CONTENT_TYPE);
     const s = byName.get(a) ?? byContentType.get(a);
     if (s) for (const [ct, v] of byContentType) if (v === s) out.add(ct);
   }

@@ -3,10 +3,14 @@
  * Everything about header names, body layout and Celery's units lives here and nowhere else.
  */
 import type { WireMessage } from './wire-message.js';
-import { DecodeError, ProtocolError } from '../errors.js';
+import { DecodeError, ProtocolError, SecurityError } from '../errors.js';
 import { compress, decompress, type CompressionName } from './compression.js';
-import { deserialize, serializerByName, type SerializerName } from './serializers.js';
-import { checkSize, DEFAULT_LIMITS, type InputLimits } from './limits.js';
+import { acceptedContentTypes, deserialize, SERIALIZER_NAMES, serializerByName, type TaskSerializerName } from './serializers.js';
+import { AUTH_CONTENT_ENCODING, AUTH_CONTENT_TYPE, type MessageSigner } from './signing.js';
+import { checkSize, DEFAULT_LIMITS, TOO_DEEP_HEADER, type InputLimits } from './limits.js';
+
+/** Every content type celeriac decodes (the inner body of a verified signed message). */
+const ANY_SERIALIZER = acceptedContentTypes(SERIALIZER_NAMES);
 
 /** A signature as Celery's canvas writes it (spec §1.4). */
 export interface SignatureDict {
@@ -53,8 +57,12 @@ export interface TaskMessageInput {
   errbacks?: SignatureDict[] | null;
   chain?: SignatureDict[] | null;
   chord?: SignatureDict | null;
-  serializer: SerializerName;
+  serializer: TaskSerializerName;
   compression?: CompressionName | null;
+  /** Signs the body when `serializer` is auth. */
+  signer?: MessageSigner | null;
+  /** JSON bodies: Dates as kombu 5.3+'s datetime tag (config jsonDateTags). */
+  dateTags?: boolean;
 }
 
 /** A decoded task message, whatever protocol version it came in. */
@@ -112,7 +120,10 @@ export function pyRepr(value: unknown, depth = 0): string {
   if (value === null || value === undefined) return 'None';
   if (value === true) return 'True';
   if (value === false) return 'False';
-  if (typeof value === 'number') return Number.isInteger(value) ? String(value) : String(value);
+  if (typeof value === 'number') return Number.isFinite(value) ? String(value) : Number.isNaN(value) ? 'nan' : value > 0 ? 'inf' : '-inf';
+  if (typeof value === 'bigint') return String(value);
+  if (value instanceof Uint8Array)
+    return `b'${[...value].map((c) => (c >= 0x20 && c < 0x7f && c !== 0x27 && c !== 0x5c ? String.fromCharCode(c) : `\\x${c.toString(16).padStart(2, '0')}`)).join('')}'`;
   if (typeof value === 'string') return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
   if (depth > 8) return '...';
   if (Array.isArray(value)) return `[${value.map((v) => pyRepr(v, depth + 1)).join(', ')}]`;
@@ -132,7 +143,7 @@ function argsRepr(args: readonly unknown[]): string {
 
 /** Builds a protocol v2 message (spec §1.1-1.3, TV1). */
 export function encodeTask(t: TaskMessageInput): WireMessage {
-  const serializer = serializerByName(t.serializer);
+  const serializer = serializerByName(t.serializer === 'auth' ? 'json' : t.serializer);
   const headers: Record<string, unknown> = {
     lang: 'py',
     task: t.name,
@@ -161,7 +172,14 @@ export function encodeTask(t: TaskMessageInput): WireMessage {
     chain: t.chain ?? null,
     chord: t.chord ?? null,
   };
-  let body = serializer.dumps([t.args, t.kwargs, embed]);
+  let body = serializer.dumps([t.args, t.kwargs, embed], { dateTags: t.dateTags });
+  let { contentType, contentEncoding }: { contentType: string; contentEncoding: string } = serializer;
+  if (t.serializer === 'auth') {
+    if (!t.signer) throw new SecurityError('The auth serializer needs securityKey and securityCertificate');
+    body = t.signer.sign({ body, contentType, contentEncoding });
+    contentType = AUTH_CONTENT_TYPE;
+    contentEncoding = AUTH_CONTENT_ENCODING;
+  }
   if (t.compression) {
     const c = compress(body, t.compression);
     body = c.body;
@@ -174,7 +192,7 @@ export function encodeTask(t: TaskMessageInput): WireMessage {
     priority: t.priority ?? 0,
   };
   if (t.expires) properties.expiration = String(Math.max(0, t.expires.getTime() - Date.now()));
-  return { body, contentType: serializer.contentType, contentEncoding: serializer.contentEncoding, headers, properties };
+  return { body, contentType, contentEncoding, headers, properties };
 }
 
 function asRecord(v: unknown, what: string): Record<string, unknown> {
@@ -227,14 +245,29 @@ export function taskIdOf(m: WireMessage): string | null {
  * body that cannot be decoded or is over a limit, and ProtocolError for anything else malformed;
  * each names the reason.
  */
-export function decodeTask(m: WireMessage, accepted: ReadonlySet<string>, limits: InputLimits = DEFAULT_LIMITS): TaskRequest {
+export function decodeTask(
+  m: WireMessage,
+  accepted: ReadonlySet<string>,
+  limits: InputLimits = DEFAULT_LIMITS,
+  signer: MessageSigner | null = null,
+): TaskRequest {
   if (m.unreadable !== undefined) throw new DecodeError(`Message is ${m.unreadable}`);
   const h = m.headers ?? {};
+  if (h[TOO_DEEP_HEADER] !== undefined) {
+    throw new DecodeError(`Header "${String(h[TOO_DEEP_HEADER])}" is nested deeper than ${DEFAULT_LIMITS.maxNestingDepth} levels (the broker's header limit)`);
+  }
   let body = m.body;
   checkSize(body.length, limits, 'Task body');
   const compression = h.compression;
   if (typeof compression === 'string' && compression !== '') body = decompress(body, compression, limits.maxMessageBytes);
-  const decoded = deserialize(body, m.contentType, accepted, limits.maxNestingDepth);
+  let decoded: unknown;
+  if (m.contentType === AUTH_CONTENT_TYPE && accepted.has(AUTH_CONTENT_TYPE)) {
+    // Celery's auth serializer: verified first, then the inner body decoded whatever its type
+    // (Celery loads it with force=True: the signature is the trust).
+    if (!signer) throw new SecurityError('A signed (auth) message arrived, but no securityCertStore is configured to verify it');
+    const inner = signer.verify(body);
+    decoded = deserialize(inner.body, inner.contentType, ANY_SERIALIZER, limits.maxNestingDepth);
+  } else decoded = deserialize(body, m.contentType, accepted, limits.maxNestingDepth);
   const props = m.properties ?? {};
 
   if (typeof h.task === 'string') {

@@ -33,7 +33,8 @@ import {
   type TaskMeta,
   type TaskState,
 } from '../protocol/result-meta.js';
-import { acceptedContentTypes, serializerForContentType, type SerializerName } from '../protocol/serializers.js';
+import { acceptedContentTypes, serializerForContentType, type TaskSerializerName } from '../protocol/serializers.js';
+import { AUTH_CONTENT_TYPE, type MessageSigner } from '../protocol/signing.js';
 import { decodeTask, taskIdOf, type SignatureDict, type TaskRequest } from '../protocol/task-message.js';
 import { DuplicateFilter } from './duplicates.js';
 import { TimerHeap } from './timer-heap.js';
@@ -146,8 +147,13 @@ export class Consumer {
   /** Tasks finished since start (for the demo and tests). */
   processed = 0;
 
+  /** Verifies signed (auth) messages; null without a security config. */
+  private readonly signer: MessageSigner | null;
+
   constructor(private readonly deps: ConsumerDeps) {
     this.accepted = acceptedContentTypes(deps.config.acceptContent);
+    // Read the keys now: a bad key or certificate stops the worker at start-up, not per message.
+    this.signer = deps.app.signer();
     this.duplicates = new DuplicateFilter(deps.log);
     this.eta = new TimerHeap<Job>((jobs) => {
       for (const j of jobs) {
@@ -349,7 +355,7 @@ export class Consumer {
     if (!d) return;
     let req: TaskRequest;
     try {
-      req = decodeTask(d.message, this.accepted, this.deps.config);
+      req = decodeTask(d.message, this.accepted, this.deps.config, this.signer);
     } catch (err) {
       // decodeTask throws ProtocolErrors; anything else is still this message's fault, not the worker's.
       const refusal =
@@ -543,7 +549,8 @@ export class Consumer {
   }
 
   /** Messages derived from a request (retries, chain steps) keep the sender's serializer. */
-  private serializerOf(j: Job): SerializerName {
+  private serializerOf(j: Job): TaskSerializerName {
+    if (j.d.message.contentType === AUTH_CONTENT_TYPE) return 'auth';
     return serializerForContentType(j.d.message.contentType) ?? this.deps.config.taskSerializer;
   }
 

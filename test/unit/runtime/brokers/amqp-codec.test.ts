@@ -24,9 +24,38 @@ const longstr = (s: string) => {
 };
 
 describe('AMQP field-table decoder', () => {
+  it('does not decode tables nested past the limit: no recursion past it, and the header is named', () => {
+    // {id: 'x', stamp: {a: {a: ... 100,000 levels}}}, written flat (the encoder would recurse).
+    const n = 100_000;
+    const level = 7; // key length, "a", "F", uint32 length
+    const head = Buffer.from([2, 0x69, 0x64, 0x53, 0, 0, 0, 1, 0x78, 5, ...Buffer.from('stamp'), 0x46, 0, 0, 0, 0]);
+    const table = Buffer.alloc(head.length + (n - 1) * level);
+    head.copy(table);
+    table.writeUInt32BE((n - 1) * level, head.length - 4);
+    for (let i = 0, at = head.length; i < n - 1; i++, at += level) {
+      table.set([1, 0x61, 0x46], at);
+      table.writeUInt32BE((n - 2 - i) * level, at + 3);
+    }
+    const fields = decodeFields(table);
+    assert.equal(fields.id, 'x');
+    assert.equal(fields['x-celeriac-too-deep-header'], 'stamp');
+    let depth = 1;
+    for (let t = fields.stamp as Record<string, unknown> | null; t !== null && typeof t === 'object'; t = t.a as Record<string, unknown> | null) depth++;
+    assert.equal(depth, 1000, 'decoded down to the limit, not below');
+  });
+
   it("reads py-amqp's L tag as a signed 64-bit integer", () => {
     const table = Buffer.concat([entry('big', 'L', int64(2n ** 40n)), entry('neg', 'L', int64(-(2n ** 33n))), entry('task', 'S', longstr('proj.tasks.add'))]);
     assert.deepEqual(decodeFields(table), { big: 2 ** 40, neg: -(2 ** 33), task: 'proj.tasks.add' });
+  });
+
+  it('reads 64-bit integers beyond 2^53 exactly, as BigInt, and writes a BigInt back as int64', () => {
+    const table = Buffer.concat([entry('id', 'L', int64(2n ** 53n + 1n)), entry('min', 'l', int64(-(2n ** 63n)))]);
+    const fields = decodeFields(table);
+    assert.deepEqual(fields, { id: 2n ** 53n + 1n, min: -(2n ** 63n) });
+    const buf = Buffer.alloc(256);
+    const len = encodeTable(buf, fields, 0); // the table with its 4-byte length first
+    assert.deepEqual(decodeFields(buf.subarray(4, len)), fields);
   });
 
   it('reads L inside arrays and nested tables', () => {

@@ -103,6 +103,26 @@ describe('Qos: delivery bookkeeping shared by the drivers', () => {
     t.hand('a');
     await turn();
     assert.deepEqual(t.calls, ['ack a']);
+    // The log says what happened: the message was acknowledged, not given back.
+    const rec = t.lines.find((l) => l.msg.includes('delivery handler failed'));
+    assert.equal(rec?.level, 50);
+    assert.equal(rec?.err?.message, 'after the ack');
+    assert.doesNotMatch(rec!.msg, /given back/);
+    assert.match(rec!.msg, /already acknowledged/);
+  });
+
+  it('a handler that gave its message back before throwing is logged as given back once', async () => {
+    const t = setUp({
+      handler: async (d) => {
+        await d.requeue();
+        throw new Error('after the requeue');
+      },
+    });
+    t.hand('a');
+    await turn();
+    assert.deepEqual(t.calls, ['requeue a']);
+    const rec = t.lines.find((l) => l.msg.includes('delivery handler failed'));
+    assert.match(rec!.msg, /already given back/);
   });
 
   it('logs a give-back that failed instead of rejecting: the broker restores the message', async () => {
