@@ -2,11 +2,13 @@
  * Body compression as kombu names it: the `compression` header holds a content type
  * (`application/x-gzip` is a zlib stream, not gzip; spec §2.4). Decoders accept the aliases too.
  *
- * Decoded: zlib and brotli (node:zlib), zstd where node:zlib has it (Node 22.15+). Not decoded:
- * bzip2 and lzma (xz), which Celery can send with Python's standard library: Node has no decoder
- * built in, and a library (seek-bzip for bzip2, node-liblzma for xz) is not a dependency yet.
- * Those bodies are refused as DecodeError, stored as FAILURE for the caller.
+ * Decoded: zlib and brotli (node:zlib), zstd where node:zlib has it (Node 22.15+), bzip2 with
+ * seek-bzip (pure JavaScript, synchronous, loaded on the first bzip2 body). Not decoded: lzma (xz).
+ * The xz decoders on npm are native bindings whose prebuilt platform packages npm cannot always
+ * install (napi-rs's lzma, node-liblzma, lzma-native) or asynchronous streams (xz-decompress),
+ * while decoding here is synchronous. An xz body is refused as DecodeError, stored as FAILURE.
  */
+import { createRequire } from 'node:module';
 import * as zlib from 'node:zlib';
 import { brotliCompressSync, brotliDecompressSync, deflateSync, inflateSync } from 'node:zlib';
 import { DecodeError } from '../errors.js';
@@ -15,7 +17,34 @@ import { DecodeError } from '../errors.js';
 const zstdDecompressSync = (zlib as { zstdDecompressSync?: (b: Buffer, o: { maxOutputLength: number }) => Buffer }).zstdDecompressSync;
 
 /** Compression header values this process can decode. */
-const DECODABLE = ['application/x-gzip (zlib)', 'application/x-brotli', ...(zstdDecompressSync ? ['application/zstd'] : [])];
+const DECODABLE = ['application/x-gzip (zlib)', 'application/x-brotli', 'application/x-bz2', ...(zstdDecompressSync ? ['application/zstd'] : [])];
+
+/** seek-bzip's decoder: writes each byte to `output.writeByte`. */
+type Bunzip = { decode(input: Buffer, output: { writeByte(byte: number): void }, multistream?: boolean): void };
+let bunzip: Bunzip | undefined;
+
+/** bzip2 inflated into a buffer that grows to at most `maxBytes` (a larger output throws ERR_BUFFER_TOO_LARGE). */
+function bunzip2(body: Buffer, maxBytes: number): Buffer {
+  bunzip ??= createRequire(import.meta.url)('seek-bzip') as Bunzip;
+  let out = Buffer.allocUnsafe(Math.min(maxBytes, Math.max(16_384, body.length * 4)));
+  let size = 0;
+  bunzip.decode(
+    body,
+    {
+      writeByte(byte) {
+        if (size === out.length) {
+          if (size >= maxBytes) throw Object.assign(new RangeError('output too large'), { code: 'ERR_BUFFER_TOO_LARGE' });
+          const grown = Buffer.allocUnsafe(Math.min(maxBytes, size * 2));
+          out.copy(grown);
+          out = grown;
+        }
+        out[size++] = byte;
+      },
+    },
+    true, // Python's bz2.compress writes one stream; concatenated streams are valid bzip2 too
+  );
+  return out.subarray(0, size);
+}
 
 export type CompressionName = 'zlib' | 'gzip' | 'brotli';
 
@@ -62,13 +91,12 @@ export function decompress(body: Buffer, header: string, maxBytes: number): Buff
     case 'application/x-bz2':
     case 'bzip2':
     case 'bzip':
+      return inflate(() => bunzip2(body, maxBytes));
     case 'application/x-lzma':
     case 'lzma':
     case 'xz':
-      // kombu registers these from Python's standard library; Node has neither built in.
-      throw new DecodeError(
-        `Unsupported compression "${header}": celeriac has no ${header.includes('bz') ? 'bzip2' : 'xz/lzma'} decoder; send with zlib (or brotli, zstd)`,
-      );
+      // kombu registers lzma from Python's standard library; see the file comment for why not here.
+      throw new DecodeError(`Unsupported compression "${header}": celeriac has no xz/lzma decoder; send with zlib (or brotli, bzip2, zstd)`);
     default:
       throw new DecodeError(`Unsupported compression "${header}" (supported: ${DECODABLE.join(', ')})`);
   }
