@@ -200,6 +200,14 @@ export class Replace extends TaskPredicate {
   }
 }
 
+/** A task's runner died under it (billiard's name, so Python peers see the same type). */
+export class WorkerLostError extends CeleriacError {
+  readonly excModule = 'billiard.exceptions';
+  constructor(message: string) {
+    super('E_WORKER_LOST', message);
+  }
+}
+
 /** Redis (WRONGPASS, NOAUTH) and RabbitMQ (ACCESS_REFUSED) refusing the credentials: retrying will not help. */
 export function isAuthenticationError(err: unknown): boolean {
   const msg = err instanceof Error ? err.message : String(err);

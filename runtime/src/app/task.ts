@@ -24,6 +24,12 @@ export interface TaskOptions {
   readonly retryJitter?: boolean;
   /** Acknowledge after running instead of at start (default: config acksLate). */
   readonly acksLate?: boolean;
+  /**
+   * Celery's task_reject_on_worker_lost: with acksLate, a message whose runner died (a killed
+   * child or thread, a cut-off shutdown) is given back to the queue instead of stored as
+   * FAILURE(WorkerLostError). The task may then run twice: make it idempotent.
+   */
+  readonly rejectOnWorkerLost?: boolean;
   /** Store no result. */
   readonly ignoreResult?: boolean;
   /** Store STARTED when the task starts (default: config trackStarted). */

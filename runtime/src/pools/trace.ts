@@ -49,6 +49,23 @@ export interface TraceInput {
    * (revoke) or 'shutdown' (cold shutdown); the soft time limit aborts it too.
    */
   readonly ctl: AbortController;
+  /**
+   * The pool enforces the hard time limit itself by terminating the runner (threads, processes):
+   * trace then only applies the soft limit.
+   */
+  readonly hardLimitByPool?: boolean;
+  /** Content type of the task message: the serializer by which values cross to a runner (default JSON). */
+  readonly contentType?: string;
+}
+
+/** A task's `[hard, soft]` time limits in ms: Celery's timelimit header over the task's own options. */
+export function timeLimitsOf(task: Task, req: TaskRequest): { hardMs: number | null; softMs: number | null } {
+  // Celery's timelimit header is [hard, soft] in seconds.
+  const [hard, soft] = req.timelimit;
+  return {
+    hardMs: hard !== null ? hard * 1000 : (task.options.timeLimit ?? null),
+    softMs: soft !== null ? soft * 1000 : (task.options.softTimeLimit ?? null),
+  };
 }
 
 export async function trace(i: TraceInput): Promise<TaskOutcome> {
@@ -97,9 +114,7 @@ export async function trace(i: TraceInput): Promise<TaskOutcome> {
     },
   };
 
-  // Celery's timelimit header is [hard, soft] in seconds; the task's own options are the default.
-  const hardMs = req.timelimit[0] !== null ? req.timelimit[0] * 1000 : (opts.timeLimit ?? null);
-  const softMs = req.timelimit[1] !== null ? req.timelimit[1] * 1000 : (opts.softTimeLimit ?? null);
+  const { softMs, hardMs } = timeLimitsOf(task, req);
   if (softMs) timers.push(setTimeout(() => ctl.abort(new SoftTimeLimitExceeded(softMs)), softMs));
 
   const runtime = () => performance.now() - started;
@@ -112,7 +127,7 @@ export async function trace(i: TraceInput): Promise<TaskOutcome> {
     };
     if (ctl.signal.aborted) return onAbort();
     ctl.signal.addEventListener('abort', onAbort, { once: true });
-    if (hardMs) timers.push(setTimeout(() => resolve(HARD_LIMIT), hardMs));
+    if (hardMs && !i.hardLimitByPool) timers.push(setTimeout(() => resolve(HARD_LIMIT), hardMs));
   });
   try {
     const run = Promise.resolve().then(() => task.fn.apply(ctx, bindArguments(req.name, opts, req.args, req.kwargs) as never));

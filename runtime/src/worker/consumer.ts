@@ -17,7 +17,7 @@ import { chainFailed, chordPartReturned, failCanvas, type FinishedTask } from '.
 import { chain } from '../canvas/chain.js';
 import { ACCUMULATE } from '../canvas/builtins.js';
 import { link, linkError, signature, unsupportedReason, withOptions } from '../canvas/signature.js';
-import { CanvasError, CeleriacError, NotRegisteredError, ProtocolError } from '../errors.js';
+import { CanvasError, CeleriacError, NotRegisteredError, ProtocolError, WorkerLostError } from '../errors.js';
 import type { WorkerMetrics, Outcome } from '../metrics/worker-metrics.js';
 import type { Pool } from '../pools/pool.js';
 import { decodeControl, type ControlRequest } from '../protocol/control.js';
@@ -141,6 +141,10 @@ export class Consumer {
       this.pump();
     });
     deps.metrics.slots.set(deps.pool.size);
+    deps.pool.onResize?.((size) => {
+      deps.metrics.slots.set(size);
+      this.pump();
+    });
     // In-flight gauges are read when Prometheus scrapes, not written on every task (hot path).
     deps.metrics.onCollect(() => {
       const m = deps.metrics;
@@ -383,7 +387,7 @@ export class Consumer {
         await this.store(j, buildMeta(req.id, States.STARTED, { pid: process.pid, hostname: config.hostname }));
       }
       j.ctl = new AbortController();
-      const outcome = await pool.run({ task, req, info: d.info, hostname: config.hostname, log: j.log, ctl: j.ctl });
+      const outcome = await pool.run({ task, req, info: d.info, hostname: config.hostname, log: j.log, ctl: j.ctl, contentType: d.message.contentType });
       metrics.duration.observe(labels, outcome.runtimeMs / 1000);
       if (!this.active.has(j)) return; // cold shutdown took it over
       await this.settle(j, outcome, late, ignore);
@@ -410,6 +414,12 @@ export class Consumer {
         return;
       }
       case 'FAILURE': {
+        if (late && o.error instanceof WorkerLostError && j.task.options.rejectOnWorkerLost) {
+          // Celery's task_reject_on_worker_lost: the message goes back to the queue instead.
+          j.log.warn({ err: o.error }, 'the runner of the task died under it: message given back to the queue (rejectOnWorkerLost)');
+          this.count(j, 'rejected');
+          return d.requeue();
+        }
         const exc = exceptionToDict(o.error);
         j.log.error({ err: o.error, runtimeMs: o.runtimeMs }, `task failed in ${sec}s: ${exc.exc_type}: ${String(exc.exc_message)}`);
         const traceback = tracebackOf(o.error);

@@ -7,7 +7,10 @@ import type { Logger } from 'pino';
 import type { App } from '../app/app.js';
 import { createWorkerMetrics, type WorkerMetrics } from '../metrics/worker-metrics.js';
 import { startMetricsServer, type MetricsServer } from '../metrics/server.js';
-import { createEventLoopPool, type Pool } from '../pools/pool.js';
+import type { PoolName } from '../app/config.js';
+import { parseAutoscale, startAutoscaler } from '../pools/autoscale.js';
+import { createPool, type Pool } from '../pools/pool.js';
+import { watchTasksModule } from '../pools/watch.js';
 import { CONTROL_EXCHANGE } from '../protocol/control.js';
 import { CeleriacError, redactUrl } from '../errors.js';
 import { registerCanvasTasks } from '../canvas/builtins.js';
@@ -32,7 +35,17 @@ export interface Worker {
   counts(): { active: number; reserved: number; scheduled: number; processed: number };
 }
 
-export function createWorker(app: App, opts: { pool?: Pool } = {}): Worker {
+export interface WorkerOptions {
+  /** A pool name (default: the config's `pool`), or a pool made by the caller. */
+  readonly pool?: Pool | PoolName;
+  /**
+   * The module that defines the app and its tasks, as a file URL (`import.meta.url` in that
+   * module): the threads and processes pools import it in each runner, and --watch watches its folder.
+   */
+  readonly tasksModule?: string;
+}
+
+export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
   const config = app.config;
   const log = app.log.child({ component: 'worker', hostname: config.hostname });
   const metrics = createWorkerMetrics();
@@ -43,7 +56,20 @@ export function createWorker(app: App, opts: { pool?: Pool } = {}): Worker {
   let stopped: Promise<void> | null = null;
   // A running worker keeps its process alive even when its broker holds no handle (memory://).
   let keepAlive: NodeJS.Timeout | null = null;
-  const pool = opts.pool ?? createEventLoopPool(config.concurrency);
+  const autoscale = config.autoscale === null ? null : parseAutoscale(config.autoscale);
+  const pool =
+    typeof opts.pool === 'object'
+      ? opts.pool
+      : createPool(opts.pool ?? config.pool, {
+          size: autoscale?.min ?? config.concurrency,
+          tasksModule: opts.tasksModule,
+          config: { ...config },
+          maxTasksPerChild: config.maxTasksPerChild,
+          maxMemoryPerChildKib: config.maxMemoryPerChildKib,
+          log,
+        });
+  /** Stops the autoscaler and the --watch watcher. */
+  const poolServices: (() => void)[] = [];
 
   const worker: Worker = {
     get metricsUrl() {
@@ -56,7 +82,9 @@ export function createWorker(app: App, opts: { pool?: Pool } = {}): Worker {
       const broker = await app.broker();
       const backend = await app.backend();
       await pool.start();
-      consumer = new Consumer({ app, config, broker, backend, pool, metrics, log });
+      // With autoscale, prefetch follows the largest the pool may grow to (Celery's qos with max_concurrency).
+      const consumerConfig = autoscale ? { ...config, concurrency: autoscale.max } : config;
+      consumer = new Consumer({ app, config: consumerConfig, broker, backend, pool, metrics, log });
       if (config.metricsPort !== null) {
         server = await startMetricsServer(config.metricsPort, {
           registry: metrics.registry,
@@ -74,6 +102,21 @@ export function createWorker(app: App, opts: { pool?: Pool } = {}): Worker {
           log.error({ err }, 'remote control subscription failed: revoke will not reach this worker');
         });
       consumer.start();
+      if (autoscale) {
+        const held = () => {
+          const n = c.counts();
+          return n.active + n.reserved;
+        };
+        poolServices.push(startAutoscaler(pool, autoscale, held, log));
+      }
+      if (config.watch) {
+        const { reload } = pool;
+        if (reload && opts.tasksModule) poolServices.push(watchTasksModule(opts.tasksModule, () => reload(), log));
+        else
+          log.warn(
+            `--watch: the ${pool.kind} pool cannot reload in place (the CLI restarts the whole worker; a library user passes tasksModule and a threads or processes pool)`,
+          );
+      }
       keepAlive = setInterval(() => undefined, 1 << 30);
       log.info(
         {
@@ -107,6 +150,7 @@ export function createWorker(app: App, opts: { pool?: Pool } = {}): Worker {
       if (stopped && o.graceful === false) void consumer?.abortRunning();
       return (stopped ??= (async () => {
         const graceful = o.graceful ?? true;
+        for (const stopService of poolServices.splice(0)) stopService();
         await worker.drain();
         if (graceful && consumer) {
           const left = await consumer.waitIdle(config.shutdownTimeoutMs);

@@ -1,7 +1,9 @@
 /** `celeriac worker`: run a worker until SIGTERM/SIGINT (warm), or a second signal (cold). */
 import { Command } from 'commander';
 import { createWorker } from '../../worker/worker.js';
-import { loadApp, withConnectionOptions } from '../load-app.js';
+import { appModuleUrl, loadApp, withConnectionOptions } from '../load-app.js';
+import { poolKind } from '../../pools/pool.js';
+import { superviseWatched, WATCHED_CHILD } from '../watch-supervisor.js';
 import { beatFromFlags, withBeatOptions, type BeatFlags } from './beat.js';
 
 interface WorkerFlags extends BeatFlags {
@@ -11,6 +13,11 @@ interface WorkerFlags extends BeatFlags {
   resultBackend?: string;
   queues?: string;
   concurrency?: string;
+  pool?: string;
+  maxTasksPerChild?: string;
+  maxMemoryPerChild?: string;
+  autoscale?: string;
+  watch?: boolean;
   prefetchMultiplier?: string;
   hostname?: string;
   metricsPort?: string;
@@ -22,6 +29,11 @@ export function workerCommand(): Command {
     .description('Run a worker: consume queues and execute the tasks of --app.')
     .option('-Q, --queues <list>', 'comma-separated queues to consume (default: celery); env CELERIAC_QUEUES')
     .option('-c, --concurrency <n>', 'tasks run at once (default 10); env CELERIAC_CONCURRENCY')
+    .option('-P, --pool <name>', 'event-loop (default), threads or processes; Celery names solo and prefork too; env CELERIAC_POOL')
+    .option('--max-tasks-per-child <n>', 'threads/processes: replace a runner after N tasks')
+    .option('--max-memory-per-child <kib>', 'threads/processes: replace a runner past this memory (KiB) after a task')
+    .option('--autoscale <max,min>', 'grow to MAX slots or children with load, shrink to MIN when idle')
+    .option('--watch', 'development: restart the pool when a file of the tasks module folder changes')
     .option('--prefetch-multiplier <n>', 'messages reserved per slot (default 4; 0 = unlimited)')
     .option('-n, --hostname <name>', 'node name, name@host (default celeriac@<hostname>)')
     .option('--metrics-port <port>', 'port of /metrics, /healthz, /drain (default 9540; 0 = any free port; none = off)')
@@ -39,6 +51,11 @@ export function workerCommand(): Command {
           resultBackend: f.resultBackend,
           queues: f.queues,
           concurrency: f.concurrency,
+          pool: f.pool,
+          maxTasksPerChild: f.maxTasksPerChild,
+          maxMemoryPerChildKib: f.maxMemoryPerChild,
+          autoscale: f.autoscale,
+          watch: process.env[WATCHED_CHILD] === undefined ? f.watch : false,
           prefetchMultiplier: f.prefetchMultiplier,
           hostname: f.hostname,
           metricsPort: f.metricsPort,
@@ -46,7 +63,9 @@ export function workerCommand(): Command {
         },
         true,
       );
-      const worker = createWorker(app);
+      const tasksModule = appModuleUrl((f.app ?? process.env.CELERIAC_APP)!);
+      if (app.config.watch && poolKind(app.config.pool) === 'event-loop' && process.env[WATCHED_CHILD] === undefined) return superviseWatched(tasksModule);
+      const worker = createWorker(app, { tasksModule });
       const beat = f.beat ? await beatFromFlags(app, f) : null;
       let signals = 0;
       const onSignal = (sig: NodeJS.Signals) => {
