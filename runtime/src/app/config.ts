@@ -169,7 +169,7 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     flag: 'concurrency',
     kind: { type: 'int', min: 1, max: 10_000 },
     default: 10,
-    doc: 'Tasks the worker runs at once.',
+    doc: 'Tasks the worker runs at once: slots (event-loop, threads) or children (processes).',
   },
   {
     key: 'pool',
