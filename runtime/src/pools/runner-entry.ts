@@ -76,4 +76,7 @@ else {
   process.on('message', receive);
   // The worker is gone (killed itself): a runner has nobody to report to.
   process.on('disconnect', () => process.exit(0));
+  // A terminal's Ctrl-C reaches the whole process group: the worker decides (warm shutdown lets
+  // the running task finish), as Celery's children ignore SIGINT.
+  process.on('SIGINT', () => undefined);
 }
