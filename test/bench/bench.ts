@@ -148,6 +148,14 @@ async function windowed(count: number, window: number, job: (i: number) => Promi
   );
 }
 
+/** Stops a bench's worker and closes its client connections. */
+async function stopBench(worker: ChildProcess, app: { close(): Promise<void> }, raw: Redis): Promise<void> {
+  worker.kill('SIGTERM');
+  await waitExit(worker);
+  raw.disconnect();
+  await app.close();
+}
+
 async function waitExit(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const t = setTimeout(() => child.kill('SIGKILL'), 20_000);
@@ -382,10 +390,7 @@ async function benchPython(py: string, redisUrl: string, server: TestServer): Pr
     await roundTrips(row, latN, async () => (await app.sendTask('bench.add', [1, 2], {}, { queue })).get({ timeout: 30_000 }));
     row.rssMb = peakRssMb(worker.pid);
   } finally {
-    worker.kill('SIGTERM');
-    await waitExit(worker);
-    raw.disconnect();
-    await app.close();
+    await stopBench(worker, app, raw);
   }
   return row;
 }
@@ -561,10 +566,7 @@ async function benchPool(row: PoolRow, task: string, n: number, redis: TestServe
     row.cpuUs = workerUs + serverUs;
     row.note = `${n} tasks; CPU us/task worker ${workerUs}, redis ${serverUs}`;
   } finally {
-    worker.kill('SIGTERM');
-    await waitExit(worker);
-    raw.disconnect();
-    await app.close();
+    await stopBench(worker, app, raw);
   }
   return row;
 }
