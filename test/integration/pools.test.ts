@@ -145,14 +145,14 @@ for (const pool of ['event-loop', 'threads', 'processes'] as const) {
 async function withOneRunner(
   pool: 'threads' | 'processes',
   extra: Record<string, unknown>,
-  fn: (where: (name?: string, args?: unknown[]) => Promise<string>) => Promise<void>,
+  fn: (where: (name?: string, args?: unknown[]) => Promise<string>, client: App) => Promise<void>,
 ) {
   const { worker, client } = await startPoolWorker(pool, { concurrency: 1, ...extra });
   try {
     await fn(async (name = 'pools.where', args = []) => {
       const w = (await client.sendTask(name, args).then((r) => r.get({ timeout: 30_000 }))) as { pid: number; thread: number };
       return `${w.pid}/${w.thread}`;
-    });
+    }, client);
   } finally {
     await worker.stop();
     await client.close();
@@ -175,6 +175,16 @@ for (const pool of ['threads', 'processes'] as const) {
         assert.equal(await where(), first);
         assert.equal(await where('pools.leak', [200]), first);
         assert.notEqual(await where(), first);
+      }));
+
+    it('revoke with terminate: the runaway is stored REVOKED, its runner replaced', () =>
+      withOneRunner(pool, { trackStarted: true }, async (where, client) => {
+        const first = await where();
+        const spin = await client.sendTask('pools.spin');
+        await eventually(async () => assert.equal(await spin.state(), 'STARTED'));
+        await client.revoke(spin.id, { terminate: true });
+        assert.notEqual(await where(), first);
+        assert.equal(await spin.state(), 'REVOKED');
       }));
 
     it('a runaway: its runner is terminated and a new one serves the next task', () =>

@@ -20,7 +20,7 @@ import { ConfigError, WorkerLostError } from '../errors.js';
 import { backoffDelay } from '../transport/backoff.js';
 import { crossRequest, uncrossError, uncrossOutcome, type FromRunner, type ToRunner } from './crossing.js';
 import type { Pool } from './pool.js';
-import { timeLimitsOf, TimeLimitExceeded, type TaskOutcome, type TraceInput } from './trace.js';
+import { isKill, timeLimitsOf, TimeLimitExceeded, type TaskOutcome, type TraceInput } from './trace.js';
 
 /** How a runner ended: an exit code, or the signal that killed it. */
 export interface RunnerExit {
@@ -77,6 +77,9 @@ export function createRunnerPool(o: RunnerPoolOptions): Pool & { reload(): void 
     ]);
   }
   const log = o.log.child({ component: 'pool', pool: o.kind });
+  // A thread's stdout is no terminal: runners log as the worker decided ('auto' resolved here).
+  const logFormat = o.config.logFormat === 'auto' ? (process.stdout.isTTY ? 'pretty' : 'json') : o.config.logFormat;
+  const runnerConfig = { ...o.config, logFormat };
   const runners = new Set<Runner>();
   const waiting: ((r: Runner) => void)[] = [];
   const resizeListeners: ((size: number) => void)[] = [];
@@ -91,6 +94,8 @@ export function createRunnerPool(o: RunnerPoolOptions): Pool & { reload(): void 
 
   /** Hands an idle runner to the next waiting task, or retires it when there are too many. */
   function release(r: Runner): void {
+    // Being terminated (its task's hard limit fired as the task finished): its exit replaces it.
+    if (r.state === 'ending') return;
     if (r.retire || live().length > size) return end(r);
     r.state = 'idle';
     const next = waiting.shift();
@@ -142,7 +147,7 @@ export function createRunnerPool(o: RunnerPoolOptions): Pool & { reload(): void 
         setTimeout(fill, backoffDelay(failedStarts, 500, 10_000)).unref();
       } else fill();
     });
-    handle.send({ type: 'init', tasksModule: o.tasksModule, config: o.config });
+    handle.send({ type: 'init', tasksModule: o.tasksModule, config: runnerConfig });
   }
 
   function acquire(): Promise<Runner> {
@@ -158,6 +163,11 @@ export function createRunnerPool(o: RunnerPoolOptions): Pool & { reload(): void 
     const started = performance.now();
     const runtimeMs = () => performance.now() - started;
     const r = await acquire();
+    if (isKill(i.ctl.signal.reason)) {
+      // Revoked with terminate (or a cold shutdown) while it waited for a runner: it never started.
+      release(r);
+      return { state: 'REVOKED', reason: String(i.ctl.signal.reason), runtimeMs: runtimeMs() };
+    }
     const job = jobs++;
     const crossed = crossRequest(i.req, i.contentType ?? 'application/json');
     const { hardMs } = timeLimitsOf(i.task, i.req);
@@ -174,7 +184,7 @@ export function createRunnerPool(o: RunnerPoolOptions): Pool & { reload(): void 
       const onAbort = () => {
         const reason = i.ctl.signal.reason;
         // A soft time limit aborts the runner's own signal (trace runs there); revoke(terminate) and cold shutdown end it.
-        if (reason !== 'terminated' && reason !== 'shutdown') return;
+        if (!isKill(reason)) return;
         i.log.info({ runner: r.handle.id, reason }, 'terminating the runner of the task');
         endedBy = { state: 'REVOKED', reason: String(reason), runtimeMs: runtimeMs() };
         end(r);
@@ -214,8 +224,7 @@ export function createRunnerPool(o: RunnerPoolOptions): Pool & { reload(): void 
         }, hardMs);
       }
       i.ctl.signal.addEventListener('abort', onAbort);
-      if (i.ctl.signal.aborted) onAbort();
-      else r.handle.send({ type: 'run', job, request: crossed, info: i.info, hostname: i.hostname });
+      r.handle.send({ type: 'run', job, request: crossed, info: i.info, hostname: i.hostname });
     });
   }
 

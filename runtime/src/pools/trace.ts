@@ -34,8 +34,8 @@ export class TimeLimitExceeded extends CeleriacError {
 }
 
 const HARD_LIMIT = Symbol('hard time limit');
-/** Abort reasons that stop waiting for the task (a soft time limit only asks it to stop). */
-const isKill = (reason: unknown) => reason === 'terminated' || reason === 'shutdown';
+/** Abort reasons that stop waiting for the task, or end its runner (a soft time limit only asks it to stop). */
+export const isKill = (reason: unknown) => reason === 'terminated' || reason === 'shutdown';
 const KILLED = Symbol('killed');
 
 export interface TraceInput {
