@@ -11,7 +11,7 @@
 import type { Logger } from 'pino';
 import type { PoolName } from '../app/config.js';
 import { spawnProcess } from './processes.js';
-import { createRunnerPool } from './runners.js';
+import { checkPoolSize, createRunnerPool } from './runners.js';
 import { spawnThread } from './threads.js';
 import { trace, type TaskOutcome, type TraceInput } from './trace.js';
 
@@ -56,7 +56,7 @@ export function createEventLoopPool(initialSize: number): Pool {
     async start() {},
     run: trace,
     resize(n) {
-      size = n;
+      size = checkPoolSize(n);
       for (const l of listeners) l(size);
     },
     onResize(listener) {

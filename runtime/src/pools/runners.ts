@@ -70,6 +70,12 @@ export function exitStatus(e: RunnerExit): string {
   return `exitcode ${e.code ?? 'unknown'}`;
 }
 
+/** A pool size as resize() accepts it: an integer >= 1. */
+export function checkPoolSize(n: number): number {
+  if (!Number.isInteger(n) || n < 1) throw new ConfigError([`pool size: expected an integer >= 1, got ${n}`]);
+  return n;
+}
+
 export function createRunnerPool(o: RunnerPoolOptions): Pool & { reload(): void } {
   if (!o.tasksModule) {
     throw new ConfigError([
@@ -248,8 +254,7 @@ export function createRunnerPool(o: RunnerPoolOptions): Pool & { reload(): void 
     },
     run,
     resize(n: number) {
-      if (!Number.isInteger(n) || n < 1) throw new ConfigError([`pool size: expected an integer >= 1, got ${n}`]);
-      size = n;
+      size = checkPoolSize(n);
       for (const r of live()) if (live().length > size && r.state === 'idle') end(r);
       fill();
       for (const l of resizeListeners) l(size);
