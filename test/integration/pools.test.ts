@@ -196,6 +196,23 @@ for (const pool of ['threads', 'processes'] as const) {
   });
 }
 
+describe('a tasks module that cannot load', () => {
+  for (const pool of ['threads', 'processes'] as const) {
+    it(`${pool}: the worker does not start, and says why`, async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'celeriac-broken-'));
+      const file = join(dir, 'broken.mjs');
+      writeFileSync(file, "throw new Error('broken on purpose');\n");
+      const app = createApp({ broker: 'memory://broken', backend: 'memory://broken', metricsPort: null, logLevel: 'silent' });
+      try {
+        await assert.rejects(createWorker(app, { pool, tasksModule: pathToFileURL(file).href }).start(), /broken on purpose/);
+      } finally {
+        await app.close();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
+});
+
 describe('--watch', { skip: redis.skip }, () => {
   for (const pool of ['event-loop', 'threads', 'processes'] as const) {
     it(`${pool}: an edited module is picked up; the task running meanwhile finishes`, async () => {

@@ -18,7 +18,7 @@ import { constants } from 'node:os';
 import type { Logger } from 'pino';
 import { ConfigError, WorkerLostError } from '../errors.js';
 import { backoffDelay } from '../transport/backoff.js';
-import { crossRequest, uncrossError, uncrossOutcome, type FromRunner, type ToRunner } from './crossing.js';
+import { crossRequest, uncrossError, uncrossOutcome, type CrossedRequest, type FromRunner, type ToRunner } from './crossing.js';
 import type { Pool } from './pool.js';
 import { isKill, timeLimitsOf, TimeLimitExceeded, type TaskOutcome, type TraceInput } from './trace.js';
 
@@ -146,7 +146,13 @@ export function createRunnerPool(o: RunnerPoolOptions): Pool & { reload(): void 
       const lost = r.onLost;
       r.onLost = r.onDone = null;
       if (lost) lost(e);
-      else if (r.state !== 'ending') log.warn({ runner: handle.id, exit: exitStatus(e) }, 'idle runner exited; starting another');
+      else if (r.state === 'starting') {
+        // Died before it could say whether the module loads (a crash in native code, an OOM).
+        failedStarts++;
+        const err = new WorkerLostError(`runner exited while loading the tasks module: ${exitStatus(e)}`);
+        log.error({ err, runner: handle.id }, err.message);
+        firstStart?.reject(err);
+      } else if (r.state !== 'ending') log.warn({ runner: handle.id, exit: exitStatus(e) }, 'idle runner exited; starting another');
       if (stopping) return;
       if (failedStarts > 0) {
         // A module that cannot load would otherwise be restarted in a tight loop.
@@ -166,16 +172,23 @@ export function createRunnerPool(o: RunnerPoolOptions): Pool & { reload(): void 
   }
 
   async function run(i: TraceInput): Promise<TaskOutcome> {
+    const r = await acquire();
     const started = performance.now();
     const runtimeMs = () => performance.now() - started;
-    const r = await acquire();
     if (isKill(i.ctl.signal.reason)) {
       // Revoked with terminate (or a cold shutdown) while it waited for a runner: it never started.
       release(r);
-      return { state: 'REVOKED', reason: String(i.ctl.signal.reason), runtimeMs: runtimeMs() };
+      return { state: 'REVOKED', reason: String(i.ctl.signal.reason), runtimeMs: 0 };
     }
     const job = jobs++;
-    const crossed = crossRequest(i.req, i.contentType ?? 'application/json');
+    let crossed: CrossedRequest;
+    try {
+      crossed = crossRequest(i.req, i.contentType ?? 'application/json');
+    } catch (err) {
+      // Arguments the wire decoded but cannot encode again: the task fails, the runner stays.
+      release(r);
+      return { state: 'FAILURE', error: err, runtimeMs: 0 };
+    }
     const { hardMs } = timeLimitsOf(i.task, i.req);
     return new Promise<TaskOutcome>((resolve) => {
       let timer: NodeJS.Timeout | null = null;
