@@ -13,9 +13,12 @@ import { serializerByName, serializerForContentType, type Serializer } from '../
 import type { SignatureDict, TaskRequest } from '../protocol/task-message.js';
 import type { TaskOutcome } from './trace.js';
 
-/** The request without its values; `payload` carries `[args, kwargs]` as bytes. */
+/**
+ * The request without its values; `payload` carries `[args, kwargs]` as bytes. The canvas
+ * (`embed`) and raw headers stay with the worker, which applies them: a task's context shows neither.
+ */
 export interface CrossedRequest {
-  readonly req: Omit<TaskRequest, 'args' | 'kwargs'>;
+  readonly req: Omit<TaskRequest, 'args' | 'kwargs' | 'embed' | 'headers'>;
   readonly payload: Uint8Array;
   readonly serializer: string;
 }
@@ -65,13 +68,15 @@ const asBuffer = (b: Uint8Array): Buffer => (Buffer.isBuffer(b) ? b : Buffer.fro
 /** The request as it crosses to a runner; its values in the serializer of the message they came in. */
 export function crossRequest(req: TaskRequest, contentType: string): CrossedRequest {
   const serializer = serializerForContentType(contentType) ?? 'json';
-  const { args, kwargs, ...rest } = req;
+  const { args, kwargs, embed: _embed, headers: _headers, ...rest } = req;
   return { req: rest, payload: serializerOf(serializer).dumps([args, kwargs]), serializer };
 }
 
+const NO_EMBED = Object.freeze({ callbacks: null, errbacks: null, chain: null, chord: null });
+
 export function uncrossRequest(c: CrossedRequest): TaskRequest {
   const [args, kwargs] = serializerOf(c.serializer).loads(asBuffer(c.payload)) as [unknown[], Record<string, unknown>];
-  return { ...c.req, args, kwargs };
+  return { ...c.req, args, kwargs, embed: NO_EMBED, headers: {} };
 }
 
 export function crossError(err: unknown, serializer: string): CrossedError {

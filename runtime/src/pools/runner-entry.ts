@@ -46,14 +46,25 @@ async function onMessage(m: ToRunner): Promise<void> {
   }
   const req = uncrossRequest(m.request);
   const task = app!.tasks.get(req.name);
-  const taskLog = log!.child({ taskId: req.id, taskName: req.displayName });
+  let taskLog: Logger | null = null;
+  const logOnUse = () => (taskLog ??= log!.child({ taskId: req.id, taskName: req.displayName }));
   if (!task) {
     // The worker checked the name against its own copy of the module: they differ (an edit under --watch).
     const err = new Error(`Task "${req.name}" is not registered in this runner's copy of the tasks module`);
     post({ type: 'done', job: m.job, outcome: crossOutcome({ state: 'FAILURE', error: err, runtimeMs: 0 }, m.request.serializer), memoryKib: memoryKib() });
     return;
   }
-  const outcome = await trace({ task, req, info: m.info, hostname: m.hostname, log: taskLog, ctl: new AbortController(), hardLimitByPool: true });
+  const outcome = await trace({
+    task,
+    req,
+    info: m.info,
+    hostname: m.hostname,
+    get log() {
+      return logOnUse();
+    },
+    ctl: new AbortController(),
+    hardLimitByPool: true,
+  });
   let crossed;
   try {
     crossed = crossOutcome(outcome, m.request.serializer);

@@ -104,7 +104,10 @@ export async function trace(i: TraceInput): Promise<TaskOutcome> {
     kwargs: req.kwargs,
     eta: req.eta,
     expires: req.expires,
-    log: i.log,
+    // Read on use: the per-task child logger costs only tasks that log.
+    get log() {
+      return i.log;
+    },
     signal: ctl.signal,
     retry(r = {}) {
       throw nextRetry(r);
