@@ -15,7 +15,7 @@ import { createApp, type App } from '../../runtime/src/index.js';
 import { createWorker, type Worker } from '../../runtime/src/worker/worker.js';
 import { TaskFailedError } from '../../runtime/src/errors.js';
 import { eventually } from '../support/eventually.js';
-import { repoRoot, startProcess, stopProcess, type Started } from '../support/processes.js';
+import { repoRoot, startProcess, startWorker, stopProcess, type Started } from '../support/processes.js';
 import { uniqueName, useRedis } from '../support/servers.js';
 
 const redis = await useRedis();
@@ -195,6 +195,34 @@ for (const pool of ['threads', 'processes'] as const) {
       }));
   });
 }
+
+describe('this.log in a runner (CLI worker)', { skip: redis.skip }, () => {
+  for (const pool of ['threads', 'processes'] as const) {
+    it(`${pool}: lines carry the task id and name, in the worker's output`, async () => {
+      const queue = uniqueName(`log-${pool}`);
+      const client = createApp({ broker: url, backend: url, defaultQueue: queue, logLevel: 'silent' });
+      const w = startWorker('dist/test/integration/fixtures/pool-tasks.js', queue, { CELERIAC_BROKER_URL: url, CELERIAC_LOG_FORMAT: 'json' }, ['--pool', pool]);
+      try {
+        const r = await client.sendTask('pools.context');
+        await r.get({ timeout: 30_000 });
+        const line = await eventually(() => {
+          const found = w
+            .output()
+            .split('\n')
+            .find((l) => l.includes('"marker":"context-log"'));
+          assert.ok(found, 'no log line from the task yet');
+          return JSON.parse(found) as Record<string, unknown>;
+        });
+        assert.equal(line.taskId, r.id);
+        assert.equal(line.taskName, 'pools.context');
+        assert.equal(line.msg, 'logging from a runner');
+      } finally {
+        await stopProcess(w);
+        await client.close();
+      }
+    });
+  }
+});
 
 describe('a tasks module that cannot load', () => {
   for (const pool of ['threads', 'processes'] as const) {
