@@ -65,6 +65,8 @@ async function healthz(worker: Worker): Promise<number> {
 for (const pool of ['event-loop', 'threads', 'processes'] as const) {
   describe(`${pool} pool`, { skip: redis.skip }, () => {
     // The event-loop pool runs tasks in this test process: a runaway or a killed runner would end the test run.
+    // In the event-loop pool the value reaches the store, whose failure is logged (consumer.ts storeSafe).
+    const runnersOnly = { skip: pool === 'event-loop' ? 'checked when the value crosses from a runner' : false };
     const preemptive = { skip: pool === 'event-loop' ? 'the event-loop pool cannot stop a task (README "Choosing a pool")' : false };
     let worker: Worker;
     let client: App;
@@ -114,6 +116,13 @@ for (const pool of ['event-loop', 'threads', 'processes'] as const) {
     it('the soft time limit raises SoftTimeLimitExceeded in the task', async () => {
       const err = await failureOf(run('pools.soft', [], { softTimeLimit: 200 }));
       assert.equal(err.excType, 'SoftTimeLimitExceeded');
+    });
+
+    it('a result the wire cannot carry fails the task (the worker could not store it)', runnersOnly, async () => {
+      const err = await failureOf(run('pools.cycle'));
+      assert.equal(err.excType, 'TypeError');
+      assert.match(err.excMessage, /circular/);
+      assert.equal(await run('pools.add', [1, 2]), 3);
     });
 
     it('a runner killed mid-task: FAILURE(WorkerLostError) in Celery words, and the worker serves on', preemptive, async () => {

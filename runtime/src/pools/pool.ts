@@ -9,11 +9,13 @@
  * | `processes`  | `prefork`    | in one of `size` forked children     | kills the child             |
  */
 import type { Logger } from 'pino';
-import type { PoolName } from '../app/config.js';
+import type { Config, PoolName } from '../app/config.js';
+import { parseAutoscale, startAutoscaler } from './autoscale.js';
 import { spawnProcess } from './processes.js';
 import { checkPoolSize, createRunnerPool } from './runners.js';
 import { spawnThread } from './threads.js';
 import { trace, type TaskOutcome, type TraceInput } from './trace.js';
+import { watchTasksModule } from './watch.js';
 
 export type PoolKind = 'event-loop' | 'threads' | 'processes';
 
@@ -87,4 +89,42 @@ export function createPool(name: PoolName, o: PoolOptions): Pool {
     return createEventLoopPool(o.size);
   }
   return createRunnerPool({ ...o, kind, tasksModule: o.tasksModule ?? '', spawn: kind === 'threads' ? spawnThread : spawnProcess });
+}
+
+/** The worker's pool as its configuration says: kind, size (autoscale's MIN when set) and runner limits. */
+export function createPoolFromConfig(config: Config, o: { name?: PoolName; tasksModule?: string; log: Logger }): Pool {
+  const autoscale = config.autoscale === null ? null : parseAutoscale(config.autoscale);
+  return createPool(o.name ?? config.pool, {
+    size: autoscale?.min ?? config.concurrency,
+    tasksModule: o.tasksModule,
+    config: { ...config },
+    maxTasksPerChild: config.maxTasksPerChild,
+    maxMemoryPerChildKib: config.maxMemoryPerChildKib,
+    log: o.log,
+  });
+}
+
+/**
+ * Starts what drives a running pool from outside: the autoscaler (`held`: tasks running and
+ * reserved) and --watch. Returns the function that stops them.
+ */
+export function startPoolServices(pool: Pool, config: Config, o: { tasksModule?: string; held: () => number; log: Logger }): () => void {
+  const stops: (() => void)[] = [];
+  if (config.autoscale !== null) stops.push(startAutoscaler(pool, parseAutoscale(config.autoscale), o.held, o.log));
+  if (config.watch) {
+    const { reload } = pool;
+    if (reload && o.tasksModule) stops.push(watchTasksModule(o.tasksModule, () => reload(), o.log));
+    else
+      o.log.warn(
+        `--watch: the ${pool.kind} pool cannot reload in place (the CLI restarts the whole worker; a library user passes tasksModule and a threads or processes pool)`,
+      );
+  }
+  return () => {
+    for (const stop of stops.splice(0)) stop();
+  };
+}
+
+/** How many tasks the consumer prefetches for: autoscale's MAX when set (Celery's qos follows max_concurrency), else concurrency. */
+export function prefetchConcurrency(config: Config): number {
+  return config.autoscale === null ? config.concurrency : parseAutoscale(config.autoscale).max;
 }

@@ -29,6 +29,10 @@ const inThread = parentPort !== null;
  */
 const memoryKib = (): number => Math.round((inThread ? getHeapStatistics().used_heap_size : process.memoryUsage.rss()) / 1024);
 
+/** Reports a task failed by the runner itself (not by the task's own code). */
+const failed = (m: Extract<ToRunner, { type: 'run' }>, err: unknown, runtimeMs = 0) =>
+  post({ type: 'done', job: m.job, outcome: crossOutcome({ state: 'FAILURE', error: err, runtimeMs }, m.request.serializer), memoryKib: memoryKib() });
+
 let app: App | null = null;
 let log: Logger | null = null;
 
@@ -50,9 +54,7 @@ async function onMessage(m: ToRunner): Promise<void> {
   const logOnUse = () => (taskLog ??= log!.child({ taskId: req.id, taskName: req.displayName }));
   if (!task) {
     // The worker checked the name against its own copy of the module: they differ (an edit under --watch).
-    const err = new Error(`Task "${req.name}" is not registered in this runner's copy of the tasks module`);
-    post({ type: 'done', job: m.job, outcome: crossOutcome({ state: 'FAILURE', error: err, runtimeMs: 0 }, m.request.serializer), memoryKib: memoryKib() });
-    return;
+    return failed(m, new Error(`Task "${req.name}" is not registered in this runner's copy of the tasks module`));
   }
   const outcome = await trace({
     task,
@@ -65,21 +67,18 @@ async function onMessage(m: ToRunner): Promise<void> {
     ctl: new AbortController(),
     hardLimitByPool: true,
   });
-  let crossed;
   try {
-    crossed = crossOutcome(outcome, m.request.serializer);
+    post({ type: 'done', job: m.job, outcome: crossOutcome(outcome, m.request.serializer), memoryKib: memoryKib() });
   } catch (err) {
-    // A result the wire cannot carry fails the task here, as encoding it for the backend would.
-    crossed = crossOutcome({ state: 'FAILURE', error: err, runtimeMs: outcome.runtimeMs }, m.request.serializer);
+    // A result the wire cannot carry (a cycle, a BigInt in msgpack): the worker could not store it either.
+    failed(m, err, outcome.runtimeMs);
   }
-  post({ type: 'done', job: m.job, outcome: crossed, memoryKib: memoryKib() });
 }
 
 const receive = (m: ToRunner) =>
   onMessage(m).catch((err) => {
     // Only a request the runner cannot decode gets here: the task fails, the runner serves on.
-    if (m.type === 'run')
-      post({ type: 'done', job: m.job, outcome: crossOutcome({ state: 'FAILURE', error: err, runtimeMs: 0 }, m.request.serializer), memoryKib: memoryKib() });
+    if (m.type === 'run') failed(m, err);
     else post({ type: 'fatal', error: crossError(err, 'json') });
   });
 if (parentPort) parentPort.on('message', receive);

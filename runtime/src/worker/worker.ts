@@ -8,9 +8,7 @@ import type { App } from '../app/app.js';
 import { createWorkerMetrics, type WorkerMetrics } from '../metrics/worker-metrics.js';
 import { startMetricsServer, type MetricsServer } from '../metrics/server.js';
 import type { PoolName } from '../app/config.js';
-import { parseAutoscale, startAutoscaler } from '../pools/autoscale.js';
-import { createPool, type Pool } from '../pools/pool.js';
-import { watchTasksModule } from '../pools/watch.js';
+import { createPoolFromConfig, prefetchConcurrency, startPoolServices, type Pool } from '../pools/pool.js';
 import { CONTROL_EXCHANGE } from '../protocol/control.js';
 import { CeleriacError, redactUrl } from '../errors.js';
 import { registerCanvasTasks } from '../canvas/builtins.js';
@@ -56,20 +54,8 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
   let stopped: Promise<void> | null = null;
   // A running worker keeps its process alive even when its broker holds no handle (memory://).
   let keepAlive: NodeJS.Timeout | null = null;
-  const autoscale = config.autoscale === null ? null : parseAutoscale(config.autoscale);
-  const pool =
-    typeof opts.pool === 'object'
-      ? opts.pool
-      : createPool(opts.pool ?? config.pool, {
-          size: autoscale?.min ?? config.concurrency,
-          tasksModule: opts.tasksModule,
-          config: { ...config },
-          maxTasksPerChild: config.maxTasksPerChild,
-          maxMemoryPerChildKib: config.maxMemoryPerChildKib,
-          log,
-        });
-  /** Stops the autoscaler and the --watch watcher. */
-  const poolServices: (() => void)[] = [];
+  const pool = typeof opts.pool === 'object' ? opts.pool : createPoolFromConfig(config, { name: opts.pool, tasksModule: opts.tasksModule, log });
+  let stopPoolServices: () => void = () => undefined;
 
   const worker: Worker = {
     get metricsUrl() {
@@ -82,9 +68,7 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
       const broker = await app.broker();
       const backend = await app.backend();
       await pool.start();
-      // With autoscale, prefetch follows the largest the pool may grow to (Celery's qos with max_concurrency).
-      const consumerConfig = autoscale ? { ...config, concurrency: autoscale.max } : config;
-      consumer = new Consumer({ app, config: consumerConfig, broker, backend, pool, metrics, log });
+      consumer = new Consumer({ app, config: { ...config, concurrency: prefetchConcurrency(config) }, broker, backend, pool, metrics, log });
       if (config.metricsPort !== null) {
         server = await startMetricsServer(config.metricsPort, {
           registry: metrics.registry,
@@ -102,21 +86,7 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
           log.error({ err }, 'remote control subscription failed: revoke will not reach this worker');
         });
       consumer.start();
-      if (autoscale) {
-        const held = () => {
-          const n = c.counts();
-          return n.active + n.reserved;
-        };
-        poolServices.push(startAutoscaler(pool, autoscale, held, log));
-      }
-      if (config.watch) {
-        const { reload } = pool;
-        if (reload && opts.tasksModule) poolServices.push(watchTasksModule(opts.tasksModule, () => reload(), log));
-        else
-          log.warn(
-            `--watch: the ${pool.kind} pool cannot reload in place (the CLI restarts the whole worker; a library user passes tasksModule and a threads or processes pool)`,
-          );
-      }
+      stopPoolServices = startPoolServices(pool, config, { tasksModule: opts.tasksModule, held: () => c.counts().active + c.counts().reserved, log });
       keepAlive = setInterval(() => undefined, 1 << 30);
       log.info(
         {
@@ -150,7 +120,7 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
       if (stopped && o.graceful === false) void consumer?.abortRunning();
       return (stopped ??= (async () => {
         const graceful = o.graceful ?? true;
-        for (const stopService of poolServices.splice(0)) stopService();
+        stopPoolServices();
         await worker.drain();
         if (graceful && consumer) {
           const left = await consumer.waitIdle(config.shutdownTimeoutMs);
