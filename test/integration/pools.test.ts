@@ -252,13 +252,14 @@ describe('a tasks module that cannot load', () => {
 
 describe('--watch', { skip: redis.skip }, () => {
   for (const pool of ['event-loop', 'threads', 'processes'] as const) {
-    it(`${pool}: an edited module is picked up; the task running meanwhile finishes`, async () => {
+    it(`${pool}: an edited module is picked up, new tasks too; the task running meanwhile finishes`, async () => {
       const dir = mkdtempSync(join(tmpdir(), 'celeriac-watch-'));
       const file = join(dir, 'tasks.mjs');
       const index = pathToFileURL(join(repoRoot, 'dist/runtime/src/index.js')).href;
       const source = (version: number) =>
         `import { createApp } from '${index}';\nexport const app = createApp({ name: 'watch' });\n` +
-        `app.task('watch.version', () => ${version});\napp.task('watch.sleep', async (ms) => { await new Promise((r) => setTimeout(r, ms)); return ms; });\n`;
+        `app.task('watch.version', () => ${version});\napp.task('watch.sleep', async (ms) => { await new Promise((r) => setTimeout(r, ms)); return ms; });\n` +
+        (version > 1 ? `app.task('watch.added', () => 'new task');\n` : '');
       writeFileSync(file, source(1));
       const queue = uniqueName(`watch-${pool}`);
       let w: Started | undefined;
@@ -273,6 +274,8 @@ describe('--watch', { skip: redis.skip }, () => {
         writeFileSync(file, source(2));
         assert.equal(await slow.get({ timeout: 30_000 }), 1500);
         await eventually(async () => assert.equal(await client.sendTask('watch.version').then((r) => r.get({ timeout: 10_000 })), 2));
+        // A task the edit added is known to the restarted worker (its registry, not only its runners).
+        assert.equal(await client.sendTask('watch.added').then((r) => r.get({ timeout: 30_000 })), 'new task');
       } catch (err) {
         throw new Error(`${(err as Error).message}\nworker output:\n${w?.output() ?? ''}`, { cause: err });
       } finally {

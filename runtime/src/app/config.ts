@@ -209,7 +209,7 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     flag: 'watch',
     kind: { type: 'bool' },
     default: false,
-    doc: 'Development: restart the pool when a file in the tasks module folder changes; running tasks finish first.',
+    doc: 'Development (CLI): restart the worker when a source file in the tasks module folder changes; running tasks finish first.',
   },
   {
     key: 'prefetchMultiplier',

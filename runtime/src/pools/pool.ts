@@ -15,7 +15,6 @@ import { spawnProcess } from './processes.js';
 import { checkPoolSize, createRunnerPool } from './runners.js';
 import { spawnThread } from './threads.js';
 import { trace, type TaskOutcome, type TraceInput } from './trace.js';
-import { watchTasksModule } from './watch.js';
 
 export type PoolKind = 'event-loop' | 'threads' | 'processes';
 
@@ -35,8 +34,6 @@ export interface Pool {
   resize(size: number): void;
   /** Called after each resize, so the consumer can start waiting tasks in new slots at once. */
   onResize?(listener: (size: number) => void): void;
-  /** Replaces the runners with fresh ones that import the tasks module again (--watch); running tasks finish first. */
-  reload?(): void;
   stop(opts: { graceful: boolean; timeoutMs: number }): Promise<void>;
 }
 
@@ -106,22 +103,13 @@ export function createPoolFromConfig(config: Config, o: { name?: PoolName; tasks
 
 /**
  * Starts what drives a running pool from outside: the autoscaler (`held`: tasks running and
- * reserved) and --watch. Returns the function that stops them.
+ * reserved). Returns the function that stops it.
  */
-export function startPoolServices(pool: Pool, config: Config, o: { tasksModule?: string; held: () => number; log: Logger }): () => void {
-  const stops: (() => void)[] = [];
-  if (config.autoscale !== null) stops.push(startAutoscaler(pool, parseAutoscale(config.autoscale), o.held, o.log));
-  if (config.watch) {
-    const { reload } = pool;
-    if (reload && o.tasksModule) stops.push(watchTasksModule(o.tasksModule, () => reload(), o.log));
-    else
-      o.log.warn(
-        `--watch: the ${pool.kind} pool cannot reload in place (the CLI restarts the whole worker; a library user passes tasksModule and a threads or processes pool)`,
-      );
-  }
-  return () => {
-    for (const stop of stops.splice(0)) stop();
-  };
+export function startPoolServices(pool: Pool, config: Config, o: { held: () => number; log: Logger }): () => void {
+  // --watch restarts the whole worker process, from the CLI (cli/watch-supervisor.ts).
+  if (config.watch) o.log.warn('watch: only the CLI (celeriac worker --watch) restarts a worker on changes; ignored here');
+  if (config.autoscale === null) return () => undefined;
+  return startAutoscaler(pool, parseAutoscale(config.autoscale), o.held, o.log);
 }
 
 /** How many tasks the consumer prefetches for: autoscale's MAX when set (Celery's qos follows max_concurrency), else concurrency. */

@@ -53,7 +53,7 @@ async function onMessage(m: ToRunner): Promise<void> {
   let taskLog: Logger | null = null;
   const logOnUse = () => (taskLog ??= log!.child({ taskId: req.id, taskName: req.displayName }));
   if (!task) {
-    // The worker checked the name against its own copy of the module: they differ (an edit under --watch).
+    // The worker checked the name against its own copy of the module: they differ (a file changed between the imports).
     return failed(m, new Error(`Task "${req.name}" is not registered in this runner's copy of the tasks module`));
   }
   const outcome = await trace({

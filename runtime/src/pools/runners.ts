@@ -12,7 +12,6 @@
  * - maxTasksPerChild / maxMemoryPerChildKib: checked after each task; the runner that crossed the
  *   line is replaced then, never during a task (Celery's rules and units).
  * - resize(n): more runners at once; fewer as runners become idle (a running task is never cut).
- * - reload(): every runner is replaced once its current task ends (--watch).
  */
 import { constants } from 'node:os';
 import type { Logger } from 'pino';
@@ -60,7 +59,7 @@ interface Runner {
   /** Set while a task runs: settles it when the runner ends under it. */
   onLost: ((e: RunnerExit) => void) | null;
   onDone: ((m: Extract<FromRunner, { type: 'done' }>) => void) | null;
-  /** Replace after the current task (reload, shrink). */
+  /** Replace after the current task (maxTasksPerChild, maxMemoryPerChildKib). */
   retire: boolean;
 }
 
@@ -76,13 +75,18 @@ export function checkPoolSize(n: number): number {
   return n;
 }
 
-export function createRunnerPool(o: RunnerPoolOptions): Pool & { reload(): void } {
+export function createRunnerPool(o: RunnerPoolOptions): Pool {
   if (!o.tasksModule) {
     throw new ConfigError([
       `pool ${o.kind}: the runners need the tasks module (the CLI passes -A; createWorker(app, { pool: '${o.kind}', tasksModule: import.meta.url }))`,
     ]);
   }
   const log = o.log.child({ component: 'pool', pool: o.kind });
+  if (String(o.config.brokerUrl).startsWith('memory:')) {
+    log.warn(
+      `the ${o.kind} pool with a memory:// broker: a task that sends tasks or reads results from a runner reaches the runner's own memory, not the worker's`,
+    );
+  }
   // A thread's stdout is no terminal: runners log as the worker decided ('auto' resolved here).
   const logFormat = o.config.logFormat === 'auto' ? (process.stdout.isTTY ? 'pretty' : 'json') : o.config.logFormat;
   const runnerConfig = { ...o.config, logFormat };
@@ -247,7 +251,7 @@ export function createRunnerPool(o: RunnerPoolOptions): Pool & { reload(): void 
     });
   }
 
-  const pool: Pool & { reload(): void } = {
+  const pool: Pool = {
     kind: o.kind,
     get size() {
       return size;
@@ -274,13 +278,6 @@ export function createRunnerPool(o: RunnerPoolOptions): Pool & { reload(): void 
     },
     onResize(listener) {
       resizeListeners.push(listener);
-    },
-    reload() {
-      log.info('reloading: each runner is replaced once its current task ends');
-      for (const r of live()) {
-        if (r.state === 'busy') r.retire = true;
-        else end(r);
-      }
     },
     async stop() {
       stopping = true;

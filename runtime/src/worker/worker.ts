@@ -38,7 +38,7 @@ export interface WorkerOptions {
   readonly pool?: Pool | PoolName;
   /**
    * The module that defines the app and its tasks, as a file URL (`import.meta.url` in that
-   * module): the threads and processes pools import it in each runner, and --watch watches its folder.
+   * module): the threads and processes pools import it in each runner.
    */
   readonly tasksModule?: string;
 }
@@ -86,7 +86,7 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
           log.error({ err }, 'remote control subscription failed: revoke will not reach this worker');
         });
       consumer.start();
-      stopPoolServices = startPoolServices(pool, config, { tasksModule: opts.tasksModule, held: () => c.counts().active + c.counts().reserved, log });
+      stopPoolServices = startPoolServices(pool, config, { held: () => c.counts().active + c.counts().reserved, log });
       keepAlive = setInterval(() => undefined, 1 << 30);
       log.info(
         {

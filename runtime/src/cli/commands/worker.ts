@@ -2,7 +2,6 @@
 import { Command } from 'commander';
 import { createWorker } from '../../worker/worker.js';
 import { appModuleUrl, loadApp, withConnectionOptions } from '../load-app.js';
-import { poolKind } from '../../pools/pool.js';
 import { superviseWatched, WATCHED_CHILD } from '../watch-supervisor.js';
 import { beatFromFlags, withBeatOptions, type BeatFlags } from './beat.js';
 
@@ -33,7 +32,7 @@ export function workerCommand(): Command {
     .option('--max-tasks-per-child <n>', 'threads/processes: replace a runner after N tasks')
     .option('--max-memory-per-child <kib>', 'threads/processes: replace a runner past this memory (KiB) after a task')
     .option('--autoscale <max,min>', 'grow to MAX slots or children with load, shrink to MIN when idle')
-    .option('--watch', 'development: restart the pool when a file of the tasks module folder changes')
+    .option('--watch', 'development: restart the worker (warm) when a file of the tasks module folder changes')
     .option('--prefetch-multiplier <n>', 'messages reserved per slot (default 4; 0 = unlimited)')
     .option('-n, --hostname <name>', 'node name, name@host (default celeriac@<hostname>)')
     .option('--metrics-port <port>', 'port of /metrics, /healthz, /drain (default 9540; 0 = any free port; none = off)')
@@ -64,7 +63,7 @@ export function workerCommand(): Command {
         true,
       );
       const tasksModule = appModuleUrl((f.app ?? process.env.CELERIAC_APP)!);
-      if (app.config.watch && poolKind(app.config.pool) === 'event-loop' && process.env[WATCHED_CHILD] === undefined) return superviseWatched(tasksModule);
+      if (app.config.watch && process.env[WATCHED_CHILD] === undefined) return superviseWatched(tasksModule, app.log);
       const worker = createWorker(app, { tasksModule });
       const beat = f.beat ? await beatFromFlags(app, f) : null;
       let signals = 0;
