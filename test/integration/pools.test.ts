@@ -202,6 +202,18 @@ for (const pool of ['threads', 'processes'] as const) {
         await failureOf(where('pools.spinFor'));
         assert.notEqual(await where(), first);
       }));
+
+    it('an async task past its hard limit cannot run on: its runner is gone before the next task starts', () =>
+      withOneRunner(pool, {}, async (where, client) => {
+        const first = await where();
+        const err = await failureOf(client.sendTask('pools.sleep', [60_000], {}, { timeLimit: 300 }).then((r) => r.get({ timeout: 30_000 })));
+        assert.equal(err.excType, 'TimeLimitExceeded');
+        assert.notEqual(await where(), first);
+        if (pool === 'processes') {
+          const pid = Number(first.split('/')[0]);
+          assert.throws(() => process.kill(pid, 0), { code: 'ESRCH' }, `runner ${pid} still exists`);
+        }
+      }));
   });
 }
 
