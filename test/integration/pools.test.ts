@@ -217,6 +217,24 @@ for (const pool of ['threads', 'processes'] as const) {
   });
 }
 
+describe('autoscale with children', { skip: redis.skip }, () => {
+  it('processes: the pool grows from MIN to the tasks held, one child each', async () => {
+    const { worker, client } = await startPoolWorker('processes', { autoscale: '3,1', trackStarted: true });
+    try {
+      const sleeping = await Promise.all([1, 2, 3].map(() => client.sendTask('pools.sleep', [3000])));
+      await eventually(async () => {
+        for (const r of sleeping) assert.equal(await r.state(), 'STARTED');
+      });
+      // Three at once: past MIN (1) and past -c (2), which autoscale replaces.
+      assert.equal(worker.counts().active, 3);
+      for (const r of sleeping) assert.equal(await r.get({ timeout: 30_000 }), 3000);
+    } finally {
+      await worker.stop();
+      await client.close();
+    }
+  });
+});
+
 describe('this.log in a runner (CLI worker)', { skip: redis.skip }, () => {
   for (const pool of ['threads', 'processes'] as const) {
     it(`${pool}: lines carry the task id and name, in the worker's output`, async () => {
