@@ -137,6 +137,14 @@ for (const pool of ['event-loop', 'threads', 'processes'] as const) {
       assert.equal(await run('pools.add', [4, 5]), 9);
     });
 
+    it('an exception thrown outside the task ends its runner: WorkerLostError, and the worker serves on', preemptive, async () => {
+      const err = await failureOf(run('pools.stray'));
+      assert.equal(err.excType, 'WorkerLostError');
+      assert.match(err.excMessage, /^Worker exited prematurely: exitcode 1 Job: \d+\.$/);
+      assert.equal(await healthz(worker), 200);
+      assert.equal(await run('pools.add', [3, 4]), 7);
+    });
+
     if (pool === 'processes') {
       it('rejectOnWorkerLost with acksLate: the message goes back and runs again', async () => {
         const dir = mkdtempSync(join(tmpdir(), 'celeriac-pool-'));

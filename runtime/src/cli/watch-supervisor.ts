@@ -57,6 +57,11 @@ export function superviseWatched(tasksModule: string, parentLog: Logger): Promis
       env: { ...process.env, [WATCHED_CHILD]: '1' },
     });
     log.info({ pid: child.pid }, 'worker started');
+    child.once('error', (err) => {
+      // Node itself could not be started again: nothing to supervise.
+      log.fatal({ err }, 'cannot start the worker');
+      process.exit(1);
+    });
     child.once('exit', (code, signal) => {
       child = null;
       if (stopping) process.exit(code ?? 0);

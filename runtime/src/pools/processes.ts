@@ -4,14 +4,17 @@
  * Messages use Node's 'advanced' IPC serialization (V8's), so bytes cross as bytes.
  */
 import { fork } from 'node:child_process';
+import type { Logger } from 'pino';
 import type { RunnerHandle } from './runners.js';
 import type { FromRunner } from './crossing.js';
 
 const ENTRY = new URL('./runner-entry.js', import.meta.url);
 
-export function spawnProcess(): RunnerHandle {
+export function spawnProcess(log: Logger): RunnerHandle {
   // The worker's own node flags (--max-old-space-size, --enable-source-maps) apply to its children.
   const child = fork(ENTRY, [], { serialization: 'advanced' });
+  // Failing to start, or a message to a child that has just died: its exit event settles its task.
+  child.on('error', (err) => log.error({ err, runner: child.pid }, `runner process failed: ${err.message}`));
   return {
     id: child.pid ?? -1,
     send: (m) => {

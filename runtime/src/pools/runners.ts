@@ -42,7 +42,7 @@ export interface RunnerHandle {
 export interface RunnerPoolOptions {
   readonly kind: 'threads' | 'processes';
   readonly size: number;
-  readonly spawn: () => RunnerHandle;
+  readonly spawn: (log: Logger) => RunnerHandle;
   /** File URL of the module that defines the app and its tasks. */
   readonly tasksModule: string;
   /** The worker's resolved configuration, applied on top of the runner's app. */
@@ -126,7 +126,7 @@ export function createRunnerPool(o: RunnerPoolOptions): Pool {
   }
 
   function spawnOne(): void {
-    const handle = o.spawn();
+    const handle = o.spawn(log);
     const r: Runner = { handle, state: 'starting', tasks: 0, onLost: null, onDone: null, retire: false };
     runners.add(r);
     handle.onMessage((m) => {

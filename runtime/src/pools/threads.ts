@@ -5,13 +5,17 @@
  * native code that aborts takes the whole worker with it.
  */
 import { Worker } from 'node:worker_threads';
+import type { Logger } from 'pino';
 import type { RunnerHandle } from './runners.js';
 import type { FromRunner } from './crossing.js';
 
 const ENTRY = new URL('./runner-entry.js', import.meta.url);
 
-export function spawnThread(): RunnerHandle {
+export function spawnThread(log: Logger): RunnerHandle {
   const w = new Worker(ENTRY);
+  // An exception nothing caught in the thread (a throw in a stray timer): the thread ends with
+  // exit code 1, which settles its task as WorkerLostError. Unhandled, it would end the worker.
+  w.on('error', (err) => log.error({ err, runner: w.threadId }, `runner thread failed: ${err.message}`));
   return {
     id: w.threadId,
     send: (m) => w.postMessage(m),
