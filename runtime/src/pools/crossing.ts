@@ -47,7 +47,8 @@ export type CrossedOutcome =
 
 /** Worker -> runner. */
 export type ToRunner =
-  | { readonly type: 'init'; readonly tasksModule: string; readonly config: Record<string, unknown> }
+  /** `measureMemory`: report memory after each task (maxMemoryPerChildKib is set; reading RSS costs ~15 us). */
+  | { readonly type: 'init'; readonly tasksModule: string; readonly config: Record<string, unknown>; readonly measureMemory: boolean }
   | { readonly type: 'run'; readonly job: number; readonly request: CrossedRequest; readonly info: DeliveryInfo; readonly hostname: string };
 
 /** Runner -> worker. */
@@ -55,7 +56,7 @@ export type FromRunner =
   | { readonly type: 'ready' }
   /** The runner could not start (its tasks module failed to import). */
   | { readonly type: 'fatal'; readonly error: CrossedError }
-  /** `memoryKib`: the runner's memory after the task, for maxMemoryPerChildKib. */
+  /** `memoryKib`: the runner's memory after the task, for maxMemoryPerChildKib (0 when not measured). */
   | { readonly type: 'done'; readonly job: number; readonly outcome: CrossedOutcome; readonly memoryKib: number };
 
 function serializerOf(name: string): Serializer {

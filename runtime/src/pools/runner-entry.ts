@@ -27,7 +27,8 @@ const inThread = parentPort !== null;
  * Memory this runner holds, in KiB: a child process's resident set (Celery's measure); a thread
  * shares its process's, so its own V8 heap.
  */
-const memoryKib = (): number => Math.round((inThread ? getHeapStatistics().used_heap_size : process.memoryUsage.rss()) / 1024);
+const measuredKib = (): number => Math.round((inThread ? getHeapStatistics().used_heap_size : process.memoryUsage.rss()) / 1024);
+let memoryKib = (): number => 0;
 
 /** Reports a task failed by the runner itself (not by the task's own code). */
 const failed = (m: Extract<ToRunner, { type: 'run' }>, err: unknown, runtimeMs = 0) =>
@@ -41,6 +42,7 @@ async function onMessage(m: ToRunner): Promise<void> {
     try {
       app = await importApp(m.tasksModule, `tasks module ${m.tasksModule}`);
       app.configure(m.config);
+      if (m.measureMemory) memoryKib = measuredKib;
       log = app.log.child({ component: 'runner', pid: process.pid, ...(inThread ? { thread: threadId } : {}) });
       post({ type: 'ready' });
     } catch (err) {

@@ -163,7 +163,7 @@ export function createRunnerPool(o: RunnerPoolOptions): Pool {
         setTimeout(fill, backoffDelay(failedStarts, 500, 10_000)).unref();
       } else fill();
     });
-    handle.send({ type: 'init', tasksModule: o.tasksModule, config: runnerConfig });
+    handle.send({ type: 'init', tasksModule: o.tasksModule, config: runnerConfig, measureMemory: o.maxMemoryPerChildKib !== null });
   }
 
   function acquire(): Promise<Runner> {
