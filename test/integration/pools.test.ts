@@ -288,6 +288,44 @@ describe('a tasks module that cannot load', () => {
   }
 });
 
+describe('health', { skip: redis.skip }, () => {
+  for (const pool of ['threads', 'processes'] as const) {
+    it(`${pool}: /healthz fails while no runner can start, and recovers when one can`, async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'celeriac-health-'));
+      const file = join(dir, 'tasks.mjs');
+      const marker = join(dir, 'broken');
+      const index = pathToFileURL(join(repoRoot, 'dist/runtime/src/index.js')).href;
+      // Loads until the marker exists: runners started after that cannot import it.
+      writeFileSync(
+        file,
+        `import { existsSync } from 'node:fs';\nimport { createApp } from '${index}';\n` +
+          `if (existsSync(${JSON.stringify(marker)})) throw new Error('cannot load now');\n` +
+          `export const app = createApp({ name: 'health' });\napp.task('health.exit', () => process.exit(3));\napp.task('health.ok', () => 'ok');\n`,
+      );
+      const queue = uniqueName(`health-${pool}`);
+      const { app } = (await import(pathToFileURL(file).href)) as { app: App };
+      const own = createApp({ name: 'health', broker: url, backend: url, queues: [queue], concurrency: 1, metricsPort: 0, logLevel: 'silent' });
+      for (const t of app.tasks.values()) own.task(t.name, t.fn, t.options);
+      const worker = createWorker(own, { pool, tasksModule: pathToFileURL(file).href });
+      const client = createApp({ broker: url, backend: url, defaultQueue: queue, logLevel: 'silent' });
+      try {
+        await worker.start();
+        assert.equal(await healthz(worker), 200);
+        writeFileSync(marker, '');
+        await failureOf(client.sendTask('health.exit').then((r) => r.get({ timeout: 30_000 })));
+        await eventually(async () => assert.equal(await healthz(worker), 503));
+        rmSync(marker);
+        assert.equal(await client.sendTask('health.ok').then((r) => r.get({ timeout: 60_000 })), 'ok');
+        assert.equal(await healthz(worker), 200);
+      } finally {
+        await worker.stop();
+        await client.close();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
+});
+
 describe('--watch', { skip: redis.skip }, () => {
   for (const pool of ['event-loop', 'threads', 'processes'] as const) {
     it(`${pool}: an edited module is picked up, new tasks too; the task running meanwhile finishes`, async () => {

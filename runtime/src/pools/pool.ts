@@ -32,6 +32,8 @@ export interface Pool {
   run(input: TraceInput): Promise<TaskOutcome>;
   /** Grows or shrinks the pool (autoscale, pool_grow/pool_shrink); a running task is never cut. */
   resize(size: number): void;
+  /** False while the pool cannot run tasks at all (no runner could start lately): /healthz says so. */
+  healthy?(): boolean;
   /** Called after each resize, so the consumer can start waiting tasks in new slots at once. */
   onResize?(listener: (size: number) => void): void;
   stop(opts: { graceful: boolean; timeoutMs: number }): Promise<void>;

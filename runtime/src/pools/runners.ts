@@ -63,6 +63,9 @@ interface Runner {
   retire: boolean;
 }
 
+/** Failed runner starts in a row after which a pool with no runner left reports itself unhealthy. */
+const UNHEALTHY_AFTER_FAILED_STARTS = 3;
+
 /** billiard's human_status: "signal 9 (SIGKILL)" or "exitcode 1". */
 export function exitStatus(e: RunnerExit): string {
   if (e.signal) return `signal ${constants.signals[e.signal] ?? '?'} (${e.signal})`;
@@ -270,6 +273,10 @@ export function createRunnerPool(o: RunnerPoolOptions): Pool {
       );
     },
     run,
+    healthy() {
+      // Starts keep failing and no runner is left: tasks wait for nothing. Kubernetes restarts the pod.
+      return failedStarts < UNHEALTHY_AFTER_FAILED_STARTS || [...runners].some((r) => r.state === 'idle' || r.state === 'busy');
+    },
     resize(n: number) {
       size = checkPoolSize(n);
       for (const r of live()) if (live().length > size && r.state === 'idle') end(r);

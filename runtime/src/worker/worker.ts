@@ -72,7 +72,7 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
       if (config.metricsPort !== null) {
         server = await startMetricsServer(config.metricsPort, {
           registry: metrics.registry,
-          healthy: () => stopped === null,
+          healthy: () => stopped === null && (pool.healthy?.() ?? true),
           ready: () => stopped === null && draining === null,
           drain: () => worker.drain(),
           resume: () => worker.resume(),
