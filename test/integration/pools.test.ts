@@ -15,7 +15,7 @@ import { createApp, type App } from '../../runtime/src/index.js';
 import { createWorker, type Worker } from '../../runtime/src/worker/worker.js';
 import { TaskFailedError } from '../../runtime/src/errors.js';
 import { eventually } from '../support/eventually.js';
-import { repoRoot, startProcess, startWorker, stopProcess, type Started } from '../support/processes.js';
+import { jsonLogLine, repoRoot, startProcess, startWorker, stopProcess, type Started } from '../support/processes.js';
 import { uniqueName, useRedis } from '../support/servers.js';
 
 const redis = await useRedis();
@@ -27,9 +27,10 @@ const TASKS = pathToFileURL(join(repoRoot, 'dist/test/integration/fixtures/pool-
 async function startPoolWorker(
   pool: 'event-loop' | 'threads' | 'processes',
   extra: Record<string, unknown> = {},
+  tasksModule = TASKS,
 ): Promise<{ worker: Worker; client: App; queue: string }> {
   const queue = uniqueName(`pool-${pool}`);
-  const { app } = (await import(TASKS)) as { app: App };
+  const { app } = (await import(tasksModule)) as { app: App };
   // One module instance per test process: each worker needs a fresh app with the same tasks.
   const own = createApp({
     name: 'pools',
@@ -43,7 +44,7 @@ async function startPoolWorker(
     ...extra,
   });
   for (const t of app.tasks.values()) own.task(t.name, t.fn, t.options);
-  const worker = createWorker(own, { pool, tasksModule: TASKS });
+  const worker = createWorker(own, { pool, tasksModule });
   await worker.start();
   const client = createApp({ broker: url, backend: url, defaultQueue: queue, logLevel: 'silent' });
   return { worker, client, queue };
@@ -252,14 +253,7 @@ describe('this.log in a runner (CLI worker)', { skip: redis.skip }, () => {
       try {
         const r = await client.sendTask('pools.context');
         await r.get({ timeout: 30_000 });
-        const line = await eventually(() => {
-          const found = w
-            .output()
-            .split('\n')
-            .find((l) => l.includes('"marker":"context-log"'));
-          assert.ok(found, 'no log line from the task yet');
-          return JSON.parse(found) as Record<string, unknown>;
-        });
+        const line = await eventually(() => jsonLogLine(w, '"marker":"context-log"'));
         assert.equal(line.taskId, r.id);
         assert.equal(line.taskName, 'pools.context');
         assert.equal(line.msg, 'logging from a runner');
@@ -302,14 +296,8 @@ describe('health', { skip: redis.skip }, () => {
           `if (existsSync(${JSON.stringify(marker)})) throw new Error('cannot load now');\n` +
           `export const app = createApp({ name: 'health' });\napp.task('health.exit', () => process.exit(3));\napp.task('health.ok', () => 'ok');\n`,
       );
-      const queue = uniqueName(`health-${pool}`);
-      const { app } = (await import(pathToFileURL(file).href)) as { app: App };
-      const own = createApp({ name: 'health', broker: url, backend: url, queues: [queue], concurrency: 1, metricsPort: 0, logLevel: 'silent' });
-      for (const t of app.tasks.values()) own.task(t.name, t.fn, t.options);
-      const worker = createWorker(own, { pool, tasksModule: pathToFileURL(file).href });
-      const client = createApp({ broker: url, backend: url, defaultQueue: queue, logLevel: 'silent' });
+      const { worker, client } = await startPoolWorker(pool, { concurrency: 1 }, pathToFileURL(file).href);
       try {
-        await worker.start();
         assert.equal(await healthz(worker), 200);
         writeFileSync(marker, '');
         await failureOf(client.sendTask('health.exit').then((r) => r.get({ timeout: 30_000 })));
