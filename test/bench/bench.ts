@@ -14,10 +14,15 @@
  * publish + consume with the same durability, confirms, manual acks and prefetch 1000.
  * On Redis a canvas row too (`--chord N`, default 1000): a chord of N no-op tasks, ms from the
  * call to the body's result, on a celeriac worker and on a Python Celery worker.
+ *
+ * `--pools` (Redis) measures the pools instead: a no-op task and a task that spins the CPU for
+ * 5 ms, c = cores, on the event-loop, threads and processes pools and on Python Celery prefork:
+ * tasks/s from the first send to the last stored result (worker already warm), and CPU per task
+ * of the worker with its children and threads, and of redis-server.
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { homedir, tmpdir } from 'node:os';
+import { availableParallelism, homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
@@ -39,6 +44,8 @@ const { values: flags } = parseArgs({
     profile: { type: 'string' },
     /** Header size of the canvas row (a chord of no-op tasks, Redis only; 0 skips it). */
     chord: { type: 'string', default: '1000' },
+    /** Pool rows instead of the system comparison (Redis). */
+    pools: { type: 'boolean', default: false },
   },
 });
 const brokerKind = flags.broker as 'redis' | 'amqp' | 'file';
@@ -48,7 +55,7 @@ const RESULTS = flags.results === 'on';
 const LAT_N = Number(flags.latency);
 const CHORD_N = Number(flags.chord);
 if (!['redis', 'amqp', 'file'].includes(brokerKind) || !(N > 0) || !(C > 0) || !['on', 'off'].includes(flags.results!)) {
-  console.error('usage: bench [--broker redis|amqp|file] [--tasks N] [--concurrency N] [--results on|off] [--latency N] [--profile DIR]');
+  console.error('usage: bench [--broker redis|amqp|file] [--tasks N] [--concurrency N] [--results on|off] [--latency N] [--profile DIR] [--pools]');
   process.exit(2);
 }
 
@@ -77,6 +84,21 @@ function cpuMs(pid: number | undefined): number {
     return 0;
   }
 }
+/** CPU ms of a process, its threads and its descendants, alive now (/proc/<pid>/task/<tid>/children). */
+function treeCpuMs(pid: number | undefined): number {
+  if (!pid) return 0;
+  let total = cpuMs(pid);
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      const kids = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim();
+      for (const kid of kids ? kids.split(' ') : []) total += treeCpuMs(Number(kid));
+    }
+  } catch {
+    // The process ended meanwhile: its CPU so far is counted.
+  }
+  return total;
+}
+
 function peakRssMb(pid: number | undefined): number | undefined {
   if (!pid) return undefined;
   try {
@@ -124,6 +146,14 @@ async function windowed(count: number, window: number, job: (i: number) => Promi
       while (next < count) await job(next++);
     }),
   );
+}
+
+/** Stops a bench's worker and closes its client connections. */
+async function stopBench(worker: ChildProcess, app: { close(): Promise<void> }, raw: Redis): Promise<void> {
+  worker.kill('SIGTERM');
+  await waitExit(worker);
+  raw.disconnect();
+  await app.close();
 }
 
 async function waitExit(child: ChildProcess): Promise<void> {
@@ -208,7 +238,14 @@ async function benchCeleriac(brokerUrl: string, backendUrl: string, server: Test
 }
 
 /** A celeriac worker process on `queue` running bench-tasks.ts, with /metrics on `port`. */
-function spawnCeleriacWorker(queue: string, brokerUrl: string, backendUrl: string, port: number, nodeFlags: string[] = []): ChildProcess {
+function spawnCeleriacWorker(
+  queue: string,
+  brokerUrl: string,
+  backendUrl: string,
+  port: number,
+  nodeFlags: string[] = [],
+  workerFlags: string[] = [],
+): ChildProcess {
   return spawn(
     process.execPath,
     [
@@ -227,6 +264,7 @@ function spawnCeleriacWorker(queue: string, brokerUrl: string, backendUrl: strin
       'warn',
       '-n',
       `${queue}@bench`,
+      ...workerFlags,
     ],
     { env: { ...process.env, CELERIAC_BROKER_URL: brokerUrl, CELERIAC_RESULT_BACKEND: backendUrl }, stdio: ['ignore', 'inherit', 'inherit'] },
   );
@@ -352,17 +390,15 @@ async function benchPython(py: string, redisUrl: string, server: TestServer): Pr
     await roundTrips(row, latN, async () => (await app.sendTask('bench.add', [1, 2], {}, { queue })).get({ timeout: 30_000 }));
     row.rssMb = peakRssMb(worker.pid);
   } finally {
-    worker.kill('SIGTERM');
-    await waitExit(worker);
-    raw.disconnect();
-    await app.close();
+    await stopBench(worker, app, raw);
   }
   return row;
 }
 
 /** A Python Celery worker (solo pool) on `queue` running bench_tasks.py. */
-function spawnPythonWorker(py: string, queue: string, redisUrl: string): ChildProcess {
-  return spawn(py, pythonWorkerArgs('bench_tasks', queue, `${queue}@bench`), {
+function spawnPythonWorker(py: string, queue: string, redisUrl: string, poolArgs: string[] = []): ChildProcess {
+  // Later options win with Celery's click parser: poolArgs replace the solo pool.
+  return spawn(py, [...pythonWorkerArgs('bench_tasks', queue, `${queue}@bench`), ...poolArgs], {
     cwd: join(root, 'test/bench'),
     env: {
       ...process.env,
@@ -482,7 +518,92 @@ function printTable(rows: Row[]): void {
   console.log(JSON.stringify({ broker: brokerKind, tasks: N, concurrency: C, results: RESULTS, rows }));
 }
 
+// ---------------------------------------------------------------- pools
+
+interface PoolRow {
+  task: string;
+  pool: string;
+  perSec?: number;
+  cpuUs?: number;
+  note?: string;
+}
+
+const CORES = availableParallelism();
+
+/** Resolves when every id has a stored result (Celery's meta key), polling Redis. */
+async function allStored(raw: Redis, ids: string[]): Promise<void> {
+  let left = ids;
+  while (left.length > 0) {
+    const got = await raw.mget(...left.map((id) => `celery-task-meta-${id}`));
+    left = left.filter((_, i) => got[i] === null);
+    if (left.length > 0) await sleep(20);
+  }
+}
+
+/**
+ * `n` sends of `task` (500 in flight) to a warm worker started by `start`, until every result is
+ * stored: tasks/s and CPU us per task (worker tree, redis-server).
+ */
+async function benchPool(row: PoolRow, task: string, n: number, redis: TestServer, start: (queue: string) => ChildProcess): Promise<PoolRow> {
+  const queue = uniqueName('bench-pool');
+  const app = createApp({ name: 'bench-client', broker: redis.url, backend: redis.url, defaultQueue: queue, logLevel: 'warn' });
+  const raw = new Redis(redis.url);
+  const worker = start(queue);
+  const run = async (count: number) => {
+    const ids: string[] = [];
+    await windowed(count, 500, async (i) => (ids[i] = (await app.sendTask(task, [1, 2], {}, { queue })).id));
+    await allStored(raw, ids);
+  };
+  try {
+    await run(CORES * 4); // warm: runners started, connections open
+    const cpu0 = { w: treeCpuMs(worker.pid), s: cpuMs(redis.pid()) };
+    const t = performance.now();
+    await run(n);
+    row.perSec = (n / (performance.now() - t)) * 1000;
+    const us = (ms: number) => Math.round((ms * 1000) / n);
+    const workerUs = us(treeCpuMs(worker.pid) - cpu0.w);
+    const serverUs = us(cpuMs(redis.pid()) - cpu0.s);
+    row.cpuUs = workerUs + serverUs;
+    row.note = `${n} tasks; CPU us/task worker ${workerUs}, redis ${serverUs}`;
+  } finally {
+    await stopBench(worker, app, raw);
+  }
+  return row;
+}
+
+async function benchPools(): Promise<PoolRow[]> {
+  const redis = await startRedis();
+  const rows: PoolRow[] = [];
+  const py = pythonExe();
+  try {
+    for (const [task, n] of [
+      ['bench.add', N],
+      ['bench.cpu5', Math.min(N, 2000)],
+    ] as const) {
+      for (const pool of ['event-loop', 'threads', 'processes']) {
+        const start = (q: string) => spawnCeleriacWorker(q, redis.url, redis.url, 0, [], ['--pool', pool, '-c', String(CORES)]);
+        rows.push(await benchPool({ task, pool: `celeriac ${pool} (c${CORES})` }, task, n, redis, start));
+      }
+      if (py) {
+        const start = (q: string) => spawnPythonWorker(py, q, redis.url, ['-P', 'prefork', '-c', String(CORES)]);
+        rows.push(await benchPool({ task, pool: `Python Celery 5.7 prefork (c${CORES})` }, task, Math.min(n, 3000), redis, start));
+      } else rows.push({ task, pool: 'Python Celery prefork', note: 'skipped: no virtualenv (test/support/setup-python.sh)' });
+    }
+  } finally {
+    await redis.stop();
+  }
+  console.log(`\npools on redis: c = ${CORES} cores, results on; tasks/s from first send to last stored result, warm worker\n`);
+  console.log('| task | pool | tasks/s | CPU us/task | note |\n|---|---|---|---|---|');
+  for (const r of rows) console.log(`| ${r.task} | ${r.pool} | ${fmt(r.perSec)} | ${fmt(r.cpuUs)} | ${r.note ?? ''} |`);
+  console.log(JSON.stringify({ pools: rows }));
+  return rows;
+}
+
 async function main(): Promise<void> {
+  if (flags.pools) {
+    await benchPools();
+    return;
+  }
   const rows: Row[] = [];
   const chordRows: ChordRow[] = [];
   if (brokerKind === 'redis') {

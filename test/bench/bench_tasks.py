@@ -1,5 +1,6 @@
-"""The benchmark's Python Celery app (solo pool): the same no-op task, same name and queue."""
+"""The benchmark's Python Celery app: the same no-op and 5 ms CPU tasks, same names and queue."""
 import os
+import time
 
 from celery import Celery
 
@@ -16,3 +17,11 @@ def add(a, b):
 @app.task(name="bench.total")
 def total(xs):
     return sum(xs)
+
+
+@app.task(name="bench.cpu5")
+def cpu5(a, b):
+    end = time.perf_counter() + 0.005
+    while time.perf_counter() < end:
+        pass
+    return a + b

@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { createApp } from '../../runtime/src/index.js';
 import { eventually } from '../support/eventually.js';
-import { startWorker, stopProcess, type Started } from '../support/processes.js';
+import { jsonLogLine, startWorker, stopProcess, type Started } from '../support/processes.js';
 import { uniqueName, useRabbit, useRedis } from '../support/servers.js';
 import { EXIT_CODES } from '../../runtime/src/cli/report.js';
 
@@ -63,14 +63,7 @@ describe('broker credentials in worker output (redis-server with requirepass)', 
     } finally {
       await client.close();
     }
-    const ready = await eventually(() => {
-      const line = worker
-        .output()
-        .split('\n')
-        .find((l) => l.includes('worker ready'));
-      assert.ok(line, 'no start-up line yet');
-      return JSON.parse(line) as { broker: string; backend: string };
-    });
+    const ready = await eventually(() => jsonLogLine<{ broker: string; backend: string }>(worker, 'worker ready'));
     assert.match(ready.broker, /^redis:\/\/:\*\*\*@127\.0\.0\.1:\d+\/0$/);
     assert.match(ready.backend, /^redis:\/\/:\*\*\*@127\.0\.0\.1:\d+\/0$/);
     await stopProcess(worker);

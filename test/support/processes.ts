@@ -20,6 +20,16 @@ export function startProcess(cmd: string, args: readonly string[], opts: { env: 
   return Object.assign(child, { output: () => out });
 }
 
+/** The first JSON log line of `p` that contains `needle`, parsed (throws until there is one: use with eventually). */
+export function jsonLogLine<T = Record<string, unknown>>(p: Started, needle: string): T {
+  const line = p
+    .output()
+    .split('\n')
+    .find((l) => l.includes(needle));
+  if (!line) throw new Error(`no log line with ${needle} yet`);
+  return JSON.parse(line) as T;
+}
+
 /** Sends `signal` and waits for the exit (SIGKILL after 15 s). */
 export async function stopProcess(child: ChildProcess | undefined, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   if (!child || child.exitCode !== null || child.signalCode !== null) return;

@@ -12,6 +12,10 @@ import { SIGNATURE_FORMATS, type SignatureFormat } from '../protocol/signing.js'
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
+/** Pool names: celeriac's, and Celery's with the closest meaning (solo = event-loop, prefork = processes). */
+export const POOL_NAMES = ['event-loop', 'threads', 'processes', 'solo', 'prefork'] as const;
+export type PoolName = (typeof POOL_NAMES)[number];
+
 /** The validated, frozen configuration of an app and its worker. */
 export interface Config {
   readonly name: string;
@@ -37,6 +41,12 @@ export interface Config {
   readonly trackStarted: boolean;
   readonly queues: readonly string[];
   readonly concurrency: number;
+  readonly pool: PoolName;
+  readonly maxTasksPerChild: number | null;
+  readonly maxMemoryPerChildKib: number | null;
+  /** `MAX,MIN`, as Celery's --autoscale; null = a fixed pool of `concurrency`. */
+  readonly autoscale: string | null;
+  readonly watch: boolean;
   readonly prefetchMultiplier: number;
   readonly hostname: string;
   readonly metricsPort: number | null;
@@ -50,7 +60,7 @@ export interface Config {
 
 /** How a config value is parsed and checked (the `kind` of a ConfigKey). */
 export type ConfigValueKind =
-  | { type: 'string'; nullable?: boolean }
+  | { type: 'string'; pattern?: RegExp; expected?: string; nullable?: boolean }
   | { type: 'int'; min: number; max?: number; nullable?: boolean }
   | { type: 'bool' }
   | { type: 'enum'; values: readonly string[]; nullable?: boolean }
@@ -228,7 +238,47 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     flag: 'concurrency',
     kind: { type: 'int', min: 1, max: 10_000 },
     default: 10,
-    doc: 'Tasks the worker runs at once.',
+    doc: 'Tasks the worker runs at once: slots (event-loop, threads) or children (processes).',
+  },
+  {
+    key: 'pool',
+    env: ['CELERIAC_POOL'],
+    flag: 'pool',
+    kind: { type: 'enum', values: POOL_NAMES },
+    default: 'event-loop',
+    doc: 'Where tasks run: event-loop (async calls in the worker; Celery\'s solo), threads (worker_threads), processes (forked children; Celery\'s prefork). See README "Choosing a pool".',
+  },
+  {
+    key: 'maxTasksPerChild',
+    env: ['CELERIAC_MAX_TASKS_PER_CHILD'],
+    flag: 'max-tasks-per-child',
+    kind: { type: 'int', min: 1, nullable: true },
+    default: null,
+    doc: 'threads/processes: replace a runner after it ran this many tasks (after the task, never during it).',
+  },
+  {
+    key: 'maxMemoryPerChildKib',
+    env: ['CELERIAC_MAX_MEMORY_PER_CHILD_KIB'],
+    flag: 'max-memory-per-child',
+    kind: { type: 'int', min: 1, nullable: true },
+    default: null,
+    doc: "threads/processes: replace a runner whose memory passed this many KiB after a task (Celery's unit; a child's RSS, a thread's V8 heap).",
+  },
+  {
+    key: 'autoscale',
+    env: ['CELERIAC_AUTOSCALE'],
+    flag: 'autoscale',
+    kind: { type: 'string', pattern: /^\s*\d+\s*(,\s*\d+\s*)?$/, expected: 'MAX,MIN (e.g. 10,3) or none', nullable: true },
+    default: null,
+    doc: "Grow the pool up to MAX slots or children with load and shrink it to MIN when idle, as Celery's autoscaler; replaces concurrency.",
+  },
+  {
+    key: 'watch',
+    env: ['CELERIAC_WATCH'],
+    flag: 'watch',
+    kind: { type: 'bool' },
+    default: false,
+    doc: 'Development (CLI): restart the worker when a source file in the tasks module folder changes; running tasks finish first.',
   },
   {
     key: 'prefetchMultiplier',
@@ -302,7 +352,8 @@ function parseValue(k: ConfigKey, raw: unknown, where: string, problems: string[
   const kind = k.kind;
   switch (kind.type) {
     case 'string':
-      if (kind.nullable && (raw === null || raw === undefined || raw === '')) return null;
+      if (kind.nullable && (raw === null || raw === undefined || (typeof raw === 'string' && NONE.has(raw.toLowerCase())))) return null;
+      if (kind.pattern) return typeof raw === 'string' && kind.pattern.test(raw) ? raw : bad(kind.expected ?? String(kind.pattern));
       return typeof raw === 'string' && raw !== '' ? raw : bad('a non-empty string');
     case 'bool':
       if (typeof raw === 'boolean') return raw;

@@ -25,8 +25,9 @@ export interface TaskOptions {
   /** Acknowledge after running instead of at start (default: config acksLate). */
   readonly acksLate?: boolean;
   /**
-   * With acksLate: a message whose runner died or was cut off is given back to the queue instead of
-   * stored FAILURE(WorkerLostError) (Celery's task_reject_on_worker_lost). Only for idempotent tasks.
+   * Celery's task_reject_on_worker_lost: with acksLate, a message whose runner died (a killed
+   * child or thread, a cut-off shutdown) is given back to the queue instead of stored as
+   * FAILURE(WorkerLostError). The task may then run twice: make it idempotent.
    */
   readonly rejectOnWorkerLost?: boolean;
   /**

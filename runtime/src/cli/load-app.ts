@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Command } from 'commander';
 import { createApp, type App } from '../app/app.js';
+import { importApp } from '../app/app-module.js';
 import type { Config } from '../app/config.js';
 import { ConfigError } from '../errors.js';
 
@@ -14,8 +15,9 @@ export function withConnectionOptions(cmd: Command): Command {
     .option('--result-backend <url>', 'result backend URL; env CELERIAC_RESULT_BACKEND');
 }
 
-function isApp(v: unknown): v is App {
-  return v !== null && typeof v === 'object' && typeof (v as App).task === 'function' && (v as App).tasks instanceof Map;
+/** The file URL of the `-A` module (the pool runners import it too). */
+export function appModuleUrl(path: string): string {
+  return pathToFileURL(resolve(process.cwd(), path)).href;
 }
 
 /** Imports `-A` (or CELERIAC_APP) and applies the CLI flags on top of its config. */
@@ -23,19 +25,7 @@ export async function loadApp(opts: { app?: string }, flags: Partial<Record<keyo
   const path = opts.app ?? process.env.CELERIAC_APP;
   let app: App;
   if (path) {
-    const url = pathToFileURL(resolve(process.cwd(), path)).href;
-    let mod: Record<string, unknown>;
-    try {
-      mod = (await import(url)) as Record<string, unknown>;
-    } catch (err) {
-      // The module loaded but its createApp() refused the configuration (a CELERIAC_* variable):
-      // that error names the variable, which is what to fix, not the module.
-      if (err instanceof ConfigError) throw err;
-      throw new ConfigError([`--app ${path}: cannot import ${url}: ${(err as Error).message}`]);
-    }
-    const candidate = mod.app ?? mod.default;
-    if (!isApp(candidate)) throw new ConfigError([`--app ${path}: the module exports no celeriac app (export \`app\` or a default made with createApp())`]);
-    app = candidate;
+    app = await importApp(appModuleUrl(path), `--app ${path}`);
   } else if (required) {
     throw new ConfigError(['--app: a worker needs the module that defines its tasks (-A ./tasks.js or CELERIAC_APP)']);
   } else {

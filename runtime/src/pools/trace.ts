@@ -34,8 +34,8 @@ export class TimeLimitExceeded extends CeleriacError {
 }
 
 const HARD_LIMIT = Symbol('hard time limit');
-/** Abort reasons that stop waiting for the task (a soft time limit only asks it to stop). */
-const isKill = (reason: unknown) => reason === 'terminated' || reason === 'shutdown';
+/** Abort reasons that stop waiting for the task, or end its runner (a soft time limit only asks it to stop). */
+export const isKill = (reason: unknown) => reason === 'terminated' || reason === 'shutdown';
 const KILLED = Symbol('killed');
 
 export interface TraceInput {
@@ -51,6 +51,23 @@ export interface TraceInput {
   readonly ctl: AbortController;
   /** What the task may do to the canvas around it (ctx.addToChord, ctx.applyChild); the worker gives it. */
   readonly canvas?: TaskCanvas;
+  /**
+   * The pool enforces the hard time limit itself by terminating the runner (threads, processes):
+   * trace then only applies the soft limit.
+   */
+  readonly hardLimitByPool?: boolean;
+  /** Content type of the task message: the serializer by which values cross to a runner (default JSON). */
+  readonly contentType?: string;
+}
+
+/** A task's `[hard, soft]` time limits in ms: Celery's timelimit header over the task's own options. */
+export function timeLimitsOf(task: Task, req: TaskRequest): { hardMs: number | null; softMs: number | null } {
+  // Celery's timelimit header is [hard, soft] in seconds.
+  const [hard, soft] = req.timelimit;
+  return {
+    hardMs: hard !== null ? hard * 1000 : (task.options.timeLimit ?? null),
+    softMs: soft !== null ? soft * 1000 : (task.options.softTimeLimit ?? null),
+  };
 }
 
 /** The canvas operations of a running task, bound to its request by the worker. */
@@ -98,7 +115,10 @@ export async function trace(i: TraceInput): Promise<TaskOutcome> {
     kwargs: req.kwargs,
     eta: req.eta,
     expires: req.expires,
-    log: i.log,
+    // Read on use: the per-task child logger costs only tasks that log.
+    get log() {
+      return i.log;
+    },
     signal: ctl.signal,
     retry(r = {}) {
       throw nextRetry(r);
@@ -110,9 +130,7 @@ export async function trace(i: TraceInput): Promise<TaskOutcome> {
     applyChild: (i.canvas ?? NO_CANVAS).applyChild,
   };
 
-  // Celery's timelimit header is [hard, soft] in seconds; the task's own options are the default.
-  const hardMs = req.timelimit[0] !== null ? req.timelimit[0] * 1000 : (opts.timeLimit ?? null);
-  const softMs = req.timelimit[1] !== null ? req.timelimit[1] * 1000 : (opts.softTimeLimit ?? null);
+  const { softMs, hardMs } = timeLimitsOf(task, req);
   if (softMs) timers.push(setTimeout(() => ctl.abort(new SoftTimeLimitExceeded(softMs)), softMs));
 
   const runtime = () => performance.now() - started;
@@ -125,7 +143,7 @@ export async function trace(i: TraceInput): Promise<TaskOutcome> {
     };
     if (ctl.signal.aborted) return onAbort();
     ctl.signal.addEventListener('abort', onAbort, { once: true });
-    if (hardMs) timers.push(setTimeout(() => resolve(HARD_LIMIT), hardMs));
+    if (hardMs && !i.hardLimitByPool) timers.push(setTimeout(() => resolve(HARD_LIMIT), hardMs));
   });
   try {
     const run = Promise.resolve().then(() => task.fn.apply(ctx, bindArguments(req.name, opts, req.args, req.kwargs) as never));

@@ -163,6 +163,10 @@ export class Consumer {
       this.pump();
     });
     deps.metrics.slots.set(deps.pool.size);
+    deps.pool.onResize?.((size) => {
+      deps.metrics.slots.set(size);
+      this.pump();
+    });
     // In-flight gauges are read when Prometheus scrapes, not written on every task (hot path).
     deps.metrics.onCollect(() => {
       const m = deps.metrics;
@@ -461,7 +465,7 @@ export class Consumer {
         await this.deps.app.tracing(),
         () => runTask(req, d.info, config.hostname, this.deps.broker.kind),
         async () => {
-          const run = () => pool.run({ task, req, info: d.info, hostname: config.hostname, log: j.log, ctl, canvas: this.taskCanvas(j) });
+          const run = () => pool.run({ task, req, info: d.info, hostname: config.hostname, log: j.log, ctl, canvas: this.taskCanvas(j), contentType: d.message.contentType });
           const { watchdog } = this.deps;
           const outcome = await (watchdog ? watchdog.runAs({ id: req.id, name: req.displayName }, run) : run());
           metrics.duration.observe(labels, outcome.runtimeMs / 1000);
@@ -494,6 +498,12 @@ export class Consumer {
         return;
       }
       case 'FAILURE': {
+        if (late && o.error instanceof WorkerLostError && j.task.options.rejectOnWorkerLost) {
+          // Celery's task_reject_on_worker_lost: the message goes back to the queue instead.
+          j.log.warn({ err: o.error }, 'the runner of the task died under it: message given back to the queue (rejectOnWorkerLost)');
+          this.count(j, 'rejected');
+          return d.requeue();
+        }
         const exc = exceptionToDict(o.error);
         j.log.error({ err: o.error, runtimeMs: o.runtimeMs }, `task failed in ${sec}s: ${exc.exc_type}: ${String(exc.exc_message)}`);
         const traceback = tracebackOf(o.error);

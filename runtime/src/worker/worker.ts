@@ -7,7 +7,8 @@ import type { Logger } from 'pino';
 import type { App } from '../app/app.js';
 import { createWorkerMetrics, type WorkerMetrics } from '../metrics/worker-metrics.js';
 import { startMetricsServer, type MetricsServer } from '../metrics/server.js';
-import { createEventLoopPool, type Pool } from '../pools/pool.js';
+import type { PoolName } from '../app/config.js';
+import { createPoolFromConfig, prefetchConcurrency, startPoolServices, type Pool } from '../pools/pool.js';
 import { CONTROL_EXCHANGE } from '../protocol/control.js';
 import { CeleriacError, ConfigError, redactUrl } from '../errors.js';
 import { registerCanvasTasks } from '../canvas/builtins.js';
@@ -39,7 +40,13 @@ export interface Worker {
 }
 
 export interface WorkerOptions {
-  readonly pool?: Pool;
+  /** A pool name (default: the config's `pool`), or a pool made by the caller. */
+  readonly pool?: Pool | PoolName;
+  /**
+   * The module that defines the app and its tasks, as a file URL (`import.meta.url` in that
+   * module): the threads and processes pools import it in each runner.
+   */
+  readonly tasksModule?: string;
   /**
    * When the metrics port is taken (a second worker on the machine with the default port), listen
    * on any free port and log it, instead of failing. The CLI sets it when no port was asked for.
@@ -61,7 +68,8 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
   let stopped: Promise<void> | null = null;
   // A running worker keeps its process alive even when its broker holds no handle (memory://).
   let keepAlive: NodeJS.Timeout | null = null;
-  const pool = opts.pool ?? createEventLoopPool(config.concurrency);
+  const pool = typeof opts.pool === 'object' ? opts.pool : createPoolFromConfig(config, { name: opts.pool, tasksModule: opts.tasksModule, log });
+  let stopPoolServices: () => void = () => undefined;
 
   const worker: Worker = {
     get metricsUrl() {
@@ -79,7 +87,7 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
         const w = (watchdog = await startWatchdog({ thresholdMs: config.eventLoopBlockedMs, log }));
         metrics.onCollect(() => metrics.eventLoopLag.set(w.takeMaxLagMs() / 1000));
       }
-      consumer = new Consumer({ app, config, broker, backend, pool, metrics, log, watchdog });
+      consumer = new Consumer({ app, config: { ...config, concurrency: prefetchConcurrency(config) }, broker, backend, pool, metrics, log, watchdog });
       if (config.metricsPort !== null) {
         const hooks = {
           registry: metrics.registry,
@@ -112,6 +120,7 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
           log.error({ err }, 'remote control subscription failed: revoke will not reach this worker');
         });
       consumer.start();
+      stopPoolServices = startPoolServices(pool, config, { held: () => c.counts().active + c.counts().reserved, log });
       keepAlive = setInterval(() => undefined, 1 << 30);
       log.info(
         {
@@ -146,6 +155,7 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
       if (stopped && o.graceful === false) void consumer?.abortRunning(coldReason);
       return (stopped ??= (async () => {
         const graceful = o.graceful ?? true;
+        stopPoolServices();
         await worker.drain();
         let why = coldReason;
         if (graceful && consumer) {
@@ -166,6 +176,7 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
     },
     problem() {
       if (consumer?.failure) return `the consumer stopped: ${consumer.failure.message}`;
+      if (pool.healthy?.() === false) return `the ${pool.kind} pool has no runner: its last starts failed`;
       const c = consumer;
       const stuck = c ? watchdog?.stuck((id) => c.isRunning(id)) : null;
       return stuck ? `task ${stuck.task.name}[${stuck.task.id}] blocked the event loop for ${stuck.blockedMs / 1000}s or more and is still running` : null;

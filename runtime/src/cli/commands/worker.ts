@@ -1,7 +1,8 @@
 /** `celeriac worker`: run a worker until SIGTERM/SIGINT (warm), or a second signal (cold). */
 import { Command } from 'commander';
 import { createWorker } from '../../worker/worker.js';
-import { loadApp, withConnectionOptions } from '../load-app.js';
+import { appModuleUrl, loadApp, withConnectionOptions } from '../load-app.js';
+import { superviseWatched, WATCHED_CHILD } from '../watch-supervisor.js';
 import { beatFromFlags, withBeatOptions, type BeatFlags } from './beat.js';
 
 /** After an uncaught exception the process state is suspect: the cold stop gets this long, then the process exits anyway. */
@@ -14,6 +15,11 @@ interface WorkerFlags extends BeatFlags {
   resultBackend?: string;
   queues?: string;
   concurrency?: string;
+  pool?: string;
+  maxTasksPerChild?: string;
+  maxMemoryPerChild?: string;
+  autoscale?: string;
+  watch?: boolean;
   prefetchMultiplier?: string;
   hostname?: string;
   metricsPort?: string;
@@ -25,6 +31,11 @@ export function workerCommand(): Command {
     .description('Run a worker: consume queues and execute the tasks of --app.')
     .option('-Q, --queues <list>', 'comma-separated queues to consume (default: celery); env CELERIAC_QUEUES')
     .option('-c, --concurrency <n>', 'tasks run at once (default 10); env CELERIAC_CONCURRENCY')
+    .option('-P, --pool <name>', 'event-loop (default), threads or processes; Celery names solo and prefork too; env CELERIAC_POOL')
+    .option('--max-tasks-per-child <n>', 'threads/processes: replace a runner after N tasks')
+    .option('--max-memory-per-child <kib>', 'threads/processes: replace a runner past this memory (KiB) after a task')
+    .option('--autoscale <max,min>', 'grow to MAX slots or children with load, shrink to MIN when idle')
+    .option('--watch', 'development: restart the worker (warm) when a file of the tasks module folder changes')
     .option('--prefetch-multiplier <n>', 'messages reserved per slot (default 4; 0 = unlimited)')
     .option('-n, --hostname <name>', 'node name, name@host (default celeriac@<hostname>)')
     .option(
@@ -45,6 +56,11 @@ export function workerCommand(): Command {
           resultBackend: f.resultBackend,
           queues: f.queues,
           concurrency: f.concurrency,
+          pool: f.pool,
+          maxTasksPerChild: f.maxTasksPerChild,
+          maxMemoryPerChildKib: f.maxMemoryPerChild,
+          autoscale: f.autoscale,
+          watch: process.env[WATCHED_CHILD] === undefined ? f.watch : false,
           prefetchMultiplier: f.prefetchMultiplier,
           hostname: f.hostname,
           metricsPort: f.metricsPort,
@@ -52,9 +68,11 @@ export function workerCommand(): Command {
         },
         true,
       );
+      const tasksModule = appModuleUrl((f.app ?? process.env.CELERIAC_APP)!);
+      if (app.config.watch && process.env[WATCHED_CHILD] === undefined) return superviseWatched(tasksModule, app.log);
       // With no port asked for, a second worker on this machine takes any free port for /metrics.
       const portAsked = f.metricsPort !== undefined || process.env.CELERIAC_METRICS_PORT !== undefined;
-      const worker = createWorker(app, { anyMetricsPortWhenTaken: !portAsked });
+      const worker = createWorker(app, { tasksModule, anyMetricsPortWhenTaken: !portAsked });
       const beat = f.beat ? await beatFromFlags(app, f) : null;
       let signals = 0;
       const onSignal = (sig: NodeJS.Signals) => {

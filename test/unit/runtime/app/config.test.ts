@@ -34,6 +34,22 @@ describe('config', () => {
   });
 });
 
+describe('config: pools', () => {
+  it("accepts celeriac's pool names and Celery's, and checks autoscale's MAX,MIN", () => {
+    for (const pool of ['event-loop', 'threads', 'processes', 'solo', 'prefork']) assert.equal(loadConfig({ env: { CELERIAC_POOL: pool } }).pool, pool);
+    assert.equal(loadConfig({ env: { CELERIAC_AUTOSCALE: '10,3' } }).autoscale, '10,3');
+    assert.equal(loadConfig({ flags: { maxMemoryPerChildKib: '204800', maxTasksPerChild: 'none' } }).maxMemoryPerChildKib, 204_800);
+    try {
+      loadConfig({ env: { CELERIAC_POOL: 'gevent', CELERIAC_AUTOSCALE: 'ten' } });
+      assert.fail('expected a ConfigError');
+    } catch (err) {
+      assert.ok(err instanceof ConfigError);
+      assert.match(err.message, /CELERIAC_POOL: expected one of event-loop, threads, processes, solo, prefork/);
+      assert.match(err.message, /CELERIAC_AUTOSCALE: expected MAX,MIN/);
+    }
+  });
+});
+
 describe('README', () => {
   it('shows the configuration table exactly as the config table makes it', async () => {
     const { readFileSync } = await import('node:fs');

@@ -1,0 +1,94 @@
+/**
+ * A runner: the entry of a pool thread (worker_threads) or child process (child_process.fork).
+ * It imports the same tasks module as the worker, with the worker's configuration on top, then
+ * runs one task at a time through trace(), so `this` (ids, retry(), replace(), log, signal, the
+ * soft time limit) is the very same code as in the event-loop pool.
+ *
+ * The runner has its own app: its broker and backend connect lazily, only when a task itself
+ * sends a task or reads a result, as each Celery prefork child has its own connections. Proxying
+ * those calls through the worker would serialize every send through one message channel and
+ * still need the same connection code in the runner's app; nothing a task can call needs the
+ * worker's own state. Results, retries, links and acks stay with the worker (the outcome crosses back).
+ *
+ * The hard time limit is not applied here: the worker terminates the whole runner.
+ */
+import { getHeapStatistics } from 'node:v8';
+import { parentPort, threadId } from 'node:worker_threads';
+import type { Logger } from 'pino';
+import { importApp } from '../app/app-module.js';
+import type { App } from '../app/app.js';
+import { crossError, crossOutcome, uncrossRequest, type FromRunner, type ToRunner } from './crossing.js';
+import { trace } from './trace.js';
+
+const post: (m: FromRunner) => void = parentPort ? (m) => parentPort!.postMessage(m) : (m) => process.send!(m);
+const inThread = parentPort !== null;
+
+/**
+ * Memory this runner holds, in KiB: a child process's resident set (Celery's measure); a thread
+ * shares its process's, so its own V8 heap.
+ */
+const measuredKib = (): number => Math.round((inThread ? getHeapStatistics().used_heap_size : process.memoryUsage.rss()) / 1024);
+let memoryKib = (): number => 0;
+
+/** Reports a task failed by the runner itself (not by the task's own code). */
+const failed = (m: Extract<ToRunner, { type: 'run' }>, err: unknown, runtimeMs = 0) =>
+  post({ type: 'done', job: m.job, outcome: crossOutcome({ state: 'FAILURE', error: err, runtimeMs }, m.request.serializer), memoryKib: memoryKib() });
+
+let app: App | null = null;
+let log: Logger | null = null;
+
+async function onMessage(m: ToRunner): Promise<void> {
+  if (m.type === 'init') {
+    try {
+      app = await importApp(m.tasksModule, `tasks module ${m.tasksModule}`);
+      app.configure(m.config);
+      if (m.measureMemory) memoryKib = measuredKib;
+      log = app.log.child({ component: 'runner', pid: process.pid, ...(inThread ? { thread: threadId } : {}) });
+      post({ type: 'ready' });
+    } catch (err) {
+      post({ type: 'fatal', error: crossError(err, 'json') });
+    }
+    return;
+  }
+  const req = uncrossRequest(m.request);
+  const task = app!.tasks.get(req.name);
+  let taskLog: Logger | null = null;
+  const logOnUse = () => (taskLog ??= log!.child({ taskId: req.id, taskName: req.displayName }));
+  if (!task) {
+    // The worker checked the name against its own copy of the module: they differ (a file changed between the imports).
+    return failed(m, new Error(`Task "${req.name}" is not registered in this runner's copy of the tasks module`));
+  }
+  const outcome = await trace({
+    task,
+    req,
+    info: m.info,
+    hostname: m.hostname,
+    get log() {
+      return logOnUse();
+    },
+    ctl: new AbortController(),
+    hardLimitByPool: true,
+  });
+  try {
+    post({ type: 'done', job: m.job, outcome: crossOutcome(outcome, m.request.serializer), memoryKib: memoryKib() });
+  } catch (err) {
+    // A result the wire cannot carry (a cycle, a BigInt in msgpack): the worker could not store it either.
+    failed(m, err, outcome.runtimeMs);
+  }
+}
+
+const receive = (m: ToRunner) =>
+  onMessage(m).catch((err) => {
+    // Only a request the runner cannot decode gets here: the task fails, the runner serves on.
+    if (m.type === 'run') failed(m, err);
+    else post({ type: 'fatal', error: crossError(err, 'json') });
+  });
+if (parentPort) parentPort.on('message', receive);
+else {
+  process.on('message', receive);
+  // The worker is gone (killed itself): a runner has nobody to report to.
+  process.on('disconnect', () => process.exit(0));
+  // A terminal's Ctrl-C reaches the whole process group: the worker decides (warm shutdown lets
+  // the running task finish), as Celery's children ignore SIGINT.
+  process.on('SIGINT', () => undefined);
+}
