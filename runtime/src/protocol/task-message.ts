@@ -7,6 +7,7 @@ import { DecodeError, ProtocolError } from '../errors.js';
 import { compress, decompress, type CompressionName } from './compression.js';
 import { deserialize, serializerByName, type SerializerName } from './serializers.js';
 import { checkSize, DEFAULT_LIMITS, type InputLimits } from './limits.js';
+import { pyRepr } from './py-repr.js';
 
 /** A signature as Celery's canvas writes it (spec §1.4). */
 export interface SignatureDict {
@@ -105,24 +106,6 @@ export function parseIsoTime(value: unknown, field: string): Date | null {
   const d = new Date(naive ? `${text}Z` : text);
   if (Number.isNaN(d.getTime())) throw new ProtocolError(`Header "${field}" is not a valid ISO-8601 time: "${value}"`);
   return d;
-}
-
-/** Python's repr() of JSON-like values, for `argsrepr`/`kwargsrepr` (logs and events only). */
-export function pyRepr(value: unknown, depth = 0): string {
-  if (value === null || value === undefined) return 'None';
-  if (value === true) return 'True';
-  if (value === false) return 'False';
-  if (typeof value === 'number') return Number.isInteger(value) ? String(value) : String(value);
-  if (typeof value === 'string') return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
-  if (depth > 8) return '...';
-  if (Array.isArray(value)) return `[${value.map((v) => pyRepr(v, depth + 1)).join(', ')}]`;
-  if (value instanceof Date) return `'${value.toISOString()}'`;
-  if (typeof value === 'object') {
-    return `{${Object.entries(value as Record<string, unknown>)
-      .map(([k, v]) => `'${k}': ${pyRepr(v, depth + 1)}`)
-      .join(', ')}}`;
-  }
-  return String(value);
 }
 
 function argsRepr(args: readonly unknown[]): string {
