@@ -19,6 +19,7 @@ const RUNTIME: Record<string, number> = {
   transport: 2,
   brokers: 3,
   backends: 4,
+  events: 4,
   app: 5,
   pools: 6,
   beat: 6,

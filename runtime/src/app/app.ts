@@ -10,6 +10,7 @@ import { createBroker } from '../brokers/index.js';
 import { createResultBackend } from '../backends/index.js';
 import type { ResultBackend } from '../backends/result-backend.js';
 import { CeleriacError, ConfigError } from '../errors.js';
+import { createEventDispatcher, type EventDispatcher } from '../events/dispatcher.js';
 import { createLogger } from '../logging/logger.js';
 import { CONTROL_EXCHANGE, encodeControl } from '../protocol/control.js';
 import { revokedMeta } from '../protocol/result-meta.js';
@@ -90,6 +91,8 @@ export function createApp(options: AppOptions = {}): App {
   const tasks = new Map<string, Task>();
   let brokerP: Promise<Broker> | null = null;
   let backendP: Promise<ResultBackend> | null = null;
+  /** Sends task-sent events when taskSendSentEvent is on; made on first use. */
+  let sentEvents: EventDispatcher | null = null;
 
   const broker = (): Promise<Broker> =>
     (brokerP ??= (async () => {
@@ -125,6 +128,24 @@ export function createApp(options: AppOptions = {}): App {
       log.warn({ err, taskId: id, taskName: name }, 'publish failed, retrying once');
       await new Promise((r) => setTimeout(r, 200));
       await b.publish(queue, message);
+    }
+    if (config.taskSendSentEvent) {
+      const h = message.headers;
+      sentEvents ??= createEventDispatcher({ broker: b, hostname: origin, log: log.child({ component: 'events' }), taskEvents: true });
+      sentEvents.send('task-sent', {
+        uuid: id,
+        root_id: h.root_id,
+        parent_id: h.parent_id,
+        name,
+        args: h.argsrepr,
+        kwargs: h.kwargsrepr,
+        retries: h.retries,
+        eta: h.eta,
+        expires: h.expires,
+        queue,
+        exchange: '',
+        routing_key: queue,
+      });
     }
     return new AsyncResult(id, host);
   }
@@ -194,6 +215,8 @@ export function createApp(options: AppOptions = {}): App {
     async close() {
       const [b, r] = [brokerP, backendP];
       brokerP = backendP = null;
+      await sentEvents?.flush();
+      sentEvents = null;
       if (r) await (await r).close();
       if (b) await (await b).close();
     },

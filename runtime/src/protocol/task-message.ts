@@ -227,13 +227,15 @@ export function decodeTask(m: WireMessage, accepted: ReadonlySet<string>, limits
     const id = h.id;
     if (typeof id !== 'string' || id === '') throw new ProtocolError(`Task message for "${h.task}" has no "id" header`);
     const shadow = optString(h.shadow);
+    const args = asArgs(decoded[0]);
+    const kwargs = asRecord(decoded[1], 'Task kwargs');
     return {
       protocol: 2,
       id,
       name: h.task,
       displayName: shadow ?? h.task,
-      args: asArgs(decoded[0]),
-      kwargs: asRecord(decoded[1], 'Task kwargs'),
+      args,
+      kwargs,
       embed: embedOf(decoded[2]),
       eta: parseIsoTime(h.eta, 'eta'),
       expires: parseIsoTime(h.expires, 'expires'),
@@ -248,8 +250,9 @@ export function decodeTask(m: WireMessage, accepted: ReadonlySet<string>, limits
       replyTo: optString(props.reply_to),
       correlationId: optString(props.correlation_id) ?? id,
       priority: optInt(props.priority),
-      argsrepr: typeof h.argsrepr === 'string' ? h.argsrepr : '',
-      kwargsrepr: typeof h.kwargsrepr === 'string' ? h.kwargsrepr : '',
+      // Celery's Request: the header, or the repr of the values when a client sent none (celery-node).
+      argsrepr: typeof h.argsrepr === 'string' && h.argsrepr !== '' ? h.argsrepr : argsRepr(args),
+      kwargsrepr: typeof h.kwargsrepr === 'string' && h.kwargsrepr !== '' ? h.kwargsrepr : pyRepr(kwargs).slice(0, 1024),
       headers: h,
     };
   }

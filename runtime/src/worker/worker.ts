@@ -11,13 +11,22 @@ import { createEventLoopPool, type Pool } from '../pools/pool.js';
 import { CONTROL_EXCHANGE } from '../protocol/control.js';
 import { CeleriacError, redactUrl } from '../errors.js';
 import { registerCanvasTasks } from '../canvas/builtins.js';
+import { createEventDispatcher, type EventDispatcher } from '../events/dispatcher.js';
 import { Consumer } from './consumer.js';
+import { startWorkerEvents, type WorkerEvents } from './heartbeat.js';
 
 export interface Worker {
   /** `/metrics` URL, once started (null when the metrics port is disabled). */
   readonly metricsUrl: string | null;
   readonly metrics: WorkerMetrics;
   readonly log: Logger;
+  /**
+   * This worker's event dispatcher, once started (null before): remote control's enable_events /
+   * disable_events call `events.enable()` / `events.disable()` and reply with the text they return.
+   */
+  readonly events: EventDispatcher | null;
+  /** Sends a worker-heartbeat event now (the `heartbeat` control command); no-op before start. */
+  heartbeat(): void;
   start(): Promise<void>;
   /** Stops consuming and gives back prefetched and scheduled messages; running tasks finish. */
   drain(): Promise<void>;
@@ -37,6 +46,8 @@ export function createWorker(app: App, opts: { pool?: Pool } = {}): Worker {
   const log = app.log.child({ component: 'worker', hostname: config.hostname });
   const metrics = createWorkerMetrics();
   let consumer: Consumer | null = null;
+  let events: EventDispatcher | null = null;
+  let workerEvents: WorkerEvents | null = null;
   let server: MetricsServer | null = null;
   let control: AbortController | null = null;
   let draining: Promise<void> | null = null;
@@ -51,12 +62,19 @@ export function createWorker(app: App, opts: { pool?: Pool } = {}): Worker {
     },
     metrics,
     log,
+    get events() {
+      return events;
+    },
+    heartbeat() {
+      workerEvents?.heartbeat();
+    },
     async start() {
       registerCanvasTasks(app);
       const broker = await app.broker();
       const backend = await app.backend();
       await pool.start();
-      consumer = new Consumer({ app, config, broker, backend, pool, metrics, log });
+      events = createEventDispatcher({ broker, hostname: config.hostname, log: log.child({ component: 'events' }), taskEvents: config.workerSendTaskEvents });
+      consumer = new Consumer({ app, config, broker, backend, pool, metrics, events, log });
       if (config.metricsPort !== null) {
         server = await startMetricsServer(config.metricsPort, {
           registry: metrics.registry,
@@ -74,6 +92,7 @@ export function createWorker(app: App, opts: { pool?: Pool } = {}): Worker {
           log.error({ err }, 'remote control subscription failed: revoke will not reach this worker');
         });
       consumer.start();
+      workerEvents = startWorkerEvents(events, () => ({ active: c.counts().active, processed: c.processed }), config.workerHeartbeatIntervalMs);
       keepAlive = setInterval(() => undefined, 1 << 30);
       log.info(
         {
@@ -84,6 +103,7 @@ export function createWorker(app: App, opts: { pool?: Pool } = {}): Worker {
           pool: pool.kind,
           tasks: [...app.tasks.keys()],
           metrics: server?.url ?? null,
+          taskEvents: config.workerSendTaskEvents,
         },
         `worker ready: consuming ${config.queues.join(', ')} with ${pool.size} slots`,
       );
@@ -116,6 +136,7 @@ export function createWorker(app: App, opts: { pool?: Pool } = {}): Worker {
         control?.abort();
         await pool.stop({ graceful, timeoutMs: config.shutdownTimeoutMs });
         await server?.close();
+        await workerEvents?.stop();
         await app.close();
         if (keepAlive) clearInterval(keepAlive);
         log.info({ processed: consumer?.processed ?? 0 }, 'worker stopped');

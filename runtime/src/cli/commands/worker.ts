@@ -15,6 +15,7 @@ interface WorkerFlags extends BeatFlags {
   hostname?: string;
   metricsPort?: string;
   loglevel?: string;
+  events?: boolean;
 }
 
 export function workerCommand(): Command {
@@ -26,6 +27,7 @@ export function workerCommand(): Command {
     .option('-n, --hostname <name>', 'node name, name@host (default celeriac@<hostname>)')
     .option('--metrics-port <port>', 'port of /metrics, /healthz, /drain (default 9540; 0 = any free port; none = off)')
     .option('-l, --loglevel <level>', 'trace, debug, info, warn, error (default info)')
+    .option('-E, --events', 'send task events for monitors (Flower, celeriac events); env CELERIAC_WORKER_SEND_TASK_EVENTS')
     .option('-B, --beat', 'also run beat (safe with many workers: one beat leads at a time)')
     .addHelpText(
       'after',
@@ -43,6 +45,7 @@ export function workerCommand(): Command {
           hostname: f.hostname,
           metricsPort: f.metricsPort,
           logLevel: f.loglevel,
+          workerSendTaskEvents: f.events,
         },
         true,
       );
