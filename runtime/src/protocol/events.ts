@@ -23,14 +23,7 @@ export interface CeleryEvent {
 
 /** Task events (group `task`), sent only while task events are enabled (spec §6.3). */
 export type TaskEventType =
-  | 'task-sent'
-  | 'task-received'
-  | 'task-started'
-  | 'task-succeeded'
-  | 'task-failed'
-  | 'task-retried'
-  | 'task-rejected'
-  | 'task-revoked';
+  'task-sent' | 'task-received' | 'task-started' | 'task-succeeded' | 'task-failed' | 'task-retried' | 'task-rejected' | 'task-revoked';
 /** Worker events (group `worker`), sent by every worker (spec §6.4). */
 export type WorkerEventType = 'worker-online' | 'worker-heartbeat' | 'worker-offline';
 

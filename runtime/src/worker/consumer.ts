@@ -459,14 +459,17 @@ export class Consumer {
         j.log.info({ retries: req.retries + 1, eta }, `task retry in ${Math.round(r.countdownMs)}ms: ${exc.exc_type}: ${String(exc.exc_message)}`);
         const traceback = tracebackOf(r.exc ?? r);
         await this.store(j, buildMeta(req.id, States.RETRY, exc, { traceback, groupId: req.group, parentId: req.parentId }));
-        this.taskEvent('task-retried', req.id, () => ({ exception: exceptionRepr(exc), traceback }));
+        // Celery sends the Retry's repr: Retry(<itself>, <exc>, <when>).
+        const when = r.eta ? pyStr(isoUtc(r.eta)) : String(r.countdownMs / 1000);
+        this.taskEvent('task-retried', req.id, () => ({ exception: `Retry(Retry(...), ${r.exc ? exceptionRepr(exc) : 'None'}, ${when})`, traceback }));
         this.count(j, 'retried');
         if (late) await d.ack();
         return;
       }
       case 'REJECTED': {
         j.log.warn({ requeue: o.requeue }, `task rejected itself: ${o.reason}`);
-        this.taskEvent('task-rejected', req.id, () => ({ requeue: o.requeue }));
+        // As Celery: only a message not yet acknowledged (late ack) is rejected, and only then announced.
+        if (late) this.taskEvent('task-rejected', req.id, () => ({ requeue: o.requeue }));
         this.count(j, 'rejected');
         if (late) await (o.requeue ? d.requeue() : this.deadLetter(d, o.reason, 'E_REJECT'));
         return;

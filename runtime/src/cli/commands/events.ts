@@ -54,10 +54,16 @@ export function renderView(state: EventState, nowSec: number, maxTasks = 20): st
   const lines = ['Workers', `  ${cell('HOSTNAME', 36)} ${cell('STATUS', 8)} ${cell('ACTIVE', 7)} ${cell('PROCESSED', 10)} ${cell('LOADAVG', 18)} SOFTWARE`];
   for (const w of state.workers.values()) {
     const status = state.alive(w, nowSec) ? 'online' : 'offline';
-    lines.push(`  ${cell(w.hostname, 36)} ${cell(status, 8)} ${cell(String(w.active), 7)} ${cell(String(w.processed), 10)} ${cell(w.loadavg.join(' '), 18)} ${w.swIdent} ${w.swVer}`);
+    lines.push(
+      `  ${cell(w.hostname, 36)} ${cell(status, 8)} ${cell(String(w.active), 7)} ${cell(String(w.processed), 10)} ${cell(w.loadavg.join(' '), 18)} ${w.swIdent} ${w.swVer}`,
+    );
   }
   if (state.workers.size === 0) lines.push('  (none yet: workers send a heartbeat every 2 s)');
-  lines.push('', 'Tasks (most recent first)', `  ${cell('UUID', 36)} ${cell('NAME', 24)} ${cell('STATE', 9)} ${cell('ARGS', 20)} ${cell('RESULT', 24)} RUNTIME`);
+  lines.push(
+    '',
+    'Tasks (most recent first)',
+    `  ${cell('UUID', 36)} ${cell('NAME', 24)} ${cell('STATE', 9)} ${cell('ARGS', 20)} ${cell('RESULT', 24)} RUNTIME`,
+  );
   const recent: TaskView[] = [...state.tasks.values()].slice(-maxTasks).reverse();
   for (const t of recent) {
     const result = t.exception ?? t.result;
