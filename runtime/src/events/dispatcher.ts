@@ -6,9 +6,9 @@
  *
  * Groups: `worker` events always go out; `task` events only while enabled (worker `-E`,
  * `workerSendTaskEvents`, or the `enable_events` control command, which calls enable()).
- * Task events are batched per event-loop turn, as a Python worker batches them per loop tick
- * (spec §6.5): a turn with one event sends it singly (`task.succeeded`), more go as one
- * `task.multi` array (at most 24 per message); receivers accept both.
+ * Task events are batched, as a Python worker batches them per loop tick (spec §6.5): what
+ * gathers within BATCH_MS (or 24 events) goes as one `task.multi` array, a lone event singly
+ * (`task.succeeded`); receivers accept both. Monitors see events at most BATCH_MS late.
  */
 import type { Logger } from 'pino';
 import type { Broker } from '../brokers/broker.js';
@@ -16,6 +16,11 @@ import { encodeEvents, EVENT_EXCHANGE, eventGroup, utcOffsetHours, type CeleryEv
 
 /** Celery flushes a group buffer at this many events. */
 const BATCH_MAX = 24;
+/**
+ * How long task events gather before they go out. Per event-loop turn (setImmediate) gathered
+ * ~1 event per message under load; 10 ms cut the worker's event cost per task (npm run bench).
+ */
+const BATCH_MS = 10;
 
 /** kombu's LamportClock: forward() before each send, adjust() on each clock received. */
 export class LamportClock {
@@ -69,7 +74,7 @@ export function createEventDispatcher(o: EventDispatcherOptions): EventDispatche
   let taskEvents = o.taskEvents;
   const inFlight = new Set<Promise<void>>();
   let buffer: CeleryEvent[] = [];
-  let flushScheduled = false;
+  let flushTimer: NodeJS.Timeout | null = null;
   /** Publishes that failed since the last one that worked: the first one logs, the rest count. */
   let failures = 0;
 
@@ -93,7 +98,8 @@ export function createEventDispatcher(o: EventDispatcherOptions): EventDispatche
   };
 
   const flushBuffer = () => {
-    flushScheduled = false;
+    if (flushTimer) clearTimeout(flushTimer);
+    flushTimer = null;
     const batch = buffer;
     buffer = [];
     if (batch.length === 1) publish(batch[0]!);
@@ -121,10 +127,7 @@ export function createEventDispatcher(o: EventDispatcherOptions): EventDispatche
       if (group !== 'task') return publish(event);
       buffer.push(event);
       if (buffer.length >= BATCH_MAX) return flushBuffer();
-      if (!flushScheduled) {
-        flushScheduled = true;
-        setImmediate(flushBuffer);
-      }
+      flushTimer ??= setTimeout(flushBuffer, BATCH_MS);
     },
     enable() {
       if (taskEvents) return 'task events already enabled';
