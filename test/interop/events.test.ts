@@ -132,9 +132,12 @@ for (const b of brokers) {
               reject: await send('reject'),
               // Expires while held for its ETA (on RabbitMQ an already expired message never arrives:
               // Celery and celeriac set its TTL).
-              expired: await send('add', [1, 1], { countdown: 4000, expires: 2500 }),
+              expired: await send('add', [1, 1], { countdown: 6000, expires: 4000 }),
             };
           };
+          // Both workers consume before anything is sent: the `expired` message must reach them before its TTL.
+          await waitFor(received, 'worker-online', { hostname: tsHost });
+          await waitFor(received, 'worker-online', { hostname: pyHost });
           const ts = await run('interop', tsQueue);
           const pyr = await run('pyinterop', pyQueue);
           for (const [host, ids] of [
