@@ -7,23 +7,10 @@ import { createRequire } from 'node:module';
 import { loadavg, type } from 'node:os';
 import type { EventDispatcher } from '../events/dispatcher.js';
 
-/** celeriac's version, from the package.json of the install (same path from src/ and dist/). */
+/** celeriac's version, from the package's package.json (dist/runtime/src/worker/ is four levels down). */
 function packageVersion(): string {
-  try {
-    const require = createRequire(import.meta.url);
-    for (const p of ['../../../package.json', '../../../../package.json']) {
-      try {
-        const pkg = require(p) as { name?: string; version?: string };
-        if (pkg.name === 'celeriac' && typeof pkg.version === 'string') return pkg.version;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw err;
-      }
-    }
-  } catch (err) {
-    // Only a label in monitors: say so in the field rather than fail the worker.
-    return `unknown (${(err as Error).message})`;
-  }
-  return 'unknown';
+  const pkg = createRequire(import.meta.url)('../../../../package.json') as { name?: string; version?: string };
+  return pkg.name === 'celeriac' && typeof pkg.version === 'string' ? pkg.version : 'unknown';
 }
 
 const SW_VER = packageVersion();

@@ -5,6 +5,7 @@
  * format. Task events arrive only from workers started with `-E` (or after enable_events).
  */
 import { Command } from 'commander';
+import { ConfigError } from '../../errors.js';
 import { EventState, type TaskView } from '../../events/state.js';
 import { receiveEvents, type ReceivedEvent } from '../../events/receiver.js';
 import { loadApp, withConnectionOptions } from '../load-app.js';
@@ -80,6 +81,8 @@ export function eventsCommand(): Command {
     .option('-d, --dump', 'print one line per event instead of the live view')
     .option('--refresh <ms>', 'live view: redraw interval', '1000')
     .action(async (f: { app?: string; broker?: string; dump?: boolean; refresh: string }) => {
+      const refreshMs = Number(f.refresh);
+      if (!Number.isInteger(refreshMs) || refreshMs < 100) throw new ConfigError([`--refresh: expected milliseconds >= 100, got ${JSON.stringify(f.refresh)}`]);
       const app = await loadApp(f, { brokerUrl: f.broker }, false);
       const broker = await app.broker();
       const stop = new AbortController();
@@ -97,7 +100,7 @@ export function eventsCommand(): Command {
         const state = new EventState();
         const tty = process.stdout.isTTY === true;
         const draw = () => process.stdout.write(`${tty ? '\x1b[2J\x1b[H' : '\n'}${renderView(state, Date.now() / 1000)}\n`);
-        const timer = setInterval(draw, Math.max(100, Number(f.refresh) || 1000));
+        const timer = setInterval(draw, refreshMs);
         draw();
         try {
           await receiveEvents(broker, (e) => state.apply(e), stop.signal, { log });

@@ -1,6 +1,9 @@
 // Events a worker sends (runtime/src/events, worker/heartbeat.ts, worker/consumer.ts) received
 // through the memory:// broker's fan-out, as `celeriac events` and Flower receive them.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { type } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { Reject } from '../../../../runtime/src/errors.js';
@@ -9,6 +12,7 @@ import { createTestApp, startTestWorker } from '../../../../runtime/src/testing/
 import type { App } from '../../../../runtime/src/app/app.js';
 import type { Worker } from '../../../../runtime/src/worker/worker.js';
 import { eventually } from '../../../support/eventually.js';
+import { repoRoot } from '../../../support/processes.js';
 
 const silent = pino({ level: 'silent' });
 
@@ -54,6 +58,8 @@ describe('worker events', () => {
     const online = await eventually(() => rx.events.find((e) => e.type === 'worker-online')!);
     assert.equal(online.hostname, 'w1@test');
     assert.equal(online.sw_ident, 'celeriac');
+    assert.equal(online.sw_ver, JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')).version);
+    assert.equal(online.sw_sys, type());
     assert.equal(online.freq, 0.1);
     assert.equal(online.pid, process.pid);
     assert.equal(typeof online.utcoffset, 'number');
