@@ -19,6 +19,9 @@
  * 5 ms, c = cores, on the event-loop, threads and processes pools and on Python Celery prefork:
  * tasks/s from the first send to the last stored result (worker already warm), and CPU per task
  * of the worker with its children and threads, and of redis-server.
+ * `--events on|off|both` (default both): workers with task events (`-E`) too, on Redis, for
+ * celeriac and Python Celery: what monitoring costs per task (no monitor subscribed, so the
+ * events are published and dropped by Redis, as with no Flower running).
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
@@ -46,6 +49,8 @@ const { values: flags } = parseArgs({
     chord: { type: 'string', default: '1000' },
     /** Pool rows instead of the system comparison (Redis). */
     pools: { type: 'boolean', default: false },
+    /** Worker task events (-E), Redis only: off, on, or both (a row each). */
+    events: { type: 'string', default: 'both' },
   },
 });
 const brokerKind = flags.broker as 'redis' | 'amqp' | 'file';
@@ -54,8 +59,17 @@ const C = Number(flags.concurrency);
 const RESULTS = flags.results === 'on';
 const LAT_N = Number(flags.latency);
 const CHORD_N = Number(flags.chord);
-if (!['redis', 'amqp', 'file'].includes(brokerKind) || !(N > 0) || !(C > 0) || !['on', 'off'].includes(flags.results!)) {
-  console.error('usage: bench [--broker redis|amqp|file] [--tasks N] [--concurrency N] [--results on|off] [--latency N] [--profile DIR] [--pools]');
+const EVENTS = flags.events === 'both' ? [false, true] : [flags.events === 'on'];
+if (
+  !['redis', 'amqp', 'file'].includes(brokerKind) ||
+  !(N > 0) ||
+  !(C > 0) ||
+  !['on', 'off'].includes(flags.results!) ||
+  !['on', 'off', 'both'].includes(flags.events!)
+) {
+  console.error(
+    'usage: bench [--broker redis|amqp|file] [--tasks N] [--concurrency N] [--results on|off] [--latency N] [--profile DIR] [--events on|off|both] [--pools]',
+  );
   process.exit(2);
 }
 
@@ -190,11 +204,11 @@ async function waitCompleted(port: number, target: number, from: number): Promis
   }
 }
 
-async function benchCeleriac(brokerUrl: string, backendUrl: string, server: TestServer | null): Promise<Row> {
+async function benchCeleriac(brokerUrl: string, backendUrl: string, server: TestServer | null, events = false): Promise<Row> {
   const queue = uniqueName('bench');
   const app = createApp({ name: 'bench-client', broker: brokerUrl, backend: backendUrl, defaultQueue: queue, logLevel: 'warn' });
   const send = (ignoreResult: boolean) => app.sendTask('bench.add', [1, 2], {}, { queue, ignoreResult });
-  const row: Row = { name: `celeriac ${brokerKind} (c${C})` };
+  const row: Row = { name: `celeriac ${brokerKind} (c${C})${events ? ' -E' : ''}` };
 
   // 1. enqueue, no worker running
   await send(true); // connect and declare first
@@ -205,7 +219,7 @@ async function benchCeleriac(brokerUrl: string, backendUrl: string, server: Test
   // 2. drain
   const port = await freePort();
   const profile = flags.profile ? ['--cpu-prof', `--cpu-prof-dir=${flags.profile}`] : [];
-  const worker = spawnCeleriacWorker(queue, brokerUrl, backendUrl, port, profile);
+  const worker = spawnCeleriacWorker(queue, brokerUrl, backendUrl, port, profile, events ? ['-E'] : []);
   try {
     const d = await waitCompleted(port, N + 1, 0);
     row.drain = ((N + 1 - d.firstCount) / (d.last - d.first)) * 1000;
@@ -344,13 +358,13 @@ function pythonExe(): string | null {
   return venv && existsSync(cached) ? cached : null;
 }
 
-async function benchPython(py: string, redisUrl: string, server: TestServer): Promise<Row> {
+async function benchPython(py: string, redisUrl: string, server: TestServer, events = false): Promise<Row> {
   const queue = uniqueName('bench-py');
   const n = Math.min(N, 3000);
   const latN = Math.min(LAT_N, 300);
   const app = createApp({ name: 'bench-client', broker: redisUrl, backend: redisUrl, defaultQueue: queue, logLevel: 'warn' });
   const raw = new Redis(redisUrl);
-  const row: Row = { name: 'Python Celery 5.7 (solo)', note: `${n} tasks, ${latN} calls, celeriac producer` };
+  const row: Row = { name: `Python Celery 5.7 (solo)${events ? ' -E' : ''}`, note: `${n} tasks, ${latN} calls, celeriac producer` };
   const ids: string[] = [];
   const send = async (ignoreResult: boolean) => (await app.sendTask('bench.add', [1, 2], {}, { queue, ignoreResult })).id;
   let t = performance.now();
@@ -370,7 +384,7 @@ async function benchPython(py: string, redisUrl: string, server: TestServer): Pr
       await sleep(20);
     }
   };
-  const worker = spawnPythonWorker(py, queue, redisUrl);
+  const worker = spawnPythonWorker(py, queue, redisUrl, events ? ['-E'] : []);
   try {
     // Drain: from the first task taken off the queue.
     while ((await raw.llen(queue)) === n) await sleep(5);
@@ -609,10 +623,10 @@ async function main(): Promise<void> {
   if (brokerKind === 'redis') {
     const redis = await startRedis();
     try {
-      rows.push(await benchCeleriac(redis.url, redis.url, redis));
+      for (const events of EVENTS) rows.push(await benchCeleriac(redis.url, redis.url, redis, events));
       rows.push(await benchBullmq(redis.url, redis));
       const py = pythonExe();
-      if (py) rows.push(await benchPython(py, redis.url, redis));
+      if (py) for (const events of EVENTS) rows.push(await benchPython(py, redis.url, redis, events));
       else rows.push({ name: 'Python Celery (solo)', note: 'skipped: no virtualenv (test/support/setup-python.sh)' });
       if (CHORD_N > 0 && RESULTS) {
         chordRows.push(await benchChord(`celeriac (c${C})`, redis.url, (q) => spawnCeleriacWorker(q, redis.url, redis.url, 0)));

@@ -367,6 +367,31 @@ export function brokerContract(name: string, make: () => Broker | Promise<Broker
       assert.equal(seen[1][0], 'hello all');
     });
 
+    it('broadcast carries its routing key to subscribers (event topics such as task.succeeded)', async () => {
+      const b = await open();
+      const ex = uniqueName('topics');
+      const ctl = new AbortController();
+      const seen: [string, string][] = [];
+      const sub = b.subscribe(ex, (m, routingKey) => seen.push([textOf(m), routingKey]), ctl.signal);
+      await eventually(
+        async () => {
+          await b.broadcast(ex, message('keyed'), 'task.succeeded');
+          await sleep(50);
+          assert.ok(seen.length > 0, 'the subscriber received a broadcast');
+        },
+        { timeoutMs: WAIT_MS, intervalMs: 1 },
+      );
+      await b.broadcast(ex, message('plain'));
+      await eventually(() => assert.ok(seen.some(([t]) => t === 'plain')), { timeoutMs: WAIT_MS });
+      ctl.abort();
+      await sub;
+      assert.deepEqual(seen[0], ['keyed', 'task.succeeded']);
+      assert.deepEqual(
+        seen.find(([t]) => t === 'plain'),
+        ['plain', ''],
+      );
+    });
+
     it('counts depth over all priorities and purges', async () => {
       const b = await open();
       const q = uniqueName('purge');

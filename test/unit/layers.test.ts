@@ -21,6 +21,7 @@ const RUNTIME: Record<string, number> = {
   tracing: 2,
   brokers: 3,
   backends: 4,
+  events: 4,
   app: 5,
   pools: 6,
   beat: 6,

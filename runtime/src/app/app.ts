@@ -10,6 +10,7 @@ import { createBroker } from '../brokers/index.js';
 import { createResultBackend } from '../backends/index.js';
 import type { ResultBackend } from '../backends/result-backend.js';
 import { CeleriacError, ConfigError } from '../errors.js';
+import { createEventDispatcher, type EventDispatcher } from '../events/dispatcher.js';
 import { createLogger } from '../logging/logger.js';
 import { CONTROL_EXCHANGE, encodeControl } from '../protocol/control.js';
 import { revokedMeta } from '../protocol/result-meta.js';
@@ -135,6 +136,8 @@ export function createApp(options: AppOptions = {}): App {
   let backendP: Promise<ResultBackend> | null = null;
   let tracingP: Promise<Tracing> | null = null;
   const tracing = async (): Promise<Tracing | null> => (config.tracing ? (tracingP ??= loadTracing()) : null);
+  /** Sends task-sent events when taskSendSentEvent is on; made on first use. */
+  let sentEvents: EventDispatcher | null = null;
 
   const broker = (): Promise<Broker> =>
     (brokerP ??= (async () => {
@@ -183,6 +186,24 @@ export function createApp(options: AppOptions = {}): App {
         await b.publish(queue, message);
       }
     });
+    if (config.taskSendSentEvent) {
+      const h = out.message.headers;
+      sentEvents ??= createEventDispatcher({ broker: b, hostname: origin, log: log.child({ component: 'events' }), taskEvents: true });
+      sentEvents.send('task-sent', {
+        uuid: id,
+        root_id: h.root_id,
+        parent_id: h.parent_id,
+        name,
+        args: h.argsrepr,
+        kwargs: h.kwargsrepr,
+        retries: h.retries,
+        eta: h.eta,
+        expires: h.expires,
+        queue,
+        exchange: '',
+        routing_key: queue,
+      });
+    }
     return new AsyncResult(id, host);
   }
 
@@ -263,6 +284,8 @@ export function createApp(options: AppOptions = {}): App {
     async close() {
       const [b, r] = [brokerP, backendP];
       brokerP = backendP = null;
+      await sentEvents?.flush();
+      sentEvents = null;
       if (r) await (await r).close();
       if (b) await (await b).close();
     },

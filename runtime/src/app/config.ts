@@ -56,6 +56,9 @@ export interface Config {
   readonly shutdownTimeoutMs: number;
   readonly tracing: boolean;
   readonly eventLoopBlockedMs: number | null;
+  readonly workerSendTaskEvents: boolean;
+  readonly taskSendSentEvent: boolean;
+  readonly workerHeartbeatIntervalMs: number;
 }
 
 /** How a config value is parsed and checked (the `kind` of a ConfigKey). */
@@ -339,6 +342,28 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     kind: { type: 'bool' },
     default: false,
     doc: 'OpenTelemetry spans per sent task and per run, context in the `traceparent` header (needs @opentelemetry/api and a registered tracer provider).',
+  },
+  {
+    key: 'workerSendTaskEvents',
+    env: ['CELERIAC_WORKER_SEND_TASK_EVENTS'],
+    flag: 'events',
+    kind: { type: 'bool' },
+    default: false,
+    doc: "Worker sends task events (task-received, -started, -succeeded, ...) for monitors such as Flower and `celeriac events`; Celery's worker_send_task_events, `-E`. The enable_events control command turns them on too.",
+  },
+  {
+    key: 'taskSendSentEvent',
+    env: ['CELERIAC_TASK_SEND_SENT_EVENT'],
+    kind: { type: 'bool' },
+    default: false,
+    doc: "Clients send a task-sent event for every task they send (Celery's task_send_sent_event).",
+  },
+  {
+    key: 'workerHeartbeatIntervalMs',
+    env: ['CELERIAC_WORKER_HEARTBEAT_INTERVAL_MS'],
+    kind: { type: 'int', min: 100 },
+    default: 2000,
+    doc: 'How often the worker sends worker-heartbeat events; monitors show it offline after two missed ones.',
   },
 ];
 

@@ -39,7 +39,7 @@ import { Backoff, backoffDelay } from '../transport/backoff.js';
 import { takeTlsParams } from '../transport/tls-params.js';
 import { aborted, CLOSE_TIMEOUT_MS, prefetchLimit, sleep, untilAborted, within } from '../transport/wait.js';
 import { amqplib } from './amqp-codec.js';
-import type { Broker, ConsumeOptions, Delivery } from './broker.js';
+import { broadcastTopic, type Broker, type ConsumeOptions, type Delivery } from './broker.js';
 import { Qos } from './qos.js';
 
 export interface AmqpBrokerOptions {
@@ -505,7 +505,7 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
    * Declares a queue (and its binding), consumes it without acks, and does it again after every
    * reconnect, until `signal` aborts. `onReady` runs each time the consumer is live.
    */
-  async function listenLoop(spec: ListenSpec, onMessage: (m: WireMessage) => void, own: AbortSignal, onReady?: () => void): Promise<void> {
+  async function listenLoop(spec: ListenSpec, onMessage: (m: WireMessage, routingKey: string) => void, own: AbortSignal, onReady?: () => void): Promise<void> {
     const signal = AbortSignal.any([own, closing.signal]);
     const backoff = new Backoff(100, 5_000);
     while (!signal.aborted) {
@@ -526,7 +526,7 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
           (msg) => {
             if (!msg) return;
             try {
-              onMessage(toWire(msg));
+              onMessage(toWire(msg), msg.fields.routingKey);
             } catch (err) {
               log?.warn({ err, queue }, 'message handler failed; message skipped');
             }
@@ -609,11 +609,10 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
       return track(consumeLoop(queues, onDelivery, copts));
     },
 
-    async broadcast(exchange, message) {
-      const rk = typeof message.properties.routing_key === 'string' ? message.properties.routing_key : '';
-      const { routing_key: _rk, ...properties } = message.properties;
+    async broadcast(exchange, message, routingKey) {
+      const { routingKey: rk, message: m } = broadcastTopic(message, routingKey);
       await declareExchange(exchange);
-      await confirmedPublish(exchange, rk, { ...message, properties }, `broadcast to "${exchange}"`);
+      await confirmedPublish(exchange, rk, m, `broadcast to "${exchange}"`);
     },
 
     subscribe(exchange, onMessage, signal) {

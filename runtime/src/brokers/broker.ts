@@ -57,13 +57,25 @@ export interface Broker {
    * back. Resolves after the abort.
    */
   consume(queues: readonly string[], onDelivery: (delivery: Delivery) => Promise<void>, opts: ConsumeOptions): Promise<void>;
-  /** Fan-out to every subscriber of `exchange` (remote control, events). */
-  broadcast(exchange: string, message: WireMessage): Promise<void>;
-  /** Receives broadcasts on `exchange` until `signal` aborts. */
-  subscribe(exchange: string, onMessage: (message: WireMessage) => void, signal: AbortSignal): Promise<void>;
+  /**
+   * Fan-out to every subscriber of `exchange` (remote control, events). `routingKey` (default:
+   * `message.properties.routing_key`, else '') is the topic: `task.succeeded` on `celeryev`.
+   */
+  broadcast(exchange: string, message: WireMessage, routingKey?: string): Promise<void>;
+  /** Receives broadcasts on `exchange` (every routing key) with their routing key until `signal` aborts. */
+  subscribe(exchange: string, onMessage: (message: WireMessage, routingKey: string) => void, signal: AbortSignal): Promise<void>;
   /** Messages ready in `queue` (all priority levels). */
   depth(queue: string): Promise<number>;
   /** Deletes the ready messages of `queue`; returns how many. */
   purge(queue: string): Promise<number>;
   close(): Promise<void>;
+}
+
+/**
+ * The topic of a broadcast and the message to send: `routingKey` when given, else the message's
+ * `routing_key` property (taken out of the message), else ''. The one rule of every driver.
+ */
+export function broadcastTopic(message: WireMessage, routingKey?: string): { routingKey: string; message: WireMessage } {
+  const { routing_key: prop, ...properties } = message.properties;
+  return { routingKey: routingKey ?? (typeof prop === 'string' ? prop : ''), message: prop === undefined ? message : { ...message, properties } };
 }

@@ -27,7 +27,7 @@ import { fromEnvelope, parseEnvelope, readEnvelope, toEnvelope, type Envelope } 
 import type { WireMessage } from '../protocol/wire-message.js';
 import { fileUrlPath } from '../transport/file-url.js';
 import { Signal, sleep } from '../transport/wait.js';
-import type { Broker, ConsumeOptions } from './broker.js';
+import { broadcastTopic, type Broker, type ConsumeOptions } from './broker.js';
 import { Qos } from './qos.js';
 
 const FANOUT_KEEP_MS = 60_000;
@@ -221,9 +221,10 @@ export function createFileBroker(url = 'file://', opts: { logger?: Logger } = {}
       }
     },
 
-    async broadcast(exchange, message) {
+    async broadcast(exchange, message, routingKey) {
       const name = `${String(Date.now()).padStart(14, '0')}-${randomBytes(6).toString('hex')}.json`;
-      await writeAtomically(join(root, 'fanout', exchange), name, JSON.stringify(toEnvelope(message, exchange, '')));
+      const { routingKey: rk, message: m } = broadcastTopic(message, routingKey);
+      await writeAtomically(join(root, 'fanout', exchange), name, JSON.stringify(toEnvelope(m, exchange, rk)));
     },
 
     async subscribe(exchange, onMessage, outer) {
@@ -240,7 +241,9 @@ export function createFileBroker(url = 'file://', opts: { logger?: Logger } = {}
             if (isMissing(err)) return null; // expired and removed by another process
             throw err;
           });
-          if (text !== null) onMessage(fromEnvelope(parseEnvelope(text)));
+          if (text === null) continue;
+          const env = parseEnvelope(text);
+          onMessage(fromEnvelope(env), env.properties.delivery_info?.routing_key ?? '');
         }
         // Expire old broadcasts (any subscriber may do it).
         const old = String(Date.now() - FANOUT_KEEP_MS).padStart(14, '0');

@@ -9,7 +9,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { WireMessage } from '../protocol/wire-message.js';
 import { aborted, Signal } from '../transport/wait.js';
-import type { Broker, ConsumeOptions } from './broker.js';
+import { broadcastTopic, type Broker, type ConsumeOptions } from './broker.js';
 import { Qos } from './qos.js';
 
 interface Item {
@@ -115,8 +115,9 @@ export function createMemoryBroker(url = 'memory://', opts: { logger?: Logger } 
         signal.removeEventListener('abort', abort);
       }
     },
-    async broadcast(exchange, message) {
-      h.fanout.emit(exchange, message);
+    async broadcast(exchange, message, routingKey) {
+      const t = broadcastTopic(message, routingKey);
+      h.fanout.emit(exchange, t.message, t.routingKey);
     },
     async subscribe(exchange, onMessage, outer) {
       const signal = AbortSignal.any([outer, closed.signal]);

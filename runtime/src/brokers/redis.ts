@@ -12,8 +12,8 @@
  *   consumer (a SIGKILLed worker loses nothing); a live consumer renews the score of what it holds,
  *   so its long tasks are not restored under it. close() restores what this process still holds.
  * - requeue() LPUSHes back (consumed last, as kombu's reject with requeue).
- * - broadcast/subscribe: PUBLISH / PSUBSCRIBE on `/{db}.{exchange}[/{routing_key}]`; the routing key
- *   is `message.properties.routing_key` when set (events: `task.succeeded`).
+ * - broadcast/subscribe: PUBLISH / PSUBSCRIBE on `/{db}.{exchange}[/{routing_key}]`; the routing key is
+ *   broadcast()'s argument or `message.properties.routing_key` (events: `task.succeeded`).
  * - Reconnects with capped exponential backoff, logging once per outage; commands queue meanwhile
  *   (a publish resent after a reconnect can store a message twice: the worker drops the duplicate).
  *
@@ -47,7 +47,7 @@ import {
 import { Backoff } from '../transport/backoff.js';
 import { OutageLog, parseRedisUrl, visibilityTimeoutParam, pingWithin, quit, redisOptions } from '../transport/redis-connection.js';
 import { aborted, CLOSE_TIMEOUT_MS, Signal, sleep, untilAborted, within } from '../transport/wait.js';
-import type { Broker, ConsumeOptions, Delivery } from './broker.js';
+import { broadcastTopic, type Broker, type ConsumeOptions, type Delivery } from './broker.js';
 import { Qos, type Settlers } from './qos.js';
 import { POP_SCRIPT, RESTORE_SCRIPT } from './redis-scripts.js';
 
@@ -324,10 +324,9 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
       return loop.finally(() => loops.delete(loop));
     },
 
-    async broadcast(exchange, message) {
-      const rk = typeof message.properties.routing_key === 'string' ? message.properties.routing_key : '';
-      const { routing_key: _rk, ...properties } = message.properties;
-      const env = JSON.stringify(toEnvelope({ ...message, properties }, exchange, rk));
+    async broadcast(exchange, message, routingKey) {
+      const { routingKey: rk, message: m } = broadcastTopic(message, routingKey);
+      const env = JSON.stringify(toEnvelope(m, exchange, rk));
       try {
         await client.publish(`${fanout}${exchange}${rk ? `/${rk}` : ''}`, env);
       } catch (err) {
@@ -340,10 +339,11 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
       subscriber ??= outages.watch(client.duplicate());
       const sub = subscriber;
       const patterns = [`${fanout}${exchange}`, `${fanout}${exchange}/*`];
-      const handler = (pattern: string, _channel: string, text: string) => {
+      const handler = (pattern: string, channel: string, text: string) => {
         if (!patterns.includes(pattern)) return;
         try {
-          onMessage(fromEnvelope(parseEnvelope(text)));
+          const slash = channel.indexOf('/', fanout.length);
+          onMessage(fromEnvelope(parseEnvelope(text)), slash < 0 ? '' : channel.slice(slash + 1));
         } catch (err) {
           log?.warn({ err, exchange }, 'undecodable broadcast message ignored');
         }

@@ -10,7 +10,7 @@ import type { SendOptions } from '../app/send.js';
 import type { AsyncResult } from '../app/result.js';
 import type { ChordPart, ResultBackend, SavedResult } from '../backends/result-backend.js';
 import { CanvasError, ChordError } from '../errors.js';
-import { buildMeta, exceptionToDict, isExceptionDict, States, type ExceptionDict, type TaskState } from '../protocol/result-meta.js';
+import { buildMeta, exceptionRepr, exceptionToDict, isExceptionDict, States, type ExceptionDict, type TaskState } from '../protocol/result-meta.js';
 import { applySignature, type CanvasHost } from './apply.js';
 import { asSignature, canvasSignature, frozen, resultIds, taskIdOf, withOptions, type SignatureDict } from './signature.js';
 import { group } from './group.js';
@@ -37,34 +37,6 @@ export interface FinishedTask {
 
 /** Failed states that fail a chord (Celery's PROPAGATE_STATES). */
 const PROPAGATE = new Set<TaskState>([States.FAILURE, States.REVOKED]);
-
-/** A Python string literal, as repr() writes it. */
-function pyStr(s: string): string {
-  const q = s.includes("'") && !s.includes('"') ? '"' : "'";
-  const body = s.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(new RegExp(q, 'g'), `\\${q}`);
-  return `${q}${body}${q}`;
-}
-
-/** repr() of a value as Python would print it, close enough for error messages. */
-function pyRepr(v: unknown): string {
-  if (typeof v === 'string') return pyStr(v);
-  if (v === null || v === undefined) return 'None';
-  if (v === true) return 'True';
-  if (v === false) return 'False';
-  if (Array.isArray(v)) return `[${v.map(pyRepr).join(', ')}]`;
-  if (typeof v === 'object')
-    return `{${Object.entries(v)
-      .map(([k, x]) => `${pyStr(k)}: ${pyRepr(x)}`)
-      .join(', ')}}`;
-  return String(v);
-}
-
-/** `ValueError('bad value', 7)`: the repr of the exception an exception dict stands for. */
-export function exceptionRepr(e: unknown): string {
-  if (!isExceptionDict(e)) return pyRepr(e);
-  const args = Array.isArray(e.exc_message) ? e.exc_message : [e.exc_message];
-  return `${e.exc_type}(${args.map(pyRepr).join(', ')})`;
-}
 
 /**
  * Records a finished chord header task in the join (Celery's on_chord_part_return). The task that

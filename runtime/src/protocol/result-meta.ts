@@ -1,6 +1,7 @@
 /**
  * Result meta as Celery stores it (spec §5): states, the meta object and exception dicts.
  */
+import { pyRepr } from './py-repr.js';
 import { isoUtc } from './task-message.js';
 
 /** Celery's task states. Custom states are any other string. */
@@ -93,6 +94,13 @@ export function exceptionMessage(d: ExceptionDict): string {
 /** True when `v` looks like an exception dict. */
 export function isExceptionDict(v: unknown): v is ExceptionDict {
   return v !== null && typeof v === 'object' && typeof (v as ExceptionDict).exc_type === 'string';
+}
+
+/** `ValueError('bad value', 7)`: the repr of the exception an exception dict stands for. */
+export function exceptionRepr(e: unknown): string {
+  if (!isExceptionDict(e)) return pyRepr(e);
+  const args = Array.isArray(e.exc_message) ? e.exc_message : [e.exc_message];
+  return `${e.exc_type}(${args.map((a) => pyRepr(a)).join(', ')})`;
 }
 
 /** A Python-style traceback text for a JS error (Python clients print `result.traceback`). */

@@ -11,6 +11,7 @@ import { checkSize, DEFAULT_LIMITS, TOO_DEEP_HEADER, type InputLimits } from './
 
 /** Every content type celeriac decodes (the inner body of a verified signed message). */
 const ANY_SERIALIZER = acceptedContentTypes(SERIALIZER_NAMES);
+import { pyRepr } from './py-repr.js';
 
 /** A signature as Celery's canvas writes it (spec §1.4). */
 export interface SignatureDict {
@@ -113,27 +114,6 @@ export function parseIsoTime(value: unknown, field: string): Date | null {
   const d = new Date(naive ? `${text}Z` : text);
   if (Number.isNaN(d.getTime())) throw new ProtocolError(`Header "${field}" is not a valid ISO-8601 time: "${value}"`);
   return d;
-}
-
-/** Python's repr() of JSON-like values, for `argsrepr`/`kwargsrepr` (logs and events only). */
-export function pyRepr(value: unknown, depth = 0): string {
-  if (value === null || value === undefined) return 'None';
-  if (value === true) return 'True';
-  if (value === false) return 'False';
-  if (typeof value === 'number') return Number.isFinite(value) ? String(value) : Number.isNaN(value) ? 'nan' : value > 0 ? 'inf' : '-inf';
-  if (typeof value === 'bigint') return String(value);
-  if (value instanceof Uint8Array)
-    return `b'${[...value].map((c) => (c >= 0x20 && c < 0x7f && c !== 0x27 && c !== 0x5c ? String.fromCharCode(c) : `\\x${c.toString(16).padStart(2, '0')}`)).join('')}'`;
-  if (typeof value === 'string') return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
-  if (depth > 8) return '...';
-  if (Array.isArray(value)) return `[${value.map((v) => pyRepr(v, depth + 1)).join(', ')}]`;
-  if (value instanceof Date) return `'${value.toISOString()}'`;
-  if (typeof value === 'object') {
-    return `{${Object.entries(value as Record<string, unknown>)
-      .map(([k, v]) => `'${k}': ${pyRepr(v, depth + 1)}`)
-      .join(', ')}}`;
-  }
-  return String(value);
 }
 
 function argsRepr(args: readonly unknown[]): string {
@@ -277,13 +257,15 @@ export function decodeTask(
     const id = h.id;
     if (typeof id !== 'string' || id === '') throw new ProtocolError(`Task message for "${h.task}" has no "id" header`);
     const shadow = optString(h.shadow);
+    const args = asArgs(decoded[0]);
+    const kwargs = asRecord(decoded[1], 'Task kwargs');
     return {
       protocol: 2,
       id,
       name: h.task,
       displayName: shadow ?? h.task,
-      args: asArgs(decoded[0]),
-      kwargs: asRecord(decoded[1], 'Task kwargs'),
+      args,
+      kwargs,
       embed: embedOf(decoded[2]),
       eta: parseIsoTime(h.eta, 'eta'),
       expires: parseIsoTime(h.expires, 'expires'),
@@ -298,8 +280,9 @@ export function decodeTask(
       replyTo: optString(props.reply_to),
       correlationId: optString(props.correlation_id) ?? id,
       priority: optInt(props.priority),
-      argsrepr: typeof h.argsrepr === 'string' ? h.argsrepr : '',
-      kwargsrepr: typeof h.kwargsrepr === 'string' ? h.kwargsrepr : '',
+      // Celery's Request: the header, or the repr of the values when a client sent none (celery-node).
+      argsrepr: typeof h.argsrepr === 'string' && h.argsrepr !== '' ? h.argsrepr : argsRepr(args),
+      kwargsrepr: typeof h.kwargsrepr === 'string' && h.kwargsrepr !== '' ? h.kwargsrepr : pyRepr(kwargs).slice(0, 1024),
       headers: h,
     };
   }

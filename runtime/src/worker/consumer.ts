@@ -18,12 +18,16 @@ import { chain } from '../canvas/chain.js';
 import { ACCUMULATE } from '../canvas/builtins.js';
 import { link, linkError, signature, unsupportedReason, withOptions } from '../canvas/signature.js';
 import { CanvasError, CeleriacError, NotRegisteredError, ProtocolError, WorkerLostError } from '../errors.js';
+import type { EventDispatcher } from '../events/dispatcher.js';
 import type { WorkerMetrics, Outcome } from '../metrics/worker-metrics.js';
 import type { Pool } from '../pools/pool.js';
 import { decodeControl, type ControlRequest } from '../protocol/control.js';
 import { deadLettered, deadLetterQueue } from '../protocol/dead-letter.js';
+import type { TaskEventType } from '../protocol/events.js';
+import { pyReprLimited, pyStr } from '../protocol/py-repr.js';
 import {
   buildMeta,
+  exceptionRepr,
   exceptionToDict,
   revokedMeta,
   type ExceptionDict,
@@ -35,7 +39,7 @@ import {
 } from '../protocol/result-meta.js';
 import { acceptedContentTypes, serializerForContentType, type TaskSerializerName } from '../protocol/serializers.js';
 import { AUTH_CONTENT_TYPE, type MessageSigner } from '../protocol/signing.js';
-import { decodeTask, taskIdOf, type SignatureDict, type TaskRequest } from '../protocol/task-message.js';
+import { decodeTask, isoUtc, taskIdOf, type SignatureDict, type TaskRequest } from '../protocol/task-message.js';
 import { DuplicateFilter } from './duplicates.js';
 import { TimerHeap } from './timer-heap.js';
 import type { Watchdog } from './watchdog.js';
@@ -123,6 +127,8 @@ export interface ConsumerDeps {
   readonly backend: ResultBackend;
   readonly pool: Pool;
   readonly metrics: WorkerMetrics;
+  /** Task events go out here (the dispatcher drops them while task events are off). */
+  readonly events: EventDispatcher;
   readonly log: Logger;
   /** Blames event-loop blocks on the task running (null: no watchdog). */
   readonly watchdog?: Watchdog | null;
@@ -369,6 +375,7 @@ export class Consumer {
     const task = app.tasks.get(req.name);
     if (!task) {
       const err = new NotRegisteredError(req.name, [...app.tasks.keys()]);
+      this.taskEvent('task-failed', req.id, () => ({ exception: `NotRegistered(${pyStr(req.name)})` }));
       return this.refuse(d, err, req.id, { exc_type: 'NotRegistered', exc_message: [req.name], exc_module: 'celery.exceptions' });
     }
     const job = newJob(d, req, task, log);
@@ -378,6 +385,7 @@ export class Consumer {
       const err = new CanvasError(canvasProblem);
       job.log.error({ err, queue: d.info.queue }, `task with a canvas this worker cannot apply stored as FAILURE and moved to ${d.info.queue}.dead`);
       const exc = exceptionToDict(err);
+      this.taskEvent('task-failed', req.id, () => ({ exception: exceptionRepr(exc), traceback: null }));
       await this.store(job, buildMeta(req.id, States.FAILURE, exc, { traceback: null, groupId: req.group, parentId: req.parentId }));
       await this.canvasStep(job, 'failing the rest of the workflow', () => chainFailed(app, this.finished(job), States.FAILURE, exc, null, job.log));
       await this.canvasStep(job, 'reporting to its chord', () => chordPartReturned(app, this.finished(job), States.FAILURE, exc, job.log));
@@ -387,6 +395,16 @@ export class Consumer {
     if (log.isLevelEnabled('debug')) job.log.debug({ queue: d.info.queue, eta: req.eta, retries: req.retries }, 'task received');
     const why = this.discardReason(job);
     if (why) return this.discard(job, why);
+    this.taskEvent('task-received', req.id, () => ({
+      name: req.displayName,
+      args: req.argsrepr,
+      kwargs: req.kwargsrepr,
+      root_id: req.rootId,
+      parent_id: req.parentId,
+      retries: req.retries,
+      eta: req.eta && isoUtc(req.eta),
+      expires: req.expires && isoUtc(req.expires),
+    }));
     if (req.eta && req.eta.getTime() > Date.now()) {
       this.eta.push(req.eta.getTime(), job);
     } else {
@@ -404,6 +422,7 @@ export class Consumer {
   /** Stores REVOKED with the reason and acks, without running the task. */
   private async discard(j: Job, reason: 'expired' | 'revoked'): Promise<void> {
     j.log.info(`task ${reason}: discarded`);
+    this.taskEvent('task-revoked', j.req.id, () => ({ terminated: false, signum: null, expired: reason === 'expired' }));
     await this.store(j, revokedMeta(j.req.id, reason));
     await this.chordPart(j, States.REVOKED, revokedMeta(j.req.id, reason).result);
     this.count(j, 'revoked');
@@ -440,6 +459,13 @@ export class Consumer {
     }
   }
 
+  /** Sends a task event when task events are on; `fields` is only built then (reprs cost). */
+  private taskEvent(type: TaskEventType, uuid: string, fields?: () => Record<string, unknown>): void {
+    const { events } = this.deps;
+    if (!events.enabled('task')) return;
+    events.send(type, { uuid, ...fields?.() });
+  }
+
   private count(j: Job, outcome: Outcome): void {
     this.deps.metrics.completed.inc({ queue: j.d.info.queue, task: j.req.name, outcome });
   }
@@ -452,6 +478,7 @@ export class Consumer {
       if (why) return await this.discard(j, why);
       const late = this.acksLate(j);
       if (!late) await d.ack();
+      this.taskEvent('task-started', req.id);
       const labels = { queue: d.info.queue, task: req.name };
       metrics.wait.observe(labels, Math.max(0, Date.now() - j.dueAt) / 1000);
       const ignore = this.ignoresResult(j);
@@ -493,6 +520,7 @@ export class Consumer {
         if (!ignore) await this.store(j, buildMeta(req.id, States.SUCCESS, o.value, { children, groupId: req.group, parentId: req.parentId }));
         await this.chordPart(j, States.SUCCESS, o.value);
         j.log.debug({ runtimeMs: o.runtimeMs }, `task succeeded in ${sec}s`);
+        this.taskEvent('task-succeeded', req.id, () => ({ result: pyReprLimited(o.value), runtime: o.runtimeMs / 1000 }));
         this.count(j, 'succeeded');
         if (late) await d.ack();
         return;
@@ -508,6 +536,7 @@ export class Consumer {
         j.log.error({ err: o.error, runtimeMs: o.runtimeMs }, `task failed in ${sec}s: ${exc.exc_type}: ${String(exc.exc_message)}`);
         const traceback = tracebackOf(o.error);
         await this.store(j, buildMeta(req.id, States.FAILURE, exc, { traceback, children: j.children, groupId: req.group, parentId: req.parentId }));
+        this.taskEvent('task-failed', req.id, () => ({ exception: exceptionRepr(exc), traceback }));
         await this.chordPart(j, States.FAILURE, exc);
         await this.canvasStep(j, 'failing the rest of the chain', () => chainFailed(this.deps.app, this.finished(j), States.FAILURE, exc, traceback, j.log));
         for (const sig of req.embed.errbacks ?? []) await this.publishSignature(j, sig, [req.id]);
@@ -522,13 +551,19 @@ export class Consumer {
         await this.sendRetry(j, eta);
         const exc = exceptionToDict(r.exc ?? r);
         j.log.info({ retries: req.retries + 1, eta }, `task retry in ${Math.round(r.countdownMs)}ms: ${exc.exc_type}: ${String(exc.exc_message)}`);
-        await this.store(j, buildMeta(req.id, States.RETRY, exc, { traceback: tracebackOf(r.exc ?? r), groupId: req.group, parentId: req.parentId }));
+        const traceback = tracebackOf(r.exc ?? r);
+        await this.store(j, buildMeta(req.id, States.RETRY, exc, { traceback, groupId: req.group, parentId: req.parentId }));
+        // Celery sends the Retry's repr: Retry(<itself>, <exc>, <when>).
+        const when = r.eta ? pyStr(isoUtc(r.eta)) : String(r.countdownMs / 1000);
+        this.taskEvent('task-retried', req.id, () => ({ exception: `Retry(Retry(...), ${r.exc ? exceptionRepr(exc) : 'None'}, ${when})`, traceback }));
         this.count(j, 'retried');
         if (late) await d.ack();
         return;
       }
       case 'REJECTED': {
         j.log.warn({ requeue: o.requeue }, `task rejected itself: ${o.reason}`);
+        // As Celery: only a message not yet acknowledged (late ack) is rejected, and only then announced.
+        if (late) this.taskEvent('task-rejected', req.id, () => ({ requeue: o.requeue }));
         this.count(j, 'rejected');
         if (late) await (o.requeue ? d.requeue() : this.deadLetter(d, o.reason, 'E_REJECT'));
         return;
@@ -549,6 +584,8 @@ export class Consumer {
         return;
       }
       case 'REVOKED': {
+        // Revoke with terminate sends SIGTERM in Celery; a cold shutdown is no revoke.
+        if (o.reason === 'terminated') this.taskEvent('task-revoked', req.id, () => ({ terminated: true, signum: 15, expired: false }));
         await this.store(j, revokedMeta(req.id, o.reason));
         await this.chordPart(j, States.REVOKED, revokedMeta(req.id, o.reason).result);
         this.count(j, 'revoked');

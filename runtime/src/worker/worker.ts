@@ -12,14 +12,23 @@ import { createPoolFromConfig, prefetchConcurrency, startPoolServices, type Pool
 import { CONTROL_EXCHANGE } from '../protocol/control.js';
 import { CeleriacError, ConfigError, redactUrl } from '../errors.js';
 import { registerCanvasTasks } from '../canvas/builtins.js';
+import { createEventDispatcher, type EventDispatcher } from '../events/dispatcher.js';
 import { Consumer } from './consumer.js';
 import { startWatchdog, type Watchdog } from './watchdog.js';
+import { startWorkerEvents, type WorkerEvents } from './heartbeat.js';
 
 export interface Worker {
   /** `/metrics` URL, once started (null when the metrics port is disabled). */
   readonly metricsUrl: string | null;
   readonly metrics: WorkerMetrics;
   readonly log: Logger;
+  /**
+   * This worker's event dispatcher, once started (null before): remote control's enable_events /
+   * disable_events call `events.enable()` / `events.disable()` and reply with the text they return.
+   */
+  readonly events: EventDispatcher | null;
+  /** Sends a worker-heartbeat event now (the `heartbeat` control command); no-op before start. */
+  heartbeat(): void;
   start(): Promise<void>;
   /** Stops consuming and gives back prefetched and scheduled messages; running tasks finish. */
   drain(): Promise<void>;
@@ -62,6 +71,8 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
   const metrics = createWorkerMetrics();
   let consumer: Consumer | null = null;
   let watchdog: Watchdog | null = null;
+  let events: EventDispatcher | null = null;
+  let workerEvents: WorkerEvents | null = null;
   let server: MetricsServer | null = null;
   let control: AbortController | null = null;
   let draining: Promise<void> | null = null;
@@ -77,6 +88,12 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
     },
     metrics,
     log,
+    get events() {
+      return events;
+    },
+    heartbeat() {
+      workerEvents?.heartbeat();
+    },
     async start() {
       registerCanvasTasks(app);
       const broker = await app.broker();
@@ -87,7 +104,8 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
         const w = (watchdog = await startWatchdog({ thresholdMs: config.eventLoopBlockedMs, log }));
         metrics.onCollect(() => metrics.eventLoopLag.set(w.takeMaxLagMs() / 1000));
       }
-      consumer = new Consumer({ app, config: { ...config, concurrency: prefetchConcurrency(config) }, broker, backend, pool, metrics, log, watchdog });
+      events = createEventDispatcher({ broker, hostname: config.hostname, log: log.child({ component: 'events' }), taskEvents: config.workerSendTaskEvents });
+      consumer = new Consumer({ app, config: { ...config, concurrency: prefetchConcurrency(config) }, broker, backend, pool, metrics, events, log, watchdog });
       if (config.metricsPort !== null) {
         const hooks = {
           registry: metrics.registry,
@@ -121,6 +139,7 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
         });
       consumer.start();
       stopPoolServices = startPoolServices(pool, config, { held: () => c.counts().active + c.counts().reserved, log });
+      workerEvents = startWorkerEvents(events, () => ({ active: c.counts().active, processed: c.processed }), config.workerHeartbeatIntervalMs);
       keepAlive = setInterval(() => undefined, 1 << 30);
       log.info(
         {
@@ -131,6 +150,7 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
           pool: pool.kind,
           tasks: [...app.tasks.keys()],
           metrics: server?.url ?? null,
+          taskEvents: config.workerSendTaskEvents,
         },
         `worker ready: consuming ${config.queues.join(', ')} with ${pool.size} slots`,
       );
@@ -169,6 +189,7 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
         await pool.stop({ graceful, timeoutMs: config.shutdownTimeoutMs });
         await watchdog?.stop();
         await server?.close();
+        await workerEvents?.stop();
         await app.close();
         if (keepAlive) clearInterval(keepAlive);
         log.info({ processed: consumer?.processed ?? 0 }, 'worker stopped');

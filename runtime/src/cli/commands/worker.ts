@@ -24,6 +24,7 @@ interface WorkerFlags extends BeatFlags {
   hostname?: string;
   metricsPort?: string;
   loglevel?: string;
+  events?: boolean;
 }
 
 export function workerCommand(): Command {
@@ -43,6 +44,7 @@ export function workerCommand(): Command {
       'port of /metrics, /healthz, /drain (default 9540, or any free port when 9540 is taken; 0 = any free port; none = off); env CELERIAC_METRICS_PORT',
     )
     .option('-l, --loglevel <level>', 'trace, debug, info, warn, error (default info)')
+    .option('-E, --events', 'send task events for monitors (Flower, celeriac events); env CELERIAC_WORKER_SEND_TASK_EVENTS')
     .option('-B, --beat', 'also run beat (safe with many workers: one beat leads at a time)')
     .addHelpText(
       'after',
@@ -65,6 +67,7 @@ export function workerCommand(): Command {
           hostname: f.hostname,
           metricsPort: f.metricsPort,
           logLevel: f.loglevel,
+          workerSendTaskEvents: f.events,
         },
         true,
       );

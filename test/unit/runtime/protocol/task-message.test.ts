@@ -1,7 +1,8 @@
 // The wire spec's test vectors (../shared/spec/celery-wire.md §9) and the codec's edge cases.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { decodeTask, encodeTask, isoUtc, parseIsoTime, pyRepr } from '../../../../runtime/src/protocol/task-message.js';
+import { decodeTask, encodeTask, isoUtc, parseIsoTime } from '../../../../runtime/src/protocol/task-message.js';
+import { pyRepr } from '../../../../runtime/src/protocol/py-repr.js';
 import { fromEnvelope, parseEnvelope, toEnvelope } from '../../../../runtime/src/protocol/envelope.js';
 import { acceptedContentTypes, serializerByName } from '../../../../runtime/src/protocol/serializers.js';
 import { buildMeta, exceptionToDict, withExtendedMeta } from '../../../../runtime/src/protocol/result-meta.js';
