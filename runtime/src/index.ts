@@ -35,9 +35,10 @@ export type { SignatureDict, TaskRequest, Embed } from './protocol/task-message.
 export type { Broker, Delivery, DeliveryInfo, ConsumeOptions } from './brokers/broker.js';
 export type { WireMessage } from './protocol/wire-message.js';
 export type { KeyValueStore, ChordKeys } from './backends/backend.js';
-export type { ResultBackend, ChordStore, ChordPart, StoreContext, WaitOptions } from './backends/result-backend.js';
+export type { ResultBackend, ChordStore, ChordPart, ChordJoin, SavedResult, StoreContext, WaitOptions } from './backends/result-backend.js';
 export type { CompressionName } from './protocol/compression.js';
-export type { SerializerName } from './protocol/serializers.js';
+export type { SerializerName, TaskSerializerName } from './protocol/serializers.js';
+export type { SignatureFormat } from './protocol/signing.js';
 export {
   CeleriacError,
   ConfigError,

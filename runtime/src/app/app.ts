@@ -73,13 +73,19 @@ export interface App {
   revoke(taskId: string, opts?: { terminate?: boolean }): Promise<void>;
   /** Re-reads configuration with CLI flags on top (before the first connection only). */
   configure(flags: Partial<Record<keyof Config, unknown>>): void;
-  /** Signs and verifies auth-serialized messages (read from the security config once); null without keys. */
+  /**
+   * Signs and verifies auth-serialized messages (read from the security config once); null without keys.
+   * @internal the worker's plumbing, not a user API
+   */
   signer(): MessageSigner | null;
   /** The connected broker. */
   broker(): Promise<Broker>;
   /** The connected result backend. */
   backend(): Promise<ResultBackend>;
-  /** OpenTelemetry spans (tracing/tracing.ts), or null when the `tracing` config is off. */
+  /**
+   * OpenTelemetry spans (tracing/tracing.ts), or null when the `tracing` config is off.
+   * @internal the worker's plumbing, not a user API
+   */
   tracing(): Promise<Tracing | null>;
   /** Closes the broker and backend connections. */
   close(): Promise<void>;

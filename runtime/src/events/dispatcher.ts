@@ -47,8 +47,10 @@ export interface EventDispatcherOptions {
   readonly taskEvents: boolean;
 }
 
+/** Sends Celery events (worker and task) on the `celeryev` exchange, batched; never throws into the caller. */
 export interface EventDispatcher {
   readonly hostname: string;
+  /** @internal the Lamport clock stamped on each event */
   readonly clock: LamportClock;
   /** True when events of `group` (`task`, `worker`) go out: check before building costly fields. */
   enabled(group: string): boolean;

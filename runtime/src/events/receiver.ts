@@ -13,9 +13,10 @@ export interface ReceivedEvent extends CeleryEvent {
   readonly local_received: number;
 }
 
+/** What receiveEvents() listens for, and until when. */
 export interface ReceiveOptions {
   readonly log: Logger;
-  /** Adjusted with every clock received (kombu's LamportClock.adjust), when given. */
+  /** @internal adjusted with every clock received (kombu's LamportClock.adjust), when given */
   readonly clock?: LamportClock;
 }
 

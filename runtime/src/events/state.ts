@@ -5,6 +5,7 @@
  */
 import type { ReceivedEvent } from './receiver.js';
 
+/** A worker as the events seen so far describe it (online, heartbeat, counts). */
 export interface WorkerView {
   readonly hostname: string;
   /** False after worker-offline. */
@@ -20,6 +21,7 @@ export interface WorkerView {
   lastSeen: number;
 }
 
+/** A task as the events seen so far describe it (state, args, result, runtime). */
 export interface TaskView {
   readonly uuid: string;
   name: string | null;
@@ -51,6 +53,7 @@ const READY = new Set(['SUCCESS', 'FAILURE', 'REVOKED', 'REJECTED']);
 const str = (v: unknown): string | null => (typeof v === 'string' ? v : v === undefined || v === null ? null : String(v));
 const num = (v: unknown, fallback: number): number => (typeof v === 'number' && Number.isFinite(v) ? v : fallback);
 
+/** Workers and recent tasks built from received events, as Celery's `events.state.State` (for `celeriac events`). */
 export class EventState {
   readonly workers = new Map<string, WorkerView>();
   /** Most recent tasks, oldest first (a Map keeps insertion order). */
@@ -58,6 +61,7 @@ export class EventState {
 
   constructor(private readonly maxTasks = 1000) {}
 
+  /** Folds one received event into the view. */
   apply(e: ReceivedEvent): void {
     if (e.type.startsWith('worker-')) return this.applyWorker(e);
     if (e.type.startsWith('task-')) this.applyTask(e);

@@ -16,6 +16,7 @@ import { checkPoolSize, createRunnerPool } from './runners.js';
 import { spawnThread } from './threads.js';
 import { trace, type TaskOutcome, type TraceInput } from './trace.js';
 
+/** Where tasks run: the worker's event loop, worker_threads, or forked child processes. */
 export type PoolKind = 'event-loop' | 'threads' | 'processes';
 
 /** Celery's names: `solo` runs in the worker process (here: its event loop), `prefork` forks children. */
@@ -67,6 +68,7 @@ export function createEventLoopPool(initialSize: number): Pool {
   };
 }
 
+/** How a pool is made: its kind, slots, the tasks module its runners import, and per-runner limits. */
 export interface PoolOptions {
   readonly size: number;
   /** File URL of the module that defines the app (threads and processes import it). */
