@@ -96,7 +96,9 @@ function corpus(): Case[] {
   task('brotli header, garbage body', Buffer.from([0xff, 0xff, 0xff, 0xff]), DECODE(/Cannot decompress application\/x-brotli/), {
     headers: { compression: 'application/x-brotli' },
   });
-  task('truncated bzip2 body', Buffer.from('BZh91AY&SY'), DECODE(/Cannot decompress application\/x-bz2 body/), { headers: { compression: 'application/x-bz2' } });
+  task('truncated bzip2 body', Buffer.from('BZh91AY&SY'), DECODE(/Cannot decompress application\/x-bz2 body/), {
+    headers: { compression: 'application/x-bz2' },
+  });
   task('lzma body', Buffer.from([0x5d, 0, 0, 0x80, 0]), DECODE(/Unsupported compression "application\/x-lzma"/), {
     headers: { compression: 'application/x-lzma' },
   });

@@ -492,7 +492,8 @@ export class Consumer {
         await this.deps.app.tracing(),
         () => runTask(req, d.info, config.hostname, this.deps.broker.kind),
         async () => {
-          const run = () => pool.run({ task, req, info: d.info, hostname: config.hostname, log: j.log, ctl, canvas: this.taskCanvas(j), contentType: d.message.contentType });
+          const run = () =>
+            pool.run({ task, req, info: d.info, hostname: config.hostname, log: j.log, ctl, canvas: this.taskCanvas(j), contentType: d.message.contentType });
           const { watchdog } = this.deps;
           const outcome = await (watchdog ? watchdog.runAs({ id: req.id, name: req.displayName }, run) : run());
           metrics.duration.observe(labels, outcome.runtimeMs / 1000);
