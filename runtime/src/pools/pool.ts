@@ -13,15 +13,24 @@ export interface Pool {
   /** Resolves SUCCESS | FAILURE | RETRY | …: a task's own error is an outcome, never a rejection. */
   run(input: TraceInput): Promise<TaskOutcome>;
   stop(opts: { graceful: boolean; timeoutMs: number }): Promise<void>;
+  /** Changes how many tasks may run at once (remote control's pool_grow/pool_shrink); `size` >= 1. */
+  resize(size: number): void;
 }
 
 /** Runs tasks on the worker's own event loop: right for I/O-bound tasks (most queue work). */
 export function createEventLoopPool(size: number): Pool {
+  let slots = size;
   return {
     kind: 'event-loop',
-    size,
+    get size() {
+      return slots;
+    },
     async start() {},
     run: trace,
     async stop() {},
+    resize(n) {
+      // Slots only: the consumer starts fewer or more tasks from now on; running ones finish.
+      slots = n;
+    },
   };
 }

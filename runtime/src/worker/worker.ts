@@ -8,7 +8,8 @@ import type { App } from '../app/app.js';
 import { createWorkerMetrics, type WorkerMetrics } from '../metrics/worker-metrics.js';
 import { startMetricsServer, type MetricsServer } from '../metrics/server.js';
 import { createEventLoopPool, type Pool } from '../pools/pool.js';
-import { CONTROL_EXCHANGE } from '../protocol/control.js';
+import { LamportClock } from '../protocol/control.js';
+import { startMailbox, type Mailbox } from '../control/mailbox.js';
 import { CeleriacError, redactUrl } from '../errors.js';
 import { registerCanvasTasks } from '../canvas/builtins.js';
 import { Consumer } from './consumer.js';
@@ -32,13 +33,24 @@ export interface Worker {
   counts(): { active: number; reserved: number; scheduled: number; processed: number };
 }
 
-export function createWorker(app: App, opts: { pool?: Pool } = {}): Worker {
+export interface WorkerOptions {
+  /** The pool tasks run in (default: the event-loop pool with the config's concurrency). */
+  readonly pool?: Pool;
+  /**
+   * Called when remote control asks for a shutdown (Celery's `shutdown` command); default: a warm
+   * stop(). The CLI passes its own, so that the process exits as after SIGTERM.
+   */
+  readonly onShutdownRequest?: (reason: string) => void;
+}
+
+export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
   const config = app.config;
   const log = app.log.child({ component: 'worker', hostname: config.hostname });
   const metrics = createWorkerMetrics();
   let consumer: Consumer | null = null;
   let server: MetricsServer | null = null;
-  let control: AbortController | null = null;
+  let mailbox: Mailbox | null = null;
+  const clock = new LamportClock();
   let draining: Promise<void> | null = null;
   let stopped: Promise<void> | null = null;
   // A running worker keeps its process alive even when its broker holds no handle (memory://).
@@ -66,13 +78,20 @@ export function createWorker(app: App, opts: { pool?: Pool } = {}): Worker {
           resume: () => worker.resume(),
         });
       }
-      control = new AbortController();
-      const c = consumer;
-      broker
-        .subscribe(CONTROL_EXCHANGE, (m) => c.handleControlMessage(m), control.signal)
-        .catch((err) => {
-          log.error({ err }, 'remote control subscription failed: revoke will not reach this worker');
-        });
+      mailbox = startMailbox(broker, {
+        app,
+        hostname: config.hostname,
+        log,
+        pool,
+        clock,
+        startedAt: Date.now(),
+        consumer,
+        shutdown(reason) {
+          log.warn({ reason }, 'warm shutdown requested by remote control');
+          if (opts.onShutdownRequest) opts.onShutdownRequest(reason);
+          else void worker.stop();
+        },
+      });
       consumer.start();
       keepAlive = setInterval(() => undefined, 1 << 30);
       log.info(
@@ -113,7 +132,7 @@ export function createWorker(app: App, opts: { pool?: Pool } = {}): Worker {
           if (left.length > 0) log.warn({ taskIds: left }, `warm shutdown: ${left.length} task(s) still running after ${config.shutdownTimeoutMs} ms`);
         }
         await consumer?.abortRunning();
-        control?.abort();
+        mailbox?.stop();
         await pool.stop({ graceful, timeoutMs: config.shutdownTimeoutMs });
         await server?.close();
         await app.close();

@@ -29,7 +29,7 @@ export function workerCommand(): Command {
     .option('-B, --beat', 'also run beat (safe with many workers: one beat leads at a time)')
     .addHelpText(
       'after',
-      '\nSIGTERM or SIGINT: warm shutdown (stop consuming, finish running tasks, give back the rest).\nA second signal: cold shutdown (running late-ack tasks are given back too).',
+      '\nSIGTERM, SIGINT or the remote-control command shutdown: warm shutdown (stop consuming, finish running tasks, give back the rest).\nA second signal: cold shutdown (running late-ack tasks are given back too).',
     )
     .action(async (f: WorkerFlags) => {
       const app = await loadApp(
@@ -46,10 +46,11 @@ export function workerCommand(): Command {
         },
         true,
       );
-      const worker = createWorker(app);
-      const beat = f.beat ? await beatFromFlags(app, f) : null;
       let signals = 0;
-      const onSignal = (sig: NodeJS.Signals) => {
+      // Remote control's shutdown is a warm shutdown, as the first SIGTERM.
+      const worker = createWorker(app, { onShutdownRequest: () => signals === 0 && onSignal('remote control') });
+      const beat = f.beat ? await beatFromFlags(app, f) : null;
+      const onSignal = (sig: NodeJS.Signals | 'remote control') => {
         signals++;
         worker.log.info({ signal: sig }, signals === 1 ? 'warm shutdown requested (send again for cold shutdown)' : 'cold shutdown requested');
         void Promise.resolve(signals === 1 ? beat?.stop() : undefined)
