@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 /**
- * The `celeriac` command: worker, beat, call, result, purge. Every command has --help; configuration
+ * The `celeriac` command: worker, beat, call, result, purge, inspect, control. Every command has --help; configuration
  * flags come from the config table (runtime/src/app/config.ts).
  */
 import { Command } from 'commander';
 import { CeleriacError, ConfigError, redactText } from '../errors.js';
 import { beatCommand } from './commands/beat.js';
 import { callCommand } from './commands/call.js';
+import { controlCommand, inspectCommand } from './commands/control.js';
 import { purgeCommand } from './commands/purge.js';
 import { resultCommand } from './commands/result.js';
 import { workerCommand } from './commands/worker.js';
@@ -19,6 +20,8 @@ const program = new Command('celeriac')
   .addCommand(callCommand())
   .addCommand(resultCommand())
   .addCommand(purgeCommand())
+  .addCommand(inspectCommand())
+  .addCommand(controlCommand())
   .addHelpText('after', '\nConfiguration comes from flags, CELERIAC_* env vars (CELERY_BROKER_URL and CELERY_RESULT_BACKEND too) and createApp options.');
 
 program.parseAsync(process.argv).catch((err: unknown) => {
