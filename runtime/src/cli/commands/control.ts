@@ -48,7 +48,8 @@ export function commandArguments(method: string, spec: Spec, words: readonly str
   });
   const rest = words.slice(declared.length);
   if (spec.variadic) out[spec.variadic] = rest;
-  else if (rest.length > 0) throw new CeleriacError('E_USAGE', `${method} takes at most ${declared.length} argument(s) (${spec.signature ?? 'none'}), got ${words.length}`);
+  else if (rest.length > 0)
+    throw new CeleriacError('E_USAGE', `${method} takes at most ${declared.length} argument(s) (${spec.signature ?? 'none'}), got ${words.length}`);
   return out;
 }
 
@@ -96,7 +97,13 @@ function remoteCommand(type: 'inspect' | 'control'): Command {
         }
         const timeoutMs = Number(f.timeout);
         if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new CeleriacError('E_USAGE', `--timeout: expected milliseconds > 0, got ${String(f.timeout)}`);
-        const destination = typeof f.destination === 'string' ? f.destination.split(',').map((d) => d.trim()).filter(Boolean) : undefined;
+        const destination =
+          typeof f.destination === 'string'
+            ? f.destination
+                .split(',')
+                .map((d) => d.trim())
+                .filter(Boolean)
+            : undefined;
         const replies = await app.control.broadcast(method, commandArguments(method, spec, words), {
           reply: true,
           timeoutMs,

@@ -1,0 +1,280 @@
+/**
+ * Remote control across the language boundary, on one broker: Python Celery's `celery inspect`,
+ * `celery control` and `app.control` against a celeriac worker (every command, values checked:
+ * the rate limit really limits, revoke really revokes, shutdown really stops the worker warm), and
+ * `celeriac inspect`/`celeriac control` against a Python worker. Tasks are sent and their results
+ * read by a celeriac client in this process (rpc:// results reach only their sender).
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { createApp } from '../../runtime/src/index.js';
+import { queueInfo } from '../../runtime/src/protocol/control.js';
+import { eventually } from '../support/eventually.js';
+import { repoRoot, startWorker, withOutputOf } from '../support/processes.js';
+import { uniqueName } from '../support/servers.js';
+import { fixtures, pythonEnv, pythons, skipReason, startPyWorker, stopProcess } from './interop-suite.js';
+
+const run = promisify(execFile);
+
+export interface ControlInteropOptions {
+  readonly broker: 'redis' | 'amqp';
+  readonly brokerUrl: string;
+  readonly backendUrl: string;
+  readonly skip: string | false;
+}
+
+type PyControlOp =
+  | { op: 'inspect'; fn: string; args?: unknown[]; destination?: string[]; timeout?: number }
+  | { op: 'control'; fn: string; args?: unknown[]; kwargs?: Record<string, unknown> };
+
+export function controlInteropSuite(o: ControlInteropOptions): void {
+  for (const py of pythons) {
+    const skip = skipReason(py, o.skip);
+
+    describe(`${py.label} controls a celeriac worker on ${o.broker}`, { skip }, () => {
+      const queue = uniqueName('ctl');
+      const node = `${queue}@localhost`;
+      const env = pythonEnv(o.brokerUrl, o.backendUrl, queue);
+      let worker: ReturnType<typeof startWorker> | undefined;
+      const app = createApp({ name: 'ctl-client', broker: o.brokerUrl, backend: o.backendUrl, logLevel: 'warn' });
+      const one = { destination: [node], timeout: 10 };
+      const reply = { destination: [node], reply: true, timeout: 10 };
+
+      const pyControl = async (ops: PyControlOp[]): Promise<unknown[]> => {
+        const { stdout } = await run(py.exe!, [join(fixtures, 'py_control.py'), JSON.stringify(ops)], { env, cwd: fixtures, timeout: 120_000 });
+        const lines = stdout.trim().split('\n');
+        return JSON.parse(lines[lines.length - 1]!) as unknown[];
+      };
+      const celery = async (...args: string[]): Promise<string> => {
+        const { stdout } = await run(py.exe!, ['-m', 'celery', '-A', 'py_tasks', ...args, '-d', node, '-t', '10'], { env, cwd: fixtures, timeout: 120_000 });
+        return stdout;
+      };
+      const withLogs = <T>(f: () => Promise<T>): Promise<T> => withOutputOf({ 'TS worker': worker }, f);
+
+      before(async () => {
+        worker = startWorker('dist/test/interop/fixtures/ts-tasks.js', queue, { CELERIAC_BROKER_URL: o.brokerUrl, CELERIAC_RESULT_BACKEND: o.backendUrl }, [
+          '-n',
+          node,
+          '-c',
+          '2',
+          '-l',
+          'info',
+        ]);
+        await withLogs(() => eventually(async () => assert.equal((await app.control.ping({ destination: [node], timeoutMs: 1000 })).length, 1)));
+      });
+      after(async () => {
+        await stopProcess(worker);
+        await app.close();
+      });
+
+      it('celery inspect / celery control (the CLI): ping, registered, active_queues, rate_limit', () =>
+        withLogs(async () => {
+          const ping = await celery('inspect', 'ping');
+          assert.match(ping, new RegExp(`-> +${node}: OK\\s+pong`));
+          assert.match(await celery('inspect', 'registered'), /\* interop\.add\n/);
+          assert.match(await celery('inspect', 'active_queues'), new RegExp(`'name': '${queue}'`));
+          assert.match(await celery('control', 'rate_limit', 'interop.join', '100/m'), /new rate limit set successfully/);
+          assert.match(await celery('inspect', 'registered'), /\* interop\.join \[rate_limit=100\/m\]/);
+          assert.match(await celery('control', 'rate_limit', 'interop.join', ''), /rate limit disabled successfully/);
+        }));
+
+      it('app.control inspect: ping, stats, registered, active_queues, conf, report, clock; destination filtering', () =>
+        withLogs(async () => {
+          const [ping, nobody, stats, registered, queues, conf, report, clock] = (await pyControl([
+            { op: 'control', fn: 'ping', kwargs: { destination: [node], timeout: 10 } },
+            { op: 'control', fn: 'ping', kwargs: { destination: ['nobody@nowhere'], timeout: 0.5 } },
+            { op: 'inspect', fn: 'stats', ...one },
+            { op: 'inspect', fn: 'registered', ...one },
+            { op: 'inspect', fn: 'active_queues', ...one },
+            { op: 'inspect', fn: 'conf', ...one },
+            { op: 'inspect', fn: 'report', ...one },
+            { op: 'inspect', fn: 'clock', ...one },
+          ])) as Record<string, any>[];
+          assert.deepEqual(ping, [{ [node]: { ok: 'pong' } }]);
+          assert.deepEqual(nobody, []);
+          const s = stats![node];
+          assert.equal(s.pid, worker!.pid);
+          assert.equal(s.pool['max-concurrency'], 2);
+          assert.equal(s.broker.transport, o.broker);
+          assert.equal(typeof s.uptime, 'number');
+          assert.equal(s.broker.password, undefined);
+          const names = registered![node] as string[];
+          assert.ok(names.includes('interop.add') && names.includes('interop.block'), names.join(', '));
+          assert.ok(!names.some((n) => n.startsWith('celery.')), 'no celery.* builtins');
+          assert.deepEqual(queues![node], [queueInfo(queue)]);
+          assert.equal(conf![node].worker_concurrency, 2);
+          assert.doesNotMatch(JSON.stringify(conf), /:[^:@/]+@/, 'no password in conf');
+          assert.match(report![node].ok, /celeriac/);
+          assert.equal(typeof clock![node].clock, 'number');
+        }));
+
+      it('active, reserved, scheduled, query_task; revoke with terminate and plain revoke', () =>
+        withLogs(async () => {
+          const b1 = await app.sendTask('interop.block', [60_000], {}, { queue });
+          const b2 = await app.sendTask('interop.block', [60_000], {}, { queue });
+          const waiting = await app.sendTask('interop.add', [1, 2], {}, { queue });
+          const later = await app.sendTask('interop.add', [3, 4], {}, { queue, countdown: 60_000 });
+          const [active, reserved, scheduled, query] = await eventually(async () => {
+            const r = (await pyControl([
+              { op: 'inspect', fn: 'active', ...one },
+              { op: 'inspect', fn: 'reserved', ...one },
+              { op: 'inspect', fn: 'scheduled', ...one },
+              { op: 'inspect', fn: 'query_task', args: [b1.id, waiting.id, later.id, 'unknown'], ...one },
+            ])) as Record<string, any>[];
+            assert.equal(r[0]![node].length, 2);
+            assert.equal(r[1]![node].length, 1);
+            assert.equal(r[2]![node].length, 1);
+            return r.map((x) => x[node]);
+          });
+          assert.deepEqual(new Set(active.map((a: any) => a.id)), new Set([b1.id, b2.id]));
+          assert.equal(active[0].name, 'interop.block');
+          assert.deepEqual(active[0].args, [60_000]);
+          assert.equal(active[0].hostname, node);
+          assert.equal(typeof active[0].time_start, 'number');
+          assert.equal(reserved[0].id, waiting.id);
+          assert.equal(scheduled[0].request.id, later.id);
+          assert.equal(scheduled[0].priority, 6);
+          assert.match(scheduled[0].eta, /^\d{4}-\d\d-\d\dT/);
+          assert.deepEqual(Object.keys(query).sort(), [b1.id, waiting.id, later.id].sort());
+          assert.equal(query[b1.id][0], 'active');
+          assert.equal(query[waiting.id][0], 'reserved');
+          assert.equal(query[later.id][0], 'scheduled');
+          const [terminated, revoked] = (await pyControl([
+            { op: 'control', fn: 'revoke', args: [b1.id], kwargs: { terminate: true, signal: 'SIGTERM', ...reply } },
+            { op: 'control', fn: 'revoke', args: [[b2.id, later.id]], kwargs: { terminate: true, ...reply } },
+          ])) as Record<string, any>[][];
+          assert.deepEqual(terminated, [{ [node]: { ok: `terminate: ${b1.id}` } }]);
+          assert.deepEqual(revoked, [{ [node]: { ok: `terminate: ${b2.id}` } }]);
+          for (const r of [b1, b2]) assert.equal(await r.get({ timeout: 30_000 }).catch((e: Error) => e.name), 'TaskRevokedError');
+          assert.equal(await waiting.get({ timeout: 30_000 }), 3);
+          const [list] = (await pyControl([{ op: 'inspect', fn: 'revoked', ...one }])) as Record<string, string[]>[];
+          assert.ok(list![node]!.includes(later.id), 'the ETA task is in the revoked set');
+          // Celery's plain revoke (no reply): the next message with that id is discarded as REVOKED.
+          const plain = await app.sendTask('interop.add', [5, 5], {}, { queue, countdown: 1000 });
+          await pyControl([{ op: 'control', fn: 'revoke', args: [plain.id] }]);
+          assert.equal(await plain.get({ timeout: 30_000 }).catch((e: Error) => e.name), 'TaskRevokedError');
+        }));
+
+      it('rate_limit really limits the rate; time_limit really limits the time', () =>
+        withLogs(async () => {
+          const [set, unknown, bad] = (await pyControl([
+            { op: 'control', fn: 'rate_limit', args: ['interop.total', '1/m'], kwargs: reply },
+            { op: 'control', fn: 'rate_limit', args: ['no.such.task', '1/m'], kwargs: reply },
+            { op: 'control', fn: 'rate_limit', args: ['interop.total', 'x/m'], kwargs: reply },
+          ])) as unknown[];
+          assert.deepEqual(set, [{ [node]: { ok: 'new rate limit set successfully' } }]);
+          assert.deepEqual(unknown, [{ [node]: { error: 'unknown task' } }]);
+          assert.deepEqual(bad, [{ [node]: { error: `Invalid rate limit string: ValueError("could not convert string to float: 'x'")` } }]);
+          const first = await app.sendTask<number>('interop.total', [[1, 2]], {}, { queue });
+          assert.equal(await first.get({ timeout: 30_000 }), 3);
+          const second = await app.sendTask<number>('interop.total', [[3, 4]], {}, { queue });
+          // One a minute: the second waits for a token, held by the worker (listed as scheduled).
+          await eventually(async () => {
+            const [s] = (await pyControl([{ op: 'inspect', fn: 'scheduled', ...one }])) as Record<string, any>[];
+            // (The ETA task revoked above stays listed until its time comes, as in Celery.)
+            assert.ok(
+              s![node].some((e: any) => e.request.id === second.id),
+              JSON.stringify(s),
+            );
+          });
+          await pyControl([{ op: 'control', fn: 'revoke', args: [second.id], kwargs: { terminate: false } }]);
+
+          const [limited] = (await pyControl([
+            { op: 'control', fn: 'time_limit', args: ['interop.block'], kwargs: { soft: null, hard: 1, ...reply } },
+          ])) as unknown[];
+          assert.deepEqual(limited, [{ [node]: { ok: 'time limits set successfully' } }]);
+          const slow = await app.sendTask('interop.block', [60_000], {}, { queue });
+          const err = await slow.get({ timeout: 30_000 }).then(
+            () => null,
+            (e: { excType?: string }) => e,
+          );
+          assert.equal(err?.excType, 'TimeLimitExceeded');
+        }));
+
+      it('add_consumer, cancel_consumer, pool_grow, pool_shrink, autoscale', () =>
+        withLogs(async () => {
+          const extra = `${queue}-extra`;
+          const [added] = (await pyControl([{ op: 'control', fn: 'add_consumer', args: [extra], kwargs: reply }])) as unknown[];
+          assert.deepEqual(added, [{ [node]: { ok: `add consumer ${extra}` } }]);
+          const r = await app.sendTask<number>('interop.add', [20, 22], {}, { queue: extra });
+          assert.equal(await r.get({ timeout: 30_000 }), 42);
+          const [queues, cancelled] = (await pyControl([
+            { op: 'inspect', fn: 'active_queues', ...one },
+            { op: 'control', fn: 'cancel_consumer', args: [extra], kwargs: reply },
+          ])) as any[];
+          assert.deepEqual(
+            queues[node].map((q: any) => q.name),
+            [queue, extra],
+          );
+          assert.deepEqual(cancelled, [{ [node]: { ok: `no longer consuming from ${extra}` } }]);
+          await eventually(async () => {
+            const [q] = (await pyControl([{ op: 'inspect', fn: 'active_queues', ...one }])) as any[];
+            assert.deepEqual(
+              q[node].map((x: any) => x.name),
+              [queue],
+            );
+          });
+          const [grow, afterGrow, shrink, afterShrink, autoscale] = (await pyControl([
+            { op: 'control', fn: 'pool_grow', args: [3], kwargs: reply },
+            { op: 'inspect', fn: 'stats', ...one },
+            { op: 'control', fn: 'pool_shrink', args: [1], kwargs: reply },
+            { op: 'inspect', fn: 'stats', ...one },
+            { op: 'control', fn: 'autoscale', args: [4, 2], kwargs: reply },
+          ])) as any[];
+          assert.deepEqual(grow, [{ [node]: { ok: 'pool will grow' } }]);
+          assert.equal(afterGrow[node].pool['max-concurrency'], 5);
+          assert.deepEqual(shrink, [{ [node]: { ok: 'pool will shrink' } }]);
+          assert.equal(afterShrink[node].pool['max-concurrency'], 4);
+          assert.deepEqual(autoscale, [{ [node]: { error: "ValueError('Autoscale not enabled')" } }]);
+        }));
+
+      it('shutdown stops the worker with a warm shutdown: the running task finishes', () =>
+        withLogs(async () => {
+          const r = await app.sendTask('interop.block', [1500], {}, { queue });
+          await eventually(async () => {
+            const [a] = (await pyControl([{ op: 'inspect', fn: 'active', ...one }])) as Record<string, unknown[]>[];
+            assert.equal(a![node]!.length, 1);
+          });
+          const exited = new Promise<number | null>((resolve) => worker!.once('exit', (code) => resolve(code)));
+          await pyControl([{ op: 'control', fn: 'shutdown', kwargs: { destination: [node] } }]);
+          assert.equal(await exited, 0);
+          assert.equal(await r.get({ timeout: 30_000 }), 'slept 1500');
+        }));
+    });
+
+    describe(`celeriac inspect/control -> ${py.label} worker on ${o.broker}`, { skip }, () => {
+      const queue = uniqueName('pyctl');
+      const node = `${queue}@localhost`;
+      let pyWorker: ReturnType<typeof startPyWorker> | undefined;
+      const cli = async (...args: string[]): Promise<string> => {
+        const { stdout } = await run(process.execPath, [join(repoRoot, 'dist/runtime/src/cli/main.js'), ...args, '-b', o.brokerUrl, '-d', node, '-t', '5000'], {
+          timeout: 60_000,
+        });
+        return stdout;
+      };
+      before(() => {
+        pyWorker = startPyWorker(py, o.brokerUrl, o.backendUrl, queue);
+      });
+      after(() => stopProcess(pyWorker));
+
+      it('ping, stats, registered, active_queues, rate_limit', () =>
+        withOutputOf({ 'Python worker': pyWorker }, async () => {
+          const ping = await eventually(async () => JSON.parse(await cli('inspect', 'ping', '--json')) as unknown);
+          assert.deepEqual(ping, { [node]: { ok: 'pong' } });
+          const stats = JSON.parse(await cli('inspect', 'stats', '--json'))[node];
+          assert.equal(stats.pid, pyWorker!.pid);
+          assert.equal(stats.pool['max-concurrency'], 1);
+          const registered = JSON.parse(await cli('inspect', 'registered', '--json'))[node] as string[];
+          assert.ok(registered.includes('pyinterop.add'), registered.join(', '));
+          const queues = JSON.parse(await cli('inspect', 'active_queues', '--json'))[node];
+          assert.equal(queues[0].name, queue);
+          assert.match(await cli('control', 'rate_limit', 'pyinterop.add', '10/m'), new RegExp(`-> ${node}: OK\\n\\s+new rate limit set successfully`));
+          const after = JSON.parse(await cli('inspect', 'registered', '--json'))[node] as string[];
+          assert.ok(after.includes('pyinterop.add [rate_limit=10/m]'), after.join(', '));
+        }));
+    });
+  }
+}
