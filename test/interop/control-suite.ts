@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import { createApp } from '../../runtime/src/index.js';
 import { queueInfo } from '../../runtime/src/protocol/control.js';
 import { eventually } from '../support/eventually.js';
+import { startFlower, type RunningFlower } from '../support/flower.js';
 import { repoRoot, startWorker, withOutputOf } from '../support/processes.js';
 import { uniqueName } from '../support/servers.js';
 import { fixtures, pythonEnv, pythons, skipReason, startPyWorker, stopProcess } from './interop-suite.js';
@@ -106,7 +107,8 @@ export function controlInteropSuite(o: ControlInteropOptions): void {
           assert.ok(!names.some((n) => n.startsWith('celery.')), 'no celery.* builtins');
           assert.deepEqual(queues![node], [queueInfo(queue)]);
           assert.equal(conf![node].worker_concurrency, 2);
-          assert.doesNotMatch(JSON.stringify(conf), /:[^:@/]+@/, 'no password in conf');
+          const password = new URL(o.brokerUrl).password;
+          if (password) assert.ok(!JSON.stringify([conf, stats]).includes(`:${password}@`), 'no password in conf or stats');
           assert.match(report![node].ok, /celeriac/);
           assert.equal(typeof clock![node].clock, 'number');
         }));
@@ -192,6 +194,10 @@ export function controlInteropSuite(o: ControlInteropOptions): void {
             (e: { excType?: string }) => e,
           );
           assert.equal(err?.excType, 'TimeLimitExceeded');
+          const [cleared] = (await pyControl([
+            { op: 'control', fn: 'time_limit', args: ['interop.block'], kwargs: { soft: null, hard: null, ...reply } },
+          ])) as unknown[];
+          assert.deepEqual(cleared, [{ [node]: { ok: 'time limits set successfully' } }]);
         }));
 
       it('add_consumer, cancel_consumer, pool_grow, pool_shrink, autoscale', () =>
@@ -244,6 +250,87 @@ export function controlInteropSuite(o: ControlInteropOptions): void {
           assert.equal(await r.get({ timeout: 30_000 }), 'slept 1500');
         }));
     });
+
+    // Flower 2.2 is in the Celery 5.7 virtualenv only.
+    describe(
+      `Flower (${py.label}) controls a celeriac worker on ${o.broker} through its HTTP API`,
+      { skip: skip || (py.label === 'Celery 5.7' ? false : 'Flower is installed with Celery 5.7 only') },
+      () => {
+        const queue = uniqueName('flower');
+        const node = `${queue}@localhost`;
+        let worker: ReturnType<typeof startWorker> | undefined;
+        let flower: RunningFlower | undefined;
+        const app = createApp({ name: 'flower-client', broker: o.brokerUrl, backend: o.backendUrl, logLevel: 'warn' });
+        const api = async (method: 'GET' | 'POST', path: string, form?: Record<string, string>) => {
+          const res = await fetch(`${flower!.url}${path}`, {
+            method,
+            body: form ? new URLSearchParams(form) : undefined,
+          });
+          const text = await res.text();
+          assert.equal(res.status, 200, `${method} ${path}: ${res.status} ${text}`);
+          return JSON.parse(text) as Record<string, any>;
+        };
+        const withLogs = <T>(f: () => Promise<T>): Promise<T> => withOutputOf({ 'TS worker': worker, Flower: flower?.process }, f);
+
+        before(async () => {
+          worker = startWorker('dist/test/interop/fixtures/ts-tasks.js', queue, { CELERIAC_BROKER_URL: o.brokerUrl, CELERIAC_RESULT_BACKEND: o.backendUrl }, [
+            '-n',
+            node,
+            '-c',
+            '2',
+            '-l',
+            'info',
+          ]);
+          flower = await startFlower({
+            python: py.exe!,
+            brokerUrl: o.brokerUrl,
+            app: 'flower_app',
+            cwd: fixtures,
+            env: pythonEnv(o.brokerUrl, o.backendUrl, queue),
+          });
+        });
+        after(async () => {
+          await stopProcess(worker);
+          await flower?.stop();
+          await app.close();
+        });
+
+        it('/api/workers lists the worker with stats, registered tasks, active queues and conf (from pidbox)', () =>
+          withLogs(async () => {
+            const w = await eventually(async () => {
+              const all = await api('GET', '/api/workers?refresh=1');
+              assert.ok(all[node], `worker listed (got ${Object.keys(all).join(', ')})`);
+              return all[node];
+            });
+            assert.equal(w.stats.pid, worker!.pid);
+            assert.equal(w.stats.pool['max-concurrency'], 2);
+            assert.ok(w.registered.includes('interop.add'), w.registered.join(', '));
+            assert.deepEqual(w.active_queues, [queueInfo(queue)]);
+            assert.equal(w.conf.worker_concurrency, 2);
+            const one = await api('GET', `/api/workers?refresh=1&workername=${encodeURIComponent(node)}`);
+            assert.deepEqual(one[node].active, []);
+            assert.deepEqual(one[node].reserved, []);
+          }));
+
+        it('rate limit, revoke (terminate) and shutdown buttons work', () =>
+          withLogs(async () => {
+            await api('GET', '/api/workers?refresh=1');
+            const limited = await api('POST', '/api/task/rate-limit/interop.total', { workername: node, ratelimit: '5/m' });
+            assert.deepEqual(limited, { message: 'new rate limit set successfully' });
+            assert.ok((await app.control.registered({ destination: [node], timeoutMs: 5000 }))[node]!.includes('interop.total [rate_limit=5/m]'));
+
+            const r = await app.sendTask('interop.block', [60_000], {}, { queue });
+            await eventually(async () => assert.equal((await app.control.active({ destination: [node], timeoutMs: 5000 }))[node]?.length, 1));
+            const revoked = await api('POST', `/api/task/revoke/${r.id}?terminate=true`);
+            assert.deepEqual(revoked, { message: `Revoked '${r.id}'` });
+            assert.equal(await r.get({ timeout: 30_000 }).catch((e: Error) => e.name), 'TaskRevokedError');
+
+            const exited = new Promise<number | null>((resolve) => worker!.once('exit', (code) => resolve(code)));
+            assert.deepEqual(await api('POST', `/api/worker/shutdown/${encodeURIComponent(node)}`), { message: 'Shutting down!' });
+            assert.equal(await exited, 0);
+          }));
+      },
+    );
 
     describe(`celeriac inspect/control -> ${py.label} worker on ${o.broker}`, { skip }, () => {
       const queue = uniqueName('pyctl');

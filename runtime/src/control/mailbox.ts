@@ -7,7 +7,7 @@ import type { Broker } from '../brokers/broker.js';
 import { CONTROL_EXCHANGE, decodeControl, encodeReply, isAddressedTo, type ControlRequest } from '../protocol/control.js';
 import { acceptedContentTypes } from '../protocol/serializers.js';
 import type { WireMessage } from '../protocol/wire-message.js';
-import { errorRepr, findCommand, NO_REPLY, type WorkerControl } from './commands.js';
+import { ControlCommandError, errorRepr, findCommand, NO_REPLY, type WorkerControl } from './commands.js';
 
 export interface Mailbox {
   /** Resolves when listening stops (stop(), or the broker closing). */
@@ -49,8 +49,10 @@ export function startMailbox(broker: Broker, w: WorkerControl): Mailbox {
       try {
         value = await command.run(w, req.arguments);
       } catch (err) {
-        // Celery's dispatch: a failed command replies its error; the worker goes on.
-        log.error({ err, method: req.method }, 'remote-control command failed');
+        // Celery's dispatch: a failed command replies its error; the worker goes on. A refusal
+        // the command meant (ControlCommandError) is no fault of the worker's.
+        if (err instanceof ControlCommandError) log.warn({ method: req.method, error: err.message }, 'remote-control command refused');
+        else log.error({ err, method: req.method }, 'remote-control command failed');
         value = { error: errorRepr(err) };
       }
     }
