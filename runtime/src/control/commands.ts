@@ -72,6 +72,13 @@ function pySet(ids: readonly string[]): string {
   return ids.length === 0 ? 'set()' : `{${ids.map((i) => `'${i}'`).join(', ')}}`;
 }
 
+/** Python's truth value of a JSON argument (Flower sends `terminate` as 1, not true). */
+export function pyTruthy(v: unknown): boolean {
+  if (Array.isArray(v)) return v.length > 0;
+  if (v !== null && typeof v === 'object') return Object.keys(v).length > 0;
+  return Boolean(v);
+}
+
 function ids(v: unknown): string[] {
   return v === null || v === undefined ? [] : ([] as unknown[]).concat(v).map(String);
 }
@@ -218,7 +225,7 @@ export const BUILTIN_COMMANDS: ReadonlyMap<string, BuiltinCommand> = new Map<str
       handler: (w, a) => registered(w, Array.isArray(a.taskinfoitems) && a.taskinfoitems.length > 0 ? a.taskinfoitems.map(String) : TASK_INFO_ITEMS),
     },
   ],
-  ['active', { type: 'inspect', help: 'List of tasks currently being executed.', handler: (w, a) => w.consumer.requests(a.safe === true).active }],
+  ['active', { type: 'inspect', help: 'List of tasks currently being executed.', handler: (w, a) => w.consumer.requests(pyTruthy(a.safe)).active }],
   ['reserved', { type: 'inspect', help: 'List of currently reserved tasks, not including scheduled/active.', handler: (w) => w.consumer.requests().reserved }],
   ['scheduled', { type: 'inspect', help: 'List of currently scheduled ETA/countdown tasks.', handler: (w) => w.consumer.requests().scheduled }],
   ['revoked', { type: 'inspect', help: 'List of revoked task-ids.', handler: (w) => w.consumer.revokedIds() }],
@@ -261,7 +268,7 @@ export const BUILTIN_COMMANDS: ReadonlyMap<string, BuiltinCommand> = new Map<str
       help: 'Revoke task by task id (or list of ids).',
       handler: (w, a) => {
         const list = [...new Set(ids(a.task_id))];
-        const terminate = a.terminate === true;
+        const terminate = pyTruthy(a.terminate);
         const terminated = w.consumer.revoke(list, terminate);
         if (terminate) return ok(terminated.length === 0 ? 'terminate: tasks unknown' : `terminate: ${terminated.join(', ')}`);
         return ok(`tasks ${pySet(list)} flagged as revoked`);

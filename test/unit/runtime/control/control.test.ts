@@ -72,6 +72,13 @@ describe('remote control (memory broker)', () => {
     assert.deepEqual(await app.control.revoke(r.id, { ...only, reply: true, terminate: true }), [{ [node]: { ok: `terminate: ${r.id}` } }]);
     assert.equal(await r.get({ timeout: 5000 }).catch((e: Error) => e.name), 'TaskRevokedError');
     assert.ok((await app.control.revoked(only))[node]!.includes(r.id));
+    // Python truth values: Flower sends terminate=1.
+    const r2 = await app.sendTask('c.block', [], {}, { queue: 'q1' });
+    await eventually(async () => assert.equal((await app.control.active(only))[node]!.length, 1));
+    assert.deepEqual(await app.control.broadcast('revoke', { task_id: r2.id, terminate: 1 }, { ...only, reply: true }), [
+      { [node]: { ok: `terminate: ${r2.id}` } },
+    ]);
+    assert.equal(await r2.get({ timeout: 5000 }).catch((e: Error) => e.name), 'TaskRevokedError');
     const later = await app.control.revoke(['a1', 'b2'], { ...only, reply: true });
     assert.deepEqual(later, [{ [node]: { ok: "tasks {'a1', 'b2'} flagged as revoked" } }]);
   });
