@@ -196,6 +196,9 @@ export function createApp(options: AppOptions = {}): App {
         get log() {
           return log;
         },
+        get acceptContent() {
+          return config.acceptContent;
+        },
       }));
     },
     controlCommand(name, spec) {

@@ -21,6 +21,7 @@ import {
   type RequestInfo,
   type ScheduledInfo,
 } from '../protocol/control.js';
+import { acceptedContentTypes } from '../protocol/serializers.js';
 
 /** What a command's handler gets: the worker's app, its nodename and a logger. */
 export interface ControlContext {
@@ -90,7 +91,11 @@ type InspectOptions = Omit<BroadcastOptions, 'reply'>;
 export class Control {
   private readonly clock = new LamportClock();
 
-  constructor(private readonly host: { broker(): Promise<Broker>; readonly log: Logger }) {}
+  /**
+   * `acceptContent`: what replies may be serialized as besides JSON (a Python worker replies with
+   * its task serializer, e.g. msgpack).
+   */
+  constructor(private readonly host: { broker(): Promise<Broker>; readonly log: Logger; readonly acceptContent: readonly string[] }) {}
 
   /**
    * Sends `method` with `args` to the workers; with `reply: true`, collects their replies for
@@ -110,6 +115,7 @@ export class Control {
     const limit = o.limit ?? destination?.length ?? Infinity;
     const replies: NodeReply[] = [];
     const stop = new AbortController();
+    const accepted = acceptedContentTypes(this.host.acceptContent).add('application/json');
     let ready!: () => void;
     const bound = new Promise<void>((r) => (ready = r));
     const listening = broker.listenDirect(
@@ -117,7 +123,7 @@ export class Control {
       (m) => {
         let r: ReturnType<typeof decodeReply>;
         try {
-          r = decodeReply(m);
+          r = decodeReply(m, accepted);
         } catch (err) {
           // One bad reply must not hide the others: logged and skipped.
           this.host.log.warn({ err, method }, 'ignored an undecodable control reply');
