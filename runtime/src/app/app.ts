@@ -209,8 +209,9 @@ export function createApp(options: AppOptions = {}): App {
     },
     controlCommands,
     async revoke(taskId, o = {}) {
-      await app.control.revoke(taskId, { terminate: o.terminate ?? false });
+      // Stored first: a worker that terminates the task then records "terminated" over it.
       await (await backend()).store(revokedMeta(taskId, 'revoked'));
+      await app.control.revoke(taskId, { terminate: o.terminate ?? false });
     },
     configure(flags) {
       if (brokerP || backendP) throw new CeleriacError('E_CONFIG_LATE', 'configure() must run before the app connects to its broker');
