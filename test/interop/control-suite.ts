@@ -31,6 +31,18 @@ type PyControlOp =
   | { op: 'inspect'; fn: string; args?: unknown[]; destination?: string[]; timeout?: number }
   | { op: 'control'; fn: string; args?: unknown[]; kwargs?: Record<string, unknown> };
 
+/** A celeriac worker on `queue` named `node` (fixtures/ts-tasks.ts), two slots. */
+function startNamedWorker(o: ControlInteropOptions, queue: string, node: string) {
+  return startWorker('dist/test/interop/fixtures/ts-tasks.js', queue, { CELERIAC_BROKER_URL: o.brokerUrl, CELERIAC_RESULT_BACKEND: o.backendUrl }, [
+    '-n',
+    node,
+    '-c',
+    '2',
+    '-l',
+    'info',
+  ]);
+}
+
 export function controlInteropSuite(o: ControlInteropOptions): void {
   for (const py of pythons) {
     const skip = skipReason(py, o.skip);
@@ -56,14 +68,7 @@ export function controlInteropSuite(o: ControlInteropOptions): void {
       const withLogs = <T>(f: () => Promise<T>): Promise<T> => withOutputOf({ 'TS worker': worker }, f);
 
       before(async () => {
-        worker = startWorker('dist/test/interop/fixtures/ts-tasks.js', queue, { CELERIAC_BROKER_URL: o.brokerUrl, CELERIAC_RESULT_BACKEND: o.backendUrl }, [
-          '-n',
-          node,
-          '-c',
-          '2',
-          '-l',
-          'info',
-        ]);
+        worker = startNamedWorker(o, queue, node);
         await withLogs(() => eventually(async () => assert.equal((await app.control.ping({ destination: [node], timeoutMs: 1000 })).length, 1)));
       });
       after(async () => {
@@ -273,14 +278,7 @@ export function controlInteropSuite(o: ControlInteropOptions): void {
         const withLogs = <T>(f: () => Promise<T>): Promise<T> => withOutputOf({ 'TS worker': worker, Flower: flower?.process }, f);
 
         before(async () => {
-          worker = startWorker('dist/test/interop/fixtures/ts-tasks.js', queue, { CELERIAC_BROKER_URL: o.brokerUrl, CELERIAC_RESULT_BACKEND: o.backendUrl }, [
-            '-n',
-            node,
-            '-c',
-            '2',
-            '-l',
-            'info',
-          ]);
+          worker = startNamedWorker(o, queue, node);
           flower = await startFlower({
             python: py.exe!,
             brokerUrl: o.brokerUrl,

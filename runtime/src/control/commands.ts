@@ -199,6 +199,15 @@ function report(w: WorkerControl): string {
   ].join('\n');
 }
 
+/**
+ * Switches the consumer to `queues` after the reply is sent (Celery's `call_soon`); a failure is
+ * logged: the reply has promised the change already, as Celery's does.
+ */
+function changeQueues(w: WorkerControl, queues: readonly string[], what: string): void {
+  w.log.info({ queues }, `remote control: ${what}`);
+  void w.consumer.setQueues(queues).catch((err: unknown) => w.log.error({ err, queues }, `remote control: ${what} failed`));
+}
+
 function resize(w: WorkerControl, size: number): void {
   w.pool.resize(size);
   w.consumer.poolResized();
@@ -371,10 +380,7 @@ export const BUILTIN_COMMANDS: ReadonlyMap<string, BuiltinCommand> = new Map<str
           return nok(`celeriac consumes queue "${queue}" with Celery's default binding only (direct exchange "${queue}", routing key "${queue}")`);
         }
         const queues = w.consumer.consumedQueues();
-        if (!queues.includes(queue)) {
-          w.log.info({ queue }, 'remote control: consuming from a new queue');
-          void w.consumer.setQueues([...queues, queue]).catch((err) => w.log.error({ err, queue }, 'add_consumer failed'));
-        }
+        if (!queues.includes(queue)) changeQueues(w, [...queues, queue], `consuming from ${queue} too`);
         return ok(`add consumer ${queue}`);
       },
     },
@@ -389,10 +395,12 @@ export const BUILTIN_COMMANDS: ReadonlyMap<string, BuiltinCommand> = new Map<str
       handler: (w, a) => {
         const queue = String(a.queue ?? '');
         const queues = w.consumer.consumedQueues();
-        if (queues.includes(queue)) {
-          w.log.info({ queue }, 'remote control: no longer consuming from a queue');
-          void w.consumer.setQueues(queues.filter((q) => q !== queue)).catch((err) => w.log.error({ err, queue }, 'cancel_consumer failed'));
-        }
+        if (queues.includes(queue))
+          changeQueues(
+            w,
+            queues.filter((q) => q !== queue),
+            `no longer consuming from ${queue}`,
+          );
         return ok(`no longer consuming from ${queue}`);
       },
     },
