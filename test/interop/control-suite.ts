@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -159,9 +160,15 @@ export function controlInteropSuite(o: ControlInteropOptions): void {
           assert.equal(await waiting.get({ timeout: 30_000 }), 3);
           const [list] = (await pyControl([{ op: 'inspect', fn: 'revoked', ...one }])) as Record<string, string[]>[];
           assert.ok(list![node]!.includes(later.id), 'the ETA task is in the revoked set');
-          // Celery's plain revoke (no reply): the next message with that id is discarded as REVOKED.
-          const plain = await app.sendTask('interop.add', [5, 5], {}, { queue, countdown: 1000 });
-          await pyControl([{ op: 'control', fn: 'revoke', args: [plain.id] }]);
+          // Celery's plain revoke (no reply, as Flower sends it): once the worker has the id, a
+          // message with that id is discarded as REVOKED instead of run.
+          const id = randomUUID();
+          await pyControl([{ op: 'control', fn: 'revoke', args: [id] }]);
+          await eventually(async () => {
+            const [r] = (await pyControl([{ op: 'inspect', fn: 'revoked', ...one }])) as Record<string, string[]>[];
+            assert.ok(r![node]!.includes(id));
+          });
+          const plain = await app.sendTask('interop.add', [5, 5], {}, { queue, taskId: id });
           assert.equal(await plain.get({ timeout: 30_000 }).catch((e: Error) => e.name), 'TaskRevokedError');
         }));
 
@@ -244,15 +251,14 @@ export function controlInteropSuite(o: ControlInteropOptions): void {
 
       it('shutdown stops the worker with a warm shutdown: the running task finishes', () =>
         withLogs(async () => {
-          const r = await app.sendTask('interop.block', [1500], {}, { queue });
-          await eventually(async () => {
-            const [a] = (await pyControl([{ op: 'inspect', fn: 'active', ...one }])) as Record<string, unknown[]>[];
-            assert.equal(a![node]!.length, 1);
-          });
+          // Long enough to be running when Python's shutdown arrives (a Python process starts in seconds).
+          const r = await app.sendTask('interop.block', [10_000], {}, { queue });
+          await eventually(async () => assert.equal((await app.control.active({ destination: [node], timeoutMs: 5000 }))[node]?.length, 1));
           const exited = new Promise<number | null>((resolve) => worker!.once('exit', (code) => resolve(code)));
           await pyControl([{ op: 'control', fn: 'shutdown', kwargs: { destination: [node] } }]);
           assert.equal(await exited, 0);
-          assert.equal(await r.get({ timeout: 30_000 }), 'slept 1500');
+          assert.match(worker!.output(), /warm shutdown requested by remote control/);
+          assert.equal(await r.get({ timeout: 30_000 }), 'slept 10000');
         }));
     });
 
