@@ -12,6 +12,8 @@
 export { createApp, type App, type AppOptions } from './app/app.js';
 export { loadConfig, CONFIG_KEYS, configTable, type Config } from './app/config.js';
 export { AsyncResult } from './app/result.js';
+export type { Control, ControlCommandSpec, ControlContext, BroadcastOptions, NodeReply, StatsReply } from './app/control.js';
+export type { RequestInfo, ScheduledInfo, QueueInfo, OkReply } from './protocol/control.js';
 export type { Task, TaskOptions, ApplyOptions, TaskContext, TaskFn } from './app/task.js';
 export type { ParamNames, KwargsOf } from './app/arguments.js';
 export type { Routes, Router, RouterFn, RouteMap, Route, RouteOptions } from './app/routes.js';
@@ -28,7 +30,7 @@ export { applySignature, type ApplyCall, type CanvasHost, type CanvasResult } fr
 export { SoftTimeLimitExceeded, TimeLimitExceeded } from './pools/trace.js';
 export { States, READY_STATES, type TaskMeta, type TaskState } from './protocol/result-meta.js';
 export type { SignatureDict } from './protocol/task-message.js';
-export type { Broker, Delivery } from './brokers/broker.js';
+export type { Broker, Delivery, DirectListen } from './brokers/broker.js';
 export type { WireMessage } from './protocol/wire-message.js';
 export type { KeyValueStore } from './backends/backend.js';
 export type { ResultBackend } from './backends/result-backend.js';

@@ -143,6 +143,10 @@ export class Control {
     try {
       await broker.broadcast(CONTROL_EXCHANGE, encodeControl(method, args, { destination, timeoutMs, replyTo: oid, ticket, clock: this.clock.forward() }));
       await listening;
+    } catch (err) {
+      // The request failed: that error is the one to report; how listening ended adds nothing.
+      listening.catch((e: unknown) => this.host.log.debug({ err: e }, 'reply queue closed with an error after a failed request'));
+      throw err;
     } finally {
       clearTimeout(timer);
       stop.abort();
