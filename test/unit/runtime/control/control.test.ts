@@ -134,6 +134,18 @@ describe('remote control (memory broker)', () => {
     );
   });
 
+  it("hello (Celery's mingle) shares the revoked set with float timestamps, and learns the sender's", async () => {
+    const replies = await app.control.broadcast('hello', { from_node: 'py@host', revoked: { 'from-py': [1735732800.5, 'from-py'] } }, { ...only, reply: true });
+    const r = replies[0]![node] as { revoked: Record<string, [number, string]>; clock: number };
+    assert.equal(typeof r.clock, 'number');
+    assert.ok(r.revoked['from-py'], 'the sender revocation is kept');
+    for (const [id, [stamp, same]] of Object.entries(r.revoked)) {
+      assert.equal(same, id);
+      assert.ok(!Number.isInteger(stamp), `a float timestamp for ${id}, got ${stamp}`);
+    }
+    assert.deepEqual(await app.control.broadcast('hello', { from_node: node }, { ...only, reply: true }), [{ [node]: null }]);
+  });
+
   it('an unknown command replies KeyError; an app command runs', async () => {
     assert.deepEqual(await app.control.broadcast('nope', {}, { ...only, reply: true }), [{ [node]: { error: "KeyError('nope')" } }]);
     assert.deepEqual(await app.control.broadcast('shout', { word: 'hi' }, { ...only, reply: true }), [{ [node]: { ok: `HI from ${node}` } }]);
