@@ -29,6 +29,8 @@ export interface Config {
   readonly queues: readonly string[];
   readonly concurrency: number;
   readonly prefetchMultiplier: number;
+  readonly autoscaleMax: number | null;
+  readonly autoscaleMin: number;
   readonly hostname: string;
   readonly metricsPort: number | null;
   readonly logLevel: LogLevel;
@@ -170,6 +172,20 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     doc: 'Messages reserved per slot (prefetch = concurrency x this; 0 = unlimited).',
   },
   {
+    key: 'autoscaleMax',
+    env: ['CELERIAC_AUTOSCALE_MAX'],
+    kind: { type: 'int', min: 1, max: 10_000, nullable: true },
+    default: null,
+    doc: 'Autoscale the pool up to this many slots (worker --autoscale max,min); none: a fixed pool of concurrency slots.',
+  },
+  {
+    key: 'autoscaleMin',
+    env: ['CELERIAC_AUTOSCALE_MIN'],
+    kind: { type: 'int', min: 1, max: 10_000 },
+    default: 1,
+    doc: 'Autoscale: the fewest slots, and the pool size at start.',
+  },
+  {
     key: 'hostname',
     env: ['CELERIAC_HOSTNAME'],
     flag: 'hostname',
@@ -276,6 +292,8 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     else if (opt !== undefined) values[k.key] = parseValue(k, opt, `createApp option "${k.key}"`, problems);
     else values[k.key] = typeof k.default === 'function' ? (k.default as (c: typeof values) => unknown)(values) : k.default;
   }
+  const [max, min] = [values.autoscaleMax, values.autoscaleMin];
+  if (typeof max === 'number' && typeof min === 'number' && min > max) problems.push(`autoscale: the minimum (${min}) is above the maximum (${max})`);
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(values) as unknown as Config;
 }

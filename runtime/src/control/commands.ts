@@ -21,6 +21,13 @@ export interface WorkerControl {
   readonly hostname: string;
   readonly log: Logger;
   readonly pool: Pool;
+  /** Set when the worker autoscales its pool (`--autoscale max,min`). */
+  readonly autoscaler: {
+    readonly max: number;
+    readonly min: number;
+    update(max: number | null, min: number | null): [number, number];
+    info(): Record<string, number>;
+  } | null;
   readonly clock: LamportClock;
   /** Epoch ms the worker started. */
   readonly startedAt: number;
@@ -146,7 +153,8 @@ function stats(w: WorkerControl): Record<string, unknown> {
       failover_strategy: 'round-robin',
       alternates: [],
     },
-    prefetch_count: c.prefetchMultiplier * w.pool.size,
+    prefetch_count: c.prefetchMultiplier * (w.autoscaler?.max ?? w.pool.size),
+    ...(w.autoscaler ? { autoscaler: w.autoscaler.info() } : {}),
     rusage: {
       utime: ru.userCPUTime / 1e6,
       stime: ru.systemCPUTime / 1e6,
@@ -413,6 +421,7 @@ export const BUILTIN_COMMANDS: ReadonlyMap<string, BuiltinCommand> = new Map<str
       signature: '[N=1]',
       help: 'Grow pool by n processes/threads.',
       handler: (w, a) => {
+        if (w.autoscaler) return nok('pool_grow is not supported with autoscale. Adjust autoscale range instead.');
         resize(w, w.pool.size + count(a.n));
         return ok('pool will grow');
       },
@@ -426,6 +435,7 @@ export const BUILTIN_COMMANDS: ReadonlyMap<string, BuiltinCommand> = new Map<str
       signature: '[N=1]',
       help: 'Shrink pool by n processes/threads.',
       handler: (w, a) => {
+        if (w.autoscaler) return nok('pool_shrink is not supported with autoscale. Adjust autoscale range instead.');
         const size = w.pool.size - count(a.n);
         if (size < 1) throw new ControlCommandError('ValueError', "Can't shrink pool below one slot");
         resize(w, size);
@@ -443,8 +453,11 @@ export const BUILTIN_COMMANDS: ReadonlyMap<string, BuiltinCommand> = new Map<str
       ],
       signature: '[max [min]]',
       help: 'Modify autoscale settings.',
-      handler: () => {
-        throw new ControlCommandError('ValueError', 'Autoscale not enabled');
+      handler: (w, a) => {
+        if (!w.autoscaler) throw new ControlCommandError('ValueError', 'Autoscale not enabled');
+        const bound = (v: unknown) => (v === null || v === undefined ? null : Math.max(1, count(v)));
+        const [max, min] = w.autoscaler.update(bound(a.max), bound(a.min));
+        return ok(`autoscale now max=${max} min=${min}`);
       },
     },
   ],

@@ -115,6 +115,10 @@ export interface ConsumerDeps {
   readonly pool: Pool;
   readonly metrics: WorkerMetrics;
   readonly log: Logger;
+  /** Slots the prefetch is sized for (default: the pool's size; the autoscaler's maximum when autoscaling, as Celery). */
+  readonly prefetchSlots?: () => number;
+  /** Called for each task received (the autoscaler reacts at once, as Celery's). */
+  readonly onTaskReceived?: () => void;
 }
 
 export class Consumer {
@@ -170,7 +174,8 @@ export class Consumer {
     if (this.queues.length === 0) return; // every queue cancelled by remote control
     // Slots follow the pool (pool_grow/pool_shrink); held ETA and rate-limited messages raise the
     // limit, as Celery's qos.increment_eventually.
-    const prefetch = () => (config.prefetchMultiplier === 0 ? 0 : this.deps.pool.size * config.prefetchMultiplier + this.eta.size);
+    const slots = this.deps.prefetchSlots ?? (() => this.deps.pool.size);
+    const prefetch = () => (config.prefetchMultiplier === 0 ? 0 : slots() * config.prefetchMultiplier + this.eta.size);
     this.consumeDone = broker.consume(this.queues, (d) => this.onDelivery(d), { prefetch, signal: ctl.signal });
     this.consumeDone.catch((err) => {
       this.deps.log.fatal({ err }, 'consuming from the broker failed');
@@ -418,6 +423,7 @@ export class Consumer {
       this.reserved.push(job);
     }
     this.pump();
+    this.deps.onTaskReceived?.();
   }
 
   /** Why a task must not run: revoked or expired (checked at intake and again at start), or null. */

@@ -12,6 +12,7 @@ import { LamportClock } from '../protocol/control.js';
 import { startMailbox, type Mailbox } from '../control/mailbox.js';
 import { CeleriacError, redactUrl } from '../errors.js';
 import { registerCanvasTasks } from '../canvas/builtins.js';
+import { Autoscaler } from './autoscaler.js';
 import { Consumer } from './consumer.js';
 
 export interface Worker {
@@ -55,7 +56,10 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
   let stopped: Promise<void> | null = null;
   // A running worker keeps its process alive even when its broker holds no handle (memory://).
   let keepAlive: NodeJS.Timeout | null = null;
-  const pool = opts.pool ?? createEventLoopPool(config.concurrency);
+  // Autoscaling starts at its minimum (Celery's --autoscale=max,min).
+  const pool = opts.pool ?? createEventLoopPool(config.autoscaleMax !== null ? config.autoscaleMin : config.concurrency);
+  let autoscaler: Autoscaler | null = null;
+  let autoscaleTimer: NodeJS.Timeout | null = null;
 
   const worker: Worker = {
     get metricsUrl() {
@@ -68,7 +72,39 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
       const broker = await app.broker();
       const backend = await app.backend();
       await pool.start();
-      consumer = new Consumer({ app, config, broker, backend, pool, metrics, log });
+      consumer = new Consumer({
+        app,
+        config,
+        broker,
+        backend,
+        pool,
+        metrics,
+        log,
+        prefetchSlots: () => autoscaler?.max ?? pool.size,
+        onTaskReceived: () => {
+          autoscaler?.taskReceived();
+          autoscaler?.step();
+        },
+      });
+      if (config.autoscaleMax !== null) {
+        const c = consumer;
+        autoscaler = new Autoscaler(
+          {
+            pool,
+            held: () => {
+              const n = c.counts();
+              return n.active + n.reserved;
+            },
+            onResize: () => c.poolResized(),
+            log,
+          },
+          config.autoscaleMax,
+          config.autoscaleMin,
+        );
+        const a = autoscaler;
+        autoscaleTimer = setInterval(() => a.step(), 1000);
+        autoscaleTimer.unref();
+      }
       if (config.metricsPort !== null) {
         server = await startMetricsServer(config.metricsPort, {
           registry: metrics.registry,
@@ -83,6 +119,7 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
         hostname: config.hostname,
         log,
         pool,
+        autoscaler,
         clock,
         startedAt: Date.now(),
         consumer,
@@ -133,6 +170,7 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
         }
         await consumer?.abortRunning();
         mailbox?.stop();
+        if (autoscaleTimer) clearInterval(autoscaleTimer);
         await pool.stop({ graceful, timeoutMs: config.shutdownTimeoutMs });
         await server?.close();
         await app.close();

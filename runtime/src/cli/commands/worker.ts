@@ -11,6 +11,7 @@ interface WorkerFlags extends BeatFlags {
   resultBackend?: string;
   queues?: string;
   concurrency?: string;
+  autoscale?: string;
   prefetchMultiplier?: string;
   hostname?: string;
   metricsPort?: string;
@@ -22,6 +23,7 @@ export function workerCommand(): Command {
     .description('Run a worker: consume queues and execute the tasks of --app.')
     .option('-Q, --queues <list>', 'comma-separated queues to consume (default: celery); env CELERIAC_QUEUES')
     .option('-c, --concurrency <n>', 'tasks run at once (default 10); env CELERIAC_CONCURRENCY')
+    .option('--autoscale <max,min>', 'grow the pool up to max slots when tasks wait, shrink to min when idle (as Celery)')
     .option('--prefetch-multiplier <n>', 'messages reserved per slot (default 4; 0 = unlimited)')
     .option('-n, --hostname <name>', 'node name, name@host (default celeriac@<hostname>)')
     .option('--metrics-port <port>', 'port of /metrics, /healthz, /drain (default 9540; 0 = any free port; none = off)')
@@ -39,6 +41,8 @@ export function workerCommand(): Command {
           resultBackend: f.resultBackend,
           queues: f.queues,
           concurrency: f.concurrency,
+          autoscaleMax: f.autoscale?.split(',')[0],
+          autoscaleMin: f.autoscale?.split(',')[1] || undefined,
           prefetchMultiplier: f.prefetchMultiplier,
           hostname: f.hostname,
           metricsPort: f.metricsPort,

@@ -152,6 +152,38 @@ describe('remote control (memory broker)', () => {
   });
 });
 
+describe('remote control of an autoscaling worker', () => {
+  it('autoscale changes the range; pool_grow and pool_shrink refuse, as Celery; stats shows the autoscaler', async () => {
+    const a = createTestApp({ hostname: 'auto@test', autoscaleMax: 4, autoscaleMin: 2 });
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    a.task('a.block', () => gate);
+    const w = await startTestWorker(a);
+    try {
+      const only = { destination: ['auto@test'], timeoutMs: 2000 };
+      assert.deepEqual((await a.control.stats(only))['auto@test']!.autoscaler, { max: 4, min: 2, current: 2, qty: 0 });
+      // Five tasks held: the pool grows from 2 to its maximum of 4 slots.
+      const runs = await Promise.all([1, 2, 3, 4, 5].map(() => a.sendTask('a.block')));
+      await eventually(async () => assert.equal((await a.control.active(only))['auto@test']!.length, 4));
+      open();
+      for (const r of runs) await r.get({ timeout: 5000 });
+      assert.deepEqual(await a.control.autoscale(6, 3, { ...only, reply: true }), [{ 'auto@test': { ok: 'autoscale now max=6 min=3' } }]);
+      // The pool (4 slots after the load) is inside the new range: it stays until idle for the keepalive.
+      assert.deepEqual((await a.control.stats(only))['auto@test']!.autoscaler, { max: 6, min: 3, current: 4, qty: 0 });
+      assert.deepEqual(await a.control.autoscale(3, 2, { ...only, reply: true }), [{ 'auto@test': { ok: 'autoscale now max=3 min=2' } }]);
+      assert.equal((await a.control.stats(only))['auto@test']!.pool['max-concurrency'], 3);
+      assert.deepEqual(await a.control.poolGrow(1, { ...only, reply: true }), [
+        { 'auto@test': { error: 'pool_grow is not supported with autoscale. Adjust autoscale range instead.' } },
+      ]);
+      assert.deepEqual(await a.control.poolShrink(1, { ...only, reply: true }), [
+        { 'auto@test': { error: 'pool_shrink is not supported with autoscale. Adjust autoscale range instead.' } },
+      ]);
+    } finally {
+      await w.stop();
+    }
+  });
+});
+
 describe('remote control shutdown', () => {
   it('stops the worker warm, after its running task, without a reply', async () => {
     const a = createTestApp({ hostname: 'bye@test' });
