@@ -33,12 +33,11 @@ type PyControlOp =
   | { op: 'control'; fn: string; args?: unknown[]; kwargs?: Record<string, unknown> };
 
 /** A celeriac worker on `queue` named `node` (fixtures/ts-tasks.ts), two slots. */
-function startNamedWorker(o: ControlInteropOptions, queue: string, node: string) {
+function startNamedWorker(o: ControlInteropOptions, queue: string, node: string, pool: readonly string[] = ['-c', '2']) {
   return startWorker('dist/test/interop/fixtures/ts-tasks.js', queue, { CELERIAC_BROKER_URL: o.brokerUrl, CELERIAC_RESULT_BACKEND: o.backendUrl }, [
     '-n',
     node,
-    '-c',
-    '2',
+    ...pool,
     '-l',
     'info',
   ]);
@@ -248,6 +247,31 @@ export function controlInteropSuite(o: ControlInteropOptions): void {
           assert.equal(afterShrink[node].pool['max-concurrency'], 4);
           assert.deepEqual(autoscale, [{ [node]: { error: "ValueError('Autoscale not enabled')" } }]);
         }));
+
+      it('autoscale against a worker started with --autoscale 3,1: the range changes, pool_grow is refused', async () => {
+        const autoQueue = `${queue}-auto`;
+        const autoNode = `${autoQueue}@localhost`;
+        const auto = startNamedWorker(o, autoQueue, autoNode, ['--autoscale', '3,1']);
+        try {
+          await withOutputOf({ 'autoscaling TS worker': auto }, async () => {
+            await eventually(async () => assert.equal((await app.control.ping({ destination: [autoNode], timeoutMs: 1000 })).length, 1));
+            const to = { destination: [autoNode], reply: true, timeout: 10 };
+            const [before, scaled, after, grow] = (await pyControl([
+              { op: 'inspect', fn: 'stats', destination: [autoNode], timeout: 10 },
+              { op: 'control', fn: 'autoscale', args: [5, 2], kwargs: to },
+              { op: 'inspect', fn: 'stats', destination: [autoNode], timeout: 10 },
+              { op: 'control', fn: 'pool_grow', args: [1], kwargs: to },
+            ])) as any[];
+            assert.deepEqual(before[autoNode].autoscaler, { max: 3, min: 1, current: 1, qty: 0 });
+            assert.deepEqual(scaled, [{ [autoNode]: { ok: 'autoscale now max=5 min=2' } }]);
+            assert.deepEqual(after[autoNode].autoscaler, { max: 5, min: 2, current: 2, qty: 0 });
+            assert.equal(after[autoNode].pool['max-concurrency'], 2);
+            assert.deepEqual(grow, [{ [autoNode]: { error: 'pool_grow is not supported with autoscale. Adjust autoscale range instead.' } }]);
+          });
+        } finally {
+          await stopProcess(auto);
+        }
+      });
 
       it('shutdown stops the worker with a warm shutdown: the running task finishes', () =>
         withLogs(async () => {
