@@ -10,8 +10,7 @@ import type { WireMessage } from '../protocol/wire-message.js';
 import { ControlCommandError, errorRepr, findCommand, NO_REPLY, type WorkerControl } from './commands.js';
 
 export interface Mailbox {
-  /** Resolves when listening stops (stop(), or the broker closing). */
-  readonly done: Promise<void>;
+  /** Stops listening (the broker's close ends it too). */
   stop(): void;
 }
 
@@ -61,7 +60,7 @@ export function startMailbox(broker: Broker, w: WorkerControl): Mailbox {
     await reply(req, value);
   }
 
-  const done = broker
+  broker
     .subscribe(
       CONTROL_EXCHANGE,
       (m) => {
@@ -72,5 +71,5 @@ export function startMailbox(broker: Broker, w: WorkerControl): Mailbox {
     .catch((err) => {
       log.error({ err }, 'remote control subscription failed: inspect, control and revoke will not reach this worker');
     });
-  return { done, stop: () => stop.abort() };
+  return { stop: () => stop.abort() };
 }
