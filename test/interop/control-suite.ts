@@ -326,8 +326,10 @@ export function controlInteropSuite(o: ControlInteropOptions): void {
         it('/api/workers lists the worker with stats, registered tasks, active queues and conf (from pidbox)', () =>
           withLogs(async () => {
             const w = await eventually(async () => {
+              // Flower asks each method with its own 1 s timeout and keeps the answers of earlier refreshes.
               const all = await api('GET', '/api/workers?refresh=1');
               assert.ok(all[node], `worker listed (got ${Object.keys(all).join(', ')})`);
+              for (const method of ['stats', 'registered', 'active_queues', 'conf']) assert.ok(all[node][method], `${method} answered`);
               return all[node];
             });
             assert.equal(w.stats.pid, worker!.pid);
@@ -335,9 +337,13 @@ export function controlInteropSuite(o: ControlInteropOptions): void {
             assert.ok(w.registered.includes('interop.add'), w.registered.join(', '));
             assert.deepEqual(w.active_queues, [queueInfo(queue)]);
             assert.equal(w.conf.worker_concurrency, 2);
-            const one = await api('GET', `/api/workers?refresh=1&workername=${encodeURIComponent(node)}`);
-            assert.deepEqual(one[node].active, []);
-            assert.deepEqual(one[node].reserved, []);
+            const one = await eventually(async () => {
+              const w1 = (await api('GET', `/api/workers?refresh=1&workername=${encodeURIComponent(node)}`))[node];
+              for (const method of ['active', 'reserved', 'scheduled', 'revoked']) assert.ok(w1[method], `${method} answered`);
+              return w1;
+            });
+            assert.deepEqual(one.active, []);
+            assert.deepEqual(one.reserved, []);
           }));
 
         it('rate limit, revoke (terminate) and shutdown buttons work', () =>
