@@ -15,7 +15,7 @@ import { createApp } from '../../runtime/src/index.js';
 import { queueInfo } from '../../runtime/src/protocol/control.js';
 import { eventually } from '../support/eventually.js';
 import { startFlower, type RunningFlower } from '../support/flower.js';
-import { repoRoot, startWorker, withOutputOf } from '../support/processes.js';
+import { pythonWorkerArgs, repoRoot, startProcess, startWorker, withOutputOf } from '../support/processes.js';
 import { uniqueName } from '../support/servers.js';
 import { fixtures, pythonEnv, pythons, skipReason, startPyWorker, stopProcess } from './interop-suite.js';
 
@@ -247,6 +247,28 @@ export function controlInteropSuite(o: ControlInteropOptions): void {
           assert.equal(afterShrink[node].pool['max-concurrency'], 4);
           assert.deepEqual(autoscale, [{ [node]: { error: "ValueError('Autoscale not enabled')" } }]);
         }));
+
+      it("a Python worker starting with mingle learns the celeriac worker's revoked ids (hello)", async () => {
+        const id = randomUUID();
+        const [flagged] = (await pyControl([{ op: 'control', fn: 'revoke', args: [id], kwargs: reply }])) as unknown[];
+        assert.deepEqual(flagged, [{ [node]: { ok: `tasks {'${id}'} flagged as revoked` } }]);
+        const pyQueue = `${queue}-mingle`;
+        const pyNode = `${pyQueue}@localhost`;
+        // Mingle on: at start the Python worker asks every worker for its revoked set and clock.
+        const args = pythonWorkerArgs('py_tasks', pyQueue, pyNode).filter((a) => a !== '--without-mingle');
+        const pyWorker = startProcess(py.exe!, args, { env: pythonEnv(o.brokerUrl, o.backendUrl, pyQueue), cwd: fixtures });
+        try {
+          await withOutputOf({ 'TS worker': worker, 'Python worker': pyWorker }, () =>
+            eventually(async () => {
+              const [r] = (await pyControl([{ op: 'inspect', fn: 'revoked', destination: [pyNode], timeout: 5 }])) as Record<string, string[]>[];
+              assert.ok(r?.[pyNode]?.includes(id), `the Python worker's revoked set: ${JSON.stringify(r)}`);
+            }),
+          );
+          assert.doesNotMatch(pyWorker.output(), /mingle: sync with .* failed/);
+        } finally {
+          await stopProcess(pyWorker);
+        }
+      });
 
       it('autoscale against a worker started with --autoscale 3,1: the range changes, pool_grow is refused', async () => {
         const autoQueue = `${queue}-auto`;
