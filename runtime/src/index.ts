@@ -12,6 +12,8 @@
 export { createApp, type App, type AppOptions } from './app/app.js';
 export { loadConfig, CONFIG_KEYS, configTable, type Config, type ConfigKey, type ConfigSources, type ConfigValueKind } from './app/config.js';
 export { AsyncResult, type ResultHost, type ResultSet } from './app/result.js';
+export type { Control, ControlCommandSpec, ControlContext, BroadcastOptions, NodeReply, StatsReply } from './app/control.js';
+export type { RequestInfo, ScheduledInfo, QueueInfo, OkReply } from './protocol/control.js';
 export type { Task, TaskOptions, ApplyOptions, TaskContext, TaskFn, ChildCall } from './app/task.js';
 export type { ParamNames, KwargsOf } from './app/arguments.js';
 export type { Routes, Router, RouterFn, RouteMap, Route, RouteOptions } from './app/routes.js';
@@ -32,7 +34,7 @@ export type { EventDispatcher } from './events/dispatcher.js';
 export type { CeleryEvent } from './protocol/events.js';
 export { States, READY_STATES, type TaskMeta, type TaskState } from './protocol/result-meta.js';
 export type { SignatureDict, TaskRequest, Embed } from './protocol/task-message.js';
-export type { Broker, Delivery, DeliveryInfo, ConsumeOptions } from './brokers/broker.js';
+export type { Broker, Delivery, DeliveryInfo, ConsumeOptions, DirectListen } from './brokers/broker.js';
 export type { WireMessage } from './protocol/wire-message.js';
 export type { KeyValueStore, ChordKeys } from './backends/backend.js';
 export type { ResultBackend, ChordStore, ChordPart, ChordJoin, SavedResult, StoreContext, WaitOptions } from './backends/result-backend.js';

@@ -392,6 +392,31 @@ export function brokerContract(name: string, make: () => Broker | Promise<Broker
       );
     });
 
+    it('publishDirect reaches the queue bound with its routing key only, and nothing once the listener is gone', async () => {
+      const b1 = await open();
+      const b2 = await open();
+      const ex = uniqueName('direct');
+      const [k1, k2] = [uniqueName('key'), uniqueName('key')];
+      const ctl = new AbortController();
+      const seen: [string[], string[]] = [[], []];
+      const ready: Promise<void>[] = [];
+      const listens = [k1, k2].map((key, i) => {
+        let onReady!: () => void;
+        ready.push(new Promise<void>((r) => (onReady = r)));
+        return b2.listenDirect({ exchange: ex, routingKey: key, queue: `${key}.${ex}` }, (m) => seen[i]!.push(textOf(m)), ctl.signal, onReady);
+      });
+      await Promise.all(ready);
+      await b1.publishDirect(ex, k1, message('for one'));
+      await b1.publishDirect(ex, k2, message('for two'));
+      await b1.publishDirect(ex, uniqueName('nobody'), message('dropped'));
+      await eventually(() => assert.deepEqual(seen, [['for one'], ['for two']]), { timeoutMs: WAIT_MS });
+      ctl.abort();
+      await Promise.all(listens);
+      // Unbound: published and dropped, as kombu does (no error, nothing kept).
+      await b1.publishDirect(ex, k1, message('late'));
+      assert.equal(await b1.depth(`${k1}.${ex}`), 0);
+    });
+
     it('counts depth over all priorities and purges', async () => {
       const b = await open();
       const q = uniqueName('purge');

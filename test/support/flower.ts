@@ -1,31 +1,53 @@
-/** A real Flower process (from the interop virtualenv) for tests that check what Flower shows. */
+/**
+ * A real Flower 2.x process (from the interop virtualenv) for tests through its HTTP API. Flower
+ * runs as `python -m celery [-A app] -b <broker> flower`, with its API open without
+ * authentication (FLOWER_UNAUTHENTICATED_API). Ready once /healthcheck answers.
+ */
 import { eventually } from './eventually.js';
-import { startProcess, stopProcess } from './processes.js';
+import { startProcess, stopProcess, type Started } from './processes.js';
 import { freePort } from './servers.js';
 
-/**
- * Starts `python -m celery -b <brokerUrl> flower` on 127.0.0.1 and waits until it answers
- * /healthcheck. Flower listens to events and sends enable_events every 5 s.
- */
-export async function startFlower(o: { python: string; brokerUrl: string; port?: number }): Promise<{ url: string; stop(): Promise<void> }> {
+export interface FlowerOptions {
+  /** A Python with Celery and Flower (CELERIAC_PYTHON). */
+  readonly python: string;
+  readonly brokerUrl: string;
+  /** Default: a free port. */
+  readonly port?: number;
+  /**
+   * A Celery app module (`-A`) for Flower to know task names by: its rate-limit and time-limit
+   * endpoints answer 404 for tasks its app does not have. Resolved from `cwd`/PYTHONPATH in `env`.
+   */
+  readonly app?: string;
+  readonly env?: NodeJS.ProcessEnv;
+  readonly cwd?: string;
+}
+
+export interface RunningFlower {
+  readonly url: string;
+  readonly process: Started;
+  stop(): Promise<void>;
+}
+
+export async function startFlower(o: FlowerOptions): Promise<RunningFlower> {
   const port = o.port ?? (await freePort());
-  const proc = startProcess(o.python, ['-m', 'celery', '-b', o.brokerUrl, 'flower', `--port=${port}`, '--address=127.0.0.1'], {
-    // Flower 2.x answers its /api with 401 unless this is set (or auth is configured).
-    env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1', FLOWER_UNAUTHENTICATED_API: 'true' },
+  const args = ['-m', 'celery', ...(o.app ? ['-A', o.app] : []), '-b', o.brokerUrl, 'flower', `--port=${port}`, '--address=127.0.0.1'];
+  const proc = startProcess(o.python, args, {
+    env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1', ...o.env, FLOWER_UNAUTHENTICATED_API: 'true' },
+    cwd: o.cwd,
   });
   const url = `http://127.0.0.1:${port}`;
   try {
     await eventually(
       async () => {
-        if (proc.exitCode !== null) throw new Error(`flower exited with ${proc.exitCode}`);
-        const r = await fetch(`${url}/healthcheck`);
-        if (!r.ok) throw new Error(`flower /healthcheck: HTTP ${r.status}`);
+        if (proc.exitCode !== null) throw new Error(`Flower exited with ${proc.exitCode}:\n${proc.output()}`);
+        const res = await fetch(`${url}/healthcheck`);
+        if (!res.ok) throw new Error(`Flower /healthcheck answered ${res.status}`);
       },
-      { timeoutMs: 60_000, intervalMs: 250 },
+      { timeoutMs: 60_000, intervalMs: 200 },
     );
   } catch (err) {
     await stopProcess(proc);
-    throw new Error(`Flower did not start: ${(err as Error).message}\n${proc.output()}`, { cause: err });
+    throw new Error(`Flower did not start on ${url}: ${(err as Error).message}\n${proc.output()}`, { cause: err });
   }
-  return { url, stop: () => stopProcess(proc) };
+  return { url, process: proc, stop: () => stopProcess(proc) };
 }

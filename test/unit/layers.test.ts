@@ -27,6 +27,8 @@ const RUNTIME: Record<string, number> = {
   beat: 6,
   canvas: 6,
   worker: 7,
+  // Remote control's worker side (pidbox, built-in commands): beside the worker, which starts it.
+  control: 7,
   cli: 8,
   testing: 9,
   'index.ts': 9,

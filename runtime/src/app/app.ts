@@ -12,7 +12,6 @@ import type { ResultBackend } from '../backends/result-backend.js';
 import { CeleriacError, ConfigError } from '../errors.js';
 import { createEventDispatcher, type EventDispatcher } from '../events/dispatcher.js';
 import { createLogger } from '../logging/logger.js';
-import { CONTROL_EXCHANGE, encodeControl } from '../protocol/control.js';
 import { revokedMeta } from '../protocol/result-meta.js';
 import type { MessageSigner } from '../protocol/signing.js';
 import type { SignatureDict } from '../protocol/task-message.js';
@@ -20,6 +19,7 @@ import { loadTracing, tracedSend, type Tracing } from '../tracing/tracing.js';
 import type { BeatSchedule } from './beat-schedule.js';
 import { bindArguments, type ParamNames } from './arguments.js';
 import { loadConfig, type Config } from './config.js';
+import { Control, type ControlCommandSpec } from './control.js';
 import { AsyncResult } from './result.js';
 import { createRouter, type Routes } from './routes.js';
 import { signerFromConfig } from './security.js';
@@ -69,6 +69,15 @@ export interface App {
   asyncResult<R = unknown>(id: string): AsyncResult<R>;
   /** A signature dict (for link, linkError, canvas) of a task by name. */
   signature(name: string, args?: readonly unknown[], kwargs?: Record<string, unknown>, options?: Record<string, unknown>): SignatureDict;
+  /** Remote control of workers, Python and celeriac alike (Celery's app.control). */
+  readonly control: Control;
+  /**
+   * Adds a remote-control command this app's workers answer (Celery's `@control_command` and
+   * `@inspect_command`); a built-in of the same name is replaced, as in Celery's Panel.
+   */
+  controlCommand(name: string, spec: ControlCommandSpec): void;
+  /** Commands added with controlCommand, by name. */
+  readonly controlCommands: ReadonlyMap<string, ControlCommandSpec>;
   /** Revokes a task on every worker (and stores REVOKED, as Celery >= 5.6.2). */
   revoke(taskId: string, opts?: { terminate?: boolean }): Promise<void>;
   /** Re-reads configuration with CLI flags on top (before the first connection only). */
@@ -136,6 +145,8 @@ export function createApp(options: AppOptions = {}): App {
   let log = logger ?? makeLogger(config);
   const origin = `gen${process.pid}@${hostname()}`;
   const tasks = new Map<string, Task>();
+  const controlCommands = new Map<string, ControlCommandSpec>();
+  let control: Control | null = null;
   let brokerP: Promise<Broker> | null = null;
   /** Built on first use from the security config; undefined until then. */
   let signer: MessageSigner | null | undefined;
@@ -272,10 +283,28 @@ export function createApp(options: AppOptions = {}): App {
     sendTask: (name, args = [], kwargs = {}, o = {}) => dispatch(name, args, kwargs, o, false) as never,
     asyncResult: (id) => new AsyncResult(id, host),
     signature: (name, args = [], kwargs = {}, opts = {}) => ({ task: name, args: [...args], kwargs, options: opts, subtask_type: null, immutable: false }),
+    get control() {
+      return (control ??= new Control({
+        broker,
+        get log() {
+          return log;
+        },
+        get acceptContent() {
+          return config.acceptContent;
+        },
+      }));
+    },
+    controlCommand(name, spec) {
+      if (typeof name !== 'string' || !/^\w+$/.test(name)) throw new ConfigError([`control command name: expected letters, digits and _, got "${name}"`]);
+      if (typeof spec?.handler !== 'function') throw new ConfigError([`control command "${name}": expected a handler function`]);
+      if (spec.type !== 'inspect' && spec.type !== 'control') throw new ConfigError([`control command "${name}": type must be "inspect" or "control"`]);
+      controlCommands.set(name, spec);
+    },
+    controlCommands,
     async revoke(taskId, o = {}) {
-      const b = await broker();
-      await b.broadcast(CONTROL_EXCHANGE, encodeControl('revoke', { task_id: taskId, terminate: o.terminate ?? false, signal: 'SIGTERM' }));
+      // Stored first: a worker that terminates the task then records "terminated" over it.
       await (await backend()).store(revokedMeta(taskId, 'revoked'));
+      await app.control.revoke(taskId, { terminate: o.terminate ?? false });
     },
     configure(flags) {
       if (brokerP || backendP) throw new CeleriacError('E_CONFIG_LATE', 'configure() must run before the app connects to its broker');

@@ -19,6 +19,9 @@
  * - broadcast/subscribe: exchange `celeryev` is topic and durable, any other (`celery.pidbox`) is a
  *   non-durable fanout, as Celery declares them; subscribers get an exclusive auto-delete queue.
  *   The routing key is `message.properties.routing_key` when set.
+ * - publishDirect/listenDirect: a transient direct exchange (`reply.celery.pidbox`, durable=false)
+ *   and a reply queue with Celery's pidbox arguments (`x-message-ttl` 300 s, `x-expires` 10 s,
+ *   auto-delete), for remote-control replies (spec §4.1, §4.5).
  * - Survives broker restarts: reconnects with capped exponential backoff (logged once per outage),
  *   re-subscribes consumers, retries publishes that were not confirmed. Messages not acknowledged
  *   come back from RabbitMQ (the worker drops a redelivery of a message it already acked or still
@@ -193,8 +196,12 @@ export interface ListenSpec {
   /** '' lets the server name it. */
   readonly queue: string;
   readonly options: Options.AssertQueue;
-  readonly bind?: { readonly exchange: string; readonly pattern: string };
+  /** `direct`: a transient direct exchange (control replies); default: as exchangeKind says. */
+  readonly bind?: { readonly exchange: string; readonly pattern: string; readonly direct?: boolean };
 }
+
+/** A control client's reply queue arguments, as kombu's pidbox declares them (spec §4.1). */
+const REPLY_QUEUE_ARGUMENTS = { 'x-message-ttl': 300_000, 'x-expires': 10_000 };
 
 /** The AMQP broker with the two extra primitives rpc:// needs. */
 export interface AmqpBroker extends Broker {
@@ -357,11 +364,11 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
     return p;
   }
 
-  async function declareExchange(exchange: string): Promise<void> {
+  async function declareExchange(exchange: string, direct = false): Promise<void> {
     const key = `exchange:${exchange}`;
     let p = declared.get(key);
     if (!p) {
-      const { type, durable } = exchangeKind(exchange);
+      const { type, durable } = direct ? { type: 'direct', durable: false } : exchangeKind(exchange);
       p = declChannel()
         .then((ch) => ch.assertExchange(exchange, type, { durable, autoDelete: false }))
         .then(
@@ -513,7 +520,7 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
       // Returns the channel's loss in a box: an async function returning a promise would wait for it.
       const setUp = async (): Promise<{ lost: Promise<void> }> => {
         const c = await connection();
-        if (spec.bind) await declareExchange(spec.bind.exchange);
+        if (spec.bind) await declareExchange(spec.bind.exchange, spec.bind.direct);
         const ch = await c.createChannel();
         mine.push(ch);
         openChannels.set(ch, null);
@@ -623,6 +630,21 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
         bind: { exchange, pattern: type === 'topic' ? '#' : '' },
       };
       return track(listenLoop(spec, onMessage, signal));
+    },
+
+    async publishDirect(exchange, routingKey, message) {
+      await declareExchange(exchange, true);
+      await confirmedPublish(exchange, routingKey, message, `publish to exchange "${exchange}" with key "${routingKey}"`);
+    },
+
+    listenDirect(d, onMessage, signal, onReady) {
+      const spec: ListenSpec = {
+        queue: d.queue,
+        options: { durable: false, autoDelete: true, exclusive: false, arguments: REPLY_QUEUE_ARGUMENTS },
+        bind: { exchange: d.exchange, pattern: d.routingKey, direct: true },
+      };
+      // Auto-delete and x-expires remove the queue once this consumer is gone, as for Celery's clients.
+      return track(listenLoop(spec, onMessage, signal, onReady));
     },
 
     async publishTo(exchange, routingKey, message, o = {}) {

@@ -44,6 +44,13 @@ export interface ConsumeOptions {
   readonly signal: AbortSignal;
 }
 
+/** A transient queue bound to a direct exchange (a remote-control client's reply queue). */
+export interface DirectListen {
+  readonly exchange: string;
+  readonly routingKey: string;
+  readonly queue: string;
+}
+
 export interface Broker {
   /** "memory" | "file" | "redis" | "amqp": used in logs and errors. */
   readonly kind: string;
@@ -64,6 +71,18 @@ export interface Broker {
   broadcast(exchange: string, message: WireMessage, routingKey?: string): Promise<void>;
   /** Receives broadcasts on `exchange` (every routing key) with their routing key until `signal` aborts. */
   subscribe(exchange: string, onMessage: (message: WireMessage, routingKey: string) => void, signal: AbortSignal): Promise<void>;
+  /**
+   * Publishes to the direct exchange `exchange` (not a task queue's): every queue bound to it with
+   * `routingKey` gets a copy; with none bound the message is dropped, as kombu does. Remote-control
+   * replies travel this way (spec §7.3).
+   */
+  publishDirect(exchange: string, routingKey: string, message: WireMessage): Promise<void>;
+  /**
+   * Declares the transient queue `queue` bound to the direct `exchange` with `routingKey` and hands
+   * its messages to `onMessage` (no acks) until `signal` aborts; then removes the binding and the
+   * queue. `onReady` runs once the binding exists: send the request after it, not before.
+   */
+  listenDirect(spec: DirectListen, onMessage: (message: WireMessage) => void, signal: AbortSignal, onReady?: () => void): Promise<void>;
   /** Messages ready in `queue` (all priority levels). */
   depth(queue: string): Promise<number>;
   /** Deletes the ready messages of `queue`; returns how many. */

@@ -10,6 +10,8 @@
  *                                                                  delivery order; `.r` = redelivered
  *   queues/<queue>/unacked/<same name>~<deadline ms>                claimed by a consumer
  *   fanout/<exchange>/<time>-<rand>.json                           broadcasts, kept 60 s
+ *   bindings/<exchange>/<routing key>~<queue>                      direct-exchange bindings (names
+ *                                                                  URI-encoded): remote-control replies
  *   tmp/                                                           writes land here, then rename()
  *
  * Claiming is one rename() from ready/ to unacked/: atomic, so exactly one process wins a message.
@@ -105,7 +107,7 @@ export function createFileBroker(url = 'file://', opts: { logger?: Logger } = {}
     }
   }
 
-  return {
+  const broker: Broker = {
     kind: 'file',
     async connect() {
       try {
@@ -221,6 +223,45 @@ export function createFileBroker(url = 'file://', opts: { logger?: Logger } = {}
       }
     },
 
+    async publishDirect(exchange, routingKey, message) {
+      let names: string[];
+      try {
+        names = await readdir(join(root, 'bindings', encodeURIComponent(exchange)));
+      } catch (err) {
+        if (isMissing(err)) return; // nothing bound: dropped, as kombu drops it
+        throw err;
+      }
+      const prefix = `${encodeURIComponent(routingKey)}~`;
+      for (const n of names) {
+        if (!n.startsWith(prefix)) continue;
+        const queue = decodeURIComponent(n.slice(prefix.length));
+        await writeAtomically(readyDir(queue), messageName(0), JSON.stringify(toEnvelope(message, exchange, routingKey)));
+      }
+    },
+
+    async listenDirect(spec, onMessage, outer, onReady) {
+      const signal = AbortSignal.any([outer, closed.signal]);
+      const dir = join(root, 'bindings', encodeURIComponent(spec.exchange));
+      const binding = join(dir, `${encodeURIComponent(spec.routingKey)}~${encodeURIComponent(spec.queue)}`);
+      await writeAtomically(dir, binding.slice(dir.length + 1), '');
+      onReady?.();
+      try {
+        await broker.consume(
+          [spec.queue],
+          async (d) => {
+            await d.ack();
+            onMessage(d.message);
+          },
+          { prefetch: 100, signal },
+        );
+      } finally {
+        await unlink(binding).catch((err) => {
+          if (!isMissing(err)) throw err;
+        });
+        await broker.purge(spec.queue);
+      }
+    },
+
     async broadcast(exchange, message, routingKey) {
       const name = `${String(Date.now()).padStart(14, '0')}-${randomBytes(6).toString('hex')}.json`;
       const { routingKey: rk, message: m } = broadcastTopic(message, routingKey);
@@ -291,4 +332,5 @@ export function createFileBroker(url = 'file://', opts: { logger?: Logger } = {}
       closed.abort();
     },
   };
+  return broker;
 }

@@ -51,6 +51,8 @@ class Queue {
 class MemoryHub {
   readonly queues = new Map<string, Queue>();
   readonly fanout = new EventEmitter();
+  /** Direct-exchange bindings: `exchange\0routingKey` -> listeners. */
+  readonly direct = new EventEmitter();
   readonly changed = new Signal();
   queue(name: string): Queue {
     let q = this.queues.get(name);
@@ -68,6 +70,7 @@ export function createMemoryBroker(url = 'memory://', opts: { logger?: Logger } 
   if (!hub) hubs.set(name, (hub = new MemoryHub()));
   const h = hub;
   h.fanout.setMaxListeners(0);
+  h.direct.setMaxListeners(0);
   /** close() stops every consume() and subscribe() of this broker. */
   const closed = new AbortController();
 
@@ -124,6 +127,17 @@ export function createMemoryBroker(url = 'memory://', opts: { logger?: Logger } 
       h.fanout.on(exchange, onMessage);
       await aborted(signal);
       h.fanout.off(exchange, onMessage);
+    },
+    async publishDirect(exchange, routingKey, message) {
+      h.direct.emit(`${exchange}\0${routingKey}`, message);
+    },
+    async listenDirect(spec, onMessage, outer, onReady) {
+      const signal = AbortSignal.any([outer, closed.signal]);
+      const key = `${spec.exchange}\0${spec.routingKey}`;
+      h.direct.on(key, onMessage);
+      onReady?.();
+      await aborted(signal);
+      h.direct.off(key, onMessage);
     },
     async depth(queue) {
       return h.queues.get(queue)?.size ?? 0;

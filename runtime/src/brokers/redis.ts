@@ -14,6 +14,9 @@
  * - requeue() LPUSHes back (consumed last, as kombu's reject with requeue).
  * - broadcast/subscribe: PUBLISH / PSUBSCRIBE on `/{db}.{exchange}[/{routing_key}]`; the routing key is
  *   broadcast()'s argument or `message.properties.routing_key` (events: `task.succeeded`).
+ * - publishDirect/listenDirect: kombu's direct-exchange emulation (spec §3.3): SMEMBERS of
+ *   `_kombu.binding.<exchange>`, LPUSH to each queue bound with the routing key; a listener SADDs
+ *   its binding, BRPOPs its queue, and removes both when done (remote-control replies, §7.3).
  * - Reconnects with capped exponential backoff, logging once per outage; commands queue meanwhile
  *   (a publish resent after a reconnect can store a message twice: the worker drops the duplicate).
  *
@@ -38,6 +41,7 @@ import {
   PRIORITY_STEPS,
   queueLists,
   queueOfList,
+  SEP,
   stepList,
   UNACKED,
   UNACKED_INDEX,
@@ -355,6 +359,56 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
       } finally {
         sub.off('pmessage', handler);
         if (!closed) await sub.punsubscribe(...patterns).catch((err: unknown) => log?.debug({ err }, 'punsubscribe failed'));
+      }
+    },
+
+    async publishDirect(exchange, routingKey, message) {
+      const env = JSON.stringify(toEnvelope(message, exchange, routingKey));
+      try {
+        const members = await client.smembers(bindingKey(exchange));
+        for (const m of members) {
+          const [rk, , queue] = m.split(SEP);
+          if (rk === routingKey && queue) await client.lpush(listFor(queue, message.properties.priority), env);
+        }
+      } catch (err) {
+        throw wrap(`publish to exchange "${exchange}" with key "${routingKey}"`, err);
+      }
+    },
+
+    async listenDirect(spec, onMessage, outer, onReady) {
+      const signal = AbortSignal.any([outer, closing.signal]);
+      const member = bindingMember(spec.routingKey, spec.queue);
+      const keys = queueLists(spec.queue);
+      const blocking = outages.watch(client.duplicate());
+      const backoff = new Backoff(50, 5_000);
+      try {
+        await client.sadd(bindingKey(spec.exchange), member);
+        onReady?.();
+        while (!signal.aborted) {
+          try {
+            const r = await untilAborted(blocking.brpop(...keys, pollSeconds), signal);
+            if (!r) continue;
+            const read = readEnvelope(r[1]);
+            if (read.env) onMessage(read.message);
+            else log?.warn({ err: read.err, queue: spec.queue }, 'reply is not a kombu envelope; skipped');
+            backoff.reset();
+          } catch (err) {
+            if (signal.aborted || closed) break;
+            log?.warn({ err, queue: spec.queue }, 'reading replies failed; retrying with backoff');
+            await sleep(backoff.next(), signal);
+          }
+        }
+      } finally {
+        // A pending BRPOP is dropped with its connection; the replies left are deleted with the lists.
+        blocking.disconnect();
+        if (!closed) {
+          await client
+            .multi()
+            .srem(bindingKey(spec.exchange), member)
+            .del(...keys)
+            .exec()
+            .catch((err: unknown) => log?.warn({ err, queue: spec.queue }, 'removing a reply queue failed; it is left in Redis'));
+        }
       }
     },
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `celeriac` command: worker, beat, call, result, purge, migrate, events. Every command has --help; configuration
+ * The `celeriac` command: worker, beat, call, result, purge, migrate, events, inspect, control. Every command has --help; configuration
  * flags come from the config table (runtime/src/app/config.ts). How a command ends (message, exit
  * code, --debug) is report.ts's business, for every command alike.
  */
@@ -8,6 +8,7 @@ import { Command } from 'commander';
 import { VERSION } from '../version.js';
 import { beatCommand } from './commands/beat.js';
 import { callCommand } from './commands/call.js';
+import { controlCommand, inspectCommand } from './commands/control.js';
 import { eventsCommand } from './commands/events.js';
 import { migrateCommand } from './commands/migrate.js';
 import { purgeCommand } from './commands/purge.js';
@@ -27,6 +28,8 @@ const program = new Command('celeriac')
   .addCommand(purgeCommand())
   .addCommand(migrateCommand())
   .addCommand(eventsCommand())
+  .addCommand(inspectCommand())
+  .addCommand(controlCommand())
   .addHelpText(
     'after',
     '\nConfiguration comes from flags, CELERIAC_* env vars (CELERY_BROKER_URL and CELERY_RESULT_BACKEND too) and createApp options.\n\n' + EXIT_CODES_HELP,

@@ -12,6 +12,7 @@
  */
 import type { Logger } from 'pino';
 import type { Broker } from '../brokers/broker.js';
+import { LamportClock } from '../protocol/lamport-clock.js';
 import { encodeEvents, EVENT_EXCHANGE, eventGroup, utcOffsetHours, type CeleryEvent } from '../protocol/events.js';
 
 /** Celery flushes a group buffer at this many events. */
@@ -22,21 +23,6 @@ const BATCH_MAX = 24;
  */
 const BATCH_MS = 10;
 
-/** kombu's LamportClock: forward() before each send, adjust() on each clock received. */
-export class LamportClock {
-  private value = 0;
-  forward(): number {
-    return ++this.value;
-  }
-  adjust(other: number): number {
-    this.value = Math.max(this.value, other) + 1;
-    return this.value;
-  }
-  get current(): number {
-    return this.value;
-  }
-}
-
 export interface EventDispatcherOptions {
   /** The connected broker to broadcast on. */
   readonly broker: Pick<Broker, 'broadcast'>;
@@ -45,6 +31,8 @@ export interface EventDispatcherOptions {
   readonly log: Logger;
   /** Whether task events start enabled (worker `-E`). */
   readonly taskEvents: boolean;
+  /** The process's Lamport clock (a worker shares one with remote control); default: a new one. */
+  readonly clock?: LamportClock;
 }
 
 /** Sends Celery events (worker and task) on the `celeryev` exchange, batched; never throws into the caller. */
@@ -72,7 +60,7 @@ export interface EventDispatcher {
 
 export function createEventDispatcher(o: EventDispatcherOptions): EventDispatcher {
   const { broker, hostname, log } = o;
-  const clock = new LamportClock();
+  const clock = o.clock ?? new LamportClock();
   let taskEvents = o.taskEvents;
   const inFlight = new Set<Promise<void>>();
   let buffer: CeleryEvent[] = [];

@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import type { Broker } from '../brokers/broker.js';
 import { decodeEvents, EVENT_EXCHANGE, type CeleryEvent } from '../protocol/events.js';
-import type { LamportClock } from './dispatcher.js';
+import type { LamportClock } from '../protocol/lamport-clock.js';
 
 /** An event as received: the sender's fields plus when it arrived here (epoch seconds). */
 export interface ReceivedEvent extends CeleryEvent {

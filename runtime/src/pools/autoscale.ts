@@ -2,11 +2,9 @@
  * Celery's autoscaler (celery/worker/autoscale.py): once a second, grow the pool at once to the
  * number of tasks the worker holds (running + reserved), up to MAX; shrink it towards that number,
  * down to MIN, only when it last grew more than `keepaliveMs` ago (Celery's AUTOSCALE_KEEPALIVE,
- * 30 s), so a bursty queue does not make the pool flap.
+ * 30 s), so a bursty queue does not make the pool flap. The pure rule; worker/autoscaler.ts runs it.
  */
-import type { Logger } from 'pino';
 import { ConfigError } from '../errors.js';
-import type { Pool } from './pool.js';
 
 export interface AutoscaleLimits {
   readonly max: number;
@@ -40,19 +38,5 @@ export function decideAutoscale(i: {
   return null;
 }
 
+/** Celery's AUTOSCALE_KEEPALIVE: no shrink within this long of the last growth or received task. */
 export const AUTOSCALE_KEEPALIVE_MS = 30_000;
-
-/** Runs the autoscaler every second until the returned stop() is called. */
-export function startAutoscaler(pool: Pool, limits: AutoscaleLimits, held: () => number, log: Logger, keepaliveMs = AUTOSCALE_KEEPALIVE_MS): () => void {
-  let lastGrowAt = Date.now();
-  const tick = setInterval(() => {
-    const now = Date.now();
-    const next = decideAutoscale({ size: pool.size, held: held(), limits, now, lastGrowAt, keepaliveMs });
-    if (next === null) return;
-    if (next > pool.size) lastGrowAt = now;
-    log.info({ from: pool.size, to: next }, `autoscale: ${next > pool.size ? 'growing' : 'shrinking'} the pool to ${next}`);
-    pool.resize(next);
-  }, 1000);
-  tick.unref();
-  return () => clearInterval(tick);
-}

@@ -10,7 +10,7 @@
  */
 import type { Logger } from 'pino';
 import type { Config, PoolName } from '../app/config.js';
-import { parseAutoscale, startAutoscaler } from './autoscale.js';
+import { parseAutoscale } from './autoscale.js';
 import { spawnProcess } from './processes.js';
 import { checkPoolSize, createRunnerPool } from './runners.js';
 import { spawnThread } from './threads.js';
@@ -38,6 +38,8 @@ export interface Pool {
   /** Called after each resize, so the consumer can start waiting tasks in new slots at once. */
   onResize?(listener: (size: number) => void): void;
   stop(opts: { graceful: boolean; timeoutMs: number }): Promise<void>;
+  /** Changes how many tasks may run at once (remote control's pool_grow/pool_shrink); `size` >= 1. */
+  resize(size: number): void;
 }
 
 /**
@@ -103,20 +105,4 @@ export function createPoolFromConfig(config: Config, o: { name?: PoolName; tasks
     maxMemoryPerChildKib: config.maxMemoryPerChildKib,
     log: o.log,
   });
-}
-
-/**
- * Starts what drives a running pool from outside: the autoscaler (`held`: tasks running and
- * reserved). Returns the function that stops it.
- */
-export function startPoolServices(pool: Pool, config: Config, o: { held: () => number; log: Logger }): () => void {
-  // --watch restarts the whole worker process, from the CLI (cli/watch-supervisor.ts).
-  if (config.watch) o.log.warn('watch: only the CLI (celeriac worker --watch) restarts a worker on changes; ignored here');
-  if (config.autoscale === null) return () => undefined;
-  return startAutoscaler(pool, parseAutoscale(config.autoscale), o.held, o.log);
-}
-
-/** How many tasks the consumer prefetches for: autoscale's MAX when set (Celery's qos follows max_concurrency), else concurrency. */
-export function prefetchConcurrency(config: Config): number {
-  return config.autoscale === null ? config.concurrency : parseAutoscale(config.autoscale).max;
 }

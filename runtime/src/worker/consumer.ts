@@ -21,7 +21,7 @@ import { CanvasError, CeleriacError, NotRegisteredError, ProtocolError, WorkerLo
 import type { EventDispatcher } from '../events/dispatcher.js';
 import type { WorkerMetrics, Outcome } from '../metrics/worker-metrics.js';
 import type { Pool } from '../pools/pool.js';
-import { decodeControl, type ControlRequest } from '../protocol/control.js';
+import { queueInfo, type QueueInfo, type RequestInfo, type ScheduledInfo } from '../protocol/control.js';
 import { deadLettered, deadLetterQueue } from '../protocol/dead-letter.js';
 import type { TaskEventType } from '../protocol/events.js';
 import { pyReprLimited, pyStr } from '../protocol/py-repr.js';
@@ -40,6 +40,7 @@ import {
 import { acceptedContentTypes, serializerForContentType, type TaskSerializerName } from '../protocol/serializers.js';
 import { AUTH_CONTENT_TYPE, type MessageSigner } from '../protocol/signing.js';
 import { decodeTask, isoUtc, taskIdOf, type SignatureDict, type TaskRequest } from '../protocol/task-message.js';
+import { pyRepr } from '../protocol/py-repr.js';
 import { DuplicateFilter } from './duplicates.js';
 import { TimerHeap } from './timer-heap.js';
 import type { Watchdog } from './watchdog.js';
@@ -54,6 +55,8 @@ interface Job {
   readonly log: Logger;
   /** When the task became runnable (receipt, or its ETA), for the wait metric. */
   dueAt: number;
+  /** When the pool started it (epoch ms, for remote control's time_start), null before. */
+  startedAtMs: number | null;
   ctl: AbortController | null;
   /** Result tuples of what the task applied with ctx.applyChild, stored first in its `children`. */
   readonly children: unknown[];
@@ -113,6 +116,7 @@ function newJob(d: Delivery, req: TaskRequest, task: Task, parent: Logger): Job 
       return (log ??= parent.child({ taskId: req.id, taskName: req.displayName }));
     },
     dueAt: Date.now(),
+    startedAtMs: null,
     ctl: null,
     children: [],
     startedAt: 0,
@@ -132,6 +136,10 @@ export interface ConsumerDeps {
   readonly log: Logger;
   /** Blames event-loop blocks on the task running (null: no watchdog). */
   readonly watchdog?: Watchdog | null;
+  /** Slots the prefetch is sized for (default: the pool's size; the autoscaler's maximum when autoscaling, as Celery). */
+  readonly prefetchSlots?: () => number;
+  /** Called for each task received (the autoscaler reacts at once, as Celery's). */
+  readonly onTaskReceived?: () => void;
 }
 
 export class Consumer {
@@ -140,6 +148,12 @@ export class Consumer {
   /** Running jobs. Keyed by job, not id: a retry of a task can start before its previous run has settled. */
   private readonly active = new Set<Job>();
   private readonly revoked = new Set<string>();
+  /** Tasks started since start, by name (Celery's `total_count`, the `total` of `stats`). */
+  private readonly totals = new Map<string, number>();
+  /** Rate and time limits set by remote control, over the tasks' own options. */
+  private readonly limits = new Map<string, { rateLimit?: string | null; timeLimit?: number | null; softTimeLimit?: number | null }>();
+  /** Queues consumed now: the configured ones, changed by add_consumer/cancel_consumer. */
+  private queues: string[];
   private readonly eta: TimerHeap<Job>;
   private readonly buckets = new Map<string, { perMs: number; tokens: number; at: number }>();
   private consuming: AbortController | null = null;
@@ -160,6 +174,7 @@ export class Consumer {
     this.accepted = acceptedContentTypes(deps.config.acceptContent);
     // Read the keys now: a bad key or certificate stops the worker at start-up, not per message.
     this.signer = deps.app.signer();
+    this.queues = [...deps.config.queues];
     this.duplicates = new DuplicateFilter(deps.log);
     this.eta = new TimerHeap<Job>((jobs) => {
       for (const j of jobs) {
@@ -189,12 +204,14 @@ export class Consumer {
     const ctl = new AbortController();
     this.consuming = ctl;
     this.deps.metrics.draining.set(0);
-    const base = config.prefetchMultiplier === 0 ? 0 : config.concurrency * config.prefetchMultiplier;
-    // Held ETA and rate-limited messages raise the limit, as Celery's qos.increment_eventually.
-    const prefetch = () => (base === 0 ? 0 : base + this.eta.size);
+    if (this.queues.length === 0) return; // every queue cancelled by remote control
+    // Slots follow the pool (pool_grow/pool_shrink, autoscale); held ETA and rate-limited messages
+    // raise the limit, as Celery's qos.increment_eventually.
+    const slots = this.deps.prefetchSlots ?? (() => this.deps.pool.size);
+    const prefetch = () => (config.prefetchMultiplier === 0 ? 0 : slots() * config.prefetchMultiplier + this.eta.size);
     this.failure = null;
     this.consumeDone = broker
-      .consume(config.queues, (d) => this.onDelivery(d), { prefetch, signal: ctl.signal })
+      .consume(this.queues, (d) => this.onDelivery(d), { prefetch, signal: ctl.signal })
       .then(() => {
         if (!ctl.signal.aborted) throw new CeleriacError('E_CONSUMER_STOPPED', `the ${broker.kind} broker stopped delivering without being asked to`);
       });
@@ -203,6 +220,29 @@ export class Consumer {
       this.deps.log.fatal({ err }, 'consuming from the broker failed: no task will arrive; /healthz answers 503');
       process.exitCode = 1;
     });
+  }
+
+  /**
+   * Consumes `queues` from now on (add_consumer, cancel_consumer). Deliveries already taken stay
+   * where they are: the old consumer settles them before it lets go of its channel.
+   */
+  async setQueues(queues: readonly string[]): Promise<void> {
+    this.queues = [...new Set(queues)];
+    const old = this.consuming;
+    if (!old) return; // draining or stopped: the next start() uses the new list
+    old.abort();
+    await this.consumeDone.catch(() => undefined); // already logged by start()
+    if (this.consuming === old && !this.stopping) this.start();
+  }
+
+  /** The queues consumed now. */
+  consumedQueues(): readonly string[] {
+    return this.queues;
+  }
+
+  /** `active_queues` (TV10). */
+  activeQueues(): QueueInfo[] {
+    return this.consuming ? this.queues.map((q) => queueInfo(q)) : [];
   }
 
   /** Stops consuming and gives back every message not yet started (prefetched and ETA-held). */
@@ -285,31 +325,98 @@ export class Consumer {
     await this.settle(j, { state: 'FAILURE', error: err, runtimeMs: performance.now() - j.startedAt }, false, this.ignoresResult(j));
   }
 
-  /** Remote control (pidbox broadcasts): revoke. */
-  onControl(req: ControlRequest): void {
-    if (req.destination && !req.destination.includes(this.deps.config.hostname)) return;
-    if (req.method !== 'revoke') return;
-    const ids = ([] as unknown[]).concat(req.arguments.task_id ?? []).map(String);
+  /**
+   * Adds ids to the revoked set (Celery's LimitedSet of 50000); with `terminate`, aborts the
+   * running tasks among them (the event-loop pool aborts the task's signal). Returns the ids
+   * terminated.
+   */
+  revoke(ids: readonly string[], terminate: boolean): string[] {
+    const terminated: string[] = [];
     for (const id of ids) {
       this.revoked.add(id);
       if (this.revoked.size > REVOKED_LIMIT) this.revoked.delete(this.revoked.values().next().value!);
-      if (req.arguments.terminate !== true) continue;
+      if (!terminate) continue;
       for (const job of this.active) {
-        if (job.req.id !== id) continue;
+        if (job.req.id !== id || !job.ctl) continue;
         job.log.info('revoked with terminate: aborting the running task');
-        job.ctl?.abort('terminated');
+        job.ctl.abort('terminated');
+        terminated.push(id);
       }
     }
-    this.deps.log.info({ taskIds: ids, terminate: req.arguments.terminate === true }, 'revoke received');
+    this.deps.log.info({ taskIds: ids, terminate }, 'revoke received');
+    return terminated;
   }
 
-  /** Decodes a control broadcast; bad ones are logged and skipped (they carry no task). */
-  handleControlMessage(m: Parameters<typeof decodeControl>[0]): void {
-    try {
-      this.onControl(decodeControl(m));
-    } catch (err) {
-      this.deps.log.warn({ err }, 'ignored an undecodable control message');
-    }
+  /** After the pool was resized: the slots gauge follows, and free slots start reserved tasks. */
+  poolResized(): void {
+    this.deps.metrics.slots.set(this.deps.pool.size);
+    this.pump();
+  }
+
+  /** The revoked ids, oldest first. */
+  revokedIds(): string[] {
+    return [...this.revoked];
+  }
+
+  /** Tasks started since start, by name. */
+  totalsByTask(): Record<string, number> {
+    return Object.fromEntries(this.totals);
+  }
+
+  /** The rate limit in force for a task (remote control's, else its own option). */
+  rateLimitOf(task: Task): string | null {
+    const set = this.limits.get(task.name);
+    return set && 'rateLimit' in set ? (set.rateLimit ?? null) : (task.options.rateLimit ?? null);
+  }
+
+  /** Sets a task's rate limit (null: none); the token bucket starts afresh (Celery's reset_rate_limits). */
+  setRateLimit(name: string, rateLimit: string | null): void {
+    this.limits.set(name, { ...this.limits.get(name), rateLimit });
+    this.buckets.delete(name);
+    this.pump();
+  }
+
+  /** Sets a task's time limits in ms (null: none), for the runs that start from now on. */
+  setTimeLimits(name: string, softMs: number | null, hardMs: number | null): void {
+    this.limits.set(name, { ...this.limits.get(name), softTimeLimit: softMs, timeLimit: hardMs });
+  }
+
+  /** `active`, `reserved` and `scheduled` as Celery's Request.info() lists them. */
+  requests(safe = false): { active: RequestInfo[]; reserved: RequestInfo[]; scheduled: ScheduledInfo[] } {
+    return {
+      active: [...this.active].map((j) => this.info(j, safe)),
+      reserved: this.reserved.map((j) => this.info(j, safe)),
+      scheduled: this.eta.items().map((j) => ({ eta: j.req.eta ? isoUtc(j.req.eta) : null, priority: 6, request: this.info(j, safe) })),
+    };
+  }
+
+  /** `query_task`: the state (`active`, `reserved`, `scheduled`) and info of the ids held here. */
+  findRequests(ids: readonly string[]): Record<string, [string, RequestInfo]> {
+    const out: Record<string, [string, RequestInfo]> = {};
+    const want = new Set(ids);
+    const add = (state: string, jobs: Iterable<Job>) => {
+      for (const j of jobs) if (want.has(j.req.id) && !(j.req.id in out)) out[j.req.id] = [state, this.info(j)];
+    };
+    add('active', this.active);
+    add('reserved', this.reserved);
+    add('scheduled', this.eta.items());
+    return out;
+  }
+
+  private info(j: Job, safe = false): RequestInfo {
+    const { req, d } = j;
+    return {
+      id: req.id,
+      name: req.displayName,
+      args: safe ? pyRepr(req.args) : req.args,
+      kwargs: safe ? pyRepr(req.kwargs) : req.kwargs,
+      type: req.name,
+      hostname: this.deps.config.hostname,
+      time_start: j.startedAtMs === null ? null : j.startedAtMs / 1000,
+      acknowledged: j.startedAtMs !== null && !this.acksLate(j),
+      delivery_info: { exchange: d.info.exchange, routing_key: d.info.routingKey, priority: req.priority, redelivered: d.info.redelivered },
+      worker_pid: j.startedAtMs === null ? null : process.pid,
+    };
   }
 
   /** Held and running work, for /metrics and the demo. */
@@ -411,6 +518,7 @@ export class Consumer {
       this.reserved.push(job);
     }
     this.pump();
+    this.deps.onTaskReceived?.();
   }
 
   /** Why a task must not run: revoked or expired (checked at intake and again at start), or null. */
@@ -431,7 +539,7 @@ export class Consumer {
 
   /** Takes a rate-limit token, or returns the ms until one is available. */
   private takeToken(j: Job): number {
-    const limit = j.task.options.rateLimit;
+    const limit = this.rateLimitOf(j.task);
     if (!limit) return 0;
     let b = this.buckets.get(j.task.name);
     const now = Date.now();
@@ -487,15 +595,28 @@ export class Consumer {
       }
       const ctl = (j.ctl = new AbortController());
       j.startedAt = performance.now();
+      j.startedAtMs = Date.now();
+      this.totals.set(req.name, (this.totals.get(req.name) ?? 0) + 1);
+      const limits = this.limits.get(task.name);
+      const run = limits ? { ...task, options: { ...task.options, ...limits } } : task;
       // The run span (when tracing is on) covers the run and what the worker sends on its behalf.
       await tracedRun(
         await this.deps.app.tracing(),
         () => runTask(req, d.info, config.hostname, this.deps.broker.kind),
         async () => {
-          const run = () =>
-            pool.run({ task, req, info: d.info, hostname: config.hostname, log: j.log, ctl, canvas: this.taskCanvas(j), contentType: d.message.contentType });
+          const runIt = () =>
+            pool.run({
+              task: run,
+              req,
+              info: d.info,
+              hostname: config.hostname,
+              log: j.log,
+              ctl,
+              canvas: this.taskCanvas(j),
+              contentType: d.message.contentType,
+            });
           const { watchdog } = this.deps;
-          const outcome = await (watchdog ? watchdog.runAs({ id: req.id, name: req.displayName }, run) : run());
+          const outcome = await (watchdog ? watchdog.runAs({ id: req.id, name: req.displayName }, runIt) : runIt());
           metrics.duration.observe(labels, outcome.runtimeMs / 1000);
           if (!this.active.has(j)) return outcome; // a cut-off (shutdown) took it over
           await (j.settling = this.settle(j, outcome, late, ignore));

@@ -8,11 +8,14 @@ import type { App } from '../app/app.js';
 import { createWorkerMetrics, type WorkerMetrics } from '../metrics/worker-metrics.js';
 import { startMetricsServer, type MetricsServer } from '../metrics/server.js';
 import type { PoolName } from '../app/config.js';
-import { createPoolFromConfig, prefetchConcurrency, startPoolServices, type Pool } from '../pools/pool.js';
-import { CONTROL_EXCHANGE } from '../protocol/control.js';
+import { createPoolFromConfig, type Pool } from '../pools/pool.js';
+import { parseAutoscale } from '../pools/autoscale.js';
+import { LamportClock } from '../protocol/lamport-clock.js';
+import { startMailbox, type Mailbox } from '../control/mailbox.js';
 import { CeleriacError, ConfigError, redactUrl } from '../errors.js';
 import { registerCanvasTasks } from '../canvas/builtins.js';
 import { createEventDispatcher, type EventDispatcher } from '../events/dispatcher.js';
+import { Autoscaler } from './autoscaler.js';
 import { Consumer } from './consumer.js';
 import { startWatchdog, type Watchdog } from './watchdog.js';
 import { startWorkerEvents, type WorkerEvents } from './heartbeat.js';
@@ -61,6 +64,11 @@ export interface WorkerOptions {
    * on any free port and log it, instead of failing. The CLI sets it when no port was asked for.
    */
   readonly anyMetricsPortWhenTaken?: boolean;
+  /**
+   * Called when remote control asks for a shutdown (Celery's `shutdown` command); default: a warm
+   * stop(). The CLI passes its own, so that the process exits as after SIGTERM.
+   */
+  readonly onShutdownRequest?: (reason: string) => void;
 }
 
 export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
@@ -74,13 +82,17 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
   let events: EventDispatcher | null = null;
   let workerEvents: WorkerEvents | null = null;
   let server: MetricsServer | null = null;
-  let control: AbortController | null = null;
+  let mailbox: Mailbox | null = null;
+  const clock = new LamportClock();
   let draining: Promise<void> | null = null;
   let stopped: Promise<void> | null = null;
   // A running worker keeps its process alive even when its broker holds no handle (memory://).
   let keepAlive: NodeJS.Timeout | null = null;
   const pool = typeof opts.pool === 'object' ? opts.pool : createPoolFromConfig(config, { name: opts.pool, tasksModule: opts.tasksModule, log });
-  let stopPoolServices: () => void = () => undefined;
+  // Autoscaling starts at its minimum (Celery's --autoscale=max,min; createPoolFromConfig sizes the pool so).
+  const autoscaleLimits = config.autoscale === null ? null : parseAutoscale(config.autoscale);
+  let autoscaler: Autoscaler | null = null;
+  let autoscaleTimer: NodeJS.Timeout | null = null;
 
   const worker: Worker = {
     get metricsUrl() {
@@ -104,8 +116,51 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
         const w = (watchdog = await startWatchdog({ thresholdMs: config.eventLoopBlockedMs, log }));
         metrics.onCollect(() => metrics.eventLoopLag.set(w.takeMaxLagMs() / 1000));
       }
-      events = createEventDispatcher({ broker, hostname: config.hostname, log: log.child({ component: 'events' }), taskEvents: config.workerSendTaskEvents });
-      consumer = new Consumer({ app, config: { ...config, concurrency: prefetchConcurrency(config) }, broker, backend, pool, metrics, events, log, watchdog });
+      events = createEventDispatcher({
+        broker,
+        hostname: config.hostname,
+        log: log.child({ component: 'events' }),
+        taskEvents: config.workerSendTaskEvents,
+        clock,
+      });
+      consumer = new Consumer({
+        app,
+        config,
+        broker,
+        backend,
+        pool,
+        metrics,
+        events,
+        log,
+        watchdog,
+        // Celery's qos follows the autoscaler's maximum.
+        prefetchSlots: () => autoscaler?.max ?? pool.size,
+        onTaskReceived: () => {
+          autoscaler?.taskReceived();
+          autoscaler?.step();
+        },
+      });
+      if (autoscaleLimits) {
+        const c = consumer;
+        autoscaler = new Autoscaler(
+          {
+            pool,
+            held: () => {
+              const n = c.counts();
+              return n.active + n.reserved;
+            },
+            onResize: () => c.poolResized(),
+            log,
+          },
+          autoscaleLimits.max,
+          autoscaleLimits.min,
+        );
+        const a = autoscaler;
+        autoscaleTimer = setInterval(() => a.step(), 1000);
+        autoscaleTimer.unref();
+      }
+      // --watch restarts the whole worker process, from the CLI (cli/watch-supervisor.ts).
+      if (config.watch) log.warn('watch: only the CLI (celeriac worker --watch) restarts a worker on changes; ignored here');
       if (config.metricsPort !== null) {
         const hooks = {
           registry: metrics.registry,
@@ -130,15 +185,28 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
           return s;
         });
       }
-      control = new AbortController();
-      const c = consumer;
-      broker
-        .subscribe(CONTROL_EXCHANGE, (m) => c.handleControlMessage(m), control.signal)
-        .catch((err) => {
-          log.error({ err }, 'remote control subscription failed: revoke will not reach this worker');
-        });
+      mailbox = startMailbox(broker, {
+        app,
+        hostname: config.hostname,
+        log,
+        pool,
+        autoscaler,
+        clock,
+        startedAt: Date.now(),
+        consumer,
+        events: {
+          enable: () => events!.enable(),
+          disable: () => events!.disable(),
+          heartbeat: () => workerEvents?.heartbeat(),
+        },
+        shutdown(reason) {
+          log.warn({ reason }, 'warm shutdown requested by remote control');
+          if (opts.onShutdownRequest) opts.onShutdownRequest(reason);
+          else void worker.stop();
+        },
+      });
       consumer.start();
-      stopPoolServices = startPoolServices(pool, config, { held: () => c.counts().active + c.counts().reserved, log });
+      const c = consumer;
       workerEvents = startWorkerEvents(events, () => ({ active: c.counts().active, processed: c.processed }), config.workerHeartbeatIntervalMs);
       keepAlive = setInterval(() => undefined, 1 << 30);
       log.info(
@@ -175,7 +243,7 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
       if (stopped && o.graceful === false) void consumer?.abortRunning(coldReason);
       return (stopped ??= (async () => {
         const graceful = o.graceful ?? true;
-        stopPoolServices();
+        if (autoscaleTimer) clearInterval(autoscaleTimer);
         await worker.drain();
         let why = coldReason;
         if (graceful && consumer) {
@@ -185,7 +253,7 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
             log.warn({ taskIds: left }, `warm shutdown: ${left.length} task(s) still running after ${config.shutdownTimeoutMs} ms: cutting them off`);
         }
         await consumer?.abortRunning(why);
-        control?.abort();
+        mailbox?.stop();
         await pool.stop({ graceful, timeoutMs: config.shutdownTimeoutMs });
         await watchdog?.stop();
         await server?.close();

@@ -48,7 +48,7 @@ export function workerCommand(): Command {
     .option('-B, --beat', 'also run beat (safe with many workers: one beat leads at a time)')
     .addHelpText(
       'after',
-      '\nSIGTERM or SIGINT: warm shutdown (stop consuming, give back prefetched messages, let running tasks finish for up to\nCELERIAC_SHUTDOWN_TIMEOUT_MS). A second signal: cold shutdown. Tasks still running then are cut off, never lost:\nlate-ack messages go back to the queue, early-acked tasks are stored FAILURE(WorkerLostError).',
+      '\nSIGTERM, SIGINT or the remote-control command shutdown: warm shutdown (stop consuming, give back prefetched messages, let running tasks finish for up to\nCELERIAC_SHUTDOWN_TIMEOUT_MS). A second signal: cold shutdown. Tasks still running then are cut off, never lost:\nlate-ack messages go back to the queue, early-acked tasks are stored FAILURE(WorkerLostError).',
     )
     .action(async (f: WorkerFlags) => {
       const app = await loadApp(
@@ -75,10 +75,15 @@ export function workerCommand(): Command {
       if (app.config.watch && process.env[WATCHED_CHILD] === undefined) return superviseWatched(tasksModule, app.log);
       // With no port asked for, a second worker on this machine takes any free port for /metrics.
       const portAsked = f.metricsPort !== undefined || process.env.CELERIAC_METRICS_PORT !== undefined;
-      const worker = createWorker(app, { tasksModule, anyMetricsPortWhenTaken: !portAsked });
-      const beat = f.beat ? await beatFromFlags(app, f) : null;
       let signals = 0;
-      const onSignal = (sig: NodeJS.Signals) => {
+      // Remote control's shutdown is a warm shutdown, as the first SIGTERM.
+      const worker = createWorker(app, {
+        tasksModule,
+        anyMetricsPortWhenTaken: !portAsked,
+        onShutdownRequest: () => signals === 0 && onSignal('remote control'),
+      });
+      const beat = f.beat ? await beatFromFlags(app, f) : null;
+      const onSignal = (sig: NodeJS.Signals | 'remote control') => {
         signals++;
         worker.log.info({ signal: sig }, signals === 1 ? 'warm shutdown requested (send again for cold shutdown)' : 'cold shutdown requested');
         void Promise.resolve(signals === 1 ? beat?.stop() : undefined)

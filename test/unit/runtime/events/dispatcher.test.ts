@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { pino } from 'pino';
-import { createEventDispatcher, LamportClock } from '../../../../runtime/src/events/dispatcher.js';
+import { createEventDispatcher } from '../../../../runtime/src/events/dispatcher.js';
+import { LamportClock } from '../../../../runtime/src/protocol/lamport-clock.js';
 import type { WireMessage } from '../../../../runtime/src/protocol/wire-message.js';
 
 /** A broker that records broadcasts, or fails them while `failing` is set. */

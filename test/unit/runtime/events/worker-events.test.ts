@@ -171,3 +171,35 @@ describe('worker events without -E', () => {
     assert.equal(rx.events.at(-1)!.type, 'worker-offline');
   });
 });
+
+describe('events steered by remote control (as Flower does)', () => {
+  it('enable_events turns task events on, disable_events off, heartbeat sends one now; replies as Celery', async () => {
+    const node = 'w3@test';
+    // A heartbeat period far beyond the test, so a heartbeat seen comes from the command.
+    const app = createTestApp({ workerHeartbeatIntervalMs: 3_600_000, hostname: node });
+    app.task('t.add', (a: number, b: number) => a + b);
+    const rx = await listen(app);
+    const worker = await startTestWorker(app);
+    const only = { destination: [node], timeoutMs: 2000, reply: true };
+    try {
+      const before = await app.sendTask('t.add', [1, 1]);
+      await before.get({ timeout: 5000 });
+      assert.deepEqual(await app.control.broadcast('enable_events', {}, only), [{ [node]: { ok: 'task events enabled' } }]);
+      assert.deepEqual(await app.control.broadcast('enable_events', {}, only), [{ [node]: { ok: 'task events already enabled' } }]);
+      const on = await app.sendTask('t.add', [2, 2]);
+      await on.get({ timeout: 5000 });
+      await eventually(() => assert.deepEqual(ofTask(rx.events, on.id), ['task-received', 'task-started', 'task-succeeded']));
+      assert.deepEqual(await app.control.broadcast('disable_events', {}, only), [{ [node]: { ok: 'task events disabled' } }]);
+      const off = await app.sendTask('t.add', [3, 3]);
+      await off.get({ timeout: 5000 });
+      assert.equal(rx.events.filter((e) => e.type === 'worker-heartbeat').length, 0);
+      await app.control.broadcast('heartbeat', {}, { destination: [node], timeoutMs: 500 });
+      await eventually(() => assert.equal(rx.events.filter((e) => e.type === 'worker-heartbeat').length, 1));
+      assert.deepEqual(ofTask(rx.events, before.id), []);
+      assert.deepEqual(ofTask(rx.events, off.id), []);
+    } finally {
+      await worker.stop();
+      rx.stop.abort();
+    }
+  });
+});
