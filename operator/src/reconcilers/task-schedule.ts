@@ -107,11 +107,20 @@ export function createTaskScheduleReconciler(o: TaskScheduleReconcilerOptions): 
               throw new Error(`TaskSchedule ${name}: sending ${ts.spec.task} to ${redactUrl(url.href)} failed: ${(err as Error).message}`, { cause: err });
             }
             // Precondition on resourceVersion: a replica that lost the lease cannot move the schedule.
+            // The next run goes in the same write, so no reader sees a last run newer than the next.
+            const following = schedule.nextAfter(slot);
             const updated = await ctx.kube.patch<TaskSchedule>(
               resources.taskSchedules,
               ts.metadata.namespace,
               ts.metadata.name,
-              { metadata: { resourceVersion }, status: { lastScheduleTime: rfc3339(new Date(slot)), lastTaskId: taskId } },
+              {
+                metadata: { resourceVersion },
+                status: {
+                  lastScheduleTime: rfc3339(new Date(slot)),
+                  lastTaskId: taskId,
+                  nextScheduleTime: Number.isFinite(following) ? rfc3339(new Date(following)) : null,
+                },
+              },
               { type: 'merge', subresource: 'status' },
             );
             resourceVersion = updated.metadata.resourceVersion;
