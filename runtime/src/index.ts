@@ -12,7 +12,7 @@
 export { createApp, type App, type AppOptions } from './app/app.js';
 export { loadConfig, CONFIG_KEYS, configTable, type Config, type ConfigKey, type ConfigSources, type ConfigValueKind } from './app/config.js';
 export { AsyncResult, type ResultHost, type ResultSet } from './app/result.js';
-export type { Control, ControlCommandSpec, ControlContext, BroadcastOptions, NodeReply, StatsReply } from './app/control.js';
+export type { Control, ControlCommandSpec, ControlContext, BroadcastOptions, InspectOptions, NodeReply, StatsReply } from './app/control.js';
 export type { RequestInfo, ScheduledInfo, QueueInfo, OkReply } from './protocol/control.js';
 export type { Task, TaskOptions, ApplyOptions, TaskContext, TaskFn, ChildCall } from './app/task.js';
 export type { ParamNames, KwargsOf } from './app/arguments.js';

@@ -56,6 +56,7 @@ export interface ControlCommandSpec {
 /** One worker's reply: `{nodename: value}`. */
 export type NodeReply<T = unknown> = Record<string, T>;
 
+/** Who answers a command, how long to wait for replies, and whether to collect them. */
 export interface BroadcastOptions {
   /** Only these nodenames answer (default: all workers). */
   readonly destination?: readonly string[];
@@ -82,7 +83,8 @@ export interface StatsReply {
   [k: string]: unknown;
 }
 
-type InspectOptions = Omit<BroadcastOptions, 'reply'>;
+/** Options of an inspect command: replies are always collected. */
+export type InspectOptions = Omit<BroadcastOptions, 'reply'>;
 
 /**
  * `app.control`: Celery's Control API. Inspect methods return `{nodename: value}` merged over the
@@ -164,9 +166,11 @@ export class Control {
   ping(o: InspectOptions = {}): Promise<NodeReply<{ ok: string }>[]> {
     return this.broadcast('ping', {}, { ...o, reply: true }) as Promise<NodeReply<{ ok: string }>[]>;
   }
+  /** Each worker's statistics: totals by task, pid, uptime, pool, broker, prefetch, rusage. */
   stats(o?: InspectOptions) {
     return this.inspect<StatsReply>('stats', {}, o);
   }
+  /** The queues each worker consumes, as kombu Queue dicts. */
   activeQueues(o?: InspectOptions) {
     return this.inspect<QueueInfo[]>('active_queues', {}, o);
   }
@@ -174,21 +178,27 @@ export class Control {
   registered(o?: InspectOptions) {
     return this.inspect<string[]>('registered', {}, o);
   }
+  /** The tasks each worker is running now (Celery's request info). */
   active(o?: InspectOptions) {
     return this.inspect<RequestInfo[]>('active', {}, o);
   }
+  /** Tasks each worker has prefetched and not started, excluding ETA-held ones. */
   reserved(o?: InspectOptions) {
     return this.inspect<RequestInfo[]>('reserved', {}, o);
   }
+  /** Tasks each worker holds for an ETA or countdown (or a rate limit). */
   scheduled(o?: InspectOptions) {
     return this.inspect<ScheduledInfo[]>('scheduled', {}, o);
   }
+  /** The task ids each worker has revoked. */
   revoked(o?: InspectOptions) {
     return this.inspect<string[]>('revoked', {}, o);
   }
+  /** Each worker's configuration under Celery's setting names (URLs without passwords). */
   conf(o?: InspectOptions & { withDefaults?: boolean }) {
     return this.inspect<Record<string, unknown>>('conf', { with_defaults: o?.withDefaults ?? false }, o);
   }
+  /** A bug-report text per worker (versions, settings). */
   report(o?: InspectOptions) {
     return this.inspect<{ ok: string }>('report', {}, o);
   }
@@ -210,18 +220,23 @@ export class Control {
   timeLimit(taskName: string, limits: { soft?: number | null; hard?: number | null }, o?: BroadcastOptions) {
     return this.broadcast('time_limit', { task_name: taskName, soft: limits.soft ?? null, hard: limits.hard ?? null }, o) as Promise<NodeReply<OkReply>[]>;
   }
+  /** Tells workers to consume `queue` too. */
   addConsumer(queue: string, o?: BroadcastOptions) {
     return this.broadcast('add_consumer', { queue, exchange: null, exchange_type: 'direct', routing_key: null }, o) as Promise<NodeReply<OkReply>[]>;
   }
+  /** Tells workers to stop consuming `queue`. */
   cancelConsumer(queue: string, o?: BroadcastOptions) {
     return this.broadcast('cancel_consumer', { queue }, o) as Promise<NodeReply<OkReply>[]>;
   }
+  /** Grows each worker's pool by `n` slots (refused while the worker autoscales). */
   poolGrow(n = 1, o?: BroadcastOptions) {
     return this.broadcast('pool_grow', { n }, o) as Promise<NodeReply<OkReply>[]>;
   }
+  /** Shrinks each worker's pool by `n` slots (refused while the worker autoscales). */
   poolShrink(n = 1, o?: BroadcastOptions) {
     return this.broadcast('pool_shrink', { n }, o) as Promise<NodeReply<OkReply>[]>;
   }
+  /** Changes the autoscale range of workers started with `--autoscale`. */
   autoscale(max: number, min: number, o?: BroadcastOptions) {
     return this.broadcast('autoscale', { max, min }, o) as Promise<NodeReply<OkReply>[]>;
   }
