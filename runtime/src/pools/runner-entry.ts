@@ -18,7 +18,7 @@ import type { Logger } from 'pino';
 import { importApp } from '../app/app-module.js';
 import type { App } from '../app/app.js';
 import { crossError, crossOutcome, uncrossRequest, type FromRunner, type ToRunner } from './crossing.js';
-import { trace } from './trace.js';
+import { canvasUnavailable, trace } from './trace.js';
 
 const post: (m: FromRunner) => void = parentPort ? (m) => parentPort!.postMessage(m) : (m) => process.send!(m);
 const inThread = parentPort !== null;
@@ -33,6 +33,18 @@ let memoryKib = (): number => 0;
 /** Reports a task failed by the runner itself (not by the task's own code). */
 const failed = (m: Extract<ToRunner, { type: 'run' }>, err: unknown, runtimeMs = 0) =>
   post({ type: 'done', job: m.job, outcome: crossOutcome({ state: 'FAILURE', error: err, runtimeMs }, m.request.serializer), memoryKib: memoryKib() });
+
+/**
+ * The chord and the `children` a task's canvas operations change are the worker's state, out of a
+ * runner's reach: the task fails with a message naming the pool and what to use instead.
+ */
+const RUNNER_CANVAS = canvasUnavailable(
+  'E_POOL_UNSUPPORTED',
+  (op) =>
+    `this.${op}() is not supported in the ${inThread ? 'threads' : 'processes'} pool: the worker keeps the task's chord and children, ` +
+    `which a runner cannot reach. Run this task in the event-loop pool (--pool solo), or send the signature with app.sendTask() ` +
+    `(it is then not recorded among the task's children).`,
+);
 
 let app: App | null = null;
 let log: Logger | null = null;
@@ -67,6 +79,7 @@ async function onMessage(m: ToRunner): Promise<void> {
       return logOnUse();
     },
     ctl: new AbortController(),
+    canvas: RUNNER_CANVAS,
     hardLimitByPool: true,
   });
   try {

@@ -17,7 +17,7 @@ import { addToChord, chainFailed, chordPartReturned, failCanvas, type FinishedTa
 import { chain } from '../canvas/chain.js';
 import { ACCUMULATE } from '../canvas/builtins.js';
 import { link, linkError, signature, unsupportedReason, withOptions } from '../canvas/signature.js';
-import { CanvasError, CeleriacError, NotRegisteredError, ProtocolError, WorkerLostError } from '../errors.js';
+import { CanvasError, CeleriacError, EncodeError, NotRegisteredError, ProtocolError, WorkerLostError } from '../errors.js';
 import type { EventDispatcher } from '../events/dispatcher.js';
 import type { WorkerMetrics, Outcome } from '../metrics/worker-metrics.js';
 import type { Pool } from '../pools/pool.js';
@@ -636,10 +636,17 @@ export class Consumer {
     const sec = (o.runtimeMs / 1000).toFixed(3);
     switch (o.state) {
       case 'SUCCESS': {
-        // Next chain step and links first, so a client that sees SUCCESS finds them sent (as Celery).
-        // Celery's order: what the task applied itself, then its links, then its chain's next step.
-        const children = [...j.children, ...(await this.applyCallbacks(j, o.value))];
-        if (!ignore) await this.store(j, buildMeta(req.id, States.SUCCESS, o.value, { children, groupId: req.group, parentId: req.parentId }));
+        try {
+          // Next chain step and links first, so a client that sees SUCCESS finds them sent (as Celery).
+          // Celery's order: what the task applied itself, then its links, then its chain's next step.
+          const children = [...j.children, ...(await this.applyCallbacks(j, o.value))];
+          if (!ignore) await this.store(j, buildMeta(req.id, States.SUCCESS, o.value, { children, groupId: req.group, parentId: req.parentId }));
+        } catch (err) {
+          if (!(err instanceof EncodeError)) throw err;
+          // A value no serializer can write (a function, a symbol, a cycle): as Celery's tracer,
+          // the task fails with kombu's EncodeError, its errbacks and chord told, never PENDING.
+          return this.settle(j, { state: 'FAILURE', error: err, runtimeMs: o.runtimeMs }, late, ignore);
+        }
         await this.chordPart(j, States.SUCCESS, o.value);
         j.log.debug({ runtimeMs: o.runtimeMs }, `task succeeded in ${sec}s`);
         this.taskEvent('task-succeeded', req.id, () => ({ result: pyReprLimited(o.value), runtime: o.runtimeMs / 1000 }));
@@ -865,11 +872,15 @@ export class Consumer {
     return this.storeSafe(j.log, req, stored);
   }
 
-  /** Stores a result; a backend failure is logged, not fatal: the task itself already ran. */
+  /**
+   * Stores a result; a backend failure is logged, not fatal: the task itself already ran. A value
+   * the serializer refuses (EncodeError) is thrown: it is the task's outcome, not the backend's.
+   */
   private async storeSafe(log: Logger, req: Pick<TaskRequest, 'replyTo' | 'correlationId'>, meta: TaskMeta): Promise<void> {
     try {
       await this.deps.backend.store(meta, { replyTo: req.replyTo, correlationId: req.correlationId });
     } catch (err) {
+      if (err instanceof EncodeError) throw err;
       log.error({ err, state: meta.status }, 'storing the task state failed');
     }
   }
