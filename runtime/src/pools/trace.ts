@@ -157,7 +157,9 @@ export async function trace(i: TraceInput): Promise<TaskOutcome> {
     const run = Promise.resolve().then(() => task.fn.apply(ctx, bindArguments(req.name, opts, req.args, req.kwargs) as never));
     const value = await Promise.race([run, stopped]);
     if (value === KILLED) return { state: 'REVOKED', reason: String(ctl.signal.reason), runtimeMs: runtime() };
-    if (value === HARD_LIMIT) {
+    // A task that held the loop past its hard limit returns before the limit's timer can fire:
+    // it is past its limit all the same (and the watchdog thread may have stored that already).
+    if (value === HARD_LIMIT || (hardMs && !i.hardLimitByPool && runtime() > hardMs)) {
       ctl.abort(new TimeLimitExceeded(hardMs!));
       // Keep the task's own later rejection from becoming an unhandled one.
       run.catch((err) => i.log.debug({ err }, 'task failed after its hard time limit'));

@@ -43,8 +43,8 @@ import { decodeTask, isoUtc, taskIdOf, type SignatureDict, type TaskRequest } fr
 import { pyRepr } from '../protocol/py-repr.js';
 import { DuplicateFilter } from './duplicates.js';
 import { TimerHeap } from './timer-heap.js';
-import type { Watchdog } from './watchdog.js';
-import type { TaskCanvas, TaskOutcome } from '../pools/trace.js';
+import type { BlockingTask, Watchdog } from './watchdog.js';
+import { timeLimitsOf, TimeLimitExceeded, type TaskCanvas, type TaskOutcome } from '../pools/trace.js';
 import { runTask, tracedRun } from '../tracing/tracing.js';
 
 interface Job {
@@ -616,7 +616,7 @@ export class Consumer {
               contentType: d.message.contentType,
             });
           const { watchdog } = this.deps;
-          const outcome = await (watchdog ? watchdog.runAs({ id: req.id, name: req.displayName }, runIt) : runIt());
+          const outcome = await (watchdog ? watchdog.runAs(this.blameAs(j, run, late, ignore), runIt) : runIt());
           metrics.duration.observe(labels, outcome.runtimeMs / 1000);
           if (!this.active.has(j)) return outcome; // a cut-off (shutdown) took it over
           await (j.settling = this.settle(j, outcome, late, ignore));
@@ -629,6 +629,29 @@ export class Consumer {
       if (this.active.size === 0) for (const w of this.idleWaiters.splice(0)) w();
       this.pump();
     }
+  }
+
+  /**
+   * The job as the watchdog names it. An early-acked task with a hard limit and a stored result,
+   * run on this loop, carries the FAILURE(TimeLimitExceeded) the watchdog thread stores if it
+   * still blocks the loop past that limit (built only if the thread reads it).
+   */
+  private blameAs(j: Job, task: Task, late: boolean, ignore: boolean): BlockingTask {
+    const { req } = j;
+    const named = { id: req.id, name: req.displayName };
+    const { hardMs } = timeLimitsOf(task, req);
+    if (late || ignore || hardMs === null || this.deps.pool.kind !== 'event-loop') return named;
+    const storedMeta = () => this.storedMeta(j, this.failureMeta(j, new TimeLimitExceeded(hardMs)));
+    return {
+      ...named,
+      hardLimit: {
+        atMs: Date.now() + hardMs,
+        limitMs: hardMs,
+        get failure() {
+          return storedMeta();
+        },
+      },
+    };
   }
 
   private async settle(j: Job, o: TaskOutcome, late: boolean, ignore: boolean): Promise<void> {
@@ -664,7 +687,7 @@ export class Consumer {
         const exc = exceptionToDict(o.error);
         j.log.error({ err: o.error, runtimeMs: o.runtimeMs }, `task failed in ${sec}s: ${exc.exc_type}: ${String(exc.exc_message)}`);
         const traceback = tracebackOf(o.error);
-        await this.store(j, buildMeta(req.id, States.FAILURE, exc, { traceback, children: j.children, groupId: req.group, parentId: req.parentId }));
+        await this.store(j, this.failureMeta(j, o.error));
         this.taskEvent('task-failed', req.id, () => ({ exception: exceptionRepr(exc), traceback }));
         await this.chordPart(j, States.FAILURE, exc);
         await this.canvasStep(j, 'failing the rest of the chain', () => chainFailed(this.deps.app, this.finished(j), States.FAILURE, exc, traceback, j.log));
@@ -853,13 +876,29 @@ export class Consumer {
     }
   }
 
+  /** The FAILURE meta of the job's task failed by `error`. */
+  private failureMeta(j: Job, error: unknown): TaskMeta {
+    const { req } = j;
+    return buildMeta(req.id, States.FAILURE, exceptionToDict(error), {
+      traceback: tracebackOf(error),
+      children: j.children,
+      groupId: req.group,
+      parentId: req.parentId,
+    });
+  }
+
+  /** Stores a state of the job's own task (see storedMeta). */
+  private store(j: Job, meta: TaskMeta): Promise<void> {
+    return this.storeSafe(j.log, j.req, this.storedMeta(j, meta));
+  }
+
   /**
-   * Stores a state of the job's own task, with Celery's result_extended fields when configured
+   * A state of the job's own task as stored: with Celery's result_extended fields when configured
    * (rpc:// leaves them out, as Celery's RPC backend).
    */
-  private store(j: Job, meta: TaskMeta): Promise<void> {
+  private storedMeta(j: Job, meta: TaskMeta): TaskMeta {
     const { req, d } = j;
-    const stored = this.deps.config.resultExtended
+    return this.deps.config.resultExtended
       ? withExtendedMeta(meta, {
           name: req.name,
           args: req.args,
@@ -869,7 +908,6 @@ export class Consumer {
           queue: d.info.routingKey || d.info.queue,
         })
       : meta;
-    return this.storeSafe(j.log, req, stored);
   }
 
   /**
