@@ -73,19 +73,14 @@ export function timeLimitsOf(task: Task, req: TaskRequest): { hardMs: number | n
 /** The canvas operations of a running task, bound to its request by the worker. */
 export type TaskCanvas = Pick<TaskContext, 'addToChord' | 'applyChild'>;
 
-/**
- * The canvas of a task that cannot reach the worker's: both operations reject with `why` (code
- * `code`), which the task may catch, or which fails it with that message.
- */
-export function canvasUnavailable(code: string, why: (op: string) => string): TaskCanvas {
-  return {
-    addToChord: () => Promise.reject(new CeleriacError(code, why('addToChord'))),
-    applyChild: () => Promise.reject(new CeleriacError(code, why('applyChild'))),
-  };
-}
+/** The two canvas operations, by name (what a runner asks the worker for). */
+export type CanvasOp = keyof TaskCanvas;
 
-/** A task run without a worker (unit tests of trace) has no canvas around it. */
-const NO_CANVAS = canvasUnavailable('E_NO_WORKER', (op) => `${op}() needs a task run by a worker`);
+/** A task run without a worker (unit tests of trace and of pools) has no canvas around it. */
+export const NO_CANVAS: TaskCanvas = {
+  addToChord: () => Promise.reject(new CeleriacError('E_NO_WORKER', 'addToChord() needs a task run by a worker')),
+  applyChild: () => Promise.reject(new CeleriacError('E_NO_WORKER', 'applyChild() needs a task run by a worker')),
+};
 
 export async function trace(i: TraceInput): Promise<TaskOutcome> {
   const { task, req } = i;
