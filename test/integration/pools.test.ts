@@ -140,6 +140,7 @@ for (const pool of ['event-loop', 'threads', 'processes'] as const) {
         ['pools.cycle', /circular/],
         ['pools.function', /function is not JSON serializable \(key "format"\)/],
         ['pools.symbol', /symbol is not JSON serializable/],
+        ['pools.replaceUnencodable', /function is not JSON serializable/],
       ] as const) {
         const err = await failureOf(run(name));
         assert.equal(err.excType, 'EncodeError', name);

@@ -654,22 +654,34 @@ export class Consumer {
     };
   }
 
+  /**
+   * Runs `step`, which sends or stores a value of the task's. A value no serializer can write (a
+   * function, a symbol, a cycle) settles the task as FAILURE(EncodeError) instead, as Celery's
+   * tracer does: its errbacks and chord are told, and nobody waits on PENDING. False then.
+   */
+  private async failsUnencodable(j: Job, o: TaskOutcome, late: boolean, ignore: boolean, step: () => Promise<void>): Promise<boolean> {
+    try {
+      await step();
+      return true;
+    } catch (err) {
+      if (!(err instanceof EncodeError)) throw err;
+      await this.settle(j, { state: 'FAILURE', error: err, runtimeMs: o.runtimeMs }, late, ignore);
+      return false;
+    }
+  }
+
   private async settle(j: Job, o: TaskOutcome, late: boolean, ignore: boolean): Promise<void> {
     const { req, d } = j;
     const sec = (o.runtimeMs / 1000).toFixed(3);
     switch (o.state) {
       case 'SUCCESS': {
-        try {
+        const sent = await this.failsUnencodable(j, o, late, ignore, async () => {
           // Next chain step and links first, so a client that sees SUCCESS finds them sent (as Celery).
           // Celery's order: what the task applied itself, then its links, then its chain's next step.
           const children = [...j.children, ...(await this.applyCallbacks(j, o.value))];
           if (!ignore) await this.store(j, buildMeta(req.id, States.SUCCESS, o.value, { children, groupId: req.group, parentId: req.parentId }));
-        } catch (err) {
-          if (!(err instanceof EncodeError)) throw err;
-          // A value no serializer can write (a function, a symbol, a cycle): as Celery's tracer,
-          // the task fails with kombu's EncodeError, its errbacks and chord told, never PENDING.
-          return this.settle(j, { state: 'FAILURE', error: err, runtimeMs: o.runtimeMs }, late, ignore);
-        }
+        });
+        if (!sent) return;
         await this.chordPart(j, States.SUCCESS, o.value);
         j.log.debug({ runtimeMs: o.runtimeMs }, `task succeeded in ${sec}s`);
         this.taskEvent('task-succeeded', req.id, () => ({ result: pyReprLimited(o.value), runtime: o.runtimeMs / 1000 }));
@@ -725,12 +737,15 @@ export class Consumer {
         return;
       case 'REPLACED': {
         j.log.debug({ signature: o.signature.task }, 'task replaced itself');
-        await this.canvasStep(
-          j,
-          `replacing the task with ${o.signature.task}`,
-          () => applySignature(this.deps.app, replacement(req, o.signature), { options: this.replacementOptions(j) }),
-          o.signature,
+        const sent = await this.failsUnencodable(j, o, late, ignore, () =>
+          this.canvasStep(
+            j,
+            `replacing the task with ${o.signature.task}`,
+            () => applySignature(this.deps.app, replacement(req, o.signature), { options: this.replacementOptions(j) }),
+            o.signature,
+          ),
         );
+        if (!sent) return;
         this.count(j, 'succeeded');
         if (late) await d.ack();
         return;
