@@ -69,7 +69,6 @@ export type FromRunner =
    */
   | {
       readonly type: 'canvas';
-      readonly job: number;
       readonly call: number;
       readonly op: CanvasOp;
       readonly sig: SignatureDict;

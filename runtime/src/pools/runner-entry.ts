@@ -47,16 +47,16 @@ const canvasCalls = new Map<number, { resolve: (tuple: unknown[]) => void; rejec
 let nextCanvasCall = 0;
 
 /**
- * this.addToChord() and this.applyChild() of the task running as `job`: the worker keeps the
- * task's chord and children, so it does them (the event-loop pool's very code) and answers.
+ * this.addToChord() and this.applyChild() of the running task: the worker keeps the task's chord
+ * and children, so it does them (the event-loop pool's very code) and answers.
  */
-function canvasOf(job: number, serializer: string): TaskCanvas {
+function canvasOf(serializer: string): TaskCanvas {
   const ask = (op: CanvasOp, sig: SignatureDict, childCall?: ChildCall) =>
     new Promise<unknown[]>((resolve, reject) => {
       const call = nextCanvasCall++;
       canvasCalls.set(call, { resolve, reject, serializer });
       try {
-        post({ type: 'canvas', job, call, op, sig, ...(childCall ? { childCall } : {}) });
+        post({ type: 'canvas', call, op, sig, ...(childCall ? { childCall } : {}) });
       } catch (err) {
         // A value structured clone refuses (a function): the task's call fails with it.
         canvasCalls.delete(call);
@@ -110,7 +110,7 @@ async function onMessage(m: ToRunner): Promise<void> {
       return logOnUse();
     },
     ctl: new AbortController(),
-    canvas: canvasOf(m.job, m.request.serializer),
+    canvas: canvasOf(m.request.serializer),
     hardLimitByPool: true,
   });
   try {

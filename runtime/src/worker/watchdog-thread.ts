@@ -11,6 +11,7 @@ import { pino } from 'pino';
 import { createDetachedResultBackend } from '../backends/index.js';
 import type { ResultBackend } from '../backends/result-backend.js';
 import { createLogger } from '../logging/logger.js';
+import { parseJson } from '../protocol/json.js';
 import { isoUtc } from '../protocol/task-message.js';
 import type { BlockingTask, BlockReport, WatchdogThreadData } from './watchdog.js';
 
@@ -90,7 +91,7 @@ function inspectMainThread(beat: bigint): Promise<{ task: BlockingTask | null; a
       const expression = `globalThis[Symbol.for('celeriac.watchdog.currentTask')]?.() ?? 'null'`;
       session.post('Debugger.evaluateOnCallFrame', { callFrameId: frame.callFrameId, expression, silent: true }, (err, r) => {
         const value = err ? null : (r as { result?: { value?: unknown } }).result?.value;
-        finish({ task: typeof value === 'string' ? (JSON.parse(value) as BlockingTask | null) : null, at });
+        finish({ task: typeof value === 'string' ? (parseJson(value) as BlockingTask | null) : null, at });
       });
     });
     session.post('Debugger.enable', (err) => {

@@ -25,6 +25,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
+import { stringifyJson } from '../protocol/json.js';
 import type { TaskMeta } from '../protocol/result-meta.js';
 
 /** How often the loop writes its heartbeat. */
@@ -71,7 +72,8 @@ export interface WatchdogThreadData {
 }
 
 const currentTask = new AsyncLocalStorage<BlockingTask>();
-(globalThis as Record<symbol, unknown>)[CURRENT_TASK_KEY] = () => JSON.stringify(currentTask.getStore() ?? null);
+// The wire's JSON: the failure a task carries may hold its arguments (resultExtended), BigInts included.
+(globalThis as Record<symbol, unknown>)[CURRENT_TASK_KEY] = () => stringifyJson(currentTask.getStore() ?? null);
 
 export interface Watchdog {
   /** Runs `fn` as `task`: a block inside it (and in everything it awaits) is blamed on that task. */
