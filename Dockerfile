@@ -35,8 +35,9 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund \
  && npm cache clean --force \
  && ln -s .. node_modules/celeriac
-COPY --from=build /src/dist/runtime ./dist/runtime
-COPY --from=build /src/dist/operator ./dist/operator
+# The package's files only: the examples (dist/runtime/examples) import dev dependencies.
+COPY --from=build /src/dist/runtime/src ./dist/runtime/src
+COPY --from=build /src/dist/operator/src ./dist/operator/src
 COPY crds ./crds
 COPY docker/node-init.sh ./docker/node-init.sh
 RUN ln -s /app/docker/node-init.sh /usr/local/bin/celeriac \

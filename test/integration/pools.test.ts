@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
-import { createApp, type App } from '../../runtime/src/index.js';
+import { applySignature, chord, createApp, immutable, signature, type App, type AsyncResult } from '../../runtime/src/index.js';
 import { createWorker, type Worker } from '../../runtime/src/worker/worker.js';
 import { TaskFailedError } from '../../runtime/src/errors.js';
 import { eventually } from '../support/eventually.js';
@@ -66,13 +66,12 @@ async function healthz(worker: Worker): Promise<number> {
 for (const pool of ['event-loop', 'threads', 'processes'] as const) {
   describe(`${pool} pool`, { skip: redis.skip }, () => {
     // The event-loop pool runs tasks in this test process: a runaway or a killed runner would end the test run.
-    // In the event-loop pool the value reaches the store, whose failure is logged (consumer.ts storeSafe).
-    const runnersOnly = { skip: pool === 'event-loop' ? 'checked when the value crosses from a runner' : false };
     const preemptive = { skip: pool === 'event-loop' ? 'the event-loop pool cannot stop a task (README "Choosing a pool")' : false };
     let worker: Worker;
     let client: App;
+    let queue: string;
     before(async () => {
-      ({ worker, client } = await startPoolWorker(pool));
+      ({ worker, client, queue } = await startPoolWorker(pool));
     });
     after(async () => {
       await worker?.stop();
@@ -106,6 +105,23 @@ for (const pool of ['event-loop', 'threads', 'processes'] as const) {
       if (pool === 'processes') assert.notEqual(v.pid, process.pid);
     });
 
+    it('this.applyChild() and this.addToChord() work in every pool (a runner asks the worker)', async () => {
+      const parent = await client.sendTask('pools.applyChild', [], {});
+      const childId = (await parent.get({ timeout: 30_000 })) as string;
+      assert.equal(await client.asyncResult(childId).get({ timeout: 30_000 }), 3);
+      assert.deepEqual(
+        (await parent.children()).map((c) => c.id),
+        [childId],
+        "the child is among the parent's children",
+      );
+      const body = signature('pools.collect', [], {}, { queue });
+      const joined = (await applySignature(client, chord([signature('pools.addToChord', [], {}, { queue })], body))) as AsyncResult;
+      // The added task has no place in the header's order (Celery gives it no group_index): compare as a set.
+      assert.deepEqual(new Set((await joined.get({ timeout: 30_000 })) as unknown[]), new Set(['added', 3]));
+      // Outside a chord: Celery's own error, crossed back from the worker.
+      assert.match((await failureOf(run('pools.addToChord'))).excMessage, /not member of any chord/);
+    });
+
     it('a CPU-bound runaway past its hard limit is stored TimeLimitExceeded; the worker serves on', preemptive, async () => {
       const err = await failureOf(run('pools.spin', [], { timeLimit: 500 }));
       assert.equal(err.excType, 'TimeLimitExceeded');
@@ -119,11 +135,26 @@ for (const pool of ['event-loop', 'threads', 'processes'] as const) {
       assert.equal(err.excType, 'SoftTimeLimitExceeded');
     });
 
-    it('a result the wire cannot carry fails the task (the worker could not store it)', runnersOnly, async () => {
-      const err = await failureOf(run('pools.cycle'));
-      assert.equal(err.excType, 'TypeError');
-      assert.match(err.excMessage, /circular/);
+    it("a result the wire cannot carry fails the task with kombu's EncodeError (never PENDING)", async () => {
+      for (const [name, message] of [
+        ['pools.cycle', /circular/],
+        ['pools.function', /function is not JSON serializable \(key "format"\)/],
+        ['pools.symbol', /symbol is not JSON serializable/],
+        ['pools.replaceUnencodable', /function is not JSON serializable/],
+      ] as const) {
+        const err = await failureOf(run(name));
+        assert.equal(err.excType, 'EncodeError', name);
+        assert.equal(err.excModule, 'kombu.exceptions', name);
+        assert.match(err.excMessage, message);
+      }
       assert.equal(await run('pools.add', [1, 2]), 3);
+    });
+
+    it("a result the wire cannot carry runs the task's errbacks, as any failure", async () => {
+      const errbackId = randomUUID();
+      const errback = immutable(signature('pools.add', [20, 22], {}, { task_id: errbackId, queue }));
+      await failureOf(client.sendTask('pools.function', [], {}, { linkError: errback }).then((r) => r.get({ timeout: 30_000 })));
+      assert.equal(await client.asyncResult(errbackId).get({ timeout: 30_000 }), 42);
     });
 
     it('a runner killed mid-task: FAILURE(WorkerLostError) in Celery words, and the worker serves on', preemptive, async () => {

@@ -78,6 +78,34 @@ describe('event-loop watchdog and shutdown without loss (redis, worker processes
     }
   });
 
+  it('an early-acked task blocking the loop past its hard limit is stored FAILURE(TimeLimitExceeded) by the watchdog thread', async () => {
+    const { queue, app, workerEnv } = setup('wd-hard', { CELERIAC_EVENT_LOOP_BLOCKED_MS: '300' });
+    const worker = startWorker(TASKS, queue, workerEnv, ['--metrics-port', String(await freePort())]);
+    try {
+      await withOutputOf({ worker }, async () => {
+        // sd.spin never yields (timeLimit 1 s): only the watchdog thread can record it before Kubernetes kills the worker.
+        const r = await app.sendTask('sd.spin', [], {}, { queue });
+        const err = await r.get({ timeout: 30_000 }).then(
+          () => assert.fail('expected the task to fail'),
+          (e: unknown) => e,
+        );
+        assert.ok(err instanceof TaskFailedError, String(err));
+        assert.equal(err.excType, 'TimeLimitExceeded');
+        assert.equal(err.excModule, 'billiard.exceptions');
+        await eventually(() =>
+          assert.ok(
+            logLines(worker).some(
+              (l) => String(l.msg).includes('the watchdog stored FAILURE(TimeLimitExceeded)') && l.taskId === r.id && l.component === 'watchdog',
+            ),
+          ),
+        );
+      });
+    } finally {
+      await stopProcess(worker, 'SIGKILL');
+      await app.close();
+    }
+  });
+
   it('a task that blocked the loop past the threshold: /healthz 503 naming it while it runs, lag exported, healthy again once it ends', async () => {
     const { queue, app, workerEnv } = setup('wd-block', { CELERIAC_EVENT_LOOP_BLOCKED_MS: '300' });
     const port = await freePort();

@@ -41,6 +41,9 @@ test('the tarball holds the build output, the CRDs and no tests', async () => {
   assert.ok(files.has('crds/celeriac.io_workerpools.yaml'), 'crds/ is missing from the tarball');
   const tests = [...files].filter((f) => f.startsWith('dist/test/'));
   assert.deepEqual(tests, [], 'compiled tests must not be published');
+  // The examples import dev dependencies (express, fastify): `npm start` runs them from the repository.
+  const examples = [...files].filter((f) => f.startsWith('dist/runtime/examples/'));
+  assert.deepEqual(examples, [], 'compiled examples must not be published');
 });
 
 for (const entry of Object.keys(pkg.exports)) {

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TaskFailedError } from 'celeriac';
 import { recordSends, useEagerMode, type EagerMode, type SendRecorder } from 'celeriac/testing';
-import { app, sendWelcome, signUp } from './signup.js';
+import { app, MailboxError, sendWelcome, signUp } from './signup.js';
 
 describe('signUp: what it sends (no broker, nothing runs)', () => {
   let sent: SendRecorder;
@@ -38,8 +38,21 @@ describe('signUp: eager mode (the task runs in this process)', () => {
     expect(await app.asyncResult(welcomeTaskId).get()).toBe('welcome sent to bob@example.com');
   });
 
-  it("a task's error reaches the caller", async () => {
-    await expect(sendWelcome.delay('eve@invalid')).rejects.toBeInstanceOf(TaskFailedError);
-    await expect(sendWelcome.delay('eve@invalid')).rejects.toMatchObject({ excType: 'MailboxError' });
+  it("a task's own error reaches the caller", async () => {
+    await expect(sendWelcome.delay('eve@invalid')).rejects.toBeInstanceOf(MailboxError);
+  });
+});
+
+describe('signUp: eager mode without propagate (the result holds the failure)', () => {
+  let eager: EagerMode;
+  beforeAll(async () => {
+    eager = await useEagerMode(app, { propagate: false });
+  });
+  afterAll(() => eager.stop());
+
+  it('delay() resolves; get() throws TaskFailedError as for a remote worker', async () => {
+    const r = await sendWelcome.delay('eve@invalid');
+    await expect(r.get()).rejects.toBeInstanceOf(TaskFailedError);
+    await expect(r.get()).rejects.toMatchObject({ excType: 'MailboxError' });
   });
 });

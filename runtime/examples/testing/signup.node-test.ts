@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { TaskFailedError } from '../../src/index.js';
 import { recordSends, useEagerMode, type EagerMode, type SendRecorder } from '../../src/testing/index.js';
-import { app, sendWelcome, signUp } from './signup.js';
+import { app, MailboxError, sendWelcome, signUp } from './signup.js';
 
 describe('signUp: what it sends (no broker, nothing runs)', () => {
   let sent: SendRecorder;
@@ -40,7 +40,21 @@ describe('signUp: eager mode (the task runs in this process)', () => {
     assert.equal(await app.asyncResult(welcomeTaskId).get(), 'welcome sent to bob@example.com');
   });
 
-  it("a task's error reaches the caller", async () => {
-    await assert.rejects(sendWelcome.delay('eve@invalid'), (err: unknown) => err instanceof TaskFailedError && err.excType === 'MailboxError');
+  it("a task's own error reaches the caller", async () => {
+    await assert.rejects(sendWelcome.delay('eve@invalid'), MailboxError);
+  });
+});
+
+describe('signUp: eager mode without propagate (the result holds the failure)', () => {
+  let eager: EagerMode;
+  before(async () => {
+    eager = await useEagerMode(app, { propagate: false });
+  });
+  after(() => eager.stop());
+
+  it('delay() resolves; get() throws TaskFailedError as for a remote worker', async () => {
+    const r = await sendWelcome.delay('eve@invalid');
+    assert.equal(await r.state(), 'FAILURE');
+    await assert.rejects(r.get(), (err: unknown) => err instanceof TaskFailedError && err.excType === 'MailboxError');
   });
 });

@@ -6,8 +6,13 @@ import { createApp } from '../../src/index.js';
 
 export const app = createApp({ name: 'accounts', broker: 'redis://localhost:6379/0', backend: 'redis://localhost:6379/0' });
 
+/** The welcome task's own error: eager mode (propagate) rejects with this very object. */
+export class MailboxError extends Error {
+  override readonly name = 'MailboxError';
+}
+
 export const sendWelcome = app.task('accounts.sendWelcome', (email: string) => {
-  if (email.endsWith('@invalid')) throw Object.assign(new Error(`no mailbox for ${email}`), { name: 'MailboxError' });
+  if (email.endsWith('@invalid')) throw new MailboxError(`no mailbox for ${email}`);
   return `welcome sent to ${email}`;
 });
 

@@ -39,14 +39,9 @@ export function backendSchemes(): string[] {
 }
 
 export function createResultBackend(url: string, opts: BackendOptions): ResultBackend {
-  const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(url)?.[0]?.toLowerCase() ?? '';
+  const scheme = schemeOf(url);
   const store = stores[scheme];
-  if (store)
-    return createKeyValueResultBackend(store(url, { logger: opts.logger }), {
-      expiresMs: opts.expiresMs,
-      chordJoin: { ordered: opts.chordOrdered ?? true },
-      dateTags: opts.dateTags,
-    });
+  if (store) return keyValueBackend(store, url, opts);
   const backend = backends[scheme];
   if (backend) return backend(url, opts);
   throw new ConfigError([
@@ -54,4 +49,26 @@ export function createResultBackend(url: string, opts: BackendOptions): ResultBa
       .map((s) => `${s}://`)
       .join(', ')})`,
   ]);
+}
+
+/**
+ * The result backend of `url` made without the app, for a thread that must store while the
+ * worker's loop is blocked (the event-loop watchdog), or null when the results cannot be reached
+ * from there: rpc:// rides the worker's broker channel and memory:// lives in one thread only.
+ */
+export function createDetachedResultBackend(url: string, opts: Omit<BackendOptions, 'broker'>): ResultBackend | null {
+  const scheme = schemeOf(url);
+  const store = scheme === 'memory:' ? undefined : stores[scheme];
+  return store ? keyValueBackend(store, url, opts) : null;
+}
+
+/** `redis:` of `redis://host`, lower case ('' when none). */
+const schemeOf = (url: string): string => /^[a-z][a-z0-9+.-]*:/i.exec(url)?.[0]?.toLowerCase() ?? '';
+
+function keyValueBackend(store: (typeof stores)[string], url: string, opts: Omit<BackendOptions, 'broker'>): ResultBackend {
+  return createKeyValueResultBackend(store(url, { logger: opts.logger }), {
+    expiresMs: opts.expiresMs,
+    chordJoin: { ordered: opts.chordOrdered ?? true },
+    dateTags: opts.dateTags,
+  });
 }

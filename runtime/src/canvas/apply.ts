@@ -11,7 +11,7 @@ import { signatureSendOptions, type SendOptions } from '../app/send.js';
 import type { AsyncResult } from '../app/result.js';
 import type { ResultBackend } from '../backends/result-backend.js';
 import { CanvasError } from '../errors.js';
-import { GroupResult, savedTree } from './group.js';
+import { GroupResult, savedTree, type GroupHost } from './group.js';
 import { asSignature, CANVAS_TASKS, childSignatures, taskIdOf, unsupportedReason, withOptions, type SignatureDict } from './signature.js';
 
 /** What applying needs from the app (App has all of it). */
@@ -37,6 +37,18 @@ export type CanvasResult = AsyncResult | GroupResult;
 /** Celery's result tuple (`as_tuple()`), as stored in a parent's `children`: `[[id, null], null]`, a group's with its members. */
 export function resultTuple(r: CanvasResult): unknown[] {
   return r instanceof GroupResult ? [[r.id, null], r.results.map(resultTuple)] : [[r.id, null], null];
+}
+
+/** The result a result tuple stands for (the inverse of resultTuple; the parent links are not in it). */
+export function resultFromTuple(host: GroupHost, tuple: unknown[]): CanvasResult {
+  const [[id], members] = tuple as [[string], unknown[][] | null];
+  return members
+    ? new GroupResult(
+        id,
+        members.map((m) => resultFromTuple(host, m)),
+        host,
+      )
+    : host.asyncResult(id);
 }
 
 const defined = <T extends object>(o: T): Partial<T> => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;

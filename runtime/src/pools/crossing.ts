@@ -11,7 +11,8 @@ import { Retry } from '../errors.js';
 import type { DeliveryInfo } from '../brokers/broker.js';
 import { serializerByName, serializerForContentType, type Serializer } from '../protocol/serializers.js';
 import type { SignatureDict, TaskRequest } from '../protocol/task-message.js';
-import type { TaskOutcome } from './trace.js';
+import type { ChildCall } from '../app/task.js';
+import type { CanvasOp, TaskOutcome } from './trace.js';
 
 /**
  * The request without its values; `payload` carries `[args, kwargs]` as bytes. The canvas
@@ -49,7 +50,10 @@ export type CrossedOutcome =
 export type ToRunner =
   /** `measureMemory`: report memory after each task (maxMemoryPerChildKib is set; reading RSS costs ~15 us). */
   | { readonly type: 'init'; readonly tasksModule: string; readonly config: Record<string, unknown>; readonly measureMemory: boolean }
-  | { readonly type: 'run'; readonly job: number; readonly request: CrossedRequest; readonly info: DeliveryInfo; readonly hostname: string };
+  | { readonly type: 'run'; readonly job: number; readonly request: CrossedRequest; readonly info: DeliveryInfo; readonly hostname: string }
+  /** The answer to a canvas call: Celery's result tuple of what was applied (see resultTuple), or the error. */
+  | { readonly type: 'canvas-done'; readonly call: number; readonly tuple: unknown[] }
+  | { readonly type: 'canvas-failed'; readonly call: number; readonly error: CrossedError };
 
 /** Runner -> worker. */
 export type FromRunner =
@@ -57,7 +61,19 @@ export type FromRunner =
   /** The runner could not start (its tasks module failed to import). */
   | { readonly type: 'fatal'; readonly error: CrossedError }
   /** `memoryKib`: the runner's memory after the task, for maxMemoryPerChildKib (0 when not measured). */
-  | { readonly type: 'done'; readonly job: number; readonly outcome: CrossedOutcome; readonly memoryKib: number };
+  | { readonly type: 'done'; readonly job: number; readonly outcome: CrossedOutcome; readonly memoryKib: number }
+  /**
+   * The running task calls this.addToChord() or this.applyChild(): the worker does it (it keeps
+   * the task's chord and children) and answers `call`. The signature and call cross by structured
+   * clone; the worker's send encodes them by the wire's rules, as for a task on its own loop.
+   */
+  | {
+      readonly type: 'canvas';
+      readonly call: number;
+      readonly op: CanvasOp;
+      readonly sig: SignatureDict;
+      readonly childCall?: ChildCall;
+    };
 
 function serializerOf(name: string): Serializer {
   return serializerByName(name);

@@ -7,8 +7,10 @@
  * The runner has its own app: its broker and backend connect lazily, only when a task itself
  * sends a task or reads a result, as each Celery prefork child has its own connections. Proxying
  * those calls through the worker would serialize every send through one message channel and
- * still need the same connection code in the runner's app; nothing a task can call needs the
- * worker's own state. Results, retries, links and acks stay with the worker (the outcome crosses back).
+ * still need the same connection code in the runner's app. Only this.addToChord() and
+ * this.applyChild() need the worker's own state (the task's chord and children): those calls
+ * cross to the worker and back. Results, retries, links and acks stay with the worker (the outcome
+ * crosses back).
  *
  * The hard time limit is not applied here: the worker terminates the whole runner.
  */
@@ -17,8 +19,12 @@ import { parentPort, threadId } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { importApp } from '../app/app-module.js';
 import type { App } from '../app/app.js';
-import { crossError, crossOutcome, uncrossRequest, type FromRunner, type ToRunner } from './crossing.js';
-import { trace } from './trace.js';
+import type { AsyncResult } from '../app/result.js';
+import type { ChildCall } from '../app/task.js';
+import { resultFromTuple } from '../canvas/apply.js';
+import type { SignatureDict } from '../protocol/task-message.js';
+import { crossError, crossOutcome, uncrossError, uncrossRequest, type FromRunner, type ToRunner } from './crossing.js';
+import { trace, type CanvasOp, type TaskCanvas } from './trace.js';
 
 const post: (m: FromRunner) => void = parentPort ? (m) => parentPort!.postMessage(m) : (m) => process.send!(m);
 const inThread = parentPort !== null;
@@ -35,6 +41,42 @@ const failed = (m: Extract<ToRunner, { type: 'run' }>, err: unknown, runtimeMs =
   post({ type: 'done', job: m.job, outcome: crossOutcome({ state: 'FAILURE', error: err, runtimeMs }, m.request.serializer), memoryKib: memoryKib() });
 
 let app: App | null = null;
+
+/** Canvas calls sent to the worker and not yet answered, by call number. */
+const canvasCalls = new Map<number, { resolve: (tuple: unknown[]) => void; reject: (err: unknown) => void; serializer: string }>();
+let nextCanvasCall = 0;
+
+/**
+ * this.addToChord() and this.applyChild() of the running task: the worker keeps the task's chord
+ * and children, so it does them (the event-loop pool's very code) and answers.
+ */
+function canvasOf(serializer: string): TaskCanvas {
+  const ask = (op: CanvasOp, sig: SignatureDict, childCall?: ChildCall) =>
+    new Promise<unknown[]>((resolve, reject) => {
+      const call = nextCanvasCall++;
+      canvasCalls.set(call, { resolve, reject, serializer });
+      try {
+        post({ type: 'canvas', call, op, sig, ...(childCall ? { childCall } : {}) });
+      } catch (err) {
+        // A value structured clone refuses (a function): the task's call fails with it.
+        canvasCalls.delete(call);
+        reject(err);
+      }
+    }).then((tuple) => resultFromTuple(app!, tuple));
+  return {
+    addToChord: (sig) => ask('addToChord', sig) as Promise<AsyncResult>,
+    applyChild: (sig, childCall) => ask('applyChild', sig, childCall),
+  };
+}
+
+function onCanvasAnswer(m: Extract<ToRunner, { type: 'canvas-done' | 'canvas-failed' }>): void {
+  const waiter = canvasCalls.get(m.call);
+  // None: the answer is for a task that ended without awaiting its call.
+  if (!waiter) return;
+  canvasCalls.delete(m.call);
+  if (m.type === 'canvas-done') waiter.resolve(m.tuple);
+  else waiter.reject(uncrossError(m.error, waiter.serializer));
+}
 let log: Logger | null = null;
 
 async function onMessage(m: ToRunner): Promise<void> {
@@ -50,6 +92,7 @@ async function onMessage(m: ToRunner): Promise<void> {
     }
     return;
   }
+  if (m.type !== 'run') return onCanvasAnswer(m);
   const req = uncrossRequest(m.request);
   const task = app!.tasks.get(req.name);
   let taskLog: Logger | null = null;
@@ -67,6 +110,7 @@ async function onMessage(m: ToRunner): Promise<void> {
       return logOnUse();
     },
     ctl: new AbortController(),
+    canvas: canvasOf(m.request.serializer),
     hardLimitByPool: true,
   });
   try {

@@ -17,9 +17,10 @@ import { constants } from 'node:os';
 import type { Logger } from 'pino';
 import { ConfigError, WorkerLostError } from '../errors.js';
 import { backoffDelay } from '../transport/backoff.js';
-import { crossRequest, uncrossError, uncrossOutcome, type CrossedRequest, type FromRunner, type ToRunner } from './crossing.js';
+import { resultTuple, type CanvasResult } from '../canvas/apply.js';
+import { crossError, crossRequest, uncrossError, uncrossOutcome, type CrossedRequest, type FromRunner, type ToRunner } from './crossing.js';
 import type { Pool } from './pool.js';
-import { isKill, timeLimitsOf, TimeLimitExceeded, type TaskOutcome, type TraceInput } from './trace.js';
+import { isKill, NO_CANVAS, timeLimitsOf, TimeLimitExceeded, type TaskOutcome, type TraceInput } from './trace.js';
 
 /** How a runner ended: an exit code, or the signal that killed it. */
 export interface RunnerExit {
@@ -59,6 +60,8 @@ interface Runner {
   /** Set while a task runs: settles it when the runner ends under it. */
   onLost: ((e: RunnerExit) => void) | null;
   onDone: ((m: Extract<FromRunner, { type: 'done' }>) => void) | null;
+  /** Set while a task runs: does its this.addToChord() / this.applyChild() calls. */
+  onCanvas: ((m: Extract<FromRunner, { type: 'canvas' }>) => void) | null;
   /** Replace after the current task (maxTasksPerChild, maxMemoryPerChildKib). */
   retire: boolean;
 }
@@ -130,7 +133,7 @@ export function createRunnerPool(o: RunnerPoolOptions): Pool {
 
   function spawnOne(): void {
     const handle = o.spawn(log);
-    const r: Runner = { handle, state: 'starting', tasks: 0, onLost: null, onDone: null, retire: false };
+    const r: Runner = { handle, state: 'starting', tasks: 0, onLost: null, onDone: null, onCanvas: null, retire: false };
     runners.add(r);
     handle.onMessage((m) => {
       if (m.type === 'ready') {
@@ -146,12 +149,13 @@ export function createRunnerPool(o: RunnerPoolOptions): Pool {
         firstStart?.reject(err);
         return end(r);
       }
+      if (m.type === 'canvas') return r.onCanvas?.(m);
       r.onDone?.(m);
     });
     handle.onExit((e) => {
       runners.delete(r);
       const lost = r.onLost;
-      r.onLost = r.onDone = null;
+      r.onLost = r.onDone = r.onCanvas = null;
       if (lost) lost(e);
       else if (r.state === 'starting') {
         // Died before it could say whether the module loads (a crash in native code, an OOM).
@@ -204,7 +208,7 @@ export function createRunnerPool(o: RunnerPoolOptions): Pool {
       const finish = (outcome: TaskOutcome) => {
         if (timer) clearTimeout(timer);
         i.ctl.signal.removeEventListener('abort', onAbort);
-        r.onLost = r.onDone = null;
+        r.onLost = r.onDone = r.onCanvas = null;
         resolve(outcome);
       };
       const onAbort = () => {
@@ -214,6 +218,14 @@ export function createRunnerPool(o: RunnerPoolOptions): Pool {
         i.log.info({ runner: r.handle.id, reason }, 'terminating the runner of the task');
         endedBy = { state: 'REVOKED', reason: String(reason), runtimeMs: runtimeMs() };
         end(r);
+      };
+      r.onCanvas = (m) => {
+        const canvas = i.canvas ?? NO_CANVAS;
+        const applied = m.op === 'addToChord' ? canvas.addToChord(m.sig) : canvas.applyChild(m.sig, m.childCall);
+        applied.then(
+          (res) => r.handle.send({ type: 'canvas-done', call: m.call, tuple: resultTuple(res as CanvasResult) }),
+          (err: unknown) => r.handle.send({ type: 'canvas-failed', call: m.call, error: crossError(err, crossed.serializer) }),
+        );
       };
       r.onDone = (m) => {
         r.tasks++;

@@ -73,8 +73,11 @@ export function timeLimitsOf(task: Task, req: TaskRequest): { hardMs: number | n
 /** The canvas operations of a running task, bound to its request by the worker. */
 export type TaskCanvas = Pick<TaskContext, 'addToChord' | 'applyChild'>;
 
-/** A task run without a worker (unit tests of trace) has no canvas around it. */
-const NO_CANVAS: TaskCanvas = {
+/** The two canvas operations, by name (what a runner asks the worker for). */
+export type CanvasOp = keyof TaskCanvas;
+
+/** A task run without a worker (unit tests of trace and of pools) has no canvas around it. */
+export const NO_CANVAS: TaskCanvas = {
   addToChord: () => Promise.reject(new CeleriacError('E_NO_WORKER', 'addToChord() needs a task run by a worker')),
   applyChild: () => Promise.reject(new CeleriacError('E_NO_WORKER', 'applyChild() needs a task run by a worker')),
 };
@@ -149,7 +152,9 @@ export async function trace(i: TraceInput): Promise<TaskOutcome> {
     const run = Promise.resolve().then(() => task.fn.apply(ctx, bindArguments(req.name, opts, req.args, req.kwargs) as never));
     const value = await Promise.race([run, stopped]);
     if (value === KILLED) return { state: 'REVOKED', reason: String(ctl.signal.reason), runtimeMs: runtime() };
-    if (value === HARD_LIMIT) {
+    // A task that held the loop past its hard limit returns before the limit's timer can fire:
+    // it is past its limit all the same (and the watchdog thread may have stored that already).
+    if (value === HARD_LIMIT || (hardMs && !i.hardLimitByPool && runtime() > hardMs)) {
       ctl.abort(new TimeLimitExceeded(hardMs!));
       // Keep the task's own later rejection from becoming an unhandled one.
       run.catch((err) => i.log.debug({ err }, 'task failed after its hard time limit'));

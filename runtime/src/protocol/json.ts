@@ -31,9 +31,26 @@ export function parseJson(text: string): unknown {
  */
 export function stringifyJson(value: unknown, dateTags = false): string {
   let special = false;
-  // The replacer only notices what JSON.stringify would get wrong; the rare value that has some
-  // is written again by writeJson.
-  const text = JSON.stringify(value, function (this: Record<string, unknown>, key: string, v: unknown) {
+  let text: string | undefined;
+  try {
+    // The replacer only notices what JSON.stringify would get wrong; the rare value that has some
+    // is written again by writeJson.
+    text = JSON.stringify(value, replacer);
+  } catch (err) {
+    // A cycle (TypeError) or a throwing toJSON: kombu wraps what its encoder refuses the same way.
+    if (err instanceof EncodeError) throw err;
+    throw new EncodeError(`Value is not JSON serializable: ${firstLine(err)}`, { cause: err });
+  }
+  if (!special) return text ?? 'null';
+  const out: string[] = [];
+  writeJson(value, '', out, dateTags);
+  return out.join('');
+
+  function replacer(this: Record<string, unknown>, key: string, v: unknown): unknown {
+    // Python's json refuses what it cannot write; JSON.stringify would drop it silently (a wrong answer).
+    if (typeof v === 'function' || typeof v === 'symbol') {
+      throw new EncodeError(`Object of type ${typeof v} is not JSON serializable${key === '' ? '' : ` (key ${JSON.stringify(key)})`}`);
+    }
     if (dateTags && typeof v === 'string' && this[key] instanceof Date) {
       special = true;
       return v;
@@ -46,12 +63,10 @@ export function stringifyJson(value: unknown, dateTags = false): string {
       return null;
     }
     return v;
-  });
-  if (!special) return text ?? 'null';
-  const out: string[] = [];
-  writeJson(value, '', out, dateTags);
-  return out.join('');
+  }
 }
+
+const firstLine = (err: unknown): string => (err instanceof Error ? err.message : String(err)).split('\n')[0]!;
 
 /** kombu 5.3's form of bytes: text when it is UTF-8, else base64. */
 export function bytesTag(b: Uint8Array): { __type__: 'bytes' | 'base64'; __value__: string } {
@@ -83,7 +98,7 @@ function writeJson(value: unknown, key: string, out: string[], dateTags: boolean
     case 'object':
       break;
     default:
-      return false; // undefined, functions, symbols: left out, as JSON.stringify does
+      return false; // undefined: left out, as JSON.stringify does (functions and symbols were refused)
   }
   if (v === null) {
     out.push('null');

@@ -97,12 +97,22 @@ function fromMsgpackValue(value: unknown): unknown {
   return root;
 }
 
+/** Runs a library encoder; what it refuses (a function, a symbol, a cycle) becomes kombu's EncodeError. */
+function encoding<T>(serializer: SerializerName, encode: () => T): T {
+  try {
+    return encode();
+  } catch (err) {
+    if (err instanceof EncodeError) throw err;
+    throw new EncodeError(`Value cannot be written by the ${serializer} serializer: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+}
+
 const msgpack: Serializer = {
   name: 'msgpack',
   contentType: 'application/x-msgpack',
   contentEncoding: 'binary',
   dumps: (value) => {
-    const bytes = msgpackEncode(toMsgpackValue(value), { ignoreUndefined: true, useBigInt64: true });
+    const bytes = encoding('msgpack', () => msgpackEncode(toMsgpackValue(value), { ignoreUndefined: true, useBigInt64: true }));
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   },
   loads: (body) => fromMsgpackValue(msgpackDecode(body, { useBigInt64: true })),
@@ -112,7 +122,11 @@ const yaml: Serializer = {
   name: 'yaml',
   contentType: 'application/x-yaml',
   contentEncoding: 'utf-8',
-  dumps: (value) => Buffer.from(yamlStringify(value), 'utf8'),
+  dumps: (value) =>
+    Buffer.from(
+      encoding('yaml', () => yamlStringify(value)),
+      'utf8',
+    ),
   loads: (body) => yamlParse(body.toString('utf8')),
 };
 

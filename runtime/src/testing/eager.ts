@@ -1,8 +1,9 @@
 /**
  * Eager mode, Celery's `task_always_eager` for users' unit tests: `delay()` and `applyAsync()` run
  * the task in this process and resolve with a result that is already ready. A failed task makes
- * them reject with TaskFailedError (its remote type, message and traceback), as
- * `task_eager_propagates`; with `propagate: false` they resolve and the result holds the failure.
+ * them reject with the very error the task threw, as `task_eager_propagates` re-raises the
+ * original exception; with `propagate: false` they resolve and the result holds the failure
+ * (its `get()` throws TaskFailedError, as for a task run by a remote worker).
  *
  * The task runs through a real worker on a private memory:// broker and backend, so arguments,
  * retries, time limits and stored states behave as in production. What is eager: Task calls only.
@@ -11,12 +12,13 @@
  */
 import { randomUUID } from 'node:crypto';
 import { interceptSends, type App } from '../app/app.js';
-import { CeleriacError } from '../errors.js';
+import { CeleriacError, TaskFailedError } from '../errors.js';
+import { createEventLoopPool, type Pool } from '../pools/pool.js';
 import { createWorker, type Worker } from '../worker/worker.js';
 
 /** Options of {@link useEagerMode}. */
 export interface EagerOptions {
-  /** Reject delay() with the task's error (Celery's task_eager_propagates); default true. */
+  /** Reject delay() with the error object the task threw (Celery's task_eager_propagates); default true. */
   readonly propagate?: boolean;
   /** Longest a call waits for its task, in ms (default 30000): a task that never ends fails the test. */
   readonly timeoutMs?: number;
@@ -47,13 +49,23 @@ export async function useEagerMode(app: App, opts: EagerOptions = {}): Promise<E
       { cause: err },
     );
   }
-  const worker = createWorker(app);
-  await worker.start();
   const propagate = opts.propagate ?? true;
+  const thrown = new Map<string, unknown>();
+  const worker = createWorker(app, { pool: keepingErrors(createEventLoopPool(app.config.concurrency), thrown) });
+  await worker.start();
   const timeout = opts.timeoutMs ?? 30_000;
   const remove = interceptSends(app, async (call, send) => {
     const result = await send();
-    if (call.viaTask) await result.get({ timeout, propagate });
+    if (!call.viaTask) return result;
+    try {
+      await result.get({ timeout, propagate });
+    } catch (err) {
+      // The stored failure of a task that threw here: the caller gets what the task threw.
+      if (err instanceof TaskFailedError && thrown.has(result.id)) throw thrown.get(result.id);
+      throw err;
+    } finally {
+      thrown.delete(result.id);
+    }
     return result;
   });
   return {
@@ -62,5 +74,24 @@ export async function useEagerMode(app: App, opts: EagerOptions = {}): Promise<E
       remove();
       await worker.stop();
     },
+  };
+}
+
+/** The event-loop pool, keeping the error of each task that failed by throwing, by task id. */
+function keepingErrors(pool: Pool, thrown: Map<string, unknown>): Pool {
+  return {
+    kind: pool.kind,
+    get size() {
+      return pool.size;
+    },
+    start: () => pool.start(),
+    async run(input) {
+      const outcome = await pool.run(input);
+      if (outcome.state === 'FAILURE') thrown.set(input.req.id, outcome.error);
+      return outcome;
+    },
+    resize: (n) => pool.resize(n),
+    onResize: (listener) => pool.onResize?.(listener),
+    stop: (o) => pool.stop(o),
   };
 }

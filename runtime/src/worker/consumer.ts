@@ -17,7 +17,7 @@ import { addToChord, chainFailed, chordPartReturned, failCanvas, type FinishedTa
 import { chain } from '../canvas/chain.js';
 import { ACCUMULATE } from '../canvas/builtins.js';
 import { link, linkError, signature, unsupportedReason, withOptions } from '../canvas/signature.js';
-import { CanvasError, CeleriacError, NotRegisteredError, ProtocolError, WorkerLostError } from '../errors.js';
+import { CanvasError, CeleriacError, EncodeError, NotRegisteredError, ProtocolError, WorkerLostError } from '../errors.js';
 import type { EventDispatcher } from '../events/dispatcher.js';
 import type { WorkerMetrics, Outcome } from '../metrics/worker-metrics.js';
 import type { Pool } from '../pools/pool.js';
@@ -43,8 +43,8 @@ import { decodeTask, isoUtc, taskIdOf, type SignatureDict, type TaskRequest } fr
 import { pyRepr } from '../protocol/py-repr.js';
 import { DuplicateFilter } from './duplicates.js';
 import { TimerHeap } from './timer-heap.js';
-import type { Watchdog } from './watchdog.js';
-import type { TaskCanvas, TaskOutcome } from '../pools/trace.js';
+import type { BlockingTask, Watchdog } from './watchdog.js';
+import { timeLimitsOf, TimeLimitExceeded, type TaskCanvas, type TaskOutcome } from '../pools/trace.js';
 import { runTask, tracedRun } from '../tracing/tracing.js';
 
 interface Job {
@@ -616,7 +616,7 @@ export class Consumer {
               contentType: d.message.contentType,
             });
           const { watchdog } = this.deps;
-          const outcome = await (watchdog ? watchdog.runAs({ id: req.id, name: req.displayName }, runIt) : runIt());
+          const outcome = await (watchdog ? watchdog.runAs(this.blameAs(j, run, late, ignore), runIt) : runIt());
           metrics.duration.observe(labels, outcome.runtimeMs / 1000);
           if (!this.active.has(j)) return outcome; // a cut-off (shutdown) took it over
           await (j.settling = this.settle(j, outcome, late, ignore));
@@ -631,15 +631,57 @@ export class Consumer {
     }
   }
 
+  /**
+   * The job as the watchdog names it. An early-acked task with a hard limit and a stored result,
+   * run on this loop, carries the FAILURE(TimeLimitExceeded) the watchdog thread stores if it
+   * still blocks the loop past that limit (built only if the thread reads it).
+   */
+  private blameAs(j: Job, task: Task, late: boolean, ignore: boolean): BlockingTask {
+    const { req } = j;
+    const named = { id: req.id, name: req.displayName };
+    const { hardMs } = timeLimitsOf(task, req);
+    if (late || ignore || hardMs === null || this.deps.pool.kind !== 'event-loop') return named;
+    const storedMeta = () => this.storedMeta(j, this.failureMeta(j, new TimeLimitExceeded(hardMs)));
+    return {
+      ...named,
+      hardLimit: {
+        atMs: Date.now() + hardMs,
+        limitMs: hardMs,
+        get failure() {
+          return storedMeta();
+        },
+      },
+    };
+  }
+
+  /**
+   * Runs `step`, which sends or stores a value of the task's. A value no serializer can write (a
+   * function, a symbol, a cycle) settles the task as FAILURE(EncodeError) instead, as Celery's
+   * tracer does: its errbacks and chord are told, and nobody waits on PENDING. False then.
+   */
+  private async failsUnencodable(j: Job, o: TaskOutcome, late: boolean, ignore: boolean, step: () => Promise<void>): Promise<boolean> {
+    try {
+      await step();
+      return true;
+    } catch (err) {
+      if (!(err instanceof EncodeError)) throw err;
+      await this.settle(j, { state: 'FAILURE', error: err, runtimeMs: o.runtimeMs }, late, ignore);
+      return false;
+    }
+  }
+
   private async settle(j: Job, o: TaskOutcome, late: boolean, ignore: boolean): Promise<void> {
     const { req, d } = j;
     const sec = (o.runtimeMs / 1000).toFixed(3);
     switch (o.state) {
       case 'SUCCESS': {
-        // Next chain step and links first, so a client that sees SUCCESS finds them sent (as Celery).
-        // Celery's order: what the task applied itself, then its links, then its chain's next step.
-        const children = [...j.children, ...(await this.applyCallbacks(j, o.value))];
-        if (!ignore) await this.store(j, buildMeta(req.id, States.SUCCESS, o.value, { children, groupId: req.group, parentId: req.parentId }));
+        const sent = await this.failsUnencodable(j, o, late, ignore, async () => {
+          // Next chain step and links first, so a client that sees SUCCESS finds them sent (as Celery).
+          // Celery's order: what the task applied itself, then its links, then its chain's next step.
+          const children = [...j.children, ...(await this.applyCallbacks(j, o.value))];
+          if (!ignore) await this.store(j, buildMeta(req.id, States.SUCCESS, o.value, { children, groupId: req.group, parentId: req.parentId }));
+        });
+        if (!sent) return;
         await this.chordPart(j, States.SUCCESS, o.value);
         j.log.debug({ runtimeMs: o.runtimeMs }, `task succeeded in ${sec}s`);
         this.taskEvent('task-succeeded', req.id, () => ({ result: pyReprLimited(o.value), runtime: o.runtimeMs / 1000 }));
@@ -657,7 +699,7 @@ export class Consumer {
         const exc = exceptionToDict(o.error);
         j.log.error({ err: o.error, runtimeMs: o.runtimeMs }, `task failed in ${sec}s: ${exc.exc_type}: ${String(exc.exc_message)}`);
         const traceback = tracebackOf(o.error);
-        await this.store(j, buildMeta(req.id, States.FAILURE, exc, { traceback, children: j.children, groupId: req.group, parentId: req.parentId }));
+        await this.store(j, this.failureMeta(j, o.error));
         this.taskEvent('task-failed', req.id, () => ({ exception: exceptionRepr(exc), traceback }));
         await this.chordPart(j, States.FAILURE, exc);
         await this.canvasStep(j, 'failing the rest of the chain', () => chainFailed(this.deps.app, this.finished(j), States.FAILURE, exc, traceback, j.log));
@@ -695,12 +737,15 @@ export class Consumer {
         return;
       case 'REPLACED': {
         j.log.debug({ signature: o.signature.task }, 'task replaced itself');
-        await this.canvasStep(
-          j,
-          `replacing the task with ${o.signature.task}`,
-          () => applySignature(this.deps.app, replacement(req, o.signature), { options: this.replacementOptions(j) }),
-          o.signature,
+        const sent = await this.failsUnencodable(j, o, late, ignore, () =>
+          this.canvasStep(
+            j,
+            `replacing the task with ${o.signature.task}`,
+            () => applySignature(this.deps.app, replacement(req, o.signature), { options: this.replacementOptions(j) }),
+            o.signature,
+          ),
         );
+        if (!sent) return;
         this.count(j, 'succeeded');
         if (late) await d.ack();
         return;
@@ -846,13 +891,29 @@ export class Consumer {
     }
   }
 
+  /** The FAILURE meta of the job's task failed by `error`. */
+  private failureMeta(j: Job, error: unknown): TaskMeta {
+    const { req } = j;
+    return buildMeta(req.id, States.FAILURE, exceptionToDict(error), {
+      traceback: tracebackOf(error),
+      children: j.children,
+      groupId: req.group,
+      parentId: req.parentId,
+    });
+  }
+
+  /** Stores a state of the job's own task (see storedMeta). */
+  private store(j: Job, meta: TaskMeta): Promise<void> {
+    return this.storeSafe(j.log, j.req, this.storedMeta(j, meta));
+  }
+
   /**
-   * Stores a state of the job's own task, with Celery's result_extended fields when configured
+   * A state of the job's own task as stored: with Celery's result_extended fields when configured
    * (rpc:// leaves them out, as Celery's RPC backend).
    */
-  private store(j: Job, meta: TaskMeta): Promise<void> {
+  private storedMeta(j: Job, meta: TaskMeta): TaskMeta {
     const { req, d } = j;
-    const stored = this.deps.config.resultExtended
+    return this.deps.config.resultExtended
       ? withExtendedMeta(meta, {
           name: req.name,
           args: req.args,
@@ -862,14 +923,17 @@ export class Consumer {
           queue: d.info.routingKey || d.info.queue,
         })
       : meta;
-    return this.storeSafe(j.log, req, stored);
   }
 
-  /** Stores a result; a backend failure is logged, not fatal: the task itself already ran. */
+  /**
+   * Stores a result; a backend failure is logged, not fatal: the task itself already ran. A value
+   * the serializer refuses (EncodeError) is thrown: it is the task's outcome, not the backend's.
+   */
   private async storeSafe(log: Logger, req: Pick<TaskRequest, 'replyTo' | 'correlationId'>, meta: TaskMeta): Promise<void> {
     try {
       await this.deps.backend.store(meta, { replyTo: req.replyTo, correlationId: req.correlationId });
     } catch (err) {
+      if (err instanceof EncodeError) throw err;
       log.error({ err, state: meta.status }, 'storing the task state failed');
     }
   }

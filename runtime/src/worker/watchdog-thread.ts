@@ -8,10 +8,14 @@
 import { Session } from 'node:inspector';
 import { parentPort, workerData } from 'node:worker_threads';
 import { pino } from 'pino';
+import { createDetachedResultBackend } from '../backends/index.js';
+import type { ResultBackend } from '../backends/result-backend.js';
 import { createLogger } from '../logging/logger.js';
+import { parseJson } from '../protocol/json.js';
+import { isoUtc } from '../protocol/task-message.js';
 import type { BlockingTask, BlockReport, WatchdogThreadData } from './watchdog.js';
 
-const { beats, beatMs, thresholdMs, logLevel, logBindings } = workerData as WatchdogThreadData;
+const { beats, beatMs, thresholdMs, logLevel, logBindings, results } = workerData as WatchdogThreadData;
 const slots = new BigInt64Array(beats);
 const log = createLogger({ level: logLevel, destination: pino.destination({ fd: 1, sync: true }) }).child(logBindings);
 const now = () => performance.timeOrigin + performance.now();
@@ -30,8 +34,42 @@ interface Block {
   readonly beat: bigint;
   task: BlockingTask | null;
   at: string | null;
+  /** Its task's FAILURE(TimeLimitExceeded) is stored, or being stored. */
+  failed: boolean;
 }
 let block: Block | null = null;
+
+/** The thread's own connection to the result backend, made when first needed. */
+let backend: ResultBackend | null = null;
+
+/**
+ * Stores the FAILURE(TimeLimitExceeded) the worker would store if its loop came back: the
+ * task's message was acknowledged, so nothing else would record it if the worker is killed.
+ */
+async function storeHardLimitFailure(task: BlockingTask & Required<Pick<BlockingTask, 'hardLimit'>>): Promise<void> {
+  const { limitMs, failure } = task.hardLimit;
+  const fields = { taskId: task.id, taskName: task.name, timeLimitMs: limitMs };
+  const detached = results && (backend ??= createDetachedResultBackend(results.url, { ...results, logger: log }));
+  if (!detached) {
+    log.error(
+      fields,
+      `task ${task.name}[${task.id}] blocks the event loop past its hard time limit; its result backend cannot be reached from the watchdog thread (rpc:// or memory://), so nothing records it if the worker is killed`,
+    );
+    return;
+  }
+  try {
+    await detached.store({ ...failure, date_done: isoUtc(new Date()) });
+    log.error(
+      fields,
+      `task ${task.name}[${task.id}] blocks the event loop past its hard time limit (${seconds(limitMs)}s): the watchdog stored FAILURE(TimeLimitExceeded) for it, as the worker may be killed before it can`,
+    );
+  } catch (err) {
+    log.error(
+      { ...fields, err },
+      `task ${task.name}[${task.id}] blocks the event loop past its hard time limit, and the watchdog could not store its FAILURE: it stays PENDING if the worker is killed`,
+    );
+  }
+}
 
 /**
  * Pauses the main thread, reads the running task (AsyncLocalStorage, see watchdog.ts) and the
@@ -53,7 +91,7 @@ function inspectMainThread(beat: bigint): Promise<{ task: BlockingTask | null; a
       const expression = `globalThis[Symbol.for('celeriac.watchdog.currentTask')]?.() ?? 'null'`;
       session.post('Debugger.evaluateOnCallFrame', { callFrameId: frame.callFrameId, expression, silent: true }, (err, r) => {
         const value = err ? null : (r as { result?: { value?: unknown } }).result?.value;
-        finish({ task: typeof value === 'string' ? (JSON.parse(value) as BlockingTask | null) : null, at });
+        finish({ task: typeof value === 'string' ? (parseJson(value) as BlockingTask | null) : null, at });
       });
     });
     session.post('Debugger.enable', (err) => {
@@ -79,8 +117,13 @@ function check(): void {
     const blockedFor = Number(beat) - Number(b.beat) - beatMs;
     log.warn({ taskId: b.task?.id, taskName: b.task?.name, blockedMs: Math.round(blockedFor) }, `event loop unblocked after ${seconds(blockedFor)}s`);
   }
+  const hardLimit = block?.task?.hardLimit;
+  if (block && hardLimit && !block.failed && now() >= hardLimit.atMs) {
+    block.failed = true;
+    void storeHardLimitFailure({ ...block.task!, hardLimit });
+  }
   if (block || blockedMs < thresholdMs) return;
-  const current: Block = { beat, task: null, at: null };
+  const current: Block = { beat, task: null, at: null, failed: false };
   block = current;
   void inspectMainThread(beat).then(({ task, at }) => {
     // The pause landed after the block: the "unblocked" line says it all.

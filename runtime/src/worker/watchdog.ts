@@ -10,7 +10,12 @@
  *   is running (an AsyncLocalStorage store, set by {@link Watchdog.runAs}), resumes it, and logs
  *   the block with that task, itself (synchronous writes to stdout: the loop may never come back);
  * - it keeps the longest block since the last scrape, exported as the gauge
- *   `celeriac_event_loop_lag_seconds`.
+ *   `celeriac_event_loop_lag_seconds`;
+ * - an early-acked task still blocking the loop past its hard time limit is stored
+ *   FAILURE(TimeLimitExceeded) by the thread, through its own result-backend connection: its
+ *   message is gone, and Kubernetes kills a worker whose probes time out without running any
+ *   handler, which would leave the task PENDING forever. (A late-ack task goes back to its queue
+ *   when the worker dies; rpc:// and memory:// results cannot be reached from the thread.)
  *
  * Health: while the loop is blocked nothing on it can answer, so an HTTP probe times out (that is
  * how Kubernetes sees it: the probe's timeoutSeconds); once it answers again, /healthz stays 503
@@ -20,6 +25,8 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
+import { stringifyJson } from '../protocol/json.js';
+import type { TaskMeta } from '../protocol/result-meta.js';
 
 /** How often the loop writes its heartbeat. */
 const BEAT_MS = 100;
@@ -32,6 +39,19 @@ export const CURRENT_TASK_KEY = Symbol.for('celeriac.watchdog.currentTask');
 export interface BlockingTask {
   readonly id: string;
   readonly name: string;
+  /**
+   * For an early-acked task with a hard time limit whose result is stored: the thread stores
+   * `failure` once `atMs` (epoch ms) passes while the task still blocks the loop.
+   */
+  readonly hardLimit?: { readonly atMs: number; readonly limitMs: number; readonly failure: TaskMeta };
+}
+
+/** Where the thread stores results: the worker's result backend, when a thread can reach it. */
+export interface WatchdogResults {
+  readonly url: string;
+  readonly expiresMs: number | null;
+  readonly chordOrdered: boolean;
+  readonly dateTags: boolean;
 }
 
 /** What the thread reports after a block past the threshold (see watchdog-thread.ts). */
@@ -48,10 +68,12 @@ export interface WatchdogThreadData {
   readonly thresholdMs: number;
   readonly logLevel: string;
   readonly logBindings: Record<string, unknown>;
+  readonly results: WatchdogResults | null;
 }
 
 const currentTask = new AsyncLocalStorage<BlockingTask>();
-(globalThis as Record<symbol, unknown>)[CURRENT_TASK_KEY] = () => JSON.stringify(currentTask.getStore() ?? null);
+// The wire's JSON: the failure a task carries may hold its arguments (resultExtended), BigInts included.
+(globalThis as Record<symbol, unknown>)[CURRENT_TASK_KEY] = () => stringifyJson(currentTask.getStore() ?? null);
 
 export interface Watchdog {
   /** Runs `fn` as `task`: a block inside it (and in everything it awaits) is blamed on that task. */
@@ -66,7 +88,7 @@ export interface Watchdog {
 const now = () => performance.timeOrigin + performance.now();
 
 /** Starts the watchdog thread; resolves once it watches. */
-export async function startWatchdog(opts: { thresholdMs: number; log: Logger }): Promise<Watchdog> {
+export async function startWatchdog(opts: { thresholdMs: number; log: Logger; results: WatchdogResults | null }): Promise<Watchdog> {
   const beats = new SharedArrayBuffer(SLOTS * BigInt64Array.BYTES_PER_ELEMENT);
   const slots = new BigInt64Array(beats);
   const beat = () => Atomics.store(slots, 0, BigInt(Math.round(now())));
@@ -79,6 +101,7 @@ export async function startWatchdog(opts: { thresholdMs: number; log: Logger }):
     thresholdMs: opts.thresholdMs,
     logLevel: opts.log.level,
     logBindings: { ...opts.log.bindings(), component: 'watchdog' },
+    results: opts.results,
   };
   const thread = new Worker(new URL('./watchdog-thread.js', import.meta.url), { workerData: data });
   thread.unref();

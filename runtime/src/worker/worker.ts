@@ -113,7 +113,13 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
       await app.tracing(); // configured but not loadable: fail at start, not on every task
       await pool.start();
       if (config.eventLoopBlockedMs !== null) {
-        const w = (watchdog = await startWatchdog({ thresholdMs: config.eventLoopBlockedMs, log }));
+        const results = {
+          url: config.resultBackend,
+          expiresMs: config.resultExpiresMs,
+          chordOrdered: config.resultChordOrdered,
+          dateTags: config.jsonDateTags,
+        };
+        const w = (watchdog = await startWatchdog({ thresholdMs: config.eventLoopBlockedMs, log, results }));
         metrics.onCollect(() => metrics.eventLoopLag.set(w.takeMaxLagMs() / 1000));
       }
       events = createEventDispatcher({

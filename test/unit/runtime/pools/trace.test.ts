@@ -1,11 +1,11 @@
-// trace(): one task run turned into an outcome; here the retry limits (Celery's max_retries).
+// trace(): one task run turned into an outcome: the retry limits (Celery's max_retries) and the hard time limit.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import pino from 'pino';
 import type { Task, TaskContext, TaskOptions } from '../../../../runtime/src/app/task.js';
 import { decodeTask, encodeTask } from '../../../../runtime/src/protocol/task-message.js';
 import { acceptedContentTypes } from '../../../../runtime/src/protocol/serializers.js';
-import { trace } from '../../../../runtime/src/pools/trace.js';
+import { TimeLimitExceeded, trace } from '../../../../runtime/src/pools/trace.js';
 
 class Flaky extends Error {}
 
@@ -67,5 +67,18 @@ describe('trace: max retries', () => {
     assert.equal((await runAt(5, { maxRetries: null }, call(5))).state, 'FAILURE');
     const failed = await runAt(1, {}, call(1));
     assert.ok(failed.state === 'FAILURE' && (failed.error as Error).name === 'MaxRetriesExceededError');
+  });
+});
+
+describe('trace: hard time limit on the event loop', () => {
+  it('a task that held the loop past its hard limit and then returned is FAILURE(TimeLimitExceeded), not SUCCESS', async () => {
+    // The limit's timer cannot fire while the task computes; what counts is that it ran past the limit.
+    const o = await runAt(0, { timeLimit: 5 }, () => {
+      const until = performance.now() + 20;
+      while (performance.now() < until);
+      return 'done';
+    });
+    assert.equal(o.state, 'FAILURE');
+    assert.ok(o.state === 'FAILURE' && o.error instanceof TimeLimitExceeded, String(o.state === 'FAILURE' && o.error));
   });
 });

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { parseJson, stringifyJson } from '../../../../runtime/src/protocol/json.js';
-import { DecodeError } from '../../../../runtime/src/errors.js';
+import { DecodeError, EncodeError } from '../../../../runtime/src/errors.js';
 import { expectedAfterTrip, wireValue } from '../../../support/wire-values.js';
 
 describe('parseJson reads what Python json.dumps writes', () => {
@@ -69,6 +69,19 @@ describe('parseJson reads what Python json.dumps writes', () => {
 });
 
 describe('stringifyJson writes what Python json.loads and kombu read', () => {
+  it("refuses a function, a symbol or a cycle with kombu's EncodeError, as Python's json does (never drops them silently)", () => {
+    const cycle: Record<string, unknown> = {};
+    cycle.self = cycle;
+    for (const v of [() => 1, { a: [1, () => 1] }, Symbol('s'), { s: Symbol('s') }, cycle]) {
+      assert.throws(
+        () => stringifyJson(v),
+        (err: unknown) => err instanceof EncodeError && err.excModule === 'kombu.exceptions',
+      );
+    }
+    assert.equal(stringifyJson({ a: undefined, b: 1 }), '{"b":1}');
+    assert.equal(stringifyJson(undefined), 'null');
+  });
+
   it('BigInt as an integer, NaN and Infinity as Python writes them', () => {
     assert.equal(stringifyJson({ a: 2n ** 64n, b: [NaN, -Infinity, Infinity], c: 5n }), '{"a":18446744073709551616,"b":[NaN,-Infinity,Infinity],"c":5}');
   });
@@ -91,8 +104,8 @@ describe('stringifyJson writes what Python json.loads and kombu read', () => {
     assert.equal(stringifyJson({ d }), '{"d":"2024-01-02T03:04:05.678Z"}', 'without dateTags: ISO text');
   });
 
-  it('leaves out what JSON.stringify leaves out, also on the slow path', () => {
-    const v = { u: undefined, f: () => 1, d: new Date(0), a: [undefined, NaN], n: 1n };
+  it('leaves out undefined as JSON.stringify does, also on the slow path', () => {
+    const v = { u: undefined, d: new Date(0), a: [undefined, NaN], n: 1n };
     assert.equal(stringifyJson(v), '{"d":"1970-01-01T00:00:00.000Z","a":[null,NaN],"n":1}');
   });
 });

@@ -27,6 +27,7 @@ describe('msgpack as Celery writes and reads it', () => {
   it('writes integers beyond 32 bits as int64/uint64 (never as floats), BigInts included', () => {
     assert.equal(msgpack.dumps([2 ** 40, -(2 ** 40), 2n ** 64n - 1n]).toString('hex'), '93cf0000010000000000d3ffffff0000000000cfffffffffffffffff');
     assert.throws(() => msgpack.dumps(2n ** 64n), EncodeError);
+    assert.throws(() => msgpack.dumps({ f: () => 1 }), EncodeError);
     assert.throws(() => msgpack.dumps([-(2n ** 63n) - 1n]), EncodeError);
   });
 

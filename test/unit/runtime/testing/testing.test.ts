@@ -10,8 +10,9 @@ function shopApp() {
   const app = createApp({ name: 'shop', broker: 'redis://127.0.0.1:1/0', backend: 'redis://127.0.0.1:1/0', logLevel: 'silent' });
   const add = app.task('shop.add', (a: number, b: number) => a + b);
   const greet = app.task('shop.greet', (name: string, greeting = 'hello') => `${greeting} ${name}`, { params: ['name', 'greeting'] });
+  const thrown = Object.assign(new Error('division by zero'), { name: 'ZeroDivisionError' });
   const fail = app.task('shop.fail', () => {
-    throw Object.assign(new Error('division by zero'), { name: 'ZeroDivisionError' });
+    throw thrown;
   });
   const flaky = app.task(
     'shop.flaky',
@@ -21,7 +22,7 @@ function shopApp() {
     },
     { maxRetries: 5 },
   );
-  return { app, add, greet, fail, flaky };
+  return { app, add, greet, fail, thrown, flaky };
 }
 
 describe('celeriac/testing eager mode', () => {
@@ -39,14 +40,11 @@ describe('celeriac/testing eager mode', () => {
     }
   });
 
-  it('a failing task rejects delay() with its error (propagate, the default)', async () => {
-    const { app, fail } = shopApp();
+  it('a failing task rejects delay() with the very error it threw (propagate, the default), as task_eager_propagates', async () => {
+    const { app, fail, thrown } = shopApp();
     const eager = await useEagerMode(app);
     try {
-      await assert.rejects(
-        fail.delay(),
-        (err: unknown) => err instanceof TaskFailedError && err.excType === 'ZeroDivisionError' && /division by zero/.test(err.message),
-      );
+      await assert.rejects(fail.delay(), (err: unknown) => err === thrown);
     } finally {
       await eager.stop();
     }
@@ -59,6 +57,8 @@ describe('celeriac/testing eager mode', () => {
       const r = await fail.delay();
       assert.equal(await r.state(), 'FAILURE');
       assert.match(String(await r.traceback()), /ZeroDivisionError: division by zero/);
+      // As a remote worker's failure: the stored type and message, not the thrown object.
+      await assert.rejects(r.get(), (err: unknown) => err instanceof TaskFailedError && err.excType === 'ZeroDivisionError');
     } finally {
       await eager.stop();
     }
