@@ -4,6 +4,7 @@
  */
 import type { Logger } from 'pino';
 import { Retry } from '../errors.js';
+import type { TaskState } from '../protocol/result-meta.js';
 import type { SignatureDict } from '../protocol/task-message.js';
 import type { KwargsOf } from './arguments.js';
 import type { AsyncResult, ResultSet } from './result.js';
@@ -135,6 +136,20 @@ export interface TaskContext {
    * `AsyncResult(id).children` and `collect()` find it.
    */
   applyChild(sig: SignatureDict, call?: ChildCall): Promise<AsyncResult | ResultSet>;
+  /**
+   * Stores a state of this task now, as Celery's `self.update_state(state=..., meta=...)`: any
+   * string (a custom state such as `PROGRESS`) with `meta` as its result, so Python's
+   * `AsyncResult(id).state` / `.info` and celeriac's `AsyncResult.follow()` see it while the task
+   * runs. The final state (SUCCESS, FAILURE...) still comes from the task's outcome.
+   */
+  updateState(update: StateUpdate): Promise<void>;
+}
+
+/** What TaskContext.updateState stores: the state, and its meta (Celery's `result` of that state). */
+export interface StateUpdate {
+  readonly state: TaskState;
+  /** JSON-serializable details, e.g. `{ current, total }` for PROGRESS (default null). */
+  readonly meta?: unknown;
 }
 
 /** Arguments and options of TaskContext.applyChild (Celery's `sig.apply_async(args, kwargs, **options)`). */

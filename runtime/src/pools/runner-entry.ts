@@ -17,6 +17,7 @@ import { parentPort, threadId } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { importApp } from '../app/app-module.js';
 import type { App } from '../app/app.js';
+import { extendedMetaOf, withExtendedMeta } from '../protocol/result-meta.js';
 import { crossError, crossOutcome, uncrossRequest, type FromRunner, type ToRunner } from './crossing.js';
 import { trace } from './trace.js';
 
@@ -68,6 +69,12 @@ async function onMessage(m: ToRunner): Promise<void> {
     },
     ctl: new AbortController(),
     hardLimitByPool: true,
+    // The runner's own backend, as a Celery prefork child stores update_state itself.
+    storeState: async (meta) => {
+      const a = app!;
+      const stored = a.config.resultExtended ? withExtendedMeta(meta, extendedMetaOf(req, m.hostname, m.info.routingKey || m.info.queue)) : meta;
+      await (await a.backend()).store(stored, { replyTo: req.replyTo, correlationId: req.correlationId });
+    },
   });
   try {
     post({ type: 'done', job: m.job, outcome: crossOutcome(outcome, m.request.serializer), memoryKib: memoryKib() });

@@ -5,6 +5,7 @@
 import type { Logger } from 'pino';
 import type { DeliveryInfo } from '../brokers/broker.js';
 import { CeleriacError, Ignore, Reject, Replace, Retry } from '../errors.js';
+import { buildMeta, type TaskMeta } from '../protocol/result-meta.js';
 import type { SignatureDict, TaskRequest } from '../protocol/task-message.js';
 import { bindArguments } from '../app/arguments.js';
 import { isAutoretry, maxRetriesOf, retryDelay, type Task, type TaskContext } from '../app/task.js';
@@ -58,6 +59,11 @@ export interface TraceInput {
   readonly hardLimitByPool?: boolean;
   /** Content type of the task message: the serializer by which values cross to a runner (default JSON). */
   readonly contentType?: string;
+  /**
+   * Stores a state of this task for ctx.updateState (the worker's backend, or a runner's own, as a
+   * Celery prefork child writes to the backend itself). Absent: updateState rejects.
+   */
+  readonly storeState?: (meta: TaskMeta) => Promise<void>;
 }
 
 /** A task's `[hard, soft]` time limits in ms: Celery's timelimit header over the task's own options. */
@@ -128,6 +134,11 @@ export async function trace(i: TraceInput): Promise<TaskOutcome> {
     },
     addToChord: (i.canvas ?? NO_CANVAS).addToChord,
     applyChild: (i.canvas ?? NO_CANVAS).applyChild,
+    async updateState(u) {
+      if (!i.storeState) throw new CeleriacError('E_NO_WORKER', 'updateState() needs a task run by a worker');
+      // Celery's store_result(request=...): children [] inside a worker, the request's group and parent.
+      await i.storeState(buildMeta(req.id, u.state, u.meta ?? null, { groupId: req.group, parentId: req.parentId }));
+    },
   };
 
   const { softMs, hardMs } = timeLimitsOf(task, req);

@@ -34,6 +34,7 @@ import {
   States,
   tracebackOf,
   withExtendedMeta,
+  extendedMetaOf,
   type TaskMeta,
   type TaskState,
 } from '../protocol/result-meta.js';
@@ -614,6 +615,8 @@ export class Consumer {
               ctl,
               canvas: this.taskCanvas(j),
               contentType: d.message.contentType,
+              // ctx.updateState: unlike the worker's own stores, a failure reaches the task.
+              storeState: (meta) => this.deps.backend.store(this.withExtended(j, meta), { replyTo: req.replyTo, correlationId: req.correlationId }),
             });
           const { watchdog } = this.deps;
           const outcome = await (watchdog ? watchdog.runAs({ id: req.id, name: req.displayName }, runIt) : runIt());
@@ -851,18 +854,14 @@ export class Consumer {
    * (rpc:// leaves them out, as Celery's RPC backend).
    */
   private store(j: Job, meta: TaskMeta): Promise<void> {
+    return this.storeSafe(j.log, j.req, this.withExtended(j, meta));
+  }
+
+  /** `meta` with Celery's result_extended fields when configured. */
+  private withExtended(j: Job, meta: TaskMeta): TaskMeta {
     const { req, d } = j;
-    const stored = this.deps.config.resultExtended
-      ? withExtendedMeta(meta, {
-          name: req.name,
-          args: req.args,
-          kwargs: req.kwargs,
-          worker: this.deps.config.hostname,
-          retries: req.retries,
-          queue: d.info.routingKey || d.info.queue,
-        })
-      : meta;
-    return this.storeSafe(j.log, req, stored);
+    const { config } = this.deps;
+    return config.resultExtended ? withExtendedMeta(meta, extendedMetaOf(req, config.hostname, d.info.routingKey || d.info.queue)) : meta;
   }
 
   /** Stores a result; a backend failure is logged, not fatal: the task itself already ran. */
