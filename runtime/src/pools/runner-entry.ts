@@ -45,6 +45,8 @@ async function onMessage(m: ToRunner): Promise<void> {
       app.configure(m.config);
       if (m.measureMemory) memoryKib = measuredKib;
       log = app.log.child({ component: 'runner', pid: process.pid, ...(inThread ? { thread: threadId } : {}) });
+      // Celery's worker_process_init: in each runner, once its app is loaded.
+      if (app.signals.has('workerProcessInit')) await app.signals.send('workerProcessInit', { sender: app.config.hostname, pid: process.pid }, log);
       post({ type: 'ready' });
     } catch (err) {
       post({ type: 'fatal', error: crossError(err, 'json') });
@@ -69,6 +71,7 @@ async function onMessage(m: ToRunner): Promise<void> {
     },
     ctl: new AbortController(),
     hardLimitByPool: true,
+    signals: app!.signals,
     // The runner's own backend, as a Celery prefork child stores update_state itself.
     storeState: async (meta) => {
       const a = app!;

@@ -5,10 +5,11 @@
 import type { Logger } from 'pino';
 import type { DeliveryInfo } from '../brokers/broker.js';
 import { CeleriacError, Ignore, Reject, Replace, Retry } from '../errors.js';
-import { buildMeta, type TaskMeta } from '../protocol/result-meta.js';
+import { buildMeta, tracebackOf, type TaskMeta } from '../protocol/result-meta.js';
 import type { SignatureDict, TaskRequest } from '../protocol/task-message.js';
 import { bindArguments } from '../app/arguments.js';
 import { isAutoretry, maxRetriesOf, retryDelay, type Task, type TaskContext } from '../app/task.js';
+import type { Signals } from '../app/signals.js';
 
 export type TaskOutcome =
   | { readonly state: 'SUCCESS'; readonly value: unknown; readonly runtimeMs: number }
@@ -64,6 +65,8 @@ export interface TraceInput {
    * Celery prefork child writes to the backend itself). Absent: updateState rejects.
    */
   readonly storeState?: (meta: TaskMeta) => Promise<void>;
+  /** The app's signals: taskPrerun, the outcome's taskSuccess/Failure/Retry and taskPostrun are sent here, where the task runs. */
+  readonly signals?: Signals;
 }
 
 /** A task's `[hard, soft]` time limits in ms: Celery's timelimit header over the task's own options. */
@@ -85,7 +88,32 @@ const NO_CANVAS: TaskCanvas = {
   applyChild: () => Promise.reject(new CeleriacError('E_NO_WORKER', 'applyChild() needs a task run by a worker')),
 };
 
+/**
+ * Runs the task with Celery's task signals around it, in Celery's order: taskPrerun, the run,
+ * then taskSuccess, taskFailure or taskRetry, then taskPostrun. A terminated run sends neither
+ * outcome nor postrun (Celery's child is killed); the worker sends taskRevoked.
+ */
 export async function trace(i: TraceInput): Promise<TaskOutcome> {
+  const { signals, req, task } = i;
+  const run = { sender: req.name, taskId: req.id, task, args: req.args, kwargs: req.kwargs };
+  if (signals?.has('taskPrerun')) await signals.send('taskPrerun', run, i.log);
+  const o = await traceRun(i);
+  if (!signals || o.state === 'REVOKED') return o;
+  if (o.state === 'SUCCESS' && signals.has('taskSuccess')) await signals.send('taskSuccess', { sender: req.name, taskId: req.id, result: o.value }, i.log);
+  if (o.state === 'FAILURE' && signals.has('taskFailure')) {
+    await signals.send('taskFailure', { ...run, exception: o.error, traceback: tracebackOf(o.error) }, i.log);
+  }
+  if (o.state === 'RETRY' && signals.has('taskRetry'))
+    await signals.send('taskRetry', { sender: req.name, request: req, reason: o.retry.exc ?? o.retry }, i.log);
+  if (signals.has('taskPostrun')) {
+    const retval = o.state === 'SUCCESS' ? o.value : o.state === 'FAILURE' ? o.error : o.state === 'RETRY' ? o.retry : null;
+    // Celery's Task.replace ends the run with Ignore: its postrun says IGNORED.
+    await signals.send('taskPostrun', { ...run, retval, state: o.state === 'REPLACED' ? 'IGNORED' : o.state }, i.log);
+  }
+  return o;
+}
+
+async function traceRun(i: TraceInput): Promise<TaskOutcome> {
   const { task, req } = i;
   const opts = task.options;
   const started = performance.now();

@@ -1,7 +1,8 @@
 /**
  * A worker: ordered services started in order and stopped in reverse, as Celery's bootsteps
  * (without string paths or a dependency solver): broker and backend, metrics server, remote
- * control, consumer. Signals are the CLI's business; this is the library object.
+ * control, consumer. OS signals are the CLI's business; this is the library object, which sends
+ * the app's worker signals (workerInit, workerReady, workerShuttingDown, workerShutdown, heartbeatSent).
  */
 import type { Logger } from 'pino';
 import type { App } from '../app/app.js';
@@ -93,6 +94,10 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
   const autoscaleLimits = config.autoscale === null ? null : parseAutoscale(config.autoscale);
   let autoscaler: Autoscaler | null = null;
   let autoscaleTimer: NodeJS.Timeout | null = null;
+  /** Sends a worker signal (sender: the node name) when a handler listens. */
+  const signal = async <N extends 'workerInit' | 'workerReady' | 'workerShutdown' | 'heartbeatSent'>(name: N) => {
+    if (app.signals.has(name)) await app.signals.send(name, { sender: config.hostname }, log);
+  };
 
   const worker: Worker = {
     get metricsUrl() {
@@ -107,6 +112,7 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
       workerEvents?.heartbeat();
     },
     async start() {
+      await signal('workerInit');
       registerCanvasTasks(app);
       const broker = await app.broker();
       const backend = await app.backend();
@@ -207,7 +213,15 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
       });
       consumer.start();
       const c = consumer;
-      workerEvents = startWorkerEvents(events, () => ({ active: c.counts().active, processed: c.processed }), config.workerHeartbeatIntervalMs);
+      workerEvents = startWorkerEvents(
+        events,
+        () => ({ active: c.counts().active, processed: c.processed }),
+        config.workerHeartbeatIntervalMs,
+        () => {
+          // Handlers' errors are logged by send itself; the heartbeat timer goes on.
+          void signal('heartbeatSent');
+        },
+      );
       keepAlive = setInterval(() => undefined, 1 << 30);
       log.info(
         {
@@ -222,6 +236,7 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
         },
         `worker ready: consuming ${config.queues.join(', ')} with ${pool.size} slots`,
       );
+      await signal('workerReady');
     },
     drain() {
       return (draining ??= (async () => {
@@ -243,6 +258,8 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
       if (stopped && o.graceful === false) void consumer?.abortRunning(coldReason);
       return (stopped ??= (async () => {
         const graceful = o.graceful ?? true;
+        if (app.signals.has('workerShuttingDown'))
+          await app.signals.send('workerShuttingDown', { sender: config.hostname, how: graceful ? 'warm' : 'cold' }, log);
         if (autoscaleTimer) clearInterval(autoscaleTimer);
         await worker.drain();
         let why = coldReason;
@@ -261,6 +278,7 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
         await app.close();
         if (keepAlive) clearInterval(keepAlive);
         log.info({ processed: consumer?.processed ?? 0 }, 'worker stopped');
+        await signal('workerShutdown');
       })());
     },
     problem() {
