@@ -204,6 +204,42 @@ for (const pool of ['event-loop', 'threads', 'processes'] as const) {
       );
     });
 
+    it('task base: its hooks run where the task runs, between the signals in Celery order; a throwing afterReturn leaves SUCCESS', async () => {
+      const r = await started.client.sendTask('ext.based', [21]);
+      assert.equal(await r.get({ timeout: 30_000 }), 42);
+      const sent = (await signalsOf(r.id, 'taskPostrun')).filter((s) => !s.signal.endsWith('Publish'));
+      assert.deepEqual(
+        sent.map((s) => s.signal),
+        ['taskReceived', 'taskPrerun', 'beforeStart', 'onSuccess', 'taskSuccess', 'afterReturn', 'taskPostrun'],
+      );
+      assert.deepEqual(sent[2]!.args, [21]);
+      assert.equal(sent[3]!.retval, 42);
+      assert.deepEqual([sent[5]!.state, sent[5]!.retval], ['SUCCESS', 42]);
+      assert.ok(sent.slice(1).every(inRunner), JSON.stringify(sent));
+    });
+
+    it("task base: the base's options apply (retry delay 0, maxRetries 1); onRetry, then onFailure, each with afterReturn", async () => {
+      const r = await started.client.sendTask('ext.basedFlaky', []);
+      await assert.rejects(r.get({ timeout: 30_000 }), /flaky 1/);
+      const sent = await eventually(async () => {
+        const s = (await signalsOf(r.id, 'onFailure')).filter((x) => !x.signal.endsWith('Publish') && !x.signal.startsWith('task'));
+        assert.equal(s.at(-1)?.signal, 'afterReturn');
+        return s;
+      });
+      assert.deepEqual(
+        sent.map((s) => [s.signal, s.exc ?? s.state ?? null]),
+        [
+          ['beforeStart', null],
+          ['onRetry', 'Error: flaky 0'],
+          ['afterReturn', 'RETRY'],
+          ['beforeStart', null],
+          ['onFailure', 'Error: flaky 1'],
+          ['afterReturn', 'FAILURE'],
+        ],
+      );
+      assert.equal(sent[4]!.traceback, 'string');
+    });
+
     it('updateState stores PROGRESS with its meta as Celery does, and follow() yields it, then SUCCESS', async () => {
       const { client } = started;
       const gate = join(dir, `${pool}.gate`);

@@ -25,7 +25,7 @@ import { createRouter, type Routes } from './routes.js';
 import { signerFromConfig } from './security.js';
 import { createSignals, type PublishArgs, type Signals } from './signals.js';
 import { outgoingTask, type SendOptions } from './send.js';
-import { parseRateLimit, type ApplyOptions, type Task, type TaskFn, type TaskOptions } from './task.js';
+import { parseRateLimit, resolveBase, type ApplyOptions, type Task, type TaskFn, type TaskOptions } from './task.js';
 
 /** createApp options: any config key (see config.ts), plus `broker`/`backend` shorthands. */
 export interface AppOptions extends Partial<Omit<Config, 'acceptContent' | 'queues'>> {
@@ -268,8 +268,9 @@ export function createApp(options: AppOptions = {}): App {
     task<A extends unknown[], R, const P extends ParamNames<A> = ParamNames<A>>(
       name: string,
       fn: TaskFn<A, R>,
-      taskOptions: TaskOptions & { readonly params?: P } = {},
+      ownOptions: TaskOptions & { readonly params?: P } = {},
     ): Task<A, R, P> {
+      const taskOptions = resolveBase(ownOptions);
       if (typeof name !== 'string' || name === '') throw new ConfigError(['task name: expected a non-empty string']);
       if (tasks.has(name)) throw new ConfigError([`task "${name}" is defined twice`]);
       if (typeof fn !== 'function') throw new ConfigError([`task "${name}": expected a function, got ${typeof fn}`]);

@@ -91,7 +91,9 @@ export interface PublishArgs {
   readonly properties: Readonly<Record<string, unknown>>;
 }
 
+/** The signals an app sends: `taskPrerun`, `workerReady`, ... (Celery's names, camelCased). */
 export type SignalName = keyof SignalArgs;
+/** A handler of one signal; it may be async (it is awaited before the sender goes on). */
 export type SignalHandler<N extends SignalName> = (args: SignalArgs[N]) => void | Promise<void>;
 
 /** An app's signals: connect handlers; the worker, runners and app send. */

@@ -8,7 +8,7 @@ import { CeleriacError, Ignore, Reject, Replace, Retry } from '../errors.js';
 import { buildMeta, tracebackOf, type TaskMeta } from '../protocol/result-meta.js';
 import type { SignatureDict, TaskRequest } from '../protocol/task-message.js';
 import { bindArguments } from '../app/arguments.js';
-import { isAutoretry, maxRetriesOf, retryDelay, type Task, type TaskContext } from '../app/task.js';
+import { isAutoretry, maxRetriesOf, retryDelay, type Task, type TaskContext, type TaskOptions } from '../app/task.js';
 import type { Signals } from '../app/signals.js';
 
 export type TaskOutcome =
@@ -89,31 +89,53 @@ const NO_CANVAS: TaskCanvas = {
 };
 
 /**
- * Runs the task with Celery's task signals around it, in Celery's order: taskPrerun, the run,
- * then taskSuccess, taskFailure or taskRetry, then taskPostrun. A terminated run sends neither
- * outcome nor postrun (Celery's child is killed); the worker sends taskRevoked.
+ * Runs the task with Celery's task signals and the task's hooks (TaskHooks) around it, in
+ * Celery's order: taskPrerun, beforeStart, the run, then onSuccess + taskSuccess, onFailure +
+ * taskFailure or onRetry + taskRetry, then afterReturn and taskPostrun. A terminated run has
+ * neither outcome hooks nor postrun (Celery's child is killed); the worker sends taskRevoked.
  */
 export async function trace(i: TraceInput): Promise<TaskOutcome> {
   const { signals, req, task } = i;
+  const opts = task.options;
   const run = { sender: req.name, taskId: req.id, task, args: req.args, kwargs: req.kwargs };
   if (signals?.has('taskPrerun')) await signals.send('taskPrerun', run, i.log);
-  const o = await traceRun(i);
-  if (!signals || o.state === 'REVOKED') return o;
-  if (o.state === 'SUCCESS' && signals.has('taskSuccess')) await signals.send('taskSuccess', { sender: req.name, taskId: req.id, result: o.value }, i.log);
-  if (o.state === 'FAILURE' && signals.has('taskFailure')) {
-    await signals.send('taskFailure', { ...run, exception: o.error, traceback: tracebackOf(o.error) }, i.log);
+  let ctx!: TaskContext;
+  const o = await traceRun(i, (c) => (ctx = c));
+  if (o.state === 'REVOKED') return o;
+  /** A base class hook after the outcome: its error is logged, the outcome stays (see TaskHooks). */
+  const hook = async <H extends 'onSuccess' | 'onFailure' | 'onRetry' | 'afterReturn'>(name: H, ...args: Parameters<NonNullable<TaskOptions[H]>>) => {
+    const fn = opts[name] as ((this: TaskContext, ...a: typeof args) => void | Promise<void>) | undefined;
+    if (!fn) return;
+    try {
+      await fn.apply(ctx, args);
+    } catch (err) {
+      i.log.error({ err, hook: name }, `the task's ${name} hook failed; the task's outcome stands`);
+    }
+  };
+  const { args, kwargs } = req;
+  if (o.state === 'SUCCESS') {
+    await hook('onSuccess', o.value, args, kwargs);
+    if (signals?.has('taskSuccess')) await signals.send('taskSuccess', { sender: req.name, taskId: req.id, result: o.value }, i.log);
   }
-  if (o.state === 'RETRY' && signals.has('taskRetry'))
-    await signals.send('taskRetry', { sender: req.name, request: req, reason: o.retry.exc ?? o.retry }, i.log);
-  if (signals.has('taskPostrun')) {
-    const retval = o.state === 'SUCCESS' ? o.value : o.state === 'FAILURE' ? o.error : o.state === 'RETRY' ? o.retry : null;
-    // Celery's Task.replace ends the run with Ignore: its postrun says IGNORED.
-    await signals.send('taskPostrun', { ...run, retval, state: o.state === 'REPLACED' ? 'IGNORED' : o.state }, i.log);
+  if (o.state === 'FAILURE') {
+    const traceback = tracebackOf(o.error);
+    await hook('onFailure', o.error, args, kwargs, traceback);
+    if (signals?.has('taskFailure')) await signals.send('taskFailure', { ...run, exception: o.error, traceback }, i.log);
   }
+  if (o.state === 'RETRY') {
+    const reason = o.retry.exc ?? o.retry;
+    await hook('onRetry', reason, args, kwargs, tracebackOf(reason));
+    if (signals?.has('taskRetry')) await signals.send('taskRetry', { sender: req.name, request: req, reason }, i.log);
+  }
+  const retval = o.state === 'SUCCESS' ? o.value : o.state === 'FAILURE' ? o.error : o.state === 'RETRY' ? o.retry : null;
+  // Celery's Task.replace ends the run with Ignore: it says IGNORED.
+  const state = o.state === 'REPLACED' ? 'IGNORED' : o.state;
+  await hook('afterReturn', state, retval, args, kwargs);
+  if (signals?.has('taskPostrun')) await signals.send('taskPostrun', { ...run, retval, state }, i.log);
   return o;
 }
 
-async function traceRun(i: TraceInput): Promise<TaskOutcome> {
+async function traceRun(i: TraceInput, onContext: (ctx: TaskContext) => void): Promise<TaskOutcome> {
   const { task, req } = i;
   const opts = task.options;
   const started = performance.now();
@@ -169,6 +191,7 @@ async function traceRun(i: TraceInput): Promise<TaskOutcome> {
     },
   };
 
+  onContext(ctx);
   const { softMs, hardMs } = timeLimitsOf(task, req);
   if (softMs) timers.push(setTimeout(() => ctl.abort(new SoftTimeLimitExceeded(softMs)), softMs));
 
@@ -185,7 +208,12 @@ async function traceRun(i: TraceInput): Promise<TaskOutcome> {
     if (hardMs && !i.hardLimitByPool) timers.push(setTimeout(() => resolve(HARD_LIMIT), hardMs));
   });
   try {
-    const run = Promise.resolve().then(() => task.fn.apply(ctx, bindArguments(req.name, opts, req.args, req.kwargs) as never));
+    const run = Promise.resolve().then(async () => {
+      const bound = bindArguments(req.name, opts, req.args, req.kwargs);
+      // Celery's before_start runs inside the task's try: its error is the task's.
+      if (opts.beforeStart) await opts.beforeStart.call(ctx, req.args, req.kwargs);
+      return task.fn.apply(ctx, bound as never);
+    });
     const value = await Promise.race([run, stopped]);
     if (value === KILLED) return { state: 'REVOKED', reason: String(ctl.signal.reason), runtimeMs: runtime() };
     if (value === HARD_LIMIT) {
