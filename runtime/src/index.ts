@@ -16,6 +16,7 @@ export type { Control, ControlCommandSpec, ControlContext, BroadcastOptions, Nod
 export type { RequestInfo, ScheduledInfo, QueueInfo, OkReply } from './protocol/control.js';
 export type { Task, TaskOptions, ApplyOptions, TaskContext, TaskFn, ChildCall, StateUpdate, TaskBase, TaskHooks } from './app/task.js';
 export type { Signals, SignalArgs, SignalName, SignalHandler, PublishArgs } from './app/signals.js';
+export type { Component, ComponentContext } from './app/components.js';
 export type { ParamNames, KwargsOf } from './app/arguments.js';
 export type { Routes, Router, RouterFn, RouteMap, Route, RouteOptions } from './app/routes.js';
 export type { SendOptions } from './app/send.js';
@@ -45,6 +46,7 @@ export type { SignatureFormat } from './protocol/signing.js';
 export {
   CeleriacError,
   ConfigError,
+  ComponentStartError,
   ProtocolError,
   ContentDisallowedError,
   NotRegisteredError,

@@ -23,6 +23,7 @@ import { Control, type ControlCommandSpec } from './control.js';
 import { AsyncResult } from './result.js';
 import { createRouter, type Routes } from './routes.js';
 import { signerFromConfig } from './security.js';
+import type { Component } from './components.js';
 import { createSignals, type PublishArgs, type Signals } from './signals.js';
 import { outgoingTask, type SendOptions } from './send.js';
 import { parseRateLimit, resolveBase, type ApplyOptions, type Task, type TaskFn, type TaskOptions } from './task.js';
@@ -81,6 +82,13 @@ export interface App {
   readonly controlCommands: ReadonlyMap<string, ControlCommandSpec>;
   /** Hooks named and timed as Celery's signals (signals.ts); connect them in the tasks module. */
   readonly signals: Signals;
+  /**
+   * Adds a service the worker starts and stops with itself, in dependency order (components.ts,
+   * Celery's bootsteps); declare it in the tasks module.
+   */
+  component(c: Component): void;
+  /** Components added with component(), in declaration order. */
+  readonly components: readonly Component[];
   /** Revokes a task on every worker (and stores REVOKED, as Celery >= 5.6.2). */
   revoke(taskId: string, opts?: { terminate?: boolean }): Promise<void>;
   /** Re-reads configuration with CLI flags on top (before the first connection only). */
@@ -150,6 +158,7 @@ export function createApp(options: AppOptions = {}): App {
   const tasks = new Map<string, Task>();
   const controlCommands = new Map<string, ControlCommandSpec>();
   const signals = createSignals();
+  const components: Component[] = [];
   let control: Control | null = null;
   let brokerP: Promise<Broker> | null = null;
   /** Built on first use from the security config; undefined until then. */
@@ -325,6 +334,11 @@ export function createApp(options: AppOptions = {}): App {
     },
     controlCommands,
     signals,
+    component(c) {
+      if (components.some((x) => x.name === c.name)) throw new ConfigError([`component "${c.name}" is added twice`]);
+      components.push(c);
+    },
+    components,
     async revoke(taskId, o = {}) {
       // Stored first: a worker that terminates the task then records "terminated" over it.
       await (await backend()).store(revokedMeta(taskId, 'revoked'));

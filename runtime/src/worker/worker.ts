@@ -1,7 +1,7 @@
 /**
  * A worker: ordered services started in order and stopped in reverse, as Celery's bootsteps
- * (without string paths or a dependency solver): broker and backend, metrics server, remote
- * control, consumer. OS signals are the CLI's business; this is the library object, which sends
+ * (without string paths): broker and backend, pool, the user's components (app.component, in
+ * their dependency order: components.ts), events, metrics server, remote control, consumer. OS signals are the CLI's business; this is the library object, which sends
  * the app's worker signals (workerInit, workerReady, workerShuttingDown, workerShutdown, heartbeatSent).
  */
 import type { Logger } from 'pino';
@@ -16,6 +16,7 @@ import { startMailbox, type Mailbox } from '../control/mailbox.js';
 import { CeleriacError, ConfigError, redactUrl } from '../errors.js';
 import { registerCanvasTasks } from '../canvas/builtins.js';
 import { createEventDispatcher, type EventDispatcher } from '../events/dispatcher.js';
+import { startComponents, type StartedComponents } from '../app/components.js';
 import { Autoscaler } from './autoscaler.js';
 import { Consumer } from './consumer.js';
 import { startWatchdog, type Watchdog } from './watchdog.js';
@@ -84,6 +85,7 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
   let workerEvents: WorkerEvents | null = null;
   let server: MetricsServer | null = null;
   let mailbox: Mailbox | null = null;
+  let userComponents: StartedComponents | null = null;
   const clock = new LamportClock();
   let draining: Promise<void> | null = null;
   let stopped: Promise<void> | null = null;
@@ -118,6 +120,15 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
       const backend = await app.backend();
       await app.tracing(); // configured but not loadable: fail at start, not on every task
       await pool.start();
+      try {
+        userComponents = await startComponents(app.components, config.hostname, log);
+      } catch (err) {
+        // The worker does not start: what it started so far is stopped before the error goes up.
+        log.error({ err }, (err as Error).message);
+        await pool.stop({ graceful: false, timeoutMs: 0 });
+        await app.close();
+        throw err;
+      }
       if (config.eventLoopBlockedMs !== null) {
         const w = (watchdog = await startWatchdog({ thresholdMs: config.eventLoopBlockedMs, log }));
         metrics.onCollect(() => metrics.eventLoopLag.set(w.takeMaxLagMs() / 1000));
@@ -271,6 +282,8 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
         }
         await consumer?.abortRunning(why);
         mailbox?.stop();
+        // After the tasks, before the pool and connections: a task always finds its components started.
+        await userComponents?.stop();
         await pool.stop({ graceful, timeoutMs: config.shutdownTimeoutMs });
         await watchdog?.stop();
         await server?.close();
