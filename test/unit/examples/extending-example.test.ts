@@ -11,7 +11,10 @@ describe('README: extending the worker', () => {
   it('shows runtime/examples/extending/shop.ts from its import on', () => {
     const source = readFileSync(`${repoRoot}/runtime/examples/extending/shop.ts`, 'utf8');
     const shown = source.slice(source.indexOf('import ')).replace("'../../src/index.js'", "'celeriac'");
-    assert.ok(readFileSync(`${repoRoot}/README.md`, 'utf8').includes(shown), 'README.md is out of date: paste runtime/examples/extending/shop.ts into "Extending the worker"');
+    assert.ok(
+      readFileSync(`${repoRoot}/README.md`, 'utf8').includes(shown),
+      'README.md is out of date: paste runtime/examples/extending/shop.ts into "Extending the worker"',
+    );
   });
 
   it('runs: the pool is open for the tasks and closed at shutdown; progress, the signal and the control command work', async () => {
