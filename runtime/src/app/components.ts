@@ -34,7 +34,9 @@ export interface Component {
   readonly requires?: readonly string[];
   /** Components this one is started before (and stopped after). */
   readonly before?: readonly string[];
+  /** Starts the service; a throw (or rejection) stops the worker's start with ComponentStartError. */
   start(ctx: ComponentContext): void | Promise<void>;
+  /** Stops it, after the worker's last task; a throw is logged and the others still stop. */
   stop?(): void | Promise<void>;
 }
 
