@@ -10,12 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
-import { createApp, TaskRevokedError, type App } from '../../runtime/src/index.js';
+import { TaskRevokedError, type App } from '../../runtime/src/index.js';
 import type { TaskMeta } from '../../runtime/src/protocol/result-meta.js';
-import { createWorker, type Worker } from '../../runtime/src/worker/worker.js';
 import { eventually } from '../support/eventually.js';
 import { repoRoot } from '../support/processes.js';
-import { uniqueName, useRedis } from '../support/servers.js';
+import { startPoolWorker } from '../support/pool-worker.js';
+import { useRedis } from '../support/servers.js';
 
 const redis = await useRedis();
 const dir = mkdtempSync(join(tmpdir(), 'celeriac-extending-'));
@@ -25,31 +25,6 @@ after(async () => {
 });
 const url = redis.server?.url ?? 'redis://127.0.0.1:1/0';
 const TASKS = pathToFileURL(join(repoRoot, 'dist/test/integration/fixtures/extending-tasks.js')).href;
-
-/** A worker of `pool` on its own queue, in this process, and a client app on the same Redis. */
-async function startPoolWorker(pool: 'event-loop' | 'threads' | 'processes', extra: Record<string, unknown> = {}) {
-  const queue = uniqueName(`ext-${pool}`);
-  const { app } = (await import(TASKS)) as { app: App };
-  // One module instance per test process: each worker needs a fresh app with the same tasks.
-  const own = createApp({
-    name: 'extending',
-    hostname: 'ext@test',
-    broker: url,
-    backend: url,
-    queues: [queue],
-    concurrency: 2,
-    metricsPort: 0,
-    logLevel: 'silent',
-    ...extra,
-  });
-  for (const t of app.tasks.values()) own.task(t.name, t.fn, t.options);
-  recordSignals(own);
-  const worker: Worker = createWorker(own, { pool, tasksModule: TASKS });
-  await worker.start();
-  const client = createApp({ broker: url, backend: url, defaultQueue: queue, logLevel: 'silent' });
-  recordSignals(client);
-  return { worker, client, queue, own };
-}
 
 interface Sent {
   signal: string;
@@ -78,7 +53,7 @@ for (const pool of ['event-loop', 'threads', 'processes'] as const) {
     before(async () => {
       // Runners inherit the environment: they write their signals to the same ledger.
       process.env.EXT_LEDGER = ledger;
-      started = await startPoolWorker(pool, { resultExtended: true });
+      started = await startPoolWorker({ url, pool, tasksModule: TASKS, name: 'ext', extra: { resultExtended: true }, prepare: recordSignals });
     });
     after(async () => {
       await started?.worker.stop();

@@ -22,21 +22,9 @@ export interface TaskHooks {
   /** After a success, with the value (Celery's on_success). */
   readonly onSuccess?: (this: TaskContext, retval: unknown, args: readonly unknown[], kwargs: Readonly<Record<string, unknown>>) => void | Promise<void>;
   /** After a failure, with the error and its traceback text (Celery's on_failure). */
-  readonly onFailure?: (
-    this: TaskContext,
-    exc: unknown,
-    args: readonly unknown[],
-    kwargs: Readonly<Record<string, unknown>>,
-    traceback: string | null,
-  ) => void | Promise<void>;
+  readonly onFailure?: ErrorHook;
   /** When the task will be retried, with the error that caused it, or the Retry (Celery's on_retry). */
-  readonly onRetry?: (
-    this: TaskContext,
-    exc: unknown,
-    args: readonly unknown[],
-    kwargs: Readonly<Record<string, unknown>>,
-    traceback: string | null,
-  ) => void | Promise<void>;
+  readonly onRetry?: ErrorHook;
   /** After any outcome but a terminated run: SUCCESS, FAILURE, RETRY, REJECTED or IGNORED (Celery's after_return). */
   readonly afterReturn?: (
     this: TaskContext,
@@ -46,6 +34,15 @@ export interface TaskHooks {
     kwargs: Readonly<Record<string, unknown>>,
   ) => void | Promise<void>;
 }
+
+/** TaskHooks.onFailure and onRetry: the error, the task's arguments, the error's traceback text. */
+export type ErrorHook = (
+  this: TaskContext,
+  exc: unknown,
+  args: readonly unknown[],
+  kwargs: Readonly<Record<string, unknown>>,
+  traceback: string | null,
+) => void | Promise<void>;
 
 /**
  * Shared options and hooks of a family of tasks (Celery's `base=` class): give it as the `base`
