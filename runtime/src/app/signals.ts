@@ -19,7 +19,7 @@
  * | taskUnknown | task_unknown | a message for a task not registered here | worker |
  * | workerInit / workerReady | worker_init / worker_ready | start begins / the worker consumes | worker |
  * | workerShuttingDown / workerShutdown | worker_shutting_down / worker_shutdown | stop begins / everything is stopped | worker |
- * | workerProcessInit | worker_process_init | a pool runner loaded the tasks module | each runner (threads, processes) |
+ * | workerProcessInit | worker_process_init | a pool runner loaded the tasks module; the event-loop pool started (as Celery's solo) | each runner, or the worker |
  * | heartbeatSent | heartbeat_sent | a worker-heartbeat event was sent | worker |
  *
  * (*) The event-loop pool runs tasks in the worker; threads and processes in a runner, as Celery's

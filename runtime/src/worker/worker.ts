@@ -120,6 +120,9 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
       const backend = await app.backend();
       await app.tracing(); // configured but not loadable: fail at start, not on every task
       await pool.start();
+      // Celery's solo pool sends worker_process_init in the worker itself; runners send their own.
+      if (pool.kind === 'event-loop' && app.signals.has('workerProcessInit'))
+        await app.signals.send('workerProcessInit', { sender: config.hostname, pid: process.pid }, log);
       try {
         userComponents = await startComponents(app.components, config.hostname, log);
       } catch (err) {
