@@ -16,6 +16,7 @@
  *  ├─ TaskRevokedError       the task was revoked or expired
  *  ├─ CanvasError            a canvas this process cannot apply (unknown subtask_type, chord on rpc://)
  *  ├─ ChordError             a chord's header failed, or its body could not be applied (stored on the body)
+ *  ├─ ComponentStartError    a user component (app.component) failed to start: the worker does not start
  *  ├─ WorkerLostError        a task's runner died or was cut off under it (shutdown timeout, cold shutdown); billiard's name
  *  └─ TaskPredicate          thrown by tasks to steer the worker
  *      ├─ Retry              re-run later (ctx.retry() throws it)
@@ -40,6 +41,16 @@ export class CeleriacError extends Error {
 export class ConfigError extends CeleriacError {
   constructor(readonly problems: readonly string[]) {
     super('E_CONFIG', `Invalid configuration:\n  - ${problems.join('\n  - ')}`);
+  }
+}
+
+/** A user component failed to start; the message names it (the worker stops what it started). */
+export class ComponentStartError extends CeleriacError {
+  constructor(
+    readonly component: string,
+    cause: unknown,
+  ) {
+    super('E_COMPONENT_START', `component "${component}" failed to start: ${(cause as Error)?.message ?? String(cause)}`, { cause });
   }
 }
 

@@ -14,7 +14,9 @@ export { loadConfig, CONFIG_KEYS, configTable, type Config, type ConfigKey, type
 export { AsyncResult, type ResultHost, type ResultSet } from './app/result.js';
 export type { Control, ControlCommandSpec, ControlContext, BroadcastOptions, InspectOptions, NodeReply, StatsReply } from './app/control.js';
 export type { RequestInfo, ScheduledInfo, QueueInfo, OkReply } from './protocol/control.js';
-export type { Task, TaskOptions, ApplyOptions, TaskContext, TaskFn, ChildCall } from './app/task.js';
+export type { Task, TaskOptions, ApplyOptions, TaskContext, TaskFn, ChildCall, StateUpdate, TaskBase, TaskHooks, ErrorHook } from './app/task.js';
+export type { Signals, SignalArgs, SignalName, SignalHandler, PublishArgs } from './app/signals.js';
+export type { Component, ComponentContext } from './app/components.js';
 export type { ParamNames, KwargsOf } from './app/arguments.js';
 export type { Routes, Router, RouterFn, RouteMap, Route, RouteOptions } from './app/routes.js';
 export type { SendOptions } from './app/send.js';
@@ -44,6 +46,7 @@ export type { SignatureFormat } from './protocol/signing.js';
 export {
   CeleriacError,
   ConfigError,
+  ComponentStartError,
   ProtocolError,
   ContentDisallowedError,
   NotRegisteredError,

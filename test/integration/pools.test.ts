@@ -16,6 +16,7 @@ import { createWorker, type Worker } from '../../runtime/src/worker/worker.js';
 import { TaskFailedError } from '../../runtime/src/errors.js';
 import { eventually } from '../support/eventually.js';
 import { jsonLogLine, repoRoot, startProcess, startWorker, stopProcess, type Started } from '../support/processes.js';
+import { startPoolWorker as startSharedPoolWorker } from '../support/pool-worker.js';
 import { uniqueName, useRedis } from '../support/servers.js';
 
 const redis = await useRedis();
@@ -24,30 +25,8 @@ const url = redis.server?.url ?? 'redis://127.0.0.1:1/0';
 const TASKS = pathToFileURL(join(repoRoot, 'dist/test/integration/fixtures/pool-tasks.js')).href;
 
 /** A worker of `pool` on its own queue, in this process, and a client app on the same Redis. */
-async function startPoolWorker(
-  pool: 'event-loop' | 'threads' | 'processes',
-  extra: Record<string, unknown> = {},
-  tasksModule = TASKS,
-): Promise<{ worker: Worker; client: App; queue: string }> {
-  const queue = uniqueName(`pool-${pool}`);
-  const { app } = (await import(tasksModule)) as { app: App };
-  // One module instance per test process: each worker needs a fresh app with the same tasks.
-  const own = createApp({
-    name: 'pools',
-    hostname: 'pools@test',
-    broker: url,
-    backend: url,
-    queues: [queue],
-    concurrency: 2,
-    metricsPort: 0,
-    logLevel: 'silent',
-    ...extra,
-  });
-  for (const t of app.tasks.values()) own.task(t.name, t.fn, t.options);
-  const worker = createWorker(own, { pool, tasksModule });
-  await worker.start();
-  const client = createApp({ broker: url, backend: url, defaultQueue: queue, logLevel: 'silent' });
-  return { worker, client, queue };
+function startPoolWorker(pool: 'event-loop' | 'threads' | 'processes', extra: Record<string, unknown> = {}, tasksModule = TASKS) {
+  return startSharedPoolWorker({ url, pool, tasksModule, name: 'pools', extra });
 }
 
 async function failureOf(p: Promise<unknown>): Promise<TaskFailedError> {

@@ -112,7 +112,9 @@ export function pythonEnv(brokerUrl: string, backendUrl: string, queue: string, 
 }
 
 export interface PyOp {
-  op: 'delay' | 'send_task' | 'canvas' | 'restore_group' | 'children' | 'result';
+  op: 'delay' | 'send_task' | 'canvas' | 'restore_group' | 'children' | 'result' | 'progress';
+  /** op progress: the `total` whose PROGRESS (current == total) to wait for. */
+  total?: number;
   name?: string;
   args?: unknown[];
   kwargs?: Record<string, unknown>;
@@ -122,7 +124,7 @@ export interface PyOp {
   canvas?: PyCanvas;
   /** op canvas: also read the final result's own outcome (PyOutcome.own). */
   own?: boolean;
-  /** op restore_group: the group id; op result: the task id. */
+  /** op restore_group: the group id; op result, progress: the task id. */
   id?: string;
   watch?: boolean;
   /** Also read AsyncResult.name/args/kwargs/worker/retries/queue (Celery's result_extended). */

@@ -23,8 +23,10 @@ import { Control, type ControlCommandSpec } from './control.js';
 import { AsyncResult } from './result.js';
 import { createRouter, type Routes } from './routes.js';
 import { signerFromConfig } from './security.js';
+import type { Component } from './components.js';
+import { createSignals, type PublishArgs, type Signals } from './signals.js';
 import { outgoingTask, type SendOptions } from './send.js';
-import { parseRateLimit, type ApplyOptions, type Task, type TaskFn, type TaskOptions } from './task.js';
+import { parseRateLimit, resolveBase, type ApplyOptions, type Task, type TaskFn, type TaskOptions } from './task.js';
 
 /** createApp options: any config key (see config.ts), plus `broker`/`backend` shorthands. */
 export interface AppOptions extends Partial<Omit<Config, 'acceptContent' | 'queues'>> {
@@ -78,6 +80,15 @@ export interface App {
   controlCommand(name: string, spec: ControlCommandSpec): void;
   /** Commands added with controlCommand, by name. */
   readonly controlCommands: ReadonlyMap<string, ControlCommandSpec>;
+  /** Hooks named and timed as Celery's signals (signals.ts); connect them in the tasks module. */
+  readonly signals: Signals;
+  /**
+   * Adds a service the worker starts and stops with itself, in dependency order (components.ts,
+   * Celery's bootsteps); declare it in the tasks module.
+   */
+  component(c: Component): void;
+  /** Components added with component(), in declaration order. */
+  readonly components: readonly Component[];
   /** Revokes a task on every worker (and stores REVOKED, as Celery >= 5.6.2). */
   revoke(taskId: string, opts?: { terminate?: boolean }): Promise<void>;
   /** Re-reads configuration with CLI flags on top (before the first connection only). */
@@ -146,6 +157,8 @@ export function createApp(options: AppOptions = {}): App {
   const origin = `gen${process.pid}@${hostname()}`;
   const tasks = new Map<string, Task>();
   const controlCommands = new Map<string, ControlCommandSpec>();
+  const signals = createSignals();
+  const components: Component[] = [];
   let control: Control | null = null;
   let brokerP: Promise<Broker> | null = null;
   /** Built on first use from the security config; undefined until then. */
@@ -191,8 +204,25 @@ export function createApp(options: AppOptions = {}): App {
     });
     const { queue } = out;
     const b = await broker();
+    // Celery's before/after_task_publish; the handlers of the first may change the headers.
+    const publishArgs = (headers: Record<string, unknown>): PublishArgs => ({
+      sender: name,
+      taskId: id,
+      args,
+      kwargs,
+      exchange: '',
+      routingKey: queue,
+      headers,
+      properties: out.message.properties,
+    });
+    let outgoing = out.message;
+    if (signals.has('beforeTaskPublish')) {
+      const headers = { ...outgoing.headers };
+      await signals.send('beforeTaskPublish', publishArgs(headers), log);
+      outgoing = { ...outgoing, headers };
+    }
     await tracedSend(await tracing(), { name, id, queue, retries: o.retries ?? 0, broker: b.kind }, async (traceHeaders) => {
-      const message = traceHeaders ? { ...out.message, headers: { ...out.message.headers, ...traceHeaders } } : out.message;
+      const message = traceHeaders ? { ...outgoing, headers: { ...outgoing.headers, ...traceHeaders } } : outgoing;
       try {
         await b.publish(queue, message);
       } catch (err) {
@@ -203,6 +233,7 @@ export function createApp(options: AppOptions = {}): App {
         await b.publish(queue, message);
       }
     });
+    if (signals.has('afterTaskPublish')) await signals.send('afterTaskPublish', publishArgs(outgoing.headers), log);
     if (config.taskSendSentEvent) {
       const h = out.message.headers;
       sentEvents ??= createEventDispatcher({ broker: b, hostname: origin, log: log.child({ component: 'events' }), taskEvents: true });
@@ -246,8 +277,9 @@ export function createApp(options: AppOptions = {}): App {
     task<A extends unknown[], R, const P extends ParamNames<A> = ParamNames<A>>(
       name: string,
       fn: TaskFn<A, R>,
-      taskOptions: TaskOptions & { readonly params?: P } = {},
+      ownOptions: TaskOptions & { readonly params?: P } = {},
     ): Task<A, R, P> {
+      const taskOptions = resolveBase(ownOptions);
       if (typeof name !== 'string' || name === '') throw new ConfigError(['task name: expected a non-empty string']);
       if (tasks.has(name)) throw new ConfigError([`task "${name}" is defined twice`]);
       if (typeof fn !== 'function') throw new ConfigError([`task "${name}": expected a function, got ${typeof fn}`]);
@@ -301,6 +333,12 @@ export function createApp(options: AppOptions = {}): App {
       controlCommands.set(name, spec);
     },
     controlCommands,
+    signals,
+    component(c) {
+      if (components.some((x) => x.name === c.name)) throw new ConfigError([`component "${c.name}" is added twice`]);
+      components.push(c);
+    },
+    components,
     async revoke(taskId, o = {}) {
       // Stored first: a worker that terminates the task then records "terminated" over it.
       await (await backend()).store(revokedMeta(taskId, 'revoked'));

@@ -5,6 +5,10 @@
 import { TaskFailedError, TaskRevokedError } from '../errors.js';
 import { exceptionMessage, isExceptionDict, READY_STATES, type TaskMeta, type TaskState } from '../protocol/result-meta.js';
 import type { ResultBackend } from '../backends/result-backend.js';
+import { sleep } from '../transport/wait.js';
+
+/** How often follow() reads the state unless told otherwise. */
+const FOLLOW_INTERVAL_MS = 250;
 
 /** What an AsyncResult needs from its app. */
 export interface ResultHost {
@@ -62,6 +66,39 @@ export class AsyncResult<R = unknown> {
   /** The stored result: the value on SUCCESS, the exception dict on FAILURE/RETRY/REVOKED. */
   async result(): Promise<unknown> {
     return (await this.meta()).result;
+  }
+
+  /**
+   * Celery's `AsyncResult.info`: the stored result, which for a custom state is the meta the task
+   * gave to `updateState` (e.g. `{ current, total }` while PROGRESS).
+   */
+  async info(): Promise<unknown> {
+    return this.result();
+  }
+
+  /**
+   * The task's states as they change, until it is ready: yields the meta first as it is now, then
+   * each time its state or its meta changes (a PROGRESS with a new `current` is a change), and
+   * ends after the SUCCESS, FAILURE or REVOKED meta. It reads the backend every `intervalMs`
+   * (default 250), so a state that lasts less may be missed, as with polling Celery's `.state`.
+   *
+   * ```ts
+   * for await (const m of result.follow()) if (m.status === 'PROGRESS') console.log(m.result);
+   * ```
+   */
+  async *follow(opts: { intervalMs?: number; signal?: AbortSignal } = {}): AsyncGenerator<TaskMeta, void, undefined> {
+    let last: string | null = null;
+    for (;;) {
+      opts.signal?.throwIfAborted();
+      const meta = await this.meta();
+      const seen = JSON.stringify([meta.status, meta.result]);
+      if (seen !== last) {
+        last = seen;
+        yield meta;
+      }
+      if (READY_STATES.has(meta.status)) return;
+      await sleep(opts.intervalMs ?? FOLLOW_INTERVAL_MS, opts.signal);
+    }
   }
 
   /** The remote traceback text, when the task failed. */

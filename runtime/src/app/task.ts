@@ -4,12 +4,67 @@
  */
 import type { Logger } from 'pino';
 import { Retry } from '../errors.js';
+import type { TaskState } from '../protocol/result-meta.js';
 import type { SignatureDict } from '../protocol/task-message.js';
 import type { KwargsOf } from './arguments.js';
 import type { AsyncResult, ResultSet } from './result.js';
 
+/**
+ * Hooks of a task or of a family of tasks: the methods a Celery `base=` class overrides, called
+ * where the task runs with `this` the task's context, in Celery's order: taskPrerun signal,
+ * beforeStart, the task, onSuccess | onFailure | onRetry, the outcome's signal, afterReturn,
+ * taskPostrun signal. A throw in beforeStart fails the task as the task's own error would; a
+ * throw in the others is logged and leaves the outcome as it is.
+ */
+export interface TaskHooks {
+  /** Just before the task function (Celery's before_start). */
+  readonly beforeStart?: (this: TaskContext, args: readonly unknown[], kwargs: Readonly<Record<string, unknown>>) => void | Promise<void>;
+  /** After a success, with the value (Celery's on_success). */
+  readonly onSuccess?: (this: TaskContext, retval: unknown, args: readonly unknown[], kwargs: Readonly<Record<string, unknown>>) => void | Promise<void>;
+  /** After a failure, with the error and its traceback text (Celery's on_failure). */
+  readonly onFailure?: ErrorHook;
+  /** When the task will be retried, with the error that caused it, or the Retry (Celery's on_retry). */
+  readonly onRetry?: ErrorHook;
+  /** After any outcome but a terminated run: SUCCESS, FAILURE, RETRY, REJECTED or IGNORED (Celery's after_return). */
+  readonly afterReturn?: (
+    this: TaskContext,
+    state: string,
+    retval: unknown,
+    args: readonly unknown[],
+    kwargs: Readonly<Record<string, unknown>>,
+  ) => void | Promise<void>;
+}
+
+/** TaskHooks.onFailure and onRetry: the error, the task's arguments, the error's traceback text. */
+export type ErrorHook = (
+  this: TaskContext,
+  exc: unknown,
+  args: readonly unknown[],
+  kwargs: Readonly<Record<string, unknown>>,
+  traceback: string | null,
+) => void | Promise<void>;
+
+/**
+ * Shared options and hooks of a family of tasks (Celery's `base=` class): give it as the `base`
+ * option of each; a task's own options and hooks win over its base's, a base may have a base.
+ *
+ * ```ts
+ * const withDb: TaskBase = { acksLate: true, maxRetries: 5, afterReturn() { db.release(this.id); } };
+ * app.task('shop.charge', charge, { base: withDb });
+ * ```
+ */
+export type TaskBase = TaskOptions;
+
+/** A task's options with its bases' under them (the nearest base wins), without `base`. */
+export function resolveBase(options: TaskOptions): TaskOptions {
+  const { base, ...own } = options;
+  return base ? { ...resolveBase(base), ...own } : own;
+}
+
 /** Options of one task (Celery's task attributes). Durations are milliseconds. */
-export interface TaskOptions {
+export interface TaskOptions extends TaskHooks {
+  /** The family this task belongs to: its options and hooks apply unless the task sets its own. */
+  readonly base?: TaskBase;
   /** Retries allowed before the error is final (default 3, Celery's; null = forever). Read by `maxRetriesOf` only. */
   readonly maxRetries?: number | null;
   /** Delay of ctx.retry() without a countdown, and of autoretry without backoff (default 180000). */
@@ -135,6 +190,20 @@ export interface TaskContext {
    * `AsyncResult(id).children` and `collect()` find it.
    */
   applyChild(sig: SignatureDict, call?: ChildCall): Promise<AsyncResult | ResultSet>;
+  /**
+   * Stores a state of this task now, as Celery's `self.update_state(state=..., meta=...)`: any
+   * string (a custom state such as `PROGRESS`) with `meta` as its result, so Python's
+   * `AsyncResult(id).state` / `.info` and celeriac's `AsyncResult.follow()` see it while the task
+   * runs. The final state (SUCCESS, FAILURE...) still comes from the task's outcome.
+   */
+  updateState(update: StateUpdate): Promise<void>;
+}
+
+/** What TaskContext.updateState stores: the state, and its meta (Celery's `result` of that state). */
+export interface StateUpdate {
+  readonly state: TaskState;
+  /** JSON-serializable details, e.g. `{ current, total }` for PROGRESS (default null). */
+  readonly meta?: unknown;
 }
 
 /** Arguments and options of TaskContext.applyChild (Celery's `sig.apply_async(args, kwargs, **options)`). */

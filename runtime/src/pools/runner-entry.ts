@@ -23,6 +23,7 @@ import type { AsyncResult } from '../app/result.js';
 import type { ChildCall } from '../app/task.js';
 import { resultFromTuple } from '../canvas/apply.js';
 import type { SignatureDict } from '../protocol/task-message.js';
+import { extendedMetaOf, withExtendedMeta } from '../protocol/result-meta.js';
 import { crossError, crossOutcome, uncrossError, uncrossRequest, type FromRunner, type ToRunner } from './crossing.js';
 import { trace, type CanvasOp, type TaskCanvas } from './trace.js';
 
@@ -86,6 +87,8 @@ async function onMessage(m: ToRunner): Promise<void> {
       app.configure(m.config);
       if (m.measureMemory) memoryKib = measuredKib;
       log = app.log.child({ component: 'runner', pid: process.pid, ...(inThread ? { thread: threadId } : {}) });
+      // Celery's worker_process_init: in each runner, once its app is loaded.
+      if (app.signals.has('workerProcessInit')) await app.signals.send('workerProcessInit', { sender: app.config.hostname, pid: process.pid }, log);
       post({ type: 'ready' });
     } catch (err) {
       post({ type: 'fatal', error: crossError(err, 'json') });
@@ -112,6 +115,13 @@ async function onMessage(m: ToRunner): Promise<void> {
     ctl: new AbortController(),
     canvas: canvasOf(m.request.serializer),
     hardLimitByPool: true,
+    signals: app!.signals,
+    // The runner's own backend, as a Celery prefork child stores update_state itself.
+    storeState: async (meta) => {
+      const a = app!;
+      const stored = a.config.resultExtended ? withExtendedMeta(meta, extendedMetaOf(req, m.hostname, m.info.routingKey || m.info.queue)) : meta;
+      await (await a.backend()).store(stored, { replyTo: req.replyTo, correlationId: req.correlationId });
+    },
   });
   try {
     post({ type: 'done', job: m.job, outcome: crossOutcome(outcome, m.request.serializer), memoryKib: memoryKib() });

@@ -5,9 +5,11 @@
 import type { Logger } from 'pino';
 import type { DeliveryInfo } from '../brokers/broker.js';
 import { CeleriacError, Ignore, Reject, Replace, Retry } from '../errors.js';
+import { buildMeta, tracebackOf, type TaskMeta } from '../protocol/result-meta.js';
 import type { SignatureDict, TaskRequest } from '../protocol/task-message.js';
 import { bindArguments } from '../app/arguments.js';
-import { isAutoretry, maxRetriesOf, retryDelay, type Task, type TaskContext } from '../app/task.js';
+import { isAutoretry, maxRetriesOf, retryDelay, type Task, type TaskContext, type TaskOptions } from '../app/task.js';
+import type { Signals } from '../app/signals.js';
 
 export type TaskOutcome =
   | { readonly state: 'SUCCESS'; readonly value: unknown; readonly runtimeMs: number }
@@ -58,6 +60,13 @@ export interface TraceInput {
   readonly hardLimitByPool?: boolean;
   /** Content type of the task message: the serializer by which values cross to a runner (default JSON). */
   readonly contentType?: string;
+  /**
+   * Stores a state of this task for ctx.updateState (the worker's backend, or a runner's own, as a
+   * Celery prefork child writes to the backend itself). Absent: updateState rejects.
+   */
+  readonly storeState?: (meta: TaskMeta) => Promise<void>;
+  /** The app's signals: taskPrerun, the outcome's taskSuccess/Failure/Retry and taskPostrun are sent here, where the task runs. */
+  readonly signals?: Signals;
 }
 
 /** A task's `[hard, soft]` time limits in ms: Celery's timelimit header over the task's own options. */
@@ -82,7 +91,54 @@ export const NO_CANVAS: TaskCanvas = {
   applyChild: () => Promise.reject(new CeleriacError('E_NO_WORKER', 'applyChild() needs a task run by a worker')),
 };
 
+/**
+ * Runs the task with Celery's task signals and the task's hooks (TaskHooks) around it, in
+ * Celery's order: taskPrerun, beforeStart, the run, then onSuccess + taskSuccess, onFailure +
+ * taskFailure or onRetry + taskRetry, then afterReturn and taskPostrun. A terminated run has
+ * neither outcome hooks nor postrun (Celery's child is killed); the worker sends taskRevoked.
+ */
 export async function trace(i: TraceInput): Promise<TaskOutcome> {
+  const { signals, req, task } = i;
+  const opts = task.options;
+  const run = { sender: req.name, taskId: req.id, task, args: req.args, kwargs: req.kwargs };
+  if (signals?.has('taskPrerun')) await signals.send('taskPrerun', run, i.log);
+  let ctx!: TaskContext;
+  const o = await traceRun(i, (c) => (ctx = c));
+  if (o.state === 'REVOKED') return o;
+  /** A base class hook after the outcome: its error is logged, the outcome stays (see TaskHooks). */
+  const hook = async <H extends 'onSuccess' | 'onFailure' | 'onRetry' | 'afterReturn'>(name: H, ...args: Parameters<NonNullable<TaskOptions[H]>>) => {
+    const fn = opts[name] as ((this: TaskContext, ...a: typeof args) => void | Promise<void>) | undefined;
+    if (!fn) return;
+    try {
+      await fn.apply(ctx, args);
+    } catch (err) {
+      i.log.error({ err, hook: name }, `the task's ${name} hook failed; the task's outcome stands`);
+    }
+  };
+  const { args, kwargs } = req;
+  if (o.state === 'SUCCESS') {
+    await hook('onSuccess', o.value, args, kwargs);
+    if (signals?.has('taskSuccess')) await signals.send('taskSuccess', { sender: req.name, taskId: req.id, result: o.value }, i.log);
+  }
+  if (o.state === 'FAILURE') {
+    const traceback = tracebackOf(o.error);
+    await hook('onFailure', o.error, args, kwargs, traceback);
+    if (signals?.has('taskFailure')) await signals.send('taskFailure', { ...run, exception: o.error, traceback }, i.log);
+  }
+  if (o.state === 'RETRY') {
+    const reason = o.retry.exc ?? o.retry;
+    await hook('onRetry', reason, args, kwargs, tracebackOf(reason));
+    if (signals?.has('taskRetry')) await signals.send('taskRetry', { sender: req.name, request: req, reason }, i.log);
+  }
+  const retval = o.state === 'SUCCESS' ? o.value : o.state === 'FAILURE' ? o.error : o.state === 'RETRY' ? o.retry : null;
+  // Celery's Task.replace ends the run with Ignore: it says IGNORED.
+  const state = o.state === 'REPLACED' ? 'IGNORED' : o.state;
+  await hook('afterReturn', state, retval, args, kwargs);
+  if (signals?.has('taskPostrun')) await signals.send('taskPostrun', { ...run, retval, state }, i.log);
+  return o;
+}
+
+async function traceRun(i: TraceInput, onContext: (ctx: TaskContext) => void): Promise<TaskOutcome> {
   const { task, req } = i;
   const opts = task.options;
   const started = performance.now();
@@ -131,8 +187,14 @@ export async function trace(i: TraceInput): Promise<TaskOutcome> {
     },
     addToChord: (i.canvas ?? NO_CANVAS).addToChord,
     applyChild: (i.canvas ?? NO_CANVAS).applyChild,
+    async updateState(u) {
+      if (!i.storeState) throw new CeleriacError('E_NO_WORKER', 'updateState() needs a task run by a worker');
+      // Celery's store_result(request=...): children [] inside a worker, the request's group and parent.
+      await i.storeState(buildMeta(req.id, u.state, u.meta ?? null, { groupId: req.group, parentId: req.parentId }));
+    },
   };
 
+  onContext(ctx);
   const { softMs, hardMs } = timeLimitsOf(task, req);
   if (softMs) timers.push(setTimeout(() => ctl.abort(new SoftTimeLimitExceeded(softMs)), softMs));
 
@@ -149,7 +211,12 @@ export async function trace(i: TraceInput): Promise<TaskOutcome> {
     if (hardMs && !i.hardLimitByPool) timers.push(setTimeout(() => resolve(HARD_LIMIT), hardMs));
   });
   try {
-    const run = Promise.resolve().then(() => task.fn.apply(ctx, bindArguments(req.name, opts, req.args, req.kwargs) as never));
+    const run = Promise.resolve().then(async () => {
+      const bound = bindArguments(req.name, opts, req.args, req.kwargs);
+      // Celery's before_start runs inside the task's try: its error is the task's.
+      if (opts.beforeStart) await opts.beforeStart.call(ctx, req.args, req.kwargs);
+      return task.fn.apply(ctx, bound as never);
+    });
     const value = await Promise.race([run, stopped]);
     if (value === KILLED) return { state: 'REVOKED', reason: String(ctl.signal.reason), runtimeMs: runtime() };
     // A task that held the loop past its hard limit returns before the limit's timer can fire:

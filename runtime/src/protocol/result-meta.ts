@@ -2,7 +2,7 @@
  * Result meta as Celery stores it (spec §5): states, the meta object and exception dicts.
  */
 import { pyRepr } from './py-repr.js';
-import { isoUtc } from './task-message.js';
+import { isoUtc, type TaskRequest } from './task-message.js';
 
 /** Celery's task states. Custom states are any other string. */
 export const States = {
@@ -146,6 +146,11 @@ export interface ExtendedMeta {
   retries: number;
   /** `delivery_info.routing_key`: the queue on the default exchange. */
   queue: string;
+}
+
+/** The extended fields of a request run by `worker`, consumed from `queue` (the routing key). */
+export function extendedMetaOf(req: Pick<TaskRequest, 'name' | 'args' | 'kwargs' | 'retries'>, worker: string, queue: string): ExtendedMeta {
+  return { name: req.name, args: req.args, kwargs: req.kwargs, worker, retries: req.retries, queue };
 }
 
 /** `meta` with the extended fields, in Celery's order: after parent_id, before task_id. */

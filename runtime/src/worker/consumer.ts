@@ -5,6 +5,7 @@
  * a slot is free, store results, publish retries, links and the next chain step, and ack (early by
  * default, late per task).
  */
+import type { SignalArgs, SignalName } from '../app/signals.js';
 import type { Logger } from 'pino';
 import type { App } from '../app/app.js';
 import type { Config } from '../app/config.js';
@@ -34,6 +35,7 @@ import {
   States,
   tracebackOf,
   withExtendedMeta,
+  extendedMetaOf,
   type TaskMeta,
   type TaskState,
 } from '../protocol/result-meta.js';
@@ -477,11 +479,14 @@ export class Consumer {
       // decodeTask throws ProtocolErrors; anything else is still this message's fault, not the worker's.
       const refusal =
         err instanceof CeleriacError ? err : new ProtocolError(`Cannot decode task message: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+      const name = d.message.headers.task;
+      await this.signal('taskRejected', () => ({ sender: typeof name === 'string' ? name : null, message: d.message, exc: refusal }));
       return this.refuse(d, refusal, taskIdOf(d.message));
     }
     const task = app.tasks.get(req.name);
     if (!task) {
       const err = new NotRegisteredError(req.name, [...app.tasks.keys()]);
+      await this.signal('taskUnknown', () => ({ sender: req.name, name: req.name, id: req.id, message: d.message, exc: err }));
       this.taskEvent('task-failed', req.id, () => ({ exception: `NotRegistered(${pyStr(req.name)})` }));
       return this.refuse(d, err, req.id, { exc_type: 'NotRegistered', exc_message: [req.name], exc_module: 'celery.exceptions' });
     }
@@ -502,6 +507,7 @@ export class Consumer {
     if (log.isLevelEnabled('debug')) job.log.debug({ queue: d.info.queue, eta: req.eta, retries: req.retries }, 'task received');
     const why = this.discardReason(job);
     if (why) return this.discard(job, why);
+    await this.signal('taskReceived', () => ({ sender: req.name, request: req }));
     this.taskEvent('task-received', req.id, () => ({
       name: req.displayName,
       args: req.argsrepr,
@@ -531,6 +537,7 @@ export class Consumer {
   private async discard(j: Job, reason: 'expired' | 'revoked'): Promise<void> {
     j.log.info(`task ${reason}: discarded`);
     this.taskEvent('task-revoked', j.req.id, () => ({ terminated: false, signum: null, expired: reason === 'expired' }));
+    await this.signal('taskRevoked', () => ({ sender: j.req.name, request: j.req, terminated: false, signum: null, expired: reason === 'expired' }));
     await this.store(j, revokedMeta(j.req.id, reason));
     await this.chordPart(j, States.REVOKED, revokedMeta(j.req.id, reason).result);
     this.count(j, 'revoked');
@@ -574,6 +581,12 @@ export class Consumer {
     events.send(type, { uuid, ...fields?.() });
   }
 
+  /** Sends an app signal from the worker; its arguments are built only when a handler listens. */
+  private signal<N extends SignalName>(name: N, args: () => SignalArgs[N]): Promise<void> {
+    const { signals } = this.deps.app;
+    return signals.has(name) ? signals.send(name, args(), this.deps.log) : Promise.resolve();
+  }
+
   private count(j: Job, outcome: Outcome): void {
     this.deps.metrics.completed.inc({ queue: j.d.info.queue, task: j.req.name, outcome });
   }
@@ -614,6 +627,9 @@ export class Consumer {
               ctl,
               canvas: this.taskCanvas(j),
               contentType: d.message.contentType,
+              // ctx.updateState: unlike the worker's own stores, a failure reaches the task.
+              signals: this.deps.app.signals,
+              storeState: (meta) => this.deps.backend.store(this.storedMeta(j, meta), { replyTo: req.replyTo, correlationId: req.correlationId }),
             });
           const { watchdog } = this.deps;
           const outcome = await (watchdog ? watchdog.runAs(this.blameAs(j, run, late, ignore), runIt) : runIt());
@@ -752,7 +768,10 @@ export class Consumer {
       }
       case 'REVOKED': {
         // Revoke with terminate sends SIGTERM in Celery; a cold shutdown is no revoke.
-        if (o.reason === 'terminated') this.taskEvent('task-revoked', req.id, () => ({ terminated: true, signum: 15, expired: false }));
+        if (o.reason === 'terminated') {
+          this.taskEvent('task-revoked', req.id, () => ({ terminated: true, signum: 15, expired: false }));
+          await this.signal('taskRevoked', () => ({ sender: req.name, request: req, terminated: true, signum: 15, expired: false }));
+        }
         await this.store(j, revokedMeta(req.id, o.reason));
         await this.chordPart(j, States.REVOKED, revokedMeta(req.id, o.reason).result);
         this.count(j, 'revoked');
@@ -913,16 +932,8 @@ export class Consumer {
    */
   private storedMeta(j: Job, meta: TaskMeta): TaskMeta {
     const { req, d } = j;
-    return this.deps.config.resultExtended
-      ? withExtendedMeta(meta, {
-          name: req.name,
-          args: req.args,
-          kwargs: req.kwargs,
-          worker: this.deps.config.hostname,
-          retries: req.retries,
-          queue: d.info.routingKey || d.info.queue,
-        })
-      : meta;
+    const { config } = this.deps;
+    return config.resultExtended ? withExtendedMeta(meta, extendedMetaOf(req, config.hostname, d.info.routingKey || d.info.queue)) : meta;
   }
 
   /**

@@ -22,8 +22,13 @@ export interface WorkerEvents {
   stop(): Promise<void>;
 }
 
-/** Starts the worker's events: online now, a heartbeat every `freqMs`. */
-export function startWorkerEvents(events: EventDispatcher, counts: () => { active: number; processed: number }, freqMs: number): WorkerEvents {
+/** Starts the worker's events: online now, a heartbeat every `freqMs`; `onHeartbeat` after each (Celery's heartbeat_sent). */
+export function startWorkerEvents(
+  events: EventDispatcher,
+  counts: () => { active: number; processed: number },
+  freqMs: number,
+  onHeartbeat: () => void = () => undefined,
+): WorkerEvents {
   const fields = () => ({
     freq: freqMs / 1000,
     ...counts(),
@@ -34,10 +39,14 @@ export function startWorkerEvents(events: EventDispatcher, counts: () => { activ
     sw_sys: type(),
   });
   events.send('worker-online', fields());
-  const timer = setInterval(() => events.send('worker-heartbeat', fields()), freqMs);
+  const heartbeat = () => {
+    events.send('worker-heartbeat', fields());
+    onHeartbeat();
+  };
+  const timer = setInterval(heartbeat, freqMs);
   timer.unref();
   return {
-    heartbeat: () => events.send('worker-heartbeat', fields()),
+    heartbeat,
     async stop() {
       clearInterval(timer);
       events.send('worker-offline', fields());

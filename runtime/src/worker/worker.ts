@@ -1,7 +1,8 @@
 /**
  * A worker: ordered services started in order and stopped in reverse, as Celery's bootsteps
- * (without string paths or a dependency solver): broker and backend, metrics server, remote
- * control, consumer. Signals are the CLI's business; this is the library object.
+ * (without string paths): broker and backend, pool, the user's components (app.component, in
+ * their dependency order: components.ts), events, metrics server, remote control, consumer. OS signals are the CLI's business; this is the library object, which sends
+ * the app's worker signals (workerInit, workerReady, workerShuttingDown, workerShutdown, heartbeatSent).
  */
 import type { Logger } from 'pino';
 import type { App } from '../app/app.js';
@@ -15,6 +16,7 @@ import { startMailbox, type Mailbox } from '../control/mailbox.js';
 import { CeleriacError, ConfigError, redactUrl } from '../errors.js';
 import { registerCanvasTasks } from '../canvas/builtins.js';
 import { createEventDispatcher, type EventDispatcher } from '../events/dispatcher.js';
+import { startComponents, type StartedComponents } from '../app/components.js';
 import { Autoscaler } from './autoscaler.js';
 import { Consumer } from './consumer.js';
 import { startWatchdog, type Watchdog } from './watchdog.js';
@@ -83,6 +85,7 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
   let workerEvents: WorkerEvents | null = null;
   let server: MetricsServer | null = null;
   let mailbox: Mailbox | null = null;
+  let userComponents: StartedComponents | null = null;
   const clock = new LamportClock();
   let draining: Promise<void> | null = null;
   let stopped: Promise<void> | null = null;
@@ -93,6 +96,10 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
   const autoscaleLimits = config.autoscale === null ? null : parseAutoscale(config.autoscale);
   let autoscaler: Autoscaler | null = null;
   let autoscaleTimer: NodeJS.Timeout | null = null;
+  /** Sends a worker signal (sender: the node name) when a handler listens. */
+  const signal = async <N extends 'workerInit' | 'workerReady' | 'workerShutdown' | 'heartbeatSent'>(name: N) => {
+    if (app.signals.has(name)) await app.signals.send(name, { sender: config.hostname }, log);
+  };
 
   const worker: Worker = {
     get metricsUrl() {
@@ -107,11 +114,24 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
       workerEvents?.heartbeat();
     },
     async start() {
+      await signal('workerInit');
       registerCanvasTasks(app);
       const broker = await app.broker();
       const backend = await app.backend();
       await app.tracing(); // configured but not loadable: fail at start, not on every task
       await pool.start();
+      // Celery's solo pool sends worker_process_init in the worker itself; runners send their own.
+      if (pool.kind === 'event-loop' && app.signals.has('workerProcessInit'))
+        await app.signals.send('workerProcessInit', { sender: config.hostname, pid: process.pid }, log);
+      try {
+        userComponents = await startComponents(app.components, config.hostname, log);
+      } catch (err) {
+        // The worker does not start: what it started so far is stopped before the error goes up.
+        log.error({ err }, (err as Error).message);
+        await pool.stop({ graceful: false, timeoutMs: 0 });
+        await app.close();
+        throw err;
+      }
       if (config.eventLoopBlockedMs !== null) {
         const results = {
           url: config.resultBackend,
@@ -213,7 +233,15 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
       });
       consumer.start();
       const c = consumer;
-      workerEvents = startWorkerEvents(events, () => ({ active: c.counts().active, processed: c.processed }), config.workerHeartbeatIntervalMs);
+      workerEvents = startWorkerEvents(
+        events,
+        () => ({ active: c.counts().active, processed: c.processed }),
+        config.workerHeartbeatIntervalMs,
+        () => {
+          // Handlers' errors are logged by send itself; the heartbeat timer goes on.
+          void signal('heartbeatSent');
+        },
+      );
       keepAlive = setInterval(() => undefined, 1 << 30);
       log.info(
         {
@@ -228,6 +256,7 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
         },
         `worker ready: consuming ${config.queues.join(', ')} with ${pool.size} slots`,
       );
+      await signal('workerReady');
     },
     drain() {
       return (draining ??= (async () => {
@@ -249,6 +278,8 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
       if (stopped && o.graceful === false) void consumer?.abortRunning(coldReason);
       return (stopped ??= (async () => {
         const graceful = o.graceful ?? true;
+        if (app.signals.has('workerShuttingDown'))
+          await app.signals.send('workerShuttingDown', { sender: config.hostname, how: graceful ? 'warm' : 'cold' }, log);
         if (autoscaleTimer) clearInterval(autoscaleTimer);
         await worker.drain();
         let why = coldReason;
@@ -260,6 +291,8 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
         }
         await consumer?.abortRunning(why);
         mailbox?.stop();
+        // After the tasks, before the pool and connections: a task always finds its components started.
+        await userComponents?.stop();
         await pool.stop({ graceful, timeoutMs: config.shutdownTimeoutMs });
         await watchdog?.stop();
         await server?.close();
@@ -267,6 +300,7 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
         await app.close();
         if (keepAlive) clearInterval(keepAlive);
         log.info({ processed: consumer?.processed ?? 0 }, 'worker stopped');
+        await signal('workerShutdown');
       })());
     },
     problem() {

@@ -34,7 +34,7 @@ export function callCommand(): Command {
       }
       process.stderr.write(`sent ${name}[${result.id}], waiting...\n`);
       const done = new AbortController();
-      followState(result, (line) => process.stderr.write(`${name}[${result.id}] ${line}\n`), done.signal);
+      followState(result, `${name}[${result.id}] `, { write: (text) => process.stderr.write(text), tty: process.stderr.isTTY === true }, done.signal);
       try {
         const value = await result.get({ timeout });
         process.stdout.write(`${JSON.stringify(value)}\n`);
