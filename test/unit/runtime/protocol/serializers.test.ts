@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { acceptedContentTypes, deserialize, serializerByName } from '../../../../runtime/src/protocol/serializers.js';
-import { EncodeError } from '../../../../runtime/src/errors.js';
+import { DecodeError, EncodeError } from '../../../../runtime/src/errors.js';
 import { expectedAfterTrip, wireValue } from '../../../support/wire-values.js';
 
 const msgpack = serializerByName('msgpack');
@@ -45,6 +45,21 @@ describe('msgpack as Celery writes and reads it', () => {
     const back = msgpack.loads(msgpack.dumps([NaN, Infinity, -Infinity])) as number[];
     assert.ok(Number.isNaN(back[0]));
     assert.deepEqual(back.slice(1), [Infinity, -Infinity]);
+  });
+});
+
+describe('a __proto__ key', () => {
+  it('JSON keeps it as an own key; msgpack refuses the map with DecodeError (never a prototype)', () => {
+    const v = JSON.parse('{"__proto__": 1, "a": 2}') as Record<string, unknown>;
+    const json = serializerByName('json');
+    const [back] = deserialize(json.dumps([v]), json.contentType, accepted) as [Record<string, unknown>];
+    assert.deepEqual(Object.keys(back), ['__proto__', 'a']);
+    assert.equal(Object.getPrototypeOf(back), Object.prototype);
+    const msgpack = serializerByName('msgpack');
+    assert.throws(
+      () => deserialize(msgpack.dumps([v]), msgpack.contentType, accepted),
+      (e) => e instanceof DecodeError && /__proto__/.test(e.message),
+    );
   });
 });
 
