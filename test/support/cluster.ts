@@ -124,7 +124,23 @@ function makePki(dir: string): Pki {
   mkdirSync(dir, { recursive: true });
   const ca = join(dir, 'ca.crt');
   const caKey = join(dir, 'ca.key');
-  must('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', '/CN=celeriac-test-ca', '-keyout', caKey, '-out', ca]);
+  must('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=celeriac-test-ca',
+    '-keyout',
+    caKey,
+    '-out',
+    ca,
+  ]);
   return {
     dir,
     ca,
@@ -132,7 +148,10 @@ function makePki(dir: string): Pki {
     issue(name, subject, sans = []) {
       const [crt, key, csr, ext] = ['crt', 'key', 'csr', 'ext'].map((e) => join(dir, `${name}.${e}`)) as [string, string, string, string];
       must('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', subject, '-keyout', key, '-out', csr]);
-      const lines = [sans.length > 0 ? 'extendedKeyUsage=serverAuth,clientAuth' : 'extendedKeyUsage=clientAuth', 'keyUsage=critical,digitalSignature,keyEncipherment'];
+      const lines = [
+        sans.length > 0 ? 'extendedKeyUsage=serverAuth,clientAuth' : 'extendedKeyUsage=clientAuth',
+        'keyUsage=critical,digitalSignature,keyEncipherment',
+      ];
       if (sans.length > 0) lines.push(`subjectAltName=${sans.join(',')}`);
       writeFileSync(ext, lines.join('\n') + '\n');
       must('openssl', ['x509', '-req', '-in', csr, '-CA', ca, '-CAkey', caKey, '-CAcreateserial', '-days', '2', '-extfile', ext, '-out', crt]);
@@ -208,6 +227,33 @@ function tailOf(file: string, lines: number): string {
 
 // ---- host state: recorded before start, restored at stop ----
 
+/**
+ * Host folders the kubelet, the CNI library and containerd's shims write to whatever their
+ * configured roots (device-plugin socket, pod logs, CNI result cache, shim sockets). At stop, a
+ * folder that was absent is removed, and in one that existed only the entries the cluster added go.
+ */
+const fixedHostDirs = [
+  '/var/lib/kubelet',
+  '/var/log/pods',
+  '/var/log/containers',
+  '/var/lib/cni/results',
+  '/var/lib/cni',
+  '/run/containerd/s',
+  '/run/containerd',
+];
+
+function hostDirEntries(): Map<string, Set<string> | null> {
+  return new Map(fixedHostDirs.map((d) => [d, existsSync(d) ? new Set(readdirSync(d)) : null]));
+}
+
+function removeAddedHostEntries(before: Map<string, Set<string> | null>): void {
+  for (const [d, entries] of before) {
+    if (!existsSync(d)) continue;
+    if (entries === null) rmSync(d, { recursive: true, force: true });
+    else for (const e of readdirSync(d)) if (!entries.has(e)) rmSync(join(d, e), { recursive: true, force: true });
+  }
+}
+
 function readSysctls(): Map<string, string> {
   const m = new Map<string, string>();
   for (const k of sysctls) {
@@ -243,7 +289,10 @@ function removeNewChains(family: 'iptables' | 'ip6tables', before: Map<string, S
       ?.split('\n')
       .filter((l) => l.startsWith('-A ') && added.some((c) => l.includes(` -j ${c}`) || l.includes(` -g ${c}`)));
     for (const rule of rules ?? []) {
-      const args = rule.replace(/^-A /, '-D ').match(/"[^"]*"|\S+/g)!.map((a) => a.replace(/^"(.*)"$/, '$1'));
+      const args = rule
+        .replace(/^-A /, '-D ')
+        .match(/"[^"]*"|\S+/g)!
+        .map((a) => a.replace(/^"(.*)"$/, '$1'));
       sh(family, ['-w', '-t', table, ...args]);
     }
     for (const c of added) sh(family, ['-w', '-t', table, '-F', c]);
@@ -313,6 +362,7 @@ export async function startCluster(o: ClusterOptions = {}): Promise<Cluster> {
   const nodeIP = primaryIPv4();
   const nodeName = hostname().toLowerCase();
   const sysctlsBefore = readSysctls();
+  const hostDirsBefore = hostDirEntries();
   const chainsBefore = { iptables: chains('iptables-save'), ip6tables: chains('ip6tables-save') };
   const procs: Proc[] = [];
   const env = { ...process.env };
@@ -378,6 +428,7 @@ export async function startCluster(o: ClusterOptions = {}): Promise<Cluster> {
       if (readFileSync(f, 'utf8').trim() !== v) writeFileSync(f, v);
     }
     problems.push(...removeKubepodsCgroups());
+    removeAddedHostEntries(hostDirsBefore);
     const leftover = procs.filter((p) => p.child.pid !== undefined && alive(p.child.pid)).map((p) => p.name);
     if (leftover.length > 0) problems.push(`still running: ${leftover.join(', ')}`);
     if (problems.length === 0) rmSync(dir, { recursive: true, force: true });

@@ -80,7 +80,19 @@ export function buildProjectImage(): Promise<string | false> {
     expectOk(
       await run(
         'podman',
-        ['build', '--isolation', 'chroot', '--network', 'host', ...(await buildMounts()), '--build-arg', `NODE_IMAGE=${baseImage}`, '-t', projectImage, repoRoot],
+        [
+          'build',
+          '--isolation',
+          'chroot',
+          '--network',
+          'host',
+          ...(await buildMounts()),
+          '--build-arg',
+          `NODE_IMAGE=${baseImage}`,
+          '-t',
+          projectImage,
+          repoRoot,
+        ],
         { timeoutMs: 1_200_000 },
       ),
       'podman build',
@@ -92,7 +104,6 @@ export function buildProjectImage(): Promise<string | false> {
   return built;
 }
 
-
 /**
  * The project's image as a docker-archive (for containerd's `ctr images import`), cached under its
  * image id so an unchanged image is saved once; older archives are removed.
@@ -100,7 +111,9 @@ export function buildProjectImage(): Promise<string | false> {
 export async function projectImageArchive(): Promise<string> {
   const why = await buildProjectImage();
   if (why) throw new Error(why);
-  const id = expectOk(await run('podman', ['image', 'inspect', '--format', '{{.Id}}', projectImage]), 'podman image inspect').stdout.trim().slice(0, 12);
+  const id = expectOk(await run('podman', ['image', 'inspect', '--format', '{{.Id}}', projectImage]), 'podman image inspect')
+    .stdout.trim()
+    .slice(0, 12);
   const dir = join(cacheRoot, 'cluster');
   const archive = join(dir, `celeriac-image-${id}.tar`);
   if (existsSync(archive)) return archive;
