@@ -180,7 +180,9 @@ export function workerDeployment({ pool, queues, replicas, credentialsHash }: Wo
     // 10 s later, so a new pod stayed NotReady ~10 s longer than needed and the autoscaler, which
     // scrapes only Ready pods, did not count it.
     startupProbe: { ...WORKER_STARTUP_PROBE, httpGet: { path: '/healthz', port: 'metrics' } },
-    readinessProbe: { httpGet: { path: '/healthz', port: 'metrics' }, periodSeconds: 10, failureThreshold: 3 },
+    // Ready = consuming (/readyz answers 503 once draining), so a pod being drained leaves its
+    // Services; the autoscaler still scrapes the pods it drains (autoscaler.ts).
+    readinessProbe: { httpGet: { path: '/readyz', port: 'metrics' }, periodSeconds: 5, failureThreshold: 2 },
     livenessProbe: { httpGet: { path: '/healthz', port: 'metrics' }, periodSeconds: 20, failureThreshold: 6, timeoutSeconds: 5 },
     // The worker stops consuming and hands back prefetched messages before SIGTERM; running tasks
     // then finish within terminationGracePeriodSeconds minus SHUTDOWN_MARGIN_SECONDS (warm shutdown).

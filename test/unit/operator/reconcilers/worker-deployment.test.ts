@@ -163,7 +163,8 @@ describe('workerDeployment', () => {
     assert.deepEqual(c.command, ['celeriac']);
     assert.deepEqual(c.ports, [{ name: 'metrics', containerPort: 9600, protocol: 'TCP' }]);
     assert.deepEqual(c.lifecycle, { preStop: { httpGet: { path: '/drain', port: 'metrics' } } });
-    assert.equal(c.readinessProbe.httpGet.path, '/healthz');
+    // Ready means consuming: a draining pod turns NotReady (and leaves Services), alive stays /healthz.
+    assert.deepEqual(c.readinessProbe.httpGet, { path: '/readyz', port: 'metrics' });
     assert.equal(c.livenessProbe.httpGet.path, '/healthz');
     assert.deepEqual(
       c.env.slice(0, 3).map((e: { name: string }) => e.name),
