@@ -298,3 +298,43 @@ test('the docs example serves a burst: scale up from min, every task exactly onc
     counter.disconnect();
   }
 });
+
+test("the chart's RBAC, against the apiserver's audit log: nothing the operator did was forbidden, and Secrets are only read by name", async (t) => {
+  if (skipOrFail(t)) return;
+  const c = cluster!;
+  const sa = `system:serviceaccount:${operatorNs}:${release}`;
+  interface AuditEvent {
+    stage: string;
+    verb: string;
+    user: { username: string };
+    objectRef?: { apiGroup?: string; resource?: string; subresource?: string; name?: string };
+    responseStatus?: { code?: number };
+    requestURI: string;
+  }
+  const events = readFileSync(c.auditLogPath, 'utf8')
+    .split('\n')
+    .filter((l) => l.includes(sa))
+    .map((l) => JSON.parse(l) as AuditEvent)
+    .filter((e) => e.stage === 'ResponseComplete' && e.user.username === sa && e.objectRef?.resource);
+  assert.ok(events.length > 0, 'no request of the operator in the audit log');
+  const forbidden = events.filter((e) => e.responseStatus?.code === 403).map((e) => `${e.verb} ${e.requestURI}`);
+  assert.deepEqual(forbidden, [], 'requests the chart RBAC refused');
+
+  const used = new Map<string, Set<string>>();
+  for (const e of events) {
+    const r = e.objectRef!;
+    const key = `${r.apiGroup ?? ''}/${r.resource}${r.subresource ? `/${r.subresource}` : ''}`;
+    used.set(key, (used.get(key) ?? new Set()).add(e.verb));
+  }
+  const secretReads = events.filter((e) => e.objectRef!.resource === 'secrets');
+  assert.ok(secretReads.length > 0, "the broker Secret was never read: the TaskQueue's check did not run");
+  assert.deepEqual([...used.get('/secrets')!], ['get']);
+  assert.ok(
+    secretReads.every((e) => e.objectRef!.name),
+    'every Secret read names its Secret',
+  );
+  const role = JSON.parse(await c.kubectl(['get', 'clusterrole', release, '-o', 'json'])) as { rules: { resources: string[]; verbs: string[] }[] };
+  const grantedOnSecrets = role.rules.filter((r) => r.resources.includes('secrets')).flatMap((r) => r.verbs);
+  assert.deepEqual(grantedOnSecrets, ['get'], 'the chart grants on Secrets exactly the verb the operator uses');
+  t.diagnostic(`verbs the operator used: ${JSON.stringify(Object.fromEntries([...used].map(([k, v]) => [k, [...v].sort()])))}`);
+});

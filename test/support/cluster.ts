@@ -45,6 +45,8 @@ export interface Cluster {
   readonly nodeIP: string;
   readonly kubeconfigPath: string;
   readonly dir: string;
+  /** The apiserver's audit log (JSON lines, level Metadata: who did which verb on what). */
+  readonly auditLogPath: string;
   /** Runs kubectl as the admin; rejects with its output on a non-zero exit. */
   kubectl(args: readonly string[], input?: string): Promise<string>;
   /** Runs helm with the admin kubeconfig; rejects with its output on a non-zero exit. */
@@ -686,6 +688,7 @@ export async function startCluster(o: ClusterOptions = {}): Promise<Cluster> {
       nodeIP,
       kubeconfigPath: adminKubeconfig,
       dir,
+      auditLogPath: join(dir, 'logs', 'audit.log'),
       kubectl,
       helm: (args) => runAsync(join(bin, 'helm'), ['--kubeconfig', adminKubeconfig, ...args], env),
       importImage: async (archive) => {
