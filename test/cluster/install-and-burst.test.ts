@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { AppsV1Api, CoreV1Api, CoordinationV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { Redis } from 'ioredis';
 import { createApp } from '../../runtime/src/index.js';
-import { clusterSkipReason, startCluster, type Cluster } from '../support/cluster.js';
+import { clusterSkipReason, hostSnapshot, startCluster, type Cluster } from '../support/cluster.js';
 import { eventually } from '../support/eventually.js';
 import { repoRoot } from '../support/processes.js';
 import { projectImage, projectImageArchive } from '../support/project-image.js';
@@ -28,6 +28,7 @@ const concurrency = 4;
 const burstSize = 1500;
 
 let cluster: Cluster | undefined;
+let hostBefore: ReturnType<typeof hostSnapshot> | undefined;
 let redis: TestServer | undefined;
 let skip: string | false = false;
 let core: CoreV1Api;
@@ -44,6 +45,7 @@ function skipOrFail(t: TestContext): boolean {
 before(async () => {
   skip = clusterSkipReason();
   if (skip) return;
+  hostBefore = hostSnapshot();
   let at = Date.now();
   const archive = await projectImageArchive();
   console.error(`[cluster] project image built and saved in ${Date.now() - at} ms`);
@@ -60,6 +62,13 @@ before(async () => {
 after(async () => {
   await redis?.stop();
   await cluster?.stop();
+  if (hostBefore) {
+    // The host as found: the sysctls the kubelet and CNI rewrite, and no kube-proxy chain left.
+    const now = hostSnapshot();
+    assert.deepEqual([...now.sysctls], [...hostBefore.sysctls], 'sysctls changed by the cluster');
+    const kube = (chains: string[]) => chains.filter((c) => c.includes('/KUBE-'));
+    assert.deepEqual(kube(now.chains), kube(hostBefore.chains), 'iptables chains left by the cluster');
+  }
 });
 
 /** Fails with the operator's log attached, so a cluster failure says what the operator saw. */
