@@ -19,15 +19,8 @@ import { resources } from '../../operator/src/k8s/kube-client.js';
 import type { KubeObject } from '../../operator/src/types.js';
 import { envtestSkipReason, freePort, startControlPlane } from '../support/envtest.js';
 import { eventually } from '../support/eventually.js';
-import { expectOk, run } from '../support/package-tools.js';
-import { buildProjectImage, projectImage } from '../support/project-image.js';
-
-const image = projectImage;
-const buildImage = buildProjectImage;
-
-async function which(cmd: string): Promise<boolean> {
-  return (await run('sh', ['-c', `command -v ${cmd}`])).code === 0;
-}
+import { expectOk, run, which } from '../support/package-tools.js';
+import { buildProjectImage, projectImage as image } from '../support/project-image.js';
 
 /** Skips loudly; where services are required (CI) a test that cannot run is a failure. */
 function loudSkip(t: { skip(msg: string): void; name: string }, why: string): void {
@@ -39,7 +32,7 @@ function loudSkip(t: { skip(msg: string): void; name: string }, why: string): vo
 }
 
 test('podman builds the image; both entrypoints and a tasks module run in it as the non-root user', async (t) => {
-  const why = await buildImage();
+  const why = await buildProjectImage();
   if (why) return loudSkip(t, why);
   const ctr = expectOk(await run('buildah', ['from', image]), 'buildah from').stdout.trim();
   try {
@@ -105,7 +98,7 @@ for (const how of [
   { name: 'command: [celeriac] replacing the ENTRYPOINT, as the operator sets it', entrypoint: ['--entrypoint', 'celeriac'] },
 ]) {
   test(`in a pod-like container via ${how.name}: tini is PID 1 and SIGTERM shuts a mounted-module worker down warmly`, async (t) => {
-    const why = await buildImage();
+    const why = await buildProjectImage();
     if (why) return loudSkip(t, why);
     const flags = await podFlags();
     const probe = await run('podman', [...flags.filter((f) => f !== '-d'), '--rm', image, 'true']);
@@ -160,7 +153,7 @@ for (const how of [
 }
 
 test('the operator in a pod-like container answers /healthz and /readyz and reconciles a WorkerPool on envtest', async (t) => {
-  const why = await buildImage();
+  const why = await buildProjectImage();
   if (why) return loudSkip(t, why);
   const envtestWhy = envtestSkipReason();
   if (envtestWhy) return loudSkip(t, envtestWhy);

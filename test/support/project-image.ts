@@ -9,16 +9,12 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cachedNode24, expectOk, node24Version, npmCommand, repoRoot, run } from './package-tools.js';
+import { cachedNode24, expectOk, node24Version, npmCommand, repoRoot, run, which } from './package-tools.js';
 
 const cacheRoot = join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'celeriac');
 const baseImage = `localhost/celeriac-node-base:${node24Version}`;
 /** The tag of the image built from the checkout. */
 export const projectImage = 'localhost/celeriac:package-test';
-
-async function which(cmd: string): Promise<boolean> {
-  return (await run('sh', ['-c', `command -v ${cmd}`])).code === 0;
-}
 
 /** Debian bookworm (debootstrap) + Node 24 + npm, imported as a podman image once. */
 async function ensureBaseImage(): Promise<void> {
