@@ -308,6 +308,57 @@ test('the docs example serves a burst: scale up from min, every task exactly onc
   }
 });
 
+test('kubectl delete pod while its acksLate tasks run: they finish there (warm shutdown), nothing runs twice or is lost', async (t) => {
+  if (skipOrFail(t)) return;
+  const c = cluster!;
+  const brokerUrl = redis!.url.replace(c.nodeIP, '127.0.0.1');
+  const client = createApp({ name: 'cluster-delete-client', broker: brokerUrl });
+  const counter = new Redis(brokerUrl);
+  const count = 24;
+  try {
+    for (let i = 0; i < count; i++) await client.sendTask('burst.slow', [`s${i}`, 3000], {}, { queue: 'celery' });
+    const started = async () => (await counter.lrange('slow:started', 0, -1)).map((l) => JSON.parse(l) as { id: string; pod: string });
+    const victim = await eventually(
+      async () => {
+        const s = await started();
+        assert.ok(s.length > 0, 'no slow task started yet');
+        return s[0]!.pod;
+      },
+      { timeoutMs: 120_000, intervalMs: 200 },
+    );
+    await c.kubectl(['-n', ns, 'delete', 'pod', victim, '--wait=false']);
+    await withOperatorLog(() =>
+      eventually(
+        async () => {
+          const done = await counter.hlen('slow:runs');
+          assert.equal(done, count, `${done} of ${count} slow tasks finished`);
+        },
+        { timeoutMs: 300_000, intervalMs: 1000 },
+      ),
+    );
+    assert.deepEqual(
+      Object.entries(await counter.hgetall('slow:runs')).filter(([, n]) => n !== '1'),
+      [],
+      'slow tasks that ran more than once',
+    );
+    // What ran on the deleted pod finished on it: the worker shut down warmly within the grace period.
+    const finished = (await counter.lrange('slow:finished', 0, -1)).map((l) => JSON.parse(l) as { id: string; pod: string });
+    const startedOnVictim = (await started()).filter((s) => s.pod === victim).map((s) => s.id);
+    assert.ok(startedOnVictim.length > 0);
+    for (const id of startedOnVictim) assert.equal(finished.find((f) => f.id === id)?.pod, victim, `${id} did not finish on ${victim}`);
+    await eventually(
+      async () => {
+        const pods = await core.listNamespacedPod({ namespace: ns, labelSelector: `celeriac.io/worker-pool=${pool}` });
+        assert.ok(!pods.items.some((p) => p.metadata?.name === victim), `${victim} still exists`);
+      },
+      { timeoutMs: 120_000, intervalMs: 1000 },
+    );
+  } finally {
+    await client.close();
+    counter.disconnect();
+  }
+});
+
 test("the chart's RBAC, against the apiserver's audit log: nothing the operator did was forbidden, and Secrets are only read by name", async (t) => {
   if (skipOrFail(t)) return;
   const c = cluster!;
