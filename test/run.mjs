@@ -2,8 +2,8 @@
 // The test command. `node test/run.mjs unit` is the fast tier (`npm test`); `node test/run.mjs all`
 // (`npm run test:all`, what .ci/run calls) first installs and builds what the other tiers need
 // (redis-server, rabbitmq-server and the image tools with apt, a Python virtualenv with Celery,
-// kube-apiserver, etcd and helm from Go modules, all cached outside the checkout) and then runs
-// every tier.
+// kube-apiserver, etcd and helm from Go modules, the cluster tier's kubelet, containerd and pause
+// image, all cached outside the checkout) and then runs every tier.
 // A tier whose dependency cannot be had is skipped LOUDLY; with CELERIAC_REQUIRE_SERVICES=1 (CI)
 // a skipped tier fails the run.
 import { spawnSync } from 'node:child_process';
@@ -20,6 +20,7 @@ const setups = {
   python: 'test/support/setup-python.sh', // virtualenv with Celery (pip)
   k8s: 'test/support/setup-k8s.sh', // kube-apiserver, etcd, helm (Go modules)
   image: 'test/support/setup-image.sh', // podman, buildah, runc, debootstrap (apt)
+  cluster: 'test/support/setup-cluster.sh', // kubelet & co. (Go modules), containerd, CNI (apt), pause image
 };
 
 /** Tiers in the order they run; `dirs` are under dist/test, `needs` names setups. */
@@ -29,6 +30,8 @@ const tiers = [
   { name: 'interop', dirs: ['interop'], needs: ['services', 'python'] },
   { name: 'operator', dirs: ['operator'], needs: ['k8s', 'services'] },
   { name: 'package', dirs: ['package'], needs: ['k8s', 'image'] },
+  // A real single-node cluster (kubelet, containerd) started by the test: needs root.
+  { name: 'cluster', dirs: ['cluster'], needs: ['cluster', 'services', 'image'] },
 ];
 
 function testFiles(dir) {

@@ -126,7 +126,9 @@ describe('drain-first scale-down', { skip }, () => {
       w.metrics.draining.set(0);
     }
     workers[0]!.metrics.inFlight.set({ state: 'active' }, 2);
-    return { poll, cost, tick };
+    const setReady = (name: string, ready: boolean) =>
+      kube.patch(resources.pods, ns, name, { status: { conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }] } }, { subresource: 'status' });
+    return { poll, cost, tick, setReady };
   }
 
   it('drains idle pods only, then removes exactly those by deletion cost', async () => {
@@ -147,6 +149,23 @@ describe('drain-first scale-down', { skip }, () => {
     assert.equal(await cost('idle-b'), '-1000');
     assert.equal(await cost('busy'), undefined);
     assert.equal(workers[0]!.drains, 0, 'the busy pod was never drained');
+  });
+
+  it('removes drained pods that turned NotReady (readiness on /readyz fails while draining)', async () => {
+    const { poll, cost, tick, setReady } = await scenario('notready');
+    assert.equal(await poll(3), 3);
+    assert.deepEqual(
+      workers.map((w) => w.drains),
+      [0, 1, 1],
+    );
+    // The kubelet sees /readyz answer 503 on the draining pods: they leave the Ready set, but
+    // their metrics must still be read, or the autoscaler never learns they are idle.
+    await setReady('idle-a', false);
+    await setReady('idle-b', false);
+    tick(1500);
+    assert.equal(await poll(3), 1);
+    assert.equal(await cost('idle-a'), '-1000');
+    assert.equal(await cost('idle-b'), '-1000');
   });
 
   it('cancels drains when the work comes back, instead of starting new pods', async () => {

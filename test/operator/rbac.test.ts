@@ -25,7 +25,7 @@ function clusterRole(deploymentVerbs: string[]): Obj {
       { apiGroups: ['celeriac.io'], resources: ['taskqueues/finalizers', 'workerpools/finalizers'], verbs: ['update'] },
       { apiGroups: ['apps'], resources: ['deployments'], verbs: deploymentVerbs },
       { apiGroups: ['policy'], resources: ['poddisruptionbudgets'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] },
-      { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch'] },
+      { apiGroups: [''], resources: ['secrets'], verbs: ['get'] },
       { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch', 'patch'] },
       { apiGroups: ['', 'events.k8s.io'], resources: ['events'], verbs: ['create', 'patch'] },
       { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] },

@@ -28,7 +28,7 @@ const expectedPermissions: readonly string[] = [
   ...perms('celeriac.io', ['taskqueues/finalizers', 'workerpools/finalizers'], ['update']),
   ...perms('apps', ['deployments'], ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete']),
   ...perms('policy', ['poddisruptionbudgets'], ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete']),
-  ...perms('', ['secrets'], ['get', 'list', 'watch']),
+  ...perms('', ['secrets'], ['get']),
   ...perms('', ['pods'], ['get', 'list', 'watch', 'patch']),
   ...perms('', ['events'], ['create', 'patch']),
   ...perms('events.k8s.io', ['events'], ['create', 'patch']),

@@ -19,15 +19,8 @@ import { resources } from '../../operator/src/k8s/kube-client.js';
 import type { KubeObject } from '../../operator/src/types.js';
 import { envtestSkipReason, freePort, startControlPlane } from '../support/envtest.js';
 import { eventually } from '../support/eventually.js';
-import { cachedNode24, expectOk, node24Version, npmCommand, repoRoot, run } from '../support/package-tools.js';
-
-const cacheRoot = join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'celeriac');
-const baseImage = `localhost/celeriac-node-base:${node24Version}`;
-const image = 'localhost/celeriac:package-test';
-
-async function which(cmd: string): Promise<boolean> {
-  return (await run('sh', ['-c', `command -v ${cmd}`])).code === 0;
-}
+import { expectOk, run, which } from '../support/package-tools.js';
+import { buildProjectImage, projectImage as image } from '../support/project-image.js';
 
 /** Skips loudly; where services are required (CI) a test that cannot run is a failure. */
 function loudSkip(t: { skip(msg: string): void; name: string }, why: string): void {
@@ -38,80 +31,8 @@ function loudSkip(t: { skip(msg: string): void; name: string }, why: string): vo
   t.skip(why);
 }
 
-/** Debian bookworm (debootstrap) + Node 24 + npm, imported as a podman image once. */
-async function ensureBaseImage(): Promise<void> {
-  if ((await run('podman', ['image', 'exists', baseImage])).code === 0) return;
-  const nodeBin = await cachedNode24();
-  if (!nodeBin) throw new Error(`Node ${node24Version} could not be installed from the npm registry`);
-  const npmDir = join(cacheRoot, `npm-for-image`);
-  if (!existsSync(join(npmDir, 'node_modules', 'npm', 'bin', 'npm-cli.js'))) {
-    await mkdir(npmDir, { recursive: true });
-    await writeFile(join(npmDir, 'package.json'), '{"name":"celeriac-npm-for-image","private":true}');
-    expectOk(await run(npmCommand(), ['install', '--no-audit', '--no-fund', 'npm@11'], { cwd: npmDir }), 'npm install npm@11');
-  }
-  const work = await mkdtemp(join(tmpdir(), 'celeriac-base-'));
-  const rootfs = join(work, 'rootfs');
-  try {
-    expectOk(await run('debootstrap', ['--variant=minbase', 'bookworm', rootfs, 'http://deb.debian.org/debian'], { timeoutMs: 900_000 }), 'debootstrap');
-    const script = [
-      `cp ${join(nodeBin, 'node')} ${rootfs}/usr/local/bin/node`,
-      `mkdir -p ${rootfs}/usr/local/lib/node_modules`,
-      `cp -a ${join(npmDir, 'node_modules', 'npm')} ${rootfs}/usr/local/lib/node_modules/npm`,
-      `ln -s ../lib/node_modules/npm/bin/npm-cli.js ${rootfs}/usr/local/bin/npm`,
-      `ln -s ../lib/node_modules/npm/bin/npx-cli.js ${rootfs}/usr/local/bin/npx`,
-      `rm -rf ${rootfs}/var/cache/apt/archives/*.deb ${rootfs}/var/lib/apt/lists/*`,
-      `tar -C ${rootfs} -c . | podman import --change 'CMD ["node"]' ` +
-        `--change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' - ${baseImage}`,
-    ].join(' && ');
-    expectOk(await run('sh', ['-c', script], { timeoutMs: 600_000 }), 'making the base image');
-  } finally {
-    await rm(work, { recursive: true, force: true });
-  }
-}
-
-/** Build-time only settings of this machine: its CA bundle (TLS-inspecting proxy) and an npm cache. */
-async function buildMounts(): Promise<string[]> {
-  const mounts: string[] = [];
-  const ca = '/etc/ssl/certs/ca-certificates.crt';
-  if (existsSync(ca)) {
-    const npmrc = join(cacheRoot, 'image-build-npmrc');
-    await writeFile(npmrc, `cafile=${ca}\n`);
-    mounts.push('-v', `${ca}:${ca}:ro`, '-v', `${npmrc}:/usr/local/etc/npmrc:ro`);
-  }
-  const npmCache = join(cacheRoot, 'image-build-npm-cache');
-  await mkdir(npmCache, { recursive: true });
-  mounts.push('-v', `${npmCache}:/root/.npm`);
-  return mounts;
-}
-
-let built: Promise<string | false> | undefined;
-
-/** Builds the image once; a string says why it cannot be built here. */
-function buildImage(): Promise<string | false> {
-  built ??= (async () => {
-    if (!(await which('podman')) || !(await which('buildah'))) {
-      return 'podman/buildah are not installed (apt-get install podman buildah runc): the image is not built';
-    }
-    const haveBase = (await run('podman', ['image', 'exists', baseImage])).code === 0;
-    if (!haveBase && !(await which('debootstrap'))) return 'debootstrap is not installed: no local Debian base image can be made';
-    await ensureBaseImage();
-    expectOk(
-      await run(
-        'podman',
-        ['build', '--isolation', 'chroot', '--network', 'host', ...(await buildMounts()), '--build-arg', `NODE_IMAGE=${baseImage}`, '-t', image, repoRoot],
-        { timeoutMs: 1_200_000 },
-      ),
-      'podman build',
-    );
-    // Each rebuild leaves the previous image untagged; without this, every test run keeps ~400 MB.
-    await run('podman', ['image', 'prune', '-f']);
-    return false;
-  })();
-  return built;
-}
-
 test('podman builds the image; both entrypoints and a tasks module run in it as the non-root user', async (t) => {
-  const why = await buildImage();
+  const why = await buildProjectImage();
   if (why) return loudSkip(t, why);
   const ctr = expectOk(await run('buildah', ['from', image]), 'buildah from').stdout.trim();
   try {
@@ -177,7 +98,7 @@ for (const how of [
   { name: 'command: [celeriac] replacing the ENTRYPOINT, as the operator sets it', entrypoint: ['--entrypoint', 'celeriac'] },
 ]) {
   test(`in a pod-like container via ${how.name}: tini is PID 1 and SIGTERM shuts a mounted-module worker down warmly`, async (t) => {
-    const why = await buildImage();
+    const why = await buildProjectImage();
     if (why) return loudSkip(t, why);
     const flags = await podFlags();
     const probe = await run('podman', [...flags.filter((f) => f !== '-d'), '--rm', image, 'true']);
@@ -232,7 +153,7 @@ for (const how of [
 }
 
 test('the operator in a pod-like container answers /healthz and /readyz and reconciles a WorkerPool on envtest', async (t) => {
-  const why = await buildImage();
+  const why = await buildProjectImage();
   if (why) return loudSkip(t, why);
   const envtestWhy = envtestSkipReason();
   if (envtestWhy) return loudSkip(t, envtestWhy);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the binaries the operator and chart tiers need from the Go module proxy and caches them
-# outside the checkout: kube-apiserver and etcd (envtest-style control plane) and helm.
+# outside the checkout: kube-apiserver and etcd (envtest-style control plane) and helm; arguments
+# name more k8s.io/kubernetes commands to build beside them (setup-cluster.sh: kubelet & co.).
 # Rebuilds only when a binary is missing or a pinned version below changes.
 # Prints the bin folder on stdout; progress goes to stderr.
 set -euo pipefail
@@ -25,13 +26,16 @@ export GOFLAGS=-mod=mod GOTOOLCHAIN=${GOTOOLCHAIN:-auto}
 # (Output captured first: `| grep -q` under pipefail fails at random when grep exits before the
 # binary finished writing and the binary dies of SIGPIPE.)
 has_version() { # binary, version
-  local out
-  [ -x "$1" ] && out=$("$1" --version 2>/dev/null) && [[ $out == *"$2"* ]]
+  local out flag=--version
+  [ "${1##*/}" = kubectl ] && flag="version --client" # kubectl has no --version
+  [ -x "$1" ] && out=$("$1" $flag 2>/dev/null) && [[ $out == *"$2"* ]]
 }
 
-if ! has_version "$bin/kube-apiserver" "v$K8S_VERSION"; then
+# build_kube_commands <name>...: builds k8s.io/kubernetes/cmd/<name> for each name into $bin.
+build_kube_commands() {
   # k8s.io/kubernetes requires its staging modules at v0.0.0 with replaces into ./staging;
   # a throwaway main module replaces each of them with the published v0.<minor>.<patch>.
+  local modjson gomod staging_version replaces work names=("$@")
   modjson=$(cd "$(mktemp -d)" && go mod download -json "k8s.io/kubernetes@v$K8S_VERSION")
   gomod=$(printf '%s' "$modjson" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
   staging_version="v0.${K8S_VERSION#1.}"
@@ -39,15 +43,12 @@ if ! has_version "$bin/kube-apiserver" "v$K8S_VERSION"; then
     while read -r m; do echo "replace $m => $m $staging_version"; done)
   [ -n "$replaces" ] || { log "no staging replaces found in $gomod"; exit 1; }
   work=$(mktemp -d)
-  log "building kube-apiserver v$K8S_VERSION in $work (first time: 10-20 minutes on 2 cores)"
+  log "building ${names[*]} v$K8S_VERSION in $work (first time: 10-20 minutes on 2 cores)"
   ( cd "$work"
-    go mod init celeriac.local/build-kube-apiserver >/dev/null 2>&1
+    go mod init celeriac.local/build-kube >/dev/null 2>&1
     { echo "require k8s.io/kubernetes v$K8S_VERSION"; echo "$replaces"; } >> go.mod
-    cat > tools.go <<'GO'
-//go:build tools
-package tools
-import _ "k8s.io/kubernetes/cmd/kube-apiserver"
-GO
+    { echo '//go:build tools'; echo 'package tools'
+      for n in "${names[@]}"; do echo "import _ \"k8s.io/kubernetes/cmd/$n\""; done; } > tools.go
     go mod tidy >&2
     # Stamp the version (as the Kubernetes Makefile does), so /version and helm's kubeVersion work.
     minor=${K8S_VERSION#*.}; minor=${minor%%.*}
@@ -55,10 +56,19 @@ GO
     for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
       ldflags="$ldflags -X $pkg.gitVersion=v$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
     done
-    go build -trimpath -ldflags="$ldflags" -o "$bin/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver >&2
-    mv "$bin/kube-apiserver.tmp" "$bin/kube-apiserver" )
+    for n in "${names[@]}"; do
+      go build -trimpath -ldflags="$ldflags" -o "$bin/$n.tmp" "k8s.io/kubernetes/cmd/$n" >&2
+      mv "$bin/$n.tmp" "$bin/$n"
+    done )
   rm -rf "$work"
-fi
+}
+
+# The kube commands asked for on the command line (the cluster tier adds kubelet & co.), plus
+# kube-apiserver always. A binary from an earlier build is kept when it reports the pinned version.
+kube_commands=(kube-apiserver "$@")
+missing=()
+for n in "${kube_commands[@]}"; do has_version "$bin/$n" "v$K8S_VERSION" || missing+=("$n"); done
+if [ ${#missing[@]} -gt 0 ]; then build_kube_commands "${missing[@]}"; fi
 
 if ! has_version "$bin/etcd" "$ETCD_VERSION"; then
   # etcd's server module replaces its siblings with ../ paths, so `go install` refuses it; a
@@ -95,7 +105,9 @@ if [ ! -x "$bin/helm" ]; then
   GOBIN="$bin" go install -trimpath -ldflags='-s -w' "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION" >&2
 fi
 
-has_version "$bin/kube-apiserver" "v$K8S_VERSION" || { log "kube-apiserver is not v$K8S_VERSION after build"; exit 1; }
+for n in "${kube_commands[@]}"; do
+  has_version "$bin/$n" "v$K8S_VERSION" || { log "$n is not v$K8S_VERSION after build"; exit 1; }
+done
 has_version "$bin/etcd" "$ETCD_VERSION" || { log "etcd is not $ETCD_VERSION after build"; exit 1; }
 [ -x "$bin/helm" ] || { log "missing helm after build"; exit 1; }
 echo "$bin"

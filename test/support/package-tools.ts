@@ -35,6 +35,11 @@ export function run(file: string, args: readonly string[], opts: { cwd?: string;
   });
 }
 
+/** Whether a command is on the PATH. */
+export async function which(cmd: string): Promise<boolean> {
+  return (await run('sh', ['-c', `command -v ${cmd}`])).code === 0;
+}
+
 /** Fails with the command's output when it did not exit 0. */
 export function expectOk(r: RunResult, what: string): RunResult {
   if (r.code !== 0) throw new Error(`${what} exited with ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`);

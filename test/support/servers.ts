@@ -188,9 +188,14 @@ export interface RedisOptions {
    * (openssl), so a client that verifies it fails. Default false.
    */
   readonly tls?: boolean;
+  /**
+   * Another address to listen on besides the loopback (the cluster tier's node IP, so pods reach
+   * it); the URL then names this address.
+   */
+  readonly host?: string;
 }
 
-/** Starts a private redis-server on a free loopback port. */
+/** Starts a private redis-server on a free loopback port (and on `host` when given). */
 export async function startRedis(opts: RedisOptions = {}): Promise<TestServer> {
   const bin = findBinary('redis-server', 'CELERIAC_REDIS_SERVER', ['/usr/bin', '/usr/local/bin', '/usr/sbin']);
   if (!bin) throw new Error('redis-server is not installed (test/support/setup-services.sh installs it with apt-get)');
@@ -200,7 +205,7 @@ export async function startRedis(opts: RedisOptions = {}): Promise<TestServer> {
     '--port',
     String(port),
     '--bind',
-    '127.0.0.1',
+    ...(opts.host ? ['127.0.0.1', opts.host] : ['127.0.0.1']),
     '--dir',
     dir,
     '--daemonize',
@@ -245,7 +250,14 @@ export async function startRedis(opts: RedisOptions = {}): Promise<TestServer> {
   const log = join(dir, 'redis.log');
   const server = await supervise(dir, stopGraceMs.redis, () => launch('redis-server', bin, args, process.env, port, log, 15_000));
   const scheme = opts.tls ? 'rediss' : 'redis';
-  return { kind: 'redis', url: `${scheme}://127.0.0.1:${port}/0`, port, managementUrl: null, pid: () => server.child()?.pid, ...server.controls };
+  return {
+    kind: 'redis',
+    url: `${scheme}://${opts.host ?? '127.0.0.1'}:${port}/0`,
+    port,
+    managementUrl: null,
+    pid: () => server.child()?.pid,
+    ...server.controls,
+  };
 }
 
 /** Options for a private rabbitmq-server. */

@@ -82,9 +82,10 @@ Leases are not here: they are granted in the release namespace only (leader-elec
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+{{- /* Secrets: only those a TaskQueue names, read by name when its broker is checked; never listed or watched. */}}
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get"]
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch", "patch"]

@@ -179,8 +179,12 @@ export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
     const podList = await ctx.kube.list<Pod>(resources.pods, { namespace: ns, labelSelector: `${POOL_LABEL}=${pool.metadata.name}` });
     const pods = podList.items.filter((p) => !p.metadata.deletionTimestamp);
     const port = pool.spec.metricsPort ?? DEFAULTS.metricsPort;
-    entry.targets = pods.filter((p) => isReady(p) && p.status?.podIP).map((p) => ({ pod: p.metadata.name, url: `http://${p.status!.podIP}:${port}/metrics` }));
     for (const name of entry.draining) if (!pods.some((p) => p.metadata.name === name)) entry.draining.delete(name);
+    // Ready pods, and the pods we drain: their readiness (/readyz) fails once draining, but only
+    // their metrics tell when they are idle and can go (and their running tasks are still work).
+    entry.targets = pods
+      .filter((p) => (isReady(p) || entry.draining.has(p.metadata.name)) && p.status?.podIP)
+      .map((p) => ({ pod: p.metadata.name, url: `http://${p.status!.podIP}:${port}/metrics` }));
 
     const observed = await observe(entry, policy);
     const { problems } = observed;

@@ -12,6 +12,25 @@ export const WORKER_CONTAINER = 'worker';
 const SHUTDOWN_TIMEOUT_ENV = CONFIG_KEYS.find((k) => k.key === 'shutdownTimeoutMs')!.env[0]!;
 /** Timing of the worker's startup probe (see workerDeployment). */
 export const WORKER_STARTUP_PROBE = Object.freeze({ initialDelaySeconds: 2, periodSeconds: 1, failureThreshold: 300 });
+/**
+ * Worker pods run as the chart runs the operator pod (charts/celeriac/values.yaml): the image's
+ * non-root user, no capabilities, RuntimeDefault seccomp and a read-only root filesystem with an
+ * emptyDir at /tmp. `spec.template.podTemplate` replaces either context, or mounts its own /tmp.
+ */
+export const WORKER_POD_SECURITY_CONTEXT = Object.freeze({
+  runAsNonRoot: true,
+  runAsUser: 10001,
+  runAsGroup: 10001,
+  fsGroup: 10001,
+  seccompProfile: { type: 'RuntimeDefault' },
+});
+export const WORKER_SECURITY_CONTEXT = Object.freeze({
+  allowPrivilegeEscalation: false,
+  readOnlyRootFilesystem: true,
+  runAsNonRoot: true,
+  capabilities: { drop: ['ALL'] },
+});
+const TMP_VOLUME = 'celeriac-tmp';
 export const DEFAULTS = {
   concurrency: 4,
   prefetchMultiplier: 1,
@@ -165,8 +184,11 @@ export function workerDeployment({ pool, queues, replicas, credentialsHash }: Wo
     ...shutdownEnv,
     ...(s.template.env ?? []),
   ];
+  const ownTmp = (workerOverride?.volumeMounts ?? []).some((m) => m.mountPath === '/tmp');
   const worker: V1Container = {
     ...(workerOverride ?? {}),
+    securityContext: workerOverride?.securityContext ?? structuredClone(WORKER_SECURITY_CONTEXT),
+    volumeMounts: [...(workerOverride?.volumeMounts ?? []), ...(ownTmp ? [] : [{ name: TMP_VOLUME, mountPath: '/tmp' }])],
     name: WORKER_CONTAINER,
     image: s.template.image,
     command: s.template.command ?? ['celeriac'],
@@ -180,7 +202,9 @@ export function workerDeployment({ pool, queues, replicas, credentialsHash }: Wo
     // 10 s later, so a new pod stayed NotReady ~10 s longer than needed and the autoscaler, which
     // scrapes only Ready pods, did not count it.
     startupProbe: { ...WORKER_STARTUP_PROBE, httpGet: { path: '/healthz', port: 'metrics' } },
-    readinessProbe: { httpGet: { path: '/healthz', port: 'metrics' }, periodSeconds: 10, failureThreshold: 3 },
+    // Ready = consuming (/readyz answers 503 once draining), so a pod being drained leaves its
+    // Services; the autoscaler still scrapes the pods it drains (autoscaler.ts).
+    readinessProbe: { httpGet: { path: '/readyz', port: 'metrics' }, periodSeconds: 5, failureThreshold: 2 },
     livenessProbe: { httpGet: { path: '/healthz', port: 'metrics' }, periodSeconds: 20, failureThreshold: 6, timeoutSeconds: 5 },
     // The worker stops consuming and hands back prefetched messages before SIGTERM; running tasks
     // then finish within terminationGracePeriodSeconds minus SHUTDOWN_MARGIN_SECONDS (warm shutdown).
@@ -191,6 +215,8 @@ export function workerDeployment({ pool, queues, replicas, credentialsHash }: Wo
 
   const podSpec: V1PodSpec = {
     ...(podOverrides as Partial<V1PodSpec>),
+    securityContext: podOverrides.securityContext ?? structuredClone(WORKER_POD_SECURITY_CONTEXT),
+    volumes: [...(podOverrides.volumes ?? []), ...(ownTmp ? [] : [{ name: TMP_VOLUME, emptyDir: {} }])],
     terminationGracePeriodSeconds: grace,
     containers: [worker, ...sidecars],
   };

@@ -163,7 +163,8 @@ describe('workerDeployment', () => {
     assert.deepEqual(c.command, ['celeriac']);
     assert.deepEqual(c.ports, [{ name: 'metrics', containerPort: 9600, protocol: 'TCP' }]);
     assert.deepEqual(c.lifecycle, { preStop: { httpGet: { path: '/drain', port: 'metrics' } } });
-    assert.equal(c.readinessProbe.httpGet.path, '/healthz');
+    // Ready means consuming: a draining pod turns NotReady (and leaves Services), alive stays /healthz.
+    assert.deepEqual(c.readinessProbe.httpGet, { path: '/readyz', port: 'metrics' });
     assert.equal(c.livenessProbe.httpGet.path, '/healthz');
     assert.deepEqual(
       c.env.slice(0, 3).map((e: { name: string }) => e.name),
@@ -228,12 +229,58 @@ describe('workerDeployment', () => {
       ['worker', 'sidecar'],
     );
     const worker = pod.spec.containers[0];
-    assert.deepEqual(worker.volumeMounts, [{ name: 'v', mountPath: '/v' }]);
+    assert.deepEqual(worker.volumeMounts, [
+      { name: 'v', mountPath: '/v' },
+      { name: 'celeriac-tmp', mountPath: '/tmp' },
+    ]);
     assert.deepEqual(worker.env.slice(-2), [
       { name: 'A', value: '1' },
       { name: 'B', value: '2' },
     ]);
     assert.equal(worker.image, 'img:1', 'the override cannot drop the image');
+  });
+
+  it('runs workers as the chart runs the operator: non-root, read-only root with a writable /tmp, no capabilities, RuntimeDefault seccomp', () => {
+    const pod = (workerDeployment({ pool: pool(), queues, replicas: 1 }).spec as any).template.spec;
+    assert.deepEqual(pod.securityContext, {
+      runAsNonRoot: true,
+      runAsUser: 10001,
+      runAsGroup: 10001,
+      fsGroup: 10001,
+      seccompProfile: { type: 'RuntimeDefault' },
+    });
+    const c = pod.containers[0];
+    assert.deepEqual(c.securityContext, {
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      runAsNonRoot: true,
+      capabilities: { drop: ['ALL'] },
+    });
+    assert.deepEqual(pod.volumes, [{ name: 'celeriac-tmp', emptyDir: {} }]);
+    assert.deepEqual(c.volumeMounts, [{ name: 'celeriac-tmp', mountPath: '/tmp' }]);
+  });
+
+  it('lets the pod template override the security contexts and /tmp', () => {
+    const podSecurity = { runAsUser: 2000, runAsNonRoot: true };
+    const workerSecurity = { readOnlyRootFilesystem: false };
+    const p = pool({
+      template: {
+        image: 'img:1',
+        tasksModule: 't.js',
+        podTemplate: {
+          spec: {
+            securityContext: podSecurity,
+            volumes: [{ name: 'scratch', emptyDir: { medium: 'Memory' } }],
+            containers: [{ name: 'worker', securityContext: workerSecurity, volumeMounts: [{ name: 'scratch', mountPath: '/tmp' }] }],
+          },
+        },
+      },
+    });
+    const pod = (workerDeployment({ pool: p, queues, replicas: 1 }).spec as any).template.spec;
+    assert.deepEqual(pod.securityContext, podSecurity);
+    assert.deepEqual(pod.containers[0].securityContext, workerSecurity);
+    assert.deepEqual(pod.volumes, [{ name: 'scratch', emptyDir: { medium: 'Memory' } }], 'no second /tmp volume');
+    assert.deepEqual(pod.containers[0].volumeMounts, [{ name: 'scratch', mountPath: '/tmp' }]);
   });
 
   it('puts the credentials hash on the pods only when there is one', () => {

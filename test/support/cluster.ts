@@ -1,0 +1,719 @@
+/**
+ * A real single-node Kubernetes cluster for the cluster tier, started inside the test and stopped
+ * after it (see ../../../shared/spec/real-cluster.md for why each setting is what it is):
+ * a private containerd (own config, root, state and socket; never podman's storage), a CA and
+ * certificates made with openssl, etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+ * kubelet and kube-proxy. Binaries come from CELERIAC_K8S_BIN_DIR and the pause image from
+ * CELERIAC_PAUSE_IMAGE(_ARCHIVE), both printed by test/support/setup-cluster.sh.
+ *
+ * stop() leaves the host as it was found: every pod is deleted and its sandbox stopped (so the
+ * CNI plugin tears down its network), each process group this module started is ended, mounts
+ * under the cluster's folder are unmounted, the bridge is removed, iptables chains the cluster
+ * added (KUBE-*, CNI-*) are deleted and the sysctls the kubelet and CNI rewrite are restored.
+ *
+ *   const c = await startCluster({ images: [archive] });
+ *   await c.kubectl(['get', 'nodes']); await c.stop();
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
+import { hostname, networkInterfaces, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { eventually } from './eventually.js';
+import { freePort } from './servers.js';
+
+/** What the cluster tier needs from setup-cluster.sh, or why it cannot run. */
+export function clusterSkipReason(): string | false {
+  const bin = process.env.CELERIAC_K8S_BIN_DIR;
+  const missing = ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubelet', 'kube-proxy', 'kubectl', 'helm'].filter(
+    (b) => !bin || !existsSync(join(bin, b)),
+  );
+  const why: string[] = [];
+  if (missing.length > 0) why.push(`CELERIAC_K8S_BIN_DIR=${bin ?? '(unset)'} lacks ${missing.join(', ')}`);
+  if (!process.env.CELERIAC_PAUSE_IMAGE_ARCHIVE || !existsSync(process.env.CELERIAC_PAUSE_IMAGE_ARCHIVE)) why.push('CELERIAC_PAUSE_IMAGE_ARCHIVE is not set');
+  if (process.getuid?.() !== 0) why.push('a kubelet and containerd need root');
+  for (const tool of ['containerd', 'ctr', 'runc', 'openssl', 'iptables-save']) {
+    if (spawnSync('sh', ['-c', `command -v ${tool} || test -x /usr/sbin/${tool}`]).status !== 0) why.push(`${tool} is not installed`);
+  }
+  if (why.length === 0) return false;
+  return `${why.join('; ')} (run \`bash test/support/setup-cluster.sh\` and export what it prints)`;
+}
+
+export interface Cluster {
+  /** The node's name and IP (pods reach host services there; the host reaches pod IPs). */
+  readonly nodeName: string;
+  readonly nodeIP: string;
+  readonly kubeconfigPath: string;
+  readonly dir: string;
+  /** The apiserver's audit log (JSON lines, level Metadata: who did which verb on what). */
+  readonly auditLogPath: string;
+  /** Runs kubectl as the admin; rejects with its output on a non-zero exit. */
+  kubectl(args: readonly string[], input?: string): Promise<string>;
+  /** Runs helm with the admin kubeconfig; rejects with its output on a non-zero exit. */
+  helm(args: readonly string[]): Promise<string>;
+  /** Imports a docker-archive into containerd's k8s.io namespace. */
+  importImage(archive: string): Promise<void>;
+  /** The last lines of one component's log (for failure messages). */
+  logTail(component: string, lines?: number): string;
+  stop(): Promise<void>;
+}
+
+export interface ClusterOptions {
+  /** docker-archives to import into containerd before the node is used (the pause image is added). */
+  images?: readonly string[];
+}
+
+const podSubnet = '10.244.0.0/24';
+const serviceRange = '10.96.0.0/16';
+const bridgeName = 'celeriac0';
+/** Sysctls the kubelet (setupKernelTunables) and the CNI bridge plugin rewrite; restored at stop. */
+const sysctls = [
+  'kernel/panic',
+  'kernel/panic_on_oops',
+  'vm/overcommit_memory',
+  'vm/panic_on_oom',
+  'kernel/keys/root_maxkeys',
+  'kernel/keys/root_maxbytes',
+  'net/ipv4/ip_forward',
+  'net/ipv4/conf/all/route_localnet',
+];
+
+function sh(cmd: string, args: readonly string[], input?: string): { code: number; out: string } {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', input, maxBuffer: 64 << 20 });
+  return { code: r.status ?? -1, out: `${r.stdout ?? ''}${r.stderr ?? ''}${r.error ? String(r.error) : ''}` };
+}
+
+function must(cmd: string, args: readonly string[], input?: string): string {
+  const r = sh(cmd, args, input);
+  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited with ${r.code}: ${r.out}`);
+  return r.out;
+}
+
+function runAsync(cmd: string, args: readonly string[], env: NodeJS.ProcessEnv, input?: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+    child.on('error', reject);
+    child.on('close', (code) =>
+      code === 0 ? resolve(out) : reject(new Error(`${cmd} ${args.join(' ')} exited with ${code}\n--- stdout\n${out}\n--- stderr\n${err}`)),
+    );
+    child.stdin.end(input ?? '');
+  });
+}
+
+/** The host's first non-loopback IPv4 address: the node IP, where host services listen for pods. */
+function primaryIPv4(): string {
+  for (const addrs of Object.values(networkInterfaces())) {
+    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  throw new Error('no non-loopback IPv4 address: the node needs one that pods can reach');
+}
+
+// ---- PKI (openssl) ----
+
+interface Pki {
+  dir: string;
+  ca: string;
+  caKey: string;
+  /** Issues a client or serving certificate signed by the CA; returns [cert, key]. */
+  issue(name: string, subject: string, sans?: string[]): [string, string];
+}
+
+function makePki(dir: string): Pki {
+  mkdirSync(dir, { recursive: true });
+  const ca = join(dir, 'ca.crt');
+  const caKey = join(dir, 'ca.key');
+  must('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=celeriac-test-ca',
+    '-keyout',
+    caKey,
+    '-out',
+    ca,
+  ]);
+  return {
+    dir,
+    ca,
+    caKey,
+    issue(name, subject, sans = []) {
+      const [crt, key, csr, ext] = ['crt', 'key', 'csr', 'ext'].map((e) => join(dir, `${name}.${e}`)) as [string, string, string, string];
+      must('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', subject, '-keyout', key, '-out', csr]);
+      const lines = [
+        sans.length > 0 ? 'extendedKeyUsage=serverAuth,clientAuth' : 'extendedKeyUsage=clientAuth',
+        'keyUsage=critical,digitalSignature,keyEncipherment',
+      ];
+      if (sans.length > 0) lines.push(`subjectAltName=${sans.join(',')}`);
+      writeFileSync(ext, lines.join('\n') + '\n');
+      must('openssl', ['x509', '-req', '-in', csr, '-CA', ca, '-CAkey', caKey, '-CAcreateserial', '-days', '2', '-extfile', ext, '-out', crt]);
+      return [crt, key];
+    },
+  };
+}
+
+function kubeconfig(path: string, server: string, ca: string, cert: string, key: string): string {
+  writeFileSync(
+    path,
+    JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{ name: 'celeriac', cluster: { server, 'certificate-authority': ca } }],
+      users: [{ name: 'user', user: { 'client-certificate': cert, 'client-key': key } }],
+      contexts: [{ name: 'celeriac', context: { cluster: 'celeriac', user: 'user', namespace: 'default' } }],
+      'current-context': 'celeriac',
+    }),
+  );
+  return path;
+}
+
+// ---- processes: each in its own process group, stopped by group ----
+
+interface Proc {
+  name: string;
+  child: ChildProcess;
+  log: string;
+}
+
+function launch(dir: string, name: string, bin: string, args: readonly string[]): Proc {
+  const log = join(dir, 'logs', `${name}.log`);
+  const out = createWriteStream(log);
+  const child = spawn(bin, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout?.pipe(out);
+  child.stderr?.pipe(out);
+  return { name, child, log };
+}
+
+function alive(pid: number): boolean {
+  try {
+    // PID 1 of this VM reaps slowly: a zombie counts as stopped.
+    return !/^\S+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+async function stopGroup(p: Proc, graceMs = 10_000): Promise<void> {
+  const pid = p.child.pid;
+  if (pid === undefined) return;
+  const signal = (s: NodeJS.Signals) => {
+    try {
+      process.kill(-pid, s);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+    }
+  };
+  signal('SIGTERM');
+  const deadline = Date.now() + graceMs;
+  while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  signal('SIGKILL');
+}
+
+function tailOf(file: string, lines: number): string {
+  try {
+    return readFileSync(file, 'utf8').trim().split('\n').slice(-lines).join('\n');
+  } catch (err) {
+    return `(no log: ${(err as Error).message})`;
+  }
+}
+
+// ---- host state: recorded before start, restored at stop ----
+
+/**
+ * Host folders the kubelet, the CNI library and containerd's shims write to whatever their
+ * configured roots (device-plugin socket, pod logs, CNI result cache, shim sockets). At stop, a
+ * folder that was absent is removed, and in one that existed only the entries the cluster added go.
+ */
+const fixedHostDirs = [
+  '/var/lib/kubelet',
+  '/var/log/pods',
+  '/var/log/containers',
+  '/var/lib/cni/results',
+  '/var/lib/cni',
+  '/run/containerd/s',
+  '/run/containerd',
+];
+
+function hostDirEntries(): Map<string, Set<string> | null> {
+  return new Map(fixedHostDirs.map((d) => [d, existsSync(d) ? new Set(readdirSync(d)) : null]));
+}
+
+function removeAddedHostEntries(before: Map<string, Set<string> | null>): void {
+  for (const [d, entries] of before) {
+    if (!existsSync(d)) continue;
+    if (entries === null) rmSync(d, { recursive: true, force: true });
+    else for (const e of readdirSync(d)) if (!entries.has(e)) rmSync(join(d, e), { recursive: true, force: true });
+  }
+}
+
+function readSysctls(): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const k of sysctls) {
+    const f = `/proc/sys/${k}`;
+    if (existsSync(f)) m.set(k, readFileSync(f, 'utf8').trim());
+  }
+  return m;
+}
+
+/** Chains per table, from iptables-save (iptables or ip6tables). */
+function chains(save: 'iptables-save' | 'ip6tables-save'): Map<string, Set<string>> {
+  const r = sh(save, []);
+  const m = new Map<string, Set<string>>();
+  let table = '';
+  for (const line of r.out.split('\n')) {
+    if (line.startsWith('*')) m.set((table = line.slice(1)), new Set());
+    else if (line.startsWith(':')) m.get(table)?.add(line.slice(1).split(' ')[0]!);
+  }
+  return m;
+}
+
+/** Deletes chains named KUBE-* or CNI-* that were not there before, with the rules jumping to them. */
+function removeNewChains(family: 'iptables' | 'ip6tables', before: Map<string, Set<string>>): string[] {
+  const left: string[] = [];
+  const now = chains(`${family}-save`);
+  const save = sh(`${family}-save`, []).out;
+  for (const [table, names] of now) {
+    const added = [...names].filter((c) => /^(KUBE|CNI)-/.test(c) && !before.get(table)?.has(c));
+    if (added.length === 0) continue;
+    const rules = save
+      .split(/^\*/m)
+      .find((s) => s.startsWith(`${table}\n`))
+      ?.split('\n')
+      .filter((l) => l.startsWith('-A ') && added.some((c) => l.includes(` -j ${c}`) || l.includes(` -g ${c}`)));
+    for (const rule of rules ?? []) {
+      const args = rule
+        .replace(/^-A /, '-D ')
+        .match(/"[^"]*"|\S+/g)!
+        .map((a) => a.replace(/^"(.*)"$/, '$1'));
+      sh(family, ['-w', '-t', table, ...args]);
+    }
+    for (const c of added) sh(family, ['-w', '-t', table, '-F', c]);
+    for (const c of added) {
+      const r = sh(family, ['-w', '-t', table, '-X', c]);
+      if (r.code !== 0) left.push(`${family} ${table} ${c}: ${r.out.trim()}`);
+    }
+  }
+  return left;
+}
+
+function mountsUnder(dir: string): string[] {
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4] ?? '')
+    .filter((m) => m === dir || m.startsWith(`${dir}/`))
+    .sort((a, b) => b.length - a.length);
+}
+
+/** Removes the kubelet's cgroups (cgroupfs driver: `kubepods` under each v1 controller), deepest first. */
+function removeKubepodsCgroups(): string[] {
+  const left: string[] = [];
+  const root = '/sys/fs/cgroup';
+  if (!existsSync(root)) return left;
+  for (const ctrl of readdirSync(root)) {
+    const top = join(root, ctrl, 'kubepods');
+    if (!existsSync(top)) continue;
+    const dirs: string[] = [];
+    const walk = (d: string) => {
+      dirs.push(d);
+      for (const e of readdirSync(d, { withFileTypes: true })) if (e.isDirectory()) walk(join(d, e.name));
+    };
+    walk(top);
+    for (const d of dirs.sort((a, b) => b.length - a.length)) {
+      try {
+        rmdirSync(d);
+      } catch (err) {
+        left.push(`${d}: ${(err as Error).message}`);
+      }
+    }
+  }
+  return left;
+}
+
+/** Processes whose command line names `needle` (e.g. containerd shims of our socket). */
+function pidsMentioning(needle: string): number[] {
+  const pids: number[] = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      if (readFileSync(`/proc/${e}/cmdline`, 'utf8').includes(needle)) pids.push(Number(e));
+    } catch {
+      // the process ended between readdir and read: nothing to stop
+    }
+  }
+  return pids.filter((p) => p !== process.pid);
+}
+
+// ---- the cluster ----
+
+/** Starts the whole cluster and resolves once the node is Ready and the default ServiceAccount exists. */
+export async function startCluster(o: ClusterOptions = {}): Promise<Cluster> {
+  const bin = process.env.CELERIAC_K8S_BIN_DIR!;
+  const pauseImage = process.env.CELERIAC_PAUSE_IMAGE!;
+  const dir = mkdtempSync(join(tmpdir(), 'celeriac-cluster-'));
+  mkdirSync(join(dir, 'logs'));
+  const nodeIP = primaryIPv4();
+  const nodeName = hostname().toLowerCase();
+  const sysctlsBefore = readSysctls();
+  const hostDirsBefore = hostDirEntries();
+  const chainsBefore = { iptables: chains('iptables-save'), ip6tables: chains('ip6tables-save') };
+  const procs: Proc[] = [];
+  const env = { ...process.env };
+  const kubectlBin = join(bin, 'kubectl');
+  const [etcdPort, etcdPeer, apiPort, kcmPort, schedPort, kubeletPort, kubeletHealthz, proxyHealthz, proxyMetrics] = await Promise.all(
+    Array.from({ length: 9 }, () => freePort()),
+  );
+  const server = `https://${nodeIP}:${apiPort}`;
+  const sock = join(dir, 'containerd', 'containerd.sock');
+  const runcRoot = join(dir, 'containerd', 'runc');
+  const ctr = (args: readonly string[]) => runAsync('ctr', ['-a', sock, '-n', 'k8s.io', ...args], env);
+
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    const problems: string[] = [];
+    const byName = (n: string) => procs.find((p) => p.name === n);
+    const admin = join(dir, 'admin.kubeconfig');
+    // No new pods, then every pod deleted; the kubelet stops their sandboxes (CNI DEL runs).
+    for (const n of ['kube-controller-manager', 'kube-scheduler']) if (byName(n)) await stopGroup(byName(n)!);
+    if (byName('kubelet') && byName('kube-apiserver') && existsSync(admin)) {
+      const del = sh(kubectlBin, ['--kubeconfig', admin, 'delete', 'pods', '--all', '--all-namespaces', '--grace-period=0', '--force', '--wait=false']);
+      if (del.code !== 0) problems.push(`deleting pods: ${del.out}`);
+      try {
+        await eventually(
+          () => {
+            const list = JSON.parse(sh('runc', ['--root', join(runcRoot, 'k8s.io'), 'list', '--format', 'json']).out || '[]') as { status: string }[] | null;
+            const running = (list ?? []).filter((c) => c.status !== 'stopped').length;
+            if (running > 0) throw new Error(`${running} containers still running`);
+          },
+          { timeoutMs: 60_000, intervalMs: 500 },
+        );
+      } catch (err) {
+        problems.push(`pods did not stop: ${(err as Error).message}`);
+      }
+    }
+    for (const n of ['kubelet', 'kube-proxy']) if (byName(n)) await stopGroup(byName(n)!);
+    if (byName('kube-proxy')) {
+      const r = sh(join(bin, 'kube-proxy'), ['--cleanup', '--config', join(dir, 'kube-proxy.yaml')]);
+      if (r.code !== 0) problems.push(`kube-proxy --cleanup: ${r.out}`);
+    }
+    for (const n of ['kube-apiserver', 'etcd']) if (byName(n)) await stopGroup(byName(n)!);
+    // Containers left (stopped sandboxes) are deleted, then containerd and its shims end.
+    const list = JSON.parse(sh('runc', ['--root', join(runcRoot, 'k8s.io'), 'list', '--format', 'json']).out || '[]') as { id: string }[] | null;
+    for (const c of list ?? []) sh('runc', ['--root', join(runcRoot, 'k8s.io'), 'delete', '--force', c.id]);
+    if (byName('containerd')) await stopGroup(byName('containerd')!);
+    for (const pid of pidsMentioning(sock)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ESRCH') problems.push(`killing shim ${pid}: ${(err as Error).message}`);
+      }
+    }
+    for (const m of mountsUnder(dir)) {
+      const r = sh('umount', [m]);
+      if (r.code !== 0 && sh('umount', ['-l', m]).code !== 0) problems.push(`umount ${m}: ${r.out}`);
+    }
+    if (sh('ip', ['link', 'show', bridgeName]).code === 0) sh('ip', ['link', 'delete', bridgeName]);
+    problems.push(...removeNewChains('iptables', chainsBefore.iptables), ...removeNewChains('ip6tables', chainsBefore.ip6tables));
+    for (const [k, v] of sysctlsBefore) {
+      const f = `/proc/sys/${k}`;
+      if (readFileSync(f, 'utf8').trim() !== v) writeFileSync(f, v);
+    }
+    problems.push(...removeKubepodsCgroups());
+    removeAddedHostEntries(hostDirsBefore);
+    const leftover = procs.filter((p) => p.child.pid !== undefined && alive(p.child.pid)).map((p) => p.name);
+    if (leftover.length > 0) problems.push(`still running: ${leftover.join(', ')}`);
+    if (problems.length === 0) rmSync(dir, { recursive: true, force: true });
+    else throw new Error(`the cluster did not stop cleanly (its files are kept in ${dir}):\n${problems.join('\n')}`);
+  };
+
+  const logTail = (name: string, lines = 40) => tailOf(join(dir, 'logs', `${name}.log`), lines);
+  const start = (name: string, args: readonly string[], binary = join(bin, name)) => {
+    const p = launch(dir, name, binary, args);
+    procs.push(p);
+    return p;
+  };
+  /** Waits for `check`; a component that exits first fails the wait at once, with its log. */
+  const waitFor = async (what: string, p: Proc, check: () => Promise<unknown> | unknown, timeoutMs = 60_000) => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (p.child.exitCode !== null || p.child.signalCode !== null) {
+        throw new Error(`${what}: ${p.name} exited (${p.child.exitCode ?? p.child.signalCode})\n--- ${p.name} log\n${logTail(p.name)}`);
+      }
+      try {
+        return await check();
+      } catch (err) {
+        if (Date.now() > deadline) throw new Error(`${what}: ${(err as Error).message}\n--- ${p.name} log\n${logTail(p.name)}`, { cause: err });
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  };
+
+  try {
+    // --- PKI and kubeconfigs ---
+    const pki = makePki(join(dir, 'pki'));
+    const [apiCrt, apiKey] = pki.issue('apiserver', '/CN=kube-apiserver', [
+      'IP:127.0.0.1',
+      'IP:10.96.0.1',
+      `IP:${nodeIP}`,
+      `DNS:${nodeName}`,
+      'DNS:kubernetes',
+      'DNS:kubernetes.default',
+      'DNS:kubernetes.default.svc',
+      'DNS:kubernetes.default.svc.cluster.local',
+    ]);
+    const [kubeletClientCrt, kubeletClientKey] = pki.issue('apiserver-kubelet-client', '/O=system:masters/CN=kube-apiserver-kubelet-client');
+    const kcfg = (name: string, subject: string) => {
+      const [c, k] = pki.issue(name, subject);
+      return kubeconfig(join(dir, `${name}.kubeconfig`), server, pki.ca, c, k);
+    };
+    const adminKubeconfig = kcfg('admin', '/O=system:masters/CN=celeriac-admin');
+    const kcmKubeconfig = kcfg('kube-controller-manager', '/CN=system:kube-controller-manager');
+    const schedKubeconfig = kcfg('kube-scheduler', '/CN=system:kube-scheduler');
+    const kubeletKubeconfig = kcfg('kubelet', `/O=system:nodes/CN=system:node:${nodeName}`);
+    const proxyKubeconfig = kcfg('kube-proxy', '/CN=system:kube-proxy');
+    const saKey = join(pki.dir, 'sa.key');
+    const saPub = join(pki.dir, 'sa.pub');
+    must('openssl', ['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-out', saKey]);
+    must('openssl', ['pkey', '-in', saKey, '-pubout', '-out', saPub]);
+
+    // --- containerd ---
+    const cdir = join(dir, 'containerd');
+    mkdirSync(join(cdir, 'cni'), { recursive: true });
+    writeFileSync(
+      join(cdir, 'cni', '10-celeriac.conflist'),
+      JSON.stringify({
+        cniVersion: '1.0.0',
+        name: 'celeriac-cluster',
+        plugins: [
+          {
+            type: 'bridge',
+            bridge: bridgeName,
+            isGateway: true,
+            // No masquerade: pods only talk to the node and each other, and no NAT chains are left.
+            ipMasq: false,
+            hairpinMode: true,
+            ipam: { type: 'host-local', ranges: [[{ subnet: podSubnet }]], routes: [{ dst: '0.0.0.0/0' }], dataDir: join(cdir, 'ipam') },
+          },
+        ],
+      }),
+    );
+    writeFileSync(
+      join(cdir, 'config.toml'),
+      [
+        'version = 2',
+        `root = "${join(cdir, 'root')}"`,
+        `state = "${join(cdir, 'state')}"`,
+        'disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"]',
+        '[grpc]',
+        `  address = "${sock}"`,
+        '[plugins."io.containerd.internal.v1.opt"]',
+        `  path = "${join(cdir, 'opt')}"`,
+        '[plugins."io.containerd.grpc.v1.cri"]',
+        `  sandbox_image = "${pauseImage}"`,
+        // The VM lacks CAP_SYS_RESOURCE: without this every sandbox fails to start.
+        '  restrict_oom_score_adj = true',
+        '  netns_mounts_under_state_dir = true',
+        '  [plugins."io.containerd.grpc.v1.cri".containerd]',
+        '    default_runtime_name = "runc"',
+        '    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]',
+        '      runtime_type = "io.containerd.runc.v2"',
+        '      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]',
+        '        SystemdCgroup = false',
+        `        Root = "${runcRoot}"`,
+        '  [plugins."io.containerd.grpc.v1.cri".cni]',
+        '    bin_dir = "/usr/lib/cni"',
+        `    conf_dir = "${join(cdir, 'cni')}"`,
+        '',
+      ].join('\n'),
+    );
+    const containerd = start('containerd', ['--config', join(cdir, 'config.toml')], 'containerd');
+    await waitFor('containerd', containerd, () => ctr(['version']));
+    for (const archive of [process.env.CELERIAC_PAUSE_IMAGE_ARCHIVE!, ...(o.images ?? [])]) await ctr(['images', 'import', archive]);
+
+    // --- etcd, kube-apiserver ---
+    const etcd = start('etcd', [
+      `--data-dir=${join(dir, 'etcd')}`,
+      '--name=celeriac',
+      `--listen-client-urls=http://127.0.0.1:${etcdPort}`,
+      `--advertise-client-urls=http://127.0.0.1:${etcdPort}`,
+      `--listen-peer-urls=http://127.0.0.1:${etcdPeer}`,
+      `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeer}`,
+      `--initial-cluster=celeriac=http://127.0.0.1:${etcdPeer}`,
+      '--unsafe-no-fsync=true',
+      '--log-level=warn',
+    ]);
+    await waitFor('etcd', etcd, async () => {
+      const r = await fetch(`http://127.0.0.1:${etcdPort}/health`);
+      if (!(await r.text()).includes('"health":"true"')) throw new Error('etcd not healthy');
+    });
+    writeFileSync(join(dir, 'audit-policy.yaml'), JSON.stringify({ apiVersion: 'audit.k8s.io/v1', kind: 'Policy', rules: [{ level: 'Metadata' }] }));
+    const apiserver = start('kube-apiserver', [
+      `--etcd-servers=http://127.0.0.1:${etcdPort}`,
+      `--secure-port=${apiPort}`,
+      '--bind-address=0.0.0.0',
+      `--advertise-address=${nodeIP}`,
+      `--cert-dir=${join(dir, 'apiserver-certs')}`,
+      `--tls-cert-file=${apiCrt}`,
+      `--tls-private-key-file=${apiKey}`,
+      `--client-ca-file=${pki.ca}`,
+      `--service-cluster-ip-range=${serviceRange}`,
+      '--authorization-mode=Node,RBAC',
+      '--enable-admission-plugins=NodeRestriction',
+      '--allow-privileged=true',
+      '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
+      `--service-account-key-file=${saPub}`,
+      `--service-account-signing-key-file=${saKey}`,
+      `--kubelet-client-certificate=${kubeletClientCrt}`,
+      `--kubelet-client-key=${kubeletClientKey}`,
+      `--audit-policy-file=${join(dir, 'audit-policy.yaml')}`,
+      `--audit-log-path=${join(dir, 'logs', 'audit.log')}`,
+      '--v=1',
+    ]);
+    const kubectl = (args: readonly string[], input?: string) => runAsync(kubectlBin, ['--kubeconfig', adminKubeconfig, ...args], env, input);
+    await waitFor('kube-apiserver', apiserver, () => kubectl(['get', '--raw', '/readyz']), 120_000);
+
+    // --- controller-manager, scheduler ---
+    start('kube-controller-manager', [
+      `--kubeconfig=${kcmKubeconfig}`,
+      `--authentication-kubeconfig=${kcmKubeconfig}`,
+      `--authorization-kubeconfig=${kcmKubeconfig}`,
+      `--service-account-private-key-file=${saKey}`,
+      `--root-ca-file=${pki.ca}`,
+      '--use-service-account-credentials=true',
+      `--cluster-signing-cert-file=${pki.ca}`,
+      `--cluster-signing-key-file=${pki.caKey}`,
+      '--leader-elect=false',
+      '--bind-address=127.0.0.1',
+      `--secure-port=${kcmPort}`,
+      '--v=1',
+    ]);
+    start('kube-scheduler', [
+      `--kubeconfig=${schedKubeconfig}`,
+      `--authentication-kubeconfig=${schedKubeconfig}`,
+      `--authorization-kubeconfig=${schedKubeconfig}`,
+      '--leader-elect=false',
+      '--bind-address=127.0.0.1',
+      `--secure-port=${schedPort}`,
+      '--v=1',
+    ]);
+
+    // --- kubelet ---
+    const kubeletConfig = join(dir, 'kubelet.yaml');
+    const hardNofile = Number(must('sh', ['-c', 'ulimit -Hn']).trim()) || 65536;
+    writeFileSync(
+      kubeletConfig,
+      JSON.stringify({
+        apiVersion: 'kubelet.config.k8s.io/v1beta1',
+        kind: 'KubeletConfiguration',
+        port: kubeletPort,
+        readOnlyPort: 0,
+        healthzPort: kubeletHealthz,
+        healthzBindAddress: '127.0.0.1',
+        authentication: { anonymous: { enabled: false }, webhook: { enabled: true }, x509: { clientCAFile: pki.ca } },
+        authorization: { mode: 'Webhook' },
+        cgroupDriver: 'cgroupfs',
+        failCgroupV1: false,
+        failSwapOn: false,
+        oomScoreAdj: 0,
+        maxOpenFiles: hardNofile,
+        makeIPTablesUtilChains: false,
+        evictionHard: { 'memory.available': '1Mi', 'nodefs.available': '1%', 'imagefs.available': '1%', 'nodefs.inodesFree': '1%' },
+        imageGCHighThresholdPercent: 100,
+        imageGCLowThresholdPercent: 99,
+        resolvConf: '/etc/resolv.conf',
+        containerRuntimeEndpoint: `unix://${sock}`,
+        serializeImagePulls: false,
+        registerNode: true,
+      }),
+    );
+    const startedAt = Date.now();
+    const kubelet = start('kubelet', [
+      `--config=${kubeletConfig}`,
+      `--kubeconfig=${kubeletKubeconfig}`,
+      `--root-dir=${join(dir, 'kubelet')}`,
+      `--cert-dir=${join(dir, 'kubelet-pki')}`,
+      `--hostname-override=${nodeName}`,
+      `--node-ip=${nodeIP}`,
+      '--v=1',
+    ]);
+
+    // --- kube-proxy (ClusterIP Services: pods reach the API through 10.96.0.1) ---
+    writeFileSync(
+      join(dir, 'kube-proxy.yaml'),
+      JSON.stringify({
+        apiVersion: 'kubeproxy.config.k8s.io/v1alpha1',
+        kind: 'KubeProxyConfiguration',
+        clientConnection: { kubeconfig: proxyKubeconfig },
+        mode: 'iptables',
+        clusterCIDR: podSubnet,
+        hostnameOverride: nodeName,
+        healthzBindAddress: `127.0.0.1:${proxyHealthz}`,
+        metricsBindAddress: `127.0.0.1:${proxyMetrics}`,
+        // Zero: leave the host's conntrack settings alone.
+        conntrack: { maxPerCore: 0, min: 0, tcpEstablishedTimeout: '0s', tcpCloseWaitTimeout: '0s' },
+        // false: else it sets route_localnet=1 and leaves a KUBE-FIREWALL chain behind.
+        iptables: { localhostNodePorts: false },
+      }),
+    );
+    start('kube-proxy', [`--config=${join(dir, 'kube-proxy.yaml')}`, '--v=1']);
+
+    // After a restart etcd could still hold an old Ready node: the heartbeat must be newer than the start.
+    await waitFor(
+      'node Ready',
+      kubelet,
+      async () => {
+        const node = JSON.parse(await kubectl(['get', 'node', nodeName, '-o', 'json'])) as {
+          status?: { conditions?: { type: string; status: string; lastHeartbeatTime: string }[] };
+        };
+        const ready = node.status?.conditions?.find((c) => c.type === 'Ready');
+        if (ready?.status !== 'True' || Date.parse(ready.lastHeartbeatTime) < startedAt - 1000) throw new Error(`node not Ready: ${JSON.stringify(ready)}`);
+      },
+      120_000,
+    );
+    await waitFor('default ServiceAccount', kubelet, () => kubectl(['get', 'serviceaccount', 'default', '-n', 'default']), 120_000);
+
+    return {
+      nodeName,
+      nodeIP,
+      kubeconfigPath: adminKubeconfig,
+      dir,
+      auditLogPath: join(dir, 'logs', 'audit.log'),
+      kubectl,
+      helm: (args) => runAsync(join(bin, 'helm'), ['--kubeconfig', adminKubeconfig, ...args], env),
+      importImage: async (archive) => {
+        await ctr(['images', 'import', archive]);
+      },
+      logTail,
+      stop,
+    };
+  } catch (err) {
+    try {
+      await stop();
+    } catch (stopErr) {
+      throw new AggregateError([err, stopErr], `the cluster failed to start (${(err as Error).message}) and to stop (${(stopErr as Error).message})`);
+    }
+    throw err;
+  }
+}
+
+/** Lists what stop() restores, for a test that checks the host after a run. */
+export function hostSnapshot(): { sysctls: Map<string, string>; chains: string[]; mounts: number; netns: string[] } {
+  const all = [...chains('iptables-save')].flatMap(([t, cs]) => [...cs].filter((c) => /^(KUBE|CNI)-/.test(c)).map((c) => `${t}/${c}`));
+  return {
+    sysctls: readSysctls(),
+    chains: all.sort(),
+    mounts: readFileSync('/proc/self/mountinfo', 'utf8').split('\n').length,
+    netns: existsSync('/var/run/netns') ? readdirSync('/var/run/netns').sort() : [],
+  };
+}
