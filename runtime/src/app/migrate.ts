@@ -54,8 +54,10 @@ async function migrateQueue(from: Broker, to: Broker, queue: string, total: numb
   const ctl = new AbortController();
   let taken = 0;
   let moved = 0;
-  let failure: unknown = null;
+  /** The first step that failed: publishing to the destination, or acknowledging on the source. */
+  let failure: { step: 'publish' | 'ack'; err: unknown } | null = null;
   // Deliveries are moved one after the other, in the order they came, while more are prefetched.
+  // `move` never rejects (a failure is recorded and stops the queue), so the chain never does.
   let chain = Promise.resolve();
   let idle: NodeJS.Timeout | undefined;
   const armIdle = () => {
@@ -63,19 +65,28 @@ async function migrateQueue(from: Broker, to: Broker, queue: string, total: numb
     // Stop only once the moves under way are done: a stopped consumer may give back what it holds.
     idle = setTimeout(() => void chain.then(() => ctl.abort()), o.idleMs ?? 1000);
   };
+  const fail = (step: 'publish' | 'ack', err: unknown) => {
+    failure ??= { step, err };
+    ctl.abort();
+  };
   const move = async (d: Delivery) => {
     if (ctl.signal.aborted) return d.requeue();
     try {
       await to.publish(queue, d.message);
     } catch (err) {
-      failure ??= err;
-      ctl.abort();
+      fail('publish', err);
       return d.requeue();
     }
-    moved++;
     // The last one: stop fetching before settling it, so no message is taken that is not moved.
-    if (moved >= total) ctl.abort();
-    await d.ack();
+    if (moved + 1 >= total) ctl.abort();
+    try {
+      await d.ack();
+    } catch (err) {
+      // Published but still on the source (the broker gives it back): a copy on both sides,
+      // which the caller must hear of rather than a count that says it moved.
+      return fail('ack', err);
+    }
+    moved++;
     o.onProgress?.({ queue, moved, total, task: str(d.message.headers.task), id: str(d.message.headers.id) });
   };
   armIdle();
@@ -98,9 +109,12 @@ async function migrateQueue(from: Broker, to: Broker, queue: string, total: numb
     clearTimeout(idle);
   }
   if (failure !== null) {
-    throw new BrokerError(`migrate ${queue}: publishing to the destination (${to.kind}) failed after ${moved} message(s); the message is still on the source`, {
-      cause: failure,
-    });
+    const { step, err } = failure as { step: 'publish' | 'ack'; err: unknown };
+    const what =
+      step === 'publish'
+        ? `publishing to the destination (${to.kind}) failed after ${moved} message(s); the message is still on the source`
+        : `acknowledging on the source (${from.kind}) failed after ${moved} message(s); that message was published to the destination and will be delivered again on the source (a copy on both sides)`;
+    throw new BrokerError(`migrate ${queue}: ${what}`, { cause: err });
   }
   return moved;
 }
