@@ -166,7 +166,10 @@ export class Consumer {
   /** Why consuming stopped without being asked (the broker's consume failed or ended): /healthz answers 503. */
   failure: Error | null = null;
   private readonly duplicates: DuplicateFilter;
-  /** Tasks finished since start (for the demo and tests). */
+  /**
+   * Tasks run to their end since start (the heartbeat's `processed`); as Celery's count, a revoked
+   * or expired task discarded without running is not one.
+   */
   processed = 0;
 
   /** Verifies signed (auth) messages; null without a security config. */
@@ -594,6 +597,7 @@ export class Consumer {
   private async execute(j: Job): Promise<void> {
     const { req, d, task } = j;
     const { config, pool, metrics } = this.deps;
+    let ran = false;
     try {
       const why = this.discardReason(j);
       if (why) return await this.discard(j, why);
@@ -610,6 +614,7 @@ export class Consumer {
       j.startedAt = performance.now();
       j.startedAtMs = Date.now();
       this.totals.set(req.name, (this.totals.get(req.name) ?? 0) + 1);
+      ran = true;
       const limits = this.limits.get(task.name);
       const run = limits ? { ...task, options: { ...task.options, ...limits } } : task;
       // The run span (when tracing is on) covers the run and what the worker sends on its behalf.
@@ -641,7 +646,7 @@ export class Consumer {
       );
     } finally {
       this.active.delete(j);
-      this.processed++;
+      if (ran) this.processed++;
       if (this.active.size === 0) for (const w of this.idleWaiters.splice(0)) w();
       this.pump();
     }

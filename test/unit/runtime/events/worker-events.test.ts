@@ -203,3 +203,34 @@ describe('events steered by remote control (as Flower does)', () => {
     }
   });
 });
+
+describe('worker heartbeat counts', () => {
+  it('processed counts the tasks that ran, not one revoked while it waited for a slot (as Celery)', async () => {
+    const app = createTestApp({ concurrency: 1, hostname: 'w2@test' });
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    app.task('t.hold', () => held);
+    app.task('t.never', () => 'ran');
+    const worker = await startTestWorker(app);
+    try {
+      const first = await app.sendTask('t.hold', []);
+      await eventually(() => assert.equal(worker.counts().active, 1));
+      const second = await app.sendTask('t.never', []);
+      // Received and waiting for the one slot: revoked there, it is discarded when its turn comes.
+      await eventually(() => assert.equal(worker.counts().reserved, 1));
+      const replies = await app.control.revoke(second.id, { reply: true, destination: ['w2@test'] });
+      assert.equal(replies.length, 1);
+      release();
+      await first.get({ timeout: 5000 });
+      await assert.rejects(second.get({ timeout: 5000 }), (err: Error) => err.name === 'TaskRevokedError');
+      await eventually(() => assert.equal(worker.counts().active + worker.counts().reserved, 0));
+      const stats = await app.control.stats({ destination: ['w2@test'] });
+      assert.deepEqual(stats['w2@test']!.total, { 't.hold': 1 });
+      assert.equal(worker.counts().processed, 1);
+    } finally {
+      release();
+      await worker.stop();
+      await app.close();
+    }
+  });
+});
