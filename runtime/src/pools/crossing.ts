@@ -79,6 +79,13 @@ function serializerOf(name: string): Serializer {
   return serializerByName(name);
 }
 
+/**
+ * Encodes a value to cross. json writes a Date as kombu's datetime tag, which it reads back as a
+ * Date: a datetime argument (what Celery 5.3+ sends) reaches the task as a Date, and a Date result
+ * reaches the store as one, as on the event-loop pool; ISO text would arrive as a string.
+ */
+const dumps = (s: Serializer, value: unknown): Buffer => s.dumps(value, { dateTags: true });
+
 /** Bytes as a Buffer without a copy (a thread receives a Uint8Array). */
 const asBuffer = (b: Uint8Array): Buffer => (Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 
@@ -86,7 +93,7 @@ const asBuffer = (b: Uint8Array): Buffer => (Buffer.isBuffer(b) ? b : Buffer.fro
 export function crossRequest(req: TaskRequest, contentType: string): CrossedRequest {
   const serializer = serializerForContentType(contentType) ?? 'json';
   const { args, kwargs, embed: _embed, headers: _headers, ...rest } = req;
-  return { req: rest, payload: serializerOf(serializer).dumps([args, kwargs]), serializer };
+  return { req: rest, payload: dumps(serializerOf(serializer), [args, kwargs]), serializer };
 }
 
 const NO_EMBED = Object.freeze({ callbacks: null, errbacks: null, chain: null, chord: null });
@@ -102,19 +109,19 @@ export function crossError(err: unknown, serializer: string): CrossedError {
   for (const [k, v] of Object.entries(err)) if (typeof v !== 'function') fields[k] = v;
   let bytes: Uint8Array;
   try {
-    bytes = serializerOf(serializer).dumps(fields);
+    bytes = dumps(serializerOf(serializer), fields);
   } catch {
     // A field the wire cannot carry (a cycle, a BigInt in msgpack): keep the others, name the bad one.
     const kept: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(fields)) {
       try {
-        serializerOf(serializer).dumps(v);
+        dumps(serializerOf(serializer), v);
         kept[k] = v;
       } catch (err) {
         kept[k] = `<not serializable: ${(err as Error).message}>`;
       }
     }
-    bytes = serializerOf(serializer).dumps(kept);
+    bytes = dumps(serializerOf(serializer), kept);
   }
   return { kind: 'error', name: err.name, message: err.message, stack: err.stack, fields: bytes };
 }
@@ -133,7 +140,7 @@ export function crossOutcome(o: TaskOutcome, serializer: string): CrossedOutcome
   const s = serializerOf(serializer);
   switch (o.state) {
     case 'SUCCESS':
-      return { state: 'SUCCESS', value: s.dumps(o.value), runtimeMs: o.runtimeMs };
+      return { state: 'SUCCESS', value: dumps(s, o.value), runtimeMs: o.runtimeMs };
     case 'FAILURE':
       return { state: 'FAILURE', error: crossError(o.error, serializer), runtimeMs: o.runtimeMs };
     case 'RETRY': {
@@ -142,7 +149,7 @@ export function crossOutcome(o: TaskOutcome, serializer: string): CrossedOutcome
       return { state: 'RETRY', countdownMs: r.countdownMs, eta: r.eta, exc, error: crossError(r, serializer), runtimeMs: o.runtimeMs };
     }
     case 'REPLACED':
-      return { state: 'REPLACED', signature: s.dumps(o.signature), runtimeMs: o.runtimeMs };
+      return { state: 'REPLACED', signature: dumps(s, o.signature), runtimeMs: o.runtimeMs };
     default:
       return o;
   }
