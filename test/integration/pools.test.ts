@@ -67,6 +67,16 @@ for (const pool of ['event-loop', 'threads', 'processes'] as const) {
       assert.equal('missing' in v, false);
     });
 
+    it('a datetime argument (kombu 5.3+ tag, as Celery 5.3+ sends it) reaches the task as a Date', async () => {
+      const tagging = createApp({ broker: url, backend: url, defaultQueue: queue, logLevel: 'silent', jsonDateTags: true });
+      try {
+        const r = await tagging.sendTask('pools.kindOf', [new Date(0)]);
+        assert.equal(await r.get({ timeout: 30_000 }), '[object Date]');
+      } finally {
+        await tagging.close();
+      }
+    });
+
     it('an error keeps its type, module, message and stack', async () => {
       const err = await failureOf(run('pools.fail', [42]));
       assert.equal(err.excType, 'PaymentError');
