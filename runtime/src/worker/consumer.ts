@@ -610,6 +610,10 @@ export class Consumer {
       if (!ignore && (task.options.trackStarted ?? config.trackStarted)) {
         await this.store(j, buildMeta(req.id, States.STARTED, { pid: process.pid, hostname: config.hostname }));
       }
+      // A revoke that came while the message was acknowledged or STARTED stored found no running
+      // task to abort: checked again here, so the task does not run after all (Celery terminates on ack).
+      const whyNow = this.discardReason(j);
+      if (whyNow) return await this.discard(j, whyNow);
       const ctl = (j.ctl = new AbortController());
       j.startedAt = performance.now();
       j.startedAtMs = Date.now();

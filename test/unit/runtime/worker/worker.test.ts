@@ -351,3 +351,42 @@ describe('worker shutdown and health', () => {
     }
   });
 });
+
+describe('revoke while a task is starting', () => {
+  it('a revoke that arrives between the start check and the run (storing STARTED) stops the task: it never runs', async () => {
+    const a = createTestApp({ concurrency: 1, trackStarted: true, hostname: 'w3@test' });
+    let ran = 0;
+    a.task('t.starting', () => {
+      ran++;
+      return 'ran';
+    });
+    // Hold the STARTED store: the task has passed its revoked check and is acknowledged, not yet running.
+    const backend = await a.backend();
+    const store = backend.store.bind(backend);
+    let atStarted!: () => void;
+    const reached = new Promise<void>((r) => (atStarted = r));
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    backend.store = async (meta, ctx) => {
+      if (meta.status === 'STARTED') {
+        atStarted();
+        await gate;
+      }
+      return store(meta, ctx);
+    };
+    const w = await startTestWorker(a);
+    try {
+      const r = await a.sendTask('t.starting', []);
+      await reached;
+      const replies = await a.control.revoke(r.id, { reply: true, destination: ['w3@test'] });
+      assert.equal(replies.length, 1);
+      release();
+      await assert.rejects(r.get({ timeout: 5000 }), TaskRevokedError);
+      assert.equal(ran, 0, 'the revoked task ran');
+    } finally {
+      release();
+      await w.stop();
+      await a.close();
+    }
+  });
+});
