@@ -228,6 +228,12 @@ export function createRunnerPool(o: RunnerPoolOptions): Pool {
         );
       };
       r.onDone = (m) => {
+        // The worker already ended this runner (hard limit, terminate) as the task finished: what the
+        // worker decided and logged stands, not the late "done" (release() leaves an ending runner).
+        if (endedBy) {
+          finish(endedBy);
+          return release(r);
+        }
         r.tasks++;
         if (o.maxTasksPerChild !== null && r.tasks >= o.maxTasksPerChild) {
           log.info({ runner: r.handle.id, tasks: r.tasks }, `runner reached maxTasksPerChild (${o.maxTasksPerChild}): replacing it`);

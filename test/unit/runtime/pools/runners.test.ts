@@ -1,0 +1,70 @@
+// pools/runners.ts with a runner handle faked at its seam (pure pool logic): a task whose hard time
+// limit fired is FAILURE(TimeLimitExceeded) even when the runner's "done" beats its exit.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import pino from 'pino';
+import type { Task } from '../../../../runtime/src/app/task.js';
+import { crossOutcome, type FromRunner, type ToRunner } from '../../../../runtime/src/pools/crossing.js';
+import { createRunnerPool, type RunnerExit, type RunnerHandle } from '../../../../runtime/src/pools/runners.js';
+import { TimeLimitExceeded } from '../../../../runtime/src/pools/trace.js';
+import { acceptedContentTypes } from '../../../../runtime/src/protocol/serializers.js';
+import { decodeTask, encodeTask } from '../../../../runtime/src/protocol/task-message.js';
+import { eventually } from '../../../support/eventually.js';
+
+/** A runner that answers init at once, and runs nothing until the test says; kill() only records. */
+function fakeRunner() {
+  let onMessage: (m: FromRunner) => void = () => undefined;
+  let onExit: (e: RunnerExit) => void = () => undefined;
+  const state = { killed: false, runs: [] as number[] };
+  const handle: RunnerHandle = {
+    id: 1,
+    send(m: ToRunner) {
+      if (m.type === 'init') queueMicrotask(() => onMessage({ type: 'ready' }));
+      if (m.type === 'run') state.runs.push(m.job);
+    },
+    onMessage: (fn) => (onMessage = fn),
+    onExit: (fn) => (onExit = fn),
+    kill: () => {
+      state.killed = true;
+    },
+  };
+  return { handle, state, say: (m: FromRunner) => onMessage(m), exit: (e: RunnerExit) => onExit(e) };
+}
+
+describe('runner pool', () => {
+  it("a task past its hard limit stays FAILURE(TimeLimitExceeded) when the runner's done arrives before its exit", async () => {
+    const runner = fakeRunner();
+    const pool = createRunnerPool({
+      kind: 'threads',
+      size: 1,
+      spawn: () => runner.handle,
+      tasksModule: 'file:///tasks.js',
+      config: { brokerUrl: 'redis://x' },
+      maxTasksPerChild: null,
+      maxMemoryPerChildKib: null,
+      log: pino({ level: 'silent' }),
+    });
+    await pool.start();
+    const task = { name: 't.slow', options: { timeLimit: 20 }, fn: () => 'late' } as unknown as Task;
+    const req = decodeTask(
+      encodeTask({ id: 'id-1', name: 't.slow', args: [], kwargs: {}, retries: 0, origin: 'test', serializer: 'json' }),
+      acceptedContentTypes(['json']),
+    );
+    const outcome = pool.run({
+      task,
+      req,
+      info: { queue: 'celery', exchange: '', routingKey: 'celery', redelivered: false },
+      hostname: 'w@h',
+      log: pino({ level: 'silent' }),
+      ctl: new AbortController(),
+    });
+    await eventually(() => assert.ok(runner.state.killed, 'the hard limit ended the runner'));
+    // The task finished just as the limit fired: its "done" is read before the runner's exit.
+    runner.say({ type: 'done', job: runner.state.runs[0]!, outcome: crossOutcome({ state: 'SUCCESS', value: 'late', runtimeMs: 25 }, 'json'), memoryKib: 0 });
+    runner.exit({ code: null, signal: 'SIGTERM' });
+    const o = await outcome;
+    assert.equal(o.state, 'FAILURE', `outcome ${o.state}`);
+    assert.ok((o as { error?: unknown }).error instanceof TimeLimitExceeded, String((o as { error?: unknown }).error));
+    await pool.stop({ graceful: false, timeoutMs: 100 });
+  });
+});
