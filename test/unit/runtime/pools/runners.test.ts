@@ -15,7 +15,7 @@ import { eventually } from '../../../support/eventually.js';
 function fakeRunner() {
   let onMessage: (m: FromRunner) => void = () => undefined;
   let onExit: (e: RunnerExit) => void = () => undefined;
-  const state = { killed: false, runs: [] as number[] };
+  const state = { killed: false, exitOnKill: false, runs: [] as number[] };
   const handle: RunnerHandle = {
     id: 1,
     send(m: ToRunner) {
@@ -26,6 +26,7 @@ function fakeRunner() {
     onExit: (fn) => (onExit = fn),
     kill: () => {
       state.killed = true;
+      if (state.exitOnKill) queueMicrotask(() => onExit({ code: null, signal: 'SIGTERM' }));
     },
   };
   return { handle, state, say: (m: FromRunner) => onMessage(m), exit: (e: RunnerExit) => onExit(e) };
@@ -34,10 +35,19 @@ function fakeRunner() {
 describe('runner pool', () => {
   it("a task past its hard limit stays FAILURE(TimeLimitExceeded) when the runner's done arrives before its exit", async () => {
     const runner = fakeRunner();
+    // The replacement runners exit as soon as they are killed (at pool.stop).
+    const spawned = [runner];
+    const spawn = () => {
+      if (spawned.length === 1 && !runner.state.killed) return runner.handle;
+      const next = fakeRunner();
+      next.state.exitOnKill = true;
+      spawned.push(next);
+      return next.handle;
+    };
     const pool = createRunnerPool({
       kind: 'threads',
       size: 1,
-      spawn: () => runner.handle,
+      spawn,
       tasksModule: 'file:///tasks.js',
       config: { brokerUrl: 'redis://x' },
       maxTasksPerChild: null,
