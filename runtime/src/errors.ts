@@ -16,7 +16,7 @@
  *  ├─ TaskRevokedError       the task was revoked or expired
  *  ├─ CanvasError            a canvas this process cannot apply (unknown subtask_type, chord on rpc://)
  *  ├─ ChordError             a chord's header failed, or its body could not be applied (stored on the body)
- *  ├─ ComponentStartError    a user component (app.component) failed to start: the worker does not start
+ *  ├─ ComponentStartError    a component (the worker's own or app.component's) failed to start: the worker does not start
  *  ├─ WorkerLostError        a task's runner died or was cut off under it (shutdown timeout, cold shutdown); billiard's name
  *  └─ TaskPredicate          thrown by tasks to steer the worker
  *      ├─ Retry              re-run later (ctx.retry() throws it)
@@ -44,7 +44,7 @@ export class ConfigError extends CeleriacError {
   }
 }
 
-/** A user component failed to start; the message names it (the worker stops what it started). */
+/** A component (the worker's own, or a user's) failed to start; the message names it (the worker stops what it started). */
 export class ComponentStartError extends CeleriacError {
   constructor(
     readonly component: string,

@@ -26,7 +26,7 @@ export class ConnectionPool {
 export const db = new ConnectionPool();
 
 // A component: started after the result backend and before the worker consumes; stopped after the last task.
-app.component({ name: 'db', requires: ['backend'], start: () => db.connect(), stop: () => db.end() });
+app.component({ name: 'db', requires: ['backend'], before: ['consumer'], start: () => db.connect(), stop: () => db.end() });
 
 // A remote-control command that reads it: `celeriac inspect db_stats`.
 app.controlCommand('db_stats', { type: 'inspect', handler: () => ({ open: db.open, queries: db.queries }) });

@@ -1,10 +1,12 @@
 /**
- * User components: services a user starts with the worker and stops with it (Celery's bootsteps
- * `StartStopStep`), declared in the tasks module with `app.component({...})`. Each names what it
- * `requires` (started first, stopped after it) and what it must start `before`; the worker starts
- * them in that order once its broker, result backend and pool are up and before it consumes, and
- * stops them in reverse after the consumer has stopped and the running tasks have finished, so a
- * task always finds them started. A failing start stops the worker with the component's name.
+ * Components: services started with the worker and stopped with it (Celery's bootsteps
+ * `StartStopStep`). The worker's own are built so (worker/services.ts: broker, backend, tracing,
+ * metrics, watchdog, pool, events, heartbeat, control, consumer, autoscaler); a user adds theirs in
+ * the tasks module with `app.component({...})`. Each names what it `requires` (started first,
+ * stopped after it) and what it must start `before`; otherwise they start in declaration order, a
+ * user's after the pool and before the worker's events, control and consumer, so that a task
+ * always finds them started. They stop in reverse. A failing start stops what started, in
+ * reverse, and the worker's start rejects with ComponentStartError naming the component.
  *
  * Components run in the worker process. A task in a threads or processes runner has its own copy
  * of the module: open per-runner resources in a `workerProcessInit` signal handler instead (as
@@ -12,11 +14,6 @@
  */
 import type { Logger } from 'pino';
 import { ComponentStartError, ConfigError } from '../errors.js';
-
-/** The worker's own services, started before any user component: a component may require them. */
-export const WORKER_SERVICES = ['broker', 'backend', 'pool'] as const;
-/** The worker's services started after the user components (a component is always before them). */
-export const CONSUMING_SERVICES = ['events', 'consumer', 'control', 'metrics'] as const;
 
 /** What a component's start() gets. */
 export interface ComponentContext {
@@ -30,9 +27,9 @@ export interface ComponentContext {
 export interface Component {
   /** Unique among the app's components; used in logs, errors and others' `requires`/`before`. */
   readonly name: string;
-  /** Components (or worker services: broker, backend, pool) started before this one and stopped after it. */
+  /** Components (the worker's own too: 'backend', 'pool', ...) started before this one and stopped after it. */
   readonly requires?: readonly string[];
-  /** Components this one is started before (and stopped after). */
+  /** Components this one is started before (and stopped after), e.g. 'consumer'. */
   readonly before?: readonly string[];
   /** Starts the service; a throw (or rejection) stops the worker's start with ComponentStartError. */
   start(ctx: ComponentContext): void | Promise<void>;
@@ -48,20 +45,17 @@ export function orderComponents(components: readonly Component[]): Component[] {
   const byName = new Map(components.map((c) => [c.name, c]));
   const problems: string[] = [];
   if (byName.size !== components.length) problems.push(`components: a name is declared twice (${components.map((c) => c.name).join(', ')})`);
-  const services = new Set<string>(WORKER_SERVICES);
-  const consuming = new Set<string>(CONSUMING_SERVICES);
+  const known = () => [...byName.keys()].join(', ');
   /** name -> the components that must start first. */
   const after = new Map<string, Set<string>>(components.map((c) => [c.name, new Set()]));
   for (const c of components) {
     for (const r of c.requires ?? []) {
       if (byName.has(r)) after.get(c.name)!.add(r);
-      else if (consuming.has(r)) problems.push(`component "${c.name}" requires "${r}", which the worker starts after its components`);
-      else if (!services.has(r)) problems.push(`component "${c.name}" requires "${r}": no such component or worker service (${[...services].join(', ')})`);
+      else problems.push(`component "${c.name}" requires "${r}": no such component (known: ${known()})`);
     }
     for (const b of c.before ?? []) {
       if (byName.has(b)) after.get(b)!.add(c.name);
-      else if (services.has(b)) problems.push(`component "${c.name}" cannot start before "${b}": the worker starts ${WORKER_SERVICES.join(', ')} first`);
-      else if (!consuming.has(b)) problems.push(`component "${c.name}" starts before "${b}": no such component`);
+      else problems.push(`component "${c.name}" starts before "${b}": no such component (known: ${known()})`);
     }
   }
   const ordered: Component[] = [];
@@ -70,7 +64,8 @@ export function orderComponents(components: readonly Component[]): Component[] {
   const visit = (c: Component) => {
     if (done.has(c.name)) return;
     if (visiting.includes(c.name)) {
-      problems.push(`components: a cycle ${[...visiting.slice(visiting.indexOf(c.name)), c.name].join(' -> ')}`);
+      const cycle = [...visiting.slice(visiting.indexOf(c.name)), c.name].join(' -> ');
+      problems.push(`components: a cycle ${cycle} (each must start after the next)`);
       return;
     }
     visiting.push(c.name);
@@ -84,37 +79,54 @@ export function orderComponents(components: readonly Component[]): Component[] {
   return ordered;
 }
 
-/** Started components: stop() stops them in reverse order (each failure logged, the others still stopped). */
-export interface StartedComponents {
-  stop(): Promise<void>;
-}
-
 /**
- * Starts the components in order. When one fails, those already started are stopped in reverse
- * and ComponentStartError (naming it) is thrown.
+ * Components started in order and stopped in reverse. The order is checked when it is made
+ * (ConfigError); start() starts them one by one and, when one fails, stops those already started
+ * in reverse and throws ComponentStartError naming it; stop() stops what started, in reverse (each
+ * failure logged, the others still stopped).
  */
-export async function startComponents(components: readonly Component[], hostname: string, log: Logger): Promise<StartedComponents> {
-  const started: Component[] = [];
-  const stop = async () => {
-    for (const c of started.splice(0).reverse()) {
+export class ComponentRunner {
+  private readonly ordered: readonly Component[];
+  private readonly started: Component[] = [];
+
+  constructor(
+    components: readonly Component[],
+    private readonly hostname: string,
+    private readonly log: Logger,
+  ) {
+    this.ordered = orderComponents(components);
+  }
+
+  /** The names in start order. */
+  get names(): string[] {
+    return this.ordered.map((c) => c.name);
+  }
+
+  async start(): Promise<void> {
+    for (const c of this.ordered) {
+      try {
+        await c.start({ hostname: this.hostname, log: this.log.child({ component: c.name }) });
+      } catch (err) {
+        const failed = new ComponentStartError(c.name, err);
+        // The worker does not start: what started so far stops before the error goes up.
+        this.log.error({ err: failed }, failed.message);
+        await this.stop();
+        throw failed;
+      }
+      this.started.push(c);
+      this.log.debug({ component: c.name }, 'component started');
+    }
+  }
+
+  async stop(): Promise<void> {
+    for (const c of this.started.splice(0).reverse()) {
       try {
         await c.stop?.();
-        log.debug({ component: c.name }, 'component stopped');
+        this.log.debug({ component: c.name }, 'component stopped');
       } catch (err) {
-        // Shutdown goes on: the other components and the worker's own services must still stop.
-        log.error({ err, component: c.name }, `component "${c.name}" failed to stop`);
+        // Shutdown goes on: the other components must still stop.
+        this.log.error({ err, component: c.name }, `component "${c.name}" failed to stop`);
       }
     }
-  };
-  for (const c of orderComponents(components)) {
-    try {
-      await c.start({ hostname, log: log.child({ component: c.name }) });
-    } catch (err) {
-      await stop();
-      throw new ComponentStartError(c.name, err);
-    }
-    started.push(c);
-    log.debug({ component: c.name }, 'component started');
   }
-  return { stop };
 }

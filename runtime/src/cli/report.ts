@@ -5,7 +5,17 @@
  * CELERIAC_DEBUG=1): a user's mistake is not a crash.
  */
 import { CommanderError, type Command } from 'commander';
-import { BackendError, BrokerError, CeleriacError, ConfigError, ResultTimeoutError, TaskFailedError, TaskRevokedError, redactText } from '../errors.js';
+import {
+  BackendError,
+  BrokerError,
+  CeleriacError,
+  ComponentStartError,
+  ConfigError,
+  ResultTimeoutError,
+  TaskFailedError,
+  TaskRevokedError,
+  redactText,
+} from '../errors.js';
 
 /** Exit codes of `celeriac`, by kind of outcome (README "Exit codes" and `--help` list them). */
 export const EXIT_CODES = {
@@ -56,6 +66,11 @@ function explain(err: unknown): { code: number; text: string } {
         `celeriac: ${err.message} Is a worker consuming the task's queue? ` +
         `Wait longer with --timeout <ms>, or read it later with \`celeriac result ${err.taskId}\`.`,
     };
+  // The worker's own component (broker, metrics, ...) failed: its cause decides the exit code and the hint.
+  if (err instanceof ComponentStartError && err.cause instanceof CeleriacError) {
+    const inner = explain(err.cause);
+    return { code: inner.code, text: `celeriac: component "${err.component}" failed to start: ${inner.text.replace(/^celeriac: /, '')}` };
+  }
   if (err instanceof ConfigError)
     return {
       code: EXIT_CODES.usage,
