@@ -13,7 +13,7 @@
  * Celery's prefork children do).
  */
 import type { Logger } from 'pino';
-import { ComponentStartError, ConfigError } from '../errors.js';
+import { CeleriacError, ComponentStartError, ConfigError } from '../errors.js';
 
 /** What a component's start() gets. */
 export interface ComponentContext {
@@ -108,8 +108,11 @@ export class ComponentRunner {
         await c.start({ hostname: this.hostname, log: this.log.child({ component: c.name }) });
       } catch (err) {
         const failed = new ComponentStartError(c.name, err);
-        // The worker does not start: what started so far stops before the error goes up.
-        this.log.error({ err: failed }, failed.message);
+        // The worker does not start: what started so far stops before the error goes up. Our own
+        // errors say what to fix (a refused password, a taken port): no stack, as the CLI prints
+        // them; anything else (a bug in a component) keeps its stack.
+        if (err instanceof CeleriacError) this.log.error({ component: c.name, code: err.code }, failed.message);
+        else this.log.error({ err: failed }, failed.message);
         await this.stop();
         throw failed;
       }
