@@ -35,7 +35,7 @@ export interface TaskScheduleReconcilerOptions {
 }
 
 /** The schedule a TaskSchedule spec describes; ConfigError when it cannot work. */
-export function scheduleOf(ts: TaskSchedule): Schedule {
+function scheduleOf(ts: TaskSchedule): Schedule {
   const s = ts.spec.schedule;
   return s.cron !== undefined ? crontab(s.cron, s.timeZone ?? 'UTC') : every((s.everySeconds ?? 0) * 1000);
 }

@@ -19,7 +19,7 @@ function typeError(message: string): TypeError {
 }
 
 /** The name Python's messages use for the function: the task name's last dotted part. */
-export function pythonFunctionName(taskName: string): string {
+function pythonFunctionName(taskName: string): string {
   return taskName.slice(taskName.lastIndexOf('.') + 1);
 }
 

@@ -34,7 +34,7 @@ export function every(ms: number): Schedule {
 }
 
 /** Throws ConfigError unless `tz` is an IANA timezone name this Node knows. */
-export function checkTimezone(tz: string): void {
+function checkTimezone(tz: string): void {
   try {
     new Intl.DateTimeFormat('en-US', { timeZone: tz });
   } catch {

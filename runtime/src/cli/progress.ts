@@ -16,7 +16,7 @@ export interface ProgressOutput {
 }
 
 /** `{ current, total }` of a meta such as Celery's PROGRESS convention, or null. */
-export function progressOf(result: unknown): { current: number; total: number } | null {
+function progressOf(result: unknown): { current: number; total: number } | null {
   if (typeof result !== 'object' || result === null) return null;
   const { current, total } = result as Record<string, unknown>;
   return typeof current === 'number' && typeof total === 'number' && total > 0 ? { current, total } : null;

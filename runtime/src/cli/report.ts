@@ -45,7 +45,7 @@ export const EXIT_CODES_HELP = [
 ].join('\n');
 
 /** What to print and which code to exit with for an error that ended a command. */
-export function describeError(err: unknown, debug: boolean): { code: number; text: string } {
+function describeError(err: unknown, debug: boolean): { code: number; text: string } {
   const { code, text } = explain(err);
   const stack = debug ? stackOf(err) : '';
   // Driver messages may quote a URL: nothing printed here may carry a password.

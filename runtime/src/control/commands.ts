@@ -87,7 +87,7 @@ function pySet(ids: readonly string[]): string {
 }
 
 /** Python's truth value of a JSON argument (Flower sends `terminate` as 1, not true). */
-export function pyTruthy(v: unknown): boolean {
+function pyTruthy(v: unknown): boolean {
   if (Array.isArray(v)) return v.length > 0;
   if (v !== null && typeof v === 'object') return Object.keys(v).length > 0;
   return Boolean(v);

@@ -10,7 +10,7 @@
  */
 import type { Logger } from 'pino';
 import type { Config, PoolName } from '../app/config.js';
-import { parseAutoscale } from './autoscale.js';
+import type { AutoscaleLimits } from './autoscale.js';
 import { spawnProcess } from './processes.js';
 import { checkPoolSize, createRunnerPool } from './runners.js';
 import { spawnThread } from './threads.js';
@@ -95,10 +95,9 @@ export function createPool(name: PoolName, o: PoolOptions): Pool {
 }
 
 /** The worker's pool as its configuration says: kind, size (autoscale's MIN when set) and runner limits. */
-export function createPoolFromConfig(config: Config, o: { name?: PoolName; tasksModule?: string; log: Logger }): Pool {
-  const autoscale = config.autoscale === null ? null : parseAutoscale(config.autoscale);
+export function createPoolFromConfig(config: Config, o: { name?: PoolName; tasksModule?: string; log: Logger; autoscale: AutoscaleLimits | null }): Pool {
   return createPool(o.name ?? config.pool, {
-    size: autoscale?.min ?? config.concurrency,
+    size: o.autoscale?.min ?? config.concurrency,
     tasksModule: o.tasksModule,
     config: { ...config },
     maxTasksPerChild: config.maxTasksPerChild,

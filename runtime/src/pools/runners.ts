@@ -70,7 +70,7 @@ interface Runner {
 const UNHEALTHY_AFTER_FAILED_STARTS = 3;
 
 /** billiard's human_status: "signal 9 (SIGKILL)" or "exitcode 1". */
-export function exitStatus(e: RunnerExit): string {
+function exitStatus(e: RunnerExit): string {
   if (e.signal) return `signal ${constants.signals[e.signal] ?? '?'} (${e.signal})`;
   return `exitcode ${e.code ?? 'unknown'}`;
 }

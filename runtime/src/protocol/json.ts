@@ -69,7 +69,7 @@ export function stringifyJson(value: unknown, dateTags = false): string {
 const firstLine = (err: unknown): string => (err instanceof Error ? err.message : String(err)).split('\n')[0]!;
 
 /** kombu 5.3's form of bytes: text when it is UTF-8, else base64. */
-export function bytesTag(b: Uint8Array): { __type__: 'bytes' | 'base64'; __value__: string } {
+function bytesTag(b: Uint8Array): { __type__: 'bytes' | 'base64'; __value__: string } {
   const buf = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
   return isUtf8(buf) ? { __type__: 'bytes', __value__: buf.toString('utf8') } : { __type__: 'base64', __value__: buf.toString('base64') };
 }

@@ -83,7 +83,9 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
   let stopMode: StopMode = { graceful: false, reason: 'the worker failed to start' };
   // A running worker keeps its process alive even when its broker holds no handle (memory://).
   let keepAlive: NodeJS.Timeout | null = null;
-  const pool = typeof opts.pool === 'object' ? opts.pool : createPoolFromConfig(config, { name: opts.pool, tasksModule: opts.tasksModule, log });
+  // Celery's --autoscale=max,min, parsed once for the pool's first size and the autoscaler.
+  const autoscale = config.autoscale === null ? null : parseAutoscale(config.autoscale);
+  const pool = typeof opts.pool === 'object' ? opts.pool : createPoolFromConfig(config, { name: opts.pool, tasksModule: opts.tasksModule, log, autoscale });
   /** Sends a worker signal (sender: the node name) when a handler listens. */
   const signal = async <N extends 'workerInit' | 'workerReady' | 'workerShutdown' | 'heartbeatSent'>(name: N) => {
     if (app.signals.has(name)) await app.signals.send(name, { sender: config.hostname }, log);
@@ -94,8 +96,7 @@ export function createWorker(app: App, opts: WorkerOptions = {}): Worker {
       {
         app,
         pool,
-        // Celery's --autoscale=max,min.
-        autoscale: config.autoscale === null ? null : parseAutoscale(config.autoscale),
+        autoscale,
         metrics,
         log,
         metricsHooks: {

@@ -137,7 +137,7 @@ describe('components', () => {
 
   it("a failing start of the worker's own service names it and stops what started, in reverse", async () => {
     const { app, seen } = loggedApp();
-    const pool = createPoolFromConfig(app.config, { name: 'event-loop', log: app.log });
+    const pool = createPoolFromConfig(app.config, { name: 'event-loop', log: app.log, autoscale: null });
     const failing = {
       ...pool,
       kind: pool.kind,
