@@ -98,8 +98,9 @@ export class EventState {
     }
     const state = TASK_STATES[e.type];
     // Events can arrive out of order (batches, several senders): a finished task stays finished,
-    // unless it runs again (a retry is received anew).
-    if (state && !(READY.has(t.state) && !READY.has(state) && e.timestamp < t.timestamp)) t.state = state;
+    // unless it runs again (a retry is received anew, later). An equal timestamp is no later: a task
+    // of under a millisecond has its started and succeeded events in the same millisecond.
+    if (state && !(READY.has(t.state) && !READY.has(state) && e.timestamp <= t.timestamp)) t.state = state;
     t.timestamp = Math.max(t.timestamp, e.timestamp);
     if (e.type !== 'task-sent') t.worker = e.hostname;
     t.name = str(e.name) ?? t.name;

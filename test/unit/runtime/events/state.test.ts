@@ -50,6 +50,21 @@ describe('EventState', () => {
     );
   });
 
+  it('a started event that arrives after success with the same timestamp (a task of under a millisecond) does not undo it', () => {
+    const s = new EventState();
+    s.apply(ev('task-received', { uuid: 't1' }, 5));
+    s.apply(ev('task-succeeded', { uuid: 't1', result: '5' }, 5));
+    s.apply(ev('task-started', { uuid: 't1' }, 5));
+    assert.equal(s.tasks.get('t1')!.state, 'SUCCESS');
+  });
+
+  it('a task received anew after it finished (sent again with its id) follows the new run', () => {
+    const s = new EventState();
+    s.apply(ev('task-failed', { uuid: 't1', exception: 'E()' }, 5));
+    s.apply(ev('task-received', { uuid: 't1' }, 6));
+    assert.equal(s.tasks.get('t1')!.state, 'RECEIVED');
+  });
+
   it('keeps only the most recent tasks', () => {
     const s = new EventState(2);
     for (const id of ['a', 'b', 'c']) s.apply(ev('task-received', { uuid: id }));
