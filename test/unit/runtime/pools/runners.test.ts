@@ -7,9 +7,8 @@ import type { Task } from '../../../../runtime/src/app/task.js';
 import { crossOutcome, type FromRunner, type ToRunner } from '../../../../runtime/src/pools/crossing.js';
 import { createRunnerPool, type RunnerExit, type RunnerHandle } from '../../../../runtime/src/pools/runners.js';
 import { TimeLimitExceeded } from '../../../../runtime/src/pools/trace.js';
-import { acceptedContentTypes } from '../../../../runtime/src/protocol/serializers.js';
-import { decodeTask, encodeTask } from '../../../../runtime/src/protocol/task-message.js';
 import { eventually } from '../../../support/eventually.js';
+import { traceInput } from '../../../support/trace-input.js';
 
 /** A runner that answers init at once, and runs nothing until the test says; kill() only records. */
 function fakeRunner() {
@@ -56,18 +55,7 @@ describe('runner pool', () => {
     });
     await pool.start();
     const task = { name: 't.slow', options: { timeLimit: 20 }, fn: () => 'late' } as unknown as Task;
-    const req = decodeTask(
-      encodeTask({ id: 'id-1', name: 't.slow', args: [], kwargs: {}, retries: 0, origin: 'test', serializer: 'json' }),
-      acceptedContentTypes(['json']),
-    );
-    const outcome = pool.run({
-      task,
-      req,
-      info: { queue: 'celery', exchange: '', routingKey: 'celery', redelivered: false },
-      hostname: 'w@h',
-      log: pino({ level: 'silent' }),
-      ctl: new AbortController(),
-    });
+    const outcome = pool.run(traceInput(task));
     await eventually(() => assert.ok(runner.state.killed, 'the hard limit ended the runner'));
     // The task finished just as the limit fired: its "done" is read before the runner's exit.
     runner.say({ type: 'done', job: runner.state.runs[0]!, outcome: crossOutcome({ state: 'SUCCESS', value: 'late', runtimeMs: 25 }, 'json'), memoryKib: 0 });

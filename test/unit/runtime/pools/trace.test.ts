@@ -1,29 +1,16 @@
 // trace(): one task run turned into an outcome: the retry limits (Celery's max_retries) and the hard time limit.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import pino from 'pino';
 import type { Task, TaskContext, TaskOptions } from '../../../../runtime/src/app/task.js';
-import { decodeTask, encodeTask } from '../../../../runtime/src/protocol/task-message.js';
-import { acceptedContentTypes } from '../../../../runtime/src/protocol/serializers.js';
 import { TimeLimitExceeded, trace } from '../../../../runtime/src/pools/trace.js';
+import { traceInput } from '../../../support/trace-input.js';
 
 class Flaky extends Error {}
 
 /** Runs `fn` once as if it were delivered with `retries` and returns the outcome. */
 function runAt(retries: number, options: TaskOptions, fn: (this: TaskContext) => unknown) {
   const task = { name: 't.x', options, fn } as unknown as Task;
-  const req = decodeTask(
-    encodeTask({ id: 'id-1', name: 't.x', args: [], kwargs: {}, retries, origin: 'test', serializer: 'json' }),
-    acceptedContentTypes(['json']),
-  );
-  return trace({
-    task,
-    req,
-    info: { queue: 'celery', exchange: '', routingKey: 'celery', redelivered: false },
-    hostname: 'w@h',
-    log: pino({ level: 'silent' }),
-    ctl: new AbortController(),
-  });
+  return trace(traceInput(task, { retries }));
 }
 
 describe('trace: max retries', () => {
