@@ -147,6 +147,15 @@ export function steadySlots(lambda: number, s: number, policy: AutoscalerPolicy,
   return Math.min(a / policy.targetUtilization, a + policy.staffingBeta * Math.sqrt(exposed));
 }
 
+/**
+ * Extra slots that drain `waiting` tasks of mean service time `s` (s) within targetDrainSeconds:
+ * waiting * s / D. Capping it at one slot per waiting task was measured (issue 19): it halves the
+ * overshoot on S6 but lets S5's long tasks wait 5x longer, so it is not applied.
+ */
+export function drainSlots(waiting: number, s: number, policy: AutoscalerPolicy): number {
+  return (waiting * s * 1000) / policy.targetDrainMs;
+}
+
 /** Control horizon T: from a change in the work to new capacity consuming (decision delay + pod start), ms. */
 export function reactionMs(policy: AutoscalerPolicy, podStartMs: number = policy.podStartMs): number {
   return policy.decisionDelayMs + podStartMs;
@@ -275,7 +284,7 @@ export function decide(prior: AutoscalerState | null, input: DecideInput, policy
     let replicas = n;
     if (brokerOk && w.backlog! > policy.activationThreshold) {
       const s = base.rates && base.rates.serviceSamples >= policy.minServiceSamples ? base.rates.serviceTime : null;
-      const slots = s !== null ? (w.backlog! * s * 1000) / policy.targetDrainMs : w.backlog! / policy.targetUtilization;
+      const slots = s !== null ? drainSlots(w.backlog!, s, policy) : w.backlog! / policy.targetUtilization;
       replicas = Math.max(n, Math.min(policy.maxReplicas, Math.ceil(slots / C)));
     }
     conditions.push({ type: 'ScalingActive', status: false, reason: 'FailedGetMetrics', message: `could not read ${failed}; scale-down is frozen` });
@@ -319,7 +328,7 @@ export function decide(prior: AutoscalerState | null, input: DecideInput, policy
   if (trusted) {
     // Running tasks keep their slots whatever the model says.
     const waiting = B + R + due;
-    slots = Math.max(steadySlots(rates.lambda, rates.serviceTime, policy, input.podStartMs) + (waiting * rates.serviceTime * 1000) / policy.targetDrainMs, A) - Ad;
+    slots = Math.max(steadySlots(rates.lambda, rates.serviceTime, policy, input.podStartMs) + drainSlots(waiting, rates.serviceTime, policy), A) - Ad;
   } else {
     slots = (A - Ad + B + R + due) / policy.targetUtilization;
   }

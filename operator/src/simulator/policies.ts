@@ -330,12 +330,22 @@ export class CeleriacController implements Controller {
   }
 }
 
-function celeriacSpec(sc: Scenario, eventDriven = false): AutoscalingSpec {
-  return { minReplicas: sc.minReplicas, maxReplicas: sc.maxReplicas, eventDriven };
+function celeriacSpec(sc: Scenario): AutoscalingSpec {
+  return { minReplicas: sc.minReplicas, maxReplicas: sc.maxReplicas };
+}
+
+/**
+ * celeriac as it was before the event trigger (issue 19): polled, backlog drained within 20 s,
+ * the flap backoff stretching the scale-down window up to 600 s.
+ */
+function polledPolicy(spec: AutoscalingSpec, concurrency: number): AutoscalerPolicy {
+  return { ...resolvePolicy({ targetDrainSeconds: 20, ...spec, eventDriven: false }, concurrency), maxScaleDownWindowMs: 600_000 };
 }
 
 /** P5: the event trigger (decisions within 1 s of a change), measured pod start, known work led. */
 export const P5_OPTIONS: CeleriacControllerOptions = { eventDelaySeconds: 1, leadKnownWork: true, standbySeconds: 0 };
+/** Standby measured (issue 19): a drained idle pod kept 30 s as a paused consumer. It did not pay. */
+const STANDBY_SECONDS = 30;
 
 export const POLICIES: ReadonlyMap<string, PolicyInfo> = new Map<string, PolicyInfo>([
   ['P0', { id: 'P0', description: 'fixed replicas', make: (sc) => new FixedController(sc.fixedReplicas) }],
@@ -384,15 +394,24 @@ export const POLICIES: ReadonlyMap<string, PolicyInfo> = new Map<string, PolicyI
     {
       id: 'P4',
       description: 'celeriac: W = B+R+A+S, rate model with square-root staffing + drain term, in-flight floor, drain-first scale-down',
-      make: (sc, c) => new CeleriacController(resolvePolicy(celeriacSpec(sc), c)),
+      make: (sc, c) => new CeleriacController(polledPolicy(celeriacSpec(sc), c)),
     },
   ],
   [
     'P5',
     {
       id: 'P5',
-      description: 'celeriac event-driven (issue 19): P4 deciding within 1 s of a change, horizon = 1 s + measured pod start, ETA and known runs counted ahead',
-      make: (sc, c) => new CeleriacController(resolvePolicy(celeriacSpec(sc, true), c), P5_OPTIONS),
+      description:
+        "celeriac's defaults, event-driven (issue 19): P4 deciding within 1 s of a change, horizon 1 s + measured pod start, ETA tasks and known runs counted ahead, drain within 10 s, flap backoff up to 120 s",
+      make: (sc, c) => new CeleriacController(resolvePolicy(celeriacSpec(sc), c), P5_OPTIONS),
+    },
+  ],
+  [
+    'P5s',
+    {
+      id: 'P5s',
+      description: `P5 with standby: a drained idle pod stays ${STANDBY_SECONDS} s as a paused consumer, resumed first on the next scale-up`,
+      make: (sc, c) => new CeleriacController(resolvePolicy(celeriacSpec(sc), c), { ...P5_OPTIONS, standbySeconds: STANDBY_SECONDS }),
     },
   ],
   [
@@ -402,7 +421,7 @@ export const POLICIES: ReadonlyMap<string, PolicyInfo> = new Map<string, PolicyI
       description: 'celeriac as first specified (§4): rho 0.8 without square-root staffing, scale-down window 300 s at 50%/60 s',
       make: (sc, c) =>
         new CeleriacController({
-          ...resolvePolicy(
+          ...polledPolicy(
             {
               ...celeriacSpec(sc),
               behavior: { scaleDown: { stabilizationWindowSeconds: 300, policies: [{ type: 'Percent', value: 50, periodSeconds: 60 }] } },
