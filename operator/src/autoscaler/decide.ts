@@ -149,12 +149,14 @@ export function steadySlots(lambda: number, s: number, policy: AutoscalerPolicy,
 
 /**
  * Extra slots that drain `waiting` tasks of mean service time `s` (s) within targetDrainSeconds:
- * waiting * s / D. Capping it at one slot per waiting task was measured (issue 19): it cuts S6's
- * replica-seconds from 1.5x to 1.1x tuned KEDA's but S5's wait p95 grows from 0.0x to 5x, so it is
- * not applied.
+ * waiting * s / D, but no more than max(waiting, running). A burst bigger than the work running
+ * needs one slot per task at most (50 tasks of 20 s do not finish sooner on 100 slots); a small
+ * backlog in a busy pool of long tasks keeps the full term, which buys headroom for the next
+ * arrivals (issue 19: a plain one-slot cap let S5's waits grow 5x).
  */
-export function drainSlots(waiting: number, s: number, policy: AutoscalerPolicy): number {
-  return (waiting * s * 1000) / policy.targetDrainMs;
+export function drainSlots(waiting: number, s: number, policy: AutoscalerPolicy, running: number): number {
+  const slots = (waiting * s * 1000) / policy.targetDrainMs;
+  return Math.min(slots, Math.max(waiting, running));
 }
 
 /** Control horizon T: from a change in the work to new capacity consuming (decision delay + pod start), ms. */
@@ -285,7 +287,7 @@ export function decide(prior: AutoscalerState | null, input: DecideInput, policy
     let replicas = n;
     if (brokerOk && w.backlog! > policy.activationThreshold) {
       const s = base.rates && base.rates.serviceSamples >= policy.minServiceSamples ? base.rates.serviceTime : null;
-      const slots = s !== null ? drainSlots(w.backlog!, s, policy) : w.backlog! / policy.targetUtilization;
+      const slots = s !== null ? drainSlots(w.backlog!, s, policy, w.active ?? 0) : w.backlog! / policy.targetUtilization;
       replicas = Math.max(n, Math.min(policy.maxReplicas, Math.ceil(slots / C)));
     }
     conditions.push({ type: 'ScalingActive', status: false, reason: 'FailedGetMetrics', message: `could not read ${failed}; scale-down is frozen` });
@@ -329,7 +331,7 @@ export function decide(prior: AutoscalerState | null, input: DecideInput, policy
   if (trusted) {
     // Running tasks keep their slots whatever the model says.
     const waiting = B + R + due;
-    slots = Math.max(steadySlots(rates.lambda, rates.serviceTime, policy, input.podStartMs) + drainSlots(waiting, rates.serviceTime, policy), A) - Ad;
+    slots = Math.max(steadySlots(rates.lambda, rates.serviceTime, policy, input.podStartMs) + drainSlots(waiting, rates.serviceTime, policy, A), A) - Ad;
   } else {
     slots = (A - Ad + B + R + due) / policy.targetUtilization;
   }

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { decide, steadySlots, type AutoscalerState, type DecideInput, type WorkObservation } from '../../../../operator/src/autoscaler/decide.js';
+import { decide, drainSlots, steadySlots, type AutoscalerState, type DecideInput, type WorkObservation } from '../../../../operator/src/autoscaler/decide.js';
 import { resolvePolicy, InvalidAutoscalingError, type AutoscalerPolicy } from '../../../../operator/src/autoscaler/policy.js';
 
 const work = (w: Partial<WorkObservation>): WorkObservation => ({
@@ -40,6 +40,16 @@ test('worked example: long tasks get a margin for the control horizon only', () 
   // polled: the decision waits for the poll, so the horizon is 5 s + 10 s
   const polled = resolvePolicy({ minReplicas: 1, maxReplicas: 50, eventDriven: false }, 4);
   assert.ok(Math.abs(steadySlots(0.5, 100, polled) - (50 + 1.5 * Math.sqrt(7.5))) < 1e-9);
+});
+
+test('drain term: a burst bigger than the running work gets at most a slot per task; a busy pool keeps the full term', () => {
+  const policy = resolvePolicy({ minReplicas: 0, maxReplicas: 50 }, 4);
+  // 50 tasks of 20 s at zero running: 50 * 20 / 10 = 100, capped at 50
+  assert.equal(drainSlots(50, 20, policy, 0), 50);
+  // 3 waiting tasks of 139 s among 65 running: 3 * 139 / 10 = 41.7 (headroom for the next arrivals)
+  assert.ok(Math.abs(drainSlots(3, 139, policy, 65) - 41.7) < 1e-9);
+  // short tasks: the term itself is small
+  assert.equal(drainSlots(40, 2, policy, 0), 8);
 });
 
 test('measured pod start sets the control horizon: a slow start gets a larger margin', () => {
