@@ -106,7 +106,12 @@ describe('event trigger: a burst is scaled for without waiting for the poll', { 
 
   it('the event-driven pool scales for a burst while a polled pool with the same interval has not looked yet', async () => {
     const ns = await cp.createNamespace('evt');
-    await kube.create(resources.secrets, { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'broker', namespace: ns }, stringData: { url: redis!.server!.url } } as Obj);
+    await kube.create(resources.secrets, {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'broker', namespace: ns },
+      stringData: { url: redis!.server!.url },
+    } as Obj);
     const fastQueue = uniqueName('fast');
     const polledQueue = uniqueName('polled');
     await createPool(ns, 'fast', fastQueue, true);

@@ -115,7 +115,11 @@ export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
 
   async function entryFor(pool: WorkerPool, queues: readonly TaskQueue[], input: DecideReplicasInput, policy: AutoscalerPolicy): Promise<PoolEntry> {
     const key = `${pool.metadata.namespace ?? 'default'}/${pool.metadata.name}`;
-    const fingerprint = JSON.stringify([queues.map((q) => [q.metadata.name, q.metadata.resourceVersion]), pool.spec.autoscaling?.metrics ?? [], policy.eventDriven]);
+    const fingerprint = JSON.stringify([
+      queues.map((q) => [q.metadata.name, q.metadata.resourceVersion]),
+      pool.spec.autoscaling?.metrics ?? [],
+      policy.eventDriven,
+    ]);
     const old = pools.get(key);
     if (old && old.fingerprint === fingerprint && old.broker) return old;
     if (old) await closeEntry(old);

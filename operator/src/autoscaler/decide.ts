@@ -6,8 +6,9 @@
  *    reserved, active and ETA-held tasks from the workers).
  * 2. Arrival rate lambda = d(received + B)/dt and mean service time s from worker counters, both
  *    EWMAs. Offered load a = lambda * s busy slots (Little's law).
- * 3. Slots = steady(a) + (B + R) * s / D, where steady(a) = min(a / rho, a + beta * sqrt(a))
- *    (square-root staffing, capped by the utilization target) and D = targetDrainSeconds.
+ * 3. Slots = steady(a) + drain, where steady(a) = min(a / rho, a + beta * sqrt(min(a, lambda * T)))
+ *    (square-root staffing over the horizon T = decision delay + measured pod start, capped by
+ *    the utilization target) and drain = min((B + R) * s / D, max(B + R, A)), D = targetDrainSeconds.
  *    Before enough completions are seen: slots = (A + B + R) / rho. Replicas = ceil(slots / C).
  *    Optional `tasksPerReplica` (AverageValue on W) and extra metrics propose too; the largest wins.
  * 4. HPA tolerance, then the HPA `behavior` normalization (stabilization windows and policies).

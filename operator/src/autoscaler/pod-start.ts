@@ -8,7 +8,8 @@
 /** The pod fields the estimate reads. */
 export interface PodTimes {
   readonly metadata: { readonly creationTimestamp?: string | undefined };
-  readonly status?: { readonly conditions?: readonly { readonly type: string; readonly status: string; readonly lastTransitionTime?: string | undefined }[] } | undefined;
+  readonly status?:
+    { readonly conditions?: readonly { readonly type: string; readonly status: string; readonly lastTransitionTime?: string | undefined }[] } | undefined;
 }
 
 /** Pods averaged: the latest to start, so a slower image or node shows within a few scale-ups. */

@@ -112,7 +112,12 @@ function positiveInt(v: string): number {
 function policyList(v: string): string[] {
   const ids = v
     .split(',')
-    .map((s) => s.trim().toUpperCase().replace(/^P(\d)S$/, 'P$1s'))
+    .map((s) =>
+      s
+        .trim()
+        .toUpperCase()
+        .replace(/^P(\d)S$/, 'P$1s'),
+    )
     .filter(Boolean);
   const bad = ids.filter((id) => !POLICIES.has(id));
   if (bad.length > 0) throw new InvalidArgumentError(`unknown policy ${bad.join(', ')} (known: ${[...POLICIES.keys()].join(', ')})`);

@@ -5,7 +5,8 @@ import { measuredPodStartMs, POD_START_SAMPLES, type PodTimes } from '../../../.
 const pod = (createdS: number, readyS: number | null): PodTimes => ({
   metadata: { creationTimestamp: new Date(createdS * 1000).toISOString() },
   status: {
-    conditions: readyS === null ? [{ type: 'Ready', status: 'False' }] : [{ type: 'Ready', status: 'True', lastTransitionTime: new Date(readyS * 1000).toISOString() }],
+    conditions:
+      readyS === null ? [{ type: 'Ready', status: 'False' }] : [{ type: 'Ready', status: 'True', lastTransitionTime: new Date(readyS * 1000).toISOString() }],
   },
 });
 
