@@ -14,7 +14,9 @@
  * 3. a drained pod that reports no task gets `controller.kubernetes.io/pod-deletion-cost: -1000`
  *    and replicas drop by one, so the ReplicaSet removes exactly that pod.
  * Replicas never drop while a pod that is not a victim is still starting (the ReplicaSet would
- * delete that one instead). State (rate EWMAs, HPA history, drains) lives in memory per pool;
+ * delete that one instead). Between polls, the event trigger (work-trigger.ts) watches each
+ * pool's backlog and wakes this hook through `onWake` when work arrives that the pool cannot
+ * absorb; the measured pod start (pod-start.ts) feeds `decide()` and the schedule lead. State (rate EWMAs, HPA history, drains) lives in memory per pool;
  * after a restart the first polls rebuild it, erring on the side of more replicas.
  */
 import type { Logger } from 'pino';
