@@ -52,6 +52,7 @@ async function runOperator(config: OperatorConfig): Promise<void> {
     resyncMs: config.resyncSeconds * 1000,
     brokerCheckTimeoutMs: config.brokerCheckTimeoutMs,
     decideReplicas: autoscaler.decideReplicas,
+    onWorkerPoolWake: autoscaler.onWake,
     leaderElection: config.leaderElect
       ? {
           leaseNamespace: config.leaseNamespace,

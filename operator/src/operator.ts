@@ -32,6 +32,11 @@ export interface OperatorOptions {
   };
   /** The autoscaler's hook (see reconcilers/worker-pool.ts); default keeps spec.replicas. */
   decideReplicas?: DecideReplicas;
+  /**
+   * The autoscaler's event trigger: given a function that reconciles a WorkerPool key now, it
+   * calls it when work arrives between polls (Autoscaler.onWake).
+   */
+  onWorkerPoolWake?: (listener: (key: string) => void) => void;
   /** Concurrent reconciles per controller. */
   workers?: number;
   /** Timeout of a TaskQueue's broker check. */
@@ -102,33 +107,36 @@ export function createOperator(o: OperatorOptions): Operator {
     },
   };
   const common = { kube: o.kube, events, log, metrics: o.metrics, workers: o.workers, resyncMs: o.resyncMs, enqueueUpdate: specChanged };
+  const workerPoolController = createController<WorkerPool>({
+    ...common,
+    informer: workerPools,
+    // A TaskQueue's spec, or its Secret's credentials (status.credentialsHash), change the pods;
+    // its broker reachability changes the pool's Degraded condition.
+    watches: [
+      {
+        ...poolsUsingQueue,
+        enqueueUpdate: (tq, old) => specChanged(tq, old) || credentialsOf(tq) !== credentialsOf(old) || brokerReachability(tq) !== brokerReachability(old),
+      },
+      poolOfDeployment,
+    ],
+    reconciler: createWorkerPoolReconciler({
+      taskQueues,
+      deployments,
+      taskSchedules,
+      metrics: o.metrics,
+      decideReplicas: o.decideReplicas,
+      resyncMs: o.resyncMs,
+    }),
+    legacyFinalizers: [LEGACY_FINALIZER],
+  });
   const controllers: Controller[] = [
     createController<TaskQueue>({ ...common, informer: taskQueues, reconciler: createTaskQueueReconciler({ checkTimeoutMs: o.brokerCheckTimeoutMs }) }),
-    createController<WorkerPool>({
-      ...common,
-      informer: workerPools,
-      // A TaskQueue's spec, or its Secret's credentials (status.credentialsHash), change the pods;
-      // its broker reachability changes the pool's Degraded condition.
-      watches: [
-        {
-          ...poolsUsingQueue,
-          enqueueUpdate: (tq, old) => specChanged(tq, old) || credentialsOf(tq) !== credentialsOf(old) || brokerReachability(tq) !== brokerReachability(old),
-        },
-        poolOfDeployment,
-      ],
-      reconciler: createWorkerPoolReconciler({
-        taskQueues,
-        deployments,
-        taskSchedules,
-        metrics: o.metrics,
-        decideReplicas: o.decideReplicas,
-        resyncMs: o.resyncMs,
-      }),
-      legacyFinalizers: [LEGACY_FINALIZER],
-    }),
+    workerPoolController,
     // Periodic tasks, sent by the leader only (controllers run under leader election).
     createController<TaskSchedule>({ ...common, informer: taskSchedules, reconciler: createTaskScheduleReconciler({ taskQueues, resyncMs: o.resyncMs }) }),
   ];
+  // A wake from the event trigger is an ordinary add: de-duplicated with polls and informer events.
+  o.onWorkerPoolWake?.((key) => workerPoolController.queue.add(key));
 
   const stopAll = new AbortController();
   let running: Promise<unknown> | null = null;

@@ -216,6 +216,12 @@ export interface WorkerPoolAutoscalingStatus {
   draining?: string[];
   /** Scale-down stabilization window in force (above the configured one during a flap backoff). */
   scaleDownWindowSeconds?: number;
+  /** Measured pod start (creation to Ready), mean of the latest pods; null (removed) until one started. */
+  podStartSeconds?: number | null;
+  /** Measured mean service time per task; null (removed) until a task completed. */
+  serviceTimeSeconds?: number | null;
+  /** True while the event trigger watches the backlog (decisions within about a second). */
+  eventDriven?: boolean;
   [extra: string]: unknown;
 }
 

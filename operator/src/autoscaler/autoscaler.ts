@@ -14,7 +14,9 @@
  * 3. a drained pod that reports no task gets `controller.kubernetes.io/pod-deletion-cost: -1000`
  *    and replicas drop by one, so the ReplicaSet removes exactly that pod.
  * Replicas never drop while a pod that is not a victim is still starting (the ReplicaSet would
- * delete that one instead). State (rate EWMAs, HPA history, drains) lives in memory per pool;
+ * delete that one instead). Between polls, the event trigger (work-trigger.ts) watches each
+ * pool's backlog and wakes this hook through `onWake` when work arrives that the pool cannot
+ * absorb; the measured pod start (pod-start.ts) feeds `decide()` and the schedule lead. State (rate EWMAs, HPA history, drains) lives in memory per pool;
  * after a restart the first polls rebuild it, erring on the side of more replicas.
  */
 import type { Logger } from 'pino';
@@ -35,7 +37,9 @@ import {
   type WorkerSample,
 } from '../metric-sources/worker-metrics.js';
 import type { MetricSource } from '../metric-sources/source.js';
-import { decide, type AutoscalerState, type ExtraMetric, type WorkObservation } from './decide.js';
+import { decide, reactionMs, type AutoscalerState, type ExtraMetric, type WorkObservation } from './decide.js';
+import { measuredPodStartMs } from './pod-start.js';
+import { createWorkTrigger, type WorkTrigger } from './work-trigger.js';
 import { drainsToCancel, planScale, type PodView } from './scale-plan.js';
 import { createWorkerClient, type WorkerClient } from './worker-client.js';
 import { scheduleLeadMetric, untilLeadWindow } from './schedule-lead.js';
@@ -44,7 +48,7 @@ import { InvalidAutoscalingError, resolvePolicy, type AutoscalerPolicy, type Aut
 /** The pod fields the autoscaler reads. */
 interface Pod extends KubeObject {
   spec?: { containers?: { name: string; ports?: { name?: string; containerPort: number }[] }[] };
-  status?: { phase?: string; podIP?: string; conditions?: { type: string; status: string }[] };
+  status?: { phase?: string; podIP?: string; conditions?: { type: string; status: string; lastTransitionTime?: string }[] };
 }
 
 interface PoolEntry {
@@ -58,6 +62,8 @@ interface PoolEntry {
   lastByPod: ReadonlyMap<string, WorkerSample>;
   extra: { name: string; source: MetricSource; target: number; activation: number }[];
   state: AutoscalerState | null;
+  /** The event trigger's backlog watch (null: polled only, or no broker). */
+  trigger: WorkTrigger | null;
   /** Pods told to drain, by name. */
   draining: Set<string>;
   targets: ScrapeTarget[];
@@ -68,10 +74,17 @@ export interface AutoscalerOptions {
   log: Logger;
   /** Timeout of one broker read, scrape or drain request. */
   timeoutMs?: number;
+  /** Period of the event trigger's backlog read (work-trigger.ts). */
+  watchIntervalMs?: number;
 }
 
 export interface Autoscaler {
   readonly decideReplicas: DecideReplicas;
+  /**
+   * Where the event trigger sends a pool's key (`namespace/name`) to reconcile it now; the
+   * operator points it at the WorkerPool controller's queue. Without a listener nothing wakes.
+   */
+  onWake(listener: (key: string) => void): void;
   /** Closes every metric source. */
   close(): Promise<void>;
 }
@@ -82,6 +95,12 @@ function isReady(p: Pod): boolean {
   return p.status?.phase === 'Running' && (p.status.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
 }
 
+/** Rounded to `digits` decimals (status values, not arithmetic). */
+function rounded(x: number, digits = 1): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
 function load(s: WorkerSample): number {
   return s.active + s.reserved + s.scheduled;
 }
@@ -89,28 +108,44 @@ function load(s: WorkerSample): number {
 export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
   const pools = new Map<string, PoolEntry>();
   const log = o.log.child({ component: 'autoscaler' });
+  let wakeListener: ((key: string) => void) | null = null;
 
   async function closeEntry(e: PoolEntry): Promise<void> {
     pools.delete(e.key);
-    await Promise.all([e.broker?.close(), e.workers.close(), ...e.extra.map((x) => x.source.close())]);
+    await Promise.all([e.broker?.close(), e.trigger?.close(), e.workers.close(), ...e.extra.map((x) => x.source.close())]);
   }
 
-  async function entryFor(pool: WorkerPool, queues: readonly TaskQueue[], input: DecideReplicasInput): Promise<PoolEntry> {
+  async function entryFor(pool: WorkerPool, queues: readonly TaskQueue[], input: DecideReplicasInput, policy: AutoscalerPolicy): Promise<PoolEntry> {
     const key = `${pool.metadata.namespace ?? 'default'}/${pool.metadata.name}`;
-    const fingerprint = JSON.stringify([queues.map((q) => [q.metadata.name, q.metadata.resourceVersion]), pool.spec.autoscaling?.metrics ?? []]);
+    const fingerprint = JSON.stringify([
+      queues.map((q) => [q.metadata.name, q.metadata.resourceVersion]),
+      pool.spec.autoscaling?.metrics ?? [],
+      policy.eventDriven,
+    ]);
     const old = pools.get(key);
     if (old && old.fingerprint === fingerprint && old.broker) return old;
     if (old) await closeEntry(old);
     let broker: MetricSource | null = null;
     let brokerError: string | null = null;
+    let trigger: WorkTrigger | null = null;
     try {
       const first = queues[0]!;
       const url = (await resolveBrokerUrl(input.ctx.kube, first)).toString();
       const names = queues.map((q) => q.spec.queue.name);
-      broker =
+      const backlogSource = () =>
         first.spec.broker.type === 'redis'
           ? createRedisListSource({ url, queues: names, timeoutMs: o.timeoutMs })
           : createAmqpQueueSource({ url, queues: names, timeoutMs: o.timeoutMs });
+      broker = backlogSource();
+      if (policy.eventDriven) {
+        trigger = createWorkTrigger({
+          source: backlogSource(),
+          wake: () => wakeListener?.(key),
+          log: log.child({ namespace: pool.metadata.namespace, name: pool.metadata.name }),
+          watchIntervalMs: o.watchIntervalMs,
+          timeoutMs: o.timeoutMs,
+        });
+      }
     } catch (err) {
       brokerError = (err as Error).message;
     }
@@ -134,6 +169,7 @@ export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
       ),
       lastByPod: new Map(),
       state: old?.state ?? null,
+      trigger,
       draining: old?.draining ?? new Set(),
       targets: [],
     };
@@ -174,7 +210,7 @@ export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
         message: err.message,
       };
     }
-    const entry = await entryFor(pool, queues, input);
+    const entry = await entryFor(pool, queues, input, policy);
     const ns = pool.metadata.namespace ?? 'default';
     const podList = await ctx.kube.list<Pod>(resources.pods, { namespace: ns, labelSelector: `${POOL_LABEL}=${pool.metadata.name}` });
     const pods = podList.items.filter((p) => !p.metadata.deletionTimestamp);
@@ -189,14 +225,29 @@ export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
     const observed = await observe(entry, policy);
     const { problems } = observed;
     const now = ctx.now().getTime();
-    const lead = scheduleLeadMetric(input.nextScheduledRunMs, spec.scheduleLeadSeconds, now);
+    const podStartMs = measuredPodStartMs(pods);
+    // Known scheduled runs are led by scheduleLeadSeconds, else by the measured horizon (issue 19).
+    const leadSeconds = spec.scheduleLeadSeconds ?? Math.ceil(reactionMs(policy, podStartMs ?? undefined) / 1000);
+    const lead = scheduleLeadMetric(input.nextScheduledRunMs, leadSeconds, now);
     const work: WorkObservation = lead ? { ...observed.work, extra: [...(observed.work.extra ?? []), lead] } : observed.work;
     const committed = Math.max(0, current - entry.draining.size);
-    const d = decide(entry.state, { specReplicas: committed, readyReplicas: deployment?.status?.readyReplicas, work }, policy, now);
+    const d = decide(
+      entry.state,
+      { specReplicas: committed, readyReplicas: deployment?.status?.readyReplicas, podStartMs: podStartMs ?? undefined, work },
+      policy,
+      now,
+    );
     entry.state = d.state;
     if (problems.length > 0) ctx.log.warn({ problems }, 'autoscaler metrics could not be read');
 
     const replicas = await act(ctx.kube, ns, entry, pods, d.replicas, committed, current, createWorkerClient({ port, timeoutMs: o.timeoutMs }), ctx.log);
+    entry.trigger?.decided({
+      backlog: work.backlog,
+      slots: Math.max(0, replicas - entry.draining.size) * concurrency,
+      activationThreshold: policy.activationThreshold,
+      tolerance: policy.behavior.scaleUp.tolerance,
+    });
+    const rates = d.state.rates;
     const scaling = d.conditions.find((c) => c.type === 'ScalingActive');
     const fallback = d.conditions.find((c) => c.type === 'Fallback');
     const lastActive = d.state.lastActiveAt;
@@ -219,9 +270,13 @@ export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
         fallback: fallback !== undefined,
         draining: [...entry.draining].sort(),
         scaleDownWindowSeconds: Math.round(d.scaleDownWindowMs / 1000),
+        // What feeds the decision (issue 19): null until measured.
+        podStartSeconds: podStartMs !== null ? rounded(podStartMs / 1000) : null,
+        serviceTimeSeconds: rates && rates.serviceSamples > 0 ? rounded(rates.serviceTime, 3) : null,
+        eventDriven: entry.trigger !== null,
       },
       // Look again when the lead window of the next scheduled run opens, if that comes first.
-      requeueAfterMs: Math.min(policy.pollingIntervalMs, untilLeadWindow(input.nextScheduledRunMs, spec.scheduleLeadSeconds, now) ?? Infinity),
+      requeueAfterMs: Math.min(policy.pollingIntervalMs, untilLeadWindow(input.nextScheduledRunMs, leadSeconds, now) ?? Infinity),
     };
   }
 
@@ -317,6 +372,9 @@ export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
 
   return {
     decideReplicas,
+    onWake(listener) {
+      wakeListener = listener;
+    },
     async close() {
       await Promise.all([...pools.values()].map(closeEntry));
     },

@@ -6,11 +6,14 @@
  *    reserved, active and ETA-held tasks from the workers).
  * 2. Arrival rate lambda = d(received + B)/dt and mean service time s from worker counters, both
  *    EWMAs. Offered load a = lambda * s busy slots (Little's law).
- * 3. Slots = steady(a) + (B + R) * s / D, where steady(a) = min(a / rho, a + beta * sqrt(a))
- *    (square-root staffing, capped by the utilization target) and D = targetDrainSeconds.
+ * 3. Slots = steady(a) + drain, where steady(a) = min(a / rho, a + beta * sqrt(min(a, lambda * T)))
+ *    (square-root staffing over the horizon T = decision delay + measured pod start, capped by
+ *    the utilization target) and drain = min((B + R) * s / D, max(B + R, A)), D = targetDrainSeconds.
  *    Before enough completions are seen: slots = (A + B + R) / rho. Replicas = ceil(slots / C).
  *    Optional `tasksPerReplica` (AverageValue on W) and extra metrics propose too; the largest wins.
  * 4. HPA tolerance, then the HPA `behavior` normalization (stabilization windows and policies).
+ *    Known future work (`dueSoon`: ETA tasks and scheduled runs due within the horizon) counts
+ *    as backlog, so capacity is there when it comes due.
  * 5. In-flight floor: never below ceil(A / C); never to zero while W > 0. Zero only when
  *    min = 0, nothing arrived and W = 0 for the whole cooldown. From zero, work above the
  *    activation threshold scales straight to the formula's size.
@@ -47,6 +50,13 @@ export interface WorkObservation {
   readonly completedTotal: number | null;
   readonly serviceSecondsTotal: number | null;
   readonly extra?: readonly ExtraMetric[] | undefined;
+  /**
+   * Known future work (issue 19): tasks that will need a slot within the lead time (the measured
+   * pod start plus the decision delay) but hold none yet: ETA/countdown tasks held by workers and
+   * due soon, and the tasks of scheduled (beat) runs about to fire. Sized like backlog, so the
+   * capacity is there when they come due; it also keeps (or wakes) the pool from zero.
+   */
+  readonly dueSoon?: number | undefined;
 }
 
 export interface DecideInput {
@@ -57,6 +67,11 @@ export interface DecideInput {
    * want of started pods, not of pods: the count is held until one is ready.
    */
   readonly readyReplicas?: number | undefined;
+  /**
+   * Measured time from a scale-up to a consuming pod (ms); the control horizon of the staffing
+   * margin is the decision delay plus this. Default: `policy.podStartMs`.
+   */
+  readonly podStartMs?: number | undefined;
   readonly work: WorkObservation;
 }
 
@@ -126,11 +141,28 @@ export interface Decision {
  * the control horizon T (poll + pod start) that is min(a, lambda * T) on average, so long
  * tasks (s >> T) get a small margin and short tasks the classic beta * sqrt(a).
  */
-export function steadySlots(lambda: number, s: number, policy: AutoscalerPolicy): number {
+export function steadySlots(lambda: number, s: number, policy: AutoscalerPolicy, podStartMs: number = policy.podStartMs): number {
   const a = lambda * s;
   if (a <= 0) return 0;
-  const exposed = Math.min(a, (lambda * policy.reactionMs) / 1000);
+  const exposed = Math.min(a, (lambda * reactionMs(policy, podStartMs)) / 1000);
   return Math.min(a / policy.targetUtilization, a + policy.staffingBeta * Math.sqrt(exposed));
+}
+
+/**
+ * Extra slots that drain `waiting` tasks of mean service time `s` (s) within targetDrainSeconds:
+ * waiting * s / D, but no more than max(waiting, running). A burst bigger than the work running
+ * needs one slot per task at most (50 tasks of 20 s do not finish sooner on 100 slots); a small
+ * backlog in a busy pool of long tasks keeps the full term, which buys headroom for the next
+ * arrivals (issue 19: a plain one-slot cap let S5's waits grow 5x).
+ */
+export function drainSlots(waiting: number, s: number, policy: AutoscalerPolicy, running: number): number {
+  const slots = (waiting * s * 1000) / policy.targetDrainMs;
+  return Math.min(slots, Math.max(waiting, running));
+}
+
+/** Control horizon T: from a change in the work to new capacity consuming (decision delay + pod start), ms. */
+export function reactionMs(policy: AutoscalerPolicy, podStartMs: number = policy.podStartMs): number {
+  return policy.decisionDelayMs + podStartMs;
 }
 
 const SERVICE_EWMA_TASKS = 100;
@@ -256,7 +288,7 @@ export function decide(prior: AutoscalerState | null, input: DecideInput, policy
     let replicas = n;
     if (brokerOk && w.backlog! > policy.activationThreshold) {
       const s = base.rates && base.rates.serviceSamples >= policy.minServiceSamples ? base.rates.serviceTime : null;
-      const slots = s !== null ? (w.backlog! * s * 1000) / policy.targetDrainMs : w.backlog! / policy.targetUtilization;
+      const slots = s !== null ? drainSlots(w.backlog!, s, policy, w.active ?? 0) : w.backlog! / policy.targetUtilization;
       replicas = Math.max(n, Math.min(policy.maxReplicas, Math.ceil(slots / C)));
     }
     conditions.push({ type: 'ScalingActive', status: false, reason: 'FailedGetMetrics', message: `could not read ${failed}; scale-down is frozen` });
@@ -284,21 +316,25 @@ export function decide(prior: AutoscalerState | null, input: DecideInput, policy
   const A = w.active!;
   const S = w.scheduled!;
   const W = B + R + A + S;
+  // Known future work waits like backlog; ETA-held tasks among it are already in S (and W).
+  const due = Math.max(0, w.dueSoon ?? 0);
+  const workText = due > 0 ? `${W} (+${due} due soon)` : `${W}`;
   const Ad = Math.min(A, w.drainingActive ?? 0);
   const rates = updateRates(base.rates, w, now, policy.rateHalfLifeMs);
   const arrived = (rates?.lastArrivals ?? 0) > 0;
   const extraActive = extra.some((m) => m.value! > m.activationValue);
-  const active = W > policy.activationThreshold || extraActive;
-  const lastActiveAt = W > 0 || arrived || extraActive ? now : base.lastActiveAt;
+  const active = W + due > policy.activationThreshold || extraActive;
+  const lastActiveAt = W + due > 0 || arrived || extraActive ? now : base.lastActiveAt;
 
   // Proposals; the largest wins.
   const trusted = rates !== null && rates.serviceSamples >= policy.minServiceSamples && rates.serviceTime > 0;
   let slots: number;
   if (trusted) {
     // Running tasks keep their slots whatever the model says.
-    slots = Math.max(steadySlots(rates.lambda, rates.serviceTime, policy) + ((B + R) * rates.serviceTime * 1000) / policy.targetDrainMs, A) - Ad;
+    const waiting = B + R + due;
+    slots = Math.max(steadySlots(rates.lambda, rates.serviceTime, policy, input.podStartMs) + drainSlots(waiting, rates.serviceTime, policy, A), A) - Ad;
   } else {
-    slots = (A - Ad + B + R) / policy.targetUtilization;
+    slots = (A - Ad + B + R + due) / policy.targetUtilization;
   }
   let desired = Math.ceil(slots / C - 1e-9);
   let winner = 'work';
@@ -329,7 +365,7 @@ export function decide(prior: AutoscalerState | null, input: DecideInput, policy
         desired: 0,
         winner,
         reason: 'Idle',
-        message: `at zero: work ${W} is not above the activation threshold ${policy.activationThreshold}`,
+        message: `at zero: work ${workText} is not above the activation threshold ${policy.activationThreshold}`,
         scaleDownWindowMs: windowMs,
         metrics,
         active,
@@ -338,7 +374,7 @@ export function decide(prior: AutoscalerState | null, input: DecideInput, policy
       };
     }
     const replicas = Math.min(policy.maxReplicas, Math.max(lo, desired));
-    const message = `woke from zero: work ${W} above the activation threshold ${policy.activationThreshold}; ${winner} proposes ${desired} replica${desired === 1 ? '' : 's'}`;
+    const message = `woke from zero: work ${workText} above the activation threshold ${policy.activationThreshold}; ${winner} proposes ${desired} replica${desired === 1 ? '' : 's'}`;
     conditions.push({ type: 'ScalingActive', status: true, reason: 'Activated', message });
     const hpa = storeScaleEvent(base.hpa, policy.behavior, 0, replicas, now);
     // Waking from zero is what min 0 is for, not a flap: the scale to zero that came before was
@@ -358,7 +394,7 @@ export function decide(prior: AutoscalerState | null, input: DecideInput, policy
   }
 
   // Scale to zero: only with nothing in the system and nothing arriving for the whole cooldown.
-  if (policy.minReplicas === 0 && W === 0 && !arrived && !extraActive && lastActiveAt !== null && now - lastActiveAt >= policy.cooldownMs) {
+  if (policy.minReplicas === 0 && W + due === 0 && !arrived && !extraActive && lastActiveAt !== null && now - lastActiveAt >= policy.cooldownMs) {
     const message = `no work for ${policy.cooldownMs / 1000} s (cooldownPeriodSeconds): scaled to zero`;
     conditions.push({ type: 'ScalingActive', status: true, reason: 'Deactivated', message });
     const hpa = storeScaleEvent(base.hpa, policy.behavior, n, 0, now);
@@ -397,7 +433,7 @@ export function decide(prior: AutoscalerState | null, input: DecideInput, policy
     windowMs > baseWindowMs && norm.replicas <= n
       ? Math.min(policy.maxReplicas, Math.max(normalizeWithBehaviors(base.hpa, spec(baseWindowMs), n, target, now).replicas, floor))
       : replicas;
-  const proposal = `${winner} proposes ${desired} replica${desired === 1 ? '' : 's'} (W=${W}, B=${B}, A=${A})`;
+  const proposal = `${winner} proposes ${desired} replica${desired === 1 ? '' : 's'} (W=${W}, B=${B}, A=${A}${due > 0 ? `, due soon ${due}` : ''})`;
   conditions.push({ type: 'ScalingActive', status: true, reason: 'ValidMetricFound', message: proposal });
   for (const c of latestByType(norm.conditions) as HpaCondition[]) conditions.push(c);
   const hpa = replicas !== n ? storeScaleEvent(norm.state, policy.behavior, n, replicas, now) : norm.state;

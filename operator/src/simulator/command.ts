@@ -11,6 +11,7 @@ import { POLICIES } from './policies.js';
 import { runScenario, type CellResult, type Estimate } from './run.js';
 import { SCENARIOS, ScenarioError, loadScenario, type Scenario } from './scenarios.js';
 import { renderChart } from './chart.js';
+import { checkGoal, formatGoal } from './goal.js';
 
 export interface SimulateOptions {
   readonly scenarios: readonly Scenario[];
@@ -78,6 +79,8 @@ export function formatTable(report: SimulateReport, scenarios: readonly Scenario
     for (const row of [header, ...body]) lines.push(row.map((v, i) => (i === 0 ? v.padEnd(widths[i]!) : v.padStart(widths[i]!))).join('  '));
     lines.push('');
   }
+  const goal = formatGoal(checkGoal(report.results));
+  if (goal) lines.push(goal, '');
   lines.push(`policies: ${report.policies.map((p) => `${p} = ${POLICIES.get(p)!.description}`).join('\n          ')}`);
   lines.push(`runtime: ${report.runtimeSeconds.toFixed(1)} s`);
   return lines.join('\n');
@@ -109,7 +112,12 @@ function positiveInt(v: string): number {
 function policyList(v: string): string[] {
   const ids = v
     .split(',')
-    .map((s) => s.trim().toUpperCase().replace('P4S', 'P4s'))
+    .map((s) =>
+      s
+        .trim()
+        .toUpperCase()
+        .replace(/^P(\d)S$/, 'P$1s'),
+    )
     .filter(Boolean);
   const bad = ids.filter((id) => !POLICIES.has(id));
   if (bad.length > 0) throw new InvalidArgumentError(`unknown policy ${bad.join(', ')} (known: ${[...POLICIES.keys()].join(', ')})`);
@@ -121,7 +129,7 @@ export function simulateCommand(): Command {
   return new Command('simulate')
     .description('Run the autoscaler policies against load scenarios in virtual time (see operator/src/autoscaler/README.md) and compare them.')
     .option('--scenario <ids>', `scenarios, comma-separated: ${[...SCENARIOS.keys()].join(', ')} or a JSON scenario file`, [...SCENARIOS.keys()].join(','))
-    .option('--policy <ids>', `policies, comma-separated: ${[...POLICIES.keys()].join(', ')}`, policyList, ['P1', 'P2', 'P3', 'P4'])
+    .option('--policy <ids>', `policies, comma-separated: ${[...POLICIES.keys()].join(', ')}`, policyList, ['P1', 'P2', 'P3', 'P4', 'P5'])
     .option('--seeds <n>', 'seeds per scenario and policy', positiveInt, 10)
     .addOption(new Option('--broker <kind>', "broker semantics (default: amqp, or the scenario's)").choices(['redis', 'amqp']))
     .option('--prefetch <n>', 'worker prefetch multiplier (default 1, as celeriac workers)', positiveInt)
@@ -146,8 +154,8 @@ export function simulateCommand(): Command {
       const report = simulate({ scenarios, policies: o.policy, seeds: o.seeds, broker: o.broker, prefetch: o.prefetch });
       const charts = o.charts ? writeCharts(report, scenarios, resolve(o.out)) : [];
       if (o.json) {
-        const results = report.results.map(({ trace: _trace, ...r }) => r);
-        process.stdout.write(`${JSON.stringify({ ...report, results, charts }, null, 2)}\n`);
+        const results = report.results.map(({ trace: _trace, runs: _runs, ...r }) => r);
+        process.stdout.write(`${JSON.stringify({ ...report, results, goal: checkGoal(report.results), charts }, null, 2)}\n`);
       } else {
         process.stdout.write(`${formatTable(report, scenarios)}\n`);
         if (charts.length > 0) process.stdout.write(`charts: ${charts.join(', ')}\n`);

@@ -117,6 +117,11 @@ export interface Controller {
   start(sim: Simulation): void;
   /** A timer the controller scheduled with `sim.schedule` fired. */
   onTimer(sim: Simulation, timer: number): void;
+  /**
+   * The work changed (a task arrived or finished): what an event-driven autoscaler subscribes
+   * to. Called synchronously; it models its own delay by scheduling a timer.
+   */
+  onWorkChange?(sim: Simulation): void;
 }
 
 /** One run's figures (times in seconds). */
@@ -435,6 +440,29 @@ export class Simulation {
     this.arrivalsSinceSample++;
     this.enqueue(task, false);
     this.dispatch();
+    this.controller.onWorkChange?.(this);
+  }
+
+  /** ETA-held tasks on workers due within `seconds` from now (known future work). */
+  scheduledDueWithin(seconds: number): number {
+    let n = 0;
+    for (const p of this.alive) for (const t of p.scheduled) if (this.tasks.eta[t]! - this.now <= seconds) n++;
+    return n;
+  }
+
+  /** Tasks of known (scheduled) runs arriving within `seconds` from now. */
+  knownArrivalsWithin(seconds: number): number {
+    const { arrival, known, count } = this.tasks;
+    let n = 0;
+    for (let i = this.nextArrival; i < count && arrival[i]! <= this.now + seconds; i++) if (known[i]) n++;
+    return n;
+  }
+
+  /** Arrival time of the next task of a known (scheduled) run, or null. */
+  nextKnownArrival(): number | null {
+    const { arrival, known, count } = this.tasks;
+    for (let i = this.nextArrival; i < count; i++) if (known[i]) return arrival[i]!;
+    return null;
   }
 
   private isHungry(p: Pod): boolean {
@@ -513,6 +541,7 @@ export class Simulation {
     }
     if (p.state === PodState.Running) this.pull(p);
     else if (p.state === PodState.Terminating && p.running.length === 0) this.q.push(this.now + this.params.shutdownSeconds, Ev.PodExit, p.id, 0);
+    this.controller.onWorkChange?.(this);
   }
 
   private etaDue(task: number, a: number): void {

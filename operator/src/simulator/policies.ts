@@ -3,7 +3,7 @@
  * the real decision code: P1-P3 go through the HPA port (`hpaStep`) with KEDA's 0 <-> 1 scale
  * loop on top, P4 through celeriac's `decide` and the drain-first scale-down.
  */
-import { decide, type AutoscalerState } from '../autoscaler/decide.js';
+import { decide, reactionMs, type AutoscalerState } from '../autoscaler/decide.js';
 import { resolveBehavior, type HpaBehavior, type HpaState, type ResolvedBehavior } from '../autoscaler/hpa.js';
 import { hpaStep } from './hpa-baseline.js';
 import { resolvePolicy, type AutoscalerPolicy, type AutoscalingSpec } from '../autoscaler/policy.js';
@@ -139,19 +139,57 @@ export class HpaController implements Controller {
   }
 }
 
+/** How celeriac's controller learns of changes and what it counts ahead (issue 19). */
+export interface CeleriacControllerOptions {
+  /**
+   * Event trigger: the operator sees a change of the work this many seconds after it happens
+   * and decides then (at most once per this period); null: at the polling interval only.
+   */
+  readonly eventDelaySeconds: number | null;
+  /** Count known future work (ETA tasks due, known scheduled runs) within the measured pod start as work now. */
+  readonly leadKnownWork: boolean;
+  /** A drained idle pod stays as a paused consumer this long before it is removed (standby). */
+  readonly standbySeconds: number;
+}
+
+const POLL_ONLY: CeleriacControllerOptions = { eventDelaySeconds: null, leadKnownWork: false, standbySeconds: 0 };
+
+const enum CeleriacTimer {
+  Poll,
+  Event,
+  Lead,
+  Standby,
+}
+
+/** Pods whose start is averaged into the measured pod start. */
+const POD_START_SAMPLES = 5;
+
 /**
- * P4: celeriac's `decide` every poll, executed drain-first: pods still starting go first, then
- * idle or least-loaded ready pods drain; a drained pod leaves by deletion cost and replicas - 1.
+ * P4/P5: celeriac's `decide` every poll (and, event-driven, within `eventDelaySeconds` of a
+ * change), executed drain-first: pods still starting go first, then idle or least-loaded ready
+ * pods drain; a drained pod leaves by deletion cost and replicas - 1 (after its standby time).
  */
 export class CeleriacController implements Controller {
   private state: AutoscalerState | null = null;
+  private eventPending = false;
+  private lastDecisionAt = -Infinity;
+  /** Pods seen ready, for the measured pod start. */
+  private readonly measured = new Set<number>();
+  private readonly starts: number[] = [];
+  /** When each draining pod became idle. */
+  private readonly idleSince = new Map<number, number>();
+  private leadAt: number | null = null;
 
-  constructor(private readonly policy: AutoscalerPolicy) {}
+  constructor(
+    private readonly policy: AutoscalerPolicy,
+    private readonly opts: CeleriacControllerOptions = POLL_ONLY,
+  ) {}
 
   start(sim: Simulation): void {
     sim.setReplicas(this.policy.minReplicas);
     sim.noteTarget(this.policy.minReplicas);
-    sim.schedule(sim.rng.uniform(0, this.policy.pollingIntervalMs / 1000), 0);
+    sim.schedule(sim.rng.uniform(0, this.policy.pollingIntervalMs / 1000), CeleriacTimer.Poll);
+    this.scheduleLead(sim);
   }
 
   /** Replicas the autoscaler stands by: spec minus pods already draining out. */
@@ -159,15 +197,69 @@ export class CeleriacController implements Controller {
     return sim.specReplicas - sim.podsIn(PodState.Draining).length;
   }
 
-  onTimer(sim: Simulation): void {
-    sim.schedule(this.policy.pollingIntervalMs / 1000, 0);
+  onWorkChange(sim: Simulation): void {
+    const delay = this.opts.eventDelaySeconds;
+    if (delay === null || this.eventPending) return;
+    this.eventPending = true;
+    // The watch sees the change within `delay`; decisions stay at least `delay` apart.
+    sim.schedule(Math.max(delay, this.lastDecisionAt + delay - sim.now), CeleriacTimer.Event);
+  }
+
+  onTimer(sim: Simulation, timer: number): void {
+    if (timer === CeleriacTimer.Poll) sim.schedule(this.policy.pollingIntervalMs / 1000, CeleriacTimer.Poll);
+    if (timer === CeleriacTimer.Event) this.eventPending = false;
+    if (timer === CeleriacTimer.Lead) this.leadAt = null;
+    if (timer === CeleriacTimer.Standby) {
+      this.removeDrained(sim);
+      return;
+    }
+    this.decideNow(sim);
+    this.scheduleLead(sim);
+  }
+
+  /** Mean start time of the last pods that became ready (s), or null before the first. */
+  private podStart(sim: Simulation): number | null {
+    for (const p of sim.pods) {
+      if (p.readyAt === Infinity || this.measured.has(p.id)) continue;
+      this.measured.add(p.id);
+      this.starts.push(p.readyAt - p.createdAt);
+      if (this.starts.length > POD_START_SAMPLES) this.starts.shift();
+    }
+    return this.starts.length > 0 ? this.starts.reduce((a, b) => a + b, 0) / this.starts.length : null;
+  }
+
+  /** Lead time for known work: decision delay plus the measured (else assumed) pod start, s. */
+  private leadSeconds(sim: Simulation): number {
+    return reactionMs(this.policy, this.podStartMs(sim)) / 1000;
+  }
+
+  private podStartMs(sim: Simulation): number {
+    const s = this.podStart(sim);
+    return s === null ? this.policy.podStartMs : s * 1000;
+  }
+
+  /** Wake when the lead window of the next known run opens (a quiet pool sees no change before). */
+  private scheduleLead(sim: Simulation): void {
+    if (!this.opts.leadKnownWork || this.leadAt !== null) return;
+    const next = sim.nextKnownArrival();
+    if (next === null) return;
+    this.leadAt = Math.max(sim.now, next - this.leadSeconds(sim));
+    if (this.leadAt > sim.now) sim.schedule(this.leadAt - sim.now, CeleriacTimer.Lead);
+    else this.leadAt = null;
+  }
+
+  private decideNow(sim: Simulation): void {
+    this.lastDecisionAt = sim.now;
     this.removeDrained(sim);
     const down = sim.metricsDown;
+    const podStartMs = this.podStartMs(sim);
+    const lead = reactionMs(this.policy, podStartMs) / 1000;
     const d = decide(
       this.state,
       {
         specReplicas: this.committed(sim),
         readyReplicas: sim.readyReplicas,
+        ...(this.opts.eventDelaySeconds !== null ? { podStartMs } : {}),
         work: {
           backlog: down ? null : sim.backlog,
           reserved: sim.reservedCount,
@@ -177,6 +269,7 @@ export class CeleriacController implements Controller {
           receivedTotal: sim.receivedTotal,
           completedTotal: sim.completedTotal,
           serviceSecondsTotal: sim.serviceSecondsTotal,
+          ...(this.opts.leadKnownWork ? { dueSoon: sim.scheduledDueWithin(lead) + sim.knownArrivalsWithin(lead) } : {}),
         },
       },
       this.policy,
@@ -193,10 +286,11 @@ export class CeleriacController implements Controller {
     sim.noteTarget(target);
     if (target > committed) {
       let need = target - committed;
-      // Cancelling a drain is cheaper than starting a pod.
+      // Cancelling a drain (or resuming a standby pod) is cheaper than starting a pod.
       for (const p of sim.podsIn(PodState.Draining)) {
         if (need === 0) break;
         sim.undrain(p);
+        this.idleSince.delete(p.id);
         need--;
       }
       if (need > 0) sim.setReplicas(sim.specReplicas + need);
@@ -212,12 +306,26 @@ export class CeleriacController implements Controller {
     for (const p of victims.slice(0, excess)) sim.drain(p);
   }
 
-  /** Drained and idle: mark with deletion cost and lower replicas by that many. */
+  /** Drained, idle and past its standby time: mark with deletion cost and lower replicas by that many. */
   private removeDrained(sim: Simulation): void {
     if (sim.podsIn(PodState.Starting).length > 0) return; // settle guard: the ReplicaSet would pick those
-    const idle: Pod[] = sim.podsIn(PodState.Draining).filter((p) => Simulation.load(p) === 0);
+    const idle: Pod[] = [];
+    for (const p of sim.podsIn(PodState.Draining)) {
+      if (Simulation.load(p) > 0) continue;
+      let since = this.idleSince.get(p.id);
+      if (since === undefined) {
+        since = sim.now;
+        this.idleSince.set(p.id, since);
+        // Its removal needs a look when the standby time is up, whatever else happens.
+        if (this.opts.standbySeconds > 0) sim.schedule(this.opts.standbySeconds, CeleriacTimer.Standby);
+      }
+      if (sim.now - since >= this.opts.standbySeconds) idle.push(p);
+    }
     if (idle.length === 0) return;
-    for (const p of idle) p.deletionCost = -1000;
+    for (const p of idle) {
+      p.deletionCost = -1000;
+      this.idleSince.delete(p.id);
+    }
     sim.setReplicas(sim.specReplicas - idle.length);
   }
 }
@@ -225,6 +333,19 @@ export class CeleriacController implements Controller {
 function celeriacSpec(sc: Scenario): AutoscalingSpec {
   return { minReplicas: sc.minReplicas, maxReplicas: sc.maxReplicas };
 }
+
+/**
+ * celeriac as it was before the event trigger (issue 19): polled, backlog drained within 20 s,
+ * the flap backoff stretching the scale-down window up to 600 s.
+ */
+function polledPolicy(spec: AutoscalingSpec, concurrency: number): AutoscalerPolicy {
+  return { ...resolvePolicy({ targetDrainSeconds: 20, ...spec, eventDriven: false }, concurrency), maxScaleDownWindowMs: 600_000 };
+}
+
+/** P5: the event trigger (decisions within 1 s of a change), measured pod start, known work led. */
+export const P5_OPTIONS: CeleriacControllerOptions = { eventDelaySeconds: 1, leadKnownWork: true, standbySeconds: 0 };
+/** Standby measured (issue 19): a drained idle pod kept 30 s as a paused consumer. It did not pay. */
+const STANDBY_SECONDS = 30;
 
 export const POLICIES: ReadonlyMap<string, PolicyInfo> = new Map<string, PolicyInfo>([
   ['P0', { id: 'P0', description: 'fixed replicas', make: (sc) => new FixedController(sc.fixedReplicas) }],
@@ -273,7 +394,24 @@ export const POLICIES: ReadonlyMap<string, PolicyInfo> = new Map<string, PolicyI
     {
       id: 'P4',
       description: 'celeriac: W = B+R+A+S, rate model with square-root staffing + drain term, in-flight floor, drain-first scale-down',
-      make: (sc, c) => new CeleriacController(resolvePolicy(celeriacSpec(sc), c)),
+      make: (sc, c) => new CeleriacController(polledPolicy(celeriacSpec(sc), c)),
+    },
+  ],
+  [
+    'P5',
+    {
+      id: 'P5',
+      description:
+        "celeriac's defaults, event-driven (issue 19): P4 deciding within 1 s of a change, horizon 1 s + measured pod start, ETA tasks and known runs counted ahead, drain within 10 s, flap backoff up to 120 s",
+      make: (sc, c) => new CeleriacController(resolvePolicy(celeriacSpec(sc), c), P5_OPTIONS),
+    },
+  ],
+  [
+    'P5s',
+    {
+      id: 'P5s',
+      description: `P5 with standby: a drained idle pod stays ${STANDBY_SECONDS} s as a paused consumer, resumed first on the next scale-up`,
+      make: (sc, c) => new CeleriacController(resolvePolicy(celeriacSpec(sc), c), { ...P5_OPTIONS, standbySeconds: STANDBY_SECONDS }),
     },
   ],
   [
@@ -283,7 +421,7 @@ export const POLICIES: ReadonlyMap<string, PolicyInfo> = new Map<string, PolicyI
       description: 'celeriac as first specified (§4): rho 0.8 without square-root staffing, scale-down window 300 s at 50%/60 s',
       make: (sc, c) =>
         new CeleriacController({
-          ...resolvePolicy(
+          ...polledPolicy(
             {
               ...celeriacSpec(sc),
               behavior: { scaleDown: { stabilizationWindowSeconds: 300, policies: [{ type: 'Percent', value: 50, periodSeconds: 60 }] } },

@@ -19,6 +19,8 @@ export interface CellResult {
   readonly policy: string;
   readonly seeds: number;
   readonly metrics: Aggregate;
+  /** Each seed's figures, seed 1 first (for paired comparisons: every policy replays the same tasks). */
+  readonly runs: readonly RunMetrics[];
   /** Trace of the first seed, for charts. */
   readonly trace: Trace;
 }
@@ -69,6 +71,6 @@ export function runScenario(sc: Scenario, policies: readonly string[], seeds: nu
     const runs = perPolicy[i]!;
     const keys = Object.keys(runs[0]!) as (keyof RunMetrics)[];
     const metrics = Object.fromEntries(keys.map((k) => [k, estimate(runs.map((r) => r[k]))])) as unknown as Aggregate;
-    return { scenario: sc.id, policy: id, seeds, metrics, trace: traces[i]! };
+    return { scenario: sc.id, policy: id, seeds, metrics, runs, trace: traces[i]! };
   });
 }

@@ -14,8 +14,11 @@ export type ArrivalPiece =
   | { readonly type: 'rate'; readonly points: readonly (readonly [number, number])[]; readonly interpolate?: 'linear' | 'step' }
   /** Poisson with rate base + amplitude * sin(2 pi t / periodSeconds). */
   | { readonly type: 'sine'; readonly base: number; readonly amplitude: number; readonly periodSeconds: number }
-  /** `count` tasks spread uniformly within `withinSeconds`, at fixed times. */
-  | { readonly type: 'bursts'; readonly atSeconds: readonly number[]; readonly count: number; readonly withinSeconds: number }
+  /**
+   * `count` tasks spread uniformly within `withinSeconds`, at fixed times. `known`: the runs of a
+   * schedule the operator knows (TaskSchedule/beat), so their time and size can be counted ahead.
+   */
+  | { readonly type: 'bursts'; readonly atSeconds: readonly number[]; readonly count: number; readonly withinSeconds: number; readonly known?: boolean }
   /** Bursts whose starts form a Poisson process with mean gap `meanGapSeconds` (MMPP-like). */
   | { readonly type: 'poissonBursts'; readonly meanGapSeconds: number; readonly count: number; readonly withinSeconds: number };
 
@@ -139,6 +142,16 @@ const S: readonly Scenario[] = [
     maxReplicas: 100,
     fixedReplicas: 4,
   },
+  {
+    id: 'S7',
+    description: 'S6 as runs of a known schedule (beat/TaskSchedule runs of 50 tasks every 1800 s); lognormal mean 20 s CV 1; min 0',
+    durationSeconds: 14400,
+    arrivals: [{ type: 'bursts', atSeconds: [3600, 5400, 7200, 9000, 10800, 12600], count: 50, withinSeconds: 0, known: true }],
+    service: { type: 'lognormal', mean: 20, cv: 1 },
+    minReplicas: 0,
+    maxReplicas: 100,
+    fixedReplicas: 4,
+  },
 ];
 
 /** The built-in scenarios by id. */
@@ -151,7 +164,7 @@ export class ScenarioError extends CeleriacError {
   }
 }
 
-/** Looks up S1..S6 or reads a JSON scenario file (same shape as `Scenario`). */
+/** Looks up S1..S7 or reads a JSON scenario file (same shape as `Scenario`). */
 export function loadScenario(idOrFile: string): Scenario {
   const builtIn = SCENARIOS.get(idOrFile.toUpperCase());
   if (builtIn) return builtIn;
@@ -213,6 +226,8 @@ export interface TaskSet {
   readonly eta: Float64Array;
   /** 1 when the task has a non-zero priority */
   readonly priority: Uint8Array;
+  /** 1 when the task belongs to a known scheduled run (a `bursts` piece with `known`) */
+  readonly known: Uint8Array;
   /** Burst starts in seconds (burst pieces, and steps of a step profile that at least double the rate). */
   readonly burstStarts: readonly number[];
 }
@@ -263,6 +278,8 @@ export function generateTasks(sc: Scenario, seed: number): TaskSet {
   const rng = new Rng(seed, 1);
   const end = sc.durationSeconds;
   const times: number[] = [];
+  /** Arrival times of tasks of known runs (exact values pushed into `times` too). */
+  const knownTimes = new Set<number>();
   const burstStarts: number[] = [];
   for (const p of sc.arrivals) {
     switch (p.type) {
@@ -280,7 +297,11 @@ export function generateTasks(sc: Scenario, seed: number): TaskSet {
         for (const at of p.atSeconds) {
           if (at >= end) continue;
           burstStarts.push(at);
-          for (let i = 0; i < p.count; i++) times.push(at + rng.next() * p.withinSeconds);
+          for (let i = 0; i < p.count; i++) {
+            const t = at + rng.next() * p.withinSeconds;
+            times.push(t);
+            if (p.known) knownTimes.add(t);
+          }
         }
         break;
       case 'poissonBursts':
@@ -297,6 +318,8 @@ export function generateTasks(sc: Scenario, seed: number): TaskSet {
   const service = new Float64Array(n);
   const eta = new Float64Array(n);
   const priority = new Uint8Array(n);
+  const known = new Uint8Array(n);
+  for (let i = 0; i < n; i++) if (knownTimes.has(arrival[i]!)) known[i] = 1;
   const draw = sampler(sc.service, rng);
   const etaFraction = sc.etaFraction ?? 0;
   const etaSeconds = sc.etaSeconds ?? 0;
@@ -306,5 +329,5 @@ export function generateTasks(sc: Scenario, seed: number): TaskSet {
     if (etaFraction > 0 && rng.next() < etaFraction) eta[i] = arrival[i]! + etaSeconds;
     if (prioFraction > 0 && rng.next() < prioFraction) priority[i] = 1;
   }
-  return { count: n, arrival, service, eta, priority, burstStarts: burstStarts.sort((a, b) => a - b) };
+  return { count: n, arrival, service, eta, priority, known, burstStarts: burstStarts.sort((a, b) => a - b) };
 }

@@ -77,6 +77,7 @@ describe('crds/', () => {
       'activationThreshold',
       'behavior',
       'cooldownPeriodSeconds',
+      'eventDriven', // issue 19: decide within about a second of work arriving
       'fallback',
       'maxReplicas',
       'metrics',
@@ -100,8 +101,9 @@ describe('crds/', () => {
       pollingIntervalSeconds: 5,
       cooldownPeriodSeconds: 300,
       activationThreshold: 0,
-      targetDrainSeconds: 20,
+      targetDrainSeconds: 10,
       targetUtilization: 0.8,
+      eventDriven: true,
     });
     for (const dir of ['scaleUp', 'scaleDown']) {
       const { type, minimum, maximum } = a.properties.behavior.properties[dir].properties.tolerance ?? {};

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { decide, steadySlots, type AutoscalerState, type DecideInput, type WorkObservation } from '../../../../operator/src/autoscaler/decide.js';
+import { decide, drainSlots, steadySlots, type AutoscalerState, type DecideInput, type WorkObservation } from '../../../../operator/src/autoscaler/decide.js';
 import { resolvePolicy, InvalidAutoscalingError, type AutoscalerPolicy } from '../../../../operator/src/autoscaler/policy.js';
 
 const work = (w: Partial<WorkObservation>): WorkObservation => ({
@@ -21,21 +21,79 @@ function twoPolls(policy: AutoscalerPolicy, n: number, second: Partial<WorkObser
   return decide(first.state, { specReplicas: n, work: work(second) }, policy, 5_000);
 }
 
-test('worked example: lambda 10/s, s 2 s, B+R 40 -> 25 steady + 4 drain slots -> 8 pods of 4', () => {
+test('worked example: lambda 10/s, s 2 s, B+R 40 -> 25 steady + 8 drain slots -> 9 pods of 4', () => {
   const policy = resolvePolicy({ minReplicas: 1, maxReplicas: 50 }, 4);
   // 20 received + backlog grew by 30 = 50 arrivals in 5 s; 25 completions took 50 s
   const d = twoPolls(policy, 5, { backlog: 30, reserved: 10, active: 12, receivedTotal: 20, completedTotal: 25, serviceSecondsTotal: 50 });
-  // steady = min(20 / 0.8, 20 + 1.5 * sqrt(min(20, 10 * 15))) = 25; drain = 40 * 2 / 20 = 4
+  // steady = min(20 / 0.8, 20 + 1.5 * sqrt(min(20, 10 * 11))) = 25; drain = 40 * 2 / 10 = 8
   assert.equal(steadySlots(10, 2, policy), 25);
-  assert.equal(d.desired, 8);
-  assert.equal(d.replicas, 8);
+  assert.equal(d.desired, 9);
+  assert.equal(d.replicas, 9);
   assert.equal(d.winner, 'work');
 });
 
 test('worked example: long tasks get a margin for the control horizon only', () => {
   const policy = resolvePolicy({ minReplicas: 1, maxReplicas: 50 }, 4);
-  // a = 50 busy slots, but only 0.5/s * 15 s = 7.5 tasks can arrive before new pods are up
-  assert.ok(Math.abs(steadySlots(0.5, 100, policy) - (50 + 1.5 * Math.sqrt(7.5))) < 1e-9);
+  // a = 50 busy slots, but only 0.5/s * (1 s event delay + 10 s pod start) = 5.5 tasks can
+  // arrive before new pods are up
+  assert.ok(Math.abs(steadySlots(0.5, 100, policy) - (50 + 1.5 * Math.sqrt(5.5))) < 1e-9);
+  // polled: the decision waits for the poll, so the horizon is 5 s + 10 s
+  const polled = resolvePolicy({ minReplicas: 1, maxReplicas: 50, eventDriven: false }, 4);
+  assert.ok(Math.abs(steadySlots(0.5, 100, polled) - (50 + 1.5 * Math.sqrt(7.5))) < 1e-9);
+});
+
+test('drain term: a burst bigger than the running work gets at most a slot per task; a busy pool keeps the full term', () => {
+  const policy = resolvePolicy({ minReplicas: 0, maxReplicas: 50 }, 4);
+  // 50 tasks of 20 s at zero running: 50 * 20 / 10 = 100, capped at 50
+  assert.equal(drainSlots(50, 20, policy, 0), 50);
+  // 3 waiting tasks of 139 s among 65 running: 3 * 139 / 10 = 41.7 (headroom for the next arrivals)
+  assert.ok(Math.abs(drainSlots(3, 139, policy, 65) - 41.7) < 1e-9);
+  // short tasks: the term itself is small
+  assert.equal(drainSlots(40, 2, policy, 0), 8);
+});
+
+test('measured pod start sets the control horizon: a slow start gets a larger margin', () => {
+  const policy = resolvePolicy({ minReplicas: 1, maxReplicas: 50 }, 4);
+  // 0.5/s * (1 s + 29 s) = 15 tasks exposed; the default 10 s start gives 5.5
+  assert.ok(Math.abs(steadySlots(0.5, 100, policy, 29_000) - (50 + 1.5 * Math.sqrt(15))) < 1e-9);
+  const at = (podStartMs: number) =>
+    decide(
+      decide(null, { specReplicas: 10, podStartMs, work: work({}) }, policy, 0).state,
+      { specReplicas: 10, podStartMs, work: work({ active: 40, receivedTotal: 3, completedTotal: 40, serviceSecondsTotal: 4000 }) },
+      policy,
+      5_000,
+    );
+  assert.ok(at(60_000).desired > at(2_000).desired, `${at(60_000).desired} > ${at(2_000).desired}`);
+});
+
+test('known future work (dueSoon) is sized like backlog and wakes a pool at zero before it comes due', () => {
+  const policy = resolvePolicy({ minReplicas: 0, maxReplicas: 50 }, 4);
+  const idle = decide(null, { specReplicas: 0, work: work({}) }, policy, 0);
+  assert.equal(idle.replicas, 0);
+  const led = decide(null, { specReplicas: 0, work: work({ dueSoon: 40 }) }, policy, 0);
+  assert.equal(led.reason, 'Activated');
+  assert.equal(led.replicas, Math.ceil(40 / 0.8 / 4));
+  assert.match(led.message, /work 0 \(\+40 due soon\)/);
+  // with the rate model trusted: 40 due tasks of 2 s drain within 10 s = 8 more slots
+  const rates = (due: number) =>
+    decide(
+      decide(null, { specReplicas: 5, work: work({}) }, policy, 0).state,
+      { specReplicas: 5, work: work({ active: 12, receivedTotal: 50, completedTotal: 25, serviceSecondsTotal: 50, dueSoon: due }) },
+      policy,
+      5_000,
+    );
+  assert.equal(rates(40).desired - rates(0).desired, 2);
+});
+
+test('due-soon work keeps a pool from scaling to zero at the end of its cooldown', () => {
+  const policy = resolvePolicy({ minReplicas: 0, maxReplicas: 10, cooldownPeriodSeconds: 60 }, 4);
+  let s = decide(null, { specReplicas: 1, work: work({ active: 1 }) }, policy, 0).state;
+  s = decide(s, { specReplicas: 1, work: work({ completedTotal: 1, serviceSecondsTotal: 1 }) }, policy, 30_000).state;
+  const idle = { completedTotal: 1, serviceSecondsTotal: 1 };
+  const withDue = decide(s, { specReplicas: 1, work: work({ ...idle, dueSoon: 1 }) }, policy, 120_000);
+  assert.equal(withDue.replicas, 1);
+  assert.notEqual(withDue.reason, 'Deactivated');
+  assert.equal(decide(s, { specReplicas: 1, work: work(idle) }, policy, 120_000).reason, 'Deactivated');
 });
 
 test('before enough completions: the plain work count, (A + B + R) / rho per slot', () => {
@@ -312,15 +370,15 @@ test('when the flap backoff holds pods, reason and message say so and for how lo
   const up = d.run(100_000, 100_000, () => ({ backlog: 100, active: 1 }));
   assert.ok(up.replicas >= 1.5 * down, 'a big step back up: a flap');
   assert.equal(up.reason, 'ScaleUp');
-  assert.match(up.message, /flap .*stretched to 360 s, shrinking back to 60 s within about \d+ min/);
+  assert.match(up.message, /flap .*stretched to 120 s, shrinking back to 60 s within about \d+ min/);
   const held = d.run(105_000, 200_000, () => ({ active: 1 }));
   assert.equal(held.replicas, up.replicas, 'held by the stretched window');
   assert.equal(held.desired, 1);
   assert.equal(held.reason, 'FlapBackoff');
-  assert.ok(held.scaleDownWindowMs > 300_000, `stretched window ${held.scaleDownWindowMs} ms (360 s, decaying)`);
+  assert.ok(held.scaleDownWindowMs > 100_000, `stretched window ${held.scaleDownWindowMs} ms (120 s, decaying)`);
   assert.match(
     held.message,
-    /work proposes 1 replica .*held at \d+ \(\d+ without the flap backoff\): the scale-down window is stretched to 3\d\d s \(configured 60 s\) after a flap 100 s ago, and shrinks back to 60 s within about \d+ min/,
+    /work proposes 1 replica .*held at \d+ \(\d+ without the flap backoff\): the scale-down window is stretched to 1\d\d s \(configured 60 s\) after a flap 100 s ago, and shrinks back to 60 s within about \d+ min/,
   );
 });
 
