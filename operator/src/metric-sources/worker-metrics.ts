@@ -41,16 +41,17 @@ export interface WorkerReading {
   readonly scheduled: number;
   /** Of `active`, tasks running on pods that are draining. */
   readonly drainingActive: number;
-  /** Counters summed over the pods (they drop when a pod goes away). */
-  readonly received: number;
-  readonly completed: number;
-  readonly serviceSeconds: number;
+  /** Counters summed over the pods (they drop when a pod goes away); null when not known. */
+  readonly received: number | null;
+  readonly completed: number | null;
+  readonly serviceSeconds: number | null;
   readonly byPod: ReadonlyMap<string, WorkerSample>;
 }
 
 /** The workers' figures for the autoscaler (not a MetricSource: its reading has named parts). */
 export interface WorkerMetricsSource {
-  readonly kind: 'worker-metrics';
+  /** worker-metrics: celeriac's /metrics; celery-workers: Celery's remote control (celery-workers.ts). */
+  readonly kind: 'worker-metrics' | 'celery-workers';
   /** Scrapes every target; rejects with MetricSourceError naming the pod that failed. */
   read(signal: AbortSignal): Promise<WorkerReading>;
   close(): Promise<void>;

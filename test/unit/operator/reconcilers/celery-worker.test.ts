@@ -33,7 +33,7 @@ type Container = {
   lifecycle: { preStop: { exec: { command: string[] } } };
 };
 function container(p: WorkerPool, queues: TaskQueue[]): Container {
-  const d = workerDeployment({ pool: p, queues, replicas: 2 }) as { spec: { template: { spec: { containers: Container[] } } } };
+  const d = workerDeployment({ pool: p, queues, replicas: 2 }) as unknown as { spec: { template: { spec: { containers: Container[] } } } };
   return d.spec.template.spec.containers[0]!;
 }
 
