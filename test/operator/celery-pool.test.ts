@@ -21,7 +21,8 @@ import { celeryWorkerArgs } from '../../operator/src/reconcilers/celery-worker.j
 import { createRedisListSource } from '../../operator/src/metric-sources/redis-list.js';
 import { createAmqpQueueSource } from '../../operator/src/metric-sources/amqp-queue.js';
 import type { CelerySpec, KubeObject, TaskQueue, WorkerPool } from '../../operator/src/types.js';
-import { envtestSkipReason, startControlPlane, type ControlPlane } from '../support/envtest.js';
+import { envtestSkipReason, startControlPlane, startTestOperator, type ControlPlane } from '../support/envtest.js';
+import { taskQueueFixture, workerPoolFixture } from '../support/operator-fixtures.js';
 import { eventually } from '../support/eventually.js';
 import { repoRoot, startProcess, stopProcess, withOutputOf, type Started } from '../support/processes.js';
 import { uniqueName, useRabbit, useRedis, type ServiceResult } from '../support/servers.js';
@@ -157,6 +158,58 @@ describe('Python Celery worker pools', { skip }, () => {
     return Object.fromEntries(nodes.map((n) => [n, r[n]?.length ?? 0]));
   }
 
+  it('the API server checks spec.celery, and the operator runs `celery worker` in the Deployment', async () => {
+    const ns = await cp.createNamespace('py-crd');
+    const create = (name: string, spec: Record<string, unknown>) => kube.create<Obj>(resources.workerPools, workerPoolFixture(ns, name, spec));
+    const image = { image: 'example.com/shop-py:1' };
+    await assert.rejects(create('neither', { template: image }), /spec.template.tasksModule is required for celeriac workers/);
+    await assert.rejects(
+      create('both', { template: { ...image, tasksModule: '/app/tasks.js' }, celery: { app: 'shop' } }),
+      /a Celery pool names its app in spec.celery.app: remove one/,
+    );
+    await assert.rejects(create('badpool', { template: image, celery: { app: 'shop', pool: 'forkserver' } }), /spec.celery.pool/);
+    await assert.rejects(create('badapp', { template: image, celery: { app: 'shop; rm -rf /' } }), /spec.celery.app/);
+
+    await kube.create(resources.taskQueues, taskQueueFixture(ns, 'default', { broker: { type: 'redis', url: redis!.server!.url }, queue: 'orders' }));
+    const created = await create('py', { template: image, celery: { app: 'shop.celery:app' }, concurrency: 8 });
+    assert.deepEqual(
+      created.spec.celery,
+      { app: 'shop.celery:app', pool: 'prefork', withoutMingle: true, withoutGossip: true, events: 'Enable' },
+      'CRD defaults',
+    );
+    const op = await startTestOperator(cp);
+    try {
+      const dep = await eventually(async () => {
+        const d = await kube.get<Obj>(resources.deployments, ns, 'py');
+        assert.ok(d, 'Deployment not created yet');
+        return d;
+      });
+      const c = dep.spec.template.spec.containers[0];
+      assert.deepEqual(c.command, ['celery']);
+      assert.deepEqual(c.args, [
+        '-A',
+        'shop.celery:app',
+        'worker',
+        '-Q',
+        'orders',
+        '-c',
+        '8',
+        '--prefetch-multiplier',
+        '1',
+        '-P',
+        'prefork',
+        '-n',
+        'celery@$(POD_NAME)',
+        '--without-mingle',
+        '--without-gossip',
+      ]);
+      assert.equal(c.env.find((e: { name: string }) => e.name === 'CELERY_BROKER_URL').value, '$(CELERIAC_BROKER_URL)');
+      assert.deepEqual(c.lifecycle.preStop.exec.command.slice(0, 2), ['sh', '-c']);
+    } finally {
+      await op.stop();
+    }
+  });
+
   for (const py of pythons) {
     for (const b of ['redis', 'amqp'] as const) {
       it(
@@ -208,9 +261,12 @@ describe('Python Celery worker pools', { skip }, () => {
               assert.deepEqual(first.autoscalingStatus?.draining, idle);
               assert.equal(first.autoscalingStatus?.celeryEvents, 'EnabledByOperator', 'the workers sent no task events, so the operator enabled them');
               assert.equal(first.autoscalingStatus?.metrics?.find((m) => m.name === 'inFlight')?.value, 1, 'the running task, read from the workers');
-              const afterDrain = await consuming(app, nodes);
-              for (const p of idle) assert.deepEqual(afterDrain[`celery@${p}`], [], `${p} no longer consumes`);
-              assert.deepEqual(afterDrain[busyNode], [queue], 'the busy pod was never drained');
+              // Celery replies to cancel_consumer and add_consumer before its event loop carries them out.
+              await eventually(async () => {
+                const afterDrain = await consuming(app, nodes);
+                for (const p of idle) assert.deepEqual(afterDrain[`celery@${p}`], [], `${p} no longer consumes`);
+                assert.deepEqual(afterDrain[busyNode], [queue], 'the busy pod was never drained');
+              });
 
               // Work returns before the drained pods are removed: the drains are undone (add_consumer), no new pod.
               for (let i = 0; i < 12; i++) await app.sendTask('pool.gated', [gateB], {}, { queue });
@@ -220,7 +276,7 @@ describe('Python Celery worker pools', { skip }, () => {
               assert.deepEqual(back.autoscalingStatus?.draining, []);
               for (const p of idle) assert.equal(await cost(p), undefined);
               // add_consumer took effect: every pod consumes the queue again (and the returned work spreads over them).
-              assert.deepEqual(Object.values(await consuming(app, nodes)), [[queue], [queue], [queue]]);
+              await eventually(async () => assert.deepEqual(Object.values(await consuming(app, nodes)), [[queue], [queue], [queue]]));
               await eventually(async () => {
                 const a = await activeOn(app, nodes);
                 assert.ok(
@@ -259,71 +315,78 @@ describe('Python Celery worker pools', { skip }, () => {
     }
   }
 
-  for (const b of ['redis', 'amqp'] as const) {
-    it(`Celery 5.7 on ${b}: a prefetched message stays with the worker that cancels its consumer, and runs there`, async () => {
-      const broker = brokers().find((x) => x.name === b)!;
-      const ns = await cp.createNamespace(`pf-${b}`);
-      const queue = uniqueName('pfq');
-      // One slot, two messages held: one running, one prefetched (reserved).
-      const { tq, pool } = fixturesFor(ns, queue, b, broker.url, { app: 'celery_pool', pool: 'threads', events: 'Enable' }, 1, 2);
-      const pod = `pf-${b}-${uniqueName('p').slice(-6)}`.toLowerCase();
-      const node = `celery@${pod}`;
-      const gate = newGate();
-      const app = clientApp(broker.url);
-      // -E: this worker sends task events itself, so the source reports them as Enabled.
-      const proc = startPod(pythons[0]!.exe!, pool, tq, pod, broker.url, ['-E']);
-      const conn = connectCeleryPool({
-        brokerUrl: broker.url,
-        queues: [queue],
-        celery: pool.spec.celery!,
-        targets: async () => [{ pod }],
-        isDraining: () => true,
-        log: quiet,
-        timeoutMs: 5000,
-      });
-      const backlog = b === 'redis' ? createRedisListSource({ url: broker.url, queues: [queue] }) : createAmqpQueueSource({ url: broker.url, queues: [queue] });
-      try {
-        await withOutputOf({ [pod]: proc }, async () => {
-          await eventually(async () => assert.deepEqual((await consuming(app, [node]))[node], [queue]), { timeoutMs: 60_000, intervalMs: 500 });
-          await app.sendTask('pool.gated', [gate], {}, { queue });
-          await app.sendTask('pool.gated', [gate], {}, { queue });
-          await eventually(async () => {
-            const s = (await conn.workers.read(AbortSignal.timeout(10_000))).byPod.get(pod)!;
-            assert.deepEqual([s.active, s.reserved], [1, 1], 'one running, one prefetched');
+  for (const py of pythons) {
+    for (const b of ['redis', 'amqp'] as const) {
+      it(
+        `${py.label} on ${b}: a prefetched message stays with the worker that cancels its consumer, and runs there`,
+        { skip: py.exe ? false : `${py.label}: not installed` },
+        async () => {
+          const broker = brokers().find((x) => x.name === b)!;
+          const ns = await cp.createNamespace(`pf-${b}`);
+          const queue = uniqueName('pfq');
+          // One slot, two messages held: one running, one prefetched (reserved).
+          const { tq, pool } = fixturesFor(ns, queue, b, broker.url, { app: 'celery_pool', pool: 'threads', events: 'Enable' }, 1, 2);
+          const pod = `pf-${py.label.slice(-3).replace('.', '')}${b}-${uniqueName('p').slice(-6)}`.toLowerCase();
+          const node = `celery@${pod}`;
+          const gate = newGate();
+          const app = clientApp(broker.url);
+          // -E: this worker sends task events itself, so the source reports them as Enabled.
+          const proc = startPod(py.exe!, pool, tq, pod, broker.url, ['-E']);
+          const conn = connectCeleryPool({
+            brokerUrl: broker.url,
+            queues: [queue],
+            celery: pool.spec.celery!,
+            targets: async () => [{ pod }],
+            isDraining: () => true,
+            log: quiet,
+            timeoutMs: 5000,
           });
+          const backlog =
+            b === 'redis' ? createRedisListSource({ url: broker.url, queues: [queue] }) : createAmqpQueueSource({ url: broker.url, queues: [queue] });
+          try {
+            await withOutputOf({ [pod]: proc }, async () => {
+              await eventually(async () => assert.deepEqual((await consuming(app, [node]))[node], [queue]), { timeoutMs: 60_000, intervalMs: 500 });
+              await app.sendTask('pool.gated', [gate], {}, { queue });
+              await app.sendTask('pool.gated', [gate], {}, { queue });
+              await eventually(async () => {
+                const s = (await conn.workers.read(AbortSignal.timeout(10_000))).byPod.get(pod)!;
+                assert.deepEqual([s.active, s.reserved], [1, 1], 'one running, one prefetched');
+              });
 
-          await conn.client.drain({ name: pod, ip: '127.0.1.9' });
-          assert.deepEqual((await consuming(app, [node]))[node], [], 'cancel_consumer took effect');
-          // The prefetched message did not go back to the broker: the worker still holds it.
-          const held = await conn.workers.read(AbortSignal.timeout(10_000));
-          assert.deepEqual([held.active, held.reserved, held.drainingActive], [1, 1, 1]);
-          const q = await backlog.read(AbortSignal.timeout(10_000));
-          assert.equal(q.value, 0, `nothing ready in the broker: ${JSON.stringify(q)}`);
-          // The running one was acked as it started (Celery acks early by default); the prefetched
-          // one stays in kombu's unacked hash, owned by the draining worker.
-          if (b === 'redis') assert.equal(q.detail?.unacked, 1, JSON.stringify(q));
+              await conn.client.drain({ name: pod, ip: '127.0.1.9' });
+              await eventually(async () => assert.deepEqual((await consuming(app, [node]))[node], [], 'cancel_consumer took effect'));
+              // The prefetched message did not go back to the broker: the worker still holds it.
+              const held = await conn.workers.read(AbortSignal.timeout(10_000));
+              assert.deepEqual([held.active, held.reserved, held.drainingActive], [1, 1, 1]);
+              const q = await backlog.read(AbortSignal.timeout(10_000));
+              assert.equal(q.value, 0, `nothing ready in the broker: ${JSON.stringify(q)}`);
+              // The running one was acked as it started (Celery acks early by default); the prefetched
+              // one stays in kombu's unacked hash, owned by the draining worker.
+              if (b === 'redis') assert.equal(q.detail?.unacked, 1, JSON.stringify(q));
 
-          // Released, both run on this worker, though it consumes nothing any more.
-          writeFileSync(gate, '');
-          const done = await eventually(async () => {
-            const r = await conn.workers.read(AbortSignal.timeout(10_000));
-            const s = r.byPod.get(pod)!;
-            assert.deepEqual([s.active, s.reserved, s.scheduled, s.completed], [0, 0, 0, 2], JSON.stringify(s));
-            return r;
-          });
-          assert.equal(conn.workers.eventsState(), 'Enabled');
-          assert.ok((done.serviceSeconds ?? 0) > 0, 'service time from task-succeeded events');
-          assert.equal((await backlog.read(AbortSignal.timeout(10_000))).value, 0);
+              // Released, both run on this worker, though it consumes nothing any more.
+              writeFileSync(gate, '');
+              const done = await eventually(async () => {
+                const r = await conn.workers.read(AbortSignal.timeout(10_000));
+                const s = r.byPod.get(pod)!;
+                assert.deepEqual([s.active, s.reserved, s.scheduled, s.completed], [0, 0, 0, 2], JSON.stringify(s));
+                return r;
+              });
+              assert.equal(conn.workers.eventsState(), 'Enabled');
+              assert.ok((done.serviceSeconds ?? 0) > 0, 'service time from task-succeeded events');
+              assert.equal((await backlog.read(AbortSignal.timeout(10_000))).value, 0);
 
-          // A resume makes it consume again.
-          await conn.client.resume({ name: pod, ip: '127.0.1.9' });
-          assert.deepEqual((await consuming(app, [node]))[node], [queue]);
-        });
-      } finally {
-        await conn.close();
-        await backlog.close();
-        await finish([pod]);
-      }
-    });
+              // A resume makes it consume again.
+              await conn.client.resume({ name: pod, ip: '127.0.1.9' });
+              await eventually(async () => assert.deepEqual((await consuming(app, [node]))[node], [queue]));
+            });
+          } finally {
+            await conn.close();
+            await backlog.close();
+            await finish([pod]);
+          }
+        },
+      );
+    }
   }
 });
