@@ -17,7 +17,7 @@ import type { Logger } from 'pino';
 import type { NodeReply, Control } from '../../../runtime/src/app/control.js';
 import type { ReceivedEvent } from '../../../runtime/src/events/receiver.js';
 import { abortable, MetricSourceError } from './source.js';
-import type { WorkerMetricsSource, WorkerReading, WorkerSample } from './worker-metrics.js';
+import { readingOf, type WorkerMetricsSource, type WorkerReading, type WorkerSample } from './worker-metrics.js';
 
 /** Where the pool's task rates come from (status.autoscaling.celeryEvents). */
 export type CeleryEventsState = 'Enabled' | 'EnabledByOperator' | 'InspectOnly';
@@ -126,7 +126,6 @@ export function createCeleryWorkersSource(o: CeleryWorkersOptions): CeleryWorker
       inspect<unknown[]>('scheduled', nodes),
     ]);
     const byPod = new Map<string, WorkerSample>();
-    const sum = { active: 0, reserved: 0, scheduled: 0, drainingActive: 0, received: 0, completed: 0, serviceSeconds: 0 };
     for (const [i, pod] of pods.entries()) {
       const node = nodes[i]!;
       const c = counters.get(node);
@@ -140,20 +139,13 @@ export function createCeleryWorkersSource(o: CeleryWorkersOptions): CeleryWorker
         serviceSeconds: c?.serviceSeconds ?? 0,
       };
       byPod.set(pod, s);
-      sum.active += s.active;
-      sum.reserved += s.reserved;
-      sum.scheduled += s.scheduled;
-      if (s.draining) sum.drainingActive += s.active;
-      sum.received += s.received;
-      sum.completed += s.completed;
-      sum.serviceSeconds += s.serviceSeconds;
     }
+    const reading = readingOf(byPod);
     const withEvents = nodes.filter((n) => counters.get(n)?.taskEvents || enabled.has(n));
     state = withEvents.length < nodes.length ? 'InspectOnly' : nodes.some((n) => enabled.get(n) === true) ? 'EnabledByOperator' : 'Enabled';
     // Without task events from every pod the counters would understate the rates: none, so
     // decide() sizes from in-flight work and backlog (its formula before enough completions).
-    if (state === 'InspectOnly') return { ...sum, received: null, completed: null, serviceSeconds: null, byPod };
-    return { ...sum, byPod };
+    return state === 'InspectOnly' ? { ...reading, received: null, completed: null, serviceSeconds: null } : reading;
   }
 
   return {

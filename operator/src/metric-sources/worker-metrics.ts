@@ -92,6 +92,21 @@ export function parseWorkerMetrics(text: string): WorkerSample {
   return s;
 }
 
+/** The pool's reading from each pod's sample: the sums, and the samples by pod. */
+export function readingOf(byPod: ReadonlyMap<string, WorkerSample>): WorkerReading {
+  const sum = { active: 0, reserved: 0, scheduled: 0, drainingActive: 0, received: 0, completed: 0, serviceSeconds: 0 };
+  for (const s of byPod.values()) {
+    sum.active += s.active;
+    sum.reserved += s.reserved;
+    sum.scheduled += s.scheduled;
+    if (s.draining) sum.drainingActive += s.active;
+    sum.received += s.received;
+    sum.completed += s.completed;
+    sum.serviceSeconds += s.serviceSeconds;
+  }
+  return { ...sum, byPod };
+}
+
 export function createWorkerMetricsSource(o: WorkerMetricsOptions): WorkerMetricsSource {
   const timeoutMs = o.timeoutMs ?? 3000;
 
@@ -112,17 +127,7 @@ export function createWorkerMetricsSource(o: WorkerMetricsOptions): WorkerMetric
         }
       }),
     );
-    const sum = { active: 0, reserved: 0, scheduled: 0, drainingActive: 0, received: 0, completed: 0, serviceSeconds: 0 };
-    for (const [, s] of samples) {
-      sum.active += s.active;
-      sum.reserved += s.reserved;
-      sum.scheduled += s.scheduled;
-      if (s.draining) sum.drainingActive += s.active;
-      sum.received += s.received;
-      sum.completed += s.completed;
-      sum.serviceSeconds += s.serviceSeconds;
-    }
-    return { ...sum, byPod: new Map(samples) };
+    return readingOf(new Map(samples));
   }
 
   return {
