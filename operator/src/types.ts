@@ -244,6 +244,8 @@ export interface WorkerPoolAutoscalingStatus {
   draining?: string[];
   /** Scale-down stabilization window in force (above the configured one during a flap backoff). */
   scaleDownWindowSeconds?: number;
+  /** Celery pools: where task rates come from (Enabled, EnabledByOperator, InspectOnly). */
+  celeryEvents?: 'Enabled' | 'EnabledByOperator' | 'InspectOnly';
   [extra: string]: unknown;
 }
 

@@ -9,7 +9,9 @@
  *   task running, reserved or scheduled on it (scale-plan.ts `load` = 0), never on `active` alone.
  * - resume: `add_consumer` for each queue: the worker consumes again.
  * Each call waits for the worker's reply; no reply, or an error reply, rejects with
- * WorkerRequestError naming the pod.
+ * WorkerRequestError naming the pod. Celery replies before its event loop carries the change out
+ * (`call_soon`); a message the worker still takes in between shows up in the next inspect, so
+ * the pod is not removed with it.
  */
 import type { Control, NodeReply } from '../../../runtime/src/app/control.js';
 import { WorkerRequestError, type WorkerClient, type WorkerPodAddress } from './worker-client.js';

@@ -12,7 +12,8 @@
  *   them; priorities and TLS belong in the Celery app's own settings.
  * - No HTTP server in a Celery worker: readiness is `celery inspect ping` to the pod's own node
  *   (so Ready means "answers remote control", which the autoscaler needs), and the preStop hook
- *   asks for Celery's warm shutdown over the pidbox (`control shutdown`): stop consuming, give
+ *   asks for Celery's warm shutdown over the pidbox (`control shutdown`, checked against Celery 5.2
+ *   and 5.7 workers; the worker exits though the client reports no reply): stop consuming, give
  *   prefetched messages back, let running tasks finish. The kubelet's SIGTERM after it asks for the
  *   same warm shutdown again (Celery only sets its stop flag once more), and tasks still running
  *   when the grace period ends are killed: size terminationGracePeriodSeconds to the longest task.
@@ -78,7 +79,7 @@ export function celeryContainer(
 ): Pick<V1Container, 'command' | 'args' | 'env' | 'readinessProbe' | 'lifecycle'> {
   // `sh -c` because exec hooks and probes get no $(VAR) expansion; the app name is passed as an
   // env var, never pasted into the shell text.
-  const self = (command: string) => ['sh', '-c', `exec celery -A "$CELERY_APP" ${command} -d "${CELERY_NODE_PREFIX}$POD_NAME"`];
+  const self = (command: string) => `celery -A "$CELERY_APP" ${command} -d "${CELERY_NODE_PREFIX}$POD_NAME"`;
   return {
     command: pool.spec.template.command ?? ['celery'],
     args: celeryWorkerArgs(pool, queues, celery, o),
@@ -88,7 +89,10 @@ export function celeryContainer(
       { name: 'CELERY_BROKER_URL', value: '$(CELERIAC_BROKER_URL)' },
       { name: 'CELERY_APP', value: celery.app },
     ],
-    readinessProbe: { exec: { command: self('inspect ping --timeout 5') }, periodSeconds: 10, timeoutSeconds: 10, failureThreshold: 3 },
-    lifecycle: { preStop: { exec: { command: self('control shutdown') } } },
+    readinessProbe: { exec: { command: ['sh', '-c', `exec ${self('inspect ping --timeout 5')}`] }, periodSeconds: 10, timeoutSeconds: 10, failureThreshold: 3 },
+    // A worker never replies to `shutdown`, so the client exits 69 ("No nodes replied") even when
+    // the request went out: `|| true` spares every pod deletion a FailedPreStopHook Warning. Had
+    // the request really failed, the kubelet's SIGTERM right after asks for the same warm shutdown.
+    lifecycle: { preStop: { exec: { command: ['sh', '-c', `${self('control shutdown --timeout 1')} >/dev/null 2>&1 || true`] } } },
   };
 }

@@ -86,7 +86,11 @@ describe('Celery worker container (spec.celery)', () => {
   it('checks readiness and shuts down warm over the pidbox, addressed to the pod’s own node; no HTTP probes or port', () => {
     const c = container(pool(), queues);
     assert.deepEqual(c.readinessProbe?.exec.command, ['sh', '-c', 'exec celery -A "$CELERY_APP" inspect ping --timeout 5 -d "celery@$POD_NAME"']);
-    assert.deepEqual(c.lifecycle.preStop.exec.command, ['sh', '-c', 'exec celery -A "$CELERY_APP" control shutdown -d "celery@$POD_NAME"']);
+    assert.deepEqual(c.lifecycle.preStop.exec.command, [
+      'sh',
+      '-c',
+      'celery -A "$CELERY_APP" control shutdown --timeout 1 -d "celery@$POD_NAME" >/dev/null 2>&1 || true',
+    ]);
     assert.equal(c.startupProbe, undefined);
     assert.equal(c.livenessProbe, undefined);
     assert.deepEqual(c.ports, []);
