@@ -28,7 +28,7 @@ const tiers = [
   { name: 'unit', dirs: ['unit', 'contract'], needs: [] },
   { name: 'integration', dirs: ['integration'], needs: ['services'] },
   { name: 'interop', dirs: ['interop'], needs: ['services', 'python'] },
-  { name: 'operator', dirs: ['operator'], needs: ['k8s', 'services'] },
+  { name: 'operator', dirs: ['operator'], needs: ['k8s', 'services', 'python'] }, // python: Celery workers stand in for pods
   { name: 'package', dirs: ['package'], needs: ['k8s', 'image'] },
   // A real single-node cluster (kubelet, containerd) started by the test: needs root.
   { name: 'cluster', dirs: ['cluster'], needs: ['cluster', 'services', 'image'] },

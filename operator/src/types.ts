@@ -169,7 +169,8 @@ export interface WorkerPoolAutoscaling {
 export interface WorkerPoolTemplate {
   image: string;
   imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
-  tasksModule: string;
+  /** celeriac workers: the `-A` module (required unless spec.celery is set). */
+  tasksModule?: string;
   command?: string[];
   args?: string[];
   logLevel?: string;
@@ -181,9 +182,36 @@ export interface WorkerPoolTemplate {
   };
 }
 
+/** Python Celery workers' pool implementations (`celery worker -P`). */
+export type CeleryPoolKind = 'prefork' | 'threads' | 'solo' | 'gevent' | 'eventlet';
+
+/**
+ * `spec.celery`: the pool runs Python Celery workers (`celery -A <app> worker ...`) instead of
+ * celeriac ones. The operator builds the command line, names each worker `celery@<pod name>` and
+ * talks to it over Celery's own remote control (inspect, cancel_consumer/add_consumer) and events.
+ */
+export interface CelerySpec {
+  /** The Celery app, as `celery -A` takes it (`proj`, `proj.celery:app`). */
+  app: string;
+  /** `-P`; default prefork. */
+  pool?: CeleryPoolKind;
+  /** `--without-mingle`; default true (mingle only slows a pod's start). */
+  withoutMingle?: boolean;
+  /** `--without-gossip`; default true (gossip costs a broadcast per worker event). */
+  withoutGossip?: boolean;
+  /**
+   * `Enable`: the operator sends `enable_events` to workers that send none (as Flower does) and
+   * learns arrival and service rates from task events; `Inspect`: it leaves the workers' event
+   * settings alone and reads in-flight work from `inspect` only. Default Enable.
+   */
+  events?: 'Enable' | 'Inspect';
+}
+
 export interface WorkerPoolSpec {
   queues: string[];
   template: WorkerPoolTemplate;
+  /** Set: the pods run Python Celery workers. */
+  celery?: CelerySpec;
   concurrency?: number;
   prefetchMultiplier?: number;
   replicas?: number;
@@ -222,6 +250,8 @@ export interface WorkerPoolAutoscalingStatus {
   serviceTimeSeconds?: number | null;
   /** True while the event trigger watches the backlog (decisions within about a second). */
   eventDriven?: boolean;
+  /** Celery pools: where task rates come from (Enabled, EnabledByOperator, InspectOnly). */
+  celeryEvents?: 'Enabled' | 'EnabledByOperator' | 'InspectOnly';
   [extra: string]: unknown;
 }
 

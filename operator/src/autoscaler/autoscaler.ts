@@ -13,6 +13,8 @@
  *    stop consuming, give back prefetched messages, finish running tasks);
  * 3. a drained pod that reports no task gets `controller.kubernetes.io/pod-deletion-cost: -1000`
  *    and replicas drop by one, so the ReplicaSet removes exactly that pod.
+ * Pools of Python Celery workers (spec.celery) read in-flight work and drain through Celery's own
+ * remote control instead (celery-pool.ts: inspect, cancel_consumer, add_consumer); the rest is the same.
  * Replicas never drop while a pod that is not a victim is still starting (the ReplicaSet would
  * delete that one instead). Between polls, the event trigger (work-trigger.ts) watches each
  * pool's backlog and wakes this hook through `onWake` when work arrives that the pool cannot
@@ -36,12 +38,13 @@ import {
   type WorkerReading,
   type WorkerSample,
 } from '../metric-sources/worker-metrics.js';
-import type { MetricSource } from '../metric-sources/source.js';
+import { MetricSourceError, type MetricSource } from '../metric-sources/source.js';
 import { decide, reactionMs, type AutoscalerState, type ExtraMetric, type WorkObservation } from './decide.js';
 import { measuredPodStartMs } from './pod-start.js';
 import { createWorkTrigger, type WorkTrigger } from './work-trigger.js';
 import { drainsToCancel, planScale, type PodView } from './scale-plan.js';
 import { createWorkerClient, type WorkerClient } from './worker-client.js';
+import { connectCeleryPool, type CeleryPoolConnection } from './celery-pool.js';
 import { scheduleLeadMetric, untilLeadWindow } from './schedule-lead.js';
 import { InvalidAutoscalingError, resolvePolicy, type AutoscalerPolicy, type AutoscalingSpec } from './policy.js';
 
@@ -58,6 +61,8 @@ interface PoolEntry {
   broker: MetricSource | null;
   brokerError: string | null;
   workers: WorkerMetricsSource;
+  /** spec.celery pools: remote control instead of /metrics and /drain. */
+  celery: CeleryPoolConnection | null;
   /** Each pod's sample from the last good worker read (a failed read keeps the previous one). */
   lastByPod: ReadonlyMap<string, WorkerSample>;
   extra: { name: string; source: MetricSource; target: number; activation: number }[];
@@ -105,6 +110,17 @@ function load(s: WorkerSample): number {
   return s.active + s.reserved + s.scheduled;
 }
 
+/** The in-flight source of a Celery pool whose broker could not be resolved: every read fails, saying why. */
+function unreadableCeleryPool(why: string | null): WorkerMetricsSource {
+  return {
+    kind: 'celery-workers',
+    read: async () => {
+      throw new MetricSourceError('celery-workers', `no remote control without the broker: ${why ?? 'unknown error'}`);
+    },
+    close: async () => {},
+  };
+}
+
 export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
   const pools = new Map<string, PoolEntry>();
   const log = o.log.child({ component: 'autoscaler' });
@@ -112,7 +128,7 @@ export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
 
   async function closeEntry(e: PoolEntry): Promise<void> {
     pools.delete(e.key);
-    await Promise.all([e.broker?.close(), e.trigger?.close(), e.workers.close(), ...e.extra.map((x) => x.source.close())]);
+    await Promise.all([e.broker?.close(), e.trigger?.close(), e.workers.close(), e.celery?.close(), ...e.extra.map((x) => x.source.close())]);
   }
 
   async function entryFor(pool: WorkerPool, queues: readonly TaskQueue[], input: DecideReplicasInput, policy: AutoscalerPolicy): Promise<PoolEntry> {
@@ -121,6 +137,7 @@ export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
       queues.map((q) => [q.metadata.name, q.metadata.resourceVersion]),
       pool.spec.autoscaling?.metrics ?? [],
       policy.eventDriven,
+      pool.spec.celery ?? null,
     ]);
     const old = pools.get(key);
     if (old && old.fingerprint === fingerprint && old.broker) return old;
@@ -128,10 +145,11 @@ export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
     let broker: MetricSource | null = null;
     let brokerError: string | null = null;
     let trigger: WorkTrigger | null = null;
+    let celery: CeleryPoolConnection | null = null;
+    const names = queues.map((q) => q.spec.queue.name);
     try {
       const first = queues[0]!;
       const url = (await resolveBrokerUrl(input.ctx.kube, first)).toString();
-      const names = queues.map((q) => q.spec.queue.name);
       const backlogSource = () =>
         first.spec.broker.type === 'redis'
           ? createRedisListSource({ url, queues: names, timeoutMs: o.timeoutMs })
@@ -146,6 +164,17 @@ export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
           timeoutMs: o.timeoutMs,
         });
       }
+      if (pool.spec.celery) {
+        celery = connectCeleryPool({
+          brokerUrl: url,
+          queues: names,
+          celery: pool.spec.celery,
+          targets: async () => entry.targets,
+          isDraining: (pod) => entry.draining.has(pod),
+          log,
+          timeoutMs: o.timeoutMs,
+        });
+      }
     } catch (err) {
       brokerError = (err as Error).message;
     }
@@ -154,7 +183,10 @@ export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
       fingerprint,
       broker,
       brokerError,
-      workers: createWorkerMetricsSource({ targets: async () => entry.targets, timeoutMs: o.timeoutMs }),
+      celery,
+      workers:
+        celery?.workers ??
+        (pool.spec.celery ? unreadableCeleryPool(brokerError) : createWorkerMetricsSource({ targets: async () => entry.targets, timeoutMs: o.timeoutMs })),
       extra: (pool.spec.autoscaling?.metrics ?? []).flatMap((m, i) =>
         m.type === 'prometheus' && m.prometheus
           ? [
@@ -240,7 +272,8 @@ export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
     entry.state = d.state;
     if (problems.length > 0) ctx.log.warn({ problems }, 'autoscaler metrics could not be read');
 
-    const replicas = await act(ctx.kube, ns, entry, pods, d.replicas, committed, current, createWorkerClient({ port, timeoutMs: o.timeoutMs }), ctx.log);
+    const client = entry.celery?.client ?? createWorkerClient({ port, timeoutMs: o.timeoutMs });
+    const replicas = await act(ctx.kube, ns, entry, pods, d.replicas, committed, current, client, ctx.log);
     entry.trigger?.decided({
       backlog: work.backlog,
       slots: Math.max(0, replicas - entry.draining.size) * concurrency,
@@ -274,6 +307,7 @@ export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
         podStartSeconds: podStartMs !== null ? rounded(podStartMs / 1000) : null,
         serviceTimeSeconds: rates && rates.serviceSamples > 0 ? rounded(rates.serviceTime, 3) : null,
         eventDriven: entry.trigger !== null,
+        ...(entry.celery ? { celeryEvents: entry.celery.workers.eventsState() } : {}),
       },
       // Look again when the lead window of the next scheduled run opens, if that comes first.
       requeueAfterMs: Math.min(policy.pollingIntervalMs, untilLeadWindow(input.nextScheduledRunMs, leadSeconds, now) ?? Infinity),

@@ -5,7 +5,7 @@
  */
 import { OperatorError } from '../errors.js';
 
-export type MetricSourceKind = 'redis-list' | 'amqp-queue' | 'worker-metrics' | 'prometheus';
+export type MetricSourceKind = 'redis-list' | 'amqp-queue' | 'worker-metrics' | 'celery-workers' | 'prometheus';
 
 /**
  * One reading. `value` is the source's headline number; `detail` names its parts. Whether it

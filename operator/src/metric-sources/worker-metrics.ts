@@ -41,16 +41,17 @@ export interface WorkerReading {
   readonly scheduled: number;
   /** Of `active`, tasks running on pods that are draining. */
   readonly drainingActive: number;
-  /** Counters summed over the pods (they drop when a pod goes away). */
-  readonly received: number;
-  readonly completed: number;
-  readonly serviceSeconds: number;
+  /** Counters summed over the pods (they drop when a pod goes away); null when not known. */
+  readonly received: number | null;
+  readonly completed: number | null;
+  readonly serviceSeconds: number | null;
   readonly byPod: ReadonlyMap<string, WorkerSample>;
 }
 
 /** The workers' figures for the autoscaler (not a MetricSource: its reading has named parts). */
 export interface WorkerMetricsSource {
-  readonly kind: 'worker-metrics';
+  /** worker-metrics: celeriac's /metrics; celery-workers: Celery's remote control (celery-workers.ts). */
+  readonly kind: 'worker-metrics' | 'celery-workers';
   /** Scrapes every target; rejects with MetricSourceError naming the pod that failed. */
   read(signal: AbortSignal): Promise<WorkerReading>;
   close(): Promise<void>;
@@ -91,6 +92,21 @@ export function parseWorkerMetrics(text: string): WorkerSample {
   return s;
 }
 
+/** The pool's reading from each pod's sample: the sums, and the samples by pod. */
+export function readingOf(byPod: ReadonlyMap<string, WorkerSample>): WorkerReading {
+  const sum = { active: 0, reserved: 0, scheduled: 0, drainingActive: 0, received: 0, completed: 0, serviceSeconds: 0 };
+  for (const s of byPod.values()) {
+    sum.active += s.active;
+    sum.reserved += s.reserved;
+    sum.scheduled += s.scheduled;
+    if (s.draining) sum.drainingActive += s.active;
+    sum.received += s.received;
+    sum.completed += s.completed;
+    sum.serviceSeconds += s.serviceSeconds;
+  }
+  return { ...sum, byPod };
+}
+
 export function createWorkerMetricsSource(o: WorkerMetricsOptions): WorkerMetricsSource {
   const timeoutMs = o.timeoutMs ?? 3000;
 
@@ -111,17 +127,7 @@ export function createWorkerMetricsSource(o: WorkerMetricsOptions): WorkerMetric
         }
       }),
     );
-    const sum = { active: 0, reserved: 0, scheduled: 0, drainingActive: 0, received: 0, completed: 0, serviceSeconds: 0 };
-    for (const [, s] of samples) {
-      sum.active += s.active;
-      sum.reserved += s.reserved;
-      sum.scheduled += s.scheduled;
-      if (s.draining) sum.drainingActive += s.active;
-      sum.received += s.received;
-      sum.completed += s.completed;
-      sum.serviceSeconds += s.serviceSeconds;
-    }
-    return { ...sum, byPod: new Map(samples) };
+    return readingOf(new Map(samples));
   }
 
   return {

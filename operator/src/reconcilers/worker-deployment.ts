@@ -5,6 +5,7 @@
 import type { V1Container, V1EnvVar, V1PodSpec } from '@kubernetes/client-node';
 import { CONFIG_KEYS } from '../../../runtime/src/app/config.js';
 import { canonicalJson, controllerRef } from '../k8s/apply.js';
+import { celeryContainer } from './celery-worker.js';
 import { POOL_LABEL, type KubeObject, type TaskQueue, type TaskQueueBroker, type WorkerPool } from '../types.js';
 
 export const WORKER_CONTAINER = 'worker';
@@ -89,12 +90,13 @@ export function sameBroker(a: TaskQueueBroker, b: TaskQueueBroker): boolean {
  * credentialsSecretRef, the URL is put together by Kubernetes' $(VAR) expansion, so the Secret
  * must have both keys (an empty username is fine for Redis) and the password must be URL-safe.
  */
-export function brokerEnv(broker: TaskQueueBroker, maxPriority = 0): V1EnvVar[] {
+export function brokerEnv(broker: TaskQueueBroker, maxPriority = 0, o: { runtimeOptions?: boolean } = {}): V1EnvVar[] {
   if (broker.urlSecretRef) {
     // The URL is the Secret's as it is: worker URL options (tlsInsecure, tlsServerName, maxPriority) belong in it.
     return [{ name: 'CELERIAC_BROKER_URL', valueFrom: { secretKeyRef: { name: broker.urlSecretRef.name, key: broker.urlSecretRef.key ?? 'url' } } }];
   }
-  const withQuery = (url: string) => withOptions(url, broker, maxPriority);
+  // Python Celery workers read the URL with kombu, which does not know the runtime's options.
+  const withQuery = (url: string) => (o.runtimeOptions === false ? url : withOptions(url, broker, maxPriority));
   if (broker.url) return [{ name: 'CELERIAC_BROKER_URL', value: withQuery(broker.url) }];
   const tls = broker.tls?.enabled === true;
   const scheme = broker.type === 'redis' ? (tls ? 'rediss' : 'redis') : tls ? 'amqps' : 'amqp';
@@ -133,7 +135,8 @@ export function workerArgs(pool: WorkerPool, queues: readonly TaskQueue[]): stri
   const args = [
     'worker',
     '-A',
-    s.template.tasksModule,
+    // Required by the CRD unless spec.celery is set (then celeryContainer builds the command line).
+    s.template.tasksModule ?? '',
     '-Q',
     queues.map((q) => q.spec.queue.name).join(','),
     '-c',
@@ -176,9 +179,12 @@ export function workerDeployment({ pool, queues, replicas, credentialsHash }: Wo
   const shutdownEnv: V1EnvVar[] = userEnv.some((e) => e.name === SHUTDOWN_TIMEOUT_ENV)
     ? []
     : [{ name: SHUTDOWN_TIMEOUT_ENV, value: String(shutdownTimeoutMs(grace)) }];
-  const env: V1EnvVar[] = [
+  const podEnv: V1EnvVar[] = [
     { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
     { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+  ];
+  const env: V1EnvVar[] = [
+    ...podEnv,
     // One broker per pool (checked by the reconciler); the runtime has one x-max-priority for it.
     ...brokerEnv(first.spec.broker, Math.max(...queues.map((q) => q.spec.queue.priorityLevels ?? 0))),
     ...shutdownEnv,
@@ -210,6 +216,20 @@ export function workerDeployment({ pool, queues, replicas, credentialsHash }: Wo
     // then finish within terminationGracePeriodSeconds minus SHUTDOWN_MARGIN_SECONDS (warm shutdown).
     lifecycle: { preStop: { httpGet: { path: '/drain', port: 'metrics' } } },
   };
+  if (s.celery) {
+    // Python Celery workers: their own command line, env, probes and preStop; no metrics port.
+    const celery = celeryContainer(pool, queues, s.celery, {
+      concurrency: s.concurrency ?? DEFAULTS.concurrency,
+      prefetchMultiplier: s.prefetchMultiplier ?? DEFAULTS.prefetchMultiplier,
+      brokerEnv: brokerEnv(first.spec.broker, 0, { runtimeOptions: false }),
+    });
+    Object.assign(worker, celery, {
+      env: [...podEnv, ...celery.env!, ...(s.template.env ?? []), ...(workerOverride?.env ?? [])],
+      ports: workerOverride?.ports ?? [],
+    });
+    delete worker.startupProbe;
+    delete worker.livenessProbe;
+  }
   if (s.template.imagePullPolicy) worker.imagePullPolicy = s.template.imagePullPolicy;
   if (s.template.resources) worker.resources = s.template.resources;
 
@@ -239,9 +259,7 @@ export function workerDeployment({ pool, queues, replicas, credentialsHash }: Wo
           labels: { ...(overrides.metadata?.labels ?? {}), ...labels },
           annotations: {
             ...(overrides.metadata?.annotations ?? {}),
-            'prometheus.io/scrape': 'true',
-            'prometheus.io/port': String(port),
-            'prometheus.io/path': '/metrics',
+            ...(s.celery ? {} : { 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(port), 'prometheus.io/path': '/metrics' }),
             ...(credentialsHash ? { [CREDENTIALS_HASH_ANNOTATION]: credentialsHash } : {}),
           },
         },

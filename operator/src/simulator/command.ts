@@ -19,7 +19,12 @@ export interface SimulateOptions {
   readonly seeds: number;
   readonly broker?: 'redis' | 'amqp' | undefined;
   readonly prefetch?: number | undefined;
+  /** `python`: Python Celery workers (prefetch multiplier 4 unless `prefetch`, a drain keeps reservations). */
+  readonly workers?: 'celeriac' | 'python' | undefined;
 }
+
+/** Python Celery workers in the model: Celery's default prefetch multiplier, cancel_consumer drains. */
+export const PYTHON_WORKERS = Object.freeze({ prefetchMultiplier: 4, drainKeepsReservations: true });
 
 export interface SimulateReport {
   readonly seeds: number;
@@ -32,6 +37,7 @@ export interface SimulateReport {
 export function simulate(opts: SimulateOptions): SimulateReport {
   const started = performance.now();
   const overrides = {
+    ...(opts.workers === 'python' ? PYTHON_WORKERS : {}),
     ...(opts.broker ? { broker: opts.broker } : {}),
     ...(opts.prefetch ? { prefetchMultiplier: opts.prefetch } : {}),
   };
@@ -132,13 +138,31 @@ export function simulateCommand(): Command {
     .option('--policy <ids>', `policies, comma-separated: ${[...POLICIES.keys()].join(', ')}`, policyList, ['P1', 'P2', 'P3', 'P4', 'P5'])
     .option('--seeds <n>', 'seeds per scenario and policy', positiveInt, 10)
     .addOption(new Option('--broker <kind>', "broker semantics (default: amqp, or the scenario's)").choices(['redis', 'amqp']))
-    .option('--prefetch <n>', 'worker prefetch multiplier (default 1, as celeriac workers)', positiveInt)
+    .option('--prefetch <n>', 'worker prefetch multiplier (default 1, as celeriac workers; 4 with --workers python)', positiveInt)
+    .addOption(
+      new Option(
+        '--workers <kind>',
+        "celeriac, or python: Celery's prefetch multiplier 4 and drains by cancel_consumer, which keep prefetched tasks on the pod",
+      )
+        .choices(['celeriac', 'python'])
+        .default('celeriac'),
+    )
     .option('--json', 'print JSON instead of the table', false)
     .option('--out <dir>', 'folder for the SVG charts', './simulation')
     .option('--no-charts', 'do not write SVG charts')
     .action(function (
       this: Command,
-      o: { scenario: string; policy: string[]; seeds: number; broker?: 'redis' | 'amqp'; prefetch?: number; json: boolean; out: string; charts: boolean },
+      o: {
+        scenario: string;
+        policy: string[];
+        seeds: number;
+        broker?: 'redis' | 'amqp';
+        prefetch?: number;
+        workers: 'celeriac' | 'python';
+        json: boolean;
+        out: string;
+        charts: boolean;
+      },
     ) {
       let scenarios: Scenario[];
       try {
@@ -151,7 +175,7 @@ export function simulateCommand(): Command {
         if (err instanceof ScenarioError) this.error(err.message, { exitCode: 2, code: err.code });
         throw err;
       }
-      const report = simulate({ scenarios, policies: o.policy, seeds: o.seeds, broker: o.broker, prefetch: o.prefetch });
+      const report = simulate({ scenarios, policies: o.policy, seeds: o.seeds, broker: o.broker, prefetch: o.prefetch, workers: o.workers });
       const charts = o.charts ? writeCharts(report, scenarios, resolve(o.out)) : [];
       if (o.json) {
         const results = report.results.map(({ trace: _trace, runs: _runs, ...r }) => r);

@@ -13,7 +13,8 @@
  *   SIGKILL at the grace period kills what still runs.
  * - ReplicaSet: on scale-down it deletes, in order: pods still starting, NotReady pods (lowest
  *   pod-deletion-cost first), then ready pods newest first (kubernetes ActivePods ranking).
- * - Drain (celeriac, P4): a pod told to drain stops consuming and gives back reservations at once;
+ * - Drain (celeriac, P4): a pod told to drain stops consuming and gives back reservations at once
+ *   (a Python Celery worker told `cancel_consumer` keeps them and runs them: drainKeepsReservations);
  *   once idle it gets pod-deletion-cost -1000 and replicas drop by one, so the ReplicaSet removes
  *   exactly that pod.
  * Time is in seconds here (the simulator's own unit); decision code gets ms.
@@ -33,6 +34,11 @@ export interface ModelParams {
   readonly bootSeconds: number;
   readonly startJitter: number;
   readonly imageCacheSeconds: number;
+  /**
+   * Python Celery workers: a drain (cancel_consumer) leaves prefetched tasks with the worker, which
+   * runs them before it counts as idle (celeriac's /drain gives them back at once).
+   */
+  readonly drainKeepsReservations: boolean;
   /** Time an idle worker needs to exit after SIGTERM. */
   readonly shutdownSeconds: number;
   readonly sloSeconds: number;
@@ -52,6 +58,7 @@ export const DEFAULT_MODEL: ModelParams = Object.freeze({
   bootSeconds: 5,
   startJitter: 0.2,
   imageCacheSeconds: 600,
+  drainKeepsReservations: false,
   shutdownSeconds: 1,
   sloSeconds: 30,
   flapWindowSeconds: 300,
@@ -710,7 +717,7 @@ export class Simulation {
   drain(p: Pod): void {
     if (p.state !== PodState.Running) return;
     p.state = PodState.Draining;
-    this.giveBack(p);
+    if (!this.params.drainKeepsReservations) this.giveBack(p);
   }
 
   /** Cancel a drain: the pod consumes again. */

@@ -208,7 +208,7 @@ function writeLongString(buf: Buffer, s: string, offset: number): number {
   return offset + 4 + len;
 }
 
-/** Writes one field value (tag and bytes) and returns the new offset. Same types as amqplib. */
+/** Writes one field value (tag and bytes) and returns the new offset. amqplib's types, integers as py-amqp's. */
 function encodeValue(buf: Buffer, value: unknown, offset: number): number {
   let type: string = typeof value;
   let val = value as never as number;
@@ -218,8 +218,10 @@ function encodeValue(buf: Buffer, value: unknown, offset: number): number {
   }
   if (type === 'number') {
     if (isFloatingPoint(val)) type = 'double';
-    else if (val < 128 && val >= -128) type = 'byte';
-    else if (val >= -0x8000 && val < 0x8000) type = 'short';
+    // Integers go as py-amqp writes them ('I', else 'l'), not amqplib's narrowest type: py-amqp
+    // before 5.2 (Debian's Celery 5.2) reads 's' as a short string and 'b' as unsigned, so a
+    // header such as a Lamport clock of 200 sent as 's' killed the Python worker ("Unrecoverable
+    // error: UnicodeDecodeError").
     else if (val >= -0x80000000 && val < 0x80000000) type = 'int';
     else type = 'long';
   }

@@ -6,10 +6,10 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { EventQueue } from '../../../../operator/src/simulator/event-queue.js';
 import { Rng } from '../../../../operator/src/simulator/rng.js';
-import { Simulation, modelFor } from '../../../../operator/src/simulator/model.js';
+import { Simulation, modelFor, type ModelParams } from '../../../../operator/src/simulator/model.js';
 import { POLICIES } from '../../../../operator/src/simulator/policies.js';
 import { SCENARIOS, ScenarioError, generateTasks, loadScenario, type Scenario } from '../../../../operator/src/simulator/scenarios.js';
-import { formatTable, simulate, writeCharts } from '../../../../operator/src/simulator/command.js';
+import { PYTHON_WORKERS, formatTable, simulate, writeCharts } from '../../../../operator/src/simulator/command.js';
 
 test('event queue pops in time order, ties in insertion order', () => {
   fc.assert(
@@ -65,6 +65,21 @@ for (const broker of ['amqp', 'redis'] as const) {
       assert.equal(metrics.unfinished, sim.inSystem, policy);
       if (policy === 'P4') assert.equal(metrics.killed, 0, 'drain-first never kills');
     }
+  });
+}
+
+for (const broker of ['amqp', 'redis'] as const) {
+  test(`Python Celery workers on ${broker} (prefetch 4, drains keep reservations): conservation, and drain-first still never kills`, () => {
+    const tasks = generateTasks(shortS5, 11);
+    const run = (overrides: Partial<ModelParams>) => {
+      const sim = new Simulation(shortS5, tasks, modelFor(shortS5, { broker, ...overrides }), POLICIES.get('P4')!.make(shortS5, 4), 11);
+      const { metrics } = sim.run(); // throws if a task completed twice
+      assert.equal(sim.completedTotal + sim.inSystem, tasks.count);
+      return metrics;
+    };
+    const python = run(PYTHON_WORKERS);
+    assert.equal(python.killed, 0, 'a drained pod leaves only once its prefetched tasks have run too');
+    assert.notDeepEqual(python, run({}), 'the Python variant is a different run');
   });
 }
 

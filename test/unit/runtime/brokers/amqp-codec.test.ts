@@ -82,7 +82,7 @@ describe('AMQP field-table decoder', () => {
 });
 
 describe('AMQP field-table encoder', () => {
-  it("writes exactly the bytes amqplib's own encoder writes", () => {
+  it("writes exactly the bytes amqplib's own encoder writes (integers aside: next test)", () => {
     // A pristine copy of amqplib's codec, loaded beside the patched one.
     const require = createRequire(import.meta.url);
     const path = require.resolve('amqplib/lib/codec.js');
@@ -96,17 +96,16 @@ describe('AMQP field-table encoder', () => {
       id: 'ünïcode-✓',
       shadow: null,
       eta: '2025-01-01T12:00:10+00:00',
-      retries: 0,
-      timelimit: [null, 5],
-      small: -100,
-      short: 30_000,
+      // Plain integers only where amqplib also writes 'I' or 'l' (below 16 bits we write 'I': next test).
+      retries: 100_000,
+      timelimit: [null, 300_000],
       int: -2_000_000_000,
       long: 2 ** 40,
       float: 1.5,
       big: 2 ** 64,
       ok: true,
       no: false,
-      nested: { a: [1, 'two', { b: null }], c: Buffer.from([1, 2]) },
+      nested: { a: [100_000, 'two', { b: null }], c: Buffer.from([1, 2]) },
       skipped: undefined,
       typed: { '!': 'timestamp', value: 1735732800 },
       u8: { '!': 'uint8', value: 200 },
@@ -122,7 +121,20 @@ describe('AMQP field-table encoder', () => {
     const n = encodeTable(mine, headers, 7);
     assert.equal(n, original(theirs, headers, 7));
     assert.deepEqual(mine.subarray(0, 7 + n), theirs.subarray(0, 7 + n));
-    assert.deepEqual(decodeFields(mine.subarray(11, 7 + n)).nested, { a: [1, 'two', { b: null }], c: Buffer.from([1, 2]) });
+    assert.deepEqual(decodeFields(mine.subarray(11, 7 + n)).nested, { a: [100_000, 'two', { b: null }], c: Buffer.from([1, 2]) });
+  });
+
+  it("writes int32-range integers as 'I', as py-amqp does: py-amqp 5.1 (Celery 5.2) misreads 's' and 'b'", () => {
+    const buf = Buffer.alloc(256);
+    const n = encodeTable(buf, { small: -100, clock: 200, short: 30_000 }, 0);
+    const int32 = (v: number) => {
+      const b = Buffer.alloc(4);
+      b.writeInt32BE(v);
+      return b;
+    };
+    const body = Buffer.concat([entry('small', 'I', int32(-100)), entry('clock', 'I', int32(200)), entry('short', 'I', int32(30_000))]);
+    assert.deepEqual(buf.subarray(4, n), body);
+    assert.deepEqual(decodeFields(buf.subarray(4, n)), { small: -100, clock: 200, short: 30_000 });
   });
 
   it('refuses a table that does not fit instead of truncating it', () => {
