@@ -16,9 +16,12 @@ export function createTestApp(options: AppOptions = {}): App {
   return createApp({ logLevel: 'silent', ...options, broker: space, backend: space, metricsPort: null });
 }
 
-/** Starts an in-process worker for `app`; call `stop()` when done. */
+/**
+ * Starts an in-process worker for `app`; call `stop()` when done. When the app's metrics port is
+ * taken (a dev worker, another test file), its /metrics is served on a free port instead.
+ */
 export async function startTestWorker(app: App): Promise<Worker> {
-  const worker = createWorker(app);
+  const worker = createWorker(app, { anyMetricsPortWhenTaken: true });
   await worker.start();
   return worker;
 }

@@ -1,9 +1,10 @@
 // celeriac/testing as users' tests use it: eager mode (Celery's task_always_eager and
 // task_eager_propagates) and the send recorder.
 import assert, { AssertionError } from 'node:assert/strict';
+import { createServer, type AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
 import { createApp, TaskFailedError, type TaskContext } from '../../../../runtime/src/index.js';
-import { createTestApp, recordSends, useEagerMode } from '../../../../runtime/src/testing/index.js';
+import { createTestApp, recordSends, startTestWorker, useEagerMode } from '../../../../runtime/src/testing/index.js';
 
 /** A user's app module: a real broker URL that tests must never reach. */
 function shopApp() {
@@ -79,6 +80,26 @@ describe('celeriac/testing eager mode', () => {
     await app.broker();
     await assert.rejects(useEagerMode(app), /before the app sends its first task/);
     await app.close();
+  });
+});
+
+describe('celeriac/testing startTestWorker', () => {
+  it("starts when the app's metrics port is taken (a dev worker or another test process on 9540)", async () => {
+    const holder = createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '0.0.0.0', resolve));
+    const port = (holder.address() as AddressInfo).port;
+    const app = createApp({ name: 'shop', broker: 'memory://held-port', backend: 'memory://held-port', metricsPort: port, logLevel: 'silent' });
+    const add = app.task('shop.add', (a: number, b: number) => a + b);
+    try {
+      const worker = await startTestWorker(app);
+      try {
+        assert.equal(await (await add.delay(2, 3)).get({ timeout: 5000 }), 5);
+      } finally {
+        await worker.stop();
+      }
+    } finally {
+      holder.close();
+    }
   });
 });
 
