@@ -172,7 +172,8 @@ export function createFileBroker(url = 'file://', opts: { logger?: Logger } = {}
       const watchers: FSWatcher[] = queues.map((q) =>
         watch(readyDir(q), (_event, file) => {
           const c = sources.get(q)!;
-          if (typeof file !== 'string') c.relist = true; // the platform did not say which file
+          if (typeof file !== 'string')
+            c.relist = true; // the platform did not say which file
           else if (file.endsWith('.json') && !taken.delete(file)) c.arrived.push(file);
           changed.notify();
         }),

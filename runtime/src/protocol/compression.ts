@@ -57,7 +57,9 @@ export const COMPRESSION_NAMES: readonly CompressionName[] = ['zlib', 'gzip', 'b
 
 /** Compresses `body`; returns the bytes and the value of the `compression` header. */
 export function compress(body: Buffer, name: CompressionName): { body: Buffer; header: string } {
-  return name === 'brotli' ? { body: zlib().brotliCompressSync(body), header: 'application/x-brotli' } : { body: zlib().deflateSync(body), header: 'application/x-gzip' };
+  return name === 'brotli'
+    ? { body: zlib().brotliCompressSync(body), header: 'application/x-brotli' }
+    : { body: zlib().deflateSync(body), header: 'application/x-gzip' };
 }
 
 /**

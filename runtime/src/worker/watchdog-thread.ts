@@ -49,8 +49,7 @@ async function storeHardLimitFailure(task: BlockingTask & Required<Pick<Blocking
   const { limitMs, failure } = task.hardLimit;
   const fields = { taskId: task.id, taskName: task.name, timeLimitMs: limitMs };
   const detached =
-    results &&
-    (await (backend ??= import('../backends/index.js').then((m) => m.createDetachedResultBackend(results.url, { ...results, logger: log }))));
+    results && (await (backend ??= import('../backends/index.js').then((m) => m.createDetachedResultBackend(results.url, { ...results, logger: log }))));
   if (!detached) {
     log.error(
       fields,
