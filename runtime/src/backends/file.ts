@@ -8,7 +8,7 @@
  * promise each, see ../brokers/file.ts).
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync, renameSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
+import { readFileSync, renameSync, statSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
 import { mkdir, rmdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BackendError } from '../errors.js';
@@ -65,9 +65,13 @@ export function createFileStore(url = 'file://'): KeyValueStore {
   }
 
   async function read(key: string): Promise<string | null> {
+    const file = fileOf(key);
     let text: string;
     try {
-      text = readFileSync(fileOf(key), 'utf8');
+      // Most reads are of a key not written yet (the worker checks before storing a result): a
+      // stat that says so is cheaper than the ENOENT error (with its stack) a read would throw.
+      if (!statSync(file, { throwIfNoEntry: false })) return null;
+      text = readFileSync(file, 'utf8');
     } catch (err) {
       if (isMissing(err)) return null;
       throw new BackendError(`Cannot read result key ${key} in ${dataDir}: ${(err as Error).message}`, { cause: err });
