@@ -33,6 +33,7 @@ import { Redis } from 'ioredis';
 import { amqplib } from '../../runtime/src/brokers/amqp-codec.js';
 import { applySignature, chord, createApp, signature, type AsyncResult } from '../../runtime/src/index.js';
 import { pythonWorkerArgs } from '../support/processes.js';
+import { idleWorkerRssMb } from './idle-rss.js';
 import { freePort, startRabbit, startRedis, uniqueName, type TestServer } from '../support/servers.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
@@ -620,9 +621,15 @@ async function main(): Promise<void> {
   }
   const rows: Row[] = [];
   const chordRows: ChordRow[] = [];
+  let idleMb: number | undefined;
+  const idle = async (broker: string, backend: string) => {
+    const port = await freePort();
+    return idleWorkerRssMb(() => spawnCeleriacWorker(uniqueName('idle'), broker, backend, port), port);
+  };
   if (brokerKind === 'redis') {
     const redis = await startRedis();
     try {
+      idleMb = await idle(redis.url, redis.url);
       for (const events of EVENTS) rows.push(await benchCeleriac(redis.url, redis.url, redis, events));
       rows.push(await benchBullmq(redis.url, redis));
       const py = pythonExe();
@@ -639,6 +646,7 @@ async function main(): Promise<void> {
   } else if (brokerKind === 'amqp') {
     const rabbit = await startRabbit();
     try {
+      idleMb = await idle(rabbit.url, 'rpc://');
       // rpc:// either way: with --results off the tasks are sent with ignoreResult.
       rows.push(await benchCeleriac(rabbit.url, 'rpc://', rabbit));
       rows.push(await benchRawAmqp(rabbit.url, rabbit));
@@ -649,12 +657,14 @@ async function main(): Promise<void> {
     const dir = mkdtempSync(join(tmpdir(), 'celeriac-bench-'));
     try {
       const url = `file://${dir}`;
+      idleMb = await idle(url, url);
       rows.push(await benchCeleriac(url, url, null));
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   }
   printTable(rows);
+  console.log(`idle celeriac worker RSS MB (5 s after /metrics first answers): ${fmt(idleMb, 1)}`);
   if (chordRows.length > 0) {
     console.log(`\ncanvas: chord of ${CHORD_N} no-op header tasks (bench.add) and a sum body, celeriac client, results in Redis\n`);
     console.log('| workers | call -> body result ms | note |\n|---|---|---|');

@@ -107,7 +107,7 @@ async function stopsOnBrokenLink(svc: ServiceResult, how: 'frozen' | 'cut'): Pro
   const url = new URL(svc.server!.url);
   const proxy = await startTcpProxy(Number(url.port));
   url.port = String(proxy.port);
-  const broker = createBroker(url.toString(), {});
+  const broker = await createBroker(url.toString(), {});
   try {
     await broker.connect();
     proxy.freeze();

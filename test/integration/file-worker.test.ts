@@ -30,10 +30,10 @@ interface Proc {
   exited: Promise<number | null>;
 }
 
-function startWorker(extra: string[] = [], env: Record<string, string> = {}): Proc {
+function startWorker(extra: string[] = [], env: Record<string, string> = {}, nodeFlags: string[] = []): Proc {
   const child = spawn(
     process.execPath,
-    [bin, 'worker', '-A', tasks, '--broker', brokerUrl, '--result-backend', backendUrl, '--metrics-port', 'none', '-l', 'info', ...extra],
+    [...nodeFlags, bin, 'worker', '-A', tasks, '--broker', brokerUrl, '--result-backend', backendUrl, '--metrics-port', 'none', '-l', 'info', ...extra],
     {
       env: { ...baseEnv, LEDGER: ledger, CELERIAC_SHUTDOWN_TIMEOUT_MS: '20000', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -176,6 +176,41 @@ describe('warm shutdown and crashes lose nothing', () => {
     assert.equal(runsOf(r.id), 2, 'ran again after the crash');
     w2.child.kill('SIGTERM');
     await w2.exited;
+  });
+});
+
+describe('an idle worker loads only what its URLs and config use', () => {
+  /** npm packages a process loaded, from the lines ./fixtures/record-loads.ts wrote. */
+  const packagesIn = (file: string): Set<string> => {
+    const names = new Set<string>();
+    for (const line of readFileSync(file, 'utf8').split('\n')) {
+      const m = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(line) ?? /^((?:@[^/.][^/]*\/)?[^/.:][^/:]*)/.exec(line);
+      if (m)
+        names.add(
+          m[1]!
+            .split('/')
+            .slice(0, m[1]!.startsWith('@') ? 2 : 1)
+            .join('/'),
+        );
+    }
+    return names;
+  };
+
+  it('a worker on file:// loads no other driver, serializer, pretty printer or Kubernetes client', async () => {
+    const loads = join(dir, 'loads.txt');
+    writeFileSync(loads, '');
+    const w = startWorker(['-l', 'info'], { CELERIAC_TEST_LOADS: loads }, ['--import', join(root, 'test/integration/fixtures/record-loads.js')]);
+    try {
+      await until('worker ready', () => /worker ready/.test(w.output()));
+      const loaded = packagesIn(loads);
+      assert.ok(loaded.has('pino'), `the recorder sees packages (got ${[...loaded].join(', ')})`);
+      for (const heavy of ['ioredis', 'amqplib', '@msgpack/msgpack', 'yaml', 'seek-bzip', 'pino-pretty', '@kubernetes/client-node']) {
+        assert.ok(!loaded.has(heavy), `an idle file:// worker loaded ${heavy}`);
+      }
+    } finally {
+      w.child.kill('SIGTERM');
+      await w.exited;
+    }
   });
 });
 

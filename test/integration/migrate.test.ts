@@ -76,7 +76,7 @@ function kept(m: WireMessage) {
 describe('migrate between Redis and RabbitMQ', { skip }, () => {
   const brokers: Broker[] = [];
   const open = async (url: string) => {
-    const b = createBroker(url);
+    const b = await createBroker(url);
     await b.connect();
     brokers.push(b);
     return b;

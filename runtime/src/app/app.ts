@@ -171,13 +171,13 @@ export function createApp(options: AppOptions = {}): App {
 
   const broker = (): Promise<Broker> =>
     (brokerP ??= (async () => {
-      const b = createBroker(config.brokerUrl, { logger: log });
+      const b = await createBroker(config.brokerUrl, { logger: log });
       await b.connect();
       return b;
     })());
   const backend = (): Promise<ResultBackend> =>
     (backendP ??= (async () =>
-      createResultBackend(config.resultBackend, {
+      await createResultBackend(config.resultBackend, {
         expiresMs: config.resultExpiresMs,
         chordOrdered: config.resultChordOrdered,
         dateTags: config.jsonDateTags,

@@ -3,11 +3,13 @@
  * URL: `file:///abs/path` or `file://` (default folder `$XDG_CACHE_HOME/celeriac/results`).
  * One file per key, `{ "value": ..., "expiresAt": ms | null }`, written to a temp file and renamed
  * (readers never see half a file). incr() serializes writers with a lock folder. watch() uses
- * fs.watch, so waiting clients are woken at once.
+ * fs.watch, so waiting clients are woken at once. Reads and writes of one key are synchronous
+ * calls (a few system calls on a small local file: cheaper than libuv's thread pool and a
+ * promise each, see ../brokers/file.ts).
  */
 import { randomBytes } from 'node:crypto';
-import { watch, type FSWatcher } from 'node:fs';
-import { mkdir, readFile, rename, rmdir, unlink, writeFile } from 'node:fs/promises';
+import { readFileSync, renameSync, statSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
+import { mkdir, rmdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BackendError } from '../errors.js';
 import { fileUrlPath } from '../transport/file-url.js';
@@ -25,7 +27,11 @@ export function createFileStore(url = 'file://'): KeyValueStore {
   const dataDir = join(root, 'data');
   const tmpDir = join(root, 'tmp');
   let ready: Promise<unknown> | null = null;
-  const ensure = () => (ready ??= Promise.all([mkdir(dataDir, { recursive: true }), mkdir(tmpDir, { recursive: true })]));
+  let made = false;
+  const ensure = () =>
+    (ready ??= Promise.all([mkdir(dataDir, { recursive: true }), mkdir(tmpDir, { recursive: true })]).then(() => {
+      made = true;
+    }));
   // Keys are Celery's (`celery-task-meta-<uuid>`): safe as file names once slashes are escaped.
   const fileOf = (key: string) => join(dataDir, encodeURIComponent(key));
 
@@ -59,9 +65,13 @@ export function createFileStore(url = 'file://'): KeyValueStore {
   }
 
   async function read(key: string): Promise<string | null> {
+    const file = fileOf(key);
     let text: string;
     try {
-      text = await readFile(fileOf(key), 'utf8');
+      // Most reads are of a key not written yet (the worker checks before storing a result): a
+      // stat that says so is cheaper than the ENOENT error (with its stack) a read would throw.
+      if (!statSync(file, { throwIfNoEntry: false })) return null;
+      text = readFileSync(file, 'utf8');
     } catch (err) {
       if (isMissing(err)) return null;
       throw new BackendError(`Cannot read result key ${key} in ${dataDir}: ${(err as Error).message}`, { cause: err });
@@ -72,10 +82,10 @@ export function createFileStore(url = 'file://'): KeyValueStore {
   }
 
   async function write(key: string, value: string, ttlMs?: number): Promise<void> {
-    await ensure();
+    if (!made) await ensure();
     const t = join(tmpDir, `${process.pid}-${randomBytes(6).toString('hex')}`);
-    await writeFile(t, JSON.stringify({ value, expiresAt: ttlMs ? Date.now() + ttlMs : null }));
-    await rename(t, fileOf(key));
+    writeFileSync(t, JSON.stringify({ value, expiresAt: ttlMs ? Date.now() + ttlMs : null }));
+    renameSync(t, fileOf(key));
   }
 
   async function withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {

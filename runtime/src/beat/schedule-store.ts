@@ -9,11 +9,9 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, open, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { ConfigError, redactUrl } from '../errors.js';
 import { fileUrlPath } from '../transport/file-url.js';
-import { OutageLog, parseRedisUrl, pingWithin, quit, redisOptions } from '../transport/redis-connection.js';
 
 /** The seam beat's scheduler stands on. Times are epoch ms. */
 export interface ScheduleStore {
@@ -56,6 +54,11 @@ return 1`;
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 
 async function redisScheduleStore(url: string, prefix: string, log: Logger): Promise<ScheduleStore> {
+  // Imported here: every app imports this module (index.ts), most never use a Redis schedule.
+  const [{ Redis }, { OutageLog, parseRedisUrl, pingWithin, quit, redisOptions }] = await Promise.all([
+    import('ioredis'),
+    import('../transport/redis-connection.js'),
+  ]);
   const parsed = parseRedisUrl(url);
   const outages = new OutageLog(log, 'beat schedule store');
   const client = outages.watch(new Redis(parsed.ioredisUrl, redisOptions(parsed, { lazyConnect: true })));

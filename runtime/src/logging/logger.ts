@@ -2,8 +2,8 @@
  * createLogger(config) runs once in a program's main and is passed down; there is no import-time
  * logger. JSON lines by default, pretty when stdout is a terminal; passwords are redacted.
  */
+import { createRequire } from 'node:module';
 import { pino, stdSerializers, type DestinationStream, type Logger } from 'pino';
-import pretty from 'pino-pretty';
 import { redactText } from '../errors.js';
 
 export type { Logger } from 'pino';
@@ -32,9 +32,17 @@ export function createLogger(opts: LoggerOptions): Logger {
   const toStderr = opts.stream === 'stderr';
   const tty = (toStderr ? process.stderr : process.stdout).isTTY === true;
   const usePretty = opts.pretty ?? (!opts.destination && tty);
-  if (usePretty) return pino(base, pretty({ colorize: tty, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', destination: toStderr ? 2 : 1 }));
+  if (usePretty) return pino(base, loadPretty()({ colorize: tty, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', destination: toStderr ? 2 : 1 }));
   if (opts.destination) return pino(base, opts.destination as DestinationStream);
   return toStderr ? pino(base, pino.destination({ fd: 2, sync: true })) : pino(base);
+}
+
+/**
+ * pino-pretty, loaded only for a terminal (or when asked for): a worker in a container logs JSON
+ * and never needs it. CommonJS, so `require` keeps createLogger() synchronous.
+ */
+function loadPretty(): typeof import('pino-pretty') {
+  return createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');
 }
 
 /** Keeps URLs readable in logs, without their password. */

@@ -3,7 +3,25 @@
  * in one process (tests) do not collide. Names follow ../../shared/spec/operator.md §4; the
  * operator's autoscaler reads `celeriac_worker_tasks{state}` as in-flight work.
  */
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { createRequire } from 'node:module';
+import type { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+type PromClient = typeof import('prom-client');
+/**
+ * The parts of prom-client the worker uses, required one by one: its index also loads the
+ * Pushgateway (http, https, tls) and the cluster aggregator (cluster, child_process), a few MB
+ * an idle worker need not hold. prom-client has no `exports` map, so these paths are public files.
+ */
+function promClientParts(): Pick<PromClient, 'Registry' | 'Counter' | 'Gauge' | 'Histogram' | 'collectDefaultMetrics'> {
+  const require = createRequire(import.meta.url);
+  return {
+    Registry: require('prom-client/lib/registry') as PromClient['Registry'],
+    Counter: require('prom-client/lib/counter') as PromClient['Counter'],
+    Gauge: require('prom-client/lib/gauge') as PromClient['Gauge'],
+    Histogram: require('prom-client/lib/histogram') as PromClient['Histogram'],
+    collectDefaultMetrics: require('prom-client/lib/defaultMetrics') as PromClient['collectDefaultMetrics'],
+  };
+}
 
 export interface WorkerMetrics {
   readonly registry: Registry;
@@ -25,6 +43,7 @@ export interface WorkerMetrics {
 export type Outcome = 'succeeded' | 'failed' | 'retried' | 'revoked' | 'rejected';
 
 export function createWorkerMetrics(): WorkerMetrics {
+  const { Registry, Counter, Gauge, Histogram, collectDefaultMetrics } = promClientParts();
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const registers = [registry];

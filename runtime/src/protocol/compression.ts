@@ -9,15 +9,20 @@
  * while decoding here is synchronous. An xz body is refused as DecodeError, stored as FAILURE.
  */
 import { createRequire } from 'node:module';
-import * as zlib from 'node:zlib';
-import { brotliCompressSync, brotliDecompressSync, deflateSync, inflateSync } from 'node:zlib';
 import { DecodeError } from '../errors.js';
 
+/**
+ * node:zlib, loaded with the first compressed body (few messages are: a worker that sees none
+ * does not load it). `require` keeps compress()/decompress() synchronous.
+ */
+let zlibModule: typeof import('node:zlib') | undefined;
+const zlib = () => (zlibModule ??= createRequire(import.meta.url)('node:zlib') as typeof import('node:zlib'));
+
 /** node:zlib's zstd (Node 22.15+, 23.8+); absent on Node 20, where a zstd body is refused by name. */
-const zstdDecompressSync = (zlib as { zstdDecompressSync?: (b: Buffer, o: { maxOutputLength: number }) => Buffer }).zstdDecompressSync;
+const zstdDecompressSync = () => (zlib() as { zstdDecompressSync?: (b: Buffer, o: { maxOutputLength: number }) => Buffer }).zstdDecompressSync;
 
 /** Compression header values this process can decode. */
-const DECODABLE = ['application/x-gzip (zlib)', 'application/x-brotli', 'application/x-bz2', ...(zstdDecompressSync ? ['application/zstd'] : [])];
+const decodable = () => ['application/x-gzip (zlib)', 'application/x-brotli', 'application/x-bz2', ...(zstdDecompressSync() ? ['application/zstd'] : [])];
 
 /** seek-bzip's decoder: writes each byte to `output.writeByte`. */
 type Bunzip = { decode(input: Buffer, output: { writeByte(byte: number): void }, multistream?: boolean): void };
@@ -52,7 +57,9 @@ export const COMPRESSION_NAMES: readonly CompressionName[] = ['zlib', 'gzip', 'b
 
 /** Compresses `body`; returns the bytes and the value of the `compression` header. */
 export function compress(body: Buffer, name: CompressionName): { body: Buffer; header: string } {
-  return name === 'brotli' ? { body: brotliCompressSync(body), header: 'application/x-brotli' } : { body: deflateSync(body), header: 'application/x-gzip' };
+  return name === 'brotli'
+    ? { body: zlib().brotliCompressSync(body), header: 'application/x-brotli' }
+    : { body: zlib().deflateSync(body), header: 'application/x-gzip' };
 }
 
 /**
@@ -77,16 +84,16 @@ export function decompress(body: Buffer, header: string, maxBytes: number): Buff
     case 'application/x-gzip':
     case 'zlib':
     case 'gzip':
-      return inflate(() => inflateSync(body, { maxOutputLength: maxBytes }));
+      return inflate(() => zlib().inflateSync(body, { maxOutputLength: maxBytes }));
     case 'application/x-brotli':
     case 'brotli':
-      return inflate(() => brotliDecompressSync(body, { maxOutputLength: maxBytes }));
+      return inflate(() => zlib().brotliDecompressSync(body, { maxOutputLength: maxBytes }));
     case 'application/zstd':
     case 'zstd':
     case 'zstandard': {
-      if (!zstdDecompressSync)
-        throw new DecodeError(`Cannot decompress ${header} body: this Node.js (${process.version}) has no zstd; Node 22.15+ has it built in`);
-      return inflate(() => zstdDecompressSync!(body, { maxOutputLength: maxBytes }));
+      const zstd = zstdDecompressSync();
+      if (!zstd) throw new DecodeError(`Cannot decompress ${header} body: this Node.js (${process.version}) has no zstd; Node 22.15+ has it built in`);
+      return inflate(() => zstd(body, { maxOutputLength: maxBytes }));
     }
     case 'application/x-bz2':
     case 'bzip2':
@@ -98,6 +105,6 @@ export function decompress(body: Buffer, header: string, maxBytes: number): Buff
       // kombu registers lzma from Python's standard library; see the file comment for why not here.
       throw new DecodeError(`Unsupported compression "${header}": celeriac has no xz/lzma decoder; send with zlib (or brotli, bzip2, zstd)`);
     default:
-      throw new DecodeError(`Unsupported compression "${header}" (supported: ${DECODABLE.join(', ')})`);
+      throw new DecodeError(`Unsupported compression "${header}" (supported: ${decodable().join(', ')})`);
   }
 }

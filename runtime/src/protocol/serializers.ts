@@ -6,8 +6,7 @@
  * which have no plain JSON form.
  */
 import { isUtf8 } from 'node:buffer';
-import { encode as msgpackEncode, decode as msgpackDecode } from '@msgpack/msgpack';
-import { parse as yamlParse, stringify as yamlStringify } from 'yaml';
+import { createRequire } from 'node:module';
 import { ContentDisallowedError, DecodeError, EncodeError, ProtocolError } from '../errors.js';
 import { parseJson, stringifyJson } from './json.js';
 import { AUTH_CONTENT_TYPE } from './signing.js';
@@ -23,6 +22,14 @@ export interface Serializer {
   dumps(value: unknown, opts?: { dateTags?: boolean }): Buffer;
   loads(body: Buffer): unknown;
 }
+
+// msgpack and yaml are loaded on their first use: most workers only ever see JSON, and a worker
+// that never loads them stays lighter (both are CommonJS too, so `require` keeps loads() synchronous).
+const requireLib = createRequire(import.meta.url);
+let msgpackLib: typeof import('@msgpack/msgpack') | undefined;
+let yamlLib: typeof import('yaml') | undefined;
+const msgpackOf = () => (msgpackLib ??= requireLib('@msgpack/msgpack') as typeof import('@msgpack/msgpack'));
+const yamlOf = () => (yamlLib ??= requireLib('yaml') as typeof import('yaml'));
 
 export const PICKLE_CONTENT_TYPE = 'application/x-python-serialize';
 
@@ -112,10 +119,10 @@ const msgpack: Serializer = {
   contentType: 'application/x-msgpack',
   contentEncoding: 'binary',
   dumps: (value) => {
-    const bytes = encoding('msgpack', () => msgpackEncode(toMsgpackValue(value), { ignoreUndefined: true, useBigInt64: true }));
+    const bytes = encoding('msgpack', () => msgpackOf().encode(toMsgpackValue(value), { ignoreUndefined: true, useBigInt64: true }));
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   },
-  loads: (body) => fromMsgpackValue(msgpackDecode(body, { useBigInt64: true })),
+  loads: (body) => fromMsgpackValue(msgpackOf().decode(body, { useBigInt64: true })),
 };
 
 const yaml: Serializer = {
@@ -124,10 +131,10 @@ const yaml: Serializer = {
   contentEncoding: 'utf-8',
   dumps: (value) =>
     Buffer.from(
-      encoding('yaml', () => yamlStringify(value)),
+      encoding('yaml', () => yamlOf().stringify(value)),
       'utf8',
     ),
-  loads: (body) => yamlParse(body.toString('utf8')),
+  loads: (body) => yamlOf().parse(body.toString('utf8')),
 };
 
 const byName = new Map<string, Serializer>([

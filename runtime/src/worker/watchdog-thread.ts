@@ -8,7 +8,6 @@
 import { Session } from 'node:inspector';
 import { parentPort, workerData } from 'node:worker_threads';
 import { pino } from 'pino';
-import { createDetachedResultBackend } from '../backends/index.js';
 import type { ResultBackend } from '../backends/result-backend.js';
 import { createLogger } from '../logging/logger.js';
 import { parseJson } from '../protocol/json.js';
@@ -39,8 +38,8 @@ interface Block {
 }
 let block: Block | null = null;
 
-/** The thread's own connection to the result backend, made when first needed. */
-let backend: ResultBackend | null = null;
+/** The thread's own connection to the result backend, made (and its driver imported) when first needed. */
+let backend: Promise<ResultBackend | null> | null = null;
 
 /**
  * Stores the FAILURE(TimeLimitExceeded) the worker would store if its loop came back: the
@@ -49,7 +48,8 @@ let backend: ResultBackend | null = null;
 async function storeHardLimitFailure(task: BlockingTask & Required<Pick<BlockingTask, 'hardLimit'>>): Promise<void> {
   const { limitMs, failure } = task.hardLimit;
   const fields = { taskId: task.id, taskName: task.name, timeLimitMs: limitMs };
-  const detached = results && (backend ??= createDetachedResultBackend(results.url, { ...results, logger: log }));
+  const detached =
+    results && (await (backend ??= import('../backends/index.js').then((m) => m.createDetachedResultBackend(results.url, { ...results, logger: log }))));
   if (!detached) {
     log.error(
       fields,

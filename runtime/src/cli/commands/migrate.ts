@@ -44,8 +44,7 @@ export function migrateCommand(): Command {
         .split(',')
         .map((q) => q.trim())
         .filter(Boolean);
-      const from = createBroker(fromUrl, { logger: log });
-      const to = createBroker(toUrl, { logger: log });
+      const [from, to] = await Promise.all([createBroker(fromUrl, { logger: log }), createBroker(toUrl, { logger: log })]);
       try {
         await Promise.all([from.connect(), to.connect()]);
         process.stderr.write(`migrating ${queues.join(', ')} from ${redactUrl(fromUrl)} to ${redactUrl(toUrl)}\n`);
