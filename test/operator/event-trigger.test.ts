@@ -122,6 +122,15 @@ describe('event trigger: a burst is scaled for without waiting for the poll', { 
       metadata: { name, namespace: ns },
       spec: { broker: { type, urlSecretRef: { name: 'broker' } }, queue: { name: queue }, checkIntervalSeconds: 3600 },
     } as Obj);
+    // The queue's broker check first: its status change reconciles the pool, which is a decision
+    // outside the poll and the watch (it made the RabbitMQ case pass without a wake under load).
+    await eventually(
+      async () => {
+        const tq = await kube.get<Obj>(resources.taskQueues, ns, name);
+        assert.equal(tq?.status?.conditions?.find((c: { type: string }) => c.type === 'Ready')?.status, 'True');
+      },
+      { timeoutMs: 30_000, intervalMs: 100 },
+    );
     await kube.create(resources.workerPools, {
       apiVersion: 'celeriac.io/v1alpha1',
       kind: 'WorkerPool',
