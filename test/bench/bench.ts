@@ -22,11 +22,19 @@
  * `--events on|off|both` (default both): workers with task events (`-E`) too, on Redis, for
  * celeriac and Python Celery: what monitoring costs per task (no monitor subscribed, so the
  * events are published and dropped by Redis, as with no Flower running).
+ * `--python off` leaves the Python Celery rows out (they take the longest).
+ *
+ * `--soak N` (Redis, results on) instead sends N tasks (500 in flight) through one celeriac worker
+ * and reports, from a module preloaded into the worker (loop-monitor.ts), its RSS every second and
+ * the longest event-loop stall (perf_hooks monitorEventLoopDelay); RSS growth is the last tenth's
+ * peak over the peak once warm (the second fifth of the tasks); every task is accounted for: the
+ * worker's succeeded count, each result stored as SUCCESS with the right value, the queue and
+ * kombu's unacked hash empty.
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { availableParallelism, homedir, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
@@ -51,6 +59,10 @@ const { values: flags } = parseArgs({
     pools: { type: 'boolean', default: false },
     /** Worker task events (-E), Redis only: off, on, or both (a row each). */
     events: { type: 'string', default: 'both' },
+    /** Python Celery rows: on (when the virtualenv exists) or off. */
+    python: { type: 'string', default: 'on' },
+    /** A soak of N tasks through one worker instead of the comparison (Redis, results on). */
+    soak: { type: 'string' },
   },
 });
 const brokerKind = flags.broker as 'redis' | 'amqp' | 'file';
@@ -60,15 +72,18 @@ const RESULTS = flags.results === 'on';
 const LAT_N = Number(flags.latency);
 const CHORD_N = Number(flags.chord);
 const EVENTS = flags.events === 'both' ? [false, true] : [flags.events === 'on'];
+const SOAK_N = flags.soak === undefined ? 0 : Number(flags.soak);
 if (
   !['redis', 'amqp', 'file'].includes(brokerKind) ||
+  !(SOAK_N >= 0) ||
+  !['on', 'off'].includes(flags.python!) ||
   !(N > 0) ||
   !(C > 0) ||
   !['on', 'off'].includes(flags.results!) ||
   !['on', 'off', 'both'].includes(flags.events!)
 ) {
   console.error(
-    'usage: bench [--broker redis|amqp|file] [--tasks N] [--concurrency N] [--results on|off] [--latency N] [--profile DIR] [--events on|off|both] [--pools]',
+    'usage: bench [--broker redis|amqp|file] [--tasks N] [--concurrency N] [--results on|off] [--latency N] [--profile DIR] [--events on|off|both] [--python on|off] [--pools] [--soak N]',
   );
   process.exit(2);
 }
@@ -350,6 +365,7 @@ async function benchBullmq(redisUrl: string, server: TestServer): Promise<Row> {
 // ---------------------------------------------------------------- Python Celery
 
 function pythonExe(): string | null {
+  if (flags.python === 'off') return null;
   if (process.env.CELERIAC_PYTHON && existsSync(process.env.CELERIAC_PYTHON)) return process.env.CELERIAC_PYTHON;
   // setup-python.sh names the virtualenv venv-celery-<version>-<key of its extra packages>.
   const cache = join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'celeriac');
@@ -613,7 +629,100 @@ async function benchPools(): Promise<PoolRow[]> {
   return rows;
 }
 
+// ---------------------------------------------------------------- soak
+
+interface LoopSample {
+  t: number;
+  rssMb: number;
+  maxStallMs: number;
+}
+
+/** `SOAK_N` tasks through one worker: RSS over time, the longest loop stall, every task accounted for. */
+async function benchSoak(): Promise<void> {
+  const redis = await startRedis();
+  const queue = uniqueName('soak');
+  const loopFile = join(mkdtempSync(join(tmpdir(), 'celeriac-soak-')), 'loop.jsonl');
+  const app = createApp({ name: 'bench-client', broker: redis.url, backend: redis.url, defaultQueue: queue, logLevel: 'warn' });
+  const raw = new Redis(redis.url);
+  const port = await freePort();
+  process.env.BENCH_LOOP_FILE = loopFile;
+  const worker = spawnCeleriacWorker(queue, redis.url, redis.url, port, ['--import', join(root, 'dist/test/bench/loop-monitor.js')]);
+  delete process.env.BENCH_LOOP_FILE;
+  const samples = (): LoopSample[] =>
+    existsSync(loopFile)
+      ? readFileSync(loopFile, 'utf8')
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as LoopSample)
+      : [];
+  try {
+    await (await app.sendTask('bench.add', [1, 2], {}, { queue })).get({ timeout: 30_000 }); // warm: connected, consuming
+    const ids: string[] = new Array<string>(SOAK_N);
+    const marks: number[] = []; // wall time when each tenth of the tasks was sent
+    const t = performance.now();
+    const cpu0 = { w: cpuMs(worker.pid), s: cpuMs(redis.pid()), p: selfCpuMs() };
+    const done = waitCompleted(port, SOAK_N + 1, 1);
+    await windowed(SOAK_N, 500, async (i) => {
+      ids[i] = (await app.sendTask('bench.add', [1, 2], {}, { queue })).id;
+      if ((i + 1) % (SOAK_N / 10) < 1) marks.push(Date.now());
+    });
+    await done;
+    const ms = performance.now() - t;
+    const row: Row = { name: `celeriac soak (c${C})`, e2e: (SOAK_N / ms) * 1000 };
+    cpuSplit(row, SOAK_N, cpuMs(worker.pid) - cpu0.w, selfCpuMs() - cpu0.p, cpuMs(redis.pid()) - cpu0.s);
+    await sleep(1_500); // the monitor's last full second
+    const s = samples();
+
+    // Every task accounted for: SUCCESS with the right value under each id, nothing left in Redis.
+    let stored = 0;
+    for (let i = 0; i < ids.length; i += 1000) {
+      const metas = await raw.mget(...ids.slice(i, i + 1000).map((id) => `celery-task-meta-${id}`));
+      for (const m of metas) {
+        const meta = m ? (JSON.parse(m) as { status: string; result: unknown }) : null;
+        if (meta?.status === 'SUCCESS' && meta.result === 3) stored++;
+      }
+    }
+    const left = (await raw.llen(queue)) + (await raw.hlen('unacked'));
+    const succeeded = (await completedCount(port)) - 1;
+
+    // RSS: the peak once warm (the second fifth of the tasks sent) against the last tenth's peak.
+    const peak = (from: number, to: number) => Math.max(0, ...s.filter((x) => x.t >= from && x.t <= to).map((x) => x.rssMb));
+    const warm = peak(marks[1] ?? 0, marks[3] ?? Infinity);
+    const last = peak(marks[8] ?? 0, Infinity);
+    const growth = warm > 0 ? (last / warm - 1) * 100 : NaN;
+    const maxStall = Math.max(0, ...s.map((x) => x.maxStallMs));
+    const ok = stored === SOAK_N && succeeded === SOAK_N && left === 0;
+    console.log(`\nsoak: ${SOAK_N} tasks, concurrency ${C}, results on, one worker on Redis\n`);
+    console.log('| tasks/s | RSS warm MB | RSS end MB | RSS growth | max loop stall ms | accounted | note |\n|---|---|---|---|---|---|---|');
+    console.log(
+      `| ${fmt(row.e2e)} | ${fmt(warm, 1)} | ${fmt(last, 1)} | ${fmt(growth, 1)}% | ${fmt(maxStall, 1)} | ` +
+        `${ok ? 'all' : `MISSING: stored ${stored}, succeeded ${succeeded}, left in Redis ${left}`} | ${row.note} |`,
+    );
+    console.log(
+      'RSS MB per 10 s: ' +
+        s
+          .filter((_, i) => i % 10 === 0)
+          .map((x) => x.rssMb.toFixed(0))
+          .join(' '),
+    );
+    console.log(
+      JSON.stringify({
+        soak: { tasks: SOAK_N, perSec: row.e2e, rssWarmMb: warm, rssEndMb: last, growthPct: growth, maxStallMs: maxStall, stored, succeeded, left, samples: s },
+      }),
+    );
+    if (!ok) throw new Error(`soak: not every task was accounted for (stored ${stored}, succeeded ${succeeded}, left ${left})`);
+  } finally {
+    await stopBench(worker, app, raw);
+    rmSync(dirname(loopFile), { recursive: true, force: true });
+    await redis.stop();
+  }
+}
+
 async function main(): Promise<void> {
+  if (SOAK_N > 0) {
+    await benchSoak();
+    return;
+  }
   if (flags.pools) {
     await benchPools();
     return;
