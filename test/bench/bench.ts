@@ -26,8 +26,8 @@
  *
  * `--soak N` (Redis, results on) instead sends N tasks (500 in flight) through one celeriac worker
  * and reports, from a module preloaded into the worker (loop-monitor.ts), its RSS every second and
- * the longest event-loop stall (perf_hooks monitorEventLoopDelay); RSS growth is the last tenth's
- * peak over the peak once warm (the second fifth of the tasks); every task is accounted for: the
+ * the longest event-loop stall (perf_hooks monitorEventLoopDelay); RSS growth is the peak of the
+ * run's last tenth over the peak once warm (the run's second fifth); every task is accounted for: the
  * worker's succeeded count, each result stored as SUCCESS with the right value, the queue and
  * kombu's unacked hash empty.
  */
@@ -658,20 +658,18 @@ async function benchSoak(): Promise<void> {
   try {
     await (await app.sendTask('bench.add', [1, 2], {}, { queue })).get({ timeout: 30_000 }); // warm: connected, consuming
     const ids: string[] = new Array<string>(SOAK_N);
-    const marks: number[] = []; // wall time when each tenth of the tasks was sent
     const t = performance.now();
+    const startedAt = Date.now();
     const cpu0 = { w: cpuMs(worker.pid), s: cpuMs(redis.pid()), p: selfCpuMs() };
     const done = waitCompleted(port, SOAK_N + 1, 1);
-    await windowed(SOAK_N, 500, async (i) => {
-      ids[i] = (await app.sendTask('bench.add', [1, 2], {}, { queue })).id;
-      if ((i + 1) % (SOAK_N / 10) < 1) marks.push(Date.now());
-    });
+    await windowed(SOAK_N, 500, async (i) => (ids[i] = (await app.sendTask('bench.add', [1, 2], {}, { queue })).id));
     await done;
+    const endedAt = Date.now();
     const ms = performance.now() - t;
     const row: Row = { name: `celeriac soak (c${C})`, e2e: (SOAK_N / ms) * 1000 };
     cpuSplit(row, SOAK_N, cpuMs(worker.pid) - cpu0.w, selfCpuMs() - cpu0.p, cpuMs(redis.pid()) - cpu0.s);
     await sleep(1_500); // the monitor's last full second
-    const s = samples();
+    const s = samples().filter((x) => x.t > startedAt && x.t <= endedAt + 1_000);
 
     // Every task accounted for: SUCCESS with the right value under each id, nothing left in Redis.
     let stored = 0;
@@ -685,10 +683,11 @@ async function benchSoak(): Promise<void> {
     const left = (await raw.llen(queue)) + (await raw.hlen('unacked'));
     const succeeded = (await completedCount(port)) - 1;
 
-    // RSS: the peak once warm (the second fifth of the tasks sent) against the last tenth's peak.
+    // RSS: the peak once warm (the second fifth of the run) against the peak of its last tenth.
+    const at = (share: number) => startedAt + share * (endedAt - startedAt);
     const peak = (from: number, to: number) => Math.max(0, ...s.filter((x) => x.t >= from && x.t <= to).map((x) => x.rssMb));
-    const warm = peak(marks[1] ?? 0, marks[3] ?? Infinity);
-    const last = peak(marks[8] ?? 0, Infinity);
+    const warm = peak(at(0.2), at(0.4));
+    const last = peak(at(0.9), endedAt + 1_000);
     const growth = warm > 0 ? (last / warm - 1) * 100 : NaN;
     const maxStall = Math.max(0, ...s.map((x) => x.maxStallMs));
     const ok = stored === SOAK_N && succeeded === SOAK_N && left === 0;
