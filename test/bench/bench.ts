@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --broker redis|amqp|file --tasks N --concurrency N --results on|off]`
+ * `npm run bench [-- --broker redis|amqp|file|all --tasks N --concurrency N --results on|off]`
  *
  * A no-op task (adds two numbers) through ONE worker process, on servers the bench starts itself
  * (test/support/servers.ts). For each system it reports:
@@ -65,7 +65,11 @@ const { values: flags } = parseArgs({
     soak: { type: 'string' },
   },
 });
-const brokerKind = flags.broker as 'redis' | 'amqp' | 'file';
+type BrokerKind = 'redis' | 'amqp' | 'file';
+/** `--broker all`: the three in turn, one table (the issue's). */
+const BROKERS = (flags.broker === 'all' ? ['redis', 'amqp', 'file'] : [flags.broker]) as BrokerKind[];
+/** The broker measured now. */
+let brokerKind: BrokerKind = BROKERS[0]!;
 const N = Number(flags.tasks);
 const C = Number(flags.concurrency);
 const RESULTS = flags.results === 'on';
@@ -74,7 +78,7 @@ const CHORD_N = Number(flags.chord);
 const EVENTS = flags.events === 'both' ? [false, true] : [flags.events === 'on'];
 const SOAK_N = flags.soak === undefined ? 0 : Number(flags.soak);
 if (
-  !['redis', 'amqp', 'file'].includes(brokerKind) ||
+  !BROKERS.every((b) => ['redis', 'amqp', 'file'].includes(b)) ||
   !(SOAK_N >= 0) ||
   !['on', 'off'].includes(flags.python!) ||
   !(N > 0) ||
@@ -83,7 +87,7 @@ if (
   !['on', 'off', 'both'].includes(flags.events!)
 ) {
   console.error(
-    'usage: bench [--broker redis|amqp|file] [--tasks N] [--concurrency N] [--results on|off] [--latency N] [--profile DIR] [--events on|off|both] [--python on|off] [--pools] [--soak N]',
+    'usage: bench [--broker redis|amqp|file|all] [--tasks N] [--concurrency N] [--results on|off] [--latency N] [--profile DIR] [--events on|off|both] [--python on|off] [--pools] [--soak N]',
   );
   process.exit(2);
 }
@@ -535,17 +539,30 @@ async function benchRawAmqp(url: string, server: TestServer): Promise<Row> {
 
 const fmt = (v: number | undefined, digits = 0) => (v === undefined ? '-' : v.toFixed(digits));
 
-function printTable(rows: Row[]): void {
+/** One table of every broker's rows; ratios compare each broker's celeriac row (its first) with the others. */
+function printTable(groups: { broker: BrokerKind; rows: Row[] }[]): void {
   const header = ['system', 'enqueue/s', 'drain/s', 'e2e/s', 'p50 ms', 'p99 ms', 'worker RSS MB', 'CPU us/task', 'note'];
+  const rows = groups.flatMap((g) => g.rows);
   const lines = rows.map((r) => [r.name, fmt(r.enqueue), fmt(r.drain), fmt(r.e2e), fmt(r.p50, 2), fmt(r.p99, 2), fmt(r.rssMb, 1), fmt(r.cpuUs), r.note ?? '']);
-  console.log(`\nbroker=${brokerKind} tasks=${N} concurrency=${C} results=${RESULTS ? 'on' : 'off'} latency calls=${LAT_N}\n`);
+  const brokers = groups.map((g) => g.broker).join(',');
+  console.log(`\nbroker=${brokers} tasks=${N} concurrency=${C} results=${RESULTS ? 'on' : 'off'} latency calls=${LAT_N}\n`);
   console.log(`| ${header.join(' | ')} |\n|${header.map(() => '---').join('|')}|`);
   for (const l of lines) console.log(`| ${l.join(' | ')} |`);
-  const base = rows[0];
-  for (const r of rows.slice(1)) {
-    if (base?.e2e && r.e2e) console.log(`celeriac e2e / ${r.name}: ${(base.e2e / r.e2e).toFixed(2)}x`);
+  const ratio = (a: number | undefined, b: number | undefined) => (a && b ? `${(a / b).toFixed(2)}x` : '-');
+  for (const { rows: g } of groups) {
+    const base = g[0];
+    for (const r of g.slice(1)) {
+      if (!base?.e2e || !r.e2e) continue;
+      const parts = [
+        `e2e ${ratio(base.e2e, r.e2e)}`,
+        `CPU/task ${ratio(base.cpuUs, r.cpuUs)}`,
+        `p50 ${ratio(base.p50, r.p50)}`,
+        `p99 ${ratio(base.p99, r.p99)}`,
+      ];
+      console.log(`${base.name} / ${r.name}: ${parts.join(', ')}, RSS ${ratio(base.rssMb, r.rssMb)}`);
+    }
   }
-  console.log(JSON.stringify({ broker: brokerKind, tasks: N, concurrency: C, results: RESULTS, rows }));
+  console.log(JSON.stringify({ broker: brokers, tasks: N, concurrency: C, results: RESULTS, groups }));
 }
 
 // ---------------------------------------------------------------- pools
@@ -717,18 +734,9 @@ async function benchSoak(): Promise<void> {
   }
 }
 
-async function main(): Promise<void> {
-  if (SOAK_N > 0) {
-    await benchSoak();
-    return;
-  }
-  if (flags.pools) {
-    await benchPools();
-    return;
-  }
-  const rows: Row[] = [];
-  const chordRows: ChordRow[] = [];
-  if (brokerKind === 'redis') {
+/** The rows of one broker (and, on Redis, the canvas rows). */
+async function benchBroker(kind: BrokerKind, rows: Row[], chordRows: ChordRow[]): Promise<void> {
+  if (kind === 'redis') {
     const redis = await startRedis();
     try {
       for (const events of EVENTS) rows.push(await benchCeleriac(redis.url, redis.url, redis, events));
@@ -744,7 +752,7 @@ async function main(): Promise<void> {
     } finally {
       await redis.stop();
     }
-  } else if (brokerKind === 'amqp') {
+  } else if (kind === 'amqp') {
     const rabbit = await startRabbit();
     try {
       // rpc:// either way: with --results off the tasks are sent with ignoreResult.
@@ -762,7 +770,26 @@ async function main(): Promise<void> {
       rmSync(dir, { recursive: true, force: true });
     }
   }
-  printTable(rows);
+}
+
+async function main(): Promise<void> {
+  if (SOAK_N > 0) {
+    await benchSoak();
+    return;
+  }
+  if (flags.pools) {
+    await benchPools();
+    return;
+  }
+  const groups: { broker: BrokerKind; rows: Row[] }[] = [];
+  const chordRows: ChordRow[] = [];
+  for (const kind of BROKERS) {
+    brokerKind = kind;
+    const rows: Row[] = [];
+    groups.push({ broker: kind, rows });
+    await benchBroker(kind, rows, chordRows);
+  }
+  printTable(groups);
   if (chordRows.length > 0) {
     console.log(`\ncanvas: chord of ${CHORD_N} no-op header tasks (bench.add) and a sum body, celeriac client, results in Redis\n`);
     console.log('| workers | call -> body result ms | note |\n|---|---|---|');
