@@ -743,7 +743,11 @@ async function benchBroker(kind: BrokerKind, rows: Row[], chordRows: ChordRow[])
       rows.push(await benchBullmq(redis.url, redis));
       const py = pythonExe();
       if (py) for (const events of EVENTS) rows.push(await benchPython(py, redis.url, redis, events));
-      else rows.push({ name: 'Python Celery (solo)', note: 'skipped: no virtualenv (test/support/setup-python.sh)' });
+      else
+        rows.push({
+          name: 'Python Celery (solo)',
+          note: flags.python === 'off' ? 'skipped: --python off' : 'skipped: no virtualenv (test/support/setup-python.sh)',
+        });
       if (CHORD_N > 0 && RESULTS) {
         chordRows.push(await benchChord(`celeriac (c${C})`, redis.url, (q) => spawnCeleriacWorker(q, redis.url, redis.url, 0)));
         if (py) chordRows.push(await benchChord('Python Celery 5.7 (solo)', redis.url, (q) => spawnPythonWorker(py, q, redis.url)));
