@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --broker redis|amqp|file --tasks N --concurrency N --results on|off]`
+ * `npm run bench [-- --broker redis|amqp|file|all --tasks N --concurrency N --results on|off]`
  *
  * A no-op task (adds two numbers) through ONE worker process, on servers the bench starts itself
  * (test/support/servers.ts). For each system it reports:
@@ -22,11 +22,19 @@
  * `--events on|off|both` (default both): workers with task events (`-E`) too, on Redis, for
  * celeriac and Python Celery: what monitoring costs per task (no monitor subscribed, so the
  * events are published and dropped by Redis, as with no Flower running).
+ * `--python off` leaves the Python Celery rows out (they take the longest).
+ *
+ * `--soak N` (Redis, results on) instead sends N tasks (500 in flight) through one celeriac worker
+ * and reports, from a module preloaded into the worker (loop-monitor.ts), its RSS every second and
+ * the longest event-loop stall (perf_hooks monitorEventLoopDelay); RSS growth is the peak of the
+ * run's last tenth over the peak once warm (the run's second fifth); every task is accounted for: the
+ * worker's succeeded count, each result stored as SUCCESS with the right value, the queue and
+ * kombu's unacked hash empty.
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { availableParallelism, homedir, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
@@ -52,24 +60,35 @@ const { values: flags } = parseArgs({
     pools: { type: 'boolean', default: false },
     /** Worker task events (-E), Redis only: off, on, or both (a row each). */
     events: { type: 'string', default: 'both' },
+    /** Python Celery rows: on (when the virtualenv exists) or off. */
+    python: { type: 'string', default: 'on' },
+    /** A soak of N tasks through one worker instead of the comparison (Redis, results on). */
+    soak: { type: 'string' },
   },
 });
-const brokerKind = flags.broker as 'redis' | 'amqp' | 'file';
+type BrokerKind = 'redis' | 'amqp' | 'file';
+/** `--broker all`: the three in turn, one table (the issue's). */
+const BROKERS = (flags.broker === 'all' ? ['redis', 'amqp', 'file'] : [flags.broker]) as BrokerKind[];
+/** The broker measured now. */
+let brokerKind: BrokerKind = BROKERS[0]!;
 const N = Number(flags.tasks);
 const C = Number(flags.concurrency);
 const RESULTS = flags.results === 'on';
 const LAT_N = Number(flags.latency);
 const CHORD_N = Number(flags.chord);
 const EVENTS = flags.events === 'both' ? [false, true] : [flags.events === 'on'];
+const SOAK_N = flags.soak === undefined ? 0 : Number(flags.soak);
 if (
-  !['redis', 'amqp', 'file'].includes(brokerKind) ||
+  !BROKERS.every((b) => ['redis', 'amqp', 'file'].includes(b)) ||
+  !(SOAK_N >= 0) ||
+  !['on', 'off'].includes(flags.python!) ||
   !(N > 0) ||
   !(C > 0) ||
   !['on', 'off'].includes(flags.results!) ||
   !['on', 'off', 'both'].includes(flags.events!)
 ) {
   console.error(
-    'usage: bench [--broker redis|amqp|file] [--tasks N] [--concurrency N] [--results on|off] [--latency N] [--profile DIR] [--events on|off|both] [--pools]',
+    'usage: bench [--broker redis|amqp|file|all] [--tasks N] [--concurrency N] [--results on|off] [--latency N] [--profile DIR] [--events on|off|both] [--python on|off] [--pools] [--soak N]',
   );
   process.exit(2);
 }
@@ -351,6 +370,7 @@ async function benchBullmq(redisUrl: string, server: TestServer): Promise<Row> {
 // ---------------------------------------------------------------- Python Celery
 
 function pythonExe(): string | null {
+  if (flags.python === 'off') return null;
   if (process.env.CELERIAC_PYTHON && existsSync(process.env.CELERIAC_PYTHON)) return process.env.CELERIAC_PYTHON;
   // setup-python.sh names the virtualenv venv-celery-<version>-<key of its extra packages>.
   const cache = join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'celeriac');
@@ -520,17 +540,30 @@ async function benchRawAmqp(url: string, server: TestServer): Promise<Row> {
 
 const fmt = (v: number | undefined, digits = 0) => (v === undefined ? '-' : v.toFixed(digits));
 
-function printTable(rows: Row[]): void {
+/** One table of every broker's rows; ratios compare each broker's celeriac row (its first) with the others. */
+function printTable(groups: { broker: BrokerKind; rows: Row[] }[]): void {
   const header = ['system', 'enqueue/s', 'drain/s', 'e2e/s', 'p50 ms', 'p99 ms', 'worker RSS MB', 'CPU us/task', 'note'];
+  const rows = groups.flatMap((g) => g.rows);
   const lines = rows.map((r) => [r.name, fmt(r.enqueue), fmt(r.drain), fmt(r.e2e), fmt(r.p50, 2), fmt(r.p99, 2), fmt(r.rssMb, 1), fmt(r.cpuUs), r.note ?? '']);
-  console.log(`\nbroker=${brokerKind} tasks=${N} concurrency=${C} results=${RESULTS ? 'on' : 'off'} latency calls=${LAT_N}\n`);
+  const brokers = groups.map((g) => g.broker).join(',');
+  console.log(`\nbroker=${brokers} tasks=${N} concurrency=${C} results=${RESULTS ? 'on' : 'off'} latency calls=${LAT_N}\n`);
   console.log(`| ${header.join(' | ')} |\n|${header.map(() => '---').join('|')}|`);
   for (const l of lines) console.log(`| ${l.join(' | ')} |`);
-  const base = rows[0];
-  for (const r of rows.slice(1)) {
-    if (base?.e2e && r.e2e) console.log(`celeriac e2e / ${r.name}: ${(base.e2e / r.e2e).toFixed(2)}x`);
+  const ratio = (a: number | undefined, b: number | undefined) => (a && b ? `${(a / b).toFixed(2)}x` : '-');
+  for (const { rows: g } of groups) {
+    const base = g[0];
+    for (const r of g.slice(1)) {
+      if (!base?.e2e || !r.e2e) continue;
+      const parts = [
+        `e2e ${ratio(base.e2e, r.e2e)}`,
+        `CPU/task ${ratio(base.cpuUs, r.cpuUs)}`,
+        `p50 ${ratio(base.p50, r.p50)}`,
+        `p99 ${ratio(base.p99, r.p99)}`,
+      ];
+      console.log(`${base.name} / ${r.name}: ${parts.join(', ')}, RSS ${ratio(base.rssMb, r.rssMb)}`);
+    }
   }
-  console.log(JSON.stringify({ broker: brokerKind, tasks: N, concurrency: C, results: RESULTS, rows }));
+  console.log(JSON.stringify({ broker: brokers, tasks: N, concurrency: C, results: RESULTS, groups }));
 }
 
 // ---------------------------------------------------------------- pools
@@ -614,27 +647,116 @@ async function benchPools(): Promise<PoolRow[]> {
   return rows;
 }
 
-async function main(): Promise<void> {
-  if (flags.pools) {
-    await benchPools();
-    return;
+// ---------------------------------------------------------------- soak
+
+interface LoopSample {
+  t: number;
+  rssMb: number;
+  maxStallMs: number;
+}
+
+/** `SOAK_N` tasks through one worker: RSS over time, the longest loop stall, every task accounted for. */
+async function benchSoak(): Promise<void> {
+  const redis = await startRedis();
+  const queue = uniqueName('soak');
+  const loopFile = join(mkdtempSync(join(tmpdir(), 'celeriac-soak-')), 'loop.jsonl');
+  const app = createApp({ name: 'bench-client', broker: redis.url, backend: redis.url, defaultQueue: queue, logLevel: 'warn' });
+  const raw = new Redis(redis.url);
+  const port = await freePort();
+  process.env.BENCH_LOOP_FILE = loopFile;
+  const worker = spawnCeleriacWorker(queue, redis.url, redis.url, port, ['--import', join(root, 'dist/test/bench/loop-monitor.js')]);
+  delete process.env.BENCH_LOOP_FILE;
+  const samples = (): LoopSample[] =>
+    existsSync(loopFile)
+      ? readFileSync(loopFile, 'utf8')
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as LoopSample)
+      : [];
+  try {
+    await (await app.sendTask('bench.add', [1, 2], {}, { queue })).get({ timeout: 30_000 }); // warm: connected, consuming
+    const ids: string[] = new Array<string>(SOAK_N);
+    const t = performance.now();
+    const startedAt = Date.now();
+    const cpu0 = { w: cpuMs(worker.pid), s: cpuMs(redis.pid()), p: selfCpuMs() };
+    const done = waitCompleted(port, SOAK_N + 1, 1);
+    await windowed(SOAK_N, 500, async (i) => (ids[i] = (await app.sendTask('bench.add', [1, 2], {}, { queue })).id));
+    await done;
+    const endedAt = Date.now();
+    const ms = performance.now() - t;
+    const row: Row = { name: `celeriac soak (c${C})`, e2e: (SOAK_N / ms) * 1000 };
+    cpuSplit(row, SOAK_N, cpuMs(worker.pid) - cpu0.w, selfCpuMs() - cpu0.p, cpuMs(redis.pid()) - cpu0.s);
+    await sleep(1_500); // the monitor's last full second
+    const s = samples().filter((x) => x.t > startedAt && x.t <= endedAt + 1_000);
+
+    // Every task accounted for: SUCCESS with the right value under each id, nothing left in Redis.
+    let stored = 0;
+    for (let i = 0; i < ids.length; i += 1000) {
+      const metas = await raw.mget(...ids.slice(i, i + 1000).map((id) => `celery-task-meta-${id}`));
+      for (const m of metas) {
+        const meta = m ? (JSON.parse(m) as { status: string; result: unknown }) : null;
+        if (meta?.status === 'SUCCESS' && meta.result === 3) stored++;
+      }
+    }
+    const left = (await raw.llen(queue)) + (await raw.hlen('unacked'));
+    const succeeded = (await completedCount(port)) - 1;
+
+    // RSS: the peak once warm (the second fifth of the run) against the peak of its last tenth.
+    const at = (share: number) => startedAt + share * (endedAt - startedAt);
+    const peak = (from: number, to: number) => Math.max(0, ...s.filter((x) => x.t >= from && x.t <= to).map((x) => x.rssMb));
+    const warm = peak(at(0.2), at(0.4));
+    const last = peak(at(0.9), endedAt + 1_000);
+    const growth = warm > 0 ? (last / warm - 1) * 100 : NaN;
+    const maxStall = Math.max(0, ...s.map((x) => x.maxStallMs));
+    const ok = stored === SOAK_N && succeeded === SOAK_N && left === 0;
+    console.log(`\nsoak: ${SOAK_N} tasks, concurrency ${C}, results on, one worker on Redis\n`);
+    console.log('| tasks/s | RSS warm MB | RSS end MB | RSS growth | max loop stall ms | accounted | note |\n|---|---|---|---|---|---|---|');
+    console.log(
+      `| ${fmt(row.e2e)} | ${fmt(warm, 1)} | ${fmt(last, 1)} | ${fmt(growth, 1)}% | ${fmt(maxStall, 1)} | ` +
+        `${ok ? 'all' : `MISSING: stored ${stored}, succeeded ${succeeded}, left in Redis ${left}`} | ${row.note} |`,
+    );
+    console.log(
+      'RSS MB per 10 s: ' +
+        s
+          .filter((_, i) => i % 10 === 0)
+          .map((x) => x.rssMb.toFixed(0))
+          .join(' '),
+    );
+    console.log(
+      JSON.stringify({
+        soak: { tasks: SOAK_N, perSec: row.e2e, rssWarmMb: warm, rssEndMb: last, growthPct: growth, maxStallMs: maxStall, stored, succeeded, left, samples: s },
+      }),
+    );
+    if (!ok) throw new Error(`soak: not every task was accounted for (stored ${stored}, succeeded ${succeeded}, left ${left})`);
+  } finally {
+    await stopBench(worker, app, raw);
+    rmSync(dirname(loopFile), { recursive: true, force: true });
+    await redis.stop();
   }
-  const rows: Row[] = [];
-  const chordRows: ChordRow[] = [];
+}
+
+/** The idle RSS of a fresh celeriac worker on these URLs (the issue's "idle worker" figure). */
+async function idleRss(broker: string, backend: string): Promise<number | undefined> {
+  const port = await freePort();
+  return idleWorkerRssMb(() => spawnCeleriacWorker(uniqueName('idle'), broker, backend, port), port);
+}
+
+/** The rows of one broker (and, on Redis, the canvas rows); returns the idle worker's RSS. */
+async function benchBroker(kind: BrokerKind, rows: Row[], chordRows: ChordRow[]): Promise<number | undefined> {
   let idleMb: number | undefined;
-  const idle = async (broker: string, backend: string) => {
-    const port = await freePort();
-    return idleWorkerRssMb(() => spawnCeleriacWorker(uniqueName('idle'), broker, backend, port), port);
-  };
-  if (brokerKind === 'redis') {
+  if (kind === 'redis') {
     const redis = await startRedis();
     try {
-      idleMb = await idle(redis.url, redis.url);
+      idleMb = await idleRss(redis.url, redis.url);
       for (const events of EVENTS) rows.push(await benchCeleriac(redis.url, redis.url, redis, events));
       rows.push(await benchBullmq(redis.url, redis));
       const py = pythonExe();
       if (py) for (const events of EVENTS) rows.push(await benchPython(py, redis.url, redis, events));
-      else rows.push({ name: 'Python Celery (solo)', note: 'skipped: no virtualenv (test/support/setup-python.sh)' });
+      else
+        rows.push({
+          name: 'Python Celery (solo)',
+          note: flags.python === 'off' ? 'skipped: --python off' : 'skipped: no virtualenv (test/support/setup-python.sh)',
+        });
       if (CHORD_N > 0 && RESULTS) {
         chordRows.push(await benchChord(`celeriac (c${C})`, redis.url, (q) => spawnCeleriacWorker(q, redis.url, redis.url, 0)));
         if (py) chordRows.push(await benchChord('Python Celery 5.7 (solo)', redis.url, (q) => spawnPythonWorker(py, q, redis.url)));
@@ -643,10 +765,10 @@ async function main(): Promise<void> {
     } finally {
       await redis.stop();
     }
-  } else if (brokerKind === 'amqp') {
+  } else if (kind === 'amqp') {
     const rabbit = await startRabbit();
     try {
-      idleMb = await idle(rabbit.url, 'rpc://');
+      idleMb = await idleRss(rabbit.url, 'rpc://');
       // rpc:// either way: with --results off the tasks are sent with ignoreResult.
       rows.push(await benchCeleriac(rabbit.url, 'rpc://', rabbit));
       rows.push(await benchRawAmqp(rabbit.url, rabbit));
@@ -657,14 +779,35 @@ async function main(): Promise<void> {
     const dir = mkdtempSync(join(tmpdir(), 'celeriac-bench-'));
     try {
       const url = `file://${dir}`;
-      idleMb = await idle(url, url);
+      idleMb = await idleRss(url, url);
       rows.push(await benchCeleriac(url, url, null));
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   }
-  printTable(rows);
-  console.log(`idle celeriac worker RSS MB (5 s after /metrics first answers): ${fmt(idleMb, 1)}`);
+  return idleMb;
+}
+
+async function main(): Promise<void> {
+  if (SOAK_N > 0) {
+    await benchSoak();
+    return;
+  }
+  if (flags.pools) {
+    await benchPools();
+    return;
+  }
+  const groups: { broker: BrokerKind; rows: Row[] }[] = [];
+  const idle: string[] = [];
+  const chordRows: ChordRow[] = [];
+  for (const kind of BROKERS) {
+    brokerKind = kind;
+    const rows: Row[] = [];
+    groups.push({ broker: kind, rows });
+    idle.push(`${kind} ${fmt(await benchBroker(kind, rows, chordRows), 1)}`);
+  }
+  printTable(groups);
+  console.log(`idle celeriac worker RSS MB (5 s after /metrics first answers): ${idle.join(', ')}`);
   if (chordRows.length > 0) {
     console.log(`\ncanvas: chord of ${CHORD_N} no-op header tasks (bench.add) and a sum body, celeriac client, results in Redis\n`);
     console.log('| workers | call -> body result ms | note |\n|---|---|---|');
