@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AppsV1Api, CoreV1Api, CoordinationV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { Redis } from 'ioredis';
-import { createApp } from '../../runtime/src/index.js';
+import { createApp, TaskFailedError } from '../../runtime/src/index.js';
 import { clusterSkipReason, hostSnapshot, startCluster, type Cluster } from '../support/cluster.js';
 import { eventually } from '../support/eventually.js';
 import { repoRoot } from '../support/processes.js';
@@ -127,6 +127,17 @@ test('kubectl apply -f crds/ and helm install: the operator pod becomes Ready un
   });
 });
 
+/** The broker URL for the pods (Secret): a short visibility timeout, so a SIGKILLed worker's late-ack messages come back soon. */
+const podBrokerUrl = () => `${redis!.url}?visibility_timeout=10`;
+/** Redis as the host reaches it (test clients, the tasks' counters). */
+const hostRedisUrl = () => redis!.url.replace(cluster!.nodeIP, '127.0.0.1');
+const podsOfPool = async () => (await core.listNamespacedPod({ namespace: ns, labelSelector: `celeriac.io/worker-pool=${pool}` })).items;
+const workerPool = async () =>
+  JSON.parse(await cluster!.kubectl(['get', 'workerpool', pool, '-n', ns, '-o', 'json'])) as {
+    spec: { replicas?: number; autoscaling?: unknown };
+    status?: { replicas?: number };
+  };
+
 /** The docs/install.md example with this cluster's image, broker and a small scale. */
 function exampleObjects(brokerUrl: string): unknown[] {
   return [
@@ -188,11 +199,9 @@ function isReady(p: V1Pod): boolean {
 test('the docs example serves a burst: scale up from min, every task exactly once, drain back to min', async (t) => {
   if (skipOrFail(t)) return;
   const c = cluster!;
-  const brokerUrl = redis!.url;
-  await c.kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: exampleObjects(brokerUrl) }));
+  await c.kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: exampleObjects(podBrokerUrl()) }));
 
   // The pool comes up at min and its printer columns and Events show, as `kubectl get/describe` do.
-  const podsOfPool = async () => (await core.listNamespacedPod({ namespace: ns, labelSelector: `celeriac.io/worker-pool=${pool}` })).items;
   await withOperatorLog(() =>
     eventually(
       async () => {
@@ -209,8 +218,8 @@ test('the docs example serves a burst: scale up from min, every task exactly onc
   assert.match(described, /Events:/, described);
 
   // The burst: acksLate tasks of 100-300 ms, sent from the host by a celeriac client.
-  const client = createApp({ name: 'cluster-burst-client', broker: brokerUrl.replace(c.nodeIP, '127.0.0.1') });
-  const counter = new Redis(brokerUrl.replace(c.nodeIP, '127.0.0.1'));
+  const client = createApp({ name: 'cluster-burst-client', broker: hostRedisUrl() });
+  const counter = new Redis(hostRedisUrl());
   const samples: { at: number; pods: V1Pod[]; desired: number }[] = [];
   let sampling = true;
   const sampler = (async () => {
@@ -308,15 +317,21 @@ test('the docs example serves a burst: scale up from min, every task exactly onc
   }
 });
 
-test('kubectl delete pod while its acksLate tasks run: they finish there (warm shutdown), nothing runs twice or is lost', async (t) => {
-  if (skipOrFail(t)) return;
-  const c = cluster!;
-  const brokerUrl = redis!.url.replace(c.nodeIP, '127.0.0.1');
-  const client = createApp({ name: 'cluster-delete-client', broker: brokerUrl });
-  const counter = new Redis(brokerUrl);
-  const count = 24;
+/**
+ * Sends `count` acksLate tasks of `ms` each, calls `disrupt` with the pod the first one started on
+ * once it runs, and waits until every task finished exactly once (counted by the tasks). Returns
+ * which pod each task started and finished on.
+ */
+async function slowTasksThrough(
+  count: number,
+  ms: number,
+  disrupt: (victim: string) => Promise<void>,
+): Promise<{ victim: string; started: { id: string; pod: string }[]; finished: { id: string; pod: string }[] }> {
+  const client = createApp({ name: 'cluster-slow-client', broker: hostRedisUrl() });
+  const counter = new Redis(hostRedisUrl());
   try {
-    for (let i = 0; i < count; i++) await client.sendTask('burst.slow', [`s${i}`, 3000], {}, { queue: 'celery' });
+    await counter.del('slow:started', 'slow:runs', 'slow:finished');
+    for (let i = 0; i < count; i++) await client.sendTask('burst.slow', [`s${i}`, ms], {}, { queue: 'celery' });
     const started = async () => (await counter.lrange('slow:started', 0, -1)).map((l) => JSON.parse(l) as { id: string; pod: string });
     const victim = await eventually(
       async () => {
@@ -326,7 +341,7 @@ test('kubectl delete pod while its acksLate tasks run: they finish there (warm s
       },
       { timeoutMs: 120_000, intervalMs: 200 },
     );
-    await c.kubectl(['-n', ns, 'delete', 'pod', victim, '--wait=false']);
+    await disrupt(victim);
     await withOperatorLog(() =>
       eventually(
         async () => {
@@ -341,18 +356,178 @@ test('kubectl delete pod while its acksLate tasks run: they finish there (warm s
       [],
       'slow tasks that ran more than once',
     );
-    // What ran on the deleted pod finished on it: the worker shut down warmly within the grace period.
     const finished = (await counter.lrange('slow:finished', 0, -1)).map((l) => JSON.parse(l) as { id: string; pod: string });
-    const startedOnVictim = (await started()).filter((s) => s.pod === victim).map((s) => s.id);
-    assert.ok(startedOnVictim.length > 0);
-    for (const id of startedOnVictim) assert.equal(finished.find((f) => f.id === id)?.pod, victim, `${id} did not finish on ${victim}`);
-    await eventually(
+    return { victim, started: await started(), finished };
+  } finally {
+    await client.close();
+    counter.disconnect();
+  }
+}
+
+/** What started on `victim` finished on it: the worker shut down warmly within the grace period. */
+function finishedWhereStarted(r: Awaited<ReturnType<typeof slowTasksThrough>>): void {
+  const startedOnVictim = r.started.filter((s) => s.pod === r.victim).map((s) => s.id);
+  assert.ok(startedOnVictim.length > 0);
+  for (const id of startedOnVictim) assert.equal(r.finished.find((f) => f.id === id)?.pod, r.victim, `${id} did not finish on ${r.victim}`);
+}
+
+async function waitPodGone(name: string): Promise<void> {
+  await eventually(async () => assert.ok(!(await podsOfPool()).some((p) => p.metadata?.name === name), `${name} still exists`), {
+    timeoutMs: 120_000,
+    intervalMs: 1000,
+  });
+}
+
+test('kubectl delete pod while its acksLate tasks run: they finish there (warm shutdown), nothing runs twice or is lost', async (t) => {
+  if (skipOrFail(t)) return;
+  const r = await slowTasksThrough(24, 3000, (victim) => cluster!.kubectl(['-n', ns, 'delete', 'pod', victim, '--wait=false']).then(() => undefined));
+  finishedWhereStarted(r);
+  await waitPodGone(r.victim);
+});
+
+test('a rolling update of the WorkerPool (new env) while acksLate tasks run: the old pods finish theirs, nothing runs twice or is lost', async (t) => {
+  if (skipOrFail(t)) return;
+  const c = cluster!;
+  const r = await slowTasksThrough(24, 3000, async () => {
+    const patch = { spec: { template: { env: [{ name: 'CLUSTER_ROLL', value: 'two' }] } } };
+    await c.kubectl(['-n', ns, 'patch', 'workerpool', pool, '--type=merge', '-p', JSON.stringify(patch)]);
+  });
+  finishedWhereStarted(r);
+  await withOperatorLog(() => c.kubectl(['-n', ns, 'rollout', 'status', `deployment/${pool}`, '--timeout=180s']));
+  await eventually(
+    async () => {
+      const pods = await podsOfPool();
+      assert.ok(pods.length > 0);
+      for (const p of pods) {
+        const env = p.spec!.containers[0]!.env ?? [];
+        assert.ok(
+          env.some((e) => e.name === 'CLUSTER_ROLL' && e.value === 'two'),
+          `${p.metadata?.name} runs the old template`,
+        );
+      }
+    },
+    { timeoutMs: 120_000, intervalMs: 1000 },
+  );
+  await waitPodGone(r.victim);
+});
+
+test('kubectl scale workerpool with autoscaling off (the scale subresource): up, then down while acksLate tasks run, nothing lost', async (t) => {
+  if (skipOrFail(t)) return;
+  const c = cluster!;
+  // Autoscaling off: replicas by hand from here on.
+  await c.kubectl(['-n', ns, 'patch', 'workerpool', pool, '--type=merge', '-p', JSON.stringify({ spec: { autoscaling: null, replicas: 1 } })]);
+  await c.kubectl(['-n', ns, 'scale', 'workerpool', pool, '--replicas=3']);
+  assert.equal((await workerPool()).spec.replicas, 3, 'kubectl scale wrote spec.replicas');
+  await withOperatorLog(() =>
+    eventually(
       async () => {
-        const pods = await core.listNamespacedPod({ namespace: ns, labelSelector: `celeriac.io/worker-pool=${pool}` });
-        assert.ok(!pods.items.some((p) => p.metadata?.name === victim), `${victim} still exists`);
+        const pods = await podsOfPool();
+        assert.equal(pods.filter(isReady).length, 3, `Ready pods: ${pods.map((p) => p.metadata?.name).join(', ')}`);
+        assert.equal((await workerPool()).status?.replicas, 3, 'status.replicas (the scale subresource) follows');
       },
-      { timeoutMs: 120_000, intervalMs: 1000 },
+      { timeoutMs: 180_000, intervalMs: 1000 },
+    ),
+  );
+  const scale = JSON.parse(await c.kubectl(['get', '--raw', `/apis/celeriac.io/v1alpha1/namespaces/${ns}/workerpools/${pool}/scale`])) as {
+    spec: { replicas: number };
+    status: { replicas: number; selector?: string };
+  };
+  assert.equal(scale.spec.replicas, 3);
+  assert.match(scale.status.selector ?? '', new RegExp(`celeriac.io/worker-pool=${pool}`), 'the scale subresource names the pods (as an HPA needs)');
+
+  // Down to 1 while tasks run on the pods that go: they finish, none runs twice.
+  await slowTasksThrough(24, 3000, async () => {
+    await c.kubectl(['-n', ns, 'scale', 'workerpool', pool, '--replicas=1']);
+  });
+  await eventually(
+    async () => {
+      const pods = await podsOfPool();
+      assert.equal(pods.length, 1, `pods left: ${pods.map((p) => p.metadata?.name).join(', ')}`);
+    },
+    { timeoutMs: 180_000, intervalMs: 1000 },
+  );
+});
+
+test('SIGKILL of a worker container: its acksLate tasks come back and run once, its early-acked tasks end FAILURE(WorkerLostError), none stays PENDING', async (t) => {
+  if (skipOrFail(t)) return;
+  const c = cluster!;
+  await c.kubectl(['-n', ns, 'scale', 'workerpool', pool, '--replicas=2']);
+  await eventually(async () => assert.equal((await podsOfPool()).filter(isReady).length, 2), { timeoutMs: 180_000, intervalMs: 1000 });
+  const client = createApp({ name: 'cluster-kill-client', broker: hostRedisUrl(), backend: hostRedisUrl() });
+  const counter = new Redis(hostRedisUrl());
+  const late = 16;
+  const early = 8;
+  try {
+    await counter.del('slow:started', 'slow:runs', 'slow:finished', 'early:started', 'early:runs');
+    const earlyIds: string[] = [];
+    // Interleaved, so both kinds run on both pods.
+    for (let i = 0; i < Math.max(late, early); i++) {
+      if (i < early) earlyIds.push((await client.sendTask('burst.early', [`e${i}`, 8000], {}, { queue: 'celery' })).id);
+      if (i < late) await client.sendTask('burst.slow', [`k${i}`, 8000], {}, { queue: 'celery' });
+    }
+    const startedOn = async (key: string) => (await counter.lrange(key, 0, -1)).map((l) => JSON.parse(l) as { id: string; pod: string });
+    // A pod running both an early-acked and a late-ack task.
+    const victim = await eventually(
+      async () => {
+        const [e, l] = await Promise.all([startedOn('early:started'), startedOn('slow:started')]);
+        const pod = e.map((x) => x.pod).find((p) => l.some((y) => y.pod === p));
+        assert.ok(pod, 'no pod runs both kinds yet');
+        return pod;
+      },
+      { timeoutMs: 120_000, intervalMs: 200 },
     );
+    const killedEarly = (await startedOn('early:started')).filter((s) => s.pod === victim).map((s) => s.id);
+    const pod = await core.readNamespacedPod({ name: victim, namespace: ns });
+    const containerId = pod.status!.containerStatuses!.find((s) => s.name === 'worker')!.containerID!;
+    await c.killContainer(containerId, 'SIGKILL');
+
+    // The late-ack tasks come back (visibility timeout) and each finishes exactly once.
+    await withOperatorLog(() =>
+      eventually(
+        async () => {
+          const done = await counter.hlen('slow:runs');
+          assert.equal(done, late, `${done} of ${late} late-ack tasks finished`);
+        },
+        { timeoutMs: 300_000, intervalMs: 1000 },
+      ),
+    );
+    assert.deepEqual(
+      Object.entries(await counter.hgetall('slow:runs')).filter(([, n]) => n !== '1'),
+      [],
+      'late-ack tasks that ran more than once',
+    );
+    // Every early-acked task ends in a stored state; the ones the kill cut off as WorkerLostError.
+    const states = await eventually(
+      async () => {
+        const s = await Promise.all(earlyIds.map(async (id) => [id, await client.asyncResult(id).state()] as const));
+        const pending = s.filter(([, st]) => st !== 'SUCCESS' && st !== 'FAILURE');
+        assert.deepEqual(pending, [], 'early-acked tasks not in a stored final state');
+        return new Map(s);
+      },
+      { timeoutMs: 180_000, intervalMs: 1000 },
+    );
+    const cutOff = [...states].filter(([, st]) => st === 'FAILURE').map(([id]) => id);
+    assert.ok(cutOff.length > 0, 'the kill cut off no early-acked task');
+    for (const id of cutOff) {
+      const err = await client
+        .asyncResult(id)
+        .get({ timeout: 5000 })
+        .then(
+          () => null,
+          (e: unknown) => e,
+        );
+      assert.ok(err instanceof TaskFailedError, `${id}: ${String(err)}`);
+      assert.equal(err.excType, 'WorkerLostError', err.message);
+    }
+    // Exactly the ones that ran on the killed container (their ids are e<i>, sent i-th).
+    assert.deepEqual(
+      cutOff.sort(),
+      killedEarly.map((e) => earlyIds[Number(e.slice(1))]!).sort(),
+      'the early-acked tasks stored as lost are those the kill cut off',
+    );
+    // The container came back in the same pod.
+    const after = await core.readNamespacedPod({ name: victim, namespace: ns });
+    assert.ok((after.status!.containerStatuses!.find((s) => s.name === 'worker')!.restartCount ?? 0) >= 1, 'the worker container restarted');
   } finally {
     await client.close();
     counter.disconnect();
