@@ -12,6 +12,10 @@ import { join } from 'node:path';
 import { AppsV1Api, CoreV1Api, CoordinationV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { Redis } from 'ioredis';
 import { createApp, TaskFailedError } from '../../runtime/src/index.js';
+import { resolvePolicy } from '../../operator/src/autoscaler/policy.js';
+import { modelFor, Simulation, type ModelParams } from '../../operator/src/simulator/model.js';
+import { CeleriacController } from '../../operator/src/simulator/policies.js';
+import { generateTasks, type Scenario } from '../../operator/src/simulator/scenarios.js';
 import { clusterSkipReason, hostSnapshot, startCluster, type Cluster } from '../support/cluster.js';
 import { eventually } from '../support/eventually.js';
 import { repoRoot } from '../support/processes.js';
@@ -138,6 +142,20 @@ const workerPool = async () =>
     status?: { replicas?: number };
   };
 
+/** The example pool's autoscaling (without its metrics), as the simulator is given it too. */
+function autoscaling(min: number) {
+  return {
+    minReplicas: min,
+    maxReplicas,
+    pollingIntervalSeconds: 2,
+    cooldownPeriodSeconds: 30,
+    activationThreshold: 0,
+    targetDrainSeconds: 20,
+    targetUtilization: 0.8,
+    behavior: { scaleDown: { stabilizationWindowSeconds: 10, policies: [{ type: 'Percent' as const, value: 100, periodSeconds: 10 }] } },
+  };
+}
+
 /** The docs/install.md example with this cluster's image, broker and a small scale. */
 function exampleObjects(brokerUrl: string): unknown[] {
   return [
@@ -176,17 +194,7 @@ function exampleObjects(brokerUrl: string): unknown[] {
         concurrency,
         prefetchMultiplier: 1,
         terminationGracePeriodSeconds: 60,
-        autoscaling: {
-          minReplicas,
-          maxReplicas,
-          pollingIntervalSeconds: 2,
-          cooldownPeriodSeconds: 30,
-          activationThreshold: 0,
-          targetDrainSeconds: 20,
-          targetUtilization: 0.8,
-          metrics: [{ type: 'queueDepth' }, { type: 'inFlight' }],
-          behavior: { scaleDown: { stabilizationWindowSeconds: 10, policies: [{ type: 'Percent', value: 100, periodSeconds: 10 }] } },
-        },
+        autoscaling: { ...autoscaling(minReplicas), metrics: [{ type: 'queueDepth' }, { type: 'inFlight' }] },
       },
     },
   ];
@@ -196,28 +204,48 @@ function isReady(p: V1Pod): boolean {
   return p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
 }
 
-test('the docs example serves a burst: scale up from min, every task exactly once, drain back to min', async (t) => {
-  if (skipOrFail(t)) return;
+/**
+ * What `celeriac-operator simulate` predicts for the cluster's burst (10 seeds, means): the same
+ * tasks, autoscaling spec, slots and broker, with the model's default pod start (schedule 1 s +
+ * boot 5 s, +15 s image pull when the pool had no pod for 10 min) and with the image already on
+ * the node, as here (imported, imagePullPolicy Never).
+ */
+function simulatorPrediction(min: number, sendSeconds: number) {
+  const sc: Scenario = {
+    id: 'cluster-burst',
+    description: 'the cluster tier burst',
+    durationSeconds: 400,
+    arrivals: [{ type: 'bursts', atSeconds: [60], count: burstSize, withinSeconds: Math.max(0.1, sendSeconds) }],
+    // 100-300 ms spread evenly: mean 0.2 s, CV 0.29.
+    service: { type: 'lognormal', mean: 0.2, cv: 0.29 },
+    minReplicas: min,
+    maxReplicas,
+    fixedReplicas: min,
+    concurrency,
+    prefetchMultiplier: 1,
+    broker: 'redis',
+    terminationGracePeriodSeconds: 60,
+  };
+  const predict = (overrides: Partial<ModelParams>) => {
+    const runs = Array.from(
+      { length: 10 },
+      (_, i) =>
+        new Simulation(sc, generateTasks(sc, i + 1), modelFor(sc, overrides), new CeleriacController(resolvePolicy(autoscaling(min), concurrency)), i + 1).run()
+          .metrics,
+    );
+    const mean = (k: 'waitP95' | 'coldStartWait' | 'backlogDrainSeconds') => Number((runs.reduce((a, m) => a + m[k], 0) / runs.length).toFixed(2));
+    return { waitP95Seconds: mean('waitP95'), firstTaskWaitFromZeroSeconds: mean('coldStartWait'), backlogDrainSeconds: mean('backlogDrainSeconds') };
+  };
+  return { modelDefaults: predict({}), imageOnNode: predict({ coldPullSeconds: 0 }) };
+}
+
+/**
+ * A burst of acksLate tasks of 100-300 ms, sent from the host by a celeriac client, on the example
+ * pool at `min`: every task runs exactly once, the pool scales up and back to `min` through
+ * drain-first. Prints the burst's figures beside the simulator's prediction for the same burst.
+ */
+async function burst(t: TestContext, min: number): Promise<void> {
   const c = cluster!;
-  await c.kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: exampleObjects(podBrokerUrl()) }));
-
-  // The pool comes up at min and its printer columns and Events show, as `kubectl get/describe` do.
-  await withOperatorLog(() =>
-    eventually(
-      async () => {
-        const pods = await podsOfPool();
-        assert.equal(pods.filter(isReady).length, minReplicas, `Ready worker pods: ${pods.map((p) => `${p.metadata?.name} ${p.status?.phase}`).join(', ')}`);
-      },
-      { timeoutMs: 180_000, intervalMs: 1000 },
-    ),
-  );
-  const table = await c.kubectl(['get', 'taskqueues,workerpools', '-n', ns]);
-  assert.match(table, /READY/i, table);
-  assert.match(table, new RegExp(pool), table);
-  const described = await c.kubectl(['describe', 'workerpool', pool, '-n', ns]);
-  assert.match(described, /Events:/, described);
-
-  // The burst: acksLate tasks of 100-300 ms, sent from the host by a celeriac client.
   const client = createApp({ name: 'cluster-burst-client', broker: hostRedisUrl() });
   const counter = new Redis(hostRedisUrl());
   const samples: { at: number; pods: V1Pod[]; desired: number }[] = [];
@@ -230,11 +258,13 @@ test('the docs example serves a burst: scale up from min, every task exactly onc
     }
   })();
   const before = new Set((await podsOfPool()).map((p) => p.metadata!.name!));
+  await counter.del('burst:runs', 'burst:log');
   const burstAt = Date.now();
   try {
     for (let i = 0; i < burstSize; i++) {
       await client.sendTask('burst.work', [`t${i}`, 100 + ((i * 37) % 201), Date.now()], {}, { queue: 'celery' });
     }
+    const sendSeconds = (Date.now() - burstAt) / 1000;
     // Every task ran exactly once.
     await withOperatorLog(() =>
       eventually(
@@ -256,8 +286,8 @@ test('the docs example serves a burst: scale up from min, every task exactly onc
         async () => {
           const pods = await podsOfPool();
           const dep = await apps.readNamespacedDeployment({ name: pool, namespace: ns });
-          assert.equal(dep.spec?.replicas, minReplicas);
-          assert.equal(pods.length, minReplicas, `pods left: ${pods.map((p) => p.metadata?.name).join(', ')}`);
+          assert.equal(dep.spec?.replicas, min);
+          assert.equal(pods.length, min, `pods left: ${pods.map((p) => p.metadata?.name).join(', ')}`);
         },
         { timeoutMs: 300_000, intervalMs: 1000 },
       ),
@@ -275,7 +305,7 @@ test('the docs example serves a burst: scale up from min, every task exactly onc
     await sampler;
     const log = (await counter.lrange('burst:log', 0, -1)).map((l) => JSON.parse(l) as { id: string; pod: string; sentAt: number; startedAt: number });
     const peak = Math.max(...samples.map((s) => s.pods.length));
-    assert.ok(peak > minReplicas, `the pool never scaled above min (peak ${peak})`);
+    assert.ok(peak > min, `the pool never scaled above min (peak ${peak})`);
     const newPods = new Map<string, V1Pod>();
     for (const s of samples) for (const p of s.pods) if (!before.has(p.metadata!.name!)) newPods.set(p.metadata!.name!, p);
     // When each new pod turned Ready, by its condition (1 s resolution), as seen in the samples.
@@ -303,11 +333,14 @@ test('the docs example serves a burst: scale up from min, every task exactly onc
       burstToAllDoneAndBackAtMinSeconds: (endAt - burstAt) / 1000,
       podsThatRanTasks: new Set(log.map((l) => l.pod)).size,
     };
-    t.diagnostic(`burst figures: ${JSON.stringify(figures)}`);
-    console.error(`[cluster] burst figures: ${JSON.stringify(figures)}`);
-    assert.ok(figures.podsThatRanTasks > minReplicas, 'tasks ran on the new pods too');
+    const predicted = simulatorPrediction(min, sendSeconds);
+    for (const line of [`burst figures (min ${min}): ${JSON.stringify(figures)}`, `simulator, same burst and autoscaling: ${JSON.stringify(predicted)}`]) {
+      t.diagnostic(line);
+      console.error(`[cluster] ${line}`);
+    }
+    assert.ok(figures.podsThatRanTasks > min, 'tasks ran on the new pods too');
     // The surplus pods went through drain-first: drained, then removed by the autoscaler.
-    const operatorLog = await c.kubectl(['-n', operatorNs, 'logs', `deployment/${release}`]);
+    const operatorLog = await c.kubectl(['-n', operatorNs, 'logs', `deployment/${release}`, `--since-time=${new Date(burstAt).toISOString()}`]);
     assert.match(operatorLog, /drained pods removed/, 'the scale-down did not go through drain-first');
   } finally {
     sampling = false;
@@ -315,6 +348,30 @@ test('the docs example serves a burst: scale up from min, every task exactly onc
     await client.close();
     counter.disconnect();
   }
+}
+
+test('the docs example serves a burst: scale up from min, every task exactly once, drain back to min', async (t) => {
+  if (skipOrFail(t)) return;
+  const c = cluster!;
+  await c.kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: exampleObjects(podBrokerUrl()) }));
+
+  // The pool comes up at min and its printer columns and Events show, as `kubectl get/describe` do.
+  await withOperatorLog(() =>
+    eventually(
+      async () => {
+        const pods = await podsOfPool();
+        assert.equal(pods.filter(isReady).length, minReplicas, `Ready worker pods: ${pods.map((p) => `${p.metadata?.name} ${p.status?.phase}`).join(', ')}`);
+      },
+      { timeoutMs: 180_000, intervalMs: 1000 },
+    ),
+  );
+  const table = await c.kubectl(['get', 'taskqueues,workerpools', '-n', ns]);
+  assert.match(table, /READY/i, table);
+  assert.match(table, new RegExp(pool), table);
+  const described = await c.kubectl(['describe', 'workerpool', pool, '-n', ns]);
+  assert.match(described, /Events:/, described);
+
+  await burst(t, minReplicas);
 });
 
 /**
@@ -532,6 +589,24 @@ test('SIGKILL of a worker container: its acksLate tasks come back and run once, 
     await client.close();
     counter.disconnect();
   }
+});
+
+test('minReplicas 0: the pool drains to zero, a burst scales it from zero, and it drains back to zero (drain-first)', async (t) => {
+  if (skipOrFail(t)) return;
+  const c = cluster!;
+  // Autoscaling back on, from zero.
+  const patch = { spec: { replicas: null, autoscaling: { ...autoscaling(0), metrics: [{ type: 'queueDepth' }, { type: 'inFlight' }] } } };
+  await c.kubectl(['-n', ns, 'patch', 'workerpool', pool, '--type=merge', '-p', JSON.stringify(patch)]);
+  await withOperatorLog(() =>
+    eventually(
+      async () => {
+        const pods = await podsOfPool();
+        assert.equal(pods.length, 0, `pods left: ${pods.map((p) => p.metadata?.name).join(', ')}`);
+      },
+      { timeoutMs: 300_000, intervalMs: 1000 },
+    ),
+  );
+  await burst(t, 0);
 });
 
 test("the chart's RBAC, against the apiserver's audit log: nothing the operator did was forbidden, and Secrets are only read by name", async (t) => {

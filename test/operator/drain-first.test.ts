@@ -126,9 +126,31 @@ describe('drain-first scale-down', { skip }, () => {
       w.metrics.draining.set(0);
     }
     workers[0]!.metrics.inFlight.set({ state: 'active' }, 2);
+    // NotReady with the worker started (its startup probe passed), as the kubelet shows a draining pod.
     const setReady = (name: string, ready: boolean) =>
-      kube.patch(resources.pods, ns, name, { status: { conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }] } }, { subresource: 'status' });
-    return { poll, cost, tick, setReady };
+      kube.patch(
+        resources.pods,
+        ns,
+        name,
+        {
+          status: {
+            conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }],
+            containerStatuses: [
+              {
+                name: 'worker',
+                image: 'example.com/shop:1',
+                imageID: '',
+                ready,
+                started: true,
+                restartCount: 0,
+                state: { running: { startedAt: new Date().toISOString() } },
+              },
+            ],
+          },
+        },
+        { subresource: 'status' },
+      );
+    return { poll, cost, tick, setReady, pool, tq, ctx };
   }
 
   it('drains idle pods only, then removes exactly those by deletion cost', async () => {
@@ -187,5 +209,31 @@ describe('drain-first scale-down', { skip }, () => {
     );
     assert.equal(await cost('idle-a'), undefined);
     assert.equal(await cost('idle-b'), undefined);
+  });
+
+  it('a new leader adopts the drains of the old one: drained pods that turned NotReady are found by their metrics and removed, none stays stranded', async () => {
+    const { poll, cost, tick, setReady, pool, tq, ctx } = await scenario('takeover');
+    assert.equal(await poll(3), 3);
+    assert.deepEqual(
+      workers.map((w) => w.drains),
+      [0, 1, 1],
+    );
+    await setReady('idle-a', false);
+    await setReady('idle-b', false);
+    // The leader is gone; the new one starts with no memory of the drains it did not order.
+    const successor = createAutoscaler({ kube, log: pino({ level: 'silent' }), timeoutMs: 2000 });
+    try {
+      const pollNew = async (replicas: number) =>
+        (await successor.decideReplicas({ pool, queues: [tq], deployment: { metadata: { name: 'shop' }, spec: { replicas } }, ctx })).replicas;
+      // (One poll: this fake cluster has no ReplicaSet to delete the pods afterwards.)
+      tick(1500);
+      assert.equal(await pollNew(3), 1, 'the drained pods were removed');
+      assert.equal(await cost('idle-a'), '-1000');
+      assert.equal(await cost('idle-b'), '-1000');
+      assert.equal(await cost('busy'), undefined);
+      assert.equal(workers[0]!.drains, 0, 'the busy pod was never drained');
+    } finally {
+      await successor.close();
+    }
   });
 });
