@@ -196,6 +196,9 @@ export function workerDeployment({ pool, queues, replicas, credentialsHash }: Wo
     securityContext: workerOverride?.securityContext ?? structuredClone(WORKER_SECURITY_CONTEXT),
     volumeMounts: [...(workerOverride?.volumeMounts ?? []), ...(ownTmp ? [] : [{ name: TMP_VOLUME, mountPath: '/tmp' }])],
     name: WORKER_CONTAINER,
+    // A worker that exits on an error leaves its last log lines as the termination message, which
+    // the WorkerPool's Ready condition quotes (reason WorkerFailing).
+    terminationMessagePolicy: workerOverride?.terminationMessagePolicy ?? 'FallbackToLogsOnError',
     image: s.template.image,
     command: s.template.command ?? ['celeriac'],
     args: workerArgs(pool, queues),

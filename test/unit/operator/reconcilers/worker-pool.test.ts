@@ -115,6 +115,32 @@ const rows: Row[] = [
     },
   },
   {
+    name: 'WorkerFailing: a worker that keeps exiting (a missing tasks module) is quoted in Ready, with an Event',
+    given: async (kube) => {
+      await addTaskQueue(kube, 'default');
+      const pool = await addPool(kube);
+      await kube.create(resources.pods, { metadata: { name: `${POOL}-abc`, namespace: NS, labels: { 'celeriac.io/worker-pool': POOL } } } as KubeObject);
+      const status = {
+        containerStatuses: [
+          {
+            name: 'worker',
+            restartCount: 3,
+            state: { waiting: { reason: 'CrashLoopBackOff' } },
+            lastState: { terminated: { exitCode: 1, reason: 'Error', message: 'starting\ncannot load the tasks module /app/tasks/tasks.js' } },
+          },
+        ],
+      };
+      await kube.patch(resources.pods, NS, `${POOL}-abc`, { status }, { subresource: 'status' });
+      return pool;
+    },
+    expect: {
+      requeueAfterMs: RESYNC_MS,
+      conditions: { Ready: 'False/WorkerFailing', Progressing: 'True/RollingOut', ScalingActive: 'False/FixedReplicas', Degraded: 'False/AsExpected' },
+      events: ['Normal CreatedDeployment', 'Warning WorkerFailing'],
+      deployment: { replicas: 2, ownedByPool: true },
+    },
+  },
+  {
     name: 'scales its own Deployment to the decided count and says so in an Event',
     given: async (kube) => {
       await addTaskQueue(kube, 'default');
