@@ -700,6 +700,95 @@ test('deleting the leading operator pod mid-scale (2 replicas, leader election):
   }
 });
 
+test('bad input: a missing TaskQueue, a broker that refuses the credentials, an image without the tasks module: a clear condition and Event each, nothing crashes', async (t) => {
+  if (skipOrFail(t)) return;
+  const c = cluster!;
+  const bad = 'bad-input';
+  // A Redis user whose password the Secret gets wrong: the broker refuses the login.
+  const admin = new Redis(hostRedisUrl());
+  await admin.call('ACL', 'SETUSER', 'shop', 'on', '>right-password', '~*', '&*', '+@all');
+  admin.disconnect();
+  const refusedUrl = redis!.url.replace('redis://', 'redis://shop:wrong-password@');
+  const template = (tasksModule: string) => ({
+    image: projectImage,
+    imagePullPolicy: 'Never',
+    tasksModule,
+    resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '512Mi' } },
+  });
+  const objects = [
+    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: bad } },
+    { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'good', namespace: bad }, stringData: { url: podBrokerUrl() } },
+    { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'refused', namespace: bad }, stringData: { url: refusedUrl } },
+    {
+      apiVersion: 'celeriac.io/v1alpha1',
+      kind: 'TaskQueue',
+      metadata: { name: 'good', namespace: bad },
+      spec: { broker: { type: 'redis', urlSecretRef: { name: 'good', key: 'url' } }, queue: { name: 'bad-input' } },
+    },
+    {
+      apiVersion: 'celeriac.io/v1alpha1',
+      kind: 'TaskQueue',
+      metadata: { name: 'refused', namespace: bad },
+      spec: { broker: { type: 'redis', urlSecretRef: { name: 'refused', key: 'url' } }, queue: { name: 'refused' }, checkIntervalSeconds: 5 },
+    },
+    {
+      apiVersion: 'celeriac.io/v1alpha1',
+      kind: 'WorkerPool',
+      metadata: { name: 'orphan', namespace: bad },
+      spec: { queues: ['missing'], template: template('/app/tasks/tasks.js'), replicas: 1 },
+    },
+    {
+      apiVersion: 'celeriac.io/v1alpha1',
+      kind: 'WorkerPool',
+      metadata: { name: 'no-module', namespace: bad },
+      spec: { queues: ['good'], template: template('/app/tasks/missing.js'), replicas: 1 },
+    },
+  ];
+  await c.kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: objects }));
+  const ready = async (kind: string, name: string) => {
+    const o = JSON.parse(await c.kubectl(['get', kind, name, '-n', bad, '-o', 'json'])) as {
+      status?: { conditions?: { type: string; status: string; reason: string; message: string }[] };
+    };
+    return o.status?.conditions?.find((x) => x.type === 'Ready');
+  };
+  const eventsOf = async (name: string) =>
+    (
+      JSON.parse(await c.kubectl(['get', 'events', '-n', bad, '--field-selector', `involvedObject.name=${name}`, '-o', 'json'])) as {
+        items: { type: string; reason: string; message: string }[];
+      }
+    ).items;
+  const expectations: [kind: string, name: string, reason: string, message: RegExp][] = [
+    ['workerpool', 'orphan', 'TaskQueueNotFound', /missing/],
+    ['taskqueue', 'refused', 'AuthenticationFailed', /WRONGPASS|password/i],
+    ['workerpool', 'no-module', 'WorkerFailing', /missing\.js|tasks module|Cannot find/i],
+  ];
+  const seen: string[] = [];
+  for (const [kind, name, reason, message] of expectations) {
+    await withOperatorLog(() =>
+      eventually(
+        async () => {
+          const r = await ready(kind, name);
+          assert.equal(r?.status, 'False', `${kind}/${name} Ready: ${JSON.stringify(r)}`);
+          assert.equal(r?.reason, reason, `${kind}/${name} Ready: ${JSON.stringify(r)}`);
+          assert.match(r?.message ?? '', message);
+          const events = await eventsOf(name);
+          assert.ok(
+            events.some((e) => e.type === 'Warning' && e.reason === reason),
+            `${kind}/${name} Events: ${JSON.stringify(events.map((e) => `${e.type} ${e.reason}`))}`,
+          );
+          seen.push(`${kind}/${name}: ${r!.reason}: ${r!.message}`);
+        },
+        { timeoutMs: 180_000, intervalMs: 2000 },
+      ),
+    );
+  }
+  t.diagnostic(`bad input as the user sees it:\n${seen.join('\n')}`);
+  // Nothing crashed: the operator pods never restarted.
+  const operatorPods = (await core.listNamespacedPod({ namespace: operatorNs, labelSelector: 'app.kubernetes.io/name=celeriac' })).items;
+  for (const p of operatorPods) assert.equal(p.status?.containerStatuses?.[0]?.restartCount ?? 0, 0, `${p.metadata?.name} restarted`);
+  await c.kubectl(['delete', 'namespace', bad, '--wait=false']);
+});
+
 test("the chart's RBAC, against the apiserver's audit log: nothing the operator did was forbidden, and Secrets are only read by name", async (t) => {
   if (skipOrFail(t)) return;
   const c = cluster!;
