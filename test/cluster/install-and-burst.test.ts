@@ -156,6 +156,16 @@ function autoscaling(min: number) {
   };
 }
 
+/** A TaskQueue on Redis whose URL is the `url` key of Secret `secret`. */
+function taskQueue(namespace: string, name: string, secret: string, queue: string) {
+  return {
+    apiVersion: 'celeriac.io/v1alpha1',
+    kind: 'TaskQueue',
+    metadata: { name, namespace },
+    spec: { broker: { type: 'redis', urlSecretRef: { name: secret, key: 'url' } }, queue: { name: queue } },
+  };
+}
+
 /** The docs/install.md example with this cluster's image, broker and a small scale. */
 function exampleObjects(brokerUrl: string): unknown[] {
   return [
@@ -167,12 +177,7 @@ function exampleObjects(brokerUrl: string): unknown[] {
       metadata: { name: 'shop-tasks', namespace: ns },
       data: { 'tasks.js': readFileSync(join(repoRoot, 'test', 'cluster', 'fixtures', 'burst-tasks.js'), 'utf8') },
     },
-    {
-      apiVersion: 'celeriac.io/v1alpha1',
-      kind: 'TaskQueue',
-      metadata: { name: 'default', namespace: ns },
-      spec: { broker: { type: 'redis', urlSecretRef: { name: 'redis-broker', key: 'url' } }, queue: { name: 'celery' } },
-    },
+    taskQueue(ns, 'default', 'redis-broker', 'celery'),
     {
       apiVersion: 'celeriac.io/v1alpha1',
       kind: 'WorkerPool',
@@ -719,18 +724,8 @@ test('bad input: a missing TaskQueue, a broker that refuses the credentials, an 
     { apiVersion: 'v1', kind: 'Namespace', metadata: { name: bad } },
     { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'good', namespace: bad }, stringData: { url: podBrokerUrl() } },
     { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'refused', namespace: bad }, stringData: { url: refusedUrl } },
-    {
-      apiVersion: 'celeriac.io/v1alpha1',
-      kind: 'TaskQueue',
-      metadata: { name: 'good', namespace: bad },
-      spec: { broker: { type: 'redis', urlSecretRef: { name: 'good', key: 'url' } }, queue: { name: 'bad-input' } },
-    },
-    {
-      apiVersion: 'celeriac.io/v1alpha1',
-      kind: 'TaskQueue',
-      metadata: { name: 'refused', namespace: bad },
-      spec: { broker: { type: 'redis', urlSecretRef: { name: 'refused', key: 'url' } }, queue: { name: 'refused' }, checkIntervalSeconds: 5 },
-    },
+    taskQueue(bad, 'good', 'good', 'bad-input'),
+    taskQueue(bad, 'refused', 'refused', 'refused'),
     {
       apiVersion: 'celeriac.io/v1alpha1',
       kind: 'WorkerPool',

@@ -153,6 +153,20 @@ describe('drain-first scale-down', { skip }, () => {
     return { poll, cost, tick, setReady, pool, tq, ctx };
   }
 
+  /**
+   * One poll at 3 replicas tells the two idle pods to drain; the kubelet then sees /readyz answer
+   * 503 on them, so they leave the Ready set.
+   */
+  async function drainIdleToNotReady(poll: (replicas: number) => Promise<number>, setReady: (name: string, ready: boolean) => Promise<unknown>) {
+    assert.equal(await poll(3), 3);
+    assert.deepEqual(
+      workers.map((w) => w.drains),
+      [0, 1, 1],
+    );
+    await setReady('idle-a', false);
+    await setReady('idle-b', false);
+  }
+
   it('drains idle pods only, then removes exactly those by deletion cost', async () => {
     const { poll, cost, tick } = await scenario('drain');
 
@@ -175,15 +189,8 @@ describe('drain-first scale-down', { skip }, () => {
 
   it('removes drained pods that turned NotReady (readiness on /readyz fails while draining)', async () => {
     const { poll, cost, tick, setReady } = await scenario('notready');
-    assert.equal(await poll(3), 3);
-    assert.deepEqual(
-      workers.map((w) => w.drains),
-      [0, 1, 1],
-    );
-    // The kubelet sees /readyz answer 503 on the draining pods: they leave the Ready set, but
-    // their metrics must still be read, or the autoscaler never learns they are idle.
-    await setReady('idle-a', false);
-    await setReady('idle-b', false);
+    // Their metrics must still be read, or the autoscaler never learns they are idle.
+    await drainIdleToNotReady(poll, setReady);
     tick(1500);
     assert.equal(await poll(3), 1);
     assert.equal(await cost('idle-a'), '-1000');
@@ -213,13 +220,7 @@ describe('drain-first scale-down', { skip }, () => {
 
   it('a new leader adopts the drains of the old one: drained pods that turned NotReady are found by their metrics and removed, none stays stranded', async () => {
     const { poll, cost, tick, setReady, pool, tq, ctx } = await scenario('takeover');
-    assert.equal(await poll(3), 3);
-    assert.deepEqual(
-      workers.map((w) => w.drains),
-      [0, 1, 1],
-    );
-    await setReady('idle-a', false);
-    await setReady('idle-b', false);
+    await drainIdleToNotReady(poll, setReady);
     // The leader is gone; the new one starts with no memory of the drains it did not order.
     const successor = createAutoscaler({ kube, log: pino({ level: 'silent' }), timeoutMs: 2000 });
     try {
