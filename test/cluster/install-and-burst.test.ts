@@ -20,6 +20,7 @@ import { clusterSkipReason, hostSnapshot, startCluster, type Cluster } from '../
 import { eventually } from '../support/eventually.js';
 import { repoRoot } from '../support/processes.js';
 import { projectImage, projectImageArchive } from '../support/project-image.js';
+import { startPrometheus } from '../support/prometheus.js';
 import { startRedis, type TestServer } from '../support/servers.js';
 
 const release = 'celeriac';
@@ -782,6 +783,87 @@ test('bad input: a missing TaskQueue, a broker that refuses the credentials, an 
   const operatorPods = (await core.listNamespacedPod({ namespace: operatorNs, labelSelector: 'app.kubernetes.io/name=celeriac' })).items;
   for (const p of operatorPods) assert.equal(p.status?.containerStatuses?.[0]?.restartCount ?? 0, 0, `${p.metadata?.name} restarted`);
   await c.kubectl(['delete', 'namespace', bad, '--wait=false']);
+});
+
+test('Prometheus on the host discovers the pods by Kubernetes service discovery and their scrape annotations, scrapes workers and operator, and a WorkerPool scales on a query over those metrics', async (t) => {
+  if (skipOrFail(t)) return;
+  const c = cluster!;
+  const prometheus = await startPrometheus(c.kubeconfigPath, c.nodeIP);
+  try {
+    const promPool = 'prom-workers';
+    // One pod of the example pool to scrape: the pool is at zero after the zero test.
+    await c.kubectl(['-n', ns, 'patch', 'workerpool', pool, '--type=merge', '-p', JSON.stringify({ spec: { autoscaling: { minReplicas: 1 } } })]);
+    // The pool's size follows a query over what Prometheus scraped: the number of celeriac pods
+    // (workers and operators) it scrapes, one replica each, up to 3.
+    const query = 'sum(up{job="pods"} == 1)';
+    const promPoolObject = {
+      apiVersion: 'celeriac.io/v1alpha1',
+      kind: 'WorkerPool',
+      metadata: { name: promPool, namespace: ns },
+      spec: {
+        queues: ['default'],
+        template: {
+          image: projectImage,
+          imagePullPolicy: 'Never',
+          tasksModule: '/app/tasks/tasks.js',
+          resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '512Mi' } },
+          podTemplate: {
+            spec: {
+              volumes: [{ name: 'tasks', configMap: { name: 'shop-tasks' } }],
+              containers: [{ name: 'worker', volumeMounts: [{ name: 'tasks', mountPath: '/app/tasks', readOnly: true }] }],
+            },
+          },
+        },
+        concurrency: 1,
+        autoscaling: {
+          minReplicas: 1,
+          maxReplicas: 3,
+          pollingIntervalSeconds: 2,
+          metrics: [{ type: 'prometheus', prometheus: { serverAddress: prometheus.url, query, targetAverageValue: 1 } }],
+        },
+      },
+    };
+    await c.kubectl(['apply', '-f', '-'], JSON.stringify(promPoolObject));
+    // Discovered and scraped: a worker pod of each pool and the operator pods, all up.
+    const up = await eventually(
+      async () => {
+        const series = await prometheus.query('up{job="pods"}');
+        const upOf = (f: (m: Record<string, string>) => boolean) => series.filter((s) => f(s.metric) && s.value === 1);
+        assert.ok(upOf((m) => m.namespace === operatorNs).length >= 1, `operator pods up: ${JSON.stringify(series)}`);
+        assert.ok(upOf((m) => m.workerpool === pool).length >= 1, `${pool} pods up: ${JSON.stringify(series)}`);
+        assert.ok(upOf((m) => m.workerpool === promPool).length >= 1, `${promPool} pods up: ${JSON.stringify(series)}`);
+        return series;
+      },
+      { timeoutMs: 180_000, intervalMs: 2000 },
+    );
+    // The scraped series are celeriac's own: worker slots from the workers, reconcile counts from the operator.
+    await eventually(
+      async () => {
+        assert.ok((await prometheus.query(`celeriac_worker_slots{workerpool="${pool}"}`)).length >= 1, 'worker metrics scraped');
+        assert.ok((await prometheus.query(`celeriac_operator_reconcile_total{namespace="${operatorNs}"}`)).length >= 1, 'operator metrics scraped');
+      },
+      { timeoutMs: 60_000, intervalMs: 2000 },
+    );
+    // The prometheus-driven pool grows to what the query says (3 or more scraped pods: max 3).
+    await withOperatorLog(() =>
+      eventually(
+        async () => {
+          const pods = await core.listNamespacedPod({ namespace: ns, labelSelector: `celeriac.io/worker-pool=${promPool}` });
+          assert.equal(pods.items.filter(isReady).length, 3, `${promPool} Ready pods`);
+          const wp = JSON.parse(await c.kubectl(['get', 'workerpool', promPool, '-n', ns, '-o', 'json'])) as {
+            status?: { autoscaling?: { metrics?: { name: string; value: number | null }[] } };
+          };
+          const value = wp.status?.autoscaling?.metrics?.find((m) => m.name === 'prometheus[0]')?.value;
+          assert.ok(typeof value === 'number' && value >= 3, `the prometheus metric in the status: ${JSON.stringify(wp.status?.autoscaling)}`);
+        },
+        { timeoutMs: 240_000, intervalMs: 2000 },
+      ),
+    );
+    t.diagnostic(`Prometheus scraped: ${JSON.stringify(up.map((s) => `${s.metric.namespace}/${s.metric.pod}`))}`);
+    await c.kubectl(['-n', ns, 'delete', 'workerpool', promPool, '--wait=false']);
+  } finally {
+    await prometheus.stop();
+  }
 });
 
 test("the chart's RBAC, against the apiserver's audit log: nothing the operator did was forbidden, and Secrets are only read by name", async (t) => {

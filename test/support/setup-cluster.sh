@@ -3,7 +3,7 @@
 # cached in ~/.cache/celeriac and rebuilt only when missing or when a pinned version changes.
 # - kubelet, kube-controller-manager, kube-scheduler, kube-proxy and kubectl, built from Go modules
 #   beside etcd, kube-apiserver and helm (build-k8s-binaries.sh; ~2.5-7.5 min the first time);
-# - containerd, runc, the CNI plugins and busybox-static from apt when missing;
+# - containerd, runc, the CNI plugins, busybox-static and prometheus from apt when missing;
 # - the pod sandbox ("pause") image: cluster/pause.c compiled static, packaged FROM scratch with
 #   podman and saved as an archive that the harness imports into its private containerd.
 # The project's image is built by the test harness (test/support/project-image.ts) as in the package
@@ -19,6 +19,8 @@ missing=()
 [ -n "$(find_bin runc)" ] || missing+=(runc)
 [ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] && [ -x /usr/lib/cni/loopback ] || missing+=(containernetworking-plugins)
 [ -x /bin/busybox ] || missing+=(busybox-static)
+# Prometheus on the host discovers the cluster's pods (Kubernetes service discovery) and scrapes them.
+[ -x /usr/bin/prometheus ] || missing+=(prometheus)
 for tool in podman gcc openssl iptables; do [ -n "$(find_bin $tool)" ] || missing+=("$tool"); done
 if [ ${#missing[@]} -gt 0 ]; then
   source "$here/apt-install.sh"
