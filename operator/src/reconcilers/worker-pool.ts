@@ -213,12 +213,14 @@ export function createWorkerPoolReconciler(o: WorkerPoolReconcilerOptions): Reco
         ctx.log.info({ from: previousReplicas, to: decision.replicas, reason: decision.reason }, 'scaled');
       }
 
-      await writeStatus(pool, applied, decision, brokerProblem(queues), ctx);
+      const waiting = await writeStatus(pool, applied, decision, brokerProblem(queues), ctx);
       o.metrics.desiredReplicas.set({ namespace: ns, workerpool: name }, decision.replicas);
       o.metrics.workerPoolReplicas.set({ namespace: ns, workerpool: name }, applied.status?.replicas ?? 0);
       o.metrics.setAutoscaling(ns, name, decision.autoscalingStatus);
       const poll = pool.spec.autoscaling ? (pool.spec.autoscaling.pollingIntervalSeconds ?? 5) * 1000 : resyncMs;
-      return Action.requeue(decision.requeueAfterMs ?? poll);
+      // Replicas missing: look again soon, since a worker that crash-loops changes no Deployment
+      // field that would wake this reconciler (the Ready condition then says WorkerFailing).
+      return Action.requeue(Math.min(decision.requeueAfterMs ?? poll, waiting ? WAITING_RECHECK_MS : Infinity));
     },
 
     async cleanup({ namespace, name }, ctx) {
@@ -231,7 +233,8 @@ export function createWorkerPoolReconciler(o: WorkerPoolReconcilerOptions): Reco
     },
   };
 
-  async function writeStatus(pool: WorkerPool, dep: Deployment, d: ReplicaDecision, broker: BrokerProblem | null, ctx: ReconcileContext): Promise<void> {
+  /** Writes the pool's status; returns true while replicas are missing (not all wanted are ready). */
+  async function writeStatus(pool: WorkerPool, dep: Deployment, d: ReplicaDecision, broker: BrokerProblem | null, ctx: ReconcileContext): Promise<boolean> {
     const now = ctx.now();
     const generation = pool.metadata.generation;
     const prev = pool.status ?? {};
@@ -288,8 +291,12 @@ export function createWorkerPoolReconciler(o: WorkerPoolReconcilerOptions): Reco
     };
     if (d.autoscalingStatus !== undefined) next.autoscaling = d.autoscalingStatus === null ? null : replacing(prev.autoscaling, d.autoscalingStatus);
     await patchStatusIfChanged(ctx.kube, resources.workerPools, pool, next);
+    return d.replicas > 0 && ready < d.replicas;
   }
 }
+
+/** How soon a pool with missing replicas is looked at again (its pods may be failing). */
+export const WAITING_RECHECK_MS = 15_000;
 
 /** The worker container's state, as much of a Pod as failingWorker reads. */
 interface WorkerPodView extends KubeObject {
