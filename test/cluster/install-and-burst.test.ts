@@ -20,7 +20,7 @@ import { clusterSkipReason, hostSnapshot, startCluster, type Cluster } from '../
 import { eventually } from '../support/eventually.js';
 import { repoRoot } from '../support/processes.js';
 import { projectImage, projectImageArchive } from '../support/project-image.js';
-import { startPrometheus } from '../support/prometheus.js';
+import { prometheusBin, startPrometheus } from '../support/prometheus.js';
 import { startRedis, type TestServer } from '../support/servers.js';
 
 const release = 'celeriac';
@@ -788,6 +788,7 @@ test('bad input: a missing TaskQueue, a broker that refuses the credentials, an 
 test('Prometheus on the host discovers the pods by Kubernetes service discovery and their scrape annotations, scrapes workers and operator, and a WorkerPool scales on a query over those metrics', async (t) => {
   if (skipOrFail(t)) return;
   const c = cluster!;
+  assert.ok(prometheusBin(), 'CELERIAC_PROMETHEUS_BIN is not set: run test/support/setup-cluster.sh and export what it prints');
   const prometheus = await startPrometheus(c.kubeconfigPath, c.nodeIP);
   try {
     const promPool = 'prom-workers';

@@ -32,7 +32,7 @@ export function clusterSkipReason(): string | false {
   if (missing.length > 0) why.push(`CELERIAC_K8S_BIN_DIR=${bin ?? '(unset)'} lacks ${missing.join(', ')}`);
   if (!process.env.CELERIAC_PAUSE_IMAGE_ARCHIVE || !existsSync(process.env.CELERIAC_PAUSE_IMAGE_ARCHIVE)) why.push('CELERIAC_PAUSE_IMAGE_ARCHIVE is not set');
   if (process.getuid?.() !== 0) why.push('a kubelet and containerd need root');
-  for (const tool of ['containerd', 'ctr', 'runc', 'openssl', 'iptables-save', 'prometheus']) {
+  for (const tool of ['containerd', 'ctr', 'runc', 'openssl', 'iptables-save']) {
     if (spawnSync('sh', ['-c', `command -v ${tool} || test -x /usr/sbin/${tool}`]).status !== 0) why.push(`${tool} is not installed`);
   }
   if (why.length === 0) return false;

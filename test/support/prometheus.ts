@@ -1,6 +1,6 @@
 /**
- * Debian's Prometheus (`/usr/bin/prometheus`, installed by setup-cluster.sh) on the host for the
- * cluster tier: it discovers pods through the cluster's API (kubernetes_sd_configs, role pod) and
+ * Prometheus on the host for the cluster tier (CELERIAC_PROMETHEUS_BIN, built from its Go module
+ * by setup-cluster.sh: Debian's package lacks Kubernetes service discovery): it discovers pods through the cluster's API (kubernetes_sd_configs, role pod) and
  * scrapes those annotated `prometheus.io/scrape: "true"` at their `prometheus.io/port` and
  * `prometheus.io/path`, as an annotation-based Prometheus in a real cluster does. Pod IPs are
  * reachable from the host; it listens on the node IP so the operator's pods can query it.
@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { eventually } from './eventually.js';
 import { freePort } from './servers.js';
 
-export const PROMETHEUS_BIN = '/usr/bin/prometheus';
+/** The Prometheus binary setup-cluster.sh printed, if any. */
+export const prometheusBin = (): string | undefined => process.env.CELERIAC_PROMETHEUS_BIN;
 
 export interface HostPrometheus {
   /** http://<node IP>:<port> */
@@ -61,7 +62,7 @@ export async function startPrometheus(kubeconfigPath: string, nodeIP: string): P
   writeFileSync(join(dir, 'prometheus.yml'), JSON.stringify(config));
   const log = createWriteStream(join(dir, 'prometheus.log'));
   const child: ChildProcess = spawn(
-    PROMETHEUS_BIN,
+    prometheusBin()!,
     [
       `--config.file=${join(dir, 'prometheus.yml')}`,
       `--storage.tsdb.path=${join(dir, 'data')}`,

@@ -3,7 +3,9 @@
 # cached in ~/.cache/celeriac and rebuilt only when missing or when a pinned version changes.
 # - kubelet, kube-controller-manager, kube-scheduler, kube-proxy and kubectl, built from Go modules
 #   beside etcd, kube-apiserver and helm (build-k8s-binaries.sh; ~2.5-7.5 min the first time);
-# - containerd, runc, the CNI plugins, busybox-static and prometheus from apt when missing;
+# - containerd, runc, the CNI plugins and busybox-static from apt when missing;
+# - Prometheus, built from its Go module: Debian's package is built without Kubernetes service
+#   discovery (its config refuses kubernetes_sd_configs), which is what the tier proves;
 # - the pod sandbox ("pause") image: cluster/pause.c compiled static, packaged FROM scratch with
 #   podman and saved as an archive that the harness imports into its private containerd.
 # The project's image is built by the test harness (test/support/project-image.ts) as in the package
@@ -19,8 +21,6 @@ missing=()
 [ -n "$(find_bin runc)" ] || missing+=(runc)
 [ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] && [ -x /usr/lib/cni/loopback ] || missing+=(containernetworking-plugins)
 [ -x /bin/busybox ] || missing+=(busybox-static)
-# Prometheus on the host discovers the cluster's pods (Kubernetes service discovery) and scrapes them.
-[ -x /usr/bin/prometheus ] || missing+=(prometheus)
 for tool in podman gcc openssl iptables; do [ -n "$(find_bin $tool)" ] || missing+=("$tool"); done
 if [ ${#missing[@]} -gt 0 ]; then
   source "$here/apt-install.sh"
@@ -46,6 +46,25 @@ if [ ! -s "$archive" ]; then
   mv "$archive.tmp" "$archive"
   rm -rf "$work"
 fi
+# Prometheus with Kubernetes service discovery (~3 min cold, cached after).
+prometheus_version=v0.54.1 # Go module version of Prometheus 2.54.1
+prometheus_dir="$cache_root/bin/prometheus-$prometheus_version"
+if [ ! -x "$prometheus_dir/prometheus" ]; then
+  log "building prometheus $prometheus_version from Go modules"
+  work=$(mktemp -d)
+  (
+    cd "$work"
+    printf 'module celeriac.test/prometheus\n\ngo 1.23\n' > go.mod
+    export GOFLAGS=-mod=mod GOTOOLCHAIN=${GOTOOLCHAIN:-auto}
+    go get "github.com/prometheus/prometheus/cmd/prometheus@$prometheus_version" >&2
+    go build -o prometheus github.com/prometheus/prometheus/cmd/prometheus >&2
+  )
+  mkdir -p "$prometheus_dir"
+  mv "$work/prometheus" "$prometheus_dir/prometheus"
+  rm -rf "$work"
+fi
+
 echo "CELERIAC_K8S_BIN_DIR=$bin"
+echo "CELERIAC_PROMETHEUS_BIN=$prometheus_dir/prometheus"
 echo "CELERIAC_PAUSE_IMAGE=localhost/celeriac-pause:$hash"
 echo "CELERIAC_PAUSE_IMAGE_ARCHIVE=$archive"
