@@ -54,7 +54,8 @@ if [ ! -x "$prometheus_dir/prometheus" ]; then
   work=$(mktemp -d)
   (
     cd "$work"
-    printf 'module celeriac.test/prometheus\n\ngo 1.23\n' > go.mod
+    # Prometheus' own replace lines (klog through go-kit); a build without them does not compile.
+    printf 'module celeriac.test/prometheus\n\ngo 1.23\n\nreplace (\n\tk8s.io/klog => github.com/simonpasquier/klog-gokit v0.3.0\n\tk8s.io/klog/v2 => github.com/simonpasquier/klog-gokit/v3 v3.3.0\n)\n' > go.mod
     export GOFLAGS=-mod=mod GOTOOLCHAIN=${GOTOOLCHAIN:-auto}
     go get "github.com/prometheus/prometheus/cmd/prometheus@$prometheus_version" >&2
     go build -o prometheus github.com/prometheus/prometheus/cmd/prometheus >&2
