@@ -30,8 +30,9 @@ const tiers = [
   { name: 'interop', dirs: ['interop'], needs: ['services', 'python'] },
   { name: 'operator', dirs: ['operator'], needs: ['k8s', 'services', 'python'] }, // python: Celery workers stand in for pods
   { name: 'package', dirs: ['package'], needs: ['k8s', 'image'] },
-  // A real single-node cluster (kubelet, containerd) started by the test: needs root.
-  { name: 'cluster', dirs: ['cluster'], needs: ['cluster', 'services', 'image'] },
+  // A real single-node cluster (kubelet, containerd) started by the test: needs root. One cluster
+  // start serves every scenario of a file, so a file runs for minutes (`timeoutMs`).
+  { name: 'cluster', dirs: ['cluster'], needs: ['cluster', 'services', 'image'], timeoutMs: 1_200_000 },
 ];
 
 function testFiles(dir) {
@@ -94,8 +95,8 @@ for (const tier of selected) {
     continue;
   }
   console.error(`\n[test] tier ${tier.name}: ${files.length} file(s)`);
-  // A test that hangs fails with its name after this long instead of stalling CI.
-  const timeout = process.env.CELERIAC_TEST_TIMEOUT_MS ?? '300000';
+  // A test file that hangs fails with its name after this long instead of stalling CI.
+  const timeout = process.env.CELERIAC_TEST_TIMEOUT_MS ?? String(tier.timeoutMs ?? 300_000);
   const r = spawnSync(process.execPath, ['--test', '--test-reporter=spec', `--test-timeout=${timeout}`, ...files], {
     cwd: root,
     stdio: 'inherit',

@@ -2,7 +2,7 @@
 // logged with its task, /healthz tells the truth) and shutdown without loss (a task cut off by the
 // shutdown timeout, a cold shutdown or a crash ends in a stored state or back in its queue).
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -239,4 +239,38 @@ describe('event-loop watchdog and shutdown without loss (redis, worker processes
       }
     });
   }
+
+  it('SIGKILL (no handler runs) with a stateDir: the next worker on the folder stores the early-acked task FAILURE(WorkerLostError); a task done before keeps SUCCESS', async () => {
+    const { queue, ledger, app, workerEnv } = setup('sd-kill');
+    const stateEnv = { ...workerEnv, CELERIAC_STATE_DIR: join(dir, `${queue}.state`) };
+    const first = startWorker(TASKS, queue, { ...stateEnv, HANG: '1' }, ['-c', '2']);
+    let second: Started | undefined;
+    try {
+      await withOutputOf({ first, second: { output: () => second?.output() ?? '' } }, async () => {
+        const done = await app.sendTask('sd.quick', [21], {}, { queue });
+        assert.equal(await done.get({ timeout: 20_000 }), 42);
+        const r = await app.sendTask('sd.wait', [], {}, { queue });
+        await eventually(() => assert.equal(started(ledger).length, 1));
+        first.kill('SIGKILL');
+        await exited(first);
+        assert.equal((await meta(r.id))?.status ?? 'PENDING', 'PENDING', 'nothing could store it at the kill');
+        second = startWorker(TASKS, queue, stateEnv);
+        const err = await r.get({ timeout: 20_000 }).then(
+          () => assert.fail('expected the task to fail'),
+          (e: unknown) => e,
+        );
+        assert.ok(err instanceof TaskFailedError, String(err));
+        assert.equal(err.excType, 'WorkerLostError');
+        assert.match(err.excMessage, /killed while the task ran/);
+        assert.equal(await done.get({ timeout: 5_000 }), 42, 'a finished task is not touched');
+        await eventually(() => assert.ok(logLines(second!).some((l) => /were running when the previous worker was killed/.test(String(l.msg)))));
+        // Settled once: a third worker on the folder finds nothing left.
+        await eventually(() => assert.deepEqual(readdirSync(stateEnv.CELERIAC_STATE_DIR), []));
+      });
+    } finally {
+      await stopProcess(first, 'SIGKILL');
+      await stopProcess(second);
+      await app.close();
+    }
+  });
 });

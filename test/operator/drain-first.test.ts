@@ -126,9 +126,45 @@ describe('drain-first scale-down', { skip }, () => {
       w.metrics.draining.set(0);
     }
     workers[0]!.metrics.inFlight.set({ state: 'active' }, 2);
+    // NotReady with the worker started (its startup probe passed), as the kubelet shows a draining pod.
     const setReady = (name: string, ready: boolean) =>
-      kube.patch(resources.pods, ns, name, { status: { conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }] } }, { subresource: 'status' });
-    return { poll, cost, tick, setReady };
+      kube.patch(
+        resources.pods,
+        ns,
+        name,
+        {
+          status: {
+            conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }],
+            containerStatuses: [
+              {
+                name: 'worker',
+                image: 'example.com/shop:1',
+                imageID: '',
+                ready,
+                started: true,
+                restartCount: 0,
+                state: { running: { startedAt: new Date().toISOString() } },
+              },
+            ],
+          },
+        },
+        { subresource: 'status' },
+      );
+    return { poll, cost, tick, setReady, pool, tq, ctx };
+  }
+
+  /**
+   * One poll at 3 replicas tells the two idle pods to drain; the kubelet then sees /readyz answer
+   * 503 on them, so they leave the Ready set.
+   */
+  async function drainIdleToNotReady(poll: (replicas: number) => Promise<number>, setReady: (name: string, ready: boolean) => Promise<unknown>) {
+    assert.equal(await poll(3), 3);
+    assert.deepEqual(
+      workers.map((w) => w.drains),
+      [0, 1, 1],
+    );
+    await setReady('idle-a', false);
+    await setReady('idle-b', false);
   }
 
   it('drains idle pods only, then removes exactly those by deletion cost', async () => {
@@ -153,15 +189,8 @@ describe('drain-first scale-down', { skip }, () => {
 
   it('removes drained pods that turned NotReady (readiness on /readyz fails while draining)', async () => {
     const { poll, cost, tick, setReady } = await scenario('notready');
-    assert.equal(await poll(3), 3);
-    assert.deepEqual(
-      workers.map((w) => w.drains),
-      [0, 1, 1],
-    );
-    // The kubelet sees /readyz answer 503 on the draining pods: they leave the Ready set, but
-    // their metrics must still be read, or the autoscaler never learns they are idle.
-    await setReady('idle-a', false);
-    await setReady('idle-b', false);
+    // Their metrics must still be read, or the autoscaler never learns they are idle.
+    await drainIdleToNotReady(poll, setReady);
     tick(1500);
     assert.equal(await poll(3), 1);
     assert.equal(await cost('idle-a'), '-1000');
@@ -187,5 +216,25 @@ describe('drain-first scale-down', { skip }, () => {
     );
     assert.equal(await cost('idle-a'), undefined);
     assert.equal(await cost('idle-b'), undefined);
+  });
+
+  it('a new leader adopts the drains of the old one: drained pods that turned NotReady are found by their metrics and removed, none stays stranded', async () => {
+    const { poll, cost, tick, setReady, pool, tq, ctx } = await scenario('takeover');
+    await drainIdleToNotReady(poll, setReady);
+    // The leader is gone; the new one starts with no memory of the drains it did not order.
+    const successor = createAutoscaler({ kube, log: pino({ level: 'silent' }), timeoutMs: 2000 });
+    try {
+      const pollNew = async (replicas: number) =>
+        (await successor.decideReplicas({ pool, queues: [tq], deployment: { metadata: { name: 'shop' }, spec: { replicas } }, ctx })).replicas;
+      // (One poll: this fake cluster has no ReplicaSet to delete the pods afterwards.)
+      tick(1500);
+      assert.equal(await pollNew(3), 1, 'the drained pods were removed');
+      assert.equal(await cost('idle-a'), '-1000');
+      assert.equal(await cost('idle-b'), '-1000');
+      assert.equal(await cost('busy'), undefined);
+      assert.equal(workers[0]!.drains, 0, 'the busy pod was never drained');
+    } finally {
+      await successor.close();
+    }
   });
 });

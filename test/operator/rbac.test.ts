@@ -18,8 +18,7 @@ function clusterRole(deploymentVerbs: string[]): Obj {
     metadata: { name: 'test-operator' },
     rules: [
       { apiGroups: ['celeriac.io'], resources: ['taskqueues', 'workerpools'], verbs: ['get', 'list', 'watch', 'update', 'patch'] },
-      { apiGroups: ['celeriac.io'], resources: ['taskqueues/status', 'workerpools/status'], verbs: ['get', 'update', 'patch'] },
-      { apiGroups: ['celeriac.io'], resources: ['workerpools/scale'], verbs: ['get', 'update', 'patch'] },
+      { apiGroups: ['celeriac.io'], resources: ['taskqueues/status', 'workerpools/status'], verbs: ['patch'] },
       { apiGroups: ['celeriac.io'], resources: ['taskschedules'], verbs: ['get', 'list', 'watch'] },
       { apiGroups: ['celeriac.io'], resources: ['taskschedules/status'], verbs: ['patch'] },
       { apiGroups: ['celeriac.io'], resources: ['taskqueues/finalizers', 'workerpools/finalizers'], verbs: ['update'] },
@@ -27,7 +26,7 @@ function clusterRole(deploymentVerbs: string[]): Obj {
       { apiGroups: ['policy'], resources: ['poddisruptionbudgets'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] },
       { apiGroups: [''], resources: ['secrets'], verbs: ['get'] },
       { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch', 'patch'] },
-      { apiGroups: ['', 'events.k8s.io'], resources: ['events'], verbs: ['create', 'patch'] },
+      { apiGroups: [''], resources: ['events'], verbs: ['create', 'patch'] },
       { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] },
     ],
   };

@@ -53,6 +53,12 @@ export interface Cluster {
   helm(args: readonly string[]): Promise<string>;
   /** Imports a docker-archive into containerd's k8s.io namespace. */
   importImage(archive: string): Promise<void>;
+  /**
+   * Sends `signal` to a container's init process through containerd (`ctr task kill`), as the
+   * kernel's OOM killer or a node problem would: no preStop, no grace. `containerId` is the pod
+   * status' `containerID` with or without its `containerd://` prefix.
+   */
+  killContainer(containerId: string, signal: 'SIGKILL' | 'SIGTERM'): Promise<void>;
   /** The last lines of one component's log (for failure messages). */
   logTail(component: string, lines?: number): string;
   stop(): Promise<void>;
@@ -203,8 +209,8 @@ function alive(pid: number): boolean {
   }
 }
 
-async function stopGroup(p: Proc, graceMs = 10_000): Promise<void> {
-  const pid = p.child.pid;
+/** Ends the process group led by `pid` (TERM, then KILL after `graceMs`); nothing when undefined. */
+async function stopGroup(pid: number | undefined, graceMs = 10_000): Promise<void> {
   if (pid === undefined) return;
   const signal = (s: NodeJS.Signals) => {
     try {
@@ -355,6 +361,133 @@ function pidsMentioning(needle: string): number[] {
 
 // ---- the cluster ----
 
+/**
+ * What startCluster saves in its folder before it touches the host, so that stop() — or, after a
+ * test process was killed before its stop() ran, {@link stopAbandonedClusters} — can put it back.
+ */
+interface HostBefore {
+  sysctls: [string, string][];
+  iptables: [string, string[]][];
+  ip6tables: [string, string[]][];
+  hostDirs: [string, string[] | null][];
+}
+
+const HOST_BEFORE_FILE = 'host-before.json';
+/** The test process that owns the cluster; a cluster whose owner is gone is abandoned. */
+const OWNER_FILE = 'owner.pid';
+
+function recordHostBefore(dir: string): HostBefore {
+  const arrays = (m: Map<string, Set<string>>) => [...m].map(([t, c]) => [t, [...c]] as [string, string[]]);
+  const before: HostBefore = {
+    sysctls: [...readSysctls()],
+    iptables: arrays(chains('iptables-save')),
+    ip6tables: arrays(chains('ip6tables-save')),
+    hostDirs: [...hostDirEntries()].map(([d, e]) => [d, e && [...e]]),
+  };
+  writeFileSync(join(dir, HOST_BEFORE_FILE), JSON.stringify(before));
+  writeFileSync(join(dir, OWNER_FILE), String(process.pid));
+  return before;
+}
+
+/**
+ * Stops a cluster and puts the host back as `before` says: every pod deleted and its sandbox
+ * stopped (CNI DEL runs), then each component's process group (`groups`: name -> group id), the
+ * shims, mounts, the bridge, added iptables chains, sysctls, cgroups and host folders. Throws
+ * with everything that could not be undone (the folder is then kept); removes it otherwise.
+ */
+async function teardown(dir: string, bin: string, groups: ReadonlyMap<string, number>, before: HostBefore): Promise<void> {
+  const kubectlBin = join(bin, 'kubectl');
+  const sock = join(dir, 'containerd', 'containerd.sock');
+  const runcRoot = join(dir, 'containerd', 'runc');
+  const problems: string[] = [];
+  const admin = join(dir, 'admin.kubeconfig');
+  // No new pods, then every pod deleted; the kubelet stops their sandboxes (CNI DEL runs).
+  for (const n of ['kube-controller-manager', 'kube-scheduler']) await stopGroup(groups.get(n));
+  if (groups.has('kubelet') && groups.has('kube-apiserver') && existsSync(admin)) {
+    const del = sh(kubectlBin, ['--kubeconfig', admin, 'delete', 'pods', '--all', '--all-namespaces', '--grace-period=0', '--force', '--wait=false']);
+    if (del.code !== 0) problems.push(`deleting pods: ${del.out}`);
+    try {
+      await eventually(
+        () => {
+          const list = JSON.parse(sh('runc', ['--root', join(runcRoot, 'k8s.io'), 'list', '--format', 'json']).out || '[]') as { status: string }[] | null;
+          const running = (list ?? []).filter((c) => c.status !== 'stopped').length;
+          if (running > 0) throw new Error(`${running} containers still running`);
+        },
+        { timeoutMs: 60_000, intervalMs: 500 },
+      );
+    } catch (err) {
+      problems.push(`pods did not stop: ${(err as Error).message}`);
+    }
+  }
+  for (const n of ['kubelet', 'kube-proxy']) await stopGroup(groups.get(n));
+  if (groups.has('kube-proxy')) {
+    const r = sh(join(bin, 'kube-proxy'), ['--cleanup', '--config', join(dir, 'kube-proxy.yaml')]);
+    if (r.code !== 0) problems.push(`kube-proxy --cleanup: ${r.out}`);
+  }
+  for (const n of ['kube-apiserver', 'etcd']) await stopGroup(groups.get(n));
+  // Containers left (stopped sandboxes) are deleted, then containerd and its shims end.
+  const list = JSON.parse(sh('runc', ['--root', join(runcRoot, 'k8s.io'), 'list', '--format', 'json']).out || '[]') as { id: string }[] | null;
+  for (const c of list ?? []) sh('runc', ['--root', join(runcRoot, 'k8s.io'), 'delete', '--force', c.id]);
+  await stopGroup(groups.get('containerd'));
+  for (const pid of pidsMentioning(sock)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ESRCH') problems.push(`killing shim ${pid}: ${(err as Error).message}`);
+    }
+  }
+  for (const m of mountsUnder(dir)) {
+    const r = sh('umount', [m]);
+    if (r.code !== 0 && sh('umount', ['-l', m]).code !== 0) problems.push(`umount ${m}: ${r.out}`);
+  }
+  if (sh('ip', ['link', 'show', bridgeName]).code === 0) sh('ip', ['link', 'delete', bridgeName]);
+  problems.push(
+    ...removeNewChains('iptables', new Map(before.iptables.map(([t, c]) => [t, new Set(c)]))),
+    ...removeNewChains('ip6tables', new Map(before.ip6tables.map(([t, c]) => [t, new Set(c)]))),
+  );
+  for (const [k, v] of before.sysctls) {
+    const f = `/proc/sys/${k}`;
+    if (readFileSync(f, 'utf8').trim() !== v) writeFileSync(f, v);
+  }
+  problems.push(...removeKubepodsCgroups());
+  removeAddedHostEntries(new Map(before.hostDirs.map(([d, e]) => [d, e && new Set(e)])));
+  const leftover = [...groups].filter(([, pid]) => alive(pid)).map(([name]) => name);
+  if (leftover.length > 0) problems.push(`still running: ${leftover.join(', ')}`);
+  if (problems.length === 0) rmSync(dir, { recursive: true, force: true });
+  else throw new Error(`the cluster did not stop cleanly (its files are kept in ${dir}):\n${problems.join('\n')}`);
+}
+
+/**
+ * Stops the clusters of test processes that were killed before their stop() ran (a file timeout
+ * of the test runner does that), from what their folders saved: their process groups are found by
+ * the folder on their command line. Runs at the start of startCluster, under the cluster lock.
+ */
+export async function stopAbandonedClusters(bin = process.env.CELERIAC_K8S_BIN_DIR!): Promise<void> {
+  for (const name of readdirSync(tmpdir())) {
+    const dir = join(tmpdir(), name);
+    if (!name.startsWith('celeriac-cluster-') || !existsSync(join(dir, HOST_BEFORE_FILE))) continue;
+    const owner = Number(readFileSync(join(dir, OWNER_FILE), 'utf8'));
+    if (alive(owner)) continue;
+    const groups = new Map<string, number>();
+    for (const pid of pidsMentioning(dir)) {
+      let stat: string[];
+      let argv0: string;
+      try {
+        stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+          .replace(/^.*\) /, '')
+          .split(' ');
+        argv0 = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0]!;
+      } catch {
+        continue; // it ended since it was listed: nothing to stop
+      }
+      // Components are group leaders (launched detached); the shims are found by the socket.
+      if (Number(stat[2]) === pid) groups.set(argv0.split('/').pop()!, pid);
+    }
+    console.error(`[cluster] stopping the cluster abandoned in ${dir} by process ${owner}: ${[...groups.keys()].join(', ')}`);
+    await teardown(dir, bin, groups, JSON.parse(readFileSync(join(dir, HOST_BEFORE_FILE), 'utf8')) as HostBefore);
+  }
+}
+
 /** Starts the whole cluster and resolves once the node is Ready and the default ServiceAccount exists. */
 export async function startCluster(o: ClusterOptions = {}): Promise<Cluster> {
   const bin = process.env.CELERIAC_K8S_BIN_DIR!;
@@ -363,9 +496,8 @@ export async function startCluster(o: ClusterOptions = {}): Promise<Cluster> {
   mkdirSync(join(dir, 'logs'));
   const nodeIP = primaryIPv4();
   const nodeName = hostname().toLowerCase();
-  const sysctlsBefore = readSysctls();
-  const hostDirsBefore = hostDirEntries();
-  const chainsBefore = { iptables: chains('iptables-save'), ip6tables: chains('ip6tables-save') };
+  await stopAbandonedClusters(bin);
+  const hostBefore = recordHostBefore(dir);
   const procs: Proc[] = [];
   const env = { ...process.env };
   const kubectlBin = join(bin, 'kubectl');
@@ -381,60 +513,8 @@ export async function startCluster(o: ClusterOptions = {}): Promise<Cluster> {
   const stop = async (): Promise<void> => {
     if (stopped) return;
     stopped = true;
-    const problems: string[] = [];
-    const byName = (n: string) => procs.find((p) => p.name === n);
-    const admin = join(dir, 'admin.kubeconfig');
-    // No new pods, then every pod deleted; the kubelet stops their sandboxes (CNI DEL runs).
-    for (const n of ['kube-controller-manager', 'kube-scheduler']) if (byName(n)) await stopGroup(byName(n)!);
-    if (byName('kubelet') && byName('kube-apiserver') && existsSync(admin)) {
-      const del = sh(kubectlBin, ['--kubeconfig', admin, 'delete', 'pods', '--all', '--all-namespaces', '--grace-period=0', '--force', '--wait=false']);
-      if (del.code !== 0) problems.push(`deleting pods: ${del.out}`);
-      try {
-        await eventually(
-          () => {
-            const list = JSON.parse(sh('runc', ['--root', join(runcRoot, 'k8s.io'), 'list', '--format', 'json']).out || '[]') as { status: string }[] | null;
-            const running = (list ?? []).filter((c) => c.status !== 'stopped').length;
-            if (running > 0) throw new Error(`${running} containers still running`);
-          },
-          { timeoutMs: 60_000, intervalMs: 500 },
-        );
-      } catch (err) {
-        problems.push(`pods did not stop: ${(err as Error).message}`);
-      }
-    }
-    for (const n of ['kubelet', 'kube-proxy']) if (byName(n)) await stopGroup(byName(n)!);
-    if (byName('kube-proxy')) {
-      const r = sh(join(bin, 'kube-proxy'), ['--cleanup', '--config', join(dir, 'kube-proxy.yaml')]);
-      if (r.code !== 0) problems.push(`kube-proxy --cleanup: ${r.out}`);
-    }
-    for (const n of ['kube-apiserver', 'etcd']) if (byName(n)) await stopGroup(byName(n)!);
-    // Containers left (stopped sandboxes) are deleted, then containerd and its shims end.
-    const list = JSON.parse(sh('runc', ['--root', join(runcRoot, 'k8s.io'), 'list', '--format', 'json']).out || '[]') as { id: string }[] | null;
-    for (const c of list ?? []) sh('runc', ['--root', join(runcRoot, 'k8s.io'), 'delete', '--force', c.id]);
-    if (byName('containerd')) await stopGroup(byName('containerd')!);
-    for (const pid of pidsMentioning(sock)) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ESRCH') problems.push(`killing shim ${pid}: ${(err as Error).message}`);
-      }
-    }
-    for (const m of mountsUnder(dir)) {
-      const r = sh('umount', [m]);
-      if (r.code !== 0 && sh('umount', ['-l', m]).code !== 0) problems.push(`umount ${m}: ${r.out}`);
-    }
-    if (sh('ip', ['link', 'show', bridgeName]).code === 0) sh('ip', ['link', 'delete', bridgeName]);
-    problems.push(...removeNewChains('iptables', chainsBefore.iptables), ...removeNewChains('ip6tables', chainsBefore.ip6tables));
-    for (const [k, v] of sysctlsBefore) {
-      const f = `/proc/sys/${k}`;
-      if (readFileSync(f, 'utf8').trim() !== v) writeFileSync(f, v);
-    }
-    problems.push(...removeKubepodsCgroups());
-    removeAddedHostEntries(hostDirsBefore);
-    const leftover = procs.filter((p) => p.child.pid !== undefined && alive(p.child.pid)).map((p) => p.name);
-    if (leftover.length > 0) problems.push(`still running: ${leftover.join(', ')}`);
-    if (problems.length === 0) rmSync(dir, { recursive: true, force: true });
-    else throw new Error(`the cluster did not stop cleanly (its files are kept in ${dir}):\n${problems.join('\n')}`);
+    const groups = new Map(procs.flatMap((p) => (p.child.pid === undefined ? [] : [[p.name, p.child.pid] as const])));
+    await teardown(dir, bin, groups, hostBefore);
   };
 
   const logTail = (name: string, lines = 40) => tailOf(join(dir, 'logs', `${name}.log`), lines);
@@ -693,6 +773,9 @@ export async function startCluster(o: ClusterOptions = {}): Promise<Cluster> {
       helm: (args) => runAsync(join(bin, 'helm'), ['--kubeconfig', adminKubeconfig, ...args], env),
       importImage: async (archive) => {
         await ctr(['images', 'import', archive]);
+      },
+      killContainer: async (containerId, signal) => {
+        await ctr(['tasks', 'kill', '--signal', signal, containerId.replace(/^containerd:\/\//, '')]);
       },
       logTail,
       stop,

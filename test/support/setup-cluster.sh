@@ -4,6 +4,8 @@
 # - kubelet, kube-controller-manager, kube-scheduler, kube-proxy and kubectl, built from Go modules
 #   beside etcd, kube-apiserver and helm (build-k8s-binaries.sh; ~2.5-7.5 min the first time);
 # - containerd, runc, the CNI plugins and busybox-static from apt when missing;
+# - Prometheus, built from its Go module: Debian's package is built without Kubernetes service
+#   discovery (its config refuses kubernetes_sd_configs), which is what the tier proves;
 # - the pod sandbox ("pause") image: cluster/pause.c compiled static, packaged FROM scratch with
 #   podman and saved as an archive that the harness imports into its private containerd.
 # The project's image is built by the test harness (test/support/project-image.ts) as in the package
@@ -44,6 +46,26 @@ if [ ! -s "$archive" ]; then
   mv "$archive.tmp" "$archive"
   rm -rf "$work"
 fi
+# Prometheus with Kubernetes service discovery (~3 min cold, cached after).
+prometheus_version=v0.54.1 # Go module version of Prometheus 2.54.1
+prometheus_dir="$cache_root/bin/prometheus-$prometheus_version"
+if [ ! -x "$prometheus_dir/prometheus" ]; then
+  log "building prometheus $prometheus_version from Go modules"
+  work=$(mktemp -d)
+  (
+    cd "$work"
+    # Prometheus' own replace lines (klog through go-kit); a build without them does not compile.
+    printf 'module celeriac.test/prometheus\n\ngo 1.23\n\nreplace (\n\tk8s.io/klog => github.com/simonpasquier/klog-gokit v0.3.0\n\tk8s.io/klog/v2 => github.com/simonpasquier/klog-gokit/v3 v3.3.0\n)\n' > go.mod
+    export GOFLAGS=-mod=mod GOTOOLCHAIN=${GOTOOLCHAIN:-auto}
+    go get "github.com/prometheus/prometheus/cmd/prometheus@$prometheus_version" >&2
+    go build -o prometheus github.com/prometheus/prometheus/cmd/prometheus >&2
+  )
+  mkdir -p "$prometheus_dir"
+  mv "$work/prometheus" "$prometheus_dir/prometheus"
+  rm -rf "$work"
+fi
+
 echo "CELERIAC_K8S_BIN_DIR=$bin"
+echo "CELERIAC_PROMETHEUS_BIN=$prometheus_dir/prometheus"
 echo "CELERIAC_PAUSE_IMAGE=localhost/celeriac-pause:$hash"
 echo "CELERIAC_PAUSE_IMAGE_ARCHIVE=$archive"

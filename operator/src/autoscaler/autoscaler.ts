@@ -34,6 +34,7 @@ import { createRedisListSource } from '../metric-sources/redis-list.js';
 import {
   createWorkerMetricsSource,
   type ScrapeTarget,
+  scrapeWorker,
   type WorkerMetricsSource,
   type WorkerReading,
   type WorkerSample,
@@ -51,7 +52,12 @@ import { InvalidAutoscalingError, resolvePolicy, type AutoscalerPolicy, type Aut
 /** The pod fields the autoscaler reads. */
 interface Pod extends KubeObject {
   spec?: { containers?: { name: string; ports?: { name?: string; containerPort: number }[] }[] };
-  status?: { phase?: string; podIP?: string; conditions?: { type: string; status: string; lastTransitionTime?: string }[] };
+  status?: {
+    phase?: string;
+    podIP?: string;
+    conditions?: { type: string; status: string; lastTransitionTime?: string }[];
+    containerStatuses?: { name: string; started?: boolean }[];
+  };
 }
 
 interface PoolEntry {
@@ -248,6 +254,8 @@ export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
     const pods = podList.items.filter((p) => !p.metadata.deletionTimestamp);
     const port = pool.spec.metricsPort ?? DEFAULTS.metricsPort;
     for (const name of entry.draining) if (!pods.some((p) => p.metadata.name === name)) entry.draining.delete(name);
+    // Celery workers have no /metrics and stay Ready while drained (their probe is inspect ping).
+    if (!pool.spec.celery) await adoptDrains(entry, pods, port, ctx.log);
     // Ready pods, and the pods we drain: their readiness (/readyz) fails once draining, but only
     // their metrics tell when they are idle and can go (and their running tasks are still work).
     entry.targets = pods
@@ -312,6 +320,35 @@ export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
       // Look again when the lead window of the next scheduled run opens, if that comes first.
       requeueAfterMs: Math.min(policy.pollingIntervalMs, untilLeadWindow(input.nextScheduledRunMs, leadSeconds, now) ?? Infinity),
     };
+  }
+
+  /**
+   * Pods that report draining although this autoscaler did not drain them: a previous leader told
+   * them to drain and lost its lease (or the operator restarted) before it removed them. Draining
+   * turned them NotReady (/readyz), so they are neither scraped nor counted as serving, and they
+   * look like pods still starting, which holds every scale-down: they would stay forever. Their
+   * own metrics say they drain; adopted, they are removed once idle, or resumed on a scale-up.
+   * Only NotReady pods whose worker has started (its startup probe passed) are asked.
+   */
+  async function adoptDrains(entry: PoolEntry, pods: readonly Pod[], port: number, log: Logger): Promise<void> {
+    const unknown = pods.filter(
+      (p) => !isReady(p) && !entry.draining.has(p.metadata.name) && p.status?.podIP && (p.status.containerStatuses ?? []).some((c) => c.started === true),
+    );
+    const signal = AbortSignal.timeout(o.timeoutMs ?? 3000);
+    await Promise.all(
+      unknown.map(async (p) => {
+        try {
+          const sample = await scrapeWorker(`http://${p.status!.podIP}:${port}/metrics`, signal, o.timeoutMs ?? 3000);
+          if (!sample.draining) return;
+          entry.draining.add(p.metadata.name);
+          log.info({ pod: p.metadata.name }, 'adopted a pod that drains (drained before this operator took over)');
+        } catch (err) {
+          // A NotReady pod that does not answer is not known to drain: its own probes deal with
+          // it, and the next poll asks again. The scale decision goes on without it.
+          log.warn({ err, pod: p.metadata.name }, 'a NotReady worker pod did not answer /metrics: not known to be draining');
+        }
+      }),
+    );
   }
 
   /** Step 1: every source of the pool, read at once; a failed read is null in `work` and a line in `problems`. */

@@ -324,7 +324,9 @@ export function decide(prior: AutoscalerState | null, input: DecideInput, policy
   const arrived = (rates?.lastArrivals ?? 0) > 0;
   const extraActive = extra.some((m) => m.value! > m.activationValue);
   const active = W + due > policy.activationThreshold || extraActive;
-  const lastActiveAt = W + due > 0 || arrived || extraActive ? now : base.lastActiveAt;
+  // Unknown (no poll has seen work since this state began: a pool switched to minReplicas 0 while
+  // idle, or a new leader): the cooldown counts from this poll, else an idle pool never reaches zero.
+  const lastActiveAt = W + due > 0 || arrived || extraActive ? now : (base.lastActiveAt ?? now);
 
   // Proposals; the largest wins.
   const trusted = rates !== null && rates.serviceSamples >= policy.minServiceSamples && rates.serviceTime > 0;

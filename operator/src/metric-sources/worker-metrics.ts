@@ -107,14 +107,16 @@ export function readingOf(byPod: ReadonlyMap<string, WorkerSample>): WorkerReadi
   return { ...sum, byPod };
 }
 
+/** One pod's /metrics page, read and summed; rejects on a network error, a timeout or a non-2xx answer. */
+export async function scrapeWorker(url: string, signal: AbortSignal, timeoutMs: number): Promise<WorkerSample> {
+  const res = await fetch(url, { signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) });
+  if (!res.ok) throw new Error(`${url} answered ${res.status} ${res.statusText}`);
+  return parseWorkerMetrics(await res.text());
+}
+
 export function createWorkerMetricsSource(o: WorkerMetricsOptions): WorkerMetricsSource {
   const timeoutMs = o.timeoutMs ?? 3000;
-
-  async function scrape(t: ScrapeTarget, signal: AbortSignal): Promise<WorkerSample> {
-    const res = await fetch(t.url, { signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) });
-    if (!res.ok) throw new Error(`${t.url} answered ${res.status} ${res.statusText}`);
-    return parseWorkerMetrics(await res.text());
-  }
+  const scrape = (t: ScrapeTarget, signal: AbortSignal) => scrapeWorker(t.url, signal, timeoutMs);
 
   async function readOnce(signal: AbortSignal): Promise<WorkerReading> {
     const targets = await o.targets();

@@ -11,6 +11,13 @@ import { POOL_LABEL, type KubeObject, type TaskQueue, type TaskQueueBroker, type
 export const WORKER_CONTAINER = 'worker';
 /** The runtime's env var for its warm shutdown timeout, from its config table. */
 const SHUTDOWN_TIMEOUT_ENV = CONFIG_KEYS.find((k) => k.key === 'shutdownTimeoutMs')!.env[0]!;
+/** The runtime's env var for its state folder (early-acked tasks a kill cut off are settled at the next start). */
+const STATE_DIR_ENV = CONFIG_KEYS.find((k) => k.key === 'stateDir')!.env[0]!;
+/**
+ * In the pod's /tmp emptyDir, which outlives the container: the worker restarted after a SIGKILL
+ * or an OOM kill finds there the early-acked tasks its predecessor was running.
+ */
+export const WORKER_STATE_DIR = '/tmp/celeriac-state';
 /** Timing of the worker's startup probe (see workerDeployment). */
 export const WORKER_STARTUP_PROBE = Object.freeze({ initialDelaySeconds: 2, periodSeconds: 1, failureThreshold: 300 });
 /**
@@ -175,10 +182,9 @@ export function workerDeployment({ pool, queues, replicas, credentialsHash }: Wo
 
   const grace = s.terminationGracePeriodSeconds ?? DEFAULTS.terminationGracePeriodSeconds;
   const userEnv = [...(s.template.env ?? []), ...(workerOverride?.env ?? [])];
+  const unlessSet = (name: string, value: string): V1EnvVar[] => (userEnv.some((e) => e.name === name) ? [] : [{ name, value }]);
   // A warm shutdown waits as long as the pod may live (minus the margin), unless the user says otherwise.
-  const shutdownEnv: V1EnvVar[] = userEnv.some((e) => e.name === SHUTDOWN_TIMEOUT_ENV)
-    ? []
-    : [{ name: SHUTDOWN_TIMEOUT_ENV, value: String(shutdownTimeoutMs(grace)) }];
+  const shutdownEnv = [...unlessSet(SHUTDOWN_TIMEOUT_ENV, String(shutdownTimeoutMs(grace))), ...unlessSet(STATE_DIR_ENV, WORKER_STATE_DIR)];
   const podEnv: V1EnvVar[] = [
     { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
     { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
@@ -196,6 +202,9 @@ export function workerDeployment({ pool, queues, replicas, credentialsHash }: Wo
     securityContext: workerOverride?.securityContext ?? structuredClone(WORKER_SECURITY_CONTEXT),
     volumeMounts: [...(workerOverride?.volumeMounts ?? []), ...(ownTmp ? [] : [{ name: TMP_VOLUME, mountPath: '/tmp' }])],
     name: WORKER_CONTAINER,
+    // A worker that exits on an error leaves its last log lines as the termination message, which
+    // the WorkerPool's Ready condition quotes (reason WorkerFailing).
+    terminationMessagePolicy: workerOverride?.terminationMessagePolicy ?? 'FallbackToLogsOnError',
     image: s.template.image,
     command: s.template.command ?? ['celeriac'],
     args: workerArgs(pool, queues),

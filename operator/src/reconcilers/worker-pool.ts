@@ -21,9 +21,10 @@ import {
   type WorkerPool,
   type WorkerPoolAutoscalingStatus,
   type WorkerPoolStatus,
+  POOL_LABEL,
 } from '../types.js';
 import { credentialsHash } from './broker-check.js';
-import { DEFAULTS, poolSelectorString, sameBroker, workerDeployment, workerDisruptionBudget } from './worker-deployment.js';
+import { DEFAULTS, poolSelectorString, sameBroker, WORKER_CONTAINER, workerDeployment, workerDisruptionBudget } from './worker-deployment.js';
 
 /** What `decideReplicas` returns. */
 export interface ReplicaDecision {
@@ -212,12 +213,14 @@ export function createWorkerPoolReconciler(o: WorkerPoolReconcilerOptions): Reco
         ctx.log.info({ from: previousReplicas, to: decision.replicas, reason: decision.reason }, 'scaled');
       }
 
-      await writeStatus(pool, applied, decision, brokerProblem(queues), ctx);
+      const waiting = await writeStatus(pool, applied, decision, brokerProblem(queues), ctx);
       o.metrics.desiredReplicas.set({ namespace: ns, workerpool: name }, decision.replicas);
       o.metrics.workerPoolReplicas.set({ namespace: ns, workerpool: name }, applied.status?.replicas ?? 0);
       o.metrics.setAutoscaling(ns, name, decision.autoscalingStatus);
       const poll = pool.spec.autoscaling ? (pool.spec.autoscaling.pollingIntervalSeconds ?? 5) * 1000 : resyncMs;
-      return Action.requeue(decision.requeueAfterMs ?? poll);
+      // Replicas missing: look again soon, since a worker that crash-loops changes no Deployment
+      // field that would wake this reconciler (the Ready condition then says WorkerFailing).
+      return Action.requeue(Math.min(decision.requeueAfterMs ?? poll, waiting ? WAITING_RECHECK_MS : Infinity));
     },
 
     async cleanup({ namespace, name }, ctx) {
@@ -230,7 +233,8 @@ export function createWorkerPoolReconciler(o: WorkerPoolReconcilerOptions): Reco
     },
   };
 
-  async function writeStatus(pool: WorkerPool, dep: Deployment, d: ReplicaDecision, broker: BrokerProblem | null, ctx: ReconcileContext): Promise<void> {
+  /** Writes the pool's status; returns true while replicas are missing (not all wanted are ready). */
+  async function writeStatus(pool: WorkerPool, dep: Deployment, d: ReplicaDecision, broker: BrokerProblem | null, ctx: ReconcileContext): Promise<boolean> {
     const now = ctx.now();
     const generation = pool.metadata.generation;
     const prev = pool.status ?? {};
@@ -240,14 +244,21 @@ export function createWorkerPoolReconciler(o: WorkerPoolReconcilerOptions): Reco
     const rolledOut = (dep.status?.observedGeneration ?? 0) >= (dep.metadata.generation ?? 0) && updated >= d.replicas && replicas === d.replicas;
     const c = (input: ConditionInput, list: Condition[] | undefined) => setCondition(list, { ...input, observedGeneration: generation }, now);
     let conditions = prev.conditions;
+    // Replicas missing: a worker that keeps exiting (a bad image, a tasks module that is not there,
+    // a broker that refuses it) says why, instead of an endless "waiting".
+    const failing = d.replicas > 0 && ready < d.replicas ? await failingWorker(pool, ctx) : null;
     conditions = c(
       d.replicas === 0
         ? { type: 'Ready', status: 'True', reason: 'ScaledToZero', message: 'no replicas wanted' }
         : ready >= d.replicas
           ? { type: 'Ready', status: 'True', reason: 'ReplicasReady', message: `${ready}/${d.replicas} replicas ready` }
-          : { type: 'Ready', status: 'False', reason: 'WaitingForReplicas', message: `${ready}/${d.replicas} replicas ready` },
+          : failing
+            ? { type: 'Ready', status: 'False', reason: 'WorkerFailing', message: `${ready}/${d.replicas} replicas ready; ${failing}` }
+            : { type: 'Ready', status: 'False', reason: 'WaitingForReplicas', message: `${ready}/${d.replicas} replicas ready` },
       conditions,
     );
+    const wasReady = findCondition(prev.conditions, 'Ready');
+    if (failing && wasReady?.reason !== 'WorkerFailing') ctx.events.record(pool, 'Warning', 'WorkerFailing', failing);
     conditions = c(
       rolledOut
         ? { type: 'Progressing', status: 'False', reason: 'RolloutComplete', message: `Deployment ${dep.metadata.name} has ${replicas} up-to-date replicas` }
@@ -280,7 +291,41 @@ export function createWorkerPoolReconciler(o: WorkerPoolReconcilerOptions): Reco
     };
     if (d.autoscalingStatus !== undefined) next.autoscaling = d.autoscalingStatus === null ? null : replacing(prev.autoscaling, d.autoscalingStatus);
     await patchStatusIfChanged(ctx.kube, resources.workerPools, pool, next);
+    return d.replicas > 0 && ready < d.replicas;
   }
+}
+
+/** How soon a pool with missing replicas is looked at again (its pods may be failing). */
+export const WAITING_RECHECK_MS = 15_000;
+
+/** The worker container's state, as much of a Pod as failingWorker reads. */
+interface WorkerPodView extends KubeObject {
+  status?: {
+    containerStatuses?: {
+      name: string;
+      restartCount: number;
+      state?: { waiting?: { reason?: string } };
+      lastState?: { terminated?: { exitCode: number; reason?: string; message?: string } };
+    }[];
+  };
+}
+
+/**
+ * Why the pool's workers keep exiting, from the first pod whose worker container has restarted
+ * after a failed exit: the exit code and the end of its termination message (the worker's last
+ * log lines, terminationMessagePolicy FallbackToLogsOnError). Null when no worker is failing.
+ */
+async function failingWorker(pool: WorkerPool, ctx: ReconcileContext): Promise<string | null> {
+  const pods = await ctx.kube.list<WorkerPodView>(resources.pods, { namespace: pool.metadata.namespace, labelSelector: `${POOL_LABEL}=${pool.metadata.name}` });
+  for (const p of pods.items) {
+    const w = p.status?.containerStatuses?.find((s) => s.name === WORKER_CONTAINER);
+    const last = w?.lastState?.terminated;
+    if (!w || !last || last.exitCode === 0 || w.restartCount === 0) continue;
+    const tail = (last.message ?? '').trim().split('\n').slice(-3).join(' | ').slice(-600);
+    const waiting = w.state?.waiting?.reason ? ` (${w.state.waiting.reason})` : '';
+    return `pod ${p.metadata.name}: the worker exited with code ${last.exitCode}${last.reason ? ` (${last.reason})` : ''} ${w.restartCount} time(s)${waiting}${tail ? `: ${tail}` : ''}`;
+  }
+  return null;
 }
 
 /** A TaskQueue of the pool that cannot reach its broker, as the pool's Degraded reason and message. */

@@ -54,6 +54,7 @@ export interface Config {
   readonly logFormat: 'auto' | 'json' | 'pretty';
   readonly logStream: 'stdout' | 'stderr';
   readonly shutdownTimeoutMs: number;
+  readonly stateDir: string | null;
   readonly tracing: boolean;
   readonly eventLoopBlockedMs: number | null;
   readonly workerSendTaskEvents: boolean;
@@ -328,6 +329,13 @@ export const CONFIG_KEYS: readonly ConfigKey[] = [
     kind: { type: 'int', min: 0 },
     default: 30_000,
     doc: 'Warm shutdown: how long running tasks may finish; then late-ack messages go back to the queue and early-acked tasks are stored FAILURE(WorkerLostError). The operator sets it from the pod grace period.',
+  },
+  {
+    key: 'stateDir',
+    env: ['CELERIAC_STATE_DIR'],
+    kind: { type: 'string', nullable: true },
+    default: null,
+    doc: 'Folder where the worker notes the early-acked tasks it runs; a worker started on it after a kill (SIGKILL, out of memory) stores them FAILURE(WorkerLostError) (or publishes them again with republishOnWorkerLost) instead of leaving them PENDING. One worker per folder. The operator sets it in worker pods.',
   },
   {
     key: 'eventLoopBlockedMs',

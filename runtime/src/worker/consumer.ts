@@ -28,6 +28,7 @@ import type { TaskEventType } from '../protocol/events.js';
 import { pyReprLimited, pyStr } from '../protocol/py-repr.js';
 import {
   buildMeta,
+  READY_STATES,
   exceptionRepr,
   exceptionToDict,
   revokedMeta,
@@ -44,6 +45,7 @@ import { AUTH_CONTENT_TYPE, type MessageSigner } from '../protocol/signing.js';
 import { decodeTask, isoUtc, taskIdOf, type SignatureDict, type TaskRequest } from '../protocol/task-message.js';
 import { pyRepr } from '../protocol/py-repr.js';
 import { DuplicateFilter } from './duplicates.js';
+import { StartedLedger } from './started-ledger.js';
 import { TimerHeap } from './timer-heap.js';
 import type { BlockingTask, Watchdog } from './watchdog.js';
 import { timeLimitsOf, TimeLimitExceeded, type TaskCanvas, type TaskOutcome } from '../pools/trace.js';
@@ -66,6 +68,8 @@ interface Job {
   startedAt: number;
   /** Set once the task has an outcome and the worker is storing it: a cut-off waits for it instead. */
   settling: Promise<void> | null;
+  /** Its note in the stateDir ledger while it runs early-acked (./started-ledger.ts), else null. */
+  note: string | null;
 }
 
 const REVOKED_LIMIT = 50_000;
@@ -123,6 +127,7 @@ function newJob(d: Delivery, req: TaskRequest, task: Task, parent: Logger): Job 
     children: [],
     startedAt: 0,
     settling: null,
+    note: null,
   };
 }
 
@@ -174,8 +179,11 @@ export class Consumer {
 
   /** Verifies signed (auth) messages; null without a security config. */
   private readonly signer: MessageSigner | null;
+  /** Early-acked tasks running, noted on disk (config stateDir), so a kill does not lose them; null without one. */
+  private readonly ledger: StartedLedger | null;
 
   constructor(private readonly deps: ConsumerDeps) {
+    this.ledger = deps.config.stateDir === null ? null : new StartedLedger(deps.config.stateDir);
     this.accepted = acceptedContentTypes(deps.config.acceptContent);
     // Read the keys now: a bad key or certificate stops the worker at start-up, not per message.
     this.signer = deps.app.signer();
@@ -201,6 +209,52 @@ export class Consumer {
       m.inFlight.set({ state: 'scheduled' }, this.eta.size);
       m.busySlots.set(this.active.size);
     });
+  }
+
+  /**
+   * Settles the early-acked tasks a previous worker on the same stateDir was running when it was
+   * killed without running any handler (SIGKILL, out of memory), as a cut-off task is settled:
+   * FAILURE(WorkerLostError), or published again with republishOnWorkerLost (./started-ledger.ts).
+   * A task whose outcome was stored before the kill keeps it. Call once, before start().
+   */
+  async recoverLost(): Promise<void> {
+    if (!this.ledger) return;
+    const { app, log, broker, backend } = this.deps;
+    const left = await this.ledger.takeLeftover();
+    if (left.length > 0)
+      log.warn(
+        { count: left.length, stateDir: this.ledger.dir },
+        `${left.length} early-acked task(s) were running when the previous worker was killed: settling them as lost`,
+      );
+    const why = 'the worker was killed while the task ran (SIGKILL or out of memory; found at the next start)';
+    for (const { file, note } of left) {
+      // The message was decoded once already, when it ran: it decodes again.
+      const req = decodeTask(note.message, this.accepted, this.deps.config, this.signer);
+      const known = await backend.get(req.id);
+      if (known && READY_STATES.has(known.status)) {
+        await this.ledger.remove(file);
+        continue;
+      }
+      const task = app.tasks.get(req.name);
+      if (task) {
+        // A delivery standing for the acknowledged message: giving it back publishes it again.
+        const d: Delivery = {
+          message: note.message,
+          info: { ...note.info, redelivered: true },
+          ack: async () => undefined,
+          requeue: () => broker.publish(note.info.queue, note.message),
+        };
+        await this.giveUp(newJob(d, req, task, log), why);
+      } else {
+        const err = new WorkerLostError(`Worker exited prematurely: ${why}.`);
+        log.error(
+          { taskId: req.id, taskName: req.name },
+          `task ${req.name} was running when the worker was killed and is no longer registered: stored FAILURE(WorkerLostError)`,
+        );
+        await this.storeSafe(log, req, buildMeta(req.id, States.FAILURE, exceptionToDict(err), { traceback: null }));
+      }
+      await this.ledger.remove(file);
+    }
   }
 
   /** Starts consuming; resolves when consumption stops (drain or shutdown). */
@@ -602,6 +656,9 @@ export class Consumer {
       const why = this.discardReason(j);
       if (why) return await this.discard(j, why);
       const late = this.acksLate(j);
+      // Noted before the ack: a kill between the two leaves a note for a message the broker
+      // still has, so the task ends stored either way, never lost.
+      if (!late && this.ledger) j.note = await this.ledger.add({ message: d.message, info: d.info });
       if (!late) await d.ack();
       this.taskEvent('task-started', req.id);
       const labels = { queue: d.info.queue, task: req.name };
@@ -650,6 +707,12 @@ export class Consumer {
       );
     } finally {
       this.active.delete(j);
+      if (j.note) {
+        // A note left behind would fail this task at the next start, unless its outcome is stored by then.
+        await this.ledger!.remove(j.note).catch((err: unknown) =>
+          j.log.error({ err, note: j.note }, 'removing the note of a finished task from stateDir failed'),
+        );
+      }
       if (ran) this.processed++;
       if (this.active.size === 0) for (const w of this.idleWaiters.splice(0)) w();
       this.pump();

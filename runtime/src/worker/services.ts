@@ -221,7 +221,9 @@ export function createWorkerServices(d: ServiceDeps, user: readonly Component[])
     {
       name: 'consumer',
       requires: CONSUMER_NEEDS,
-      start() {
+      async start() {
+        // Before consuming: tasks a killed predecessor was running are settled first.
+        await consumer().recoverLost();
         // A drain asked for while the worker started (/drain) holds until resumed.
         if (!d.draining()) consumer().start();
       },

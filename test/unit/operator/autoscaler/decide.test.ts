@@ -390,3 +390,13 @@ test('a count held by the configured scale-down window says so instead of "Stead
   assert.equal(held.reason, 'ScaleDownStabilized');
   assert.match(held.message, /proposes 1 replica .*held at 8 by the 60 s scale-down stabilization window/);
 });
+
+test('an idle pool the autoscaler never saw busy (just switched to minReplicas 0, or a new leader) scales to zero one cooldown after its first poll', () => {
+  // lastActiveAt was unknown and stayed so while the pool was idle: the pod stayed up forever.
+  const policy = resolvePolicy({ minReplicas: 0, maxReplicas: 6, cooldownPeriodSeconds: 30 }, 4);
+  const d = driver(policy, 1);
+  assert.equal(d.run(0, 25_000, () => ({})).replicas, 1, 'held for the cooldown');
+  const last = d.run(30_000, 30_000, () => ({}));
+  assert.equal(last.reason, 'Deactivated', last.message);
+  assert.equal(d.replicas, 0);
+});

@@ -188,6 +188,16 @@ describe('workerDeployment', () => {
     assert.deepEqual(timeout(override as Partial<WorkerPool['spec']>), [own], "the worker container override's value, once");
   });
 
+  it("gives the worker a state folder in the pod's /tmp emptyDir (early-acked tasks a kill cut off are settled by the restarted container), unless the user sets one", () => {
+    const stateDir = (spec: Partial<WorkerPool['spec']>) =>
+      (workerDeployment({ pool: pool(spec), queues, replicas: 1 }).spec as any).template.spec.containers[0].env.filter(
+        (e: { name: string }) => e.name === 'CELERIAC_STATE_DIR',
+      );
+    assert.deepEqual(stateDir({}), [{ name: 'CELERIAC_STATE_DIR', value: '/tmp/celeriac-state' }]);
+    const own = { name: 'CELERIAC_STATE_DIR', value: '/data/state' };
+    assert.deepEqual(stateDir({ template: { image: 'i', tasksModule: 'm.js', env: [own] } }), [own], "the user's value, once");
+  });
+
   it('probes the start with a startup probe: soon after the process starts, then every second until the worker listens', () => {
     const c = (workerDeployment({ pool: pool(), queues, replicas: 1 }).spec as any).template.spec.containers[0];
     // Readiness and liveness wait for it, so the first readiness probe is not refused and a started

@@ -7,7 +7,7 @@ import { controllerRef, isControlledBy } from '../../../../operator/src/k8s/appl
 import { resources } from '../../../../operator/src/k8s/kube-client.js';
 import { KubeApiError, TerminalError } from '../../../../operator/src/errors.js';
 import { createOperatorMetrics } from '../../../../operator/src/metrics.js';
-import { createWorkerPoolReconciler, type DecideReplicas } from '../../../../operator/src/reconcilers/worker-pool.js';
+import { createWorkerPoolReconciler, WAITING_RECHECK_MS, type DecideReplicas } from '../../../../operator/src/reconcilers/worker-pool.js';
 import type { Deployment, KubeObject, TaskQueue, WorkerPool } from '../../../../operator/src/types.js';
 import { createMemoryKube, type MemoryKube } from '../../../support/memory-kube.js';
 import { conditionSummary, taskQueueFixture, workerPoolFixture } from '../../../support/operator-fixtures.js';
@@ -102,15 +102,41 @@ const rows: Row[] = [
     },
   },
   {
-    name: 'happy path: creates the Deployment with spec.replicas and the pool as controller owner',
+    name: 'happy path: creates the Deployment with spec.replicas and the pool as controller owner; looked at again soon while replicas are missing',
     given: async (kube) => {
       await addTaskQueue(kube, 'default');
       return addPool(kube);
     },
     expect: {
-      requeueAfterMs: RESYNC_MS,
+      requeueAfterMs: WAITING_RECHECK_MS,
       conditions: { Ready: 'False/WaitingForReplicas', Progressing: 'True/RollingOut', ScalingActive: 'False/FixedReplicas', Degraded: 'False/AsExpected' },
       events: ['Normal CreatedDeployment'],
+      deployment: { replicas: 2, ownedByPool: true },
+    },
+  },
+  {
+    name: 'WorkerFailing: a worker that keeps exiting (a missing tasks module) is quoted in Ready, with an Event',
+    given: async (kube) => {
+      await addTaskQueue(kube, 'default');
+      const pool = await addPool(kube);
+      await kube.create(resources.pods, { metadata: { name: `${POOL}-abc`, namespace: NS, labels: { 'celeriac.io/worker-pool': POOL } } } as KubeObject);
+      const status = {
+        containerStatuses: [
+          {
+            name: 'worker',
+            restartCount: 3,
+            state: { waiting: { reason: 'CrashLoopBackOff' } },
+            lastState: { terminated: { exitCode: 1, reason: 'Error', message: 'starting\ncannot load the tasks module /app/tasks/tasks.js' } },
+          },
+        ],
+      };
+      await kube.patch(resources.pods, NS, `${POOL}-abc`, { status }, { subresource: 'status' });
+      return pool;
+    },
+    expect: {
+      requeueAfterMs: WAITING_RECHECK_MS,
+      conditions: { Ready: 'False/WorkerFailing', Progressing: 'True/RollingOut', ScalingActive: 'False/FixedReplicas', Degraded: 'False/AsExpected' },
+      events: ['Normal CreatedDeployment', 'Warning WorkerFailing'],
       deployment: { replicas: 2, ownedByPool: true },
     },
   },
