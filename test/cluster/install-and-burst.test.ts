@@ -5,21 +5,19 @@
 // min, every task runs exactly once (counted by the tasks themselves) and the pool drains back to
 // min. The burst's figures (time to the first new pod Ready and to its first task, peak replicas,
 // replica-seconds, wait p95) are printed as test diagnostics.
-import { after, before, test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { AppsV1Api, CoreV1Api, CoordinationV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { CoordinationV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { Redis } from 'ioredis';
 import { createApp } from '../../runtime/src/index.js';
-import { clusterSkipReason, hostSnapshot, startCluster, type Cluster } from '../support/cluster.js';
+import { isPodReady as isReady, operatorRelease, useProductCluster } from '../support/cluster.js';
 import { eventually } from '../support/eventually.js';
 import { repoRoot } from '../support/processes.js';
 import { projectImage, projectImageArchive } from '../support/project-image.js';
-import { startRedis, type TestServer } from '../support/servers.js';
 
-const release = 'celeriac';
-const operatorNs = 'celeriac-system';
+const { name: release, namespace: operatorNs } = operatorRelease;
 const ns = 'shop';
 const pool = 'shop-workers';
 const minReplicas = 1;
@@ -27,84 +25,13 @@ const maxReplicas = 6;
 const concurrency = 4;
 const burstSize = 1500;
 
-let cluster: Cluster | undefined;
-let hostBefore: ReturnType<typeof hostSnapshot> | undefined;
-let redis: TestServer | undefined;
-let skip: string | false = false;
-let core: CoreV1Api;
-let apps: AppsV1Api;
-
-function skipOrFail(t: TestContext): boolean {
-  if (!skip) return false;
-  if (process.env.CELERIAC_REQUIRE_SERVICES === '1') assert.fail(`the cluster tier is required (CELERIAC_REQUIRE_SERVICES=1) but cannot run: ${skip}`);
-  console.error(`\n!!! SKIPPED ${t.name}: ${skip}\n`);
-  t.skip(skip);
-  return true;
-}
-
-before(async () => {
-  skip = clusterSkipReason();
-  if (skip) return;
-  hostBefore = hostSnapshot();
-  let at = Date.now();
-  const archive = await projectImageArchive();
-  console.error(`[cluster] project image built and saved in ${Date.now() - at} ms`);
-  at = Date.now();
-  cluster = await startCluster({ images: [archive] });
-  console.error(`[cluster] cluster up (images imported) in ${Date.now() - at} ms`);
-  redis = await startRedis({ host: cluster.nodeIP });
-  const kc = new KubeConfig();
-  kc.loadFromFile(cluster.kubeconfigPath);
-  core = kc.makeApiClient(CoreV1Api);
-  apps = kc.makeApiClient(AppsV1Api);
-});
-
-after(async () => {
-  await redis?.stop();
-  await cluster?.stop();
-  if (hostBefore) {
-    // The host as found: the sysctls the kubelet and CNI rewrite, and no kube-proxy chain left.
-    const now = hostSnapshot();
-    assert.deepEqual([...now.sysctls], [...hostBefore.sysctls], 'sysctls changed by the cluster');
-    const kube = (chains: string[]) => chains.filter((c) => c.includes('/KUBE-'));
-    assert.deepEqual(kube(now.chains), kube(hostBefore.chains), 'iptables chains left by the cluster');
-  }
-});
-
-/** Fails with the operator's log attached, so a cluster failure says what the operator saw. */
-async function withOperatorLog<T>(f: () => Promise<T>): Promise<T> {
-  try {
-    return await f();
-  } catch (err) {
-    const logs = await cluster!
-      .kubectl(['-n', operatorNs, 'logs', `deployment/${release}`, '--tail=40'])
-      .catch((e: Error) => `(no operator log: ${e.message})`);
-    throw new Error(`${(err as Error).message}\n--- operator log\n${logs}`, { cause: err });
-  }
-}
+const product = useProductCluster(async () => [await projectImageArchive()]);
+const skipOrFail = product.skipOrFail;
 
 test('kubectl apply -f crds/ and helm install: the operator pod becomes Ready under the chart RBAC, with leader election on', async (t) => {
   if (skipOrFail(t)) return;
-  const c = cluster!;
-  await c.kubectl(['apply', '--server-side', '-f', join(repoRoot, 'crds')]);
-  const [repository, tag] = projectImage.split(':') as [string, string];
-  await c.helm([
-    'install',
-    release,
-    join(repoRoot, 'charts', 'celeriac'),
-    '--namespace',
-    operatorNs,
-    '--create-namespace',
-    '--set',
-    `image.repository=${repository}`,
-    '--set',
-    `image.tag=${tag}`,
-    '--set',
-    'image.pullPolicy=Never',
-    '--set',
-    'operator.leaderElect=true',
-  ]);
-  await withOperatorLog(() => c.kubectl(['-n', operatorNs, 'rollout', 'status', `deployment/${release}`, '--timeout=180s']));
+  const { cluster: c, core } = product.get();
+  await product.get().installOperator(projectImage, ['operator.leaderElect=true']);
 
   const [pod] = (await core.listNamespacedPod({ namespace: operatorNs, labelSelector: 'app.kubernetes.io/name=celeriac' })).items;
   assert.ok(pod, 'no operator pod');
@@ -181,14 +108,10 @@ function exampleObjects(brokerUrl: string): unknown[] {
   ];
 }
 
-function isReady(p: V1Pod): boolean {
-  return p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
-}
-
 test('the docs example serves a burst: scale up from min, every task exactly once, drain back to min', async (t) => {
   if (skipOrFail(t)) return;
-  const c = cluster!;
-  const brokerUrl = redis!.url;
+  const { cluster: c, core, apps, withOperatorLog } = product.get();
+  const brokerUrl = product.get().redis.url;
   await c.kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: exampleObjects(brokerUrl) }));
 
   // The pool comes up at min and its printer columns and Events show, as `kubectl get/describe` do.
@@ -310,8 +233,7 @@ test('the docs example serves a burst: scale up from min, every task exactly onc
 
 test('kubectl delete pod while its acksLate tasks run: they finish there (warm shutdown), nothing runs twice or is lost', async (t) => {
   if (skipOrFail(t)) return;
-  const c = cluster!;
-  const brokerUrl = redis!.url.replace(c.nodeIP, '127.0.0.1');
+  const { cluster: c, core, withOperatorLog, hostRedisUrl: brokerUrl } = product.get();
   const client = createApp({ name: 'cluster-delete-client', broker: brokerUrl });
   const counter = new Redis(brokerUrl);
   const count = 24;
@@ -361,7 +283,7 @@ test('kubectl delete pod while its acksLate tasks run: they finish there (warm s
 
 test("the chart's RBAC, against the apiserver's audit log: nothing the operator did was forbidden, and Secrets are only read by name", async (t) => {
   if (skipOrFail(t)) return;
-  const c = cluster!;
+  const c = product.get().cluster;
   const sa = `system:serviceaccount:${operatorNs}:${release}`;
   interface AuditEvent {
     stage: string;

@@ -19,8 +19,12 @@ import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, rm
 import { mkdtempSync } from 'node:fs';
 import { hostname, networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { AppsV1Api, CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { eventually } from './eventually.js';
-import { freePort } from './servers.js';
+import { repoRoot } from './processes.js';
+import { freePort, startRedis, type TestServer } from './servers.js';
 
 /** What the cluster tier needs from setup-cluster.sh, or why it cannot run. */
 export function clusterSkipReason(): string | false {
@@ -716,4 +720,110 @@ export function hostSnapshot(): { sysctls: Map<string, string>; chains: string[]
     mounts: readFileSync('/proc/self/mountinfo', 'utf8').split('\n').length,
     netns: existsSync('/var/run/netns') ? readdirSync('/var/run/netns').sort() : [],
   };
+}
+
+// ---- the product on the cluster: what every cluster-tier test file sets up the same way ----
+
+/** The chart release and namespace the cluster tier installs the operator as. */
+export const operatorRelease = { name: 'celeriac', namespace: 'celeriac-system' } as const;
+
+/** A started cluster with the project's chart to install, Redis on the node IP and API clients. */
+export interface ProductCluster {
+  readonly cluster: Cluster;
+  /** Redis bound to the node IP (its URL names the node IP: give it to pods). */
+  readonly redis: TestServer;
+  /** The same Redis as the host reaches it (127.0.0.1). */
+  readonly hostRedisUrl: string;
+  readonly core: CoreV1Api;
+  readonly apps: AppsV1Api;
+  /** Runs `f`; a failure carries the operator's last log lines, so it says what the operator saw. */
+  withOperatorLog<T>(f: () => Promise<T>): Promise<T>;
+  /** `helm install` of charts/celeriac with `image` as the operator (pull policy Never); waits for its rollout. */
+  installOperator(image: string, extraSets?: readonly string[]): Promise<void>;
+}
+
+/**
+ * Registers the cluster tier's before/after hooks in the calling test file: the cluster started
+ * with `images()` imported (the skip reason instead when it cannot run here), Redis on the node
+ * IP, and after the file the cluster stopped and the host checked as found (the sysctls the
+ * kubelet and CNI rewrite, no KUBE-* chain left). `skipOrFail(t)` starts each test: it skips
+ * loudly, or fails under CELERIAC_REQUIRE_SERVICES=1.
+ */
+export function useProductCluster(images: () => Promise<readonly string[]>): { get(): ProductCluster; skipOrFail(t: TestContext): boolean } {
+  let skip: string | false = false;
+  let hostBefore: ReturnType<typeof hostSnapshot> | undefined;
+  let cluster: Cluster | undefined;
+  let redis: TestServer | undefined;
+  let product: ProductCluster | undefined;
+  before(async () => {
+    skip = clusterSkipReason();
+    if (skip) return;
+    hostBefore = hostSnapshot();
+    let at = Date.now();
+    const archives = await images();
+    console.error(`[cluster] images built and saved in ${Date.now() - at} ms`);
+    at = Date.now();
+    const c = (cluster = await startCluster({ images: archives }));
+    console.error(`[cluster] cluster up (images imported) in ${Date.now() - at} ms`);
+    const r = (redis = await startRedis({ host: c.nodeIP }));
+    const kc = new KubeConfig();
+    kc.loadFromFile(c.kubeconfigPath);
+    const { name: release, namespace } = operatorRelease;
+    const withOperatorLog = async <T>(f: () => Promise<T>): Promise<T> => {
+      try {
+        return await f();
+      } catch (err) {
+        const logs = await c.kubectl(['-n', namespace, 'logs', `deployment/${release}`, '--tail=40']).catch((e: Error) => `(no operator log: ${e.message})`);
+        throw new Error(`${(err as Error).message}\n--- operator log\n${logs}`, { cause: err });
+      }
+    };
+    product = {
+      cluster: c,
+      redis: r,
+      hostRedisUrl: r.url.replace(c.nodeIP, '127.0.0.1'),
+      core: kc.makeApiClient(CoreV1Api),
+      apps: kc.makeApiClient(AppsV1Api),
+      withOperatorLog,
+      async installOperator(image, extraSets = []) {
+        await c.kubectl(['apply', '--server-side', '-f', join(repoRoot, 'crds')]);
+        const [repository, tag] = image.split(':') as [string, string];
+        const sets = [`image.repository=${repository}`, `image.tag=${tag}`, 'image.pullPolicy=Never', ...extraSets];
+        await c.helm([
+          'install',
+          release,
+          join(repoRoot, 'charts', 'celeriac'),
+          '--namespace',
+          namespace,
+          '--create-namespace',
+          ...sets.flatMap((s) => ['--set', s]),
+        ]);
+        await withOperatorLog(() => c.kubectl(['-n', namespace, 'rollout', 'status', `deployment/${release}`, '--timeout=180s']));
+      },
+    };
+  });
+  after(async () => {
+    await redis?.stop();
+    await cluster?.stop();
+    if (hostBefore) {
+      const now = hostSnapshot();
+      assert.deepEqual([...now.sysctls], [...hostBefore.sysctls], 'sysctls changed by the cluster');
+      const kube = (chains: string[]) => chains.filter((c) => c.includes('/KUBE-'));
+      assert.deepEqual(kube(now.chains), kube(hostBefore.chains), 'iptables chains left by the cluster');
+    }
+  });
+  return {
+    get: () => product!,
+    skipOrFail(t) {
+      if (!skip) return false;
+      if (process.env.CELERIAC_REQUIRE_SERVICES === '1') assert.fail(`the cluster tier is required (CELERIAC_REQUIRE_SERVICES=1) but cannot run: ${skip}`);
+      console.error(`\n!!! SKIPPED ${t.name}: ${skip}\n`);
+      t.skip(skip);
+      return true;
+    },
+  };
+}
+
+/** Whether a pod's Ready condition is True. */
+export function isPodReady(p: V1Pod): boolean {
+  return p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
 }
