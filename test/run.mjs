@@ -30,8 +30,9 @@ const tiers = [
   { name: 'interop', dirs: ['interop'], needs: ['services', 'python'] },
   { name: 'operator', dirs: ['operator'], needs: ['k8s', 'services', 'python'] }, // python: Celery workers stand in for pods
   { name: 'package', dirs: ['package'], needs: ['k8s', 'image'] },
-  // A real single-node cluster (kubelet, containerd) started by the test: needs root.
-  { name: 'cluster', dirs: ['cluster'], needs: ['cluster', 'services', 'image'] },
+  // A real single-node cluster (kubelet, containerd) started by each test file: needs root, and
+  // one file at a time (one cluster per host: its bridge, node name and host state are global).
+  { name: 'cluster', dirs: ['cluster'], needs: ['cluster', 'services', 'image'], serial: true },
 ];
 
 function testFiles(dir) {
@@ -96,7 +97,7 @@ for (const tier of selected) {
   console.error(`\n[test] tier ${tier.name}: ${files.length} file(s)`);
   // A test that hangs fails with its name after this long instead of stalling CI.
   const timeout = process.env.CELERIAC_TEST_TIMEOUT_MS ?? '300000';
-  const r = spawnSync(process.execPath, ['--test', '--test-reporter=spec', `--test-timeout=${timeout}`, ...files], {
+  const r = spawnSync(process.execPath, ['--test', '--test-reporter=spec', `--test-timeout=${timeout}`, ...(tier.serial ? ['--test-concurrency=1'] : []), ...files], {
     cwd: root,
     stdio: 'inherit',
     env: { ...process.env, CELERIAC_TEST_TIER: tier.name },
