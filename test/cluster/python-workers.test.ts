@@ -96,6 +96,13 @@ test('a burst on Python Celery workers: scale up from min, every task exactly on
         const pods = await podsOfPool();
         const describe = pods.map((p) => `${p.metadata?.name} ${p.status?.phase} ${JSON.stringify(p.status?.containerStatuses?.[0]?.state)}`);
         assert.equal(pods.filter(isPodReady).length, minReplicas, `Ready worker pods: ${describe.join(', ')}`);
+        assert.equal(pods.length, minReplicas, `worker pods: ${describe.join(', ')}`);
+        // The autoscaler reads the idle pool (no scale-up without work) before the burst starts.
+        const wp = JSON.parse(await c.kubectl(['-n', ns, 'get', 'workerpool', pool, '-o', 'json'])) as {
+          status?: { autoscaling?: { desiredReplicas?: number; reason?: string; message?: string } };
+        };
+        assert.equal(wp.status?.autoscaling?.desiredReplicas, minReplicas, JSON.stringify(wp.status?.autoscaling));
+        assert.notEqual(wp.status?.autoscaling?.reason, 'MetricsUnavailable', JSON.stringify(wp.status?.autoscaling));
       },
       { timeoutMs: 180_000, intervalMs: 1000 },
     ),
