@@ -97,11 +97,15 @@ for (const tier of selected) {
   console.error(`\n[test] tier ${tier.name}: ${files.length} file(s)`);
   // A test that hangs fails with its name after this long instead of stalling CI.
   const timeout = process.env.CELERIAC_TEST_TIMEOUT_MS ?? '300000';
-  const r = spawnSync(process.execPath, ['--test', '--test-reporter=spec', `--test-timeout=${timeout}`, ...(tier.serial ? ['--test-concurrency=1'] : []), ...files], {
-    cwd: root,
-    stdio: 'inherit',
-    env: { ...process.env, CELERIAC_TEST_TIER: tier.name },
-  });
+  const r = spawnSync(
+    process.execPath,
+    ['--test', '--test-reporter=spec', `--test-timeout=${timeout}`, ...(tier.serial ? ['--test-concurrency=1'] : []), ...files],
+    {
+      cwd: root,
+      stdio: 'inherit',
+      env: { ...process.env, CELERIAC_TEST_TIER: tier.name },
+    },
+  );
   summary.push(`${tier.name}: ${r.status === 0 ? 'passed' : `FAILED (exit ${r.status})`}`);
   if (r.status !== 0) failed = true;
 }
