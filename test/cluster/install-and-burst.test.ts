@@ -9,10 +9,20 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CoordinationV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { CoordinationV1Api, KubeConfig } from '@kubernetes/client-node';
 import { Redis } from 'ioredis';
 import { createApp } from '../../runtime/src/index.js';
-import { isPodReady as isReady, operatorRelease, useProductCluster } from '../support/cluster.js';
+import {
+  burstAutoscaling,
+  burstFigures,
+  isPodReady as isReady,
+  listPoolPods,
+  operatorRelease,
+  useProductCluster,
+  waitPoolSize,
+  watchPool,
+  type BurstRun,
+} from '../support/cluster.js';
 import { eventually } from '../support/eventually.js';
 import { repoRoot } from '../support/processes.js';
 import { projectImage, projectImageArchive } from '../support/project-image.js';
@@ -92,17 +102,7 @@ function exampleObjects(brokerUrl: string): unknown[] {
         concurrency,
         prefetchMultiplier: 1,
         terminationGracePeriodSeconds: 60,
-        autoscaling: {
-          minReplicas,
-          maxReplicas,
-          pollingIntervalSeconds: 2,
-          cooldownPeriodSeconds: 30,
-          activationThreshold: 0,
-          targetDrainSeconds: 20,
-          targetUtilization: 0.8,
-          metrics: [{ type: 'queueDepth' }, { type: 'inFlight' }],
-          behavior: { scaleDown: { stabilizationWindowSeconds: 10, policies: [{ type: 'Percent', value: 100, periodSeconds: 10 }] } },
-        },
+        autoscaling: burstAutoscaling(minReplicas, maxReplicas),
       },
     },
   ];
@@ -110,12 +110,12 @@ function exampleObjects(brokerUrl: string): unknown[] {
 
 test('the docs example serves a burst: scale up from min, every task exactly once, drain back to min', async (t) => {
   if (skipOrFail(t)) return;
-  const { cluster: c, core, apps, withOperatorLog } = product.get();
+  const { cluster: c, core, withOperatorLog } = product.get();
   const brokerUrl = product.get().redis.url;
   await c.kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: exampleObjects(brokerUrl) }));
 
   // The pool comes up at min and its printer columns and Events show, as `kubectl get/describe` do.
-  const podsOfPool = async () => (await core.listNamespacedPod({ namespace: ns, labelSelector: `celeriac.io/worker-pool=${pool}` })).items;
+  const podsOfPool = () => listPoolPods(core, ns, pool);
   await withOperatorLog(() =>
     eventually(
       async () => {
@@ -134,15 +134,7 @@ test('the docs example serves a burst: scale up from min, every task exactly onc
   // The burst: acksLate tasks of 100-300 ms, sent from the host by a celeriac client.
   const client = createApp({ name: 'cluster-burst-client', broker: brokerUrl.replace(c.nodeIP, '127.0.0.1') });
   const counter = new Redis(brokerUrl.replace(c.nodeIP, '127.0.0.1'));
-  const samples: { at: number; pods: V1Pod[]; desired: number }[] = [];
-  let sampling = true;
-  const sampler = (async () => {
-    while (sampling) {
-      const [pods, dep] = await Promise.all([podsOfPool(), apps.readNamespacedDeployment({ name: pool, namespace: ns })]);
-      samples.push({ at: Date.now(), pods, desired: dep.spec?.replicas ?? 0 });
-      await new Promise((r) => setTimeout(r, 1000));
-    }
-  })();
+  const watch = watchPool(product.get(), ns, pool);
   const before = new Set((await podsOfPool()).map((p) => p.metadata!.name!));
   const burstAt = Date.now();
   try {
@@ -165,17 +157,7 @@ test('the docs example serves a burst: scale up from min, every task exactly onc
 
     // Back to min through drain-first: the surplus pods go, none is killed mid-task (checked by
     // the counts above and below staying at one run per task).
-    await withOperatorLog(() =>
-      eventually(
-        async () => {
-          const pods = await podsOfPool();
-          const dep = await apps.readNamespacedDeployment({ name: pool, namespace: ns });
-          assert.equal(dep.spec?.replicas, minReplicas);
-          assert.equal(pods.length, minReplicas, `pods left: ${pods.map((p) => p.metadata?.name).join(', ')}`);
-        },
-        { timeoutMs: 300_000, intervalMs: 1000 },
-      ),
-    );
+    await waitPoolSize(product.get(), ns, pool, minReplicas);
     const endAt = Date.now();
     assert.equal(await counter.hlen('burst:runs'), burstSize);
     assert.deepEqual(
@@ -185,38 +167,15 @@ test('the docs example serves a burst: scale up from min, every task exactly onc
     );
 
     // Figures of the burst.
-    sampling = false;
-    await sampler;
-    const log = (await counter.lrange('burst:log', 0, -1)).map((l) => JSON.parse(l) as { id: string; pod: string; sentAt: number; startedAt: number });
-    const peak = Math.max(...samples.map((s) => s.pods.length));
-    assert.ok(peak > minReplicas, `the pool never scaled above min (peak ${peak})`);
-    const newPods = new Map<string, V1Pod>();
-    for (const s of samples) for (const p of s.pods) if (!before.has(p.metadata!.name!)) newPods.set(p.metadata!.name!, p);
-    // When each new pod turned Ready, by its condition (1 s resolution), as seen in the samples.
-    const readyAt = [...newPods.keys()].flatMap((name) => {
-      const seen = samples.flatMap((s) => s.pods).find((q) => q.metadata!.name === name && isReady(q));
-      const cond = seen?.status?.conditions?.find((c) => c.type === 'Ready');
-      return cond?.lastTransitionTime ? [new Date(cond.lastTransitionTime).getTime()] : [];
-    });
-    const firstReady = Math.min(...readyAt);
-    const firstTaskOnNew = Math.min(...log.filter((l) => newPods.has(l.pod)).map((l) => l.startedAt));
-    let replicaSeconds = 0;
-    for (let i = 1; i < samples.length; i++) replicaSeconds += (samples[i - 1]!.pods.length * (samples[i]!.at - samples[i - 1]!.at)) / 1000;
-    const waits = log.map((l) => (l.startedAt - l.sentAt) / 1000).sort((a, b) => a - b);
-    const p95 = waits[Math.floor(waits.length * 0.95)]!;
+    await watch.stop();
+    const log = (await counter.lrange('burst:log', 0, -1)).map((l) => JSON.parse(l) as BurstRun);
     const figures = {
       tasks: burstSize,
       taskMs: '100-300',
       concurrencyPerPod: concurrency,
-      burstToFirstNewPodReadySeconds: (firstReady - burstAt) / 1000,
-      burstToFirstTaskOnNewPodSeconds: (firstTaskOnNew - burstAt) / 1000,
-      peakReplicas: peak,
-      peakDesiredReplicas: Math.max(...samples.map((s) => s.desired)),
-      replicaSeconds: Math.round(replicaSeconds),
-      waitP95Seconds: Number(p95.toFixed(2)),
-      burstToAllDoneAndBackAtMinSeconds: (endAt - burstAt) / 1000,
-      podsThatRanTasks: new Set(log.map((l) => l.pod)).size,
+      ...burstFigures({ samples: watch.samples, podsBefore: before, runs: log, burstAt, endAt }),
     };
+    assert.ok(figures.peakReplicas > minReplicas, `the pool never scaled above min (peak ${figures.peakReplicas})`);
     t.diagnostic(`burst figures: ${JSON.stringify(figures)}`);
     console.error(`[cluster] burst figures: ${JSON.stringify(figures)}`);
     assert.ok(figures.podsThatRanTasks > minReplicas, 'tasks ran on the new pods too');
@@ -224,8 +183,7 @@ test('the docs example serves a burst: scale up from min, every task exactly onc
     const operatorLog = await c.kubectl(['-n', operatorNs, 'logs', `deployment/${release}`]);
     assert.match(operatorLog, /drained pods removed/, 'the scale-down did not go through drain-first');
   } finally {
-    sampling = false;
-    await sampler.catch((err: unknown) => console.error('[cluster] the pod sampler failed', err));
+    await watch.stop().catch((err: unknown) => console.error('[cluster] the pod sampler failed', err));
     await client.close();
     counter.disconnect();
   }

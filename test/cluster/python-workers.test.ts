@@ -9,10 +9,19 @@
 // (time to the first new pod Ready, peak replicas, ...) are printed as test diagnostics.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { V1Pod } from '@kubernetes/client-node';
 import { Redis } from 'ioredis';
 import { createApp } from '../../runtime/src/index.js';
-import { isPodReady, operatorRelease, useProductCluster } from '../support/cluster.js';
+import {
+  burstAutoscaling,
+  burstFigures,
+  isPodReady,
+  listPoolPods,
+  operatorRelease,
+  useProductCluster,
+  waitPoolSize,
+  watchPool,
+  type BurstRun,
+} from '../support/cluster.js';
 import { eventually } from '../support/eventually.js';
 import { projectImage, projectImageArchive, pythonCeleryImage } from '../support/project-image.js';
 
@@ -68,17 +77,7 @@ function poolObjects(brokerUrl: string): unknown[] {
         concurrency,
         prefetchMultiplier: 1,
         terminationGracePeriodSeconds: 60,
-        autoscaling: {
-          minReplicas,
-          maxReplicas,
-          pollingIntervalSeconds: 2,
-          cooldownPeriodSeconds: 30,
-          activationThreshold: 0,
-          targetDrainSeconds: 20,
-          targetUtilization: 0.8,
-          metrics: [{ type: 'queueDepth' }, { type: 'inFlight' }],
-          behavior: { scaleDown: { stabilizationWindowSeconds: 10, policies: [{ type: 'Percent', value: 100, periodSeconds: 10 }] } },
-        },
+        autoscaling: burstAutoscaling(minReplicas, maxReplicas),
       },
     },
   ];
@@ -86,10 +85,10 @@ function poolObjects(brokerUrl: string): unknown[] {
 
 test('a burst on Python Celery workers: scale up from min, every task exactly once and SUCCESS, drained back to min', async (t) => {
   if (product.skipOrFail(t)) return;
-  const { cluster: c, core, apps, redis, hostRedisUrl, withOperatorLog } = product.get();
+  const { cluster: c, core, redis, hostRedisUrl, withOperatorLog } = product.get();
   await c.kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: poolObjects(redis.url) }));
 
-  const podsOfPool = async () => (await core.listNamespacedPod({ namespace: ns, labelSelector: `celeriac.io/worker-pool=${pool}` })).items;
+  const podsOfPool = () => listPoolPods(core, ns, pool);
   await withOperatorLog(() =>
     eventually(
       async () => {
@@ -115,15 +114,7 @@ test('a burst on Python Celery workers: scale up from min, every task exactly on
 
   const client = createApp({ name: 'cluster-python-burst-client', broker: hostRedisUrl, backend: hostRedisUrl });
   const counter = new Redis(hostRedisUrl);
-  const samples: { at: number; pods: V1Pod[]; desired: number }[] = [];
-  let sampling = true;
-  const sampler = (async () => {
-    while (sampling) {
-      const [pods, dep] = await Promise.all([podsOfPool(), apps.readNamespacedDeployment({ name: pool, namespace: ns })]);
-      samples.push({ at: Date.now(), pods, desired: dep.spec?.replicas ?? 0 });
-      await new Promise((r) => setTimeout(r, 1000));
-    }
-  })();
+  const watch = watchPool(product.get(), ns, pool);
   const before = new Set((await podsOfPool()).map((p) => p.metadata!.name!));
   const burstAt = Date.now();
   try {
@@ -148,17 +139,7 @@ test('a burst on Python Celery workers: scale up from min, every task exactly on
     assert.deepEqual((await runs()).twice, [], 'tasks that ran more than once');
 
     // Back to min through the Celery drain: surplus pods are removed only once idle.
-    await withOperatorLog(() =>
-      eventually(
-        async () => {
-          const pods = await podsOfPool();
-          const dep = await apps.readNamespacedDeployment({ name: pool, namespace: ns });
-          assert.equal(dep.spec?.replicas, minReplicas);
-          assert.equal(pods.length, minReplicas, `pods left: ${pods.map((p) => p.metadata?.name).join(', ')}`);
-        },
-        { timeoutMs: 300_000, intervalMs: 1000 },
-      ),
-    );
+    await waitPoolSize(product.get(), ns, pool, minReplicas);
     const endAt = Date.now();
     const after = await runs();
     assert.equal(after.count, burstSize);
@@ -169,36 +150,16 @@ test('a burst on Python Celery workers: scale up from min, every task exactly on
     const notSuccess = states.filter(([, s]) => s !== 'SUCCESS');
     assert.deepEqual(notSuccess, [], 'tasks whose result is not SUCCESS');
 
-    sampling = false;
-    await sampler;
-    const log = (await counter.lrange('pyburst:log', 0, -1)).map((l) => JSON.parse(l) as { id: string; pod: string; sentAt: number; startedAt: number });
-    const peak = Math.max(...samples.map((s) => s.pods.length));
-    assert.ok(peak > minReplicas, `the pool never scaled above min (peak ${peak})`);
-    const newPods = new Set<string>();
-    for (const s of samples) for (const p of s.pods) if (!before.has(p.metadata!.name!)) newPods.add(p.metadata!.name!);
-    const readyAt = [...newPods].flatMap((name) => {
-      const seen = samples.flatMap((s) => s.pods).find((q) => q.metadata!.name === name && isPodReady(q));
-      const cond = seen?.status?.conditions?.find((c) => c.type === 'Ready');
-      return cond?.lastTransitionTime ? [new Date(cond.lastTransitionTime).getTime()] : [];
-    });
-    const firstTaskOnNew = Math.min(...log.filter((l) => newPods.has(l.pod)).map((l) => l.startedAt));
-    let replicaSeconds = 0;
-    for (let i = 1; i < samples.length; i++) replicaSeconds += (samples[i - 1]!.pods.length * (samples[i]!.at - samples[i - 1]!.at)) / 1000;
-    const waits = log.map((l) => (l.startedAt - l.sentAt) / 1000).sort((a, b) => a - b);
+    await watch.stop();
+    const log = (await counter.lrange('pyburst:log', 0, -1)).map((l) => JSON.parse(l) as BurstRun);
     const figures = {
       tasks: burstSize,
       taskMs: '100-300',
       celery: '5.2 (Debian bookworm)',
       concurrencyPerPod: concurrency,
-      burstToFirstNewPodReadySeconds: (Math.min(...readyAt) - burstAt) / 1000,
-      burstToFirstTaskOnNewPodSeconds: (firstTaskOnNew - burstAt) / 1000,
-      peakReplicas: peak,
-      peakDesiredReplicas: Math.max(...samples.map((s) => s.desired)),
-      replicaSeconds: Math.round(replicaSeconds),
-      waitP95Seconds: Number(waits[Math.floor(waits.length * 0.95)]!.toFixed(2)),
-      burstToAllDoneAndBackAtMinSeconds: (endAt - burstAt) / 1000,
-      podsThatRanTasks: new Set(log.map((l) => l.pod)).size,
+      ...burstFigures({ samples: watch.samples, podsBefore: before, runs: log, burstAt, endAt }),
     };
+    assert.ok(figures.peakReplicas > minReplicas, `the pool never scaled above min (peak ${figures.peakReplicas})`);
     t.diagnostic(`python burst figures: ${JSON.stringify(figures)}`);
     console.error(`[cluster] python burst figures: ${JSON.stringify(figures)}`);
     assert.ok(figures.podsThatRanTasks > minReplicas, 'tasks ran on the new pods too');
@@ -210,8 +171,7 @@ test('a burst on Python Celery workers: scale up from min, every task exactly on
     const wp = JSON.parse(await c.kubectl(['-n', ns, 'get', 'workerpool', pool, '-o', 'json'])) as { status?: { autoscaling?: { celeryEvents?: string } } };
     assert.match(wp.status?.autoscaling?.celeryEvents ?? '', /^(Enabled|EnabledByOperator)$/, JSON.stringify(wp.status?.autoscaling));
   } finally {
-    sampling = false;
-    await sampler.catch((err: unknown) => console.error('[cluster] the pod sampler failed', err));
+    await watch.stop().catch((err: unknown) => console.error('[cluster] the pod sampler failed', err));
     await client.close();
     counter.disconnect();
   }

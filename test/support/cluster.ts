@@ -827,3 +827,112 @@ export function useProductCluster(images: () => Promise<readonly string[]>): { g
 export function isPodReady(p: V1Pod): boolean {
   return p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
 }
+
+/** One look at a WorkerPool during a burst: its pods and the Deployment's desired replicas. */
+export interface PoolSample {
+  readonly at: number;
+  readonly pods: V1Pod[];
+  readonly desired: number;
+}
+
+/** One task run as the burst's tasks log it (in Redis). */
+export interface BurstRun {
+  readonly pod: string;
+  readonly sentAt: number;
+  readonly startedAt: number;
+}
+
+/** The pods of a WorkerPool now (by the operator's pool label). */
+export async function listPoolPods(core: CoreV1Api, namespace: string, pool: string): Promise<V1Pod[]> {
+  return (await core.listNamespacedPod({ namespace, labelSelector: `celeriac.io/worker-pool=${pool}` })).items;
+}
+
+/**
+ * Watches a WorkerPool through a burst: a sample of its pods and desired replicas every second
+ * until `stop()` (the figures come from `burstFigures`).
+ */
+export function watchPool(p: ProductCluster, namespace: string, pool: string) {
+  const pods = () => listPoolPods(p.core, namespace, pool);
+  const samples: PoolSample[] = [];
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      const [now, dep] = await Promise.all([pods(), p.apps.readNamespacedDeployment({ name: pool, namespace })]);
+      samples.push({ at: Date.now(), pods: now, desired: dep.spec?.replicas ?? 0 });
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  })();
+  return {
+    samples,
+    /** Ends the sampling; rejects if a sample failed. */
+    async stop(): Promise<void> {
+      sampling = false;
+      await sampler;
+    },
+  };
+}
+
+/**
+ * The figures of a burst from the pool's samples and the tasks' own log: seconds from the burst
+ * to the first new pod Ready (its Ready condition, as seen in the samples) and to the first task
+ * on a new pod, peak replicas (pods and desired), replica-seconds, wait p95, pods that ran tasks.
+ */
+export function burstFigures(o: {
+  samples: readonly PoolSample[];
+  podsBefore: ReadonlySet<string>;
+  runs: readonly BurstRun[];
+  burstAt: number;
+  endAt: number;
+}) {
+  const { samples, runs, burstAt } = o;
+  const newPods = new Set<string>();
+  for (const s of samples) for (const p of s.pods) if (!o.podsBefore.has(p.metadata!.name!)) newPods.add(p.metadata!.name!);
+  const readyAt = [...newPods].flatMap((name) => {
+    const seen = samples.flatMap((s) => s.pods).find((q) => q.metadata!.name === name && isPodReady(q));
+    const cond = seen?.status?.conditions?.find((c) => c.type === 'Ready');
+    return cond?.lastTransitionTime ? [new Date(cond.lastTransitionTime).getTime()] : [];
+  });
+  let replicaSeconds = 0;
+  for (let i = 1; i < samples.length; i++) replicaSeconds += (samples[i - 1]!.pods.length * (samples[i]!.at - samples[i - 1]!.at)) / 1000;
+  const waits = runs.map((l) => (l.startedAt - l.sentAt) / 1000).sort((a, b) => a - b);
+  return {
+    burstToFirstNewPodReadySeconds: (Math.min(...readyAt) - burstAt) / 1000,
+    burstToFirstTaskOnNewPodSeconds: (Math.min(...runs.filter((l) => newPods.has(l.pod)).map((l) => l.startedAt)) - burstAt) / 1000,
+    peakReplicas: Math.max(...samples.map((s) => s.pods.length)),
+    peakDesiredReplicas: Math.max(...samples.map((s) => s.desired)),
+    replicaSeconds: Math.round(replicaSeconds),
+    waitP95Seconds: Number(waits[Math.floor(waits.length * 0.95)]!.toFixed(2)),
+    burstToAllDoneAndBackAtMinSeconds: (o.endAt - burstAt) / 1000,
+    podsThatRanTasks: new Set(runs.map((l) => l.pod)).size,
+  };
+}
+
+/** The autoscaling spec both burst tests give their pool: quick polls and a short scale-down window. */
+export function burstAutoscaling(minReplicas: number, maxReplicas: number) {
+  return {
+    minReplicas,
+    maxReplicas,
+    pollingIntervalSeconds: 2,
+    cooldownPeriodSeconds: 30,
+    activationThreshold: 0,
+    targetDrainSeconds: 20,
+    targetUtilization: 0.8,
+    metrics: [{ type: 'queueDepth' }, { type: 'inFlight' }],
+    behavior: { scaleDown: { stabilizationWindowSeconds: 10, policies: [{ type: 'Percent', value: 100, periodSeconds: 10 }] } },
+  };
+}
+
+/** Waits until a pool's Deployment wants `replicas` and exactly that many pods exist (the operator's log attached on failure). */
+export async function waitPoolSize(p: ProductCluster, namespace: string, pool: string, replicas: number, timeoutMs = 300_000): Promise<void> {
+  await p.withOperatorLog(() =>
+    eventually(
+      async () => {
+        const pods = await listPoolPods(p.core, namespace, pool);
+        const dep = await p.apps.readNamespacedDeployment({ name: pool, namespace });
+        assert.equal(dep.spec?.replicas, replicas);
+        assert.equal(pods.length, replicas, `pods left: ${pods.map((q) => q.metadata?.name).join(', ')}`);
+      },
+      { timeoutMs, intervalMs: 1000 },
+    ),
+  );
+}

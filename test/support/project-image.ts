@@ -63,6 +63,11 @@ async function buildMounts(): Promise<string[]> {
   return mounts;
 }
 
+/** `podman build` with chroot isolation (no OCI runtime needed) and the host's network. */
+async function podmanBuild(args: readonly string[], what: string): Promise<void> {
+  expectOk(await run('podman', ['build', '--isolation', 'chroot', '--network', 'host', ...args], { timeoutMs: 1_200_000 }), what);
+}
+
 let built: Promise<string | false> | undefined;
 
 /** Builds the image once; a string says why it cannot be built here. */
@@ -74,26 +79,7 @@ export function buildProjectImage(): Promise<string | false> {
     const haveBase = (await run('podman', ['image', 'exists', baseImage])).code === 0;
     if (!haveBase && !(await which('debootstrap'))) return 'debootstrap is not installed: no local Debian base image can be made';
     await ensureBaseImage();
-    expectOk(
-      await run(
-        'podman',
-        [
-          'build',
-          '--isolation',
-          'chroot',
-          '--network',
-          'host',
-          ...(await buildMounts()),
-          '--build-arg',
-          `NODE_IMAGE=${baseImage}`,
-          '-t',
-          projectImage,
-          repoRoot,
-        ],
-        { timeoutMs: 1_200_000 },
-      ),
-      'podman build',
-    );
+    await podmanBuild(['-t', projectImage, '--build-arg', `NODE_IMAGE=${baseImage}`, ...(await buildMounts()), repoRoot], 'podman build');
     // Each rebuild leaves the previous image untagged; without this, every test run keeps ~400 MB.
     await run('podman', ['image', 'prune', '-f']);
     return false;
@@ -144,26 +130,8 @@ export async function pythonCeleryImage(): Promise<{ image: string; archive: str
   const image = `${pythonCeleryRepository}:${hash.digest('hex').slice(0, 12)}`;
   if ((await run('podman', ['image', 'exists', image])).code !== 0) {
     const ca = '/etc/ssl/certs/ca-certificates.crt';
-    expectOk(
-      await run(
-        'podman',
-        [
-          'build',
-          '--isolation',
-          'chroot',
-          '--network',
-          'host',
-          ...(existsSync(ca) ? ['-v', `${ca}:${ca}:ro`] : []),
-          '--build-arg',
-          `BASE=${baseImage}`,
-          '-t',
-          image,
-          pythonCeleryDir,
-        ],
-        { timeoutMs: 1_200_000 },
-      ),
-      'podman build of the Python Celery image',
-    );
+    const mounts = existsSync(ca) ? ['-v', `${ca}:${ca}:ro`] : [];
+    await podmanBuild(['-t', image, '--build-arg', `BASE=${baseImage}`, ...mounts, pythonCeleryDir], 'podman build of the Python Celery image');
     const tags = expectOk(await run('podman', ['images', '--format', '{{.Repository}}:{{.Tag}}', pythonCeleryRepository]), 'podman images').stdout;
     for (const old of tags.split('\n').filter((t) => t.trim() && t.trim() !== image)) await run('podman', ['rmi', old.trim()]);
   }
