@@ -30,9 +30,10 @@ const tiers = [
   { name: 'interop', dirs: ['interop'], needs: ['services', 'python'] },
   { name: 'operator', dirs: ['operator'], needs: ['k8s', 'services', 'python'] }, // python: Celery workers stand in for pods
   { name: 'package', dirs: ['package'], needs: ['k8s', 'image'] },
-  // A real single-node cluster (kubelet, containerd) started by the test: needs root. One cluster
-  // start serves every scenario of a file, so a file runs for minutes (`timeoutMs`).
-  { name: 'cluster', dirs: ['cluster'], needs: ['cluster', 'services', 'image'], timeoutMs: 1_200_000 },
+  // A real single-node cluster (kubelet, containerd) started by each test file: needs root, and
+  // one file at a time (one cluster per host: its bridge, node name and host state are global).
+  // One cluster start serves every scenario of a file, so a file runs for minutes (`timeoutMs`).
+  { name: 'cluster', dirs: ['cluster'], needs: ['cluster', 'services', 'image'], serial: true, timeoutMs: 1_200_000 },
 ];
 
 function testFiles(dir) {
@@ -97,11 +98,15 @@ for (const tier of selected) {
   console.error(`\n[test] tier ${tier.name}: ${files.length} file(s)`);
   // A test file that hangs fails with its name after this long instead of stalling CI.
   const timeout = process.env.CELERIAC_TEST_TIMEOUT_MS ?? String(tier.timeoutMs ?? 300_000);
-  const r = spawnSync(process.execPath, ['--test', '--test-reporter=spec', `--test-timeout=${timeout}`, ...files], {
-    cwd: root,
-    stdio: 'inherit',
-    env: { ...process.env, CELERIAC_TEST_TIER: tier.name },
-  });
+  const r = spawnSync(
+    process.execPath,
+    ['--test', '--test-reporter=spec', `--test-timeout=${timeout}`, ...(tier.serial ? ['--test-concurrency=1'] : []), ...files],
+    {
+      cwd: root,
+      stdio: 'inherit',
+      env: { ...process.env, CELERIAC_TEST_TIER: tier.name },
+    },
+  );
   summary.push(`${tier.name}: ${r.status === 0 ? 'passed' : `FAILED (exit ${r.status})`}`);
   if (r.status !== 0) failed = true;
 }

@@ -19,8 +19,12 @@ import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, rm
 import { mkdtempSync } from 'node:fs';
 import { hostname, networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { AppsV1Api, CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { eventually } from './eventually.js';
-import { freePort } from './servers.js';
+import { repoRoot } from './processes.js';
+import { freePort, startRedis, type TestServer } from './servers.js';
 
 /** What the cluster tier needs from setup-cluster.sh, or why it cannot run. */
 export function clusterSkipReason(): string | false {
@@ -799,4 +803,219 @@ export function hostSnapshot(): { sysctls: Map<string, string>; chains: string[]
     mounts: readFileSync('/proc/self/mountinfo', 'utf8').split('\n').length,
     netns: existsSync('/var/run/netns') ? readdirSync('/var/run/netns').sort() : [],
   };
+}
+
+// ---- the product on the cluster: what every cluster-tier test file sets up the same way ----
+
+/** The chart release and namespace the cluster tier installs the operator as. */
+export const operatorRelease = { name: 'celeriac', namespace: 'celeriac-system' } as const;
+
+/** A started cluster with the project's chart to install, Redis on the node IP and API clients. */
+export interface ProductCluster {
+  readonly cluster: Cluster;
+  /** Redis bound to the node IP (its URL names the node IP: give it to pods). */
+  readonly redis: TestServer;
+  /** The same Redis as the host reaches it (127.0.0.1). */
+  readonly hostRedisUrl: string;
+  readonly core: CoreV1Api;
+  readonly apps: AppsV1Api;
+  /** Runs `f`; a failure carries the operator's last log lines, so it says what the operator saw. */
+  withOperatorLog<T>(f: () => Promise<T>): Promise<T>;
+  /** `helm install` of charts/celeriac with `image` as the operator (pull policy Never); waits for its rollout. */
+  installOperator(image: string, extraSets?: readonly string[]): Promise<void>;
+}
+
+/**
+ * Registers the cluster tier's before/after hooks in the calling test file: the cluster started
+ * with `images()` imported (the skip reason instead when it cannot run here), Redis on the node
+ * IP, and after the file the cluster stopped and the host checked as found (the sysctls the
+ * kubelet and CNI rewrite, no KUBE-* chain left). `skipOrFail(t)` starts each test: it skips
+ * loudly, or fails under CELERIAC_REQUIRE_SERVICES=1.
+ */
+export function useProductCluster(images: () => Promise<readonly string[]>): { get(): ProductCluster; skipOrFail(t: TestContext): boolean } {
+  let skip: string | false = false;
+  let hostBefore: ReturnType<typeof hostSnapshot> | undefined;
+  let cluster: Cluster | undefined;
+  let redis: TestServer | undefined;
+  let product: ProductCluster | undefined;
+  before(async () => {
+    skip = clusterSkipReason();
+    if (skip) return;
+    hostBefore = hostSnapshot();
+    let at = Date.now();
+    const archives = await images();
+    console.error(`[cluster] images built and saved in ${Date.now() - at} ms`);
+    at = Date.now();
+    const c = (cluster = await startCluster({ images: archives }));
+    console.error(`[cluster] cluster up (images imported) in ${Date.now() - at} ms`);
+    const r = (redis = await startRedis({ host: c.nodeIP }));
+    const kc = new KubeConfig();
+    kc.loadFromFile(c.kubeconfigPath);
+    const { name: release, namespace } = operatorRelease;
+    const withOperatorLog = async <T>(f: () => Promise<T>): Promise<T> => {
+      try {
+        return await f();
+      } catch (err) {
+        const logs = await c.kubectl(['-n', namespace, 'logs', `deployment/${release}`, '--tail=40']).catch((e: Error) => `(no operator log: ${e.message})`);
+        throw new Error(`${(err as Error).message}\n--- operator log\n${logs}`, { cause: err });
+      }
+    };
+    product = {
+      cluster: c,
+      redis: r,
+      hostRedisUrl: r.url.replace(c.nodeIP, '127.0.0.1'),
+      core: kc.makeApiClient(CoreV1Api),
+      apps: kc.makeApiClient(AppsV1Api),
+      withOperatorLog,
+      async installOperator(image, extraSets = []) {
+        await c.kubectl(['apply', '--server-side', '-f', join(repoRoot, 'crds')]);
+        const [repository, tag] = image.split(':') as [string, string];
+        const sets = [`image.repository=${repository}`, `image.tag=${tag}`, 'image.pullPolicy=Never', ...extraSets];
+        await c.helm([
+          'install',
+          release,
+          join(repoRoot, 'charts', 'celeriac'),
+          '--namespace',
+          namespace,
+          '--create-namespace',
+          ...sets.flatMap((s) => ['--set', s]),
+        ]);
+        await withOperatorLog(() => c.kubectl(['-n', namespace, 'rollout', 'status', `deployment/${release}`, '--timeout=180s']));
+      },
+    };
+  });
+  after(async () => {
+    await redis?.stop();
+    await cluster?.stop();
+    if (hostBefore) {
+      const now = hostSnapshot();
+      assert.deepEqual([...now.sysctls], [...hostBefore.sysctls], 'sysctls changed by the cluster');
+      const kube = (chains: string[]) => chains.filter((c) => c.includes('/KUBE-'));
+      assert.deepEqual(kube(now.chains), kube(hostBefore.chains), 'iptables chains left by the cluster');
+    }
+  });
+  return {
+    get: () => product!,
+    skipOrFail(t) {
+      if (!skip) return false;
+      if (process.env.CELERIAC_REQUIRE_SERVICES === '1') assert.fail(`the cluster tier is required (CELERIAC_REQUIRE_SERVICES=1) but cannot run: ${skip}`);
+      console.error(`\n!!! SKIPPED ${t.name}: ${skip}\n`);
+      t.skip(skip);
+      return true;
+    },
+  };
+}
+
+/** Whether a pod's Ready condition is True. */
+export function isPodReady(p: V1Pod): boolean {
+  return p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+}
+
+/** One look at a WorkerPool during a burst: its pods and the Deployment's desired replicas. */
+export interface PoolSample {
+  readonly at: number;
+  readonly pods: V1Pod[];
+  readonly desired: number;
+}
+
+/** One task run as the burst's tasks log it (in Redis). */
+export interface BurstRun {
+  readonly pod: string;
+  readonly sentAt: number;
+  readonly startedAt: number;
+}
+
+/** The pods of a WorkerPool now (by the operator's pool label). */
+export async function listPoolPods(core: CoreV1Api, namespace: string, pool: string): Promise<V1Pod[]> {
+  return (await core.listNamespacedPod({ namespace, labelSelector: `celeriac.io/worker-pool=${pool}` })).items;
+}
+
+/**
+ * Watches a WorkerPool through a burst: a sample of its pods and desired replicas every second
+ * until `stop()` (the figures come from `burstFigures`).
+ */
+export function watchPool(p: ProductCluster, namespace: string, pool: string) {
+  const pods = () => listPoolPods(p.core, namespace, pool);
+  const samples: PoolSample[] = [];
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      const [now, dep] = await Promise.all([pods(), p.apps.readNamespacedDeployment({ name: pool, namespace })]);
+      samples.push({ at: Date.now(), pods: now, desired: dep.spec?.replicas ?? 0 });
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  })();
+  return {
+    samples,
+    /** Ends the sampling; rejects if a sample failed. */
+    async stop(): Promise<void> {
+      sampling = false;
+      await sampler;
+    },
+  };
+}
+
+/**
+ * The figures of a burst from the pool's samples and the tasks' own log: seconds from the burst
+ * to the first new pod Ready (its Ready condition, as seen in the samples) and to the first task
+ * on a new pod, peak replicas (pods and desired), replica-seconds, wait p95, pods that ran tasks.
+ */
+export function burstFigures(o: {
+  samples: readonly PoolSample[];
+  podsBefore: ReadonlySet<string>;
+  runs: readonly BurstRun[];
+  burstAt: number;
+  endAt: number;
+}) {
+  const { samples, runs, burstAt } = o;
+  const newPods = new Set<string>();
+  for (const s of samples) for (const p of s.pods) if (!o.podsBefore.has(p.metadata!.name!)) newPods.add(p.metadata!.name!);
+  const readyAt = [...newPods].flatMap((name) => {
+    const seen = samples.flatMap((s) => s.pods).find((q) => q.metadata!.name === name && isPodReady(q));
+    const cond = seen?.status?.conditions?.find((c) => c.type === 'Ready');
+    return cond?.lastTransitionTime ? [new Date(cond.lastTransitionTime).getTime()] : [];
+  });
+  let replicaSeconds = 0;
+  for (let i = 1; i < samples.length; i++) replicaSeconds += (samples[i - 1]!.pods.length * (samples[i]!.at - samples[i - 1]!.at)) / 1000;
+  const waits = runs.map((l) => (l.startedAt - l.sentAt) / 1000).sort((a, b) => a - b);
+  return {
+    burstToFirstNewPodReadySeconds: (Math.min(...readyAt) - burstAt) / 1000,
+    burstToFirstTaskOnNewPodSeconds: (Math.min(...runs.filter((l) => newPods.has(l.pod)).map((l) => l.startedAt)) - burstAt) / 1000,
+    peakReplicas: Math.max(...samples.map((s) => s.pods.length)),
+    peakDesiredReplicas: Math.max(...samples.map((s) => s.desired)),
+    replicaSeconds: Math.round(replicaSeconds),
+    waitP95Seconds: Number(waits[Math.floor(waits.length * 0.95)]!.toFixed(2)),
+    burstToAllDoneAndBackAtMinSeconds: (o.endAt - burstAt) / 1000,
+    podsThatRanTasks: new Set(runs.map((l) => l.pod)).size,
+  };
+}
+
+/** The autoscaling spec both burst tests give their pool: quick polls and a short scale-down window. */
+export function burstAutoscaling(minReplicas: number, maxReplicas: number) {
+  return {
+    minReplicas,
+    maxReplicas,
+    pollingIntervalSeconds: 2,
+    cooldownPeriodSeconds: 30,
+    activationThreshold: 0,
+    targetDrainSeconds: 20,
+    targetUtilization: 0.8,
+    metrics: [{ type: 'queueDepth' }, { type: 'inFlight' }],
+    behavior: { scaleDown: { stabilizationWindowSeconds: 10, policies: [{ type: 'Percent', value: 100, periodSeconds: 10 }] } },
+  };
+}
+
+/** Waits until a pool's Deployment wants `replicas` and exactly that many pods exist (the operator's log attached on failure). */
+export async function waitPoolSize(p: ProductCluster, namespace: string, pool: string, replicas: number, timeoutMs = 300_000): Promise<void> {
+  await p.withOperatorLog(() =>
+    eventually(
+      async () => {
+        const pods = await listPoolPods(p.core, namespace, pool);
+        const dep = await p.apps.readNamespacedDeployment({ name: pool, namespace });
+        assert.equal(dep.spec?.replicas, replicas);
+        assert.equal(pods.length, replicas, `pods left: ${pods.map((q) => q.metadata?.name).join(', ')}`);
+      },
+      { timeoutMs, intervalMs: 1000 },
+    ),
+  );
 }

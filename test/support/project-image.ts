@@ -6,7 +6,8 @@
  * registry (--build-arg NODE_IMAGE). The build uses chroot isolation (no OCI runtime needed).
  */
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cachedNode24, expectOk, node24Version, npmCommand, repoRoot, run, which } from './package-tools.js';
@@ -62,6 +63,11 @@ async function buildMounts(): Promise<string[]> {
   return mounts;
 }
 
+/** `podman build` with chroot isolation (no OCI runtime needed) and the host's network. */
+async function podmanBuild(args: readonly string[], what: string): Promise<void> {
+  expectOk(await run('podman', ['build', '--isolation', 'chroot', '--network', 'host', ...args], { timeoutMs: 1_200_000 }), what);
+}
+
 let built: Promise<string | false> | undefined;
 
 /** Builds the image once; a string says why it cannot be built here. */
@@ -73,26 +79,7 @@ export function buildProjectImage(): Promise<string | false> {
     const haveBase = (await run('podman', ['image', 'exists', baseImage])).code === 0;
     if (!haveBase && !(await which('debootstrap'))) return 'debootstrap is not installed: no local Debian base image can be made';
     await ensureBaseImage();
-    expectOk(
-      await run(
-        'podman',
-        [
-          'build',
-          '--isolation',
-          'chroot',
-          '--network',
-          'host',
-          ...(await buildMounts()),
-          '--build-arg',
-          `NODE_IMAGE=${baseImage}`,
-          '-t',
-          projectImage,
-          repoRoot,
-        ],
-        { timeoutMs: 1_200_000 },
-      ),
-      'podman build',
-    );
+    await podmanBuild(['-t', projectImage, '--build-arg', `NODE_IMAGE=${baseImage}`, ...(await buildMounts()), repoRoot], 'podman build');
     // Each rebuild leaves the previous image untagged; without this, every test run keeps ~400 MB.
     await run('podman', ['image', 'prune', '-f']);
     return false;
@@ -101,21 +88,52 @@ export function buildProjectImage(): Promise<string | false> {
 }
 
 /**
- * The project's image as a docker-archive (for containerd's `ctr images import`), cached under its
- * image id so an unchanged image is saved once; older archives are removed.
+ * A docker-archive of a podman image (for containerd's `ctr images import`), cached under
+ * `<prefix>-<image id>.tar` so an unchanged image is saved once; older archives of the prefix go.
  */
-export async function projectImageArchive(): Promise<string> {
-  const why = await buildProjectImage();
-  if (why) throw new Error(why);
-  const id = expectOk(await run('podman', ['image', 'inspect', '--format', '{{.Id}}', projectImage]), 'podman image inspect')
+async function imageArchive(image: string, prefix: string): Promise<string> {
+  const id = expectOk(await run('podman', ['image', 'inspect', '--format', '{{.Id}}', image]), 'podman image inspect')
     .stdout.trim()
     .slice(0, 12);
   const dir = join(cacheRoot, 'cluster');
-  const archive = join(dir, `celeriac-image-${id}.tar`);
+  const archive = join(dir, `${prefix}-${id}.tar`);
   if (existsSync(archive)) return archive;
   await mkdir(dir, { recursive: true });
-  for (const old of await readdir(dir)) if (old.startsWith('celeriac-image-')) await rm(join(dir, old), { force: true });
-  expectOk(await run('podman', ['save', '--format', 'docker-archive', '-o', `${archive}.tmp`, projectImage], { timeoutMs: 600_000 }), 'podman save');
+  for (const old of await readdir(dir)) if (old.startsWith(`${prefix}-`)) await rm(join(dir, old), { force: true });
+  expectOk(await run('podman', ['save', '--format', 'docker-archive', '-o', `${archive}.tmp`, image], { timeoutMs: 600_000 }), 'podman save');
   await rename(`${archive}.tmp`, archive);
   return archive;
+}
+
+/** The project's image as a docker-archive, built first if needed. */
+export async function projectImageArchive(): Promise<string> {
+  const why = await buildProjectImage();
+  if (why) throw new Error(why);
+  return imageArchive(projectImage, 'celeriac-image');
+}
+
+const pythonCeleryDir = join(repoRoot, 'test', 'cluster', 'fixtures', 'python-celery');
+const pythonCeleryRepository = 'localhost/celeriac-python-celery';
+
+/**
+ * The cluster tier's Python Celery worker image (test/cluster/fixtures/python-celery): the local
+ * Debian bookworm base plus Debian's `celery`, `python3-celery` (5.2) and `python3-redis`, with the
+ * burst's tasks module. Tagged with a hash of its build inputs (the fixture files and the base
+ * image's id), so a machine builds it once and again only when an input changes; older tags go.
+ */
+export async function pythonCeleryImage(): Promise<{ image: string; archive: string }> {
+  if (!(await which('podman')) || !(await which('buildah'))) throw new Error('podman/buildah are not installed (apt-get install podman buildah runc)');
+  await ensureBaseImage();
+  const baseId = expectOk(await run('podman', ['image', 'inspect', '--format', '{{.Id}}', baseImage]), 'podman image inspect').stdout.trim();
+  const hash = createHash('sha256').update(baseId);
+  for (const f of (await readdir(pythonCeleryDir)).sort()) hash.update(f).update(await readFile(join(pythonCeleryDir, f)));
+  const image = `${pythonCeleryRepository}:${hash.digest('hex').slice(0, 12)}`;
+  if ((await run('podman', ['image', 'exists', image])).code !== 0) {
+    const ca = '/etc/ssl/certs/ca-certificates.crt';
+    const mounts = existsSync(ca) ? ['-v', `${ca}:${ca}:ro`] : [];
+    await podmanBuild(['-t', image, '--build-arg', `BASE=${baseImage}`, ...mounts, pythonCeleryDir], 'podman build of the Python Celery image');
+    const tags = expectOk(await run('podman', ['images', '--format', '{{.Repository}}:{{.Tag}}', pythonCeleryRepository]), 'podman images').stdout;
+    for (const old of tags.split('\n').filter((t) => t.trim() && t.trim() !== image)) await run('podman', ['rmi', old.trim()]);
+  }
+  return { image, archive: await imageArchive(image, 'python-celery-image') };
 }

@@ -29,7 +29,9 @@ export function connectCeleryPool(o: {
   timeoutMs?: number;
 }): CeleryPoolConnection {
   const log = o.log.child({ component: 'celery-pool' });
-  const app = createApp({ broker: o.brokerUrl, logger: log });
+  // env {}: the pool's broker URL is the whole config; the operator's own env is not a worker's
+  // (service links put CELERIAC_METRICS_PORT=tcp://... there, and it would win over the options).
+  const app = createApp({ broker: o.brokerUrl, logger: log, env: {} });
   const workers = createCeleryWorkersSource({
     control: app.control,
     receiveEvents: async (onEvent, signal) => receiveEvents(await app.broker(), onEvent, signal, { log }),

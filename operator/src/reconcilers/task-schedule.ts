@@ -42,7 +42,8 @@ function scheduleOf(ts: TaskSchedule): Schedule {
 
 export function createTaskScheduleReconciler(o: TaskScheduleReconcilerOptions): Reconciler<TaskSchedule> {
   const resyncMs = o.resyncMs ?? 300_000;
-  const appFor = o.appFor ?? ((url, ctx) => createApp({ broker: url, logger: ctx.log }));
+  // env {}: the TaskQueue's broker URL is the whole config, never the operator's own env (see celery-pool.ts).
+  const appFor = o.appFor ?? ((url, ctx) => createApp({ broker: url, logger: ctx.log, env: {} }));
   return {
     name: 'taskschedule',
     async reconcile(ts: TaskSchedule, ctx: ReconcileContext): Promise<Action> {

@@ -44,6 +44,13 @@ export interface AppOptions extends Partial<Omit<Config, 'acceptContent' | 'queu
   readonly logger?: Logger;
   /** Periodic tasks for `celeriac beat` / `worker -B` (Celery's beat_schedule; see beat/schedules.ts). */
   readonly beatSchedule?: BeatSchedule;
+  /**
+   * The environment the `CELERIAC_*` variables are read from (they win over these options);
+   * default `process.env`. `{}` makes these options the whole config, for a client embedded in a
+   * process whose environment is not a celeriac app's (the operator: Kubernetes service links put
+   * e.g. `CELERIAC_METRICS_PORT=tcp://10.96.0.7:8080` into its pod).
+   */
+  readonly env?: Readonly<Record<string, string | undefined>>;
 }
 
 export interface App {
@@ -145,12 +152,12 @@ export function interceptSends(app: App, interceptor: SendInterceptor): () => vo
 }
 
 export function createApp(options: AppOptions = {}): App {
-  const { broker: brokerUrl, backend: backendUrl, routes, logger, beatSchedule = {}, ...rest } = options;
+  const { broker: brokerUrl, backend: backendUrl, routes, logger, beatSchedule = {}, env, ...rest } = options;
   const route = createRouter(routes);
   const configOptions: Record<string, unknown> = { ...rest };
   if (brokerUrl !== undefined) configOptions.brokerUrl = brokerUrl;
   if (backendUrl !== undefined) configOptions.resultBackend = backendUrl;
-  let config = loadConfig({ options: configOptions });
+  let config = loadConfig({ options: configOptions, env });
   const makeLogger = (c: Config) =>
     createLogger({ level: c.logLevel, name: c.name, pretty: c.logFormat === 'auto' ? undefined : c.logFormat === 'pretty', stream: c.logStream });
   let log = logger ?? makeLogger(config);

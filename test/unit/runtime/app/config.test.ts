@@ -1,6 +1,7 @@
 // app/config.ts: precedence, validation with every problem listed, and the README table.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { createApp } from '../../../../runtime/src/app/app.js';
 import { configTable, loadConfig } from '../../../../runtime/src/app/config.js';
 import { ConfigError } from '../../../../runtime/src/errors.js';
 
@@ -55,5 +56,29 @@ describe('README', () => {
     const { readFileSync } = await import('node:fs');
     const readme = readFileSync(new URL('../../../../../README.md', import.meta.url), 'utf8');
     assert.ok(readme.includes(configTable()), 'README.md is out of date: paste configTable() output into "Configuration"');
+  });
+});
+
+describe('createApp env option', () => {
+  it('env {} makes the options the whole config: CELERIAC_* in process.env (e.g. Kubernetes service links) are not read', async () => {
+    const saved = { port: process.env.CELERIAC_METRICS_PORT, broker: process.env.CELERIAC_BROKER_URL };
+    // What a Service named `celeriac-metrics` puts into every pod of its namespace.
+    process.env.CELERIAC_METRICS_PORT = 'tcp://10.96.149.15:8080';
+    process.env.CELERIAC_BROKER_URL = 'redis://not-this-broker:6379/0';
+    try {
+      assert.throws(() => createApp({ broker: 'redis://127.0.0.1:6379/3' }), /CELERIAC_METRICS_PORT/, 'by default the env is read and wins');
+      const app = createApp({ broker: 'redis://127.0.0.1:6379/3', env: {} });
+      assert.equal(app.config.brokerUrl, 'redis://127.0.0.1:6379/3');
+      assert.equal(app.config.metricsPort, loadConfig({ env: {} }).metricsPort);
+      await app.close();
+    } finally {
+      for (const [k, v] of [
+        ['CELERIAC_METRICS_PORT', saved.port],
+        ['CELERIAC_BROKER_URL', saved.broker],
+      ] as const) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
   });
 });
