@@ -6,10 +6,10 @@
  *
  * URL: `redis://[[user]:password@]host[:port][/db]`, `rediss://` for TLS.
  */
-import type { Redis } from 'ioredis';
+import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { BackendError, redactUrl } from '../errors.js';
-import { acquireRedis, OutageLog, parseRedisUrl, pingWithin } from '../transport/redis-connection.js';
+import { OutageLog, parseRedisUrl, pingWithin, quit, redisOptions } from '../transport/redis-connection.js';
 import type { KeyValueStore } from './backend.js';
 
 /**
@@ -87,9 +87,7 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
   const parsed = parseRedisUrl(url);
   const log = opts.logger?.child({ component: 'redis-backend' });
   const outages = new OutageLog(log, `redis result backend ${redactUrl(url)}`);
-  // Shared with a Redis broker on the same server: a worker's result writes and acks go out together.
-  const conn = acquireRedis(parsed);
-  const client = outages.watch(conn.client);
+  const client = outages.watch(new Redis(parsed.ioredisUrl, redisOptions(parsed, { enableAutoPipelining: true, lazyConnect: true })));
   client.defineCommand('celeriacSet', { numberOfKeys: 1, lua: SET_SCRIPT });
   client.defineCommand('celeriacChordAdd', { numberOfKeys: 6, lua: CHORD_ADD_SCRIPT });
   client.defineCommand('celeriacChordClaim', { numberOfKeys: 2, lua: CHORD_CLAIM_SCRIPT });
@@ -116,7 +114,7 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
   /** Connects on first use; fails with BackendError when Redis stays unreachable. */
   function connected(): Promise<void> {
     ready ??= (async () => {
-      conn.connect(log);
+      client.connect().catch((err: unknown) => log?.debug({ err }, 'first connection attempt failed, retrying'));
       try {
         await pingWithin(client, opts.connectTimeoutMs ?? 10_000, url, 'Redis result backend');
       } catch (err) {
@@ -127,15 +125,28 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
     return ready;
   }
 
-  /**
-   * SET then PUBLISH of a key (one script call, atomic as Celery's MULTI). Autopipelining writes the
-   * sets of one event-loop turn (a worker stores many results at once) in one round trip, with the
-   * broker's commands when the connection is shared.
-   */
-  async function setScripted(key: string, value: string, ttlMs: number | undefined, check: boolean): Promise<void> {
+  /** Sets of one event-loop turn, written in one round trip (a worker stores many results at once). */
+  let pendingSets: { key: string; value: string; ttlMs: number | undefined; check: boolean }[] = [];
+  let flushing: Promise<void> | null = null;
+  function flushSets(): Promise<void> {
+    return new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
+      const batch = pendingSets;
+      pendingSets = [];
+      flushing = null;
+      // SET then PUBLISH of each key (one script call each, atomic as Celery's MULTI); one write.
+      const p = client.pipeline();
+      for (const { key, value, ttlMs, check } of batch) (p as unknown as typeof scripted).celeriacSet(key, value, ttlMs ?? 0, check ? '1' : '0');
+      const res = await p.exec();
+      const failed = res?.find(([err]) => err);
+      if (failed) throw failed[0];
+    });
+  }
+
+  async function queueSet(key: string, value: string, ttlMs: number | undefined, check: boolean): Promise<void> {
     await connected();
+    pendingSets.push({ key, value, ttlMs, check });
     try {
-      await scripted.celeriacSet(key, value, ttlMs ?? 0, check ? '1' : '0');
+      await (flushing ??= flushSets());
     } catch (err) {
       throw wrap(`SET ${key}`, err);
     }
@@ -177,8 +188,8 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
       return run(`GET ${key}`, () => client.get(key));
     },
     mget: (keys) => (keys.length === 0 ? Promise.resolve([]) : run('MGET', () => client.mget(...keys))),
-    set: (key, value, o) => setScripted(key, value, o?.ttlMs, false),
-    setUnlessSuccess: (key, value, o) => setScripted(key, value, o?.ttlMs, true),
+    set: (key, value, o) => queueSet(key, value, o?.ttlMs, false),
+    setUnlessSuccess: (key, value, o) => queueSet(key, value, o?.ttlMs, true),
     incr: (key, o) =>
       run(`INCR ${key}`, async () => {
         const m = client.multi().incr(key);
@@ -244,8 +255,7 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
     async close() {
       for (const w of watchers.values()) if (w.idle) clearTimeout(w.idle);
       subscriber?.disconnect();
-      outages.forget(client);
-      await conn.release();
+      await quit(client);
     },
   };
 }

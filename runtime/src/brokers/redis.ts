@@ -7,10 +7,8 @@
  *   `…9`); priority 0 is served first, as kombu does. Messages are kombu's JSON envelope with a
  *   base64 body; publishing records the `_kombu.binding.<queue>` set member as Celery does.
  * - Ack emulation with kombu's `unacked` hash and `unacked_index` sorted set. Taking messages and
- *   recording them is one Lua call (several messages per round trip); acks settled together go as
- *   one HDEL and one ZREM. The command connection is shared with a Redis result store on the same
- *   server (../transport/redis-connection.ts acquireRedis): a batch's acks, result writes and the
- *   next pop go out in one write. Messages unacked for longer than the visibility timeout are restored by any
+ *   recording them is one Lua call (several messages per round trip); acks of one event-loop turn
+ *   go in one MULTI. Messages unacked for longer than the visibility timeout are restored by any
  *   consumer (a SIGKILLed worker loses nothing); a live consumer renews the score of what it holds,
  *   so its long tasks are not restored under it. close() restores what this process still holds.
  * - requeue() LPUSHes back (consumed last, as kombu's reject with requeue).
@@ -31,7 +29,7 @@
  * routing key), per-message expiration (ignored by kombu's Redis transport as well).
  */
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { BrokerError, redactUrl } from '../errors.js';
 import { fromEnvelope, parseEnvelope, readEnvelope, toEnvelope, type Envelope } from '../protocol/envelope.js';
@@ -51,7 +49,7 @@ import {
   unackedEntry,
 } from '../protocol/kombu-redis.js';
 import { Backoff } from '../transport/backoff.js';
-import { acquireRedis, OutageLog, parseRedisUrl, visibilityTimeoutParam, pingWithin } from '../transport/redis-connection.js';
+import { OutageLog, parseRedisUrl, visibilityTimeoutParam, pingWithin, quit, redisOptions } from '../transport/redis-connection.js';
 import { aborted, CLOSE_TIMEOUT_MS, Signal, sleep, untilAborted, within } from '../transport/wait.js';
 import { broadcastTopic, type Broker, type ConsumeOptions, type Delivery } from './broker.js';
 import { Qos, type Settlers } from './qos.js';
@@ -85,9 +83,7 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
   const outages = new OutageLog(log, `redis broker ${redactUrl(url)}`);
   const consumerId = randomUUID();
 
-  // Shared with a result store on the same server: acks and result writes of a batch go out together.
-  const conn = acquireRedis(parsed);
-  const client = outages.watch(conn.client);
+  const client = outages.watch(new Redis(parsed.ioredisUrl, redisOptions(parsed, { enableAutoPipelining: true, lazyConnect: true })));
   client.defineCommand('celeriacPop', { lua: POP_SCRIPT });
   client.defineCommand('celeriacRestore', { lua: RESTORE_SCRIPT });
   const scripts = client as unknown as Scripted;
@@ -109,23 +105,25 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
   const wrap = (what: string, err: unknown) =>
     new BrokerError(`Redis broker ${redactUrl(url)}: ${what} failed: ${(err as Error)?.message ?? err}`, { cause: err });
 
-  /**
-   * Acks of one burst of microtasks (a batch of deliveries settles together) as one HDEL and one
-   * ZREM; autopipelining writes them with the turn's other commands (pops, result writes). HDEL
-   * first: should the ZREM be lost, the restore script drops an index entry without its message.
-   */
   function flushAcks(): Promise<void> {
-    ackFlush ??= new Promise<void>((resolve, reject) => {
-      process.nextTick(() => {
-        const tags = pendingAcks;
-        pendingAcks = [];
-        ackFlush = null;
-        Promise.all([client.hdel(UNACKED, ...tags), client.zrem(UNACKED_INDEX, ...tags)]).then(
-          () => resolve(),
-          (err: unknown) => reject(wrap('ack', err)),
-        );
+    if (!ackFlush) {
+      ackFlush = new Promise<void>((resolve, reject) => {
+        setImmediate(() => {
+          const tags = pendingAcks;
+          pendingAcks = [];
+          ackFlush = null;
+          client
+            .multi()
+            .zrem(UNACKED_INDEX, ...tags)
+            .hdel(UNACKED, ...tags)
+            .exec()
+            .then(
+              () => resolve(),
+              (err: unknown) => reject(wrap('ack', err)),
+            );
+        });
       });
-    });
+    }
     return ackFlush;
   }
 
@@ -291,12 +289,16 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
 
     connect() {
       connected ??= (async () => {
-        conn.connect(log);
+        try {
+          await client.connect();
+        } catch (err) {
+          // ioredis keeps retrying in the background; pingWithin decides when to give up.
+          log?.debug({ err }, 'first connection attempt failed, retrying');
+        }
         try {
           await pingWithin(client, opts.connectTimeoutMs ?? 10_000, url, 'Redis broker');
         } catch (err) {
-          outages.forget(client);
-          await conn.release({ hard: true });
+          client.disconnect();
           throw err;
         }
         startMaintenance();
@@ -450,8 +452,7 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
         log?.warn({ held: held.size }, 'Redis did not answer while giving messages back on close; the visibility timeout will');
       }
       subscriber?.disconnect();
-      outages.forget(client);
-      await conn.release();
+      await quit(client);
     },
   };
   return broker;

@@ -102,10 +102,8 @@ export class OutageLog {
     private readonly what: string,
   ) {}
 
-  private readonly listeners = new Map<Redis, { error: (err: Error) => void; ready: () => void }>();
-
   watch(client: Redis): Redis {
-    const error = (err: Error) => {
+    client.on('error', (err: Error) => {
       if (this.down.size === 0) {
         // A refused password is not an outage: say so instead of promising a reconnect that cannot help.
         if (isAuthenticationError(err))
@@ -113,78 +111,12 @@ export class OutageLog {
         else this.log?.warn({ err: { message: err.message } }, `${this.what}: connection lost, reconnecting with backoff`);
       }
       this.down.add(client);
-    };
-    const ready = () => {
+    });
+    client.on('ready', () => {
       if (this.down.delete(client) && this.down.size === 0) this.log?.info(`${this.what}: connection restored`);
-    };
-    client.on('error', error);
-    client.on('ready', ready);
-    this.listeners.set(client, { error, ready });
+    });
     return client;
   }
-
-  /** Stops watching a connection this driver no longer uses (a shared one lives on for others). */
-  forget(client: Redis): void {
-    const l = this.listeners.get(client);
-    if (!l) return;
-    this.listeners.delete(client);
-    this.down.delete(client);
-    client.off('error', l.error);
-    client.off('ready', l.ready);
-  }
-}
-
-/** A use of a shared connection (see {@link acquireRedis}). */
-export interface SharedRedis {
-  readonly client: Redis;
-  /**
-   * Starts connecting unless the connection already is (or was). A failed first attempt is logged
-   * at debug: ioredis retries in the background and the caller's pingWithin decides when to give up.
-   */
-  connect(log: Logger | undefined): void;
-  /**
-   * Gives the connection up; the last user's release quits it (`hard`: drops it without QUIT, for a
-   * server that never answered). Later calls do nothing.
-   */
-  release(opts?: { hard?: boolean }): Promise<void>;
-}
-
-const shared = new Map<string, { client: Redis; users: number }>();
-
-/**
- * The process's command connection to one Redis server and database, shared by every broker and
- * result store that name it (a worker whose broker and backend URLs are the same server). With
- * ioredis autopipelining, the commands of one event-loop turn go out in one write and their replies
- * come back in one read, whoever sent them: a worker's pops, acks and result writes of a batch share
- * one round trip instead of one per driver. Commands of one connection run in the order sent, so a
- * result written before an ack is stored before the ack in Redis too. Blocking reads and
- * subscriptions take their own connections (`client.duplicate()`).
- */
-export function acquireRedis(parsed: ParsedRedisUrl): SharedRedis {
-  const key = `${parsed.ioredisUrl}\n${JSON.stringify(parsed.tls ?? null)}`;
-  let entry = shared.get(key);
-  if (!entry) {
-    entry = { client: new Redis(parsed.ioredisUrl, redisOptions(parsed, { enableAutoPipelining: true, lazyConnect: true })), users: 0 };
-    shared.set(key, entry);
-  }
-  entry.users++;
-  const { client } = entry;
-  const held = entry;
-  let released = false;
-  return {
-    client,
-    connect(log) {
-      if (client.status === 'wait') client.connect().catch((err: unknown) => log?.debug({ err }, 'first connection attempt failed, retrying'));
-    },
-    async release(opts) {
-      if (released) return;
-      released = true;
-      if (--held.users > 0) return;
-      if (shared.get(key) === held) shared.delete(key);
-      if (opts?.hard) client.disconnect();
-      else await quit(client);
-    },
-  };
 }
 
 /**
