@@ -6,8 +6,11 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { createApp, TaskFailedError } from '../../runtime/src/index.js';
+import { StartedLedger } from '../../runtime/src/worker/started-ledger.js';
+import { encodeTask } from '../../runtime/src/protocol/task-message.js';
 import { eventually } from '../support/eventually.js';
 import { startWorker, stopProcess, withOutputOf, type Started } from '../support/processes.js';
 import { freePort, uniqueName, useRedis } from '../support/servers.js';
@@ -270,6 +273,54 @@ describe('event-loop watchdog and shutdown without loss (redis, worker processes
     } finally {
       await stopProcess(first, 'SIGKILL');
       await stopProcess(second);
+      await app.close();
+    }
+  });
+
+  it('a stateDir with notes a worker cannot settle as before: an unreadable note is kept aside, a refused message stored FAILURE and dead-lettered, the rest settled, and the worker serves', async () => {
+    const { queue, app, workerEnv } = setup('sd-bad-notes');
+    const stateDir = join(dir, `${queue}.state`);
+    const ledger = new StartedLedger(stateDir);
+    await ledger.takeLeftover(); // creates the folder
+    const info = { queue, exchange: '', routingKey: queue, redelivered: false };
+    const task = (id: string) => encodeTask({ id, name: 'sd.wait', args: [], kwargs: {}, origin: 'test', serializer: 'json' });
+    const lost = randomUUID();
+    const refused = randomUUID();
+    await ledger.add({ message: task(lost), info });
+    await ledger.add({ message: { ...task(refused), contentType: 'application/x-python-serialize' }, info });
+    writeFileSync(join(stateDir, '7.json'), '{"envelope": {"body": "eyJ'); // broken by something outside the worker
+    writeFileSync(join(stateDir, '8.json.tmp'), '{"envel'); // a kill while writing: its message was never acknowledged
+    const w = startWorker(TASKS, queue, { ...workerEnv, CELERIAC_STATE_DIR: stateDir });
+    try {
+      await withOutputOf({ w }, async () => {
+        const lostErr = await app
+          .asyncResult(lost)
+          .get({ timeout: 20_000 })
+          .then(
+            () => assert.fail('expected FAILURE'),
+            (e: unknown) => e,
+          );
+        assert.ok(lostErr instanceof TaskFailedError, String(lostErr));
+        assert.equal(lostErr.excType, 'WorkerLostError');
+        const refusedErr = await app
+          .asyncResult(refused)
+          .get({ timeout: 20_000 })
+          .then(
+            () => assert.fail('expected FAILURE'),
+            (e: unknown) => e,
+          );
+        assert.ok(refusedErr instanceof TaskFailedError, String(refusedErr));
+        assert.equal(refusedErr.excType, 'ContentDisallowed');
+        // Stored first, then dead-lettered: get() may answer in between.
+        await eventually(async () => assert.equal(await admin!.llen(`${queue}.dead`), 1, 'the refused message is kept in the dead-letter queue'));
+        const done = await app.sendTask('sd.quick', [4], {}, { queue });
+        assert.equal(await done.get({ timeout: 20_000 }), 8, 'the worker serves after the bad notes');
+        // sd.quick's own note goes once its outcome is recorded, just after get() answers.
+        await eventually(() => assert.deepEqual(readdirSync(stateDir).sort(), ['7.json.unreadable']));
+        assert.ok(logLines(w).some((l) => l.level === 50 && /cannot be read .*kept as .*7\.json\.unreadable/.test(String(l.msg))));
+      });
+    } finally {
+      await stopProcess(w);
       await app.close();
     }
   });

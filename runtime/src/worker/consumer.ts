@@ -215,21 +215,52 @@ export class Consumer {
    * Settles the early-acked tasks a previous worker on the same stateDir was running when it was
    * killed without running any handler (SIGKILL, out of memory), as a cut-off task is settled:
    * FAILURE(WorkerLostError), or published again with republishOnWorkerLost (./started-ledger.ts).
-   * A task whose outcome was stored before the kill keeps it. Call once, before start().
+   * A task whose outcome was stored before the kill keeps it; one this worker refuses now (its
+   * content type is no longer accepted, its signature no longer checks) is refused as a new
+   * message would be (FAILURE stored, dead-lettered); a note that cannot be read is kept aside
+   * with an error line. Call once, before start().
    */
   async recoverLost(): Promise<void> {
     if (!this.ledger) return;
     const { app, log, broker, backend } = this.deps;
-    const left = await this.ledger.takeLeftover();
-    if (left.length > 0)
+    const leftover = await this.ledger.takeLeftover();
+    if (leftover.length > 0)
       log.warn(
-        { count: left.length, stateDir: this.ledger.dir },
-        `${left.length} early-acked task(s) were running when the previous worker was killed: settling them as lost`,
+        { count: leftover.length, stateDir: this.ledger.dir },
+        `${leftover.length} early-acked task(s) were running when the previous worker was killed: settling them as lost`,
       );
     const why = 'the worker was killed while the task ran (SIGKILL or out of memory; found at the next start)';
-    for (const { file, note } of left) {
-      // The message was decoded once already, when it ran: it decodes again.
-      const req = decodeTask(note.message, this.accepted, this.deps.config, this.signer);
+    for (const left of leftover) {
+      const { file } = left;
+      if ('unreadable' in left) {
+        // Written whole or not at all, so only something outside the worker breaks a note: what
+        // task it stood for cannot be known. Kept aside for a person; the worker goes on.
+        const kept = await this.ledger.setAside(file);
+        log.error(
+          { err: left.unreadable, file: kept, text: left.text.slice(0, 500) },
+          `a note of a task running when the previous worker was killed cannot be read (${left.unreadable.message}): kept as ${kept}; its task (if any) was not settled`,
+        );
+        continue;
+      }
+      const { note } = left;
+      // A delivery standing for the acknowledged message: giving it back publishes it again.
+      const d: Delivery = {
+        message: note.message,
+        info: { ...note.info, redelivered: true },
+        ack: async () => undefined,
+        requeue: () => broker.publish(note.info.queue, note.message),
+      };
+      let req: TaskRequest;
+      try {
+        // The message was decoded once already, when it ran; a changed config (accept, signing) may refuse it now.
+        req = decodeTask(note.message, this.accepted, this.deps.config, this.signer);
+      } catch (err) {
+        const refusal =
+          err instanceof CeleriacError ? err : new ProtocolError(`Cannot decode task message: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+        await this.refuse(d, refusal, taskIdOf(note.message));
+        await this.ledger.remove(file);
+        continue;
+      }
       const known = await backend.get(req.id);
       if (known && READY_STATES.has(known.status)) {
         await this.ledger.remove(file);
@@ -237,13 +268,6 @@ export class Consumer {
       }
       const task = app.tasks.get(req.name);
       if (task) {
-        // A delivery standing for the acknowledged message: giving it back publishes it again.
-        const d: Delivery = {
-          message: note.message,
-          info: { ...note.info, redelivered: true },
-          ack: async () => undefined,
-          requeue: () => broker.publish(note.info.queue, note.message),
-        };
         await this.giveUp(newJob(d, req, task, log), why);
       } else {
         const err = new WorkerLostError(`Worker exited prematurely: ${why}.`);

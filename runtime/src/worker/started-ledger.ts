@@ -9,9 +9,11 @@
  *
  * One file per running task (`<n>.json`: the message and where it came from), written before the
  * message is acknowledged and removed once the task's outcome is recorded: a kill in between
- * leaves the note, never a task without one. A folder belongs to one worker process at a time.
+ * leaves the note, never a task without one. A note is written whole or not at all (written as
+ * `<n>.json.tmp`, then renamed): a kill while writing leaves only a `.tmp`, whose message was not
+ * acknowledged yet, so the broker still has it. A folder belongs to one worker process at a time.
  */
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DeliveryInfo } from '../brokers/broker.js';
 import { CeleriacError } from '../errors.js';
@@ -24,6 +26,12 @@ export interface StartedNote {
   readonly info: DeliveryInfo;
 }
 
+/** A note left by a killed worker: readable, or not (kept aside, see StartedLedger.setAside). */
+export type LeftoverNote = { readonly file: string; readonly note: StartedNote } | { readonly file: string; readonly unreadable: Error; readonly text: string };
+
+/** The suffix of a note that could not be read, kept for a person to look at. */
+export const UNREADABLE_NOTE_SUFFIX = '.unreadable';
+
 export class StartedLedger {
   private seq = 0;
 
@@ -33,16 +41,26 @@ export class StartedLedger {
    * Creates the folder if needed and returns (and forgets) the notes a previous worker left: the
    * tasks it was running when it died. Call once, before the first add().
    */
-  async takeLeftover(): Promise<{ file: string; note: StartedNote }[]> {
+  async takeLeftover(): Promise<LeftoverNote[]> {
     try {
       await mkdir(this.dir, { recursive: true });
-      const files = (await readdir(this.dir)).filter((f) => f.endsWith('.json')).sort();
-      const notes = await Promise.all(files.map(async (f) => ({ file: join(this.dir, f), note: readNote(await readFile(join(this.dir, f), 'utf8')) })));
-      this.seq = files.reduce((n, f) => Math.max(n, Number.parseInt(f, 10) + 1 || 0), 0);
-      return notes;
+      const names = await readdir(this.dir);
+      // Cut off while written: the message was not acknowledged yet, the broker gives it back.
+      await Promise.all(names.filter((f) => f.endsWith('.json.tmp')).map((f) => rm(join(this.dir, f), { force: true })));
+      const files = names.filter((f) => f.endsWith('.json')).sort();
+      // Set-aside notes keep their number: a new note never takes their name.
+      this.seq = names.reduce((n, f) => Math.max(n, Number.parseInt(f, 10) + 1 || 0), 0);
+      return await Promise.all(files.map(async (f) => readNote(join(this.dir, f), await readFile(join(this.dir, f), 'utf8'))));
     } catch (err) {
       throw new CeleriacError('E_STATE_DIR', `cannot read the worker's state folder ${this.dir} (stateDir): ${(err as Error).message}`, { cause: err });
     }
+  }
+
+  /** Keeps a note that could not be read as `<file>.unreadable`: out of the next worker's way, not deleted. */
+  async setAside(file: string): Promise<string> {
+    const kept = file + UNREADABLE_NOTE_SUFFIX;
+    await rename(file, kept);
+    return kept;
   }
 
   /** Notes a task as running; returns the note's file, for remove(). */
@@ -50,7 +68,8 @@ export class StartedLedger {
     const file = join(this.dir, `${this.seq++}.json`);
     // The message as kombu's JSON envelope (body in base64): it reads back byte for byte.
     const stored: StoredNote = { envelope: toEnvelope(note.message, note.info.exchange, note.info.routingKey), info: note.info };
-    await writeFile(file, JSON.stringify(stored));
+    await writeFile(`${file}.tmp`, JSON.stringify(stored));
+    await rename(`${file}.tmp`, file);
     return file;
   }
 
@@ -65,7 +84,12 @@ interface StoredNote {
   info: DeliveryInfo;
 }
 
-function readNote(text: string): StartedNote {
-  const stored = JSON.parse(text) as StoredNote;
-  return { message: fromEnvelope(parseEnvelope(JSON.stringify(stored.envelope))), info: stored.info };
+function readNote(file: string, text: string): LeftoverNote {
+  try {
+    const stored = JSON.parse(text) as StoredNote;
+    if (typeof stored?.info?.queue !== 'string') throw new Error('the note has no delivery info (info.queue)');
+    return { file, note: { message: fromEnvelope(parseEnvelope(JSON.stringify(stored.envelope))), info: stored.info } };
+  } catch (err) {
+    return { file, unreadable: err as Error, text };
+  }
 }
