@@ -73,6 +73,7 @@ interface Container {
 }
 interface PodSpec {
   serviceAccountName: string;
+  enableServiceLinks?: boolean;
   securityContext?: Record<string, unknown>;
   containers: Container[];
 }
@@ -110,6 +111,7 @@ for (const c of chartCases) {
     const { pod, container } = deploymentParts(objs);
     assert.equal(pod.securityContext?.runAsNonRoot, true);
     assert.deepEqual(pod.securityContext?.seccompProfile, { type: 'RuntimeDefault' });
+    assert.equal(pod.enableServiceLinks, false, 'the metrics Service would set CELERIAC_METRICS_PORT=tcp://… in the env');
     assert.equal(container.securityContext?.readOnlyRootFilesystem, true);
     assert.equal(container.securityContext?.allowPrivilegeEscalation, false);
     assert.equal(container.securityContext?.runAsNonRoot, true);

@@ -247,6 +247,10 @@ export function workerDeployment({ pool, queues, replicas, credentialsHash }: Wo
     securityContext: podOverrides.securityContext ?? structuredClone(WORKER_POD_SECURITY_CONTEXT),
     volumes: [...(podOverrides.volumes ?? []), ...(ownTmp ? [] : [{ name: TMP_VOLUME, emptyDir: {} }])],
     terminationGracePeriodSeconds: grace,
+    // Kubernetes puts every Service of the namespace into the env as <NAME>_PORT=tcp://…: a Service
+    // called celeriac-metrics (the chart's) would set CELERIAC_METRICS_PORT, which the worker reads
+    // as its own setting. Workers find services by DNS; a pod template can turn the links back on.
+    enableServiceLinks: podOverrides.enableServiceLinks ?? false,
     containers: [worker, ...sidecars],
   };
 

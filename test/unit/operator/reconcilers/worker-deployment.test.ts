@@ -198,6 +198,13 @@ describe('workerDeployment', () => {
     assert.deepEqual(stateDir({ template: { image: 'i', tasksModule: 'm.js', env: [own] } }), [own], "the user's value, once");
   });
 
+  it("turns off service links (the chart's celeriac-metrics Service would set CELERIAC_METRICS_PORT=tcp://…), unless the pod template turns them on", () => {
+    const links = (spec: Partial<WorkerPool['spec']>) =>
+      (workerDeployment({ pool: pool(spec), queues, replicas: 1 }).spec as any).template.spec.enableServiceLinks;
+    assert.equal(links({}), false);
+    assert.equal(links({ template: { image: 'i', tasksModule: 'm.js', podTemplate: { spec: { enableServiceLinks: true } } } }), true);
+  });
+
   it('probes the start with a startup probe: soon after the process starts, then every second until the worker listens', () => {
     const c = (workerDeployment({ pool: pool(), queues, replicas: 1 }).spec as any).template.spec.containers[0];
     // Readiness and liveness wait for it, so the first readiness probe is not refused and a started
