@@ -17,7 +17,7 @@ import { CeleriacController, P5_OPTIONS } from '../../operator/src/simulator/pol
 import { estimate, type Estimate } from '../../operator/src/simulator/run.js';
 import { generateTasks, type Scenario } from '../../operator/src/simulator/scenarios.js';
 
-/** The burst as run on the cluster. */
+/** The burst as one pool ran it on the cluster. */
 export interface BurstShape {
   readonly tasks: number;
   /** How long the client took to send them (they arrive spread over this). */
@@ -28,6 +28,12 @@ export interface BurstShape {
   readonly terminationGracePeriodSeconds: number;
   /** Measured pod start on the cluster (creation to Ready), seconds. */
   readonly podStartSeconds: number;
+}
+
+/** One pool of a comparison: its burst as measured and its `spec.autoscaling`. */
+export interface BurstPool {
+  readonly shape: BurstShape;
+  readonly spec: AutoscalingSpec;
 }
 
 /** When the burst starts in virtual time, and how long a run lasts (the slowest pool is back at min well before). */
@@ -54,11 +60,13 @@ function burstScenario(b: BurstShape): Scenario {
   };
 }
 
-/** One seed of the burst under one pool's `spec.autoscaling`. */
-function runBurst(sc: Scenario, b: BurstShape, spec: AutoscalingSpec, seed: number): RunMetrics {
+/** One seed of a pool's burst: its tasks, its `spec.autoscaling` through the real `decide()`, its measured pod start. */
+function runBurst(pool: BurstPool, seed: number): RunMetrics {
+  const b = pool.shape;
+  const sc = burstScenario(b);
   // The measured start is the whole start: the node has the image (imported, pull policy Never).
   const params = modelFor(sc, { scheduleSeconds: 0, coldPullSeconds: 0, bootSeconds: b.podStartSeconds });
-  const controller = new CeleriacController(resolvePolicy(spec, b.concurrency), spec.eventDriven === false ? undefined : P5_OPTIONS);
+  const controller = new CeleriacController(resolvePolicy(pool.spec, b.concurrency), pool.spec.eventDriven === false ? undefined : P5_OPTIONS);
   return new Simulation(sc, generateTasks(sc, seed), params, controller, seed).run().metrics;
 }
 
@@ -78,36 +86,55 @@ export interface BurstComparison {
   readonly surplusReplicaSecondsRatio: Estimate;
 }
 
-/** Simulates the burst under specs `a` and `b` over `seeds` paired seeds. */
-export function predictBurst(b: BurstShape, a: AutoscalingSpec, other: AutoscalingSpec, seeds = 10): BurstComparison {
-  const sc = burstScenario(b);
-  const surplus = (m: RunMetrics) => Math.max(0, m.replicaSeconds - b.minReplicas * DURATION_SECONDS);
+/**
+ * Simulates pool `a`'s burst and pool `b`'s over `seeds` paired seeds (the same random numbers:
+ * the same service times, arrivals spread over each one's own send time).
+ */
+export function predictBurst(a: BurstPool, b: BurstPool, seeds = 10): BurstComparison {
+  const surplus = (pool: BurstPool) => (m: RunMetrics) => Math.max(0, m.replicaSeconds - pool.shape.minReplicas * DURATION_SECONDS);
   const runsA: RunMetrics[] = [];
   const runsB: RunMetrics[] = [];
   for (let seed = 1; seed <= seeds; seed++) {
-    runsA.push(runBurst(sc, b, a, seed));
-    runsB.push(runBurst(sc, b, other, seed));
+    runsA.push(runBurst(a, seed));
+    runsB.push(runBurst(b, seed));
   }
-  const figures = (runs: RunMetrics[]): BurstEstimate => ({
+  const figures = (pool: BurstPool, runs: RunMetrics[]): BurstEstimate => ({
     waitP95Seconds: estimate(runs.map((m) => m.waitP95)),
-    surplusReplicaSeconds: estimate(runs.map(surplus)),
+    surplusReplicaSeconds: estimate(runs.map(surplus(pool))),
     killed: runs.reduce((n, m) => n + m.killed, 0),
   });
-  const ratio = (pick: (m: RunMetrics) => number, floor: number) => estimate(runsA.map((m, i) => Math.max(floor, pick(m)) / Math.max(floor, pick(runsB[i]!))));
+  const ratio = (pickA: (m: RunMetrics) => number, pickB: (m: RunMetrics) => number, floor: number) =>
+    estimate(runsA.map((m, i) => Math.max(floor, pickA(m)) / Math.max(floor, pickB(runsB[i]!))));
   return {
     seeds,
-    a: figures(runsA),
-    b: figures(runsB),
-    waitP95Ratio: ratio((m) => m.waitP95, WAIT_FLOOR_SECONDS),
-    surplusReplicaSecondsRatio: ratio(surplus, 1),
+    a: figures(a, runsA),
+    b: figures(b, runsB),
+    waitP95Ratio: ratio(
+      (m) => m.waitP95,
+      (m) => m.waitP95,
+      WAIT_FLOOR_SECONDS,
+    ),
+    surplusReplicaSecondsRatio: ratio(surplus(a), surplus(b), 1),
   };
 }
 
-/** Where a measured ratio falls against a predicted one: the same side of 1 (the ordering), and within the 95% CI. */
-export function ratioVerdict(measured: number, predicted: Estimate): { sameOrdering: boolean; withinCi: boolean } {
+/**
+ * Where one measured ratio falls against the predicted one over `seeds` seeds: the same side of 1
+ * (the ordering), within the 95% CI of the predicted mean, and within the 95% prediction interval
+ * of one run (a single cluster run scatters like one seed, not like a mean of `seeds`:
+ * t·sd·sqrt(1 + 1/n) = ci95·sqrt(n + 1)).
+ */
+export function ratioVerdict(
+  measured: number,
+  predicted: Estimate,
+  seeds: number,
+): { sameOrdering: boolean; withinCi: boolean; predictionInterval: number; withinPi: boolean } {
   const side = (x: number) => Math.sign(Math.round((x - 1) * 100));
+  const predictionInterval = predicted.ci95 * Math.sqrt(seeds + 1);
   return {
     sameOrdering: side(measured) === side(predicted.mean),
     withinCi: Math.abs(measured - predicted.mean) <= predicted.ci95,
+    predictionInterval,
+    withinPi: Math.abs(measured - predicted.mean) <= predictionInterval,
   };
 }

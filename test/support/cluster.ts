@@ -22,6 +22,7 @@ import { join } from 'node:path';
 import { after, before, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { AppsV1Api, CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import type { Redis } from 'ioredis';
 import { eventually } from './eventually.js';
 import { repoRoot } from './processes.js';
 import { freePort, startRedis, type TestServer } from './servers.js';
@@ -1039,4 +1040,60 @@ export async function waitPoolSize(p: ProductCluster, namespace: string, pool: s
       { timeoutMs, intervalMs: 1000 },
     ),
   );
+}
+
+/**
+ * Waits until a pool runs exactly `min` pods, all Ready, and its autoscaler has read the idle pool
+ * (`status.autoscaling` wants `min` and its metrics answer), so no scale-up happens without work
+ * before a burst starts.
+ */
+export async function waitIdleAtMin(p: ProductCluster, namespace: string, pool: string, min: number): Promise<void> {
+  await p.withOperatorLog(() =>
+    eventually(
+      async () => {
+        const pods = await listPoolPods(p.core, namespace, pool);
+        const describe = pods.map((q) => `${q.metadata?.name} ${q.status?.phase} ${JSON.stringify(q.status?.containerStatuses?.[0]?.state)}`);
+        assert.equal(pods.filter(isPodReady).length, min, `Ready worker pods: ${describe.join(', ')}`);
+        assert.equal(pods.length, min, `worker pods: ${describe.join(', ')}`);
+        const wp = JSON.parse(await p.cluster.kubectl(['-n', namespace, 'get', 'workerpool', pool, '-o', 'json'])) as {
+          status?: { autoscaling?: { desiredReplicas?: number; reason?: string } };
+        };
+        assert.equal(wp.status?.autoscaling?.desiredReplicas, min, JSON.stringify(wp.status?.autoscaling));
+        assert.notEqual(wp.status?.autoscaling?.reason, 'MetricsUnavailable', JSON.stringify(wp.status?.autoscaling));
+      },
+      { timeoutMs: 180_000, intervalMs: 1000 },
+    ),
+  );
+}
+
+/**
+ * The end of a burst: waits until each of `count` tasks ran exactly once (the tasks count their
+ * runs in Redis hash `runsKey`, task id -> runs), then until the pool is back at `min`, and checks
+ * that no task ran again meanwhile (a pod removed under a task would run it twice). Returns when
+ * the pool was back at min (epoch ms).
+ */
+export async function waitBurstDone(
+  p: ProductCluster,
+  o: { counter: Redis; runsKey: string; count: number; namespace: string; pool: string; min: number },
+): Promise<number> {
+  const runs = async () => {
+    const all = await o.counter.hgetall(o.runsKey);
+    return { count: Object.keys(all).length, twice: Object.entries(all).filter(([, n]) => n !== '1') };
+  };
+  await p.withOperatorLog(() =>
+    eventually(
+      async () => {
+        const { count } = await runs();
+        assert.equal(count, o.count, `${count} of ${o.count} tasks ran`);
+      },
+      { timeoutMs: 600_000, intervalMs: 1000 },
+    ),
+  );
+  assert.deepEqual((await runs()).twice, [], 'tasks that ran more than once');
+  await waitPoolSize(p, o.namespace, o.pool, o.min);
+  const endAt = Date.now();
+  const after = await runs();
+  assert.equal(after.count, o.count);
+  assert.deepEqual(after.twice, [], 'a task ran again during scale-down');
+  return endAt;
 }
