@@ -1,10 +1,13 @@
 /**
  * The simulator's prediction for a burst the cluster tier ran (issue 19's proof on the real
- * cluster): the same tasks (count, send time, 100-300 ms each), the same WorkerPool autoscaling
- * specs through the real `decide()` (`CeleriacController`, event-driven like the operator when
- * `spec.eventDriven` is not false), Redis semantics, and the pod start measured on the cluster
- * (image on the node: no pull). Seeds are paired: both specs replay the same task list per seed,
- * so the ratio's confidence interval is over per-seed ratios, as `simulate`'s goal table does.
+ * cluster): the same tasks (count, 100-300 ms each, sent over the time the client took), each
+ * pool's WorkerPool autoscaling spec through the real `decide()` (`CeleriacController`,
+ * event-driven like the operator when `spec.eventDriven` is not false), Redis semantics, and the
+ * pod start measured on the cluster (image on the node: no pull). Both pools get the same burst
+ * shape (the caller passes the runs' means): send time and pod start are the cluster's, not the
+ * policy's, and one run's measurement of them is noisy (pod start from 1 s timestamps of a few
+ * pods). Seeds are paired: both specs replay the same task list per seed, so the ratio's
+ * confidence interval is over per-seed ratios, as `simulate`'s goal table does.
  *
  * Replica-seconds are compared above the pool's minimum ("surplus"): the simulator accounts its
  * whole run, the cluster from the burst until the pool is back at min; the surplus is the part
@@ -17,7 +20,7 @@ import { CeleriacController, P5_OPTIONS } from '../../operator/src/simulator/pol
 import { estimate, type Estimate } from '../../operator/src/simulator/run.js';
 import { generateTasks, type Scenario } from '../../operator/src/simulator/scenarios.js';
 
-/** The burst as one pool ran it on the cluster. */
+/** The burst as run on the cluster. */
 export interface BurstShape {
   readonly tasks: number;
   /** How long the client took to send them (they arrive spread over this). */
@@ -28,12 +31,6 @@ export interface BurstShape {
   readonly terminationGracePeriodSeconds: number;
   /** Measured pod start on the cluster (creation to Ready), seconds. */
   readonly podStartSeconds: number;
-}
-
-/** One pool of a comparison: its burst as measured and its `spec.autoscaling`. */
-export interface BurstPool {
-  readonly shape: BurstShape;
-  readonly spec: AutoscalingSpec;
 }
 
 /** When the burst starts in virtual time, and how long a run lasts (the slowest pool is back at min well before). */
@@ -60,13 +57,11 @@ function burstScenario(b: BurstShape): Scenario {
   };
 }
 
-/** One seed of a pool's burst: its tasks, its `spec.autoscaling` through the real `decide()`, its measured pod start. */
-function runBurst(pool: BurstPool, seed: number): RunMetrics {
-  const b = pool.shape;
-  const sc = burstScenario(b);
+/** One seed of the burst under one pool's `spec.autoscaling`. */
+function runBurst(sc: Scenario, b: BurstShape, spec: AutoscalingSpec, seed: number): RunMetrics {
   // The measured start is the whole start: the node has the image (imported, pull policy Never).
   const params = modelFor(sc, { scheduleSeconds: 0, coldPullSeconds: 0, bootSeconds: b.podStartSeconds });
-  const controller = new CeleriacController(resolvePolicy(pool.spec, b.concurrency), pool.spec.eventDriven === false ? undefined : P5_OPTIONS);
+  const controller = new CeleriacController(resolvePolicy(spec, b.concurrency), spec.eventDriven === false ? undefined : P5_OPTIONS);
   return new Simulation(sc, generateTasks(sc, seed), params, controller, seed).run().metrics;
 }
 
@@ -86,35 +81,28 @@ export interface BurstComparison {
   readonly surplusReplicaSecondsRatio: Estimate;
 }
 
-/**
- * Simulates pool `a`'s burst and pool `b`'s over `seeds` paired seeds (the same random numbers:
- * the same service times, arrivals spread over each one's own send time).
- */
-export function predictBurst(a: BurstPool, b: BurstPool, seeds = 10): BurstComparison {
-  const surplus = (pool: BurstPool) => (m: RunMetrics) => Math.max(0, m.replicaSeconds - pool.shape.minReplicas * DURATION_SECONDS);
+/** Simulates the burst under pool specs `a` and `b` over `seeds` paired seeds. */
+export function predictBurst(b: BurstShape, a: AutoscalingSpec, other: AutoscalingSpec, seeds = 10): BurstComparison {
+  const sc = burstScenario(b);
+  const surplus = (m: RunMetrics) => Math.max(0, m.replicaSeconds - b.minReplicas * DURATION_SECONDS);
   const runsA: RunMetrics[] = [];
   const runsB: RunMetrics[] = [];
   for (let seed = 1; seed <= seeds; seed++) {
-    runsA.push(runBurst(a, seed));
-    runsB.push(runBurst(b, seed));
+    runsA.push(runBurst(sc, b, a, seed));
+    runsB.push(runBurst(sc, b, other, seed));
   }
-  const figures = (pool: BurstPool, runs: RunMetrics[]): BurstEstimate => ({
+  const figures = (runs: RunMetrics[]): BurstEstimate => ({
     waitP95Seconds: estimate(runs.map((m) => m.waitP95)),
-    surplusReplicaSeconds: estimate(runs.map(surplus(pool))),
+    surplusReplicaSeconds: estimate(runs.map(surplus)),
     killed: runs.reduce((n, m) => n + m.killed, 0),
   });
-  const ratio = (pickA: (m: RunMetrics) => number, pickB: (m: RunMetrics) => number, floor: number) =>
-    estimate(runsA.map((m, i) => Math.max(floor, pickA(m)) / Math.max(floor, pickB(runsB[i]!))));
+  const ratio = (pick: (m: RunMetrics) => number, floor: number) => estimate(runsA.map((m, i) => Math.max(floor, pick(m)) / Math.max(floor, pick(runsB[i]!))));
   return {
     seeds,
-    a: figures(a, runsA),
-    b: figures(b, runsB),
-    waitP95Ratio: ratio(
-      (m) => m.waitP95,
-      (m) => m.waitP95,
-      WAIT_FLOOR_SECONDS,
-    ),
-    surplusReplicaSecondsRatio: ratio(surplus(a), surplus(b), 1),
+    a: figures(runsA),
+    b: figures(runsB),
+    waitP95Ratio: ratio((m) => m.waitP95, WAIT_FLOOR_SECONDS),
+    surplusReplicaSecondsRatio: ratio(surplus, 1),
   };
 }
 
