@@ -5,111 +5,53 @@
 // min, every task runs exactly once (counted by the tasks themselves) and the pool drains back to
 // min. The burst's figures (time to the first new pod Ready and to its first task, peak replicas,
 // replica-seconds, wait p95) are printed as test diagnostics.
-import { after, before, test, type TestContext } from 'node:test';
+// Issue 19's proof on the cluster: the same burst on a second pool that decides at 5 s polls only
+// (eventDriven: false, tuned KEDA's 120 s scale-down window), its figures against the event-driven
+// pool's, beside the simulator's prediction for both specs with the measured pod start.
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { AppsV1Api, CoreV1Api, CoordinationV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { CoordinationV1Api, KubeConfig } from '@kubernetes/client-node';
 import { Redis } from 'ioredis';
 import { createApp, TaskFailedError } from '../../runtime/src/index.js';
-import { resolvePolicy } from '../../operator/src/autoscaler/policy.js';
-import { modelFor, Simulation, type ModelParams } from '../../operator/src/simulator/model.js';
-import { CeleriacController } from '../../operator/src/simulator/policies.js';
-import { generateTasks, type Scenario } from '../../operator/src/simulator/scenarios.js';
-import { clusterSkipReason, hostSnapshot, startCluster, type Cluster } from '../support/cluster.js';
+import { predictBurst, ratioVerdict, type BurstShape } from '../support/burst-simulation.js';
+import {
+  burstFigures,
+  isPodReady,
+  listPoolPods,
+  operatorRelease,
+  triggerAutoscaling,
+  useProductCluster,
+  waitBurstDone,
+  waitIdleAtMin,
+  watchPool,
+  type BurstRun,
+} from '../support/cluster.js';
 import { eventually } from '../support/eventually.js';
 import { repoRoot } from '../support/processes.js';
 import { projectImage, projectImageArchive } from '../support/project-image.js';
 import { prometheusBin, startPrometheus } from '../support/prometheus.js';
-import { startRedis, type TestServer } from '../support/servers.js';
 
-const release = 'celeriac';
-const operatorNs = 'celeriac-system';
+const { name: release, namespace: operatorNs } = operatorRelease;
 const ns = 'shop';
 const pool = 'shop-workers';
+/** The pool of the comparison that decides at its polls only, on its own queue. */
+const polledPool = 'shop-polled';
 const minReplicas = 1;
 const maxReplicas = 6;
 const concurrency = 4;
+const terminationGracePeriodSeconds = 60;
 const burstSize = 1500;
 
-let cluster: Cluster | undefined;
-let hostBefore: ReturnType<typeof hostSnapshot> | undefined;
-let redis: TestServer | undefined;
-let skip: string | false = false;
-let core: CoreV1Api;
-let apps: AppsV1Api;
-
-function skipOrFail(t: TestContext): boolean {
-  if (!skip) return false;
-  if (process.env.CELERIAC_REQUIRE_SERVICES === '1') assert.fail(`the cluster tier is required (CELERIAC_REQUIRE_SERVICES=1) but cannot run: ${skip}`);
-  console.error(`\n!!! SKIPPED ${t.name}: ${skip}\n`);
-  t.skip(skip);
-  return true;
-}
-
-before(async () => {
-  skip = clusterSkipReason();
-  if (skip) return;
-  hostBefore = hostSnapshot();
-  let at = Date.now();
-  const archive = await projectImageArchive();
-  console.error(`[cluster] project image built and saved in ${Date.now() - at} ms`);
-  at = Date.now();
-  cluster = await startCluster({ images: [archive] });
-  console.error(`[cluster] cluster up (images imported) in ${Date.now() - at} ms`);
-  redis = await startRedis({ host: cluster.nodeIP });
-  const kc = new KubeConfig();
-  kc.loadFromFile(cluster.kubeconfigPath);
-  core = kc.makeApiClient(CoreV1Api);
-  apps = kc.makeApiClient(AppsV1Api);
-});
-
-after(async () => {
-  await redis?.stop();
-  await cluster?.stop();
-  if (hostBefore) {
-    // The host as found: the sysctls the kubelet and CNI rewrite, and no kube-proxy chain left.
-    const now = hostSnapshot();
-    assert.deepEqual([...now.sysctls], [...hostBefore.sysctls], 'sysctls changed by the cluster');
-    const kube = (chains: string[]) => chains.filter((c) => c.includes('/KUBE-'));
-    assert.deepEqual(kube(now.chains), kube(hostBefore.chains), 'iptables chains left by the cluster');
-  }
-});
-
-/** Fails with the operator's log attached, so a cluster failure says what the operator saw. */
-async function withOperatorLog<T>(f: () => Promise<T>): Promise<T> {
-  try {
-    return await f();
-  } catch (err) {
-    const logs = await cluster!
-      .kubectl(['-n', operatorNs, 'logs', `deployment/${release}`, '--tail=40'])
-      .catch((e: Error) => `(no operator log: ${e.message})`);
-    throw new Error(`${(err as Error).message}\n--- operator log\n${logs}`, { cause: err });
-  }
-}
+const product = useProductCluster(async () => [await projectImageArchive()]);
+const skipOrFail = (t: TestContext) => product.skipOrFail(t);
+const withOperatorLog = <T>(f: () => Promise<T>) => product.get().withOperatorLog(f);
 
 test('kubectl apply -f crds/ and helm install: the operator pod becomes Ready under the chart RBAC, with leader election on', async (t) => {
   if (skipOrFail(t)) return;
-  const c = cluster!;
-  await c.kubectl(['apply', '--server-side', '-f', join(repoRoot, 'crds')]);
-  const [repository, tag] = projectImage.split(':') as [string, string];
-  await c.helm([
-    'install',
-    release,
-    join(repoRoot, 'charts', 'celeriac'),
-    '--namespace',
-    operatorNs,
-    '--create-namespace',
-    '--set',
-    `image.repository=${repository}`,
-    '--set',
-    `image.tag=${tag}`,
-    '--set',
-    'image.pullPolicy=Never',
-    '--set',
-    'operator.leaderElect=true',
-  ]);
-  await withOperatorLog(() => c.kubectl(['-n', operatorNs, 'rollout', 'status', `deployment/${release}`, '--timeout=180s']));
+  const { cluster: c, core } = product.get();
+  await product.get().installOperator(projectImage, ['operator.leaderElect=true']);
 
   const [pod] = (await core.listNamespacedPod({ namespace: operatorNs, labelSelector: 'app.kubernetes.io/name=celeriac' })).items;
   assert.ok(pod, 'no operator pod');
@@ -133,29 +75,15 @@ test('kubectl apply -f crds/ and helm install: the operator pod becomes Ready un
 });
 
 /** The broker URL for the pods (Secret): a short visibility timeout, so a SIGKILLed worker's late-ack messages come back soon. */
-const podBrokerUrl = () => `${redis!.url}?visibility_timeout=10`;
+const podBrokerUrl = () => `${product.get().redis.url}?visibility_timeout=10`;
 /** Redis as the host reaches it (test clients, the tasks' counters). */
-const hostRedisUrl = () => redis!.url.replace(cluster!.nodeIP, '127.0.0.1');
-const podsOfPool = async () => (await core.listNamespacedPod({ namespace: ns, labelSelector: `celeriac.io/worker-pool=${pool}` })).items;
+const hostRedisUrl = () => product.get().hostRedisUrl;
+const podsOfPool = (name = pool) => listPoolPods(product.get().core, ns, name);
 const workerPool = async () =>
-  JSON.parse(await cluster!.kubectl(['get', 'workerpool', pool, '-n', ns, '-o', 'json'])) as {
+  JSON.parse(await product.get().cluster.kubectl(['get', 'workerpool', pool, '-n', ns, '-o', 'json'])) as {
     spec: { replicas?: number; autoscaling?: unknown };
     status?: { replicas?: number };
   };
-
-/** The example pool's autoscaling (without its metrics), as the simulator is given it too. */
-function autoscaling(min: number) {
-  return {
-    minReplicas: min,
-    maxReplicas,
-    pollingIntervalSeconds: 2,
-    cooldownPeriodSeconds: 30,
-    activationThreshold: 0,
-    targetDrainSeconds: 20,
-    targetUtilization: 0.8,
-    behavior: { scaleDown: { stabilizationWindowSeconds: 10, policies: [{ type: 'Percent' as const, value: 100, periodSeconds: 10 }] } },
-  };
-}
 
 /** A TaskQueue on Redis whose URL is the `url` key of Secret `secret`. */
 function taskQueue(namespace: string, name: string, secret: string, queue: string) {
@@ -167,7 +95,38 @@ function taskQueue(namespace: string, name: string, secret: string, queue: strin
   };
 }
 
-/** The docs/install.md example with this cluster's image, broker and a small scale. */
+/** The example's worker template: the project's image with the tasks module mounted from ConfigMap shop-tasks. */
+const exampleTemplate = {
+  image: projectImage,
+  imagePullPolicy: 'Never',
+  tasksModule: '/app/tasks/tasks.js',
+  resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '512Mi' } },
+  podTemplate: {
+    spec: {
+      volumes: [{ name: 'tasks', configMap: { name: 'shop-tasks' } }],
+      containers: [{ name: 'worker', volumeMounts: [{ name: 'tasks', mountPath: '/app/tasks', readOnly: true }] }],
+    },
+  },
+};
+
+/** An autoscaled WorkerPool of the example's workers (tasks module from the ConfigMap) on TaskQueue `queue`. */
+function examplePool(name: string, queue: string, autoscaling: ReturnType<typeof triggerAutoscaling>) {
+  return {
+    apiVersion: 'celeriac.io/v1alpha1',
+    kind: 'WorkerPool',
+    metadata: { name, namespace: ns },
+    spec: {
+      queues: [queue],
+      template: exampleTemplate,
+      concurrency,
+      prefetchMultiplier: 1,
+      terminationGracePeriodSeconds,
+      autoscaling,
+    },
+  };
+}
+
+/** The docs/install.md example with this cluster's image, broker and a small scale (event-driven, celeriac's default). */
 function exampleObjects(brokerUrl: string): unknown[] {
   return [
     { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } },
@@ -179,205 +138,149 @@ function exampleObjects(brokerUrl: string): unknown[] {
       data: { 'tasks.js': readFileSync(join(repoRoot, 'test', 'cluster', 'fixtures', 'burst-tasks.js'), 'utf8') },
     },
     taskQueue(ns, 'default', 'redis-broker', 'celery'),
-    {
-      apiVersion: 'celeriac.io/v1alpha1',
-      kind: 'WorkerPool',
-      metadata: { name: pool, namespace: ns },
-      spec: {
-        queues: ['default'],
-        template: {
-          image: projectImage,
-          imagePullPolicy: 'Never',
-          tasksModule: '/app/tasks/tasks.js',
-          resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '512Mi' } },
-          podTemplate: {
-            spec: {
-              volumes: [{ name: 'tasks', configMap: { name: 'shop-tasks' } }],
-              containers: [{ name: 'worker', volumeMounts: [{ name: 'tasks', mountPath: '/app/tasks', readOnly: true }] }],
-            },
-          },
-        },
-        concurrency,
-        prefetchMultiplier: 1,
-        terminationGracePeriodSeconds: 60,
-        autoscaling: { ...autoscaling(minReplicas), metrics: [{ type: 'queueDepth' }, { type: 'inFlight' }] },
-      },
-    },
+    examplePool(pool, 'default', triggerAutoscaling('eventDriven', minReplicas, maxReplicas)),
   ];
 }
 
-function isReady(p: V1Pod): boolean {
-  return p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+/** What a burst measured, for the comparison (figures as printed, plus how long the send took). */
+interface BurstResult {
+  readonly figures: ReturnType<typeof burstFigures>;
+  readonly sendSeconds: number;
 }
 
 /**
- * What `celeriac-operator simulate` predicts for the cluster's burst (10 seeds, means): the same
- * tasks, autoscaling spec, slots and broker, with the model's default pod start (schedule 1 s +
- * boot 5 s, +15 s image pull when the pool had no pod for 10 min) and with the image already on
- * the node, as here (imported, imagePullPolicy Never).
+ * A burst of acksLate tasks of 100-300 ms, sent from the host by a celeriac client to `queue`,
+ * on pool `name` at `min`: every task runs exactly once, the pool scales up and back to `min`
+ * through drain-first. Prints the burst's figures.
  */
-function simulatorPrediction(min: number, sendSeconds: number) {
-  const sc: Scenario = {
-    id: 'cluster-burst',
-    description: 'the cluster tier burst',
-    durationSeconds: 400,
-    arrivals: [{ type: 'bursts', atSeconds: [60], count: burstSize, withinSeconds: Math.max(0.1, sendSeconds) }],
-    // 100-300 ms spread evenly: mean 0.2 s, CV 0.29.
-    service: { type: 'lognormal', mean: 0.2, cv: 0.29 },
-    minReplicas: min,
-    maxReplicas,
-    fixedReplicas: min,
-    concurrency,
-    prefetchMultiplier: 1,
-    broker: 'redis',
-    terminationGracePeriodSeconds: 60,
-  };
-  const predict = (overrides: Partial<ModelParams>) => {
-    const runs = Array.from(
-      { length: 10 },
-      (_, i) =>
-        new Simulation(sc, generateTasks(sc, i + 1), modelFor(sc, overrides), new CeleriacController(resolvePolicy(autoscaling(min), concurrency)), i + 1).run()
-          .metrics,
-    );
-    const mean = (k: 'waitP95' | 'coldStartWait' | 'backlogDrainSeconds') => Number((runs.reduce((a, m) => a + m[k], 0) / runs.length).toFixed(2));
-    return { waitP95Seconds: mean('waitP95'), firstTaskWaitFromZeroSeconds: mean('coldStartWait'), backlogDrainSeconds: mean('backlogDrainSeconds') };
-  };
-  return { modelDefaults: predict({}), imageOnNode: predict({ coldPullSeconds: 0 }) };
-}
-
-/**
- * A burst of acksLate tasks of 100-300 ms, sent from the host by a celeriac client, on the example
- * pool at `min`: every task runs exactly once, the pool scales up and back to `min` through
- * drain-first. Prints the burst's figures beside the simulator's prediction for the same burst.
- */
-async function burst(t: TestContext, min: number): Promise<void> {
-  const c = cluster!;
+async function burst(t: TestContext, o: { pool: string; queue: string; min: number; label: string }): Promise<BurstResult> {
+  const p = product.get();
   const client = createApp({ name: 'cluster-burst-client', broker: hostRedisUrl() });
   const counter = new Redis(hostRedisUrl());
-  const samples: { at: number; pods: V1Pod[]; desired: number }[] = [];
-  let sampling = true;
-  const sampler = (async () => {
-    while (sampling) {
-      const [pods, dep] = await Promise.all([podsOfPool(), apps.readNamespacedDeployment({ name: pool, namespace: ns })]);
-      samples.push({ at: Date.now(), pods, desired: dep.spec?.replicas ?? 0 });
-      await new Promise((r) => setTimeout(r, 1000));
-    }
-  })();
-  const before = new Set((await podsOfPool()).map((p) => p.metadata!.name!));
+  const watch = watchPool(p, ns, o.pool);
+  const before = new Set((await podsOfPool(o.pool)).map((q) => q.metadata!.name!));
   await counter.del('burst:runs', 'burst:log');
   const burstAt = Date.now();
   try {
     for (let i = 0; i < burstSize; i++) {
-      await client.sendTask('burst.work', [`t${i}`, 100 + ((i * 37) % 201), Date.now()], {}, { queue: 'celery' });
+      await client.sendTask('burst.work', [`t${i}`, 100 + ((i * 37) % 201), Date.now()], {}, { queue: o.queue });
     }
     const sendSeconds = (Date.now() - burstAt) / 1000;
-    // Every task ran exactly once.
-    await withOperatorLog(() =>
-      eventually(
-        async () => {
-          const done = await counter.hlen('burst:runs');
-          assert.equal(done, burstSize, `${done} of ${burstSize} tasks ran`);
-        },
-        { timeoutMs: 600_000, intervalMs: 1000 },
-      ),
-    );
-    const runs = await counter.hgetall('burst:runs');
-    const twice = Object.entries(runs).filter(([, n]) => n !== '1');
-    assert.deepEqual(twice, [], 'tasks that ran more than once');
+    // Every task ran exactly once, and the pool went back to min through drain-first: the surplus
+    // pods went, none was killed mid-task (a task would have run twice).
+    const endAt = await waitBurstDone(p, { counter, runsKey: 'burst:runs', count: burstSize, namespace: ns, pool: o.pool, min: o.min });
 
-    // Back to min through drain-first: the surplus pods go, none is killed mid-task (checked by
-    // the counts above and below staying at one run per task).
-    await withOperatorLog(() =>
-      eventually(
-        async () => {
-          const pods = await podsOfPool();
-          const dep = await apps.readNamespacedDeployment({ name: pool, namespace: ns });
-          assert.equal(dep.spec?.replicas, min);
-          assert.equal(pods.length, min, `pods left: ${pods.map((p) => p.metadata?.name).join(', ')}`);
-        },
-        { timeoutMs: 300_000, intervalMs: 1000 },
-      ),
-    );
-    const endAt = Date.now();
-    assert.equal(await counter.hlen('burst:runs'), burstSize);
-    assert.deepEqual(
-      Object.entries(await counter.hgetall('burst:runs')).filter(([, n]) => n !== '1'),
-      [],
-      'a task ran again during scale-down',
-    );
-
-    // Figures of the burst.
-    sampling = false;
-    await sampler;
-    const log = (await counter.lrange('burst:log', 0, -1)).map((l) => JSON.parse(l) as { id: string; pod: string; sentAt: number; startedAt: number });
-    const peak = Math.max(...samples.map((s) => s.pods.length));
-    assert.ok(peak > min, `the pool never scaled above min (peak ${peak})`);
-    const newPods = new Map<string, V1Pod>();
-    for (const s of samples) for (const p of s.pods) if (!before.has(p.metadata!.name!)) newPods.set(p.metadata!.name!, p);
-    // When each new pod turned Ready, by its condition (1 s resolution), as seen in the samples.
-    const readyAt = [...newPods.keys()].flatMap((name) => {
-      const seen = samples.flatMap((s) => s.pods).find((q) => q.metadata!.name === name && isReady(q));
-      const cond = seen?.status?.conditions?.find((c) => c.type === 'Ready');
-      return cond?.lastTransitionTime ? [new Date(cond.lastTransitionTime).getTime()] : [];
-    });
-    const firstReady = Math.min(...readyAt);
-    const firstTaskOnNew = Math.min(...log.filter((l) => newPods.has(l.pod)).map((l) => l.startedAt));
-    let replicaSeconds = 0;
-    for (let i = 1; i < samples.length; i++) replicaSeconds += (samples[i - 1]!.pods.length * (samples[i]!.at - samples[i - 1]!.at)) / 1000;
-    const waits = log.map((l) => (l.startedAt - l.sentAt) / 1000).sort((a, b) => a - b);
-    const p95 = waits[Math.floor(waits.length * 0.95)]!;
-    const figures = {
-      tasks: burstSize,
-      taskMs: '100-300',
-      concurrencyPerPod: concurrency,
-      burstToFirstNewPodReadySeconds: (firstReady - burstAt) / 1000,
-      burstToFirstTaskOnNewPodSeconds: (firstTaskOnNew - burstAt) / 1000,
-      peakReplicas: peak,
-      peakDesiredReplicas: Math.max(...samples.map((s) => s.desired)),
-      replicaSeconds: Math.round(replicaSeconds),
-      waitP95Seconds: Number(p95.toFixed(2)),
-      burstToAllDoneAndBackAtMinSeconds: (endAt - burstAt) / 1000,
-      podsThatRanTasks: new Set(log.map((l) => l.pod)).size,
-    };
-    const predicted = simulatorPrediction(min, sendSeconds);
-    for (const line of [`burst figures (min ${min}): ${JSON.stringify(figures)}`, `simulator, same burst and autoscaling: ${JSON.stringify(predicted)}`]) {
-      t.diagnostic(line);
-      console.error(`[cluster] ${line}`);
-    }
-    assert.ok(figures.podsThatRanTasks > min, 'tasks ran on the new pods too');
+    await watch.stop();
+    const log = (await counter.lrange('burst:log', 0, -1)).map((l) => JSON.parse(l) as BurstRun);
+    const figures = burstFigures({ samples: watch.samples, podsBefore: before, runs: log, burstAt, endAt });
+    assert.ok(figures.peakReplicas > o.min, `the pool never scaled above min (peak ${figures.peakReplicas})`);
+    const line = `burst figures (${o.label}, min ${o.min}): ${JSON.stringify({ tasks: burstSize, taskMs: '100-300', concurrencyPerPod: concurrency, sendSeconds, ...figures })}`;
+    t.diagnostic(line);
+    console.error(`[cluster] ${line}`);
+    assert.ok(figures.podsThatRanTasks > o.min, 'tasks ran on the new pods too');
     // The surplus pods went through drain-first: drained, then removed by the autoscaler.
-    const operatorLog = await c.kubectl(['-n', operatorNs, 'logs', `deployment/${release}`, `--since-time=${new Date(burstAt).toISOString()}`]);
+    const operatorLog = await p.cluster.kubectl(['-n', operatorNs, 'logs', `deployment/${release}`, `--since-time=${new Date(burstAt).toISOString()}`]);
     assert.match(operatorLog, /drained pods removed/, 'the scale-down did not go through drain-first');
+    return { figures, sendSeconds };
   } finally {
-    sampling = false;
-    await sampler.catch((err: unknown) => console.error('[cluster] the pod sampler failed', err));
+    await watch.stop().catch((err: unknown) => console.error('[cluster] the pod sampler failed', err));
     await client.close();
     counter.disconnect();
   }
 }
 
+/** The event-driven pool's bursts from min 1 and from zero, for the comparisons with the polled pool. */
+let eventDrivenBurst: BurstResult | undefined;
+let eventDrivenFromZero: BurstResult | undefined;
+
+/**
+ * Issue 19's comparison on the cluster: the burst the event-driven pool served from `min`, now on
+ * a pool at `min` that decides at its 5 s polls only (eventDriven: false) and keeps tuned KEDA's
+ * 120 s scale-down window, on its own queue; every task exactly once and the pool back at `min`
+ * (asserted by `burst`). Prints both pools' figures beside the simulator's prediction for both
+ * specs with each run's send time and measured pod start; the pool is deleted after.
+ */
+async function compareWithPolled(t: TestContext, min: number, event: BurstResult | undefined): Promise<void> {
+  const c = product.get().cluster;
+  assert.ok(event, "the event-driven pool's burst (the test before) did not run");
+  const kedaLike = triggerAutoscaling('kedaLike', min, maxReplicas);
+  await c.kubectl(
+    ['apply', '-f', '-'],
+    JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [taskQueue(ns, 'polled', 'redis-broker', 'polled'), examplePool(polledPool, 'polled', kedaLike)] }),
+  );
+  await waitIdleAtMin(product.get(), ns, polledPool, min);
+  const polled = await burst(t, { pool: polledPool, queue: 'polled', min, label: 'KEDA-like polled' });
+
+  // The simulator on the same burst: both pools' specs, the client's send time and the measured
+  // pod start (means of the two runs: they are the cluster's, not the policy's).
+  const mean = (x: number, y: number) => Number(((x + y) / 2).toFixed(2));
+  const shape: BurstShape = {
+    tasks: burstSize,
+    sendSeconds: mean(event.sendSeconds, polled.sendSeconds),
+    minReplicas: min,
+    maxReplicas,
+    concurrency,
+    terminationGracePeriodSeconds,
+    podStartSeconds: mean(event.figures.podStartSeconds, polled.figures.podStartSeconds),
+  };
+  const predicted = predictBurst(shape, triggerAutoscaling('eventDriven', min, maxReplicas), kedaLike);
+  const surplus = (r: BurstResult) => r.figures.replicaSeconds - min * r.figures.burstToAllDoneAndBackAtMinSeconds;
+  const rows = [
+    [
+      'wait p95 (s)',
+      event.figures.waitP95Seconds,
+      polled.figures.waitP95Seconds,
+      predicted.waitP95Ratio,
+      predicted.a.waitP95Seconds,
+      predicted.b.waitP95Seconds,
+    ],
+    [
+      'replica-s above min',
+      surplus(event),
+      surplus(polled),
+      predicted.surplusReplicaSecondsRatio,
+      predicted.a.surplusReplicaSeconds,
+      predicted.b.surplusReplicaSeconds,
+    ],
+  ] as const;
+  const f = (x: number) => x.toFixed(2);
+  const lines = [
+    `issue 19 on the cluster: ${burstSize} tasks of 100-300 ms from min ${min} (max ${maxReplicas}, ${concurrency} slots/pod); event-driven (5 s polls + backlog watch, 10 s scale-down window; sent in ${event.sendSeconds} s, pod start ${event.figures.podStartSeconds} s) vs KEDA-like (5 s polls only, 120 s window; ${polled.sendSeconds} s, ${polled.figures.podStartSeconds} s); simulator: sent in ${shape.sendSeconds} s, pod start ${shape.podStartSeconds} s, ${predicted.seeds} paired seeds, mean ±95% CI, PI = 95% prediction interval of one run`,
+    ...rows.map(([name, e, p, ratio, simE, simP]) => {
+      const measured = e / Math.max(p, 0.01);
+      const v = ratioVerdict(measured, ratio, predicted.seeds);
+      return `${name}: measured event-driven ${f(e)}, polled ${f(p)}, ratio ${f(measured)}; simulator ${f(simE.mean)} ±${f(simE.ci95)} vs ${f(simP.mean)} ±${f(simP.ci95)}, ratio ${f(ratio.mean)} ±${f(ratio.ci95)} (PI ±${f(v.predictionInterval)}); ordering ${v.sameOrdering ? 'matches' : 'DIFFERS'}, measured ratio ${v.withinCi ? 'within' : 'outside'} the CI, ${v.withinPi ? 'within' : 'outside'} the PI`;
+    }),
+    `tasks killed in the simulator: ${predicted.a.killed} event-driven, ${predicted.b.killed} polled; raw replica-seconds on the cluster: ${event.figures.replicaSeconds} vs ${polled.figures.replicaSeconds}`,
+  ];
+  for (const line of lines) {
+    t.diagnostic(line);
+    console.error(`[cluster] ${line}`);
+  }
+  // Gone before the next comparison creates it again (at another min).
+  await withOperatorLog(() => c.kubectl(['-n', ns, 'delete', 'workerpool', polledPool, '--timeout=120s']));
+  await waitPodsGone(polledPool);
+}
+
 test('the docs example serves a burst: scale up from min, every task exactly once, drain back to min', async (t) => {
   if (skipOrFail(t)) return;
-  const c = cluster!;
+  const c = product.get().cluster;
   await c.kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: exampleObjects(podBrokerUrl()) }));
 
   // The pool comes up at min and its printer columns and Events show, as `kubectl get/describe` do.
-  await withOperatorLog(() =>
-    eventually(
-      async () => {
-        const pods = await podsOfPool();
-        assert.equal(pods.filter(isReady).length, minReplicas, `Ready worker pods: ${pods.map((p) => `${p.metadata?.name} ${p.status?.phase}`).join(', ')}`);
-      },
-      { timeoutMs: 180_000, intervalMs: 1000 },
-    ),
-  );
+  await waitIdleAtMin(product.get(), ns, pool, minReplicas);
   const table = await c.kubectl(['get', 'taskqueues,workerpools', '-n', ns]);
   assert.match(table, /READY/i, table);
   assert.match(table, new RegExp(pool), table);
   const described = await c.kubectl(['describe', 'workerpool', pool, '-n', ns]);
   assert.match(described, /Events:/, described);
 
-  await burst(t, minReplicas);
+  eventDrivenBurst = await burst(t, { pool, queue: 'celery', min: minReplicas, label: 'event-driven' });
+});
+
+test('issue 19 on the cluster, from min 1: the same burst on a pool deciding at 5 s polls only (tuned KEDA-like), every task exactly once, back to min; its figures against the event-driven pool and the simulator', async (t) => {
+  if (skipOrFail(t)) return;
+  await compareWithPolled(t, minReplicas, eventDrivenBurst);
 });
 
 /**
@@ -441,16 +344,32 @@ async function waitPodGone(name: string): Promise<void> {
   });
 }
 
+/** Waits until pool `name` has no pod left. */
+async function waitPodsGone(name: string): Promise<void> {
+  await eventually(
+    async () => {
+      const left = (await podsOfPool(name)).map((p) => p.metadata?.name);
+      assert.deepEqual(left, [], `pods of ${name} left`);
+    },
+    { timeoutMs: 120_000, intervalMs: 1000 },
+  );
+}
+
 test('kubectl delete pod while its acksLate tasks run: they finish there (warm shutdown), nothing runs twice or is lost', async (t) => {
   if (skipOrFail(t)) return;
-  const r = await slowTasksThrough(24, 3000, (victim) => cluster!.kubectl(['-n', ns, 'delete', 'pod', victim, '--wait=false']).then(() => undefined));
+  const r = await slowTasksThrough(24, 3000, (victim) =>
+    product
+      .get()
+      .cluster.kubectl(['-n', ns, 'delete', 'pod', victim, '--wait=false'])
+      .then(() => undefined),
+  );
   finishedWhereStarted(r);
   await waitPodGone(r.victim);
 });
 
 test('a rolling update of the WorkerPool (new env) while acksLate tasks run: the old pods finish theirs, nothing runs twice or is lost', async (t) => {
   if (skipOrFail(t)) return;
-  const c = cluster!;
+  const c = product.get().cluster;
   const r = await slowTasksThrough(24, 3000, async () => {
     const patch = { spec: { template: { env: [{ name: 'CLUSTER_ROLL', value: 'two' }] } } };
     await c.kubectl(['-n', ns, 'patch', 'workerpool', pool, '--type=merge', '-p', JSON.stringify(patch)]);
@@ -476,7 +395,7 @@ test('a rolling update of the WorkerPool (new env) while acksLate tasks run: the
 
 test('kubectl scale workerpool with autoscaling off (the scale subresource): up, then down while acksLate tasks run, nothing lost', async (t) => {
   if (skipOrFail(t)) return;
-  const c = cluster!;
+  const c = product.get().cluster;
   // Autoscaling off: replicas by hand from here on.
   await c.kubectl(['-n', ns, 'patch', 'workerpool', pool, '--type=merge', '-p', JSON.stringify({ spec: { autoscaling: null, replicas: 1 } })]);
   await c.kubectl(['-n', ns, 'scale', 'workerpool', pool, '--replicas=3']);
@@ -485,7 +404,7 @@ test('kubectl scale workerpool with autoscaling off (the scale subresource): up,
     eventually(
       async () => {
         const pods = await podsOfPool();
-        assert.equal(pods.filter(isReady).length, 3, `Ready pods: ${pods.map((p) => p.metadata?.name).join(', ')}`);
+        assert.equal(pods.filter(isPodReady).length, 3, `Ready pods: ${pods.map((p) => p.metadata?.name).join(', ')}`);
         assert.equal((await workerPool()).status?.replicas, 3, 'status.replicas (the scale subresource) follows');
       },
       { timeoutMs: 180_000, intervalMs: 1000 },
@@ -513,9 +432,9 @@ test('kubectl scale workerpool with autoscaling off (the scale subresource): up,
 
 test('SIGKILL of a worker container: its acksLate tasks come back and run once, its early-acked tasks end FAILURE(WorkerLostError), none stays PENDING', async (t) => {
   if (skipOrFail(t)) return;
-  const c = cluster!;
+  const c = product.get().cluster;
   await c.kubectl(['-n', ns, 'scale', 'workerpool', pool, '--replicas=2']);
-  await eventually(async () => assert.equal((await podsOfPool()).filter(isReady).length, 2), { timeoutMs: 180_000, intervalMs: 1000 });
+  await eventually(async () => assert.equal((await podsOfPool()).filter(isPodReady).length, 2), { timeoutMs: 180_000, intervalMs: 1000 });
   const client = createApp({ name: 'cluster-kill-client', broker: hostRedisUrl(), backend: hostRedisUrl() });
   const counter = new Redis(hostRedisUrl());
   const late = 16;
@@ -541,7 +460,7 @@ test('SIGKILL of a worker container: its acksLate tasks come back and run once, 
     );
     // What ran on the victim so far (some may finish before the kill lands: checked below).
     const killedEarly = (await startedOn('early:started')).filter((s) => s.pod === victim).map((s) => s.id);
-    const pod = await core.readNamespacedPod({ name: victim, namespace: ns });
+    const pod = await product.get().core.readNamespacedPod({ name: victim, namespace: ns });
     const containerId = pod.status!.containerStatuses!.find((s) => s.name === 'worker')!.containerID!;
     await c.killContainer(containerId, 'SIGKILL');
 
@@ -594,7 +513,7 @@ test('SIGKILL of a worker container: its acksLate tasks come back and run once, 
       'the early-acked tasks stored as lost are those the kill cut off',
     );
     // The container came back in the same pod.
-    const after = await core.readNamespacedPod({ name: victim, namespace: ns });
+    const after = await product.get().core.readNamespacedPod({ name: victim, namespace: ns });
     assert.ok((after.status!.containerStatuses!.find((s) => s.name === 'worker')!.restartCount ?? 0) >= 1, 'the worker container restarted');
   } finally {
     await client.close();
@@ -604,9 +523,9 @@ test('SIGKILL of a worker container: its acksLate tasks come back and run once, 
 
 test('minReplicas 0: the pool drains to zero, a burst scales it from zero, and it drains back to zero (drain-first)', async (t) => {
   if (skipOrFail(t)) return;
-  const c = cluster!;
+  const c = product.get().cluster;
   // Autoscaling back on, from zero.
-  const patch = { spec: { replicas: null, autoscaling: { ...autoscaling(0), metrics: [{ type: 'queueDepth' }, { type: 'inFlight' }] } } };
+  const patch = { spec: { replicas: null, autoscaling: triggerAutoscaling('eventDriven', 0, maxReplicas) } };
   await c.kubectl(['-n', ns, 'patch', 'workerpool', pool, '--type=merge', '-p', JSON.stringify(patch)]);
   await withOperatorLog(() =>
     eventually(
@@ -617,18 +536,24 @@ test('minReplicas 0: the pool drains to zero, a burst scales it from zero, and i
       { timeoutMs: 300_000, intervalMs: 1000 },
     ),
   );
-  await burst(t, 0);
+  eventDrivenFromZero = await burst(t, { pool, queue: 'celery', min: 0, label: 'event-driven' });
+});
+
+test('issue 19 on the cluster, from zero: the same burst on a polled pool at minReplicas 0, every task exactly once, back to zero; its figures against the event-driven pool and the simulator', async (t) => {
+  if (skipOrFail(t)) return;
+  await compareWithPolled(t, 0, eventDrivenFromZero);
 });
 
 test('deleting the leading operator pod mid-scale (2 replicas, leader election): the other takes over, no flapping, no stranded drain', async (t) => {
   if (skipOrFail(t)) return;
-  const c = cluster!;
+  const c = product.get().cluster;
   const kc = new KubeConfig();
   kc.loadFromFile(c.kubeconfigPath);
   const coordination = kc.makeApiClient(CoordinationV1Api);
   await c.helm(['upgrade', release, join(repoRoot, 'charts', 'celeriac'), '--namespace', operatorNs, '--reuse-values', '--set', 'replicaCount=2']);
   await withOperatorLog(() => c.kubectl(['-n', operatorNs, 'rollout', 'status', `deployment/${release}`, '--timeout=180s']));
-  const operatorPods = async () => (await core.listNamespacedPod({ namespace: operatorNs, labelSelector: 'app.kubernetes.io/name=celeriac' })).items;
+  const operatorPods = async () =>
+    (await product.get().core.listNamespacedPod({ namespace: operatorNs, labelSelector: 'app.kubernetes.io/name=celeriac' })).items;
   const holder = async () => {
     const leases = (await coordination.listNamespacedLease({ namespace: operatorNs })).items;
     return leases.map((l) => l.spec?.holderIdentity ?? '').find((h) => h !== '') ?? '';
@@ -640,7 +565,7 @@ test('deleting the leading operator pod mid-scale (2 replicas, leader election):
   const first = await eventually(
     async () => {
       const pods = await operatorPods();
-      assert.equal(pods.filter(isReady).length, 2, 'two operator pods Ready');
+      assert.equal(pods.filter(isPodReady).length, 2, 'two operator pods Ready');
       const name = await leaderPod();
       assert.ok(name, `a Lease held by one of them: ${await holder()}`);
       return name;
@@ -654,7 +579,7 @@ test('deleting the leading operator pod mid-scale (2 replicas, leader election):
   let sampling = true;
   const sampler = (async () => {
     while (sampling) {
-      desired.push((await apps.readNamespacedDeployment({ name: pool, namespace: ns })).spec?.replicas ?? 0);
+      desired.push((await product.get().apps.readNamespacedDeployment({ name: pool, namespace: ns })).spec?.replicas ?? 0);
       await new Promise((r) => setTimeout(r, 1000));
     }
   })();
@@ -708,13 +633,13 @@ test('deleting the leading operator pod mid-scale (2 replicas, leader election):
 
 test('bad input: a missing TaskQueue, a broker that refuses the credentials, an image without the tasks module: a clear condition and Event each, nothing crashes', async (t) => {
   if (skipOrFail(t)) return;
-  const c = cluster!;
+  const c = product.get().cluster;
   const bad = 'bad-input';
   // A Redis user whose password the Secret gets wrong: the broker refuses the login.
   const admin = new Redis(hostRedisUrl());
   await admin.call('ACL', 'SETUSER', 'shop', 'on', '>right-password', '~*', '&*', '+@all');
   admin.disconnect();
-  const refusedUrl = redis!.url.replace('redis://', 'redis://shop:wrong-password@');
+  const refusedUrl = product.get().redis.url.replace('redis://', 'redis://shop:wrong-password@');
   const template = (tasksModule: string) => ({
     image: projectImage,
     imagePullPolicy: 'Never',
@@ -780,7 +705,7 @@ test('bad input: a missing TaskQueue, a broker that refuses the credentials, an 
   }
   t.diagnostic(`bad input as the user sees it:\n${seen.join('\n')}`);
   // Nothing crashed: the operator pods never restarted.
-  const operatorPods = (await core.listNamespacedPod({ namespace: operatorNs, labelSelector: 'app.kubernetes.io/name=celeriac' })).items;
+  const operatorPods = (await product.get().core.listNamespacedPod({ namespace: operatorNs, labelSelector: 'app.kubernetes.io/name=celeriac' })).items;
   for (const p of operatorPods) assert.equal(p.status?.containerStatuses?.[0]?.restartCount ?? 0, 0, `${p.metadata?.name} restarted`);
   // The namespace stays until the cluster stops: deleting it here makes the operator's Events
   // there 403 (the namespace is terminating), which the RBAC check would count against the chart.
@@ -788,7 +713,7 @@ test('bad input: a missing TaskQueue, a broker that refuses the credentials, an 
 
 test('Prometheus on the host discovers the pods by Kubernetes service discovery and their scrape annotations, scrapes workers and operator, and a WorkerPool scales on a query over those metrics', async (t) => {
   if (skipOrFail(t)) return;
-  const c = cluster!;
+  const c = product.get().cluster;
   assert.ok(prometheusBin(), 'CELERIAC_PROMETHEUS_BIN is not set: run test/support/setup-cluster.sh and export what it prints');
   const prometheus = await startPrometheus(c.kubeconfigPath, c.nodeIP);
   try {
@@ -804,18 +729,7 @@ test('Prometheus on the host discovers the pods by Kubernetes service discovery 
       metadata: { name: promPool, namespace: ns },
       spec: {
         queues: ['default'],
-        template: {
-          image: projectImage,
-          imagePullPolicy: 'Never',
-          tasksModule: '/app/tasks/tasks.js',
-          resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '512Mi' } },
-          podTemplate: {
-            spec: {
-              volumes: [{ name: 'tasks', configMap: { name: 'shop-tasks' } }],
-              containers: [{ name: 'worker', volumeMounts: [{ name: 'tasks', mountPath: '/app/tasks', readOnly: true }] }],
-            },
-          },
-        },
+        template: exampleTemplate,
         concurrency: 1,
         autoscaling: {
           minReplicas: 1,
@@ -850,8 +764,8 @@ test('Prometheus on the host discovers the pods by Kubernetes service discovery 
     await withOperatorLog(() =>
       eventually(
         async () => {
-          const pods = await core.listNamespacedPod({ namespace: ns, labelSelector: `celeriac.io/worker-pool=${promPool}` });
-          assert.equal(pods.items.filter(isReady).length, 3, `${promPool} Ready pods`);
+          const pods = await product.get().core.listNamespacedPod({ namespace: ns, labelSelector: `celeriac.io/worker-pool=${promPool}` });
+          assert.equal(pods.items.filter(isPodReady).length, 3, `${promPool} Ready pods`);
           const wp = JSON.parse(await c.kubectl(['get', 'workerpool', promPool, '-n', ns, '-o', 'json'])) as {
             status?: { autoscaling?: { metrics?: { name: string; value: number | null }[] } };
           };
@@ -870,7 +784,7 @@ test('Prometheus on the host discovers the pods by Kubernetes service discovery 
 
 test("the chart's RBAC, against the apiserver's audit log: nothing the operator did was forbidden, and Secrets are only read by name", async (t) => {
   if (skipOrFail(t)) return;
-  const c = cluster!;
+  const c = product.get().cluster;
   const sa = `system:serviceaccount:${operatorNs}:${release}`;
   interface AuditEvent {
     stage: string;

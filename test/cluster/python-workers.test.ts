@@ -14,15 +14,14 @@ import { createApp } from '../../runtime/src/index.js';
 import {
   burstAutoscaling,
   burstFigures,
-  isPodReady,
   listPoolPods,
   operatorRelease,
   useProductCluster,
-  waitPoolSize,
+  waitBurstDone,
+  waitIdleAtMin,
   watchPool,
   type BurstRun,
 } from '../support/cluster.js';
-import { eventually } from '../support/eventually.js';
 import { projectImage, projectImageArchive, pythonCeleryImage } from '../support/project-image.js';
 
 const ns = 'py';
@@ -85,27 +84,12 @@ function poolObjects(brokerUrl: string): unknown[] {
 
 test('a burst on Python Celery workers: scale up from min, every task exactly once and SUCCESS, drained back to min', async (t) => {
   if (product.skipOrFail(t)) return;
-  const { cluster: c, core, redis, hostRedisUrl, withOperatorLog } = product.get();
+  const { cluster: c, core, redis, hostRedisUrl } = product.get();
   await c.kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: poolObjects(redis.url) }));
 
   const podsOfPool = () => listPoolPods(core, ns, pool);
-  await withOperatorLog(() =>
-    eventually(
-      async () => {
-        const pods = await podsOfPool();
-        const describe = pods.map((p) => `${p.metadata?.name} ${p.status?.phase} ${JSON.stringify(p.status?.containerStatuses?.[0]?.state)}`);
-        assert.equal(pods.filter(isPodReady).length, minReplicas, `Ready worker pods: ${describe.join(', ')}`);
-        assert.equal(pods.length, minReplicas, `worker pods: ${describe.join(', ')}`);
-        // The autoscaler reads the idle pool (no scale-up without work) before the burst starts.
-        const wp = JSON.parse(await c.kubectl(['-n', ns, 'get', 'workerpool', pool, '-o', 'json'])) as {
-          status?: { autoscaling?: { desiredReplicas?: number; reason?: string; message?: string } };
-        };
-        assert.equal(wp.status?.autoscaling?.desiredReplicas, minReplicas, JSON.stringify(wp.status?.autoscaling));
-        assert.notEqual(wp.status?.autoscaling?.reason, 'MetricsUnavailable', JSON.stringify(wp.status?.autoscaling));
-      },
-      { timeoutMs: 180_000, intervalMs: 1000 },
-    ),
-  );
+  // The autoscaler reads the idle pool (no scale-up without work) before the burst starts.
+  await waitIdleAtMin(product.get(), ns, pool, minReplicas);
   // The pod runs the command line the operator built, with its nodename from the pod name.
   const [first] = await podsOfPool();
   const args = first!.spec!.containers[0]!.args!;
@@ -123,27 +107,9 @@ test('a burst on Python Celery workers: scale up from min, every task exactly on
       const r = await client.sendTask('pyburst.work', [`p${i}`, 100 + ((i * 37) % 201), Date.now()], {}, { queue });
       ids.push(r.id);
     }
-    const runs = async () => {
-      const all = await counter.hgetall('pyburst:runs');
-      return { count: Object.keys(all).length, twice: Object.entries(all).filter(([, n]) => n !== '1') };
-    };
-    await withOperatorLog(() =>
-      eventually(
-        async () => {
-          const { count } = await runs();
-          assert.equal(count, burstSize, `${count} of ${burstSize} tasks ran`);
-        },
-        { timeoutMs: 600_000, intervalMs: 1000 },
-      ),
-    );
-    assert.deepEqual((await runs()).twice, [], 'tasks that ran more than once');
-
-    // Back to min through the Celery drain: surplus pods are removed only once idle.
-    await waitPoolSize(product.get(), ns, pool, minReplicas);
-    const endAt = Date.now();
-    const after = await runs();
-    assert.equal(after.count, burstSize);
-    assert.deepEqual(after.twice, [], 'a task ran again during scale-down');
+    // Every task ran exactly once; back to min through the Celery drain (surplus pods are
+    // removed only once idle), no task run again meanwhile.
+    const endAt = await waitBurstDone(product.get(), { counter, runsKey: 'pyburst:runs', count: burstSize, namespace: ns, pool, min: minReplicas });
     // None killed: every task's result, written by the Python worker, read by celeriac, is SUCCESS
     // (a pool child killed under a task makes it FAILURE with WorkerLostError).
     const states = await Promise.all(ids.map(async (id) => [id, (await client.asyncResult(id).meta()).status] as const));
