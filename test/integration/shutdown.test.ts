@@ -139,6 +139,76 @@ describe('event-loop watchdog and shutdown without loss (redis, worker processes
     }
   });
 
+  /** Starts a worker with 4 slots, HANG=1, a metrics port; runs `body`; stops it. */
+  async function withBlockingWorker(
+    name: string,
+    body: (o: {
+      queue: string;
+      ledger: string;
+      app: ReturnType<typeof createApp>;
+      worker: Started;
+      get: (p: string) => Promise<{ status: number; text: string }>;
+    }) => Promise<void>,
+  ) {
+    const { queue, ledger, app, workerEnv } = setup(name, { CELERIAC_EVENT_LOOP_BLOCKED_MS: '300', HANG: '1' });
+    const port = await freePort();
+    const worker = startWorker(TASKS, queue, workerEnv, ['--metrics-port', String(port), '-c', '4']);
+    const get = (p: string) => fetch(`http://127.0.0.1:${port}${p}`).then(async (r) => ({ status: r.status, text: await r.text() }));
+    try {
+      await withOutputOf({ worker }, async () => {
+        await eventually(async () => assert.equal((await get('/healthz')).status, 200));
+        await body({ queue, ledger, app, worker, get });
+      });
+    } finally {
+      await stopProcess(worker);
+      await app.close();
+    }
+  }
+  const blockedLine = (w: Started) =>
+    eventually(() => {
+      const l = logLines(w).find((x) => String(x.msg).startsWith('event loop blocked'));
+      assert.ok(l, 'a watchdog line');
+      return l;
+    });
+
+  it('with another task in flight, the block is blamed on the task whose function holds the loop, and only on it', async () => {
+    await withBlockingWorker('wd-two', async ({ queue, ledger, app, worker, get }) => {
+      const waiting = await app.sendTask('sd.wait', [], {}, { queue });
+      await eventually(() => assert.equal(started(ledger).length, 1));
+      const release = join(dir, `${queue}.release`);
+      const blocker = await app.sendTask('sd.blockUntil', [release], {}, { queue });
+      const line = await blockedLine(worker);
+      assert.equal(line.taskId, blocker.id);
+      assert.equal(line.candidates, undefined);
+      writeFileSync(release, '');
+      await eventually(async () => assert.match((await get('/healthz')).text, new RegExp(`task sd\\.blockUntil\\[${blocker.id}\\] blocked the event loop`)));
+      await waiting.revoke({ terminate: true });
+      await blocker.revoke({ terminate: true });
+      await eventually(async () => assert.equal((await get('/healthz')).status, 200, 'healthy once the blocking task ended'));
+    });
+  });
+
+  it('a block the stack cannot pin on one task names none: it lists the tasks in flight, and the worker stays healthy', async () => {
+    await withBlockingWorker('wd-unsure', async ({ queue, ledger, app, worker, get }) => {
+      const waiting = await app.sendTask('sd.wait', [], {}, { queue });
+      await eventually(() => assert.equal(started(ledger).length, 1));
+      const release = join(dir, `${queue}.release`);
+      // Blocks in a helper after the helper's await: the task's own function is not on the stack.
+      const blocker = await app.sendTask('sd.blockInHelper', [release], {}, { queue });
+      const line = await blockedLine(worker);
+      assert.equal(line.taskId, undefined, 'no task named as certain');
+      const ids = (line.candidates as { taskId: string }[]).map((c) => c.taskId).sort();
+      assert.deepEqual(ids, [waiting.id, blocker.id].sort());
+      assert.match(String(line.msg), /cannot be told apart among the tasks in flight/);
+      writeFileSync(release, '');
+      // Neither task is known to have blocked: no 503 (Kubernetes would restart a worker that may be healthy).
+      assert.equal(await (await app.sendTask('sd.quick', [21], {}, { queue })).get({ timeout: 10_000 }), 42, 'the loop runs again');
+      assert.equal((await get('/healthz')).status, 200);
+      await waiting.revoke({ terminate: true });
+      await blocker.revoke({ terminate: true });
+    });
+  });
+
   /**
    * Starts a worker running an early-ack task that waits until cut off, does `cut` to the worker,
    * and checks the exit code and that the task is stored FAILURE(WorkerLostError) with `why` in

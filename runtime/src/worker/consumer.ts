@@ -141,7 +141,7 @@ export interface ConsumerDeps {
   /** Task events go out here (the dispatcher drops them while task events are off). */
   readonly events: EventDispatcher;
   readonly log: Logger;
-  /** Blames event-loop blocks on the task running (null: no watchdog). */
+  /** Notes the tasks in flight, so event-loop blocks can be blamed on them (null: no watchdog). */
   readonly watchdog?: Watchdog | null;
   /** Slots the prefetch is sized for (default: the pool's size; the autoscaler's maximum when autoscaling, as Celery). */
   readonly prefetchSlots?: () => number;
@@ -697,8 +697,14 @@ export class Consumer {
               signals: this.deps.app.signals,
               storeState: (meta) => this.deps.backend.store(this.storedMeta(j, meta), { replyTo: req.replyTo, correlationId: req.correlationId }),
             });
-          const { watchdog } = this.deps;
-          const outcome = await (watchdog ? watchdog.runAs(this.blameAs(j, run, late, ignore), runIt) : runIt());
+          // Noted in flight while it runs, so a block can be blamed on it (see watchdog.ts).
+          const untrack = this.deps.watchdog?.track(this.blameAs(j, run, late, ignore), run.fn);
+          let outcome: TaskOutcome;
+          try {
+            outcome = await runIt();
+          } finally {
+            untrack?.();
+          }
           metrics.duration.observe(labels, outcome.runtimeMs / 1000);
           if (!this.active.has(j)) return outcome; // a cut-off (shutdown) took it over
           await (j.settling = this.settle(j, outcome, late, ignore));
