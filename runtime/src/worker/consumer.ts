@@ -48,7 +48,7 @@ import { DuplicateFilter } from './duplicates.js';
 import { StartedLedger } from './started-ledger.js';
 import { TimerHeap } from './timer-heap.js';
 import type { BlockingTask, Watchdog } from './watchdog.js';
-import { timeLimitsOf, TimeLimitExceeded, type TaskCanvas, type TaskOutcome } from '../pools/trace.js';
+import { TaskControl, timeLimitsOf, TimeLimitExceeded, type TaskCanvas, type TaskOutcome } from '../pools/trace.js';
 import { runTask, tracedRun } from '../tracing/tracing.js';
 
 interface Job {
@@ -61,7 +61,7 @@ interface Job {
   dueAt: number;
   /** When the pool started it (epoch ms, for remote control's time_start), null before. */
   startedAtMs: number | null;
-  ctl: AbortController | null;
+  ctl: TaskControl | null;
   /** Result tuples of what the task applied with ctx.applyChild, stored first in its `children`. */
   readonly children: unknown[];
   /** When the task started running (performance.now()), for the runtime of a cut-off task. */
@@ -671,7 +671,7 @@ export class Consumer {
       // task to abort: checked again here, so the task does not run after all (Celery terminates on ack).
       const whyNow = this.discardReason(j);
       if (whyNow) return await this.discard(j, whyNow);
-      const ctl = (j.ctl = new AbortController());
+      const ctl = (j.ctl = new TaskControl());
       j.startedAt = performance.now();
       j.startedAtMs = Date.now();
       this.totals.set(req.name, (this.totals.get(req.name) ?? 0) + 1);
