@@ -116,8 +116,9 @@ describe('event-loop watchdog and shutdown without loss (redis, worker processes
       worker: Started;
       get: (p: string) => Promise<{ status: number; text: string }>;
     }) => Promise<void>,
+    env: Record<string, string> = {},
   ) {
-    const { queue, ledger, app, workerEnv } = setup(name, { CELERIAC_EVENT_LOOP_BLOCKED_MS: '300', HANG: '1' });
+    const { queue, ledger, app, workerEnv } = setup(name, { CELERIAC_EVENT_LOOP_BLOCKED_MS: '300', HANG: '1', ...env });
     const port = await freePort();
     const worker = startWorker(TASKS, queue, workerEnv, ['--metrics-port', String(port), '-c', '4']);
     const get = (p: string) => fetch(`http://127.0.0.1:${port}${p}`).then(async (r) => ({ status: r.status, text: await r.text() }));
@@ -198,6 +199,24 @@ describe('event-loop watchdog and shutdown without loss (redis, worker processes
       await waiting.revoke({ terminate: true });
       await blocker.revoke({ terminate: true });
     });
+  });
+
+  it('with eventLoopBlockedExact, a block in a helper after its await is still named: the task whose awaits lead there', async () => {
+    await withBlockingWorker(
+      'wd-exact',
+      async (w) => {
+        const { waiting, blocker, line, release } = await blockBesideAWaitingTask(w, 'sd.blockInHelper');
+        assert.equal(line.taskId, blocker.id);
+        assert.equal(line.candidates, undefined);
+        writeFileSync(release, '');
+        await eventually(async () =>
+          assert.match((await w.get('/healthz')).text, new RegExp(`task sd\\.blockInHelper\\[${blocker.id}\\] blocked the event loop`)),
+        );
+        await waiting.revoke({ terminate: true });
+        await blocker.revoke({ terminate: true });
+      },
+      { CELERIAC_EVENT_LOOP_BLOCKED_EXACT: '1' },
+    );
   });
 
   /**

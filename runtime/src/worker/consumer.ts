@@ -698,10 +698,11 @@ export class Consumer {
               storeState: (meta) => this.deps.backend.store(this.storedMeta(j, meta), { replyTo: req.replyTo, correlationId: req.correlationId }),
             });
           // Noted in flight while it runs, so a block can be blamed on it (see watchdog.ts).
-          const untrack = this.deps.watchdog?.track(this.blameAs(j, run, late, ignore), run.fn);
+          const { watchdog } = this.deps;
+          const untrack = watchdog?.track(this.blameAs(j, run, late, ignore), run.fn);
           let outcome: TaskOutcome;
           try {
-            outcome = await runIt();
+            outcome = await (watchdog ? watchdog.runAs(req.id, runIt) : runIt());
           } finally {
             untrack?.();
           }

@@ -12,7 +12,7 @@ import type { ResultBackend } from '../backends/result-backend.js';
 import { createLogger } from '../logging/logger.js';
 import { parseJson } from '../protocol/json.js';
 import { isoUtc } from '../protocol/task-message.js';
-import { blame, locationKey, type BlockingTask, type BlockReport, type InFlight, type Location, type WatchdogThreadData } from './watchdog.js';
+import { blame, locationKey, type BlockingTask, type BlockReport, type Location, type Registry, type WatchdogThreadData } from './watchdog.js';
 
 const { beats, beatMs, thresholdMs, logLevel, logBindings, results } = workerData as WatchdogThreadData;
 const slots = new BigInt64Array(beats);
@@ -110,7 +110,7 @@ function inspectMainThread(beat: bigint): Promise<Found> {
       const frame = frames[0];
       if (!frame || Atomics.load(slots, 0) !== beat) return finish(NOTHING);
       const at = `${frame.functionName || '(anonymous)'} (${frame.url}:${frame.location.lineNumber + 1})`;
-      const expression = `globalThis[Symbol.for('celeriac.watchdog.inFlight')]?.() ?? ['[]']`;
+      const expression = `globalThis[Symbol.for('celeriac.watchdog.inFlight')]?.() ?? ['{"inFlight":[]}']`;
       const functionLocation = async (fn: RemoteObject | undefined) => {
         if (!fn?.objectId) return null;
         const { internalProperties } = await post<{ internalProperties?: Property[] }>('Runtime.getProperties', { objectId: fn.objectId, ownProperties: true });
@@ -123,7 +123,10 @@ function inspectMainThread(beat: bigint): Promise<Found> {
         const { result: items } = await post<{ result: Property[] }>('Runtime.getProperties', { objectId: result.objectId, ownProperties: true });
         const item = (i: number) => items.find((p) => p.name === String(i))?.value;
         const json = item(0)?.value;
-        const inFlight = typeof json === 'string' ? (parseJson(json) as InFlight[]) : [];
+        const registry = typeof json === 'string' ? (parseJson(json) as Registry) : { inFlight: [] };
+        const { inFlight } = registry;
+        // eventLoopBlockedExact: the task whose async context runs is known (or none is).
+        if (registry.running !== undefined) return { task: inFlight.find((t) => t.task.id === registry.running)?.task ?? null, candidates: [], at };
         const fns = inFlight.length === 0 ? 0 : Math.max(...inFlight.map((t) => t.fn)) + 1;
         const locations = await Promise.all(Array.from({ length: fns }, (_, i) => functionLocation(item(i + 1))));
         return { ...blame(inFlight, locations, frames), at };

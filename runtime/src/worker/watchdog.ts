@@ -11,8 +11,9 @@
  *   the loop, and logs the block itself (synchronous writes to stdout: the loop may never come
  *   back). The task is named as the blocker only when its own function is on the stack and no
  *   other task in flight has a function there; otherwise the log lists the tasks in flight as
- *   candidates and names none (an AsyncLocalStorage would be exact, but on Node 20 an active one
- *   runs a promise hook on every promise: about 18% of the worker's CPU per task);
+ *   candidates and names none. An AsyncLocalStorage would be exact, but on Node 20 an active one
+ *   runs a promise hook on every promise (about 18% of the worker's CPU per task): it is used
+ *   only with `eventLoopBlockedExact` ({@link Watchdog.runAs});
  * - it keeps the longest block since the last scrape, exported as the gauge
  *   `celeriac_event_loop_lag_seconds`;
  * - an early-acked task still blocking the loop past its hard time limit is stored
@@ -26,6 +27,7 @@
  * as long as the task that blocked it past the threshold is still running (it will likely block
  * again). A task that blocked once and ended leaves the worker healthy.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { stringifyJson } from '../protocol/json.js';
@@ -37,7 +39,7 @@ const BEAT_MS = 100;
 const SLOTS = 2;
 /**
  * Where the thread's inspector evaluation finds the tasks in flight (one registry per process, see
- * track): a function returning `[json of InFlight[], ...their distinct task functions]`.
+ * track): a function returning `[json of Registry, ...the tasks' distinct functions]`.
  */
 export const IN_FLIGHT_KEY = Symbol.for('celeriac.watchdog.inFlight');
 
@@ -69,6 +71,13 @@ export function blame(
   });
   if (blamed.length === 1) return { task: blamed[0]!.task, candidates: [] };
   return { task: null, candidates: (blamed.length > 1 ? blamed : inFlight).map((t) => t.task) };
+}
+
+/** What the thread reads at a block: the tasks in flight, and with `exact` the one running. */
+export interface Registry {
+  readonly inFlight: readonly InFlight[];
+  /** With eventLoopBlockedExact: the id of the task whose async context runs (null: none); else absent. */
+  readonly running?: string | null;
 }
 
 /** A task in flight as the thread reads it: `fn` indexes the functions after the JSON. */
@@ -123,6 +132,8 @@ interface Tracked {
   readonly fn: unknown;
 }
 const inFlight = new Set<Tracked>();
+/** Set only with eventLoopBlockedExact: an active one costs a promise hook on every promise. */
+let running: AsyncLocalStorage<string> | null = null;
 (globalThis as Record<symbol, unknown>)[IN_FLIGHT_KEY] = () => {
   const fns: unknown[] = [];
   const tasks: InFlight[] = [];
@@ -132,7 +143,8 @@ const inFlight = new Set<Tracked>();
     tasks.push({ task: t.task, fn: i });
   }
   // The wire's JSON: the failure a task carries may hold its arguments (resultExtended), BigInts included.
-  return [stringifyJson(tasks), ...fns];
+  const registry: Registry = running ? { inFlight: tasks, running: running.getStore() ?? null } : { inFlight: tasks };
+  return [stringifyJson(registry), ...fns];
 };
 
 export interface Watchdog {
@@ -141,6 +153,8 @@ export interface Watchdog {
    * function: a block with it on the stack is blamed on that task.
    */
   track(task: BlockingTask, fn: unknown): () => void;
+  /** Runs `fn` as the tracked task `taskId` (with `exact`: a block in anything it awaits is named); else just runs it. */
+  runAs<T>(taskId: string, fn: () => T): T;
   /** The block past the threshold whose task is still running (`isRunning`), or null: /healthz answers 503 meanwhile. */
   stuck(isRunning: (taskId: string) => boolean): (BlockReport & { readonly task: BlockingTask }) | null;
   /** The longest lag since the previous call, in ms (the metric's value at each scrape). */
@@ -155,7 +169,9 @@ const now = () => performance.timeOrigin + performance.now();
  * task tracked by {@link Watchdog.track}: it exists to name and fail blocking tasks, and a
  * worker that has run none stays light while idle. Until then the lag gauge reads 0.
  */
-export async function startWatchdog(opts: { thresholdMs: number; log: Logger; results: WatchdogResults | null }): Promise<Watchdog> {
+export async function startWatchdog(opts: { thresholdMs: number; exact?: boolean; log: Logger; results: WatchdogResults | null }): Promise<Watchdog> {
+  if (opts.exact) running ??= new AsyncLocalStorage<string>();
+  const als = opts.exact ? running : null;
   const beats = new SharedArrayBuffer(SLOTS * BigInt64Array.BYTES_PER_ELEMENT);
   const slots = new BigInt64Array(beats);
   const beat = () => Atomics.store(slots, 0, BigInt(Math.round(now())));
@@ -192,6 +208,7 @@ export async function startWatchdog(opts: { thresholdMs: number; log: Logger; re
       inFlight.add(t);
       return () => inFlight.delete(t);
     },
+    runAs: (taskId, fn) => (als ? als.run(taskId, fn) : fn()),
     stuck(isRunning) {
       for (const [id, r] of blocks) {
         if (isRunning(id)) return r;
