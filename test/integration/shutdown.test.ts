@@ -109,37 +109,117 @@ describe('event-loop watchdog and shutdown without loss (redis, worker processes
     }
   });
 
-  it('a task that blocked the loop past the threshold: /healthz 503 naming it while it runs, lag exported, healthy again once it ends', async () => {
-    const { queue, app, workerEnv } = setup('wd-block', { CELERIAC_EVENT_LOOP_BLOCKED_MS: '300' });
+  /** Starts a worker with 4 slots, HANG=1 (sd.wait waits until revoked), a metrics port; runs `body`; stops it. */
+  async function withBlockingWorker(
+    name: string,
+    body: (o: {
+      queue: string;
+      ledger: string;
+      app: ReturnType<typeof createApp>;
+      worker: Started;
+      get: (p: string) => Promise<{ status: number; text: string }>;
+    }) => Promise<void>,
+    env: Record<string, string> = {},
+  ) {
+    const { queue, ledger, app, workerEnv } = setup(name, { CELERIAC_EVENT_LOOP_BLOCKED_MS: '300', HANG: '1', ...env });
     const port = await freePort();
     const worker = startWorker(TASKS, queue, workerEnv, ['--metrics-port', String(port), '-c', '4']);
     const get = (p: string) => fetch(`http://127.0.0.1:${port}${p}`).then(async (r) => ({ status: r.status, text: await r.text() }));
     try {
       await withOutputOf({ worker }, async () => {
         await eventually(async () => assert.equal((await get('/healthz')).status, 200));
-        const release = join(dir, `${queue}.release`);
-        const blocker = await app.sendTask('sd.blockUntil', [release], {}, { queue });
-        // The watchdog thread logs while the loop is still blocked; then the test lets the task go on.
-        await eventually(() => assert.ok(logLines(worker).some((l) => String(l.msg).startsWith('event loop blocked') && l.taskId === blocker.id)));
-        writeFileSync(release, '');
-        await eventually(async () => {
-          const h = await get('/healthz');
-          assert.equal(h.status, 503);
-          assert.match(h.text, new RegExp(`task sd\\.blockUntil\\[${blocker.id}\\] blocked the event loop`));
-        });
-        const lag = /^celeriac_event_loop_lag_seconds (\S+)$/m.exec((await get('/metrics')).text);
-        // The loop beats every 100 ms, so a block the thread saw at 300 ms since the last beat is a
-        // lag of at least 200 ms beyond the expected beat (the gauge's lower bound, not a timing).
-        assert.ok(lag && Number(lag[1]) >= 0.2, `lag gauge past the threshold less one beat: ${lag?.[0]}`);
-        assert.equal(await (await app.sendTask('sd.quick', [21], {}, { queue })).get({ timeout: 10_000 }), 42, 'other tasks run again');
-        await blocker.revoke({ terminate: true });
-        await eventually(async () => assert.equal((await get('/healthz')).status, 200, 'healthy once the blocking task ended'));
-        assert.ok(logLines(worker).some((l) => String(l.msg).startsWith('event loop unblocked after') && l.taskId === blocker.id));
+        await body({ queue, ledger, app, worker, get });
       });
     } finally {
       await stopProcess(worker);
       await app.close();
     }
+  }
+  it('a task that blocked the loop past the threshold: /healthz 503 naming it while it runs, lag exported, healthy again once it ends', async () => {
+    await withBlockingWorker('wd-block', async ({ queue, app, worker, get }) => {
+      const release = join(dir, `${queue}.release`);
+      const blocker = await app.sendTask('sd.blockUntil', [release], {}, { queue });
+      // The watchdog thread logs while the loop is still blocked; then the test lets the task go on.
+      await eventually(() => assert.ok(logLines(worker).some((l) => String(l.msg).startsWith('event loop blocked') && l.taskId === blocker.id)));
+      writeFileSync(release, '');
+      await eventually(async () => {
+        const h = await get('/healthz');
+        assert.equal(h.status, 503);
+        assert.match(h.text, new RegExp(`task sd\\.blockUntil\\[${blocker.id}\\] blocked the event loop`));
+      });
+      const lag = /^celeriac_event_loop_lag_seconds (\S+)$/m.exec((await get('/metrics')).text);
+      // The loop beats every 100 ms, so a block the thread saw at 300 ms since the last beat is a
+      // lag of at least 200 ms beyond the expected beat (the gauge's lower bound, not a timing).
+      assert.ok(lag && Number(lag[1]) >= 0.2, `lag gauge past the threshold less one beat: ${lag?.[0]}`);
+      assert.equal(await (await app.sendTask('sd.quick', [21], {}, { queue })).get({ timeout: 10_000 }), 42, 'other tasks run again');
+      await blocker.revoke({ terminate: true });
+      await eventually(async () => assert.equal((await get('/healthz')).status, 200, 'healthy once the blocking task ended'));
+      assert.ok(logLines(worker).some((l) => String(l.msg).startsWith('event loop unblocked after') && l.taskId === blocker.id));
+    });
+  });
+
+  /** Starts sd.wait (it waits), then `blocking` (it holds the loop until `release` exists); returns the watchdog's line. */
+  async function blockBesideAWaitingTask(o: { queue: string; ledger: string; app: ReturnType<typeof createApp>; worker: Started }, blocking: string) {
+    const waiting = await o.app.sendTask('sd.wait', [], {}, { queue: o.queue });
+    await eventually(() => assert.equal(started(o.ledger).length, 1));
+    const release = join(dir, `${o.queue}.release`);
+    const blocker = await o.app.sendTask(blocking, [release], {}, { queue: o.queue });
+    const line = await eventually(() => {
+      const l = logLines(o.worker).find((x) => String(x.msg).startsWith('event loop blocked'));
+      assert.ok(l, 'a watchdog line');
+      return l;
+    });
+    return { waiting, blocker, line, release };
+  }
+
+  it('with another task in flight, the block is blamed on the task whose function holds the loop, and only on it', async () => {
+    await withBlockingWorker('wd-two', async (w) => {
+      const { waiting, blocker, line, release } = await blockBesideAWaitingTask(w, 'sd.blockUntil');
+      const { get } = w;
+      assert.equal(line.taskId, blocker.id);
+      assert.equal(line.candidates, undefined);
+      writeFileSync(release, '');
+      await eventually(async () => assert.match((await get('/healthz')).text, new RegExp(`task sd\\.blockUntil\\[${blocker.id}\\] blocked the event loop`)));
+      await waiting.revoke({ terminate: true });
+      await blocker.revoke({ terminate: true });
+      await eventually(async () => assert.equal((await get('/healthz')).status, 200, 'healthy once the blocking task ended'));
+    });
+  });
+
+  it('a block the stack cannot pin on one task names none: it lists the tasks in flight, and the worker stays healthy', async () => {
+    await withBlockingWorker('wd-unsure', async (w) => {
+      // Blocks in a helper after the helper's await: the task's own function is not on the stack.
+      const { waiting, blocker, line, release } = await blockBesideAWaitingTask(w, 'sd.blockInHelper');
+      const { app, queue, get } = w;
+      assert.equal(line.taskId, undefined, 'no task named as certain');
+      const ids = (line.candidates as { taskId: string }[]).map((c) => c.taskId).sort();
+      assert.deepEqual(ids, [waiting.id, blocker.id].sort());
+      assert.match(String(line.msg), /cannot be told apart among the tasks in flight/);
+      writeFileSync(release, '');
+      // Neither task is known to have blocked: no 503 (Kubernetes would restart a worker that may be healthy).
+      assert.equal(await (await app.sendTask('sd.quick', [21], {}, { queue })).get({ timeout: 10_000 }), 42, 'the loop runs again');
+      assert.equal((await get('/healthz')).status, 200);
+      await waiting.revoke({ terminate: true });
+      await blocker.revoke({ terminate: true });
+    });
+  });
+
+  it('with eventLoopBlockedExact, a block in a helper after its await is still named: the task whose awaits lead there', async () => {
+    await withBlockingWorker(
+      'wd-exact',
+      async (w) => {
+        const { waiting, blocker, line, release } = await blockBesideAWaitingTask(w, 'sd.blockInHelper');
+        assert.equal(line.taskId, blocker.id);
+        assert.equal(line.candidates, undefined);
+        writeFileSync(release, '');
+        await eventually(async () =>
+          assert.match((await w.get('/healthz')).text, new RegExp(`task sd\\.blockInHelper\\[${blocker.id}\\] blocked the event loop`)),
+        );
+        await waiting.revoke({ terminate: true });
+        await blocker.revoke({ terminate: true });
+      },
+      { CELERIAC_EVENT_LOOP_BLOCKED_EXACT: '1' },
+    );
   });
 
   /**

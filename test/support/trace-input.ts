@@ -1,7 +1,7 @@
 /** A task run as the worker hands it to trace() or a pool: a JSON task message of `task`, delivered on `celery`. */
 import pino from 'pino';
 import type { Task } from '../../runtime/src/app/task.js';
-import type { TraceInput } from '../../runtime/src/pools/trace.js';
+import { TaskControl, type TraceInput } from '../../runtime/src/pools/trace.js';
 import { acceptedContentTypes } from '../../runtime/src/protocol/serializers.js';
 import { decodeTask, encodeTask } from '../../runtime/src/protocol/task-message.js';
 
@@ -16,6 +16,6 @@ export function traceInput(task: Task, o: { id?: string; retries?: number } = {}
     info: { queue: 'celery', exchange: '', routingKey: 'celery', redelivered: false },
     hostname: 'w@h',
     log: pino({ level: 'silent' }),
-    ctl: new AbortController(),
+    ctl: new TaskControl(),
   };
 }

@@ -25,7 +25,7 @@ import { resultFromTuple } from '../canvas/apply.js';
 import type { SignatureDict } from '../protocol/task-message.js';
 import { extendedMetaOf, withExtendedMeta } from '../protocol/result-meta.js';
 import { crossError, crossOutcome, uncrossError, uncrossRequest, type FromRunner, type ToRunner } from './crossing.js';
-import { trace, type CanvasOp, type TaskCanvas } from './trace.js';
+import { TaskControl, trace, type CanvasOp, type TaskCanvas } from './trace.js';
 
 const post: (m: FromRunner) => void = parentPort ? (m) => parentPort!.postMessage(m) : (m) => process.send!(m);
 const inThread = parentPort !== null;
@@ -112,7 +112,7 @@ async function onMessage(m: ToRunner): Promise<void> {
     get log() {
       return logOnUse();
     },
-    ctl: new AbortController(),
+    ctl: new TaskControl(),
     canvas: canvasOf(m.request.serializer),
     hardLimitByPool: true,
     signals: app!.signals,

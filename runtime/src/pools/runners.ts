@@ -186,10 +186,10 @@ export function createRunnerPool(o: RunnerPoolOptions): Pool {
     const r = await acquire();
     const started = performance.now();
     const runtimeMs = () => performance.now() - started;
-    if (isKill(i.ctl.signal.reason)) {
+    if (i.ctl.aborted && isKill(i.ctl.reason)) {
       // Revoked with terminate (or a cold shutdown) while it waited for a runner: it never started.
       release(r);
-      return { state: 'REVOKED', reason: String(i.ctl.signal.reason), runtimeMs: 0 };
+      return { state: 'REVOKED', reason: String(i.ctl.reason), runtimeMs: 0 };
     }
     const job = jobs++;
     let crossed: CrossedRequest;
@@ -205,14 +205,14 @@ export function createRunnerPool(o: RunnerPoolOptions): Pool {
       let timer: NodeJS.Timeout | null = null;
       /** Why the worker itself ended the runner, when it did. */
       let endedBy: TaskOutcome | null = null;
+      let offAbort = () => {};
       const finish = (outcome: TaskOutcome) => {
         if (timer) clearTimeout(timer);
-        i.ctl.signal.removeEventListener('abort', onAbort);
+        offAbort();
         r.onLost = r.onDone = r.onCanvas = null;
         resolve(outcome);
       };
-      const onAbort = () => {
-        const reason = i.ctl.signal.reason;
+      const onAbort = (reason: unknown) => {
         // A soft time limit aborts the runner's own signal (trace runs there); revoke(terminate) and cold shutdown end it.
         if (!isKill(reason)) return;
         i.log.info({ runner: r.handle.id, reason }, 'terminating the runner of the task');
@@ -267,7 +267,7 @@ export function createRunnerPool(o: RunnerPoolOptions): Pool {
           end(r);
         }, hardMs);
       }
-      i.ctl.signal.addEventListener('abort', onAbort);
+      offAbort = i.ctl.onAbort(onAbort);
       r.handle.send({ type: 'run', job, request: crossed, info: i.info, hostname: i.hostname });
     });
   }

@@ -40,6 +40,48 @@ const HARD_LIMIT = Symbol('hard time limit');
 export const isKill = (reason: unknown) => reason === 'terminated' || reason === 'shutdown';
 const KILLED = Symbol('killed');
 
+/**
+ * How the worker stops a running task: revoke(terminate) aborts it with 'terminated', a cold
+ * shutdown with 'shutdown', a soft time limit with SoftTimeLimitExceeded. ctx.signal's
+ * AbortController is made only when something reads it (most tasks never do, and one per task
+ * costs the hot path); an abort before that is carried over.
+ */
+export class TaskControl {
+  private ctl: AbortController | null = null;
+  private listeners: ((reason: unknown) => void)[] | null = null;
+  aborted = false;
+  reason: unknown = undefined;
+
+  /** ctx.signal: aborted with the same reason. */
+  get signal(): AbortSignal {
+    if (!this.ctl) {
+      this.ctl = new AbortController();
+      if (this.aborted) this.ctl.abort(this.reason);
+    }
+    return this.ctl.signal;
+  }
+
+  /** Aborts once: later calls do nothing, as AbortController's. */
+  abort(reason: unknown): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.reason = reason;
+    this.ctl?.abort(reason);
+    const ls = this.listeners;
+    this.listeners = null;
+    if (ls) for (const l of ls) l(reason);
+  }
+
+  /** Calls `listener` once at the abort; returns what removes it. */
+  onAbort(listener: (reason: unknown) => void): () => void {
+    (this.listeners ??= []).push(listener);
+    return () => {
+      const i = this.listeners?.indexOf(listener) ?? -1;
+      if (i >= 0) this.listeners!.splice(i, 1);
+    };
+  }
+}
+
 export interface TraceInput {
   readonly task: Task;
   readonly req: TaskRequest;
@@ -47,10 +89,10 @@ export interface TraceInput {
   readonly hostname: string;
   readonly log: Logger;
   /**
-   * The task's one controller (ctx.signal). The worker aborts it with reason 'terminated'
+   * The task's one control (ctx.signal). The worker aborts it with reason 'terminated'
    * (revoke) or 'shutdown' (cold shutdown); the soft time limit aborts it too.
    */
-  readonly ctl: AbortController;
+  readonly ctl: TaskControl;
   /** What the task may do to the canvas around it (ctx.addToChord, ctx.applyChild); the worker gives it. */
   readonly canvas?: TaskCanvas;
   /**
@@ -178,7 +220,9 @@ async function traceRun(i: TraceInput, onContext: (ctx: TaskContext) => void): P
     get log() {
       return i.log;
     },
-    signal: ctl.signal,
+    get signal() {
+      return ctl.signal;
+    },
     retry(r = {}) {
       throw nextRetry(r);
     },
@@ -201,13 +245,12 @@ async function traceRun(i: TraceInput, onContext: (ctx: TaskContext) => void): P
   const runtime = () => performance.now() - started;
   // The task runs on this event loop and cannot be killed: a hard limit, revoke(terminate) or a
   // cold shutdown stops waiting for it (and aborts ctx.signal) instead.
-  let onAbort: (() => void) | null = null;
+  let offAbort = (): void => undefined;
   const stopped = new Promise<typeof HARD_LIMIT | typeof KILLED>((resolve) => {
-    onAbort = () => {
-      if (isKill(ctl.signal.reason)) resolve(KILLED);
-    };
-    if (ctl.signal.aborted) return onAbort();
-    ctl.signal.addEventListener('abort', onAbort, { once: true });
+    if (ctl.aborted && isKill(ctl.reason)) return resolve(KILLED);
+    offAbort = ctl.onAbort((reason) => {
+      if (isKill(reason)) resolve(KILLED);
+    });
     if (hardMs && !i.hardLimitByPool) timers.push(setTimeout(() => resolve(HARD_LIMIT), hardMs));
   });
   try {
@@ -218,7 +261,7 @@ async function traceRun(i: TraceInput, onContext: (ctx: TaskContext) => void): P
       return task.fn.apply(ctx, bound as never);
     });
     const value = await Promise.race([run, stopped]);
-    if (value === KILLED) return { state: 'REVOKED', reason: String(ctl.signal.reason), runtimeMs: runtime() };
+    if (value === KILLED) return { state: 'REVOKED', reason: String(ctl.reason), runtimeMs: runtime() };
     // A task that held the loop past its hard limit returns before the limit's timer can fire:
     // it is past its limit all the same (and the watchdog thread may have stored that already).
     if (value === HARD_LIMIT || (hardMs && !i.hardLimitByPool && runtime() > hardMs)) {
@@ -241,6 +284,6 @@ async function traceRun(i: TraceInput, onContext: (ctx: TaskContext) => void): P
     }
   } finally {
     for (const t of timers) clearTimeout(t);
-    if (onAbort) ctl.signal.removeEventListener('abort', onAbort);
+    offAbort();
   }
 }

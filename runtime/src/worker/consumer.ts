@@ -48,7 +48,7 @@ import { DuplicateFilter } from './duplicates.js';
 import { StartedLedger } from './started-ledger.js';
 import { TimerHeap } from './timer-heap.js';
 import type { BlockingTask, Watchdog } from './watchdog.js';
-import { timeLimitsOf, TimeLimitExceeded, type TaskCanvas, type TaskOutcome } from '../pools/trace.js';
+import { TaskControl, timeLimitsOf, TimeLimitExceeded, type TaskCanvas, type TaskOutcome } from '../pools/trace.js';
 import { runTask, tracedRun } from '../tracing/tracing.js';
 
 interface Job {
@@ -61,7 +61,7 @@ interface Job {
   dueAt: number;
   /** When the pool started it (epoch ms, for remote control's time_start), null before. */
   startedAtMs: number | null;
-  ctl: AbortController | null;
+  ctl: TaskControl | null;
   /** Result tuples of what the task applied with ctx.applyChild, stored first in its `children`. */
   readonly children: unknown[];
   /** When the task started running (performance.now()), for the runtime of a cut-off task. */
@@ -141,7 +141,7 @@ export interface ConsumerDeps {
   /** Task events go out here (the dispatcher drops them while task events are off). */
   readonly events: EventDispatcher;
   readonly log: Logger;
-  /** Blames event-loop blocks on the task running (null: no watchdog). */
+  /** Notes the tasks in flight, so event-loop blocks can be blamed on them (null: no watchdog). */
   readonly watchdog?: Watchdog | null;
   /** Slots the prefetch is sized for (default: the pool's size; the autoscaler's maximum when autoscaling, as Celery). */
   readonly prefetchSlots?: () => number;
@@ -695,7 +695,7 @@ export class Consumer {
       // task to abort: checked again here, so the task does not run after all (Celery terminates on ack).
       const whyNow = this.discardReason(j);
       if (whyNow) return await this.discard(j, whyNow);
-      const ctl = (j.ctl = new AbortController());
+      const ctl = (j.ctl = new TaskControl());
       j.startedAt = performance.now();
       j.startedAtMs = Date.now();
       this.totals.set(req.name, (this.totals.get(req.name) ?? 0) + 1);
@@ -721,8 +721,15 @@ export class Consumer {
               signals: this.deps.app.signals,
               storeState: (meta) => this.deps.backend.store(this.storedMeta(j, meta), { replyTo: req.replyTo, correlationId: req.correlationId }),
             });
+          // Noted in flight while it runs, so a block can be blamed on it (see watchdog.ts).
           const { watchdog } = this.deps;
-          const outcome = await (watchdog ? watchdog.runAs(this.blameAs(j, run, late, ignore), runIt) : runIt());
+          const untrack = watchdog?.track(this.blameAs(j, run, late, ignore), run.fn);
+          let outcome: TaskOutcome;
+          try {
+            outcome = await (watchdog ? watchdog.runAs(req.id, runIt) : runIt());
+          } finally {
+            untrack?.();
+          }
           metrics.duration.observe(labels, outcome.runtimeMs / 1000);
           if (!this.active.has(j)) return outcome; // a cut-off (shutdown) took it over
           await (j.settling = this.settle(j, outcome, late, ignore));

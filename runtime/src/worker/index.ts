@@ -2,4 +2,4 @@
 export { createWorker, type Worker, type WorkerOptions } from './worker.js';
 export type { WorkerMetrics } from '../metrics/worker-metrics.js';
 export { createEventLoopPool, createPool, type Pool, type PoolKind, type PoolOptions } from '../pools/pool.js';
-export type { TaskCanvas, TaskOutcome, TraceInput } from '../pools/trace.js';
+export { TaskControl, type TaskCanvas, type TaskOutcome, type TraceInput } from '../pools/trace.js';

@@ -154,7 +154,7 @@ export function createWorkerServices(d: ServiceDeps, user: readonly Component[])
           chordOrdered: config.resultChordOrdered,
           dateTags: config.jsonDateTags,
         };
-        const w = (parts.watchdog = await startWatchdog({ thresholdMs: config.eventLoopBlockedMs, log, results }));
+        const w = (parts.watchdog = await startWatchdog({ thresholdMs: config.eventLoopBlockedMs, exact: config.eventLoopBlockedExact, log, results }));
         metrics.onCollect(() => metrics.eventLoopLag.set(w.takeMaxLagMs() / 1000));
       },
       stop: async () => parts.watchdog?.stop(),

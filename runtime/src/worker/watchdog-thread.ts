@@ -12,7 +12,7 @@ import type { ResultBackend } from '../backends/result-backend.js';
 import { createLogger } from '../logging/logger.js';
 import { parseJson } from '../protocol/json.js';
 import { isoUtc } from '../protocol/task-message.js';
-import type { BlockingTask, BlockReport, WatchdogThreadData } from './watchdog.js';
+import { blame, locationKey, type BlockingTask, type BlockReport, type Location, type Registry, type WatchdogThreadData } from './watchdog.js';
 
 const { beats, beatMs, thresholdMs, logLevel, logBindings, results } = workerData as WatchdogThreadData;
 const slots = new BigInt64Array(beats);
@@ -23,10 +23,30 @@ const seconds = (ms: number) => (ms / 1000).toFixed(1);
 const CHECK_MS = Math.max(10, Math.min(beatMs, thresholdMs / 2));
 
 interface Frame {
+  readonly callFrameId: string;
   readonly functionName: string;
   readonly url: string;
-  readonly location: { readonly lineNumber: number };
+  readonly location: Location;
+  /** Where the frame's function starts (the inspector's [[FunctionLocation]] of that function). */
+  readonly functionLocation?: Location;
 }
+interface RemoteObject {
+  readonly value?: unknown;
+  readonly objectId?: string;
+}
+/** One property of Runtime.getProperties, internal ones included. */
+interface Property {
+  readonly name: string;
+  readonly value?: RemoteObject & { readonly value?: unknown };
+}
+
+/** What inspecting the paused loop found: the blocking task if certain, else the candidates. */
+interface Found {
+  readonly task: BlockingTask | null;
+  readonly candidates: readonly BlockingTask[];
+  readonly at: string | null;
+}
+const NOTHING: Found = { task: null, candidates: [], at: null };
 
 /** The block being watched: the heartbeat it froze at, and what inspection found. */
 interface Block {
@@ -72,26 +92,48 @@ async function storeHardLimitFailure(task: BlockingTask & Required<Pick<Blocking
 }
 
 /**
- * Pauses the main thread, reads the running task (AsyncLocalStorage, see watchdog.ts) and the
- * top stack frame, and resumes it. A pause that lands after the block ended finds someone else
- * running: then the task is reported unknown rather than blamed on the wrong one.
+ * Pauses the main thread, reads the tasks in flight (see watchdog.ts) and the call stack, and
+ * resumes it. A pause that lands after the block ended finds someone else running: then no task
+ * is named rather than the wrong one.
  */
-function inspectMainThread(beat: bigint): Promise<{ task: BlockingTask | null; at: string | null }> {
+function inspectMainThread(beat: bigint): Promise<Found> {
   return new Promise((resolve) => {
     const session = new Session();
     session.connectToMainThread();
-    const finish = (found: { task: BlockingTask | null; at: string | null }) => {
+    const post = <T>(method: string, params?: object) => new Promise<T>((ok, fail) => session.post(method, params, (err, r) => (err ? fail(err) : ok(r as T))));
+    const finish = (found: Found) => {
       session.post('Debugger.resume', () => session.post('Debugger.disable', () => session.disconnect()));
       resolve(found);
     };
     session.once('Debugger.paused', (m) => {
-      const frame = (m.params as { callFrames: (Frame & { callFrameId: string })[] }).callFrames[0];
-      if (!frame || Atomics.load(slots, 0) !== beat) return finish({ task: null, at: null });
+      const frames = (m.params as { callFrames: Frame[] }).callFrames;
+      const frame = frames[0];
+      if (!frame || Atomics.load(slots, 0) !== beat) return finish(NOTHING);
       const at = `${frame.functionName || '(anonymous)'} (${frame.url}:${frame.location.lineNumber + 1})`;
-      const expression = `globalThis[Symbol.for('celeriac.watchdog.currentTask')]?.() ?? 'null'`;
-      session.post('Debugger.evaluateOnCallFrame', { callFrameId: frame.callFrameId, expression, silent: true }, (err, r) => {
-        const value = err ? null : (r as { result?: { value?: unknown } }).result?.value;
-        finish({ task: typeof value === 'string' ? (parseJson(value) as BlockingTask | null) : null, at });
+      const expression = `globalThis[Symbol.for('celeriac.watchdog.inFlight')]?.() ?? ['{"inFlight":[]}']`;
+      const functionLocation = async (fn: RemoteObject | undefined) => {
+        if (!fn?.objectId) return null;
+        const { internalProperties } = await post<{ internalProperties?: Property[] }>('Runtime.getProperties', { objectId: fn.objectId, ownProperties: true });
+        const loc = internalProperties?.find((p) => p.name === '[[FunctionLocation]]')?.value?.value as Location | undefined;
+        return loc ? locationKey(loc) : null;
+      };
+      void (async () => {
+        const { result } = await post<{ result: RemoteObject }>('Debugger.evaluateOnCallFrame', { callFrameId: frame.callFrameId, expression, silent: true });
+        if (!result.objectId) return { ...NOTHING, at };
+        const { result: items } = await post<{ result: Property[] }>('Runtime.getProperties', { objectId: result.objectId, ownProperties: true });
+        const item = (i: number) => items.find((p) => p.name === String(i))?.value;
+        const json = item(0)?.value;
+        const registry = typeof json === 'string' ? (parseJson(json) as Registry) : { inFlight: [] };
+        const { inFlight } = registry;
+        // eventLoopBlockedExact: the task whose async context runs is known (or none is).
+        if (registry.running !== undefined) return { task: inFlight.find((t) => t.task.id === registry.running)?.task ?? null, candidates: [], at };
+        const fns = inFlight.length === 0 ? 0 : Math.max(...inFlight.map((t) => t.fn)) + 1;
+        const locations = await Promise.all(Array.from({ length: fns }, (_, i) => functionLocation(item(i + 1))));
+        return { ...blame(inFlight, locations, frames), at };
+      })().then(finish, (err: unknown) => {
+        // The block is still logged, without its task: naming none beats naming a wrong one.
+        log.warn({ err }, 'could not read the tasks in flight from the blocked event loop');
+        finish({ ...NOTHING, at });
       });
     });
     session.post('Debugger.enable', (err) => {
@@ -99,7 +141,7 @@ function inspectMainThread(beat: bigint): Promise<{ task: BlockingTask | null; a
         // Another debugger may hold the main thread: the block is still logged, without its task.
         log.warn({ err }, 'could not inspect the blocked event loop');
         session.disconnect();
-        return resolve({ task: null, at: null });
+        return resolve(NOTHING);
       }
       session.post('Debugger.pause');
     });
@@ -125,17 +167,28 @@ function check(): void {
   if (block || blockedMs < thresholdMs) return;
   const current: Block = { beat, task: null, at: null, failed: false };
   block = current;
-  void inspectMainThread(beat).then(({ task, at }) => {
+  void inspectMainThread(beat).then(({ task, candidates, at }) => {
     // The pause landed after the block: the "unblocked" line says it all.
     if (!task && !at && block !== current) return;
     current.task = task;
     current.at = at;
-    const by = task ? `task ${task.name}[${task.id}]` : 'code outside any task';
+    const named = (t: BlockingTask) => `${t.name}[${t.id}]`;
+    const by = task
+      ? `task ${named(task)}`
+      : candidates.length > 0
+        ? `code that cannot be told apart among the tasks in flight (${candidates.map(named).join(', ')}: one of them, or code outside any task)`
+        : 'code outside any task';
     log.warn(
-      { taskId: task?.id, taskName: task?.name, blockedMs: Math.round(now() - Number(beat)), at },
+      {
+        taskId: task?.id,
+        taskName: task?.name,
+        candidates: task ? undefined : candidates.map((t) => ({ taskId: t.id, taskName: t.name })),
+        blockedMs: Math.round(now() - Number(beat)),
+        at,
+      },
       `event loop blocked for ${seconds(thresholdMs)}s or more by ${by}${at ? ` at ${at}` : ''}: no other task runs and /healthz cannot answer; use the threads or processes pool for CPU-bound work`,
     );
-    const report: BlockReport = { blockedMs: thresholdMs, task };
+    const report: BlockReport = { blockedMs: thresholdMs, task, candidates };
     parentPort?.postMessage(report);
   });
 }

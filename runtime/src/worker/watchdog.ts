@@ -6,9 +6,14 @@
  * SharedArrayBuffer with it:
  *
  * - the loop writes a heartbeat there every BEAT_MS; the thread sees how long it is overdue;
- * - past `eventLoopBlockedMs` the thread pauses the loop through the inspector, reads which task
- *   is running (an AsyncLocalStorage store, set by {@link Watchdog.runAs}), resumes it, and logs
- *   the block with that task, itself (synchronous writes to stdout: the loop may never come back);
+ * - past `eventLoopBlockedMs` the thread pauses the loop through the inspector, reads the tasks in
+ *   flight (a plain registry, kept by {@link Watchdog.track}) and the paused call stack, resumes
+ *   the loop, and logs the block itself (synchronous writes to stdout: the loop may never come
+ *   back). The task is named as the blocker only when its own function is on the stack and no
+ *   other task in flight has a function there; otherwise the log lists the tasks in flight as
+ *   candidates and names none. An AsyncLocalStorage would be exact, but on Node 20 an active one
+ *   runs a promise hook on every promise (about 18% of the worker's CPU per task): it is used
+ *   only with `eventLoopBlockedExact` ({@link Watchdog.runAs});
  * - it keeps the longest block since the last scrape, exported as the gauge
  *   `celeriac_event_loop_lag_seconds`;
  * - an early-acked task still blocking the loop past its hard time limit is stored
@@ -32,8 +37,54 @@ import type { TaskMeta } from '../protocol/result-meta.js';
 const BEAT_MS = 100;
 /** Heartbeat slots: [0] last beat (ms since time origin), [1] longest lag since the last scrape (ms). */
 const SLOTS = 2;
-/** Where the thread's inspector evaluation finds the running task (one per process, see runAs). */
-export const CURRENT_TASK_KEY = Symbol.for('celeriac.watchdog.currentTask');
+/**
+ * Where the thread's inspector evaluation finds the tasks in flight (one registry per process, see
+ * track): a function returning `[json of Registry, ...the tasks' distinct functions]`.
+ */
+export const IN_FLIGHT_KEY = Symbol.for('celeriac.watchdog.inFlight');
+
+/** A place in a script, as the inspector gives it (0-based). */
+export interface Location {
+  readonly scriptId: string;
+  readonly lineNumber: number;
+  readonly columnNumber?: number;
+}
+
+/** A function's start as the inspector gives it ([[FunctionLocation]], a frame's functionLocation), as a comparable key. */
+export const locationKey = (l: Location) => `${l.scriptId}:${l.lineNumber}:${l.columnNumber ?? 0}`;
+
+/**
+ * Which tasks in flight hold the paused loop: those whose own function is on the stack. One such
+ * task is the blocker for certain; with none or several, the tasks in flight are candidates
+ * (a block in code the task called after an `await` in a helper, or a timer it set, does not show
+ * the task's function on the stack, and two runs of one task function look alike).
+ */
+export function blame(
+  inFlight: readonly InFlight[],
+  fnLocations: readonly (string | null)[],
+  frames: readonly { readonly functionLocation?: Location }[],
+): { task: BlockingTask | null; candidates: BlockingTask[] } {
+  const onStack = new Set(frames.flatMap((f) => (f.functionLocation ? [locationKey(f.functionLocation)] : [])));
+  const blamed = inFlight.filter((t) => {
+    const loc = fnLocations[t.fn];
+    return loc !== null && loc !== undefined && onStack.has(loc);
+  });
+  if (blamed.length === 1) return { task: blamed[0]!.task, candidates: [] };
+  return { task: null, candidates: (blamed.length > 1 ? blamed : inFlight).map((t) => t.task) };
+}
+
+/** What the thread reads at a block: the tasks in flight, and with `exact` the one running. */
+export interface Registry {
+  readonly inFlight: readonly InFlight[];
+  /** With eventLoopBlockedExact: the id of the task whose async context runs (null: none); else absent. */
+  readonly running?: string | null;
+}
+
+/** A task in flight as the thread reads it: `fn` indexes the functions after the JSON. */
+export interface InFlight {
+  readonly task: BlockingTask;
+  readonly fn: number;
+}
 
 /** A task as the watchdog names it. */
 export interface BlockingTask {
@@ -57,8 +108,13 @@ export interface WatchdogResults {
 /** What the thread reports after a block past the threshold (see watchdog-thread.ts). */
 export interface BlockReport {
   readonly blockedMs: number;
-  /** The task whose code held the loop, or null when none (or the block ended before inspection). */
+  /**
+   * The task whose code held the loop, or null when it cannot be told for certain (see
+   * `candidates`), when no task ran, or when the block ended before inspection.
+   */
   readonly task: BlockingTask | null;
+  /** When `task` is null: the tasks in flight then, one of which may hold the loop (or none). */
+  readonly candidates: readonly BlockingTask[];
 }
 
 /** Sent from the worker to the watchdog thread as workerData. */
@@ -71,13 +127,34 @@ export interface WatchdogThreadData {
   readonly results: WatchdogResults | null;
 }
 
-const currentTask = new AsyncLocalStorage<BlockingTask>();
-// The wire's JSON: the failure a task carries may hold its arguments (resultExtended), BigInts included.
-(globalThis as Record<symbol, unknown>)[CURRENT_TASK_KEY] = () => stringifyJson(currentTask.getStore() ?? null);
+interface Tracked {
+  readonly task: BlockingTask;
+  readonly fn: unknown;
+}
+const inFlight = new Set<Tracked>();
+/** Set only with eventLoopBlockedExact: an active one costs a promise hook on every promise. */
+let running: AsyncLocalStorage<string> | null = null;
+(globalThis as Record<symbol, unknown>)[IN_FLIGHT_KEY] = () => {
+  const fns: unknown[] = [];
+  const tasks: InFlight[] = [];
+  for (const t of inFlight) {
+    let i = fns.indexOf(t.fn);
+    if (i < 0) i = fns.push(t.fn) - 1;
+    tasks.push({ task: t.task, fn: i });
+  }
+  // The wire's JSON: the failure a task carries may hold its arguments (resultExtended), BigInts included.
+  const registry: Registry = running ? { inFlight: tasks, running: running.getStore() ?? null } : { inFlight: tasks };
+  return [stringifyJson(registry), ...fns];
+};
 
 export interface Watchdog {
-  /** Runs `fn` as `task`: a block inside it (and in everything it awaits) is blamed on that task. */
-  runAs<T>(task: BlockingTask, fn: () => T): T;
+  /**
+   * Notes `task` in flight until the returned function is called; `fn` is the task's own
+   * function: a block with it on the stack is blamed on that task.
+   */
+  track(task: BlockingTask, fn: unknown): () => void;
+  /** Runs `fn` as the tracked task `taskId` (with `exact`: a block in anything it awaits is named); else just runs it. */
+  runAs<T>(taskId: string, fn: () => T): T;
   /** The block past the threshold whose task is still running (`isRunning`), or null: /healthz answers 503 meanwhile. */
   stuck(isRunning: (taskId: string) => boolean): (BlockReport & { readonly task: BlockingTask }) | null;
   /** The longest lag since the previous call, in ms (the metric's value at each scrape). */
@@ -89,10 +166,12 @@ const now = () => performance.timeOrigin + performance.now();
 
 /**
  * Starts the watchdog. Its thread (a V8 isolate of its own: about 10 MB) starts with the first
- * task run through {@link Watchdog.runAs}: it exists to name and fail blocking tasks, and a
+ * task tracked by {@link Watchdog.track}: it exists to name and fail blocking tasks, and a
  * worker that has run none stays light while idle. Until then the lag gauge reads 0.
  */
-export async function startWatchdog(opts: { thresholdMs: number; log: Logger; results: WatchdogResults | null }): Promise<Watchdog> {
+export async function startWatchdog(opts: { thresholdMs: number; exact?: boolean; log: Logger; results: WatchdogResults | null }): Promise<Watchdog> {
+  if (opts.exact) running ??= new AsyncLocalStorage<string>();
+  const als = opts.exact ? running : null;
   const beats = new SharedArrayBuffer(SLOTS * BigInt64Array.BYTES_PER_ELEMENT);
   const slots = new BigInt64Array(beats);
   const beat = () => Atomics.store(slots, 0, BigInt(Math.round(now())));
@@ -123,10 +202,13 @@ export async function startWatchdog(opts: { thresholdMs: number; log: Logger; re
     });
   };
   return {
-    runAs(task, fn) {
+    track(task, fn) {
       if (!thread) startThread();
-      return currentTask.run(task, fn);
+      const t: Tracked = { task, fn };
+      inFlight.add(t);
+      return () => inFlight.delete(t);
     },
+    runAs: (taskId, fn) => (als ? als.run(taskId, fn) : fn()),
     stuck(isRunning) {
       for (const [id, r] of blocks) {
         if (isRunning(id)) return r;

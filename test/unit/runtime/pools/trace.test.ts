@@ -69,3 +69,56 @@ describe('trace: hard time limit on the event loop', () => {
     assert.ok(o.state === 'FAILURE' && o.error instanceof TimeLimitExceeded, String(o.state === 'FAILURE' && o.error));
   });
 });
+
+describe('trace: the task control (ctx.signal made on first read)', () => {
+  it('terminate reaches a task that never reads ctx.signal: trace stops waiting, REVOKED', async () => {
+    const task = { name: 't.hang', options: {}, fn: () => new Promise(() => undefined) } as unknown as Task;
+    const input = traceInput(task);
+    const outcome = trace(input);
+    input.ctl.abort('terminated');
+    const o = await outcome;
+    assert.equal(o.state, 'REVOKED');
+    assert.equal(o.state === 'REVOKED' && o.reason, 'terminated');
+  });
+
+  it('a task that reads ctx.signal after the abort finds it aborted with the reason', async () => {
+    let seen: [boolean, unknown] | null = null;
+    let wake!: () => void;
+    const woken = new Promise<void>((r) => (wake = r));
+    const task = {
+      name: 't.late',
+      options: {},
+      fn: async function (this: TaskContext) {
+        await woken;
+        seen = [this.signal.aborted, this.signal.reason];
+        return 'done';
+      },
+    } as unknown as Task;
+    const input = traceInput(task);
+    const outcome = trace(input);
+    input.ctl.abort('shutdown');
+    assert.equal((await outcome).state, 'REVOKED');
+    wake();
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(seen, [true, 'shutdown']);
+  });
+
+  it('a listener the task added on ctx.signal hears the abort once', async () => {
+    const heard: unknown[] = [];
+    const task = {
+      name: 't.listen',
+      options: {},
+      fn: function (this: TaskContext) {
+        return new Promise((resolve) => this.signal.addEventListener('abort', () => resolve(heard.push(this.signal.reason))));
+      },
+    } as unknown as Task;
+    const input = traceInput(task);
+    const outcome = trace(input);
+    await new Promise((r) => setImmediate(r));
+    input.ctl.abort('terminated');
+    input.ctl.abort('shutdown');
+    assert.equal((await outcome).state, 'REVOKED');
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(heard, ['terminated']);
+  });
+});
