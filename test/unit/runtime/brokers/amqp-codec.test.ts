@@ -74,6 +74,52 @@ describe('AMQP field-table decoder', () => {
     assert.deepEqual(decodeFields(table), { ok: true, 'x-celeriac-undecodable-header': 'weird' });
   });
 
+  it("reads every tag amqplib reads as amqplib's own decoder does, UTF-8 names and texts included", () => {
+    const require = createRequire(import.meta.url);
+    const path = require.resolve('amqplib/lib/codec.js');
+    const patched = require.cache[path];
+    delete require.cache[path];
+    const original = require(path) as { decodeFields: (b: Buffer) => unknown; encodeTable: (b: Buffer, v: unknown, o: number) => number };
+    require.cache[path] = patched;
+    const table = {
+      lang: 'py',
+      'ünï-name': 'ünïcode-✓',
+      long: 'x'.repeat(300),
+      shadow: null,
+      int: -2_000_000_000,
+      u32: { '!': 'uint32', value: 4_000_000_000 },
+      i8: { '!': 'int8', value: -3 },
+      u8: { '!': 'uint8', value: 200 },
+      i16: { '!': 'int16', value: -300 },
+      u16: { '!': 'uint16', value: 60_000 },
+      long64: 2 ** 40,
+      float: { '!': 'float', value: 1.5 },
+      double: 2.25,
+      ok: true,
+      no: false,
+      bytes: Buffer.from([0, 255]),
+      typed: { '!': 'timestamp', value: 1735732800 },
+      dec: { '!': 'decimal', value: { places: 2, digits: 110 } },
+      nested: { a: [100_000, 'two', { b: null }], c: 'c' },
+    };
+    const buf = Buffer.alloc(4096);
+    const n = original.encodeTable(buf, table, 0);
+    const bytes = buf.subarray(4, n);
+    assert.deepEqual(decodeFields(bytes), original.decodeFields(bytes));
+    // Twice: the second pass reads the names through the cache of the last table's names.
+    assert.deepEqual(decodeFields(bytes), original.decodeFields(bytes));
+  });
+
+  it("reads a name with the same chars but other bytes than the last table's name as it is, not as the cached one", () => {
+    // UTF-8 c3 a9: the one char U+00E9.
+    assert.deepEqual(decodeFields(Buffer.concat([Buffer.from([2, 0xc3, 0xa9]), Buffer.from('t'), Buffer.from([1])])), { é: true });
+    // One byte e9 (invalid UTF-8) at the same position: U+FFFD, as Buffer decodes it, not "é".
+    assert.deepEqual(decodeFields(Buffer.concat([Buffer.from([1, 0xe9]), Buffer.from('t'), Buffer.from([1])])), { '\ufffd': true });
+    // Names in other positions: each table is read as it is.
+    assert.deepEqual(decodeFields(Buffer.concat([entry('b', 't', Buffer.from([1])), entry('a', 't', Buffer.from([0]))])), { b: true, a: false });
+    assert.deepEqual(decodeFields(Buffer.concat([entry('a', 't', Buffer.from([1])), entry('b', 't', Buffer.from([0]))])), { a: true, b: false });
+  });
+
   it('is the decoder amqplib uses once the broker driver is loaded', () => {
     const require = createRequire(import.meta.url);
     const codec = require('amqplib/lib/codec.js') as { decodeFields: unknown };
