@@ -401,6 +401,171 @@ export function encodeTable(buf: Buffer, val: Record<string, unknown>, offset: n
   return offset - start;
 }
 
+/** AMQP 0-9-1 ids: basic.publish (class 60, method 40) and the basic content class. */
+const BASIC_PUBLISH = 0x003c0028;
+const BASIC_CLASS = 60;
+const FRAME_END = 0xce;
+/** Where a publish is built before it is copied out at its exact size (amqplib's own limit for one chunk). */
+const PUBLISH_SCRATCH = Buffer.alloc(2048);
+
+/** The short-string properties of basic.publish after the header table, in wire order with their flag bits. */
+const SHORT_AFTER_PRIORITY: readonly (readonly [string, number])[] = [
+  ['correlationId', 0x0400],
+  ['replyTo', 0x0200],
+  ['expiration', 0x0100],
+  ['messageId', 0x0080],
+];
+const SHORT_AFTER_TIMESTAMP: readonly (readonly [string, number])[] = [
+  ['type', 0x0020],
+  ['userId', 0x0010],
+  ['appId', 0x0008],
+  ['clusterId', 0x0004],
+];
+
+/** Writes a short string (length byte, bytes); -1 when it is not a string of at most 255 bytes. */
+function writeShortString(buf: Buffer, s: unknown, offset: number): number {
+  if (typeof s !== 'string') return -1;
+  let len = writeAscii(buf, s, offset + 1);
+  if (len < 0) {
+    len = Buffer.byteLength(s, 'utf8');
+    if (len > 255 || offset + 1 + len > buf.length) return -1;
+    buf.write(s, offset + 1, 'utf8');
+  }
+  buf[offset] = len;
+  return offset + 1 + len;
+}
+
+/** An octet property (delivery mode, priority); -1 when it is not an integer 0..255. */
+function writeOctet(buf: Buffer, n: unknown, offset: number): number {
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > 255) return -1;
+  buf[offset] = n;
+  return offset + 1;
+}
+
+/**
+ * basic.publish's three frames (method, content header, one body frame) in one buffer: the same
+ * bytes as amqplib's Connection#sendMessage, which builds three buffers and copies them into a
+ * fourth. Null when this publish is not the common case (a timestamp, a value of the wrong type, a
+ * body that needs several frames, more than 2 KiB in all): amqplib then sends it (and throws its
+ * own errors).
+ */
+export function encodePublish(
+  channel: number,
+  fields: Record<string, unknown>,
+  props: Record<string, unknown>,
+  content: Buffer,
+  frameMax: number,
+): Buffer | null {
+  const buf = PUBLISH_SCRATCH;
+  if (props.timestamp !== undefined || content.length + 8 > frameMax || content.length >= buf.length) return null;
+  try {
+    // Method frame: type 1, channel, size, class+method, ticket, exchange, routing key, bits.
+    buf[0] = 1;
+    buf.writeUInt16BE(channel, 1);
+    buf.writeUInt32BE(BASIC_PUBLISH, 7);
+    const ticket = fields.ticket ?? 0;
+    if (typeof ticket !== 'number' || !Number.isInteger(ticket) || ticket < 0 || ticket > 0xffff) return null;
+    buf.writeUInt16BE(ticket, 11);
+    let at = writeShortString(buf, fields.exchange ?? '', 13);
+    if (at < 0) return null;
+    at = writeShortString(buf, fields.routingKey ?? '', at);
+    if (at < 0) return null;
+    buf[at++] = (fields.mandatory ? 1 : 0) + (fields.immediate ? 2 : 0);
+    buf[at] = FRAME_END;
+    buf.writeUInt32BE(at - 7, 3);
+    at++;
+
+    // Content header frame: type 2, channel, size, class, weight 0, body size, flags, properties.
+    const header = at;
+    buf[at] = 2;
+    buf.writeUInt16BE(channel, at + 1);
+    buf.writeUInt16BE(BASIC_CLASS, at + 7);
+    buf.writeUInt16BE(0, at + 9);
+    buf.writeUInt32BE(0, at + 11); // body size, high 32 bits
+    buf.writeUInt32BE(content.length, at + 15);
+    const flagsAt = at + 19;
+    at += 21;
+    let flags = 0;
+    const short = (name: string, bit: number) => {
+      const v = props[name];
+      if (v === undefined || v === null) return;
+      flags += bit;
+      at = at < 0 ? at : writeShortString(buf, v, at);
+    };
+    short('contentType', 0x8000);
+    short('contentEncoding', 0x4000);
+    if (at < 0) return null;
+    const headers = props.headers;
+    if (headers !== undefined && headers !== null) {
+      if (typeof headers !== 'object') return null;
+      flags += 0x2000;
+      at += encodeTable(buf, headers as Record<string, unknown>, at);
+    }
+    for (const [name, bit] of [
+      ['deliveryMode', 0x1000],
+      ['priority', 0x0800],
+    ] as const) {
+      const v = props[name];
+      if (v === undefined || v === null) continue;
+      flags += bit;
+      at = writeOctet(buf, v, at);
+      if (at < 0) return null;
+    }
+    for (const [name, bit] of SHORT_AFTER_PRIORITY) short(name, bit);
+    for (const [name, bit] of SHORT_AFTER_TIMESTAMP) short(name, bit);
+    if (at < 0 || at + 9 + content.length >= buf.length) return null;
+    buf.writeUInt16BE(flags, flagsAt);
+    buf[at] = FRAME_END;
+    buf.writeUInt32BE(at - header - 7, header + 3);
+    at++;
+
+    // Body frame (none for an empty body, as amqplib).
+    if (content.length > 0) {
+      buf[at] = 3;
+      buf.writeUInt16BE(channel, at + 1);
+      buf.writeUInt32BE(content.length, at + 3);
+      content.copy(buf, at + 7);
+      at += 7 + content.length;
+      buf[at++] = FRAME_END;
+    }
+    const out = Buffer.allocUnsafe(at);
+    buf.copy(out, 0, 0, at);
+    return out;
+  } catch (err) {
+    // Out of scratch space (RangeError) or a header amqplib's encoder refuses too (TypeError):
+    // amqplib's path encodes it, or throws its own error for the caller.
+    if (err instanceof RangeError || err instanceof TypeError) return null;
+    throw err;
+  }
+}
+
+interface ConnectionInternals {
+  frameMax: number;
+  sentSinceLastCheck: boolean;
+  channels: ({ buffer: { write(b: Buffer): boolean } } | null)[];
+}
+type SendMessage = (
+  this: ConnectionInternals,
+  channel: number,
+  method: number,
+  fields: Record<string, unknown>,
+  pclass: number,
+  props: Record<string, unknown>,
+  content: Buffer,
+) => boolean;
+
+/** amqplib's Connection#sendMessage with basic.publish built by encodePublish. */
+export function fastSendMessage(original: SendMessage): SendMessage {
+  return function sendMessage(this: ConnectionInternals, channel, method, fields, pclass, props, content) {
+    if (method !== BASIC_PUBLISH || pclass !== BASIC_CLASS || !Buffer.isBuffer(content))
+      return original.call(this, channel, method, fields, pclass, props, content);
+    const frames = encodePublish(channel, fields, props, content, this.frameMax);
+    if (frames === null) return original.call(this, channel, method, fields, pclass, props, content);
+    this.sentSinceLastCheck = true;
+    return this.channels[channel]!.buffer.write(frames);
+  };
+}
+
 function loadPatched(): typeof AmqplibModule {
   const codecPath = require.resolve('amqplib/lib/codec.js');
   const defsPath = require.resolve('amqplib/lib/defs.js');
@@ -412,6 +577,8 @@ function loadPatched(): typeof AmqplibModule {
   const codec = require(codecPath) as { decodeFields: typeof decodeFields; encodeTable: typeof encodeTable };
   codec.decodeFields = decodeFields;
   codec.encodeTable = encodeTable;
+  const { Connection } = require(require.resolve('amqplib/lib/connection.js')) as { Connection: { prototype: { sendMessage: SendMessage } } };
+  Connection.prototype.sendMessage = fastSendMessage(Connection.prototype.sendMessage);
   return require('amqplib') as typeof AmqplibModule;
 }
 

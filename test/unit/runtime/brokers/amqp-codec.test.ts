@@ -187,3 +187,79 @@ describe('AMQP field-table encoder', () => {
     assert.throws(() => encodeTable(Buffer.alloc(64), { big: 'x'.repeat(100) }, 0), RangeError);
   });
 });
+
+describe('AMQP basic.publish encoder', () => {
+  type Send = (this: unknown, ch: number, method: number, fields: object, pclass: number, props: object, content: Buffer) => boolean;
+  /** amqplib's own Connection#sendMessage (a pristine copy of its modules) and the patched one. */
+  function senders(): { original: Send; patched: Send } {
+    const require = createRequire(import.meta.url);
+    const path = require.resolve('amqplib/lib/connection.js');
+    const dir = path.slice(0, path.lastIndexOf('/') + 1);
+    const saved = Object.keys(require.cache).filter((k) => k.startsWith(dir));
+    const kept = new Map(saved.map((k) => [k, require.cache[k]]));
+    const patched = (require(path) as { Connection: { prototype: { sendMessage: Send } } }).Connection.prototype.sendMessage;
+    for (const k of saved) delete require.cache[k];
+    const original = (require(path) as { Connection: { prototype: { sendMessage: Send } } }).Connection.prototype.sendMessage;
+    for (const [k, m] of kept) require.cache[k] = m;
+    return { original, patched };
+  }
+  /** The bytes a send writes on channel 3 of a connection with this frameMax (or what it throws). */
+  function bytes(send: Send, frameMax: number, fields: object, props: object, content: Buffer): Buffer | string {
+    const out: Buffer[] = [];
+    const conn = { frameMax, sentSinceLastCheck: false, channels: [null, null, null, { buffer: { write: (b: Buffer) => out.push(Buffer.from(b)) > 0 } }] };
+    try {
+      send.call(conn, 3, 0x003c0028, fields, 60, props, content);
+    } catch (err) {
+      return `${(err as Error).name}: ${(err as Error).message}`;
+    }
+    assert.equal(conn.sentSinceLastCheck, true);
+    return Buffer.concat(out);
+  }
+
+  it('writes exactly the frames amqplib writes, and leaves the cases it does not cover to amqplib', () => {
+    const { original, patched } = senders();
+    assert.notEqual(original, patched);
+    // Integers only where both encoders pick the same tag (see the encoder tests above).
+    const headers = { lang: 'js', task: 'proj.add', id: 'ünïcode-✓', shadow: null, retries: 100_000, timelimit: [null, 300_000], stamps: {}, ok: false };
+    const celery = {
+      contentType: 'application/json',
+      contentEncoding: 'utf-8',
+      headers,
+      deliveryMode: 2,
+      priority: 0,
+      correlationId: 'c-1',
+      replyTo: 'r-1',
+      messageId: 'm-1',
+    };
+    const body = Buffer.from('[[1, 2], {}, {"callbacks": null}]');
+    const cases: [string, number, object, object, Buffer][] = [
+      ['a Celery task', 131_072, { exchange: '', routingKey: 'celery', mandatory: false, immediate: false, ticket: 0 }, celery, body],
+      [
+        'no headers, empty body, mandatory, UTF-8 names',
+        131_072,
+        { exchange: 'exç', routingKey: 'kéy', mandatory: true },
+        { deliveryMode: 1 },
+        Buffer.alloc(0),
+      ],
+      [
+        'every short property',
+        131_072,
+        { exchange: 'x', routingKey: 'k', immediate: true },
+        { type: 't', userId: 'guest', appId: 'a', clusterId: 'c', expiration: '60000', replyTo: 'r', contentType: 'text/plain' },
+        body,
+      ],
+      ['null properties are absent', 131_072, { routingKey: 'k' }, { contentType: null, headers: null, priority: undefined }, body],
+      ['a timestamp (amqplib encodes it)', 131_072, { routingKey: 'k' }, { timestamp: 1735732800, headers: {} }, body],
+      ['a body past one chunk', 131_072, { routingKey: 'k' }, celery, Buffer.alloc(5_000, 7)],
+      ['a body past frameMax', 4_096, { routingKey: 'k' }, celery, Buffer.alloc(4_090, 7)],
+      ['headers past the scratch buffer', 131_072, { routingKey: 'k' }, { headers: { big: 'é'.repeat(1_500), small: 'x'.repeat(1_100) } }, body],
+      ['a delivery mode of the wrong type', 131_072, { routingKey: 'k' }, { deliveryMode: 'two' }, body],
+      ['a delivery mode out of range', 131_072, { routingKey: 'k' }, { deliveryMode: 300 }, body],
+      ['a routing key over 255 bytes', 131_072, { routingKey: 'é'.repeat(200) }, {}, body],
+      ['a header that cannot be encoded', 131_072, { routingKey: 'k' }, { headers: { f: () => 1 } }, body],
+    ];
+    for (const [name, frameMax, fields, props, content] of cases) {
+      assert.deepEqual(bytes(patched, frameMax, fields, props, content), bytes(original, frameMax, fields, props, content), name);
+    }
+  });
+});
