@@ -191,6 +191,18 @@ class ChannelAcks {
   }
 }
 
+const DONE: Promise<void> = Promise.resolve();
+
+/** A channel kept for reuse (see keptChannel in createAmqpBroker). */
+interface KeptChannel<T extends Channel> {
+  /** The channel once open; null while none is or while it opens. */
+  open: T | null;
+  /** The channel, opened on first use. */
+  get(): Promise<T>;
+  /** Drops it (closed, or its connection lost): the next get() opens another. */
+  forget(): void;
+}
+
 /** A queue to listen on (rpc:// replies, broadcasts): declared with `options`, optionally bound. */
 export interface ListenSpec {
   /** '' lets the server name it. */
@@ -235,10 +247,9 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
 
   let conn: ChannelModel | null = null;
   let connecting: Promise<ChannelModel> | null = null;
-  let pub: Promise<ConfirmChannel> | null = null;
-  let decl: Promise<Channel> | null = null;
-  let fast: Promise<Channel> | null = null;
   const declared = new Map<string, Promise<void>>();
+  /** Task queues declared on this connection (their entry in `declared` has resolved). */
+  const declaredQueues = new Set<string>();
   /** Open channels; consumer channels with their pending acks, sent before the channel closes. */
   const openChannels = new Map<Channel, ChannelAcks | null>();
   const loops = new Set<Promise<void>>();
@@ -251,10 +262,11 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
   function lost(c: ChannelModel, err?: unknown): void {
     if (conn !== c) return;
     conn = null;
-    pub = null;
-    decl = null;
-    fast = null;
+    pub.forget();
+    decl.forget();
+    fast.forget();
     declared.clear();
+    declaredQueues.clear();
     if (closing.signal.aborted) return;
     if (!down) log?.warn({ err }, `AMQP broker ${where}: connection lost, reconnecting with backoff`);
     down = true;
@@ -305,32 +317,40 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
     });
   }
 
-  function pubChannel(): Promise<ConfirmChannel> {
-    pub ??= channel(
-      (c) => c.createConfirmChannel(),
-      () => (pub = null),
-    );
-    pub.catch(() => (pub = null));
-    return pub;
-  }
+  /** Publishes with confirms (tasks, broadcasts, control). */
+  const pub = keptChannel((c) => c.createConfirmChannel());
+  /** Declarations (a refused one closes it; the next use opens another). */
+  const decl = keptChannel((c) => c.createChannel());
+  /** Publishes that need no confirm (rpc:// results, as Celery sends them). */
+  const fast = keptChannel((c) => c.createChannel());
 
-  function declChannel(): Promise<Channel> {
-    decl ??= channel(
-      (c) => c.createChannel(),
-      () => (decl = null),
-    );
-    decl.catch(() => (decl = null));
-    return decl;
-  }
-
-  /** A plain channel for publishes that need no confirm (rpc:// results, as Celery sends them). */
-  function fastChannel(): Promise<Channel> {
-    fast ??= channel(
-      (c) => c.createChannel(),
-      () => (fast = null),
-    );
-    fast.catch(() => (fast = null));
-    return fast;
+  /** A channel opened on first use and kept while it lives; `open` is it once open, for a publish without an await. */
+  function keptChannel<T extends Channel>(make: (c: ChannelModel) => Promise<T>): KeptChannel<T> {
+    let opening: Promise<T> | null = null;
+    const kept: KeptChannel<T> = {
+      open: null,
+      get() {
+        if (opening) return opening;
+        const mine = channel(make, () => {
+          if (opening === mine) kept.forget();
+        });
+        opening = mine;
+        mine.then(
+          (ch) => {
+            if (opening === mine) kept.open = ch;
+          },
+          () => {
+            if (opening === mine) opening = null;
+          },
+        );
+        return mine;
+      },
+      forget() {
+        opening = null;
+        kept.open = null;
+      },
+    };
+    return kept;
   }
 
   /** Declares `queue` as Celery does (or, for `<q>.dead`, just the durable queue), once per connection. */
@@ -341,21 +361,23 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
       p = (async () => {
         const args = maxPriority && !plain ? { 'x-max-priority': maxPriority } : undefined;
         try {
-          const ch = await declChannel();
+          const ch = await decl.get();
           if (!plain) await ch.assertExchange(queue, 'direct', { durable: true, autoDelete: false });
           await ch.assertQueue(queue, { durable: true, autoDelete: false, exclusive: false, arguments: args });
           if (!plain) await ch.bindQueue(queue, queue, queue);
+          if (declared.get(queue) === p) declaredQueues.add(queue);
         } catch (err) {
           // 406: it exists with other flags or arguments (declared by someone else): use it as is.
           // The error closed the declaring channel; check on a fresh one.
-          decl = null;
-          const ch = await declChannel();
+          decl.forget();
+          const ch = await decl.get();
           try {
             await ch.checkQueue(queue);
           } catch (err2) {
             throw wrap(`declaring queue "${queue}"`, err2);
           }
           log?.info({ queue, err: { message: (err as Error).message } }, 'queue exists with other arguments; using it as declared');
+          if (declared.get(queue) === p) declaredQueues.add(queue);
         }
       })();
       declared.set(queue, p);
@@ -369,7 +391,8 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
     let p = declared.get(key);
     if (!p) {
       const { type, durable } = direct ? { type: 'direct', durable: false } : exchangeKind(exchange);
-      p = declChannel()
+      p = decl
+        .get()
         .then((ch) => ch.assertExchange(exchange, type, { durable, autoDelete: false }))
         .then(
           () => undefined,
@@ -381,26 +404,58 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
     return p;
   }
 
-  /** Publishes with a confirm; retries (after reconnecting) while the broker is away. */
-  async function confirmedPublish(exchange: string, routingKey: string, m: WireMessage, what: string): Promise<void> {
+  /**
+   * Publishes with a confirm; retries (after reconnecting) while the broker is away. On an open
+   * channel one promise and no await per publish (a producer sends thousands a second).
+   */
+  function confirmedPublish(exchange: string, routingKey: string, m: WireMessage, what: string): Promise<void> {
     const options = publishOptions(m);
-    for (let attempt = 1; ; attempt++) {
+    const ch = pub.open;
+    if (ch === null) return publishRetrying(exchange, routingKey, m.body, options, what, 0, undefined);
+    return new Promise<void>((resolve, reject) => {
+      const settle = (err: unknown) => {
+        if (err === null || err === undefined) resolve();
+        else publishRetrying(exchange, routingKey, m.body, options, what, 1, err).then(resolve, reject);
+      };
+      try {
+        ch.publish(exchange, routingKey, m.body, options, settle);
+      } catch (err) {
+        settle(err);
+      }
+    });
+  }
+
+  /** confirmedPublish after `failures` failed attempts (the last failed with `failure`): at most 20 in all. */
+  async function publishRetrying(
+    exchange: string,
+    routingKey: string,
+    body: Buffer,
+    options: Options.Publish,
+    what: string,
+    failures: number,
+    failure: unknown,
+  ): Promise<void> {
+    for (;;) {
+      if (failures > 0) {
+        if (failure instanceof TypeError) throw wrap(`${what} (a header cannot be encoded)`, failure);
+        if (closing.signal.aborted || failures >= 20) throw wrap(what, failure);
+        log?.debug({ err: failure, attempt: failures }, 'publish not confirmed; retrying');
+        await sleep(backoffDelay(failures - 1, 100, 2_000), closing.signal);
+      }
       let ch: ConfirmChannel;
       try {
-        ch = await pubChannel();
+        ch = await pub.get();
       } catch (err) {
         throw wrap(what, err);
       }
       try {
         await new Promise<void>((resolve, reject) => {
-          ch.publish(exchange, routingKey, m.body, options, (err) => (err ? reject(err) : resolve()));
+          ch.publish(exchange, routingKey, body, options, (err) => (err ? reject(err) : resolve()));
         });
         return;
       } catch (err) {
-        if (err instanceof TypeError) throw wrap(`${what} (a header cannot be encoded)`, err);
-        if (closing.signal.aborted || attempt >= 20) throw wrap(what, err);
-        log?.debug({ err, attempt }, 'publish not confirmed; retrying');
-        await sleep(backoffDelay(attempt - 1, 100, 2_000), closing.signal);
+        failures++;
+        failure = err;
       }
     }
   }
@@ -576,6 +631,24 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
     }
   }
 
+  async function declareAndPublish(queue: string, message: WireMessage): Promise<void> {
+    try {
+      await declareQueue(queue);
+    } catch (err) {
+      throw err instanceof BrokerError ? err : wrap(`declaring queue "${queue}"`, err);
+    }
+    await confirmedPublish('', queue, message, `publish to queue "${queue}"`);
+  }
+
+  async function unconfirmedPublish(exchange: string, routingKey: string, message: WireMessage): Promise<void> {
+    try {
+      const ch = await fast.get();
+      if (!ch.publish(exchange, routingKey, message.body, publishOptions(message))) await new Promise((r) => ch.once('drain', r));
+    } catch (err) {
+      throw wrap(`publish to "${exchange || routingKey}"`, err);
+    }
+  }
+
   const track = (p: Promise<void>): Promise<void> => {
     loops.add(p);
     return p.finally(() => loops.delete(p));
@@ -603,13 +676,10 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
       }
     },
 
-    async publish(queue, message) {
-      try {
-        await declareQueue(queue);
-      } catch (err) {
-        throw err instanceof BrokerError ? err : wrap(`declaring queue "${queue}"`, err);
-      }
-      await confirmedPublish('', queue, message, `publish to queue "${queue}"`);
+    publish(queue, message) {
+      // Declared already (the common case): publish without an await.
+      if (declaredQueues.has(queue)) return confirmedPublish('', queue, message, `publish to queue "${queue}"`);
+      return declareAndPublish(queue, message);
     },
 
     consume(queues, onDelivery, copts) {
@@ -647,15 +717,19 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
       return track(listenLoop(spec, onMessage, signal, onReady));
     },
 
-    async publishTo(exchange, routingKey, message, o = {}) {
-      const what = `publish to "${exchange || routingKey}"`;
-      if (o.confirm !== false) return confirmedPublish(exchange, routingKey, message, what);
-      try {
-        const ch = await fastChannel();
-        if (!ch.publish(exchange, routingKey, message.body, publishOptions(message))) await new Promise((r) => ch.once('drain', r));
-      } catch (err) {
-        throw wrap(what, err);
+    publishTo(exchange, routingKey, message, o = {}) {
+      if (o.confirm !== false) return confirmedPublish(exchange, routingKey, message, `publish to "${exchange || routingKey}"`);
+      const ch = fast.open;
+      if (ch !== null) {
+        // Open (the common case): no await. A full write buffer waits for 'drain' below.
+        try {
+          if (ch.publish(exchange, routingKey, message.body, publishOptions(message))) return DONE;
+        } catch (err) {
+          return Promise.reject(wrap(`publish to "${exchange || routingKey}"`, err));
+        }
+        return new Promise((resolve) => ch.once('drain', () => resolve()));
       }
+      return unconfirmedPublish(exchange, routingKey, message);
     },
 
     listen(spec, onMessage, signal, onReady) {

@@ -74,6 +74,52 @@ describe('AMQP field-table decoder', () => {
     assert.deepEqual(decodeFields(table), { ok: true, 'x-celeriac-undecodable-header': 'weird' });
   });
 
+  it("reads every tag amqplib reads as amqplib's own decoder does, UTF-8 names and texts included", () => {
+    const require = createRequire(import.meta.url);
+    const path = require.resolve('amqplib/lib/codec.js');
+    const patched = require.cache[path];
+    delete require.cache[path];
+    const original = require(path) as { decodeFields: (b: Buffer) => unknown; encodeTable: (b: Buffer, v: unknown, o: number) => number };
+    require.cache[path] = patched;
+    const table = {
+      lang: 'py',
+      'ünï-name': 'ünïcode-✓',
+      long: 'x'.repeat(300),
+      shadow: null,
+      int: -2_000_000_000,
+      u32: { '!': 'uint32', value: 4_000_000_000 },
+      i8: { '!': 'int8', value: -3 },
+      u8: { '!': 'uint8', value: 200 },
+      i16: { '!': 'int16', value: -300 },
+      u16: { '!': 'uint16', value: 60_000 },
+      long64: 2 ** 40,
+      float: { '!': 'float', value: 1.5 },
+      double: 2.25,
+      ok: true,
+      no: false,
+      bytes: Buffer.from([0, 255]),
+      typed: { '!': 'timestamp', value: 1735732800 },
+      dec: { '!': 'decimal', value: { places: 2, digits: 110 } },
+      nested: { a: [100_000, 'two', { b: null }], c: 'c' },
+    };
+    const buf = Buffer.alloc(4096);
+    const n = original.encodeTable(buf, table, 0);
+    const bytes = buf.subarray(4, n);
+    assert.deepEqual(decodeFields(bytes), original.decodeFields(bytes));
+    // Twice: the second pass reads the names through the cache of the last table's names.
+    assert.deepEqual(decodeFields(bytes), original.decodeFields(bytes));
+  });
+
+  it("reads a name with the same chars but other bytes than the last table's name as it is, not as the cached one", () => {
+    // UTF-8 c3 a9: the one char U+00E9.
+    assert.deepEqual(decodeFields(Buffer.concat([Buffer.from([2, 0xc3, 0xa9]), Buffer.from('t'), Buffer.from([1])])), { é: true });
+    // One byte e9 (invalid UTF-8) at the same position: U+FFFD, as Buffer decodes it, not "é".
+    assert.deepEqual(decodeFields(Buffer.concat([Buffer.from([1, 0xe9]), Buffer.from('t'), Buffer.from([1])])), { '\ufffd': true });
+    // Names in other positions: each table is read as it is.
+    assert.deepEqual(decodeFields(Buffer.concat([entry('b', 't', Buffer.from([1])), entry('a', 't', Buffer.from([0]))])), { b: true, a: false });
+    assert.deepEqual(decodeFields(Buffer.concat([entry('a', 't', Buffer.from([1])), entry('b', 't', Buffer.from([0]))])), { a: true, b: false });
+  });
+
   it('is the decoder amqplib uses once the broker driver is loaded', () => {
     const require = createRequire(import.meta.url);
     const codec = require('amqplib/lib/codec.js') as { decodeFields: unknown };
@@ -139,5 +185,81 @@ describe('AMQP field-table encoder', () => {
 
   it('refuses a table that does not fit instead of truncating it', () => {
     assert.throws(() => encodeTable(Buffer.alloc(64), { big: 'x'.repeat(100) }, 0), RangeError);
+  });
+});
+
+describe('AMQP basic.publish encoder', () => {
+  type Send = (this: unknown, ch: number, method: number, fields: object, pclass: number, props: object, content: Buffer) => boolean;
+  /** amqplib's own Connection#sendMessage (a pristine copy of its modules) and the patched one. */
+  function senders(): { original: Send; patched: Send } {
+    const require = createRequire(import.meta.url);
+    const path = require.resolve('amqplib/lib/connection.js');
+    const dir = path.slice(0, path.lastIndexOf('/') + 1);
+    const saved = Object.keys(require.cache).filter((k) => k.startsWith(dir));
+    const kept = new Map(saved.map((k) => [k, require.cache[k]]));
+    const patched = (require(path) as { Connection: { prototype: { sendMessage: Send } } }).Connection.prototype.sendMessage;
+    for (const k of saved) delete require.cache[k];
+    const original = (require(path) as { Connection: { prototype: { sendMessage: Send } } }).Connection.prototype.sendMessage;
+    for (const [k, m] of kept) require.cache[k] = m;
+    return { original, patched };
+  }
+  /** The bytes a send writes on channel 3 of a connection with this frameMax (or what it throws). */
+  function bytes(send: Send, frameMax: number, fields: object, props: object, content: Buffer): Buffer | string {
+    const out: Buffer[] = [];
+    const conn = { frameMax, sentSinceLastCheck: false, channels: [null, null, null, { buffer: { write: (b: Buffer) => out.push(Buffer.from(b)) > 0 } }] };
+    try {
+      send.call(conn, 3, 0x003c0028, fields, 60, props, content);
+    } catch (err) {
+      return `${(err as Error).name}: ${(err as Error).message}`;
+    }
+    assert.equal(conn.sentSinceLastCheck, true);
+    return Buffer.concat(out);
+  }
+
+  it('writes exactly the frames amqplib writes, and leaves the cases it does not cover to amqplib', () => {
+    const { original, patched } = senders();
+    assert.notEqual(original, patched);
+    // Integers only where both encoders pick the same tag (see the encoder tests above).
+    const headers = { lang: 'js', task: 'proj.add', id: 'ünïcode-✓', shadow: null, retries: 100_000, timelimit: [null, 300_000], stamps: {}, ok: false };
+    const celery = {
+      contentType: 'application/json',
+      contentEncoding: 'utf-8',
+      headers,
+      deliveryMode: 2,
+      priority: 0,
+      correlationId: 'c-1',
+      replyTo: 'r-1',
+      messageId: 'm-1',
+    };
+    const body = Buffer.from('[[1, 2], {}, {"callbacks": null}]');
+    const cases: [string, number, object, object, Buffer][] = [
+      ['a Celery task', 131_072, { exchange: '', routingKey: 'celery', mandatory: false, immediate: false, ticket: 0 }, celery, body],
+      [
+        'no headers, empty body, mandatory, UTF-8 names',
+        131_072,
+        { exchange: 'exç', routingKey: 'kéy', mandatory: true },
+        { deliveryMode: 1 },
+        Buffer.alloc(0),
+      ],
+      [
+        'every short property',
+        131_072,
+        { exchange: 'x', routingKey: 'k', immediate: true },
+        { type: 't', userId: 'guest', appId: 'a', clusterId: 'c', expiration: '60000', replyTo: 'r', contentType: 'text/plain' },
+        body,
+      ],
+      ['null properties are absent', 131_072, { routingKey: 'k' }, { contentType: null, headers: null, priority: undefined }, body],
+      ['a timestamp (amqplib encodes it)', 131_072, { routingKey: 'k' }, { timestamp: 1735732800, headers: {} }, body],
+      ['a body past one chunk', 131_072, { routingKey: 'k' }, celery, Buffer.alloc(5_000, 7)],
+      ['a body past frameMax', 4_096, { routingKey: 'k' }, celery, Buffer.alloc(4_090, 7)],
+      ['headers past the scratch buffer', 131_072, { routingKey: 'k' }, { headers: { big: 'é'.repeat(1_500), small: 'x'.repeat(1_100) } }, body],
+      ['a delivery mode of the wrong type', 131_072, { routingKey: 'k' }, { deliveryMode: 'two' }, body],
+      ['a delivery mode out of range', 131_072, { routingKey: 'k' }, { deliveryMode: 300 }, body],
+      ['a routing key over 255 bytes', 131_072, { routingKey: 'é'.repeat(200) }, {}, body],
+      ['a header that cannot be encoded', 131_072, { routingKey: 'k' }, { headers: { f: () => 1 } }, body],
+    ];
+    for (const [name, frameMax, fields, props, content] of cases) {
+      assert.deepEqual(bytes(patched, frameMax, fields, props, content), bytes(original, frameMax, fields, props, content), name);
+    }
   });
 });
