@@ -13,7 +13,8 @@
  *    Optional `tasksPerReplica` (AverageValue on W) and extra metrics propose too; the largest wins.
  * 4. HPA tolerance, then the HPA `behavior` normalization (stabilization windows and policies).
  *    Known future work (`dueSoon`: ETA tasks and scheduled runs due within the horizon) counts
- *    as backlog, so capacity is there when it comes due.
+ *    as backlog, so capacity is there when it comes due. A quiet pool (nothing waiting or
+ *    arriving for the horizon, flap record calm) has a scale-down window of the horizon only.
  * 5. In-flight floor: never below ceil(A / C); never to zero while W > 0. Zero only when
  *    min = 0, nothing arrived and W = 0 for the whole cooldown. From zero, work above the
  *    activation threshold scales straight to the formula's size.
