@@ -18,7 +18,7 @@ import { envtestSkipReason, startControlPlane, type ControlPlane } from '../supp
 import { eventually } from '../support/eventually.js';
 import { startWorker, stopProcess, withOutputOf, type Started } from '../support/processes.js';
 import { freePort, uniqueName, useRedis, type ServiceResult } from '../support/servers.js';
-import type { Obj } from '../support/operator-fixtures.js';
+import { taskQueueFixture, workerPoolFixture, type Obj } from '../support/operator-fixtures.js';
 
 const envSkip = envtestSkipReason();
 const redis: ServiceResult | undefined = envSkip ? undefined : await useRedis();
@@ -67,24 +67,13 @@ describe('ETA tasks counted ahead of their due time', { skip }, () => {
   it('scales up for ETA tasks due within the measured pod start, not for those due later', () =>
     withOutputOf({ worker }, async () => {
       const ns = await cp.createNamespace('eta-lead');
-      const tq = {
-        apiVersion: 'celeriac.io/v1alpha1',
-        kind: 'TaskQueue',
-        metadata: { name: 'work', namespace: ns },
-        spec: { broker: { type: 'redis', url: redis!.server!.url }, queue: { name: queue } },
-      } as TaskQueue;
-      const pool = {
-        apiVersion: 'celeriac.io/v1alpha1',
-        kind: 'WorkerPool',
-        metadata: { name: 'shop', namespace: ns },
-        spec: {
-          queues: ['work'],
-          template: { image: 'example.com/shop:1', tasksModule: '/app/tasks.js' },
-          concurrency: 4,
-          metricsPort: port,
-          autoscaling: { minReplicas: 1, maxReplicas: 20, pollingIntervalSeconds: 1 },
-        },
-      } as WorkerPool;
+      const tq = taskQueueFixture(ns, 'work', { queue, broker: { type: 'redis', url: redis!.server!.url } }) as TaskQueue;
+      const pool = workerPoolFixture(ns, 'shop', {
+        queues: ['work'],
+        concurrency: 4,
+        metricsPort: port,
+        autoscaling: { minReplicas: 1, maxReplicas: 20, pollingIntervalSeconds: 1 },
+      }) as WorkerPool;
       // The pool's pod is the worker above; it became Ready 100 s after it was created.
       const pod = await kube.create<Obj>(resources.pods, {
         apiVersion: 'v1',
