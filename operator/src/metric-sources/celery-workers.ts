@@ -136,7 +136,7 @@ export function createCeleryWorkersSource(o: CeleryWorkersOptions): CeleryWorker
       inspect<unknown[]>('scheduled', nodes),
     ]);
     const byPod = new Map<string, WorkerSample>();
-    const now = Date.now();
+    const now = Date.now(); // Celery ETAs are wall-clock times
     for (const [i, pod] of pods.entries()) {
       const node = nodes[i]!;
       const c = counters.get(node);
