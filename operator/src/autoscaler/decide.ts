@@ -464,10 +464,10 @@ export function decide(prior: AutoscalerState | null, input: DecideInput, policy
    * 5 mean inter-arrival times, so a gap of a steady stream is not taken for the end of it), and
    * the flap record is calm: the scale-down window shrinks to T. Keeping an idle pod longer than
    * it takes to start another costs more than the restart would (S6 1.13x -> 0.87x of P2's cost,
-   * S7 1.05x -> 0.79x; flaps unchanged).
+   * S7 1.05x -> 0.79x; flaps unchanged). A scale-down behavior the user set is kept as set.
    */
   function quietWindowMs(windowMs: number): number {
-    if (quietSince === null || windowMs !== baseWindowMs) return windowMs;
+    if (!policy.quietScaleDown || quietSince === null || windowMs !== baseWindowMs) return windowMs;
     const horizonMs = reactionMs(policy, input.podStartMs);
     const gapMs = rates !== null && rates.lambda > 0 ? (QUIET_INTERARRIVALS * 1000) / rates.lambda : 0;
     return now - quietSince >= Math.max(horizonMs, gapMs) ? Math.min(windowMs, horizonMs) : windowMs;

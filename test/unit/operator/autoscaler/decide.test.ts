@@ -426,6 +426,9 @@ test('quiet pool: nothing waits or arrives for the control horizon, so the scale
   // a task due soon is work that waits: the pool is not quiet, the 60 s window holds
   const due = decide(s, { specReplicas: 13, work: work({ ...idle, dueSoon: 1 }) }, policy, 17_000);
   assert.equal(due.replicas, 13);
+  // a scale-down window the user set is kept as set, quiet or not
+  const own = resolvePolicy({ minReplicas: 1, maxReplicas: 50, behavior: { scaleDown: { stabilizationWindowSeconds: 60 } } }, 4);
+  assert.equal(decide(s, { specReplicas: 13, work: work(idle) }, own, 17_000).replicas, 13);
 });
 
 test('quiet pool: after a flap the stretched scale-down window is kept', () => {
