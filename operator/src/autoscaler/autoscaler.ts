@@ -36,6 +36,7 @@ import {
   type ScrapeTarget,
   scrapeWorker,
   type WorkerMetricsSource,
+  dueWithin,
   type WorkerReading,
   type WorkerSample,
 } from '../metric-sources/worker-metrics.js';
@@ -269,7 +270,9 @@ export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
     // Known scheduled runs are led by scheduleLeadSeconds, else by the measured horizon (issue 19).
     const leadSeconds = spec.scheduleLeadSeconds ?? Math.ceil(reactionMs(policy, podStartMs ?? undefined) / 1000);
     const lead = scheduleLeadMetric(input.nextScheduledRunMs, leadSeconds, now);
-    const work: WorkObservation = lead ? { ...observed.work, extra: [...(observed.work.extra ?? []), lead] } : observed.work;
+    // ETA tasks the workers hold and that come due within the horizon count as work now (issue 19).
+    const dueSoon = dueWithin(observed.scheduledDue, reactionMs(policy, podStartMs ?? undefined) / 1000);
+    const work: WorkObservation = { ...observed.work, dueSoon, ...(lead ? { extra: [...(observed.work.extra ?? []), lead] } : {}) };
     const committed = Math.max(0, current - entry.draining.size);
     const d = decide(
       entry.state,
@@ -352,7 +355,10 @@ export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
   }
 
   /** Step 1: every source of the pool, read at once; a failed read is null in `work` and a line in `problems`. */
-  async function observe(entry: PoolEntry, policy: AutoscalerPolicy): Promise<{ work: WorkObservation; problems: string[] }> {
+  async function observe(
+    entry: PoolEntry,
+    policy: AutoscalerPolicy,
+  ): Promise<{ work: WorkObservation; scheduledDue: ReadonlyMap<number, number>; problems: string[] }> {
     const problems: string[] = entry.brokerError ? [entry.brokerError] : [];
     const signal = AbortSignal.timeout(Math.max(1000, policy.pollingIntervalMs));
     const [backlog, workers, ...extraValues] = await Promise.all([
@@ -379,6 +385,7 @@ export function createAutoscaler(o: AutoscalerOptions): Autoscaler {
         serviceSecondsTotal: workers?.serviceSeconds ?? null,
         extra,
       },
+      scheduledDue: workers?.scheduledDue ?? new Map(),
       problems,
     };
   }

@@ -79,6 +79,12 @@ export interface AutoscalerPolicy {
    */
   readonly maxScaleDownWindowMs: number;
   readonly flapWindowMs: number;
+  /**
+   * Quiet pool (issue 19): with nothing waiting or arriving for the control horizon, the
+   * scale-down window shrinks to it. Only with celeriac's own scale-down behavior: a window the
+   * user set is kept as set.
+   */
+  readonly quietScaleDown: boolean;
   readonly fallback: { readonly failureThreshold: number; readonly replicas: number } | null;
   readonly paused: boolean;
 }
@@ -201,6 +207,7 @@ export function resolvePolicy(spec: AutoscalingSpec, slotsPerReplica: number): A
     behavior,
     maxScaleDownWindowMs: d.maxScaleDownWindowSeconds * 1000,
     flapWindowMs: d.flapWindowSeconds * 1000,
+    quietScaleDown: spec.behavior?.scaleDown === undefined,
     fallback: fb ? { failureThreshold: fb.failureThreshold, replicas: fb.replicas } : null,
     paused: spec.paused ?? false,
   });

@@ -17,7 +17,7 @@ import type { Logger } from 'pino';
 import type { NodeReply, Control } from '../../../runtime/src/app/control.js';
 import type { ReceivedEvent } from '../../../runtime/src/events/receiver.js';
 import { abortable, MetricSourceError } from './source.js';
-import { readingOf, type WorkerMetricsSource, type WorkerReading, type WorkerSample } from './worker-metrics.js';
+import { readingOf, scheduledDueOf, type WorkerMetricsSource, type WorkerReading, type WorkerSample } from './worker-metrics.js';
 
 /** Where the pool's task rates come from (status.autoscaling.celeryEvents). */
 export type CeleryEventsState = 'Enabled' | 'EnabledByOperator' | 'InspectOnly';
@@ -117,7 +117,17 @@ export function createCeleryWorkersSource(o: CeleryWorkersOptions): CeleryWorker
     const pods = (await o.targets()).map((t) => t.pod);
     const nodes = pods.map(o.nodeName);
     if (nodes.length === 0) {
-      return { active: 0, reserved: 0, scheduled: 0, drainingActive: 0, received: null, completed: null, serviceSeconds: null, byPod: new Map() };
+      return {
+        active: 0,
+        reserved: 0,
+        scheduled: 0,
+        drainingActive: 0,
+        received: null,
+        completed: null,
+        serviceSeconds: null,
+        scheduledDue: new Map(),
+        byPod: new Map(),
+      };
     }
     if (o.events === 'Enable') await enableEvents(nodes);
     const [active, reserved, scheduled] = await Promise.all([
@@ -126,6 +136,7 @@ export function createCeleryWorkersSource(o: CeleryWorkersOptions): CeleryWorker
       inspect<unknown[]>('scheduled', nodes),
     ]);
     const byPod = new Map<string, WorkerSample>();
+    const now = Date.now(); // Celery ETAs are wall-clock times
     for (const [i, pod] of pods.entries()) {
       const node = nodes[i]!;
       const c = counters.get(node);
@@ -137,6 +148,8 @@ export function createCeleryWorkersSource(o: CeleryWorkersOptions): CeleryWorker
         received: c?.received ?? 0,
         completed: c?.completed ?? 0,
         serviceSeconds: c?.serviceSeconds ?? 0,
+        // Celery lists each held ETA task with its due time (ISO 8601); one without is not counted ahead.
+        scheduledDue: scheduledDueOf(etasOf(scheduled[node]), now),
       };
       byPod.set(pod, s);
     }
@@ -159,4 +172,15 @@ export function createCeleryWorkersSource(o: CeleryWorkersOptions): CeleryWorker
       await listening;
     },
   };
+}
+
+/** Due times (ms) of the entries of `inspect scheduled` for one node; entries without a readable eta are left out. */
+function etasOf(entries: readonly unknown[] | undefined): number[] {
+  const out: number[] = [];
+  for (const e of entries ?? []) {
+    const eta = (e as { eta?: unknown } | null)?.eta;
+    const t = typeof eta === 'string' ? Date.parse(eta) : NaN;
+    if (Number.isFinite(t)) out.push(t);
+  }
+  return out;
 }

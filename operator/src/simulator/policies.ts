@@ -8,6 +8,7 @@ import { resolveBehavior, type HpaBehavior, type HpaState, type ResolvedBehavior
 import { hpaStep } from './hpa-baseline.js';
 import { resolvePolicy, type AutoscalerPolicy, type AutoscalingSpec } from '../autoscaler/policy.js';
 import { PodState, Simulation, type Controller, type Pod } from './model.js';
+import { dueBucketSeconds } from '../metric-sources/worker-metrics.js';
 import type { Scenario } from './scenarios.js';
 
 export interface PolicyInfo {
@@ -269,7 +270,8 @@ export class CeleriacController implements Controller {
           receivedTotal: sim.receivedTotal,
           completedTotal: sim.completedTotal,
           serviceSecondsTotal: sim.serviceSecondsTotal,
-          ...(this.opts.leadKnownWork ? { dueSoon: sim.scheduledDueWithin(lead) + sim.knownArrivalsWithin(lead) } : {}),
+          // ETA tasks as the workers export them: due within the smallest bucket at or above the lead.
+          ...(this.opts.leadKnownWork ? { dueSoon: sim.scheduledDueWithin(dueBucketSeconds(lead)) + sim.knownArrivalsWithin(lead) } : {}),
         },
       },
       this.policy,

@@ -36,6 +36,8 @@ export interface WorkerMetrics {
   readonly deadLettered: Counter<'queue' | 'reason'>;
   /** The longest event-loop block since the previous scrape (worker/watchdog.ts). */
   readonly eventLoopLag: Gauge;
+  /** ETA/countdown tasks held here and due within `within_seconds` (SCHEDULED_DUE_BUCKETS, cumulative). */
+  readonly scheduledDue: Gauge<'within_seconds'>;
   /** Runs `fn` before each scrape, to set gauges from live state. */
   onCollect(fn: () => void): void;
 }
@@ -90,6 +92,12 @@ export function createWorkerMetrics(): WorkerMetrics {
       help: 'Longest delay of the worker event loop since the previous scrape (measured off the loop, so a block in progress counts).',
       registers,
     }),
+    scheduledDue: new Gauge({
+      name: 'celeriac_worker_scheduled_due_tasks',
+      help: 'ETA/countdown tasks held by this worker and due within within_seconds (cumulative; overdue ones count in every bucket).',
+      labelNames: ['within_seconds'],
+      registers,
+    }),
     deadLettered: new Counter({
       name: 'celeriac_messages_dead_lettered_total',
       help: 'Messages moved to <queue>.dead, by reason.',
@@ -97,4 +105,16 @@ export function createWorkerMetrics(): WorkerMetrics {
       registers,
     }),
   };
+}
+
+/**
+ * Buckets (s) of `celeriac_worker_scheduled_due_tasks`: the autoscaler counts ETA tasks due within
+ * its lead time (decision delay + measured pod start, issue 19) as work ahead of their due time,
+ * taking the smallest bucket at or above the lead.
+ */
+export const SCHEDULED_DUE_BUCKETS: readonly number[] = Object.freeze([5, 10, 15, 20, 30, 45, 60, 120, 300]);
+
+/** Sets the scheduled-due gauge from `countDueBy(ms)` (tasks due at or before that time) at `now` (ms). */
+export function setScheduledDue(gauge: WorkerMetrics['scheduledDue'], countDueBy: (at: number) => number, now: number): void {
+  for (const s of SCHEDULED_DUE_BUCKETS) gauge.set({ within_seconds: String(s) }, countDueBy(now + s * 1000));
 }

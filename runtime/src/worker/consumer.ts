@@ -20,7 +20,7 @@ import { ACCUMULATE } from '../canvas/builtins.js';
 import { link, linkError, signature, unsupportedReason, withOptions } from '../canvas/signature.js';
 import { CanvasError, CeleriacError, EncodeError, NotRegisteredError, ProtocolError, WorkerLostError } from '../errors.js';
 import type { EventDispatcher } from '../events/dispatcher.js';
-import type { WorkerMetrics, Outcome } from '../metrics/worker-metrics.js';
+import { setScheduledDue, type WorkerMetrics, type Outcome } from '../metrics/worker-metrics.js';
 import type { Pool } from '../pools/pool.js';
 import { queueInfo, type QueueInfo, type RequestInfo, type ScheduledInfo } from '../protocol/control.js';
 import { deadLettered, deadLetterQueue } from '../protocol/dead-letter.js';
@@ -207,6 +207,7 @@ export class Consumer {
       m.inFlight.set({ state: 'active' }, this.active.size);
       m.inFlight.set({ state: 'reserved' }, this.reserved.length);
       m.inFlight.set({ state: 'scheduled' }, this.eta.size);
+      setScheduledDue(m.scheduledDue, (at) => this.eta.countDueBy(at), Date.now());
       m.busySlots.set(this.active.size);
     });
   }

@@ -35,6 +35,13 @@ export class TimerHeap<T> {
     return items;
   }
 
+  /** How many items are due at or before `at` (ms), counted without sorting. */
+  countDueBy(at: number): number {
+    let n = 0;
+    for (const e of this.heap) if (e.at <= at) n++;
+    return n;
+  }
+
   /** Items in due order, for inspection. */
   items(): T[] {
     return [...this.heap].sort((a, b) => a.at - b.at || a.seq - b.seq).map((e) => e.item);

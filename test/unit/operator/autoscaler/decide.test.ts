@@ -385,7 +385,8 @@ test('when the flap backoff holds pods, reason and message say so and for how lo
 test('a count held by the configured scale-down window says so instead of "Steady"', () => {
   const policy = resolvePolicy({ minReplicas: 1, maxReplicas: 20 }, 4);
   const d = driver(policy, 8);
-  const held = d.run(0, 30_000, () => ({ active: 1 }));
+  // one task waits, so the pool is not quiet (a quiet pool's window shrinks to the control horizon)
+  const held = d.run(0, 30_000, () => ({ active: 1, backlog: 1 }));
   assert.equal(held.replicas, 8);
   assert.equal(held.reason, 'ScaleDownStabilized');
   assert.match(held.message, /proposes 1 replica .*held at 8 by the 60 s scale-down stabilization window/);
@@ -399,4 +400,42 @@ test('an idle pool the autoscaler never saw busy (just switched to minReplicas 0
   const last = d.run(30_000, 30_000, () => ({}));
   assert.equal(last.reason, 'Deactivated', last.message);
   assert.equal(d.replicas, 0);
+});
+
+test('quiet pool: nothing waits or arrives for the control horizon, so the scale-down window shrinks to it', () => {
+  // T = 1 s event delay + 10 s pod start = 11 s; the configured scale-down window is 60 s
+  const policy = resolvePolicy({ minReplicas: 1, maxReplicas: 50 }, 4);
+  let s = decide(null, { specReplicas: 13, work: work({}) }, policy, 0).state;
+  // 100 tasks in 5 s of 2 s each: 13 pods wanted
+  const busy = decide(s, { specReplicas: 13, work: work({ active: 40, receivedTotal: 100, completedTotal: 50, serviceSecondsTotal: 100 }) }, policy, 5_000);
+  assert.equal(busy.desired, 13);
+  s = busy.state;
+  const done = { receivedTotal: 100, completedTotal: 140, serviceSecondsTotal: 280 };
+  // no arrival since 5 s, seen at 6 s: quiet from then (the rate follows at once: far below Poisson noise)
+  s = decide(s, { specReplicas: 13, work: work({ active: 10, ...done }) }, policy, 6_000).state;
+  const idle = { ...done, completedTotal: 150, serviceSecondsTotal: 300 };
+  s = decide(s, { specReplicas: 13, work: work(idle) }, policy, 7_000).state;
+  // quiet for 10 s: still the 60 s window
+  const early = decide(s, { specReplicas: 13, work: work(idle) }, policy, 16_000);
+  assert.equal(early.replicas, 13);
+  assert.equal(early.reason, 'ScaleDownStabilized');
+  // quiet for 11 s = T: the 13 pods proposed 12 s ago may go (50% per 30 s)
+  const quiet = decide(s, { specReplicas: 13, work: work(idle) }, policy, 17_000);
+  assert.equal(quiet.reason, 'ScaleDown');
+  assert.ok(quiet.replicas < 13, `${quiet.replicas}`);
+  // a task due soon is work that waits: the pool is not quiet, the 60 s window holds
+  const due = decide(s, { specReplicas: 13, work: work({ ...idle, dueSoon: 1 }) }, policy, 17_000);
+  assert.equal(due.replicas, 13);
+  // a scale-down window the user set is kept as set, quiet or not
+  const own = resolvePolicy({ minReplicas: 1, maxReplicas: 50, behavior: { scaleDown: { stabilizationWindowSeconds: 60 } } }, 4);
+  assert.equal(decide(s, { specReplicas: 13, work: work(idle) }, own, 17_000).replicas, 13);
+});
+
+test('quiet pool: after a flap the stretched scale-down window is kept', () => {
+  const policy = resolvePolicy({ minReplicas: 1, maxReplicas: 50 }, 4);
+  const idle = work({ receivedTotal: 100, completedTotal: 150, serviceSecondsTotal: 300 });
+  let s = decide(null, { specReplicas: 13, work: idle }, policy, 0).state;
+  s = { ...s, lastFlapAt: 0, downWindowMs: 120_000, quietSince: 0 };
+  const d = decide(s, { specReplicas: 13, work: idle }, policy, 70_000);
+  assert.equal(d.replicas, 13);
 });

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { pino } from 'pino';
 import { createCeleryWorkersSource, type CeleryWorkersOptions } from '../../../../operator/src/metric-sources/celery-workers.js';
 import { MetricSourceError } from '../../../../operator/src/metric-sources/source.js';
+import { dueWithin } from '../../../../operator/src/metric-sources/worker-metrics.js';
 import type { ReceivedEvent } from '../../../../runtime/src/events/receiver.js';
 
 type Replies = Record<string, Record<string, unknown[]>>;
@@ -44,15 +45,29 @@ function fake(o: { replies: Replies; enableAnswer?: (node: string) => string | n
 }
 
 const both = (a: unknown[], b: unknown[]) => ({ 'celery@a': a, 'celery@b': b });
-const replies: Replies = { active: both([{ id: 1 }], []), reserved: both([{ id: 2 }, { id: 3 }], []), scheduled: both([], [{ id: 4 }]) };
+const replies: Replies = {
+  active: both([{ id: 1 }], []),
+  reserved: both([{ id: 2 }, { id: 3 }], []),
+  scheduled: both(
+    [],
+    [
+      { id: 4, eta: '2000-01-01T00:00:00+00:00' },
+      { id: 5, eta: null },
+    ],
+  ),
+};
 
 describe('celery-workers source', () => {
   it('sums inspect active/reserved/scheduled per pod and counts running tasks on draining pods', async () => {
     const { source } = fake({ replies, enableAnswer: () => 'task events already enabled', draining: ['a'] });
     const r = await source.read(AbortSignal.timeout(5000));
-    assert.deepEqual([r.active, r.reserved, r.scheduled, r.drainingActive], [1, 2, 1, 1]);
-    assert.deepEqual(r.byPod.get('a'), { active: 1, reserved: 2, scheduled: 0, draining: true, received: 0, completed: 0, serviceSeconds: 0 });
-    assert.equal(r.byPod.get('b')?.scheduled, 1);
+    assert.deepEqual([r.active, r.reserved, r.scheduled, r.drainingActive], [1, 2, 2, 1]);
+    const { scheduledDue: dueOnA, ...a } = r.byPod.get('a')!;
+    assert.deepEqual(a, { active: 1, reserved: 2, scheduled: 0, draining: true, received: 0, completed: 0, serviceSeconds: 0 });
+    assert.equal(dueWithin(dueOnA, 10), 0);
+    assert.equal(r.byPod.get('b')?.scheduled, 2);
+    // an overdue ETA counts in every bucket; one without an eta is not counted ahead
+    assert.equal(dueWithin(r.scheduledDue, 10), 1);
     await source.close();
   });
 

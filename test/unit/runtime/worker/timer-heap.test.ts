@@ -40,3 +40,17 @@ describe('ETA ordering', () => {
     assert.deepEqual(fired, [3]);
   });
 });
+
+describe('due counts', () => {
+  it('counts the items due at or before a time, overdue ones included', () => {
+    const heap = new TimerHeap<string>(() => {});
+    const now = Date.now();
+    // far enough ahead that no timer fires during the test; drained below so none is left armed
+    for (const [i, at] of [now + 3_600_000, now + 7_200_000, now + 3_600_000, now + 10_800_000].entries()) heap.push(at, `t${i}`);
+    assert.equal(heap.countDueBy(now), 0);
+    assert.equal(heap.countDueBy(now + 3_600_000), 2);
+    assert.equal(heap.countDueBy(now + 7_200_000), 3);
+    heap.drain();
+    assert.equal(heap.countDueBy(now + 10_800_000), 0);
+  });
+});
