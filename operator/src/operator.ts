@@ -43,6 +43,8 @@ export interface OperatorOptions {
   brokerCheckTimeoutMs?: number;
   /** Every object is reconciled at least this often. */
   resyncMs?: number;
+  /** How soon a WorkerPool with missing replicas is looked at again (default WAITING_RECHECK_MS). */
+  waitingRecheckMs?: number;
   /** Informer watchdog: restart a watch still open this long after its server-side timeout. */
   watchGraceMs?: number;
   /** Called when leadership is lost (main exits so the pod restarts clean). */
@@ -126,6 +128,7 @@ export function createOperator(o: OperatorOptions): Operator {
       metrics: o.metrics,
       decideReplicas: o.decideReplicas,
       resyncMs: o.resyncMs,
+      waitingRecheckMs: o.waitingRecheckMs,
     }),
     legacyFinalizers: [LEGACY_FINALIZER],
   });

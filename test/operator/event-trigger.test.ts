@@ -102,8 +102,11 @@ describe('event trigger: a burst is scaled for without waiting for the poll', { 
           reconcileNow(key);
         }),
       brokerCheckTimeoutMs: 1000,
-      // No resync inside the test: only a poll, an object change or a wake reconciles a pool.
+      // No resync inside the test: only a poll, an object change or a wake reconciles a pool. envtest
+      // runs no pods, so every pool misses its replicas: its 15 s recheck would be a poll too (it
+      // made the polled pool scale first when the machine was slow).
       resyncMs: 3_600_000,
+      waitingRecheckMs: 3_600_000,
     });
     await op.start();
   });

@@ -91,6 +91,8 @@ export interface WorkerPoolReconcilerOptions {
   taskSchedules?: Informer<TaskSchedule>;
   /** Requeue period of a pool without autoscaling. */
   resyncMs?: number;
+  /** How soon a pool with missing replicas is looked at again (default WAITING_RECHECK_MS). */
+  waitingRecheckMs?: number;
 }
 
 type StatusPatch = { [K in keyof WorkerPoolStatus]?: WorkerPoolStatus[K] | null };
@@ -98,6 +100,7 @@ type StatusPatch = { [K in keyof WorkerPoolStatus]?: WorkerPoolStatus[K] | null 
 export function createWorkerPoolReconciler(o: WorkerPoolReconcilerOptions): Reconciler<WorkerPool> {
   const decide = o.decideReplicas ?? fixedReplicas;
   const resyncMs = o.resyncMs ?? 5 * 60_000;
+  const waitingRecheckMs = o.waitingRecheckMs ?? WAITING_RECHECK_MS;
 
   /** The earliest status.nextScheduleTime of the TaskSchedules sending to these queues. */
   function nextScheduledRun(ns: string, queueNames: readonly string[]): number | null {
@@ -220,7 +223,7 @@ export function createWorkerPoolReconciler(o: WorkerPoolReconcilerOptions): Reco
       const poll = pool.spec.autoscaling ? (pool.spec.autoscaling.pollingIntervalSeconds ?? 5) * 1000 : resyncMs;
       // Replicas missing: look again soon, since a worker that crash-loops changes no Deployment
       // field that would wake this reconciler (the Ready condition then says WorkerFailing).
-      return Action.requeue(Math.min(decision.requeueAfterMs ?? poll, waiting ? WAITING_RECHECK_MS : Infinity));
+      return Action.requeue(Math.min(decision.requeueAfterMs ?? poll, waiting ? waitingRecheckMs : Infinity));
     },
 
     async cleanup({ namespace, name }, ctx) {
