@@ -175,6 +175,36 @@ describe('Redis result backend: Celery meta', { skip: redis.skip }, () => {
       await results.close();
     }
   });
+  it('stores the sets of one turn together, each with its own expiry, check and publish', async () => {
+    const store = createRedisStore(url);
+    const sub = new Redis(url);
+    const raw = new Redis(url);
+    try {
+      const [kept, fresh, plain] = ['kept', 'fresh', 'plain'].map((n) => `celery-task-meta-${uniqueName(n)}`) as [string, string, string];
+      await raw.set(kept, '{"status": "SUCCESS", "result": 1}');
+      const heard: string[] = [];
+      sub.on('message', (channel: string) => heard.push(channel));
+      await sub.subscribe(kept, fresh, plain);
+      // Issued in one turn: one batch, with a SUCCESS to keep, a new key and a key without expiry.
+      await Promise.all([
+        store.setUnlessSuccess!(kept, '{"status": "FAILURE"}', { ttlMs: 60_000 }),
+        store.setUnlessSuccess!(fresh, '{"status": "SUCCESS", "result": 2}', { ttlMs: 60_000 }),
+        store.set(plain, 'no expiry'),
+      ]);
+      assert.equal(await raw.get(kept), '{"status": "SUCCESS", "result": 1}');
+      assert.equal(await raw.pttl(kept), -1, 'the kept SUCCESS is not touched, its expiry neither');
+      assert.equal(await raw.get(fresh), '{"status": "SUCCESS", "result": 2}');
+      const ttl = await raw.pttl(fresh);
+      assert.ok(ttl > 0 && ttl <= 60_000, `expiry set (pttl ${ttl})`);
+      assert.equal(await raw.get(plain), 'no expiry');
+      assert.equal(await raw.pttl(plain), -1);
+      await eventually(() => assert.deepEqual(heard.sort(), [fresh, plain].sort()));
+    } finally {
+      sub.disconnect();
+      raw.disconnect();
+      await store.close();
+    }
+  });
 });
 
 // rediss:// against a real TLS-only redis-server with a self-signed certificate.
