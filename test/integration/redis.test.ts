@@ -53,6 +53,23 @@ describe('Redis broker: kombu layout', { skip: redis.skip }, () => {
     assert.deepEqual(await raw.smembers(`_kombu.binding.${q}`), [`${q}${SEP}${SEP}${q}`]);
   });
 
+  it('writes the publishes of one turn together, each list in publish order, bindings declared', async () => {
+    const [q1, q2] = [uniqueName('turn-a'), uniqueName('turn-b')];
+    const texts = Array.from({ length: 6 }, (_, i) => `t${i}`);
+    // Issued in one turn: one write, one LPUSH per list.
+    await Promise.all(texts.map((t, i) => broker.publish(i % 2 ? q2 : q1, message(t, { priority: i < 4 ? 0 : 9 }))));
+    const bodies = async (list: string) =>
+      (await raw.lrange(list, 0, -1)).reverse().map((e) => JSON.parse(Buffer.from((JSON.parse(e) as { body: string }).body, 'base64').toString())[0][0]);
+    assert.deepEqual(await bodies(q1), ['t0', 't2']);
+    assert.deepEqual(await bodies(q2), ['t1', 't3']);
+    assert.deepEqual(await bodies(listFor(q1, 9)), ['t4']);
+    assert.deepEqual(await bodies(listFor(q2, 9)), ['t5']);
+    assert.deepEqual(await raw.smembers(`_kombu.binding.${q1}`), [`${q1}${SEP}${SEP}${q1}`]);
+    assert.deepEqual(await raw.smembers(`_kombu.binding.${q2}`), [`${q2}${SEP}${SEP}${q2}`]);
+    await broker.purge(q1);
+    await broker.purge(q2);
+  });
+
   it('records a held message in unacked and unacked_index, and removes it on ack', async () => {
     const q = uniqueName('unacked');
     await broker.publish(q, message('held'));
