@@ -132,6 +132,34 @@ describe('Redis broker: kombu layout', { skip: redis.skip }, () => {
     assert.equal(await broker.depth(q), 0);
   });
 
+  it('records each envelope under its properties delivery_tag, whatever its layout', async () => {
+    const q = uniqueName('layouts');
+    const body = Buffer.from('[[1], {}, {}]').toString('base64');
+    const tags = Array.from({ length: 4 }, () => randomUUID());
+    const di = `{"exchange": "", "routing_key": "${q}"}`;
+    const envelopes = [
+      // kombu's layout, a header that looks like the properties' keys
+      `{"body": "${body}", "content-encoding": "utf-8", "content-type": "application/json", "headers": {"id": "a", "x": {"delivery_info": {"exchange": "ex", "routing_key": "no"}, "delivery_tag": "no"}}, "properties": {"delivery_info": ${di}, "priority": 0, "body_encoding": "base64", "delivery_tag": "${tags[0]}"}}`,
+      // properties first, headers last with such keys too
+      `{"properties": {"delivery_info": ${di}, "body_encoding": "base64", "delivery_tag": "${tags[1]}"}, "body": "${body}", "content-encoding": "utf-8", "content-type": "application/json", "headers": {"id": "b", "delivery_info": {"exchange": "ex", "routing_key": "no"}, "delivery_tag": "no"}}`,
+      // redelivered (restored) and a routing key with an escape
+      `{"body": "${body}", "content-encoding": "utf-8", "content-type": "application/json", "headers": {"id": "c"}, "properties": {"delivery_info": {"redelivered": true, "exchange": "", "routing_key": "${q}"}, "body_encoding": "base64", "delivery_tag": "${tags[2]}"}}`,
+      `{"body": "${body}", "content-encoding": "utf-8", "content-type": "application/json", "headers": {"id": "d"}, "properties": {"delivery_info": {"exchange": "", "routing_key": "a\\"b"}, "body_encoding": "base64", "delivery_tag": "${tags[3]}"}}`,
+    ];
+    for (const e of envelopes) await raw.lpush(q, e);
+    const r = new Recorder(broker, [q], 4);
+    const got = await r.waitFor(4);
+    await r.stop();
+    const unacked = await raw.hgetall('unacked');
+    for (const [i, tag] of tags.entries()) {
+      assert.ok(unacked[tag], `envelope ${i} recorded under its delivery_tag (${Object.keys(unacked).join(" ")})`);
+      const entry = JSON.parse(unacked[tag]!) as [unknown, string, string];
+      assert.equal(JSON.stringify(entry[0]), JSON.stringify(JSON.parse(envelopes[i]!)), `envelope ${i} recorded under its delivery_tag`);
+      assert.deepEqual(entry.slice(1), ['', i === 3 ? 'a"b' : q]);
+    }
+    for (const d of got) await d.ack();
+  });
+
   it('answers a pop resent after a reconnect with the messages it took, raw ones included', async () => {
     const q = uniqueName('resent');
     const popper = new Redis(url);
