@@ -32,7 +32,7 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { BrokerError, redactUrl } from '../errors.js';
-import { fromEnvelope, parseEnvelope, readEnvelope, toEnvelope, type Envelope } from '../protocol/envelope.js';
+import { envelopeText, fromEnvelope, parseEnvelope, readEnvelope, type Envelope } from '../protocol/envelope.js';
 import {
   bindingKey,
   bindingMember,
@@ -350,7 +350,7 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
     },
 
     async publish(queue, message) {
-      const env = JSON.stringify(toEnvelope(message, '', queue));
+      const env = envelopeText(message, '', queue);
       try {
         // Celery declares the queue (and so its binding) before its first publish: push() does.
         await push(queue, listFor(queue, message.properties.priority), env);
@@ -367,7 +367,7 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
 
     async broadcast(exchange, message, routingKey) {
       const { routingKey: rk, message: m } = broadcastTopic(message, routingKey);
-      const env = JSON.stringify(toEnvelope(m, exchange, rk));
+      const env = envelopeText(m, exchange, rk);
       try {
         await client.publish(`${fanout}${exchange}${rk ? `/${rk}` : ''}`, env);
       } catch (err) {
@@ -400,7 +400,7 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
     },
 
     async publishDirect(exchange, routingKey, message) {
-      const env = JSON.stringify(toEnvelope(message, exchange, routingKey));
+      const env = envelopeText(message, exchange, routingKey);
       try {
         const members = await client.smembers(bindingKey(exchange));
         for (const m of members) {
