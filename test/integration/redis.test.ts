@@ -152,7 +152,7 @@ describe('Redis broker: kombu layout', { skip: redis.skip }, () => {
     await r.stop();
     const unacked = await raw.hgetall('unacked');
     for (const [i, tag] of tags.entries()) {
-      assert.ok(unacked[tag], `envelope ${i} recorded under its delivery_tag (${Object.keys(unacked).join(" ")})`);
+      assert.ok(unacked[tag], `envelope ${i} recorded under its delivery_tag (${Object.keys(unacked).join(' ')})`);
       const entry = JSON.parse(unacked[tag]!) as [unknown, string, string];
       assert.equal(JSON.stringify(entry[0]), JSON.stringify(JSON.parse(envelopes[i]!)), `envelope ${i} recorded under its delivery_tag`);
       assert.deepEqual(entry.slice(1), ['', i === 3 ? 'a"b' : q]);
