@@ -148,7 +148,11 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
         keys.push(key);
         args.push(value, ttlMs ?? 0, check ? '1' : '0');
       }
-      await scripted.celeriacSet(keys.length, ...keys, ...args);
+      // In an explicit pipeline: written now, not a turn later by autopipelining (a result's latency).
+      const p = client.pipeline();
+      (p as unknown as typeof scripted).celeriacSet(keys.length, ...keys, ...args);
+      const [[err] = [null]] = (await p.exec()) ?? [];
+      if (err) throw err;
     });
   }
 
