@@ -53,6 +53,23 @@ describe('Redis broker: kombu layout', { skip: redis.skip }, () => {
     assert.deepEqual(await raw.smembers(`_kombu.binding.${q}`), [`${q}${SEP}${SEP}${q}`]);
   });
 
+  it('writes the publishes of one turn together, each list in publish order, bindings declared', async () => {
+    const [q1, q2] = [uniqueName('turn-a'), uniqueName('turn-b')];
+    const texts = Array.from({ length: 6 }, (_, i) => `t${i}`);
+    // Issued in one turn: one write, one LPUSH per list.
+    await Promise.all(texts.map((t, i) => broker.publish(i % 2 ? q2 : q1, message(t, { priority: i < 4 ? 0 : 9 }))));
+    const bodies = async (list: string) =>
+      (await raw.lrange(list, 0, -1)).reverse().map((e) => JSON.parse(Buffer.from((JSON.parse(e) as { body: string }).body, 'base64').toString())[0][0]);
+    assert.deepEqual(await bodies(q1), ['t0', 't2']);
+    assert.deepEqual(await bodies(q2), ['t1', 't3']);
+    assert.deepEqual(await bodies(listFor(q1, 9)), ['t4']);
+    assert.deepEqual(await bodies(listFor(q2, 9)), ['t5']);
+    assert.deepEqual(await raw.smembers(`_kombu.binding.${q1}`), [`${q1}${SEP}${SEP}${q1}`]);
+    assert.deepEqual(await raw.smembers(`_kombu.binding.${q2}`), [`${q2}${SEP}${SEP}${q2}`]);
+    await broker.purge(q1);
+    await broker.purge(q2);
+  });
+
   it('records a held message in unacked and unacked_index, and removes it on ack', async () => {
     const q = uniqueName('unacked');
     await broker.publish(q, message('held'));
@@ -115,6 +132,34 @@ describe('Redis broker: kombu layout', { skip: redis.skip }, () => {
     assert.equal(await broker.depth(q), 0);
   });
 
+  it('records each envelope under its properties delivery_tag, whatever its layout', async () => {
+    const q = uniqueName('layouts');
+    const body = Buffer.from('[[1], {}, {}]').toString('base64');
+    const tags = Array.from({ length: 4 }, () => randomUUID());
+    const di = `{"exchange": "", "routing_key": "${q}"}`;
+    const envelopes = [
+      // kombu's layout, a header that looks like the properties' keys
+      `{"body": "${body}", "content-encoding": "utf-8", "content-type": "application/json", "headers": {"id": "a", "x": {"delivery_info": {"exchange": "ex", "routing_key": "no"}, "delivery_tag": "no"}}, "properties": {"delivery_info": ${di}, "priority": 0, "body_encoding": "base64", "delivery_tag": "${tags[0]}"}}`,
+      // properties first, headers last with such keys too
+      `{"properties": {"delivery_info": ${di}, "body_encoding": "base64", "delivery_tag": "${tags[1]}"}, "body": "${body}", "content-encoding": "utf-8", "content-type": "application/json", "headers": {"id": "b", "delivery_info": {"exchange": "ex", "routing_key": "no"}, "delivery_tag": "no"}}`,
+      // redelivered (restored) and a routing key with an escape
+      `{"body": "${body}", "content-encoding": "utf-8", "content-type": "application/json", "headers": {"id": "c"}, "properties": {"delivery_info": {"redelivered": true, "exchange": "", "routing_key": "${q}"}, "body_encoding": "base64", "delivery_tag": "${tags[2]}"}}`,
+      `{"body": "${body}", "content-encoding": "utf-8", "content-type": "application/json", "headers": {"id": "d"}, "properties": {"delivery_info": {"exchange": "", "routing_key": "a\\"b"}, "body_encoding": "base64", "delivery_tag": "${tags[3]}"}}`,
+    ];
+    for (const e of envelopes) await raw.lpush(q, e);
+    const r = new Recorder(broker, [q], 4);
+    const got = await r.waitFor(4);
+    await r.stop();
+    const unacked = await raw.hgetall('unacked');
+    for (const [i, tag] of tags.entries()) {
+      assert.ok(unacked[tag], `envelope ${i} recorded under its delivery_tag (${Object.keys(unacked).join(' ')})`);
+      const entry = JSON.parse(unacked[tag]!) as [unknown, string, string];
+      assert.equal(JSON.stringify(entry[0]), JSON.stringify(JSON.parse(envelopes[i]!)), `envelope ${i} recorded under its delivery_tag`);
+      assert.deepEqual(entry.slice(1), ['', i === 3 ? 'a"b' : q]);
+    }
+    for (const d of got) await d.ack();
+  });
+
   it('answers a pop resent after a reconnect with the messages it took, raw ones included', async () => {
     const q = uniqueName('resent');
     const popper = new Redis(url);
@@ -173,6 +218,36 @@ describe('Redis result backend: Celery meta', { skip: redis.skip }, () => {
       sub.disconnect();
       raw.disconnect();
       await results.close();
+    }
+  });
+  it('stores the sets of one turn together, each with its own expiry, check and publish', async () => {
+    const store = createRedisStore(url);
+    const sub = new Redis(url);
+    const raw = new Redis(url);
+    try {
+      const [kept, fresh, plain] = ['kept', 'fresh', 'plain'].map((n) => `celery-task-meta-${uniqueName(n)}`) as [string, string, string];
+      await raw.set(kept, '{"status": "SUCCESS", "result": 1}');
+      const heard: string[] = [];
+      sub.on('message', (channel: string) => heard.push(channel));
+      await sub.subscribe(kept, fresh, plain);
+      // Issued in one turn: one batch, with a SUCCESS to keep, a new key and a key without expiry.
+      await Promise.all([
+        store.setUnlessSuccess!(kept, '{"status": "FAILURE"}', { ttlMs: 60_000 }),
+        store.setUnlessSuccess!(fresh, '{"status": "SUCCESS", "result": 2}', { ttlMs: 60_000 }),
+        store.set(plain, 'no expiry'),
+      ]);
+      assert.equal(await raw.get(kept), '{"status": "SUCCESS", "result": 1}');
+      assert.equal(await raw.pttl(kept), -1, 'the kept SUCCESS is not touched, its expiry neither');
+      assert.equal(await raw.get(fresh), '{"status": "SUCCESS", "result": 2}');
+      const ttl = await raw.pttl(fresh);
+      assert.ok(ttl > 0 && ttl <= 60_000, `expiry set (pttl ${ttl})`);
+      assert.equal(await raw.get(plain), 'no expiry');
+      assert.equal(await raw.pttl(plain), -1);
+      await eventually(() => assert.deepEqual(heard.sort(), [fresh, plain].sort()));
+    } finally {
+      sub.disconnect();
+      raw.disconnect();
+      await store.close();
     }
   });
 });

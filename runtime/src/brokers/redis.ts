@@ -32,7 +32,7 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { BrokerError, redactUrl } from '../errors.js';
-import { fromEnvelope, parseEnvelope, readEnvelope, toEnvelope, type Envelope } from '../protocol/envelope.js';
+import { envelopeText, fromEnvelope, parseEnvelope, readEnvelope, type Envelope } from '../protocol/envelope.js';
 import {
   bindingKey,
   bindingMember,
@@ -65,6 +65,13 @@ export interface RedisBrokerOptions {
   readonly pollTimeoutMs?: number;
   /** connect() gives up after this (default 10000). */
   readonly connectTimeoutMs?: number;
+}
+
+/** The publishes of one event-loop turn: envelopes per list, queues to declare first, their write. */
+interface PushBatch {
+  readonly lists: Map<string, string[]>;
+  readonly declare: string[];
+  written: Promise<void>;
 }
 
 interface Scripted {
@@ -104,6 +111,40 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
 
   const wrap = (what: string, err: unknown) =>
     new BrokerError(`Redis broker ${redactUrl(url)}: ${what} failed: ${(err as Error)?.message ?? err}`, { cause: err });
+
+  /** Envelopes published in this event-loop turn, per list, and the queues to declare first. */
+  let pending: PushBatch | null = null;
+  /**
+   * LPUSHes `env` onto `list` with the other publishes of this turn: one LPUSH of many values per
+   * list, all in one write (as sequential LPUSHes, so consumers see the same order). A producer
+   * sending many tasks spends its time per Redis command, not per byte. A queue published to for
+   * the first time is declared (its kombu binding) in the same write, before its messages.
+   */
+  function push(queue: string, list: string, env: string): Promise<void> {
+    if (!pending) {
+      const batch: PushBatch = { lists: new Map(), declare: [], written: Promise.resolve() };
+      batch.written = new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
+        pending = null;
+        const p = client.pipeline();
+        for (const q of batch.declare) p.sadd(bindingKey(q), bindingMember(q, q));
+        for (const [l, values] of batch.lists) p.lpush(l, ...values);
+        const res = await p.exec().catch((err: unknown) => {
+          for (const q of batch.declare) declared.delete(q);
+          throw err;
+        });
+        for (const [err] of res ?? []) if (err) throw err;
+      });
+      pending = batch;
+    }
+    if (!declared.has(queue)) {
+      declared.add(queue);
+      pending.declare.push(queue);
+    }
+    const values = pending.lists.get(list);
+    if (values) values.push(env);
+    else pending.lists.set(list, [env]);
+    return pending.written;
+  }
 
   function flushAcks(): Promise<void> {
     if (!ackFlush) {
@@ -309,14 +350,10 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
     },
 
     async publish(queue, message) {
-      const env = JSON.stringify(toEnvelope(message, '', queue));
+      const env = envelopeText(message, '', queue);
       try {
-        if (!declared.has(queue)) {
-          declared.add(queue);
-          // Celery declares the queue (and so its binding) before its first publish.
-          void client.sadd(bindingKey(queue), bindingMember(queue, queue));
-        }
-        await client.lpush(listFor(queue, message.properties.priority), env);
+        // Celery declares the queue (and so its binding) before its first publish: push() does.
+        await push(queue, listFor(queue, message.properties.priority), env);
       } catch (err) {
         throw wrap(`publish to queue "${queue}"`, err);
       }
@@ -330,7 +367,7 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
 
     async broadcast(exchange, message, routingKey) {
       const { routingKey: rk, message: m } = broadcastTopic(message, routingKey);
-      const env = JSON.stringify(toEnvelope(m, exchange, rk));
+      const env = envelopeText(m, exchange, rk);
       try {
         await client.publish(`${fanout}${exchange}${rk ? `/${rk}` : ''}`, env);
       } catch (err) {
@@ -363,7 +400,7 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
     },
 
     async publishDirect(exchange, routingKey, message) {
-      const env = JSON.stringify(toEnvelope(message, exchange, routingKey));
+      const env = envelopeText(message, exchange, routingKey);
       try {
         const members = await client.smembers(bindingKey(exchange));
         for (const m of members) {

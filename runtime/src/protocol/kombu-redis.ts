@@ -17,6 +17,7 @@ export const UNACKED_MUTEX = 'unacked_mutex';
 
 /** The step a priority falls in: the largest step <= priority (clamped to 0..9). */
 export function priorityStep(priority: unknown): number {
+  if (priority === undefined || priority === 0) return 0; // most messages: skip the conversion
   const p = Math.min(9, Math.max(0, Number(priority) || 0));
   let step = 0;
   for (const s of PRIORITY_STEPS) if (s <= p) step = s;
