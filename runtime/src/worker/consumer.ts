@@ -256,9 +256,7 @@ export class Consumer {
         // The message was decoded once already, when it ran; a changed config (accept, signing) may refuse it now.
         req = decodeTask(note.message, this.accepted, this.deps.config, this.signer);
       } catch (err) {
-        const refusal =
-          err instanceof CeleriacError ? err : new ProtocolError(`Cannot decode task message: ${(err as Error)?.message ?? String(err)}`, { cause: err });
-        await this.refuse(d, refusal, taskIdOf(note.message));
+        await this.refuse(d, decodeRefusal(err), taskIdOf(note.message));
         await this.ledger.remove(file);
         continue;
       }
@@ -558,9 +556,7 @@ export class Consumer {
     try {
       req = decodeTask(d.message, this.accepted, this.deps.config, this.signer);
     } catch (err) {
-      // decodeTask throws ProtocolErrors; anything else is still this message's fault, not the worker's.
-      const refusal =
-        err instanceof CeleriacError ? err : new ProtocolError(`Cannot decode task message: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+      const refusal = decodeRefusal(err);
       const name = d.message.headers.task;
       await this.signal('taskRejected', () => ({ sender: typeof name === 'string' ? name : null, message: d.message, exc: refusal }));
       return this.refuse(d, refusal, taskIdOf(d.message));
@@ -1052,4 +1048,9 @@ export class Consumer {
       log.error({ err, state: meta.status }, 'storing the task state failed');
     }
   }
+}
+
+/** Why decodeTask refused a message: its ProtocolErrors as they are; anything else is still the message's fault, not the worker's. */
+function decodeRefusal(err: unknown): CeleriacError {
+  return err instanceof CeleriacError ? err : new ProtocolError(`Cannot decode task message: ${(err as Error)?.message ?? String(err)}`, { cause: err });
 }
