@@ -83,6 +83,28 @@ describe('event trigger: a burst is scaled for without waiting for the poll', { 
   let op: Operator;
   let autoscaler: Autoscaler;
   const wakes: string[] = [];
+  const metrics = createOperatorMetrics();
+
+  /** Reconciles finished so far, all controllers. */
+  const reconciles = async () => (await metrics.reconcileTotal.get()).values.reduce((n, v) => n + v.value, 0);
+
+  /**
+   * Waits until no reconcile finished for 2 s: the events of a pool's own first decision (its
+   * Deployment created, its status written) reconcile it once more, and such a late reconcile
+   * after the burst would be a decision outside the poll and the watch.
+   */
+  async function quiet(): Promise<void> {
+    let last = -1; // the first look only records the count
+    await eventually(
+      async () => {
+        const now = await reconciles();
+        const same = now === last;
+        last = now;
+        assert.ok(same, 'reconciles still running');
+      },
+      { timeoutMs: 60_000, intervalMs: 2000 },
+    );
+  }
 
   before(async () => {
     cp = await startControlPlane();
@@ -93,7 +115,7 @@ describe('event trigger: a burst is scaled for without waiting for the poll', { 
     op = createOperator({
       kube: client,
       log,
-      metrics: createOperatorMetrics(),
+      metrics,
       decideReplicas: autoscaler.decideReplicas,
       // Record each wake on its way to the WorkerPool controller's queue.
       onWorkerPoolWake: (reconcileNow) =>
@@ -185,6 +207,7 @@ describe('event trigger: a burst is scaled for without waiting for the poll', { 
     assert.equal(fastBefore.status.autoscaling.podStartSeconds, undefined);
     assert.equal(fastBefore.status.autoscaling.serviceTimeSeconds, undefined);
     assert.ok(!wakes.some((k) => k.startsWith(`${ns}/`)), 'no work, no wake');
+    await quiet();
 
     try {
       await Promise.all([queues.publish(fastQueue, MESSAGES), queues.publish(polledQueue, MESSAGES)]);
