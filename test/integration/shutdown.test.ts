@@ -397,7 +397,8 @@ describe('event-loop watchdog and shutdown without loss (redis, worker processes
         assert.equal(await done.get({ timeout: 20_000 }), 8, 'the worker serves after the bad notes');
         // sd.quick's own note goes once its outcome is recorded, just after get() answers.
         await eventually(() => assert.deepEqual(readdirSync(stateDir).sort(), ['7.json.unreadable']));
-        assert.ok(logLines(w).some((l) => l.level === 50 && /cannot be read .*kept as .*7\.json\.unreadable/.test(String(l.msg))));
+        // The worker's output reaches the test through a pipe, a little after it is written.
+        await eventually(() => assert.ok(logLines(w).some((l) => l.level === 50 && /cannot be read .*kept as .*7\.json\.unreadable/.test(String(l.msg)))));
       });
     } finally {
       await stopProcess(w);
