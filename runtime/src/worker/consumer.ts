@@ -225,10 +225,12 @@ export class Consumer {
     if (!this.ledger) return;
     const { app, log, broker, backend } = this.deps;
     const leftover = await this.ledger.takeLeftover();
+    const unreadable = leftover.filter((l) => 'unreadable' in l).length;
     if (leftover.length > 0)
       log.warn(
-        { count: leftover.length, stateDir: this.ledger.dir },
-        `${leftover.length} early-acked task(s) were running when the previous worker was killed: settling them as lost`,
+        { count: leftover.length, unreadable, stateDir: this.ledger.dir },
+        `${leftover.length} early-acked task(s) were running when the previous worker was killed: settling them as lost` +
+          (unreadable > 0 ? ` (${unreadable} note(s) cannot be read and are kept aside)` : ''),
       );
     const why = 'the worker was killed while the task ran (SIGKILL or out of memory; found at the next start)';
     for (const left of leftover) {
