@@ -5,18 +5,46 @@
  * is relayed by the main loop, which may never come back), and the task is read by pausing the
  * main thread through the inspector (a V8 interrupt reaches even `while (true) {}`).
  */
-import { Session } from 'node:inspector';
 import { parentPort, workerData } from 'node:worker_threads';
-import { pino } from 'pino';
+import type { Logger } from 'pino';
 import type { ResultBackend } from '../backends/result-backend.js';
-import { createLogger } from '../logging/logger.js';
-import { parseJson } from '../protocol/json.js';
-import { isoUtc } from '../protocol/task-message.js';
-import { blame, locationKey, type BlockingTask, type BlockReport, type Location, type Registry, type WatchdogThreadData } from './watchdog.js';
+import type { BlockingTask, BlockReport, Location, Registry, WatchdogThreadData } from './watchdog.js';
 
 const { beats, beatMs, thresholdMs, logLevel, logBindings, results } = workerData as WatchdogThreadData;
 const slots = new BigInt64Array(beats);
-const log = createLogger({ level: logLevel, destination: pino.destination({ fd: 1, sync: true }) }).child(logBindings);
+
+/**
+ * What handling a block needs (the logger, the inspector, JSON, blame), imported at the first
+ * block only: until then the thread runs nothing but the heartbeat check, and holds no more than
+ * an empty worker thread (pino and the protocol modules cost it ~5 MB of RSS, held all the time
+ * in a worker that never blocks). The import runs on this thread's own loop, so a blocked main
+ * loop does not hold it up.
+ */
+interface Tools {
+  readonly log: Logger;
+  readonly Session: typeof import('node:inspector').Session;
+  readonly parseJson: typeof import('../protocol/json.js').parseJson;
+  readonly isoUtc: typeof import('../protocol/task-message.js').isoUtc;
+  readonly blame: typeof import('./watchdog.js').blame;
+  readonly locationKey: typeof import('./watchdog.js').locationKey;
+}
+let tools: Promise<Tools> | null = null;
+const loadTools = (): Promise<Tools> =>
+  (tools ??= Promise.all([
+    import('pino'),
+    import('../logging/logger.js'),
+    import('node:inspector'),
+    import('../protocol/json.js'),
+    import('../protocol/task-message.js'),
+    import('./watchdog.js'),
+  ]).then(([{ pino }, { createLogger }, { Session }, { parseJson }, { isoUtc }, { blame, locationKey }]) => ({
+    log: createLogger({ level: logLevel, destination: pino.destination({ fd: 1, sync: true }) }).child(logBindings),
+    Session,
+    parseJson,
+    isoUtc,
+    blame,
+    locationKey,
+  })));
 const now = () => performance.timeOrigin + performance.now();
 const seconds = (ms: number) => (ms / 1000).toFixed(1);
 /** Checks often enough to see a block soon after the threshold, and never busier than every 10 ms. */
@@ -65,7 +93,7 @@ let backend: Promise<ResultBackend | null> | null = null;
  * Stores the FAILURE(TimeLimitExceeded) the worker would store if its loop came back: the
  * task's message was acknowledged, so nothing else would record it if the worker is killed.
  */
-async function storeHardLimitFailure(task: BlockingTask & Required<Pick<BlockingTask, 'hardLimit'>>): Promise<void> {
+async function storeHardLimitFailure(task: BlockingTask & Required<Pick<BlockingTask, 'hardLimit'>>, { log, isoUtc }: Tools): Promise<void> {
   const { limitMs, failure } = task.hardLimit;
   const fields = { taskId: task.id, taskName: task.name, timeLimitMs: limitMs };
   const detached =
@@ -96,7 +124,7 @@ async function storeHardLimitFailure(task: BlockingTask & Required<Pick<Blocking
  * resumes it. A pause that lands after the block ended finds someone else running: then no task
  * is named rather than the wrong one.
  */
-function inspectMainThread(beat: bigint): Promise<Found> {
+function inspectMainThread(beat: bigint, { log, Session, parseJson, blame, locationKey }: Tools): Promise<Found> {
   return new Promise((resolve) => {
     const session = new Session();
     session.connectToMainThread();
@@ -157,17 +185,21 @@ function check(): void {
     const b = block;
     block = null;
     const blockedFor = Number(beat) - Number(b.beat) - beatMs;
-    log.warn({ taskId: b.task?.id, taskName: b.task?.name, blockedMs: Math.round(blockedFor) }, `event loop unblocked after ${seconds(blockedFor)}s`);
+    void loadTools().then(({ log }) =>
+      log.warn({ taskId: b.task?.id, taskName: b.task?.name, blockedMs: Math.round(blockedFor) }, `event loop unblocked after ${seconds(blockedFor)}s`),
+    );
   }
   const hardLimit = block?.task?.hardLimit;
   if (block && hardLimit && !block.failed && now() >= hardLimit.atMs) {
     block.failed = true;
-    void storeHardLimitFailure({ ...block.task!, hardLimit });
+    const task = { ...block.task!, hardLimit };
+    void loadTools().then((t) => storeHardLimitFailure(task, t));
   }
   if (block || blockedMs < thresholdMs) return;
   const current: Block = { beat, task: null, at: null, failed: false };
   block = current;
-  void inspectMainThread(beat).then(({ task, candidates, at }) => {
+  void loadTools().then(async (tk) => {
+    const { task, candidates, at } = await inspectMainThread(beat, tk);
     // The pause landed after the block: the "unblocked" line says it all.
     if (!task && !at && block !== current) return;
     current.task = task;
@@ -178,7 +210,7 @@ function check(): void {
       : candidates.length > 0
         ? `code that cannot be told apart among the tasks in flight (${candidates.map(named).join(', ')}: one of them, or code outside any task)`
         : 'code outside any task';
-    log.warn(
+    tk.log.warn(
       {
         taskId: task?.id,
         taskName: task?.name,
