@@ -139,7 +139,16 @@ export const NO_CANVAS: TaskCanvas = {
  * taskFailure or onRetry + taskRetry, then afterReturn and taskPostrun. A terminated run has
  * neither outcome hooks nor postrun (Celery's child is killed); the worker sends taskRevoked.
  */
-export async function trace(i: TraceInput): Promise<TaskOutcome> {
+export function trace(i: TraceInput): Promise<TaskOutcome> {
+  const opts = i.task.options;
+  const s = i.signals;
+  const hooked = opts.onSuccess || opts.onFailure || opts.onRetry || opts.afterReturn;
+  const signalled = s && (s.has('taskPrerun') || s.has('taskSuccess') || s.has('taskFailure') || s.has('taskRetry') || s.has('taskPostrun'));
+  // Most tasks have neither: the run alone, without the steps (and promises) around it.
+  return hooked || signalled ? traceHooked(i) : traceRun(i);
+}
+
+async function traceHooked(i: TraceInput): Promise<TaskOutcome> {
   const { signals, req, task } = i;
   const opts = task.options;
   const run = { sender: req.name, taskId: req.id, task, args: req.args, kwargs: req.kwargs };
@@ -180,7 +189,7 @@ export async function trace(i: TraceInput): Promise<TaskOutcome> {
   return o;
 }
 
-async function traceRun(i: TraceInput, onContext: (ctx: TaskContext) => void): Promise<TaskOutcome> {
+async function traceRun(i: TraceInput, onContext?: (ctx: TaskContext) => void): Promise<TaskOutcome> {
   const { task, req } = i;
   const opts = task.options;
   const started = performance.now();
@@ -238,7 +247,7 @@ async function traceRun(i: TraceInput, onContext: (ctx: TaskContext) => void): P
     },
   };
 
-  onContext(ctx);
+  onContext?.(ctx);
   const { softMs, hardMs } = timeLimitsOf(task, req);
   if (softMs) timers.push(setTimeout(() => ctl.abort(new SoftTimeLimitExceeded(softMs)), softMs));
 
