@@ -801,14 +801,25 @@ export class Consumer {
     const sec = () => (o.runtimeMs / 1000).toFixed(3);
     switch (o.state) {
       case 'SUCCESS': {
-        const sent = await this.failsUnencodable(j, o, late, ignore, async () => {
-          // Next chain step and links first, so a client that sees SUCCESS finds them sent (as Celery).
-          // Celery's order: what the task applied itself, then its links, then its chain's next step.
-          const { callbacks, chain } = req.embed;
-          const children = callbacks || chain ? [...j.children, ...(await this.applyCallbacks(j, o.value))] : j.children;
-          if (!ignore) await this.store(j, buildMeta(req.id, States.SUCCESS, o.value, { children, groupId: req.group, parentId: req.parentId }));
-        });
-        if (!sent) return;
+        const { callbacks, chain } = req.embed;
+        const success = (children: unknown[]) => buildMeta(req.id, States.SUCCESS, o.value, { children, groupId: req.group, parentId: req.parentId });
+        if (callbacks || chain) {
+          const sent = await this.failsUnencodable(j, o, late, ignore, async () => {
+            // Next chain step and links first, so a client that sees SUCCESS finds them sent (as Celery).
+            // Celery's order: what the task applied itself, then its links, then its chain's next step.
+            const children = [...j.children, ...(await this.applyCallbacks(j, o.value))];
+            if (!ignore) await this.store(j, success(children));
+          });
+          if (!sent) return;
+        } else if (!ignore) {
+          // The same without the step's closure and promises (most tasks).
+          try {
+            await this.store(j, success(j.children));
+          } catch (err) {
+            if (!(err instanceof EncodeError)) throw err;
+            return this.settle(j, { state: 'FAILURE', error: err, runtimeMs: o.runtimeMs }, late, ignore);
+          }
+        }
         if (req.embed.chord) await this.chordPart(j, States.SUCCESS, o.value);
         if (this.deps.log.isLevelEnabled('debug')) j.log.debug({ runtimeMs: o.runtimeMs }, `task succeeded in ${sec()}s`);
         this.taskEvent('task-succeeded', req.id, () => ({ result: pyReprLimited(o.value), runtime: o.runtimeMs / 1000 }));
