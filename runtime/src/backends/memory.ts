@@ -45,6 +45,11 @@ export function createMemoryStore(url = 'memory://'): KeyValueStore {
     async set(key, value, opts) {
       write(key, value, opts?.ttlMs);
     },
+    // Checked and written at once: a read-then-set could overwrite a SUCCESS stored in between
+    // (a retried run finishing before the first run's RETRY is stored).
+    async setUnlessSuccess(key, value, opts) {
+      if (!/"status"\s*:\s*"SUCCESS"/.test(read(key) ?? '')) write(key, value, opts?.ttlMs);
+    },
     async incr(key, opts) {
       const n = Number(read(key) ?? 0) + 1;
       write(key, String(n), opts?.ttlMs);

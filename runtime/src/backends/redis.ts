@@ -108,6 +108,8 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
     celeriacChordFinish(claim: string, join: string, counter: string, size: string, seen: string, token: string, ttlMs: number): Promise<number>;
   };
   let ready: Promise<void> | null = null;
+  /** Once the first ping answered: sets stop waiting on `ready` (a step per set). */
+  let up = false;
   let subscriber: Redis | null = null;
   /** key -> callbacks waiting for its next set, and the SUBSCRIBE acknowledgement. */
   /**
@@ -126,6 +128,7 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
       client.connect().catch((err: unknown) => log?.debug({ err }, 'first connection attempt failed, retrying'));
       try {
         await pingWithin(client, opts.connectTimeoutMs ?? 10_000, url, 'Redis result backend');
+        up = true;
       } catch (err) {
         ready = null;
         throw new BackendError((err as Error).message, { cause: err });
@@ -157,7 +160,7 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
   }
 
   async function queueSet(key: string, value: string, ttlMs: number | undefined, check: boolean): Promise<void> {
-    await connected();
+    if (!up) await connected();
     pendingSets.push({ key, value, ttlMs, check });
     try {
       await (flushing ??= flushSets());

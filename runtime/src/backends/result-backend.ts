@@ -243,15 +243,24 @@ export function createKeyValueResultBackend(
   };
 
   const get = async (taskId: string) => parse(taskId, await store.get(key(taskId)));
+  /** Stores `meta` unless a SUCCESS is stored, on a store without setUnlessSuccess (read, then set). */
+  const storeChecked = async (meta: TaskMeta): Promise<void> => {
+    const prev = await get(meta.task_id);
+    if (prev?.status === 'SUCCESS') return;
+    await store.set(key(meta.task_id), stringifyJson(meta, dateTags), ttl);
+  };
 
   return {
     kind: store.kind,
     chords: createChordStore(store, ttl, opts.chordJoin ?? { ordered: true }, dateTags),
-    async store(meta) {
-      if (store.setUnlessSuccess) return store.setUnlessSuccess(key(meta.task_id), stringifyJson(meta, dateTags), ttl);
-      const prev = await get(meta.task_id);
-      if (prev?.status === 'SUCCESS') return;
-      await store.set(key(meta.task_id), stringifyJson(meta, dateTags), ttl);
+    store(meta) {
+      if (!store.setUnlessSuccess) return storeChecked(meta);
+      // The driver's promise as it is (no async step of our own); an EncodeError rejects it.
+      try {
+        return store.setUnlessSuccess(key(meta.task_id), stringifyJson(meta, dateTags), ttl);
+      } catch (err) {
+        return Promise.reject(err);
+      }
     },
     get,
     async waitReady(taskId, w) {

@@ -5,6 +5,7 @@
  */
 import { createRequire } from 'node:module';
 import type { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { registerEventLoopLag } from './event-loop-lag.js';
 
 type PromClient = typeof import('prom-client');
 /**
@@ -12,16 +13,38 @@ type PromClient = typeof import('prom-client');
  * Pushgateway (http, https, tls) and the cluster aggregator (cluster, child_process), a few MB
  * an idle worker need not hold. prom-client has no `exports` map, so these paths are public files.
  */
-function promClientParts(): Pick<PromClient, 'Registry' | 'Counter' | 'Gauge' | 'Histogram' | 'collectDefaultMetrics'> {
+function promClientParts(): Pick<PromClient, 'Registry' | 'Counter' | 'Gauge' | 'Histogram'> & { defaultMetrics: DefaultMetric[] } {
   const require = createRequire(import.meta.url);
   return {
     Registry: require('prom-client/lib/registry') as PromClient['Registry'],
     Counter: require('prom-client/lib/counter') as PromClient['Counter'],
     Gauge: require('prom-client/lib/gauge') as PromClient['Gauge'],
     Histogram: require('prom-client/lib/histogram') as PromClient['Histogram'],
-    collectDefaultMetrics: require('prom-client/lib/defaultMetrics') as PromClient['collectDefaultMetrics'],
+    defaultMetrics: DEFAULT_METRICS.map((m) => require(`prom-client/lib/metrics/${m}`) as DefaultMetric),
   };
 }
+
+/** A module of prom-client's default metrics: registers its metrics on a registry. */
+type DefaultMetric = (registry: Registry, config: Record<string, unknown>) => void;
+
+/**
+ * prom-client's default metrics (its defaultMetrics.js, version 15) but the event-loop lag family,
+ * which ./event-loop-lag.ts registers under the same names at a fraction of the scrape cost.
+ */
+const DEFAULT_METRICS = [
+  'processCpuTotal',
+  'processStartTime',
+  'osMemoryHeap',
+  'processOpenFileDescriptors',
+  'processMaxFileDescriptors',
+  ...(typeof process.getActiveResourcesInfo === 'function' ? ['processResources'] : []),
+  'processHandles',
+  'processRequests',
+  'heapSizeAndUsed',
+  'heapSpacesSizeAndUsed',
+  'version',
+  'gc',
+];
 
 export interface WorkerMetrics {
   readonly registry: Registry;
@@ -45,9 +68,10 @@ export interface WorkerMetrics {
 export type Outcome = 'succeeded' | 'failed' | 'retried' | 'revoked' | 'rejected';
 
 export function createWorkerMetrics(): WorkerMetrics {
-  const { Registry, Counter, Gauge, Histogram, collectDefaultMetrics } = promClientParts();
+  const { Registry, Counter, Gauge, Histogram, defaultMetrics } = promClientParts();
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+  for (const register of defaultMetrics) register(registry, { eventLoopMonitoringPrecision: 10 });
+  registerEventLoopLag(registry, Gauge, 10);
   const registers = [registry];
   const collectors: (() => void)[] = [];
   const collect = () => {

@@ -36,6 +36,10 @@ export class TimeLimitExceeded extends CeleriacError {
 }
 
 const HARD_LIMIT = Symbol('hard time limit');
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return (typeof v === 'object' || typeof v === 'function') && v !== null && typeof (v as PromiseLike<unknown>).then === 'function';
+}
 /** Abort reasons that stop waiting for the task, or end its runner (a soft time limit only asks it to stop). */
 export const isKill = (reason: unknown) => reason === 'terminated' || reason === 'shutdown';
 const KILLED = Symbol('killed');
@@ -139,7 +143,16 @@ export const NO_CANVAS: TaskCanvas = {
  * taskFailure or onRetry + taskRetry, then afterReturn and taskPostrun. A terminated run has
  * neither outcome hooks nor postrun (Celery's child is killed); the worker sends taskRevoked.
  */
-export async function trace(i: TraceInput): Promise<TaskOutcome> {
+export function trace(i: TraceInput): Promise<TaskOutcome> {
+  const opts = i.task.options;
+  const s = i.signals;
+  const hooked = opts.onSuccess || opts.onFailure || opts.onRetry || opts.afterReturn;
+  const signalled = s && (s.has('taskPrerun') || s.has('taskSuccess') || s.has('taskFailure') || s.has('taskRetry') || s.has('taskPostrun'));
+  // Most tasks have neither: the run alone, without the steps (and promises) around it.
+  return hooked || signalled ? traceHooked(i) : traceRun(i);
+}
+
+async function traceHooked(i: TraceInput): Promise<TaskOutcome> {
   const { signals, req, task } = i;
   const opts = task.options;
   const run = { sender: req.name, taskId: req.id, task, args: req.args, kwargs: req.kwargs };
@@ -180,7 +193,7 @@ export async function trace(i: TraceInput): Promise<TaskOutcome> {
   return o;
 }
 
-async function traceRun(i: TraceInput, onContext: (ctx: TaskContext) => void): Promise<TaskOutcome> {
+async function traceRun(i: TraceInput, onContext?: (ctx: TaskContext) => void): Promise<TaskOutcome> {
   const { task, req } = i;
   const opts = task.options;
   const started = performance.now();
@@ -238,7 +251,7 @@ async function traceRun(i: TraceInput, onContext: (ctx: TaskContext) => void): P
     },
   };
 
-  onContext(ctx);
+  onContext?.(ctx);
   const { softMs, hardMs } = timeLimitsOf(task, req);
   if (softMs) timers.push(setTimeout(() => ctl.abort(new SoftTimeLimitExceeded(softMs)), softMs));
 
@@ -246,28 +259,44 @@ async function traceRun(i: TraceInput, onContext: (ctx: TaskContext) => void): P
   // The task runs on this event loop and cannot be killed: a hard limit, revoke(terminate) or a
   // cold shutdown stops waiting for it (and aborts ctx.signal) instead.
   let offAbort = (): void => undefined;
-  const stopped = new Promise<typeof HARD_LIMIT | typeof KILLED>((resolve) => {
-    if (ctl.aborted && isKill(ctl.reason)) return resolve(KILLED);
-    offAbort = ctl.onAbort((reason) => {
-      if (isKill(reason)) resolve(KILLED);
+  const stop = () =>
+    new Promise<typeof HARD_LIMIT | typeof KILLED>((resolve) => {
+      if (ctl.aborted && isKill(ctl.reason)) return resolve(KILLED);
+      offAbort = ctl.onAbort((reason) => {
+        if (isKill(reason)) resolve(KILLED);
+      });
+      if (hardMs && !i.hardLimitByPool) timers.push(setTimeout(() => resolve(HARD_LIMIT), hardMs));
     });
-    if (hardMs && !i.hardLimitByPool) timers.push(setTimeout(() => resolve(HARD_LIMIT), hardMs));
-  });
+  /** The run while it may still settle after the outcome (a promise raced against the stops). */
+  let run: PromiseLike<unknown> | null = null;
   try {
-    const run = Promise.resolve().then(async () => {
-      const bound = bindArguments(req.name, opts, req.args, req.kwargs);
-      // Celery's before_start runs inside the task's try: its error is the task's.
-      if (opts.beforeStart) await opts.beforeStart.call(ctx, req.args, req.kwargs);
-      return task.fn.apply(ctx, bound as never);
-    });
-    const value = await Promise.race([run, stopped]);
+    let value: unknown;
+    if (!opts.beforeStart && !ctl.aborted) {
+      // Most runs: the function called at once. A value that is not a promise is the outcome
+      // (nothing could stop a synchronous run); a promise is raced against the stops, as below.
+      const ret: unknown = task.fn.apply(ctx, bindArguments(req.name, opts, req.args, req.kwargs) as never);
+      if (isThenable(ret)) {
+        value = await Promise.race([(run = ret), stop()]);
+        // A kill wins a tie: a run that settled because of the abort (a listener on ctx.signal) is revoked.
+        if (value !== HARD_LIMIT && ctl.aborted && isKill(ctl.reason)) value = KILLED;
+      } else value = ret;
+    } else {
+      const stopped = stop();
+      run = Promise.resolve().then(async () => {
+        const bound = bindArguments(req.name, opts, req.args, req.kwargs);
+        // Celery's before_start runs inside the task's try: its error is the task's.
+        if (opts.beforeStart) await opts.beforeStart.call(ctx, req.args, req.kwargs);
+        return task.fn.apply(ctx, bound as never);
+      });
+      value = await Promise.race([run, stopped]);
+    }
     if (value === KILLED) return { state: 'REVOKED', reason: String(ctl.reason), runtimeMs: runtime() };
     // A task that held the loop past its hard limit returns before the limit's timer can fire:
     // it is past its limit all the same (and the watchdog thread may have stored that already).
     if (value === HARD_LIMIT || (hardMs && !i.hardLimitByPool && runtime() > hardMs)) {
       ctl.abort(new TimeLimitExceeded(hardMs!));
       // Keep the task's own later rejection from becoming an unhandled one.
-      run.catch((err) => i.log.debug({ err }, 'task failed after its hard time limit'));
+      run?.then(undefined, (err: unknown) => i.log.debug({ err }, 'task failed after its hard time limit'));
       return { state: 'FAILURE', error: new TimeLimitExceeded(hardMs!), runtimeMs: runtime() };
     }
     return { state: 'SUCCESS', value, runtimeMs: runtime() };

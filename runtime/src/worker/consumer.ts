@@ -49,7 +49,7 @@ import { StartedLedger } from './started-ledger.js';
 import { TimerHeap } from './timer-heap.js';
 import type { BlockingTask, Watchdog } from './watchdog.js';
 import { TaskControl, timeLimitsOf, TimeLimitExceeded, type TaskCanvas, type TaskOutcome } from '../pools/trace.js';
-import { runTask, tracedRun } from '../tracing/tracing.js';
+import { runTask, tracedRun, type Tracing } from '../tracing/tracing.js';
 
 interface Job {
   readonly d: Delivery;
@@ -99,6 +99,7 @@ function replacement(req: TaskRequest, sig: SignatureDict): SignatureDict {
 /** Why this worker cannot apply the canvas a request carries (its links, chain or chord), or null. */
 function unsupportedCanvas(req: TaskRequest): string | null {
   const e = req.embed;
+  if (!e.callbacks && !e.errbacks && !e.chain && !e.chord) return null;
   const sigs: [unknown, string][] = [
     ...(e.callbacks ?? []).map((s, i): [unknown, string] => [s, `callbacks[${i}]`]),
     ...(e.errbacks ?? []).map((s, i): [unknown, string] => [s, `errbacks[${i}]`]),
@@ -168,6 +169,8 @@ export class Consumer {
   private idleWaiters: (() => void)[] = [];
   private stopping = false;
   private cuttingOff: Promise<void> | null = null;
+  /** The app's tracing once read (undefined before the first task). */
+  private tracing: Tracing | null | undefined = undefined;
   /** Why consuming stopped without being asked (the broker's consume failed or ended): /healthz answers 503. */
   failure: Error | null = null;
   private readonly duplicates: DuplicateFilter;
@@ -276,7 +279,7 @@ export class Consumer {
           { taskId: req.id, taskName: req.name },
           `task ${req.name} was running when the worker was killed and is no longer registered: stored FAILURE(WorkerLostError)`,
         );
-        await this.storeSafe(log, req, buildMeta(req.id, States.FAILURE, exceptionToDict(err), { traceback: null }));
+        await this.storeSafe(() => log, req, buildMeta(req.id, States.FAILURE, exceptionToDict(err), { traceback: null }));
       }
       await this.ledger.remove(file);
     }
@@ -545,7 +548,7 @@ export class Consumer {
         replyTo: typeof props.reply_to === 'string' ? props.reply_to : null,
         correlationId: typeof props.correlation_id === 'string' ? props.correlation_id : id,
       };
-      await this.storeSafe(taskLog, ctx, buildMeta(id, States.FAILURE, exc, { traceback: null }));
+      await this.storeSafe(() => taskLog, ctx, buildMeta(id, States.FAILURE, exc, { traceback: null }));
     }
     return this.deadLetter(d, err.message, err.code);
   }
@@ -587,7 +590,7 @@ export class Consumer {
     if (log.isLevelEnabled('debug')) job.log.debug({ queue: d.info.queue, eta: req.eta, retries: req.retries }, 'task received');
     const why = this.discardReason(job);
     if (why) return this.discard(job, why);
-    await this.signal('taskReceived', () => ({ sender: req.name, request: req }));
+    if (app.signals.has('taskReceived')) await this.signal('taskReceived', () => ({ sender: req.name, request: req }));
     this.taskEvent('task-received', req.id, () => ({
       name: req.displayName,
       args: req.argsrepr,
@@ -702,8 +705,10 @@ export class Consumer {
       const limits = this.limits.get(task.name);
       const run = limits ? { ...task, options: { ...task.options, ...limits } } : task;
       // The run span (when tracing is on) covers the run and what the worker sends on its behalf.
+      // Resolved once: the app's tracing is fixed by its config.
+      const tracing = this.tracing !== undefined ? this.tracing : (this.tracing = await this.deps.app.tracing());
       await tracedRun(
-        await this.deps.app.tracing(),
+        tracing,
         () => runTask(req, d.info, config.hostname, this.deps.broker.kind),
         async () => {
           const runIt = () =>
@@ -712,7 +717,10 @@ export class Consumer {
               req,
               info: d.info,
               hostname: config.hostname,
-              log: j.log,
+              // Read on use: the job's child logger is made only for a task that logs.
+              get log() {
+                return j.log;
+              },
               ctl,
               canvas: this.taskCanvas(j),
               contentType: d.message.contentType,
@@ -790,18 +798,30 @@ export class Consumer {
 
   private async settle(j: Job, o: TaskOutcome, late: boolean, ignore: boolean): Promise<void> {
     const { req, d } = j;
-    const sec = (o.runtimeMs / 1000).toFixed(3);
+    const sec = () => (o.runtimeMs / 1000).toFixed(3);
     switch (o.state) {
       case 'SUCCESS': {
-        const sent = await this.failsUnencodable(j, o, late, ignore, async () => {
-          // Next chain step and links first, so a client that sees SUCCESS finds them sent (as Celery).
-          // Celery's order: what the task applied itself, then its links, then its chain's next step.
-          const children = [...j.children, ...(await this.applyCallbacks(j, o.value))];
-          if (!ignore) await this.store(j, buildMeta(req.id, States.SUCCESS, o.value, { children, groupId: req.group, parentId: req.parentId }));
-        });
-        if (!sent) return;
-        await this.chordPart(j, States.SUCCESS, o.value);
-        j.log.debug({ runtimeMs: o.runtimeMs }, `task succeeded in ${sec}s`);
+        const { callbacks, chain } = req.embed;
+        const success = (children: unknown[]) => buildMeta(req.id, States.SUCCESS, o.value, { children, groupId: req.group, parentId: req.parentId });
+        if (callbacks || chain) {
+          const sent = await this.failsUnencodable(j, o, late, ignore, async () => {
+            // Next chain step and links first, so a client that sees SUCCESS finds them sent (as Celery).
+            // Celery's order: what the task applied itself, then its links, then its chain's next step.
+            const children = [...j.children, ...(await this.applyCallbacks(j, o.value))];
+            if (!ignore) await this.store(j, success(children));
+          });
+          if (!sent) return;
+        } else if (!ignore) {
+          // The same without the step's closure and promises (most tasks).
+          try {
+            await this.store(j, success(j.children));
+          } catch (err) {
+            if (!(err instanceof EncodeError)) throw err;
+            return this.settle(j, { state: 'FAILURE', error: err, runtimeMs: o.runtimeMs }, late, ignore);
+          }
+        }
+        if (req.embed.chord) await this.chordPart(j, States.SUCCESS, o.value);
+        if (this.deps.log.isLevelEnabled('debug')) j.log.debug({ runtimeMs: o.runtimeMs }, `task succeeded in ${sec()}s`);
         this.taskEvent('task-succeeded', req.id, () => ({ result: pyReprLimited(o.value), runtime: o.runtimeMs / 1000 }));
         this.count(j, 'succeeded');
         if (late) await d.ack();
@@ -815,7 +835,7 @@ export class Consumer {
           return d.requeue();
         }
         const exc = exceptionToDict(o.error);
-        j.log.error({ err: o.error, runtimeMs: o.runtimeMs }, `task failed in ${sec}s: ${exc.exc_type}: ${String(exc.exc_message)}`);
+        j.log.error({ err: o.error, runtimeMs: o.runtimeMs }, `task failed in ${sec()}s: ${exc.exc_type}: ${String(exc.exc_message)}`);
         const traceback = tracebackOf(o.error);
         await this.store(j, this.failureMeta(j, o.error));
         this.taskEvent('task-failed', req.id, () => ({ exception: exceptionRepr(exc), traceback }));
@@ -1025,7 +1045,7 @@ export class Consumer {
 
   /** Stores a state of the job's own task (see storedMeta). */
   private store(j: Job, meta: TaskMeta): Promise<void> {
-    return this.storeSafe(j.log, j.req, this.storedMeta(j, meta));
+    return this.storeSafe(() => j.log, j.req, this.storedMeta(j, meta));
   }
 
   /**
@@ -1042,12 +1062,12 @@ export class Consumer {
    * Stores a result; a backend failure is logged, not fatal: the task itself already ran. A value
    * the serializer refuses (EncodeError) is thrown: it is the task's outcome, not the backend's.
    */
-  private async storeSafe(log: Logger, req: Pick<TaskRequest, 'replyTo' | 'correlationId'>, meta: TaskMeta): Promise<void> {
+  private async storeSafe(logOf: () => Logger, req: Pick<TaskRequest, 'replyTo' | 'correlationId'>, meta: TaskMeta): Promise<void> {
     try {
       await this.deps.backend.store(meta, { replyTo: req.replyTo, correlationId: req.correlationId });
     } catch (err) {
       if (err instanceof EncodeError) throw err;
-      log.error({ err, state: meta.status }, 'storing the task state failed');
+      logOf().error({ err, state: meta.status }, 'storing the task state failed');
     }
   }
 }
