@@ -5,6 +5,8 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import type { KeyValueStore } from '../../runtime/src/backends/backend.js';
+import { createKeyValueResultBackend } from '../../runtime/src/backends/result-backend.js';
+import { buildMeta, States } from '../../runtime/src/protocol/result-meta.js';
 import { eventually } from '../support/eventually.js';
 import { uniqueName } from '../support/servers.js';
 
@@ -35,6 +37,19 @@ export function backendContract(name: string, make: () => KeyValueStore | Promis
       assert.equal(await s.get(k), value);
       await s.set(k, 'second');
       assert.equal(await s.get(k), 'second');
+    });
+
+    it('a stored SUCCESS is never overwritten; any other state is, even one whose own meta says "status": "SUCCESS"', async () => {
+      const s = await open();
+      const results = createKeyValueResultBackend(s, { expiresMs: null });
+      const id = uniqueName('never-overwrite-');
+      // A PROGRESS whose meta holds the text "status": "SUCCESS" (a task's own progress report).
+      await results.store(buildMeta(id, 'PROGRESS', { status: 'SUCCESS', step: 1 }));
+      await results.store(buildMeta(id, States.SUCCESS, 42));
+      assert.equal((await results.get(id))?.result, 42, 'the SUCCESS replaced the PROGRESS');
+      await results.store(buildMeta(id, States.RETRY, { exc_type: 'Retry', exc_message: ['late'] }));
+      assert.equal((await results.get(id))?.status, States.SUCCESS, 'a late RETRY of an earlier run leaves the SUCCESS');
+      assert.equal((await results.get(id))?.result, 42);
     });
 
     it('mget keeps order and gives null for missing keys', async () => {

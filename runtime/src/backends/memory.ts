@@ -10,6 +10,16 @@ interface Entry {
   expiresAt: number;
 }
 
+/** Whether a stored value is a meta whose own status is SUCCESS (not text inside its result). */
+function isSuccessMeta(text: string | null): boolean {
+  if (text === null) return false;
+  try {
+    return (JSON.parse(text) as { status?: unknown } | null)?.status === 'SUCCESS';
+  } catch {
+    return false;
+  }
+}
+
 const spaces = new Map<string, { data: Map<string, Entry>; events: EventEmitter }>();
 
 export function createMemoryStore(url = 'memory://'): KeyValueStore {
@@ -48,7 +58,7 @@ export function createMemoryStore(url = 'memory://'): KeyValueStore {
     // Checked and written at once: a read-then-set could overwrite a SUCCESS stored in between
     // (a retried run finishing before the first run's RETRY is stored).
     async setUnlessSuccess(key, value, opts) {
-      if (!/"status"\s*:\s*"SUCCESS"/.test(read(key) ?? '')) write(key, value, opts?.ttlMs);
+      if (!isSuccessMeta(read(key))) write(key, value, opts?.ttlMs);
     },
     async incr(key, opts) {
       const n = Number(read(key) ?? 0) + 1;

@@ -16,7 +16,8 @@ import type { KeyValueStore } from './backend.js';
 /**
  * Stores the results of one event-loop turn: for each key KEYS[i], SET (PX when its ttl > 0) and
  * PUBLISH on the key's channel, unless checked and the key holds a SUCCESS meta (Celery never
- * overwrites SUCCESS). ARGV holds three per key: value, ttl ms, '1' to check for SUCCESS. One call
+ * overwrites SUCCESS). The stored meta is decoded only when its text holds "SUCCESS" at all: a
+ * PROGRESS whose own meta says "status": "SUCCESS" is not a SUCCESS. ARGV holds three per key: value, ttl ms, '1' to check for SUCCESS. One call
  * for the whole batch: a script call costs Redis (and ioredis) more than the SET it runs.
  * Returns one 1 (stored) or 0 (kept the SUCCESS) per key.
  */
@@ -25,7 +26,12 @@ local out = {}
 for i = 1, #KEYS do
   local value, ttl, check = ARGV[3 * i - 2], tonumber(ARGV[3 * i - 1]), ARGV[3 * i]
   local cur = check == '1' and redis.call('GET', KEYS[i])
-  if cur and string.find(cur, '"status"%s*:%s*"SUCCESS"') then
+  local done = false
+  if cur and string.find(cur, '"SUCCESS"', 1, true) then
+    local ok, meta = pcall(cjson.decode, cur)
+    done = ok and type(meta) == 'table' and meta.status == 'SUCCESS'
+  end
+  if done then
     out[i] = 0
   else
     if ttl > 0 then redis.call('SET', KEYS[i], value, 'PX', ttl) else redis.call('SET', KEYS[i], value) end
