@@ -404,7 +404,7 @@ export const POLICIES: ReadonlyMap<string, PolicyInfo> = new Map<string, PolicyI
     {
       id: 'P5',
       description:
-        "celeriac's defaults, event-driven (issue 19): P4 deciding within 1 s of a change, horizon 1 s + measured pod start, ETA tasks and known runs counted ahead, drain within 10 s, flap backoff up to 120 s",
+        "celeriac's defaults, event-driven (issue 19): P4 deciding within 1 s of a change, horizon 1 s + measured pod start, ETA tasks and known runs counted ahead, drain within 8 s, flap backoff up to 120 s",
       make: (sc, c) => new CeleriacController(resolvePolicy(celeriacSpec(sc), c), P5_OPTIONS),
     },
   ],

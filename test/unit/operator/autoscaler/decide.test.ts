@@ -29,11 +29,11 @@ function twoPolls(policy: AutoscalerPolicy, n: number, second: Partial<WorkObser
   return decide(first.state, { specReplicas: n, work: work(second) }, policy, 5_000);
 }
 
-test('worked example: lambda 10/s, s 2 s, B+R 40 -> 25 steady + 8 drain slots -> 9 pods of 4', () => {
+test('worked example: lambda 10/s, s 2 s, B+R 40 -> 25 steady + 10 drain slots -> 9 pods of 4', () => {
   const policy = resolvePolicy({ minReplicas: 1, maxReplicas: 50 }, 4);
   // 20 received + backlog grew by 30 = 50 arrivals in 5 s; 25 completions took 50 s
   const d = twoPolls(policy, 5, { backlog: 30, reserved: 10, active: 12, receivedTotal: 20, completedTotal: 25, serviceSecondsTotal: 50 });
-  // steady = min(20 / 0.8, 20 + 1.5 * sqrt(min(20, 10 * 11))) = 25; drain = 40 * 2 / 10 = 8
+  // steady = min(20 / 0.8, 20 + 1.5 * sqrt(min(20, 10 * 11))) = 25; drain = 40 * 2 / 8 = 10
   assert.equal(steadySlots(10, 2, policy), 25);
   assert.equal(d.desired, 9);
   assert.equal(d.replicas, 9);
@@ -52,12 +52,12 @@ test('worked example: long tasks get a margin for the control horizon only', () 
 
 test('drain term: at most one slot per waiting task (a task of s >= D cannot finish sooner on more slots)', () => {
   const policy = resolvePolicy({ minReplicas: 0, maxReplicas: 50 }, 4);
-  // 50 tasks of 20 s: 50 * 20 / 10 = 100, but one slot each starts them all now
+  // 50 tasks of 20 s: 50 * 20 / 8 = 125, but one slot each starts them all now
   assert.equal(drainSlots(50, 20, policy), 50);
   // 3 waiting tasks of 139 s: 3 slots (41.7 before issue 19's S5 work: 14 slots per task)
   assert.equal(drainSlots(3, 139, policy), 3);
-  // short tasks: the term itself is small
-  assert.equal(drainSlots(40, 2, policy), 8);
+  // short tasks: the term itself is small (40 * 2 / 8)
+  assert.equal(drainSlots(40, 2, policy), 10);
 });
 
 test('waiting tasks that free slots of ready pods take now need no new slot', () => {
@@ -129,7 +129,7 @@ test('known future work (dueSoon) is sized like backlog and wakes a pool at zero
   assert.equal(led.reason, 'Activated');
   assert.equal(led.replicas, Math.ceil(40 / 0.8 / 4));
   assert.match(led.message, /work 0 \(\+40 due soon\)/);
-  // with the rate model trusted: 40 due tasks of 2 s drain within 10 s = 8 more slots
+  // with the rate model trusted: 40 due tasks of 2 s drain within 8 s = 10 more slots (25 -> 35: 7 -> 9 pods)
   const rates = (due: number) =>
     decide(
       decide(null, { specReplicas: 5, work: work({}) }, policy, 0).state,
