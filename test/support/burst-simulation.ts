@@ -12,6 +12,12 @@
  * Replica-seconds are compared above the pool's minimum ("surplus"): the simulator accounts its
  * whole run, the cluster from the burst until the pool is back at min; the surplus is the part
  * the burst caused in both, whatever the window.
+ *
+ * A polled pool from zero can show the same surplus on every seed (CI 0, e.g. 276 with a 6 s pod
+ * start) although seeds vary: its pods are created at a poll and removed at a poll (the cooldown
+ * counts from the last poll that saw work), so their lifetime is a whole number of polls, and a
+ * burst that always ends within the same poll interval gives the same count (see
+ * operator/src/simulator/README.md, "Model checks").
  */
 import type { AutoscalingSpec } from '../../operator/src/autoscaler/policy.js';
 import { resolvePolicy } from '../../operator/src/autoscaler/policy.js';

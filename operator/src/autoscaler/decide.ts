@@ -6,9 +6,11 @@
  *    reserved, active and ETA-held tasks from the workers).
  * 2. Arrival rate lambda = d(received + B)/dt and mean service time s from worker counters, both
  *    EWMAs. Offered load a = lambda * s busy slots (Little's law).
- * 3. Slots = steady(a) + drain, where steady(a) = min(a / rho, a + beta * sqrt(min(a, lambda * T)))
+ * 3. Slots = max(steady(x) + drain, A), where steady(x) = min(x / rho, x + beta * sqrt(min(x, lambda * T)))
  *    (square-root staffing over the horizon T = decision delay + measured pod start, capped by
- *    the utilization target) and drain = min((B + R) * s / D, max(B + R, A)), D = targetDrainSeconds.
+ *    the utilization target) around x = a + max(0, A - a) * max(0, 1 - T / s), the busy slots expected
+ *    when new capacity could be up, and drain = q * min(1, s / D), D = targetDrainSeconds, for the
+ *    q = B + R + due tasks that the free slots of the ready pods do not take now.
  *    Before enough completions are seen: slots = (A + B + R) / rho. Replicas = ceil(slots / C).
  *    Optional `tasksPerReplica` (AverageValue on W) and extra metrics propose too; the largest wins.
  * 4. HPA tolerance, then the HPA `behavior` normalization (stabilization windows and policies).
@@ -139,28 +141,47 @@ export interface Decision {
 
 /**
  * Steady-state slots for arrival rate `lambda` (tasks/s) and mean service time `s` (s):
- * offered load a = lambda * s plus a square-root staffing margin, capped at a / rho.
- * The margin covers the tasks that can newly need a slot before added capacity arrives: over
- * the control horizon T (poll + pod start) that is min(a, lambda * T) on average, so long
- * tasks (s >> T) get a small margin and short tasks the classic beta * sqrt(a).
+ * the busy slots x expected at the control horizon T (poll + pod start) plus a square-root
+ * staffing margin, capped at x / rho. The margin covers the tasks that can newly need a slot
+ * before added capacity arrives: min(x, lambda * T) on average, so long tasks (s >> T) get a
+ * small margin and short tasks the classic beta * sqrt(a).
+ *
+ * x is the offered load a = lambda * s, or more while `running` tasks exceed it: of the excess
+ * A - a, the share 1 - T / s is still running at the horizon (tasks of mean length s at uniform
+ * ages; issue 19). Tasks shorter than T turn over before new capacity is up, so a momentary
+ * excess adds nothing; long ones hold their slots, and the margin for the next arrivals has to be
+ * above them (S5, lognormal mean 138 s: the margin around a alone left no free slot whenever the
+ * running count was above its mean). exp(-T / s) instead kept 1/4 of S3's excess (gamma, mean 5 s
+ * against T = 7 s): S3 1.07x -> 1.08x of tuned KEDA's cost, its flaps 14 -> 20.
  */
-export function steadySlots(lambda: number, s: number, policy: AutoscalerPolicy, podStartMs: number = policy.podStartMs): number {
+export function steadySlots(lambda: number, s: number, policy: AutoscalerPolicy, podStartMs: number = policy.podStartMs, running = 0): number {
   const a = lambda * s;
   if (a <= 0) return 0;
-  const exposed = Math.min(a, (lambda * reactionMs(policy, podStartMs)) / 1000);
-  return Math.min(a / policy.targetUtilization, a + policy.staffingBeta * Math.sqrt(exposed));
+  const horizonMs = reactionMs(policy, podStartMs);
+  const x = a + Math.max(0, running - a) * Math.max(0, 1 - horizonMs / 1000 / s);
+  const exposed = Math.min(x, (lambda * horizonMs) / 1000);
+  return Math.min(x / policy.targetUtilization, x + policy.staffingBeta * Math.sqrt(exposed));
 }
 
 /**
- * Extra slots that drain `waiting` tasks of mean service time `s` (s) within targetDrainSeconds:
- * waiting * s / D, but no more than max(waiting, running). A burst bigger than the work running
- * needs one slot per task at most (50 tasks of 20 s do not finish sooner on 100 slots); a small
- * backlog in a busy pool of long tasks keeps the full term, which buys headroom for the next
- * arrivals (issue 19: a plain one-slot cap let S5's waits grow 5x).
+ * Extra slots that drain `waiting` tasks of mean service time `s` (s) within targetDrainSeconds D:
+ * waiting * s / D, and one slot per task at most. A task of s >= D cannot finish sooner than s
+ * whatever the pool does, so one slot starts it now (50 tasks of 20 s do not finish sooner on
+ * 100 slots; one waiting task of 138 s among 65 running asked for 14 slots before issue 19's
+ * S5 work). Tasks that a free slot of a ready pod takes now are not `waiting` here (see decide).
  */
-export function drainSlots(waiting: number, s: number, policy: AutoscalerPolicy, running: number): number {
-  const slots = (waiting * s * 1000) / policy.targetDrainMs;
-  return Math.min(slots, Math.max(waiting, running));
+export function drainSlots(waiting: number, s: number, policy: AutoscalerPolicy): number {
+  return waiting * Math.min(1, (s * 1000) / policy.targetDrainMs);
+}
+
+/**
+ * Of `waiting` tasks (backlog, reserved, due soon), those no free slot of the ready pods takes
+ * now: a task that starts at once on a pod already up needs no new slot. `ready` pods are
+ * counted up to `replicas` (pods draining out take nothing new); unknown readiness frees nothing.
+ */
+export function unservedWaiting(waiting: number, replicas: number, ready: number | undefined, slotsPerReplica: number, running: number): number {
+  const free = Math.max(0, Math.min(replicas, ready ?? 0) * slotsPerReplica - running);
+  return Math.max(0, waiting - free);
 }
 
 /** Control horizon T: from a change in the work to new capacity consuming (decision delay + pod start), ms. */
@@ -292,7 +313,7 @@ export function decide(prior: AutoscalerState | null, input: DecideInput, policy
     let replicas = n;
     if (brokerOk && w.backlog! > policy.activationThreshold) {
       const s = base.rates && base.rates.serviceSamples >= policy.minServiceSamples ? base.rates.serviceTime : null;
-      const slots = s !== null ? drainSlots(w.backlog!, s, policy, w.active ?? 0) : w.backlog! / policy.targetUtilization;
+      const slots = s !== null ? drainSlots(w.backlog!, s, policy) : w.backlog! / policy.targetUtilization;
       replicas = Math.max(n, Math.min(policy.maxReplicas, Math.ceil(slots / C)));
     }
     conditions.push({ type: 'ScalingActive', status: false, reason: 'FailedGetMetrics', message: `could not read ${failed}; scale-down is frozen` });
@@ -338,8 +359,9 @@ export function decide(prior: AutoscalerState | null, input: DecideInput, policy
   let slots: number;
   if (trusted) {
     // Running tasks keep their slots whatever the model says.
-    const waiting = B + R + due;
-    slots = Math.max(steadySlots(rates.lambda, rates.serviceTime, policy, input.podStartMs) + drainSlots(waiting, rates.serviceTime, policy, A), A) - Ad;
+    const waiting = unservedWaiting(B + R + due, n, input.readyReplicas, C, A - Ad);
+    const s = rates.serviceTime;
+    slots = Math.max(steadySlots(rates.lambda, s, policy, input.podStartMs, A) + drainSlots(waiting, s, policy), A) - Ad;
   } else {
     slots = (A - Ad + B + R + due) / policy.targetUtilization;
   }

@@ -122,7 +122,7 @@ function policyList(v: string): string[] {
       s
         .trim()
         .toUpperCase()
-        .replace(/^P(\d)S$/, 'P$1s'),
+        .replace(/^P(\d)([SO])$/, (_, d: string, x: string) => `P${d}${x.toLowerCase()}`),
     )
     .filter(Boolean);
   const bad = ids.filter((id) => !POLICIES.has(id));

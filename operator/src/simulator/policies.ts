@@ -10,6 +10,7 @@ import { resolvePolicy, type AutoscalerPolicy, type AutoscalingSpec } from '../a
 import { PodState, Simulation, type Controller, type Pod } from './model.js';
 import { dueBucketSeconds } from '../metric-sources/worker-metrics.js';
 import type { Scenario } from './scenarios.js';
+import { shouldWake, type DecidedLevel } from '../autoscaler/work-trigger.js';
 
 export interface PolicyInfo {
   readonly id: string;
@@ -151,6 +152,12 @@ export interface CeleriacControllerOptions {
   readonly leadKnownWork: boolean;
   /** A drained idle pod stays as a paused consumer this long before it is removed (standby). */
   readonly standbySeconds: number;
+  /**
+   * Only backlog growth wakes a decision, as the operator's watch (`shouldWake`: growth since the
+   * last decision by the scale-up tolerance of the pool's slots, or work at zero); false: every
+   * arrival and completion does (within `eventDelaySeconds`).
+   */
+  readonly wakeOnGrowthOnly?: boolean;
 }
 
 const POLL_ONLY: CeleriacControllerOptions = { eventDelaySeconds: null, leadKnownWork: false, standbySeconds: 0 };
@@ -180,6 +187,8 @@ export class CeleriacController implements Controller {
   /** When each draining pod became idle. */
   private readonly idleSince = new Map<number, number>();
   private leadAt: number | null = null;
+  /** What the last decision saw and left (the operator's watch measures growth from it). */
+  private decided: DecidedLevel | null = null;
 
   constructor(
     private readonly policy: AutoscalerPolicy,
@@ -201,6 +210,7 @@ export class CeleriacController implements Controller {
   onWorkChange(sim: Simulation): void {
     const delay = this.opts.eventDelaySeconds;
     if (delay === null || this.eventPending) return;
+    if (this.opts.wakeOnGrowthOnly && this.decided && !shouldWake(this.decided, sim.backlog)) return;
     this.eventPending = true;
     // The watch sees the change within `delay`; decisions stay at least `delay` apart.
     sim.schedule(Math.max(delay, this.lastDecisionAt + delay - sim.now), CeleriacTimer.Event);
@@ -280,6 +290,12 @@ export class CeleriacController implements Controller {
     this.state = d.state;
     this.execute(sim, d.replicas);
     this.removeDrained(sim);
+    this.decided = {
+      backlog: down ? null : sim.backlog,
+      slots: Math.max(0, this.committed(sim)) * sim.params.concurrency,
+      activationThreshold: this.policy.activationThreshold,
+      tolerance: this.policy.behavior.scaleUp.tolerance,
+    };
   }
 
   private execute(sim: Simulation, target: number): void {
@@ -404,8 +420,17 @@ export const POLICIES: ReadonlyMap<string, PolicyInfo> = new Map<string, PolicyI
     {
       id: 'P5',
       description:
-        "celeriac's defaults, event-driven (issue 19): P4 deciding within 1 s of a change, horizon 1 s + measured pod start, ETA tasks and known runs counted ahead, drain within 10 s, flap backoff up to 120 s",
+        "celeriac's defaults, event-driven (issue 19): P4 deciding within 1 s of a change, horizon 1 s + measured pod start, ETA tasks and known runs counted ahead, drain within 8 s, flap backoff up to 120 s",
       make: (sc, c) => new CeleriacController(resolvePolicy(celeriacSpec(sc), c), P5_OPTIONS),
+    },
+  ],
+  [
+    'P5o',
+    {
+      id: 'P5o',
+      description:
+        "P5 woken as the operator's watch wakes it: only by backlog growth since the last decision (the scale-up tolerance of the pool's slots, at least one task) or work at zero; completions and a flat backlog wait for the poll",
+      make: (sc, c) => new CeleriacController(resolvePolicy(celeriacSpec(sc), c), { ...P5_OPTIONS, wakeOnGrowthOnly: true }),
     },
   ],
   [

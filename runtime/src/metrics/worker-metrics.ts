@@ -138,7 +138,11 @@ export function createWorkerMetrics(): WorkerMetrics {
  */
 export const SCHEDULED_DUE_BUCKETS: readonly number[] = Object.freeze([5, 10, 15, 20, 30, 45, 60, 120, 300]);
 
-/** Sets the scheduled-due gauge from `countDueBy(ms)` (tasks due at or before that time) at `now` (ms). */
-export function setScheduledDue(gauge: WorkerMetrics['scheduledDue'], countDueBy: (at: number) => number, now: number): void {
-  for (const s of SCHEDULED_DUE_BUCKETS) gauge.set({ within_seconds: String(s) }, countDueBy(now + s * 1000));
+/**
+ * Sets the scheduled-due gauge at `now` (ms) from `countDueBy(ats)`: for each bucket's end time
+ * (ms, ascending), the tasks due at or before it (one pass over the ETA heap for all buckets).
+ */
+export function setScheduledDue(gauge: WorkerMetrics['scheduledDue'], countDueBy: (ats: readonly number[]) => readonly number[], now: number): void {
+  const counts = countDueBy(SCHEDULED_DUE_BUCKETS.map((s) => now + s * 1000));
+  SCHEDULED_DUE_BUCKETS.forEach((s, i) => gauge.set({ within_seconds: String(s) }, counts[i] ?? 0));
 }

@@ -210,7 +210,7 @@ export class Consumer {
       m.inFlight.set({ state: 'active' }, this.active.size);
       m.inFlight.set({ state: 'reserved' }, this.reserved.length);
       m.inFlight.set({ state: 'scheduled' }, this.eta.size);
-      setScheduledDue(m.scheduledDue, (at) => this.eta.countDueBy(at), Date.now());
+      setScheduledDue(m.scheduledDue, (ats) => this.eta.countDueBy(ats), Date.now());
       m.busySlots.set(this.active.size);
     });
   }

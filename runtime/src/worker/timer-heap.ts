@@ -35,11 +35,20 @@ export class TimerHeap<T> {
     return items;
   }
 
-  /** How many items are due at or before `at` (ms), counted without sorting. */
-  countDueBy(at: number): number {
-    let n = 0;
-    for (const e of this.heap) if (e.at <= at) n++;
-    return n;
+  /**
+   * How many items are due at or before each of `ats` (ms, ascending), in one pass over the heap
+   * without sorting: `result[i]` counts the items with `at <= ats[i]` (cumulative).
+   */
+  countDueBy(ats: readonly number[]): number[] {
+    const counts = new Array<number>(ats.length).fill(0);
+    for (const e of this.heap) {
+      // The first threshold this item is due by; it counts there and (below) in every later one.
+      let i = 0;
+      while (i < ats.length && e.at > ats[i]!) i++;
+      if (i < ats.length) counts[i]!++;
+    }
+    for (let i = 1; i < counts.length; i++) counts[i]! += counts[i - 1]!;
+    return counts;
   }
 
   /** Items in due order, for inspection. */

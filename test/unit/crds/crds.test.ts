@@ -101,7 +101,7 @@ describe('crds/', () => {
       pollingIntervalSeconds: 5,
       cooldownPeriodSeconds: 300,
       activationThreshold: 0,
-      targetDrainSeconds: 10,
+      targetDrainSeconds: 8,
       targetUtilization: 0.8,
       eventDriven: true,
     });

@@ -1,7 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { decide, drainSlots, steadySlots, type AutoscalerState, type DecideInput, type WorkObservation } from '../../../../operator/src/autoscaler/decide.js';
+import {
+  decide,
+  drainSlots,
+  steadySlots,
+  unservedWaiting,
+  type AutoscalerState,
+  type DecideInput,
+  type WorkObservation,
+} from '../../../../operator/src/autoscaler/decide.js';
 import { resolvePolicy, InvalidAutoscalingError, type AutoscalerPolicy } from '../../../../operator/src/autoscaler/policy.js';
 
 const work = (w: Partial<WorkObservation>): WorkObservation => ({
@@ -21,11 +29,11 @@ function twoPolls(policy: AutoscalerPolicy, n: number, second: Partial<WorkObser
   return decide(first.state, { specReplicas: n, work: work(second) }, policy, 5_000);
 }
 
-test('worked example: lambda 10/s, s 2 s, B+R 40 -> 25 steady + 8 drain slots -> 9 pods of 4', () => {
+test('worked example: lambda 10/s, s 2 s, B+R 40 -> 25 steady + 10 drain slots -> 9 pods of 4', () => {
   const policy = resolvePolicy({ minReplicas: 1, maxReplicas: 50 }, 4);
   // 20 received + backlog grew by 30 = 50 arrivals in 5 s; 25 completions took 50 s
   const d = twoPolls(policy, 5, { backlog: 30, reserved: 10, active: 12, receivedTotal: 20, completedTotal: 25, serviceSecondsTotal: 50 });
-  // steady = min(20 / 0.8, 20 + 1.5 * sqrt(min(20, 10 * 11))) = 25; drain = 40 * 2 / 10 = 8
+  // steady = min(20 / 0.8, 20 + 1.5 * sqrt(min(20, 10 * 11))) = 25; drain = 40 * 2 / 8 = 10
   assert.equal(steadySlots(10, 2, policy), 25);
   assert.equal(d.desired, 9);
   assert.equal(d.replicas, 9);
@@ -42,14 +50,61 @@ test('worked example: long tasks get a margin for the control horizon only', () 
   assert.ok(Math.abs(steadySlots(0.5, 100, polled) - (50 + 1.5 * Math.sqrt(7.5))) < 1e-9);
 });
 
-test('drain term: a burst bigger than the running work gets at most a slot per task; a busy pool keeps the full term', () => {
+test('drain term: at most one slot per waiting task (a task of s >= D cannot finish sooner on more slots)', () => {
   const policy = resolvePolicy({ minReplicas: 0, maxReplicas: 50 }, 4);
-  // 50 tasks of 20 s at zero running: 50 * 20 / 10 = 100, capped at 50
-  assert.equal(drainSlots(50, 20, policy, 0), 50);
-  // 3 waiting tasks of 139 s among 65 running: 3 * 139 / 10 = 41.7 (headroom for the next arrivals)
-  assert.ok(Math.abs(drainSlots(3, 139, policy, 65) - 41.7) < 1e-9);
-  // short tasks: the term itself is small
-  assert.equal(drainSlots(40, 2, policy, 0), 8);
+  // 50 tasks of 20 s: 50 * 20 / 8 = 125, but one slot each starts them all now
+  assert.equal(drainSlots(50, 20, policy), 50);
+  // 3 waiting tasks of 139 s: 3 slots (41.7 before issue 19's S5 work: 14 slots per task)
+  assert.equal(drainSlots(3, 139, policy), 3);
+  // short tasks: the term itself is small (40 * 2 / 8)
+  assert.equal(drainSlots(40, 2, policy), 10);
+});
+
+test('waiting tasks that free slots of ready pods take now need no new slot', () => {
+  // 3 ready pods of 4 slots, 9 running: 3 free slots take 3 of 5 waiting tasks
+  assert.equal(unservedWaiting(5, 3, 3, 4, 9), 2);
+  assert.equal(unservedWaiting(2, 3, 3, 4, 9), 0);
+  // pods still starting (ready 1 of 3) free nothing yet; unknown readiness frees nothing
+  assert.equal(unservedWaiting(5, 3, 1, 4, 4), 5);
+  assert.equal(unservedWaiting(5, 3, undefined, 4, 0), 5);
+  // ready pods beyond the committed count (draining out) take nothing new
+  assert.equal(unservedWaiting(5, 2, 3, 4, 8), 5);
+
+  // decide(): lambda 0.4/s, s 100 s (a = 40, steady 43.1 slots); 12 ready pods
+  const policy = resolvePolicy({ minReplicas: 1, maxReplicas: 50 }, 4);
+  const poll = (backlog: number, active: number) =>
+    decide(
+      decide(null, { specReplicas: 12, readyReplicas: 12, work: work({}) }, policy, 0).state,
+      { specReplicas: 12, readyReplicas: 12, work: work({ backlog, active, receivedTotal: 2 - backlog, completedTotal: 30, serviceSecondsTotal: 3000 }) },
+      policy,
+      5_000,
+    );
+  // 18 free slots take the waiting task: it asks for nothing (before: one slot more, 12 pods)
+  assert.equal(poll(1, 30).desired, poll(0, 30).desired);
+  assert.equal(poll(0, 30).desired, 11);
+  // every slot busy: the 2 waiting tasks ask for a slot each
+  assert.ok(poll(2, 48).desired > poll(0, 48).desired, `${poll(2, 48).desired} > ${poll(0, 48).desired}`);
+});
+
+test('long tasks: the margin is above the running tasks when more run than the offered load', () => {
+  const policy = resolvePolicy({ minReplicas: 1, maxReplicas: 100 }, 4);
+  const T = 11; // 1 s event delay + 10 s assumed pod start
+  // a = 0.5/s * 100 s = 50; 70 running: 20 above a, of which 1 - 11/100 are still running at T
+  const x = 50 + 20 * (1 - T / 100);
+  assert.ok(Math.abs(steadySlots(0.5, 100, policy, 10_000, 70) - (x + 1.5 * Math.sqrt(0.5 * T))) < 1e-9);
+  // at or below a nothing changes
+  assert.equal(steadySlots(0.5, 100, policy, 10_000, 40), steadySlots(0.5, 100, policy));
+  // tasks shorter than T turn over before new pods are up: an excess of 20 running tasks of 2 s adds nothing
+  assert.equal(steadySlots(10, 2, policy, 10_000, 40), steadySlots(10, 2, policy));
+  // decide(): 80 tasks of 100 s running (a = 50): x = 50 + 30 * 0.89 = 76.7, + 3.5 margin
+  // = 80.2 slots, 21 pods; the margin around a alone gave max(53.5, 80) = 80 slots, 20 pods
+  const d = decide(
+    decide(null, { specReplicas: 20, readyReplicas: 20, work: work({}) }, policy, 0).state,
+    { specReplicas: 20, readyReplicas: 20, work: work({ active: 80, receivedTotal: 2.5, completedTotal: 30, serviceSecondsTotal: 3000 }) },
+    policy,
+    5_000,
+  );
+  assert.equal(d.desired, 21);
 });
 
 test('measured pod start sets the control horizon: a slow start gets a larger margin', () => {
@@ -74,7 +129,7 @@ test('known future work (dueSoon) is sized like backlog and wakes a pool at zero
   assert.equal(led.reason, 'Activated');
   assert.equal(led.replicas, Math.ceil(40 / 0.8 / 4));
   assert.match(led.message, /work 0 \(\+40 due soon\)/);
-  // with the rate model trusted: 40 due tasks of 2 s drain within 10 s = 8 more slots
+  // with the rate model trusted: 40 due tasks of 2 s drain within 8 s = 10 more slots (25 -> 35: 7 -> 9 pods)
   const rates = (due: number) =>
     decide(
       decide(null, { specReplicas: 5, work: work({}) }, policy, 0).state,

@@ -48,7 +48,7 @@ test('scrapes real worker metrics servers and sums them; a failing pod fails the
       m.draining.set(i);
       // pod 0 holds ETA tasks due in 3 s, 12 s and 200 s; pod 1 one due in 8 s
       const due = i === 0 ? [3_000, 12_000, 200_000] : [8_000];
-      setScheduledDue(m.scheduledDue, (at) => due.filter((t) => t <= at).length, 0);
+      setScheduledDue(m.scheduledDue, (ats) => ats.map((at) => due.filter((t) => t <= at).length), 0);
       const server = await startMetricsServer(0, { registry: m.registry, healthy: () => true, drain: async () => {} }, '127.0.0.1');
       return server;
     }),

@@ -50,6 +50,31 @@ test('P5 scales for a burst within its event delay; P4 waits for its poll', () =
   assert.ok(p4 > p5, `P4 scaled at ${p4}, after P5 at ${p5}`);
 });
 
+test("P5o wakes as the operator's watch does: a burst within the event delay, a flat backlog only at the polls", () => {
+  const p5o = firstScaleUpAfter('P5o', burst, 201);
+  assert.ok(p5o <= 201 + P5_OPTIONS.eventDelaySeconds! + 1e-9, `P5o scaled at ${p5o}`);
+  // A steady stream the pool absorbs (0.5/s of 1 s tasks): P5 decides after arrivals and
+  // completions, P5o at its 5 s polls (120 in 600 s) and the few moments a task waits.
+  const steady: Scenario = { ...burst, arrivals: [{ type: 'rate', points: [[0, 0.5]] }] };
+  const timers = (policy: string) => {
+    const inner = POLICIES.get(policy)!.make(steady, 4);
+    let n = 0;
+    const spy: Controller = {
+      start: (sim) => inner.start(sim),
+      onTimer: (sim, t) => {
+        n++;
+        inner.onTimer(sim, t);
+      },
+      onWorkChange: (sim) => inner.onWorkChange?.(sim),
+    };
+    new Simulation(steady, generateTasks(steady, 1), modelFor(steady), spy, 1).run();
+    return n;
+  };
+  const [p5, o] = [timers('P5'), timers('P5o')];
+  assert.ok(o < 150, `P5o decided ${o} times`);
+  assert.ok(p5 > 2 * o, `P5 decided ${p5} times, P5o ${o}`);
+});
+
 test('known scheduled runs are led by the measured pod start: their first tasks find pods ready', () => {
   const s7 = SCENARIOS.get('S7')!;
   const run = (policy: string) => new Simulation(s7, generateTasks(s7, 1), modelFor(s7), POLICIES.get(policy)!.make(s7, 4), 1).run().metrics;

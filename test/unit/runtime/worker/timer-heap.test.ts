@@ -42,15 +42,16 @@ describe('ETA ordering', () => {
 });
 
 describe('due counts', () => {
-  it('counts the items due at or before a time, overdue ones included', () => {
+  it('counts the items due at or before each of several times in one pass, cumulative', () => {
     const heap = new TimerHeap<string>(() => {});
     const now = Date.now();
     // far enough ahead that no timer fires during the test; drained below so none is left armed
     for (const [i, at] of [now + 3_600_000, now + 7_200_000, now + 3_600_000, now + 10_800_000].entries()) heap.push(at, `t${i}`);
-    assert.equal(heap.countDueBy(now), 0);
-    assert.equal(heap.countDueBy(now + 3_600_000), 2);
-    assert.equal(heap.countDueBy(now + 7_200_000), 3);
+    // every threshold at once (cumulative): none by now, an item due exactly at a threshold counts
+    assert.deepEqual(heap.countDueBy([now, now + 3_600_000, now + 5_000_000, now + 7_200_000, now + 20_000_000]), [0, 2, 2, 3, 4]);
+    assert.deepEqual(heap.countDueBy([now + 10_800_000]), [4]);
+    assert.deepEqual(heap.countDueBy([]), []);
     heap.drain();
-    assert.equal(heap.countDueBy(now + 10_800_000), 0);
+    assert.deepEqual(heap.countDueBy([now, now + 10_800_000]), [0, 0]);
   });
 });
