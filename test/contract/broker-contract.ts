@@ -160,6 +160,25 @@ export function brokerContract(name: string, make: () => Broker | Promise<Broker
       );
     });
 
+    it('delivers a backlog, then what is sent once it is used up, each once and in publish order', async () => {
+      // On file:// a listing this long turns the folder's watch off until the listing is used up.
+      const b = await open();
+      const q = uniqueName('backlog');
+      const texts = Array.from({ length: 400 }, (_, i) => `b${i}`);
+      for (const t of texts) await b.publish(q, message(t));
+      const r = new Recorder(b, [q], 20, (d) => d.ack());
+      await r.waitFor(texts.length);
+      const late = ['late0', 'late1', 'late2'];
+      for (const t of late) await b.publish(q, message(t));
+      const got = await r.waitFor(texts.length + late.length);
+      await sleep(QUIET_MS);
+      await r.stop();
+      assert.deepEqual(
+        got.map((d) => textOf(d.message)),
+        [...texts, ...late],
+      );
+    });
+
     it('consumes several queues', async () => {
       const b = await open();
       const [q1, q2] = [uniqueName('a'), uniqueName('b')];

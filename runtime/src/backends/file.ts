@@ -33,7 +33,11 @@ export function createFileStore(url = 'file://'): KeyValueStore {
       made = true;
     }));
   // Keys are Celery's (`celery-task-meta-<uuid>`): safe as file names once slashes are escaped.
-  const fileOf = (key: string) => join(dataDir, encodeURIComponent(key));
+  const fileOf = (key: string) => `${dataDir}/${encodeURIComponent(key)}`;
+  // Temp names: `<pid>-<random>` drawn once (unique between processes, and between containers
+  // whose pids collide), then a counter: no random draw per write.
+  const origin = `${tmpDir}/${process.pid}-${randomBytes(6).toString('hex')}-`;
+  let seq = 0;
 
   // One fs.watch on the data folder serves every waiting client (thousands may wait at once).
   const waiters = new Map<string, Set<() => void>>();
@@ -83,7 +87,7 @@ export function createFileStore(url = 'file://'): KeyValueStore {
 
   async function write(key: string, value: string, ttlMs?: number): Promise<void> {
     if (!made) await ensure();
-    const t = join(tmpDir, `${process.pid}-${randomBytes(6).toString('hex')}`);
+    const t = `${origin}${seq++}`;
     writeFileSync(t, JSON.stringify({ value, expiresAt: ttlMs ? Date.now() + ttlMs : null }));
     renameSync(t, fileOf(key));
   }

@@ -42,10 +42,15 @@ const POLL_MS = 200;
 const LISTING_MAX_AGE_MS = 250;
 
 let seq = 0;
+/**
+ * `<pid>-<random>`, drawn once: names stay unique between processes (and between containers whose
+ * pids collide) without a random draw per message.
+ */
+const origin = `${process.pid}-${randomBytes(3).toString('hex')}`;
 function messageName(priority: number): string {
   const p = 9 - Math.min(9, Math.max(0, Math.trunc(priority) || 0));
   seq = (seq + 1) % 1e6;
-  return `${p}-${String(Date.now()).padStart(14, '0')}-${String(seq).padStart(6, '0')}-${process.pid}-${randomBytes(3).toString('hex')}.json`;
+  return `${p}-${String(Date.now()).padStart(14, '0')}-${String(seq).padStart(6, '0')}-${origin}.json`;
 }
 
 function isMissing(err: unknown): boolean {
@@ -90,14 +95,21 @@ export function createFileBroker(url = 'file://', opts: { logger?: Logger } = {}
     await mkdir(dir, { recursive: true });
     made.add(dir);
   }
-  const readyDir = (q: string) => join(root, 'queues', q, 'ready');
-  const unackedDir = (q: string) => join(root, 'queues', q, 'unacked');
+  // Folder paths by queue, joined once (the hot path then appends `/<name>`: names have no slash).
+  const dirs = new Map<string, { ready: string; unacked: string }>();
+  const dirsOf = (q: string) => {
+    let d = dirs.get(q);
+    if (!d) dirs.set(q, (d = { ready: join(root, 'queues', q, 'ready'), unacked: join(root, 'queues', q, 'unacked') }));
+    return d;
+  };
+  const readyDir = (q: string) => dirsOf(q).ready;
+  const unackedDir = (q: string) => dirsOf(q).unacked;
 
   async function writeAtomically(dir: string, name: string, text: string): Promise<void> {
     if (!made.has(tmp) || !made.has(dir)) await Promise.all([ensure(tmp), ensure(dir)]);
-    const t = join(tmp, name);
+    const t = `${tmp}/${name}`;
     writeFileSync(t, text);
-    renameSync(t, join(dir, name));
+    renameSync(t, `${dir}/${name}`);
   }
 
   async function publish(queue: string, message: WireMessage): Promise<void> {
@@ -141,7 +153,7 @@ export function createFileBroker(url = 'file://', opts: { logger?: Logger } = {}
       await Promise.all(queues.flatMap((q) => [ensure(readyDir(q)), ensure(unackedDir(q))]));
       /** Claims this consumer holds, by `<queue>/<name>` (their deadlines are pushed forward). */
       const held = new Map<string, Claim>();
-      const current = (c: Claim) => join(unackedDir(c.queue), `${c.name}~${c.deadline}`);
+      const current = (c: Claim) => `${unackedDir(c.queue)}/${c.name}~${c.deadline}`;
       const qos = new Qos<Claim>({
         settlers: {
           async ack(c) {
@@ -158,7 +170,7 @@ export function createFileBroker(url = 'file://', opts: { logger?: Logger } = {}
           },
           async requeue(c) {
             held.delete(c.key);
-            renameSync(current(c), join(readyDir(c.queue), c.name.replace(/(\.r)?\.json$/, '.r.json')));
+            renameSync(current(c), `${readyDir(c.queue)}/${c.name.replace(/(\.r)?\.json$/, '.r.json')}`);
           },
         },
         onDelivery,
@@ -214,9 +226,10 @@ export function createFileBroker(url = 'file://', opts: { logger?: Logger } = {}
       /** Takes one message (false when another consumer won it) and hands it to the worker. */
       const claim = (queue: string, name: string): boolean => {
         const deadline = Date.now() + visibilityMs;
-        const claimed = join(unackedDir(queue), `${name}~${deadline}`);
+        const d = dirsOf(queue);
+        const claimed = `${d.unacked}/${name}~${deadline}`;
         try {
-          renameSync(join(readyDir(queue), name), claimed);
+          renameSync(`${d.ready}/${name}`, claimed);
         } catch (err) {
           if (isMissing(err)) return false; // another consumer won this message
           throw err;
