@@ -60,3 +60,16 @@ export interface KeyValueStore {
   watch?(key: string, signal: AbortSignal): Promise<void>;
   close(): Promise<void>;
 }
+
+/**
+ * Whether a stored value is a Celery meta whose own status is SUCCESS (decoded: text inside its
+ * result, a PROGRESS reporting "status": "SUCCESS" say, does not count). For setUnlessSuccess.
+ */
+export function isSuccessMeta(text: string | null): boolean {
+  if (text === null || !text.includes('"SUCCESS"')) return false;
+  try {
+    return (JSON.parse(text) as { status?: unknown } | null)?.status === 'SUCCESS';
+  } catch {
+    return false;
+  }
+}

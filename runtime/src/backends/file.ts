@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { BackendError } from '../errors.js';
 import { fileUrlPath } from '../transport/file-url.js';
 import { sleep } from '../transport/wait.js';
-import type { KeyValueStore } from './backend.js';
+import { isSuccessMeta, type KeyValueStore } from './backend.js';
 
 const LOCK_STALE_MS = 10_000;
 
@@ -68,7 +68,7 @@ export function createFileStore(url = 'file://'): KeyValueStore {
     }
   }
 
-  async function read(key: string): Promise<string | null> {
+  function readNow(key: string): string | null {
     const file = fileOf(key);
     let text: string;
     try {
@@ -84,12 +84,17 @@ export function createFileStore(url = 'file://'): KeyValueStore {
     if (e.expiresAt !== null && e.expiresAt < Date.now()) return null;
     return e.value;
   }
+  const read = async (key: string) => readNow(key);
 
-  async function write(key: string, value: string, ttlMs?: number): Promise<void> {
-    if (!made) await ensure();
+  /** Writes once the folders exist (`made`). */
+  function writeNow(key: string, value: string, ttlMs?: number): void {
     const t = `${origin}${seq++}`;
     writeFileSync(t, JSON.stringify({ value, expiresAt: ttlMs ? Date.now() + ttlMs : null }));
     renameSync(t, fileOf(key));
+  }
+  async function write(key: string, value: string, ttlMs?: number): Promise<void> {
+    if (!made) await ensure();
+    writeNow(key, value, ttlMs);
   }
 
   async function withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
@@ -119,6 +124,13 @@ export function createFileStore(url = 'file://'): KeyValueStore {
     get: read,
     mget: (keys) => Promise.all(keys.map(read)),
     set: (key, value, opts) => write(key, value, opts?.ttlMs),
+    // Read, checked and written with no await in between: no store of this process can come
+    // between (a retried run's SUCCESS and its first run's late RETRY). Another process's write can
+    // still land within those few system calls, as with Celery's own filesystem backend.
+    async setUnlessSuccess(key, value, opts) {
+      if (!made) await ensure();
+      if (!isSuccessMeta(readNow(key))) writeNow(key, value, opts?.ttlMs);
+    },
     incr: (key, opts) =>
       withLock(key, async () => {
         const n = Number((await read(key)) ?? 0) + 1;

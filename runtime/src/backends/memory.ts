@@ -3,21 +3,11 @@
  * Supports expiry and push (watch), so AsyncResult.get() in the same process does not poll.
  */
 import { EventEmitter } from 'node:events';
-import type { KeyValueStore } from './backend.js';
+import { isSuccessMeta, type KeyValueStore } from './backend.js';
 
 interface Entry {
   value: string;
   expiresAt: number;
-}
-
-/** Whether a stored value is a meta whose own status is SUCCESS (not text inside its result). */
-function isSuccessMeta(text: string | null): boolean {
-  if (text === null) return false;
-  try {
-    return (JSON.parse(text) as { status?: unknown } | null)?.status === 'SUCCESS';
-  } catch {
-    return false;
-  }
 }
 
 const spaces = new Map<string, { data: Map<string, Entry>; events: EventEmitter }>();
