@@ -101,6 +101,8 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
   /** Tag -> queue of every delivery this process holds unsettled (renewed; restored on close). */
   const held = new Map<string, string>();
   let pendingAcks: string[] = [];
+  /** Messages taken by BRPOP, to record in `unacked` with this turn's acks. */
+  let pendingRecords: { tag: string; entry: string }[] = [];
   let ackFlush: Promise<void> | null = null;
   let popSeq = 0;
   let closed = false;
@@ -146,26 +148,44 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
     return pending.written;
   }
 
+  /**
+   * Writes this turn's `unacked` records (messages BRPOP took) and acks in one MULTI, records
+   * first: a lone message's record and its early ack cost one write and one reply, not two, and
+   * the ack is not queued behind the next pop script.
+   */
   function flushAcks(): Promise<void> {
     if (!ackFlush) {
       ackFlush = new Promise<void>((resolve, reject) => {
         setImmediate(() => {
           const tags = pendingAcks;
+          const records = pendingRecords;
           pendingAcks = [];
+          pendingRecords = [];
           ackFlush = null;
-          client
-            .multi()
-            .zrem(UNACKED_INDEX, ...tags)
-            .hdel(UNACKED, ...tags)
-            .exec()
-            .then(
-              () => resolve(),
-              (err: unknown) => reject(wrap('ack', err)),
-            );
+          const m = client.multi();
+          if (records.length > 0) {
+            const now = Date.now() / 1000;
+            m.zadd(UNACKED_INDEX, ...records.flatMap((r) => [now, r.tag]));
+            m.hset(UNACKED, ...records.flatMap((r) => [r.tag, r.entry]));
+          }
+          if (tags.length > 0) m.zrem(UNACKED_INDEX, ...tags).hdel(UNACKED, ...tags);
+          m.exec().then(
+            () => resolve(),
+            (err: unknown) => {
+              if (records.length > 0) log?.warn({ err }, 'recording a message as unacked failed');
+              reject(wrap(tags.length > 0 ? 'ack' : 'recording a message as unacked', err));
+            },
+          );
         });
       });
     }
     return ackFlush;
+  }
+
+  /** Records a message BRPOP took in `unacked` with this turn's acks (see flushAcks). */
+  function recordSoon(tag: string, entry: string): void {
+    pendingRecords.push({ tag, entry });
+    flushAcks().catch(() => undefined); // logged in flushAcks; an ack waiting on the same flush gets the error
   }
 
   /** The driver's two primitives (./qos.ts); a tag is kombu's delivery tag. */
@@ -306,13 +326,12 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
           const di = env?.properties.delivery_info;
           const tag = env?.properties.delivery_tag ?? `${consumerId}:${popSeq}.b`;
           const entry = env ? unackedEntry(text, di?.exchange ?? '', di?.routing_key ?? queue) : unackedEntry(JSON.stringify(text), '', queue);
-          void client
-            .multi()
-            .zadd(UNACKED_INDEX, Date.now() / 1000, tag)
-            .hset(UNACKED, tag, entry)
-            .exec()
-            .catch((err: unknown) => log?.warn({ err }, 'recording a message as unacked failed'));
+          // Recorded at the end of this turn, in one write with the acks its delivery causes (an
+          // early ack comes at once); the next pop is written after them, so an ack does not
+          // wait behind it in Redis.
+          recordSoon(tag, entry);
           deliver(queue, tag, read);
+          await new Promise<void>((resolve) => setImmediate(resolve));
         } catch (err) {
           if (signal.aborted || closed) break;
           log?.warn({ err }, 'consuming from Redis failed; retrying with backoff');
@@ -478,7 +497,7 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
       closing.abort();
       await Promise.all(loops);
       const giveBack = (async () => {
-        if (pendingAcks.length > 0) await flushAcks();
+        if (pendingAcks.length > 0 || pendingRecords.length > 0) await flushAcks();
         const n = await restoreTags([...held.keys()], false);
         held.clear();
         if (n > 0) log?.info({ restored: n }, 'gave unsettled messages back to their queues');
