@@ -9,6 +9,10 @@
  *   p50/p99 ms  round trip of 1,000 sequential calls (send, then wait for the result)
  *   RSS MB      the worker's peak resident memory (VmHWM)
  *   CPU us/task CPU of worker + producer + server during the e2e phase, per task
+ * Completions are counted in the worker and reported to the bench over IPC at most every 20 ms,
+ * for celeriac (completion-counter.ts, preloaded) as for BullMQ (bullmq-worker.ts), so neither
+ * worker's CPU includes the bench's observation; the Python Celery row polls Redis instead (the
+ * queue length, then the stored results), not the worker.
  * Rows: celeriac; on Redis BullMQ (concurrency 50, addBulk) and Python Celery (solo pool, when the
  * interop virtualenv exists: CELERIAC_PYTHON or the pinned cache path); on AMQP a raw amqplib
  * publish + consume with the same durability, confirms, manual acks and prefetch 1000.

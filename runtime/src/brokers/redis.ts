@@ -8,7 +8,9 @@
  *   base64 body; publishing records the `_kombu.binding.<queue>` set member as Celery does.
  * - Ack emulation with kombu's `unacked` hash and `unacked_index` sorted set. Taking messages and
  *   recording them is one Lua call (several messages per round trip); acks of one event-loop turn
- *   go in one MULTI. Messages unacked for longer than the visibility timeout are restored by any
+ *   go in one MULTI. An idle consumer's BRPOP takes one message, recorded in that MULTI of the
+ *   same turn, before its early ack (kombu has the same window between BRPOP and its ZADD: a
+ *   kill inside it loses that message). Messages unacked for longer than the visibility timeout are restored by any
  *   consumer (a SIGKILLed worker loses nothing); a live consumer renews the score of what it holds,
  *   so its long tasks are not restored under it. close() restores what this process still holds.
  * - requeue() LPUSHes back (consumed last, as kombu's reject with requeue).
@@ -198,6 +200,8 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
     async requeue(tag: string): Promise<void> {
       held.delete(tag);
       try {
+        // Given back in the turn BRPOP took it: its record is written first, so there is one to restore.
+        if (pendingRecords.some((r) => r.tag === tag)) await flushAcks();
         await restoreTags([tag], true);
       } catch (err) {
         throw wrap('requeue', err);
