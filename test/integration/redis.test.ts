@@ -91,6 +91,26 @@ describe('Redis broker: kombu layout', { skip: redis.skip }, () => {
     assert.equal(await raw.zscore('unacked_index', deliveryTag), null);
   });
 
+  it('an idle consumer records what BRPOP took, and a requeue in the turn of the delivery gives it back at once', async () => {
+    const q = uniqueName('brpop');
+    let first = true;
+    // Consuming before anything is published: the message comes through BRPOP, not the pop script.
+    const r = new Recorder(broker, [q], 10, (d) => {
+      if (!first) return;
+      first = false;
+      void d.requeue(); // in the turn of the delivery, before the record's own write
+    });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await broker.publish(q, message('once'));
+    const [, again] = await r.waitFor(2);
+    assert.equal(textOf(again!.message), 'once', 'given back to the queue at once and taken again');
+    assert.equal(again!.info.redelivered, true);
+    await again!.ack();
+    await r.stop();
+    const left = Object.values(await raw.hgetall('unacked')).filter((v) => v.includes(q));
+    assert.deepEqual(left, [], 'nothing of this queue left in unacked');
+  });
+
   it('delivers a message a Python client wrote (Python spacing, no binding)', async () => {
     const q = uniqueName('py');
     const body = Buffer.from('[[2, 3], {}, {"callbacks": null, "errbacks": null, "chain": null, "chord": null}]');

@@ -331,11 +331,10 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
           const tag = env?.properties.delivery_tag ?? `${consumerId}:${popSeq}.b`;
           const entry = env ? unackedEntry(text, di?.exchange ?? '', di?.routing_key ?? queue) : unackedEntry(JSON.stringify(text), '', queue);
           // Recorded at the end of this turn, in one write with the acks its delivery causes (an
-          // early ack comes at once); the next pop is written after them, so an ack does not
-          // wait behind it in Redis.
+          // early ack comes at once). Scheduled before the next pop (ioredis's auto-pipeline also
+          // writes at setImmediate), so an ack does not wait behind that pop in Redis.
           recordSoon(tag, entry);
           deliver(queue, tag, read);
-          await new Promise<void>((resolve) => setImmediate(resolve));
         } catch (err) {
           if (signal.aborted || closed) break;
           log?.warn({ err }, 'consuming from Redis failed; retrying with backoff');
