@@ -230,9 +230,8 @@ export function createApp(options: AppOptions = {}): App {
       await signals.send('beforeTaskPublish', publishArgs(headers), log);
       outgoing = { ...outgoing, headers };
     }
-    // Before the publish: a backend that pushes results may listen for this one from now on.
-    if (outgoing.headers.ignore_result !== true) backendMade?.expect?.(id);
-    await tracedSend(await tracing(), { name, id, queue, retries: o.retries ?? 0, broker: b.kind }, async (traceHeaders) => {
+    const tr = await tracing();
+    const publishing = tracedSend(tr, { name, id, queue, retries: o.retries ?? 0, broker: b.kind }, async (traceHeaders) => {
       const message = traceHeaders ? { ...outgoing, headers: { ...outgoing.headers, ...traceHeaders } } : outgoing;
       try {
         await b.publish(queue, message);
@@ -244,6 +243,11 @@ export function createApp(options: AppOptions = {}): App {
         await b.publish(queue, message);
       }
     });
+    // A backend that pushes results may listen for this one from now on: its SUBSCRIBE goes out
+    // right after the publish (written first, so the task reaches the worker no later), and get()
+    // then costs no SUBSCRIBE round trip after the publish.
+    if (outgoing.headers.ignore_result !== true) backendMade?.expect?.(id);
+    await publishing;
     if (signals.has('afterTaskPublish')) await signals.send('afterTaskPublish', publishArgs(outgoing.headers), log);
     if (config.taskSendSentEvent) {
       const h = out.message.headers;

@@ -5,7 +5,7 @@
  * go in one script call. watch() SUBSCRIBEs (one shared subscriber
  * connection, reference-counted per key), so AsyncResult.get() does not poll; expect() SUBSCRIBEs
  * when the task is sent, so get() then costs no SUBSCRIBE round trip after the publish. The
- * SUBSCRIBEs (and UNSUBSCRIBEs) of one tick go in one command.
+ * SUBSCRIBEs of one turn go in one command; a sweep unsubscribes the keys idle for 2 s together.
  *
  * URL: `redis://[[user]:password@]host[:port][/db]`, `rediss://` for TLS.
  */
@@ -184,14 +184,14 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
     }
   }
 
-  /** Channels to SUBSCRIBE at the end of this tick, in one command. */
+  /** Channels to SUBSCRIBE at the end of this turn, in one command. */
   let toSubscribe: { keys: string[]; done: Promise<unknown> } | null = null;
 
-  /** SUBSCRIBEs `key` with the others of this tick (written before this turn's publishes). */
+  /** SUBSCRIBEs `key` with the others of this turn, in one command at the end of the turn. */
   function subscribe(sub: Redis, key: string): Promise<unknown> {
     if (!toSubscribe) {
       const batch: { keys: string[]; done: Promise<unknown> } = { keys: [], done: Promise.resolve() };
-      batch.done = new Promise<void>((resolve) => process.nextTick(resolve)).then(() => {
+      batch.done = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
         if (toSubscribe === batch) toSubscribe = null;
         return sub.subscribe(...batch.keys);
       });
@@ -216,7 +216,7 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
         }
       }
       const sub = subscriber;
-      // The SUBSCRIBEs of this tick are written first (subscribe()): an UNSUBSCRIBE cannot overtake its SUBSCRIBE.
+      // Idle for seconds: their SUBSCRIBE went out long ago, so the UNSUBSCRIBE cannot overtake it.
       if (sub && idle.length > 0) sub.unsubscribe(...idle).catch((err: unknown) => log?.debug({ err }, 'unsubscribe failed'));
       if (watchers.size > 0) sweepLater();
     }, UNSUBSCRIBE_AFTER_MS / 2);
