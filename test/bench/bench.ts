@@ -9,6 +9,10 @@
  *   p50/p99 ms  round trip of 1,000 sequential calls (send, then wait for the result)
  *   RSS MB      the worker's peak resident memory (VmHWM)
  *   CPU us/task CPU of worker + producer + server during the e2e phase, per task
+ * Completions are counted in the worker and reported to the bench over IPC at most every 20 ms,
+ * for celeriac (completion-counter.ts, preloaded) as for BullMQ (bullmq-worker.ts), so neither
+ * worker's CPU includes the bench's observation; the Python Celery row polls Redis instead (the
+ * queue length, then the stored results), not the worker.
  * Rows: celeriac; on Redis BullMQ (concurrency 50, addBulk) and Python Celery (solo pool, when the
  * interop virtualenv exists: CELERIAC_PYTHON or the pinned cache path); on AMQP a raw amqplib
  * publish + consume with the same durability, confirms, manual acks and prefetch 1000.
@@ -45,27 +49,44 @@ import { idleWorkerRssMb } from './idle-rss.js';
 import { freePort, startRabbit, startRedis, uniqueName, type TestServer } from '../support/servers.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
-const { values: flags } = parseArgs({
-  options: {
-    broker: { type: 'string', default: 'redis' },
-    tasks: { type: 'string', default: '10000' },
-    concurrency: { type: 'string', default: '50' },
-    results: { type: 'string', default: 'on' },
-    latency: { type: 'string', default: '1000' },
-    /** A folder: the celeriac worker writes a V8 CPU profile there (open it in Chrome DevTools). */
-    profile: { type: 'string' },
-    /** Header size of the canvas row (a chord of no-op tasks, Redis only; 0 skips it). */
-    chord: { type: 'string', default: '1000' },
-    /** Pool rows instead of the system comparison (Redis). */
-    pools: { type: 'boolean', default: false },
-    /** Worker task events (-E), Redis only: off, on, or both (a row each). */
-    events: { type: 'string', default: 'both' },
-    /** Python Celery rows: on (when the virtualenv exists) or off. */
-    python: { type: 'string', default: 'on' },
-    /** A soak of N tasks through one worker instead of the comparison (Redis, results on). */
-    soak: { type: 'string' },
-  },
-});
+const USAGE =
+  'usage: bench [--broker redis|amqp|file|all] [--tasks N] [--concurrency N] [--results on|off] [--latency N] [--profile DIR]\n' +
+  '             [--chord N] [--events on|off|both] [--python on|off] [--pools] [--soak N] [--help]\n' +
+  '(what each row measures: the comment at the top of test/bench/bench.ts)';
+const options = {
+  /** Prints the usage and exits. */
+  help: { type: 'boolean', short: 'h', default: false },
+  broker: { type: 'string', default: 'redis' },
+  tasks: { type: 'string', default: '10000' },
+  concurrency: { type: 'string', default: '50' },
+  results: { type: 'string', default: 'on' },
+  latency: { type: 'string', default: '1000' },
+  /** A folder: the celeriac worker writes a V8 CPU profile there (open it in Chrome DevTools). */
+  profile: { type: 'string' },
+  /** Header size of the canvas row (a chord of no-op tasks, Redis only; 0 skips it). */
+  chord: { type: 'string', default: '1000' },
+  /** Pool rows instead of the system comparison (Redis). */
+  pools: { type: 'boolean', default: false },
+  /** Worker task events (-E), Redis only: off, on, or both (a row each). */
+  events: { type: 'string', default: 'both' },
+  /** Python Celery rows: on (when the virtualenv exists) or off. */
+  python: { type: 'string', default: 'on' },
+  /** A soak of N tasks through one worker instead of the comparison (Redis, results on). */
+  soak: { type: 'string' },
+} as const;
+let parsed: ReturnType<typeof parseArgs<{ options: typeof options }>>;
+try {
+  parsed = parseArgs({ options });
+} catch (err) {
+  // An unknown or malformed option: say which, then how to call the bench.
+  console.error(`${(err as Error).message}\n${USAGE}`);
+  process.exit(2);
+}
+const flags = parsed.values;
+if (flags.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
 type BrokerKind = 'redis' | 'amqp' | 'file';
 /** `--broker all`: the three in turn, one table (the issue's). */
 const BROKERS = (flags.broker === 'all' ? ['redis', 'amqp', 'file'] : [flags.broker]) as BrokerKind[];
@@ -87,9 +108,7 @@ if (
   !['on', 'off'].includes(flags.results!) ||
   !['on', 'off', 'both'].includes(flags.events!)
 ) {
-  console.error(
-    'usage: bench [--broker redis|amqp|file|all] [--tasks N] [--concurrency N] [--results on|off] [--latency N] [--profile DIR] [--events on|off|both] [--python on|off] [--pools] [--soak N]',
-  );
+  console.error(USAGE);
   process.exit(2);
 }
 
@@ -199,29 +218,39 @@ async function waitExit(child: ChildProcess): Promise<void> {
 
 // ---------------------------------------------------------------- celeriac
 
-async function completedCount(metricsPort: number): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-  let n = 0;
-  for (const line of text.split('\n')) {
-    if (line.startsWith('celeriac_tasks_completed_total{') && line.includes('outcome="succeeded"')) n += Number(line.split(' ').pop());
-  }
-  return n;
-}
-
-/** Polls the worker's metrics until `target` tasks completed; returns first/last times seen. */
-async function waitCompleted(port: number, target: number, from: number): Promise<{ first: number; last: number; firstCount: number }> {
-  let first = 0;
-  let firstCount = 0;
-  for (;;) {
-    const n = await completedCount(port).catch(() => from);
+/**
+ * Counts a worker's completions from its IPC reports: the BullMQ worker (bullmq-worker.ts) and the
+ * celeriac worker (completion-counter.ts, preloaded) send `{ completed }` at most every 20 ms.
+ */
+function trackCompletions(worker: ChildProcess): {
+  readonly done: number;
+  /** When the first report came, and the count it carried. */
+  readonly first: { at: number; count: number };
+  /** Resolves when `target` tasks completed, with the time the report of it came. */
+  until(target: number): Promise<number>;
+} {
+  let done = 0;
+  const first = { at: 0, count: 0 };
+  const waiters: { target: number; resolve: (at: number) => void }[] = [];
+  worker.on('message', (m: { completed: number }) => {
+    done = m.completed;
     const now = performance.now();
-    if (n > from && first === 0) {
-      first = now;
-      firstCount = n - from;
+    if (!first.at && done > 0) {
+      first.at = now;
+      first.count = done;
     }
-    if (n >= target) return { first, last: now, firstCount };
-    await sleep(20);
-  }
+    for (const w of waiters.filter((x) => done >= x.target)) {
+      waiters.splice(waiters.indexOf(w), 1);
+      w.resolve(now);
+    }
+  });
+  return {
+    get done() {
+      return done;
+    },
+    first,
+    until: (target) => (done >= target ? Promise.resolve(performance.now()) : new Promise<number>((resolve) => waiters.push({ target, resolve }))),
+  };
 }
 
 async function benchCeleriac(brokerUrl: string, backendUrl: string, server: TestServer | null, events = false): Promise<Row> {
@@ -239,16 +268,17 @@ async function benchCeleriac(brokerUrl: string, backendUrl: string, server: Test
   // 2. drain
   const port = await freePort();
   const profile = flags.profile ? ['--cpu-prof', `--cpu-prof-dir=${flags.profile}`] : [];
-  const worker = spawnCeleriacWorker(queue, brokerUrl, backendUrl, port, profile, events ? ['-E'] : []);
+  const worker = spawnCeleriacWorker(queue, brokerUrl, backendUrl, port, profile, events ? ['-E'] : [], true);
+  const completions = trackCompletions(worker);
   try {
-    const d = await waitCompleted(port, N + 1, 0);
-    row.drain = ((N + 1 - d.firstCount) / (d.last - d.first)) * 1000;
+    const last = await completions.until(N + 1);
+    row.drain = ((N + 1 - completions.first.count) / (last - completions.first.at)) * 1000;
 
     // 3. end to end
     const cpu0 = { w: cpuMs(worker.pid), s: cpuMs(server?.pid()), p: selfCpuMs() };
     t = performance.now();
     const results: Promise<AsyncResult>[] = [];
-    const waiting = waitCompleted(port, 2 * N + 1, N + 1);
+    const waiting = completions.until(2 * N + 1);
     await windowed(N, 500, (i) => (results[i] = send(!RESULTS)));
     await waiting;
     if (RESULTS && backendUrl === 'rpc://') await Promise.all(results.map(async (r) => (await r).get({ timeout: 60_000 })));
@@ -271,7 +301,11 @@ async function benchCeleriac(brokerUrl: string, backendUrl: string, server: Test
   return row;
 }
 
-/** A celeriac worker process on `queue` running bench-tasks.ts, with /metrics on `port`. */
+/**
+ * A celeriac worker process on `queue` running bench-tasks.ts, with /metrics on `port`. With
+ * `countCompletions`, completion-counter.ts is preloaded and reports its completions over IPC
+ * (trackCompletions), which costs the worker next to nothing, unlike polling /metrics.
+ */
 function spawnCeleriacWorker(
   queue: string,
   brokerUrl: string,
@@ -279,10 +313,13 @@ function spawnCeleriacWorker(
   port: number,
   nodeFlags: string[] = [],
   workerFlags: string[] = [],
+  countCompletions = false,
 ): ChildProcess {
+  const counter = countCompletions ? ['--import', join(root, 'dist/test/bench/completion-counter.js')] : [];
   return spawn(
     process.execPath,
     [
+      ...counter,
       ...nodeFlags,
       join(root, 'dist/runtime/src/cli/main.js'),
       'worker',
@@ -300,7 +337,10 @@ function spawnCeleriacWorker(
       `${queue}@bench`,
       ...workerFlags,
     ],
-    { env: { ...process.env, CELERIAC_BROKER_URL: brokerUrl, CELERIAC_RESULT_BACKEND: backendUrl }, stdio: ['ignore', 'inherit', 'inherit'] },
+    {
+      env: { ...process.env, CELERIAC_BROKER_URL: brokerUrl, CELERIAC_RESULT_BACKEND: backendUrl, ...(countCompletions ? { BENCH_COMPLETION_IPC: '1' } : {}) },
+      stdio: ['ignore', 'inherit', 'inherit', ...(countCompletions ? (['ipc'] as const) : [])],
+    },
   );
 }
 
@@ -328,29 +368,14 @@ async function benchBullmq(redisUrl: string, server: TestServer): Promise<Row> {
   const worker = fork(join(root, 'dist/test/bench/bullmq-worker.js'), [name, String(connection.port), '50'], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
-  let done = 0;
-  let firstAt = 0;
-  let firstCount = 0;
-  const waiters: { target: number; resolve: () => void }[] = [];
-  worker.on('message', (m: { completed: number }) => {
-    done = m.completed;
-    if (!firstAt && done > 0) {
-      firstAt = performance.now();
-      firstCount = done;
-    }
-    for (const w of waiters.filter((x) => done >= x.target)) {
-      waiters.splice(waiters.indexOf(w), 1);
-      w.resolve();
-    }
-  });
-  const until = (target: number) => (done >= target ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ target, resolve })));
+  const completions = trackCompletions(worker);
   try {
-    await until(N);
-    row.drain = ((N - firstCount) / (performance.now() - firstAt)) * 1000;
+    const last = await completions.until(N);
+    row.drain = ((N - completions.first.count) / (last - completions.first.at)) * 1000;
 
     const cpu0 = { w: cpuMs(worker.pid), s: cpuMs(server.pid()), p: selfCpuMs() };
     t = performance.now();
-    await Promise.all([add(N), until(2 * N)]);
+    await Promise.all([add(N), completions.until(2 * N)]);
     row.e2e = (N / (performance.now() - t)) * 1000;
     row.cpuUs = cpuSplit(row, N, cpuMs(worker.pid) - cpu0.w, selfCpuMs() - cpu0.p, cpuMs(server.pid()) - cpu0.s);
 
@@ -664,8 +689,9 @@ async function benchSoak(): Promise<void> {
   const raw = new Redis(redis.url);
   const port = await freePort();
   process.env.BENCH_LOOP_FILE = loopFile;
-  const worker = spawnCeleriacWorker(queue, redis.url, redis.url, port, ['--import', join(root, 'dist/test/bench/loop-monitor.js')]);
+  const worker = spawnCeleriacWorker(queue, redis.url, redis.url, port, ['--import', join(root, 'dist/test/bench/loop-monitor.js')], [], true);
   delete process.env.BENCH_LOOP_FILE;
+  const completions = trackCompletions(worker);
   const samples = (): LoopSample[] =>
     existsSync(loopFile)
       ? readFileSync(loopFile, 'utf8')
@@ -679,7 +705,7 @@ async function benchSoak(): Promise<void> {
     const t = performance.now();
     const startedAt = Date.now();
     const cpu0 = { w: cpuMs(worker.pid), s: cpuMs(redis.pid()), p: selfCpuMs() };
-    const done = waitCompleted(port, SOAK_N + 1, 1);
+    const done = completions.until(SOAK_N + 1);
     await windowed(SOAK_N, 500, async (i) => (ids[i] = (await app.sendTask('bench.add', [1, 2], {}, { queue })).id));
     await done;
     const endedAt = Date.now();
@@ -699,7 +725,7 @@ async function benchSoak(): Promise<void> {
       }
     }
     const left = (await raw.llen(queue)) + (await raw.hlen('unacked'));
-    const succeeded = (await completedCount(port)) - 1;
+    const succeeded = completions.done - 1;
 
     // RSS: the peak once warm (the second fifth of the run) against the peak of its last tenth.
     const at = (share: number) => startedAt + share * (endedAt - startedAt);

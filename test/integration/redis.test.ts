@@ -91,6 +91,26 @@ describe('Redis broker: kombu layout', { skip: redis.skip }, () => {
     assert.equal(await raw.zscore('unacked_index', deliveryTag), null);
   });
 
+  it('an idle consumer records what BRPOP took, and a requeue in the turn of the delivery gives it back at once', async () => {
+    const q = uniqueName('brpop');
+    let first = true;
+    // Consuming before anything is published: the message comes through BRPOP, not the pop script.
+    const r = new Recorder(broker, [q], 10, (d) => {
+      if (!first) return;
+      first = false;
+      void d.requeue(); // in the turn of the delivery, before the record's own write
+    });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await broker.publish(q, message('once'));
+    const [, again] = await r.waitFor(2);
+    assert.equal(textOf(again!.message), 'once', 'given back to the queue at once and taken again');
+    assert.equal(again!.info.redelivered, true);
+    await again!.ack();
+    await r.stop();
+    const left = Object.values(await raw.hgetall('unacked')).filter((v) => v.includes(q));
+    assert.deepEqual(left, [], 'nothing of this queue left in unacked');
+  });
+
   it('delivers a message a Python client wrote (Python spacing, no binding)', async () => {
     const q = uniqueName('py');
     const body = Buffer.from('[[2, 3], {}, {"callbacks": null, "errbacks": null, "chain": null, "chord": null}]');
@@ -248,6 +268,48 @@ describe('Redis result backend: Celery meta', { skip: redis.skip }, () => {
       sub.disconnect();
       raw.disconnect();
       await store.close();
+    }
+  });
+  it('expect() subscribes a key before it is set, hands the published value to get(), and unsubscribes it when idle', async () => {
+    const store = createRedisStore(url);
+    const raw = new Redis(url);
+    const subscribers = async (key: string) => Number(((await raw.pubsub('NUMSUB', key)) as [string, number])[1]);
+    try {
+      const key = `celery-task-meta-${uniqueName('expected')}`;
+      store.expect!(key);
+      await eventually(async () => assert.equal(await subscribers(key), 1));
+      await raw.multi().set(key, '{"status": "SUCCESS", "result": 7}').publish(key, '{"status": "SUCCESS", "result": 7}').exec();
+      // The published value, then the stored one (the push is handed out once).
+      await eventually(async () => assert.equal(await store.get(key), '{"status": "SUCCESS", "result": 7}'));
+      assert.equal(await store.get(key), '{"status": "SUCCESS", "result": 7}');
+      // Nobody waits on it: unsubscribed after the idle time (2-3 s).
+      await eventually(async () => assert.equal(await subscribers(key), 0), { timeoutMs: 6_000, intervalMs: 200 });
+    } finally {
+      raw.disconnect();
+      await store.close();
+    }
+  });
+  it('a client that waits for results subscribes to the next task it sends before publishing it; a producer that never waits does not', async () => {
+    const { createApp } = await import('../../runtime/src/index.js');
+    const queue = uniqueName('expect');
+    const app = createApp({ name: 'expect-test', broker: url, backend: url, defaultQueue: queue, logLevel: 'silent' });
+    const raw = new Redis(url);
+    const subscribers = async (id: string) => Number(((await raw.pubsub('NUMSUB', `celery-task-meta-${id}`)) as [string, number])[1]);
+    try {
+      // No worker: the tasks stay queued. Never waited yet: nothing subscribed.
+      const first = await app.sendTask('expect.nothing', [], {}, { queue });
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(await subscribers(first.id), 0);
+      // One wait for a result (stored here by hand), then the next send subscribes its key.
+      await (await app.backend()).store({ status: 'SUCCESS', result: 1, traceback: null, children: [], date_done: null, task_id: first.id });
+      assert.equal(await first.get({ timeout: 5_000 }), 1);
+      const second = await app.sendTask('expect.nothing', [], {}, { queue });
+      const ignored = await app.sendTask('expect.nothing', [], {}, { queue, ignoreResult: true });
+      await eventually(async () => assert.equal(await subscribers(second.id), 1));
+      assert.equal(await subscribers(ignored.id), 0, 'a task whose result is ignored is not subscribed');
+    } finally {
+      raw.disconnect();
+      await app.close();
     }
   });
 });

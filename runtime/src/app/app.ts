@@ -171,6 +171,8 @@ export function createApp(options: AppOptions = {}): App {
   /** Built on first use from the security config; undefined until then. */
   let signer: MessageSigner | null | undefined;
   let backendP: Promise<ResultBackend> | null = null;
+  /** The backend once made (send() tells it about results to expect without awaiting it). */
+  let backendMade: ResultBackend | null = null;
   let tracingP: Promise<Tracing> | null = null;
   const tracing = async (): Promise<Tracing | null> => (config.tracing ? (tracingP ??= loadTracing()) : null);
   /** Sends task-sent events when taskSendSentEvent is on; made on first use. */
@@ -184,13 +186,13 @@ export function createApp(options: AppOptions = {}): App {
     })());
   const backend = (): Promise<ResultBackend> =>
     (backendP ??= (async () =>
-      await createResultBackend(config.resultBackend, {
+      (backendMade = await createResultBackend(config.resultBackend, {
         expiresMs: config.resultExpiresMs,
         chordOrdered: config.resultChordOrdered,
         dateTags: config.jsonDateTags,
         broker: await broker(),
         logger: log,
-      }))());
+      })))());
 
   const host = { backend, revoke: (id: string, o: { terminate: boolean }) => app.revoke(id, o) };
 
@@ -228,7 +230,8 @@ export function createApp(options: AppOptions = {}): App {
       await signals.send('beforeTaskPublish', publishArgs(headers), log);
       outgoing = { ...outgoing, headers };
     }
-    await tracedSend(await tracing(), { name, id, queue, retries: o.retries ?? 0, broker: b.kind }, async (traceHeaders) => {
+    const tr = await tracing();
+    const publishing = tracedSend(tr, { name, id, queue, retries: o.retries ?? 0, broker: b.kind }, async (traceHeaders) => {
       const message = traceHeaders ? { ...outgoing, headers: { ...outgoing.headers, ...traceHeaders } } : outgoing;
       try {
         await b.publish(queue, message);
@@ -240,6 +243,11 @@ export function createApp(options: AppOptions = {}): App {
         await b.publish(queue, message);
       }
     });
+    // A backend that pushes results may listen for this one from now on: its SUBSCRIBE goes out
+    // right after the publish (written first, so the task reaches the worker no later), and get()
+    // then costs no SUBSCRIBE round trip after the publish.
+    if (outgoing.headers.ignore_result !== true) backendMade?.expect?.(id);
+    await publishing;
     if (signals.has('afterTaskPublish')) await signals.send('afterTaskPublish', publishArgs(outgoing.headers), log);
     if (config.taskSendSentEvent) {
       const h = out.message.headers;
@@ -364,6 +372,7 @@ export function createApp(options: AppOptions = {}): App {
     async close() {
       const [b, r] = [brokerP, backendP];
       brokerP = backendP = null;
+      backendMade = null;
       await sentEvents?.flush();
       sentEvents = null;
       if (r) await (await r).close();

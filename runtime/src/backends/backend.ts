@@ -58,6 +58,12 @@ export interface KeyValueStore {
    * Stores without it are polled by AsyncResult.
    */
   watch?(key: string, signal: AbortSignal): Promise<void>;
+  /**
+   * Optional, with watch(): `key` is about to be set (its task is being sent): start watching now,
+   * so that a watch() and get() soon after need no round trip of their own (Celery's Redis
+   * ResultConsumer subscribes when the task is sent). Watched for a short while when nobody waits.
+   */
+  expect?(key: string): void;
   close(): Promise<void>;
 }
 

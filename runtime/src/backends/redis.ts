@@ -3,7 +3,9 @@
  * (with PX expiry) and a PUBLISH on a channel named like the key, atomic as Celery's MULTI, so
  * Python clients waiting on `celery-task-meta-<id>` wake up too; the sets of one event-loop turn
  * go in one script call. watch() SUBSCRIBEs (one shared subscriber
- * connection, reference-counted per key), so AsyncResult.get() does not poll.
+ * connection, reference-counted per key), so AsyncResult.get() does not poll; expect() SUBSCRIBEs
+ * when the task is sent, so get() then costs no SUBSCRIBE round trip after the publish. The
+ * SUBSCRIBEs of one turn go in one command; a sweep unsubscribes the keys idle for 2 s together.
  *
  * URL: `redis://[[user]:password@]host[:port][/db]`, `rediss://` for TLS.
  */
@@ -92,6 +94,14 @@ return 1
 /** A watched key stays subscribed this long after its last waiter left. */
 const UNSUBSCRIBE_AFTER_MS = 2_000;
 
+/** A watched key: waiters to wake, the SUBSCRIBE acknowledgement, since when nobody waits (ms, null while one does), the value last published. */
+interface Watcher {
+  readonly wake: Set<() => void>;
+  readonly subscribed: Promise<unknown>;
+  idleSince: number | null;
+  published: string | null;
+}
+
 export interface RedisStoreOptions {
   readonly logger?: Logger;
   /** The first command fails after this when Redis cannot be reached (default 10000). */
@@ -117,13 +127,12 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
   /** Once the first ping answered: sets stop waiting on `ready` (a step per set). */
   let up = false;
   let subscriber: Redis | null = null;
-  /** key -> callbacks waiting for its next set, and the SUBSCRIBE acknowledgement. */
   /**
-   * Watched keys: waiters to wake, the SUBSCRIBE acknowledgement, the idle unsubscribe timer, and
+   * Watched keys: waiters to wake, the SUBSCRIBE acknowledgement, since when nobody waits, and
    * the value last published on the key (every set publishes it), which the next get() returns
    * once without a round trip.
    */
-  const watchers = new Map<string, { wake: Set<() => void>; subscribed: Promise<unknown>; idle: NodeJS.Timeout | null; published: string | null }>();
+  const watchers = new Map<string, Watcher>();
 
   const wrap = (what: string, err: unknown) =>
     new BackendError(`Redis result backend ${redactUrl(url)}: ${what} failed: ${(err as Error)?.message ?? err}`, { cause: err });
@@ -182,6 +191,62 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
     } catch (err) {
       throw wrap(what, err);
     }
+  }
+
+  /** Channels to SUBSCRIBE at the end of this turn, in one command. */
+  let toSubscribe: { keys: string[]; done: Promise<unknown> } | null = null;
+
+  /** SUBSCRIBEs `key` with the others of this turn, in one command at the end of the turn. */
+  function subscribe(sub: Redis, key: string): Promise<unknown> {
+    if (!toSubscribe) {
+      const batch: { keys: string[]; done: Promise<unknown> } = { keys: [], done: Promise.resolve() };
+      batch.done = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+        if (toSubscribe === batch) toSubscribe = null;
+        return sub.subscribe(...batch.keys);
+      });
+      toSubscribe = batch;
+    }
+    toSubscribe.keys.push(key);
+    return toSubscribe.done;
+  }
+
+  /** Sweeps now and then while keys are watched: one UNSUBSCRIBE for every key idle long enough. */
+  let sweeper: NodeJS.Timeout | null = null;
+  function sweepLater(): void {
+    if (sweeper) return;
+    sweeper = setTimeout(() => {
+      sweeper = null;
+      const now = performance.now();
+      const idle: string[] = [];
+      for (const [key, w] of watchers) {
+        if (w.idleSince !== null && now - w.idleSince >= UNSUBSCRIBE_AFTER_MS) {
+          watchers.delete(key);
+          idle.push(key);
+        }
+      }
+      const sub = subscriber;
+      // Idle for seconds: their SUBSCRIBE went out long ago, so the UNSUBSCRIBE cannot overtake it.
+      if (sub && idle.length > 0) sub.unsubscribe(...idle).catch((err: unknown) => log?.debug({ err }, 'unsubscribe failed'));
+      if (watchers.size > 0) sweepLater();
+    }, UNSUBSCRIBE_AFTER_MS / 2);
+    sweeper.unref();
+  }
+
+  /** A watched key stays subscribed a while after its last waiter left (usually it is watched again at once). */
+  function idleLater(entry: Watcher): void {
+    if (entry.wake.size > 0 || entry.idleSince !== null) return;
+    entry.idleSince = performance.now();
+    sweepLater();
+  }
+
+  /** The watcher of `key`, subscribing when there is none. */
+  function watcherOf(key: string): Watcher {
+    let w = watchers.get(key);
+    if (!w) {
+      w = { wake: new Set(), subscribed: subscribe(subscriberConn(), key), idleSince: null, published: null };
+      watchers.set(key, w);
+    }
+    return w;
   }
 
   function subscriberConn(): Redis {
@@ -246,15 +311,8 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
     chordMembers: (key, o) => (o.ordered ? run(`ZRANGE ${key}`, () => client.zrange(key, 0, -1)) : run(`LRANGE ${key}`, () => client.lrange(key, 0, o.total))),
     async watch(key, signal) {
       if (signal.aborted) return;
-      const sub = subscriberConn();
-      let w = watchers.get(key);
-      if (!w) {
-        w = { wake: new Set(), subscribed: sub.subscribe(key), idle: null, published: null };
-        watchers.set(key, w);
-      }
-      const entry = w;
-      if (entry.idle) clearTimeout(entry.idle);
-      entry.idle = null;
+      const entry = watcherOf(key);
+      entry.idleSince = null;
       await new Promise<void>((resolve) => {
         const done = () => {
           entry.wake.delete(done);
@@ -266,17 +324,13 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
       });
       // Stay subscribed a little: a waiter usually watches the same key again right away
       // (AsyncResult reads, then waits again), and a live subscription saves two round trips.
-      if (entry.wake.size === 0 && !entry.idle) {
-        entry.idle = setTimeout(() => {
-          if (entry.wake.size > 0 || watchers.get(key) !== entry) return;
-          watchers.delete(key);
-          void entry.subscribed.then(() => sub.unsubscribe(key)).catch((err: unknown) => log?.debug({ err }, 'unsubscribe failed'));
-        }, UNSUBSCRIBE_AFTER_MS);
-        entry.idle.unref();
-      }
+      idleLater(entry);
+    },
+    expect(key) {
+      idleLater(watcherOf(key));
     },
     async close() {
-      for (const w of watchers.values()) if (w.idle) clearTimeout(w.idle);
+      if (sweeper) clearTimeout(sweeper);
       subscriber?.disconnect();
       await quit(client);
     },

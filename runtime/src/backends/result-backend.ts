@@ -33,6 +33,12 @@ export interface ResultBackend {
   get(taskId: string): Promise<TaskMeta | null>;
   /** Resolves with the first READY meta (SUCCESS, FAILURE, REVOKED); rejects with ResultTimeoutError. */
   waitReady(taskId: string, opts: WaitOptions): Promise<TaskMeta>;
+  /**
+   * Optional: the task `taskId` is about to be sent and its result is kept. A backend that pushes
+   * results may start listening for it now, so that waitReady() soon after costs no round trip of
+   * its own (Redis: SUBSCRIBE when sent, as Celery's ResultConsumer).
+   */
+  expect?(taskId: string): void;
   /** Deletes the stored result. */
   forget(taskId: string): Promise<void>;
   /**
@@ -217,6 +223,12 @@ function createChordStore(store: KeyValueStore, ttl: { ttlMs: number } | undefin
 
 /** With a watching store, how often a wait re-reads anyway (a lost push costs at most this). */
 const WATCH_RECHECK_MS = 1000;
+/**
+ * expect() watches a sent task's key only while this client waits for results, or did within
+ * this long: a client that calls get() gains a round trip per call, and a producer that never
+ * waits (most of them) does not pay a subscription and a pushed result per task it sends.
+ */
+const EXPECT_AFTER_WAIT_MS = 2000;
 
 /** `dateTags`: results write a Date as kombu 5.3+'s datetime tag (config jsonDateTags). */
 export function createKeyValueResultBackend(
@@ -250,8 +262,45 @@ export function createKeyValueResultBackend(
     await store.set(key(meta.task_id), stringifyJson(meta, dateTags), ttl);
   };
 
+  async function waitFor(taskId: string, w: WaitOptions): Promise<TaskMeta> {
+    const deadline = Date.now() + w.timeoutMs;
+    const interval = w.intervalMs ?? 100;
+    let last: TaskMeta | null = null;
+    while (!w.signal?.aborted) {
+      const ctl = new AbortController();
+      const stop = () => ctl.abort();
+      w.signal?.addEventListener('abort', stop, { once: true });
+      // Subscribe before reading, so a store between the read and the wait is not missed.
+      const changed = store.watch ? store.watch(key(taskId), ctl.signal) : null;
+      try {
+        last = await get(taskId);
+        if (last && READY_STATES.has(last.status)) return last;
+        const left = deadline - Date.now();
+        if (left <= 0) break;
+        // A push can be lost (fs.watch misses some renames made by another process): re-read
+        // now and then anyway, so a lost event costs a second, not the whole timeout.
+        const recheck = changed ? Math.max(interval, WATCH_RECHECK_MS) : interval;
+        await Promise.race([changed ?? new Promise(() => undefined), sleep(Math.min(recheck, left), ctl.signal)]);
+      } finally {
+        ctl.abort();
+        w.signal?.removeEventListener('abort', stop);
+        await changed;
+      }
+    }
+    throw new ResultTimeoutError(taskId, w.timeoutMs, last?.status ?? 'PENDING');
+  }
+
+  /** waitReady() calls in progress, and when the last one ended (performance.now()). */
+  let waiting = 0;
+  let waitedAt = -Infinity;
+
   return {
     kind: store.kind,
+    expect: store.expect
+      ? (taskId) => {
+          if (waiting > 0 || performance.now() - waitedAt < EXPECT_AFTER_WAIT_MS) store.expect!(key(taskId));
+        }
+      : undefined,
     chords: createChordStore(store, ttl, opts.chordJoin ?? { ordered: true }, dateTags),
     store(meta) {
       if (!store.setUnlessSuccess) return storeChecked(meta);
@@ -264,31 +313,13 @@ export function createKeyValueResultBackend(
     },
     get,
     async waitReady(taskId, w) {
-      const deadline = Date.now() + w.timeoutMs;
-      const interval = w.intervalMs ?? 100;
-      let last: TaskMeta | null = null;
-      while (!w.signal?.aborted) {
-        const ctl = new AbortController();
-        const stop = () => ctl.abort();
-        w.signal?.addEventListener('abort', stop, { once: true });
-        // Subscribe before reading, so a store between the read and the wait is not missed.
-        const changed = store.watch ? store.watch(key(taskId), ctl.signal) : null;
-        try {
-          last = await get(taskId);
-          if (last && READY_STATES.has(last.status)) return last;
-          const left = deadline - Date.now();
-          if (left <= 0) break;
-          // A push can be lost (fs.watch misses some renames made by another process): re-read
-          // now and then anyway, so a lost event costs a second, not the whole timeout.
-          const recheck = changed ? Math.max(interval, WATCH_RECHECK_MS) : interval;
-          await Promise.race([changed ?? new Promise(() => undefined), sleep(Math.min(recheck, left), ctl.signal)]);
-        } finally {
-          ctl.abort();
-          w.signal?.removeEventListener('abort', stop);
-          await changed;
-        }
+      waiting++;
+      try {
+        return await waitFor(taskId, w);
+      } finally {
+        waiting--;
+        waitedAt = performance.now();
       }
-      throw new ResultTimeoutError(taskId, w.timeoutMs, last?.status ?? 'PENDING');
     },
     async forget(taskId) {
       await store.delete(key(taskId));

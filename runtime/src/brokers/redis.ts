@@ -8,7 +8,9 @@
  *   base64 body; publishing records the `_kombu.binding.<queue>` set member as Celery does.
  * - Ack emulation with kombu's `unacked` hash and `unacked_index` sorted set. Taking messages and
  *   recording them is one Lua call (several messages per round trip); acks of one event-loop turn
- *   go in one MULTI. Messages unacked for longer than the visibility timeout are restored by any
+ *   go in one MULTI. An idle consumer's BRPOP takes one message, recorded in that MULTI of the
+ *   same turn, before its early ack (kombu has the same window between BRPOP and its ZADD: a
+ *   kill inside it loses that message). Messages unacked for longer than the visibility timeout are restored by any
  *   consumer (a SIGKILLed worker loses nothing); a live consumer renews the score of what it holds,
  *   so its long tasks are not restored under it. close() restores what this process still holds.
  * - requeue() LPUSHes back (consumed last, as kombu's reject with requeue).
@@ -101,6 +103,8 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
   /** Tag -> queue of every delivery this process holds unsettled (renewed; restored on close). */
   const held = new Map<string, string>();
   let pendingAcks: string[] = [];
+  /** Messages taken by BRPOP, to record in `unacked` with this turn's acks. */
+  let pendingRecords: { tag: string; entry: string }[] = [];
   let ackFlush: Promise<void> | null = null;
   let popSeq = 0;
   let closed = false;
@@ -146,26 +150,44 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
     return pending.written;
   }
 
+  /**
+   * Writes this turn's `unacked` records (messages BRPOP took) and acks in one MULTI, records
+   * first: a lone message's record and its early ack cost one write and one reply, not two, and
+   * the ack is not queued behind the next pop script.
+   */
   function flushAcks(): Promise<void> {
     if (!ackFlush) {
       ackFlush = new Promise<void>((resolve, reject) => {
         setImmediate(() => {
           const tags = pendingAcks;
+          const records = pendingRecords;
           pendingAcks = [];
+          pendingRecords = [];
           ackFlush = null;
-          client
-            .multi()
-            .zrem(UNACKED_INDEX, ...tags)
-            .hdel(UNACKED, ...tags)
-            .exec()
-            .then(
-              () => resolve(),
-              (err: unknown) => reject(wrap('ack', err)),
-            );
+          const m = client.multi();
+          if (records.length > 0) {
+            const now = Date.now() / 1000;
+            m.zadd(UNACKED_INDEX, ...records.flatMap((r) => [now, r.tag]));
+            m.hset(UNACKED, ...records.flatMap((r) => [r.tag, r.entry]));
+          }
+          if (tags.length > 0) m.zrem(UNACKED_INDEX, ...tags).hdel(UNACKED, ...tags);
+          m.exec().then(
+            () => resolve(),
+            (err: unknown) => {
+              if (records.length > 0) log?.warn({ err }, 'recording a message as unacked failed');
+              reject(wrap(tags.length > 0 ? 'ack' : 'recording a message as unacked', err));
+            },
+          );
         });
       });
     }
     return ackFlush;
+  }
+
+  /** Records a message BRPOP took in `unacked` with this turn's acks (see flushAcks). */
+  function recordSoon(tag: string, entry: string): void {
+    pendingRecords.push({ tag, entry });
+    flushAcks().catch(() => undefined); // logged in flushAcks; an ack waiting on the same flush gets the error
   }
 
   /** The driver's two primitives (./qos.ts); a tag is kombu's delivery tag. */
@@ -178,6 +200,8 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
     async requeue(tag: string): Promise<void> {
       held.delete(tag);
       try {
+        // Given back in the turn BRPOP took it: its record is written first, so there is one to restore.
+        if (pendingRecords.some((r) => r.tag === tag)) await flushAcks();
         await restoreTags([tag], true);
       } catch (err) {
         throw wrap('requeue', err);
@@ -306,12 +330,10 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
           const di = env?.properties.delivery_info;
           const tag = env?.properties.delivery_tag ?? `${consumerId}:${popSeq}.b`;
           const entry = env ? unackedEntry(text, di?.exchange ?? '', di?.routing_key ?? queue) : unackedEntry(JSON.stringify(text), '', queue);
-          void client
-            .multi()
-            .zadd(UNACKED_INDEX, Date.now() / 1000, tag)
-            .hset(UNACKED, tag, entry)
-            .exec()
-            .catch((err: unknown) => log?.warn({ err }, 'recording a message as unacked failed'));
+          // Recorded at the end of this turn, in one write with the acks its delivery causes (an
+          // early ack comes at once). Scheduled before the next pop (ioredis's auto-pipeline also
+          // writes at setImmediate), so an ack does not wait behind that pop in Redis.
+          recordSoon(tag, entry);
           deliver(queue, tag, read);
         } catch (err) {
           if (signal.aborted || closed) break;
@@ -478,7 +500,7 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
       closing.abort();
       await Promise.all(loops);
       const giveBack = (async () => {
-        if (pendingAcks.length > 0) await flushAcks();
+        if (pendingAcks.length > 0 || pendingRecords.length > 0) await flushAcks();
         const n = await restoreTags([...held.keys()], false);
         held.clear();
         if (n > 0) log?.info({ restored: n }, 'gave unsettled messages back to their queues');
