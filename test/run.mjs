@@ -29,7 +29,9 @@ const tiers = [
   { name: 'integration', dirs: ['integration'], needs: ['services'] },
   { name: 'interop', dirs: ['interop'], needs: ['services', 'python'] },
   { name: 'operator', dirs: ['operator'], needs: ['k8s', 'services', 'python'] }, // python: Celery workers stand in for pods
-  { name: 'package', dirs: ['package'], needs: ['k8s', 'image'] },
+  // The image test builds the base image (debootstrap, Node from npm) on a new machine: over 300 s
+  // on a loaded one (CI, 2026-12-02). Cached in podman's storage after that: about 25 s.
+  { name: 'package', dirs: ['package'], needs: ['k8s', 'image'], timeoutMs: 900_000 },
   // A real single-node cluster (kubelet, containerd) started by each test file: needs root, and
   // one file at a time (one cluster per host: its bridge, node name and host state are global).
   // One cluster start serves every scenario of a file, so a file runs for minutes (`timeoutMs`).
