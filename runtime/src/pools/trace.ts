@@ -276,7 +276,13 @@ async function traceRun(i: TraceInput, onContext?: (ctx: TaskContext) => void): 
       // (nothing could stop a synchronous run); a promise is raced against the stops, as below.
       const ret: unknown = task.fn.apply(ctx, bindArguments(req.name, opts, req.args, req.kwargs) as never);
       if (isThenable(ret)) {
-        value = await Promise.race([(run = ret), stop()]);
+        try {
+          value = await Promise.race([(run = ret), stop()]);
+        } catch (err) {
+          // The task's own abort listener ran before ours (it was added first) and rejected.
+          if (!(ctl.aborted && isKill(ctl.reason))) throw err;
+          value = KILLED;
+        }
         // A kill wins a tie: a run that settled because of the abort (a listener on ctx.signal) is revoked.
         if (value !== HARD_LIMIT && ctl.aborted && isKill(ctl.reason)) value = KILLED;
       } else value = ret;

@@ -81,6 +81,38 @@ describe('trace: the task control (ctx.signal made on first read)', () => {
     assert.equal(o.state === 'REVOKED' && o.reason, 'terminated');
   });
 
+  it('a task that rejects with the abort reason when terminated (its listener runs before trace stops waiting) is REVOKED, not FAILURE', async () => {
+    const task = {
+      name: 't.listens',
+      options: {},
+      fn: function (this: TaskContext) {
+        return new Promise((_resolve, reject) => this.signal.addEventListener('abort', () => reject(this.signal.reason)));
+      },
+    } as unknown as Task;
+    const input = traceInput(task);
+    const outcome = trace(input);
+    await new Promise((r) => setImmediate(r));
+    input.ctl.abort('terminated');
+    const o = await outcome;
+    assert.equal(o.state, 'REVOKED');
+    assert.equal(o.state === 'REVOKED' && o.reason, 'terminated');
+  });
+
+  it('a soft time limit is not a kill: the task that rejects with it fails with it', async () => {
+    const task = {
+      name: 't.soft',
+      options: {},
+      fn: function (this: TaskContext) {
+        return new Promise((_resolve, reject) => this.signal.addEventListener('abort', () => reject(this.signal.reason)));
+      },
+    } as unknown as Task;
+    const input = traceInput(task);
+    const outcome = trace(input);
+    input.ctl.abort(new Error('soft limit'));
+    const o = await outcome;
+    assert.equal(o.state, 'FAILURE');
+  });
+
   it('a task that reads ctx.signal after the abort finds it aborted with the reason', async () => {
     let seen: [boolean, unknown] | null = null;
     let wake!: () => void;
