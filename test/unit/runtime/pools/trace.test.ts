@@ -70,6 +70,16 @@ describe('trace: hard time limit on the event loop', () => {
   });
 });
 
+/** A task that rejects with ctx.signal's reason when it is aborted (its own listener, added first). */
+const rejectsOnAbort = (name: string): Task =>
+  ({
+    name,
+    options: {},
+    fn: function (this: TaskContext) {
+      return new Promise((_resolve, reject) => this.signal.addEventListener('abort', () => reject(this.signal.reason)));
+    },
+  }) as unknown as Task;
+
 describe('trace: the task control (ctx.signal made on first read)', () => {
   it('terminate reaches a task that never reads ctx.signal: trace stops waiting, REVOKED', async () => {
     const task = { name: 't.hang', options: {}, fn: () => new Promise(() => undefined) } as unknown as Task;
@@ -82,13 +92,7 @@ describe('trace: the task control (ctx.signal made on first read)', () => {
   });
 
   it('a task that rejects with the abort reason when terminated (its listener runs before trace stops waiting) is REVOKED, not FAILURE', async () => {
-    const task = {
-      name: 't.listens',
-      options: {},
-      fn: function (this: TaskContext) {
-        return new Promise((_resolve, reject) => this.signal.addEventListener('abort', () => reject(this.signal.reason)));
-      },
-    } as unknown as Task;
+    const task = rejectsOnAbort('t.listens');
     const input = traceInput(task);
     const outcome = trace(input);
     await new Promise((r) => setImmediate(r));
@@ -99,13 +103,7 @@ describe('trace: the task control (ctx.signal made on first read)', () => {
   });
 
   it('a soft time limit is not a kill: the task that rejects with it fails with it', async () => {
-    const task = {
-      name: 't.soft',
-      options: {},
-      fn: function (this: TaskContext) {
-        return new Promise((_resolve, reject) => this.signal.addEventListener('abort', () => reject(this.signal.reason)));
-      },
-    } as unknown as Task;
+    const task = rejectsOnAbort('t.soft');
     const input = traceInput(task);
     const outcome = trace(input);
     input.ctl.abort(new Error('soft limit'));
