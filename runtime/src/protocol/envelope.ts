@@ -79,8 +79,17 @@ export function parseEnvelope(text: string): Envelope {
 
 /** The message inside an envelope (base64 body decoded when `body_encoding` says so). */
 export function fromEnvelope(e: Envelope): WireMessage {
-  const { delivery_info: _info, body_encoding, delivery_tag: _tag, ...properties } = e.properties;
-  const body = body_encoding === 'base64' ? Buffer.from(e.body, 'base64') : Buffer.from(e.body, 'utf8');
+  const p = e.properties;
+  // The properties but the transport's three, copied by a loop (rest destructuring is a slow
+  // runtime call, and every message a worker takes comes through here).
+  const properties: Record<string, unknown> = {};
+  for (const k in p) {
+    if (k === 'delivery_info' || k === 'body_encoding' || k === 'delivery_tag' || !Object.hasOwn(p, k)) continue;
+    // A key named __proto__ stays a plain key (as JSON.parse and rest destructuring keep it).
+    if (k === '__proto__') Object.defineProperty(properties, k, { value: p[k], enumerable: true, writable: true, configurable: true });
+    else properties[k] = p[k];
+  }
+  const body = p.body_encoding === 'base64' ? Buffer.from(e.body, 'base64') : Buffer.from(e.body, 'utf8');
   return {
     body,
     contentType: e['content-type'] ?? 'application/json',

@@ -30,6 +30,9 @@ export function parseJson(text: string): unknown {
  * datetime tag, which Celery 5.3+ reads as a datetime (and 5.2 as a dict).
  */
 export function stringifyJson(value: unknown, dateTags = false): string {
+  // Most values (a task's result meta) hold nothing a replacer must see: written without one,
+  // which V8 does several times faster.
+  if (plainJson(value, { budget: PLAIN_BUDGET })) return JSON.stringify(value);
   let special = false;
   let text: string | undefined;
   try {
@@ -64,6 +67,43 @@ export function stringifyJson(value: unknown, dateTags = false): string {
     }
     return v;
   }
+}
+
+/** How many values plainJson() looks at before it gives up (the replacer path is then as fast). */
+const PLAIN_BUDGET = 64;
+
+/**
+ * True when JSON.stringify writes `v` exactly as Python's json would and stringifyJson's replacer
+ * would change nothing: null, booleans, strings, finite numbers, and arrays and plain objects
+ * (no toJSON) of those, within `left.budget` values. False is always safe.
+ */
+function plainJson(v: unknown, left: { budget: number }): boolean {
+  if (--left.budget < 0) return false;
+  if (v === null) return true;
+  switch (typeof v) {
+    case 'string':
+    case 'boolean':
+      return true;
+    case 'number':
+      return Number.isFinite(v);
+    case 'object':
+      break;
+    default:
+      return false; // undefined, bigint, function, symbol
+  }
+  if (Array.isArray(v)) {
+    if (Object.getPrototypeOf(v) !== Array.prototype) return false;
+    for (let i = 0; i < v.length; i++) if (!plainJson(v[i], left)) return false;
+    return true;
+  }
+  const proto = Object.getPrototypeOf(v);
+  if (proto !== Object.prototype && proto !== null) return false; // Date, Buffer, Map, class instances
+  const o = v as Record<string, unknown>;
+  if ('toJSON' in o) return false;
+  // (An own getter is read here and again by JSON.stringify, as the replacer path reads it once:
+  // a plain result object with getters is rare, and a getter is not expected to change its answer.)
+  for (const k in o) if (!Object.hasOwn(o, k) || !plainJson(o[k], left)) return false;
+  return true;
 }
 
 const firstLine = (err: unknown): string => (err instanceof Error ? err.message : String(err)).split('\n')[0]!;

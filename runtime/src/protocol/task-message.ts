@@ -100,7 +100,8 @@ const EMPTY_EMBED: Embed = Object.freeze({ callbacks: null, errbacks: null, chai
 
 /** Celery's ISO form of an aware UTC datetime: `2025-01-01T12:00:10.815867+00:00`. */
 export function isoUtc(d: Date): string {
-  return d.toISOString().replace('Z', '000+00:00');
+  const s = d.toISOString(); // always ends in Z
+  return `${s.slice(0, -1)}000+00:00`;
 }
 
 /** Parses an ISO time; a naive value is UTC (spec §1.2). */

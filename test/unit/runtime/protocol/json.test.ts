@@ -108,6 +108,19 @@ describe('stringifyJson writes what Python json.loads and kombu read', () => {
     const v = { u: undefined, d: new Date(0), a: [undefined, NaN], n: 1n };
     assert.equal(stringifyJson(v), '{"d":"1970-01-01T00:00:00.000Z","a":[null,NaN],"n":1}');
   });
+
+  it('writes the same text whether a value is found plain at once or only past the look-ahead budget', () => {
+    // Plain values skip the replacer; a special one found late (past 64 values) goes the full way.
+    const plain = { status: 'SUCCESS', result: [1, 'two', { three: null, four: true }], children: [], task_id: 'x' };
+    assert.equal(stringifyJson(plain), JSON.stringify(plain));
+    const late = { many: Array.from({ length: 100 }, (_, i) => i), big: 2n ** 64n, nan: NaN, bytes: Buffer.from('hi') };
+    assert.equal(
+      stringifyJson(late),
+      `{"many":${JSON.stringify(late.many)},"big":18446744073709551616,"nan":NaN,"bytes":{"__type__":"bytes","__value__":"hi"}}`,
+    );
+    const fnLate = { many: Array.from({ length: 100 }, (_, i) => i), f: () => 1 };
+    assert.throws(() => stringifyJson(fnLate), EncodeError);
+  });
 });
 
 describe('TypeScript -> JSON -> TypeScript (fast-check)', () => {
