@@ -51,25 +51,37 @@ import type { BlockingTask, Watchdog } from './watchdog.js';
 import { TaskControl, timeLimitsOf, TimeLimitExceeded, type TaskCanvas, type TaskOutcome } from '../pools/trace.js';
 import { runTask, tracedRun, type Tracing } from '../tracing/tracing.js';
 
-interface Job {
-  readonly d: Delivery;
-  readonly req: TaskRequest;
-  readonly task: Task;
-  /** A child logger bound to the task, made on first use (most tasks never log). */
-  readonly log: Logger;
+/**
+ * A task message taken in, from receipt to its settle. A class, not a literal with a getter: one
+ * is made per task, and its fields keep one shape.
+ */
+class Job {
   /** When the task became runnable (receipt, or its ETA), for the wait metric. */
-  dueAt: number;
+  dueAt = Date.now();
   /** When the pool started it (epoch ms, for remote control's time_start), null before. */
-  startedAtMs: number | null;
-  ctl: TaskControl | null;
+  startedAtMs: number | null = null;
+  ctl: TaskControl | null = null;
   /** Result tuples of what the task applied with ctx.applyChild, stored first in its `children`. */
-  readonly children: unknown[];
+  readonly children: unknown[] = [];
   /** When the task started running (performance.now()), for the runtime of a cut-off task. */
-  startedAt: number;
+  startedAt = 0;
   /** Set once the task has an outcome and the worker is storing it: a cut-off waits for it instead. */
-  settling: Promise<void> | null;
+  settling: Promise<void> | null = null;
   /** Its note in the stateDir ledger while it runs early-acked (./started-ledger.ts), else null. */
-  note: string | null;
+  note: string | null = null;
+  private logger: Logger | null = null;
+
+  constructor(
+    readonly d: Delivery,
+    readonly req: TaskRequest,
+    readonly task: Task,
+    private readonly parent: Logger,
+  ) {}
+
+  /** A child logger bound to the task, made on first use (most tasks never log). */
+  get log(): Logger {
+    return (this.logger ??= this.parent.child({ taskId: this.req.id, taskName: this.req.displayName }));
+  }
 }
 
 const REVOKED_LIMIT = 50_000;
@@ -114,22 +126,7 @@ function unsupportedCanvas(req: TaskRequest): string | null {
 }
 
 function newJob(d: Delivery, req: TaskRequest, task: Task, parent: Logger): Job {
-  let log: Logger | null = null;
-  return {
-    d,
-    req,
-    task,
-    get log() {
-      return (log ??= parent.child({ taskId: req.id, taskName: req.displayName }));
-    },
-    dueAt: Date.now(),
-    startedAtMs: null,
-    ctl: null,
-    children: [],
-    startedAt: 0,
-    settling: null,
-    note: null,
-  };
+  return new Job(d, req, task, parent);
 }
 
 export interface ConsumerDeps {
