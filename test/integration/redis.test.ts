@@ -180,11 +180,11 @@ describe('Redis broker: kombu layout', { skip: redis.skip }, () => {
     for (const d of got) await d.ack();
   });
 
-  it('answers a pop resent after a reconnect with the messages it took, raw ones included', async () => {
+  it('answers a pop resent after a reconnect with the messages it took, raw ones included; acks what it carries', async () => {
     const q = uniqueName('resent');
     const popper = new Redis(url);
     popper.defineCommand('pop', { lua: POP_SCRIPT });
-    const pop = (popId: string) =>
+    const pop = (popId: string, acks: string[] = []) =>
       (popper as unknown as { pop(...a: (string | number)[]): Promise<(string | number)[]> }).pop(
         4,
         UNACKED,
@@ -194,6 +194,8 @@ describe('Redis broker: kombu layout', { skip: redis.skip }, () => {
         10,
         Date.now() / 1000,
         popId,
+        acks.length,
+        ...acks,
         q,
       );
     try {
@@ -206,8 +208,13 @@ describe('Redis broker: kombu layout', { skip: redis.skip }, () => {
       assert.equal(first[5], 'not an envelope');
       assert.equal(JSON.parse(first[2] as string).properties.delivery_tag, first[1]);
       assert.deepEqual(await pop('p2'), [], 'a new pop finds the queue empty');
-      await raw.hdel(UNACKED, first[1] as string, first[4] as string);
-      await raw.zrem(UNACKED_INDEX, first[1] as string, first[4] as string);
+      // A pop carries the acks of the turn before it: both entries go, whatever it pops.
+      const tags = [first[1] as string, first[4] as string];
+      assert.equal((await raw.hmget(UNACKED, ...tags)).filter((v) => v !== null).length, 2);
+      assert.deepEqual(await pop('p3', tags), []);
+      assert.deepEqual(await raw.hmget(UNACKED, ...tags), [null, null]);
+      assert.deepEqual(await raw.zmscore(UNACKED_INDEX, ...tags), [null, null]);
+      assert.deepEqual(await pop('p3', tags), [], 'acking again (a resent pop) changes nothing');
     } finally {
       popper.disconnect();
     }

@@ -26,10 +26,22 @@ end
  * `unacked` (KEYS[1]) and `unacked_index` (KEYS[2], score ARGV[2] = now in epoch seconds).
  * ARGV[3] is a pop id: the tags taken are remembered under KEYS[3] so that the same call resent
  * after a reconnect (its reply lost) returns the same messages instead of taking more.
- * ARGV[4..] are the queue names of KEYS[4..] (routing key for envelopes without delivery_info).
+ * Before it pops, it acks what the worker acked since its last call (one command, where a MULTI
+ * would cost four): ARGV[4] = A, the number of tags to ack, then the A tags. Then come the queue
+ * names of KEYS[4..] (routing key for envelopes without delivery_info). Acking again (a resent
+ * call) changes nothing.
  * Returns a flat array {list index (1-based), delivery tag, message text as it was in the list, ...}.
  */
 export const POP_SCRIPT = `
+local nack = tonumber(ARGV[4])
+local a = 5
+-- In chunks: unpack() has a limit on how many values it returns.
+for i = a, a + nack - 1, 1000 do
+  local j = math.min(i + 999, a + nack - 1)
+  redis.call('ZREM', KEYS[2], unpack(ARGV, i, j))
+  redis.call('HDEL', KEYS[1], unpack(ARGV, i, j))
+end
+a = a + nack
 local rec = redis.call('GET', KEYS[3])
 if rec then
   local nl = string.find(rec, '\\n', 1, true)
@@ -57,7 +69,7 @@ for k = 4, #KEYS do
   local got = redis.call('RPOP', KEYS[k], want)
   if got then
     local idx = k - 3
-    local queue = ARGV[3 + idx]
+    local queue = ARGV[a + idx - 1]
     for _, env in ipairs(got) do
       n = n + 1
       local ok, m = pcall(cjson.decode, env)

@@ -8,7 +8,7 @@
  *   base64 body; publishing records the `_kombu.binding.<queue>` set member as Celery does.
  * - Ack emulation with kombu's `unacked` hash and `unacked_index` sorted set. Taking messages and
  *   recording them is one Lua call (several messages per round trip); acks of one event-loop turn
- *   go in one MULTI. An idle consumer's BRPOP takes one message, recorded in that MULTI of the
+ *   ride on the next such call, or go in one MULTI when no pop follows in that turn. An idle consumer's BRPOP takes one message, recorded in that MULTI of the
  *   same turn, before its early ack (kombu has the same window between BRPOP and its ZADD: a
  *   kill inside it loses that message). Messages unacked for longer than the visibility timeout are restored by any
  *   consumer (a SIGKILLed worker loses nothing); a live consumer renews the score of what it holds,
@@ -76,6 +76,15 @@ interface PushBatch {
   written: Promise<void>;
 }
 
+/** Acks and `unacked` records of one event-loop turn, and the promise their write settles. */
+interface SettleBatch {
+  readonly tags: string[];
+  readonly records: { tag: string; entry: string }[];
+  readonly done: Promise<void>;
+  resolve(): void;
+  reject(err: unknown): void;
+}
+
 interface Scripted {
   /** Buffer replies: a message's bytes reach readEnvelope as stored, so a non-UTF-8 one is dead-lettered byte-exact. */
   celeriacPopBuffer(keys: number, ...args: (string | number)[]): Promise<(number | Buffer)[]>;
@@ -102,10 +111,10 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
   const declared = new Set<string>();
   /** Tag -> queue of every delivery this process holds unsettled (renewed; restored on close). */
   const held = new Map<string, string>();
-  let pendingAcks: string[] = [];
-  /** Messages taken by BRPOP, to record in `unacked` with this turn's acks. */
-  let pendingRecords: { tag: string; entry: string }[] = [];
-  let ackFlush: Promise<void> | null = null;
+  /** This turn's acks and `unacked` records not yet written (see settleBatch), or null. */
+  let settling: SettleBatch | null = null;
+  /** Acks riding on pops not answered yet: close() waits for them before it quits. */
+  const carrying = new Set<Promise<void>>();
   let popSeq = 0;
   let closed = false;
   /** Aborted by close(); consume loops stop on it as on their own signal. */
@@ -151,57 +160,80 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
   }
 
   /**
-   * Writes this turn's `unacked` records (messages BRPOP took) and acks in one MULTI, records
-   * first: a lone message's record and its early ack cost one write and one reply, not two, and
-   * the ack is not queued behind the next pop script.
+   * This turn's batch of acks and `unacked` records (messages BRPOP took). At the end of the turn
+   * it is written in one MULTI, records first, unless a pop took it before (takeAcks): a lone
+   * message's record and its early ack cost one write and one reply, not two, and the ack is not
+   * queued behind the next pop script.
    */
-  function flushAcks(): Promise<void> {
-    if (!ackFlush) {
-      ackFlush = new Promise<void>((resolve, reject) => {
-        setImmediate(() => {
-          const tags = pendingAcks;
-          const records = pendingRecords;
-          pendingAcks = [];
-          pendingRecords = [];
-          ackFlush = null;
-          const m = client.multi();
-          if (records.length > 0) {
-            const now = Date.now() / 1000;
-            m.zadd(UNACKED_INDEX, ...records.flatMap((r) => [now, r.tag]));
-            m.hset(UNACKED, ...records.flatMap((r) => [r.tag, r.entry]));
-          }
-          if (tags.length > 0) m.zrem(UNACKED_INDEX, ...tags).hdel(UNACKED, ...tags);
-          m.exec().then(
-            () => resolve(),
-            (err: unknown) => {
-              if (records.length > 0) log?.warn({ err }, 'recording a message as unacked failed');
-              reject(wrap(tags.length > 0 ? 'ack' : 'recording a message as unacked', err));
-            },
-          );
-        });
-      });
-    }
-    return ackFlush;
+  function settleBatch(): SettleBatch {
+    if (settling) return settling;
+    let resolve!: () => void;
+    let reject!: (err: unknown) => void;
+    const done = new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    const batch: SettleBatch = { tags: [], records: [], done, resolve, reject };
+    settling = batch;
+    setImmediate(() => {
+      if (settling !== batch) return; // a pop carried it
+      settling = null;
+      writeSettle(batch);
+    });
+    return batch;
   }
 
-  /** Records a message BRPOP took in `unacked` with this turn's acks (see flushAcks). */
+  /** Writes a batch of acks and records in one MULTI, records first. */
+  function writeSettle({ tags, records, resolve, reject }: SettleBatch): void {
+    const m = client.multi();
+    if (records.length > 0) {
+      const now = Date.now() / 1000;
+      m.zadd(UNACKED_INDEX, ...records.flatMap((r) => [now, r.tag]));
+      m.hset(UNACKED, ...records.flatMap((r) => [r.tag, r.entry]));
+    }
+    if (tags.length > 0) m.zrem(UNACKED_INDEX, ...tags).hdel(UNACKED, ...tags);
+    m.exec().then(
+      () => resolve(),
+      (err: unknown) => {
+        if (records.length > 0) log?.warn({ err }, 'recording a message as unacked failed');
+        reject(wrap(tags.length > 0 ? 'ack' : 'recording a message as unacked', err));
+      },
+    );
+  }
+
+  /**
+   * The acks of this turn for the next pop to carry (one command instead of a MULTI of five), or
+   * null. A batch with records is left to its MULTI: a record must reach Redis before the ack of
+   * its message, and a pop can wait behind another auto-pipelined command, the MULTI cannot.
+   */
+  function takeAcks(): SettleBatch | null {
+    const b = settling;
+    if (!b || b.records.length > 0) return null;
+    settling = null;
+    return b;
+  }
+
+  /** Records a message BRPOP took in `unacked` with this turn's acks (see settleBatch). */
   function recordSoon(tag: string, entry: string): void {
-    pendingRecords.push({ tag, entry });
-    flushAcks().catch(() => undefined); // logged in flushAcks; an ack waiting on the same flush gets the error
+    const b = settleBatch();
+    b.records.push({ tag, entry });
+    b.done.catch(() => undefined); // logged in writeSettle; an ack waiting on the same batch gets the error
   }
 
   /** The driver's two primitives (./qos.ts); a tag is kombu's delivery tag. */
   const settlers: Settlers<string> = {
     ack(tag: string): Promise<void> {
       held.delete(tag);
-      pendingAcks.push(tag);
-      return flushAcks();
+      const b = settleBatch();
+      b.tags.push(tag);
+      return b.done;
     },
     async requeue(tag: string): Promise<void> {
       held.delete(tag);
       try {
         // Given back in the turn BRPOP took it: its record is written first, so there is one to restore.
-        if (pendingRecords.some((r) => r.tag === tag)) await flushAcks();
+        const b = settling;
+        if (b?.records.some((r) => r.tag === tag)) await b.done;
         await restoreTags([tag], true);
       } catch (err) {
         throw wrap('requeue', err);
@@ -282,6 +314,8 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
         }
         try {
           const popId = `${consumerId}:${++popSeq}`;
+          // The acks of the deliveries just handed on (early acks) ride on this pop.
+          const carried = takeAcks();
           const pending = scripts.celeriacPopBuffer(
             3 + keys.length,
             UNACKED,
@@ -291,8 +325,20 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
             Math.min(room, batchSize),
             Date.now() / 1000,
             popId,
+            carried ? carried.tags.length : 0,
+            ...(carried ? carried.tags : []),
             ...names,
           );
+          // A failed pop leaves the acks to their own MULTI (settling twice changes nothing).
+          if (carried) {
+            pending.then(
+              () => carried.resolve(),
+              () => writeSettle(carried),
+            );
+            const done = carried.done.catch(() => undefined);
+            carrying.add(done);
+            void done.then(() => carrying.delete(done));
+          }
           // While Redis is down commands wait for the reconnect; stopping must not. What the
           // abandoned pop takes after the reconnect is put straight back.
           const got = await untilAborted(pending, signal);
@@ -500,7 +546,8 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
       closing.abort();
       await Promise.all(loops);
       const giveBack = (async () => {
-        if (pendingAcks.length > 0 || pendingRecords.length > 0) await flushAcks();
+        if (settling) await settling.done;
+        await Promise.all(carrying);
         const n = await restoreTags([...held.keys()], false);
         held.clear();
         if (n > 0) log?.info({ restored: n }, 'gave unsettled messages back to their queues');
