@@ -322,6 +322,12 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
     let idle = false;
     try {
       while (!signal.aborted) {
+        if (idle) {
+          // The next BRPOP and pop go out after what this turn's tasks write at setImmediate (their
+          // results, acks): written first, they cost the result a wake-up of Redis on a busy host.
+          await new Promise<void>((resolve) => setImmediate(() => setImmediate(resolve)));
+          if (signal.aborted) break;
+        }
         const room = qos.room();
         if (room <= 0) {
           await settled.wait();
