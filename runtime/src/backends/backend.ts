@@ -59,6 +59,11 @@ export interface KeyValueStore {
    */
   watch?(key: string, signal: AbortSignal): Promise<void>;
   /**
+   * Optional, with watch(): calls `onSet` each time `key` is set from now on, until the returned
+   * function is called. For a waiter that stays (AsyncResult.get()): no AbortSignal per wake-up.
+   */
+  listen?(key: string, onSet: () => void): () => void;
+  /**
    * Optional, with watch(): `key` is about to be set (its task is being sent): start watching now,
    * so that a watch() and get() soon after need no round trip of their own (Celery's Redis
    * ResultConsumer subscribes when the task is sent). Watched for a short while when nobody waits.

@@ -262,17 +262,32 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
     return subscriber;
   }
 
+  function listen(key: string, onSet: () => void): () => void {
+    const entry = watcherOf(key);
+    entry.idleSince = null;
+    entry.wake.add(onSet);
+    return () => {
+      entry.wake.delete(onSet);
+      // Stay subscribed a little: a waiter usually watches the same key again right away
+      // (AsyncResult reads, then waits again), and a live subscription saves two round trips.
+      idleLater(entry);
+    };
+  }
+
   return {
     kind: 'redis',
     async get(key) {
       // A watch() started just before must be live before we read, or a set in between is missed.
       const w = watchers.get(key);
-      if (w?.published != null) {
-        const value = w.published;
-        w.published = null;
-        return value;
+      if (w) {
+        if (w.published === null) await w.subscribed.catch(() => undefined);
+        // Published before or with the SUBSCRIBE's reply (which comes first on its connection): no GET needed.
+        if (w.published !== null) {
+          const value = w.published;
+          w.published = null;
+          return value;
+        }
       }
-      if (w) await w.subscribed.catch(() => undefined);
       return run(`GET ${key}`, () => client.get(key));
     },
     mget: (keys) => (keys.length === 0 ? Promise.resolve([]) : run('MGET', () => client.mget(...keys))),
@@ -311,21 +326,17 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
     chordMembers: (key, o) => (o.ordered ? run(`ZRANGE ${key}`, () => client.zrange(key, 0, -1)) : run(`LRANGE ${key}`, () => client.lrange(key, 0, o.total))),
     async watch(key, signal) {
       if (signal.aborted) return;
-      const entry = watcherOf(key);
-      entry.idleSince = null;
       await new Promise<void>((resolve) => {
         const done = () => {
-          entry.wake.delete(done);
+          stop();
           signal.removeEventListener('abort', done);
           resolve();
         };
-        entry.wake.add(done);
+        const stop = listen(key, done);
         signal.addEventListener('abort', done, { once: true });
       });
-      // Stay subscribed a little: a waiter usually watches the same key again right away
-      // (AsyncResult reads, then waits again), and a live subscription saves two round trips.
-      idleLater(entry);
     },
+    listen,
     expect(key) {
       idleLater(watcherOf(key));
     },

@@ -263,6 +263,7 @@ export function createKeyValueResultBackend(
   };
 
   async function waitFor(taskId: string, w: WaitOptions): Promise<TaskMeta> {
+    if (store.listen) return waitListening(taskId, w, store.listen);
     const deadline = Date.now() + w.timeoutMs;
     const interval = w.intervalMs ?? 100;
     let last: TaskMeta | null = null;
@@ -286,6 +287,48 @@ export function createKeyValueResultBackend(
         w.signal?.removeEventListener('abort', stop);
         await changed;
       }
+    }
+    throw new ResultTimeoutError(taskId, w.timeoutMs, last?.status ?? 'PENDING');
+  }
+
+  /**
+   * waitFor() on a store that listens: one listener for the whole wait, a read after each set
+   * (or each recheck), and no AbortController, watch promise and sleep per wake-up (they cost the
+   * caller more than the read: this is the round trip's last step).
+   */
+  async function waitListening(taskId: string, w: WaitOptions, listen: NonNullable<KeyValueStore['listen']>): Promise<TaskMeta> {
+    const deadline = Date.now() + w.timeoutMs;
+    const recheck = Math.max(w.intervalMs ?? 100, WATCH_RECHECK_MS);
+    let set = false;
+    let wake: (() => void) | null = null;
+    // Listening before reading, so a set between the read and the wait is not missed.
+    const stop = listen(key(taskId), () => {
+      set = true;
+      wake?.();
+    });
+    const aborted = () => wake?.();
+    w.signal?.addEventListener('abort', aborted, { once: true });
+    let last: TaskMeta | null = null;
+    try {
+      while (!w.signal?.aborted) {
+        set = false;
+        last = await get(taskId);
+        if (last && READY_STATES.has(last.status)) return last;
+        const left = deadline - Date.now();
+        if (left <= 0) break;
+        if (set || w.signal?.aborted) continue; // set while reading: read again
+        // A push can be lost: re-read now and then anyway, as waitFor().
+        let timer: NodeJS.Timeout | undefined;
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          timer = setTimeout(resolve, Math.min(recheck, left));
+        });
+        clearTimeout(timer);
+        wake = null;
+      }
+    } finally {
+      stop();
+      w.signal?.removeEventListener('abort', aborted);
     }
     throw new ResultTimeoutError(taskId, w.timeoutMs, last?.status ?? 'PENDING');
   }

@@ -8,11 +8,15 @@
  *   base64 body; publishing records the `_kombu.binding.<queue>` set member as Celery does.
  * - Ack emulation with kombu's `unacked` hash and `unacked_index` sorted set. Taking messages and
  *   recording them is one Lua call (several messages per round trip); acks of one event-loop turn
- *   ride on the next such call, or go in one MULTI when no pop follows in that turn. An idle consumer's BRPOP takes one message, recorded in that MULTI of the
- *   same turn, before its early ack (kombu has the same window between BRPOP and its ZADD: a
- *   kill inside it loses that message). Messages unacked for longer than the visibility timeout are restored by any
- *   consumer (a SIGKILLed worker loses nothing); a live consumer renews the score of what it holds,
- *   so its long tasks are not restored under it. close() restores what this process still holds.
+ *   ride on the next such call, or go in one MULTI when no pop follows in that turn. An idle consumer blocks in BRPOP with a pop written behind it on the same
+ *   connection, so one wake takes the message that woke it and what came with it, in list order.
+ *   The message BRPOP took is recorded in that MULTI of the same turn (kombu has the same window
+ *   between BRPOP and its ZADD: a kill inside it loses that message); acked early within that turn,
+ *   it is not recorded at all (BRPOP removed it, and a record deleted in the same MULTI changes
+ *   nothing), so its task does not wait on a write. Messages unacked for longer than the
+ *   visibility timeout are restored by any consumer (a SIGKILLed worker loses nothing); a live
+ *   consumer renews the score of what it holds, so its long tasks are not restored under it.
+ *   close() restores what this process still holds.
  * - requeue() LPUSHes back (consumed last, as kombu's reject with requeue).
  * - broadcast/subscribe: PUBLISH / PSUBSCRIBE on `/{db}.{exchange}[/{routing_key}]`; the routing key is
  *   broadcast()'s argument or `message.properties.routing_key` (events: `task.succeeded`).
@@ -183,8 +187,12 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
     return batch;
   }
 
-  /** Writes a batch of acks and records in one MULTI, records first. */
+  /**
+   * Writes a batch of acks and records in one MULTI, records first. Nothing left to write (the
+   * only record was dropped by its early ack, see settlers.ack): no MULTI at all.
+   */
   function writeSettle({ tags, records, resolve, reject }: SettleBatch): void {
+    if (tags.length === 0 && records.length === 0) return resolve();
     const m = client.multi();
     if (records.length > 0) {
       const now = Date.now() / 1000;
@@ -224,6 +232,14 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
   const settlers: Settlers<string> = {
     ack(tag: string): Promise<void> {
       held.delete(tag);
+      // Acked in the turn BRPOP took it (an early ack): BRPOP already removed it from its list and
+      // its record is not written yet, so the ack is done. Writing the record and deleting it in
+      // one MULTI would change nothing in Redis and cost the task a round trip before it runs.
+      const i = settling ? settling.records.findIndex((r) => r.tag === tag) : -1;
+      if (i >= 0) {
+        settling!.records.splice(i, 1);
+        return Promise.resolve();
+      }
       const b = settleBatch();
       b.tags.push(tag);
       return b.done;
@@ -274,7 +290,10 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
     const wake = () => settled.notify();
     const qos = new Qos<string>({ settlers, onDelivery, prefetch: copts.prefetch, log, onSettled: wake });
     let rotate = 0;
-    const blocking = outages.watch(client.duplicate());
+    // Not auto-pipelined: an idle take writes BRPOP and a pop that must reply apart (see below).
+    const blocking = outages.watch(client.duplicate({ enableAutoPipelining: false }));
+    blocking.defineCommand('celeriacPop', { lua: POP_SCRIPT });
+    const blockingScripts = blocking as unknown as Scripted;
     signal.addEventListener('abort', wake, { once: true });
     const backoff = new Backoff(50, 5_000);
 
@@ -294,8 +313,55 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
       qos.hand(read.message, { queue, exchange: di?.exchange ?? '', routingKey: di?.routing_key ?? queue, redelivered }, tag);
     };
 
+    /**
+     * The reply to a command on the blocking connection. After an abort it is still waited for
+     * while the link is up, so that a message it took is not left unrecorded: live, BRPOP returns
+     * within the poll timeout; down, the queued command is dropped with the connection below and
+     * never runs, so nothing is lost. A link that does not answer within the poll timeout is dead
+     * (a partition): it is dropped too. Null then.
+     */
+    const replyOf = async <T>(p: Promise<T>): Promise<T | null> => {
+      const r = await untilAborted(p, signal);
+      if (r !== null || !signal.aborted || blocking.status !== 'ready') return r;
+      return untilAborted(p, AbortSignal.timeout(pollSeconds * 1000 + CLOSE_TIMEOUT_MS));
+    };
+
+    /** Hands on what a pop took (recorded in `unacked` by the script); how many it took. */
+    const deliverPopped = (got: (number | Buffer)[], names: string[]): number => {
+      for (let i = 0; i < got.length; i += 3) {
+        const queue = names[(got[i] as number) - 1]!;
+        deliver(queue, String(got[i + 1]), envelopeOf(got[i + 2] as Buffer, queue));
+      }
+      return got.length / 3;
+    };
+
+    /** Records a message BRPOP took as unacked at the end of this turn and hands it on. */
+    const deliverBlocked = (r: [Buffer, Buffer], keys: string[], names: string[]): void => {
+      const key = r[0].toString();
+      const queue = names[keys.indexOf(key)] ?? queueOfList(key);
+      // Recorded as POP_SCRIPT records it; a text that is not an envelope as a JSON string.
+      const read = envelopeOf(r[1], queue);
+      const text = r[1].toString('utf8');
+      const env = read.env;
+      const di = env?.properties.delivery_info;
+      const tag = env?.properties.delivery_tag ?? `${consumerId}:${++popSeq}.b`;
+      const entry = env ? unackedEntry(text, di?.exchange ?? '', di?.routing_key ?? queue) : unackedEntry(JSON.stringify(text), '', queue);
+      // Recorded at the end of this turn, in one write with the acks of the turn, unless its
+      // early ack comes first (at once, see settlers.ack).
+      recordSoon(tag, entry);
+      deliver(queue, tag, read);
+    };
+
+    /** The lists were empty at the last take: the next one blocks (BRPOP) instead of popping first. */
+    let idle = false;
     try {
       while (!signal.aborted) {
+        if (idle) {
+          // The next BRPOP and pop go out after what this turn's tasks write at setImmediate (their
+          // results, acks): written first, they cost the result a wake-up of Redis on a busy host.
+          await new Promise<void>((resolve) => setImmediate(() => setImmediate(resolve)));
+          if (signal.aborted) break;
+        }
         const room = qos.room();
         if (room <= 0) {
           await settled.wait();
@@ -313,75 +379,78 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
           }
         }
         try {
-          const popId = `${consumerId}:${++popSeq}`;
-          // The acks of the deliveries just handed on (early acks) ride on this pop.
-          const carried = takeAcks();
-          const pending = scripts.celeriacPopBuffer(
-            3 + keys.length,
-            UNACKED,
-            UNACKED_INDEX,
-            `celeriac.pop.${consumerId}`,
-            ...keys,
-            Math.min(room, batchSize),
-            Date.now() / 1000,
-            popId,
-            carried ? carried.tags.length : 0,
-            ...(carried ? carried.tags : []),
-            ...names,
-          );
-          // A failed pop leaves the acks to their own MULTI (settling twice changes nothing).
-          if (carried) {
-            pending.then(
-              () => carried.resolve(),
-              () => writeSettle(carried),
+          if (!idle) {
+            const popId = `${consumerId}:${++popSeq}`;
+            const want = Math.min(room, batchSize);
+            // The acks of the deliveries just handed on (early acks) ride on this pop.
+            const carried = takeAcks();
+            const pending = scripts.celeriacPopBuffer(
+              3 + keys.length,
+              UNACKED,
+              UNACKED_INDEX,
+              `celeriac.pop.${consumerId}`,
+              ...keys,
+              want,
+              Date.now() / 1000,
+              popId,
+              carried ? carried.tags.length : 0,
+              ...(carried ? carried.tags : []),
+              ...names,
             );
-            const done = carried.done.catch(() => undefined);
-            carrying.add(done);
-            void done.then(() => carrying.delete(done));
-          }
-          // While Redis is down commands wait for the reconnect; stopping must not. What the
-          // abandoned pop takes after the reconnect is put straight back.
-          const got = await untilAborted(pending, signal);
-          if (got === null) {
-            void pending
-              .then((late) => restoreTags(late.filter((_, i) => i % 3 === 1).map(String), false))
-              .catch((err: unknown) => log?.warn({ err }, 'an abandoned pop failed; the visibility timeout restores what it took'));
-            break;
-          }
-          backoff.reset();
-          if (got.length > 0) {
-            for (let i = 0; i < got.length; i += 3) {
-              const queue = names[(got[i] as number) - 1]!;
-              deliver(queue, String(got[i + 1]), envelopeOf(got[i + 2] as Buffer, queue));
+            // A failed pop leaves the acks to their own MULTI (settling twice changes nothing).
+            if (carried) {
+              pending.then(
+                () => carried.resolve(),
+                () => writeSettle(carried),
+              );
+              const done = carried.done.catch(() => undefined);
+              carrying.add(done);
+              void done.then(() => carrying.delete(done));
             }
-            continue;
+            // While Redis is down commands wait for the reconnect; stopping must not. What the
+            // abandoned pop takes after the reconnect is put straight back.
+            const got = await untilAborted(pending, signal);
+            if (got === null) {
+              void pending
+                .then((late) => restoreTags(late.filter((_, i) => i % 3 === 1).map(String), false))
+                .catch((err: unknown) => log?.warn({ err }, 'an abandoned pop failed; the visibility timeout restores what it took'));
+              break;
+            }
+            backoff.reset();
+            if (deliverPopped(got, names) > 0) continue;
+            idle = true;
+            continue; // room read again: settles may have come meanwhile
           }
-          // Idle: block until something arrives (kombu's BRPOP), then record it as unacked.
+          // Idle: block until something arrives (kombu's BRPOP), and pop what came with it in the
+          // same round trip: the pop, written behind BRPOP on its connection, runs right after it
+          // (taking one less, so the two stay within room). One round trip per wake, in list
+          // order; the lists stay empty while BRPOP blocks, so there is nothing else to take.
+          const want = Math.min(room - 1, batchSize);
           const waiting = blocking.brpopBuffer(...keys, pollSeconds);
-          let r = await untilAborted(waiting, signal);
-          if (r === null && signal.aborted) {
-            // Live, BRPOP returns within the poll timeout; down, the queued command is dropped
-            // with the connection below and never runs, so nothing is lost. A link that does not
-            // answer within the poll timeout is dead (a partition): it is dropped too.
-            if (blocking.status !== 'ready') break;
-            r = await untilAborted(waiting, AbortSignal.timeout(pollSeconds * 1000 + CLOSE_TIMEOUT_MS));
-          }
-          if (!r) continue;
-          const key = r[0].toString();
-          const queue = names[keys.indexOf(key)] ?? queueOfList(key);
-          // Recorded as POP_SCRIPT records it; a text that is not an envelope as a JSON string.
-          const read = envelopeOf(r[1], queue);
-          const text = r[1].toString('utf8');
-          const env = read.env;
-          const di = env?.properties.delivery_info;
-          const tag = env?.properties.delivery_tag ?? `${consumerId}:${popSeq}.b`;
-          const entry = env ? unackedEntry(text, di?.exchange ?? '', di?.routing_key ?? queue) : unackedEntry(JSON.stringify(text), '', queue);
-          // Recorded at the end of this turn, in one write with the acks its delivery causes (an
-          // early ack comes at once). Scheduled before the next pop (ioredis's auto-pipeline also
-          // writes at setImmediate), so an ack does not wait behind that pop in Redis.
-          recordSoon(tag, entry);
-          deliver(queue, tag, read);
+          const popping =
+            want > 0
+              ? blockingScripts.celeriacPopBuffer(
+                  3 + keys.length,
+                  UNACKED,
+                  UNACKED_INDEX,
+                  `celeriac.pop.${consumerId}`,
+                  ...keys,
+                  want,
+                  Date.now() / 1000,
+                  `${consumerId}:${++popSeq}`,
+                  0, // no acks ride on it: it runs only when BRPOP returns
+                  ...names,
+                )
+              : null;
+          popping?.catch(() => undefined); // rejected with BRPOP's failure, reported below
+          const r = await replyOf(waiting);
+          if (r) deliverBlocked(r, keys, names);
+          const got = popping && (await replyOf(popping));
+          backoff.reset();
+          // A full pop: more may be waiting, pop again; else the lists are drained: block again.
+          if (got && deliverPopped(got, names) === want) idle = false;
         } catch (err) {
+          idle = false;
           if (signal.aborted || closed) break;
           log?.warn({ err }, 'consuming from Redis failed; retrying with backoff');
           await sleep(backoff.next(), signal);
