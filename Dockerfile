@@ -30,6 +30,10 @@ RUN apt-get update \
  && groupadd --system --gid 10001 celeriac \
  && useradd --system --uid 10001 --gid celeriac --home-dir /app --shell /usr/sbin/nologin celeriac
 ENV NODE_ENV=production
+# A young generation of 4 MB semi-spaces (V8 lets them grow to 16 MB): a worker's garbage is
+# short-lived; its peak RSS under load fell from 141-144 MB to 118 MB with no CPU cost per task we
+# could measure (README "Memory"). An ENV NODE_OPTIONS of your own replaces it: keep this flag in it.
+ENV NODE_OPTIONS=--max-semi-space-size=4
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund \

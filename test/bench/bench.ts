@@ -27,6 +27,8 @@
  * celeriac and Python Celery: what monitoring costs per task (no monitor subscribed, so the
  * events are published and dropped by Redis, as with no Flower running).
  * `--python off` leaves the Python Celery rows out (they take the longest).
+ * `--worker-node-flags="--max-semi-space-size=2"` starts every celeriac worker (the idle one too) with
+ * these node flags: heap settings compared as users set them (NODE_OPTIONS), with their CPU per task.
  *
  * `--soak N` (Redis, results on) instead sends N tasks (500 in flight) through one celeriac worker
  * and reports, from a module preloaded into the worker (loop-monitor.ts), its RSS every second and
@@ -51,7 +53,7 @@ import { freePort, startRabbit, startRedis, uniqueName, type TestServer } from '
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const USAGE =
   'usage: bench [--broker redis|amqp|file|all] [--tasks N] [--concurrency N] [--results on|off] [--latency N] [--profile DIR]\n' +
-  '             [--chord N] [--events on|off|both] [--python on|off] [--pools] [--soak N] [--help]\n' +
+  '             [--worker-node-flags="FLAGS"] [--chord N] [--events on|off|both] [--python on|off] [--pools] [--soak N] [--help]\n' +
   '(what each row measures: the comment at the top of test/bench/bench.ts)';
 const options = {
   /** Prints the usage and exits. */
@@ -63,6 +65,8 @@ const options = {
   latency: { type: 'string', default: '1000' },
   /** A folder: the celeriac worker writes a V8 CPU profile there (open it in Chrome DevTools). */
   profile: { type: 'string' },
+  /** Node flags for every celeriac worker the bench starts (e.g. "--max-semi-space-size=2"): heap settings A/B'd as users would set them. */
+  'worker-node-flags': { type: 'string', default: '' },
   /** Header size of the canvas row (a chord of no-op tasks, Redis only; 0 skips it). */
   chord: { type: 'string', default: '1000' },
   /** Pool rows instead of the system comparison (Redis). */
@@ -99,6 +103,7 @@ const LAT_N = Number(flags.latency);
 const CHORD_N = Number(flags.chord);
 const EVENTS = flags.events === 'both' ? [false, true] : [flags.events === 'on'];
 const SOAK_N = flags.soak === undefined ? 0 : Number(flags.soak);
+const WORKER_NODE_FLAGS = flags['worker-node-flags']!.split(' ').filter(Boolean);
 if (
   !BROKERS.every((b) => ['redis', 'amqp', 'file'].includes(b)) ||
   !(SOAK_N >= 0) ||
@@ -319,6 +324,7 @@ function spawnCeleriacWorker(
   return spawn(
     process.execPath,
     [
+      ...WORKER_NODE_FLAGS,
       ...counter,
       ...nodeFlags,
       join(root, 'dist/runtime/src/cli/main.js'),
@@ -571,7 +577,9 @@ function printTable(groups: { broker: BrokerKind; rows: Row[] }[]): void {
   const rows = groups.flatMap((g) => g.rows);
   const lines = rows.map((r) => [r.name, fmt(r.enqueue), fmt(r.drain), fmt(r.e2e), fmt(r.p50, 2), fmt(r.p99, 2), fmt(r.rssMb, 1), fmt(r.cpuUs), r.note ?? '']);
   const brokers = groups.map((g) => g.broker).join(',');
-  console.log(`\nbroker=${brokers} tasks=${N} concurrency=${C} results=${RESULTS ? 'on' : 'off'} latency calls=${LAT_N}\n`);
+  console.log(
+    `\nbroker=${brokers} tasks=${N} concurrency=${C} results=${RESULTS ? 'on' : 'off'} latency calls=${LAT_N}${WORKER_NODE_FLAGS.length ? ` worker node flags: ${WORKER_NODE_FLAGS.join(' ')}` : ''}\n`,
+  );
   console.log(`| ${header.join(' | ')} |\n|${header.map(() => '---').join('|')}|`);
   for (const l of lines) console.log(`| ${l.join(' | ')} |`);
   const ratio = (a: number | undefined, b: number | undefined) => (a && b ? `${(a / b).toFixed(2)}x` : '-');

@@ -105,10 +105,22 @@ async function cleanCopy(): Promise<{ app: string; bin: string }> {
 
 const copy = cleanCopy();
 
+/** The final stage's ENV NODE_OPTIONS (heap settings, README "Memory"): node refuses to start on a flag NODE_OPTIONS does not allow. */
+const nodeOptions = DockerfileParser.parse(dockerfileText)
+  .getENVs()
+  .flatMap((e) => e.getProperties())
+  .filter((p) => p.getName() === 'NODE_OPTIONS')
+  .map((p) => p.getValue() ?? '')
+  .at(-1);
+
+test('the image sets NODE_OPTIONS to a small young generation', () => {
+  assert.match(nodeOptions ?? '', /--max-semi-space-size=\d+/);
+});
+
 async function checkEntrypoints(nodeDir: string | null): Promise<void> {
   const { app, bin } = await copy;
   const PATH = [bin, ...(nodeDir ? [nodeDir] : []), process.env.PATH ?? ''].join(delimiter);
-  const env = { ...process.env, PATH, NODE_ENV: 'production' };
+  const env = { ...process.env, PATH, NODE_ENV: 'production', NODE_OPTIONS: nodeOptions ?? '' };
   const worker = expectOk(await run(join(bin, 'celeriac'), ['worker', '--help'], { cwd: app, env }), 'celeriac worker --help');
   assert.match(worker.stdout + worker.stderr, /usage/i);
   const operator = expectOk(await run(join(bin, 'celeriac-operator'), ['--help'], { cwd: app, env }), 'celeriac-operator --help');

@@ -14,9 +14,18 @@
  *   occurrence. Checked against Python Celery in test/interop/beat-schedule.test.ts.
  * Not accepted (Celery accepts them): wrap-around ranges such as `22-2` (write `22-23,0-2`).
  */
-import { Cron } from 'croner';
+import { createRequire } from 'node:module';
+import type { Cron } from 'croner';
 import type { Schedule } from '../app/beat-schedule.js';
 import { ConfigError } from '../errors.js';
+
+/**
+ * croner, loaded by the first crontab(): every program imports this module through the package's
+ * index, and only a beat with a crontab entry needs the cron maths (croner's CommonJS build: the
+ * call is synchronous).
+ */
+let CronClass: typeof Cron | undefined;
+const loadCron = (): typeof Cron => (CronClass ??= (createRequire(import.meta.url)('croner') as { Cron: typeof Cron }).Cron);
 
 /** Celery's crontab fields, each a string in crontab syntax or a number; `*` when left out. */
 export interface CrontabFields {
@@ -137,7 +146,7 @@ export function crontab(fields: CrontabFields | string, timezone = 'UTC'): Sched
   const pattern = `${s(f.minute)} ${s(f.hour)} ${s(f.dayOfMonth)} ${s(f.monthOfYear)} ${s(f.dayOfWeek)}`;
   let cron: Cron;
   try {
-    cron = new Cron(pattern, { timezone: 'UTC', mode: '5-part', domAndDow: true, paused: true });
+    cron = new (loadCron())(pattern, { timezone: 'UTC', mode: '5-part', domAndDow: true, paused: true });
   } catch (err) {
     throw new ConfigError([`crontab "${pattern}": ${(err as Error).message}`]);
   }

@@ -6,6 +6,7 @@
 import { createRequire } from 'node:module';
 import type { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { registerEventLoopLag } from './event-loop-lag.js';
+import { registerProcessCpu } from './process-cpu.js';
 
 type PromClient = typeof import('prom-client');
 /**
@@ -29,10 +30,10 @@ type DefaultMetric = (registry: Registry, config: Record<string, unknown>) => vo
 
 /**
  * prom-client's default metrics (its defaultMetrics.js, version 15) but the event-loop lag family,
- * which ./event-loop-lag.ts registers under the same names at a fraction of the scrape cost.
+ * which ./event-loop-lag.ts registers under the same names at a fraction of the scrape cost, and
+ * the CPU family, which ./process-cpu.ts registers without loading @opentelemetry/api.
  */
 const DEFAULT_METRICS = [
-  'processCpuTotal',
   'processStartTime',
   'osMemoryHeap',
   'processOpenFileDescriptors',
@@ -70,6 +71,7 @@ export type Outcome = 'succeeded' | 'failed' | 'retried' | 'revoked' | 'rejected
 export function createWorkerMetrics(): WorkerMetrics {
   const { Registry, Counter, Gauge, Histogram, defaultMetrics } = promClientParts();
   const registry = new Registry();
+  registerProcessCpu(registry, Counter); // first, where prom-client lists it
   for (const register of defaultMetrics) register(registry, { eventLoopMonitoringPrecision: 10 });
   registerEventLoopLag(registry, Gauge, 10);
   const registers = [registry];

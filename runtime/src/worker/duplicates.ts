@@ -3,28 +3,39 @@
  * (the identity of a task message across copies; a task that replaced itself hands its id on with
  * Celery's `replaced_task_nesting` header one higher). Copies come from the broker, not from users: a publish that ioredis
  * resent after a reconnect (stored twice), a redelivery whose ack was lost with its AMQP channel.
- * - A copy of a message acknowledged lately (the last 10,000) is acknowledged and dropped.
+ * - A copy of a message acknowledged lately (the last 10,000 first runs, and the last 10,000
+ *   retries and replacements) is acknowledged and dropped.
  * - A copy of a message this worker still holds (reserved, scheduled or running) is settled as
  *   the first one is: acknowledged with it, or given back with it. It never runs twice here.
  * Messages without a task id in their headers (protocol v1, undecodable) are not checked.
  */
 import type { Logger } from 'pino';
 import type { Delivery } from '../brokers/broker.js';
-import type { WireMessage } from '../protocol/wire-message.js';
 
-/** Acknowledged identities remembered, at most. */
+/** Acknowledged identities remembered, at most (in each book). */
 const RECENT_ACKS = 10_000;
 
-/** Task id + retries + replacement nesting of a message, or null without a task id header. */
-function identity(m: WireMessage): string | null {
-  const id = m.headers.id;
-  return typeof id === 'string' ? `${id}:${String(m.headers.retries ?? 0)}:${String(m.headers.replaced_task_nesting ?? 0)}` : null;
+/**
+ * Held and recently acknowledged identities of one kind. The filter keeps two books: nearly every
+ * message is a first run (retries and replacement nesting 0) and is keyed by its task id alone,
+ * the string its headers already hold; the others by `id:retries:nesting`. Separate books, so an
+ * id that looks like another message's composite key (a task id "x:1:0") never matches it. A
+ * composite key for every message cost about 200 bytes per remembered identity (a tree of
+ * concatenated strings holding the id): 2 MB of the worker's live heap for the 10,000 acks, each
+ * entry surviving long enough to be promoted and collected by a full GC.
+ */
+class Book {
+  /** Identities held -> copies that arrived meanwhile (null until one does). */
+  readonly held = new Map<string, Delivery[] | null>();
+  readonly acked = new Set<string>();
 }
 
+/** `retries` or `replaced_task_nesting` as the composite key writes it is "0" (absent counts as 0). */
+const isZero = (v: unknown): boolean => v === undefined || v === null || v === 0 || String(v) === '0';
+
 export class DuplicateFilter {
-  /** Identities held -> copies that arrived meanwhile (null until one does). */
-  private readonly held = new Map<string, Delivery[] | null>();
-  private readonly acked = new Set<string>();
+  private readonly firstRuns = new Book();
+  private readonly others = new Book();
 
   constructor(private readonly log: Logger) {}
 
@@ -33,31 +44,34 @@ export class DuplicateFilter {
    * a copy: then this filter settles it.
    */
   admit(d: Delivery): Delivery | null {
-    const key = identity(d.message);
-    if (key === null) return d;
-    if (this.acked.has(key)) {
-      this.log.warn({ queue: d.info.queue, taskId: d.message.headers.id }, 'copy of a message already acknowledged; dropped');
+    const { id, retries, replaced_task_nesting: nesting } = d.message.headers;
+    if (typeof id !== 'string') return d;
+    const first = isZero(retries) && isZero(nesting);
+    const book = first ? this.firstRuns : this.others;
+    const key = first ? id : `${id}:${String(retries ?? 0)}:${String(nesting ?? 0)}`;
+    if (book.acked.has(key)) {
+      this.log.warn({ queue: d.info.queue, taskId: id }, 'copy of a message already acknowledged; dropped');
       d.ack().catch((err: unknown) => this.log.warn({ err, queue: d.info.queue }, 'acknowledging a dropped copy failed; the broker keeps it'));
       return null;
     }
-    const copies = this.held.get(key);
+    const copies = book.held.get(key);
     if (copies !== undefined) {
-      this.log.warn({ queue: d.info.queue, taskId: d.message.headers.id }, 'copy of a message this worker still holds; settled when that one is');
+      this.log.warn({ queue: d.info.queue, taskId: id }, 'copy of a message this worker still holds; settled when that one is');
       if (copies) copies.push(d);
-      else this.held.set(key, [d]);
+      else book.held.set(key, [d]);
       return null;
     }
-    this.held.set(key, null);
-    return new HeldDelivery(d, key, this);
+    book.held.set(key, null);
+    return new HeldDelivery(d, key, book, this);
   }
 
   /** @internal The first delivery of `key` was settled: settle its copies the same way. */
-  released(key: string, acked: boolean): void {
-    const copies = this.held.get(key);
-    this.held.delete(key);
+  released(book: Book, key: string, acked: boolean): void {
+    const copies = book.held.get(key);
+    book.held.delete(key);
     if (acked) {
-      this.acked.add(key);
-      if (this.acked.size > RECENT_ACKS) this.acked.delete(this.acked.values().next().value!);
+      book.acked.add(key);
+      if (book.acked.size > RECENT_ACKS) book.acked.delete(book.acked.values().next().value!);
     }
     for (const c of copies ?? []) {
       (acked ? c.ack() : c.requeue()).catch((err: unknown) => this.log.warn({ err, queue: c.info.queue }, 'settling a copy failed; the broker keeps it'));
@@ -72,6 +86,7 @@ class HeldDelivery implements Delivery {
   constructor(
     private readonly d: Delivery,
     private readonly key: string,
+    private readonly book: Book,
     private readonly filter: DuplicateFilter,
   ) {}
 
@@ -96,6 +111,6 @@ class HeldDelivery implements Delivery {
   private release(acked: boolean): void {
     if (this.settled) return;
     this.settled = true;
-    this.filter.released(this.key, acked);
+    this.filter.released(this.book, this.key, acked);
   }
 }

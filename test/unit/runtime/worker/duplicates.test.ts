@@ -13,7 +13,7 @@ import type { Worker } from '../../../../runtime/src/worker/worker.js';
 import { eventually } from '../../../support/eventually.js';
 
 /** A delivery that records how it was settled. */
-function recorded(id: string | null, retries = 0): Delivery & { settled: string[] } {
+function recorded(id: string | null, retries: unknown = 0): Delivery & { settled: string[] } {
   const settled: string[] = [];
   return {
     settled,
@@ -67,6 +67,25 @@ describe('DuplicateFilter', () => {
     const raw = recorded(null);
     assert.equal(f.admit(raw), raw);
     assert.equal(f.admit(recorded(null)) !== null, true);
+  });
+
+  it('never takes a task id that reads like id:retries:nesting for a retry of another task', async () => {
+    const f = new DuplicateFilter(silent);
+    await f.admit(recorded('t6:1:0', 0))!.ack();
+    assert.notEqual(f.admit(recorded('t6', 1)), null, 'retry 1 of t6 is not the first run of "t6:1:0"');
+    await f.admit(recorded('t7', 1))!.ack();
+    assert.notEqual(f.admit(recorded('t7:1:0', 0)), null, 'the first run of "t7:1:0" is not retry 1 of t7');
+    // Both kinds are still remembered as before.
+    assert.equal(f.admit(recorded('t6:1:0', 0)), null);
+    assert.equal(f.admit(recorded('t7', 1)), null);
+  });
+
+  it('reads retries as the wire may carry them: absent, null, 0 and "0" are the first run', async () => {
+    const f = new DuplicateFilter(silent);
+    await f.admit(recorded('t8', undefined))!.ack();
+    for (const retries of [0, '0', null]) assert.equal(f.admit(recorded('t8', retries)), null, `retries ${String(retries)}`);
+    await f.admit(recorded('t9', '2'))!.ack();
+    assert.equal(f.admit(recorded('t9', 2)), null, 'retries "2" and 2 are the same message');
   });
 
   it('releases copies once even when the first is settled twice', async () => {
