@@ -266,7 +266,7 @@ export function interopSuite(o: InteropOptions): void {
             const seen = flaky!.states!;
             assert.ok(seen.includes('RETRY'), `RETRY observed (states: ${seen.join(' > ')})`);
             assert.equal(seen[seen.length - 1], 'SUCCESS');
-            assert.ok(seen.indexOf('RETRY') < seen.indexOf('SUCCESS'));
+            assert.ok(seen.indexOf('RETRY') < seen.indexOf('SUCCESS'), `RETRY before SUCCESS (states: ${seen.join(' > ')})`);
           }));
 
         it(`celeriac client -> Python worker (${serializer}): values and errors`, () =>
