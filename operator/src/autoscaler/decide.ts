@@ -5,10 +5,11 @@
  * 1. Work in system W = B + R + A + S (broker backlog over every queue and priority sub-queue,
  *    reserved, active and ETA-held tasks from the workers).
  * 2. Arrival rate lambda = d(received + B)/dt and mean service time s from worker counters, both
- *    EWMAs. Offered load a = lambda * s busy slots (Little's law).
- * 3. Slots = max(steady(x) + drain, A), where steady(x) = min(x / rho, x + beta * sqrt(min(x, lambda * T)))
+ *    EWMAs; lambda corrected for the EWMA's lag on a trend (2 * EWMA - EWMA of the EWMA, reset at
+ *    jumps). Offered load a = lambda * s busy slots (Little's law).
+ * 3. Slots = max(steady(x) + drain, A), where steady(x) = min(x / rho, x + beta * sqrt(min(x, lambda * T + A * min(1, T / s))))
  *    (square-root staffing over the horizon T = decision delay + measured pod start, capped by
- *    the utilization target) around x = a + max(0, A - a) * max(0, 1 - T / s), the busy slots expected
+ *    the utilization target) around x = a + (A - a) * max(0, 1 - T / s), the busy slots expected
  *    when new capacity could be up, and drain = q * min(1, s / D), D = targetDrainSeconds, for the
  *    q = B + R + due tasks that the free slots of the ready pods do not take now.
  *    Before enough completions are seen: slots = (A + B + R) / rho. Replicas = ceil(slots / C).
@@ -86,6 +87,12 @@ interface RateState {
   readonly serviceSeconds: number;
   /** tasks/s, EWMA */
   readonly lambda: number;
+  /**
+   * EWMA of `lambda` (same half-life). On a linear trend an EWMA lags by slope x its time
+   * constant and this one by twice that, so lambda - lambdaSlow is the lag (see arrivalRate).
+   * Absent in a state kept from before it existed: no trend until the next interval.
+   */
+  readonly lambdaSlow?: number | undefined;
   /** s, EWMA; 0 until the first completion */
   readonly serviceTime: number;
   readonly serviceSamples: number;
@@ -142,25 +149,41 @@ export interface Decision {
 /**
  * Steady-state slots for arrival rate `lambda` (tasks/s) and mean service time `s` (s):
  * the busy slots x expected at the control horizon T (poll + pod start) plus a square-root
- * staffing margin, capped at x / rho. The margin covers the tasks that can newly need a slot
- * before added capacity arrives: min(x, lambda * T) on average, so long tasks (s >> T) get a
- * small margin and short tasks the classic beta * sqrt(a).
+ * staffing margin, capped at x / rho. The margin covers how far the busy count can move before
+ * added capacity arrives: the tasks that arrive within T (lambda * T, Poisson) and the running
+ * ones that finish within it (A * T / s of them, about as variable), so long tasks (s >> T) get a
+ * small margin and short tasks the classic beta * sqrt(a) (x is the cap).
  *
- * x is the offered load a = lambda * s, or more while `running` tasks exceed it: of the excess
- * A - a, the share 1 - T / s is still running at the horizon (tasks of mean length s at uniform
- * ages; issue 19). Tasks shorter than T turn over before new capacity is up, so a momentary
- * excess adds nothing; long ones hold their slots, and the margin for the next arrivals has to be
- * above them (S5, lognormal mean 138 s: the margin around a alone left no free slot whenever the
- * running count was above its mean). exp(-T / s) instead kept 1/4 of S3's excess (gamma, mean 5 s
- * against T = 7 s): S3 1.07x -> 1.08x of tuned KEDA's cost, its flaps 14 -> 20.
+ * x is what the `running` tasks (default: a, the steady state) and the arrivals make of the busy count at the horizon: of the
+ * A running now, the share 1 - T / s still runs (tasks of mean length s at uniform ages), and the
+ * rest of the offered load a = lambda * s comes from arrivals, so x = a + (A - a) * (1 - T / s),
+ * above a while more run than the offered load and below it while fewer do. Tasks shorter than
+ * T turn over before new capacity is up: x = a. For long tasks x follows A, which is steadier
+ * than lambda * s: one task of a heavy tail moves s for ~100 completions (S5, lognormal mean
+ * 138 s: the pool swung 14 <-> 28 pods with about 60 running; issue 19, third round).
+ * Before that round x did not go below a (S5 then 1.04x of tuned KEDA's cost with P5o); below
+ * a without the finishing tasks in the margin, S5's wait went to 0.77x.
  */
-export function steadySlots(lambda: number, s: number, policy: AutoscalerPolicy, podStartMs: number = policy.podStartMs, running = 0): number {
+export function steadySlots(lambda: number, s: number, policy: AutoscalerPolicy, podStartMs: number = policy.podStartMs, running?: number): number {
   const a = lambda * s;
   if (a <= 0) return 0;
-  const horizonMs = reactionMs(policy, podStartMs);
-  const x = a + Math.max(0, running - a) * Math.max(0, 1 - horizonMs / 1000 / s);
-  const exposed = Math.min(x, (lambda * horizonMs) / 1000);
+  // Unknown: as many as the offered load (the steady state).
+  running ??= a;
+  const horizon = reactionMs(policy, podStartMs) / 1000;
+  const x = Math.max(0, a + (running - a) * Math.max(0, 1 - horizon / s));
+  const exposed = Math.min(x, lambda * horizon + running * Math.min(1, horizon / s));
   return Math.min(x / policy.targetUtilization, x + policy.staffingBeta * Math.sqrt(exposed));
+}
+
+/**
+ * The arrival rate to size for (tasks/s): the EWMA corrected for its lag on a trend,
+ * 2 * lambda - lambdaSlow (Brown's double smoothing), never below 0. An EWMA of time constant
+ * tau trails a ramp by slope * tau: on S2's ramp (0 -> 30/s in 1200 s, tau 87 s) that is 2.2
+ * tasks/s too few on the way up (the pool a pod short where S2's waits were) and as many too
+ * many on the way down (issue 19, third round).
+ */
+export function arrivalRate(rates: Pick<RateState, 'lambda' | 'lambdaSlow'>): number {
+  return Math.max(0, 2 * rates.lambda - (rates.lambdaSlow ?? rates.lambda));
 }
 
 /**
@@ -203,6 +226,7 @@ function updateRates(prev: RateState | null, w: WorkObservation, now: number, ha
     completed: completedTotal,
     serviceSeconds: serviceSecondsTotal,
     lambda: prev?.lambda ?? 0,
+    lambdaSlow: prev?.lambdaSlow,
     serviceTime: prev?.serviceTime ?? 0,
     serviceSamples: prev?.serviceSamples ?? 0,
     lastArrivals: 0,
@@ -222,17 +246,27 @@ function updateRates(prev: RateState | null, w: WorkObservation, now: number, ha
   const expected = prev.lambda * dt;
   const shifted = expected - arrivals > 3 * Math.sqrt(expected) + 3;
   const lambda = shifted || prev.intervals === 0 ? arrivals / dt : prev.lambda + alpha * (arrivals / dt - prev.lambda);
+  // A jump (far more arrivals than the trend explains: a burst, a step) is no trend: the backlog
+  // term sizes it, and a trend read from it would double the burst in lambda (S6 0.87x -> 0.97x
+  // of tuned KEDA's cost, S4 0.86x -> 0.90x). Measured from the trend-corrected rate, so a steady
+  // ramp is not taken for jumps (it was from the plain EWMA, which lags it).
+  const trended = arrivalRate(prev) * dt;
+  const jump = arrivals - trended > 4 * Math.sqrt(trended) + 5;
+  const slow = prev.lambdaSlow ?? prev.lambda;
+  const lambdaSlow = shifted || jump || prev.intervals === 0 ? lambda : slow + alpha * (lambda - slow);
   let serviceTime = prev.serviceTime;
   if (dCompleted > 0) {
-    // Count-weighted EWMA (about 70 completions of half-life): steady whatever the throughput.
+    // Count-weighted EWMA (about 70 completions of half-life), and at least the rate's half-life
+    // of time: at 30 completions/s, 70 completions are 2 s, and the scale-down window kept the
+    // highest of that noise (S2 1.00x -> 0.94x of tuned KEDA's cost, S3 1.05x -> 1.03x; issue 19).
     // Winsorized: one task of a heavy tail (hours among seconds) must not resize the pool;
     // the in-flight floor still covers whatever really runs.
     const raw = dService / dCompleted;
     const inst = prev.serviceSamples >= SERVICE_EWMA_TASKS ? Math.min(raw, SERVICE_OUTLIER_FACTOR * prev.serviceTime) : raw;
-    const weight = prev.serviceSamples === 0 ? 1 : 1 - Math.pow(1 - 1 / SERVICE_EWMA_TASKS, dCompleted);
+    const weight = prev.serviceSamples === 0 ? 1 : Math.min(1 - Math.pow(1 - 1 / SERVICE_EWMA_TASKS, dCompleted), alpha);
     serviceTime = prev.serviceTime + weight * (inst - prev.serviceTime);
   }
-  return { ...fresh, lambda, serviceTime, serviceSamples: prev.serviceSamples + dCompleted, lastArrivals: arrivals, intervals: prev.intervals + 1 };
+  return { ...fresh, lambda, lambdaSlow, serviceTime, serviceSamples: prev.serviceSamples + dCompleted, lastArrivals: arrivals, intervals: prev.intervals + 1 };
 }
 
 /**
@@ -361,7 +395,7 @@ export function decide(prior: AutoscalerState | null, input: DecideInput, policy
     // Running tasks keep their slots whatever the model says.
     const waiting = unservedWaiting(B + R + due, n, input.readyReplicas, C, A - Ad);
     const s = rates.serviceTime;
-    slots = Math.max(steadySlots(rates.lambda, s, policy, input.podStartMs, A) + drainSlots(waiting, s, policy), A) - Ad;
+    slots = Math.max(steadySlots(arrivalRate(rates), s, policy, input.podStartMs, A) + drainSlots(waiting, s, policy), A) - Ad;
   } else {
     slots = (A - Ad + B + R + due) / policy.targetUtilization;
   }

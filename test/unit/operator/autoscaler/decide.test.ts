@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
+  arrivalRate,
   decide,
   drainSlots,
   steadySlots,
@@ -33,7 +34,7 @@ test('worked example: lambda 10/s, s 2 s, B+R 40 -> 25 steady + 10 drain slots -
   const policy = resolvePolicy({ minReplicas: 1, maxReplicas: 50 }, 4);
   // 20 received + backlog grew by 30 = 50 arrivals in 5 s; 25 completions took 50 s
   const d = twoPolls(policy, 5, { backlog: 30, reserved: 10, active: 12, receivedTotal: 20, completedTotal: 25, serviceSecondsTotal: 50 });
-  // steady = min(20 / 0.8, 20 + 1.5 * sqrt(min(20, 10 * 11))) = 25; drain = 40 * 2 / 8 = 10
+  // steady = min(20 / 0.8, 20 + 1.25 * sqrt(min(20, 10 * 11))) = 25; drain = 40 * 2 / 8 = 10
   assert.equal(steadySlots(10, 2, policy), 25);
   assert.equal(d.desired, 9);
   assert.equal(d.replicas, 9);
@@ -43,11 +44,13 @@ test('worked example: lambda 10/s, s 2 s, B+R 40 -> 25 steady + 10 drain slots -
 test('worked example: long tasks get a margin for the control horizon only', () => {
   const policy = resolvePolicy({ minReplicas: 1, maxReplicas: 50 }, 4);
   // a = 50 busy slots, but only 0.5/s * (1 s event delay + 10 s pod start) = 5.5 tasks can
-  // arrive before new pods are up
-  assert.ok(Math.abs(steadySlots(0.5, 100, policy) - (50 + 1.5 * Math.sqrt(5.5))) < 1e-9);
+  // arrive before new pods are up, and 50 * 11 / 100 = 5.5 of the running ones finish meanwhile
+  assert.ok(Math.abs(steadySlots(0.5, 100, policy) - (50 + policy.staffingBeta * Math.sqrt(5.5 + 5.5))) < 1e-9);
   // polled: the decision waits for the poll, so the horizon is 5 s + 10 s
   const polled = resolvePolicy({ minReplicas: 1, maxReplicas: 50, eventDriven: false }, 4);
-  assert.ok(Math.abs(steadySlots(0.5, 100, polled) - (50 + 1.5 * Math.sqrt(7.5))) < 1e-9);
+  assert.ok(Math.abs(steadySlots(0.5, 100, polled) - (50 + polled.staffingBeta * Math.sqrt(7.5 + 7.5))) < 1e-9);
+  // short tasks: the classic beta * sqrt(a), capped at a / rho
+  assert.equal(steadySlots(10, 2, policy), Math.min(20 / 0.8, 20 + policy.staffingBeta * Math.sqrt(20)));
 });
 
 test('drain term: at most one slot per waiting task (a task of s >= D cannot finish sooner on more slots)', () => {
@@ -70,7 +73,8 @@ test('waiting tasks that free slots of ready pods take now need no new slot', ()
   // ready pods beyond the committed count (draining out) take nothing new
   assert.equal(unservedWaiting(5, 2, 3, 4, 8), 5);
 
-  // decide(): lambda 0.4/s, s 100 s (a = 40, steady 43.1 slots); 12 ready pods
+  // decide(): lambda 0.4/s, s 100 s (a = 40), 30 running: x = 40 - 10 * 0.89 = 31.1, margin
+  // 1.25 * sqrt(4.4 + 3.3): 34.6 slots; 12 ready pods
   const policy = resolvePolicy({ minReplicas: 1, maxReplicas: 50 }, 4);
   const poll = (backlog: number, active: number) =>
     decide(
@@ -81,23 +85,28 @@ test('waiting tasks that free slots of ready pods take now need no new slot', ()
     );
   // 18 free slots take the waiting task: it asks for nothing (before: one slot more, 12 pods)
   assert.equal(poll(1, 30).desired, poll(0, 30).desired);
-  assert.equal(poll(0, 30).desired, 11);
+  assert.equal(poll(0, 30).desired, 9);
   // every slot busy: the 2 waiting tasks ask for a slot each
   assert.ok(poll(2, 48).desired > poll(0, 48).desired, `${poll(2, 48).desired} > ${poll(0, 48).desired}`);
 });
 
-test('long tasks: the margin is above the running tasks when more run than the offered load', () => {
+test('long tasks: the busy count at the horizon follows the running tasks, above or below the offered load', () => {
   const policy = resolvePolicy({ minReplicas: 1, maxReplicas: 100 }, 4);
   const T = 11; // 1 s event delay + 10 s assumed pod start
-  // a = 0.5/s * 100 s = 50; 70 running: 20 above a, of which 1 - 11/100 are still running at T
+  // a = 0.5/s * 100 s = 50; 70 running: 20 above a, of which 1 - 11/100 are still running at T;
+  // the margin covers 0.5 * 11 arrivals and 70 * 11 / 100 tasks finishing within T
   const x = 50 + 20 * (1 - T / 100);
-  assert.ok(Math.abs(steadySlots(0.5, 100, policy, 10_000, 70) - (x + 1.5 * Math.sqrt(0.5 * T))) < 1e-9);
-  // at or below a nothing changes
-  assert.equal(steadySlots(0.5, 100, policy, 10_000, 40), steadySlots(0.5, 100, policy));
+  assert.ok(Math.abs(steadySlots(0.5, 100, policy, 10_000, 70) - (x + policy.staffingBeta * Math.sqrt(0.5 * T + (70 * T) / 100))) < 1e-9);
+  // 40 running, 10 below a: the pool expects 50 - 10 * 0.89 = 41.1 busy at T, not 50 (a long
+  // task that ends moves s for ~100 completions; the running count does not)
+  const below = 50 - 10 * (1 - T / 100);
+  assert.ok(Math.abs(steadySlots(0.5, 100, policy, 10_000, 40) - (below + policy.staffingBeta * Math.sqrt(0.5 * T + (40 * T) / 100))) < 1e-9);
+  assert.ok(steadySlots(0.5, 100, policy, 10_000, 40) < steadySlots(0.5, 100, policy));
   // tasks shorter than T turn over before new pods are up: an excess of 20 running tasks of 2 s adds nothing
   assert.equal(steadySlots(10, 2, policy, 10_000, 40), steadySlots(10, 2, policy));
-  // decide(): 80 tasks of 100 s running (a = 50): x = 50 + 30 * 0.89 = 76.7, + 3.5 margin
-  // = 80.2 slots, 21 pods; the margin around a alone gave max(53.5, 80) = 80 slots, 20 pods
+  assert.equal(steadySlots(10, 2, policy, 10_000, 5), steadySlots(10, 2, policy));
+  // decide(): 80 tasks of 100 s running (a = 50): x = 50 + 30 * 0.89 = 76.7, + 4.7 margin
+  // = 81.4 slots, 21 pods; the margin around a alone gave max(53.5, 80) = 80 slots, 20 pods
   const d = decide(
     decide(null, { specReplicas: 20, readyReplicas: 20, work: work({}) }, policy, 0).state,
     { specReplicas: 20, readyReplicas: 20, work: work({ active: 80, receivedTotal: 2.5, completedTotal: 30, serviceSecondsTotal: 3000 }) },
@@ -109,8 +118,8 @@ test('long tasks: the margin is above the running tasks when more run than the o
 
 test('measured pod start sets the control horizon: a slow start gets a larger margin', () => {
   const policy = resolvePolicy({ minReplicas: 1, maxReplicas: 50 }, 4);
-  // 0.5/s * (1 s + 29 s) = 15 tasks exposed; the default 10 s start gives 5.5
-  assert.ok(Math.abs(steadySlots(0.5, 100, policy, 29_000) - (50 + 1.5 * Math.sqrt(15))) < 1e-9);
+  // 0.5/s * (1 s + 29 s) = 15 arrivals and 50 * 30 / 100 = 15 finishing; the default 10 s start gives 5.5 + 5.5
+  assert.ok(Math.abs(steadySlots(0.5, 100, policy, 29_000) - (50 + policy.staffingBeta * Math.sqrt(30))) < 1e-9);
   const at = (podStartMs: number) =>
     decide(
       decide(null, { specReplicas: 10, podStartMs, work: work({}) }, policy, 0).state,
@@ -119,6 +128,73 @@ test('measured pod start sets the control horizon: a slow start gets a larger ma
       5_000,
     );
   assert.ok(at(60_000).desired > at(2_000).desired, `${at(60_000).desired} > ${at(2_000).desired}`);
+});
+
+/** Polls every `dtMs` with `arrivals(i)` tasks arriving in interval i (into the backlog, none consumed). */
+function pollSeries(policy: AutoscalerPolicy, intervals: number, dtMs: number, arrivals: (i: number) => number, completed?: (i: number) => [number, number]) {
+  let state: AutoscalerState | null = null;
+  let received = 0;
+  let done = 0;
+  let busy = 0;
+  const out: { lambda: number; rate: number; serviceTime: number }[] = [];
+  for (let i = 0; i <= intervals; i++) {
+    if (i > 0) {
+      received += arrivals(i);
+      const [n, secs] = completed?.(i) ?? [0, 0];
+      done += n;
+      busy += secs;
+    }
+    const d = decide(state, { specReplicas: 10, work: work({ receivedTotal: received, completedTotal: done, serviceSecondsTotal: busy }) }, policy, i * dtMs);
+    state = d.state;
+    out.push({ lambda: state.rates!.lambda, rate: arrivalRate(state.rates!), serviceTime: state.rates!.serviceTime });
+  }
+  return out;
+}
+
+test('arrival rate: corrected for the EWMA lag on a ramp, not on a steady stream', () => {
+  const policy = resolvePolicy({ minReplicas: 1, maxReplicas: 100 }, 4);
+  // a ramp of 0.025 tasks/s per s (S2: 0 -> 30/s in 1200 s), polled every 5 s for 1000 s
+  const slope = 0.025;
+  const ramp = pollSeries(policy, 200, 5_000, (i) => slope * 5 * (5 * i - 2.5));
+  const trueRate = slope * 1000;
+  const last = ramp.at(-1)!;
+  // the EWMA (half-life 60 s, time constant 87 s) trails by slope * 87 = 2.2 tasks/s
+  const tau = 60 / Math.LN2;
+  assert.ok(Math.abs(trueRate - last.lambda - slope * tau) < 0.3, `EWMA ${last.lambda} against ${trueRate}`);
+  assert.ok(Math.abs(last.rate - trueRate) < 0.3, `corrected ${last.rate} against ${trueRate}`);
+  // a steady stream: nothing to correct
+  const flat = pollSeries(policy, 100, 5_000, () => 50).at(-1)!;
+  assert.ok(Math.abs(flat.rate - 10) < 1e-6 && Math.abs(flat.lambda - 10) < 1e-6, JSON.stringify(flat));
+});
+
+test('arrival rate: a burst is a jump, not a trend (the backlog term sizes it)', () => {
+  const policy = resolvePolicy({ minReplicas: 1, maxReplicas: 100 }, 4);
+  // 1/s, then 500 tasks within one 5 s interval, then 1/s again
+  const series = pollSeries(policy, 40, 5_000, (i) => (i === 20 ? 500 : 5));
+  const atBurst = series[20]!;
+  // the EWMA takes its share of the burst, and no trend is read from it
+  assert.ok(atBurst.lambda > 1.5, `lambda ${atBurst.lambda}`);
+  assert.equal(atBurst.rate, atBurst.lambda);
+  // afterwards the EWMA falls back, and the correction follows it down rather than up
+  for (const p of series.slice(21)) assert.ok(p.rate <= p.lambda + 1e-9, JSON.stringify(p));
+});
+
+test('service time: one poll of many completions moves the estimate by at most the rate half-life of time', () => {
+  const policy = resolvePolicy({ minReplicas: 1, maxReplicas: 100 }, 4);
+  // 30 completions/s of 1 s each, polled every second, for 200 s; then one second of 2 s tasks
+  const series = pollSeries(
+    policy,
+    201,
+    1_000,
+    () => 30,
+    (i) => (i <= 200 ? [30, 30] : [30, 60]),
+  );
+  const before = series[200]!.serviceTime;
+  const after = series[201]!.serviceTime;
+  assert.ok(Math.abs(before - 1) < 1e-9, `${before}`);
+  // 30 completions alone would move it by 1 - 0.99^30 = 26% of the gap; 1 s of a 60 s half-life is 1.2%
+  const alpha = 1 - Math.pow(2, -1 / 60);
+  assert.ok(Math.abs(after - (1 + alpha)) < 1e-9, `${after}`);
 });
 
 test('known future work (dueSoon) is sized like backlog and wakes a pool at zero before it comes due', () => {
@@ -461,11 +537,11 @@ test('quiet pool: nothing waits or arrives for the control horizon, so the scale
   // T = 1 s event delay + 10 s pod start = 11 s; the configured scale-down window is 60 s
   const policy = resolvePolicy({ minReplicas: 1, maxReplicas: 50 }, 4);
   let s = decide(null, { specReplicas: 13, work: work({}) }, policy, 0).state;
-  // 100 tasks in 5 s of 2 s each: 13 pods wanted
-  const busy = decide(s, { specReplicas: 13, work: work({ active: 40, receivedTotal: 100, completedTotal: 50, serviceSecondsTotal: 100 }) }, policy, 5_000);
+  // 105 tasks in 5 s of 2 s each: a = 42, 42 + 1.25 * sqrt(42) = 50.1 slots, 13 pods wanted
+  const busy = decide(s, { specReplicas: 13, work: work({ active: 40, receivedTotal: 105, completedTotal: 50, serviceSecondsTotal: 100 }) }, policy, 5_000);
   assert.equal(busy.desired, 13);
   s = busy.state;
-  const done = { receivedTotal: 100, completedTotal: 140, serviceSecondsTotal: 280 };
+  const done = { receivedTotal: 105, completedTotal: 140, serviceSecondsTotal: 280 };
   // no arrival since 5 s, seen at 6 s: quiet from then (the rate follows at once: far below Poisson noise)
   s = decide(s, { specReplicas: 13, work: work({ active: 10, ...done }) }, policy, 6_000).state;
   const idle = { ...done, completedTotal: 150, serviceSecondsTotal: 300 };
