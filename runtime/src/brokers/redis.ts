@@ -326,6 +326,25 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
       return untilAborted(p, AbortSignal.timeout(pollSeconds * 1000 + CLOSE_TIMEOUT_MS));
     };
 
+    /**
+     * POP_SCRIPT on `conn`: takes up to `want` messages from `keys` (queue `names`) and records
+     * them as unacked, after acking `acks`.
+     */
+    const pop = (conn: Scripted, keys: string[], names: string[], want: number, acks: string[]) =>
+      conn.celeriacPopBuffer(
+        3 + keys.length,
+        UNACKED,
+        UNACKED_INDEX,
+        `celeriac.pop.${consumerId}`,
+        ...keys,
+        want,
+        Date.now() / 1000,
+        `${consumerId}:${++popSeq}`,
+        acks.length,
+        ...acks,
+        ...names,
+      );
+
     /** Hands on what a pop took (recorded in `unacked` by the script); how many it took. */
     const deliverPopped = (got: (number | Buffer)[], names: string[]): number => {
       for (let i = 0; i < got.length; i += 3) {
@@ -380,23 +399,9 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
         }
         try {
           if (!idle) {
-            const popId = `${consumerId}:${++popSeq}`;
-            const want = Math.min(room, batchSize);
             // The acks of the deliveries just handed on (early acks) ride on this pop.
             const carried = takeAcks();
-            const pending = scripts.celeriacPopBuffer(
-              3 + keys.length,
-              UNACKED,
-              UNACKED_INDEX,
-              `celeriac.pop.${consumerId}`,
-              ...keys,
-              want,
-              Date.now() / 1000,
-              popId,
-              carried ? carried.tags.length : 0,
-              ...(carried ? carried.tags : []),
-              ...names,
-            );
+            const pending = pop(scripts, keys, names, Math.min(room, batchSize), carried?.tags ?? []);
             // A failed pop leaves the acks to their own MULTI (settling twice changes nothing).
             if (carried) {
               pending.then(
@@ -427,21 +432,8 @@ export function createRedisBroker(url: string, opts: RedisBrokerOptions = {}): B
           // order; the lists stay empty while BRPOP blocks, so there is nothing else to take.
           const want = Math.min(room - 1, batchSize);
           const waiting = blocking.brpopBuffer(...keys, pollSeconds);
-          const popping =
-            want > 0
-              ? blockingScripts.celeriacPopBuffer(
-                  3 + keys.length,
-                  UNACKED,
-                  UNACKED_INDEX,
-                  `celeriac.pop.${consumerId}`,
-                  ...keys,
-                  want,
-                  Date.now() / 1000,
-                  `${consumerId}:${++popSeq}`,
-                  0, // no acks ride on it: it runs only when BRPOP returns
-                  ...names,
-                )
-              : null;
+          // No acks ride on this pop: it runs only when BRPOP returns.
+          const popping = want > 0 ? pop(blockingScripts, keys, names, want, []) : null;
           popping?.catch(() => undefined); // rejected with BRPOP's failure, reported below
           const r = await replyOf(waiting);
           if (r) deliverBlocked(r, keys, names);
