@@ -846,12 +846,14 @@ export class Consumer {
       case 'RETRY': {
         const r = o.retry;
         const eta = r.eta ?? new Date(Date.now() + r.countdownMs);
-        // Publish the retry before acking the original, so a crash in between duplicates, never loses.
-        await this.sendRetry(j, eta);
         const exc = exceptionToDict(r.exc ?? r);
-        j.log.info({ retries: req.retries + 1, eta }, `task retry in ${Math.round(r.countdownMs)}ms: ${exc.exc_type}: ${String(exc.exc_message)}`);
         const traceback = tracebackOf(r.exc ?? r);
+        // RETRY is stored before the retry exists (Celery publishes first): a retry that ran and
+        // stored its FAILURE before this store was overwritten by RETRY, and get() waited forever.
         await this.store(j, buildMeta(req.id, States.RETRY, exc, { traceback, groupId: req.group, parentId: req.parentId }));
+        // Published before the original is acked, so a crash in between duplicates, never loses.
+        await this.sendRetry(j, eta);
+        j.log.info({ retries: req.retries + 1, eta }, `task retry in ${Math.round(r.countdownMs)}ms: ${exc.exc_type}: ${String(exc.exc_message)}`);
         // Celery sends the Retry's repr: Retry(<itself>, <exc>, <when>).
         const when = r.eta ? pyStr(isoUtc(r.eta)) : String(r.countdownMs / 1000);
         this.taskEvent('task-retried', req.id, () => ({ exception: `Retry(Retry(...), ${r.exc ? exceptionRepr(exc) : 'None'}, ${when})`, traceback }));

@@ -135,6 +135,31 @@ describe('worker (memory broker)', () => {
     );
   });
 
+  it('a retry that fails at once leaves FAILURE stored, not the RETRY of the run before it', async () => {
+    // The retry runs within a millisecond, in this worker, while the run that sent it is still
+    // settling: RETRY stored after publishing the retry used to overwrite the retry's FAILURE.
+    const own = createTestApp({ concurrency: 4 });
+    const runs: number[] = [];
+    const again = own.task(
+      't.again',
+      function (this: TaskContext) {
+        runs.push(this.retries);
+        this.retry({ countdown: 0, exc: Object.assign(new Error('down'), { name: 'RuntimeError' }) });
+      },
+      { maxRetries: 2 },
+    );
+    const w = await startTestWorker(own);
+    try {
+      const r = await again.delay();
+      await assert.rejects(r.get({ timeout: 5000 }), (err: unknown) => err instanceof TaskFailedError && err.excType === 'RuntimeError');
+      await eventually(() => assert.equal(w.counts().processed, 3));
+      assert.deepEqual(runs, [0, 1, 2]);
+      assert.equal(await r.state(), 'FAILURE', "the last run's state stays");
+    } finally {
+      await w.stop();
+    }
+  });
+
   it('autoretries listed errors with backoff', async () => {
     const r = await auto.delay();
     assert.equal(await r.get({ timeout: 5000 }), 3);
