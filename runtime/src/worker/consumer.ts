@@ -125,10 +125,6 @@ function unsupportedCanvas(req: TaskRequest): string | null {
   return null;
 }
 
-function newJob(d: Delivery, req: TaskRequest, task: Task, parent: Logger): Job {
-  return new Job(d, req, task, parent);
-}
-
 export interface ConsumerDeps {
   readonly app: App;
   readonly config: Config;
@@ -269,7 +265,7 @@ export class Consumer {
       }
       const task = app.tasks.get(req.name);
       if (task) {
-        await this.giveUp(newJob(d, req, task, log), why);
+        await this.giveUp(new Job(d, req, task, log), why);
       } else {
         const err = new WorkerLostError(`Worker exited prematurely: ${why}.`);
         log.error(
@@ -570,7 +566,7 @@ export class Consumer {
       this.taskEvent('task-failed', req.id, () => ({ exception: `NotRegistered(${pyStr(req.name)})` }));
       return this.refuse(d, err, req.id, { exc_type: 'NotRegistered', exc_message: [req.name], exc_module: 'celery.exceptions' });
     }
-    const job = newJob(d, req, task, log);
+    const job = new Job(d, req, task, log);
     const canvasProblem = unsupportedCanvas(req);
     if (canvasProblem) {
       // Refused before running: the workflow would stop at the step this worker cannot take.
