@@ -296,6 +296,29 @@ describe('Redis result backend: Celery meta', { skip: redis.skip }, () => {
       await store.close();
     }
   });
+  it('a pushed value nobody read is not handed out after the key is deleted (forget() reads as PENDING)', async () => {
+    // A client that waited once subscribes the next task it sends (expect()); its result is pushed
+    // while nobody reads it, and the user forgets it: the result must read as gone, not as the push.
+    const store = createRedisStore(url);
+    const raw = new Redis(url);
+    const subscribers = async (key: string) => Number(((await raw.pubsub('NUMSUB', key)) as [string, number])[1]);
+    try {
+      const key = `celery-task-meta-${uniqueName('forgotten')}`;
+      store.expect!(key);
+      await eventually(async () => assert.equal(await subscribers(key), 1));
+      let pushed = false;
+      const stop = store.listen!(key, () => (pushed = true));
+      await raw.multi().set(key, '{"status": "SUCCESS", "result": 7}').publish(key, '{"status": "SUCCESS", "result": 7}').exec();
+      await eventually(() => assert.ok(pushed, 'the push arrived'));
+      stop();
+      await store.delete(key);
+      assert.equal(await raw.get(key), null);
+      assert.equal(await store.get(key), null, 'deleted: read as absent, not as the value pushed before');
+    } finally {
+      raw.disconnect();
+      await store.close();
+    }
+  });
   it('a client that waits for results subscribes to the next task it sends before publishing it; a producer that never waits does not', async () => {
     const { createApp } = await import('../../runtime/src/index.js');
     const queue = uniqueName('expect');

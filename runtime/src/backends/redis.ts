@@ -99,7 +99,14 @@ interface Watcher {
   readonly wake: Set<() => void>;
   readonly subscribed: Promise<unknown>;
   idleSince: number | null;
+  /** The last value pushed on the key's channel and not read yet (get() hands it out once), or null. */
   published: string | null;
+  /**
+   * The key was deleted by this process (forget()): a push is then never handed out as the value.
+   * A push of a set made before the DEL can arrive after the DEL's reply (another connection), so
+   * clearing `published` alone could hand out a forgotten result; get() reads the key instead.
+   */
+  deleted: boolean;
 }
 
 export interface RedisStoreOptions {
@@ -243,7 +250,7 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
   function watcherOf(key: string): Watcher {
     let w = watchers.get(key);
     if (!w) {
-      w = { wake: new Set(), subscribed: subscribe(subscriberConn(), key), idleSince: null, published: null };
+      w = { wake: new Set(), subscribed: subscribe(subscriberConn(), key), idleSince: null, published: null, deleted: false };
       watchers.set(key, w);
     }
     return w;
@@ -255,7 +262,7 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
       subscriber.on('message', (channel: string, value: string) => {
         const w = watchers.get(channel);
         if (!w) return;
-        w.published = value;
+        if (!w.deleted) w.published = value;
         for (const wake of [...w.wake]) wake();
       });
     }
@@ -303,6 +310,11 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
         return Number(n);
       }),
     async delete(key) {
+      const w = watchers.get(key);
+      if (w) {
+        w.published = null;
+        w.deleted = true;
+      }
       await run(`DEL ${key}`, () => client.del(key));
     },
     chordAdd: (k, score, member, o) =>
