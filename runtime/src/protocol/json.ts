@@ -32,7 +32,7 @@ export function parseJson(text: string): unknown {
 export function stringifyJson(value: unknown, dateTags = false): string {
   // Most values (a task's result meta) hold nothing a replacer must see: written without one,
   // which V8 does several times faster.
-  if (plainJson(value, { budget: PLAIN_BUDGET })) return JSON.stringify(value);
+  if (isPlainJson(value)) return JSON.stringify(value);
   let special = false;
   let text: string | undefined;
   try {
@@ -73,6 +73,19 @@ export function stringifyJson(value: unknown, dateTags = false): string {
 const PLAIN_BUDGET = 64;
 
 /**
+ * plainJson() of `v`, or false when reading `v` throws (a getter, a revoked Proxy): the replacer
+ * path then reads it again and reports an EncodeError, which the worker stores as the task's
+ * FAILURE; any other error is taken for the backend's, and the result would never be stored.
+ */
+function isPlainJson(v: unknown): boolean {
+  try {
+    return plainJson(v, { budget: PLAIN_BUDGET });
+  } catch {
+    return false; // not swallowed: the replacer path meets the same error and throws EncodeError
+  }
+}
+
+/**
  * True when JSON.stringify writes `v` exactly as Python's json would and stringifyJson's replacer
  * would change nothing: null, booleans, strings, finite numbers, and arrays and plain objects
  * (no toJSON) of those, within `left.budget` values. False is always safe.
@@ -92,7 +105,8 @@ function plainJson(v: unknown, left: { budget: number }): boolean {
       return false; // undefined, bigint, function, symbol
   }
   if (Array.isArray(v)) {
-    if (Object.getPrototypeOf(v) !== Array.prototype) return false;
+    // An own toJSON: its value must pass the replacer's checks (as an object's does below).
+    if (Object.getPrototypeOf(v) !== Array.prototype || 'toJSON' in v) return false;
     for (let i = 0; i < v.length; i++) if (!plainJson(v[i], left)) return false;
     return true;
   }

@@ -121,6 +121,30 @@ describe('stringifyJson writes what Python json.loads and kombu read', () => {
     const fnLate = { many: Array.from({ length: 100 }, (_, i) => i), f: () => 1 };
     assert.throws(() => stringifyJson(fnLate), EncodeError);
   });
+
+  it('a value that throws while it is read (a getter, a revoked Proxy) is an EncodeError on the plain path too', () => {
+    // Anything else thrown by the store is taken for a backend failure: logged, the result never
+    // stored, and get() waits on PENDING forever. The worker stores FAILURE(EncodeError) instead.
+    const getter = {
+      ok: 1,
+      get broken(): number {
+        throw new Error('lazy field failed');
+      },
+    };
+    const { proxy, revoke } = Proxy.revocable({}, {});
+    revoke();
+    for (const v of [getter, [getter], { nested: proxy }, proxy]) {
+      assert.throws(
+        () => stringifyJson(v),
+        (err: unknown) => err instanceof EncodeError && /lazy field failed|revoked/.test(err.message),
+      );
+    }
+  });
+
+  it('an array with its own toJSON is written as the slow path writes it (its toJSON value checked)', () => {
+    const arr = Object.assign([1], { toJSON: () => NaN });
+    assert.equal(stringifyJson({ a: arr }), '{"a":NaN}');
+  });
 });
 
 describe('TypeScript -> JSON -> TypeScript (fast-check)', () => {
