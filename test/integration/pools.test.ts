@@ -129,6 +129,7 @@ for (const pool of ['event-loop', 'threads', 'processes'] as const) {
         ['pools.cycle', /circular/],
         ['pools.function', /function is not JSON serializable \(key "format"\)/],
         ['pools.symbol', /symbol is not JSON serializable/],
+        ['pools.getter', /lazy field failed/],
         ['pools.replaceUnencodable', /function is not JSON serializable/],
       ] as const) {
         const err = await failureOf(run(name));
