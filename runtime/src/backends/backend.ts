@@ -61,6 +61,8 @@ export interface KeyValueStore {
   /**
    * Optional, with watch(): calls `onSet` each time `key` is set from now on, until the returned
    * function is called. For a waiter that stays (AsyncResult.get()): no AbortSignal per wake-up.
+   * A store that has it can take watch() from watchByListen(). A store with watch() alone is
+   * listened to by calling watch() again after each set.
    */
   listen?(key: string, onSet: () => void): () => void;
   /**
@@ -83,4 +85,19 @@ export function isSuccessMeta(text: string | null): boolean {
   } catch {
     return false;
   }
+}
+
+/** watch() over a store's listen(): resolves at the next set of `key`, or when `signal` aborts. */
+export function watchByListen(listen: NonNullable<KeyValueStore['listen']>): NonNullable<KeyValueStore['watch']> {
+  return (key, signal) =>
+    new Promise<void>((resolve) => {
+      if (signal.aborted) return resolve();
+      const done = () => {
+        stop();
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const stop = listen(key, done);
+      signal.addEventListener('abort', done, { once: true });
+    });
 }

@@ -2,19 +2,19 @@
  * file:// result store: results in a folder, shared by the processes of one machine.
  * URL: `file:///abs/path` or `file://` (default folder `$XDG_CACHE_HOME/celeriac/results`).
  * One file per key, `{ "value": ..., "expiresAt": ms | null }`, written to a temp file and renamed
- * (readers never see half a file). incr() serializes writers with a lock folder. watch() uses
- * fs.watch, so waiting clients are woken at once. Reads and writes of one key are synchronous
+ * (readers never see half a file). incr() serializes writers with a lock folder. listen() and
+ * watch() use fs.watch, so waiting clients are woken at once. Reads and writes of one key are synchronous
  * calls (a few system calls on a small local file: cheaper than libuv's thread pool and a
  * promise each, see ../brokers/file.ts).
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync, renameSync, statSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, statSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
 import { mkdir, rmdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BackendError } from '../errors.js';
 import { fileUrlPath } from '../transport/file-url.js';
 import { sleep } from '../transport/wait.js';
-import { isSuccessMeta, type KeyValueStore } from './backend.js';
+import { isSuccessMeta, watchByListen, type KeyValueStore } from './backend.js';
 
 const LOCK_STALE_MS = 10_000;
 
@@ -119,6 +119,18 @@ export function createFileStore(url = 'file://'): KeyValueStore {
     }
   }
 
+  /** Calls `onSet` at each write of `key` (the folders are made first: fs.watch needs them). */
+  function listen(key: string, onSet: () => void): () => void {
+    if (!made) {
+      mkdirSync(dataDir, { recursive: true });
+      mkdirSync(tmpDir, { recursive: true });
+      made = true;
+    }
+    const name = encodeURIComponent(key);
+    watchName(name, onSet);
+    return () => unwatch(name, onSet);
+  }
+
   return {
     kind: 'file',
     get: read,
@@ -142,20 +154,8 @@ export function createFileStore(url = 'file://'): KeyValueStore {
         if (!isMissing(err)) throw err;
       });
     },
-    async watch(key, signal) {
-      await ensure();
-      const name = encodeURIComponent(key);
-      await new Promise<void>((resolve) => {
-        if (signal.aborted) return resolve();
-        const done = () => {
-          signal.removeEventListener('abort', done);
-          unwatch(name, done);
-          resolve();
-        };
-        watchName(name, done);
-        signal.addEventListener('abort', done, { once: true });
-      });
-    },
+    listen,
+    watch: watchByListen(listen),
     async close() {},
   };
 }

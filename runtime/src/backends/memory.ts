@@ -1,9 +1,9 @@
 /**
  * memory:// result store: one process; every store with the same URL name shares the data.
- * Supports expiry and push (watch), so AsyncResult.get() in the same process does not poll.
+ * Supports expiry and push (listen, watch), so AsyncResult.get() in the same process does not poll.
  */
 import { EventEmitter } from 'node:events';
-import { isSuccessMeta, type KeyValueStore } from './backend.js';
+import { isSuccessMeta, watchByListen, type KeyValueStore } from './backend.js';
 
 interface Entry {
   value: string;
@@ -34,6 +34,10 @@ export function createMemoryStore(url = 'memory://'): KeyValueStore {
     data.set(key, { value, expiresAt: ttlMs ? Date.now() + ttlMs : Number.POSITIVE_INFINITY });
     events.emit(key);
   };
+  const listen = (key: string, onSet: () => void): (() => void) => {
+    events.on(key, onSet);
+    return () => events.off(key, onSet);
+  };
   return {
     kind: 'memory',
     async get(key) {
@@ -58,18 +62,8 @@ export function createMemoryStore(url = 'memory://'): KeyValueStore {
     async delete(key) {
       data.delete(key);
     },
-    watch(key, signal) {
-      return new Promise<void>((resolve) => {
-        if (signal.aborted) return resolve();
-        const done = () => {
-          events.off(key, done);
-          signal.removeEventListener('abort', done);
-          resolve();
-        };
-        events.on(key, done);
-        signal.addEventListener('abort', done, { once: true });
-      });
-    },
+    listen,
+    watch: watchByListen(listen),
     async close() {},
   };
 }

@@ -13,7 +13,7 @@ import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { BackendError, redactUrl } from '../errors.js';
 import { OutageLog, parseRedisUrl, pingWithin, quit, redisOptions } from '../transport/redis-connection.js';
-import type { KeyValueStore } from './backend.js';
+import { watchByListen, type KeyValueStore } from './backend.js';
 
 /**
  * Stores the results of one event-loop turn: for each key KEYS[i], SET (PX when its ttl > 0) and
@@ -336,18 +336,7 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
       run(`chord cleanup ${k.join}`, async () => (await scripted.celeriacChordFinish(k.claim, k.join, k.counter, k.size, k.seen, token, ttlMs)) === 1),
     // Celery's LRANGE 0 total (one more than the parts, as Celery's inclusive end).
     chordMembers: (key, o) => (o.ordered ? run(`ZRANGE ${key}`, () => client.zrange(key, 0, -1)) : run(`LRANGE ${key}`, () => client.lrange(key, 0, o.total))),
-    async watch(key, signal) {
-      if (signal.aborted) return;
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          stop();
-          signal.removeEventListener('abort', done);
-          resolve();
-        };
-        const stop = listen(key, done);
-        signal.addEventListener('abort', done, { once: true });
-      });
-    },
+    watch: watchByListen(listen),
     listen,
     expect(key) {
       idleLater(watcherOf(key));

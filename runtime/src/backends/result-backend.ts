@@ -7,7 +7,6 @@ import { randomUUID } from 'node:crypto';
 import { BackendError, ResultTimeoutError } from '../errors.js';
 import { parseJson, stringifyJson } from '../protocol/json.js';
 import { READY_STATES, type TaskMeta, type TaskState } from '../protocol/result-meta.js';
-import { sleep } from '../transport/wait.js';
 import { pythonJsonDumps } from '../protocol/python-json.js';
 import type { ChordKeys, KeyValueStore } from './backend.js';
 
@@ -230,6 +229,23 @@ const WATCH_RECHECK_MS = 1000;
  */
 const EXPECT_AFTER_WAIT_MS = 2000;
 
+/**
+ * listen() over a store that has only watch() (a store written before listen() existed): watches
+ * again after each set. A watch that fails is handed to the waiter (`onSet(err)`), which throws it.
+ */
+function listenByWatch(watch: NonNullable<KeyValueStore['watch']>): (key: string, onSet: (err?: unknown) => void) => () => void {
+  return (key, onSet) => {
+    const ctl = new AbortController();
+    void (async () => {
+      while (!ctl.signal.aborted) {
+        await watch(key, ctl.signal);
+        if (!ctl.signal.aborted) onSet();
+      }
+    })().catch((err: unknown) => onSet(err ?? new BackendError(`watch(${key}) failed`)));
+    return () => ctl.abort();
+  };
+}
+
 /** `dateTags`: results write a Date as kombu 5.3+'s datetime tag (config jsonDateTags). */
 export function createKeyValueResultBackend(
   store: KeyValueStore,
@@ -262,47 +278,25 @@ export function createKeyValueResultBackend(
     await store.set(key(meta.task_id), stringifyJson(meta, dateTags), ttl);
   };
 
+  /**
+   * Reads until the meta is READY, waiting in between for a set of the key (a store that listens),
+   * a recheck or the abort. The listener is there before the first read and for the whole wait, so
+   * a set between a read and the wait is not missed, and a set during a read reads again; no
+   * AbortController, watch promise and sleep per wake-up (they cost the caller more than the read:
+   * this is the round trip's last step). A push can be lost (fs.watch misses some renames made by
+   * another process): a store that pushes is re-read every WATCH_RECHECK_MS anyway, so a lost
+   * event costs a second, not the whole timeout; one that cannot push is polled every intervalMs.
+   */
   async function waitFor(taskId: string, w: WaitOptions): Promise<TaskMeta> {
-    if (store.listen) return waitListening(taskId, w, store.listen);
     const deadline = Date.now() + w.timeoutMs;
     const interval = w.intervalMs ?? 100;
-    let last: TaskMeta | null = null;
-    while (!w.signal?.aborted) {
-      const ctl = new AbortController();
-      const stop = () => ctl.abort();
-      w.signal?.addEventListener('abort', stop, { once: true });
-      // Subscribe before reading, so a store between the read and the wait is not missed.
-      const changed = store.watch ? store.watch(key(taskId), ctl.signal) : null;
-      try {
-        last = await get(taskId);
-        if (last && READY_STATES.has(last.status)) return last;
-        const left = deadline - Date.now();
-        if (left <= 0) break;
-        // A push can be lost (fs.watch misses some renames made by another process): re-read
-        // now and then anyway, so a lost event costs a second, not the whole timeout.
-        const recheck = changed ? Math.max(interval, WATCH_RECHECK_MS) : interval;
-        await Promise.race([changed ?? new Promise(() => undefined), sleep(Math.min(recheck, left), ctl.signal)]);
-      } finally {
-        ctl.abort();
-        w.signal?.removeEventListener('abort', stop);
-        await changed;
-      }
-    }
-    throw new ResultTimeoutError(taskId, w.timeoutMs, last?.status ?? 'PENDING');
-  }
-
-  /**
-   * waitFor() on a store that listens: one listener for the whole wait, a read after each set
-   * (or each recheck), and no AbortController, watch promise and sleep per wake-up (they cost the
-   * caller more than the read: this is the round trip's last step).
-   */
-  async function waitListening(taskId: string, w: WaitOptions, listen: NonNullable<KeyValueStore['listen']>): Promise<TaskMeta> {
-    const deadline = Date.now() + w.timeoutMs;
-    const recheck = Math.max(w.intervalMs ?? 100, WATCH_RECHECK_MS);
+    const listen = store.listen ?? (store.watch ? listenByWatch(store.watch) : null);
+    const recheck = listen ? Math.max(interval, WATCH_RECHECK_MS) : interval;
     let set = false;
+    let failed = null as { err: unknown } | null; // set by the listener (TypeScript does not see it)
     let wake: (() => void) | null = null;
-    // Listening before reading, so a set between the read and the wait is not missed.
-    const stop = listen(key(taskId), () => {
+    const stop = listen?.(key(taskId), (err?: unknown) => {
+      if (err !== undefined) failed = { err };
       set = true;
       wake?.();
     });
@@ -314,10 +308,10 @@ export function createKeyValueResultBackend(
         set = false;
         last = await get(taskId);
         if (last && READY_STATES.has(last.status)) return last;
+        if (failed) throw failed.err;
         const left = deadline - Date.now();
         if (left <= 0) break;
         if (set || w.signal?.aborted) continue; // set while reading: read again
-        // A push can be lost: re-read now and then anyway, as waitFor().
         let timer: NodeJS.Timeout | undefined;
         await new Promise<void>((resolve) => {
           wake = resolve;
@@ -327,7 +321,7 @@ export function createKeyValueResultBackend(
         wake = null;
       }
     } finally {
-      stop();
+      stop?.();
       w.signal?.removeEventListener('abort', aborted);
     }
     throw new ResultTimeoutError(taskId, w.timeoutMs, last?.status ?? 'PENDING');

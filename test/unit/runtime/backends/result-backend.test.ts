@@ -4,7 +4,8 @@ import { describe, it } from 'node:test';
 import { createKeyValueResultBackend } from '../../../../runtime/src/backends/result-backend.js';
 import type { KeyValueStore } from '../../../../runtime/src/backends/backend.js';
 import { createMemoryStore } from '../../../../runtime/src/backends/memory.js';
-import { BackendError } from '../../../../runtime/src/errors.js';
+import { BackendError, ResultTimeoutError } from '../../../../runtime/src/errors.js';
+import { eventually } from '../../../support/eventually.js';
 
 describe('key-value result backend: what is stored', () => {
   for (const text of ['42', '"hello"', '[1,2,3]', '{}', 'null', '{"status": 1}']) {
@@ -36,6 +37,7 @@ describe('key-value result backend: waiting', () => {
     const inner = createMemoryStore(`memory://lost-watch-${Math.random()}`);
     const deaf: KeyValueStore = {
       ...inner,
+      listen: undefined, // a store with watch() alone: listened to by watching again after each set
       watch: (_key, signal) => new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true })),
     };
     const backend = createKeyValueResultBackend(deaf, { expiresMs: null });
@@ -45,4 +47,93 @@ describe('key-value result backend: waiting', () => {
     await inner.set('celery-task-meta-t1', JSON.stringify(meta));
     assert.equal((await waiting).result, 5);
   });
+
+  it('a set that listen() never reports is still seen (re-read), not only at the deadline', async () => {
+    const inner = createMemoryStore(`memory://lost-listen-${Math.random()}`);
+    const deaf: KeyValueStore = { ...inner, listen: () => () => undefined };
+    const backend = createKeyValueResultBackend(deaf, { expiresMs: null });
+    const waiting = backend.waitReady('t1', { timeoutMs: 3_600_000 });
+    await inner.set('celery-task-meta-t1', JSON.stringify(meta('SUCCESS', 't1')));
+    assert.equal((await waiting).result, 5);
+  });
+
+  // An hour between rechecks (intervalMs raises the recheck): only the push can end these waits
+  // before the test runner's timeout.
+  const pushOnly = { timeoutMs: 3_600_000, intervalMs: 3_600_000 };
+
+  for (const [how, make] of [
+    ['listen() (memory)', (s: KeyValueStore) => s],
+    ['watch() alone, watched again after each set', (s: KeyValueStore) => ({ ...s, listen: undefined })],
+  ] as const) {
+    it(`${how}: one waiter is woken by each set until the meta is ready, and stops listening`, async () => {
+      const inner = createMemoryStore(`memory://wake-${Math.random()}`);
+      const { store, active } = counted(make(inner));
+      const backend = createKeyValueResultBackend(store, { expiresMs: null });
+      const waiting = backend.waitReady('t1', pushOnly);
+      await new Promise((r) => setImmediate(r));
+      await inner.set('celery-task-meta-t1', JSON.stringify(meta('STARTED', 't1')));
+      await new Promise((r) => setImmediate(r));
+      await inner.set('celery-task-meta-t1', JSON.stringify(meta('RETRY', 't1')));
+      await new Promise((r) => setImmediate(r));
+      await inner.set('celery-task-meta-t1', JSON.stringify(meta('SUCCESS', 't1')));
+      assert.equal((await waiting).status, 'SUCCESS');
+      await eventually(() => assert.equal(active(), 0, 'no listener or watch left'));
+    });
+
+    it(`${how}: an abort ends the wait with ResultTimeoutError`, async () => {
+      const inner = createMemoryStore(`memory://abort-${Math.random()}`);
+      const { store, active } = counted(make(inner));
+      const backend = createKeyValueResultBackend(store, { expiresMs: null });
+      const ctl = new AbortController();
+      const waiting = backend.waitReady('t1', { ...pushOnly, signal: ctl.signal });
+      await new Promise((r) => setImmediate(r));
+      ctl.abort();
+      await assert.rejects(waiting, ResultTimeoutError);
+      await eventually(() => assert.equal(active(), 0, 'no listener or watch left'));
+    });
+  }
+
+  it('a watch() that fails ends the wait with its error (not a timeout)', async () => {
+    const inner = createMemoryStore(`memory://broken-watch-${Math.random()}`);
+    const broken: KeyValueStore = { ...inner, listen: undefined, watch: () => Promise.reject(new BackendError('watch broke')) };
+    const backend = createKeyValueResultBackend(broken, { expiresMs: null });
+    await assert.rejects(backend.waitReady('t1', pushOnly), /watch broke/);
+  });
+
+  it('a store that cannot push is polled every intervalMs', async () => {
+    const inner = createMemoryStore(`memory://polled-${Math.random()}`);
+    const backend = createKeyValueResultBackend({ ...inner, listen: undefined, watch: undefined }, { expiresMs: null });
+    const waiting = backend.waitReady('t1', { timeoutMs: 3_600_000, intervalMs: 5 });
+    await inner.set('celery-task-meta-t1', JSON.stringify(meta('SUCCESS', 't1')));
+    assert.equal((await waiting).result, 5);
+  });
 });
+
+function meta(status: string, id: string) {
+  return { status, result: 5, traceback: null, children: [], date_done: null, task_id: id };
+}
+
+/** `s` with a count of the listen() and watch() calls not yet stopped or settled. */
+function counted(s: KeyValueStore): { store: KeyValueStore; active: () => number } {
+  let active = 0;
+  const store: KeyValueStore = {
+    ...s,
+    listen:
+      s.listen &&
+      ((key, onSet) => {
+        active++;
+        const stop = s.listen!(key, onSet);
+        return () => {
+          active--;
+          stop();
+        };
+      }),
+    watch:
+      s.watch &&
+      ((key, signal) => {
+        active++;
+        return s.watch!(key, signal).finally(() => active--);
+      }),
+  };
+  return { store, active: () => active };
+}
