@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, describe, it } from 'node:test';
+import { connect, createServer, type Socket } from 'node:net';
 import { Redis } from 'ioredis';
 import { createRedisBroker } from '../../runtime/src/brokers/redis.js';
 import { POP_SCRIPT } from '../../runtime/src/brokers/redis-scripts.js';
@@ -317,6 +318,54 @@ describe('Redis result backend: Celery meta', { skip: redis.skip }, () => {
     } finally {
       raw.disconnect();
       await store.close();
+    }
+  });
+  it('a process reads its own write of a watched key, not an older push that arrives after it (pushes travel on another connection)', async () => {
+    // The store's second connection is its subscriber: hold what Redis pushes to it.
+    const port = Number(new URL(url).port);
+    const held: { hold: boolean; queue: Buffer[]; conns: { client: Socket; upstream: Socket }[] } = { hold: false, queue: [], conns: [] };
+    const proxy = createServer((client) => {
+      const upstream = connect({ host: '127.0.0.1', port });
+      const index = held.conns.push({ client, upstream }) - 1;
+      client.on('data', (b) => upstream.write(b));
+      upstream.on('data', (b) => (index === 1 && held.hold ? held.queue.push(b) : client.write(b)));
+      client.on('error', () => upstream.destroy());
+      upstream.on('error', () => client.destroy());
+      client.on('close', () => upstream.destroy());
+      upstream.on('close', () => client.destroy());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const proxied = new URL(url);
+    proxied.port = String((proxy.address() as { port: number }).port);
+    const store = createRedisStore(proxied.toString());
+    const raw = new Redis(url);
+    const subscribers = async (key: string) => Number(((await raw.pubsub('NUMSUB', key)) as [string, number])[1]);
+    try {
+      const key = `celery-task-meta-${uniqueName('own-write')}`;
+      assert.equal(await store.get(`${key}-other`), null); // the command connection is the first
+      store.expect!(key);
+      await eventually(async () => assert.equal(await subscribers(key), 1));
+      assert.equal(held.conns.length, 2, 'command connection, then subscriber');
+      let pushes = 0;
+      const stop = store.listen!(key, () => pushes++);
+      // Another client stores STARTED: pushed here, nobody reads it.
+      await raw.multi().set(key, '{"status": "STARTED"}').publish(key, '{"status": "STARTED"}').exec();
+      await eventually(() => assert.equal(pushes, 1));
+      // This process stores SUCCESS; its own push is held back (a slower connection).
+      held.hold = true;
+      await store.set(key, '{"status": "SUCCESS", "result": 1}');
+      assert.equal(await store.get(key), '{"status": "SUCCESS", "result": 1}', 'the value this process just stored');
+      held.hold = false;
+      for (const b of held.queue.splice(0)) held.conns[1]!.client.write(b);
+      await eventually(() => assert.equal(pushes, 2));
+      assert.equal(await store.get(key), '{"status": "SUCCESS", "result": 1}');
+      stop();
+    } finally {
+      held.hold = false;
+      raw.disconnect();
+      await store.close();
+      for (const c of held.conns) c.client.destroy();
+      await new Promise((resolve) => proxy.close(resolve));
     }
   });
   it('a client that waits for results subscribes to the next task it sends before publishing it; a producer that never waits does not', async () => {

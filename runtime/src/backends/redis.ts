@@ -102,11 +102,12 @@ interface Watcher {
   /** The last value pushed on the key's channel and not read yet (get() hands it out once), or null. */
   published: string | null;
   /**
-   * The key was deleted by this process (forget()): a push is then never handed out as the value.
-   * A push of a set made before the DEL can arrive after the DEL's reply (another connection), so
-   * clearing `published` alone could hand out a forgotten result; get() reads the key instead.
+   * This process wrote or deleted the key (its own set, forget()): a push is then never handed out
+   * as the value. A push of an older set travels on the subscriber connection and can arrive after
+   * the reply to this process's own SET or DEL, so clearing `published` alone could hand out a
+   * stale or forgotten result; get() reads the key instead.
    */
-  deleted: boolean;
+  written: boolean;
 }
 
 export interface RedisStoreOptions {
@@ -181,7 +182,17 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
     });
   }
 
+  /** This process writes `key`: a push no longer stands for its value (see Watcher.written). */
+  function writing(key: string): void {
+    const w = watchers.get(key);
+    if (w) {
+      w.published = null;
+      w.written = true;
+    }
+  }
+
   async function queueSet(key: string, value: string, ttlMs: number | undefined, check: boolean): Promise<void> {
+    writing(key);
     if (!up) await connected();
     pendingSets.push({ key, value, ttlMs, check });
     try {
@@ -250,7 +261,7 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
   function watcherOf(key: string): Watcher {
     let w = watchers.get(key);
     if (!w) {
-      w = { wake: new Set(), subscribed: subscribe(subscriberConn(), key), idleSince: null, published: null, deleted: false };
+      w = { wake: new Set(), subscribed: subscribe(subscriberConn(), key), idleSince: null, published: null, written: false };
       watchers.set(key, w);
     }
     return w;
@@ -262,7 +273,7 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
       subscriber.on('message', (channel: string, value: string) => {
         const w = watchers.get(channel);
         if (!w) return;
-        if (!w.deleted) w.published = value;
+        if (!w.written) w.published = value;
         for (const wake of [...w.wake]) wake();
       });
     }
@@ -310,11 +321,7 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
         return Number(n);
       }),
     async delete(key) {
-      const w = watchers.get(key);
-      if (w) {
-        w.published = null;
-        w.deleted = true;
-      }
+      writing(key);
       await run(`DEL ${key}`, () => client.del(key));
     },
     chordAdd: (k, score, member, o) =>
