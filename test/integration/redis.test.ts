@@ -222,6 +222,53 @@ describe('Redis broker: kombu layout', { skip: redis.skip }, () => {
   });
 });
 
+/**
+ * A loopback proxy to the test server that can hold back what Redis sends on one connection (by
+ * the order they were opened: a store's first is its command connection, its second its
+ * subscriber) and refuse new connections.
+ */
+async function connectionProxy() {
+  const port = Number(new URL(url).port);
+  const conns: { client: Socket; upstream: Socket }[] = [];
+  let holding = -1;
+  let refusing = false;
+  const queue: Buffer[] = [];
+  const server = createServer((client) => {
+    if (refusing) return client.destroy();
+    const upstream = connect({ host: '127.0.0.1', port });
+    const index = conns.push({ client, upstream }) - 1;
+    client.on('data', (b) => upstream.write(b));
+    upstream.on('data', (b) => (index === holding ? queue.push(b) : client.write(b)));
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const proxied = new URL(url);
+  proxied.port = String((server.address() as { port: number }).port);
+  return {
+    url: proxied.toString(),
+    conns,
+    /** Holds what Redis sends on connection `index` until release(). */
+    hold(index: number) {
+      holding = index;
+    },
+    release() {
+      const c = conns[holding];
+      holding = -1;
+      for (const b of queue.splice(0)) c?.client.write(b);
+    },
+    refuseNew(on: boolean) {
+      refusing = on;
+    },
+    async close() {
+      for (const c of conns) c.client.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
 describe('Redis result backend: Celery meta', { skip: redis.skip }, () => {
   it('never overwrites a stored SUCCESS, and publishes each store on the key channel', async () => {
     const { createKeyValueResultBackend } = await import('../../runtime/src/backends/result-backend.js');
@@ -321,23 +368,8 @@ describe('Redis result backend: Celery meta', { skip: redis.skip }, () => {
     }
   });
   it('a process reads its own write of a watched key, not an older push that arrives after it (pushes travel on another connection)', async () => {
-    // The store's second connection is its subscriber: hold what Redis pushes to it.
-    const port = Number(new URL(url).port);
-    const held: { hold: boolean; queue: Buffer[]; conns: { client: Socket; upstream: Socket }[] } = { hold: false, queue: [], conns: [] };
-    const proxy = createServer((client) => {
-      const upstream = connect({ host: '127.0.0.1', port });
-      const index = held.conns.push({ client, upstream }) - 1;
-      client.on('data', (b) => upstream.write(b));
-      upstream.on('data', (b) => (index === 1 && held.hold ? held.queue.push(b) : client.write(b)));
-      client.on('error', () => upstream.destroy());
-      upstream.on('error', () => client.destroy());
-      client.on('close', () => upstream.destroy());
-      upstream.on('close', () => client.destroy());
-    });
-    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-    const proxied = new URL(url);
-    proxied.port = String((proxy.address() as { port: number }).port);
-    const store = createRedisStore(proxied.toString());
+    const proxy = await connectionProxy();
+    const store = createRedisStore(proxy.url);
     const raw = new Redis(url);
     const subscribers = async (key: string) => Number(((await raw.pubsub('NUMSUB', key)) as [string, number])[1]);
     try {
@@ -345,27 +377,53 @@ describe('Redis result backend: Celery meta', { skip: redis.skip }, () => {
       assert.equal(await store.get(`${key}-other`), null); // the command connection is the first
       store.expect!(key);
       await eventually(async () => assert.equal(await subscribers(key), 1));
-      assert.equal(held.conns.length, 2, 'command connection, then subscriber');
+      assert.equal(proxy.conns.length, 2, 'command connection, then subscriber');
       let pushes = 0;
       const stop = store.listen!(key, () => pushes++);
       // Another client stores STARTED: pushed here, nobody reads it.
       await raw.multi().set(key, '{"status": "STARTED"}').publish(key, '{"status": "STARTED"}').exec();
       await eventually(() => assert.equal(pushes, 1));
       // This process stores SUCCESS; its own push is held back (a slower connection).
-      held.hold = true;
+      proxy.hold(1);
       await store.set(key, '{"status": "SUCCESS", "result": 1}');
       assert.equal(await store.get(key), '{"status": "SUCCESS", "result": 1}', 'the value this process just stored');
-      held.hold = false;
-      for (const b of held.queue.splice(0)) held.conns[1]!.client.write(b);
+      proxy.release();
       await eventually(() => assert.equal(pushes, 2));
       assert.equal(await store.get(key), '{"status": "SUCCESS", "result": 1}');
       stop();
     } finally {
-      held.hold = false;
       raw.disconnect();
       await store.close();
-      for (const c of held.conns) c.client.destroy();
-      await new Promise((resolve) => proxy.close(resolve));
+      await proxy.close();
+    }
+  });
+  it('a push left unread before the subscriber connection dropped is not read as the value after it (later pushes were lost)', async () => {
+    const proxy = await connectionProxy();
+    const store = createRedisStore(proxy.url);
+    const raw = new Redis(url);
+    const subscribers = async (key: string) => Number(((await raw.pubsub('NUMSUB', key)) as [string, number])[1]);
+    try {
+      const key = `celery-task-meta-${uniqueName('outage')}`;
+      assert.equal(await store.get(`${key}-other`), null); // the command connection is the first
+      store.expect!(key);
+      await eventually(async () => assert.equal(await subscribers(key), 1));
+      let pushes = 0;
+      const stop = store.listen!(key, () => pushes++);
+      await raw.multi().set(key, '{"status": "STARTED"}').publish(key, '{"status": "STARTED"}').exec();
+      await eventually(() => assert.equal(pushes, 1));
+      // The subscriber's link drops; SUCCESS is stored and pushed while it is down (lost).
+      proxy.refuseNew(true);
+      proxy.conns[1]!.client.destroy();
+      await eventually(async () => assert.equal(await subscribers(key), 0));
+      await raw.multi().set(key, '{"status": "SUCCESS", "result": 1}').publish(key, '{"status": "SUCCESS", "result": 1}').exec();
+      proxy.refuseNew(false);
+      await eventually(async () => assert.equal(await subscribers(key), 1), { timeoutMs: 10_000 });
+      assert.equal(await store.get(key), '{"status": "SUCCESS", "result": 1}', 'the stored value, not the push from before the outage');
+      stop();
+    } finally {
+      raw.disconnect();
+      await store.close();
+      await proxy.close();
     }
   });
   it('a client that waits for results subscribes to the next task it sends before publishing it; a producer that never waits does not', async () => {

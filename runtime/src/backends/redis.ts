@@ -276,6 +276,11 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
         if (!w.written) w.published = value;
         for (const wake of [...w.wake]) wake();
       });
+      // Pushes made while the link is down are lost: one left unread from before may be older than
+      // what is stored when it comes back, so it no longer stands for the value.
+      subscriber.on('close', () => {
+        for (const w of watchers.values()) w.published = null;
+      });
     }
     return subscriber;
   }
