@@ -848,7 +848,14 @@ export class Consumer {
         // stored its FAILURE before this store was overwritten by RETRY, and get() waited forever.
         await this.store(j, buildMeta(req.id, States.RETRY, exc, { traceback, groupId: req.group, parentId: req.parentId }));
         // Published before the original is acked, so a crash in between duplicates, never loses.
-        await this.sendRetry(j, eta);
+        try {
+          await this.sendRetry(j, eta);
+        } catch (err) {
+          // As Celery, where retry()'s apply_async raises out of the task: it fails with that error.
+          // Left at RETRY, its caller would wait for a retry that does not exist.
+          j.log.error({ err }, 'the retry could not be published: the task fails with that error');
+          return this.settle(j, { state: 'FAILURE', error: err, runtimeMs: o.runtimeMs }, late, ignore);
+        }
         j.log.info({ retries: req.retries + 1, eta }, `task retry in ${Math.round(r.countdownMs)}ms: ${exc.exc_type}: ${String(exc.exc_message)}`);
         // Celery sends the Retry's repr: Retry(<itself>, <exc>, <when>).
         const when = r.eta ? pyStr(isoUtc(r.eta)) : String(r.countdownMs / 1000);

@@ -160,6 +160,24 @@ describe('worker (memory broker)', () => {
     }
   });
 
+  it('a retry that cannot be published fails the task with that error, not RETRY forever', async () => {
+    // Celery: an error from retry()'s apply_async propagates and the task fails with it. Here the
+    // retry's message cannot be written (an invalid ETA); RETRY was already stored, and get()
+    // waited for a retry that did not exist.
+    const own = createTestApp({ concurrency: 1 });
+    const unsent = own.task('t.unsent', function (this: TaskContext) {
+      this.retry({ eta: new Date(Number.NaN), exc: new Error('down') });
+    });
+    const w = await startTestWorker(own);
+    try {
+      const r = await unsent.delay();
+      await assert.rejects(r.get({ timeout: 5000 }), (err: unknown) => err instanceof TaskFailedError && err.excType === 'RangeError');
+      assert.equal(await r.state(), 'FAILURE');
+    } finally {
+      await w.stop();
+    }
+  });
+
   it('autoretries listed errors with backoff', async () => {
     const r = await auto.delay();
     assert.equal(await r.get({ timeout: 5000 }), 3);
