@@ -222,6 +222,9 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
         if (toSubscribe === batch) toSubscribe = null;
         return sub.subscribe(...batch.keys);
       });
+      // Rejected when the subscriber is closed with the SUBSCRIBE in flight: get() reads the key
+      // instead (it ignores this promise's error), and nobody else waits on it.
+      batch.done.catch(() => undefined);
       toSubscribe = batch;
     }
     toSubscribe.keys.push(key);

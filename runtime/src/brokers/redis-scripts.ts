@@ -31,8 +31,33 @@ end
  * names of KEYS[4..] (routing key for envelopes without delivery_info). Acking again (a resent
  * call) changes nothing.
  * Returns a flat array {list index (1-based), delivery tag, message text as it was in the list, ...}.
+ *
+ * An envelope whose properties end as celeriac or kombu write them (`"delivery_info": {"exchange": …,
+ * "routing_key": …}`, kombu's `"priority": N`, `"body_encoding": "base64", "delivery_tag": …}}` at
+ * the end of the text, in either spacing, no escapes in the three values) is read by pattern,
+ * without decoding the whole envelope (cjson.decode was most of the script's cost per message):
+ * the text's only "delivery_info" and only "delivery_tag" are those of that tail, so they are the
+ * properties' own. Any other text is decoded by cjson as before.
  */
 export const POP_SCRIPT = `
+local FAST = {
+  '^"delivery_info":{"exchange":"([^"\\\\]*)","routing_key":"([^"\\\\]*)"},"body_encoding":"base64","delivery_tag":"([^"\\\\]*)"}}$',
+  '^"delivery_info": {"exchange": "([^"\\\\]*)", "routing_key": "([^"\\\\]*)"}, "priority": %d+, "body_encoding": "base64", "delivery_tag": "([^"\\\\]*)"}}$',
+}
+-- tag, exchange, routing key of an envelope in one of the FAST layouts, else nil.
+local function fast(env)
+  if string.byte(env, 1) ~= 123 then return nil end
+  local di = string.find(env, '"delivery_info"', 1, true)
+  if not di then return nil end
+  for _, pat in ipairs(FAST) do
+    local ex, rk, tag = string.match(env, pat, di)
+    if ex then
+      if string.find(env, '"delivery_tag"', 1, true) < di then return nil end
+      return tag, ex, rk
+    end
+  end
+  return nil
+end
 local nack = tonumber(ARGV[4])
 local a = 5
 -- In chunks: unpack() has a limit on how many values it returns.
@@ -72,10 +97,18 @@ for k = 4, #KEYS do
     local queue = ARGV[a + idx - 1]
     for _, env in ipairs(got) do
       n = n + 1
-      local ok, m = pcall(cjson.decode, env)
-      local tag, ex, rk, entry
-      local object = ok and type(m) == 'table'
-      if object and type(m.properties) == 'table' then
+      local tag, ex, rk = fast(env)
+      local ok, m, entry, object
+      if tag then
+        ok = true
+        object = true
+      else
+        ok, m = pcall(cjson.decode, env)
+        object = ok and type(m) == 'table'
+      end
+      if tag then
+        -- read by fast()
+      elseif object and type(m.properties) == 'table' then
         local p = m.properties
         if type(p.delivery_tag) == 'string' then tag = p.delivery_tag end
         if type(p.delivery_info) == 'table' then ex = p.delivery_info.exchange; rk = p.delivery_info.routing_key end

@@ -193,6 +193,75 @@ async function traceHooked(i: TraceInput): Promise<TaskOutcome> {
   return o;
 }
 
+/** ctx.replace() of every run: no state of its own. */
+function replaceWith(sig: SignatureDict): never {
+  throw new Replace(sig);
+}
+
+/**
+ * The TaskContext of one run (`this` of the task function). A class, not an object literal: a
+ * literal with getters is a dictionary-mode object, about 1 us and a kilobyte of garbage per run
+ * to build. `log` and `signal` are getters (the child logger and the AbortController are made
+ * only for a task that reads them); the methods are own functions, so a task may destructure them.
+ */
+class RunContext implements TaskContext {
+  readonly id: string;
+  readonly name: string;
+  readonly retries: number;
+  readonly hostname: string;
+  readonly deliveryInfo: TaskContext['deliveryInfo'];
+  readonly parentId: string | null;
+  readonly rootId: string;
+  readonly groupId: string | null;
+  readonly args: readonly unknown[];
+  readonly kwargs: Readonly<Record<string, unknown>>;
+  readonly eta: Date | null;
+  readonly expires: Date | null;
+  readonly retry: TaskContext['retry'];
+  readonly replace: TaskContext['replace'] = replaceWith;
+  readonly addToChord: TaskContext['addToChord'];
+  readonly applyChild: TaskContext['applyChild'];
+  readonly updateState: TaskContext['updateState'];
+  readonly #i: TraceInput;
+
+  constructor(i: TraceInput, nextRetry: (r?: Parameters<TaskContext['retry']>[0]) => Retry) {
+    const { req, info } = i;
+    this.#i = i;
+    this.id = req.id;
+    this.name = req.name;
+    this.retries = req.retries;
+    this.hostname = i.hostname;
+    this.deliveryInfo = { queue: info.queue, exchange: info.exchange, routingKey: info.routingKey, redelivered: info.redelivered };
+    this.parentId = req.parentId;
+    this.rootId = req.rootId;
+    this.groupId = req.group;
+    this.args = req.args;
+    this.kwargs = req.kwargs;
+    this.eta = req.eta;
+    this.expires = req.expires;
+    this.retry = (r = {}) => {
+      throw nextRetry(r);
+    };
+    const canvas = i.canvas ?? NO_CANVAS;
+    this.addToChord = canvas.addToChord;
+    this.applyChild = canvas.applyChild;
+    this.updateState = async (u) => {
+      if (!i.storeState) throw new CeleriacError('E_NO_WORKER', 'updateState() needs a task run by a worker');
+      // Celery's store_result(request=...): children [] inside a worker, the request's group and parent.
+      await i.storeState(buildMeta(req.id, u.state, u.meta ?? null, { groupId: req.group, parentId: req.parentId }));
+    };
+  }
+
+  /** Read on use: the per-task child logger costs only tasks that log. */
+  get log(): Logger {
+    return this.#i.log;
+  }
+
+  get signal(): AbortSignal {
+    return this.#i.ctl.signal;
+  }
+}
+
 async function traceRun(i: TraceInput, onContext?: (ctx: TaskContext) => void): Promise<TaskOutcome> {
   const { task, req } = i;
   const opts = task.options;
@@ -216,40 +285,7 @@ async function traceRun(i: TraceInput, onContext?: (ctx: TaskContext) => void): 
     const countdown = r.eta ? r.eta.getTime() - Date.now() : (r.countdown ?? retryDelay(opts, req.retries));
     return new Retry(Math.max(0, countdown), r.exc ?? null, r.eta ?? null);
   };
-  const ctx: TaskContext = {
-    id: req.id,
-    name: req.name,
-    retries: req.retries,
-    hostname: i.hostname,
-    deliveryInfo: { queue: i.info.queue, exchange: i.info.exchange, routingKey: i.info.routingKey, redelivered: i.info.redelivered },
-    parentId: req.parentId,
-    rootId: req.rootId,
-    groupId: req.group,
-    args: req.args,
-    kwargs: req.kwargs,
-    eta: req.eta,
-    expires: req.expires,
-    // Read on use: the per-task child logger costs only tasks that log.
-    get log() {
-      return i.log;
-    },
-    get signal() {
-      return ctl.signal;
-    },
-    retry(r = {}) {
-      throw nextRetry(r);
-    },
-    replace(sig) {
-      throw new Replace(sig);
-    },
-    addToChord: (i.canvas ?? NO_CANVAS).addToChord,
-    applyChild: (i.canvas ?? NO_CANVAS).applyChild,
-    async updateState(u) {
-      if (!i.storeState) throw new CeleriacError('E_NO_WORKER', 'updateState() needs a task run by a worker');
-      // Celery's store_result(request=...): children [] inside a worker, the request's group and parent.
-      await i.storeState(buildMeta(req.id, u.state, u.meta ?? null, { groupId: req.group, parentId: req.parentId }));
-    },
-  };
+  const ctx = new RunContext(i, nextRetry);
 
   onContext?.(ctx);
   const { softMs, hardMs } = timeLimitsOf(task, req);

@@ -5,14 +5,14 @@
  * a slot is free, store results, publish retries, links and the next chain step, and ack (early by
  * default, late per task).
  */
-import type { SignalArgs, SignalName } from '../app/signals.js';
+import type { SignalArgs, SignalName, Signals } from '../app/signals.js';
 import type { Logger } from 'pino';
 import type { App } from '../app/app.js';
 import type { Config } from '../app/config.js';
 import type { SendOptions } from '../app/send.js';
 import { parseRateLimit, type Task } from '../app/task.js';
 import type { ResultBackend } from '../backends/result-backend.js';
-import type { Broker, Delivery } from '../brokers/broker.js';
+import type { Broker, Delivery, DeliveryInfo } from '../brokers/broker.js';
 import { applySignature, resultTuple } from '../canvas/apply.js';
 import { addToChord, chainFailed, chordPartReturned, failCanvas, type FinishedTask } from '../canvas/chord.js';
 import { chain } from '../canvas/chain.js';
@@ -48,7 +48,7 @@ import { DuplicateFilter } from './duplicates.js';
 import { StartedLedger } from './started-ledger.js';
 import { TimerHeap } from './timer-heap.js';
 import type { BlockingTask, Watchdog } from './watchdog.js';
-import { TaskControl, timeLimitsOf, TimeLimitExceeded, type TaskCanvas, type TaskOutcome } from '../pools/trace.js';
+import { TaskControl, timeLimitsOf, TimeLimitExceeded, type TaskCanvas, type TaskOutcome, type TraceInput } from '../pools/trace.js';
 import { runTask, tracedRun, type Tracing } from '../tracing/tracing.js';
 
 /**
@@ -81,6 +81,37 @@ class Job {
   /** A child logger bound to the task, made on first use (most tasks never log). */
   get log(): Logger {
     return (this.logger ??= this.parent.child({ taskId: this.req.id, taskName: this.req.displayName }));
+  }
+}
+
+/**
+ * What the pool runs for a job. A class, as Job: an object literal with the `log` getter is a
+ * dictionary-mode object, costly to build once per task.
+ */
+class JobRun implements TraceInput {
+  readonly req: TaskRequest;
+  readonly info: DeliveryInfo;
+  readonly contentType: string;
+  readonly #job: Job;
+
+  constructor(
+    job: Job,
+    readonly task: Task,
+    readonly hostname: string,
+    readonly ctl: TaskControl,
+    readonly canvas: TaskCanvas,
+    readonly signals: Signals,
+    readonly storeState: (meta: TaskMeta) => Promise<void>,
+  ) {
+    this.#job = job;
+    this.req = job.req;
+    this.info = job.d.info;
+    this.contentType = job.d.message.contentType;
+  }
+
+  /** Read on use: the job's child logger is made only for a task that logs. */
+  get log(): Logger {
+    return this.#job.log;
   }
 }
 
@@ -705,22 +736,18 @@ export class Consumer {
         () => runTask(req, d.info, config.hostname, this.deps.broker.kind),
         async () => {
           const runIt = () =>
-            pool.run({
-              task: run,
-              req,
-              info: d.info,
-              hostname: config.hostname,
-              // Read on use: the job's child logger is made only for a task that logs.
-              get log() {
-                return j.log;
-              },
-              ctl,
-              canvas: this.taskCanvas(j),
-              contentType: d.message.contentType,
-              // ctx.updateState: unlike the worker's own stores, a failure reaches the task.
-              signals: this.deps.app.signals,
-              storeState: (meta) => this.deps.backend.store(this.storedMeta(j, meta), { replyTo: req.replyTo, correlationId: req.correlationId }),
-            });
+            pool.run(
+              new JobRun(
+                j,
+                run,
+                config.hostname,
+                ctl,
+                this.taskCanvas(j),
+                this.deps.app.signals,
+                // ctx.updateState: unlike the worker's own stores, a failure reaches the task.
+                (meta) => this.deps.backend.store(this.storedMeta(j, meta), { replyTo: req.replyTo, correlationId: req.correlationId }),
+              ),
+            );
           // Noted in flight while it runs, so a block can be blamed on it (see watchdog.ts).
           const { watchdog } = this.deps;
           const untrack = watchdog?.track(this.blameAs(j, run, late, ignore), run.fn);

@@ -152,3 +152,35 @@ describe('trace: the task control (ctx.signal made on first read)', () => {
     assert.deepEqual(heard, ['terminated']);
   });
 });
+
+describe('trace: the task context', () => {
+  it("gives the request's fields, log and signal on use, and methods a task may destructure", async () => {
+    let seen: Record<string, unknown> = {};
+    const task = {
+      name: 't.ctx',
+      options: {},
+      fn: function (this: TaskContext) {
+        const { retry, replace, updateState } = this;
+        seen = {
+          id: this.id,
+          name: this.name,
+          deliveryInfo: this.deliveryInfo,
+          log: typeof this.log.info,
+          aborted: this.signal.aborted,
+          methods: [typeof retry, typeof replace, typeof updateState],
+        };
+        retry({ countdown: 5 });
+      },
+    } as unknown as Task;
+    const outcome = await trace(traceInput(task, { id: 'ctx-1' }));
+    assert.deepEqual(seen, {
+      id: 'ctx-1',
+      name: 't.ctx',
+      deliveryInfo: { queue: 'celery', exchange: '', routingKey: 'celery', redelivered: false },
+      log: 'function',
+      aborted: false,
+      methods: ['function', 'function', 'function'],
+    });
+    assert.equal(outcome.state, 'RETRY', 'a destructured retry() still retries');
+  });
+});
