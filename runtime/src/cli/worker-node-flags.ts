@@ -14,6 +14,7 @@
  * - the process has an IPC channel (started by `fork()`): exec would close it;
  * - `process.execve` is missing (Node 20, Windows): the worker runs on V8's defaults, as before.
  */
+import { accessSync, constants } from 'node:fs';
 
 /** Node flags `celeriac worker` adds unless the user set the same setting. */
 export const WORKER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=4'];
@@ -42,8 +43,10 @@ export function reexecWorkerWithNodeFlags(): void {
   const add = WORKER_NODE_FLAGS.filter((f) => !setsFlag(process.execArgv, f) && !setsFlag(nodeOptions, f));
   if (add.length === 0) return;
   try {
+    // Before Node's execve threw on failure it aborted the process: make sure the binary is there.
+    accessSync(process.execPath, constants.X_OK);
     execve.call(process, process.execPath, [process.execPath, ...add, ...process.execArgv, ...process.argv.slice(1)], process.env);
   } catch {
-    // exec refused (a seccomp profile, a read-only node binary's path gone): run on V8's defaults.
+    // node's binary is gone (replaced by an upgrade) or exec was refused: run on V8's defaults.
   }
 }
