@@ -39,6 +39,7 @@
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { availableParallelism, homedir, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -308,8 +309,11 @@ async function benchCeleriac(brokerUrl: string, backendUrl: string, server: Test
 
 /**
  * A celeriac worker process on `queue` running bench-tasks.ts, with /metrics on `port`. With
- * `countCompletions`, completion-counter.ts is preloaded and reports its completions over IPC
- * (trackCompletions), which costs the worker next to nothing, unlike polling /metrics.
+ * `countCompletions`, completion-counter.ts is preloaded and reports its completions on a Unix
+ * socket, emitted here as the child's 'message' events as BullMQ's worker sends them over IPC
+ * (trackCompletions), which costs the worker next to nothing, unlike polling /metrics. Not over
+ * IPC: `celeriac worker` re-executes node with its heap flags (worker-node-flags.ts), and node
+ * closes the IPC channel and inherited descriptors on exec.
  */
 function spawnCeleriacWorker(
   queue: string,
@@ -321,7 +325,8 @@ function spawnCeleriacWorker(
   countCompletions = false,
 ): ChildProcess {
   const counter = countCompletions ? ['--import', join(root, 'dist/test/bench/completion-counter.js')] : [];
-  return spawn(
+  const socket = countCompletions ? join(mkdtempSync(join(tmpdir(), 'celeriac-bench-')), 'completions.sock') : null;
+  const worker = spawn(
     process.execPath,
     [
       ...WORKER_NODE_FLAGS,
@@ -344,10 +349,25 @@ function spawnCeleriacWorker(
       ...workerFlags,
     ],
     {
-      env: { ...process.env, CELERIAC_BROKER_URL: brokerUrl, CELERIAC_RESULT_BACKEND: backendUrl, ...(countCompletions ? { BENCH_COMPLETION_IPC: '1' } : {}) },
-      stdio: ['ignore', 'inherit', 'inherit', ...(countCompletions ? (['ipc'] as const) : [])],
+      env: { ...process.env, CELERIAC_BROKER_URL: brokerUrl, CELERIAC_RESULT_BACKEND: backendUrl, ...(socket ? { BENCH_COMPLETION_SOCKET: socket } : {}) },
+      stdio: ['ignore', 'inherit', 'inherit'],
     },
   );
+  if (socket) {
+    // One line per report, the count so far; a connection made before the exec just ends.
+    const server = createServer((conn) => {
+      let rest = '';
+      conn.setEncoding('utf8');
+      conn.on('data', (chunk: string) => {
+        const lines = (rest + chunk).split('\n');
+        rest = lines.pop()!;
+        if (lines.length > 0) worker.emit('message', { completed: Number(lines.at(-1)) });
+      });
+      conn.on('error', () => {});
+    }).listen(socket);
+    worker.once('exit', () => server.close(() => rmSync(dirname(socket), { recursive: true, force: true })));
+  }
+  return worker;
 }
 
 // ---------------------------------------------------------------- BullMQ

@@ -1,7 +1,9 @@
 /**
- * Preloaded into the bench's celeriac worker (`node --import`, with BENCH_COMPLETION_IPC=1 and an
- * IPC channel): reports the worker's count of succeeded tasks to the bench over IPC, as the BullMQ
- * worker of the bench does (bullmq-worker.ts): at most every 20 ms, 20 ms after a completion.
+ * Preloaded into the bench's celeriac worker (`node --import`, with BENCH_COMPLETION_SOCKET, a Unix
+ * socket the bench listens on): reports the worker's count of succeeded tasks to the bench, one
+ * line per report, as the BullMQ worker of the bench does over IPC (bullmq-worker.ts): at most
+ * every 20 ms, 20 ms after a completion. Not IPC: `celeriac worker` re-executes node
+ * (worker-node-flags.ts), which closes an IPC channel; this module then runs again in the new image.
  *
  * Why not /metrics: polling it every 20 ms cost the worker 5-8% of its CPU (the default metrics
  * read /proc, the histograms are formatted), an observation cost BullMQ's row did not pay.
@@ -11,21 +13,24 @@
  * module instance the worker loads, by the CommonJS cache), a name compare per increment.
  */
 import { createRequire } from 'node:module';
+import { connect } from 'node:net';
+import { basename } from 'node:path';
 import { isMainThread } from 'node:worker_threads';
 
 const NAME = 'celeriac_tasks_completed_total';
+const path = process.env.BENCH_COMPLETION_SOCKET;
 
-// --import runs in worker threads too, and forked pool runners inherit the flag: the env var is
-// removed at once so only this process (the worker's main thread) counts.
-if (process.env.BENCH_COMPLETION_IPC === '1' && isMainThread && process.send) {
-  delete process.env.BENCH_COMPLETION_IPC;
-  const send = process.send.bind(process);
-  process.channel?.unref(); // the worker exits on its own terms, not held open by the bench
+// --import runs in worker threads too, and forked pool runners (runner-entry.js) inherit the flag
+// and the environment: only the worker's own main thread (main.js) counts.
+if (path && isMainThread && basename(process.argv[1] ?? '') === 'main.js') {
+  const conn = connect(path);
+  conn.unref(); // the worker exits on its own terms, not held open by the bench
+  conn.on('error', () => {}); // the bench is gone: nothing to report to
   let completed = 0;
   let timer: NodeJS.Timeout | null = null;
   const report = () => {
     timer = null;
-    send({ completed });
+    conn.write(`${completed}\n`);
   };
   type Inc = (this: { name: string }, labels?: unknown, value?: number) => void;
   const require = createRequire(import.meta.url);
