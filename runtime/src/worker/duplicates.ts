@@ -28,6 +28,26 @@ class Book {
   /** Identities held -> copies that arrived meanwhile (null until one does). */
   readonly held = new Map<string, Delivery[] | null>();
   readonly acked = new Set<string>();
+  /**
+   * The acknowledged identities in the order they came, RECENT_ACKS slots used round: the oldest
+   * is forgotten in O(1). Deleting a Set's first entry found by `values().next()` walks the holes
+   * earlier deletes left until the table is rebuilt, thousands of steps per ack at 10,000.
+   */
+  private readonly order: string[] = [];
+  private next = 0;
+
+  /** Remembers `key` as acknowledged, forgetting the oldest past RECENT_ACKS. */
+  remember(key: string): void {
+    if (this.acked.has(key)) return;
+    this.acked.add(key);
+    if (this.order.length < RECENT_ACKS) {
+      this.order.push(key);
+      return;
+    }
+    this.acked.delete(this.order[this.next]!);
+    this.order[this.next] = key;
+    this.next = (this.next + 1) % RECENT_ACKS;
+  }
 }
 
 /** `retries` or `replaced_task_nesting` as the composite key writes it is "0" (absent counts as 0). */
@@ -69,10 +89,7 @@ export class DuplicateFilter {
   released(book: Book, key: string, acked: boolean): void {
     const copies = book.held.get(key);
     book.held.delete(key);
-    if (acked) {
-      book.acked.add(key);
-      if (book.acked.size > RECENT_ACKS) book.acked.delete(book.acked.values().next().value!);
-    }
+    if (acked) book.remember(key);
     for (const c of copies ?? []) {
       (acked ? c.ack() : c.requeue()).catch((err: unknown) => this.log.warn({ err, queue: c.info.queue }, 'settling a copy failed; the broker keeps it'));
     }

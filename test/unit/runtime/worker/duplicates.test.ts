@@ -88,6 +88,14 @@ describe('DuplicateFilter', () => {
     assert.equal(f.admit(recorded('t9', 2)), null, 'retries "2" and 2 are the same message');
   });
 
+  it('remembers the last 10,000 acknowledged messages: the oldest is forgotten first', async () => {
+    const f = new DuplicateFilter(silent);
+    for (let i = 0; i < 10_002; i++) await f.admit(recorded(`r${i}`))!.ack();
+    assert.notEqual(f.admit(recorded('r0')), null, 'the oldest is forgotten');
+    assert.notEqual(f.admit(recorded('r1')), null, 'and the next oldest');
+    for (const i of [2, 5_000, 10_001]) assert.equal(f.admit(recorded(`r${i}`)), null, `r${i} still remembered`);
+  });
+
   it('releases copies once even when the first is settled twice', async () => {
     const f = new DuplicateFilter(silent);
     const first = f.admit(recorded('t5'))!;
