@@ -109,6 +109,20 @@ export function tracebackOf(err: unknown): string | null {
   return `Traceback (most recent call last):\n${err.stack ?? `${err.name}: ${err.message}`}\n`;
 }
 
+/** The millisecond isoNow() last formatted, and its text. */
+let nowMs = -1;
+let nowIso = '';
+
+/** isoUtc() of the current time; the stores of one millisecond (a batch of results) share one text. */
+function isoNow(): string {
+  const ms = Date.now();
+  if (ms !== nowMs) {
+    nowIso = isoUtc(new Date(ms));
+    nowMs = ms;
+  }
+  return nowIso;
+}
+
 /** Builds a meta object in Celery's field order. */
 export function buildMeta(
   taskId: string,
@@ -118,7 +132,7 @@ export function buildMeta(
 ): TaskMeta {
   const traceback = extra.traceback ?? null;
   const children = extra.children ?? [];
-  const date_done = READY_STATES.has(status) ? isoUtc(extra.now ?? new Date()) : null;
+  const date_done = READY_STATES.has(status) ? (extra.now ? isoUtc(extra.now) : isoNow()) : null;
   const { groupId, parentId } = extra;
   // Written in Celery's order, task_id last, in one literal per shape: adding and deleting keys
   // afterwards would turn the object into a slow dictionary (a store per task encodes one).
