@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createRequire } from 'node:module';
 import { decodeFields, encodeTable } from '../../../../runtime/src/brokers/amqp-codec.js';
+import { sendPublish } from '../../../../runtime/src/brokers/amqp.js';
 
 /** One table entry: short key, tag, value bytes. */
 function entry(key: string, tag: string, value: Buffer): Buffer {
@@ -260,6 +261,44 @@ describe('AMQP basic.publish encoder', () => {
     ];
     for (const [name, frameMax, fields, props, content] of cases) {
       assert.deepEqual(bytes(patched, frameMax, fields, props, content), bytes(original, frameMax, fields, props, content), name);
+    }
+  });
+
+  it("sendPublish (the broker's publish) writes what amqplib's ConfirmChannel#publish writes, and queues the confirm callback the same way", () => {
+    const require = createRequire(import.meta.url);
+    const { ConfirmChannel } = require('amqplib/lib/channel_model.js') as { ConfirmChannel: { prototype: Record<string, (...a: unknown[]) => unknown> } };
+    const { Connection } = require('amqplib/lib/connection.js') as { Connection: { prototype: object } };
+    const { patched } = senders();
+    /** A channel (amqplib's own methods) on channel number 3 of a connection that records the bytes. */
+    const channel = () => {
+      const out: Buffer[] = [];
+      const conn = Object.assign(Object.create(Connection.prototype) as object, {
+        frameMax: 131_072,
+        sentSinceLastCheck: false,
+        channels: [null, null, null, { buffer: { write: (b: Buffer) => out.push(Buffer.from(b)) > 0 } }],
+      });
+      const ch = Object.create(ConfirmChannel.prototype) as Record<string, unknown>;
+      Object.assign(ch, { unconfirmed: [], sendMessage: (f: object, p: object, c: Buffer) => patched.call(conn, 3, 0x003c0028, f, 60, p, c) });
+      return { ch, out, unconfirmed: ch.unconfirmed as unknown[] };
+    };
+    const headers = { lang: 'py', task: 'proj.add', id: 'i-1', eta: null, retries: 0, timelimit: [null, null], stamps: {}, ignore_result: false };
+    const cases: [string, Record<string, unknown>][] = [
+      ['a task', { contentType: 'application/json', contentEncoding: 'utf-8', headers, deliveryMode: 2, priority: 0, correlationId: 'i-1', replyTo: 'r' }],
+      ['an rpc:// result', { contentType: 'application/json', contentEncoding: 'utf-8', headers: {}, deliveryMode: 1, correlationId: 'i-1' }],
+      ['an expiration and a message id', { headers: { a: 1 }, deliveryMode: 2, expiration: '5000', messageId: 'm' }],
+      ['a large body (amqplib encodes it)', { headers, deliveryMode: 2 }],
+    ];
+    for (const [name, options] of cases) {
+      const body = name.startsWith('a large') ? Buffer.alloc(5_000, 7) : Buffer.from('[[1, 2], {}, {}]');
+      const cb = () => undefined;
+      const mine = channel();
+      sendPublish(mine.ch as never, '', 'celery', body, options, cb);
+      const theirs = channel();
+      ConfirmChannel.prototype.publish!.call(theirs.ch, '', 'celery', body, options, cb);
+      assert.ok(Buffer.concat(mine.out).length > body.length, name);
+      assert.deepEqual(Buffer.concat(mine.out), Buffer.concat(theirs.out), name);
+      assert.deepEqual(mine.unconfirmed, [cb], name);
+      assert.deepEqual(theirs.unconfirmed, [cb], name);
     }
   });
 });
