@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createRequire } from 'node:module';
-import { decodeFields, encodeTable } from '../../../../runtime/src/brokers/amqp-codec.js';
+import { decodeFields, encodePublish, encodeTable } from '../../../../runtime/src/brokers/amqp-codec.js';
 import { sendPublish } from '../../../../runtime/src/brokers/amqp.js';
 
 /** One table entry: short key, tag, value bytes. */
@@ -300,5 +300,68 @@ describe('AMQP basic.publish encoder', () => {
       assert.deepEqual(mine.unconfirmed, [cb], name);
       assert.deepEqual(theirs.unconfirmed, [cb], name);
     }
+  });
+});
+
+describe('AMQP frame reader', () => {
+  type Recv = (this: object) => unknown;
+  /** amqplib's own Connection#recvFrame (a pristine copy of its modules) and the patched one. */
+  function readers(): { original: Recv; patched: Recv } {
+    const require = createRequire(import.meta.url);
+    const path = require.resolve('amqplib/lib/connection.js');
+    const dir = path.slice(0, path.lastIndexOf('/') + 1);
+    const saved = Object.keys(require.cache).filter((k) => k.startsWith(dir));
+    const kept = new Map(saved.map((k) => [k, require.cache[k]]));
+    const patched = (require(path) as { Connection: { prototype: { recvFrame: Recv } } }).Connection.prototype.recvFrame;
+    for (const k of saved) delete require.cache[k];
+    const original = (require(path) as { Connection: { prototype: { recvFrame: Recv } } }).Connection.prototype.recvFrame;
+    for (const [k, m] of kept) require.cache[k] = m;
+    return { original, patched };
+  }
+  /** Every frame `recv` reads from `chunks`, read as amqplib's accept loop does (until false, then the next chunk). */
+  function frames(recv: Recv, chunks: Buffer[]): unknown[] {
+    const queue = [...chunks];
+    const conn = { rest: Buffer.alloc(0), recvSinceLastCheck: false, stream: { read: () => queue.shift() ?? null }, recvFrame: recv };
+    const out: unknown[] = [];
+    for (;;) {
+      let f: unknown;
+      while ((f = recv.call(conn))) out.push(f);
+      if (queue.length === 0) return out;
+    }
+  }
+
+  it('reads the frames amqplib reads, wherever the chunks cut them', () => {
+    const { original, patched } = readers();
+    assert.notEqual(original, patched);
+    const headers = { lang: 'py', task: 'proj.add', id: 'i-1', retries: 0, stamps: {} };
+    const publish = (body: Buffer) =>
+      encodePublish(
+        1,
+        { exchange: '', routingKey: 'celery' },
+        { contentType: 'application/json', headers, deliveryMode: 2, correlationId: 'i-1' },
+        body,
+        131_072,
+      )!;
+    const heartbeat = Buffer.from([8, 0, 0, 0, 0, 0, 0, 0xce]);
+    const stream = Buffer.concat([publish(Buffer.from('[[1, 2], {}, {}]')), heartbeat, publish(Buffer.alloc(0)), publish(Buffer.alloc(900, 7)), heartbeat]);
+    const cuts: [string, number[]][] = [
+      ['one chunk', [stream.length]],
+      ['byte by byte', Array.from({ length: stream.length }, () => 1)],
+      ['7 bytes at a time', Array.from({ length: Math.ceil(stream.length / 7) }, () => 7)],
+      ['uneven chunks', [3, 100, 1, 250, 64, 5_000]],
+    ];
+    for (const [name, sizes] of cuts) {
+      const chunks: Buffer[] = [];
+      for (let at = 0, i = 0; at < stream.length; at += sizes[i++ % sizes.length]!) chunks.push(stream.subarray(at, at + sizes[i % sizes.length]!));
+      const mine = frames(patched, chunks);
+      assert.equal(mine.length, 10, name);
+      assert.deepEqual(mine, frames(original, chunks), name);
+    }
+  });
+
+  it('refuses a frame without its end marker, as amqplib does', () => {
+    const { patched } = readers();
+    const bad = Buffer.from([8, 0, 0, 0, 0, 0, 0, 0x00]);
+    assert.throws(() => frames(patched, [bad]), /Invalid frame/);
   });
 });
