@@ -52,8 +52,8 @@ export class KeptStates {
     return this.newer.get(id) ?? this.older.get(id);
   }
 
+  /** A state already in the older generation stays there, shadowed by this one until it is dropped. */
   set(id: string, meta: TaskMeta): void {
-    if (this.older.size > 0) this.older.delete(id);
     this.newer.set(id, meta);
     if (this.newer.size >= this.generation) {
       this.older = this.newer;
