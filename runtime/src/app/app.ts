@@ -178,10 +178,15 @@ export function createApp(options: AppOptions = {}): App {
   /** Sends task-sent events when taskSendSentEvent is on; made on first use. */
   let sentEvents: EventDispatcher | null = null;
 
+  /** The broker once connected: send() takes it without an await (a producer sends thousands a second). */
+  let brokerMade: Broker | null = null;
+  /** This process's rpc:// reply queue once live, with the backend that owns it. */
+  let replyQueue: { backend: ResultBackend; name: string } | null = null;
   const broker = (): Promise<Broker> =>
     (brokerP ??= (async () => {
       const b = await createBroker(config.brokerUrl, { logger: log });
       await b.connect();
+      if (brokerP !== null) brokerMade = b;
       return b;
     })());
   const backend = (): Promise<ResultBackend> =>
@@ -199,8 +204,16 @@ export function createApp(options: AppOptions = {}): App {
   async function send(name: string, args: readonly unknown[], kwargs: Record<string, unknown>, o: SendOptions): Promise<AsyncResult> {
     const id = o.taskId ?? randomUUID();
     // rpc:// results come back to this process's reply queue, which must exist before the task does.
-    const rb = o.replyTo === undefined && config.resultBackend.startsWith('rpc:') ? await backend() : null;
-    const ownReplyTo = rb?.replyTo ? await rb.replyTo() : undefined;
+    // Once it does, and once the broker is connected, nothing below waits before the publish.
+    const rb = o.replyTo === undefined && config.resultBackend.startsWith('rpc:') ? (backendMade ?? (await backend())) : null;
+    let ownReplyTo: string | undefined;
+    if (rb?.replyTo) {
+      if (replyQueue?.backend !== rb) {
+        const name = await rb.replyTo();
+        replyQueue = { backend: rb, name };
+      }
+      ownReplyTo = replyQueue.name;
+    }
     const out = outgoingTask(name, args, kwargs, o, {
       config,
       origin,
@@ -212,7 +225,7 @@ export function createApp(options: AppOptions = {}): App {
       signer: config.taskSerializer === 'auth' || o.serializer === 'auth' ? app.signer() : null,
     });
     const { queue } = out;
-    const b = await broker();
+    const b = brokerMade ?? (await broker());
     // Celery's before/after_task_publish; the handlers of the first may change the headers.
     const publishArgs = (headers: Record<string, unknown>): PublishArgs => ({
       sender: name,
@@ -230,7 +243,7 @@ export function createApp(options: AppOptions = {}): App {
       await signals.send('beforeTaskPublish', publishArgs(headers), log);
       outgoing = { ...outgoing, headers };
     }
-    const tr = await tracing();
+    const tr = config.tracing ? await tracing() : null;
     const publishing = tracedSend(tr, { name, id, queue, retries: o.retries ?? 0, broker: b.kind }, async (traceHeaders) => {
       const message = traceHeaders ? { ...outgoing, headers: { ...outgoing.headers, ...traceHeaders } } : outgoing;
       try {
@@ -372,7 +385,8 @@ export function createApp(options: AppOptions = {}): App {
     async close() {
       const [b, r] = [brokerP, backendP];
       brokerP = backendP = null;
-      backendMade = null;
+      backendMade = brokerMade = null;
+      replyQueue = null;
       await sentEvents?.flush();
       sentEvents = null;
       if (r) await (await r).close();

@@ -33,8 +33,39 @@ export interface RpcBackendOptions {
   readonly dateTags?: boolean;
 }
 
-/** Results kept per process before the oldest are dropped. */
+/** Results kept per process: the latest states of at least the last MAX_KEPT / 2 tasks, at most MAX_KEPT. */
 const MAX_KEPT = 100_000;
+
+/**
+ * The latest state per task id, in two generations: a full newer one becomes the older, and the
+ * older is dropped whole. Dropping the oldest entry one by one (`keys().next()`) walks over every
+ * entry deleted since V8 last compacted the Map: tens of thousands per result once a producer has
+ * had 100,000.
+ */
+export class KeptStates {
+  private newer = new Map<string, TaskMeta>();
+  private older = new Map<string, TaskMeta>();
+
+  constructor(private readonly generation = MAX_KEPT / 2) {}
+
+  get(id: string): TaskMeta | undefined {
+    return this.newer.get(id) ?? this.older.get(id);
+  }
+
+  /** A state already in the older generation stays there, shadowed by this one until it is dropped. */
+  set(id: string, meta: TaskMeta): void {
+    this.newer.set(id, meta);
+    if (this.newer.size >= this.generation) {
+      this.older = this.newer;
+      this.newer = new Map();
+    }
+  }
+
+  delete(id: string): void {
+    this.newer.delete(id);
+    this.older.delete(id);
+  }
+}
 const ACCEPTED = acceptedContentTypes(['json', 'msgpack', 'yaml']);
 
 export function createRpcBackend(_url: string, opts: RpcBackendOptions): ResultBackend & { replyTo(): Promise<string> } {
@@ -44,7 +75,7 @@ export function createRpcBackend(_url: string, opts: RpcBackendOptions): ResultB
   const broker = opts.broker as AmqpBroker;
   const log = opts.logger?.child({ component: 'rpc-backend' });
   const oid = randomUUID();
-  const kept = new Map<string, TaskMeta>();
+  const kept = new KeptStates();
   const waiters = new Map<string, Set<() => void>>();
   const stop = new AbortController();
   let listening: Promise<void> | null = null;
@@ -59,9 +90,7 @@ export function createRpcBackend(_url: string, opts: RpcBackendOptions): ResultB
     }
     const id = typeof meta?.task_id === 'string' ? meta.task_id : String(m.properties.correlation_id ?? '');
     if (!id) return;
-    kept.delete(id);
     kept.set(id, meta);
-    if (kept.size > MAX_KEPT) kept.delete(kept.keys().next().value as string);
     const w = waiters.get(id);
     if (w) for (const wake of [...w]) wake();
   }

@@ -1,6 +1,7 @@
 /**
  * amqplib, loaded with a field-table decoder that reads every AMQP 0-9-1 tag py-amqp writes (and a
- * faster encoder with the same output).
+ * faster encoder with the same output), basic.publish built in one buffer (encodePublish) and a
+ * frame reader that does not copy every chunk received (fastRecvFrame).
  *
  * Why (spec §4.7): py-amqp writes Python ints outside ±2^31 with the tag `L` (signed 64-bit).
  * amqplib 0.10 throws `Unexpected type tag "L"` while parsing the frame and drops the whole
@@ -566,6 +567,50 @@ export function fastSendMessage(original: SendMessage): SendMessage {
   };
 }
 
+/** amqplib's Connection fields read by fastRecvFrame (`restAt` is ours). */
+interface ReceivingConnection {
+  rest: Buffer;
+  restAt?: number;
+  recvSinceLastCheck: boolean;
+  stream: { read(): Buffer | null };
+}
+/** A frame as amqplib's decodeFrame takes it. */
+interface RawFrame {
+  type: number;
+  channel: number;
+  size: number;
+  payload: Buffer;
+}
+
+/**
+ * amqplib's Connection#recvFrame (the next whole frame read, decoded; false when none is), reading
+ * frames at an offset into the bytes received: amqplib copied what was left together with every
+ * chunk read (Buffer.concat, so all input was copied once more) and made a Buffer of the rest after
+ * each frame. Now only a frame cut by a chunk boundary is copied, with the chunk after it.
+ */
+export function fastRecvFrame(decodeFrame: (frame: RawFrame) => unknown): (this: ReceivingConnection) => unknown {
+  return function recvFrame(this: ReceivingConnection) {
+    for (;;) {
+      const buf = this.rest;
+      const at = this.restAt ?? 0;
+      const left = buf.length - at;
+      if (left >= 7) {
+        const size = buf.readUInt32BE(at + 3);
+        if (left >= size + 8) {
+          if (buf[at + 7 + size] !== FRAME_END) throw new Error('Invalid frame');
+          this.restAt = at + size + 8;
+          return decodeFrame({ type: buf[at]!, channel: buf.readUInt16BE(at + 1), size, payload: buf.subarray(at + 7, at + 7 + size) });
+        }
+      }
+      const incoming = this.stream.read();
+      if (incoming === null) return false;
+      this.recvSinceLastCheck = true;
+      this.rest = left === 0 ? incoming : Buffer.concat([buf.subarray(at), incoming]);
+      this.restAt = 0;
+    }
+  };
+}
+
 function loadPatched(): typeof AmqplibModule {
   const codecPath = require.resolve('amqplib/lib/codec.js');
   const defsPath = require.resolve('amqplib/lib/defs.js');
@@ -577,8 +622,12 @@ function loadPatched(): typeof AmqplibModule {
   const codec = require(codecPath) as { decodeFields: typeof decodeFields; encodeTable: typeof encodeTable };
   codec.decodeFields = decodeFields;
   codec.encodeTable = encodeTable;
-  const { Connection } = require(require.resolve('amqplib/lib/connection.js')) as { Connection: { prototype: { sendMessage: SendMessage } } };
+  const { Connection } = require(require.resolve('amqplib/lib/connection.js')) as {
+    Connection: { prototype: { sendMessage: SendMessage; recvFrame: (this: ReceivingConnection) => unknown } };
+  };
   Connection.prototype.sendMessage = fastSendMessage(Connection.prototype.sendMessage);
+  const { decodeFrame } = require(require.resolve('amqplib/lib/frame.js')) as { decodeFrame: (frame: RawFrame) => unknown };
+  Connection.prototype.recvFrame = fastRecvFrame(decodeFrame);
   return require('amqplib') as typeof AmqplibModule;
 }
 

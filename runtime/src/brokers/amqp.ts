@@ -75,6 +75,32 @@ function publishOptions(m: WireMessage): Options.Publish {
   return o;
 }
 
+/** What sendPublish uses of an amqplib channel (its own methods, not in amqplib's types). */
+interface PublishingChannel {
+  sendMessage(fields: Record<string, unknown>, props: Options.Publish, content: Buffer): boolean;
+  pushConfirmCallback(cb: (err: unknown) => void): void;
+}
+
+/**
+ * basic.publish as amqplib's Channel#publish sends it (the same frames), without its Args.publish:
+ * that copies every option into a new object and wraps the headers in Object.create(headers), and
+ * the table encoder then walked that prototype chain with a Set of the keys seen, for every
+ * message. Through the channel's own sendMessage, so a closed channel throws as before. `confirm`:
+ * the confirm callback, on a confirm channel (pushed first, as ConfirmChannel#publish does).
+ */
+export function sendPublish(
+  ch: Channel,
+  exchange: string,
+  routingKey: string,
+  body: Buffer,
+  options: Options.Publish,
+  confirm?: (err: unknown) => void,
+): boolean {
+  const c = ch as unknown as PublishingChannel;
+  if (confirm) c.pushConfirmCallback(confirm);
+  return c.sendMessage({ exchange, routingKey, mandatory: false, immediate: false, ticket: 0 }, options, body);
+}
+
 function toWire(msg: ConsumeMessage): WireMessage {
   const p = msg.properties;
   const properties: Record<string, unknown> = {};
@@ -418,7 +444,7 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
         else publishRetrying(exchange, routingKey, m.body, options, what, 1, err).then(resolve, reject);
       };
       try {
-        ch.publish(exchange, routingKey, m.body, options, settle);
+        sendPublish(ch, exchange, routingKey, m.body, options, settle);
       } catch (err) {
         settle(err);
       }
@@ -450,7 +476,7 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
       }
       try {
         await new Promise<void>((resolve, reject) => {
-          ch.publish(exchange, routingKey, body, options, (err) => (err ? reject(err) : resolve()));
+          sendPublish(ch, exchange, routingKey, body, options, (err) => (err ? reject(err) : resolve()));
         });
         return;
       } catch (err) {
@@ -643,7 +669,7 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
   async function unconfirmedPublish(exchange: string, routingKey: string, message: WireMessage): Promise<void> {
     try {
       const ch = await fast.get();
-      if (!ch.publish(exchange, routingKey, message.body, publishOptions(message))) await new Promise((r) => ch.once('drain', r));
+      if (!sendPublish(ch, exchange, routingKey, message.body, publishOptions(message))) await new Promise((r) => ch.once('drain', r));
     } catch (err) {
       throw wrap(`publish to "${exchange || routingKey}"`, err);
     }
@@ -723,7 +749,7 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
       if (ch !== null) {
         // Open (the common case): no await. A full write buffer waits for 'drain' below.
         try {
-          if (ch.publish(exchange, routingKey, message.body, publishOptions(message))) return DONE;
+          if (sendPublish(ch, exchange, routingKey, message.body, publishOptions(message))) return DONE;
         } catch (err) {
           return Promise.reject(wrap(`publish to "${exchange || routingKey}"`, err));
         }

@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createRequire } from 'node:module';
-import { decodeFields, encodeTable } from '../../../../runtime/src/brokers/amqp-codec.js';
+import { decodeFields, encodePublish, encodeTable } from '../../../../runtime/src/brokers/amqp-codec.js';
+import { sendPublish } from '../../../../runtime/src/brokers/amqp.js';
 
 /** One table entry: short key, tag, value bytes. */
 function entry(key: string, tag: string, value: Buffer): Buffer {
@@ -261,5 +262,106 @@ describe('AMQP basic.publish encoder', () => {
     for (const [name, frameMax, fields, props, content] of cases) {
       assert.deepEqual(bytes(patched, frameMax, fields, props, content), bytes(original, frameMax, fields, props, content), name);
     }
+  });
+
+  it("sendPublish (the broker's publish) writes what amqplib's ConfirmChannel#publish writes, and queues the confirm callback the same way", () => {
+    const require = createRequire(import.meta.url);
+    const { ConfirmChannel } = require('amqplib/lib/channel_model.js') as { ConfirmChannel: { prototype: Record<string, (...a: unknown[]) => unknown> } };
+    const { Connection } = require('amqplib/lib/connection.js') as { Connection: { prototype: object } };
+    const { patched } = senders();
+    /** A channel (amqplib's own methods) on channel number 3 of a connection that records the bytes. */
+    const channel = () => {
+      const out: Buffer[] = [];
+      const conn = Object.assign(Object.create(Connection.prototype) as object, {
+        frameMax: 131_072,
+        sentSinceLastCheck: false,
+        channels: [null, null, null, { buffer: { write: (b: Buffer) => out.push(Buffer.from(b)) > 0 } }],
+      });
+      const ch = Object.create(ConfirmChannel.prototype) as Record<string, unknown>;
+      Object.assign(ch, { unconfirmed: [], sendMessage: (f: object, p: object, c: Buffer) => patched.call(conn, 3, 0x003c0028, f, 60, p, c) });
+      return { ch, out, unconfirmed: ch.unconfirmed as unknown[] };
+    };
+    const headers = { lang: 'py', task: 'proj.add', id: 'i-1', eta: null, retries: 0, timelimit: [null, null], stamps: {}, ignore_result: false };
+    const cases: [string, Record<string, unknown>][] = [
+      ['a task', { contentType: 'application/json', contentEncoding: 'utf-8', headers, deliveryMode: 2, priority: 0, correlationId: 'i-1', replyTo: 'r' }],
+      ['an rpc:// result', { contentType: 'application/json', contentEncoding: 'utf-8', headers: {}, deliveryMode: 1, correlationId: 'i-1' }],
+      ['an expiration and a message id', { headers: { a: 1 }, deliveryMode: 2, expiration: '5000', messageId: 'm' }],
+      ['a large body (amqplib encodes it)', { headers, deliveryMode: 2 }],
+    ];
+    for (const [name, options] of cases) {
+      const body = name.startsWith('a large') ? Buffer.alloc(5_000, 7) : Buffer.from('[[1, 2], {}, {}]');
+      const cb = () => undefined;
+      const mine = channel();
+      sendPublish(mine.ch as never, '', 'celery', body, options, cb);
+      const theirs = channel();
+      ConfirmChannel.prototype.publish!.call(theirs.ch, '', 'celery', body, options, cb);
+      assert.ok(Buffer.concat(mine.out).length > body.length, name);
+      assert.deepEqual(Buffer.concat(mine.out), Buffer.concat(theirs.out), name);
+      assert.deepEqual(mine.unconfirmed, [cb], name);
+      assert.deepEqual(theirs.unconfirmed, [cb], name);
+    }
+  });
+});
+
+describe('AMQP frame reader', () => {
+  type Recv = (this: object) => unknown;
+  /** amqplib's own Connection#recvFrame (a pristine copy of its modules) and the patched one. */
+  function readers(): { original: Recv; patched: Recv } {
+    const require = createRequire(import.meta.url);
+    const path = require.resolve('amqplib/lib/connection.js');
+    const dir = path.slice(0, path.lastIndexOf('/') + 1);
+    const saved = Object.keys(require.cache).filter((k) => k.startsWith(dir));
+    const kept = new Map(saved.map((k) => [k, require.cache[k]]));
+    const patched = (require(path) as { Connection: { prototype: { recvFrame: Recv } } }).Connection.prototype.recvFrame;
+    for (const k of saved) delete require.cache[k];
+    const original = (require(path) as { Connection: { prototype: { recvFrame: Recv } } }).Connection.prototype.recvFrame;
+    for (const [k, m] of kept) require.cache[k] = m;
+    return { original, patched };
+  }
+  /** Every frame `recv` reads from `chunks`, read as amqplib's accept loop does (until false, then the next chunk). */
+  function frames(recv: Recv, chunks: Buffer[]): unknown[] {
+    const queue = [...chunks];
+    const conn = { rest: Buffer.alloc(0), recvSinceLastCheck: false, stream: { read: () => queue.shift() ?? null }, recvFrame: recv };
+    const out: unknown[] = [];
+    for (;;) {
+      let f: unknown;
+      while ((f = recv.call(conn))) out.push(f);
+      if (queue.length === 0) return out;
+    }
+  }
+
+  it('reads the frames amqplib reads, wherever the chunks cut them', () => {
+    const { original, patched } = readers();
+    assert.notEqual(original, patched);
+    const headers = { lang: 'py', task: 'proj.add', id: 'i-1', retries: 0, stamps: {} };
+    const publish = (body: Buffer) =>
+      encodePublish(
+        1,
+        { exchange: '', routingKey: 'celery' },
+        { contentType: 'application/json', headers, deliveryMode: 2, correlationId: 'i-1' },
+        body,
+        131_072,
+      )!;
+    const heartbeat = Buffer.from([8, 0, 0, 0, 0, 0, 0, 0xce]);
+    const stream = Buffer.concat([publish(Buffer.from('[[1, 2], {}, {}]')), heartbeat, publish(Buffer.alloc(0)), publish(Buffer.alloc(900, 7)), heartbeat]);
+    const cuts: [string, number[]][] = [
+      ['one chunk', [stream.length]],
+      ['byte by byte', Array.from({ length: stream.length }, () => 1)],
+      ['7 bytes at a time', Array.from({ length: Math.ceil(stream.length / 7) }, () => 7)],
+      ['uneven chunks', [3, 100, 1, 250, 64, 5_000]],
+    ];
+    for (const [name, sizes] of cuts) {
+      const chunks: Buffer[] = [];
+      for (let at = 0, i = 0; at < stream.length; at += sizes[i++ % sizes.length]!) chunks.push(stream.subarray(at, at + sizes[i % sizes.length]!));
+      const mine = frames(patched, chunks);
+      assert.equal(mine.length, 10, name);
+      assert.deepEqual(mine, frames(original, chunks), name);
+    }
+  });
+
+  it('refuses a frame without its end marker, as amqplib does', () => {
+    const { patched } = readers();
+    const bad = Buffer.from([8, 0, 0, 0, 0, 0, 0, 0x00]);
+    assert.throws(() => frames(patched, [bad]), /Invalid frame/);
   });
 });
