@@ -25,7 +25,12 @@ import { resultFromTuple } from '../canvas/apply.js';
 import type { SignatureDict } from '../protocol/task-message.js';
 import { extendedMetaOf, withExtendedMeta } from '../protocol/result-meta.js';
 import { crossError, crossOutcome, uncrossError, uncrossRequest, type FromRunner, type ToRunner } from './crossing.js';
-import { TaskControl, trace, type CanvasOp, type TaskCanvas } from './trace.js';
+import { TaskControl, trace, type CanvasOp, type TaskCanvas, type TraceInput } from './trace.js';
+import type { DeliveryInfo } from '../brokers/broker.js';
+import type { Signals } from '../app/signals.js';
+import type { Task } from '../app/task.js';
+import type { TaskRequest } from '../protocol/task-message.js';
+import type { TaskMeta } from '../protocol/result-meta.js';
 
 const post: (m: FromRunner) => void = parentPort ? (m) => parentPort!.postMessage(m) : (m) => process.send!(m);
 const inThread = parentPort !== null;
@@ -38,7 +43,10 @@ const measuredKib = (): number => Math.round((inThread ? getHeapStatistics().use
 let memoryKib = (): number => 0;
 
 /** Reports a task failed by the runner itself (not by the task's own code). */
-const failed = (m: Extract<ToRunner, { type: 'run' }>, err: unknown, runtimeMs = 0) =>
+/** A request to run a task. */
+type RunMessage = Extract<ToRunner, { type: 'run' }>;
+
+const failed = (m: RunMessage, err: unknown, runtimeMs = 0) =>
   post({ type: 'done', job: m.job, outcome: crossOutcome({ state: 'FAILURE', error: err, runtimeMs }, m.request.serializer), memoryKib: memoryKib() });
 
 let app: App | null = null;
@@ -80,6 +88,52 @@ function onCanvasAnswer(m: Extract<ToRunner, { type: 'canvas-done' | 'canvas-fai
 }
 let log: Logger | null = null;
 
+/**
+ * What trace() runs for one request. A class, not an object literal with a `log` getter (such a
+ * literal is a dictionary-mode object, costly to build once per task); the child logger and the
+ * canvas are made on first use, ctx.updateState's store is a method.
+ */
+class RunnerRun implements TraceInput {
+  readonly info: DeliveryInfo;
+  readonly hostname: string;
+  readonly ctl = new TaskControl();
+  readonly hardLimitByPool = true;
+  readonly signals: Signals;
+  readonly #m: RunMessage;
+  readonly #app: App;
+  #log: Logger | null = null;
+  #canvas: TaskCanvas | null = null;
+
+  constructor(
+    m: RunMessage,
+    readonly req: TaskRequest,
+    readonly task: Task,
+    app: App,
+  ) {
+    this.#m = m;
+    this.#app = app;
+    this.info = m.info;
+    this.hostname = m.hostname;
+    this.signals = app.signals;
+  }
+
+  get log(): Logger {
+    return (this.#log ??= log!.child({ taskId: this.req.id, taskName: this.req.displayName }));
+  }
+
+  get canvas(): TaskCanvas {
+    return (this.#canvas ??= canvasOf(this.#m.request.serializer));
+  }
+
+  /** The runner's own backend, as a Celery prefork child stores update_state itself. */
+  async storeState(meta: TaskMeta): Promise<void> {
+    const a = this.#app;
+    const { req, info } = this;
+    const stored = a.config.resultExtended ? withExtendedMeta(meta, extendedMetaOf(req, this.hostname, info.routingKey || info.queue)) : meta;
+    await (await a.backend()).store(stored, { replyTo: req.replyTo, correlationId: req.correlationId });
+  }
+}
+
 async function onMessage(m: ToRunner): Promise<void> {
   if (m.type === 'init') {
     try {
@@ -98,31 +152,11 @@ async function onMessage(m: ToRunner): Promise<void> {
   if (m.type !== 'run') return onCanvasAnswer(m);
   const req = uncrossRequest(m.request);
   const task = app!.tasks.get(req.name);
-  let taskLog: Logger | null = null;
-  const logOnUse = () => (taskLog ??= log!.child({ taskId: req.id, taskName: req.displayName }));
   if (!task) {
     // The worker checked the name against its own copy of the module: they differ (a file changed between the imports).
     return failed(m, new Error(`Task "${req.name}" is not registered in this runner's copy of the tasks module`));
   }
-  const outcome = await trace({
-    task,
-    req,
-    info: m.info,
-    hostname: m.hostname,
-    get log() {
-      return logOnUse();
-    },
-    ctl: new TaskControl(),
-    canvas: canvasOf(m.request.serializer),
-    hardLimitByPool: true,
-    signals: app!.signals,
-    // The runner's own backend, as a Celery prefork child stores update_state itself.
-    storeState: async (meta) => {
-      const a = app!;
-      const stored = a.config.resultExtended ? withExtendedMeta(meta, extendedMetaOf(req, m.hostname, m.info.routingKey || m.info.queue)) : meta;
-      await (await a.backend()).store(stored, { replyTo: req.replyTo, correlationId: req.correlationId });
-    },
-  });
+  const outcome = await trace(new RunnerRun(m, req, task, app!));
   try {
     post({ type: 'done', job: m.job, outcome: crossOutcome(outcome, m.request.serializer), memoryKib: memoryKib() });
   } catch (err) {
