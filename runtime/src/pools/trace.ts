@@ -199,17 +199,35 @@ function replaceWith(sig: SignatureDict): never {
 }
 
 /**
+ * The Retry to return for a run, or throws the final error once the limit is reached: the one
+ * path of ctx.retry() and autoretry, as Celery's autoretry calls task.retry().
+ */
+function nextRetry(opts: TaskOptions, req: TaskRequest, r: Parameters<TaskContext['retry']>[0] = {}): Retry {
+  const max = maxRetriesOf(opts, r.maxRetries);
+  if (max !== null && req.retries >= max) {
+    // Past max retries Celery raises the original exception (or MaxRetriesExceededError).
+    if (r.exc !== undefined) throw r.exc;
+    throw Object.assign(new CeleriacError('E_MAX_RETRIES', `Can't retry ${req.name}[${req.id}] args:${req.argsrepr} kwargs:${req.kwargsrepr}`), {
+      name: 'MaxRetriesExceededError',
+      excModule: 'celery.exceptions',
+    });
+  }
+  const countdown = r.eta ? r.eta.getTime() - Date.now() : (r.countdown ?? retryDelay(opts, req.retries));
+  return new Retry(Math.max(0, countdown), r.exc ?? null, r.eta ?? null);
+}
+
+/**
  * The TaskContext of one run (`this` of the task function). A class, not an object literal: a
  * literal with getters is a dictionary-mode object, about 1 us and a kilobyte of garbage per run
  * to build. `log` and `signal` are getters (the child logger and the AbortController are made
- * only for a task that reads them); the methods are own functions, so a task may destructure them.
+ * only for a task that reads them); so are the methods, each made on first read and kept (most
+ * tasks call none of them): a task may still destructure them (`const { retry } = this`).
  */
 class RunContext implements TaskContext {
   readonly id: string;
   readonly name: string;
   readonly retries: number;
   readonly hostname: string;
-  readonly deliveryInfo: TaskContext['deliveryInfo'];
   readonly parentId: string | null;
   readonly rootId: string;
   readonly groupId: string | null;
@@ -217,21 +235,19 @@ class RunContext implements TaskContext {
   readonly kwargs: Readonly<Record<string, unknown>>;
   readonly eta: Date | null;
   readonly expires: Date | null;
-  readonly retry: TaskContext['retry'];
   readonly replace: TaskContext['replace'] = replaceWith;
-  readonly addToChord: TaskContext['addToChord'];
-  readonly applyChild: TaskContext['applyChild'];
-  readonly updateState: TaskContext['updateState'];
   readonly #i: TraceInput;
+  #deliveryInfo: TaskContext['deliveryInfo'] | null = null;
+  #retry: TaskContext['retry'] | null = null;
+  #updateState: TaskContext['updateState'] | null = null;
 
-  constructor(i: TraceInput, nextRetry: (r?: Parameters<TaskContext['retry']>[0]) => Retry) {
-    const { req, info } = i;
+  constructor(i: TraceInput) {
+    const { req } = i;
     this.#i = i;
     this.id = req.id;
     this.name = req.name;
     this.retries = req.retries;
     this.hostname = i.hostname;
-    this.deliveryInfo = { queue: info.queue, exchange: info.exchange, routingKey: info.routingKey, redelivered: info.redelivered };
     this.parentId = req.parentId;
     this.rootId = req.rootId;
     this.groupId = req.group;
@@ -239,17 +255,36 @@ class RunContext implements TaskContext {
     this.kwargs = req.kwargs;
     this.eta = req.eta;
     this.expires = req.expires;
-    this.retry = (r = {}) => {
-      throw nextRetry(r);
-    };
-    const canvas = i.canvas ?? NO_CANVAS;
-    this.addToChord = canvas.addToChord;
-    this.applyChild = canvas.applyChild;
-    this.updateState = async (u) => {
+  }
+
+  get deliveryInfo(): TaskContext['deliveryInfo'] {
+    const { info } = this.#i;
+    return (this.#deliveryInfo ??= { queue: info.queue, exchange: info.exchange, routingKey: info.routingKey, redelivered: info.redelivered });
+  }
+
+  get retry(): TaskContext['retry'] {
+    const i = this.#i;
+    return (this.#retry ??= (r = {}) => {
+      throw nextRetry(i.task.options, i.req, r);
+    });
+  }
+
+  get addToChord(): TaskContext['addToChord'] {
+    return (this.#i.canvas ?? NO_CANVAS).addToChord;
+  }
+
+  get applyChild(): TaskContext['applyChild'] {
+    return (this.#i.canvas ?? NO_CANVAS).applyChild;
+  }
+
+  get updateState(): TaskContext['updateState'] {
+    const i = this.#i;
+    return (this.#updateState ??= async (u) => {
       if (!i.storeState) throw new CeleriacError('E_NO_WORKER', 'updateState() needs a task run by a worker');
       // Celery's store_result(request=...): children [] inside a worker, the request's group and parent.
+      const { req } = i;
       await i.storeState(buildMeta(req.id, u.state, u.meta ?? null, { groupId: req.group, parentId: req.parentId }));
-    };
+    });
   }
 
   /** Read on use: the per-task child logger costs only tasks that log. */
@@ -262,47 +297,45 @@ class RunContext implements TaskContext {
   }
 }
 
+/**
+ * What stops waiting for a run on this event loop (it cannot be killed): a hard limit,
+ * revoke(terminate) or a cold shutdown; made only for a run that returns a promise.
+ */
+class Stops {
+  #off: (() => void) | null = null;
+  #timer: NodeJS.Timeout | null = null;
+
+  /** Resolves KILLED at a kill, HARD_LIMIT when `hardMs` (if any) passes. */
+  wait(ctl: TaskControl, hardMs: number | null): Promise<typeof HARD_LIMIT | typeof KILLED> {
+    return new Promise((resolve) => {
+      if (ctl.aborted && isKill(ctl.reason)) return resolve(KILLED);
+      this.#off = ctl.onAbort((reason) => {
+        if (isKill(reason)) resolve(KILLED);
+      });
+      if (hardMs) this.#timer = setTimeout(() => resolve(HARD_LIMIT), hardMs);
+    });
+  }
+
+  clear(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#off?.();
+  }
+}
+
 async function traceRun(i: TraceInput, onContext?: (ctx: TaskContext) => void): Promise<TaskOutcome> {
   const { task, req } = i;
   const opts = task.options;
   const started = performance.now();
   const { ctl } = i;
-  const timers: NodeJS.Timeout[] = [];
-  /**
-   * The Retry to return for this run, or throws the final error once the limit is reached: the
-   * one path of ctx.retry() and autoretry, as Celery's autoretry calls task.retry().
-   */
-  const nextRetry = (r: Parameters<TaskContext['retry']>[0] = {}): Retry => {
-    const max = maxRetriesOf(opts, r.maxRetries);
-    if (max !== null && req.retries >= max) {
-      // Past max retries Celery raises the original exception (or MaxRetriesExceededError).
-      if (r.exc !== undefined) throw r.exc;
-      throw Object.assign(new CeleriacError('E_MAX_RETRIES', `Can't retry ${req.name}[${req.id}] args:${req.argsrepr} kwargs:${req.kwargsrepr}`), {
-        name: 'MaxRetriesExceededError',
-        excModule: 'celery.exceptions',
-      });
-    }
-    const countdown = r.eta ? r.eta.getTime() - Date.now() : (r.countdown ?? retryDelay(opts, req.retries));
-    return new Retry(Math.max(0, countdown), r.exc ?? null, r.eta ?? null);
-  };
-  const ctx = new RunContext(i, nextRetry);
+  const ctx = new RunContext(i);
 
   onContext?.(ctx);
   const { softMs, hardMs } = timeLimitsOf(task, req);
-  if (softMs) timers.push(setTimeout(() => ctl.abort(new SoftTimeLimitExceeded(softMs)), softMs));
-
-  const runtime = () => performance.now() - started;
+  const soft = softMs ? setTimeout(() => ctl.abort(new SoftTimeLimitExceeded(softMs)), softMs) : null;
   // The task runs on this event loop and cannot be killed: a hard limit, revoke(terminate) or a
   // cold shutdown stops waiting for it (and aborts ctx.signal) instead.
-  let offAbort = (): void => undefined;
-  const stop = () =>
-    new Promise<typeof HARD_LIMIT | typeof KILLED>((resolve) => {
-      if (ctl.aborted && isKill(ctl.reason)) return resolve(KILLED);
-      offAbort = ctl.onAbort((reason) => {
-        if (isKill(reason)) resolve(KILLED);
-      });
-      if (hardMs && !i.hardLimitByPool) timers.push(setTimeout(() => resolve(HARD_LIMIT), hardMs));
-    });
+  const waitHard = i.hardLimitByPool ? null : hardMs;
+  let stops: Stops | null = null;
   /** The run while it may still settle after the outcome (a promise raced against the stops). */
   let run: PromiseLike<unknown> | null = null;
   try {
@@ -313,7 +346,7 @@ async function traceRun(i: TraceInput, onContext?: (ctx: TaskContext) => void): 
       const ret: unknown = task.fn.apply(ctx, bindArguments(req.name, opts, req.args, req.kwargs) as never);
       if (isThenable(ret)) {
         try {
-          value = await Promise.race([(run = ret), stop()]);
+          value = await Promise.race([(run = ret), (stops = new Stops()).wait(ctl, waitHard)]);
         } catch (err) {
           // The task's own abort listener ran before ours (it was added first) and rejected.
           if (!(ctl.aborted && isKill(ctl.reason))) throw err;
@@ -323,7 +356,7 @@ async function traceRun(i: TraceInput, onContext?: (ctx: TaskContext) => void): 
         if (value !== HARD_LIMIT && ctl.aborted && isKill(ctl.reason)) value = KILLED;
       } else value = ret;
     } else {
-      const stopped = stop();
+      const stopped = (stops = new Stops()).wait(ctl, waitHard);
       run = Promise.resolve().then(async () => {
         const bound = bindArguments(req.name, opts, req.args, req.kwargs);
         // Celery's before_start runs inside the task's try: its error is the task's.
@@ -332,29 +365,30 @@ async function traceRun(i: TraceInput, onContext?: (ctx: TaskContext) => void): 
       });
       value = await Promise.race([run, stopped]);
     }
-    if (value === KILLED) return { state: 'REVOKED', reason: String(ctl.reason), runtimeMs: runtime() };
+    if (value === KILLED) return { state: 'REVOKED', reason: String(ctl.reason), runtimeMs: performance.now() - started };
     // A task that held the loop past its hard limit returns before the limit's timer can fire:
     // it is past its limit all the same (and the watchdog thread may have stored that already).
-    if (value === HARD_LIMIT || (hardMs && !i.hardLimitByPool && runtime() > hardMs)) {
+    if (value === HARD_LIMIT || (waitHard && performance.now() - started > waitHard)) {
       ctl.abort(new TimeLimitExceeded(hardMs!));
       // Keep the task's own later rejection from becoming an unhandled one.
       run?.then(undefined, (err: unknown) => i.log.debug({ err }, 'task failed after its hard time limit'));
-      return { state: 'FAILURE', error: new TimeLimitExceeded(hardMs!), runtimeMs: runtime() };
+      return { state: 'FAILURE', error: new TimeLimitExceeded(hardMs!), runtimeMs: performance.now() - started };
     }
-    return { state: 'SUCCESS', value, runtimeMs: runtime() };
+    return { state: 'SUCCESS', value, runtimeMs: performance.now() - started };
   } catch (err) {
-    if (err instanceof Retry) return { state: 'RETRY', retry: err, runtimeMs: runtime() };
-    if (err instanceof Reject) return { state: 'REJECTED', requeue: err.requeue, reason: err.reason, runtimeMs: runtime() };
-    if (err instanceof Ignore) return { state: 'IGNORED', runtimeMs: runtime() };
-    if (err instanceof Replace) return { state: 'REPLACED', signature: err.signature as SignatureDict, runtimeMs: runtime() };
-    if (!isAutoretry(opts, err)) return { state: 'FAILURE', error: err, runtimeMs: runtime() };
+    const runtimeMs = performance.now() - started;
+    if (err instanceof Retry) return { state: 'RETRY', retry: err, runtimeMs };
+    if (err instanceof Reject) return { state: 'REJECTED', requeue: err.requeue, reason: err.reason, runtimeMs };
+    if (err instanceof Ignore) return { state: 'IGNORED', runtimeMs };
+    if (err instanceof Replace) return { state: 'REPLACED', signature: err.signature as SignatureDict, runtimeMs };
+    if (!isAutoretry(opts, err)) return { state: 'FAILURE', error: err, runtimeMs };
     try {
-      return { state: 'RETRY', retry: nextRetry({ exc: err }), runtimeMs: runtime() };
+      return { state: 'RETRY', retry: nextRetry(opts, req, { exc: err }), runtimeMs: performance.now() - started };
     } catch (final) {
-      return { state: 'FAILURE', error: final, runtimeMs: runtime() };
+      return { state: 'FAILURE', error: final, runtimeMs: performance.now() - started };
     }
   } finally {
-    for (const t of timers) clearTimeout(t);
-    offAbort();
+    if (soft) clearTimeout(soft);
+    stops?.clear();
   }
 }
