@@ -84,26 +84,38 @@ class Job {
   }
 }
 
+/** What JobRun asks of the consumer, on use only. */
+interface JobHost {
+  taskCanvas(j: Job): TaskCanvas;
+  storeTaskState(j: Job, meta: TaskMeta): Promise<void>;
+}
+
+/** The labels of a task's metrics. */
+type MetricLabels = { readonly queue: string; readonly task: string };
+
 /**
  * What the pool runs for a job. A class, as Job: an object literal with the `log` getter is a
- * dictionary-mode object, costly to build once per task.
+ * dictionary-mode object, costly to build once per task. The canvas and ctx.updateState are
+ * methods and a getter, not closures made for every task (most tasks use neither).
  */
 class JobRun implements TraceInput {
   readonly req: TaskRequest;
   readonly info: DeliveryInfo;
   readonly contentType: string;
   readonly #job: Job;
+  readonly #host: JobHost;
+  #canvas: TaskCanvas | null = null;
 
   constructor(
     job: Job,
     readonly task: Task,
     readonly hostname: string,
     readonly ctl: TaskControl,
-    readonly canvas: TaskCanvas,
     readonly signals: Signals,
-    readonly storeState: (meta: TaskMeta) => Promise<void>,
+    host: JobHost,
   ) {
     this.#job = job;
+    this.#host = host;
     this.req = job.req;
     this.info = job.d.info;
     this.contentType = job.d.message.contentType;
@@ -112,6 +124,16 @@ class JobRun implements TraceInput {
   /** Read on use: the job's child logger is made only for a task that logs. */
   get log(): Logger {
     return this.#job.log;
+  }
+
+  /** ctx.addToChord and ctx.applyChild, bound to the job when first read. */
+  get canvas(): TaskCanvas {
+    return (this.#canvas ??= this.#host.taskCanvas(this.#job));
+  }
+
+  /** ctx.updateState: unlike the worker's own stores, a failure reaches the task. */
+  storeState(meta: TaskMeta): Promise<void> {
+    return this.#host.storeTaskState(this.#job, meta);
   }
 }
 
@@ -174,7 +196,7 @@ export interface ConsumerDeps {
   readonly onTaskReceived?: () => void;
 }
 
-export class Consumer {
+export class Consumer implements JobHost {
   private readonly accepted: ReadonlySet<string>;
   private readonly reserved: Job[] = [];
   /** Running jobs. Keyed by job, not id: a retry of a task can start before its previous run has settled. */
@@ -615,16 +637,17 @@ export class Consumer {
     const why = this.discardReason(job);
     if (why) return this.discard(job, why);
     if (app.signals.has('taskReceived')) await this.signal('taskReceived', () => ({ sender: req.name, request: req }));
-    this.taskEvent('task-received', req.id, () => ({
-      name: req.displayName,
-      args: req.argsrepr,
-      kwargs: req.kwargsrepr,
-      root_id: req.rootId,
-      parent_id: req.parentId,
-      retries: req.retries,
-      eta: req.eta && isoUtc(req.eta),
-      expires: req.expires && isoUtc(req.expires),
-    }));
+    if (this.taskEventsOn())
+      this.taskEvent('task-received', req.id, () => ({
+        name: req.displayName,
+        args: req.argsrepr,
+        kwargs: req.kwargsrepr,
+        root_id: req.rootId,
+        parent_id: req.parentId,
+        retries: req.retries,
+        eta: req.eta && isoUtc(req.eta),
+        expires: req.expires && isoUtc(req.expires),
+      }));
     if (req.eta && req.eta.getTime() > Date.now()) {
       this.eta.push(req.eta.getTime(), job);
     } else {
@@ -681,6 +704,11 @@ export class Consumer {
     }
   }
 
+  /** True while task events are on: a hot-path caller checks first, so that it makes no `fields` closure when off. */
+  private taskEventsOn(): boolean {
+    return this.deps.events.enabled('task');
+  }
+
   /** Sends a task event when task events are on; `fields` is only built then (reprs cost). */
   private taskEvent(type: TaskEventType, uuid: string, fields?: () => Record<string, unknown>): void {
     const { events } = this.deps;
@@ -711,7 +739,7 @@ export class Consumer {
       if (!late && this.ledger) j.note = await this.ledger.add({ message: d.message, info: d.info });
       if (!late) await d.ack();
       this.taskEvent('task-started', req.id);
-      const labels = { queue: d.info.queue, task: req.name };
+      const labels: MetricLabels = { queue: d.info.queue, task: req.name };
       metrics.wait.observe(labels, Math.max(0, Date.now() - j.dueAt) / 1000);
       const ignore = this.ignoresResult(j);
       if (!ignore && (task.options.trackStarted ?? config.trackStarted)) {
@@ -731,38 +759,13 @@ export class Consumer {
       // The run span (when tracing is on) covers the run and what the worker sends on its behalf.
       // Resolved once: the app's tracing is fixed by its config.
       const tracing = this.tracing !== undefined ? this.tracing : (this.tracing = await this.deps.app.tracing());
-      await tracedRun(
-        tracing,
-        () => runTask(req, d.info, config.hostname, this.deps.broker.kind),
-        async () => {
-          const runIt = () =>
-            pool.run(
-              new JobRun(
-                j,
-                run,
-                config.hostname,
-                ctl,
-                this.taskCanvas(j),
-                this.deps.app.signals,
-                // ctx.updateState: unlike the worker's own stores, a failure reaches the task.
-                (meta) => this.deps.backend.store(this.storedMeta(j, meta), { replyTo: req.replyTo, correlationId: req.correlationId }),
-              ),
-            );
-          // Noted in flight while it runs, so a block can be blamed on it (see watchdog.ts).
-          const { watchdog } = this.deps;
-          const untrack = watchdog?.track(this.blameAs(j, run, late, ignore), run.fn);
-          let outcome: TaskOutcome;
-          try {
-            outcome = await (watchdog ? watchdog.runAs(req.id, runIt) : runIt());
-          } finally {
-            untrack?.();
-          }
-          metrics.duration.observe(labels, outcome.runtimeMs / 1000);
-          if (!this.active.has(j)) return outcome; // a cut-off (shutdown) took it over
-          await (j.settling = this.settle(j, outcome, late, ignore));
-          return outcome;
-        },
-      );
+      if (tracing) {
+        await tracedRun(
+          tracing,
+          () => runTask(req, d.info, config.hostname, this.deps.broker.kind),
+          () => this.runAndSettle(j, run, ctl, late, ignore, labels),
+        );
+      } else await this.runAndSettle(j, run, ctl, late, ignore, labels); // without the span's closures
     } finally {
       this.active.delete(j);
       if (j.note) {
@@ -775,6 +778,24 @@ export class Consumer {
       if (this.active.size === 0) for (const w of this.idleWaiters.splice(0)) w();
       this.pump();
     }
+  }
+
+  /** Runs the job in the pool (noted by the watchdog meanwhile), then settles its outcome. */
+  private async runAndSettle(j: Job, run: Task, ctl: TaskControl, late: boolean, ignore: boolean, labels: MetricLabels): Promise<TaskOutcome> {
+    const { watchdog, pool } = this.deps;
+    const input = new JobRun(j, run, this.deps.config.hostname, ctl, this.deps.app.signals, this);
+    // Noted in flight while it runs, so a block can be blamed on it (see watchdog.ts).
+    const tracked = watchdog ? watchdog.track(this.blameAs(j, run, late, ignore), run.fn) : null;
+    let outcome: TaskOutcome;
+    try {
+      outcome = await (watchdog?.exact ? watchdog.runAs(j.req.id, () => pool.run(input)) : pool.run(input));
+    } finally {
+      if (tracked) watchdog!.untrack(tracked);
+    }
+    this.deps.metrics.duration.observe(labels, outcome.runtimeMs / 1000);
+    if (!this.active.has(j)) return outcome; // a cut-off (shutdown) took it over
+    await (j.settling = this.settle(j, outcome, late, ignore));
+    return outcome;
   }
 
   /**
@@ -818,12 +839,11 @@ export class Consumer {
 
   private async settle(j: Job, o: TaskOutcome, late: boolean, ignore: boolean): Promise<void> {
     const { req, d } = j;
-    const sec = () => (o.runtimeMs / 1000).toFixed(3);
     switch (o.state) {
       case 'SUCCESS': {
         const { callbacks, chain } = req.embed;
-        const success = (children: unknown[]) => buildMeta(req.id, States.SUCCESS, o.value, { children, groupId: req.group, parentId: req.parentId });
         if (callbacks || chain) {
+          const success = (children: unknown[]) => buildMeta(req.id, States.SUCCESS, o.value, { children, groupId: req.group, parentId: req.parentId });
           const sent = await this.failsUnencodable(j, o, late, ignore, async () => {
             // Next chain step and links first, so a client that sees SUCCESS finds them sent (as Celery).
             // Celery's order: what the task applied itself, then its links, then its chain's next step.
@@ -834,15 +854,15 @@ export class Consumer {
         } else if (!ignore) {
           // The same without the step's closure and promises (most tasks).
           try {
-            await this.store(j, success(j.children));
+            await this.store(j, buildMeta(req.id, States.SUCCESS, o.value, { children: j.children, groupId: req.group, parentId: req.parentId }));
           } catch (err) {
             if (!(err instanceof EncodeError)) throw err;
             return this.settle(j, { state: 'FAILURE', error: err, runtimeMs: o.runtimeMs }, late, ignore);
           }
         }
         if (req.embed.chord) await this.chordPart(j, States.SUCCESS, o.value);
-        if (this.deps.log.isLevelEnabled('debug')) j.log.debug({ runtimeMs: o.runtimeMs }, `task succeeded in ${sec()}s`);
-        this.taskEvent('task-succeeded', req.id, () => ({ result: pyReprLimited(o.value), runtime: o.runtimeMs / 1000 }));
+        if (this.deps.log.isLevelEnabled('debug')) j.log.debug({ runtimeMs: o.runtimeMs }, `task succeeded in ${seconds(o)}s`);
+        if (this.taskEventsOn()) this.taskEvent('task-succeeded', req.id, () => ({ result: pyReprLimited(o.value), runtime: o.runtimeMs / 1000 }));
         this.count(j, 'succeeded');
         if (late) await d.ack();
         return;
@@ -855,7 +875,7 @@ export class Consumer {
           return d.requeue();
         }
         const exc = exceptionToDict(o.error);
-        j.log.error({ err: o.error, runtimeMs: o.runtimeMs }, `task failed in ${sec()}s: ${exc.exc_type}: ${String(exc.exc_message)}`);
+        j.log.error({ err: o.error, runtimeMs: o.runtimeMs }, `task failed in ${seconds(o)}s: ${exc.exc_type}: ${String(exc.exc_message)}`);
         const traceback = tracebackOf(o.error);
         await this.store(j, this.failureMeta(j, o.error));
         this.taskEvent('task-failed', req.id, () => ({ exception: exceptionRepr(exc), traceback }));
@@ -1012,8 +1032,13 @@ export class Consumer {
     };
   }
 
-  /** ctx.addToChord and ctx.applyChild of the job's task. */
-  private taskCanvas(j: Job): TaskCanvas {
+  /** ctx.updateState of the job's task (JobRun): its error reaches the task. */
+  storeTaskState(j: Job, meta: TaskMeta): Promise<void> {
+    return this.deps.backend.store(this.storedMeta(j, meta), j.req);
+  }
+
+  /** ctx.addToChord and ctx.applyChild of the job's task (JobRun, on use). */
+  taskCanvas(j: Job): TaskCanvas {
     return {
       addToChord: (sig) => addToChord(this.deps.app, this.finished(j), sig),
       applyChild: async (sig, call = {}) => {
@@ -1073,8 +1098,15 @@ export class Consumer {
   }
 
   /** Stores a state of the job's own task (see storedMeta). */
-  private store(j: Job, meta: TaskMeta): Promise<void> {
-    return this.storeSafe(() => j.log, j.req, this.storedMeta(j, meta));
+  private async store(j: Job, meta: TaskMeta): Promise<void> {
+    // storeSafe's work without its closure and context object: the request carries replyTo and correlationId.
+    const stored = this.storedMeta(j, meta);
+    try {
+      await this.deps.backend.store(stored, j.req);
+    } catch (err) {
+      if (err instanceof EncodeError) throw err;
+      j.log.error({ err, state: stored.status }, 'storing the task state failed');
+    }
   }
 
   /**
@@ -1099,6 +1131,11 @@ export class Consumer {
       logOf().error({ err, state: meta.status }, 'storing the task state failed');
     }
   }
+}
+
+/** A run's time in seconds as the log gives it. */
+function seconds(o: TaskOutcome): string {
+  return (o.runtimeMs / 1000).toFixed(3);
 }
 
 /** Why decodeTask refused a message: its ProtocolErrors as they are; anything else is still the message's fault, not the worker's. */
