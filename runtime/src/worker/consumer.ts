@@ -51,6 +51,9 @@ import type { BlockingTask, Watchdog } from './watchdog.js';
 import { TaskControl, timeLimitsOf, TimeLimitExceeded, type TaskCanvas, type TaskOutcome, type TraceInput } from '../pools/trace.js';
 import { runTask, tracedRun, type Tracing } from '../tracing/tracing.js';
 
+/** The labels of a task's metrics. */
+type MetricLabels = { readonly queue: string; readonly task: string };
+
 /**
  * A task message taken in, from receipt to its settle. A class, not a literal with a getter: one
  * is made per task, and its fields keep one shape.
@@ -70,13 +73,17 @@ class Job {
   /** Its note in the stateDir ledger while it runs early-acked (./started-ledger.ts), else null. */
   note: string | null = null;
   private logger: Logger | null = null;
+  /** The labels of its metrics (received, wait, duration): one object for the three. */
+  readonly labels: MetricLabels;
 
   constructor(
     readonly d: Delivery,
     readonly req: TaskRequest,
     readonly task: Task,
     private readonly parent: Logger,
-  ) {}
+  ) {
+    this.labels = { queue: d.info.queue, task: req.name };
+  }
 
   /** A child logger bound to the task, made on first use (most tasks never log). */
   get log(): Logger {
@@ -89,9 +96,6 @@ interface JobHost {
   taskCanvas(j: Job): TaskCanvas;
   storeTaskState(j: Job, meta: TaskMeta): Promise<void>;
 }
-
-/** The labels of a task's metrics. */
-type MetricLabels = { readonly queue: string; readonly task: string };
 
 /**
  * What the pool runs for a job. A class, as Job: an object literal with the `log` getter is a
@@ -632,7 +636,7 @@ export class Consumer implements JobHost {
       await this.canvasStep(job, 'reporting to its chord', () => chordPartReturned(app, this.finished(job), States.FAILURE, exc, job.log));
       return this.deadLetter(d, err.message, err.code);
     }
-    metrics.received.inc({ queue: d.info.queue, task: req.name });
+    metrics.received.inc(job.labels);
     if (log.isLevelEnabled('debug')) job.log.debug({ queue: d.info.queue, eta: req.eta, retries: req.retries }, 'task received');
     const why = this.discardReason(job);
     if (why) return this.discard(job, why);
@@ -739,8 +743,7 @@ export class Consumer implements JobHost {
       if (!late && this.ledger) j.note = await this.ledger.add({ message: d.message, info: d.info });
       if (!late) await d.ack();
       this.taskEvent('task-started', req.id);
-      const labels: MetricLabels = { queue: d.info.queue, task: req.name };
-      metrics.wait.observe(labels, Math.max(0, Date.now() - j.dueAt) / 1000);
+      metrics.wait.observe(j.labels, Math.max(0, Date.now() - j.dueAt) / 1000);
       const ignore = this.ignoresResult(j);
       if (!ignore && (task.options.trackStarted ?? config.trackStarted)) {
         await this.store(j, buildMeta(req.id, States.STARTED, { pid: process.pid, hostname: config.hostname }));
@@ -763,9 +766,9 @@ export class Consumer implements JobHost {
         await tracedRun(
           tracing,
           () => runTask(req, d.info, config.hostname, this.deps.broker.kind),
-          () => this.runAndSettle(j, run, ctl, late, ignore, labels),
+          () => this.runAndSettle(j, run, ctl, late, ignore),
         );
-      } else await this.runAndSettle(j, run, ctl, late, ignore, labels); // without the span's closures
+      } else await this.runAndSettle(j, run, ctl, late, ignore); // without the span's closures
     } finally {
       this.active.delete(j);
       if (j.note) {
@@ -781,7 +784,7 @@ export class Consumer implements JobHost {
   }
 
   /** Runs the job in the pool (noted by the watchdog meanwhile), then settles its outcome. */
-  private async runAndSettle(j: Job, run: Task, ctl: TaskControl, late: boolean, ignore: boolean, labels: MetricLabels): Promise<TaskOutcome> {
+  private async runAndSettle(j: Job, run: Task, ctl: TaskControl, late: boolean, ignore: boolean): Promise<TaskOutcome> {
     const { watchdog, pool } = this.deps;
     const input = new JobRun(j, run, this.deps.config.hostname, ctl, this.deps.app.signals, this);
     // Noted in flight while it runs, so a block can be blamed on it (see watchdog.ts).
@@ -792,7 +795,7 @@ export class Consumer implements JobHost {
     } finally {
       if (tracked) watchdog!.untrack(tracked);
     }
-    this.deps.metrics.duration.observe(labels, outcome.runtimeMs / 1000);
+    this.deps.metrics.duration.observe(j.labels, outcome.runtimeMs / 1000);
     if (!this.active.has(j)) return outcome; // a cut-off (shutdown) took it over
     await (j.settling = this.settle(j, outcome, late, ignore));
     return outcome;
