@@ -704,7 +704,7 @@ export class Consumer implements JobHost {
         continue;
       }
       this.active.add(j);
-      void this.execute(j).catch((err) => j.log.error({ err }, 'task bookkeeping failed (message kept unacknowledged until the connection drops)'));
+      void this.execute(j); // never rejects: it logs its own failure (no handler closure per task)
     }
   }
 
@@ -730,6 +730,7 @@ export class Consumer implements JobHost {
     this.deps.metrics.completed.inc({ queue: j.d.info.queue, task: j.req.name, outcome });
   }
 
+  /** Runs a job to its settle; never rejects (a bookkeeping failure is logged with the task). */
   private async execute(j: Job): Promise<void> {
     const { req, d, task } = j;
     const { config, pool, metrics } = this.deps;
@@ -769,6 +770,8 @@ export class Consumer implements JobHost {
           () => this.runAndSettle(j, run, ctl, late, ignore),
         );
       } else await this.runAndSettle(j, run, ctl, late, ignore); // without the span's closures
+    } catch (err) {
+      j.log.error({ err }, 'task bookkeeping failed (message kept unacknowledged until the connection drops)');
     } finally {
       this.active.delete(j);
       if (j.note) {
@@ -779,7 +782,12 @@ export class Consumer implements JobHost {
       }
       if (ran) this.processed++;
       if (this.active.size === 0) for (const w of this.idleWaiters.splice(0)) w();
-      this.pump();
+      try {
+        this.pump();
+      } catch (err) {
+        // Not thrown out of execute(): nothing awaits it.
+        j.log.error({ err }, 'task bookkeeping failed (message kept unacknowledged until the connection drops)');
+      }
     }
   }
 
