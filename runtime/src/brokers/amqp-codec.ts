@@ -18,7 +18,13 @@
 import { createRequire } from 'node:module';
 import type * as AmqplibModule from 'amqplib';
 import { DEFAULT_LIMITS, TOO_DEEP_HEADER } from '../protocol/limits.js';
-import { isBuiltTaskHeaders, TASK_HEADER_KEYS } from '../protocol/task-message.js';
+import { TASK_HEADER_KEYS } from '../protocol/task-message.js';
+
+/**
+ * A publish option (ignored by amqplib) set when `headers` is a table encodeTask built: encodePublish
+ * then writes it with encodeTaskHeaders.
+ */
+export const TASK_HEADERS_OPTION = 'celeriacTaskHeaders';
 
 const require = createRequire(import.meta.url);
 
@@ -368,7 +374,6 @@ function encodeValue(buf: Buffer, value: unknown, offset: number): number {
  * 12% of a producer's CPU).
  */
 export function encodeTable(buf: Buffer, val: Record<string, unknown>, offset: number): number {
-  if (isBuiltTaskHeaders(val)) return encodeTaskHeaders(buf, val, offset);
   const start = offset;
   offset += 4;
   // The keys for-in would visit, in its order, each read from the object that owns it: amqplib
@@ -428,7 +433,7 @@ function copyBytes(buf: Buffer, from: Buffer, offset: number): number {
  * encodeTable() of a table encodeTask built (task-message.ts isBuiltTaskHeaders): the same bytes,
  * its known names and constant entries copied from bytes made once, without walking its keys.
  */
-function encodeTaskHeaders(buf: Buffer, h: Record<string, unknown>, offset: number): number {
+export function encodeTaskHeaders(buf: Buffer, h: Record<string, unknown>, offset: number): number {
   const start = offset;
   offset = copyBytes(buf, TASK_HEAD, offset + 4);
   for (let i = 0; i < TASK_HEADER_KEYS.length; i++) {
@@ -539,7 +544,9 @@ export function encodePublish(
     if (headers !== undefined && headers !== null) {
       if (typeof headers !== 'object') return null;
       flags += 0x2000;
-      at += encodeTable(buf, headers as Record<string, unknown>, at);
+      // publishOptions() (amqp.ts) says when these are encodeTask's own headers (isBuiltTaskHeaders).
+      const table = props[TASK_HEADERS_OPTION] === true ? encodeTaskHeaders : encodeTable;
+      at += table(buf, headers as Record<string, unknown>, at);
     }
     for (const [name, bit] of [
       ['deliveryMode', 0x1000],

@@ -53,7 +53,7 @@ export function envelopeText(m: WireMessage, exchange: string, routingKey: strin
   const encoding = m.contentEncoding === 'utf-8' ? '"utf-8"' : JSON.stringify(m.contentEncoding);
   return (
     `{"body":"${m.body.toString('base64')}","content-encoding":${encoding},"content-type":${type},` +
-    `"headers":${taskHeadersJson(m.headers)},"properties":${own.length === 2 ? '{' : `${own.slice(0, -1)},`}${info}}`
+    `"headers":${taskHeadersJson(m)},"properties":${own.length === 2 ? '{' : `${own.slice(0, -1)},`}${info}}`
   );
 }
 
