@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { Broker } from '../brokers/broker.js';
+import type { WireMessage } from '../protocol/wire-message.js';
 import { createBroker } from '../brokers/index.js';
 import { createResultBackend } from '../backends/index.js';
 import type { ResultBackend } from '../backends/result-backend.js';
@@ -201,6 +202,14 @@ export function createApp(options: AppOptions = {}): App {
 
   const host = { backend, revoke: (id: string, o: { terminate: boolean }) => app.revoke(id, o) };
 
+  /** After a publish failed with `err`: one more try after a short pause covers a reconnecting broker (drivers retry on their own too). */
+  async function publishAgain(b: Broker, queue: string, message: WireMessage, err: unknown, o: SendOptions, id: string, name: string): Promise<void> {
+    if (o.retry === false) throw err;
+    log.warn({ err, taskId: id, taskName: name }, 'publish failed, retrying once');
+    await new Promise((r) => setTimeout(r, 200));
+    await b.publish(queue, message);
+  }
+
   async function send(name: string, args: readonly unknown[], kwargs: Record<string, unknown>, o: SendOptions): Promise<AsyncResult> {
     const id = o.taskId ?? randomUUID();
     // rpc:// results come back to this process's reply queue, which must exist before the task does.
@@ -243,24 +252,27 @@ export function createApp(options: AppOptions = {}): App {
       await signals.send('beforeTaskPublish', publishArgs(headers), log);
       outgoing = { ...outgoing, headers };
     }
-    const tr = config.tracing ? await tracing() : null;
-    const publishing = tracedSend(tr, { name, id, queue, retries: o.retries ?? 0, broker: b.kind }, async (traceHeaders) => {
-      const message = traceHeaders ? { ...outgoing, headers: { ...outgoing.headers, ...traceHeaders } } : outgoing;
-      try {
-        await b.publish(queue, message);
-      } catch (err) {
-        if (o.retry === false) throw err;
-        // One more try after a short pause covers a reconnecting broker (drivers retry on their own too).
-        log.warn({ err, taskId: id, taskName: name }, 'publish failed, retrying once');
-        await new Promise((r) => setTimeout(r, 200));
-        await b.publish(queue, message);
-      }
-    });
+    // Without tracing, the driver's promise as it is: no async step of our own per task.
+    const publishing = config.tracing
+      ? tracedSend(await tracing(), { name, id, queue, retries: o.retries ?? 0, broker: b.kind }, async (traceHeaders) => {
+          const message = traceHeaders ? { ...outgoing, headers: { ...outgoing.headers, ...traceHeaders } } : outgoing;
+          try {
+            await b.publish(queue, message);
+          } catch (err) {
+            await publishAgain(b, queue, message, err, o, id, name);
+          }
+        })
+      : b.publish(queue, outgoing);
     // A backend that pushes results may listen for this one from now on: its SUBSCRIBE goes out
     // right after the publish (written first, so the task reaches the worker no later), and get()
     // then costs no SUBSCRIBE round trip after the publish.
     if (outgoing.headers.ignore_result !== true) backendMade?.expect?.(id);
-    await publishing;
+    try {
+      await publishing;
+    } catch (err) {
+      if (config.tracing) throw err; // retried inside the span already
+      await publishAgain(b, queue, outgoing, err, o, id, name);
+    }
     if (signals.has('afterTaskPublish')) await signals.send('afterTaskPublish', publishArgs(outgoing.headers), log);
     if (config.taskSendSentEvent) {
       const h = out.message.headers;

@@ -97,7 +97,8 @@ const UNSUBSCRIBE_AFTER_MS = 2_000;
 /** A watched key: waiters to wake, the SUBSCRIBE acknowledgement, since when nobody waits (ms, null while one does), the value last published. */
 interface Watcher {
   readonly wake: Set<() => void>;
-  readonly subscribed: Promise<unknown>;
+  /** The SUBSCRIBE of the key (its batch): `live` once Redis acknowledged it. */
+  readonly subscribed: SubscribeBatch;
   idleSince: number | null;
   /** The last value pushed on the key's channel and not read yet (get() hands it out once), or null. */
   published: string | null;
@@ -108,6 +109,14 @@ interface Watcher {
    * stale or forgotten result; get() reads the key instead.
    */
   written: boolean;
+}
+
+/** The SUBSCRIBE of the keys of one event-loop turn. */
+interface SubscribeBatch {
+  readonly keys: string[];
+  done: Promise<unknown>;
+  /** Redis acknowledged it: pushes on these keys arrive from now on. */
+  live: boolean;
 }
 
 export interface RedisStoreOptions {
@@ -212,15 +221,16 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
   }
 
   /** Channels to SUBSCRIBE at the end of this turn, in one command. */
-  let toSubscribe: { keys: string[]; done: Promise<unknown> } | null = null;
+  let toSubscribe: SubscribeBatch | null = null;
 
   /** SUBSCRIBEs `key` with the others of this turn, in one command at the end of the turn. */
-  function subscribe(sub: Redis, key: string): Promise<unknown> {
+  function subscribe(sub: Redis, key: string): SubscribeBatch {
     if (!toSubscribe) {
-      const batch: { keys: string[]; done: Promise<unknown> } = { keys: [], done: Promise.resolve() };
-      batch.done = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+      const batch: SubscribeBatch = { keys: [], done: Promise.resolve(), live: false };
+      batch.done = new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
         if (toSubscribe === batch) toSubscribe = null;
-        return sub.subscribe(...batch.keys);
+        await sub.subscribe(...batch.keys);
+        batch.live = true;
       });
       // Rejected when the subscriber is closed with the SUBSCRIBE in flight: get() reads the key
       // instead (it ignores this promise's error), and nobody else waits on it.
@@ -228,7 +238,7 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
       toSubscribe = batch;
     }
     toSubscribe.keys.push(key);
-    return toSubscribe.done;
+    return toSubscribe;
   }
 
   /** Sweeps now and then while keys are watched: one UNSUBSCRIBE for every key idle long enough. */
@@ -306,7 +316,8 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
       // A watch() started just before must be live before we read, or a set in between is missed.
       const w = watchers.get(key);
       if (w) {
-        if (w.published === null) await w.subscribed.catch(() => undefined);
+        // (Live already, the usual case once a client waits: no await, no step per read.)
+        if (w.published === null && !w.subscribed.live) await w.subscribed.done.catch(() => undefined);
         // Published before or with the SUBSCRIBE's reply (which comes first on its connection): no GET needed.
         if (w.published !== null) {
           const value = w.published;

@@ -18,6 +18,13 @@
 import { createRequire } from 'node:module';
 import type * as AmqplibModule from 'amqplib';
 import { DEFAULT_LIMITS, TOO_DEEP_HEADER } from '../protocol/limits.js';
+import { TASK_HEADER_KEYS } from '../protocol/task-message.js';
+
+/**
+ * A publish option (ignored by amqplib) set when `headers` is a table encodeTask built: encodePublish
+ * then writes it with encodeTaskHeaders.
+ */
+export const TASK_HEADERS_OPTION = 'celeriacTaskHeaders';
 
 const require = createRequire(import.meta.url);
 
@@ -276,25 +283,24 @@ function encodeValue(buf: Buffer, value: unknown, offset: number): number {
     else if (val >= -0x80000000 && val < 0x80000000) type = 'int';
     else type = 'long';
   }
-  const at = (t: string) => (buf[offset++] = t.charCodeAt(0));
   switch (type) {
     case 'bigint':
-      at('l');
+      buf[offset++] = 0x6c; // 'l'
       return buf.writeBigInt64BE(value as bigint, offset); // throws a RangeError beyond 64 bits
     case 'string':
-      at('S');
+      buf[offset++] = 0x53; // 'S'
       return writeLongString(buf, value as string, offset);
     case 'boolean':
-      at('t');
+      buf[offset++] = 0x74; // 't'
       buf[offset] = value ? 1 : 0;
       return offset + 1;
     case 'object': {
       if (value === null) {
-        at('V');
+        buf[offset++] = 0x56; // 'V'
         return offset;
       }
       if (Array.isArray(value)) {
-        at('A');
+        buf[offset++] = 0x41; // 'A'
         const start = offset;
         offset += 4;
         for (const v of value) offset = encodeValue(buf, v, offset);
@@ -302,56 +308,56 @@ function encodeValue(buf: Buffer, value: unknown, offset: number): number {
         return offset;
       }
       if (Buffer.isBuffer(value)) {
-        at('x');
+        buf[offset++] = 0x78; // 'x'
         buf.writeUInt32BE(value.length, offset);
         value.copy(buf, offset + 4);
         return offset + 4 + value.length;
       }
-      at('F');
+      buf[offset++] = 0x46; // 'F'
       return offset + encodeTable(buf, value as Record<string, unknown>, offset);
     }
     case 'double':
     case 'float64':
-      at('d');
+      buf[offset++] = 0x64; // 'd'
       return buf.writeDoubleBE(val, offset);
     case 'byte':
     case 'int8':
-      at('b');
+      buf[offset++] = 0x62; // 'b'
       return buf.writeInt8(val, offset);
     case 'unsignedbyte':
     case 'uint8':
-      at('B');
+      buf[offset++] = 0x42; // 'B'
       return buf.writeUInt8(val, offset);
     case 'short':
     case 'int16':
-      at('s');
+      buf[offset++] = 0x73; // 's'
       return buf.writeInt16BE(val, offset);
     case 'unsignedshort':
     case 'uint16':
-      at('u');
+      buf[offset++] = 0x75; // 'u'
       return buf.writeUInt16BE(val, offset);
     case 'int':
     case 'int32':
-      at('I');
+      buf[offset++] = 0x49; // 'I'
       return buf.writeInt32BE(val, offset);
     case 'unsignedint':
     case 'uint32':
-      at('i');
+      buf[offset++] = 0x69; // 'i'
       return buf.writeUInt32BE(val, offset);
     case 'long':
     case 'int64':
-      at('l');
+      buf[offset++] = 0x6c; // 'l'
       return buf.writeBigInt64BE(BigInt(Math.trunc(val)), offset);
     case 'timestamp':
-      at('T');
+      buf[offset++] = 0x54; // 'T'
       return buf.writeBigUInt64BE(BigInt(Math.trunc(val)), offset);
     case 'float':
-      at('f');
+      buf[offset++] = 0x66; // 'f'
       return buf.writeFloatBE(val, offset);
     case 'decimal': {
       const d = val as unknown as { places?: number; digits?: number };
       if (d && typeof d.places === 'number' && typeof d.digits === 'number' && d.places >= 0 && d.places < 256) {
-        at('D');
+        buf[offset++] = 0x44; // 'D'
         buf[offset] = d.places;
         return buf.writeUInt32BE(d.digits, offset + 1);
       }
@@ -398,6 +404,44 @@ export function encodeTable(buf: Buffer, val: Record<string, unknown>, offset: n
       offset = encodeValue(buf, v, offset + 1 + len);
     }
   }
+  buf.writeUInt32BE(offset - start - 4, start);
+  return offset - start;
+}
+
+/** Table bytes: `[name length, ...name]`. */
+const nameBytes = (name: string): Buffer => Buffer.concat([Buffer.from([name.length]), Buffer.from(name, 'latin1')]);
+/** `lang: 'py'` as a table entry. */
+const TASK_HEAD = Buffer.concat([nameBytes('lang'), Buffer.from([0x53, 0, 0, 0, 2]), Buffer.from('py', 'latin1')]);
+const TASK_NAMES = TASK_HEADER_KEYS.map(nameBytes);
+/** `replaced_task_nesting: 0` (I), `stamped_headers: null` (V), `stamps: {}` (F, empty). */
+const TASK_TAIL = Buffer.concat([
+  nameBytes('replaced_task_nesting'),
+  Buffer.from([0x49, 0, 0, 0, 0]),
+  nameBytes('stamped_headers'),
+  Buffer.from([0x56]),
+  nameBytes('stamps'),
+  Buffer.from([0x46, 0, 0, 0, 0]),
+]);
+
+function copyBytes(buf: Buffer, from: Buffer, offset: number): number {
+  if (offset + from.length > buf.length) throw new RangeError(`AMQP header table larger than ${buf.length} bytes`);
+  for (let i = 0; i < from.length; i++) buf[offset + i] = from[i]!;
+  return offset + from.length;
+}
+
+/**
+ * encodeTable() of a table encodeTask built (task-message.ts isBuiltTaskHeaders): the same bytes,
+ * its known names and constant entries copied from bytes made once, without walking its keys.
+ */
+export function encodeTaskHeaders(buf: Buffer, h: Record<string, unknown>, offset: number): number {
+  const start = offset;
+  offset = copyBytes(buf, TASK_HEAD, offset + 4);
+  for (let i = 0; i < TASK_HEADER_KEYS.length; i++) {
+    const v = h[TASK_HEADER_KEYS[i]!];
+    if (v === undefined) continue;
+    offset = encodeValue(buf, v, copyBytes(buf, TASK_NAMES[i]!, offset));
+  }
+  offset = copyBytes(buf, TASK_TAIL, offset);
   buf.writeUInt32BE(offset - start - 4, start);
   return offset - start;
 }
@@ -500,7 +544,9 @@ export function encodePublish(
     if (headers !== undefined && headers !== null) {
       if (typeof headers !== 'object') return null;
       flags += 0x2000;
-      at += encodeTable(buf, headers as Record<string, unknown>, at);
+      // publishOptions() (amqp.ts) says when these are encodeTask's own headers (isBuiltTaskHeaders).
+      const table = props[TASK_HEADERS_OPTION] === true ? encodeTaskHeaders : encodeTable;
+      at += table(buf, headers as Record<string, unknown>, at);
     }
     for (const [name, bit] of [
       ['deliveryMode', 0x1000],

@@ -41,7 +41,8 @@ import type { WireMessage } from '../protocol/wire-message.js';
 import { Backoff, backoffDelay } from '../transport/backoff.js';
 import { takeTlsParams } from '../transport/tls-params.js';
 import { aborted, CLOSE_TIMEOUT_MS, prefetchLimit, sleep, untilAborted, within } from '../transport/wait.js';
-import { amqplib } from './amqp-codec.js';
+import { amqplib, TASK_HEADERS_OPTION } from './amqp-codec.js';
+import { isBuiltTaskHeaders } from '../protocol/task-message.js';
 import { broadcastTopic, type Broker, type ConsumeOptions, type Delivery } from './broker.js';
 import { Qos } from './qos.js';
 
@@ -72,6 +73,7 @@ function publishOptions(m: WireMessage): Options.Publish {
   if (typeof p.reply_to === 'string' && p.reply_to !== '') o.replyTo = p.reply_to;
   if (p.expiration !== undefined && p.expiration !== null) o.expiration = String(p.expiration);
   if (typeof p.message_id === 'string') o.messageId = p.message_id;
+  if (isBuiltTaskHeaders(m)) (o as Record<string, unknown>)[TASK_HEADERS_OPTION] = true;
   return o;
 }
 

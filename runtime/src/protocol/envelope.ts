@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { rawMessage, type WireMessage } from './wire-message.js';
 import { DecodeError } from '../errors.js';
 import { checkTextDepth, DEFAULT_LIMITS } from './limits.js';
+import { taskHeadersJson } from './task-message.js';
 
 export interface Envelope {
   body: string;
@@ -36,23 +37,23 @@ export function toEnvelope(m: WireMessage, exchange: string, routingKey: string)
   };
 }
 
-/** Keys toEnvelope() sets in the properties: a message that has any is wrapped the generic way. */
-const ENVELOPE_PROPERTIES = ['delivery_info', 'body_encoding', 'delivery_tag'] as const;
-
 /**
- * `JSON.stringify(toEnvelope(m, exchange, routingKey))`, the same text, written without building
+ * `JSON.stringify(toEnvelope(m, exchange, routingKey))`, the same text (a message that has any of
+ * the three properties toEnvelope() sets is wrapped the generic way), written without building
  * the envelope object (a producer's hot path: base64 needs no escaping, the properties only get
  * three keys appended).
  */
 export function envelopeText(m: WireMessage, exchange: string, routingKey: string): string {
   const props = m.properties;
   const own = JSON.stringify(props);
-  if (own === undefined || own[own.length - 1] !== '}' || ENVELOPE_PROPERTIES.some((k) => k in props))
+  if (own === undefined || own[own.length - 1] !== '}' || 'delivery_info' in props || 'body_encoding' in props || 'delivery_tag' in props)
     return JSON.stringify(toEnvelope(m, exchange, routingKey));
   const info = `"delivery_info":{"exchange":${JSON.stringify(exchange)},"routing_key":${JSON.stringify(routingKey)}},"body_encoding":"base64","delivery_tag":"${randomUUID()}"}`;
+  const type = m.contentType === 'application/json' ? '"application/json"' : JSON.stringify(m.contentType);
+  const encoding = m.contentEncoding === 'utf-8' ? '"utf-8"' : JSON.stringify(m.contentEncoding);
   return (
-    `{"body":"${m.body.toString('base64')}","content-encoding":${JSON.stringify(m.contentEncoding)},"content-type":${JSON.stringify(m.contentType)},` +
-    `"headers":${JSON.stringify(m.headers)},"properties":${own.length === 2 ? '{' : `${own.slice(0, -1)},`}${info}}`
+    `{"body":"${m.body.toString('base64')}","content-encoding":${encoding},"content-type":${type},` +
+    `"headers":${taskHeadersJson(m)},"properties":${own.length === 2 ? '{' : `${own.slice(0, -1)},`}${info}}`
   );
 }
 

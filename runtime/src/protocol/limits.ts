@@ -46,11 +46,32 @@ const BACKSLASH = 0x5c;
 export function checkTextDepth(text: Buffer | string, max: number, what: string): void {
   if (text.length <= max) return; // each level needs at least one byte
   // Brackets, quotes and backslashes are ASCII: UTF-16 code units and UTF-8 bytes both work.
-  const at: (i: number) => number = typeof text === 'string' ? (i) => text.charCodeAt(i) : (i) => text[i]!;
+  if (typeof text === 'string') checkCodesDepth(text, max, what);
+  else checkBytesDepth(text, max, what);
+}
+
+/** checkTextDepth over bytes, read directly: no call per byte (every body a worker takes and every result a client reads is scanned). */
+function checkBytesDepth(text: Uint8Array, max: number, what: string): void {
   let depth = 0;
   let inString = false;
   for (let i = 0; i < text.length; i++) {
-    const c = at(i);
+    const c = text[i]!;
+    if (inString) {
+      if (c === BACKSLASH) i++;
+      else if (c === QUOTE) inString = false;
+    } else if (c === QUOTE) inString = true;
+    else if (c === OPEN_SQUARE || c === OPEN_CURLY) {
+      if (++depth > max) throw tooDeep(what, max);
+    } else if (c === CLOSE_SQUARE || c === CLOSE_CURLY) depth--;
+  }
+}
+
+/** checkTextDepth over UTF-16 code units. */
+function checkCodesDepth(text: string, max: number, what: string): void {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
     if (inString) {
       if (c === BACKSLASH) i++;
       else if (c === QUOTE) inString = false;

@@ -21,6 +21,12 @@ export interface WireMessage {
    * `expiration`; unknown ones are kept and ignored.
    */
   readonly properties: Record<string, unknown>;
+  /**
+   * Set by encodeTask to its header table when that holds only encodeTask's own keys: while
+   * `headers === taskHeaders`, drivers may write the table from a template (taskHeadersJson,
+   * the AMQP encoder). A copy with other headers (`{ ...m, headers }`) is written generically.
+   */
+  readonly taskHeaders?: Record<string, unknown>;
   /** Set by rawMessage(): why the driver could not read this message (it is dead-lettered as taken). */
   readonly unreadable?: string;
 }

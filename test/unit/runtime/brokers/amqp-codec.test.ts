@@ -5,8 +5,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createRequire } from 'node:module';
-import { decodeFields, encodePublish, encodeTable } from '../../../../runtime/src/brokers/amqp-codec.js';
+import { decodeFields, encodePublish, encodeTable, encodeTaskHeaders } from '../../../../runtime/src/brokers/amqp-codec.js';
 import { sendPublish } from '../../../../runtime/src/brokers/amqp.js';
+import { encodeTask, type TaskMessageInput } from '../../../../runtime/src/protocol/task-message.js';
 
 /** One table entry: short key, tag, value bytes. */
 function entry(key: string, tag: string, value: Buffer): Buffer {
@@ -129,6 +130,34 @@ describe('AMQP field-table decoder', () => {
 });
 
 describe('AMQP field-table encoder', () => {
+  it("writes encodeTask's headers (from bytes made once) as it writes any table with the same entries", () => {
+    const task = (o: Partial<TaskMessageInput>) =>
+      encodeTask({ id: 'a-1', name: 'proj.add', args: [1, 2], kwargs: {}, origin: 'gen1@h', serializer: 'json', ...o }).headers;
+    for (const h of [
+      task({}),
+      task({
+        eta: new Date(0),
+        expires: new Date(1e12),
+        group: 'g',
+        groupIndex: 3,
+        retries: 2 ** 40,
+        timelimit: [10, 0.5],
+        parentId: 'p',
+        shadow: 'ü',
+        ignoreResult: true,
+      }),
+      task({ name: 'ü"'.repeat(40), args: ['é'], kwargs: { k: [null, { a: 1.5 }] } }),
+      task({ retries: undefined, groupIndex: undefined }),
+    ]) {
+      const [built, copy] = [Buffer.alloc(4096), Buffer.alloc(4096)];
+      const n = encodeTaskHeaders(built, h, 3);
+      assert.equal(n, encodeTable(copy, h, 3));
+      assert.deepEqual(built, copy);
+    }
+    // Too large for the buffer: a RangeError, as for any table (encodePublish then lets amqplib send it).
+    assert.throws(() => encodeTaskHeaders(Buffer.alloc(64), task({}), 0), RangeError);
+  });
+
   it("writes exactly the bytes amqplib's own encoder writes (integers aside: next test)", () => {
     // A pristine copy of amqplib's codec, loaded beside the patched one.
     const require = createRequire(import.meta.url);
