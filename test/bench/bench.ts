@@ -54,7 +54,7 @@ import { freePort, startRabbit, startRedis, uniqueName, type TestServer } from '
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const USAGE =
   'usage: bench [--broker redis|amqp|file|all] [--tasks N] [--concurrency N] [--results on|off] [--latency N] [--profile DIR]\n' +
-  '             [--worker-node-flags="FLAGS"] [--chord N] [--events on|off|both] [--python on|off] [--pools] [--soak N] [--help]\n' +
+  '             [--worker-node-flags="FLAGS"] [--chord N] [--events on|off|both] [--python on|off] [--pools] [--soak N] [--commandstats] [--help]\n' +
   '(what each row measures: the comment at the top of test/bench/bench.ts)';
 const options = {
   /** Prints the usage and exits. */
@@ -78,6 +78,8 @@ const options = {
   python: { type: 'string', default: 'on' },
   /** A soak of N tasks through one worker instead of the comparison (Redis, results on). */
   soak: { type: 'string' },
+  /** Redis rows: print the server's INFO commandstats of the e2e phase, calls and usec per task per command. */
+  commandstats: { type: 'boolean', default: false },
 } as const;
 let parsed: ReturnType<typeof parseArgs<{ options: typeof options }>>;
 try {
@@ -197,6 +199,30 @@ async function roundTrips(row: Row, n: number, call: () => Promise<unknown>): Pr
   row.p99 = percentile(lat, 99);
 }
 
+/**
+ * `--commandstats`: resets the Redis server's command statistics now; the returned function prints
+ * what the commands since cost per task (calls, usec inside Redis), most expensive first, 2.5 s
+ * later (with the idle commands of that wait).
+ */
+async function commandStats(url: string | undefined, label: string, n: number): Promise<() => Promise<void>> {
+  if (!flags.commandstats || !url?.startsWith('redis')) return async () => {};
+  const raw = new Redis(url);
+  await raw.config('RESETSTAT');
+  return async () => {
+    // The result store unsubscribes idle keys after 2 s: counted with the tasks that subscribed them.
+    await sleep(2_500);
+    const info = await raw.info('commandstats');
+    raw.disconnect();
+    const rows: { cmd: string; calls: number; usec: number }[] = [];
+    for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)) rows.push({ cmd: m[1]!, calls: Number(m[2]), usec: Number(m[3]) });
+    rows.sort((a, b) => b.usec - a.usec);
+    const total = rows.reduce((t, r) => t + r.usec, 0);
+    console.log(`commandstats ${label} (e2e, ${n} tasks): total ${(total / n).toFixed(2)} usec/task in commands`);
+    for (const r of rows)
+      console.log(`  ${r.cmd.padEnd(16)} ${(r.calls / n).toFixed(3).padStart(8)} calls/task ${(r.usec / n).toFixed(3).padStart(8)} usec/task`);
+  };
+}
+
 /** Runs `count` async jobs with at most `window` in flight. */
 async function windowed(count: number, window: number, job: (i: number) => Promise<unknown>): Promise<void> {
   let next = 0;
@@ -281,6 +307,7 @@ async function benchCeleriac(brokerUrl: string, backendUrl: string, server: Test
     row.drain = ((N + 1 - completions.first.count) / (last - completions.first.at)) * 1000;
 
     // 3. end to end
+    const stats = await commandStats(brokerUrl, row.name, N);
     const cpu0 = { w: cpuMs(worker.pid), s: cpuMs(server?.pid()), p: selfCpuMs() };
     t = performance.now();
     const results: Promise<AsyncResult>[] = [];
@@ -291,6 +318,7 @@ async function benchCeleriac(brokerUrl: string, backendUrl: string, server: Test
     const e2eMs = performance.now() - t;
     row.e2e = (N / e2eMs) * 1000;
     row.cpuUs = cpuSplit(row, N, cpuMs(worker.pid) - cpu0.w, selfCpuMs() - cpu0.p, cpuMs(server?.pid()) - cpu0.s);
+    await stats();
     if (RESULTS) {
       const sample = await (await results[N - 1]!).get({ timeout: 60_000 });
       if (sample !== 3) throw new Error(`bench.add returned ${String(sample)}`);
@@ -399,11 +427,13 @@ async function benchBullmq(redisUrl: string, server: TestServer): Promise<Row> {
     const last = await completions.until(N);
     row.drain = ((N - completions.first.count) / (last - completions.first.at)) * 1000;
 
+    const stats = await commandStats(redisUrl, row.name, N);
     const cpu0 = { w: cpuMs(worker.pid), s: cpuMs(server.pid()), p: selfCpuMs() };
     t = performance.now();
     await Promise.all([add(N), completions.until(2 * N)]);
     row.e2e = (N / (performance.now() - t)) * 1000;
     row.cpuUs = cpuSplit(row, N, cpuMs(worker.pid) - cpu0.w, selfCpuMs() - cpu0.p, cpuMs(server.pid()) - cpu0.s);
+    await stats();
 
     const events = new QueueEvents(name, { connection });
     await events.waitUntilReady();

@@ -19,14 +19,15 @@ import { watchByListen, type KeyValueStore } from './backend.js';
  * Stores the results of one event-loop turn: for each key KEYS[i], SET (PX when its ttl > 0) and
  * PUBLISH on the key's channel, unless checked and the key holds a SUCCESS meta (Celery never
  * overwrites SUCCESS). The stored meta is decoded only when its text holds "SUCCESS" at all: a
- * PROGRESS whose own meta says "status": "SUCCESS" is not a SUCCESS. ARGV holds three per key: value, ttl ms, '1' to check for SUCCESS. One call
+ * PROGRESS whose own meta says "status": "SUCCESS" is not a SUCCESS. ARGV holds three per key: value, ttl ms ('0': none; kept as
+ * text: a Lua number passed to redis.call is formatted with a printf per key), '1' to check for SUCCESS. One call
  * for the whole batch: a script call costs Redis (and ioredis) more than the SET it runs.
  * Returns one 1 (stored) or 0 (kept the SUCCESS) per key.
  */
 const SET_SCRIPT = `
 local out = {}
 for i = 1, #KEYS do
-  local value, ttl, check = ARGV[3 * i - 2], tonumber(ARGV[3 * i - 1]), ARGV[3 * i]
+  local value, ttl, check = ARGV[3 * i - 2], ARGV[3 * i - 1], ARGV[3 * i]
   local cur = check == '1' and redis.call('GET', KEYS[i])
   local done = false
   if cur and string.find(cur, '"SUCCESS"', 1, true) then
@@ -36,7 +37,7 @@ for i = 1, #KEYS do
   if done then
     out[i] = 0
   else
-    if ttl > 0 then redis.call('SET', KEYS[i], value, 'PX', ttl) else redis.call('SET', KEYS[i], value) end
+    if ttl ~= '0' then redis.call('SET', KEYS[i], value, 'PX', ttl) else redis.call('SET', KEYS[i], value) end
     redis.call('PUBLISH', KEYS[i], value)
     out[i] = 1
   end
@@ -181,7 +182,7 @@ export function createRedisStore(url: string, opts: RedisStoreOptions = {}): Key
       const args: (string | number)[] = [];
       for (const { key, value, ttlMs, check } of batch) {
         keys.push(key);
-        args.push(value, ttlMs ?? 0, check ? '1' : '0');
+        args.push(value, ttlMs !== undefined && ttlMs > 0 ? ttlMs : 0, check ? '1' : '0');
       }
       // In an explicit pipeline: written now, not a turn later by autopipelining (a result's latency).
       const p = client.pipeline();
