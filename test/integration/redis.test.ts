@@ -73,6 +73,7 @@ describe('Redis broker: kombu layout', { skip: redis.skip }, () => {
 
   it('records a held message in unacked and unacked_index, and removes it on ack', async () => {
     const q = uniqueName('unacked');
+    const before = Date.now() / 1000;
     await broker.publish(q, message('held'));
     const r = new Recorder(broker, [q], 1);
     const [d] = await r.waitFor(1);
@@ -86,6 +87,8 @@ describe('Redis broker: kombu layout', { skip: redis.skip }, () => {
     assert.equal(routingKey, q);
     const score = Number(await raw.zscore('unacked_index', deliveryTag));
     assert.ok(Math.abs(score - Date.now() / 1000) < 60, 'score is epoch seconds');
+    // Whole seconds, rounded up (Redis keeps them as integers: cheaper to add), never before the take.
+    assert.ok(Number.isInteger(score) && score >= before, `score ${score} is a whole second not before ${before}`);
     await d!.ack();
     await r.stop();
     assert.equal(await raw.hexists('unacked', deliveryTag), 0);
@@ -110,6 +113,34 @@ describe('Redis broker: kombu layout', { skip: redis.skip }, () => {
     await r.stop();
     const left = Object.values(await raw.hgetall('unacked')).filter((v) => v.includes(q));
     assert.deepEqual(left, [], 'nothing of this queue left in unacked');
+  });
+
+  it('an idle consumer records what BRPOP took with a whole-second score, and renews it so', async () => {
+    const q = uniqueName('brpop-score');
+    const held = createRedisBroker(url, { visibilityTimeoutMs: 400, pollTimeoutMs: 200 }); // renewed every 100 ms
+    await held.connect();
+    // Prefetch 1: BRPOP alone takes the message (no pop behind it).
+    const r = new Recorder(held, [q], 1);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const before = Date.now() / 1000;
+    await held.publish(q, message('blocked'));
+    const [d] = await r.waitFor(1);
+    const tag = await eventually(async () => {
+      const mine = Object.entries(await raw.hgetall(UNACKED)).find(([, v]) => v.includes(q));
+      assert.ok(mine, 'recorded in unacked');
+      return mine[0];
+    });
+    const first = Number(await raw.zscore(UNACKED_INDEX, tag));
+    assert.ok(Number.isInteger(first) && first >= before, `score ${first} is a whole second not before ${before}`);
+    // Renewed while held: a later whole second.
+    await eventually(async () => {
+      const s = Number(await raw.zscore(UNACKED_INDEX, tag));
+      assert.ok(Number.isInteger(s) && s > first, `renewed score ${s} is a whole second after ${first}`);
+    });
+    await d!.ack();
+    await r.stop();
+    await held.close();
+    assert.equal(await raw.zscore(UNACKED_INDEX, tag), null);
   });
 
   it('delivers a message a Python client wrote (Python spacing, no binding)', async () => {
