@@ -204,11 +204,26 @@ async function roundTrips(row: Row, n: number, call: () => Promise<unknown>): Pr
  * what the commands since cost per task (calls, usec inside Redis), most expensive first, 2.5 s
  * later (with the idle commands of that wait).
  */
-async function commandStats(url: string | undefined, label: string, n: number): Promise<() => Promise<void>> {
+async function commandStats(url: string | undefined, label: string, n: number, pids: Record<string, number | undefined>): Promise<() => Promise<void>> {
   if (!flags.commandstats || !url?.startsWith('redis')) return async () => {};
   const raw = new Redis(url);
   await raw.config('RESETSTAT');
+  /** read and write system calls of each process so far (/proc/<pid>/io). */
+  const io = () =>
+    Object.fromEntries(
+      Object.entries(pids).map(([name, pid]) => {
+        const text = pid ? readFileSync(`/proc/${pid}/io`, 'utf8') : '';
+        return [name, { r: Number(/syscr: (\d+)/.exec(text)?.[1] ?? 0), w: Number(/syscw: (\d+)/.exec(text)?.[1] ?? 0) }];
+      }),
+    );
+  const io0 = io();
   return async () => {
+    const io1 = io();
+    for (const name of Object.keys(pids)) {
+      const r = (io1[name]!.r - io0[name]!.r) / n;
+      const w = (io1[name]!.w - io0[name]!.w) / n;
+      console.log(`syscalls ${label} ${name}: ${r.toFixed(3)} reads, ${w.toFixed(3)} writes per task`);
+    }
     // The result store unsubscribes idle keys after 2 s: counted with the tasks that subscribed them.
     await sleep(2_500);
     const info = await raw.info('commandstats');
@@ -307,7 +322,7 @@ async function benchCeleriac(brokerUrl: string, backendUrl: string, server: Test
     row.drain = ((N + 1 - completions.first.count) / (last - completions.first.at)) * 1000;
 
     // 3. end to end
-    const stats = await commandStats(brokerUrl, row.name, N);
+    const stats = await commandStats(brokerUrl, row.name, N, { worker: worker.pid, producer: process.pid, server: server?.pid() });
     const cpu0 = { w: cpuMs(worker.pid), s: cpuMs(server?.pid()), p: selfCpuMs() };
     t = performance.now();
     const results: Promise<AsyncResult>[] = [];
@@ -427,7 +442,7 @@ async function benchBullmq(redisUrl: string, server: TestServer): Promise<Row> {
     const last = await completions.until(N);
     row.drain = ((N - completions.first.count) / (last - completions.first.at)) * 1000;
 
-    const stats = await commandStats(redisUrl, row.name, N);
+    const stats = await commandStats(redisUrl, row.name, N, { worker: worker.pid, producer: process.pid, server: server.pid() });
     const cpu0 = { w: cpuMs(worker.pid), s: cpuMs(server.pid()), p: selfCpuMs() };
     t = performance.now();
     await Promise.all([add(N), completions.until(2 * N)]);

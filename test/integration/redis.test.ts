@@ -143,6 +143,19 @@ describe('Redis broker: kombu layout', { skip: redis.skip }, () => {
     assert.equal(await raw.zscore(UNACKED_INDEX, tag), null);
   });
 
+  it('gives a message back to a queue whose name has a slash (recorded as written, not as \\/)', async () => {
+    const q = `${uniqueName('slash')}/x`;
+    await broker.publish(q, message('slashed'));
+    const r = new Recorder(broker, [q], 1);
+    const [d] = await r.waitFor(1);
+    await r.stop();
+    const mine = Object.values(await raw.hgetall(UNACKED)).find((v) => v.includes(q));
+    assert.ok(mine?.endsWith(`, "", "${q}"]`), `recorded with its routing key as written: ${mine?.slice(-60)}`);
+    await d!.requeue();
+    assert.equal(await raw.llen(q), 1, 'back in its own list');
+    await broker.purge(q);
+  });
+
   it('delivers a message a Python client wrote (Python spacing, no binding)', async () => {
     const q = uniqueName('py');
     const body = Buffer.from('[[2, 3], {}, {"callbacks": null, "errbacks": null, "chain": null, "chord": null}]');

@@ -26,18 +26,30 @@ import { watchByListen, type KeyValueStore } from './backend.js';
  */
 const SET_SCRIPT = `
 local out = {}
+local function set(key, value, ttl, nx)
+  if ttl ~= '0' then
+    if nx then return redis.call('SET', key, value, 'PX', ttl, 'NX') end
+    return redis.call('SET', key, value, 'PX', ttl)
+  end
+  if nx then return redis.call('SET', key, value, 'NX') end
+  return redis.call('SET', key, value)
+end
 for i = 1, #KEYS do
   local value, ttl, check = ARGV[3 * i - 2], ARGV[3 * i - 1], ARGV[3 * i]
-  local cur = check == '1' and redis.call('GET', KEYS[i])
+  -- Checked: a key that does not exist yet (the usual case) is set by SET NX, one call instead of GET and SET.
+  local stored = check == '1' and set(KEYS[i], value, ttl, true)
   local done = false
-  if cur and string.find(cur, '"SUCCESS"', 1, true) then
-    local ok, meta = pcall(cjson.decode, cur)
-    done = ok and type(meta) == 'table' and meta.status == 'SUCCESS'
+  if check == '1' and not stored then
+    local cur = redis.call('GET', KEYS[i])
+    if cur and string.find(cur, '"SUCCESS"', 1, true) then
+      local ok, meta = pcall(cjson.decode, cur)
+      done = ok and type(meta) == 'table' and meta.status == 'SUCCESS'
+    end
   end
   if done then
     out[i] = 0
   else
-    if ttl ~= '0' then redis.call('SET', KEYS[i], value, 'PX', ttl) else redis.call('SET', KEYS[i], value) end
+    if not stored then set(KEYS[i], value, ttl, false) end
     redis.call('PUBLISH', KEYS[i], value)
     out[i] = 1
   end

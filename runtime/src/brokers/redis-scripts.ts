@@ -111,6 +111,8 @@ for k = 4, #KEYS do
       if tag then
         ok = true
         object = true
+        -- Exchange and routing key as written in the text (JSON string contents without escapes).
+        entry = '[' .. env .. ', "' .. ex .. '", "' .. rk .. '"]'
       else
         ok, m = pcall(cjson.decode, env)
         object = ok and type(m) == 'table'
@@ -130,7 +132,9 @@ for k = 4, #KEYS do
       end
       if type(ex) ~= 'string' then ex = '' end
       if type(rk) ~= 'string' then rk = queue end
-      if object then
+      if entry then
+        -- read by fast()
+      elseif object then
         entry = '[' .. env .. ', ' .. cjson.encode(ex) .. ', ' .. cjson.encode(rk) .. ']'
       else
         -- Not an envelope: keep it as a JSON string so the worker can dead-letter it.
