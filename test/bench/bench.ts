@@ -232,7 +232,7 @@ async function commandStats(url: string | undefined, label: string, n: number, p
     for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)) rows.push({ cmd: m[1]!, calls: Number(m[2]), usec: Number(m[3]) });
     rows.sort((a, b) => b.usec - a.usec);
     const total = rows.reduce((t, r) => t + r.usec, 0);
-    console.log(`commandstats ${label} (e2e, ${n} tasks): total ${(total / n).toFixed(2)} usec/task in commands`);
+    console.log(`commandstats ${label} (${n} tasks): total ${(total / n).toFixed(2)} usec/task in commands`);
     for (const r of rows)
       console.log(`  ${r.cmd.padEnd(16)} ${(r.calls / n).toFixed(3).padStart(8)} calls/task ${(r.usec / n).toFixed(3).padStart(8)} usec/task`);
   };
@@ -340,7 +340,9 @@ async function benchCeleriac(brokerUrl: string, backendUrl: string, server: Test
     }
 
     // 4. sequential round trips
+    const latencyStats = await commandStats(brokerUrl, `${row.name} round trips`, LAT_N, { worker: worker.pid, producer: process.pid, server: server?.pid() });
     await roundTrips(row, LAT_N, async () => (await send(false)).get({ timeout: 30_000 }));
+    await latencyStats();
     row.rssMb = peakRssMb(worker.pid);
   } finally {
     worker.kill('SIGTERM');
@@ -452,7 +454,9 @@ async function benchBullmq(redisUrl: string, server: TestServer): Promise<Row> {
 
     const events = new QueueEvents(name, { connection });
     await events.waitUntilReady();
+    const latencyStats = await commandStats(redisUrl, `${row.name} round trips`, LAT_N, { worker: worker.pid, producer: process.pid, server: server.pid() });
     await roundTrips(row, LAT_N, async () => (await queue.add('add', { a: 1, b: 2 })).waitUntilFinished(events, 30_000));
+    await latencyStats();
     row.rssMb = peakRssMb(worker.pid);
     await events.close();
   } finally {

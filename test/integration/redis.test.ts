@@ -272,6 +272,13 @@ describe('Redis broker: kombu layout', { skip: redis.skip }, () => {
       assert.equal(first[5], 'not an envelope');
       assert.equal(JSON.parse(first[2] as string).properties.delivery_tag, first[1]);
       assert.deepEqual(await pop('p2'), [], 'a new pop finds the queue empty');
+      // A pop that took nothing leaves no record (no write at all): the same call resent takes
+      // what is there by then, as it would have.
+      assert.equal(await raw.exists(`celeriac.pop.${q}`), 0, 'no record of an empty pop');
+      await raw.lpush(q, 'later');
+      const resent = await pop('p2');
+      assert.equal(resent[2], 'later');
+      await pop('p2b', [resent[1] as string]);
       // A pop carries the acks of the turn before it: both entries go, whatever it pops.
       const tags = [first[1] as string, first[4] as string];
       assert.equal((await raw.hmget(UNACKED, ...tags)).filter((v) => v !== null).length, 2);
@@ -363,17 +370,28 @@ describe('Redis result backend: Celery meta', { skip: redis.skip }, () => {
     const sub = new Redis(url);
     const raw = new Redis(url);
     try {
-      const [kept, fresh, plain] = ['kept', 'fresh', 'plain'].map((n) => `celery-task-meta-${uniqueName(n)}`) as [string, string, string];
+      const [kept, fresh, plain, started] = ['kept', 'fresh', 'plain', 'started'].map((n) => `celery-task-meta-${uniqueName(n)}`) as [
+        string,
+        string,
+        string,
+        string,
+      ];
       await raw.set(kept, '{"status": "SUCCESS", "result": 1}');
+      await raw.set(started, '{"status": "STARTED"}');
       const heard: string[] = [];
       sub.on('message', (channel: string) => heard.push(channel));
-      await sub.subscribe(kept, fresh, plain);
-      // Issued in one turn: one batch, with a SUCCESS to keep, a new key and a key without expiry.
+      await sub.subscribe(kept, fresh, plain, started);
+      // Issued in one turn: one batch, with a SUCCESS to keep, a new key, a key without expiry and
+      // a STARTED to replace (a checked key that exists: not set by SET NX, then set).
       await Promise.all([
         store.setUnlessSuccess!(kept, '{"status": "FAILURE"}', { ttlMs: 60_000 }),
         store.setUnlessSuccess!(fresh, '{"status": "SUCCESS", "result": 2}', { ttlMs: 60_000 }),
         store.set(plain, 'no expiry'),
+        store.setUnlessSuccess!(started, '{"status": "SUCCESS", "result": 3}', { ttlMs: 60_000 }),
       ]);
+      assert.equal(await raw.get(started), '{"status": "SUCCESS", "result": 3}');
+      const startedTtl = await raw.pttl(started);
+      assert.ok(startedTtl > 0 && startedTtl <= 60_000, `expiry set on the replaced key (pttl ${startedTtl})`);
       assert.equal(await raw.get(kept), '{"status": "SUCCESS", "result": 1}');
       assert.equal(await raw.pttl(kept), -1, 'the kept SUCCESS is not touched, its expiry neither');
       assert.equal(await raw.get(fresh), '{"status": "SUCCESS", "result": 2}');
@@ -381,7 +399,7 @@ describe('Redis result backend: Celery meta', { skip: redis.skip }, () => {
       assert.ok(ttl > 0 && ttl <= 60_000, `expiry set (pttl ${ttl})`);
       assert.equal(await raw.get(plain), 'no expiry');
       assert.equal(await raw.pttl(plain), -1);
-      await eventually(() => assert.deepEqual(heard.sort(), [fresh, plain].sort()));
+      await eventually(() => assert.deepEqual(heard.sort(), [fresh, plain, started].sort()));
     } finally {
       sub.disconnect();
       raw.disconnect();

@@ -25,7 +25,8 @@ end
  * Pops up to ARGV[1] messages from KEYS[4..] (lists in consumption order) and records each in
  * `unacked` (KEYS[1]) and `unacked_index` (KEYS[2], score ARGV[2] = now in epoch seconds, an integer).
  * ARGV[3] is a pop id: the tags taken are remembered under KEYS[3] so that the same call resent
- * after a reconnect (its reply lost) returns the same messages instead of taking more.
+ * after a reconnect (its reply lost) returns the same messages instead of taking more (a call
+ * that took nothing leaves no record).
  * Before it pops, it acks what the worker acked since its last call (one command, where a MULTI
  * would cost four): ARGV[4] = A, the number of tags to ack, then the A tags. Then come the queue
  * names of KEYS[4..] (routing key for envelopes without delivery_info). Acking again (a resent
@@ -94,12 +95,14 @@ if rec then
   end
 end
 local want = tonumber(ARGV[1])
+-- want as text for RPOP: a Lua number passed to redis.call is formatted by a printf each time.
+local wantText = ARGV[1]
 local now = ARGV[2]
 local out, lines, hargs, zargs = {}, {ARGV[3]}, {}, {}
 local n = 0
 for k = 4, #KEYS do
   if want <= 0 then break end
-  local got = redis.call('RPOP', KEYS[k], want)
+  local got = redis.call('RPOP', KEYS[k], wantText)
   if got then
     local idx = k - 3
     local queue = ARGV[a + idx - 1]
@@ -147,13 +150,18 @@ for k = 4, #KEYS do
       out[#out + 1] = idx; out[#out + 1] = tag; out[#out + 1] = env
     end
     want = want - #got
+    wantText = tostring(want)
   end
 end
 if n > 0 then
   redis.call('HSET', KEYS[1], unpack(hargs))
   redis.call('ZADD', KEYS[2], unpack(zargs))
+  redis.call('SET', KEYS[3], table.concat(lines, '\\n'), 'PX', '60000')
+elseif rec then
+  -- Took nothing: the same call resent finds no record and takes what is there then, as it would
+  -- have. No write at all when there was none (an idle consumer's pop behind each BRPOP wake).
+  redis.call('DEL', KEYS[3])
 end
-redis.call('SET', KEYS[3], table.concat(lines, '\\n'), 'PX', 60000)
 return out
 `;
 
