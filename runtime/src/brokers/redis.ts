@@ -14,7 +14,8 @@
  *   between BRPOP and its ZADD: a kill inside it loses that message); acked early within that turn,
  *   it is not recorded at all (BRPOP removed it, and a record deleted in the same MULTI changes
  *   nothing), so its task does not wait on a write. Messages unacked for longer than the
- *   visibility timeout are restored by any consumer (a SIGKILLed worker loses nothing); a live
+ *   visibility timeout (plus up to a second: scores are whole seconds, see unackedScore) are
+ *   restored by any consumer (a SIGKILLed worker loses nothing); a live
  *   consumer renews the score of what it holds, so its long tasks are not restored under it.
  *   close() restores what this process still holds.
  * - requeue() LPUSHes back (consumed last, as kombu's reject with requeue).
@@ -99,8 +100,8 @@ interface Scripted {
  * kombu's `unacked_index` score for a message taken now: epoch seconds, rounded up to a whole
  * second so that Redis keeps it as an integer (in a sorted set of up to 128 members, the usual
  * size, a fractional score costs a printf when added and a strtod for every member an insert
- * passes; rounding up alone cost a pop script a sixth of its time). Up, not down: a message is
- * then restored at most a second after its visibility timeout, never before it.
+ * passes: a sixth of the pop script's instructions per message). Up, not down: a message is then
+ * restored at most a second after its visibility timeout, never before it.
  */
 const unackedScore = () => Math.ceil(Date.now() / 1000);
 
