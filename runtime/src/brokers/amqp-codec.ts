@@ -657,6 +657,102 @@ export function fastRecvFrame(decodeFrame: (frame: RawFrame) => unknown): (this:
   };
 }
 
+/** What frameWriter uses of amqplib's Connection (the socket as `stream`). */
+interface WritingConnection {
+  stream: {
+    write(b: Buffer): boolean;
+    readonly writableLength: number;
+    readonly writableEnded: boolean;
+    readonly destroyed: boolean;
+    on(event: 'drain' | 'close', listener: () => void): unknown;
+  };
+  frames?: FrameWriter;
+}
+
+/**
+ * Past this many bytes waiting (in the writer and in the socket) a channel's write returns false
+ * and its 'drain' comes once the socket has written everything: a publisher that honours it waits.
+ * Above the socket's own high-water mark, so the socket emits that 'drain'.
+ */
+const WAITING_LIMIT = 1 << 20;
+
+/**
+ * The frames of every channel of one connection, written to the socket together, one write per
+ * event-loop turn (setImmediate, as amqplib's Mux read its channel streams), in the order they
+ * were sent. amqplib gave each channel an object-mode PassThrough that its Mux read on
+ * setImmediate and wrote frame by frame to the socket: per frame a stream write, a read and a
+ * socket write with its callback, a third of a producer's work around each publish.
+ */
+export class FrameWriter {
+  private frames: Buffer[] = [];
+  private bytes = 0;
+  private scheduled = false;
+  /** Channels told to wait (a write returned false), told again on the socket's 'drain'. */
+  private readonly waiting = new Set<{ onBufferDrain(): void }>();
+
+  constructor(private readonly stream: WritingConnection['stream']) {
+    const drained = () => {
+      const told = [...this.waiting];
+      this.waiting.clear();
+      for (const ch of told) ch.onBufferDrain();
+    };
+    stream.on('drain', drained);
+    // A closed socket never drains: nobody waits for it (the channels are closed with it).
+    stream.on('close', drained);
+  }
+
+  /** Queues one frame (or several in one buffer); false: past WAITING_LIMIT, wait for the channel's 'drain'. */
+  write(frame: Buffer, channel: { onBufferDrain(): void }): boolean {
+    this.frames.push(frame);
+    this.bytes += frame.length;
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.flush);
+    }
+    if (this.bytes + this.stream.writableLength < WAITING_LIMIT) return true;
+    this.waiting.add(channel);
+    return false;
+  }
+
+  /** Writes what is queued, in one buffer; dropped once the socket is ended (as a closed connection drops them). */
+  readonly flush = (): void => {
+    this.scheduled = false;
+    const frames = this.frames;
+    const bytes = this.bytes;
+    this.frames = [];
+    this.bytes = 0;
+    if (frames.length === 0 || this.stream.writableEnded || this.stream.destroyed) return;
+    this.stream.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames, bytes));
+  };
+}
+
+/** amqplib's Connection fields freshChannel uses. */
+interface ChannelAllocating extends WritingConnection {
+  freeChannels: { nextClearBit(from: number): number; set(i: number): void };
+  channelMax: number;
+  channels: ({ channel: { onBufferDrain(): void }; buffer: { write(b: Buffer): boolean; end(): void } } | null)[];
+}
+
+/**
+ * amqplib's Connection#freshChannel with the channel's frames going to the connection's
+ * FrameWriter instead of a PassThrough piped into the Mux. Channel 0 (the connection's own
+ * methods, heartbeats) still writes to the socket directly, as before.
+ */
+export function freshChannel(this: ChannelAllocating, channel: { onBufferDrain(): void }): number {
+  const next = this.freeChannels.nextClearBit(1);
+  if (next < 0 || next > this.channelMax) throw new Error('No channels left to allocate');
+  this.freeChannels.set(next);
+  const frames = (this.frames ??= new FrameWriter(this.stream));
+  this.channels[next] = {
+    channel,
+    buffer: {
+      write: (b: Buffer) => frames.write(b, channel),
+      end: () => undefined, // releaseChannel: its frames already queued still go out
+    },
+  };
+  return next;
+}
+
 function loadPatched(): typeof AmqplibModule {
   const codecPath = require.resolve('amqplib/lib/codec.js');
   const defsPath = require.resolve('amqplib/lib/defs.js');
@@ -669,9 +765,12 @@ function loadPatched(): typeof AmqplibModule {
   codec.decodeFields = decodeFields;
   codec.encodeTable = encodeTable;
   const { Connection } = require(require.resolve('amqplib/lib/connection.js')) as {
-    Connection: { prototype: { sendMessage: SendMessage; recvFrame: (this: ReceivingConnection) => unknown } };
+    Connection: {
+      prototype: { sendMessage: SendMessage; recvFrame: (this: ReceivingConnection) => unknown; freshChannel: typeof freshChannel };
+    };
   };
   Connection.prototype.sendMessage = fastSendMessage(Connection.prototype.sendMessage);
+  Connection.prototype.freshChannel = freshChannel;
   const { decodeFrame } = require(require.resolve('amqplib/lib/frame.js')) as { decodeFrame: (frame: RawFrame) => unknown };
   Connection.prototype.recvFrame = fastRecvFrame(decodeFrame);
   return require('amqplib') as typeof AmqplibModule;

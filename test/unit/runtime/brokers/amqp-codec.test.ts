@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createRequire } from 'node:module';
-import { decodeFields, encodePublish, encodeTable, encodeTaskHeaders } from '../../../../runtime/src/brokers/amqp-codec.js';
+import { decodeFields, encodePublish, encodeTable, encodeTaskHeaders, FrameWriter, freshChannel } from '../../../../runtime/src/brokers/amqp-codec.js';
+import { EventEmitter } from 'node:events';
 import { sendPublish } from '../../../../runtime/src/brokers/amqp.js';
 import { encodeTask, type TaskMessageInput } from '../../../../runtime/src/protocol/task-message.js';
 
@@ -392,5 +393,88 @@ describe('AMQP frame reader', () => {
     const { patched } = readers();
     const bad = Buffer.from([8, 0, 0, 0, 0, 0, 0, 0x00]);
     assert.throws(() => frames(patched, [bad]), /Invalid frame/);
+  });
+});
+
+describe('AMQP frame writer', () => {
+  /** A socket that records each write; `pending` stands for bytes it has not written yet. */
+  function socket() {
+    const s = Object.assign(new EventEmitter(), { writes: [] as Buffer[], pending: 0, writableEnded: false, destroyed: false });
+    Object.defineProperty(s, 'writableLength', { get: () => s.pending });
+    return Object.assign(s as typeof s & { readonly writableLength: number }, {
+      write(b: Buffer) {
+        s.writes.push(Buffer.from(b));
+        return true;
+      },
+    });
+  }
+  const turn = () => new Promise((r) => setImmediate(r));
+  const frame = (ch: number, n: number) => Buffer.from([1, 0, ch, n]);
+
+  it("is where amqplib's channels send their frames once the broker driver is loaded", () => {
+    const require = createRequire(import.meta.url);
+    const { Connection } = require('amqplib/lib/connection.js') as { Connection: { prototype: { freshChannel: unknown } } };
+    assert.equal(Connection.prototype.freshChannel, freshChannel);
+  });
+
+  it('writes the frames of every channel of a turn in one write, in the order they were sent', async () => {
+    const stream = socket();
+    const { BitSet } = createRequire(import.meta.url)('amqplib/lib/bitset.js') as { BitSet: new () => object };
+    const conn = { stream, freeChannels: new BitSet(), channelMax: 10, channels: [null] as unknown[] };
+    const ch = () => ({ drains: 0, onBufferDrain() {} });
+    const one = freshChannel.call(conn as never, ch());
+    const two = freshChannel.call(conn as never, ch());
+    assert.deepEqual([one, two], [1, 2]);
+    const buffers = conn.channels as { buffer: { write(b: Buffer): boolean; end(): void } }[];
+    for (const [c, n] of [
+      [1, 1],
+      [2, 2],
+      [1, 3],
+      [1, 4],
+      [2, 5],
+    ] as const)
+      assert.equal(buffers[c]!.buffer.write(frame(c, n)), true);
+    assert.equal(stream.writes.length, 0, 'nothing written before the turn ends');
+    await turn();
+    assert.deepEqual(stream.writes, [Buffer.concat([frame(1, 1), frame(2, 2), frame(1, 3), frame(1, 4), frame(2, 5)])]);
+    // A released channel's frames already sent still go out.
+    buffers[2]!.buffer.write(frame(2, 6));
+    buffers[2]!.buffer.end();
+    await turn();
+    assert.deepEqual(stream.writes[1], frame(2, 6));
+    await turn();
+    assert.equal(stream.writes.length, 2, 'no empty writes');
+  });
+
+  it("says to wait past 1 MiB waiting (queued or in the socket) and tells the channel on the socket's 'drain'", async () => {
+    const stream = socket();
+    const w = new FrameWriter(stream);
+    let drains = 0;
+    const ch = { onBufferDrain: () => drains++ };
+    assert.equal(w.write(Buffer.alloc(512 * 1024), ch), true);
+    assert.equal(w.write(Buffer.alloc(512 * 1024), ch), false);
+    await turn();
+    assert.equal(stream.writes.length, 1);
+    stream.pending = 1 << 20;
+    assert.equal(w.write(Buffer.alloc(10), ch), false, 'the socket holds 1 MiB');
+    stream.pending = 0;
+    stream.emit('drain');
+    assert.equal(drains, 1, 'told once, however many writes said to wait');
+    stream.emit('drain');
+    assert.equal(drains, 1, 'not told again without waiting again');
+    assert.equal(w.write(Buffer.alloc(10), ch), true);
+    stream.pending = 2 << 20;
+    assert.equal(w.write(Buffer.alloc(10), ch), false);
+    stream.emit('close');
+    assert.equal(drains, 2, 'a closed socket releases whoever waits');
+  });
+
+  it('drops what is queued once the socket is ended, as a closed connection drops it', async () => {
+    const stream = socket();
+    const w = new FrameWriter(stream);
+    w.write(frame(1, 1), { onBufferDrain() {} });
+    stream.writableEnded = true;
+    await turn();
+    assert.equal(stream.writes.length, 0);
   });
 });
