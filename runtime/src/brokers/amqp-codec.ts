@@ -1,7 +1,8 @@
 /**
  * amqplib, loaded with a field-table decoder that reads every AMQP 0-9-1 tag py-amqp writes (and a
- * faster encoder with the same output), basic.publish built in one buffer (encodePublish) and a
- * frame reader that does not copy every chunk received (fastRecvFrame).
+ * faster encoder with the same output), basic.publish built in one buffer (encodePublish), a
+ * frame reader that does not copy every chunk received (fastRecvFrame) and the frames of every
+ * channel written to the socket together once per event-loop turn (FrameWriter).
  *
  * Why (spec §4.7): py-amqp writes Python ints outside ±2^31 with the tag `L` (signed 64-bit).
  * amqplib 0.10 throws `Unexpected type tag "L"` while parsing the frame and drops the whole
@@ -687,6 +688,7 @@ export class FrameWriter {
   private frames: Buffer[] = [];
   private bytes = 0;
   private scheduled = false;
+  private before: (() => void)[] = [];
   /** Channels told to wait (a write returned false), told again on the socket's 'drain'. */
   private readonly waiting = new Set<{ onBufferDrain(): void }>();
 
@@ -714,8 +716,27 @@ export class FrameWriter {
     return false;
   }
 
+  /**
+   * Runs `send` once, just before the next write, so the frames it sends go out in that write
+   * (after every frame queued before them): a consumer's acks of a turn with the results it
+   * published in that turn.
+   */
+  beforeWrite(send: () => void): void {
+    this.before.push(send);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.flush);
+    }
+  }
+
   /** Writes what is queued, in one buffer; dropped once the socket is ended (as a closed connection drops them). */
   readonly flush = (): void => {
+    if (this.before.length > 0) {
+      // Still scheduled: what these send joins this write.
+      const before = this.before;
+      this.before = [];
+      for (const send of before) send();
+    }
     this.scheduled = false;
     const frames = this.frames;
     const bytes = this.bytes;

@@ -469,6 +469,27 @@ describe('AMQP frame writer', () => {
     assert.equal(drains, 2, 'a closed socket releases whoever waits');
   });
 
+  it('sends what a beforeWrite callback sends in the same write, after the frames queued before it', async () => {
+    const stream = socket();
+    const w = new FrameWriter(stream);
+    const ch = { onBufferDrain() {} };
+    let runs = 0;
+    w.beforeWrite(() => {
+      runs++;
+      w.write(frame(1, 9), ch);
+    });
+    w.write(frame(2, 1), ch);
+    await turn();
+    assert.deepEqual(stream.writes, [Buffer.concat([frame(2, 1), frame(1, 9)])]);
+    await turn();
+    assert.equal(runs, 1);
+    assert.equal(stream.writes.length, 1, 'no second write');
+    // Alone, it still gets a write of its own.
+    w.beforeWrite(() => w.write(frame(1, 10), ch));
+    await turn();
+    assert.deepEqual(stream.writes[1], frame(1, 10));
+  });
+
   it('drops what is queued once the socket is ended, as a closed connection drops it', async () => {
     const stream = socket();
     const w = new FrameWriter(stream);
