@@ -5,7 +5,15 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createRequire } from 'node:module';
-import { decodeFields, encodePublish, encodeTable, encodeTaskHeaders, FrameWriter, freshChannel } from '../../../../runtime/src/brokers/amqp-codec.js';
+import {
+  decodeDeliveryFrame,
+  decodeFields,
+  encodePublish,
+  encodeTable,
+  encodeTaskHeaders,
+  FrameWriter,
+  freshChannel,
+} from '../../../../runtime/src/brokers/amqp-codec.js';
 import { EventEmitter } from 'node:events';
 import { sendPublish } from '../../../../runtime/src/brokers/amqp.js';
 import { encodeTask, type TaskMessageInput } from '../../../../runtime/src/protocol/task-message.js';
@@ -387,6 +395,84 @@ describe('AMQP frame reader', () => {
       assert.equal(mine.length, 10, name);
       assert.deepEqual(mine, frames(original, chunks), name);
     }
+  });
+
+  it('reads basic.deliver and its content header (every property) in place, as amqplib reads them', () => {
+    const { original, patched } = readers();
+    const require = createRequire(import.meta.url);
+    const defs = require('amqplib/lib/defs.js') as {
+      BasicDeliver: number;
+      BasicProperties: number;
+      encodeMethod(id: number, channel: number, fields: object): Buffer;
+      encodeProperties(id: number, channel: number, size: number, props: object): Buffer;
+    };
+    const body = (n: number) => Buffer.from([3, 0, 1, 0, 0, 0, n, ...Buffer.alloc(n, 7), 0xce]);
+    const deliver = (tag: number, routingKey: string, redelivered = false) =>
+      defs.encodeMethod(defs.BasicDeliver, 1, { consumerTag: 'amq.ctag-x1', deliveryTag: tag, redelivered, exchange: '', routingKey });
+    const all = {
+      contentType: 'application/json',
+      contentEncoding: 'utf-8',
+      headers: { lang: 'py', task: 'proj.add', id: 'i-1', retries: 0, stamps: {}, 'x-ü': 'é' },
+      deliveryMode: 2,
+      priority: 3,
+      correlationId: 'i-1',
+      replyTo: 'reply-q',
+      expiration: '5000',
+      messageId: 'm-1',
+      timestamp: 1_700_000_000,
+      type: 't',
+      userId: 'guest',
+      appId: 'app',
+      clusterId: 'c',
+    };
+    const stream = Buffer.concat([
+      deliver(1, 'celery'),
+      defs.encodeProperties(defs.BasicProperties, 1, 5, all),
+      body(5),
+      deliver(2 ** 40 + 3, 'celery', true),
+      defs.encodeProperties(defs.BasicProperties, 1, 5, { ...all, correlationId: 'i-2', routingKey: undefined, contentType: 'application/x-other' }),
+      body(5),
+      deliver(3, 'ünïcode'),
+      defs.encodeProperties(defs.BasicProperties, 1, 0, {}),
+      deliver(4, 'celery'),
+      defs.encodeProperties(defs.BasicProperties, 1, 2, { deliveryMode: 1, correlationId: 'r' }),
+      body(2),
+    ]);
+    for (const sizes of [[stream.length], [1], [13, 200, 7]]) {
+      const chunks: Buffer[] = [];
+      for (let at = 0, i = 0; at < stream.length; at += sizes[i++ % sizes.length]!) chunks.push(stream.subarray(at, at + sizes[i % sizes.length]!));
+      const mine = frames(patched, chunks);
+      assert.equal(mine.length, 11);
+      assert.notEqual(decodeDeliveryFrame(1, 1, stream, 7, 7 + stream.readUInt32BE(3)), null, 'read in place, not by amqplib');
+      assert.deepEqual(mine, frames(original, chunks));
+    }
+  });
+
+  it('leaves a delivery frame whose fields do not fit its payload to amqplib (the same outcome)', () => {
+    const { original, patched } = readers();
+    /** A frame of `type` on channel 1 with this payload. */
+    const frame = (type: number, payload: number[]) => {
+      const head = Buffer.alloc(7);
+      head[0] = type;
+      head.writeUInt16BE(1, 1);
+      head.writeUInt32BE(payload.length, 3);
+      return Buffer.concat([head, Buffer.from(payload), Buffer.from([0xce])]);
+    };
+    const cases: [string, Buffer][] = [
+      ['a consumer tag past the end', frame(1, [0, 60, 0, 60, 40, 1])],
+      ['no routing key', frame(1, [0, 60, 0, 60, 1, 0x41, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0])],
+      ['a content type past the end', frame(2, [0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x80, 0, 9, 0x61])],
+      ['a header table past the end', frame(2, [0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x20, 0, 0, 0, 0, 50])],
+      ['a delivery mode missing', frame(2, [0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x10, 0])],
+    ];
+    const outcome = (recv: Recv, b: Buffer) => {
+      try {
+        return { frames: frames(recv, [b]) };
+      } catch (err) {
+        return { error: (err as Error).constructor.name };
+      }
+    };
+    for (const [name, b] of cases) assert.deepEqual(outcome(patched, b), outcome(original, b), name);
   });
 
   it('refuses a frame without its end marker, as amqplib does', () => {
