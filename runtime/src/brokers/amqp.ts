@@ -134,8 +134,9 @@ function prefetchOf(o: ConsumeOptions): number {
 }
 
 /**
- * Acks of one consumer channel, sent once per event-loop turn (in the connection's write of that turn): one `multiple` ack for the settled
- * run at the front of the delivery order (tasks mostly finish in order), single acks for the rest.
+ * Acks of one consumer channel, sent once per event-loop turn, in the connection's write of that
+ * turn: one `multiple` ack for the settled run at the front of the delivery order (tasks mostly
+ * finish in order), single acks for the rest.
  */
 class ChannelAcks {
   private readonly order: number[] = [];
