@@ -1,7 +1,8 @@
 /**
  * amqplib, loaded with a field-table decoder that reads every AMQP 0-9-1 tag py-amqp writes (and a
- * faster encoder with the same output), basic.publish built in one buffer (encodePublish) and a
- * frame reader that does not copy every chunk received (fastRecvFrame).
+ * faster encoder with the same output), basic.publish built in one buffer (encodePublish), a
+ * frame reader that does not copy every chunk received (fastRecvFrame) and the frames of every
+ * channel written to the socket together once per event-loop turn (FrameWriter).
  *
  * Why (spec §4.7): py-amqp writes Python ints outside ±2^31 with the tag `L` (signed 64-bit).
  * amqplib 0.10 throws `Unexpected type tag "L"` while parsing the frame and drops the whole
@@ -40,8 +41,13 @@ const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
  * worker refuses the message (a DecodeError stored for the caller) and nothing recurses further.
  */
 export function decodeFields(slice: Buffer): Fields {
-  const r: Reader = { buf: slice, at: 0, val: undefined, key: '', tooDeep: null };
-  const fields = decodeTable(r, slice.length, 1);
+  return decodeFieldsAt(slice, 0, slice.length);
+}
+
+/** decodeFields of the table at buf[from, to). */
+function decodeFieldsAt(buf: Buffer, from: number, to: number): Fields {
+  const r: Reader = { buf, at: from, val: undefined, key: '', tooDeep: null };
+  const fields = decodeTable(r, to, 1);
   if (r.tooDeep !== null) fields[TOO_DEEP_HEADER] = r.tooDeep;
   return fields;
 }
@@ -628,6 +634,142 @@ interface RawFrame {
   payload: Buffer;
 }
 
+/** basic.deliver (class 60, method 60). */
+const BASIC_DELIVER = 0x003c003c;
+
+/**
+ * The short strings of the frames of the last delivery, by slot: a consumer's tag, exchange,
+ * routing key, content type and encoding, reply-to are the same message after message, and
+ * reusing the string made for the last one spares an allocation each.
+ */
+const lastStrings: string[] = [];
+
+/** The short string at buf[from, to): the one in `slot` when its bytes are the same (ASCII). */
+function cachedString(buf: Buffer, from: number, to: number, slot: number): string {
+  const cached = lastStrings[slot];
+  if (cached !== undefined && cached.length === to - from) {
+    let same = true;
+    for (let i = from, j = 0; i < to; i++, j++) {
+      if (buf[i] !== cached.charCodeAt(j) || buf[i]! > 127) {
+        same = false;
+        break;
+      }
+    }
+    if (same) return cached;
+  }
+  const s = buf.toString('utf8', from, to);
+  lastStrings[slot] = s;
+  return s;
+}
+
+/** Slots in lastStrings. */
+const S_CONSUMER_TAG = 0;
+const S_EXCHANGE = 1;
+const S_ROUTING_KEY = 2;
+const S_CONTENT_TYPE = 3;
+const S_CONTENT_ENCODING = 4;
+const S_REPLY_TO = 5;
+
+/**
+ * A basic.deliver method frame or a basic content header frame decoded as amqplib's decodeFrame
+ * decodes it (the same objects), reading the received bytes in place; null for any other frame or
+ * one whose fields do not fit its payload (amqplib's decoder then reads it, and fails as it fails).
+ */
+export function decodeDeliveryFrame(type: number, channel: number, buf: Buffer, from: number, to: number): unknown {
+  if (type === 1) {
+    if (to - from < 4 || buf.readUInt32BE(from) !== BASIC_DELIVER) return null;
+    let at = from + 4;
+    let len = buf[at++]!;
+    if (at + len + 9 > to) return null;
+    const consumerTag = cachedString(buf, at, at + len, S_CONSUMER_TAG);
+    at += len;
+    const high = buf.readUInt32BE(at);
+    const deliveryTag = high * 0x100000000 + buf.readUInt32BE(at + 4);
+    const redelivered = (buf[at + 8]! & 1) === 1;
+    at += 9;
+    if (at >= to) return null;
+    len = buf[at++]!;
+    if (at + len >= to) return null;
+    const exchange = cachedString(buf, at, at + len, S_EXCHANGE);
+    at += len;
+    len = buf[at++]!;
+    if (at + len > to) return null;
+    const routingKey = cachedString(buf, at, at + len, S_ROUTING_KEY);
+    return { id: BASIC_DELIVER, channel, fields: { consumerTag, deliveryTag, redelivered, exchange, routingKey } };
+  }
+  if (type !== 2 || to - from < 14 || buf.readUInt16BE(from) !== BASIC_CLASS) return null;
+  const size = buf.readInt32BE(from + 4) * 0x100000000 + buf.readUInt32BE(from + 8); // signed, as amqplib reads it
+  const flags = buf.readUInt16BE(from + 12);
+  if (flags === 0) return { id: BASIC_CLASS, channel, size, fields: {} };
+  // Bits amqplib's decoder does not read (0x0002: continuation, 0x0001): its own behaviour.
+  if ((flags & 0x0003) !== 0) return null;
+  const fields: Record<string, unknown> = {
+    contentType: undefined,
+    contentEncoding: undefined,
+    headers: undefined,
+    deliveryMode: undefined,
+    priority: undefined,
+    correlationId: undefined,
+    replyTo: undefined,
+    expiration: undefined,
+    messageId: undefined,
+    timestamp: undefined,
+    type: undefined,
+    userId: undefined,
+    appId: undefined,
+    clusterId: undefined,
+  };
+  let at = from + 14;
+  /** A short string, or undefined when it does not fit (`at` is then past `to`). */
+  const short = (slot: number): string | undefined => {
+    if (at >= to) {
+      at = to + 1;
+      return undefined;
+    }
+    const len = buf[at++]!;
+    if (at + len > to) {
+      at = to + 1;
+      return undefined;
+    }
+    const s = slot < 0 ? buf.toString('utf8', at, at + len) : cachedString(buf, at, at + len, slot);
+    at += len;
+    return s;
+  };
+  if (flags & 0x8000) fields.contentType = short(S_CONTENT_TYPE);
+  if (flags & 0x4000) fields.contentEncoding = short(S_CONTENT_ENCODING);
+  if (flags & 0x2000) {
+    if (at + 4 > to) return null;
+    const len = buf.readUInt32BE(at);
+    at += 4;
+    if (at + len > to) return null;
+    fields.headers = decodeFieldsAt(buf, at, at + len);
+    at += len;
+  }
+  if (flags & 0x1000) {
+    if (at >= to) return null;
+    fields.deliveryMode = buf[at++];
+  }
+  if (flags & 0x0800) {
+    if (at >= to) return null;
+    fields.priority = buf[at++];
+  }
+  if (flags & 0x0400) fields.correlationId = short(-1);
+  if (flags & 0x0200) fields.replyTo = short(S_REPLY_TO);
+  if (flags & 0x0100) fields.expiration = short(-1);
+  if (flags & 0x0080) fields.messageId = short(-1);
+  if (flags & 0x0040) {
+    if (at + 8 > to) return null;
+    fields.timestamp = buf.readUInt32BE(at) * 0x100000000 + buf.readUInt32BE(at + 4);
+    at += 8;
+  }
+  if (flags & 0x0020) fields.type = short(-1);
+  if (flags & 0x0010) fields.userId = short(-1);
+  if (flags & 0x0008) fields.appId = short(-1);
+  if (flags & 0x0004) fields.clusterId = short(-1);
+  if (at > to) return null;
+  return { id: BASIC_CLASS, channel, size, fields };
+}
+
 /**
  * amqplib's Connection#recvFrame (the next whole frame read, decoded; false when none is), reading
  * frames at an offset into the bytes received: amqplib copied what was left together with every
@@ -645,7 +787,12 @@ export function fastRecvFrame(decodeFrame: (frame: RawFrame) => unknown): (this:
         if (left >= size + 8) {
           if (buf[at + 7 + size] !== FRAME_END) throw new Error('Invalid frame');
           this.restAt = at + size + 8;
-          return decodeFrame({ type: buf[at]!, channel: buf.readUInt16BE(at + 1), size, payload: buf.subarray(at + 7, at + 7 + size) });
+          const channel = buf.readUInt16BE(at + 1);
+          const type = buf[at]!;
+          if (type === 3) return { channel, content: buf.subarray(at + 7, at + 7 + size) }; // body, as amqplib's
+          return (
+            decodeDeliveryFrame(type, channel, buf, at + 7, at + 7 + size) ?? decodeFrame({ type, channel, size, payload: buf.subarray(at + 7, at + 7 + size) })
+          );
         }
       }
       const incoming = this.stream.read();
@@ -655,6 +802,122 @@ export function fastRecvFrame(decodeFrame: (frame: RawFrame) => unknown): (this:
       this.restAt = 0;
     }
   };
+}
+
+/** What frameWriter uses of amqplib's Connection (the socket as `stream`). */
+interface WritingConnection {
+  stream: {
+    write(b: Buffer): boolean;
+    readonly writableLength: number;
+    readonly writableEnded: boolean;
+    readonly destroyed: boolean;
+    on(event: 'drain' | 'close', listener: () => void): unknown;
+  };
+  frames?: FrameWriter;
+}
+
+/**
+ * Past this many bytes waiting (in the writer and in the socket) a channel's write returns false
+ * and its 'drain' comes once the socket has written everything: a publisher that honours it waits.
+ * Above the socket's own high-water mark, so the socket emits that 'drain'.
+ */
+const WAITING_LIMIT = 1 << 20;
+
+/**
+ * The frames of every channel of one connection, written to the socket together, one write per
+ * event-loop turn (setImmediate, as amqplib's Mux read its channel streams), in the order they
+ * were sent. amqplib gave each channel an object-mode PassThrough that its Mux read on
+ * setImmediate and wrote frame by frame to the socket: per frame a stream write, a read and a
+ * socket write with its callback, a third of a producer's work around each publish.
+ */
+export class FrameWriter {
+  private frames: Buffer[] = [];
+  private bytes = 0;
+  private scheduled = false;
+  private before: (() => void)[] = [];
+  /** Channels told to wait (a write returned false), told again on the socket's 'drain'. */
+  private readonly waiting = new Set<{ onBufferDrain(): void }>();
+
+  constructor(private readonly stream: WritingConnection['stream']) {
+    const drained = () => {
+      const told = [...this.waiting];
+      this.waiting.clear();
+      for (const ch of told) ch.onBufferDrain();
+    };
+    stream.on('drain', drained);
+    // A closed socket never drains: nobody waits for it (the channels are closed with it).
+    stream.on('close', drained);
+  }
+
+  /** Queues one frame (or several in one buffer); false: past WAITING_LIMIT, wait for the channel's 'drain'. */
+  write(frame: Buffer, channel: { onBufferDrain(): void }): boolean {
+    this.frames.push(frame);
+    this.bytes += frame.length;
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.flush);
+    }
+    if (this.bytes + this.stream.writableLength < WAITING_LIMIT) return true;
+    this.waiting.add(channel);
+    return false;
+  }
+
+  /**
+   * Runs `send` once, just before the next write, so the frames it sends go out in that write
+   * (after every frame queued before them): a consumer's acks of a turn with the results it
+   * published in that turn.
+   */
+  beforeWrite(send: () => void): void {
+    this.before.push(send);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.flush);
+    }
+  }
+
+  /** Writes what is queued, in one buffer; dropped once the socket is ended (as a closed connection drops them). */
+  readonly flush = (): void => {
+    if (this.before.length > 0) {
+      // Still scheduled: what these send joins this write.
+      const before = this.before;
+      this.before = [];
+      for (const send of before) send();
+    }
+    this.scheduled = false;
+    const frames = this.frames;
+    const bytes = this.bytes;
+    this.frames = [];
+    this.bytes = 0;
+    if (frames.length === 0 || this.stream.writableEnded || this.stream.destroyed) return;
+    this.stream.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames, bytes));
+  };
+}
+
+/** amqplib's Connection fields freshChannel uses. */
+interface ChannelAllocating extends WritingConnection {
+  freeChannels: { nextClearBit(from: number): number; set(i: number): void };
+  channelMax: number;
+  channels: ({ channel: { onBufferDrain(): void }; buffer: { write(b: Buffer): boolean; end(): void } } | null)[];
+}
+
+/**
+ * amqplib's Connection#freshChannel with the channel's frames going to the connection's
+ * FrameWriter instead of a PassThrough piped into the Mux. Channel 0 (the connection's own
+ * methods, heartbeats) still writes to the socket directly, as before.
+ */
+export function freshChannel(this: ChannelAllocating, channel: { onBufferDrain(): void }): number {
+  const next = this.freeChannels.nextClearBit(1);
+  if (next < 0 || next > this.channelMax) throw new Error('No channels left to allocate');
+  this.freeChannels.set(next);
+  const frames = (this.frames ??= new FrameWriter(this.stream));
+  this.channels[next] = {
+    channel,
+    buffer: {
+      write: (b: Buffer) => frames.write(b, channel),
+      end: () => undefined, // releaseChannel: its frames already queued still go out
+    },
+  };
+  return next;
 }
 
 function loadPatched(): typeof AmqplibModule {
@@ -669,9 +932,12 @@ function loadPatched(): typeof AmqplibModule {
   codec.decodeFields = decodeFields;
   codec.encodeTable = encodeTable;
   const { Connection } = require(require.resolve('amqplib/lib/connection.js')) as {
-    Connection: { prototype: { sendMessage: SendMessage; recvFrame: (this: ReceivingConnection) => unknown } };
+    Connection: {
+      prototype: { sendMessage: SendMessage; recvFrame: (this: ReceivingConnection) => unknown; freshChannel: typeof freshChannel };
+    };
   };
   Connection.prototype.sendMessage = fastSendMessage(Connection.prototype.sendMessage);
+  Connection.prototype.freshChannel = freshChannel;
   const { decodeFrame } = require(require.resolve('amqplib/lib/frame.js')) as { decodeFrame: (frame: RawFrame) => unknown };
   Connection.prototype.recvFrame = fastRecvFrame(decodeFrame);
   return require('amqplib') as typeof AmqplibModule;

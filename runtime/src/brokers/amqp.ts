@@ -8,7 +8,8 @@
  *   has the message). A queue that already exists with other arguments (e.g. Python's
  *   `x-max-priority`) is used as it is instead of failing with 406.
  * - Consuming: one channel per consume() with `basic.qos(prefetch, global)` as Celery sets it,
- *   manual acks; the socket has TCP_NODELAY (Nagle made round trips 47 ms at p99).
+ *   manual acks; the socket has TCP_NODELAY (Nagle made round trips 47 ms at p99), and the frames
+ *   of all channels sent in one event-loop turn go out in one write (FrameWriter, ./amqp-codec.ts).
  * - Priorities: queues are declared with `x-max-priority` when `maxPriority` is set (Celery's
  *   `task_queue_max_priority`); off by default, as in Celery, because redeclaring a queue with
  *   other arguments fails.
@@ -41,7 +42,7 @@ import type { WireMessage } from '../protocol/wire-message.js';
 import { Backoff, backoffDelay } from '../transport/backoff.js';
 import { takeTlsParams } from '../transport/tls-params.js';
 import { aborted, CLOSE_TIMEOUT_MS, prefetchLimit, sleep, untilAborted, within } from '../transport/wait.js';
-import { amqplib, TASK_HEADERS_OPTION } from './amqp-codec.js';
+import { amqplib, type FrameWriter, TASK_HEADERS_OPTION } from './amqp-codec.js';
 import { isBuiltTaskHeaders } from '../protocol/task-message.js';
 import { broadcastTopic, type Broker, type ConsumeOptions, type Delivery } from './broker.js';
 import { Qos } from './qos.js';
@@ -121,31 +122,6 @@ function toWire(msg: ConsumeMessage): WireMessage {
   };
 }
 
-/**
- * amqplib writes every frame to the socket at once: one syscall per publish and per ack. Corking
- * the socket until the end of the current tick sends all frames of the tick in one write (TCP
- * NODELAY stays on, so nothing waits longer than the tick). amqplib allocates a fresh buffer per
- * frame, so a deferred write never sees a reused buffer.
- */
-function coalesceWrites(model: ChannelModel): void {
-  const socket = socketOf(model);
-  if (!socket || typeof socket.cork !== 'function') return;
-  const write = socket.write.bind(socket) as (...args: unknown[]) => boolean;
-  let corked = false;
-  const uncork = () => {
-    corked = false;
-    socket.uncork();
-  };
-  socket.write = ((...args: unknown[]) => {
-    if (!corked) {
-      corked = true;
-      socket.cork();
-      process.nextTick(uncork);
-    }
-    return write(...args);
-  }) as Socket['write'];
-}
-
 /** The TCP (or TLS) socket under an amqplib connection. */
 function socketOf(model: ChannelModel): Socket | undefined {
   return (model as unknown as { connection?: { stream?: Socket } }).connection?.stream;
@@ -158,8 +134,9 @@ function prefetchOf(o: ConsumeOptions): number {
 }
 
 /**
- * Acks of one consumer channel, sent once per event-loop turn: one `multiple` ack for the settled
- * run at the front of the delivery order (tasks mostly finish in order), single acks for the rest.
+ * Acks of one consumer channel, sent once per event-loop turn, in the connection's write of that
+ * turn: one `multiple` ack for the settled run at the front of the delivery order (tasks mostly
+ * finish in order), single acks for the rest.
  */
 class ChannelAcks {
   private readonly order: number[] = [];
@@ -181,9 +158,16 @@ class ChannelAcks {
     this.settled.set(tag, true);
     if (!this.scheduled) {
       this.scheduled = true;
-      setImmediate(() => this.flush());
+      // In the connection's next write, after the results published before (rpc://): one write, not two.
+      const frames = (this.ch as unknown as { connection?: { frames?: FrameWriter } }).connection?.frames;
+      if (frames) frames.beforeWrite(this.flushNow);
+      else setImmediate(this.flushNow);
     }
   }
+
+  private readonly flushNow = (): void => {
+    if (this.scheduled) this.flush();
+  };
 
   nack(msg: ConsumeMessage, requeue: boolean): void {
     this.ch.nack(msg, false, requeue);
@@ -315,7 +299,6 @@ export function createAmqpBroker(url: string, opts: AmqpBrokerOptions = {}): Amq
             void c.close().catch(() => undefined);
             throw new BrokerError(`AMQP broker ${where} is closed`);
           }
-          coalesceWrites(c);
           c.on('error', (err: unknown) => log?.debug({ err }, 'AMQP connection error'));
           c.on('close', (err?: unknown) => lost(c, err));
           conn = c;

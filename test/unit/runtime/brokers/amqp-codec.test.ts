@@ -5,7 +5,16 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createRequire } from 'node:module';
-import { decodeFields, encodePublish, encodeTable, encodeTaskHeaders } from '../../../../runtime/src/brokers/amqp-codec.js';
+import {
+  decodeDeliveryFrame,
+  decodeFields,
+  encodePublish,
+  encodeTable,
+  encodeTaskHeaders,
+  FrameWriter,
+  freshChannel,
+} from '../../../../runtime/src/brokers/amqp-codec.js';
+import { EventEmitter } from 'node:events';
 import { sendPublish } from '../../../../runtime/src/brokers/amqp.js';
 import { encodeTask, type TaskMessageInput } from '../../../../runtime/src/protocol/task-message.js';
 
@@ -388,9 +397,191 @@ describe('AMQP frame reader', () => {
     }
   });
 
+  it('reads basic.deliver and its content header (every property) in place, as amqplib reads them', () => {
+    const { original, patched } = readers();
+    const require = createRequire(import.meta.url);
+    const defs = require('amqplib/lib/defs.js') as {
+      BasicDeliver: number;
+      BasicProperties: number;
+      encodeMethod(id: number, channel: number, fields: object): Buffer;
+      encodeProperties(id: number, channel: number, size: number, props: object): Buffer;
+    };
+    const body = (n: number) => Buffer.from([3, 0, 1, 0, 0, 0, n, ...Buffer.alloc(n, 7), 0xce]);
+    const deliver = (tag: number, routingKey: string, redelivered = false) =>
+      defs.encodeMethod(defs.BasicDeliver, 1, { consumerTag: 'amq.ctag-x1', deliveryTag: tag, redelivered, exchange: '', routingKey });
+    const all = {
+      contentType: 'application/json',
+      contentEncoding: 'utf-8',
+      headers: { lang: 'py', task: 'proj.add', id: 'i-1', retries: 0, stamps: {}, 'x-ü': 'é' },
+      deliveryMode: 2,
+      priority: 3,
+      correlationId: 'i-1',
+      replyTo: 'reply-q',
+      expiration: '5000',
+      messageId: 'm-1',
+      timestamp: 1_700_000_000,
+      type: 't',
+      userId: 'guest',
+      appId: 'app',
+      clusterId: 'c',
+    };
+    const stream = Buffer.concat([
+      deliver(1, 'celery'),
+      defs.encodeProperties(defs.BasicProperties, 1, 5, all),
+      body(5),
+      deliver(2 ** 40 + 3, 'celery', true),
+      defs.encodeProperties(defs.BasicProperties, 1, 5, { ...all, correlationId: 'i-2', routingKey: undefined, contentType: 'application/x-other' }),
+      body(5),
+      deliver(3, 'ünïcode'),
+      defs.encodeProperties(defs.BasicProperties, 1, 0, {}),
+      deliver(4, 'celery'),
+      defs.encodeProperties(defs.BasicProperties, 1, 2, { deliveryMode: 1, correlationId: 'r' }),
+      body(2),
+    ]);
+    for (const sizes of [[stream.length], [1], [13, 200, 7]]) {
+      const chunks: Buffer[] = [];
+      for (let at = 0, i = 0; at < stream.length; at += sizes[i++ % sizes.length]!) chunks.push(stream.subarray(at, at + sizes[i % sizes.length]!));
+      const mine = frames(patched, chunks);
+      assert.equal(mine.length, 11);
+      assert.notEqual(decodeDeliveryFrame(1, 1, stream, 7, 7 + stream.readUInt32BE(3)), null, 'read in place, not by amqplib');
+      assert.deepEqual(mine, frames(original, chunks));
+    }
+  });
+
+  it('leaves a delivery frame whose fields do not fit its payload to amqplib (the same outcome)', () => {
+    const { original, patched } = readers();
+    /** A frame of `type` on channel 1 with this payload. */
+    const frame = (type: number, payload: number[]) => {
+      const head = Buffer.alloc(7);
+      head[0] = type;
+      head.writeUInt16BE(1, 1);
+      head.writeUInt32BE(payload.length, 3);
+      return Buffer.concat([head, Buffer.from(payload), Buffer.from([0xce])]);
+    };
+    const cases: [string, Buffer][] = [
+      ['a consumer tag past the end', frame(1, [0, 60, 0, 60, 40, 1])],
+      ['no routing key', frame(1, [0, 60, 0, 60, 1, 0x41, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0])],
+      ['a content type past the end', frame(2, [0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x80, 0, 9, 0x61])],
+      ['a header table past the end', frame(2, [0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x20, 0, 0, 0, 0, 50])],
+      ['a delivery mode missing', frame(2, [0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x10, 0])],
+    ];
+    const outcome = (recv: Recv, b: Buffer) => {
+      try {
+        return { frames: frames(recv, [b]) };
+      } catch (err) {
+        return { error: (err as Error).constructor.name };
+      }
+    };
+    for (const [name, b] of cases) assert.deepEqual(outcome(patched, b), outcome(original, b), name);
+  });
+
   it('refuses a frame without its end marker, as amqplib does', () => {
     const { patched } = readers();
     const bad = Buffer.from([8, 0, 0, 0, 0, 0, 0, 0x00]);
     assert.throws(() => frames(patched, [bad]), /Invalid frame/);
+  });
+});
+
+describe('AMQP frame writer', () => {
+  /** A socket that records each write; `pending` stands for bytes it has not written yet. */
+  function socket() {
+    const s = Object.assign(new EventEmitter(), { writes: [] as Buffer[], pending: 0, writableEnded: false, destroyed: false });
+    Object.defineProperty(s, 'writableLength', { get: () => s.pending });
+    return Object.assign(s as typeof s & { readonly writableLength: number }, {
+      write(b: Buffer) {
+        s.writes.push(Buffer.from(b));
+        return true;
+      },
+    });
+  }
+  const turn = () => new Promise((r) => setImmediate(r));
+  const frame = (ch: number, n: number) => Buffer.from([1, 0, ch, n]);
+
+  it("is where amqplib's channels send their frames once the broker driver is loaded", () => {
+    const require = createRequire(import.meta.url);
+    const { Connection } = require('amqplib/lib/connection.js') as { Connection: { prototype: { freshChannel: unknown } } };
+    assert.equal(Connection.prototype.freshChannel, freshChannel);
+  });
+
+  it('writes the frames of every channel of a turn in one write, in the order they were sent', async () => {
+    const stream = socket();
+    const { BitSet } = createRequire(import.meta.url)('amqplib/lib/bitset.js') as { BitSet: new () => object };
+    const conn = { stream, freeChannels: new BitSet(), channelMax: 10, channels: [null] as unknown[] };
+    const ch = () => ({ drains: 0, onBufferDrain() {} });
+    const one = freshChannel.call(conn as never, ch());
+    const two = freshChannel.call(conn as never, ch());
+    assert.deepEqual([one, two], [1, 2]);
+    const buffers = conn.channels as { buffer: { write(b: Buffer): boolean; end(): void } }[];
+    for (const [c, n] of [
+      [1, 1],
+      [2, 2],
+      [1, 3],
+      [1, 4],
+      [2, 5],
+    ] as const)
+      assert.equal(buffers[c]!.buffer.write(frame(c, n)), true);
+    assert.equal(stream.writes.length, 0, 'nothing written before the turn ends');
+    await turn();
+    assert.deepEqual(stream.writes, [Buffer.concat([frame(1, 1), frame(2, 2), frame(1, 3), frame(1, 4), frame(2, 5)])]);
+    // A released channel's frames already sent still go out.
+    buffers[2]!.buffer.write(frame(2, 6));
+    buffers[2]!.buffer.end();
+    await turn();
+    assert.deepEqual(stream.writes[1], frame(2, 6));
+    await turn();
+    assert.equal(stream.writes.length, 2, 'no empty writes');
+  });
+
+  it("says to wait past 1 MiB waiting (queued or in the socket) and tells the channel on the socket's 'drain'", async () => {
+    const stream = socket();
+    const w = new FrameWriter(stream);
+    let drains = 0;
+    const ch = { onBufferDrain: () => drains++ };
+    assert.equal(w.write(Buffer.alloc(512 * 1024), ch), true);
+    assert.equal(w.write(Buffer.alloc(512 * 1024), ch), false);
+    await turn();
+    assert.equal(stream.writes.length, 1);
+    stream.pending = 1 << 20;
+    assert.equal(w.write(Buffer.alloc(10), ch), false, 'the socket holds 1 MiB');
+    stream.pending = 0;
+    stream.emit('drain');
+    assert.equal(drains, 1, 'told once, however many writes said to wait');
+    stream.emit('drain');
+    assert.equal(drains, 1, 'not told again without waiting again');
+    assert.equal(w.write(Buffer.alloc(10), ch), true);
+    stream.pending = 2 << 20;
+    assert.equal(w.write(Buffer.alloc(10), ch), false);
+    stream.emit('close');
+    assert.equal(drains, 2, 'a closed socket releases whoever waits');
+  });
+
+  it('sends what a beforeWrite callback sends in the same write, after the frames queued before it', async () => {
+    const stream = socket();
+    const w = new FrameWriter(stream);
+    const ch = { onBufferDrain() {} };
+    let runs = 0;
+    w.beforeWrite(() => {
+      runs++;
+      w.write(frame(1, 9), ch);
+    });
+    w.write(frame(2, 1), ch);
+    await turn();
+    assert.deepEqual(stream.writes, [Buffer.concat([frame(2, 1), frame(1, 9)])]);
+    await turn();
+    assert.equal(runs, 1);
+    assert.equal(stream.writes.length, 1, 'no second write');
+    // Alone, it still gets a write of its own.
+    w.beforeWrite(() => w.write(frame(1, 10), ch));
+    await turn();
+    assert.deepEqual(stream.writes[1], frame(1, 10));
+  });
+
+  it('drops what is queued once the socket is ended, as a closed connection drops it', async () => {
+    const stream = socket();
+    const w = new FrameWriter(stream);
+    w.write(frame(1, 1), { onBufferDrain() {} });
+    stream.writableEnded = true;
+    await turn();
+    assert.equal(stream.writes.length, 0);
   });
 });
