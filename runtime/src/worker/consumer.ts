@@ -20,7 +20,7 @@ import { ACCUMULATE } from '../canvas/builtins.js';
 import { link, linkError, signature, unsupportedReason, withOptions } from '../canvas/signature.js';
 import { CanvasError, CeleriacError, EncodeError, NotRegisteredError, ProtocolError, WorkerLostError } from '../errors.js';
 import type { EventDispatcher } from '../events/dispatcher.js';
-import { setScheduledDue, type WorkerMetrics, type Outcome } from '../metrics/worker-metrics.js';
+import { setScheduledDue, type WorkerMetrics, type Outcome, type TaskMetrics } from '../metrics/worker-metrics.js';
 import type { Pool } from '../pools/pool.js';
 import { queueInfo, type QueueInfo, type RequestInfo, type ScheduledInfo } from '../protocol/control.js';
 import { deadLettered, deadLetterQueue } from '../protocol/dead-letter.js';
@@ -51,9 +51,6 @@ import type { BlockingTask, Watchdog } from './watchdog.js';
 import { TaskControl, timeLimitsOf, TimeLimitExceeded, type TaskCanvas, type TaskOutcome, type TraceInput } from '../pools/trace.js';
 import { runTask, tracedRun, type Tracing } from '../tracing/tracing.js';
 
-/** The labels of a task's metrics. */
-type MetricLabels = { readonly queue: string; readonly task: string };
-
 /**
  * A task message taken in, from receipt to its settle. A class, not a literal with a getter: one
  * is made per task, and its fields keep one shape.
@@ -73,17 +70,15 @@ class Job {
   /** Its note in the stateDir ledger while it runs early-acked (./started-ledger.ts), else null. */
   note: string | null = null;
   private logger: Logger | null = null;
-  /** The labels of its metrics (received, wait, duration): one object for the three. */
-  readonly labels: MetricLabels;
 
   constructor(
     readonly d: Delivery,
     readonly req: TaskRequest,
     readonly task: Task,
     private readonly parent: Logger,
-  ) {
-    this.labels = { queue: d.info.queue, task: req.name };
-  }
+    /** Its queue and task's metrics (received, wait, duration, completed), looked up once. */
+    readonly metrics: TaskMetrics,
+  ) {}
 
   /** A child logger bound to the task, made on first use (most tasks never log). */
   get log(): Logger {
@@ -322,7 +317,7 @@ export class Consumer implements JobHost {
       }
       const task = app.tasks.get(req.name);
       if (task) {
-        await this.giveUp(new Job(d, req, task, log), why);
+        await this.giveUp(new Job(d, req, task, log, this.deps.metrics.task(d.info.queue, req.name)), why);
       } else {
         const err = new WorkerLostError(`Worker exited prematurely: ${why}.`);
         log.error(
@@ -623,7 +618,7 @@ export class Consumer implements JobHost {
       this.taskEvent('task-failed', req.id, () => ({ exception: `NotRegistered(${pyStr(req.name)})` }));
       return this.refuse(d, err, req.id, { exc_type: 'NotRegistered', exc_message: [req.name], exc_module: 'celery.exceptions' });
     }
-    const job = new Job(d, req, task, log);
+    const job = new Job(d, req, task, log, metrics.task(d.info.queue, req.name));
     const canvasProblem = unsupportedCanvas(req);
     if (canvasProblem) {
       // Refused before running: the workflow would stop at the step this worker cannot take.
@@ -636,7 +631,7 @@ export class Consumer implements JobHost {
       await this.canvasStep(job, 'reporting to its chord', () => chordPartReturned(app, this.finished(job), States.FAILURE, exc, job.log));
       return this.deadLetter(d, err.message, err.code);
     }
-    metrics.received.inc(job.labels);
+    job.metrics.received();
     if (log.isLevelEnabled('debug')) job.log.debug({ queue: d.info.queue, eta: req.eta, retries: req.retries }, 'task received');
     const why = this.discardReason(job);
     if (why) return this.discard(job, why);
@@ -727,7 +722,7 @@ export class Consumer implements JobHost {
   }
 
   private count(j: Job, outcome: Outcome): void {
-    this.deps.metrics.completed.inc({ queue: j.d.info.queue, task: j.req.name, outcome });
+    j.metrics.completed(outcome);
   }
 
   /** Runs a job to its settle; never rejects (a bookkeeping failure is logged with the task). */
@@ -744,7 +739,7 @@ export class Consumer implements JobHost {
       if (!late && this.ledger) j.note = await this.ledger.add({ message: d.message, info: d.info });
       if (!late) await d.ack();
       this.taskEvent('task-started', req.id);
-      metrics.wait.observe(j.labels, Math.max(0, Date.now() - j.dueAt) / 1000);
+      j.metrics.waited(Math.max(0, Date.now() - j.dueAt) / 1000);
       const ignore = this.ignoresResult(j);
       if (!ignore && (task.options.trackStarted ?? config.trackStarted)) {
         await this.store(j, buildMeta(req.id, States.STARTED, { pid: process.pid, hostname: config.hostname }));
@@ -803,7 +798,7 @@ export class Consumer implements JobHost {
     } finally {
       if (tracked) watchdog!.untrack(tracked);
     }
-    this.deps.metrics.duration.observe(j.labels, outcome.runtimeMs / 1000);
+    j.metrics.ran(outcome.runtimeMs / 1000);
     if (!this.active.has(j)) return outcome; // a cut-off (shutdown) took it over
     await (j.settling = this.settle(j, outcome, late, ignore));
     return outcome;
