@@ -52,14 +52,20 @@ export interface TaskLabels {
   readonly task: string;
 }
 
+/** A histogram of seconds by queue and task (`celeriac_task_duration_seconds`, `celeriac_task_wait_seconds`). */
+export interface TaskSecondsHistogram {
+  /** One observation, in seconds. */
+  observe(labels: TaskLabels, seconds: number): void;
+}
+
 export interface WorkerMetrics {
   readonly registry: Registry;
-  /** Add to it through {@link WorkerMetrics.task} on the hot path (counted there, added here at each scrape). */
+  /** The worker counts receipts on its hot path and adds them here at each scrape. */
   readonly received: Counter<'queue' | 'task'>;
   readonly completed: Counter<'queue' | 'task' | 'outcome'>;
-  readonly duration: TaskHistogram;
-  readonly wait: TaskHistogram;
-  /** The per-task metrics of one queue and task name, made on first use and kept (one lookup per task). */
+  readonly duration: TaskSecondsHistogram;
+  readonly wait: TaskSecondsHistogram;
+  /** @internal The per-task metrics of one queue and task name, made on first use and kept (one lookup per task). */
   task(queue: string, task: string): TaskMetrics;
   readonly inFlight: Gauge<'state'>;
   readonly slots: Gauge;
@@ -279,7 +285,7 @@ class HistogramSeries {
  * metric (its get() contract: name, help, type, values): /metrics shows it exactly as a
  * prom-client Histogram with these buckets and labels (the unit test compares the two).
  */
-export class TaskHistogram {
+export class TaskHistogram implements TaskSecondsHistogram {
   readonly type = 'histogram';
   readonly aggregator = 'sum';
   readonly #series = new Map<string, Map<string, HistogramSeries>>();

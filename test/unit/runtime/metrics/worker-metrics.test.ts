@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { describe, it } from 'node:test';
 import type { Counter as PromCounter, Histogram as PromHistogram, Registry as PromRegistry } from 'prom-client';
-import { createWorkerMetrics } from '../../../../runtime/src/metrics/worker-metrics.js';
+import { createWorkerMetrics, type TaskHistogram } from '../../../../runtime/src/metrics/worker-metrics.js';
 
 const require = createRequire(import.meta.url);
 const { Registry, Counter, Histogram } = require('prom-client') as {
@@ -41,14 +41,14 @@ describe('worker metrics', () => {
         name: 'celeriac_task_duration_seconds',
         help: 'Time a task ran.',
         labelNames: ['queue', 'task'],
-        buckets: [...m.duration.bounds],
+        buckets: [...(m.duration as TaskHistogram).bounds],
         registers: [reference],
       }),
       wait: new Histogram({
         name: 'celeriac_task_wait_seconds',
         help: 'Time from due (sent, or ETA) to start.',
         labelNames: ['queue', 'task'],
-        buckets: [...m.wait.bounds],
+        buckets: [...(m.wait as TaskHistogram).bounds],
         registers: [reference],
       }),
     };
