@@ -47,7 +47,7 @@ import { pyRepr } from '../protocol/py-repr.js';
 import { DuplicateFilter } from './duplicates.js';
 import { StartedLedger } from './started-ledger.js';
 import { TimerHeap } from './timer-heap.js';
-import type { BlockingTask, Watchdog } from './watchdog.js';
+import type { BlockingTask, Tracked, Watchdog } from './watchdog.js';
 import { TaskControl, timeLimitsOf, TimeLimitExceeded, type TaskCanvas, type TaskOutcome, type TraceInput } from '../pools/trace.js';
 import { runTask, tracedRun, type Tracing } from '../tracing/tracing.js';
 
@@ -69,6 +69,13 @@ class Job {
   settling: Promise<void> | null = null;
   /** Its note in the stateDir ledger while it runs early-acked (./started-ledger.ts), else null. */
   note: string | null = null;
+  /**
+   * While the pool runs it: the task as run (remote control's limits applied), else null; with
+   * `late` and `ignore`, read by the watchdog only when it inspects a block (Consumer.inFlight).
+   */
+  running: Task | null = null;
+  late = false;
+  ignore = false;
   private logger: Logger | null = null;
 
   constructor(
@@ -219,6 +226,8 @@ export class Consumer implements JobHost {
   /** Why consuming stopped without being asked (the broker's consume failed or ended): /healthz answers 503. */
   failure: Error | null = null;
   private readonly duplicates: DuplicateFilter;
+  /** Jobs cut off (shutdown) while the pool still runs them: still in flight for the watchdog. */
+  private readonly cutOffRunning = new Set<Job>();
   /**
    * Tasks run to their end since start (the heartbeat's `processed`); as Celery's count, a revoked
    * or expired task discarded without running is not one.
@@ -244,6 +253,7 @@ export class Consumer implements JobHost {
       }
       this.pump();
     });
+    deps.watchdog?.watch(() => this.inFlight());
     deps.metrics.slots.set(deps.pool.size);
     deps.pool.onResize?.((size) => {
       deps.metrics.slots.set(size);
@@ -426,6 +436,7 @@ export class Consumer implements JobHost {
     const cut = jobs.filter((j) => !j.settling);
     for (const j of cut) {
       this.active.delete(j);
+      if (j.running) this.cutOffRunning.add(j);
       j.ctl?.abort('shutdown');
     }
     await Promise.all([
@@ -790,18 +801,34 @@ export class Consumer implements JobHost {
   private async runAndSettle(j: Job, run: Task, ctl: TaskControl, late: boolean, ignore: boolean): Promise<TaskOutcome> {
     const { watchdog, pool } = this.deps;
     const input = new JobRun(j, run, this.deps.config.hostname, ctl, this.deps.app.signals, this);
-    // Noted in flight while it runs, so a block can be blamed on it (see watchdog.ts).
-    const tracked = watchdog ? watchdog.track(this.blameAs(j, run, late, ignore), run.fn) : null;
+    // In flight while it runs, so a block can be blamed on it (see watchdog.ts and inFlight).
+    if (watchdog) {
+      watchdog.taskStarting();
+      j.running = run;
+      j.late = late;
+      j.ignore = ignore;
+    }
     let outcome: TaskOutcome;
     try {
       outcome = await (watchdog?.exact ? watchdog.runAs(j.req.id, () => pool.run(input)) : pool.run(input));
     } finally {
-      if (tracked) watchdog!.untrack(tracked);
+      j.running = null;
+      if (this.cutOffRunning.size > 0) this.cutOffRunning.delete(j);
     }
     j.metrics.ran(outcome.runtimeMs / 1000);
     if (!this.active.has(j)) return outcome; // a cut-off (shutdown) took it over
     await (j.settling = this.settle(j, outcome, late, ignore));
     return outcome;
+  }
+
+  /** The tasks the pool runs now, as the watchdog reads them when it inspects a block (built then). */
+  private *inFlight(): Iterable<Tracked> {
+    for (const jobs of [this.active, this.cutOffRunning]) {
+      for (const j of jobs) {
+        const run = j.running;
+        if (run) yield { task: this.blameAs(j, run, j.late, j.ignore), fn: run.fn };
+      }
+    }
   }
 
   /**
@@ -818,7 +845,7 @@ export class Consumer implements JobHost {
     return {
       ...named,
       hardLimit: {
-        atMs: Date.now() + hardMs,
+        atMs: j.startedAtMs! + hardMs,
         limitMs: hardMs,
         get failure() {
           return storedMeta();
