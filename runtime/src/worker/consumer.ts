@@ -670,7 +670,7 @@ export class Consumer implements JobHost {
   /** Why a task must not run: revoked or expired (checked at intake and again at start), or null. */
   private discardReason(j: Job): 'expired' | 'revoked' | null {
     if (j.req.expires !== null && j.req.expires.getTime() < Date.now()) return 'expired';
-    return this.revoked.has(j.req.id) ? 'revoked' : null;
+    return this.revoked.size > 0 && this.revoked.has(j.req.id) ? 'revoked' : null;
   }
 
   /** Stores REVOKED with the reason and acks, without running the task. */
@@ -885,12 +885,13 @@ export class Consumer implements JobHost {
           });
           if (!sent) return;
         } else if (!ignore) {
-          // The same without the step's closure and promises (most tasks).
+          // store()'s work written out: without the step's closure and store()'s own promise (most tasks).
+          const stored = this.storedMeta(j, buildMeta(req.id, States.SUCCESS, o.value, { children: j.children, groupId: req.group, parentId: req.parentId }));
           try {
-            await this.store(j, buildMeta(req.id, States.SUCCESS, o.value, { children: j.children, groupId: req.group, parentId: req.parentId }));
+            await this.deps.backend.store(stored, j.req);
           } catch (err) {
-            if (!(err instanceof EncodeError)) throw err;
-            return this.settle(j, { state: 'FAILURE', error: err, runtimeMs: o.runtimeMs }, late, ignore);
+            if (err instanceof EncodeError) return this.settle(j, { state: 'FAILURE', error: err, runtimeMs: o.runtimeMs }, late, ignore);
+            j.log.error({ err, state: stored.status }, 'storing the task state failed');
           }
         }
         if (req.embed.chord) await this.chordPart(j, States.SUCCESS, o.value);
