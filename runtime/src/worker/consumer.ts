@@ -739,7 +739,7 @@ export class Consumer implements JobHost {
   /** Runs a job to its settle; never rejects (a bookkeeping failure is logged with the task). */
   private async execute(j: Job): Promise<void> {
     const { req, d, task } = j;
-    const { config, pool, metrics } = this.deps;
+    const { config } = this.deps;
     let ran = false;
     try {
       const why = this.discardReason(j);
