@@ -20,7 +20,7 @@ import { ACCUMULATE } from '../canvas/builtins.js';
 import { link, linkError, signature, unsupportedReason, withOptions } from '../canvas/signature.js';
 import { CanvasError, CeleriacError, EncodeError, NotRegisteredError, ProtocolError, WorkerLostError } from '../errors.js';
 import type { EventDispatcher } from '../events/dispatcher.js';
-import { setScheduledDue, type WorkerMetrics, type Outcome } from '../metrics/worker-metrics.js';
+import { setScheduledDue, type WorkerMetrics, type Outcome, type TaskMetrics } from '../metrics/worker-metrics.js';
 import type { Pool } from '../pools/pool.js';
 import { queueInfo, type QueueInfo, type RequestInfo, type ScheduledInfo } from '../protocol/control.js';
 import { deadLettered, deadLetterQueue } from '../protocol/dead-letter.js';
@@ -47,12 +47,9 @@ import { pyRepr } from '../protocol/py-repr.js';
 import { DuplicateFilter } from './duplicates.js';
 import { StartedLedger } from './started-ledger.js';
 import { TimerHeap } from './timer-heap.js';
-import type { BlockingTask, Watchdog } from './watchdog.js';
+import type { BlockingTask, Tracked, Watchdog } from './watchdog.js';
 import { TaskControl, timeLimitsOf, TimeLimitExceeded, type TaskCanvas, type TaskOutcome, type TraceInput } from '../pools/trace.js';
 import { runTask, tracedRun, type Tracing } from '../tracing/tracing.js';
-
-/** The labels of a task's metrics. */
-type MetricLabels = { readonly queue: string; readonly task: string };
 
 /**
  * A task message taken in, from receipt to its settle. A class, not a literal with a getter: one
@@ -72,18 +69,23 @@ class Job {
   settling: Promise<void> | null = null;
   /** Its note in the stateDir ledger while it runs early-acked (./started-ledger.ts), else null. */
   note: string | null = null;
+  /**
+   * While the pool runs it: the task as run (remote control's limits applied), else null; with
+   * `late` and `ignore`, read by the watchdog only when it inspects a block (Consumer.inFlight).
+   */
+  running: Task | null = null;
+  late = false;
+  ignore = false;
   private logger: Logger | null = null;
-  /** The labels of its metrics (received, wait, duration): one object for the three. */
-  readonly labels: MetricLabels;
 
   constructor(
     readonly d: Delivery,
     readonly req: TaskRequest,
     readonly task: Task,
     private readonly parent: Logger,
-  ) {
-    this.labels = { queue: d.info.queue, task: req.name };
-  }
+    /** Its queue and task's metrics (received, wait, duration, completed), looked up once. */
+    readonly metrics: TaskMetrics,
+  ) {}
 
   /** A child logger bound to the task, made on first use (most tasks never log). */
   get log(): Logger {
@@ -224,6 +226,8 @@ export class Consumer implements JobHost {
   /** Why consuming stopped without being asked (the broker's consume failed or ended): /healthz answers 503. */
   failure: Error | null = null;
   private readonly duplicates: DuplicateFilter;
+  /** Jobs cut off (shutdown) while the pool still runs them: still in flight for the watchdog. */
+  private readonly cutOffRunning = new Set<Job>();
   /**
    * Tasks run to their end since start (the heartbeat's `processed`); as Celery's count, a revoked
    * or expired task discarded without running is not one.
@@ -249,6 +253,7 @@ export class Consumer implements JobHost {
       }
       this.pump();
     });
+    deps.watchdog?.watch(() => this.inFlight());
     deps.metrics.slots.set(deps.pool.size);
     deps.pool.onResize?.((size) => {
       deps.metrics.slots.set(size);
@@ -322,7 +327,7 @@ export class Consumer implements JobHost {
       }
       const task = app.tasks.get(req.name);
       if (task) {
-        await this.giveUp(new Job(d, req, task, log), why);
+        await this.giveUp(new Job(d, req, task, log, this.deps.metrics.task(d.info.queue, req.name)), why);
       } else {
         const err = new WorkerLostError(`Worker exited prematurely: ${why}.`);
         log.error(
@@ -431,6 +436,7 @@ export class Consumer implements JobHost {
     const cut = jobs.filter((j) => !j.settling);
     for (const j of cut) {
       this.active.delete(j);
+      if (j.running) this.cutOffRunning.add(j);
       j.ctl?.abort('shutdown');
     }
     await Promise.all([
@@ -623,7 +629,7 @@ export class Consumer implements JobHost {
       this.taskEvent('task-failed', req.id, () => ({ exception: `NotRegistered(${pyStr(req.name)})` }));
       return this.refuse(d, err, req.id, { exc_type: 'NotRegistered', exc_message: [req.name], exc_module: 'celery.exceptions' });
     }
-    const job = new Job(d, req, task, log);
+    const job = new Job(d, req, task, log, metrics.task(d.info.queue, req.name));
     const canvasProblem = unsupportedCanvas(req);
     if (canvasProblem) {
       // Refused before running: the workflow would stop at the step this worker cannot take.
@@ -636,7 +642,7 @@ export class Consumer implements JobHost {
       await this.canvasStep(job, 'reporting to its chord', () => chordPartReturned(app, this.finished(job), States.FAILURE, exc, job.log));
       return this.deadLetter(d, err.message, err.code);
     }
-    metrics.received.inc(job.labels);
+    job.metrics.received();
     if (log.isLevelEnabled('debug')) job.log.debug({ queue: d.info.queue, eta: req.eta, retries: req.retries }, 'task received');
     const why = this.discardReason(job);
     if (why) return this.discard(job, why);
@@ -664,7 +670,7 @@ export class Consumer implements JobHost {
   /** Why a task must not run: revoked or expired (checked at intake and again at start), or null. */
   private discardReason(j: Job): 'expired' | 'revoked' | null {
     if (j.req.expires !== null && j.req.expires.getTime() < Date.now()) return 'expired';
-    return this.revoked.has(j.req.id) ? 'revoked' : null;
+    return this.revoked.size > 0 && this.revoked.has(j.req.id) ? 'revoked' : null;
   }
 
   /** Stores REVOKED with the reason and acks, without running the task. */
@@ -727,13 +733,13 @@ export class Consumer implements JobHost {
   }
 
   private count(j: Job, outcome: Outcome): void {
-    this.deps.metrics.completed.inc({ queue: j.d.info.queue, task: j.req.name, outcome });
+    j.metrics.completed(outcome);
   }
 
   /** Runs a job to its settle; never rejects (a bookkeeping failure is logged with the task). */
   private async execute(j: Job): Promise<void> {
     const { req, d, task } = j;
-    const { config, pool, metrics } = this.deps;
+    const { config } = this.deps;
     let ran = false;
     try {
       const why = this.discardReason(j);
@@ -744,7 +750,7 @@ export class Consumer implements JobHost {
       if (!late && this.ledger) j.note = await this.ledger.add({ message: d.message, info: d.info });
       if (!late) await d.ack();
       this.taskEvent('task-started', req.id);
-      metrics.wait.observe(j.labels, Math.max(0, Date.now() - j.dueAt) / 1000);
+      j.metrics.waited(Math.max(0, Date.now() - j.dueAt) / 1000);
       const ignore = this.ignoresResult(j);
       if (!ignore && (task.options.trackStarted ?? config.trackStarted)) {
         await this.store(j, buildMeta(req.id, States.STARTED, { pid: process.pid, hostname: config.hostname }));
@@ -795,18 +801,34 @@ export class Consumer implements JobHost {
   private async runAndSettle(j: Job, run: Task, ctl: TaskControl, late: boolean, ignore: boolean): Promise<TaskOutcome> {
     const { watchdog, pool } = this.deps;
     const input = new JobRun(j, run, this.deps.config.hostname, ctl, this.deps.app.signals, this);
-    // Noted in flight while it runs, so a block can be blamed on it (see watchdog.ts).
-    const tracked = watchdog ? watchdog.track(this.blameAs(j, run, late, ignore), run.fn) : null;
+    // In flight while it runs, so a block can be blamed on it (see watchdog.ts and inFlight).
+    if (watchdog) {
+      watchdog.taskStarting();
+      j.running = run;
+      j.late = late;
+      j.ignore = ignore;
+    }
     let outcome: TaskOutcome;
     try {
       outcome = await (watchdog?.exact ? watchdog.runAs(j.req.id, () => pool.run(input)) : pool.run(input));
     } finally {
-      if (tracked) watchdog!.untrack(tracked);
+      j.running = null;
+      if (this.cutOffRunning.size > 0) this.cutOffRunning.delete(j);
     }
-    this.deps.metrics.duration.observe(j.labels, outcome.runtimeMs / 1000);
+    j.metrics.ran(outcome.runtimeMs / 1000);
     if (!this.active.has(j)) return outcome; // a cut-off (shutdown) took it over
     await (j.settling = this.settle(j, outcome, late, ignore));
     return outcome;
+  }
+
+  /** The tasks the pool runs now, as the watchdog reads them when it inspects a block (built then). */
+  private *inFlight(): Iterable<Tracked> {
+    for (const jobs of [this.active, this.cutOffRunning]) {
+      for (const j of jobs) {
+        const run = j.running;
+        if (run) yield { task: this.blameAs(j, run, j.late, j.ignore), fn: run.fn };
+      }
+    }
   }
 
   /**
@@ -823,7 +845,7 @@ export class Consumer implements JobHost {
     return {
       ...named,
       hardLimit: {
-        atMs: Date.now() + hardMs,
+        atMs: j.startedAtMs! + hardMs,
         limitMs: hardMs,
         get failure() {
           return storedMeta();
@@ -863,12 +885,13 @@ export class Consumer implements JobHost {
           });
           if (!sent) return;
         } else if (!ignore) {
-          // The same without the step's closure and promises (most tasks).
+          // store()'s work written out: without the step's closure and store()'s own promise (most tasks).
+          const stored = this.storedMeta(j, buildMeta(req.id, States.SUCCESS, o.value, { children: j.children, groupId: req.group, parentId: req.parentId }));
           try {
-            await this.store(j, buildMeta(req.id, States.SUCCESS, o.value, { children: j.children, groupId: req.group, parentId: req.parentId }));
+            await this.deps.backend.store(stored, j.req);
           } catch (err) {
-            if (!(err instanceof EncodeError)) throw err;
-            return this.settle(j, { state: 'FAILURE', error: err, runtimeMs: o.runtimeMs }, late, ignore);
+            if (err instanceof EncodeError) return this.settle(j, { state: 'FAILURE', error: err, runtimeMs: o.runtimeMs }, late, ignore);
+            j.log.error({ err, state: stored.status }, 'storing the task state failed');
           }
         }
         if (req.embed.chord) await this.chordPart(j, States.SUCCESS, o.value);

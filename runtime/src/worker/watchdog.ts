@@ -7,7 +7,7 @@
  *
  * - the loop writes a heartbeat there every BEAT_MS; the thread sees how long it is overdue;
  * - past `eventLoopBlockedMs` the thread pauses the loop through the inspector, reads the tasks in
- *   flight (a plain registry, kept by {@link Watchdog.track}) and the paused call stack, resumes
+ *   flight (read then from their sources, {@link Watchdog.watch}) and the paused call stack, resumes
  *   the loop, and logs the block itself (synchronous writes to stdout: the loop may never come
  *   back). The task is named as the blocker only when its own function is on the stack and no
  *   other task in flight has a function there; otherwise the log lists the tasks in flight as
@@ -39,7 +39,7 @@ const BEAT_MS = 100;
 const SLOTS = 2;
 /**
  * Where the thread's inspector evaluation finds the tasks in flight (one registry per process, see
- * track): a function returning `[json of Registry, ...the tasks' distinct functions]`.
+ * `sources`): a function returning `[json of Registry, ...the tasks' distinct functions]`.
  */
 export const IN_FLIGHT_KEY = Symbol.for('celeriac.watchdog.inFlight');
 
@@ -127,21 +127,27 @@ export interface WatchdogThreadData {
   readonly results: WatchdogResults | null;
 }
 
-/** A task in flight, as track() notes it. */
+/** A task in flight, as its source gives it when the thread reads it. */
 export interface Tracked {
   readonly task: BlockingTask;
   readonly fn: unknown;
 }
-const inFlight = new Set<Tracked>();
+/**
+ * Where the tasks in flight are read, one source per consumer in the process (see watch): called
+ * only when the thread inspects a block, so a task costs the watchdog nothing as it starts and ends.
+ */
+const sources = new Set<() => Iterable<Tracked>>();
 /** Set only with eventLoopBlockedExact: an active one costs a promise hook on every promise. */
 let running: AsyncLocalStorage<string> | null = null;
 (globalThis as Record<symbol, unknown>)[IN_FLIGHT_KEY] = () => {
   const fns: unknown[] = [];
   const tasks: InFlight[] = [];
-  for (const t of inFlight) {
-    let i = fns.indexOf(t.fn);
-    if (i < 0) i = fns.push(t.fn) - 1;
-    tasks.push({ task: t.task, fn: i });
+  for (const source of sources) {
+    for (const t of source()) {
+      let i = fns.indexOf(t.fn);
+      if (i < 0) i = fns.push(t.fn) - 1;
+      tasks.push({ task: t.task, fn: i });
+    }
   }
   // The wire's JSON: the failure a task carries may hold its arguments (resultExtended), BigInts included.
   const registry: Registry = running ? { inFlight: tasks, running: running.getStore() ?? null } : { inFlight: tasks };
@@ -150,13 +156,13 @@ let running: AsyncLocalStorage<string> | null = null;
 
 export interface Watchdog {
   /**
-   * Notes `task` in flight until {@link Watchdog.untrack} is given the returned token; `fn` is
-   * the task's own function: a block with it on the stack is blamed on that task. (A token, not
-   * a closure to call: one fewer allocation per task.)
+   * Reads the tasks in flight from `source` when the thread inspects a block, until stop(): each
+   * task with its own function (`fn`: a block with it on the stack is blamed on that task). The
+   * source builds them then, not as each task starts (most are never inspected).
    */
-  track(task: BlockingTask, fn: unknown): Tracked;
-  /** Ends what track() noted. */
-  untrack(tracked: Tracked): void;
+  watch(source: () => Iterable<Tracked>): void;
+  /** A task starts running: the thread starts with the first one (an idle worker that ran none stays light). */
+  taskStarting(): void;
   /**
    * True with `exact`: only then does {@link Watchdog.runAs} do anything, so a caller without it
    * may call the task directly (no closure per task).
@@ -176,7 +182,7 @@ const now = () => performance.timeOrigin + performance.now();
 /**
  * Starts the watchdog. Its thread (a V8 isolate of its own: about 10 MB of RSS on Node 20, 19 MB
  * on Node 24; `resourceLimits` do not shrink it, node's bootstrap is most of it) starts with the
- * first task tracked by {@link Watchdog.track}: it exists to name and fail blocking tasks, and a
+ * first task started ({@link Watchdog.taskStarting}): it exists to name and fail blocking tasks, and a
  * worker that has run none stays light while idle. Until then the lag gauge reads 0.
  */
 export async function startWatchdog(opts: { thresholdMs: number; exact?: boolean; log: Logger; results: WatchdogResults | null }): Promise<Watchdog> {
@@ -211,15 +217,14 @@ export async function startWatchdog(opts: { thresholdMs: number; exact?: boolean
       opts.log.error({ err }, 'the event-loop watchdog thread failed: blocks are no longer logged or measured');
     });
   };
+  const watched: (() => Iterable<Tracked>)[] = [];
   return {
-    track(task, fn) {
-      if (!thread) startThread();
-      const t: Tracked = { task, fn };
-      inFlight.add(t);
-      return t;
+    watch(source) {
+      watched.push(source);
+      sources.add(source);
     },
-    untrack(t) {
-      inFlight.delete(t);
+    taskStarting() {
+      if (!thread) startThread();
     },
     exact: als !== null,
     runAs: (taskId, fn) => (als ? als.run(taskId, fn) : fn()),
@@ -232,6 +237,7 @@ export async function startWatchdog(opts: { thresholdMs: number; exact?: boolean
     },
     takeMaxLagMs: () => Number(Atomics.exchange(slots, 1, 0n)),
     async stop() {
+      for (const source of watched) sources.delete(source);
       clearInterval(ticker);
       await thread?.terminate();
     },
