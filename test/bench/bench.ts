@@ -39,13 +39,14 @@
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { availableParallelism, homedir, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import { amqplib } from '../../runtime/src/brokers/amqp-codec.js';
+import type * as AmqplibModule from 'amqplib';
 import { applySignature, chord, createApp, signature, type AsyncResult } from '../../runtime/src/index.js';
 import { pythonWorkerArgs } from '../support/processes.js';
 import { idleWorkerRssMb } from './idle-rss.js';
@@ -585,7 +586,27 @@ async function benchChord(workers: string, redisUrl: string, start: (queue: stri
 
 // ---------------------------------------------------------------- raw amqplib
 
+/**
+ * amqplib as published, not the copy celeriac's AMQP broker patched (amqp-codec.ts replaces its
+ * frame writer, reader and table codec on the module's prototypes): the row measures what a user
+ * of plain amqplib gets. Loaded afresh, then the patched modules are put back in the cache.
+ */
+function stockAmqplib(): typeof AmqplibModule {
+  const require = createRequire(import.meta.url);
+  const entry = require.resolve('amqplib');
+  const dir = entry.slice(0, entry.lastIndexOf('/node_modules/amqplib/') + '/node_modules/amqplib/'.length);
+  const kept = Object.entries(require.cache).filter(([k]) => k.startsWith(dir));
+  for (const [k] of kept) delete require.cache[k];
+  try {
+    return require('amqplib') as typeof AmqplibModule;
+  } finally {
+    for (const k of Object.keys(require.cache)) if (k.startsWith(dir)) delete require.cache[k];
+    for (const [k, m] of kept) require.cache[k] = m;
+  }
+}
+
 async function benchRawAmqp(url: string, server: TestServer): Promise<Row> {
+  const amqplib = stockAmqplib();
   const q = uniqueName('raw');
   const pubConn = await amqplib.connect(url, { noDelay: true });
   const subConn = await amqplib.connect(url, { noDelay: true });
