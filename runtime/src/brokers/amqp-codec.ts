@@ -72,21 +72,21 @@ interface Reader {
  */
 const lastKeys: string[] = [];
 
+/**
+ * True when buf[from, to) is ASCII and spells `text`. ASCII only: a cached non-ASCII string could
+ * equal other bytes char by char.
+ */
+function sameAscii(buf: Buffer, from: number, to: number, text: string): boolean {
+  if (text.length !== to - from) return false;
+  for (let i = from, j = 0; i < to; i++, j++) if (buf[i] !== text.charCodeAt(j) || buf[i]! > 127) return false;
+  return true;
+}
+
 /** The key at buf[from, to), the cached one when its bytes are the same. */
 function readKey(buf: Buffer, from: number, to: number, index: number): string {
   if (index < 0) return buf.toString('utf8', from, to);
   const cached = lastKeys[index];
-  if (cached !== undefined && cached.length === to - from) {
-    let same = true;
-    for (let i = from, j = 0; i < to; i++, j++) {
-      // ASCII only: a cached non-ASCII name could equal other bytes char by char.
-      if (buf[i] !== cached.charCodeAt(j) || buf[i]! > 127) {
-        same = false;
-        break;
-      }
-    }
-    if (same) return cached;
-  }
+  if (cached !== undefined && sameAscii(buf, from, to, cached)) return cached;
   const key = buf.toString('utf8', from, to);
   if (index < 64) lastKeys[index] = key;
   return key;
@@ -647,16 +647,7 @@ const lastStrings: string[] = [];
 /** The short string at buf[from, to): the one in `slot` when its bytes are the same (ASCII). */
 function cachedString(buf: Buffer, from: number, to: number, slot: number): string {
   const cached = lastStrings[slot];
-  if (cached !== undefined && cached.length === to - from) {
-    let same = true;
-    for (let i = from, j = 0; i < to; i++, j++) {
-      if (buf[i] !== cached.charCodeAt(j) || buf[i]! > 127) {
-        same = false;
-        break;
-      }
-    }
-    if (same) return cached;
-  }
+  if (cached !== undefined && sameAscii(buf, from, to, cached)) return cached;
   const s = buf.toString('utf8', from, to);
   lastStrings[slot] = s;
   return s;
