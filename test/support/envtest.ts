@@ -174,8 +174,23 @@ function kubeconfigYaml(server: string, caPem: string, user: string, token: stri
   });
 }
 
-/** Starts etcd and kube-apiserver, applies the CRDs, and returns handles to use and stop them. */
+/**
+ * Starts etcd and kube-apiserver, applies the CRDs, and returns handles to use and stop them.
+ * A port freePort() picked can be taken before the server binds it (by the ephemeral port of an
+ * outgoing connection elsewhere on the machine): then it starts again on new ports, up to 3 times.
+ */
 export async function startControlPlane(o: StartOptions = {}): Promise<ControlPlane> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startControlPlaneOnce(o);
+    } catch (err) {
+      if (attempt >= 3 || !String((err as Error)?.message).includes('address already in use')) throw err;
+      console.error(`[envtest] a port was taken before its server bound it; starting again on new ports (attempt ${attempt + 1} of 3)`);
+    }
+  }
+}
+
+async function startControlPlaneOnce(o: StartOptions): Promise<ControlPlane> {
   const binDir = o.binDir ?? process.env.CELERIAC_K8S_BIN_DIR;
   if (!binDir) throw new Error('startControlPlane: no binDir and CELERIAC_K8S_BIN_DIR is not set');
   const timeoutMs = o.timeoutMs ?? 60_000;
