@@ -67,6 +67,13 @@ class Job {
   startedAt = 0;
   /** Set once the task has an outcome and the worker is storing it: a cut-off waits for it instead. */
   settling: Promise<void> | null = null;
+  /** While it holds one of the pool's slots: from its start until the pool ran it (see Consumer.pump). */
+  inSlot = false;
+  /**
+   * Its early ack, sent as it starts and not waited for (see Consumer.execute): true once the
+   * broker took it, false when it failed (the broker still has the message). Null for a late ack.
+   */
+  acked: Promise<boolean> | null = null;
   /** Its note in the stateDir ledger while it runs early-acked (./started-ledger.ts), else null. */
   note: string | null = null;
   /**
@@ -86,6 +93,25 @@ class Job {
     /** Its queue and task's metrics (received, wait, duration, completed), looked up once. */
     readonly metrics: TaskMetrics,
   ) {}
+
+  /**
+   * The early ack: sent as the task starts and not waited for, as Celery's prefork pool acks when
+   * its child has accepted the task, while it runs (waiting for it held the slot a round trip: on
+   * Redis the ack rides on the next pop). A failed ack is logged and the task runs anyway: the
+   * broker keeps the message and delivers it again, as it would to Celery.
+   */
+  async ackEarly(): Promise<boolean> {
+    try {
+      await this.d.ack();
+      return true;
+    } catch (err) {
+      this.log.warn(
+        { err },
+        'acknowledging the message failed; the task runs anyway, and the broker delivers the message again (visibility timeout or reconnect)',
+      );
+      return false;
+    }
+  }
 
   /** A child logger bound to the task, made on first use (most tasks never log). */
   get log(): Logger {
@@ -228,6 +254,8 @@ export class Consumer implements JobHost {
   private readonly duplicates: DuplicateFilter;
   /** Jobs cut off (shutdown) while the pool still runs them: still in flight for the watchdog. */
   private readonly cutOffRunning = new Set<Job>();
+  /** Slots of the pool held by jobs (see pump): at most the pool's size. */
+  private slotsBusy = 0;
   /**
    * Tasks run to their end since start (the heartbeat's `processed`); as Celery's count, a revoked
    * or expired task discarded without running is not one.
@@ -266,7 +294,7 @@ export class Consumer implements JobHost {
       m.inFlight.set({ state: 'reserved' }, this.reserved.length);
       m.inFlight.set({ state: 'scheduled' }, this.eta.size);
       setScheduledDue(m.scheduledDue, (ats) => this.eta.countDueBy(ats), Date.now());
-      m.busySlots.set(this.active.size);
+      m.busySlots.set(this.slotsBusy);
     });
   }
 
@@ -457,6 +485,10 @@ export class Consumer implements JobHost {
     if (this.acksLate(j)) {
       await j.d.requeue();
       j.log.warn(`task cut off by ${why}: its message goes back to the queue (late ack)`);
+      return;
+    }
+    if (j.acked && !(await j.acked)) {
+      j.log.warn(`task cut off by ${why}: its early ack failed, so the broker still has its message and delivers it again`);
       return;
     }
     if (j.task.options.republishOnWorkerLost === true) {
@@ -700,9 +732,16 @@ export class Consumer implements JobHost {
     return Math.ceil((1 - b.tokens) / b.perMs);
   }
 
-  /** Starts reserved jobs while slots are free. */
+  /**
+   * Starts reserved jobs while slots are free. A job holds its slot from its start until the pool
+   * ran it, not while its outcome is stored and acked: those are round trips to the backend and
+   * broker, and a slot held through them waits for Redis instead of running the next task (a
+   * no-op task ran at 0.7x the rate). Jobs storing their outcome are bounded too: at most a
+   * slot's worth more, so a slow backend stops the intake rather than piling up outcomes.
+   */
   private pump(): void {
-    while (!this.stopping && this.active.size < this.deps.pool.size && this.reserved.length > 0) {
+    const size = this.deps.pool.size;
+    while (!this.stopping && this.slotsBusy < size && this.active.size < 2 * size && this.reserved.length > 0) {
       const j = this.reserved.shift()!;
       const wait = this.takeToken(j);
       if (wait > 0) {
@@ -710,8 +749,18 @@ export class Consumer implements JobHost {
         continue;
       }
       this.active.add(j);
+      j.inSlot = true;
+      this.slotsBusy++;
       void this.execute(j); // never rejects: it logs its own failure (no handler closure per task)
     }
+  }
+
+  /** Gives back the job's slot (once) and starts the next reserved job in it. */
+  private freeSlot(j: Job): void {
+    if (!j.inSlot) return;
+    j.inSlot = false;
+    this.slotsBusy--;
+    this.pump();
   }
 
   /** True while task events are on: a hot-path caller checks first, so that it makes no `fields` closure when off. */
@@ -748,7 +797,7 @@ export class Consumer implements JobHost {
       // Noted before the ack: a kill between the two leaves a note for a message the broker
       // still has, so the task ends stored either way, never lost.
       if (!late && this.ledger) j.note = await this.ledger.add({ message: d.message, info: d.info });
-      if (!late) await d.ack();
+      if (!late) j.acked = j.ackEarly();
       this.taskEvent('task-started', req.id);
       j.metrics.waited(Math.max(0, Date.now() - j.dueAt) / 1000);
       const ignore = this.ignoresResult(j);
@@ -780,6 +829,7 @@ export class Consumer implements JobHost {
       j.log.error({ err }, 'task bookkeeping failed (message kept unacknowledged until the connection drops)');
     } finally {
       this.active.delete(j);
+      this.freeSlot(j);
       if (j.note) {
         // A note left behind would fail this task at the next start, unless its outcome is stored by then.
         await this.ledger!.remove(j.note).catch((err: unknown) =>
@@ -816,6 +866,7 @@ export class Consumer implements JobHost {
       if (this.cutOffRunning.size > 0) this.cutOffRunning.delete(j);
     }
     j.metrics.ran(outcome.runtimeMs / 1000);
+    this.freeSlot(j);
     if (!this.active.has(j)) return outcome; // a cut-off (shutdown) took it over
     await (j.settling = this.settle(j, outcome, late, ignore));
     return outcome;

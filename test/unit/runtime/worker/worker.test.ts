@@ -8,6 +8,7 @@ import type { TaskContext } from '../../../../runtime/src/app/task.js';
 import type { Worker } from '../../../../runtime/src/worker/worker.js';
 import { createApp } from '../../../../runtime/src/app/app.js';
 import { eventually } from '../../../support/eventually.js';
+import { pino } from 'pino';
 
 const app = createTestApp({ concurrency: 4 });
 const calls = new Map<string, number>();
@@ -430,6 +431,94 @@ describe('revoke while a task is starting', () => {
       release();
       await w.stop();
       await a.close();
+    }
+  });
+});
+
+describe('slots: what holds one', () => {
+  /** A backend whose SUCCESS stores wait until released: the worker is storing outcomes meanwhile. */
+  const holdSuccessStores = async (a: ReturnType<typeof createTestApp>) => {
+    const backend = await a.backend();
+    const store = backend.store.bind(backend);
+    const held: (() => void)[] = [];
+    backend.store = async (meta, ctx) => {
+      if (meta.status === 'SUCCESS') await new Promise<void>((r) => held.push(r));
+      return store(meta, ctx);
+    };
+    return { held, releaseAll: () => held.splice(0).forEach((r) => r()) };
+  };
+
+  it('a slot runs the next task while the last result is stored, and at most a slot more of outcomes wait', async () => {
+    const a = createTestApp({ concurrency: 1 });
+    const ran: number[] = [];
+    const t = a.task('slots.t', (i: number) => (ran.push(i), i));
+    const stores = await holdSuccessStores(a);
+    const w = await startTestWorker(a);
+    try {
+      const rs = await Promise.all([1, 2, 3].map((i) => t.delay(i)));
+      // 1 ran and waits for its store; its slot ran 2, which waits too: 3 waits for one of them.
+      await eventually(() => assert.deepEqual([ran, stores.held.length], [[1, 2], 2]));
+      await new Promise((r) => setTimeout(r, 100));
+      assert.deepEqual(ran, [1, 2], 'a third task started while two outcomes of a one-slot pool were being stored');
+      assert.equal(w.counts().active, 2);
+      const releasing = setInterval(stores.releaseAll, 5);
+      try {
+        assert.deepEqual(await Promise.all(rs.map((r) => r.get({ timeout: 5000 }))), [1, 2, 3]);
+      } finally {
+        clearInterval(releasing);
+      }
+      assert.deepEqual(ran, [1, 2, 3]);
+    } finally {
+      stores.releaseAll();
+      await w.stop();
+      await a.close();
+    }
+  });
+
+  /** The worker's deliveries, with their early ack replaced by `ack` (the real ack is not made). */
+  const replaceAcks = async (a: ReturnType<typeof createTestApp>, ack: () => Promise<void>) => {
+    const broker = await a.broker();
+    const consume = broker.consume.bind(broker);
+    broker.consume = (queues, onDelivery, opts) => consume(queues, (d) => onDelivery(Object.assign(Object.create(d) as typeof d, { ack })), opts);
+  };
+
+  it('runs an early-ack task while its ack is in flight, and stores its result before the ack lands', async () => {
+    const a = createTestApp({ concurrency: 1 });
+    a.task('slots.acked', (x: number) => x * 2);
+    let landed!: () => void;
+    const ackLands = new Promise<void>((r) => (landed = r));
+    await replaceAcks(a, () => ackLands);
+    const w = await startTestWorker(a);
+    try {
+      const r = await a.sendTask('slots.acked', [21]);
+      assert.equal(await r.get({ timeout: 5000 }), 42);
+    } finally {
+      landed();
+      await w.stop();
+      await a.close();
+    }
+  });
+
+  it('an early ack that fails is logged, the task runs, and a cold stop does not store WorkerLostError for it', async () => {
+    const lines: { msg: string; taskId?: string }[] = [];
+    const a = createTestApp({ concurrency: 1, logger: pino({ level: 'warn' }, { write: (s: string) => void lines.push(JSON.parse(s)) }) });
+    let running = 0;
+    a.task('slots.unacked', function (this: TaskContext) {
+      running++;
+      return new Promise((resolve) => this.signal.addEventListener('abort', () => resolve('aborted')));
+    });
+    await replaceAcks(a, () => Promise.reject(new Error('the connection dropped')));
+    const w = await startTestWorker(a);
+    const r = await a.sendTask('slots.unacked', []);
+    await eventually(() => assert.equal(running, 1));
+    await eventually(() => assert.ok(lines.some((l) => l.taskId === r.id && /acknowledging the message failed; the task runs anyway/.test(l.msg))));
+    await w.stop({ graceful: false, reason: 'a test' });
+    assert.ok(lines.some((l) => l.taskId === r.id && /its early ack failed, so the broker still has its message/.test(l.msg)));
+    const client = createApp({ logLevel: 'silent', broker: a.config.brokerUrl, backend: a.config.resultBackend, metricsPort: null });
+    try {
+      assert.equal(await client.asyncResult(r.id).state(), 'PENDING', 'a task whose message the broker still has was stored as lost');
+    } finally {
+      await client.close();
     }
   });
 });
