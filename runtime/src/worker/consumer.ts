@@ -755,12 +755,20 @@ export class Consumer implements JobHost {
     }
   }
 
-  /** Gives back the job's slot (once) and starts the next reserved job in it. */
+  /** Gives back the job's slot (once); startNext() then fills it. */
   private freeSlot(j: Job): void {
     if (!j.inSlot) return;
     j.inSlot = false;
     this.slotsBusy--;
-    this.pump();
+  }
+
+  /** pump() after `j` gave back its slot or left; a failure is logged with `j`, not thrown (nothing awaits execute()). */
+  private startNext(j: Job): void {
+    try {
+      this.pump();
+    } catch (err) {
+      j.log.error({ err }, 'task bookkeeping failed (message kept unacknowledged until the connection drops)');
+    }
   }
 
   /** True while task events are on: a hot-path caller checks first, so that it makes no `fields` closure when off. */
@@ -838,12 +846,7 @@ export class Consumer implements JobHost {
       }
       if (ran) this.processed++;
       if (this.active.size === 0) for (const w of this.idleWaiters.splice(0)) w();
-      try {
-        this.pump();
-      } catch (err) {
-        // Not thrown out of execute(): nothing awaits it.
-        j.log.error({ err }, 'task bookkeeping failed (message kept unacknowledged until the connection drops)');
-      }
+      this.startNext(j);
     }
   }
 
@@ -867,6 +870,7 @@ export class Consumer implements JobHost {
     }
     j.metrics.ran(outcome.runtimeMs / 1000);
     this.freeSlot(j);
+    this.startNext(j); // a failure there must not keep this outcome from being stored
     if (!this.active.has(j)) return outcome; // a cut-off (shutdown) took it over
     await (j.settling = this.settle(j, outcome, late, ignore));
     return outcome;
