@@ -842,6 +842,9 @@ export function useProductCluster(images: () => Promise<readonly string[]>): { g
   before(async () => {
     skip = clusterSkipReason();
     if (skip) return;
+    // A cluster left by a killed run still holds the host (the kubelet's sysctls): it is put back
+    // first, so that the snapshot is the host as this file found it, not as the killed run left it.
+    await stopAbandonedClusters();
     hostBefore = hostSnapshot();
     let at = Date.now();
     const archives = await images();
