@@ -1,7 +1,8 @@
 /**
  * Preloaded into the bench's celeriac worker (`node --import`, with BENCH_COMPLETION_SOCKET, a Unix
  * socket the bench listens on): reports the worker's count of succeeded tasks to the bench, one
- * line per report, as the BullMQ worker of the bench does over IPC (bullmq-worker.ts): at most
+ * line per report ("count epoch-ms": the time the last of them completed, so the report's delay is
+ * not measured), as the BullMQ worker of the bench does over IPC (bullmq-worker.ts): at most
  * every 20 ms, 20 ms after a completion. Not IPC: `celeriac worker` re-executes node
  * (worker-node-flags.ts), which closes an IPC channel; this module then runs again in the new image.
  *
@@ -27,10 +28,11 @@ if (path && isMainThread && basename(process.argv[1] ?? '') === 'main.js') {
   conn.unref(); // the worker exits on its own terms, not held open by the bench
   conn.on('error', () => {}); // the bench is gone: nothing to report to
   let completed = 0;
+  let at = 0;
   let timer: NodeJS.Timeout | null = null;
   const report = () => {
     timer = null;
-    conn.write(`${completed}\n`);
+    conn.write(`${completed} ${at}\n`);
   };
   type Inc = (this: { name: string }, labels?: unknown, value?: number) => void;
   const require = createRequire(import.meta.url);
@@ -39,6 +41,7 @@ if (path && isMainThread && basename(process.argv[1] ?? '') === 'main.js') {
   proto.incWithoutExemplar = function (this: { name: string }, labels?: unknown, value?: number) {
     if (this.name === NAME && (labels as { outcome?: string } | undefined)?.outcome === 'succeeded') {
       completed += typeof value === 'number' ? value : 1;
+      at = performance.timeOrigin + performance.now();
       timer ??= setTimeout(report, 20);
     }
     inc.call(this, labels, value);
