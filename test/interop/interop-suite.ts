@@ -2,8 +2,9 @@
  * Interop with real Python Celery, both directions, on one broker: a TypeScript worker
  * (fixtures/ts-tasks.ts, run by the `celeriac worker` CLI) and a Python worker (fixtures/py_tasks.py,
  * solo pool), with Python clients (fixtures/py_client.py) and a celeriac client in this process.
- * Runs for Celery 5.7 (CELERIAC_PYTHON, the pinned virtualenv) and Debian's Celery 5.2
- * (CELERIAC_PYTHON_CELERY52) when present, with json and msgpack task messages.
+ * Runs for Celery 5.7 (CELERIAC_PYTHON, the pinned virtualenv), Debian's Celery 5.2
+ * (CELERIAC_PYTHON_CELERY52) when present, and each series between (CELERIAC_PYTHON_CELERY53..56,
+ * with its own kombu), with json and msgpack task messages.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -22,6 +23,8 @@ export const fixtures = join(repoRoot, 'test/interop/fixtures');
 
 export interface PythonRuntime {
   readonly label: string;
+  /** Its Celery series, as a number (5.2 ... 5.7): kombu writes and reads JSON type tags from 5.3. */
+  readonly series: number;
   readonly exe: string | undefined;
   /** Why the cases are skipped when `exe` is missing. */
   readonly missing: string;
@@ -32,17 +35,31 @@ export interface PythonRuntime {
 export const pythons: readonly PythonRuntime[] = [
   {
     label: 'Celery 5.7',
+    series: 5.7,
     exe: process.env.CELERIAC_PYTHON,
     required: true,
     missing: 'CELERIAC_PYTHON is not set (test/support/setup-python.sh makes the virtualenv)',
   },
   {
     label: 'Celery 5.2',
+    series: 5.2,
     exe: process.env.CELERIAC_PYTHON_CELERY52,
     required: false,
     missing: "Debian's python3-celery (5.2) is not installed",
   },
 ];
+
+/**
+ * The series between 5.2 and 5.7, each with its kombu (setup-python.sh CELERY_SERIES): the cases
+ * of the wire format (plain calls both ways, exact values) run on them too, as a team may run any.
+ */
+export const seriesBetween: readonly PythonRuntime[] = [5.3, 5.4, 5.5, 5.6].map((series) => {
+  const name = `CELERIAC_PYTHON_CELERY${String(series).replace('.', '')}`;
+  return { label: `Celery ${series}`, series, exe: process.env[name], required: true, missing: `${name} is not set (test/support/setup-python.sh makes it)` };
+});
+
+/** Every Celery series the wire format is checked against. */
+export const allSeries: readonly PythonRuntime[] = [...pythons, ...seriesBetween];
 
 export function skipReason(py: PythonRuntime, serverSkip: string | false): string | false {
   if (serverSkip) return serverSkip;
@@ -184,7 +201,7 @@ export interface InteropOptions {
 }
 
 export function interopSuite(o: InteropOptions): void {
-  for (const py of pythons) {
+  for (const py of allSeries) {
     const skip = skipReason(py, o.skip);
     describe(`${py.label} <-> celeriac on ${o.broker}`, { skip }, () => {
       const tsQueue = uniqueName(`ts-${py.label.replace(/\W/g, '')}`);

@@ -1,6 +1,6 @@
 /**
  * Values across the boundary, both ways, on Redis with results in Redis (docs/values.md): Celery
- * 5.7 and 5.2 (Debian's), json and msgpack task messages. Each value is checked on both sides:
+ * 5.2 (Debian's) to 5.7, each series with its kombu, json and msgpack task messages. Each value is checked on both sides:
  * as the receiving task saw it, and as the sender read it back from the result.
  */
 import assert from 'node:assert/strict';
@@ -10,7 +10,7 @@ import { after, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { createApp } from '../../runtime/src/index.js';
 import { useRedis } from '../support/servers.js';
-import { fixtures, pythonEnv, pythons, skipReason, workerPair } from './interop-suite.js';
+import { allSeries, fixtures, pythonEnv, skipReason, workerPair } from './interop-suite.js';
 
 const run = promisify(execFile);
 const redis = await useRedis();
@@ -30,9 +30,9 @@ async function pyValues(exe: string, serializer: string, op: 'to_ts' | 'from_ts'
   return JSON.parse(stdout.trim().split('\n').pop()!) as Record<string, unknown>;
 }
 
-for (const python of pythons) {
+for (const python of allSeries) {
   describe(`${python.label} <-> celeriac: values (redis)`, { skip: skipReason(python, redis.skip) }, () => {
-    const kombuTags = python.label === 'Celery 5.7'; // kombu >= 5.3 writes and reads bytes/datetime tags
+    const kombuTags = python.series >= 5.3; // kombu >= 5.3 writes and reads bytes/datetime tags
     // A cluster of Celery 5.3+ peers only may write Dates as kombu's datetime tag (jsonDateTags);
     // with 5.2 in it, celeriac writes ISO text (spec §2.2).
     const { tsQueue, pyQueue, apps, withLogs } = workerPair(python, url, 'values', { ts: { CELERIAC_JSON_DATE_TAGS: kombuTags ? '1' : '0' } });

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Test setup for the interop tier: a virtualenv with Python Celery (pinned), built once and cached
 # under ${XDG_CACHE_HOME:-$HOME/.cache}/celeriac. Also tries Debian's python3-celery (Celery 5.2).
-# Prints CELERIAC_PYTHON=<venv python> and, when 5.2 imports, CELERIAC_PYTHON_CELERY52=/usr/bin/python3.
+# Prints CELERIAC_PYTHON=<venv python>, CELERIAC_PYTHON_CELERY53..56 (one virtualenv per Celery series
+# between, see CELERY_SERIES) and, when 5.2 imports, CELERIAC_PYTHON_CELERY52=/usr/bin/python3.
 # Progress goes to stderr; exit non-zero when the pinned Celery cannot be installed.
 set -euo pipefail
 source "$(dirname "$0")/apt-install.sh"
@@ -29,6 +30,29 @@ if [ ! -f "$venv/.celeriac-complete" ]; then
   touch "$venv/.celeriac-complete"
 fi
 echo "CELERIAC_PYTHON=$venv/bin/python"
+
+# The Celery releases between 5.2 and 5.7, each with the kombu of its series (pip would otherwise
+# pair it with the newest kombu, which no 5.3 deployment runs): the wire-format cases run on each.
+# One small virtualenv per pair (celery, kombu, redis, msgpack), built in parallel, cached as above.
+CELERY_SERIES="5.3.6:5.3.7 5.4.0:5.4.2 5.5.3:5.5.4 5.6.3:5.6.2"
+series_venv() { # celery kombu -> builds the virtualenv unless cached; prints its path
+  local v="$cache/venv-celery-$1-kombu-$2"
+  if [ ! -f "$v/.celeriac-complete" ]; then
+    echo "[setup-python] creating $v (celery==$1, kombu==$2)" >&2
+    rm -rf "$v"
+    python3 -m venv "$v" >&2 &&
+      "$v/bin/pip" install -q --disable-pip-version-check "celery[redis,msgpack]==$1" "kombu==$2" >&2 &&
+      "$v/bin/python" -c "import celery, kombu, redis, msgpack, amqp; assert celery.__version__ == '$1' and kombu.__version__ == '$2'" >&2 &&
+      touch "$v/.celeriac-complete" || { echo "[setup-python] pip could not install celery==$1 kombu==$2 (is PyPI reachable?)" >&2; return 1; }
+  fi
+}
+pids=()
+for pair in $CELERY_SERIES; do series_venv "${pair%%:*}" "${pair##*:}" & pids+=($!); done
+for pid in "${pids[@]}"; do wait "$pid" || exit 1; done
+for pair in $CELERY_SERIES; do
+  minor=$(echo "${pair%%:*}" | cut -d. -f1,2 | tr -d .)
+  echo "CELERIAC_PYTHON_CELERY$minor=$cache/venv-celery-${pair%%:*}-kombu-${pair##*:}/bin/python"
+done
 
 # Celery 5.2 as Debian ships it (older services still run it). Optional: skipped when apt cannot.
 if ! /usr/bin/python3 -c "import celery, redis" 2>/dev/null; then
