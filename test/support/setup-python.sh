@@ -14,45 +14,45 @@ cache="${XDG_CACHE_HOME:-$HOME/.cache}/celeriac"
 key=$(printf '%s' "$EXTRA_PACKAGES" | sha256sum | cut -c1-8)
 venv="$cache/venv-celery-$CELERY_VERSION-$key"
 
-# The marker is written last, so an interrupted install is never mistaken for a cache hit.
-if [ ! -f "$venv/.celeriac-complete" ]; then
-  echo "[setup-python] creating $venv (celery==$CELERY_VERSION)" >&2
-  if ! python3 -m venv --help >/dev/null 2>&1; then
-    echo "[setup-python] python3 venv module missing" >&2
-    apt_install setup-python python3-venv || {
-      echo "[setup-python] cannot install python3-venv: no Python virtualenv, interop tier unavailable" >&2; exit 1; }
-  fi
-  rm -rf "$venv"
-  python3 -m venv "$venv" >&2
-  "$venv/bin/pip" install -q --disable-pip-version-check "celery[redis,msgpack]==$CELERY_VERSION" $EXTRA_PACKAGES >&2 || {
-    echo "[setup-python] pip could not install celery==$CELERY_VERSION (is PyPI reachable?)" >&2; exit 1; }
-  "$venv/bin/python" -c "import celery, redis, msgpack, amqp, cryptography, flower, opentelemetry.sdk, opentelemetry.instrumentation.celery" >&2
-  touch "$venv/.celeriac-complete"
+# make_venv DIR WHAT IMPORTS PIP-ARGS...: builds the virtualenv DIR (WHAT names it in messages) and
+# checks that IMPORTS (Python) runs in it, unless it is cached. The marker is written last, so an
+# interrupted install is never mistaken for a cache hit.
+make_venv() {
+  local v=$1 what=$2 imports=$3
+  shift 3
+  [ -f "$v/.celeriac-complete" ] && return 0
+  echo "[setup-python] creating $v ($what)" >&2
+  rm -rf "$v"
+  python3 -m venv "$v" >&2 &&
+    "$v/bin/pip" install -q --disable-pip-version-check "$@" >&2 &&
+    "$v/bin/python" -c "$imports" >&2 &&
+    touch "$v/.celeriac-complete" || { echo "[setup-python] $what: pip install or its import check failed (is PyPI reachable?)" >&2; return 1; }
+}
+
+if [ ! -f "$venv/.celeriac-complete" ] && ! python3 -m venv --help >/dev/null 2>&1; then
+  echo "[setup-python] python3 venv module missing" >&2
+  apt_install setup-python python3-venv || {
+    echo "[setup-python] cannot install python3-venv: no Python virtualenv, interop tier unavailable" >&2; exit 1; }
 fi
+make_venv "$venv" "celery==$CELERY_VERSION" \
+  "import celery, redis, msgpack, amqp, cryptography, flower, opentelemetry.sdk, opentelemetry.instrumentation.celery" \
+  "celery[redis,msgpack]==$CELERY_VERSION" $EXTRA_PACKAGES || exit 1
 echo "CELERIAC_PYTHON=$venv/bin/python"
 
 # The Celery releases between 5.2 and 5.7, each with the kombu of its series (pip would otherwise
 # pair it with the newest kombu, which no 5.3 deployment runs): the wire-format cases run on each.
 # One small virtualenv per pair (celery, kombu, redis, msgpack), built in parallel, cached as above.
 CELERY_SERIES="5.3.6:5.3.7 5.4.0:5.4.2 5.5.3:5.5.4 5.6.3:5.6.2"
-series_venv() { # celery kombu -> builds the virtualenv unless cached; prints its path
-  local v="$cache/venv-celery-$1-kombu-$2"
-  if [ ! -f "$v/.celeriac-complete" ]; then
-    echo "[setup-python] creating $v (celery==$1, kombu==$2)" >&2
-    rm -rf "$v"
-    python3 -m venv "$v" >&2 &&
-      "$v/bin/pip" install -q --disable-pip-version-check "celery[redis,msgpack]==$1" "kombu==$2" >&2 &&
-      "$v/bin/python" -c "import celery, kombu, redis, msgpack, amqp; assert celery.__version__ == '$1' and kombu.__version__ == '$2'" >&2 &&
-      touch "$v/.celeriac-complete" || { echo "[setup-python] pip could not install celery==$1 kombu==$2 (is PyPI reachable?)" >&2; return 1; }
-  fi
-}
 pids=()
-for pair in $CELERY_SERIES; do series_venv "${pair%%:*}" "${pair##*:}" & pids+=($!); done
-for pid in "${pids[@]}"; do wait "$pid" || exit 1; done
 for pair in $CELERY_SERIES; do
-  minor=$(echo "${pair%%:*}" | cut -d. -f1,2 | tr -d .)
-  echo "CELERIAC_PYTHON_CELERY$minor=$cache/venv-celery-${pair%%:*}-kombu-${pair##*:}/bin/python"
+  c=${pair%%:*} k=${pair##*:}
+  make_venv "$cache/venv-celery-$c-kombu-$k" "celery==$c, kombu==$k" \
+    "import celery, kombu, redis, msgpack, amqp; assert celery.__version__ == '$c' and kombu.__version__ == '$k'" \
+    "celery[redis,msgpack]==$c" "kombu==$k" &
+  pids+=($!)
+  echo "CELERIAC_PYTHON_CELERY$(echo "$c" | cut -d. -f1,2 | tr -d .)=$cache/venv-celery-$c-kombu-$k/bin/python"
 done
+for pid in "${pids[@]}"; do wait "$pid" || exit 1; done
 
 # Celery 5.2 as Debian ships it (older services still run it). Optional: skipped when apt cannot.
 if ! /usr/bin/python3 -c "import celery, redis" 2>/dev/null; then
