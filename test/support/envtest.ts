@@ -27,6 +27,7 @@ import type { KubeObject } from '../../operator/src/types.js';
 import { createOperatorMetrics } from '../../operator/src/metrics.js';
 import { createOperator, type Operator, type OperatorOptions } from '../../operator/src/operator.js';
 import { pino } from 'pino';
+import { killOnExit } from './exit-cleanup.js';
 import { freePort } from './servers.js';
 
 export { freePort };
@@ -96,18 +97,12 @@ export function envtestSkipReason(): string | false {
   return `envtest unavailable: ${why}`;
 }
 
-const children = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const c of children) c.kill('SIGKILL');
-});
-
 function launch(bin: string, args: string[], logFile: string): ChildProcess {
   const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const out = createWriteStream(logFile);
   child.stdout?.pipe(out);
   child.stderr?.pipe(out);
-  children.add(child);
-  child.on('exit', () => children.delete(child));
+  killOnExit(child);
   return child;
 }
 

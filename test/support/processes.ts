@@ -2,15 +2,17 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { killOnExit } from './exit-cleanup.js';
 
 /** The repository root (this file is dist/test/support/processes.js once built). */
 export const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 
 export type Started = ChildProcess & { output: () => string };
 
-/** Starts a process and keeps the last 20 kB of its stdout and stderr. */
+/** Starts a process and keeps the last 20 kB of its stdout and stderr; it is killed if the test file exits first. */
 export function startProcess(cmd: string, args: readonly string[], opts: { env: NodeJS.ProcessEnv; cwd?: string }): Started {
   const child = spawn(cmd, args, { env: opts.env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  killOnExit(child);
   let out = '';
   const keep = (b: Buffer) => {
     out = (out + b.toString()).slice(-20_000);

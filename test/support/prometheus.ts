@@ -10,6 +10,7 @@ import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, write
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { eventually } from './eventually.js';
+import { killOnExit } from './exit-cleanup.js';
 import { freePort } from './servers.js';
 
 /** The Prometheus binary setup-cluster.sh printed, if any. */
@@ -71,6 +72,7 @@ export async function startPrometheus(kubeconfigPath: string, nodeIP: string): P
     ],
     { detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
   );
+  killOnExit(child, { group: true });
   child.stdout?.pipe(log);
   child.stderr?.pipe(log);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

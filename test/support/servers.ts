@@ -20,6 +20,7 @@ import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { killGroup, killOnExit } from './exit-cleanup.js';
 
 /** A server under test. `restart` and `kill` exist only for servers this module started. */
 export interface TestServer {
@@ -79,21 +80,6 @@ function findBinary(name: string, envVar: string, dirs: readonly string[]): stri
   return null;
 }
 
-/** Every process started here, killed if the test process exits without stopping them. */
-const running = new Set<ChildProcess>();
-process.once('exit', () => {
-  for (const child of running) killGroup(child, 'SIGKILL');
-});
-
-function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
-  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
-  try {
-    process.kill(-child.pid, signal);
-  } catch {
-    // The group is already gone: nothing left to stop.
-  }
-}
-
 function exited(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => child.once('exit', () => resolve()));
@@ -104,7 +90,6 @@ async function stopChild(child: ChildProcess, graceMs: number): Promise<void> {
   const timer = setTimeout(() => killGroup(child, 'SIGKILL'), graceMs);
   await exited(child);
   clearTimeout(timer);
-  running.delete(child);
 }
 
 async function tail(file: string): Promise<string> {
@@ -128,11 +113,10 @@ async function launch(
   const fd = openSync(logFile, 'a');
   const child = spawn(cmd, args, { env, stdio: ['ignore', fd, fd], detached: true });
   closeSync(fd);
-  running.add(child);
+  killOnExit(child, { group: true });
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) {
-      running.delete(child);
       throw new Error(`${what} exited during start-up (code ${child.exitCode}). Log ${logFile}:\n${await tail(logFile)}`);
     }
     if (await canConnect(port)) return child;
